@@ -1,0 +1,1 @@
+//! Shared helpers for the Mailbag benchmarks (the benchmarks themselves are in `benches/`).

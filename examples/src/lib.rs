@@ -1,0 +1,1 @@
+//! Example programs built from the Mailbag crates. The binaries live in `src/bin/`.
