@@ -1,4 +1,87 @@
-//! Sans-IO SMTP codec and server session.
+//! Sans-IO SMTP: codec, addresses, DATA/BDAT receivers and a server session.
 //!
-//! This crate is under construction: its API lands with the issue that builds it.
-//! See the workspace README for the crate map.
+//! `mailbag-smtp-proto` implements RFC 5321 SMTP with the extensions a mail server meets in
+//! practice (PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING/BDAT,
+//! BINARYMIME, DSN, STARTTLS, AUTH, REQUIRETLS, LMTP) without doing any I/O: bytes go in,
+//! events and bytes come out, and time is passed in by the caller.
+//!
+//! # Layers
+//!
+//! - [`types`]: commands, parameters, replies, EHLO capabilities, [`types::Secret`]
+//!   (redacted in `Debug`). Borrowed from the input (`Cow`), with `into_owned()`.
+//! - [`address`]: a grammar-driven parser of reverse- and forward-paths that keeps the raw
+//!   octets and exposes what a relay decision needs (final domain, routing operators,
+//!   postmaster).
+//! - [`codec`]: the line framer (memchr, per-mode limits), the command parser and encoder,
+//!   the reply parser and encoder. Every value round-trips.
+//! - [`data`] and [`bdat`]: streaming receivers for message bodies (dot-unstuffing, strict
+//!   `CRLF.CRLF`, bare-LF policy, size limit, discard variants).
+//! - [`session`]: the server state machine ([`session::ServerSession`]).
+//! - `tokio_codec` (feature `tokio-codec`): `tokio_util::codec` adapters.
+//!
+//! # Example: driving the server session
+//!
+//! ```
+//! use mailbag_smtp_proto::session::{Event, ServerConfig, ServerSession};
+//! use mailbag_smtp_proto::types::{EnhancedStatusCode, Reply, ReplyCode};
+//!
+//! let mut config = ServerConfig::default();
+//! config.hostname = "mx.example.org".into();
+//! let mut session = ServerSession::new(config);
+//! let mut wire = session.take_output(); // the 220 greeting
+//!
+//! // A pipelined client: replies are batched until the input runs dry.
+//! session.feed(b"EHLO c.example\r\nMAIL FROM:<a@c.example>\r\n\
+//!                RCPT TO:<user@mx.example.org>\r\nRCPT TO:<x@elsewhere.example>\r\nDATA\r\n");
+//! let mut body = Vec::new();
+//! let mut input: &[&[u8]] = &[b"Hi\r\n.\r\n", b"QUIT\r\n"];
+//! loop {
+//!     match session.next_event() {
+//!         Some(Event::RcptTo { to, .. }) => {
+//!             // The relay decision: only the local domain without routing tricks.
+//!             let local = to.final_domain().as_deref() == Some("mx.example.org")
+//!                 && !to.has_routing_operator();
+//!             if local {
+//!                 session.accept();
+//!             } else {
+//!                 let esc = EnhancedStatusCode::new(5, 7, 1).unwrap();
+//!                 session.reject(Reply::new(ReplyCode::MAILBOX_UNAVAILABLE, Some(esc), "Relay access denied").unwrap());
+//!             }
+//!         }
+//!         Some(Event::BodyChunk(chunk)) => body.extend_from_slice(chunk),
+//!         Some(Event::MessageComplete { .. }) => session.accept(), // after durable storage
+//!         Some(Event::Quit) => {}
+//!         Some(_) => session.accept(),
+//!         None => {
+//!             wire.extend_from_slice(&session.take_output()); // write to the socket
+//!             let Some((next, rest)) = input.split_first() else { break };
+//!             session.feed(next);
+//!             input = rest;
+//!         }
+//!     }
+//! }
+//! let wire = String::from_utf8(wire).unwrap();
+//! assert!(wire.contains("250 2.1.5 Recipient OK\r\n550 5.7.1 Relay access denied\r\n354 "));
+//! assert!(wire.ends_with("250 2.0.0 Message accepted\r\n221 2.0.0 Bye\r\n"));
+//! assert_eq!(body, b"Hi\r\n");
+//! assert!(session.is_closed());
+//! ```
+//!
+//! # Limits
+//!
+//! Every limit is a field of an options struct with a documented default: command line 512
+//! octets and SASL line 12288 ([`session::ServerConfig`], [`codec::LineFramer`]), message
+//! size 10 240 000 octets, 100 recipients, 5 minute command timeout, 20 bad commands,
+//! reply line 512 octets and 256 lines ([`codec::ReplyOptions`]); address limits are the
+//! RFC's (local part 64, domain 255, path 256 octets).
+
+#![forbid(unsafe_code)]
+
+pub mod address;
+pub mod bdat;
+pub mod codec;
+pub mod data;
+pub mod session;
+#[cfg(feature = "tokio-codec")]
+pub mod tokio_codec;
+pub mod types;

@@ -1,0 +1,179 @@
+//! SMTP DATA reception of 10 KB and 1 MB messages: mailbag-smtp-proto's `DataReceiver` (into
+//! a Vec, and zero-copy; with the default bare-LF check and with `BareLfPolicy::Accept`, the
+//! peer's semantics), Stalwart's smtp-proto `DataReceiver`, and a plain copy as the ceiling.
+//!
+//! Before measuring, it checks the first-line behaviour: `.\r\n` right after DATA is an empty
+//! message, and `..x` on the first line is `.x`.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mailbag_smtp_proto::data::{BareLfPolicy, DataOptions, DataReceiver, DataStep, stuff};
+
+/// A plain-text message of about `size` octets: headers, 72-column lines, a few lines that
+/// start with a dot (stuffed on the wire).
+fn message(size: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(size + 100);
+    body.extend_from_slice(
+        b"Received: from client.example.net (client.example.net [192.0.2.7])\r\n\
+\tby mx.example.org with ESMTP; Fri, 27 Nov 2026 10:00:00 +0000\r\n\
+From: Sender <sender@example.net>\r\nTo: User <user@example.org>\r\n\
+Subject: A realistic message body for the benchmark\r\nMessage-ID: <1@example.net>\r\n\r\n",
+    );
+    let words = [
+        "lorem",
+        "ipsum",
+        "dolor",
+        "sit",
+        "amet,",
+        "consectetur",
+        "adipiscing",
+        "elit",
+        "sed",
+        "do",
+    ];
+    let mut line = 0usize;
+    while body.len() < size {
+        if line % 97 == 50 {
+            body.extend_from_slice(b"...a line starting with dots\r\n");
+        }
+        let mut len = 0;
+        let mut w = line;
+        while len < 70 {
+            let word = words[w % words.len()];
+            body.extend_from_slice(word.as_bytes());
+            body.push(b' ');
+            len += word.len() + 1;
+            w += 3;
+        }
+        body.extend_from_slice(b"\r\n");
+        line += 1;
+    }
+    body
+}
+
+/// Prints how each receiver handles the first line after DATA.
+fn first_line_check() {
+    for input in [&b".\r\nQUIT\r\n"[..], b"..x\r\n.\r\n"] {
+        let mut rx = DataReceiver::new(DataOptions::default());
+        let mut ours = Vec::new();
+        let (_, end) = rx.receive_into(input, &mut ours);
+        assert!(end.is_some());
+        let mut peer_rx = stalwart_smtp_proto::request::receiver::DataReceiver::new();
+        let mut peer = Vec::new();
+        let done = peer_rx.ingest(&mut input.iter(), &mut peer);
+        println!(
+            "first line {:?}: mailbag body {:?} (end seen), stalwart body {:?} (end seen: {done})",
+            String::from_utf8_lossy(input),
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&peer),
+        );
+    }
+}
+
+fn data(c: &mut Criterion) {
+    first_line_check();
+    let mut g = c.benchmark_group("smtp_data");
+    for (name, size) in [("10KB", 10 * 1024), ("1MB", 1024 * 1024)] {
+        let body = message(size);
+        let mut wire = Vec::new();
+        stuff(&body, &mut wire);
+        g.throughput(Throughput::Bytes(wire.len() as u64));
+        let mut out = Vec::with_capacity(wire.len());
+
+        g.bench_with_input(BenchmarkId::new("mailbag", name), &wire, |b, wire| {
+            b.iter(|| {
+                out.clear();
+                let mut rx = DataReceiver::new(DataOptions::default());
+                let (used, end) = rx.receive_into(black_box(wire), &mut out);
+                assert_eq!(used, wire.len());
+                assert!(matches!(end, Some(Ok(_))));
+                black_box(&out);
+            })
+        });
+
+        g.bench_with_input(
+            BenchmarkId::new("mailbag_zero_copy", name),
+            &wire,
+            |b, wire| {
+                b.iter(|| {
+                    let mut rx = DataReceiver::new(DataOptions::default());
+                    let mut rest = &black_box(wire)[..];
+                    let mut total = 0usize;
+                    loop {
+                        let (n, step) = rx.step(rest);
+                        rest = &rest[n..];
+                        match step {
+                            DataStep::Body(b) => total += black_box(b).len(),
+                            DataStep::End(_) | DataStep::NeedMore => break,
+                            DataStep::Aborted(_) => unreachable!(),
+                        }
+                    }
+                    assert_eq!(total, body.len());
+                })
+            },
+        );
+
+        // Same semantics as the peer: bare LF kept as data (end of data still strict).
+        let mut accept = DataOptions::default();
+        accept.bare_lf = BareLfPolicy::Accept;
+        g.bench_with_input(
+            BenchmarkId::new("mailbag_accept", name),
+            &wire,
+            |b, wire| {
+                b.iter(|| {
+                    out.clear();
+                    let mut rx = DataReceiver::new(accept.clone());
+                    let (used, end) = rx.receive_into(black_box(wire), &mut out);
+                    assert_eq!(used, wire.len());
+                    assert!(matches!(end, Some(Ok(_))));
+                    black_box(&out);
+                })
+            },
+        );
+
+        g.bench_with_input(
+            BenchmarkId::new("mailbag_accept_zero_copy", name),
+            &wire,
+            |b, wire| {
+                b.iter(|| {
+                    let mut rx = DataReceiver::new(accept.clone());
+                    let mut rest = &black_box(wire)[..];
+                    let mut total = 0usize;
+                    loop {
+                        let (n, step) = rx.step(rest);
+                        rest = &rest[n..];
+                        match step {
+                            DataStep::Body(b) => total += black_box(b).len(),
+                            DataStep::End(_) | DataStep::NeedMore => break,
+                            DataStep::Aborted(_) => unreachable!(),
+                        }
+                    }
+                    assert_eq!(total, body.len());
+                })
+            },
+        );
+
+        g.bench_with_input(BenchmarkId::new("stalwart", name), &wire, |b, wire| {
+            b.iter(|| {
+                out.clear();
+                let mut rx = stalwart_smtp_proto::request::receiver::DataReceiver::new();
+                let mut it = black_box(wire).iter();
+                assert!(rx.ingest(&mut it, &mut out));
+                black_box(&out);
+            })
+        });
+
+        g.bench_with_input(BenchmarkId::new("copy", name), &wire, |b, wire| {
+            b.iter(|| {
+                out.clear();
+                out.extend_from_slice(black_box(wire));
+                black_box(&out);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, data);
+criterion_main!(benches);

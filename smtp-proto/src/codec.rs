@@ -1,0 +1,1144 @@
+//! Framing, parsing and encoding of commands and replies.
+//!
+//! - [`LineFramer`] finds lines with `memchr` and enforces a per-mode length limit (commands
+//!   [`DEFAULT_COMMAND_LINE_LIMIT`] = 512 octets, SASL lines [`DEFAULT_SASL_LINE_LIMIT`] =
+//!   12288 octets). An over-long line is discarded up to its end, so the stream stays in sync.
+//! - [`parse_command`] parses one complete command line; [`Command::encode`] writes one.
+//! - [`ReplyParser`] parses complete (possibly multi-line) replies for a client;
+//!   [`Reply::encode`] writes one.
+//!
+//! Every value round-trips: `parse(encode(x)) == x`.
+//!
+//! # Examples
+//!
+//! ```
+//! use mailbag_smtp_proto::codec::{parse_command, Frame, LineFramer};
+//! use mailbag_smtp_proto::types::Command;
+//!
+//! let input = b"MAIL FROM:<a@example.org> SIZE=100\r\nRCPT TO:<b@example.org>\r\n";
+//! let mut framer = LineFramer::new(512);
+//! let Frame::Line { line, consumed } = framer.frame(input) else { panic!() };
+//! let Command::Mail { params, .. } = parse_command(&input[line])? else { panic!() };
+//! assert_eq!(params.size, Some(100));
+//! assert_eq!(consumed, 36);
+//! # Ok::<(), mailbag_smtp_proto::codec::CommandError>(())
+//! ```
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use crate::address::{AddressError, Src, forward_path_in, reverse_path_in};
+use crate::types::{
+    AuthResponse, Body, By, ByMode, Command, EnhancedStatusCode as Esc, HeloName, Hold, MailParams,
+    Mechanism, MtPriority, Notify, Orcpt, Param, RcptParams, Reply, ReplyCode, Ret, Secret, Text,
+    XText, push_u64,
+};
+
+/// Default command line limit in octets, CRLF included (RFC 5321 section 4.5.3.1.4).
+pub const DEFAULT_COMMAND_LINE_LIMIT: usize = 512;
+/// Default SASL line limit in octets (RFC 4954 section 4).
+pub const DEFAULT_SASL_LINE_LIMIT: usize = 12288;
+/// Default reply line limit in octets, CRLF included (RFC 5321 section 4.5.3.1.5).
+pub const DEFAULT_REPLY_LINE_LIMIT: usize = 512;
+/// Default maximum number of lines in one reply.
+pub const DEFAULT_REPLY_MAX_LINES: usize = 256;
+
+// ---------------------------------------------------------------- framer
+
+/// What [`LineFramer::frame`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Frame {
+    /// A complete line: `line` is its range in the buffer, without the CRLF (or bare LF);
+    /// `consumed` octets (line and terminator) are done.
+    Line {
+        /// The line content, terminator excluded.
+        line: Range<usize>,
+        /// Octets to drop from the front of the buffer.
+        consumed: usize,
+    },
+    /// An over-long line ended: it was discarded (`consumed` octets); answer it with an error.
+    TooLong {
+        /// Octets to drop from the front of the buffer.
+        consumed: usize,
+    },
+    /// No complete line yet; `consumed` octets of an over-long line were discarded (drop them).
+    Incomplete {
+        /// Octets to drop from the front of the buffer.
+        consumed: usize,
+    },
+}
+
+/// Finds lines with `memchr`, enforcing a length limit (terminator included).
+///
+/// A line longer than the limit is discarded up to and including its LF, so that no byte of
+/// it is ever taken as a command; [`Frame::TooLong`] is reported when its end is seen.
+#[derive(Debug, Clone)]
+pub struct LineFramer {
+    max_len: usize,
+    discarding: bool,
+}
+
+impl LineFramer {
+    /// A framer with the given limit in octets (CRLF included; at least 3).
+    pub fn new(max_len: usize) -> Self {
+        LineFramer {
+            max_len: max_len.max(3),
+            discarding: false,
+        }
+    }
+
+    /// Changes the limit (e.g. when entering SASL mode).
+    pub fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len.max(3);
+    }
+
+    /// The current limit.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Forgets a partly discarded line (after STARTTLS).
+    pub fn reset(&mut self) {
+        self.discarding = false;
+    }
+
+    /// Looks for the next line at the start of `buf`.
+    pub fn frame(&mut self, buf: &[u8]) -> Frame {
+        if self.discarding {
+            return match memchr::memchr(b'\n', buf) {
+                Some(p) => {
+                    self.discarding = false;
+                    Frame::TooLong { consumed: p + 1 }
+                }
+                None => Frame::Incomplete {
+                    consumed: buf.len(),
+                },
+            };
+        }
+        let window = &buf[..buf.len().min(self.max_len)];
+        match memchr::memchr(b'\n', window) {
+            Some(p) => {
+                let end = if p > 0 && buf[p - 1] == b'\r' {
+                    p - 1
+                } else {
+                    p
+                };
+                Frame::Line {
+                    line: 0..end,
+                    consumed: p + 1,
+                }
+            }
+            None if buf.len() >= self.max_len => {
+                self.discarding = true;
+                match self.frame(&buf[self.max_len..]) {
+                    Frame::TooLong { consumed } => Frame::TooLong {
+                        consumed: consumed + self.max_len,
+                    },
+                    Frame::Incomplete { .. } | Frame::Line { .. } => Frame::Incomplete {
+                        consumed: buf.len(),
+                    },
+                }
+            }
+            None => Frame::Incomplete { consumed: 0 },
+        }
+    }
+}
+
+// ---------------------------------------------------------------- command errors
+
+/// Why a command line was refused. [`CommandError::reply`] gives the precise reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The line exceeded the limit (500 5.5.6).
+    #[error("line too long")]
+    LineTooLong,
+    /// NUL, CR or another control character in the line (500 5.5.2).
+    #[error("invalid character in command")]
+    InvalidCharacter,
+    /// Unknown verb (500 5.5.1).
+    #[error("command unrecognized")]
+    Unknown,
+    /// A known verb this crate does not implement (ETRN, TURN, ...) (502 5.5.1).
+    #[error("command not implemented")]
+    NotImplemented,
+    /// Bad arguments; the text is the usage (501 5.5.4).
+    #[error("syntax: {0}")]
+    Syntax(&'static str),
+    /// Invalid reverse-path (501 5.1.7).
+    #[error("invalid sender address: {0}")]
+    Sender(AddressError),
+    /// Invalid forward-path (501 5.1.3).
+    #[error("invalid recipient address: {0}")]
+    Recipient(AddressError),
+    /// A non-ASCII address in a MAIL without SMTPUTF8 (553 5.6.7).
+    #[error("non-ASCII address requires SMTPUTF8")]
+    NonAscii,
+    /// A parameter with a bad value (501 5.5.4).
+    #[error("invalid value for parameter {0}")]
+    InvalidParam(&'static str),
+    /// A parameter given twice (501 5.5.4).
+    #[error("duplicate parameter {0}")]
+    DuplicateParam(&'static str),
+}
+
+impl CommandError {
+    /// The reply a server sends for this error.
+    pub fn reply(&self) -> Reply<'static> {
+        match self {
+            CommandError::LineTooLong => Reply::fixed(500, Esc::c(5, 5, 6), "Line too long"),
+            CommandError::InvalidCharacter => {
+                Reply::fixed(500, Esc::c(5, 5, 2), "Invalid character in command")
+            }
+            CommandError::Unknown => {
+                Reply::fixed(500, Esc::c(5, 5, 1), "Syntax error, command unrecognized")
+            }
+            CommandError::NotImplemented => {
+                Reply::fixed(502, Esc::c(5, 5, 1), "Command not implemented")
+            }
+            CommandError::Syntax(usage) => Reply::unchecked(
+                ReplyCode::PARAM_SYNTAX,
+                Some(Esc::c(5, 5, 4)),
+                vec![Cow::Owned(format!("Syntax: {usage}"))],
+            ),
+            CommandError::Sender(e) => Reply::unchecked(
+                ReplyCode::PARAM_SYNTAX,
+                Some(Esc::c(5, 1, 7)),
+                vec![Cow::Owned(format!("Bad sender address syntax: {e}"))],
+            ),
+            CommandError::Recipient(e) => Reply::unchecked(
+                ReplyCode::PARAM_SYNTAX,
+                Some(Esc::c(5, 1, 3)),
+                vec![Cow::Owned(format!("Bad recipient address syntax: {e}"))],
+            ),
+            CommandError::NonAscii => {
+                Reply::fixed(553, Esc::c(5, 6, 7), "Non-ASCII address requires SMTPUTF8")
+            }
+            CommandError::InvalidParam(p) => Reply::unchecked(
+                ReplyCode::PARAM_SYNTAX,
+                Some(Esc::c(5, 5, 4)),
+                vec![Cow::Owned(format!("Invalid value for parameter {p}"))],
+            ),
+            CommandError::DuplicateParam(p) => Reply::unchecked(
+                ReplyCode::PARAM_SYNTAX,
+                Some(Esc::c(5, 5, 4)),
+                vec![Cow::Owned(format!("Parameter {p} given more than once"))],
+            ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- command parser
+
+const fn kw4(s: &[u8; 4]) -> u32 {
+    u32::from_le_bytes([s[0] | 0x20, s[1] | 0x20, s[2] | 0x20, s[3] | 0x20])
+}
+
+fn eq_ic(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+fn strip_terminator(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn trim_end_sp(b: &[u8]) -> &[u8] {
+    let n = b.iter().rev().take_while(|&&c| c == b' ').count();
+    &b[..b.len() - n]
+}
+
+/// The text after the verb: `None` if nothing (or only spaces), error if no space separator.
+fn args(rest: &[u8]) -> Result<Option<&[u8]>, CommandError> {
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    let Some(r) = rest.strip_prefix(b" ") else {
+        return Err(CommandError::Unknown);
+    };
+    let r = trim_end_sp(r);
+    Ok(if r.is_empty() { None } else { Some(r) })
+}
+
+fn no_args(rest: &[u8], usage: &'static str) -> Result<(), CommandError> {
+    match args(rest)? {
+        None => Ok(()),
+        Some(_) => Err(CommandError::Syntax(usage)),
+    }
+}
+
+fn helo_arg<'a>(rest: &'a [u8], usage: &'static str) -> Result<HeloName<'a>, CommandError> {
+    let a = args(rest)?.ok_or(CommandError::Syntax(usage))?;
+    HeloName::from_wire(a).ok_or(CommandError::Syntax(usage))
+}
+
+fn text_arg(rest: &[u8]) -> Result<Option<Text<'_>>, CommandError> {
+    match args(rest)? {
+        None => Ok(None),
+        Some(a) => Text::from_wire(a)
+            .map(Some)
+            .ok_or(CommandError::InvalidCharacter),
+    }
+}
+
+fn target_arg<'a>(rest: &'a [u8], usage: &'static str) -> Result<(Text<'a>, bool), CommandError> {
+    let a = args(rest)?.ok_or(CommandError::Syntax(usage))?;
+    let (a, utf8) = match a.len().checked_sub(9) {
+        Some(n) if n > 0 && eq_ic(&a[n..], b" SMTPUTF8") => (trim_end_sp(&a[..n]), true),
+        _ => (a, false),
+    };
+    let t = Text::from_wire(a).ok_or(CommandError::Syntax(usage))?;
+    Ok((t, utf8))
+}
+
+/// Splits `KEY[=VALUE]` parameters separated by spaces.
+fn params(mut rest: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+    std::iter::from_fn(move || {
+        while let [b' ', tail @ ..] = rest {
+            rest = tail;
+        }
+        if rest.is_empty() {
+            return None;
+        }
+        let end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        let (p, tail) = rest.split_at(end);
+        rest = tail;
+        Some(match memchr::memchr(b'=', p) {
+            Some(eq) => (&p[..eq], Some(&p[eq + 1..])),
+            None => (p, None),
+        })
+    })
+}
+
+fn parse_u64_saturating(v: &[u8], max_digits: usize) -> Option<u64> {
+    if v.is_empty() || v.len() > max_digits || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in v {
+        n = n.saturating_mul(10).saturating_add(u64::from(c - b'0'));
+    }
+    Some(n)
+}
+
+fn set<T>(slot: &mut Option<T>, v: T, name: &'static str) -> Result<(), CommandError> {
+    if slot.is_some() {
+        return Err(CommandError::DuplicateParam(name));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+fn set_flag(slot: &mut bool, name: &'static str) -> Result<(), CommandError> {
+    if *slot {
+        return Err(CommandError::DuplicateParam(name));
+    }
+    *slot = true;
+    Ok(())
+}
+
+fn parse_mail_params(rest: &[u8]) -> Result<MailParams<'_>, CommandError> {
+    let mut p = MailParams::default();
+    for (k, v) in params(rest) {
+        match (k.len(), v) {
+            (4, Some(v)) if eq_ic(k, b"SIZE") => {
+                let n = parse_u64_saturating(v, 20).ok_or(CommandError::InvalidParam("SIZE"))?;
+                set(&mut p.size, n, "SIZE")?;
+            }
+            (4, Some(v)) if eq_ic(k, b"BODY") => {
+                let b = if eq_ic(v, b"7BIT") {
+                    Body::SevenBit
+                } else if eq_ic(v, b"8BITMIME") {
+                    Body::EightBitMime
+                } else if eq_ic(v, b"BINARYMIME") {
+                    Body::BinaryMime
+                } else {
+                    return Err(CommandError::InvalidParam("BODY"));
+                };
+                set(&mut p.body, b, "BODY")?;
+            }
+            (8, None) if eq_ic(k, b"SMTPUTF8") => set_flag(&mut p.smtputf8, "SMTPUTF8")?,
+            (3, Some(v)) if eq_ic(k, b"RET") => {
+                let r = if eq_ic(v, b"FULL") {
+                    Ret::Full
+                } else if eq_ic(v, b"HDRS") {
+                    Ret::Headers
+                } else {
+                    return Err(CommandError::InvalidParam("RET"));
+                };
+                set(&mut p.ret, r, "RET")?;
+            }
+            (5, Some(v)) if eq_ic(k, b"ENVID") => {
+                let x = XText::from_wire(v)
+                    .filter(|x| x.as_str().len() <= 100)
+                    .ok_or(CommandError::InvalidParam("ENVID"))?;
+                set(&mut p.envid, x, "ENVID")?;
+            }
+            (4, Some(v)) if eq_ic(k, b"AUTH") => {
+                let x = XText::from_wire(v).ok_or(CommandError::InvalidParam("AUTH"))?;
+                set(&mut p.auth, x, "AUTH")?;
+            }
+            (10, None) if eq_ic(k, b"REQUIRETLS") => set_flag(&mut p.requiretls, "REQUIRETLS")?,
+            (11, Some(v)) if eq_ic(k, b"MT-PRIORITY") => {
+                let n = std::str::from_utf8(v)
+                    .ok()
+                    .filter(|s| s.len() <= 2 && !s.starts_with('+'))
+                    .and_then(|s| s.parse::<i8>().ok())
+                    .and_then(|n| MtPriority::try_from(n).ok())
+                    .ok_or(CommandError::InvalidParam("MT-PRIORITY"))?;
+                set(&mut p.mt_priority, n, "MT-PRIORITY")?;
+            }
+            (2, Some(v)) if eq_ic(k, b"BY") => {
+                let by = parse_by(v).ok_or(CommandError::InvalidParam("BY"))?;
+                set(&mut p.by, by, "BY")?;
+            }
+            (7, Some(v)) if eq_ic(k, b"HOLDFOR") => {
+                let n = parse_u64_saturating(v, 9).ok_or(CommandError::InvalidParam("HOLDFOR"))?;
+                set(&mut p.hold, Hold::For(n), "HOLDFOR/HOLDUNTIL")?;
+            }
+            (9, Some(v)) if eq_ic(k, b"HOLDUNTIL") => {
+                if v.len() > 40
+                    || !v
+                        .iter()
+                        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b':' | b'.'))
+                {
+                    return Err(CommandError::InvalidParam("HOLDUNTIL"));
+                }
+                let t =
+                    std::str::from_utf8(v).map_err(|_| CommandError::InvalidParam("HOLDUNTIL"))?;
+                set(
+                    &mut p.hold,
+                    Hold::Until(Cow::Borrowed(t)),
+                    "HOLDFOR/HOLDUNTIL",
+                )?;
+            }
+            _ => {
+                let param = Param::from_wire(k, v).ok_or(CommandError::Syntax(MAIL_USAGE))?;
+                if is_known_mail_keyword(k) {
+                    // A known keyword with a missing or unexpected value.
+                    return Err(CommandError::InvalidParam(known_name(k)));
+                }
+                p.unknown.push(param);
+            }
+        }
+    }
+    Ok(p)
+}
+
+const MAIL_KEYWORDS: [&str; 11] = [
+    "SIZE",
+    "BODY",
+    "SMTPUTF8",
+    "RET",
+    "ENVID",
+    "AUTH",
+    "REQUIRETLS",
+    "MT-PRIORITY",
+    "BY",
+    "HOLDFOR",
+    "HOLDUNTIL",
+];
+const RCPT_KEYWORDS: [&str; 2] = ["NOTIFY", "ORCPT"];
+
+fn is_known_mail_keyword(k: &[u8]) -> bool {
+    MAIL_KEYWORDS.iter().any(|m| eq_ic(k, m.as_bytes()))
+}
+
+fn known_name(k: &[u8]) -> &'static str {
+    MAIL_KEYWORDS
+        .iter()
+        .chain(RCPT_KEYWORDS.iter())
+        .find(|m| eq_ic(k, m.as_bytes()))
+        .copied()
+        .unwrap_or("?")
+}
+
+fn parse_by(v: &[u8]) -> Option<By> {
+    let semi = memchr::memchr(b';', v)?;
+    let (num, mode) = (&v[..semi], &v[semi + 1..]);
+    let (neg, digits) = match num.split_first()? {
+        (b'-', d) => (true, d),
+        (b'+', d) => (false, d),
+        _ => (false, num),
+    };
+    if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &c in digits {
+        n = n * 10 + i64::from(c - b'0');
+    }
+    if neg {
+        n = -n;
+    }
+    let (m, trace) = match mode {
+        [m] => (*m, false),
+        [m, t] if t.eq_ignore_ascii_case(&b'T') => (*m, true),
+        _ => return None,
+    };
+    let mode = match m.to_ascii_uppercase() {
+        b'R' if n > 0 => ByMode::Return,
+        b'N' => ByMode::Notify,
+        _ => return None,
+    };
+    if neg && n == 0 {
+        return None;
+    }
+    Some(By {
+        seconds: n,
+        mode,
+        trace,
+    })
+}
+
+fn parse_rcpt_params(rest: &[u8]) -> Result<RcptParams<'_>, CommandError> {
+    let mut p = RcptParams::default();
+    for (k, v) in params(rest) {
+        match (k.len(), v) {
+            (6, Some(v)) if eq_ic(k, b"NOTIFY") => {
+                let n = parse_notify(v).ok_or(CommandError::InvalidParam("NOTIFY"))?;
+                set(&mut p.notify, n, "NOTIFY")?;
+            }
+            (5, Some(v)) if eq_ic(k, b"ORCPT") => {
+                let semi = memchr::memchr(b';', v).ok_or(CommandError::InvalidParam("ORCPT"))?;
+                let (t, a) = (&v[..semi], &v[semi + 1..]);
+                if t.is_empty() || !t.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-') {
+                    return Err(CommandError::InvalidParam("ORCPT"));
+                }
+                let address = XText::from_wire(a)
+                    .filter(|x| x.as_str().len() <= 500)
+                    .ok_or(CommandError::InvalidParam("ORCPT"))?;
+                let addr_type = Cow::Borrowed(
+                    std::str::from_utf8(t).map_err(|_| CommandError::InvalidParam("ORCPT"))?,
+                );
+                set(&mut p.orcpt, Orcpt { addr_type, address }, "ORCPT")?;
+            }
+            _ => {
+                let param = Param::from_wire(k, v).ok_or(CommandError::Syntax(RCPT_USAGE))?;
+                if RCPT_KEYWORDS.iter().any(|m| eq_ic(k, m.as_bytes())) {
+                    return Err(CommandError::InvalidParam(known_name(k)));
+                }
+                p.unknown.push(param);
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn parse_notify(v: &[u8]) -> Option<Notify> {
+    if eq_ic(v, b"NEVER") {
+        return Some(Notify::NEVER);
+    }
+    let (mut s, mut f, mut d) = (false, false, false);
+    for item in v.split(|&c| c == b',') {
+        let slot = if eq_ic(item, b"SUCCESS") {
+            &mut s
+        } else if eq_ic(item, b"FAILURE") {
+            &mut f
+        } else if eq_ic(item, b"DELAY") {
+            &mut d
+        } else {
+            return None;
+        };
+        if *slot {
+            return None;
+        }
+        *slot = true;
+    }
+    Notify::new(s, f, d)
+}
+
+const MAIL_USAGE: &str = "MAIL FROM:<address> [parameters]";
+const RCPT_USAGE: &str = "RCPT TO:<address> [parameters]";
+
+/// Skips `FROM:` / `TO:` (case-insensitive) and optional spaces after the colon.
+fn after_prefix<'a>(rest: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let r = rest.strip_prefix(b" ")?;
+    if r.len() < prefix.len() || !eq_ic(&r[..prefix.len()], prefix) {
+        return None;
+    }
+    let mut r = &r[prefix.len()..];
+    while let [b' ', t @ ..] = r {
+        r = t;
+    }
+    Some(r)
+}
+
+fn after_path<'a>(rest: &'a [u8], usage: &'static str) -> Result<&'a [u8], CommandError> {
+    match rest.first() {
+        None | Some(b' ') => Ok(rest),
+        Some(_) => Err(CommandError::Syntax(usage)),
+    }
+}
+
+/// Parses one command line (with or without its CRLF).
+///
+/// Verbs are matched case-insensitively; parameters are validated and each may appear once.
+/// Unknown MAIL/RCPT parameters are kept in `unknown` (the server answers 555).
+///
+/// # Errors
+///
+/// A [`CommandError`] whose [`CommandError::reply`] is the precise reply to send.
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_smtp_proto::codec::{parse_command, CommandError};
+///
+/// let err = parse_command(b"MAIL FROM:<>>>>>\r\n").unwrap_err();
+/// assert_eq!(err, CommandError::Syntax("MAIL FROM:<address> [parameters]"));
+/// assert_eq!(err.reply().code().get(), 501);
+/// ```
+pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
+    let line = strip_terminator(line);
+    // Every accepted piece of the grammar excludes control characters, so the check for
+    // them is only needed to choose the precise error (500 5.5.2).
+    parse_line(line).map_err(|e| {
+        if line.iter().any(|&c| c < 0x20 || c == 0x7f) {
+            CommandError::InvalidCharacter
+        } else {
+            e
+        }
+    })
+}
+
+#[inline(always)]
+fn parse_line(line: &[u8]) -> Result<Command<'_>, CommandError> {
+    // One UTF-8 check for the whole line; addresses are then sliced from it.
+    let valid = if line.is_ascii() {
+        std::str::from_utf8(line).ok().map(Src::of_str)
+    } else {
+        None
+    };
+    let verb_len = memchr::memchr(b' ', line).unwrap_or(line.len());
+    let (verb, rest) = line.split_at(verb_len);
+    if verb.len() == 4 {
+        let k = u32::from_le_bytes([
+            verb[0] | 0x20,
+            verb[1] | 0x20,
+            verb[2] | 0x20,
+            verb[3] | 0x20,
+        ]);
+        // `| 0x20` also maps some non-letters together; confirm with a real comparison.
+        let cmd = match k {
+            k if k == kw4(b"RCPT") && eq_ic(verb, b"RCPT") => {
+                let r = after_prefix(rest, b"TO:").ok_or(CommandError::Syntax(RCPT_USAGE))?;
+                let (to, r) = forward_path_in(r, valid).map_err(|e| match e {
+                    AddressError::MissingOpenBracket => CommandError::Syntax(RCPT_USAGE),
+                    e => CommandError::Recipient(e),
+                })?;
+                let r = after_path(r, RCPT_USAGE)?;
+                Command::Rcpt {
+                    to,
+                    params: parse_rcpt_params(r)?,
+                }
+            }
+            k if k == kw4(b"MAIL") && eq_ic(verb, b"MAIL") => {
+                let r = after_prefix(rest, b"FROM:").ok_or(CommandError::Syntax(MAIL_USAGE))?;
+                let (from, r) = reverse_path_in(r, valid).map_err(|e| match e {
+                    AddressError::MissingOpenBracket => CommandError::Syntax(MAIL_USAGE),
+                    e => CommandError::Sender(e),
+                })?;
+                let r = after_path(r, MAIL_USAGE)?;
+                let params = parse_mail_params(r)?;
+                if !params.smtputf8 && !from.is_ascii() {
+                    return Err(CommandError::NonAscii);
+                }
+                Command::Mail { from, params }
+            }
+            k if k == kw4(b"EHLO") && eq_ic(verb, b"EHLO") => {
+                Command::Ehlo(helo_arg(rest, "EHLO domain")?)
+            }
+            k if k == kw4(b"HELO") && eq_ic(verb, b"HELO") => {
+                Command::Helo(helo_arg(rest, "HELO domain")?)
+            }
+            k if k == kw4(b"LHLO") && eq_ic(verb, b"LHLO") => {
+                Command::Lhlo(helo_arg(rest, "LHLO domain")?)
+            }
+            k if k == kw4(b"DATA") && eq_ic(verb, b"DATA") => {
+                no_args(rest, "DATA")?;
+                Command::Data
+            }
+            k if k == kw4(b"RSET") && eq_ic(verb, b"RSET") => {
+                no_args(rest, "RSET")?;
+                Command::Rset
+            }
+            k if k == kw4(b"QUIT") && eq_ic(verb, b"QUIT") => {
+                no_args(rest, "QUIT")?;
+                Command::Quit
+            }
+            k if k == kw4(b"NOOP") && eq_ic(verb, b"NOOP") => Command::Noop(text_arg(rest)?),
+            k if k == kw4(b"HELP") && eq_ic(verb, b"HELP") => Command::Help(text_arg(rest)?),
+            k if k == kw4(b"VRFY") && eq_ic(verb, b"VRFY") => {
+                let (target, smtputf8) = target_arg(rest, "VRFY string")?;
+                Command::Vrfy { target, smtputf8 }
+            }
+            k if k == kw4(b"EXPN") && eq_ic(verb, b"EXPN") => {
+                let (target, smtputf8) = target_arg(rest, "EXPN string")?;
+                Command::Expn { target, smtputf8 }
+            }
+            k if k == kw4(b"BDAT") && eq_ic(verb, b"BDAT") => parse_bdat(rest)?,
+            k if k == kw4(b"AUTH") && eq_ic(verb, b"AUTH") => parse_auth(rest)?,
+            _ if [
+                &b"ETRN"[..],
+                b"ATRN",
+                b"TURN",
+                b"SEND",
+                b"SOML",
+                b"SAML",
+                b"BURL",
+            ]
+            .iter()
+            .any(|v| eq_ic(verb, v)) =>
+            {
+                return Err(CommandError::NotImplemented);
+            }
+            _ => return Err(CommandError::Unknown),
+        };
+        return Ok(cmd);
+    }
+    if eq_ic(verb, b"STARTTLS") {
+        no_args(rest, "STARTTLS")?;
+        return Ok(Command::StartTls);
+    }
+    if eq_ic(verb, b"XCLIENT") || eq_ic(verb, b"XFORWARD") {
+        return Err(CommandError::NotImplemented);
+    }
+    Err(CommandError::Unknown)
+}
+
+fn parse_bdat(rest: &[u8]) -> Result<Command<'static>, CommandError> {
+    const USAGE: &str = "BDAT size [LAST]";
+    let a = args(rest)?.ok_or(CommandError::Syntax(USAGE))?;
+    let mut it = a.split(|&c| c == b' ').filter(|s| !s.is_empty());
+    let size = it
+        .next()
+        .and_then(|s| parse_u64_saturating(s, 19))
+        .ok_or(CommandError::Syntax(USAGE))?;
+    let last = match it.next() {
+        None => false,
+        Some(l) if eq_ic(l, b"LAST") => true,
+        Some(_) => return Err(CommandError::Syntax(USAGE)),
+    };
+    if it.next().is_some() {
+        return Err(CommandError::Syntax(USAGE));
+    }
+    Ok(Command::Bdat { size, last })
+}
+
+fn parse_auth(rest: &[u8]) -> Result<Command<'_>, CommandError> {
+    const USAGE: &str = "AUTH mechanism [initial-response]";
+    let a = args(rest)?.ok_or(CommandError::Syntax(USAGE))?;
+    let (m, ir) = match memchr::memchr(b' ', a) {
+        Some(p) => (&a[..p], Some(&a[p + 1..])),
+        None => (a, None),
+    };
+    let mechanism = Mechanism::from_wire(m).ok_or(CommandError::Syntax(USAGE))?;
+    let initial_response = match ir {
+        None => None,
+        Some(ir) => Some(Secret::from_wire(ir).ok_or(CommandError::InvalidParam("AUTH"))?),
+    };
+    Ok(Command::Auth {
+        mechanism,
+        initial_response,
+    })
+}
+
+/// Parses a client line during an AUTH exchange: base64 data, `=`/empty, or `*` (cancel).
+///
+/// # Errors
+///
+/// [`CommandError::InvalidParam`] when the line is not base64.
+pub fn parse_auth_response(line: &[u8]) -> Result<AuthResponse<'_>, CommandError> {
+    let line = strip_terminator(line);
+    match line {
+        b"*" => Ok(AuthResponse::Cancel),
+        b"" => Ok(AuthResponse::Data(
+            Secret::from_wire(b"=").ok_or(CommandError::InvalidParam("AUTH"))?,
+        )),
+        l => Secret::from_wire(l)
+            .map(AuthResponse::Data)
+            .ok_or(CommandError::InvalidParam("AUTH")),
+    }
+}
+
+impl AuthResponse<'_> {
+    /// Appends the wire form with CRLF.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            AuthResponse::Cancel => out.push(b'*'),
+            AuthResponse::Data(s) => s.encode(out),
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+// ---------------------------------------------------------------- command encoder
+
+fn encode_mail_params(p: &MailParams<'_>, out: &mut Vec<u8>) {
+    if let Some(n) = p.size {
+        out.extend_from_slice(b" SIZE=");
+        push_u64(n, out);
+    }
+    if let Some(b) = p.body {
+        out.extend_from_slice(b" BODY=");
+        out.extend_from_slice(b.as_str().as_bytes());
+    }
+    if p.smtputf8 {
+        out.extend_from_slice(b" SMTPUTF8");
+    }
+    if let Some(r) = p.ret {
+        out.extend_from_slice(match r {
+            Ret::Full => b" RET=FULL",
+            Ret::Headers => b" RET=HDRS",
+        });
+    }
+    if let Some(e) = &p.envid {
+        out.extend_from_slice(b" ENVID=");
+        e.encode(out);
+    }
+    if let Some(a) = &p.auth {
+        out.extend_from_slice(b" AUTH=");
+        a.encode(out);
+    }
+    if p.requiretls {
+        out.extend_from_slice(b" REQUIRETLS");
+    }
+    if let Some(m) = p.mt_priority {
+        out.extend_from_slice(b" MT-PRIORITY=");
+        out.extend_from_slice(m.get().to_string().as_bytes());
+    }
+    if let Some(by) = p.by {
+        out.extend_from_slice(b" BY=");
+        out.extend_from_slice(by.seconds.to_string().as_bytes());
+        out.push(b';');
+        out.push(match by.mode {
+            ByMode::Return => b'R',
+            ByMode::Notify => b'N',
+        });
+        if by.trace {
+            out.push(b'T');
+        }
+    }
+    match &p.hold {
+        Some(Hold::For(n)) => {
+            out.extend_from_slice(b" HOLDFOR=");
+            push_u64(*n, out);
+        }
+        Some(Hold::Until(t)) => {
+            out.extend_from_slice(b" HOLDUNTIL=");
+            out.extend_from_slice(t.as_bytes());
+        }
+        None => {}
+    }
+    encode_unknown(&p.unknown, out);
+}
+
+fn encode_unknown(params: &[Param<'_>], out: &mut Vec<u8>) {
+    for u in params {
+        out.push(b' ');
+        out.extend_from_slice(u.keyword().as_bytes());
+        if let Some(v) = u.value() {
+            out.push(b'=');
+            out.extend_from_slice(v.as_bytes());
+        }
+    }
+}
+
+impl Command<'_> {
+    /// Appends the wire form, CRLF included.
+    ///
+    /// Values built with the public constructors always encode to a line that
+    /// [`parse_command`] reads back as the same value.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.verb().as_bytes());
+        match self {
+            Command::Ehlo(h) | Command::Helo(h) | Command::Lhlo(h) => {
+                out.push(b' ');
+                out.extend_from_slice(h.as_str().as_bytes());
+            }
+            Command::Mail { from, params } => {
+                out.extend_from_slice(b" FROM:");
+                from.encode(out);
+                encode_mail_params(params, out);
+            }
+            Command::Rcpt { to, params } => {
+                out.extend_from_slice(b" TO:");
+                to.encode(out);
+                if let Some(n) = params.notify {
+                    out.extend_from_slice(b" NOTIFY=");
+                    if n.is_never() {
+                        out.extend_from_slice(b"NEVER");
+                    } else {
+                        let mut first = true;
+                        for (on, name) in [
+                            (n.success(), &b"SUCCESS"[..]),
+                            (n.failure(), b"FAILURE"),
+                            (n.delay(), b"DELAY"),
+                        ] {
+                            if on {
+                                if !first {
+                                    out.push(b',');
+                                }
+                                first = false;
+                                out.extend_from_slice(name);
+                            }
+                        }
+                    }
+                }
+                if let Some(o) = &params.orcpt {
+                    out.extend_from_slice(b" ORCPT=");
+                    out.extend_from_slice(o.addr_type.as_bytes());
+                    out.push(b';');
+                    o.address.encode(out);
+                }
+                encode_unknown(&params.unknown, out);
+            }
+            Command::Bdat { size, last } => {
+                out.push(b' ');
+                push_u64(*size, out);
+                if *last {
+                    out.extend_from_slice(b" LAST");
+                }
+            }
+            Command::Vrfy { target, smtputf8 } | Command::Expn { target, smtputf8 } => {
+                out.push(b' ');
+                out.extend_from_slice(target.as_str().as_bytes());
+                if *smtputf8 {
+                    out.extend_from_slice(b" SMTPUTF8");
+                }
+            }
+            Command::Help(t) | Command::Noop(t) => {
+                if let Some(t) = t {
+                    out.push(b' ');
+                    out.extend_from_slice(t.as_str().as_bytes());
+                }
+            }
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => {
+                out.push(b' ');
+                out.extend_from_slice(mechanism.as_str().as_bytes());
+                if let Some(ir) = initial_response {
+                    out.push(b' ');
+                    ir.encode(out);
+                }
+            }
+            Command::Data | Command::Rset | Command::Quit | Command::StartTls => {}
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+// ---------------------------------------------------------------- reply parser
+
+/// Why a reply could not be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// A line longer than the limit.
+    #[error("reply line too long")]
+    LineTooLong,
+    /// More lines than the limit.
+    #[error("too many reply lines")]
+    TooManyLines,
+    /// A line not ending in CRLF.
+    #[error("reply line not terminated by CRLF")]
+    BareLf,
+    /// A line not starting with a 2xx..5xx code followed by SP, `-` or the end.
+    #[error("malformed reply line")]
+    Malformed,
+    /// Lines of one reply with different codes.
+    #[error("reply code changed within a multi-line reply")]
+    CodeMismatch,
+    /// Text that is not UTF-8 or holds control characters.
+    #[error("invalid characters in reply text")]
+    InvalidText,
+}
+
+/// Limits of the [`ReplyParser`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplyOptions {
+    /// Longest accepted line, CRLF included. Default [`DEFAULT_REPLY_LINE_LIMIT`] (512).
+    pub max_line_len: usize,
+    /// Most lines in one reply. Default [`DEFAULT_REPLY_MAX_LINES`] (256).
+    pub max_lines: usize,
+}
+
+impl Default for ReplyOptions {
+    fn default() -> Self {
+        ReplyOptions {
+            max_line_len: DEFAULT_REPLY_LINE_LIMIT,
+            max_lines: DEFAULT_REPLY_MAX_LINES,
+        }
+    }
+}
+
+/// Parses replies (the client side).
+#[derive(Debug, Clone, Default)]
+pub struct ReplyParser {
+    options: ReplyOptions,
+}
+
+impl ReplyParser {
+    /// A parser with the given limits.
+    pub fn new(options: ReplyOptions) -> Self {
+        ReplyParser { options }
+    }
+
+    /// Parses one complete reply at the start of `buf`.
+    ///
+    /// Returns `Ok(None)` when more input is needed, or the reply and the octets it used.
+    /// The enhanced status code is recognised when the first line carries one of the
+    /// reply's class; it is then removed from every line that carries it.
+    ///
+    /// # Errors
+    ///
+    /// A [`ReplyError`]; the connection is then out of sync and should be closed.
+    pub fn parse<'a>(&self, buf: &'a [u8]) -> Result<Option<(Reply<'a>, usize)>, ReplyError> {
+        let mut pos = 0;
+        let mut code: Option<u16> = None;
+        let mut lines: Vec<&'a [u8]> = Vec::new();
+        loop {
+            let rest = &buf[pos..];
+            let window = &rest[..rest.len().min(self.options.max_line_len)];
+            let Some(lf) = memchr::memchr(b'\n', window) else {
+                if rest.len() >= self.options.max_line_len {
+                    return Err(ReplyError::LineTooLong);
+                }
+                return Ok(None);
+            };
+            if lf == 0 || rest[lf - 1] != b'\r' {
+                return Err(ReplyError::BareLf);
+            }
+            let line = &rest[..lf - 1];
+            pos += lf + 1;
+            if line.len() < 3
+                || !line[..3].iter().all(u8::is_ascii_digit)
+                || !(b'2'..=b'5').contains(&line[0])
+            {
+                return Err(ReplyError::Malformed);
+            }
+            let c = u16::from(line[0] - b'0') * 100
+                + u16::from(line[1] - b'0') * 10
+                + u16::from(line[2] - b'0');
+            if code.is_some_and(|p| p != c) {
+                return Err(ReplyError::CodeMismatch);
+            }
+            code = Some(c);
+            let (more, text) = match line.get(3) {
+                None => (false, &line[3..]),
+                Some(b' ') => (false, &line[4..]),
+                Some(b'-') => (true, &line[4..]),
+                Some(_) => return Err(ReplyError::Malformed),
+            };
+            if text.iter().any(|&b| b < 0x20 || b == 0x7f) {
+                return Err(ReplyError::InvalidText);
+            }
+            lines.push(text);
+            if lines.len() > self.options.max_lines {
+                return Err(ReplyError::TooManyLines);
+            }
+            if !more {
+                break;
+            }
+        }
+        let code = ReplyCode::try_from(code.unwrap_or(0)).map_err(|_| ReplyError::Malformed)?;
+        let enhanced = lines
+            .first()
+            .and_then(|l| Esc::parse_prefix(l))
+            .filter(|(e, _)| e.class() == code.class())
+            .map(|(e, _)| e);
+        let mut out = Vec::with_capacity(lines.len());
+        for l in lines {
+            let l = match enhanced.and_then(|e| Esc::parse_prefix(l).filter(|(x, _)| *x == e)) {
+                Some((_, n)) => l.get(n + 1..).unwrap_or(b""),
+                None => l,
+            };
+            out.push(Cow::Borrowed(
+                std::str::from_utf8(l).map_err(|_| ReplyError::InvalidText)?,
+            ));
+        }
+        Ok(Some((Reply::unchecked(code, enhanced, out), pos)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framer_limits() {
+        let mut f = LineFramer::new(8);
+        assert_eq!(
+            f.frame(b"NOOP\r\n"),
+            Frame::Line {
+                line: 0..4,
+                consumed: 6
+            }
+        );
+        assert_eq!(f.frame(b"NOOP"), Frame::Incomplete { consumed: 0 });
+        assert_eq!(
+            f.frame(b"123456\r\n"),
+            Frame::Line {
+                line: 0..6,
+                consumed: 8
+            }
+        );
+        assert_eq!(
+            f.frame(b"1234567\r\nQUIT\r\n"),
+            Frame::TooLong { consumed: 9 }
+        );
+        assert_eq!(f.frame(b"123456789"), Frame::Incomplete { consumed: 9 });
+        assert_eq!(f.frame(b"abc"), Frame::Incomplete { consumed: 3 });
+        assert_eq!(f.frame(b"c\nQUIT\r\n"), Frame::TooLong { consumed: 2 });
+        assert_eq!(
+            f.frame(b"QUIT\r\n"),
+            Frame::Line {
+                line: 0..4,
+                consumed: 6
+            }
+        );
+    }
+
+    #[test]
+    fn verbs_case_insensitive() {
+        assert_eq!(parse_command(b"qUiT\r\n"), Ok(Command::Quit));
+        assert_eq!(parse_command(b"StartTLS\r\n"), Ok(Command::StartTls));
+        assert_eq!(
+            parse_command(b"QUIT now\r\n"),
+            Err(CommandError::Syntax("QUIT"))
+        );
+        assert_eq!(parse_command(b"QUITS\r\n"), Err(CommandError::Unknown));
+        assert_eq!(
+            parse_command(b"ETRN x\r\n"),
+            Err(CommandError::NotImplemented)
+        );
+        assert_eq!(
+            parse_command(b"NO\0P\r\n"),
+            Err(CommandError::InvalidCharacter)
+        );
+    }
+
+    #[test]
+    fn reply_parse_enhanced() {
+        let p = ReplyParser::default();
+        let (r, n) = p
+            .parse(b"250-2.1.0 a\r\n250 2.1.0 b\r\nX")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 26);
+        assert_eq!(r.enhanced(), Some(Esc::c(2, 1, 0)));
+        assert_eq!(r.lines(), ["a", "b"]);
+        assert_eq!(
+            p.parse(b"250-a\r\n251 b\r\n"),
+            Err(ReplyError::CodeMismatch)
+        );
+        assert_eq!(p.parse(b"250-a\r\n"), Ok(None));
+        assert_eq!(p.parse(b"250 a\n"), Err(ReplyError::BareLf));
+        assert_eq!(p.parse(b"199 a\r\n"), Err(ReplyError::Malformed));
+    }
+}

@@ -1,0 +1,596 @@
+//! Streaming DATA receiver: dot-unstuffing and strict end-of-data detection.
+//!
+//! The receiver takes the bytes that follow the 354 reply, in chunks of any size, and yields
+//! the unstuffed message body as slices of the input (zero copy). Rules (RFC 5321 sections
+//! 4.1.1.4, 4.5.2 and 2.3.8):
+//!
+//! - Only `CRLF "." CRLF` ends the data. `\n.\n`, `\r.\r`, `\n.\r\n`, `\r\n.\n`, `\r.\r\n`... do
+//!   not (SMTP smuggling, CVE-2023-51764 and friends). The very first line counts as
+//!   following a CRLF: `.\r\n` right after DATA is an empty message.
+//! - A line starting with `.` loses that dot (`..x` becomes `.x`, also on the first line).
+//! - A bare LF (an LF not preceded by CR) inside the data is handled by [`BareLfPolicy`]:
+//!   rejected (the message fails, the rest is read and discarded up to the real end) or
+//!   normalised to CRLF. A bare CR is ordinary data.
+//! - The size limit ([`DataOptions::max_size`]) counts body octets after unstuffing and is
+//!   enforced while streaming: once exceeded, the rest is discarded and the outcome is an error.
+//!
+//! # Examples
+//!
+//! ```
+//! use mailbag_smtp_proto::data::{DataOptions, DataReceiver};
+//!
+//! let mut rx = DataReceiver::new(DataOptions::default());
+//! let mut body = Vec::new();
+//! let (used, end) = rx.receive_into(b"Subject: hi\r\n\r\n..dot\r\n.\r\nQUIT\r\n", &mut body);
+//! assert_eq!(body, b"Subject: hi\r\n\r\n.dot\r\n");
+//! assert_eq!(end, Some(Ok(21)));
+//! assert_eq!(used, 25); // QUIT is left for the command parser
+//! ```
+
+/// What to do with an LF that is not preceded by CR inside the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BareLfPolicy {
+    /// Fail the message (the session answers 550 5.6.0) and discard it. Default.
+    #[default]
+    Reject,
+    /// Store the bare LF as CRLF; the line after it is still unstuffed, but can never end the
+    /// data (only a real `CRLF.CRLF` can).
+    Normalize,
+    /// Keep a bare LF as it is, as ordinary data inside the line (what most MTAs did before
+    /// 2024). The data still ends only at a real `CRLF.CRLF`, so this is not open to
+    /// smuggling, but the stored message may hold bare LFs. Fastest: it only looks at `LF.`.
+    Accept,
+}
+
+/// Options of a [`DataReceiver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DataOptions {
+    /// Largest accepted body in octets (after unstuffing); `0` = unlimited.
+    /// Default `10_240_000` (Postfix's `message_size_limit`).
+    pub max_size: u64,
+    /// Bare LF handling. Default [`BareLfPolicy::Reject`].
+    pub bare_lf: BareLfPolicy,
+}
+
+impl Default for DataOptions {
+    fn default() -> Self {
+        DataOptions {
+            max_size: 10_240_000,
+            bare_lf: BareLfPolicy::Reject,
+        }
+    }
+}
+
+/// Why a message failed while it was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The body exceeded the size limit (552 5.3.4).
+    #[error("message exceeds the size limit")]
+    TooBig,
+    /// A bare LF with [`BareLfPolicy::Reject`] (550 5.6.0).
+    #[error("bare LF in message data")]
+    BareLf,
+}
+
+/// One step of a [`DataReceiver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum DataStep<'a> {
+    /// Body octets (a slice of the input, or a static CRLF/CR).
+    Body(&'a [u8]),
+    /// The input is used up; feed more.
+    NeedMore,
+    /// The message just failed; the rest is discarded until the end of data. Reported once.
+    Aborted(DataError),
+    /// `CRLF.CRLF` seen: the data is complete. `Ok(size)` or the error reported earlier.
+    End(Result<u64, DataError>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    /// After a real CRLF (or at the very start): a `.` here may end the data.
+    LineStart,
+    /// After a normalised bare LF: a leading `.` is unstuffed but cannot end the data.
+    BareLineStart,
+    /// Inside a line; `cr` = the previous octet was CR.
+    Mid { cr: bool },
+    /// Seen `CRLF.`.
+    Dot,
+    /// Seen `CRLF.CR`.
+    DotCr,
+    /// Ended.
+    Done,
+}
+
+/// The streaming DATA receiver (also the discard receiver: see [`DataReceiver::discard`]).
+#[derive(Debug, Clone)]
+pub struct DataReceiver {
+    options: DataOptions,
+    st: St,
+    size: u64,
+    error: Option<DataError>,
+    discard: bool,
+}
+
+const CRLF: &[u8] = b"\r\n";
+
+/// Largest body slice reported at once.
+const MAX_SPAN: usize = 16 * 1024;
+
+const BLOCK: usize = 32;
+
+/// First LF in `h` that is bare (not after CR), followed by `.`, or last in `h`.
+/// `cr`: whether the octet before `h` was CR.
+fn find_interesting(h: &[u8], cr: bool) -> Option<usize> {
+    let n = h.len();
+    match h.first() {
+        None => return None,
+        Some(b'\n') if !cr || n == 1 || h[1] == b'.' => return Some(0),
+        _ => {}
+    }
+    let mut i = 1;
+    // Branch-free blocks (vectorised): window h[i-1 .. i+BLOCK+1].
+    while i + BLOCK < n {
+        let Ok(w) = <&[u8; BLOCK + 2]>::try_from(&h[i - 1..i + BLOCK + 1]) else {
+            break;
+        };
+        let mut hit = false;
+        for j in 0..BLOCK {
+            let c = w[j + 1];
+            hit |= (c == b'\n') & ((w[j] != b'\r') | (w[j + 2] == b'.'));
+        }
+        if hit {
+            break;
+        }
+        i += BLOCK;
+    }
+    while i < n {
+        if h[i] == b'\n' && (h[i - 1] != b'\r' || i + 1 == n || h[i + 1] == b'.') {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// For [`BareLfPolicy::Accept`]: the first `CRLF.`, or a final LF (CR before it or not),
+/// found with memchr's SIMD `memmem`.
+fn find_crlf_dot(h: &[u8], cr: bool) -> Option<usize> {
+    for p in memchr::memmem::find_iter(h, b"\n.") {
+        let prev_cr = if p == 0 { cr } else { h[p - 1] == b'\r' };
+        if prev_cr {
+            return Some(p);
+        }
+    }
+    match h.last() {
+        Some(b'\n') => Some(h.len() - 1),
+        _ => None,
+    }
+}
+
+/// Result of a scan: return to the caller, or continue at an offset.
+enum Scan<'a> {
+    Ret(usize, DataStep<'a>),
+    Cont(usize),
+}
+
+impl<'a> Scan<'a> {
+    fn with(used: usize, step: Option<DataStep<'a>>) -> Self {
+        match step {
+            Some(s) => Scan::Ret(used, s),
+            None => Scan::Cont(used),
+        }
+    }
+}
+const CR: &[u8] = b"\r";
+
+impl DataReceiver {
+    /// A receiver for one message.
+    pub fn new(options: DataOptions) -> Self {
+        DataReceiver {
+            options,
+            st: St::LineStart,
+            size: 0,
+            error: None,
+            discard: false,
+        }
+    }
+
+    /// A receiver that reads a message up to its end and throws it away (for DATA that was
+    /// answered 354 but must not be delivered). It never reports body or errors.
+    pub fn discard() -> Self {
+        DataReceiver {
+            options: DataOptions {
+                max_size: 0,
+                bare_lf: BareLfPolicy::Accept,
+            },
+            st: St::LineStart,
+            size: 0,
+            error: None,
+            discard: true,
+        }
+    }
+
+    /// Body octets produced so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The error that failed the message, if any. After an error the body reported so far
+    /// must be dropped (how much of it was reported depends on the input chunking).
+    pub fn error(&self) -> Option<DataError> {
+        self.error
+    }
+
+    /// Whether `CRLF.CRLF` has been seen.
+    pub fn is_done(&self) -> bool {
+        self.st == St::Done
+    }
+
+    /// Processes input; returns the octets used and what happened. Call again with the rest
+    /// of the input until it returns [`DataStep::NeedMore`] or [`DataStep::End`].
+    pub fn step<'a>(&mut self, input: &'a [u8]) -> (usize, DataStep<'a>) {
+        let mut pos = 0;
+        loop {
+            let rest = &input[pos..];
+            match self.st {
+                St::Done => return (pos, DataStep::End(self.outcome())),
+                St::LineStart | St::BareLineStart => {
+                    let Some(&b) = rest.first() else {
+                        return (pos, DataStep::NeedMore);
+                    };
+                    if b == b'.' {
+                        pos += 1;
+                        self.st = if self.st == St::LineStart {
+                            St::Dot
+                        } else {
+                            St::Mid { cr: false }
+                        };
+                    } else {
+                        self.st = St::Mid { cr: false };
+                    }
+                }
+                St::Dot => {
+                    let Some(&b) = rest.first() else {
+                        return (pos, DataStep::NeedMore);
+                    };
+                    if b == b'\r' {
+                        pos += 1;
+                        self.st = St::DotCr;
+                    } else {
+                        self.st = St::Mid { cr: false };
+                    }
+                }
+                St::DotCr => {
+                    let Some(&b) = rest.first() else {
+                        return (pos, DataStep::NeedMore);
+                    };
+                    if b == b'\n' {
+                        self.st = St::Done;
+                        return (pos + 1, DataStep::End(self.outcome()));
+                    }
+                    // `CRLF.CR x`: the CR was content.
+                    self.st = St::Mid { cr: true };
+                    if let Some(s) = self.emit(CR) {
+                        return (pos, s);
+                    }
+                }
+                St::Mid { cr } => {
+                    if rest.is_empty() {
+                        return (pos, DataStep::NeedMore);
+                    }
+                    match self.scan(input, pos, cr) {
+                        Scan::Ret(n, s) => return (n, s),
+                        Scan::Cont(n) => pos = n,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Scans from `start`; stops at the first event. Ordinary `CRLF` line ends are skipped
+    /// by a block scanner; only bare LFs, `CRLF.` and an LF at the end of the input stop it.
+    /// Spans are capped at [`MAX_SPAN`] octets so that a copying caller copies cache-hot data.
+    fn scan<'a>(&mut self, input: &'a [u8], start: usize, cr: bool) -> Scan<'a> {
+        let full = &input[start..];
+        let rest = &full[..full.len().min(MAX_SPAN)];
+        let capped = rest.len() < full.len();
+        let found = if self.options.bare_lf == BareLfPolicy::Accept {
+            find_crlf_dot(rest, cr)
+        } else {
+            find_interesting(rest, cr)
+        };
+        let Some(lf) = found else {
+            let cr = rest.last() == Some(&b'\r');
+            self.st = St::Mid { cr };
+            let s = self.emit_slice(rest);
+            return Scan::with(start + rest.len(), s);
+        };
+        let prev_cr = if lf == 0 { cr } else { rest[lf - 1] == b'\r' };
+        if !prev_cr && self.options.bare_lf == BareLfPolicy::Accept {
+            // Only reached for a bare LF that is the last octet: it is ordinary data.
+            self.st = St::Mid { cr: false };
+            let s = self.emit_slice(&rest[..=lf]);
+            return Scan::with(start + lf + 1, s);
+        }
+        if !prev_cr {
+            // Bare LF. First report the body before it (so that results do not depend
+            // on how the input was chunked).
+            if lf > 0 && self.error.is_none() && !self.discard {
+                self.st = St::Mid { cr: false };
+                let s = self.emit_slice(&rest[..lf]);
+                return Scan::with(start + lf, s);
+            }
+            if self.options.bare_lf == BareLfPolicy::Reject {
+                let abort = self.fail(DataError::BareLf);
+                self.st = St::Mid { cr: false };
+                return Scan::with(start + lf + 1, abort);
+            }
+            // Normalise: the LF becomes CRLF.
+            self.st = St::BareLineStart;
+            let s = self.emit(CRLF);
+            return Scan::with(start + lf + 1, s);
+        }
+        // Real CRLF: a line start follows.
+        let next = lf + 1;
+        match full.get(next) {
+            Some(b'.') => {
+                self.st = St::Dot;
+                let s = self.emit_slice(&rest[..next]);
+                Scan::with(start + next + 1, s)
+            }
+            Some(_) => {
+                // Only at the cap: an ordinary line end.
+                debug_assert!(capped);
+                self.st = St::Mid { cr: false };
+                let s = self.emit_slice(&rest[..next]);
+                Scan::with(start + next, s)
+            }
+            None => {
+                self.st = St::LineStart;
+                let s = self.emit_slice(rest);
+                Scan::with(start + rest.len(), s)
+            }
+        }
+    }
+
+    fn emit_slice<'a>(&mut self, body: &'a [u8]) -> Option<DataStep<'a>> {
+        if body.is_empty() {
+            return None;
+        }
+        self.emit(body)
+    }
+
+    /// Accounts for body octets; `None` when nothing is to be reported (discarding).
+    fn emit<'a>(&mut self, body: &'a [u8]) -> Option<DataStep<'a>> {
+        if self.discard || self.error.is_some() {
+            return None;
+        }
+        let size = self.size.saturating_add(body.len() as u64);
+        if self.options.max_size != 0 && size > self.options.max_size {
+            return self.fail(DataError::TooBig);
+        }
+        self.size = size;
+        Some(DataStep::Body(body))
+    }
+
+    fn fail<'a>(&mut self, e: DataError) -> Option<DataStep<'a>> {
+        if self.discard || self.error.is_some() {
+            return None;
+        }
+        self.error = Some(e);
+        Some(DataStep::Aborted(e))
+    }
+
+    fn outcome(&self) -> Result<u64, DataError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.size),
+        }
+    }
+
+    /// Convenience: processes `input`, appending the body to `out`.
+    ///
+    /// Returns the octets used and, once the end was seen, the outcome (`Ok(size)` or the
+    /// error). Octets after the end are not used.
+    pub fn receive_into(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> (usize, Option<Result<u64, DataError>>) {
+        let mut pos = 0;
+        loop {
+            let (n, s) = self.step(&input[pos..]);
+            pos += n;
+            match s {
+                DataStep::Body(b) => out.extend_from_slice(b),
+                DataStep::Aborted(_) => {}
+                DataStep::NeedMore => return (pos, None),
+                DataStep::End(r) => return (pos, Some(r)),
+            }
+        }
+    }
+}
+
+/// Dot-stuffs a body for sending with DATA and appends the terminating `.CRLF`.
+///
+/// The body should use CRLF line endings; if it does not end with CRLF, one is added before
+/// the final dot. This is the inverse of [`DataReceiver`]:
+/// `receive(stuff(body)) == body` for any body that ends in CRLF (or is empty).
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_smtp_proto::data::stuff;
+///
+/// let mut out = Vec::new();
+/// stuff(b".hidden\r\nline\r\n", &mut out);
+/// assert_eq!(out, b"..hidden\r\nline\r\n.\r\n");
+/// ```
+pub fn stuff(body: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    if body.first() == Some(&b'.') {
+        out.push(b'.');
+    }
+    for lf in memchr::memchr_iter(b'\n', body) {
+        if body.get(lf + 1) == Some(&b'.') {
+            out.extend_from_slice(&body[start..=lf]);
+            out.push(b'.');
+            start = lf + 1;
+        }
+    }
+    out.extend_from_slice(&body[start..]);
+    if !body.is_empty() && !body.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &[u8], opts: DataOptions) -> (Vec<u8>, usize, Option<Result<u64, DataError>>) {
+        let mut rx = DataReceiver::new(opts);
+        let mut out = Vec::new();
+        let (n, r) = rx.receive_into(input, &mut out);
+        (out, n, r)
+    }
+
+    fn strict() -> DataOptions {
+        DataOptions::default()
+    }
+
+    fn normalize() -> DataOptions {
+        DataOptions {
+            bare_lf: BareLfPolicy::Normalize,
+            ..DataOptions::default()
+        }
+    }
+
+    #[test]
+    fn empty_message_right_after_data() {
+        assert_eq!(run(b".\r\nQUIT", strict()), (vec![], 3, Some(Ok(0))));
+    }
+
+    #[test]
+    fn first_line_unstuffed() {
+        assert_eq!(run(b"..x\r\n.\r\n", strict()).0, b".x\r\n");
+    }
+
+    #[test]
+    fn smuggling_forms_do_not_end_data() {
+        for form in [&b"a\n.\nb"[..], b"a\r.\rb", b"a\n.\r\nb", b"a\r.\r\nb"] {
+            let mut input = form.to_vec();
+            input.extend_from_slice(b"\r\n.\r\n");
+            let (_, used, r) = run(&input, normalize());
+            assert_eq!(used, input.len(), "{form:?}");
+            assert!(r.is_some());
+            let (_, used, r) = run(&input, strict());
+            assert_eq!(used, input.len());
+            let bare_lf = form.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r');
+            if bare_lf {
+                assert_eq!(r, Some(Err(DataError::BareLf)), "{form:?}");
+            }
+        }
+        // `\r\n.\n` with the real end later.
+        let (body, _, r) = run(b"a\r\n.\nb\r\n.\r\n", normalize());
+        assert_eq!(r, Some(Ok(body.len() as u64)));
+        assert_eq!(body, b"a\r\n\r\nb\r\n");
+    }
+
+    #[test]
+    fn bare_cr_is_data() {
+        let (body, _, r) = run(b"a\rb\r\n.\r\n", strict());
+        assert_eq!(body, b"a\rb\r\n");
+        assert_eq!(r, Some(Ok(5)));
+        let (body, _, _) = run(b".\rx\r\n.\r\n", strict());
+        assert_eq!(body, b"\rx\r\n");
+    }
+
+    #[test]
+    fn normalise_bare_lf() {
+        let (body, _, r) = run(b"a\nb\n..c\r\n.\r\n", normalize());
+        assert_eq!(body, b"a\r\nb\r\n.c\r\n");
+        assert_eq!(r, Some(Ok(body.len() as u64)));
+    }
+
+    #[test]
+    fn accept_keeps_bare_lf_and_still_ends_only_at_crlf_dot_crlf() {
+        let opts = DataOptions {
+            bare_lf: BareLfPolicy::Accept,
+            ..DataOptions::default()
+        };
+        let (body, used, r) = run(b"a\n.\nb\n..c\r\n..d\r\n.\r\nX", opts.clone());
+        assert_eq!(body, b"a\n.\nb\n..c\r\n.d\r\n");
+        assert_eq!((used, r), (19, Some(Ok(15))));
+        let (body, _, r) = run(b".\r\n", opts);
+        assert_eq!((body, r), (vec![], Some(Ok(0))));
+    }
+
+    #[test]
+    fn size_limit_while_streaming() {
+        let opts = DataOptions {
+            max_size: 4,
+            ..DataOptions::default()
+        };
+        let mut rx = DataReceiver::new(opts);
+        let (n, s) = rx.step(b"12345678\r\n");
+        assert_eq!(s, DataStep::Aborted(DataError::TooBig));
+        let (m, s) = rx.step(&b"12345678\r\n.\r\n"[n..]);
+        assert_eq!(s, DataStep::End(Err(DataError::TooBig)));
+        assert_eq!(n + m, 13);
+    }
+
+    #[test]
+    fn byte_by_byte_equals_whole() {
+        let input = b"..a\r\nb\r\n..\r\n.x\r\n\r\n.\r\n";
+        let (whole, used, r) = run(input, strict());
+        let mut rx = DataReceiver::new(strict());
+        let mut out = Vec::new();
+        let mut end = None;
+        for i in 0..input.len() {
+            let (n, e) = rx.receive_into(&input[i..=i], &mut out);
+            if e.is_some() {
+                assert_eq!(i + 1, used);
+                end = e;
+                break;
+            }
+            assert_eq!(n, 1);
+        }
+        assert_eq!(out, whole);
+        assert_eq!(end, r);
+        assert_eq!(whole, b".a\r\nb\r\n.\r\nx\r\n\r\n");
+    }
+
+    #[test]
+    fn bare_lf_result_does_not_depend_on_chunking() {
+        // Found by the smtp_data fuzz target.
+        let (whole, n, r) = run(b"\xff\n", strict());
+        let mut rx = DataReceiver::new(strict());
+        let mut out = Vec::new();
+        let (a, _) = rx.receive_into(b"\xff", &mut out);
+        let (b, r2) = rx.receive_into(b"\n", &mut out);
+        assert_eq!((out, a + b, r2), (whole, n, r));
+    }
+
+    #[test]
+    fn stuff_round_trip() {
+        for body in [&b""[..], b".\r\n", b"a\r\n.\r\n..\r\n", b"x\r\n"] {
+            let mut w = Vec::new();
+            stuff(body, &mut w);
+            assert_eq!(run(&w, strict()).0, body);
+        }
+    }
+
+    #[test]
+    fn discard_reports_nothing() {
+        let mut rx = DataReceiver::discard();
+        let (n, s) = rx.step(b"lots\nof\r\ndata\r\n.\r\nNOOP");
+        assert_eq!(s, DataStep::End(Ok(0)));
+        assert_eq!(n, 18);
+    }
+}

@@ -1,0 +1,1287 @@
+//! Sans-IO SMTP (and LMTP) server session.
+//!
+//! The caller owns the socket and the clock. It feeds received bytes with
+//! [`ServerSession::feed`], pulls [`Event`]s with [`ServerSession::next_event`] until it
+//! returns `None`, answers the events that need an answer, and writes
+//! [`ServerSession::output`] to the socket (then [`ServerSession::consume_output`]).
+//!
+//! `next_event` returns `None` when the input is used up **or** when the session waits for
+//! the application's answer to the previous event ([`ServerSession::accept`],
+//! [`ServerSession::reject`], [`ServerSession::respond`], [`ServerSession::auth_challenge`]).
+//! Replies produced while pipelined input is pending are batched in the output buffer; write
+//! the output whenever `next_event` returns `None` (RFC 2920: flush when the input runs dry).
+//!
+//! Events that need an answer: [`Event::Hello`], [`Event::MailFrom`], [`Event::RcptTo`],
+//! [`Event::DataStart`], [`Event::MessageComplete`], [`Event::StartTls`], [`Event::Auth`],
+//! [`Event::AuthResponse`], [`Event::Vrfy`], [`Event::Expn`]. The others are information.
+//!
+//! The session itself answers what needs no application decision: 500/501/502/503/504/555,
+//! NOOP, HELP, RSET, QUIT, the recipient limit (452 4.5.3), the SIZE limit (552 5.3.4), DATA
+//! after every RCPT failed (554), BDAT chunk acknowledgements, unadvertised commands and
+//! parameters.
+//!
+//! # Examples
+//!
+//! ```
+//! use mailbag_smtp_proto::session::{Event, ServerConfig, ServerSession};
+//!
+//! let mut config = ServerConfig::default();
+//! config.hostname = "mx.example.org".into();
+//! let mut s = ServerSession::new(config);
+//! assert!(s.output().starts_with(b"220 mx.example.org"));
+//! let n = s.output().len();
+//! s.consume_output(n);
+//!
+//! s.feed(b"EHLO client.example\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n");
+//! let mut body = Vec::new();
+//! loop {
+//!     let Some(event) = s.next_event() else {
+//!         if s.output().ends_with(b"354 Start mail input; end with <CRLF>.<CRLF>\r\n") {
+//!             s.feed(b"Subject: hi\r\n\r\nHello\r\n.\r\nQUIT\r\n");
+//!             continue;
+//!         }
+//!         break;
+//!     };
+//!     match event {
+//!         Event::BodyChunk(chunk) => body.extend_from_slice(chunk),
+//!         Event::Quit => {}
+//!         _ => s.accept(), // store the message durably before accepting MessageComplete
+//!     }
+//! }
+//! assert_eq!(body, b"Subject: hi\r\n\r\nHello\r\n");
+//! assert!(s.output().ends_with(b"250 2.0.0 Message accepted\r\n221 2.0.0 Bye\r\n"));
+//! assert!(s.is_closed());
+//! ```
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use crate::bdat::{BdatReceiver, BdatStep};
+use crate::codec::{
+    CommandError, DEFAULT_COMMAND_LINE_LIMIT, DEFAULT_SASL_LINE_LIMIT, Frame, LineFramer,
+    parse_auth_response, parse_command,
+};
+use crate::data::{BareLfPolicy, DataError, DataOptions, DataReceiver, DataStep};
+use crate::types::{
+    AuthResponse, Body, Capability, Command, EhloReply, EnhancedStatusCode as Esc, ForwardPath,
+    HeloName, MailParams, Mechanism, RcptParams, Reply, ReplyCode, ReversePath, Secret, Text,
+};
+
+/// Session configuration. All fields have documented defaults ([`ServerConfig::default`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Host name in the greeting and the EHLO reply. Default `"localhost"`.
+    pub hostname: String,
+    /// Text after the host name in the 220 greeting. Default `"ESMTP Mailbag"`
+    /// (`"LMTP Mailbag"` is used in LMTP mode when left at the default).
+    pub greeting: String,
+    /// Largest message in octets, advertised with SIZE and enforced while streaming;
+    /// `0` = unlimited. Default `10_240_000`.
+    pub max_message_size: u64,
+    /// Recipients accepted per transaction; more get `452 4.5.3`. Default `100`.
+    pub max_recipients: usize,
+    /// Command line limit in octets, CRLF included. Default `512`.
+    pub command_line_limit: usize,
+    /// SASL (AUTH continuation) line limit in octets. Default `12288`.
+    pub sasl_line_limit: usize,
+    /// How long to wait for the next command or data block. Default 5 minutes.
+    pub command_timeout: Duration,
+    /// After this many erroneous commands the session answers 421 and closes. Default `20`.
+    pub max_bad_commands: u32,
+    /// Advertise and honour PIPELINING. Default `true`.
+    pub pipelining: bool,
+    /// Advertise 8BITMIME (accept `BODY=8BITMIME`). Default `true`.
+    pub eight_bit_mime: bool,
+    /// Advertise SMTPUTF8 (needs `eight_bit_mime`). Default `true`.
+    pub smtputf8: bool,
+    /// Advertise SIZE. Default `true`.
+    pub size: bool,
+    /// Advertise ENHANCEDSTATUSCODES and put them on replies. Default `true`.
+    pub enhanced_status_codes: bool,
+    /// Advertise CHUNKING (BDAT). Default `true`.
+    pub chunking: bool,
+    /// Advertise BINARYMIME (needs `chunking`). Default `false`.
+    pub binarymime: bool,
+    /// Advertise DSN (accept RET, ENVID, NOTIFY, ORCPT). Default `false` (advertising it
+    /// obliges the server to send RFC 3464 reports).
+    pub dsn: bool,
+    /// STARTTLS is available (the caller can do the handshake). Default `false`.
+    pub starttls: bool,
+    /// AUTH mechanisms offered; empty = AUTH off (not advertised, `AUTH` gets 502).
+    /// Default empty.
+    pub auth_mechanisms: Vec<Mechanism<'static>>,
+    /// Offer AUTH only under TLS (before TLS, `AUTH` gets `530 5.7.0`). Default `true`.
+    pub auth_requires_tls: bool,
+    /// Advertise REQUIRETLS once TLS is active. Default `false`.
+    pub requiretls: bool,
+    /// LMTP mode (RFC 2033): LHLO instead of HELO/EHLO, one reply per recipient after data.
+    /// Default `false`.
+    pub lmtp: bool,
+    /// Bare LF inside DATA. Default [`BareLfPolicy::Reject`].
+    pub bare_lf: BareLfPolicy,
+    /// The connection is TLS from the start (port 465). Default `false`.
+    pub implicit_tls: bool,
+    /// Text of the 221 reply to QUIT. Default `"Bye"`.
+    pub quit_text: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            hostname: "localhost".into(),
+            greeting: "ESMTP Mailbag".into(),
+            max_message_size: 10_240_000,
+            max_recipients: 100,
+            command_line_limit: DEFAULT_COMMAND_LINE_LIMIT,
+            sasl_line_limit: DEFAULT_SASL_LINE_LIMIT,
+            command_timeout: Duration::from_secs(300),
+            max_bad_commands: 20,
+            pipelining: true,
+            eight_bit_mime: true,
+            smtputf8: true,
+            size: true,
+            enhanced_status_codes: true,
+            chunking: true,
+            binarymime: false,
+            dsn: false,
+            starttls: false,
+            auth_mechanisms: Vec::new(),
+            auth_requires_tls: true,
+            requiretls: false,
+            lmtp: false,
+            bare_lf: BareLfPolicy::Reject,
+            implicit_tls: false,
+            quit_text: "Bye".into(),
+        }
+    }
+}
+
+/// Which greeting command the client used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelloKind {
+    /// `HELO` (plain SMTP: no extensions).
+    Helo,
+    /// `EHLO`.
+    Ehlo,
+    /// `LHLO` (LMTP).
+    Lhlo,
+}
+
+/// Something the application must know or decide. Borrowed from the session's input buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// HELO/EHLO/LHLO. Answer: accept (sends the EHLO capabilities and resets any open
+    /// transaction, RFC 5321 section 4.1.4) or reject (the state stays as it was).
+    Hello {
+        /// The command used.
+        kind: HelloKind,
+        /// The client's name.
+        name: HeloName<'a>,
+    },
+    /// MAIL FROM, after sequence, parameter and SIZE checks. Answer.
+    MailFrom {
+        /// The reverse-path.
+        from: ReversePath<'a>,
+        /// Parameters (all advertised and known).
+        params: MailParams<'a>,
+    },
+    /// RCPT TO, after sequence, limit and parameter checks. Answer (relay decisions here).
+    RcptTo {
+        /// The forward-path.
+        to: ForwardPath<'a>,
+        /// Parameters.
+        params: RcptParams<'a>,
+    },
+    /// DATA or the first BDAT with at least one accepted recipient. Answer: accept (354 for
+    /// DATA) or reject (a rejected BDAT chunk is read and discarded before the reply).
+    DataStart,
+    /// Unstuffed body octets (information).
+    BodyChunk(&'a [u8]),
+    /// The message failed while streaming (size or bare LF): drop what was received. The
+    /// session answers at the end of the data (information).
+    MessageAborted(DataError),
+    /// The message is complete. Store it durably, then accept (250) or reject. In LMTP mode
+    /// use [`ServerSession::respond_lmtp`] for per-recipient replies.
+    MessageComplete {
+        /// Body size in octets.
+        size: u64,
+    },
+    /// RSET: the transaction is gone (information; the session answered 250).
+    Reset,
+    /// STARTTLS. Accept (220), write the output, do the handshake, then call
+    /// [`ServerSession::tls_established`]. Or reject (e.g. 454).
+    StartTls,
+    /// AUTH with a supported mechanism. Answer with [`ServerSession::auth_challenge`],
+    /// accept (235) or reject (535).
+    Auth {
+        /// The mechanism.
+        mechanism: Mechanism<'a>,
+        /// The initial response, if given (empty for `=`).
+        initial_response: Option<Secret<'a>>,
+    },
+    /// A client line answering a 334 challenge. Answer like [`Event::Auth`].
+    AuthResponse(Secret<'a>),
+    /// The client cancelled AUTH with `*`; the session answered 501 (information).
+    AuthCancelled,
+    /// VRFY. Accept gives `252 2.1.5` (cannot verify, will try).
+    Vrfy {
+        /// The string to verify.
+        target: Text<'a>,
+        /// SMTPUTF8 parameter given.
+        smtputf8: bool,
+    },
+    /// EXPN. Accept gives `252 2.1.5`.
+    Expn {
+        /// The list.
+        target: Text<'a>,
+        /// SMTPUTF8 parameter given.
+        smtputf8: bool,
+    },
+    /// QUIT: the session answered 221 and is closed (information).
+    Quit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Hello(HelloKind),
+    Mail { smtputf8: bool, binary: bool },
+    Rcpt,
+    DataStart,
+    BdatStart { size: u64, last: bool },
+    MessageComplete,
+    StartTls,
+    Auth,
+    Vrfy,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Txn {
+    smtputf8: bool,
+    binary: bool,
+    rcpt_ok: usize,
+    rcpt_tried: usize,
+    bdat_size: u64,
+    bdat: bool,
+}
+
+#[derive(Debug)]
+enum Mode {
+    Command,
+    Sasl,
+    Data(DataReceiver),
+    Bdat {
+        rx: BdatReceiver,
+        /// Reply to send after a discarded chunk.
+        deferred: Option<Reply<'static>>,
+        size: u64,
+    },
+    TlsPending,
+}
+
+/// The server session state machine. See the [module documentation](self).
+#[derive(Debug)]
+pub struct ServerSession {
+    inbuf: Vec<u8>,
+    st: State,
+}
+
+#[derive(Debug)]
+struct State {
+    cfg: ServerConfig,
+    in_pos: usize,
+    out: Vec<u8>,
+    framer: LineFramer,
+    mode: Mode,
+    pending: Option<Pending>,
+    helo: Option<HelloKind>,
+    tls: bool,
+    authenticated: bool,
+    txn: Option<Txn>,
+    bad_commands: u32,
+    closed: bool,
+    refusing: bool,
+}
+
+const fn r(code: u16, esc: (u8, u16, u16), text: &'static str) -> (u16, Esc, &'static str) {
+    (code, Esc::c(esc.0, esc.1, esc.2), text)
+}
+
+const NEED_HELO: (u16, Esc, &str) = r(503, (5, 5, 1), "Send HELO/EHLO first");
+const NEED_MAIL: (u16, Esc, &str) = r(503, (5, 5, 1), "Need MAIL command");
+const NEED_RCPT: (u16, Esc, &str) = r(503, (5, 5, 1), "Need RCPT command");
+const NESTED_MAIL: (u16, Esc, &str) = r(503, (5, 5, 1), "Nested MAIL command");
+const NO_VALID_RCPT: (u16, Esc, &str) = r(554, (5, 5, 1), "no valid recipients given");
+const TOO_MANY_RCPT: (u16, Esc, &str) = r(452, (4, 5, 3), "Too many recipients");
+const TOO_BIG: (u16, Esc, &str) = r(552, (5, 3, 4), "Message size exceeds fixed limit");
+const BARE_LF: (u16, Esc, &str) = r(550, (5, 6, 0), "Bare LF in message data is not allowed");
+const PARAM_UNKNOWN: (u16, Esc, &str) = r(555, (5, 5, 4), "Unsupported parameter");
+const NOT_IMPL: (u16, Esc, &str) = r(502, (5, 5, 1), "Command not implemented");
+const OK: (u16, Esc, &str) = r(250, (2, 0, 0), "OK");
+
+fn fixed(t: (u16, Esc, &'static str)) -> Reply<'static> {
+    Reply::fixed(t.0, t.1, t.2)
+}
+
+impl ServerSession {
+    /// A new session; the 220 greeting is already in the output.
+    pub fn new(config: ServerConfig) -> Self {
+        let lmtp_default = config.lmtp && config.greeting == "ESMTP Mailbag";
+        let text = format!(
+            "{} {}",
+            config.hostname,
+            if lmtp_default {
+                "LMTP Mailbag"
+            } else {
+                config.greeting.as_str()
+            }
+        );
+        let greeting = Reply::new(ReplyCode::READY, None, text).unwrap_or_else(|_| {
+            Reply::unchecked(ReplyCode::READY, None, vec![Cow::Borrowed("ready")])
+        });
+        Self::with_greeting(config, greeting)
+    }
+
+    /// A new session with a custom greeting. `554` means "no service": every command but
+    /// QUIT is answered 503 (RFC 5321 section 3.1); `421` closes at once.
+    pub fn with_greeting(config: ServerConfig, greeting: Reply<'_>) -> Self {
+        let framer = LineFramer::new(config.command_line_limit);
+        let tls = config.implicit_tls;
+        let mut st = State {
+            cfg: config,
+            in_pos: 0,
+            out: Vec::with_capacity(512),
+            framer,
+            mode: Mode::Command,
+            pending: None,
+            helo: None,
+            tls,
+            authenticated: false,
+            txn: None,
+            bad_commands: 0,
+            closed: false,
+            refusing: false,
+        };
+        greeting.encode(&mut st.out);
+        match greeting.code().get() {
+            554 => st.refusing = true,
+            421 => st.closed = true,
+            _ => {}
+        }
+        ServerSession {
+            inbuf: Vec::with_capacity(4096),
+            st,
+        }
+    }
+
+    /// Adds received bytes. Ignored once closed, and while STARTTLS is waiting for the
+    /// handshake (plaintext after STARTTLS is discarded, CVE-2011-0411).
+    ///
+    /// To bound memory, read from the socket only while [`ServerSession::wants_input`].
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.st.closed || matches!(self.st.mode, Mode::TlsPending) {
+            return;
+        }
+        if self.st.in_pos > 0 {
+            self.inbuf.drain(..self.st.in_pos);
+            self.st.in_pos = 0;
+        }
+        self.inbuf.extend_from_slice(data);
+    }
+
+    /// Whether the session can use more input now: not closed, not waiting for an answer,
+    /// and less than one command line (or 64 KiB in data mode) buffered.
+    pub fn wants_input(&self) -> bool {
+        let buffered = self.inbuf.len() - self.st.in_pos;
+        let limit = match self.st.mode {
+            Mode::Command => self.st.cfg.command_line_limit,
+            Mode::Sasl => self.st.cfg.sasl_line_limit,
+            Mode::Data(_) | Mode::Bdat { .. } => 65536,
+            Mode::TlsPending => return false,
+        };
+        !self.st.closed && self.st.pending.is_none() && buffered < limit
+    }
+
+    /// The next event, or `None` when more input is needed or an answer is awaited.
+    #[must_use]
+    pub fn next_event(&mut self) -> Option<Event<'_>> {
+        let ServerSession { inbuf, st } = self;
+        st.next(inbuf)
+    }
+
+    /// Output to write to the client.
+    pub fn output(&self) -> &[u8] {
+        &self.st.out
+    }
+
+    /// Marks `n` octets of the output as written.
+    pub fn consume_output(&mut self, n: usize) {
+        let n = n.min(self.st.out.len());
+        self.st.out.drain(..n);
+    }
+
+    /// Takes all pending output.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.st.out)
+    }
+
+    /// Whether the connection should be closed once the output is written.
+    pub fn is_closed(&self) -> bool {
+        self.st.closed
+    }
+
+    /// Whether TLS is active.
+    pub fn is_tls(&self) -> bool {
+        self.st.tls
+    }
+
+    /// Whether an AUTH exchange succeeded.
+    pub fn is_authenticated(&self) -> bool {
+        self.st.authenticated
+    }
+
+    /// Whether STARTTLS was accepted and the caller must now do the TLS handshake.
+    pub fn awaiting_tls(&self) -> bool {
+        matches!(self.st.mode, Mode::TlsPending)
+    }
+
+    /// Recipients accepted in the current transaction.
+    pub fn accepted_recipients(&self) -> usize {
+        self.st.txn.map_or(0, |t| t.rcpt_ok)
+    }
+
+    /// When the session gives up waiting for the client, given the time of the last read.
+    /// `None` while it waits for the application, for the TLS handshake, or is closed.
+    pub fn deadline(&self, now: Instant) -> Option<Instant> {
+        if self.st.closed || self.st.pending.is_some() || self.awaiting_tls() {
+            return None;
+        }
+        now.checked_add(self.st.cfg.command_timeout)
+    }
+
+    /// The deadline passed: answers `421 4.4.2` and closes.
+    pub fn timed_out(&mut self) {
+        if !self.st.closed {
+            self.st
+                .write(&fixed(r(421, (4, 4, 2), "Timeout, closing connection")));
+            self.st.closed = true;
+        }
+    }
+
+    /// Server shutdown: answers `421 4.3.2` and closes.
+    pub fn shutdown(&mut self) {
+        if !self.st.closed {
+            self.st.write(&fixed(r(
+                421,
+                (4, 3, 2),
+                "Service shutting down, closing connection",
+            )));
+            self.st.closed = true;
+        }
+    }
+
+    /// The TLS handshake after STARTTLS (or a caller-initiated upgrade) succeeded: the
+    /// session forgets the greeting, transaction and any buffered plaintext (RFC 3207
+    /// section 4.2) and waits for a new EHLO.
+    pub fn tls_established(&mut self) {
+        self.inbuf.clear();
+        let st = &mut self.st;
+        st.in_pos = 0;
+        st.tls = true;
+        st.helo = None;
+        st.txn = None;
+        st.authenticated = false;
+        st.pending = None;
+        st.mode = Mode::Command;
+        st.framer = LineFramer::new(st.cfg.command_line_limit);
+    }
+
+    /// Accepts the pending event with its default positive reply.
+    pub fn accept(&mut self) {
+        let Some(p) = self.st.pending else { return };
+        let reply = match p {
+            Pending::Hello(kind) => self.st.ehlo_reply(kind),
+            Pending::Mail { .. } => fixed(r(250, (2, 1, 0), "Sender OK")),
+            Pending::Rcpt => fixed(r(250, (2, 1, 5), "Recipient OK")),
+            Pending::DataStart => Reply::unchecked(
+                ReplyCode::START_DATA,
+                None,
+                vec![Cow::Borrowed("Start mail input; end with <CRLF>.<CRLF>")],
+            ),
+            Pending::BdatStart { .. } => fixed(OK),
+            Pending::MessageComplete => fixed(r(250, (2, 0, 0), "Message accepted")),
+            Pending::StartTls => fixed(r(220, (2, 0, 0), "Ready to start TLS")),
+            Pending::Auth => fixed(r(235, (2, 7, 0), "Authentication successful")),
+            Pending::Vrfy => fixed(r(
+                252,
+                (2, 1, 5),
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+        };
+        self.respond(reply);
+    }
+
+    /// Rejects the pending event with `reply` (a 4xx or 5xx reply).
+    pub fn reject(&mut self, reply: Reply<'_>) {
+        self.respond(reply);
+    }
+
+    /// Answers the pending event with `reply`: a 2xx/3xx reply has the effect of acceptance
+    /// (e.g. `251` for RCPT), a 4xx/5xx reply the effect of rejection.
+    pub fn respond(&mut self, reply: Reply<'_>) {
+        let Some(p) = self.st.pending.take() else {
+            return;
+        };
+        let ok = reply.code().is_positive();
+        let closing = reply.code() == ReplyCode::NOT_AVAILABLE;
+        let st = &mut self.st;
+        match p {
+            Pending::Hello(kind) => {
+                if ok {
+                    // A new EHLO is an implicit RSET; a refused one changes nothing.
+                    st.helo = Some(kind);
+                    st.txn = None;
+                }
+                st.write(&reply);
+            }
+            Pending::Mail { smtputf8, binary } => {
+                if ok {
+                    st.txn = Some(Txn {
+                        smtputf8,
+                        binary,
+                        ..Txn::default()
+                    });
+                }
+                st.write_counted(&reply, ok);
+            }
+            Pending::Rcpt => {
+                if let Some(t) = &mut st.txn {
+                    t.rcpt_tried += 1;
+                    if ok {
+                        t.rcpt_ok += 1;
+                    }
+                }
+                st.write_counted(&reply, ok);
+            }
+            Pending::DataStart => {
+                if ok {
+                    st.mode = Mode::Data(DataReceiver::new(st.data_options()));
+                }
+                st.write(&reply);
+            }
+            Pending::BdatStart { size, last } => {
+                if ok {
+                    if let Some(t) = &mut st.txn {
+                        t.bdat = true;
+                    }
+                    st.start_bdat(size, last);
+                } else {
+                    st.txn = None;
+                    st.mode = Mode::Bdat {
+                        rx: BdatReceiver::discard(size, last),
+                        deferred: Some(reply.into_owned()),
+                        size,
+                    };
+                }
+            }
+            Pending::MessageComplete => {
+                let n = if st.cfg.lmtp {
+                    st.txn.map_or(1, |t| t.rcpt_ok.max(1))
+                } else {
+                    1
+                };
+                for _ in 0..n {
+                    st.write(&reply);
+                }
+                st.txn = None;
+            }
+            Pending::StartTls => {
+                st.write(&reply);
+                if ok {
+                    st.mode = Mode::TlsPending;
+                }
+            }
+            Pending::Auth => {
+                if ok {
+                    st.authenticated = true;
+                }
+                st.mode = Mode::Command;
+                st.framer.set_max_len(st.cfg.command_line_limit);
+                st.write(&reply);
+            }
+            Pending::Vrfy => st.write(&reply),
+        }
+        if closing {
+            st.closed = true;
+        }
+    }
+
+    /// LMTP: answers [`Event::MessageComplete`] with one reply per accepted recipient, in
+    /// RCPT order. Missing replies are filled with `451 4.3.0`; extra ones are ignored.
+    pub fn respond_lmtp(&mut self, replies: &[Reply<'_>]) {
+        if self.st.pending != Some(Pending::MessageComplete) {
+            return;
+        }
+        self.st.pending = None;
+        let n = self.st.txn.map_or(0, |t| t.rcpt_ok);
+        for i in 0..n {
+            match replies.get(i) {
+                Some(r) => self.st.write(r),
+                None => self
+                    .st
+                    .write(&fixed(r(451, (4, 3, 0), "Local error in processing"))),
+            }
+        }
+        self.st.txn = None;
+    }
+
+    /// Answers [`Event::Auth`] / [`Event::AuthResponse`] with a `334` challenge (`data` is
+    /// base64-encoded by the session) and waits for the client's next line.
+    pub fn auth_challenge(&mut self, data: &[u8]) {
+        if self.st.pending != Some(Pending::Auth) {
+            return;
+        }
+        self.st.pending = None;
+        let text = Secret::from_bytes(data);
+        let mut line = b"334 ".to_vec();
+        line.extend_from_slice(text.expose().as_bytes());
+        line.extend_from_slice(b"\r\n");
+        self.st.out.extend_from_slice(&line);
+        self.st.mode = Mode::Sasl;
+        self.st.framer.set_max_len(self.st.cfg.sasl_line_limit);
+    }
+}
+
+impl State {
+    fn data_options(&self) -> DataOptions {
+        DataOptions {
+            max_size: self.cfg.max_message_size,
+            bare_lf: self.cfg.bare_lf,
+        }
+    }
+
+    fn write(&mut self, reply: &Reply<'_>) {
+        if self.cfg.enhanced_status_codes || reply.enhanced().is_none() {
+            reply.encode(&mut self.out);
+        } else {
+            reply.clone().without_enhanced().encode(&mut self.out);
+        }
+    }
+
+    /// Writes a reply and counts errors; too many errors close the session with 421.
+    fn write_counted(&mut self, reply: &Reply<'_>, ok: bool) {
+        self.write(reply);
+        if !ok && reply.code().get() >= 500 {
+            self.count_error();
+        }
+    }
+
+    fn error(&mut self, reply: &Reply<'_>) {
+        self.write(reply);
+        self.count_error();
+    }
+
+    fn count_error(&mut self) {
+        self.bad_commands += 1;
+        if self.bad_commands >= self.cfg.max_bad_commands && !self.closed {
+            self.write(&fixed(r(
+                421,
+                (4, 7, 0),
+                "Too many errors, closing connection",
+            )));
+            self.closed = true;
+        }
+    }
+
+    fn write_quit(&mut self) {
+        let text = Cow::Owned(self.cfg.quit_text.clone());
+        self.write(&Reply::unchecked(
+            ReplyCode::CLOSING,
+            Some(Esc::c(2, 0, 0)),
+            vec![text],
+        ));
+    }
+
+    fn auth_offered(&self) -> bool {
+        !self.cfg.auth_mechanisms.is_empty() && (self.tls || !self.cfg.auth_requires_tls)
+    }
+
+    fn capabilities(&self) -> Vec<Capability<'static>> {
+        let c = &self.cfg;
+        let mut caps = Vec::new();
+        if c.pipelining {
+            caps.push(Capability::Pipelining);
+        }
+        if c.size {
+            caps.push(Capability::Size(Some(c.max_message_size)));
+        }
+        if c.eight_bit_mime {
+            caps.push(Capability::EightBitMime);
+            if c.smtputf8 {
+                caps.push(Capability::SmtpUtf8);
+            }
+        }
+        if c.enhanced_status_codes {
+            caps.push(Capability::EnhancedStatusCodes);
+        }
+        if c.chunking {
+            caps.push(Capability::Chunking);
+            if c.binarymime {
+                caps.push(Capability::BinaryMime);
+            }
+        }
+        if c.dsn {
+            caps.push(Capability::Dsn);
+        }
+        if c.starttls && !self.tls {
+            caps.push(Capability::StartTls);
+        }
+        if self.auth_offered() {
+            caps.push(Capability::Auth(c.auth_mechanisms.clone()));
+        }
+        if c.requiretls && self.tls {
+            caps.push(Capability::RequireTls);
+        }
+        caps.push(Capability::Help);
+        caps
+    }
+
+    fn ehlo_reply(&self, kind: HelloKind) -> Reply<'static> {
+        if kind == HelloKind::Helo {
+            return Reply::unchecked(
+                ReplyCode::OK,
+                None,
+                vec![Cow::Owned(self.cfg.hostname.clone())],
+            );
+        }
+        EhloReply {
+            greeting: Cow::Borrowed(self.cfg.hostname.as_str()),
+            capabilities: self.capabilities(),
+        }
+        .to_reply()
+    }
+
+    fn start_bdat(&mut self, size: u64, last: bool) {
+        let total = self.txn.map_or(0, |t| t.bdat_size).saturating_add(size);
+        if self.cfg.max_message_size != 0 && total > self.cfg.max_message_size {
+            self.txn = None;
+            self.mode = Mode::Bdat {
+                rx: BdatReceiver::discard(size, last),
+                deferred: Some(fixed(TOO_BIG)),
+                size,
+            };
+            return;
+        }
+        if let Some(t) = &mut self.txn {
+            t.bdat_size = total;
+        }
+        self.mode = Mode::Bdat {
+            rx: BdatReceiver::new(size, last),
+            deferred: None,
+            size,
+        };
+    }
+
+    fn discard_bdat(&mut self, size: u64, last: bool, reply: Reply<'static>) {
+        self.mode = Mode::Bdat {
+            rx: BdatReceiver::discard(size, last),
+            deferred: Some(reply),
+            size,
+        };
+    }
+
+    fn next<'a>(&mut self, inbuf: &'a [u8]) -> Option<Event<'a>> {
+        loop {
+            if self.closed || self.pending.is_some() {
+                return None;
+            }
+            let input = &inbuf[self.in_pos..];
+            match &mut self.mode {
+                Mode::TlsPending => {
+                    self.in_pos = inbuf.len();
+                    return None;
+                }
+                Mode::Data(rx) => {
+                    let (n, step) = rx.step(input);
+                    self.in_pos += n;
+                    match step {
+                        DataStep::Body(b) => return Some(Event::BodyChunk(b)),
+                        DataStep::NeedMore => return None,
+                        DataStep::Aborted(e) => return Some(Event::MessageAborted(e)),
+                        DataStep::End(Ok(size)) => {
+                            self.mode = Mode::Command;
+                            self.pending = Some(Pending::MessageComplete);
+                            return Some(Event::MessageComplete { size });
+                        }
+                        DataStep::End(Err(e)) => {
+                            self.mode = Mode::Command;
+                            let reply = match e {
+                                DataError::TooBig => fixed(TOO_BIG),
+                                DataError::BareLf => fixed(BARE_LF),
+                            };
+                            // LMTP answers once per accepted recipient.
+                            let n = if self.cfg.lmtp {
+                                self.txn.map_or(1, |t| t.rcpt_ok.max(1))
+                            } else {
+                                1
+                            };
+                            self.txn = None;
+                            for _ in 0..n {
+                                self.write(&reply);
+                            }
+                        }
+                    }
+                }
+                Mode::Bdat { rx, deferred, size } => {
+                    let (n, step) = rx.step(input);
+                    self.in_pos += n;
+                    match step {
+                        BdatStep::Body(b) => return Some(Event::BodyChunk(b)),
+                        BdatStep::NeedMore => return None,
+                        BdatStep::ChunkEnd { last } => {
+                            let size = *size;
+                            let deferred = deferred.take();
+                            self.mode = Mode::Command;
+                            match deferred {
+                                Some(reply) => {
+                                    let aborted = reply.code() == ReplyCode::EXCEEDED_STORAGE
+                                        && self.txn.is_none();
+                                    self.write(&reply);
+                                    if aborted {
+                                        return Some(Event::MessageAborted(DataError::TooBig));
+                                    }
+                                }
+                                None if last => {
+                                    let total = self.txn.map_or(size, |t| t.bdat_size);
+                                    self.pending = Some(Pending::MessageComplete);
+                                    return Some(Event::MessageComplete { size: total });
+                                }
+                                None => {
+                                    let text = format!("{size} octets received");
+                                    self.write(&Reply::unchecked(
+                                        ReplyCode::OK,
+                                        Some(Esc::c(2, 0, 0)),
+                                        vec![Cow::Owned(text)],
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+                Mode::Command | Mode::Sasl => {
+                    let sasl = matches!(self.mode, Mode::Sasl);
+                    match self.framer.frame(input) {
+                        Frame::Incomplete { consumed } => {
+                            self.in_pos += consumed;
+                            return None;
+                        }
+                        Frame::TooLong { consumed } => {
+                            self.in_pos += consumed;
+                            if sasl {
+                                self.mode = Mode::Command;
+                                self.framer.set_max_len(self.cfg.command_line_limit);
+                            }
+                            self.error(&CommandError::LineTooLong.reply());
+                        }
+                        Frame::Line { line, consumed } => {
+                            let start = self.in_pos;
+                            self.in_pos += consumed;
+                            let line = &inbuf[start + line.start..start + line.end];
+                            let ev = if sasl {
+                                self.sasl_line(line)
+                            } else {
+                                self.command_line(line)
+                            };
+                            if ev.is_some() {
+                                return ev;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn sasl_line<'a>(&mut self, line: &'a [u8]) -> Option<Event<'a>> {
+        self.mode = Mode::Command;
+        self.framer.set_max_len(self.cfg.command_line_limit);
+        match parse_auth_response(line) {
+            Ok(AuthResponse::Data(s)) => {
+                self.pending = Some(Pending::Auth);
+                Some(Event::AuthResponse(s))
+            }
+            Ok(AuthResponse::Cancel) => {
+                self.write(&fixed(r(501, (5, 7, 0), "Authentication cancelled")));
+                Some(Event::AuthCancelled)
+            }
+            Err(_) => {
+                self.error(&fixed(r(501, (5, 5, 2), "Invalid base64 data")));
+                None
+            }
+        }
+    }
+
+    fn command_line<'a>(&mut self, line: &'a [u8]) -> Option<Event<'a>> {
+        let cmd = match parse_command(line) {
+            Ok(c) => c,
+            Err(e) => {
+                // A BDAT we cannot parse cannot be skipped: its size is unknown.
+                if self.refusing {
+                    self.error(&fixed(r(503, (5, 5, 1), "No service")));
+                } else {
+                    self.error(&e.reply());
+                }
+                return None;
+            }
+        };
+        if self.refusing {
+            if cmd == Command::Quit {
+                self.write_quit();
+                self.closed = true;
+                return Some(Event::Quit);
+            }
+            if let Command::Bdat { size, last } = cmd {
+                self.discard_bdat(size, last, fixed(r(503, (5, 5, 1), "No service")));
+                return None;
+            }
+            self.error(&fixed(r(503, (5, 5, 1), "No service")));
+            return None;
+        }
+        match cmd {
+            Command::Ehlo(name) | Command::Helo(name) | Command::Lhlo(name) => {
+                let kind = match line.get(..1) {
+                    Some(b"E" | b"e") => HelloKind::Ehlo,
+                    Some(b"H" | b"h") => HelloKind::Helo,
+                    _ => HelloKind::Lhlo,
+                };
+                if self.cfg.lmtp != (kind == HelloKind::Lhlo) {
+                    self.error(&fixed(r(
+                        500,
+                        (5, 5, 1),
+                        "Syntax error, command unrecognized",
+                    )));
+                    return None;
+                }
+                self.pending = Some(Pending::Hello(kind));
+                Some(Event::Hello { kind, name })
+            }
+            Command::Mail { from, params } => {
+                if self.helo.is_none() {
+                    self.error(&fixed(NEED_HELO));
+                    return None;
+                }
+                if self.txn.is_some() {
+                    self.error(&fixed(NESTED_MAIL));
+                    return None;
+                }
+                if !self.mail_params_ok(&params) {
+                    self.error(&fixed(PARAM_UNKNOWN));
+                    return None;
+                }
+                if let Some(size) = params.size
+                    && self.cfg.max_message_size != 0
+                    && size > self.cfg.max_message_size
+                {
+                    self.error(&fixed(TOO_BIG));
+                    return None;
+                }
+                self.pending = Some(Pending::Mail {
+                    smtputf8: params.smtputf8,
+                    binary: params.body == Some(Body::BinaryMime),
+                });
+                Some(Event::MailFrom { from, params })
+            }
+            Command::Rcpt { to, params } => {
+                let Some(txn) = self.txn else {
+                    self.error(&fixed(NEED_MAIL));
+                    return None;
+                };
+                if !params.unknown.is_empty()
+                    || (!self.cfg.dsn && (params.notify.is_some() || params.orcpt.is_some()))
+                {
+                    self.error(&fixed(PARAM_UNKNOWN));
+                    return None;
+                }
+                if !to.is_ascii() && !txn.smtputf8 {
+                    self.error(&CommandError::NonAscii.reply());
+                    return None;
+                }
+                if txn.rcpt_ok >= self.cfg.max_recipients {
+                    if let Some(t) = &mut self.txn {
+                        t.rcpt_tried += 1;
+                    }
+                    self.write(&fixed(TOO_MANY_RCPT));
+                    return None;
+                }
+                self.pending = Some(Pending::Rcpt);
+                Some(Event::RcptTo { to, params })
+            }
+            Command::Data => {
+                let Some(txn) = self.txn else {
+                    self.error(&fixed(NEED_MAIL));
+                    return None;
+                };
+                if txn.binary || txn.bdat {
+                    self.error(&fixed(r(503, (5, 5, 1), "DATA not allowed here, use BDAT")));
+                    return None;
+                }
+                if txn.rcpt_ok == 0 {
+                    let e = if txn.rcpt_tried > 0 {
+                        NO_VALID_RCPT
+                    } else {
+                        NEED_RCPT
+                    };
+                    self.error(&fixed(e));
+                    return None;
+                }
+                self.pending = Some(Pending::DataStart);
+                Some(Event::DataStart)
+            }
+            Command::Bdat { size, last } => {
+                if !self.cfg.chunking {
+                    self.discard_bdat(size, last, fixed(NOT_IMPL));
+                    self.count_error();
+                    return None;
+                }
+                let reply = match self.txn {
+                    None => Some(fixed(NEED_MAIL)),
+                    Some(t) if t.rcpt_ok == 0 && t.rcpt_tried > 0 => Some(fixed(NO_VALID_RCPT)),
+                    Some(t) if t.rcpt_ok == 0 => Some(fixed(NEED_RCPT)),
+                    Some(_) => None,
+                };
+                if let Some(reply) = reply {
+                    self.discard_bdat(size, last, reply);
+                    return None;
+                }
+                if self.txn.is_some_and(|t| t.bdat) {
+                    self.start_bdat(size, last);
+                    return None;
+                }
+                self.pending = Some(Pending::BdatStart { size, last });
+                Some(Event::DataStart)
+            }
+            Command::Rset => {
+                self.txn = None;
+                self.write(&fixed(OK));
+                Some(Event::Reset)
+            }
+            Command::Noop(_) => {
+                self.write(&fixed(OK));
+                None
+            }
+            Command::Help(_) => {
+                self.write(&fixed(r(
+                    214,
+                    (2, 0, 0),
+                    "See https://www.rfc-editor.org/rfc/rfc5321",
+                )));
+                None
+            }
+            Command::Vrfy { target, smtputf8 } => {
+                self.pending = Some(Pending::Vrfy);
+                Some(Event::Vrfy { target, smtputf8 })
+            }
+            Command::Expn { target, smtputf8 } => {
+                self.pending = Some(Pending::Vrfy);
+                Some(Event::Expn { target, smtputf8 })
+            }
+            Command::Quit => {
+                self.write_quit();
+                self.closed = true;
+                Some(Event::Quit)
+            }
+            Command::StartTls => {
+                if !self.cfg.starttls {
+                    self.error(&fixed(NOT_IMPL));
+                    return None;
+                }
+                if self.tls {
+                    self.error(&fixed(r(503, (5, 5, 1), "TLS already active")));
+                    return None;
+                }
+                self.pending = Some(Pending::StartTls);
+                Some(Event::StartTls)
+            }
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => {
+                if self.cfg.auth_mechanisms.is_empty() {
+                    self.error(&fixed(NOT_IMPL));
+                    return None;
+                }
+                if !self.auth_offered() {
+                    self.error(&fixed(r(
+                        530,
+                        (5, 7, 0),
+                        "Must issue a STARTTLS command first",
+                    )));
+                    return None;
+                }
+                if self.helo.is_none() {
+                    self.error(&fixed(NEED_HELO));
+                    return None;
+                }
+                if self.authenticated {
+                    self.error(&fixed(r(503, (5, 5, 1), "Already authenticated")));
+                    return None;
+                }
+                if self.txn.is_some() {
+                    self.error(&fixed(r(
+                        503,
+                        (5, 5, 1),
+                        "AUTH not allowed during a transaction",
+                    )));
+                    return None;
+                }
+                if !self.cfg.auth_mechanisms.contains(&mechanism) {
+                    self.error(&fixed(r(
+                        504,
+                        (5, 5, 4),
+                        "Unrecognized authentication type",
+                    )));
+                    return None;
+                }
+                self.pending = Some(Pending::Auth);
+                Some(Event::Auth {
+                    mechanism,
+                    initial_response,
+                })
+            }
+        }
+    }
+
+    /// Whether every MAIL parameter is known and advertised.
+    fn mail_params_ok(&self, p: &MailParams<'_>) -> bool {
+        let c = &self.cfg;
+        let esmtp = self.helo != Some(HelloKind::Helo);
+        let any = p.size.is_some()
+            || p.body.is_some()
+            || p.smtputf8
+            || p.ret.is_some()
+            || p.envid.is_some()
+            || p.auth.is_some()
+            || p.requiretls
+            || p.mt_priority.is_some()
+            || p.by.is_some()
+            || p.hold.is_some()
+            || !p.unknown.is_empty();
+        if !any {
+            return true;
+        }
+        esmtp
+            && p.unknown.is_empty()
+            && (p.size.is_none() || c.size)
+            && match p.body {
+                None | Some(Body::SevenBit) => true,
+                Some(Body::EightBitMime) => c.eight_bit_mime,
+                Some(Body::BinaryMime) => c.binarymime && c.chunking,
+            }
+            && (!p.smtputf8 || (c.smtputf8 && c.eight_bit_mime))
+            && (c.dsn || (p.ret.is_none() && p.envid.is_none()))
+            && (p.auth.is_none() || self.auth_offered())
+            && (!p.requiretls || (c.requiretls && self.tls))
+            && p.mt_priority.is_none()
+            && p.by.is_none()
+            && p.hold.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drive(s: &mut ServerSession) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Some(ev) = s.next_event() {
+            let name = format!("{ev:?}");
+            let needs = !matches!(
+                ev,
+                Event::BodyChunk(_)
+                    | Event::Reset
+                    | Event::Quit
+                    | Event::MessageAborted(_)
+                    | Event::AuthCancelled
+            );
+            names.push(name);
+            if needs {
+                s.accept();
+            }
+        }
+        names
+    }
+
+    fn session() -> ServerSession {
+        let mut s = ServerSession::new(ServerConfig::default());
+        let _ = s.take_output();
+        s
+    }
+
+    #[test]
+    fn mail_before_helo_is_503() {
+        let mut s = session();
+        s.feed(b"MAIL FROM:<a@b.c>\r\n");
+        assert!(drive(&mut s).is_empty());
+        assert_eq!(s.take_output(), b"503 5.5.1 Send HELO/EHLO first\r\n");
+    }
+
+    #[test]
+    fn recipient_limit() {
+        let cfg = ServerConfig {
+            max_recipients: 2,
+            ..ServerConfig::default()
+        };
+        let mut s = ServerSession::new(cfg);
+        let _ = s.take_output();
+        s.feed(b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nRCPT TO:<a@c>\r\nRCPT TO:<a@d>\r\n");
+        drive(&mut s);
+        let out = String::from_utf8(s.take_output()).unwrap();
+        assert!(
+            out.ends_with("250 2.1.5 Recipient OK\r\n452 4.5.3 Too many recipients\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn starttls_discards_plaintext() {
+        let cfg = ServerConfig {
+            starttls: true,
+            ..ServerConfig::default()
+        };
+        let mut s = ServerSession::new(cfg);
+        let _ = s.take_output();
+        s.feed(b"EHLO x\r\nSTARTTLS\r\nMAIL FROM:<evil@x>\r\n");
+        let evs = drive(&mut s);
+        assert_eq!(evs.len(), 2);
+        assert!(s.awaiting_tls());
+        s.feed(b"RCPT TO:<more@evil>\r\n");
+        assert!(s.next_event().is_none());
+        s.tls_established();
+        s.feed(b"MAIL FROM:<a@b>\r\n");
+        let _ = s.take_output();
+        assert!(s.next_event().is_none());
+        assert_eq!(s.take_output(), b"503 5.5.1 Send HELO/EHLO first\r\n");
+        s.feed(b"EHLO x\r\n");
+        drive(&mut s);
+        let out = String::from_utf8(s.take_output()).unwrap();
+        assert!(!out.contains("STARTTLS"), "{out}");
+    }
+
+    #[test]
+    fn too_many_errors_close() {
+        let cfg = ServerConfig {
+            max_bad_commands: 3,
+            ..ServerConfig::default()
+        };
+        let mut s = ServerSession::new(cfg);
+        let _ = s.take_output();
+        s.feed(b"X\r\nY\r\nZ\r\nNOOP\r\n");
+        drive(&mut s);
+        assert!(s.is_closed());
+        assert!(
+            s.take_output()
+                .ends_with(b"421 4.7.0 Too many errors, closing connection\r\n")
+        );
+    }
+}
