@@ -1,0 +1,1351 @@
+//! The Maildir++ backend.
+//!
+//! Layout under the root directory:
+//!
+//! ```text
+//! <root>/<user>/{tmp,new,cur}/           INBOX
+//! <root>/<user>/.Spam/{tmp,new,cur}/     Spam (with a `maildirfolder` marker)
+//! <root>/<user>/mailbag-pop3.lock        POP3 maildrop lock (flock, holds the pid)
+//! <folder>/mailbag-uidlist               UID index (see below)
+//! <folder>/mailbag-uidlist.lock          serialises index updates (flock)
+//! ```
+//!
+//! Delivered files are named `<secs>.M<usecs>P<pid>Q<counter>.<host>,S=<size>,W=<crlf size>`
+//! in `new/`; when POP3 has retrieved a message, commit moves it to `cur/`
+//! with `:2,S` appended, as Dovecot does. Files written by Dovecot, Postfix,
+//! mutt or other MTAs are read too; Dovecot's own files (`dovecot-uidlist`,
+//! `dovecot.index*`) are ignored, except that a `dovecot-uidlist` seeds our
+//! index the first time, so that UIDs survive a move from Dovecot.
+//!
+//! UIDs are assigned when a folder is scanned (maildrop open, listing) to
+//! files not yet in the index, in delivery order, and the index is rewritten
+//! atomically (temporary file, fsync, rename, fsync of the directory) before
+//! any UID is handed out. Sizes with CRLF line endings come from the `,W=`
+//! part of the name or, for files without it, are computed once and cached
+//! in the index, so opening a big maildrop reads no message.
+
+mod lock;
+mod name;
+pub(crate) mod uidlist;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use name::MaildirName;
+
+use crate::crlf::count_reader;
+use crate::memory::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::{
+    CommitSummary, CrlfCounter, Delivery, DeliveryReceipt, Error, Folder, Maildrop, MaildropEntry,
+    Mailstore, MessageInfo, MessageReader, Uid, UserName,
+};
+use lock::FileLock;
+use uidlist::{Record, UidList};
+
+/// Default age after which files left in `tmp/` by an interrupted delivery
+/// are removed: 36 hours, as the Maildir specification suggests.
+pub const DEFAULT_STALE_TMP_AGE: Duration = Duration::from_secs(36 * 3600);
+
+/// Buffer size for message reads and writes: 64 KiB.
+const IO_BUFFER: usize = 64 * 1024;
+
+const POP3_LOCK: &str = "mailbag-pop3.lock";
+const UIDLIST_LOCK: &str = "mailbag-uidlist.lock";
+const UIDLIST_TMP: &str = "mailbag-uidlist.tmp";
+const DOVECOT_UIDLIST: &str = "dovecot-uidlist";
+const SPAM_DIR: &str = ".Spam";
+
+/// Options of a [`MaildirStore`].
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_mailstore::MaildirOptions;
+///
+/// let mut opts = MaildirOptions::default();
+/// opts.max_message_size = 25 * 1024 * 1024;
+/// opts.user_quota = Some(1 << 30);
+/// assert!(opts.fsync); // on unless you turn it off
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MaildirOptions {
+    /// Largest message accepted, in octets as written. Default
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`](crate::DEFAULT_MAX_MESSAGE_SIZE) (64 MiB).
+    pub max_message_size: u64,
+    /// Total stored octets a user may hold over INBOX and Spam; `None` (the
+    /// default) for no quota. Checked when a delivery starts and when it
+    /// commits; concurrent deliveries can overshoot by at most their own sizes.
+    pub user_quota: Option<u64>,
+    /// Report a full quota as temporary (SMTP 452) instead of permanent (552).
+    /// Default `false`, like Dovecot's `quota_full_tempfail = no`.
+    pub quota_tempfail: bool,
+    /// Create a user's Maildir on first delivery instead of failing with
+    /// [`Error::UnknownUser`]. Default `false`: users are made with
+    /// [`Mailstore::create_user`] (or exist already on disk).
+    pub auto_create_users: bool,
+    /// fsync message files, the index and directories. Default `true`.
+    /// Turning it off loses durability on power failure; meant for benchmarks
+    /// and tests only.
+    pub fsync: bool,
+    /// Host name used in new file names. Default `None`: the system's host name.
+    pub hostname: Option<String>,
+    /// Files in `tmp/` (of INBOX and Spam) older than this are removed when
+    /// the user's maildrop is opened.
+    /// Default [`DEFAULT_STALE_TMP_AGE`] (36 hours).
+    pub stale_tmp_age: Duration,
+}
+
+impl Default for MaildirOptions {
+    fn default() -> Self {
+        MaildirOptions {
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            user_quota: None,
+            quota_tempfail: false,
+            auto_create_users: false,
+            fsync: true,
+            hostname: None,
+            stale_tmp_age: DEFAULT_STALE_TMP_AGE,
+        }
+    }
+}
+
+/// A [`Mailstore`] on Maildir++ directories, interoperable with Dovecot and mutt.
+///
+/// Cheap to clone; clones share options and the file-name counter. Several
+/// processes may use the same root: every cross-process step is protected
+/// by file locks or atomic renames.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::Read;
+/// use mailbag_mailstore::{Folder, MaildirOptions, MaildirStore, Mailstore, UserName};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let root = tempfile::tempdir()?;
+/// let store = MaildirStore::new(root.path(), MaildirOptions::default())?;
+/// let joe = UserName::new("joe")?;
+/// store.create_user(&joe)?;
+///
+/// let mut d = store.begin_delivery(&joe, Folder::Inbox)?;
+/// d.write_chunk(b"Subject: hello\n\n")?;
+/// d.write_chunk(b"Hi Joe!\n")?;
+/// let receipt = d.commit()?; // fsynced and visible in new/
+/// assert_eq!((receipt.stored_size, receipt.size), (24, 27));
+///
+/// let mut md = store.open_maildrop(&joe)?;
+/// let mut msg = String::new();
+/// md.read_message(1)?.read_to_string(&mut msg)?;
+/// assert_eq!(msg, "Subject: hello\r\n\r\nHi Joe!\r\n");
+/// md.commit()?; // the retrieved message moves to cur/ with :2,S
+/// assert_eq!(std::fs::read_dir(root.path().join("joe/cur"))?.count(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MaildirStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    options: MaildirOptions,
+    host: String,
+    pid: u32,
+    counter: AtomicU64,
+}
+
+impl fmt::Debug for MaildirStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaildirStore")
+            .field("root", &self.inner.root)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message found by a folder scan.
+#[derive(Clone, Debug)]
+struct Msg {
+    uid: u32,
+    base: String,
+    name: String,
+    cur: bool,
+    crlf_size: u64,
+}
+
+impl Msg {
+    fn path(&self, folder_dir: &Path) -> PathBuf {
+        folder_dir.join(sub(self.cur)).join(&self.name)
+    }
+}
+
+fn sub(cur: bool) -> &'static str {
+    if cur { "cur" } else { "new" }
+}
+
+fn system_host() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+/// Reads the valid message names of `dir/new` then `dir/cur`, keyed by base;
+/// a name seen in `cur/` wins over the same base in `new/` (it moved while we looked).
+fn read_names(folder_dir: &Path) -> Result<HashMap<String, (bool, String)>, Error> {
+    let mut out: HashMap<String, (bool, String)> = HashMap::new();
+    for cur in [false, true] {
+        let d = folder_dir.join(sub(cur));
+        let rd = match fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if not_found(&e) => continue,
+            Err(e) => return Err(Error::io("read directory", d, e)),
+        };
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io("read directory", &d, e))?;
+            if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(name) = ent.file_name().into_string() else {
+                continue;
+            };
+            let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned()) else {
+                continue;
+            };
+            out.insert(base, (cur, name));
+        }
+    }
+    Ok(out)
+}
+
+/// Finds the current name of a message whose file moved (e.g. new -> cur, or a
+/// flag change by another program).
+fn relocate(folder_dir: &Path, base: &str) -> Option<(bool, String)> {
+    for cur in [true, false] {
+        let Ok(rd) = fs::read_dir(folder_dir.join(sub(cur))) else {
+            continue;
+        };
+        for ent in rd.flatten() {
+            if let Ok(name) = ent.file_name().into_string()
+                && MaildirName::parse(&name).is_some_and(|n| n.base() == base)
+            {
+                return Some((cur, name));
+            }
+        }
+    }
+    None
+}
+
+impl MaildirStore {
+    /// A store rooted at `root` (created if missing).
+    pub fn new(root: impl Into<PathBuf>, options: MaildirOptions) -> Result<Self, Error> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(|e| Error::io("create", &root, e))?;
+        let host = name::escape_host(&options.hostname.clone().unwrap_or_else(system_host));
+        Ok(MaildirStore {
+            inner: Arc::new(Inner {
+                root,
+                options,
+                host,
+                pid: std::process::id(),
+                counter: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The directory of a user's folder (which may not exist yet).
+    pub fn folder_path(&self, user: &UserName, folder: Folder) -> PathBuf {
+        self.inner.folder_dir(user, folder)
+    }
+
+    /// Removes files in a folder's `tmp/` last modified before `cutoff` (left
+    /// by deliveries interrupted by a crash); returns how many.
+    pub fn remove_stale_tmp(
+        &self,
+        user: &UserName,
+        folder: Folder,
+        cutoff: SystemTime,
+    ) -> Result<usize, Error> {
+        self.inner.remove_stale_tmp(user, folder, cutoff)
+    }
+}
+
+impl Inner {
+    fn user_dir(&self, user: &UserName) -> PathBuf {
+        self.root.join(user.as_str())
+    }
+
+    fn folder_dir(&self, user: &UserName, folder: Folder) -> PathBuf {
+        match folder {
+            Folder::Spam => self.user_dir(user).join(SPAM_DIR),
+            _ => self.user_dir(user),
+        }
+    }
+
+    fn user_exists(&self, user: &UserName) -> bool {
+        self.user_dir(user).join("cur").is_dir()
+    }
+
+    fn check_user(&self, user: &UserName) -> Result<(), Error> {
+        if self.user_exists(user) {
+            Ok(())
+        } else {
+            Err(Error::UnknownUser(user.to_string()))
+        }
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<(), Error> {
+        if !self.options.fsync {
+            return Ok(());
+        }
+        File::open(dir)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("fsync directory", dir, e))
+    }
+
+    fn ensure_folder(&self, user: &UserName, folder: Folder) -> Result<PathBuf, Error> {
+        let dir = self.folder_dir(user, folder);
+        if dir.join("tmp").is_dir() && dir.join("new").is_dir() && dir.join("cur").is_dir() {
+            return Ok(dir);
+        }
+        for s in ["tmp", "new", "cur"] {
+            let p = dir.join(s);
+            fs::create_dir_all(&p).map_err(|e| Error::io("create", p, e))?;
+        }
+        if folder != Folder::Inbox {
+            let marker = dir.join("maildirfolder");
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&marker)
+                .map_err(|e| Error::io("create", marker, e))?;
+        }
+        self.sync_dir(&dir)?;
+        if let Some(parent) = dir.parent() {
+            self.sync_dir(parent)?;
+        }
+        Ok(dir)
+    }
+
+    fn next_base(&self) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        name::unique_base(now.as_secs(), now.subsec_micros(), self.pid, n, &self.host)
+    }
+
+    fn quota_error(&self, quota: u64) -> Error {
+        Error::QuotaExceeded {
+            quota,
+            temporary: self.options.quota_tempfail,
+        }
+    }
+
+    /// Stored octets over both folders, from `,S=` or the file's metadata.
+    fn usage(&self, user: &UserName) -> Result<u64, Error> {
+        let mut total = 0u64;
+        for folder in Folder::ALL {
+            let dir = self.folder_dir(user, folder);
+            for (cur, name) in read_names(&dir)?.into_values() {
+                let size = match MaildirName::parse(&name).and_then(|n| n.size()) {
+                    Some(s) => s,
+                    None => match fs::metadata(dir.join(sub(cur)).join(&name)) {
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    },
+                };
+                total = total.saturating_add(size);
+            }
+        }
+        Ok(total)
+    }
+
+    fn fresh_uidvalidity(old: Option<u32>) -> u32 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1);
+        let v = u32::try_from(now).unwrap_or(u32::MAX).max(1);
+        match old {
+            Some(o) if o >= v => o.wrapping_add(1).max(1),
+            _ => v,
+        }
+    }
+
+    /// Assigns UIDs to new files, updates the index, returns the folder's
+    /// messages sorted by UID and the UID validity.
+    fn scan(&self, dir: &Path) -> Result<(u32, Vec<Msg>), Error> {
+        if !dir.join("cur").is_dir() {
+            return Ok((1, Vec::new()));
+        }
+        let _lock = FileLock::exclusive(&dir.join(UIDLIST_LOCK))?;
+        let list_path = dir.join(uidlist::FILE_NAME);
+        let (list, mut changed) = match fs::read(&list_path) {
+            Ok(b) => match UidList::parse(&b) {
+                Some(l) => (l, false),
+                None => (UidList::new(Self::fresh_uidvalidity(None)), true),
+            },
+            Err(e) if not_found(&e) => {
+                let seeded = fs::read(dir.join(DOVECOT_UIDLIST))
+                    .ok()
+                    .and_then(|b| UidList::from_dovecot(&b));
+                (
+                    seeded.unwrap_or_else(|| UidList::new(Self::fresh_uidvalidity(None))),
+                    true,
+                )
+            }
+            Err(e) => return Err(Error::io("read", list_path, e)),
+        };
+        let mut names = read_names(dir)?;
+        let mut msgs = Vec::with_capacity(names.len());
+        for rec in &list.records {
+            let Some((cur, name)) = names.remove(&rec.base) else {
+                changed = true; // gone: drop from the index
+                continue;
+            };
+            let from_name = MaildirName::parse(&name).and_then(|n| n.crlf_size());
+            let crlf_size = match from_name.or(rec.crlf_size) {
+                Some(s) => s,
+                None => {
+                    changed = true;
+                    match self.count(dir, cur, &name)? {
+                        Some(s) => s,
+                        None => continue,
+                    }
+                }
+            };
+            msgs.push(Msg {
+                uid: rec.uid,
+                base: rec.base.clone(),
+                name,
+                cur,
+                crlf_size,
+            });
+        }
+        // Newcomers, in delivery order.
+        let mut fresh: Vec<(String, (bool, String))> = names.into_iter().collect();
+        fresh.sort_by(|a, b| {
+            let ka = MaildirName::parse(&a.1.1).map(|n| n.sort_key());
+            let kb = MaildirName::parse(&b.1.1).map(|n| n.sort_key());
+            ka.cmp(&kb)
+        });
+        let mut next_uid = list.next_uid;
+        for (base, (cur, name)) in fresh {
+            let crlf_size = match MaildirName::parse(&name).and_then(|n| n.crlf_size()) {
+                Some(s) => s,
+                None => match self.count(dir, cur, &name)? {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            let uid = next_uid;
+            next_uid = next_uid.checked_add(1).ok_or_else(|| {
+                Error::io(
+                    "assign a UID in",
+                    dir,
+                    io::Error::other("UID space of the folder exhausted"),
+                )
+            })?;
+            changed = true;
+            msgs.push(Msg {
+                uid,
+                base,
+                name,
+                cur,
+                crlf_size,
+            });
+        }
+        if changed {
+            let new_list = UidList {
+                uidvalidity: list.uidvalidity,
+                next_uid,
+                records: msgs
+                    .iter()
+                    .map(|m| Record {
+                        uid: m.uid,
+                        crlf_size: Some(m.crlf_size),
+                        base: m.base.clone(),
+                    })
+                    .collect(),
+            };
+            self.write_atomic(dir, &new_list.serialize())?;
+        }
+        Ok((list.uidvalidity, msgs))
+    }
+
+    /// CRLF size of a file by reading it; `None` if it vanished.
+    fn count(&self, dir: &Path, cur: bool, name: &str) -> Result<Option<u64>, Error> {
+        let path = dir.join(sub(cur)).join(name);
+        match File::open(&path) {
+            Ok(f) => count_reader(BufReader::with_capacity(IO_BUFFER, f))
+                .map(|(_, crlf)| Some(crlf))
+                .map_err(|e| Error::io("read", path, e)),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(Error::io("open", path, e)),
+        }
+    }
+
+    fn write_atomic(&self, dir: &Path, bytes: &[u8]) -> Result<(), Error> {
+        let tmp = dir.join(UIDLIST_TMP);
+        let dst = dir.join(uidlist::FILE_NAME);
+        let res = (|| -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            if self.options.fsync {
+                f.sync_all()?;
+            }
+            fs::rename(&tmp, &dst)
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io("write", dst, e));
+        }
+        self.sync_dir(dir)
+    }
+
+    fn find(&self, dir: &Path, uid: &Uid) -> Result<Msg, Error> {
+        let (validity, msgs) = self.scan(dir)?;
+        msgs.into_iter()
+            .find(|m| &Uid::from_parts(m.uid, validity) == uid)
+            .ok_or(Error::NoSuchMessage)
+    }
+
+    fn remove_stale_tmp(
+        &self,
+        user: &UserName,
+        folder: Folder,
+        cutoff: SystemTime,
+    ) -> Result<usize, Error> {
+        let tmp = self.folder_dir(user, folder).join("tmp");
+        let rd = match fs::read_dir(&tmp) {
+            Ok(rd) => rd,
+            Err(e) if not_found(&e) => return Ok(0),
+            Err(e) => return Err(Error::io("read directory", tmp, e)),
+        };
+        let mut n = 0;
+        for ent in rd.flatten() {
+            let old = ent
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+            if old
+                && ent.file_type().is_ok_and(|t| t.is_file())
+                && fs::remove_file(ent.path()).is_ok()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Mailstore for MaildirStore {
+    fn create_user(&self, user: &UserName) -> Result<(), Error> {
+        let inner = &self.inner;
+        let dir = inner.user_dir(user);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::UserExists(user.to_string()));
+            }
+            Err(e) => return Err(Error::io("create", dir, e)),
+        }
+        inner.ensure_folder(user, Folder::Inbox)?;
+        inner.ensure_folder(user, Folder::Spam)?;
+        inner.sync_dir(&inner.root)
+    }
+
+    fn user_exists(&self, user: &UserName) -> Result<bool, Error> {
+        Ok(self.inner.user_exists(user))
+    }
+
+    fn users(&self) -> Result<Vec<UserName>, Error> {
+        let root = &self.inner.root;
+        let rd = fs::read_dir(root).map_err(|e| Error::io("read directory", root, e))?;
+        let mut users: Vec<UserName> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|n| UserName::new(n).ok())
+            .filter(|u| self.inner.user_exists(u))
+            .collect();
+        users.sort();
+        Ok(users)
+    }
+
+    fn begin_delivery(&self, user: &UserName, folder: Folder) -> Result<Box<dyn Delivery>, Error> {
+        let inner = &self.inner;
+        if !inner.user_exists(user) {
+            if !inner.options.auto_create_users {
+                return Err(Error::UnknownUser(user.to_string()));
+            }
+            match self.create_user(user) {
+                Ok(()) | Err(Error::UserExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(q) = inner.options.user_quota
+            && inner.usage(user)? >= q
+        {
+            return Err(inner.quota_error(q));
+        }
+        let dir = inner.ensure_folder(user, folder)?;
+        let mut attempt = 0;
+        let (base, tmp_path, file) = loop {
+            let base = inner.next_base();
+            let tmp_path = dir.join("tmp").join(&base);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp_path)
+            {
+                Ok(f) => break (base, tmp_path, f),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(Error::io("create", tmp_path, e)),
+            }
+        };
+        Ok(Box::new(MaildirDelivery {
+            inner: Arc::clone(inner),
+            user: user.clone(),
+            folder,
+            dir,
+            base,
+            tmp_path,
+            file: Some(BufWriter::with_capacity(IO_BUFFER, file)),
+            counter: CrlfCounter::new(),
+            committed: false,
+        }))
+    }
+
+    fn open_maildrop(&self, user: &UserName) -> Result<Box<dyn Maildrop>, Error> {
+        let inner = &self.inner;
+        inner.check_user(user)?;
+        let lock = FileLock::try_exclusive(&inner.user_dir(user).join(POP3_LOCK))?;
+        if let Some(cutoff) = SystemTime::now().checked_sub(inner.options.stale_tmp_age) {
+            // Best effort: a failure to clean tmp/ must not block the maildrop.
+            for folder in Folder::ALL {
+                let _ = inner.remove_stale_tmp(user, folder, cutoff);
+            }
+        }
+        let dir = inner.folder_dir(user, Folder::Inbox);
+        let (validity, msgs) = inner.scan(&dir)?;
+        let entries = msgs
+            .iter()
+            .map(|m| MaildropEntry {
+                uid: Uid::from_parts(m.uid, validity),
+                size: m.crlf_size,
+            })
+            .collect();
+        let n = msgs.len();
+        Ok(Box::new(MaildirMaildrop {
+            inner: Arc::clone(inner),
+            user: user.clone(),
+            dir,
+            msgs,
+            entries,
+            deleted: vec![false; n],
+            retrieved: vec![false; n],
+            _lock: lock,
+        }))
+    }
+
+    fn list(&self, user: &UserName, folder: Folder) -> Result<Vec<MessageInfo>, Error> {
+        let inner = &self.inner;
+        inner.check_user(user)?;
+        let dir = inner.folder_dir(user, folder);
+        let (validity, msgs) = inner.scan(&dir)?;
+        let mut out = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let path = m.path(&dir);
+            let saved = match fs::metadata(&path).and_then(|md| md.modified()) {
+                Ok(t) => t,
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(Error::io("stat", path, e)),
+            };
+            out.push(MessageInfo {
+                uid: Uid::from_parts(m.uid, validity),
+                size: m.crlf_size,
+                saved,
+                seen: MaildirName::parse(&m.name).is_some_and(|n| n.is_seen()),
+            });
+        }
+        Ok(out)
+    }
+
+    fn read(&self, user: &UserName, folder: Folder, uid: &Uid) -> Result<MessageReader, Error> {
+        let inner = &self.inner;
+        inner.check_user(user)?;
+        let dir = inner.folder_dir(user, folder);
+        let m = inner.find(&dir, uid)?;
+        let path = m.path(&dir);
+        let f = File::open(&path).map_err(|e| {
+            if not_found(&e) {
+                Error::NoSuchMessage
+            } else {
+                Error::io("open", path, e)
+            }
+        })?;
+        Ok(MessageReader::whole(BufReader::with_capacity(IO_BUFFER, f)))
+    }
+
+    fn move_message(
+        &self,
+        user: &UserName,
+        from: Folder,
+        uid: &Uid,
+        to: Folder,
+    ) -> Result<(), Error> {
+        let inner = &self.inner;
+        inner.check_user(user)?;
+        let src_dir = inner.folder_dir(user, from);
+        let m = inner.find(&src_dir, uid)?;
+        if from == to {
+            return Ok(());
+        }
+        let dst_dir = inner.ensure_folder(user, to)?;
+        let src = m.path(&src_dir);
+        let parsed = MaildirName::parse(&m.name).ok_or(Error::NoSuchMessage)?;
+        let stored = match parsed.size() {
+            Some(s) => s,
+            None => fs::metadata(&src)
+                .map_err(|e| Error::io("stat", &src, e))?
+                .len(),
+        };
+        // A fresh base: a new UID in the destination, never an old one.
+        let mut new_name = name::delivered_name(&inner.next_base(), stored, m.crlf_size);
+        if let Some(flags) = parsed.flags() {
+            new_name.push_str(":2,");
+            new_name.push_str(flags);
+        }
+        // The save time (mtime) restarts in the destination folder.
+        OpenOptions::new()
+            .write(true)
+            .open(&src)
+            .and_then(|f| f.set_modified(SystemTime::now()))
+            .map_err(|e| Error::io("set the save time of", &src, e))?;
+        let dst = dst_dir.join(sub(m.cur)).join(&new_name);
+        fs::rename(&src, &dst).map_err(|e| Error::io("move", &src, e))?;
+        inner.sync_dir(&dst_dir.join(sub(m.cur)))?;
+        inner.sync_dir(&src_dir.join(sub(m.cur)))
+    }
+
+    fn delete(&self, user: &UserName, folder: Folder, uid: &Uid) -> Result<(), Error> {
+        let inner = &self.inner;
+        inner.check_user(user)?;
+        let dir = inner.folder_dir(user, folder);
+        let m = inner.find(&dir, uid)?;
+        let path = m.path(&dir);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if not_found(&e) => return Err(Error::NoSuchMessage),
+            Err(e) => return Err(Error::io("remove", path, e)),
+        }
+        inner.sync_dir(&dir.join(sub(m.cur)))
+    }
+
+    fn expunge_older_than(
+        &self,
+        user: &UserName,
+        folder: Folder,
+        cutoff: SystemTime,
+    ) -> Result<usize, Error> {
+        let inner = &self.inner;
+        inner.check_user(user)?;
+        let dir = inner.folder_dir(user, folder);
+        let mut removed = 0;
+        for cur in [false, true] {
+            let d = dir.join(sub(cur));
+            let rd = match fs::read_dir(&d) {
+                Ok(rd) => rd,
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(Error::io("read directory", d, e)),
+            };
+            let mut here = 0;
+            for ent in rd {
+                let ent = ent.map_err(|e| Error::io("read directory", &d, e))?;
+                let valid = ent
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| MaildirName::parse(n).is_some());
+                if !valid || ent.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let saved = match ent.metadata().and_then(|m| m.modified()) {
+                    Ok(t) => t,
+                    Err(e) if not_found(&e) => continue,
+                    Err(e) => return Err(Error::io("stat", ent.path(), e)),
+                };
+                if saved < cutoff {
+                    match fs::remove_file(ent.path()) {
+                        Ok(()) => here += 1,
+                        Err(e) if not_found(&e) => {}
+                        Err(e) => return Err(Error::io("remove", ent.path(), e)),
+                    }
+                }
+            }
+            if here > 0 {
+                inner.sync_dir(&d)?;
+            }
+            removed += here;
+        }
+        Ok(removed)
+    }
+}
+
+struct MaildirDelivery {
+    inner: Arc<Inner>,
+    user: UserName,
+    folder: Folder,
+    dir: PathBuf,
+    base: String,
+    tmp_path: PathBuf,
+    file: Option<BufWriter<File>>,
+    counter: CrlfCounter,
+    committed: bool,
+}
+
+impl fmt::Debug for MaildirDelivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaildirDelivery")
+            .field("user", &self.user)
+            .field("folder", &self.folder)
+            .field("tmp_path", &self.tmp_path)
+            .field("written", &self.counter.stored())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MaildirDelivery {
+    /// Gives up: closes and removes the temporary file.
+    fn fail(&mut self, e: Error) -> Error {
+        self.file = None;
+        let _ = fs::remove_file(&self.tmp_path);
+        e
+    }
+
+    fn finish(&mut self) -> Result<DeliveryReceipt, Error> {
+        let inner = Arc::clone(&self.inner);
+        let writer = self.file.take().ok_or(Error::DeliveryFailed)?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| Error::io("write", &self.tmp_path, e.into_error()))?;
+        if inner.options.fsync {
+            file.sync_all()
+                .map_err(|e| Error::io("fsync", &self.tmp_path, e))?;
+        }
+        drop(file);
+        let stored = self.counter.stored();
+        if let Some(q) = inner.options.user_quota
+            && inner.usage(&self.user)?.saturating_add(stored) > q
+        {
+            return Err(inner.quota_error(q));
+        }
+        let name = name::delivered_name(&self.base, stored, self.counter.crlf());
+        let new_dir = self.dir.join("new");
+        let dst = new_dir.join(name);
+        fs::rename(&self.tmp_path, &dst).map_err(|e| Error::io("rename", &self.tmp_path, e))?;
+        if let Err(e) = inner.sync_dir(&new_dir) {
+            // Not durable: withdraw it, so that a retry cannot duplicate it.
+            let _ = fs::remove_file(&dst);
+            return Err(e);
+        }
+        self.committed = true;
+        Ok(DeliveryReceipt {
+            folder: self.folder,
+            stored_size: stored,
+            size: self.counter.crlf(),
+        })
+    }
+}
+
+impl Delivery for MaildirDelivery {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        let limit = self.inner.options.max_message_size;
+        if self.counter.stored().saturating_add(chunk.len() as u64) > limit {
+            return Err(self.fail(Error::MessageTooLarge { limit }));
+        }
+        let Some(w) = self.file.as_mut() else {
+            return Err(Error::DeliveryFailed);
+        };
+        if let Err(e) = w.write_all(chunk) {
+            let err = Error::io("write", &self.tmp_path, e);
+            return Err(self.fail(err));
+        }
+        self.counter.update(chunk);
+        Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        self.counter.stored()
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<DeliveryReceipt, Error> {
+        match self.finish() {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+}
+
+impl Write for MaildirDelivery {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_chunk(buf).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(w) => w.flush(),
+            None => Err(io::Error::other(Error::DeliveryFailed)),
+        }
+    }
+}
+
+impl Drop for MaildirDelivery {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.file = None;
+            let _ = fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+struct MaildirMaildrop {
+    inner: Arc<Inner>,
+    user: UserName,
+    dir: PathBuf,
+    msgs: Vec<Msg>,
+    entries: Vec<MaildropEntry>,
+    deleted: Vec<bool>,
+    retrieved: Vec<bool>,
+    _lock: FileLock,
+}
+
+impl fmt::Debug for MaildirMaildrop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MaildirMaildrop")
+            .field("user", &self.user)
+            .field("entries", &self.entries)
+            .field("deleted", &self.deleted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MaildirMaildrop {
+    fn index(&self, n: usize) -> Result<usize, Error> {
+        let i = n
+            .checked_sub(1)
+            .filter(|i| *i < self.msgs.len())
+            .ok_or(Error::NoSuchMessage)?;
+        if self.deleted.get(i).copied().unwrap_or(false) {
+            return Err(Error::MessageDeleted);
+        }
+        Ok(i)
+    }
+
+    /// Runs `op` on the message's path; if the file moved (another program
+    /// renamed it), finds it again and retries once.
+    fn with_path<T>(
+        &mut self,
+        i: usize,
+        mut op: impl FnMut(&Path) -> io::Result<T>,
+    ) -> Result<T, Error> {
+        let m = self.msgs.get_mut(i).ok_or(Error::NoSuchMessage)?;
+        let path = m.path(&self.dir);
+        match op(&path) {
+            Ok(t) => return Ok(t),
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(Error::io("access", path, e)),
+        }
+        let (cur, name) = relocate(&self.dir, &m.base).ok_or(Error::NoSuchMessage)?;
+        m.cur = cur;
+        m.name = name;
+        let path = m.path(&self.dir);
+        op(&path).map_err(|e| {
+            if not_found(&e) {
+                Error::NoSuchMessage
+            } else {
+                Error::io("access", path, e)
+            }
+        })
+    }
+
+    fn open(&mut self, n: usize) -> Result<(usize, BufReader<File>), Error> {
+        let i = self.index(n)?;
+        let f = self.with_path(i, |p| File::open(p))?;
+        Ok((i, BufReader::with_capacity(IO_BUFFER, f)))
+    }
+}
+
+impl Maildrop for MaildirMaildrop {
+    fn entries(&self) -> &[MaildropEntry] {
+        &self.entries
+    }
+
+    fn is_deleted(&self, n: usize) -> bool {
+        n.checked_sub(1)
+            .and_then(|i| self.deleted.get(i).copied())
+            .unwrap_or(false)
+    }
+
+    fn read_message(&mut self, n: usize) -> Result<MessageReader, Error> {
+        let (i, r) = self.open(n)?;
+        if let Some(x) = self.retrieved.get_mut(i) {
+            *x = true;
+        }
+        Ok(MessageReader::whole(r))
+    }
+
+    fn read_top(&mut self, n: usize, body_lines: u64) -> Result<MessageReader, Error> {
+        let (_, r) = self.open(n)?;
+        Ok(MessageReader::top(r, body_lines))
+    }
+
+    fn mark_deleted(&mut self, n: usize) -> Result<(), Error> {
+        let i = self.index(n)?;
+        if let Some(d) = self.deleted.get_mut(i) {
+            *d = true;
+        }
+        Ok(())
+    }
+
+    fn unmark_all(&mut self) {
+        self.deleted.iter_mut().for_each(|d| *d = false);
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<CommitSummary, Error> {
+        let mut summary = CommitSummary::default();
+        let mut first_err = None;
+        let (mut touched_new, mut touched_cur) = (false, false);
+        for i in 0..self.msgs.len() {
+            let deleted = self.deleted.get(i).copied().unwrap_or(false);
+            let retrieved = self.retrieved.get(i).copied().unwrap_or(false);
+            let res = if deleted {
+                match self.with_path(i, |p| fs::remove_file(p)) {
+                    Ok(()) => {
+                        summary.deleted += 1;
+                        Ok(true)
+                    }
+                    Err(Error::NoSuchMessage) => Ok(false), // already gone
+                    Err(e) => Err(e),
+                }
+            } else if retrieved {
+                let dir = self.dir.clone();
+                let mut seen_now = false;
+                let r = self.with_path(i, |path| {
+                    let name = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(MaildirName::parse);
+                    let Some(name) = name else {
+                        return Ok(false);
+                    };
+                    let in_new = path.parent().and_then(|p| p.file_name())
+                        == Some(std::ffi::OsStr::new("new"));
+                    if !in_new && name.is_seen() {
+                        return Ok(false);
+                    }
+                    fs::rename(path, dir.join("cur").join(name::with_flag(&name, 'S')))?;
+                    seen_now = true;
+                    Ok(true)
+                });
+                if seen_now {
+                    summary.seen += 1;
+                }
+                match r {
+                    Err(Error::NoSuchMessage) => Ok(false),
+                    other => other,
+                }
+            } else {
+                Ok(false)
+            };
+            match res {
+                Ok(true) => {
+                    let was_cur = self.msgs.get(i).is_some_and(|m| m.cur);
+                    touched_cur |= was_cur || retrieved;
+                    touched_new |= !was_cur;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        for (touched, s) in [(touched_new, "new"), (touched_cur, "cur")] {
+            if touched && let Err(e) = self.inner.sync_dir(&self.dir.join(s)) {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn store(dir: &Path) -> MaildirStore {
+        let o = MaildirOptions {
+            hostname: Some("test.host".into()),
+            ..MaildirOptions::default()
+        };
+        MaildirStore::new(dir, o).unwrap()
+    }
+
+    fn joe() -> UserName {
+        UserName::new("joe").unwrap()
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn delivery_writes_dovecot_style_name_and_leaves_tmp_empty() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        assert!(t.path().join("joe/.Spam/maildirfolder").is_file());
+        let r = s
+            .deliver(&joe(), Folder::Inbox, &mut &b"a\nb\r\n"[..])
+            .unwrap();
+        assert_eq!((r.stored_size, r.size), (5, 6));
+        let new = files(&t.path().join("joe/new"));
+        assert_eq!(new.len(), 1);
+        assert!(new[0].ends_with(".test.host,S=5,W=6"), "{}", new[0]);
+        assert!(new[0].contains(&format!("P{}Q", std::process::id())));
+        assert!(files(&t.path().join("joe/tmp")).is_empty());
+    }
+
+    #[test]
+    fn uncommitted_and_oversized_deliveries_leave_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let o = MaildirOptions {
+            max_message_size: 10,
+            ..MaildirOptions::default()
+        };
+        let s = MaildirStore::new(t.path(), o).unwrap();
+        s.create_user(&joe()).unwrap();
+        let mut d = s.begin_delivery(&joe(), Folder::Inbox).unwrap();
+        d.write_chunk(b"12345").unwrap();
+        assert_eq!(files(&t.path().join("joe/tmp")).len(), 1);
+        drop(d);
+        assert!(files(&t.path().join("joe/tmp")).is_empty());
+        let mut d = s.begin_delivery(&joe(), Folder::Inbox).unwrap();
+        d.write_chunk(b"12345").unwrap();
+        assert!(matches!(
+            d.write_chunk(b"678901"),
+            Err(Error::MessageTooLarge { limit: 10 })
+        ));
+        assert!(files(&t.path().join("joe/tmp")).is_empty());
+        assert!(matches!(d.write_chunk(b"x"), Err(Error::DeliveryFailed)));
+        assert!(matches!(d.commit(), Err(Error::DeliveryFailed)));
+        assert!(files(&t.path().join("joe/new")).is_empty());
+    }
+
+    #[test]
+    fn failed_commit_is_temporary_and_leaves_no_file() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        let mut d = s.begin_delivery(&joe(), Folder::Inbox).unwrap();
+        d.write_chunk(b"Subject: x\n\nbody\n").unwrap();
+        // Make the rename into new/ fail: new/ is now a plain file.
+        let new = t.path().join("joe/new");
+        fs::remove_dir(&new).unwrap();
+        fs::write(&new, b"").unwrap();
+        let e = d.commit().unwrap_err();
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+        assert!(e.is_temporary());
+        assert!(files(&t.path().join("joe/tmp")).is_empty());
+    }
+
+    #[test]
+    fn reads_foreign_names_and_caches_sizes_in_the_index() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        let cur = t.path().join("joe/cur");
+        fs::write(cur.join("100.M1P1.mta,S=6:2,S"), b"x\ny\nz\n").unwrap();
+        fs::write(t.path().join("joe/new/101.M1P1.mta"), b"q\r\n").unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        let sizes: Vec<u64> = md.entries().iter().map(|e| e.size).collect();
+        assert_eq!(sizes, vec![9, 3]);
+        drop(md);
+        let idx = fs::read_to_string(t.path().join("joe/mailbag-uidlist")).unwrap();
+        assert!(idx.contains(" 9 100.M1P1.mta,S=6\n"), "{idx}");
+        // A second open finds nothing new and does not rewrite the index.
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+        let idx_path = t.path().join("joe/mailbag-uidlist");
+        let before = ino(&idx_path);
+        drop(s.open_maildrop(&joe()).unwrap());
+        assert_eq!(ino(&idx_path), before, "index rewritten without need");
+        // The cached size is used: change the file behind our back, size stays.
+        fs::write(cur.join("100.M1P1.mta,S=6:2,S"), b"x\n").unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert_eq!(md.entries()[0].size, 9);
+    }
+
+    #[test]
+    fn uid_survives_rename_by_another_program_during_session() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        s.deliver(&joe(), Folder::Inbox, &mut &b"hello\n"[..])
+            .unwrap();
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        let uid = md.entries()[0].uid.clone();
+        let name = files(&t.path().join("joe/new")).remove(0);
+        fs::rename(
+            t.path().join("joe/new").join(&name),
+            t.path().join("joe/cur").join(format!("{name}:2,F")),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        md.read_message(1).unwrap().read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"hello\r\n");
+        assert_eq!(md.commit().unwrap().seen, 1);
+        assert_eq!(
+            files(&t.path().join("joe/cur")),
+            vec![format!("{name}:2,FS")]
+        );
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert_eq!(md.entries()[0].uid, uid);
+    }
+
+    #[test]
+    fn corrupt_index_gives_new_validity_not_reused_uids() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        s.deliver(&joe(), Folder::Inbox, &mut &b"a\n"[..]).unwrap();
+        let before = s.list(&joe(), Folder::Inbox).unwrap()[0].uid.clone();
+        fs::write(t.path().join("joe/mailbag-uidlist"), b"garbage\x00\xff").unwrap();
+        std::thread::sleep(Duration::from_millis(1100)); // validity is time based
+        let after = s.list(&joe(), Folder::Inbox).unwrap()[0].uid.clone();
+        assert_ne!(before, after);
+    }
+
+    #[test]
+    fn dovecot_uidlist_seeds_uids() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        fs::write(t.path().join("joe/cur/200.M1P1.vm,S=2:2,S"), b"a\n").unwrap();
+        fs::write(
+            t.path().join("joe/dovecot-uidlist"),
+            b"3 V1700000000 N8 Gabc\n7 :200.M1P1.vm,S=2\n",
+        )
+        .unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert_eq!(md.entries()[0].uid.as_str(), "000000076553f100");
+    }
+
+    #[test]
+    fn stale_tmp_files_are_removed_at_open() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        let p = t.path().join("joe/tmp/old");
+        fs::write(&p, b"partial").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(40 * 3600);
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        fs::write(t.path().join("joe/tmp/young"), b"partial").unwrap();
+        drop(s.open_maildrop(&joe()).unwrap());
+        assert_eq!(files(&t.path().join("joe/tmp")), vec!["young".to_string()]);
+    }
+
+    #[test]
+    fn retention_uses_file_time_and_move_resets_it() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        for _ in 0..3 {
+            s.deliver(
+                &joe(),
+                Folder::Spam,
+                &mut &b"Date: Thu, 1 Jan 1970 00:00:00 +0000\n\nspam\n"[..],
+            )
+            .unwrap();
+        }
+        let week_ago = SystemTime::now() - Duration::from_secs(8 * 86400);
+        let new = t.path().join("joe/.Spam/new");
+        let names = files(&new);
+        for n in &names[..2] {
+            File::options()
+                .write(true)
+                .open(new.join(n))
+                .unwrap()
+                .set_modified(week_ago)
+                .unwrap();
+        }
+        // Release one of the old ones to the INBOX: its clock restarts there.
+        let listed = s.list(&joe(), Folder::Spam).unwrap();
+        let old_uid = listed
+            .iter()
+            .find(|m| m.saved <= week_ago)
+            .unwrap()
+            .uid
+            .clone();
+        s.move_message(&joe(), Folder::Spam, &old_uid, Folder::Inbox)
+            .unwrap();
+        let cutoff = SystemTime::now() - Duration::from_secs(7 * 86400);
+        assert_eq!(
+            s.expunge_older_than(&joe(), Folder::Spam, cutoff).unwrap(),
+            1
+        );
+        assert_eq!(s.list(&joe(), Folder::Spam).unwrap().len(), 1);
+        assert_eq!(
+            s.expunge_older_than(&joe(), Folder::Inbox, cutoff).unwrap(),
+            0
+        );
+        assert_eq!(s.list(&joe(), Folder::Inbox).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn users_lists_only_maildirs() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        s.create_user(&UserName::new("ann").unwrap()).unwrap();
+        fs::create_dir(t.path().join("notamaildir")).unwrap();
+        fs::create_dir(t.path().join(".hidden")).unwrap();
+        let u: Vec<String> = s.users().unwrap().iter().map(|u| u.to_string()).collect();
+        assert_eq!(u, vec!["ann", "joe"]);
+    }
+}
