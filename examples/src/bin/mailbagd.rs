@@ -1,0 +1,44 @@
+//! `mailbagd`: the Mailbag mail server (POP3, SMTP, submission, POP-before-SMTP,
+//! spam tagging, Maildir storage). See `examples/README.md`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mailbag_examples::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    mailbag_examples::cli::init_tracing(&cli);
+    let config = match cli.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailbagd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        println!("mailbagd: configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailbagd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let server = match mailbag_examples::server::Server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("mailbagd: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        server.run(mailbag_examples::cli::shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,1025 @@
+//! The `mailbagd` configuration: TOML types, defaults and validation.
+//!
+//! [`Config::from_toml_str`] parses a TOML document and validates it; every
+//! problem comes back as a [`ConfigError`] whose message names the key (and,
+//! for syntax and type errors, the line). Unknown keys are rejected.
+//!
+//! Relative paths (`data_dir`, `relay.queue_dir`, `tls.cert_file`,
+//! `tls.key_file`) are taken relative to the working directory of the
+//! process, so that the embedded demo configuration keeps its data in
+//! `./mailbag-data`.
+//!
+//! # Examples
+//!
+//! ```
+//! use mailbag_examples::config::{Config, SpamFolder};
+//!
+//! let config = Config::from_toml_str(
+//!     r#"
+//!     hostname = "mail.example.test"
+//!     local_domains = ["example.test"]
+//!     [[users]]
+//!     name = "joe"
+//!     password = "secret"
+//!     spam_folder = "INBOX"
+//!     "#,
+//! )
+//! .unwrap();
+//! assert_eq!(config.users[0].spam_folder, SpamFolder::Inbox);
+//! assert_eq!(config.pop3.listen, vec!["127.0.0.1:1110".parse().unwrap()]);
+//! assert_eq!(config.spam.spam_retention.as_secs(), 7 * 24 * 3600);
+//!
+//! // An unknown key is an error that names the key.
+//! let err = Config::from_toml_str("colour = 1\n[[users]]\nname = \"a\"\npassword = \"b\"\n")
+//!     .unwrap_err();
+//! assert!(err.to_string().contains("colour"));
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha_crypt::{PasswordVerifier, ShaCrypt};
+
+/// The demo configuration shipped as `examples/mailbag.toml`; `mailbagd`
+/// runs on it when started without `--config`.
+pub const DEMO_CONFIG: &str = include_str!("../mailbag.toml");
+
+/// A configuration problem, with a message meant for the operator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key, wrong type, bad address or duration.
+    #[error("invalid config: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value that parses but is not acceptable.
+    #[error("invalid config: {key}: {message}")]
+    Invalid {
+        /// The dotted key path, e.g. `users[1].name`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A duration written in humantime syntax (`"30m"`, `"7d"`, `"1h 30m"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+/// A password that never shows up in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The password bytes (only for comparing).
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Where a user's spam goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+pub enum SpamFolder {
+    /// The Maildir++ `.Spam` folder, invisible to POP3 (the default).
+    #[default]
+    Spam,
+    /// The INBOX, tagged in the Subject.
+    #[serde(rename = "INBOX")]
+    Inbox,
+}
+
+/// How a user's password is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// A clear-text password from the config file.
+    Plain(Secret),
+    /// A SHA-crypt hash (`$5$...` SHA-256-crypt or `$6$...` SHA-512-crypt),
+    /// e.g. from `openssl passwd -6` or `mkpasswd -m sha-512`.
+    Hash(String),
+}
+
+impl Credential {
+    /// Checks a password in constant time (with respect to the content).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_examples::config::{Credential, Secret};
+    /// let c = Credential::Plain(Secret::new("secret"));
+    /// assert!(c.verify(b"secret"));
+    /// assert!(!c.verify(b"secreT"));
+    /// ```
+    pub fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            Credential::Plain(s) => constant_time_eq(s.expose(), password),
+            Credential::Hash(h) => ShaCrypt::default()
+                .verify_password(password, h.as_str())
+                .is_ok(),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// One mail user.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct User {
+    /// POP3 user name and local part of the user's address at every local domain.
+    pub name: String,
+    /// Password check.
+    pub credential: Credential,
+    /// Score incoming mail (default true).
+    pub spam_scanning: bool,
+    /// Tag the Subject of spam (default true).
+    pub subject_prefix: bool,
+    /// Where spam goes (default `Spam`).
+    pub spam_folder: SpamFolder,
+}
+
+/// `[pop3]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Pop3Config {
+    /// Plain listeners with STLS when `[tls]` is set (default `["127.0.0.1:1110"]`).
+    pub listen: Vec<SocketAddr>,
+    /// Implicit-TLS listeners (port-995 role; default none; needs `[tls]`).
+    pub tls_listen: Vec<SocketAddr>,
+    /// Refuse USER/PASS and plaintext SASL before STLS (default false).
+    pub require_tls_for_login: bool,
+    /// Autologout timer: close an idle connection after this long
+    /// (default 10 minutes, the RFC 1939 minimum).
+    pub idle_timeout: Duration,
+    /// Delay before answering a failed login, against password guessing
+    /// (default 2 seconds, like Dovecot; `"0s"` turns it off).
+    pub auth_failure_delay: Duration,
+}
+
+/// `[smtp]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SmtpConfig {
+    /// Port-25-role listeners (default `["127.0.0.1:2525"]`).
+    pub listen: Vec<SocketAddr>,
+    /// Submission (port-587 role) listeners (default `["127.0.0.1:5870"]`).
+    pub submission_listen: Vec<SocketAddr>,
+    /// Implicit-TLS submission listeners (port-465 role; default none; needs `[tls]`).
+    pub tls_listen: Vec<SocketAddr>,
+    /// Largest message accepted, in octets (default 26214400 = 25 MiB).
+    pub max_message_size: u64,
+    /// Most recipients per message (default 100).
+    pub max_recipients: usize,
+    /// Close a connection idle for this long (default 5 minutes).
+    pub idle_timeout: Duration,
+}
+
+/// `[tls]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// `[pop_before_smtp]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct PopBeforeSmtpConfig {
+    /// How long a POP3 login authorizes its client address to relay (default 30 minutes).
+    pub window: Duration,
+    /// Most addresses remembered at once (default 100000).
+    pub max_entries: usize,
+}
+
+/// `[spam]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SpamConfig {
+    /// Score at or above which a message is spam (default 5.0).
+    pub threshold: f64,
+    /// Subject tag template (default `**SPAM( _SCORE_)**`).
+    pub tag_template: String,
+    /// Spam older than this is removed by the sweeper (default 7 days).
+    pub spam_retention: Duration,
+    /// How often the sweeper runs after the start-up sweep (default 1 hour).
+    pub sweep_interval: Duration,
+    /// spamd address; when unset the built-in scorer is used (default unset).
+    pub spamd: Option<SocketAddr>,
+}
+
+/// `[relay]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RelayConfig {
+    /// Where mail accepted for relay is queued (default `<data_dir>/queue`).
+    pub queue_dir: PathBuf,
+    /// Next hop for outbound mail (used by the outbound queue; default unset).
+    pub smarthost: Option<SocketAddr>,
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// Most simultaneous connections over all listeners (default 1000).
+    pub max_connections: usize,
+    /// Most simultaneous connections from one client address (default 20).
+    pub max_connections_per_ip: usize,
+    /// Time allowed for a TLS handshake (default 30 seconds).
+    pub tls_handshake_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight work may take before it is
+    /// cut off (default 30 seconds).
+    pub shutdown_timeout: Duration,
+}
+
+/// A validated `mailbagd` configuration.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Greeting and EHLO name (default `localhost`).
+    pub hostname: String,
+    /// Domains delivered here, lower case (default `[hostname]`).
+    pub local_domains: Vec<String>,
+    /// Maildir root (default `mailbag-data`).
+    pub data_dir: PathBuf,
+    /// User receiving mail for `postmaster` (default: the first user).
+    pub postmaster: String,
+    /// `[pop3]`.
+    pub pop3: Pop3Config,
+    /// `[smtp]`.
+    pub smtp: SmtpConfig,
+    /// `[tls]` (optional).
+    pub tls: Option<TlsConfig>,
+    /// `[pop_before_smtp]`.
+    pub pop_before_smtp: PopBeforeSmtpConfig,
+    /// `[spam]`.
+    pub spam: SpamConfig,
+    /// `[relay]`.
+    pub relay: RelayConfig,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// `[[users]]`, at least one.
+    pub users: Vec<User>,
+}
+
+// ---------------------------------------------------------------------------
+// Raw TOML shapes.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    hostname: Option<String>,
+    local_domains: Option<Vec<String>>,
+    data_dir: Option<PathBuf>,
+    postmaster: Option<String>,
+    #[serde(default)]
+    pop3: RawPop3,
+    #[serde(default)]
+    smtp: RawSmtp,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    pop_before_smtp: RawPbs,
+    #[serde(default)]
+    spam: RawSpam,
+    #[serde(default)]
+    relay: RawRelay,
+    #[serde(default)]
+    limits: RawLimits,
+    users: Vec<RawUser>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPop3 {
+    listen: Option<Vec<SocketAddr>>,
+    tls_listen: Option<Vec<SocketAddr>>,
+    require_tls_for_login: Option<bool>,
+    idle_timeout: Option<HumanDuration>,
+    auth_failure_delay: Option<HumanDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    listen: Option<Vec<SocketAddr>>,
+    submission_listen: Option<Vec<SocketAddr>>,
+    tls_listen: Option<Vec<SocketAddr>>,
+    max_message_size: Option<u64>,
+    max_recipients: Option<usize>,
+    idle_timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPbs {
+    window: Option<HumanDuration>,
+    max_entries: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpam {
+    threshold: Option<f64>,
+    tag_template: Option<String>,
+    spam_retention: Option<HumanDuration>,
+    sweep_interval: Option<HumanDuration>,
+    spamd: Option<SocketAddr>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    queue_dir: Option<PathBuf>,
+    smarthost: Option<SocketAddr>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    tls_handshake_timeout: Option<HumanDuration>,
+    shutdown_timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    password: Option<Secret>,
+    password_hash: Option<String>,
+    spam_scanning: Option<bool>,
+    subject_prefix: Option<bool>,
+    spam_folder: Option<SpamFolder>,
+}
+
+// ---------------------------------------------------------------------------
+// Validation.
+
+/// Longest user name accepted (octets).
+pub const MAX_USER_NAME_LEN: usize = 64;
+
+fn valid_user_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("must not be empty");
+    }
+    if name.len() > MAX_USER_NAME_LEN {
+        return Err("longer than 64 octets");
+    }
+    if name.starts_with('.') {
+        return Err("must not start with '.'");
+    }
+    let ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+'));
+    if !ok {
+        return Err("may contain only ASCII letters, digits and . - _ +");
+    }
+    Ok(())
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 255
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn nonzero(
+    key: &str,
+    d: Option<HumanDuration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = d.map(|h| h.0).unwrap_or(default);
+    if d.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    /// The embedded demo configuration (`examples/mailbag.toml`).
+    pub fn demo() -> Result<Config, ConfigError> {
+        Config::from_toml_str(DEMO_CONFIG)
+    }
+
+    /// Parses and validates a TOML document. File existence of `[tls]`
+    /// files is checked here too.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        Config::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let hostname = raw.hostname.unwrap_or_else(|| "localhost".to_owned());
+        if !valid_domain(&hostname) {
+            return Err(invalid(
+                "hostname",
+                format!("{hostname:?} is not a domain name"),
+            ));
+        }
+        let local_domains: Vec<String> = raw
+            .local_domains
+            .unwrap_or_else(|| vec![hostname.clone()])
+            .into_iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        if local_domains.is_empty() {
+            return Err(invalid("local_domains", "must name at least one domain"));
+        }
+        for (i, d) in local_domains.iter().enumerate() {
+            if !valid_domain(d) {
+                return Err(invalid(
+                    format!("local_domains[{i}]"),
+                    format!("{d:?} is not a domain name"),
+                ));
+            }
+        }
+        let data_dir = raw
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("mailbag-data"));
+
+        let tls = match raw.tls {
+            None => None,
+            Some(t) => {
+                for (key, p) in [
+                    ("tls.cert_file", &t.cert_file),
+                    ("tls.key_file", &t.key_file),
+                ] {
+                    if !p.is_file() {
+                        return Err(invalid(key, format!("file {} not found", p.display())));
+                    }
+                }
+                Some(TlsConfig {
+                    cert_file: t.cert_file,
+                    key_file: t.key_file,
+                })
+            }
+        };
+
+        let pop3 = Pop3Config {
+            listen: raw
+                .pop3
+                .listen
+                .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 1110))]),
+            tls_listen: raw.pop3.tls_listen.unwrap_or_default(),
+            require_tls_for_login: raw.pop3.require_tls_for_login.unwrap_or(false),
+            idle_timeout: nonzero(
+                "pop3.idle_timeout",
+                raw.pop3.idle_timeout,
+                Duration::from_secs(600),
+            )?,
+            auth_failure_delay: raw
+                .pop3
+                .auth_failure_delay
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(2)),
+        };
+        let smtp = SmtpConfig {
+            listen: raw
+                .smtp
+                .listen
+                .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 2525))]),
+            submission_listen: raw
+                .smtp
+                .submission_listen
+                .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 5870))]),
+            tls_listen: raw.smtp.tls_listen.unwrap_or_default(),
+            max_message_size: raw.smtp.max_message_size.unwrap_or(26_214_400),
+            max_recipients: raw.smtp.max_recipients.unwrap_or(100),
+            idle_timeout: nonzero(
+                "smtp.idle_timeout",
+                raw.smtp.idle_timeout,
+                Duration::from_secs(300),
+            )?,
+        };
+        if smtp.max_message_size == 0 {
+            return Err(invalid(
+                "smtp.max_message_size",
+                "must be greater than zero",
+            ));
+        }
+        if smtp.max_recipients == 0 {
+            return Err(invalid("smtp.max_recipients", "must be greater than zero"));
+        }
+        if tls.is_none() {
+            if !pop3.tls_listen.is_empty() {
+                return Err(invalid("pop3.tls_listen", "needs a [tls] section"));
+            }
+            if !smtp.tls_listen.is_empty() {
+                return Err(invalid("smtp.tls_listen", "needs a [tls] section"));
+            }
+            if pop3.require_tls_for_login {
+                return Err(invalid(
+                    "pop3.require_tls_for_login",
+                    "needs a [tls] section",
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        for (key, list) in [
+            ("pop3.listen", &pop3.listen),
+            ("pop3.tls_listen", &pop3.tls_listen),
+            ("smtp.listen", &smtp.listen),
+            ("smtp.submission_listen", &smtp.submission_listen),
+            ("smtp.tls_listen", &smtp.tls_listen),
+        ] {
+            for a in list {
+                // Port 0 (any free port) may appear more than once.
+                if a.port() != 0 && !seen.insert(*a) {
+                    return Err(invalid(key, format!("address {a} is listed twice")));
+                }
+            }
+        }
+
+        let pop_before_smtp = PopBeforeSmtpConfig {
+            window: nonzero(
+                "pop_before_smtp.window",
+                raw.pop_before_smtp.window,
+                Duration::from_secs(30 * 60),
+            )?,
+            max_entries: raw.pop_before_smtp.max_entries.unwrap_or(100_000),
+        };
+        if pop_before_smtp.max_entries == 0 {
+            return Err(invalid(
+                "pop_before_smtp.max_entries",
+                "must be greater than zero",
+            ));
+        }
+
+        let spam = SpamConfig {
+            threshold: raw.spam.threshold.unwrap_or(5.0),
+            tag_template: raw
+                .spam
+                .tag_template
+                .unwrap_or_else(|| "**SPAM( _SCORE_)**".to_owned()),
+            spam_retention: nonzero(
+                "spam.spam_retention",
+                raw.spam.spam_retention,
+                Duration::from_secs(7 * 24 * 3600),
+            )?,
+            sweep_interval: nonzero(
+                "spam.sweep_interval",
+                raw.spam.sweep_interval,
+                Duration::from_secs(3600),
+            )?,
+            spamd: raw.spam.spamd,
+        };
+        if !spam.threshold.is_finite() {
+            return Err(invalid("spam.threshold", "must be a finite number"));
+        }
+        if spam.tag_template.contains(['\r', '\n']) {
+            return Err(invalid("spam.tag_template", "must be one line"));
+        }
+        if let Err(e) = mailbag_spam_tag::Template::new(&spam.tag_template) {
+            return Err(invalid("spam.tag_template", e.to_string()));
+        }
+        if mailbag_spam_tag::Score::new(spam.threshold).is_err() {
+            return Err(invalid(
+                "spam.threshold",
+                "must be a finite number within ±1000000",
+            ));
+        }
+
+        let relay = RelayConfig {
+            queue_dir: raw
+                .relay
+                .queue_dir
+                .unwrap_or_else(|| data_dir.join("queue")),
+            smarthost: raw.relay.smarthost,
+        };
+
+        let limits = LimitsConfig {
+            max_connections: raw.limits.max_connections.unwrap_or(1000),
+            max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(20),
+            tls_handshake_timeout: nonzero(
+                "limits.tls_handshake_timeout",
+                raw.limits.tls_handshake_timeout,
+                Duration::from_secs(30),
+            )?,
+            shutdown_timeout: nonzero(
+                "limits.shutdown_timeout",
+                raw.limits.shutdown_timeout,
+                Duration::from_secs(30),
+            )?,
+        };
+        if limits.max_connections == 0 {
+            return Err(invalid(
+                "limits.max_connections",
+                "must be greater than zero",
+            ));
+        }
+        if limits.max_connections_per_ip == 0 {
+            return Err(invalid(
+                "limits.max_connections_per_ip",
+                "must be greater than zero",
+            ));
+        }
+
+        if raw.users.is_empty() {
+            return Err(invalid("users", "at least one [[users]] entry is required"));
+        }
+        let mut users = Vec::with_capacity(raw.users.len());
+        let mut names = HashSet::new();
+        for (i, u) in raw.users.into_iter().enumerate() {
+            let key = format!("users[{i}]");
+            valid_user_name(&u.name).map_err(|m| invalid(format!("{key}.name"), m))?;
+            if !names.insert(u.name.to_ascii_lowercase()) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("duplicate user {:?}", u.name),
+                ));
+            }
+            if u.name.eq_ignore_ascii_case("postmaster") {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    "\"postmaster\" is reserved; use the top-level `postmaster` key",
+                ));
+            }
+            let credential = match (u.password, u.password_hash) {
+                (Some(p), None) => Credential::Plain(p),
+                (None, Some(h)) => {
+                    if sha_crypt::PasswordHashRef::new(&h).is_err()
+                        || !(h.starts_with("$5$") || h.starts_with("$6$"))
+                    {
+                        return Err(invalid(
+                            format!("{key}.password_hash"),
+                            "not a SHA-crypt hash ($5$... or $6$..., e.g. from `openssl passwd -6`)",
+                        ));
+                    }
+                    Credential::Hash(h)
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key,
+                        "give either `password` or `password_hash`, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(key, "needs `password` or `password_hash`"));
+                }
+            };
+            users.push(User {
+                name: u.name,
+                credential,
+                spam_scanning: u.spam_scanning.unwrap_or(true),
+                subject_prefix: u.subject_prefix.unwrap_or(true),
+                spam_folder: u.spam_folder.unwrap_or_default(),
+            });
+        }
+        // The relay queue must not be a user's Maildir (<data_dir>/<user>).
+        if relay.queue_dir.parent() == Some(data_dir.as_path()) {
+            if let Some(name) = relay.queue_dir.file_name().and_then(|n| n.to_str()) {
+                if users.iter().any(|u| u.name == name) {
+                    return Err(invalid(
+                        "relay.queue_dir",
+                        format!(
+                            "{} is the Maildir of user {name:?}",
+                            relay.queue_dir.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        let postmaster = match raw.postmaster {
+            Some(p) => {
+                if !users.iter().any(|u| u.name == p) {
+                    return Err(invalid(
+                        "postmaster",
+                        format!("{p:?} is not a configured user"),
+                    ));
+                }
+                p
+            }
+            None => users.first().map(|u| u.name.clone()).unwrap_or_default(),
+        };
+
+        Ok(Config {
+            hostname,
+            local_domains,
+            data_dir,
+            postmaster,
+            pop3,
+            smtp,
+            tls,
+            pop_before_smtp,
+            spam,
+            relay,
+            limits,
+            users,
+        })
+    }
+
+    /// Finds a user by POP3 login name (exact match).
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
+    /// Is `domain` (already lower case, no trailing dot) one of ours?
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.local_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USERS: &str = "[[users]]\nname = \"joe\"\npassword = \"secret\"\n";
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(s)
+    }
+
+    #[test]
+    fn demo_config_is_valid_and_matches_the_issue() {
+        let c = Config::demo().unwrap();
+        assert_eq!(c.pop3.listen, vec!["127.0.0.1:1110".parse().unwrap()]);
+        assert_eq!(c.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert_eq!(
+            c.smtp.submission_listen,
+            vec!["127.0.0.1:5870".parse().unwrap()]
+        );
+        assert_eq!(c.data_dir, PathBuf::from("mailbag-data"));
+        assert_eq!(c.local_domains, vec!["example.test".to_owned()]);
+        let joe = c.user("joe").unwrap();
+        assert!(joe.credential.verify(b"secret"));
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn production_example_parses_up_to_missing_cert_files() {
+        let text = include_str!("../mailbag-production.toml");
+        match Config::from_toml_str(text) {
+            Ok(c) => assert!(c.tls.is_some()),
+            Err(e) => assert!(e.to_string().contains("tls.cert_file"), "{e}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(USERS).unwrap();
+        assert_eq!(c.hostname, "localhost");
+        assert_eq!(c.local_domains, vec!["localhost".to_owned()]);
+        assert_eq!(c.smtp.max_message_size, 26_214_400);
+        assert_eq!(c.smtp.max_recipients, 100);
+        assert_eq!(c.pop3.idle_timeout, Duration::from_secs(600));
+        assert_eq!(c.pop3.auth_failure_delay, Duration::from_secs(2));
+        assert_eq!(c.smtp.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.pop_before_smtp.window, Duration::from_secs(1800));
+        assert_eq!(c.spam.threshold, 5.0);
+        assert_eq!(c.spam.tag_template, "**SPAM( _SCORE_)**");
+        assert_eq!(c.spam.sweep_interval, Duration::from_secs(3600));
+        assert_eq!(c.relay.queue_dir, PathBuf::from("mailbag-data/queue"));
+        assert_eq!(c.limits.max_connections, 1000);
+        assert_eq!(c.limits.max_connections_per_ip, 20);
+        assert_eq!(c.postmaster, "joe");
+        let u = &c.users[0];
+        assert!(u.spam_scanning && u.subject_prefix);
+        assert_eq!(u.spam_folder, SpamFolder::Spam);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_at_every_level() {
+        for bad in [
+            "colour = 1\n",
+            "[pop3]\nlisen = []\n",
+            "[smtp]\nport = 25\n",
+            "[spam]\nthreshhold = 1.0\n",
+            "[limits]\nmax = 1\n",
+        ] {
+            let err = parse(&format!("{bad}{USERS}")).unwrap_err();
+            assert!(err.to_string().contains("unknown field"), "{bad}: {err}");
+        }
+        let err = parse("[[users]]\nname=\"a\"\npassword=\"b\"\nfolder=\"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("folder"), "{err}");
+    }
+
+    #[test]
+    fn users_are_required() {
+        let err = parse("hostname = \"a.test\"\n").unwrap_err();
+        assert!(err.to_string().contains("users"), "{err}");
+        let err = parse("users = []\n").unwrap_err();
+        assert!(err.to_string().contains("at least one"), "{err}");
+    }
+
+    #[test]
+    fn bad_address_is_reported() {
+        let err = parse(&format!("[pop3]\nlisten = [\"127.0.0.1\"]\n{USERS}")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("socket address"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn bad_duration_is_reported() {
+        let err = parse(&format!("[spam]\nspam_retention = \"7 dayz\"\n{USERS}")).unwrap_err();
+        assert!(err.to_string().contains("invalid duration"), "{err}");
+        let err = parse(&format!("[pop_before_smtp]\nwindow = \"0s\"\n{USERS}")).unwrap_err();
+        assert!(err.to_string().contains("pop_before_smtp.window"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_user_is_rejected() {
+        let err = parse(&format!(
+            "{USERS}[[users]]\nname = \"JOE\"\npassword = \"x\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("duplicate user"), "{err}");
+    }
+
+    #[test]
+    fn bad_user_names_are_rejected() {
+        for name in ["", ".hidden", "a/b", "a b", "../x", "postmaster", "é"] {
+            let text = format!("[[users]]\nname = {name:?}\npassword = \"x\"\n");
+            assert!(parse(&text).is_err(), "{name:?} accepted");
+        }
+    }
+
+    #[test]
+    fn missing_cert_file_is_rejected() {
+        let text = format!(
+            "[tls]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n{USERS}"
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.to_string().contains("tls.cert_file"), "{err}");
+        assert!(err.to_string().contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn tls_listeners_need_tls_section() {
+        let err = parse(&format!(
+            "[pop3]\ntls_listen = [\"127.0.0.1:995\"]\n{USERS}"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("pop3.tls_listen"), "{err}");
+        let err = parse(&format!(
+            "[smtp]\ntls_listen = [\"127.0.0.1:465\"]\n{USERS}"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("smtp.tls_listen"), "{err}");
+        let err = parse(&format!("[pop3]\nrequire_tls_for_login = true\n{USERS}")).unwrap_err();
+        assert!(err.to_string().contains("require_tls_for_login"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_listen_address_is_rejected() {
+        let text = format!(
+            "[pop3]\nlisten = [\"127.0.0.1:2000\"]\n[smtp]\nlisten = [\"127.0.0.1:2000\"]\n{USERS}"
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn password_and_hash() {
+        // `openssl passwd -6 -salt saltsalt secret`
+        let hash = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+        let c = parse(&format!(
+            "[[users]]\nname = \"ann\"\npassword_hash = \"{hash}\"\n"
+        ))
+        .unwrap();
+        assert!(c.users[0].credential.verify(b"secret"));
+        assert!(!c.users[0].credential.verify(b"Secret"));
+        assert!(!c.users[0].credential.verify(b""));
+
+        let err = parse("[[users]]\nname = \"ann\"\npassword_hash = \"plain\"\n").unwrap_err();
+        assert!(err.to_string().contains("password_hash"), "{err}");
+        let err = parse("[[users]]\nname = \"ann\"\n").unwrap_err();
+        assert!(err.to_string().contains("needs `password`"), "{err}");
+        let err = parse(&format!(
+            "[[users]]\nname = \"ann\"\npassword = \"x\"\npassword_hash = \"{hash}\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = parse(USERS).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("secret\""), "{dbg}");
+        assert!(dbg.contains("<redacted>"));
+    }
+
+    #[test]
+    fn spam_folder_values() {
+        let c =
+            parse("[[users]]\nname = \"a\"\npassword = \"b\"\nspam_folder = \"INBOX\"\n").unwrap();
+        assert_eq!(c.users[0].spam_folder, SpamFolder::Inbox);
+        assert!(
+            parse("[[users]]\nname = \"a\"\npassword = \"b\"\nspam_folder = \"Junk\"\n").is_err()
+        );
+    }
+
+    #[test]
+    fn local_domains_are_normalised_and_checked() {
+        let c = parse(&format!("local_domains = [\"Example.TEST.\"]\n{USERS}")).unwrap();
+        assert!(c.is_local_domain("example.test"));
+        assert!(parse(&format!("local_domains = [\"bad domain\"]\n{USERS}")).is_err());
+        assert!(parse(&format!("local_domains = []\n{USERS}")).is_err());
+    }
+
+    #[test]
+    fn queue_dir_must_not_be_a_users_maildir() {
+        let err = parse("[[users]]\nname = \"queue\"\npassword = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("relay.queue_dir"), "{err}");
+        let ok = parse(
+            "[relay]\nqueue_dir = \"/var/spool/q\"\n[[users]]\nname = \"queue\"\npassword = \"x\"\n",
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn postmaster_must_be_a_user() {
+        assert!(parse(&format!("postmaster = \"nobody\"\n{USERS}")).is_err());
+        let c = parse(&format!("postmaster = \"joe\"\n{USERS}")).unwrap();
+        assert_eq!(c.postmaster, "joe");
+    }
+
+    #[test]
+    fn constant_time_eq_works() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+    }
+}

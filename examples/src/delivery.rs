@@ -1,0 +1,277 @@
+//! The delivery pipeline run after DATA: spam scoring (`spam-tag`'s built-in
+//! scorer, streaming), per-user routing and header rewrite, durable
+//! delivery into each local user's INBOX or Spam (`mailstore`), and the
+//! durable relay queue for remote recipients.
+//!
+//! It is blocking (file system work): the SMTP driver runs it through
+//! `spawn_blocking` and answers `250` only when [`deliver`] returned `Ok`,
+//! that is once every copy is fsynced.
+
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use mailbag_mailstore::{Error as StoreError, Folder as StoreFolder, UserName as StoreUser};
+use mailbag_spam_tag::{
+    BuiltinScorer, Folder as SpamFolderChoice, HeaderRewriter, RewriteOptions, Score, UserSettings,
+    Verdict, decide,
+};
+use tracing::info;
+
+use crate::config::{Config, SpamFolder, User};
+use crate::queue::Envelope as QueueEnvelope;
+use crate::spool::Spool;
+use crate::state::State;
+use crate::trace_headers::{ReceivedInfo, return_path};
+
+/// Octets read from the spool per step.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// The envelope of a message to deliver.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    /// Connection id (for `Received:` and logs).
+    pub id: u64,
+    /// Client address.
+    pub client: IpAddr,
+    /// EHLO/HELO argument.
+    pub helo: String,
+    /// `SMTP`, `ESMTP`, `ESMTPS`, ...
+    pub with: &'static str,
+    /// Reverse path without angle brackets (empty for `<>`).
+    pub from: String,
+    /// Local users (configured names), each once.
+    pub local: Vec<String>,
+    /// Remote forward paths, wire form with angle brackets.
+    pub remote: Vec<String>,
+    /// The single recipient for `Received: ... for <...>`, if there is one.
+    pub for_rcpt: Option<String>,
+}
+
+/// Why a delivery failed: the SMTP reply to send.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// Try again later (`451`/`452`).
+    #[error("{code} {status} {text}")]
+    Temporary {
+        /// Reply code.
+        code: u16,
+        /// Enhanced status.
+        status: &'static str,
+        /// Reply text.
+        text: String,
+    },
+    /// Give up (`552`/`554`).
+    #[error("{code} {status} {text}")]
+    Permanent {
+        /// Reply code.
+        code: u16,
+        /// Enhanced status.
+        status: &'static str,
+        /// Reply text.
+        text: String,
+    },
+}
+
+impl DeliveryError {
+    fn from_store(e: &StoreError) -> DeliveryError {
+        match e {
+            StoreError::MessageTooLarge { .. } => DeliveryError::Permanent {
+                code: 552,
+                status: "5.3.4",
+                text: "Message too big for system".into(),
+            },
+            StoreError::QuotaExceeded { .. } if e.is_temporary() => DeliveryError::Temporary {
+                code: 452,
+                status: "4.2.2",
+                text: "Mailbox full".into(),
+            },
+            StoreError::QuotaExceeded { .. } => DeliveryError::Permanent {
+                code: 552,
+                status: "5.2.2",
+                text: "Mailbox full".into(),
+            },
+            _ if e.is_temporary() => temp("Local delivery failed, try again later"),
+            _ => DeliveryError::Permanent {
+                code: 554,
+                status: "5.3.0",
+                text: "Local delivery failed".into(),
+            },
+        }
+    }
+}
+
+fn temp(text: &str) -> DeliveryError {
+    DeliveryError::Temporary {
+        code: 451,
+        status: "4.3.0",
+        text: text.into(),
+    }
+}
+
+fn io_temp(what: &str, e: &io::Error) -> DeliveryError {
+    tracing::warn!(error = %e, "{what}");
+    temp("Local error in processing, try again later")
+}
+
+/// Where each copy went.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Report {
+    /// The score, when the message was scanned.
+    pub score: Option<f64>,
+    /// `(user, folder name)` per local copy.
+    pub local: Vec<(String, &'static str)>,
+    /// Whether a relay queue file was written.
+    pub queued: bool,
+}
+
+fn settings_for(config: &Config, user: &User) -> UserSettings {
+    let mut s = UserSettings::default();
+    s.scanning = user.spam_scanning;
+    s.subject_prefix = user.subject_prefix;
+    s.spam_folder = match user.spam_folder {
+        SpamFolder::Spam => SpamFolderChoice::Spam,
+        SpamFolder::Inbox => SpamFolderChoice::Inbox,
+    };
+    s.threshold = Score::saturating(config.spam.threshold);
+    s
+}
+
+fn for_each_chunk(
+    spool: &mut Spool,
+    mut f: impl FnMut(&[u8]) -> Result<(), DeliveryError>,
+) -> Result<(), DeliveryError> {
+    let mut reader = spool.reader().map_err(|e| io_temp("spool read", &e))?;
+    let mut buf = vec![0u8; COPY_CHUNK];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_temp("spool read", &e)),
+        };
+        f(buf.get(..n).unwrap_or_default())?;
+    }
+}
+
+fn scan(spool: &mut Spool) -> Result<Verdict, DeliveryError> {
+    let scorer = BuiltinScorer::default();
+    let mut scan = scorer.scan();
+    for_each_chunk(spool, |c| {
+        scan.feed(c);
+        Ok(())
+    })?;
+    Ok(scan.finish())
+}
+
+/// Where the spam verdict comes from.
+#[derive(Debug)]
+pub enum Scan {
+    /// Score with `spam-tag`'s built-in scorer while delivering.
+    Builtin,
+    /// Already scored (by spamd); `None`: not scanned (spamd unavailable
+    /// under the fail-open policy, or message over its size limit).
+    Done(Option<Verdict>),
+}
+
+/// Delivers a spooled message to every recipient of `env`, durably.
+/// `Ok` means every copy is stored (the caller may answer `250`).
+pub fn deliver(
+    config: &Config,
+    state: &State,
+    spool: &mut Spool,
+    env: &Envelope,
+    scan_source: Scan,
+) -> Result<Report, DeliveryError> {
+    let now = SystemTime::now();
+    let received = ReceivedInfo {
+        helo: &env.helo,
+        client: env.client,
+        by: &config.hostname,
+        with: env.with,
+        id: env.id,
+        for_rcpt: env.for_rcpt.as_deref(),
+        time: now,
+    }
+    .header();
+    let mut report = Report::default();
+
+    let users: Vec<&User> = env
+        .local
+        .iter()
+        .filter_map(|name| config.user(name))
+        .collect();
+    let verdict = if users.iter().any(|u| u.spam_scanning) {
+        match scan_source {
+            Scan::Builtin => Some(scan(spool)?),
+            Scan::Done(v) => v,
+        }
+    } else {
+        None
+    };
+    report.score = verdict.as_ref().map(|v| v.score().value());
+
+    for user in users {
+        let decision = decide(&settings_for(config, user), verdict.as_ref());
+        let folder = match decision.folder {
+            SpamFolderChoice::Inbox => StoreFolder::Inbox,
+            _ => StoreFolder::Spam,
+        };
+        let name = StoreUser::new(user.name.as_str()).map_err(|e| DeliveryError::from_store(&e))?;
+        let mut d = state
+            .store
+            .begin_delivery(&name, folder)
+            .map_err(|e| DeliveryError::from_store(&e))?;
+        let mut head = return_path(&env.from);
+        head.push_str(&received);
+        d.write_chunk(head.as_bytes())
+            .map_err(|e| DeliveryError::from_store(&e))?;
+        let mut opts = RewriteOptions::default();
+        opts.template = state.template.clone();
+        let mut rw = HeaderRewriter::new(decision.action, opts);
+        let mut out = Vec::with_capacity(COPY_CHUNK + 1024);
+        for_each_chunk(spool, |c| {
+            out.clear();
+            rw.feed(c, &mut out).map_err(|_| DeliveryError::Permanent {
+                code: 552,
+                status: "5.3.4",
+                text: "Message header too large".into(),
+            })?;
+            d.write_chunk(&out)
+                .map_err(|e| DeliveryError::from_store(&e))
+        })?;
+        out.clear();
+        rw.finish(&mut out).map_err(|_| DeliveryError::Permanent {
+            code: 552,
+            status: "5.3.4",
+            text: "Message header too large".into(),
+        })?;
+        d.write_chunk(&out)
+            .map_err(|e| DeliveryError::from_store(&e))?;
+        let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
+        info!(user = %user.name, folder = %receipt.folder, size = receipt.size, spam = ?decision.is_spam, "delivered");
+        report
+            .local
+            .push((user.name.clone(), receipt.folder.name()));
+    }
+
+    if !env.remote.is_empty() {
+        let qenv = QueueEnvelope {
+            client: env.client,
+            from: format!("<{}>", env.from),
+            to: env.remote.clone(),
+        };
+        let mut w = state.queue.begin(&qenv).map_err(|e| io_temp("queue", &e))?;
+        w.write_all(received.as_bytes())
+            .map_err(|e| io_temp("queue write", &e))?;
+        for_each_chunk(spool, |c| {
+            w.write_all(c).map_err(|e| io_temp("queue write", &e))
+        })?;
+        let path = w.commit().map_err(|e| io_temp("queue commit", &e))?;
+        info!(recipients = env.remote.len(), file = %path.display(), "queued for relay");
+        report.queued = true;
+    }
+    Ok(report)
+}

@@ -1,0 +1,342 @@
+//! The POP3 connection driver: a tokio read/write loop around
+//! `pop3-proto`'s [`ServerSession`], with the `mailstore` maildrop (called
+//! through `spawn_blocking`) and the relay table.
+//!
+//! - Logins are checked against the configured users (clear-text or
+//!   SHA-crypt passwords). A login that reaches the TRANSACTION state (maildrop
+//!   locked and listed) records the client address in the relay table
+//!   (POP-before-SMTP); a failed one records nothing.
+//! - A failed login is answered after `pop3.auth_failure_delay` (2 s by
+//!   default) with `-ERR [AUTH] Authentication failed.`
+//! - A second concurrent login of the same user gets `-ERR [IN-USE]`.
+//! - Deletions are applied only on QUIT; a dropped connection, a timeout
+//!   or a shutdown releases the maildrop without changing it.
+//! - STLS runs the TLS handshake with the configured certificate.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mailbag_mailstore::{Error as StoreError, Maildrop, MessageReader, UserName as StoreUser};
+use mailbag_pop3_proto::codec::BodyProgress;
+use mailbag_pop3_proto::session::{
+    AuthFailure, CommitFailure, Credentials, Event, LoginRequest, MaildropFailure, MessageInfo,
+    ServerConfig, ServerSession,
+};
+use mailbag_pop3_proto::types::Uid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, info, warn};
+
+use crate::server::{Connection, Shared};
+use crate::tls::MaybeTls;
+
+/// Read buffer per connection (octets).
+const READ_BUFFER: usize = 4096;
+/// Message octets read from the store per blocking call while streaming RETR/TOP.
+const RETRIEVE_CHUNK: usize = 64 * 1024;
+
+fn session_error(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("POP3 session: {e}"))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))
+}
+
+async fn flush(stream: &mut MaybeTls, session: &mut ServerSession) -> io::Result<()> {
+    let out = session.output();
+    if !out.is_empty() {
+        let n = out.len();
+        stream.write_all(out).await?;
+        session.consume_output(n);
+    }
+    stream.flush().await
+}
+
+/// Serves one POP3 connection until it closes.
+pub async fn serve(shared: &Arc<Shared>, conn: Connection) -> io::Result<()> {
+    let config = &shared.config;
+    let mut cfg = ServerConfig::default();
+    cfg.greeting = format!("{} Mailbag POP3 ready.", config.hostname);
+    cfg.tls_active = conn.stream.is_tls();
+    cfg.tls_available = shared.tls.is_some() && !cfg.tls_active;
+    cfg.require_tls_for_login = config.pop3.require_tls_for_login;
+    cfg.autologout = config.pop3.idle_timeout;
+    let mut session = ServerSession::new(cfg).map_err(session_error)?;
+
+    let mut stream = Some(conn.stream);
+    let mut maildrop: Option<Box<dyn Maildrop>> = None;
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut last_activity = Instant::now();
+
+    let result = async {
+        loop {
+            while let Some(event) = session.next_event() {
+                let s = stream
+                    .as_mut()
+                    .ok_or_else(|| session_error("stream lost"))?;
+                handle_event(shared, &conn.peer, event, &mut session, &mut maildrop, s).await?;
+                if session.tls_requested() {
+                    flush(s, &mut session).await?;
+                    let acceptor = shared
+                        .tls
+                        .as_ref()
+                        .ok_or_else(|| session_error("STLS without TLS config"))?;
+                    let plain = stream.take().ok_or_else(|| session_error("stream lost"))?;
+                    let tls = plain
+                        .upgrade(acceptor, config.limits.tls_handshake_timeout)
+                        .await?;
+                    debug!("STLS: TLS established");
+                    stream = Some(tls);
+                    session.tls_established().map_err(session_error)?;
+                }
+            }
+            let s = stream
+                .as_mut()
+                .ok_or_else(|| session_error("stream lost"))?;
+            flush(s, &mut session).await?;
+            if session.is_closed() {
+                return Ok(());
+            }
+            let deadline = session.deadline(last_activity).unwrap_or_else(Instant::now);
+            let read = tokio::select! {
+                _ = shared.shutdown.cancelled() => {
+                    // Abnormal end: no UPDATE, nothing is deleted.
+                    let _ = s.write_all(b"-ERR [SYS/TEMP] Server shutting down.\r\n").await;
+                    return Ok(());
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    info!("autologout");
+                    session.timed_out();
+                    flush(s, &mut session).await?;
+                    return Ok(());
+                }
+                r = s.read(&mut buf) => r?,
+            };
+            if read == 0 {
+                debug!("client closed the connection");
+                return Ok(());
+            }
+            last_activity = Instant::now();
+            session.feed(buf.get(..read).unwrap_or_default());
+        }
+    }
+    .await;
+    if let Some(md) = maildrop.take() {
+        // Releasing the lock without commit changes nothing.
+        let _ = blocking(move || drop(md)).await;
+        debug!("maildrop released without update");
+    }
+    if let Some(mut s) = stream {
+        let _ = s.shutdown().await;
+    }
+    result
+}
+
+fn check_login(shared: &Shared, req: &LoginRequest) -> bool {
+    let Credentials::Password(password) = &req.credentials else {
+        return false; // APOP is not offered
+    };
+    let name = req.user.as_str();
+    if let Some(authz) = &req.authzid {
+        if authz != name {
+            return false;
+        }
+    }
+    match shared.config.user(name) {
+        Some(u) => u.credential.verify(password.expose().as_bytes()),
+        None => {
+            // Same work for unknown users as for known ones.
+            let _ = crate::config::Credential::Plain(crate::config::Secret::new("x"))
+                .verify(password.expose().as_bytes());
+            false
+        }
+    }
+}
+
+async fn handle_event(
+    shared: &Arc<Shared>,
+    peer: &std::net::SocketAddr,
+    event: Event,
+    session: &mut ServerSession,
+    maildrop: &mut Option<Box<dyn Maildrop>>,
+    stream: &mut MaybeTls,
+) -> io::Result<()> {
+    match event {
+        Event::Login(req) => {
+            let user = req.user.as_str().to_owned();
+            let mechanism = req.mechanism;
+            // SHA-crypt verification costs milliseconds of CPU: off the reactor.
+            let sh = Arc::clone(shared);
+            let ok = blocking(move || check_login(&sh, &req)).await?;
+            if ok {
+                session.accept_login().map_err(session_error)?;
+            } else {
+                info!(user = %user, mechanism = ?mechanism, "login failed");
+                let delay = shared.config.pop3.auth_failure_delay;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                session
+                    .reject_login(AuthFailure::Credentials)
+                    .map_err(session_error)?;
+            }
+        }
+        Event::OpenMaildrop { user } => {
+            let name = user.as_str().to_owned();
+            let store = Arc::clone(&shared.state.store);
+            let opened = blocking(move || {
+                let u = StoreUser::new(name)?;
+                store.open_maildrop(&u)
+            })
+            .await?;
+            match opened {
+                Ok(md) => {
+                    let mut listing = Vec::with_capacity(md.entries().len());
+                    for e in md.entries() {
+                        let uid =
+                            Uid::try_from(e.uid.as_str().to_owned()).map_err(session_error)?;
+                        listing.push(MessageInfo::new(e.size, uid));
+                    }
+                    let count = listing.len();
+                    session.maildrop_opened(listing).map_err(session_error)?;
+                    *maildrop = Some(md);
+                    let outcome =
+                        shared
+                            .state
+                            .relay
+                            .record_login(peer.ip(), user.as_str(), Instant::now());
+                    info!(user = %user, messages = count, relay = ?outcome, "logged in");
+                }
+                Err(StoreError::InUse) => {
+                    info!(user = %user, "maildrop in use");
+                    session
+                        .maildrop_failed(MaildropFailure::InUse)
+                        .map_err(session_error)?;
+                }
+                Err(e) => {
+                    warn!(user = %user, error = %e, "cannot open maildrop");
+                    session
+                        .maildrop_failed(MaildropFailure::Temporary)
+                        .map_err(session_error)?;
+                }
+            }
+        }
+        Event::Retrieve(req) => {
+            let Some(md) = maildrop.take() else {
+                session.message_failed().map_err(session_error)?;
+                return Ok(());
+            };
+            let n = req.index + 1;
+            let top = req.top_lines;
+            // One blocking call opens the message and reads its first chunk
+            // (all of a typical message); larger ones take one call per chunk.
+            let (md, first) = blocking(move || {
+                let mut md = md;
+                let r = match top {
+                    None => md.read_message(n),
+                    Some(lines) => md.read_top(n, u64::from(lines)),
+                };
+                let first = r.map(read_chunk);
+                (md, first)
+            })
+            .await?;
+            *maildrop = Some(md);
+            let mut step = match first {
+                Ok(step) => step,
+                Err(e) => {
+                    warn!(message = n, error = %e, "cannot read message");
+                    session.message_failed().map_err(session_error)?;
+                    return Ok(());
+                }
+            };
+            loop {
+                let (reader, chunk, eof) = step;
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(message = n, error = %e, "read failed while sending");
+                        session.message_failed().map_err(session_error)?;
+                        break;
+                    }
+                };
+                let done = if chunk.is_empty() {
+                    false
+                } else {
+                    session.message_chunk(&chunk).map_err(session_error)? == BodyProgress::Done
+                };
+                if done || eof {
+                    session.message_end().map_err(session_error)?;
+                    break;
+                }
+                if session.output().len() >= RETRIEVE_CHUNK {
+                    flush(stream, session).await?;
+                }
+                step = blocking(move || read_chunk(reader)).await?;
+            }
+        }
+        Event::Commit { deleted } => {
+            let Some(md) = maildrop.take() else {
+                session.commit_done(Ok(())).map_err(session_error)?;
+                return Ok(());
+            };
+            let numbers: Vec<usize> = deleted.iter().map(|m| m.index() + 1).collect();
+            let result = blocking(move || {
+                let mut md = md;
+                for n in &numbers {
+                    md.mark_deleted(*n)?;
+                }
+                md.commit()
+            })
+            .await?;
+            match result {
+                Ok(summary) => {
+                    info!(deleted = summary.deleted, "update committed");
+                    session.commit_done(Ok(())).map_err(session_error)?;
+                }
+                Err(e) => {
+                    warn!(error = %e, "update failed");
+                    session
+                        .commit_done(Err(CommitFailure))
+                        .map_err(session_error)?;
+                }
+            }
+        }
+        Event::StartTls => {
+            // Handled by the caller once the event is answered (tls_requested).
+        }
+        other => {
+            warn!(event = ?other, "unexpected POP3 event");
+            return Err(session_error("unexpected event"));
+        }
+    }
+    Ok(())
+}
+
+/// Reads up to [`RETRIEVE_CHUNK`] octets; the flag tells whether the end
+/// of the message was reached.
+fn read_chunk(mut reader: MessageReader) -> (MessageReader, io::Result<Vec<u8>>, bool) {
+    let mut chunk = vec![0u8; RETRIEVE_CHUNK];
+    let mut filled = 0;
+    let mut eof = false;
+    let r = loop {
+        match reader.read(chunk.get_mut(filled..).unwrap_or_default()) {
+            Ok(0) => {
+                eof = true;
+                break Ok(());
+            }
+            Ok(n) => {
+                filled += n;
+                if filled == chunk.len() {
+                    break Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    chunk.truncate(filled);
+    (reader, r.map(|()| chunk), eof)
+}

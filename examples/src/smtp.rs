@@ -1,0 +1,393 @@
+//! The SMTP connection driver: a tokio read/write loop around `smtp-proto`'s
+//! [`ServerSession`], for the port-25 role and the submission roles.
+//!
+//! - Port-25 role: each `RCPT TO` goes through [`relay::decide`]: local users
+//!   (and postmaster) from anyone, other destinations only from a client
+//!   address authorized by a recent POP3 login, else `554 5.7.1`.
+//! - Submission roles: `MAIL FROM` from a client address that is not
+//!   authorized gets `530 5.7.0`.
+//! - DATA is spooled (memory, then a temporary file), then delivered by
+//!   [`delivery::deliver`] in a blocking task; `250` is sent only after every
+//!   copy is durably stored, and a failure gets a `451`/`452`/`552`/`554`.
+//! - STARTTLS when a certificate is configured; implicit TLS on `tls_listen`.
+//! - On shutdown an idle client gets `421`; a message being received is
+//!   finished and stored first.
+
+use std::borrow::Cow;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mailbag_smtp_proto::data::BareLfPolicy;
+use mailbag_smtp_proto::session::{Event, HelloKind, ServerConfig, ServerSession};
+use mailbag_smtp_proto::types::{EnhancedStatusCode, ForwardPath, Reply, ReplyCode, ReversePath};
+use mailbag_spam_tag::spamd::{ScanOutcome, SpamdClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, info, warn};
+
+use crate::delivery::{self, DeliveryError, Envelope, Scan};
+use crate::relay::{self, Destination, Verdict};
+use crate::server::{Connection, Role, Shared};
+use crate::spool::{DEFAULT_SPOOL_MEMORY, Spool};
+use crate::tls::MaybeTls;
+
+/// Read buffer per connection (octets).
+const READ_BUFFER: usize = 4096;
+
+/// Builds a reply; `None` only if the text holds control characters.
+fn reply(code: u16, status: (u8, u16, u16), text: &str) -> Option<Reply<'static>> {
+    let code = ReplyCode::try_from(code).ok()?;
+    let esc = EnhancedStatusCode::new(status.0, status.1, status.2).ok()?;
+    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    Reply::new(code, Some(esc), Cow::Owned(clean)).ok()
+}
+
+fn parse_status(s: &str) -> (u8, u16, u16) {
+    let mut it = s.split('.').map(|p| p.parse::<u16>().unwrap_or(0));
+    let class = it.next().unwrap_or(4);
+    (
+        u8::try_from(class).unwrap_or(4),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
+}
+
+fn session_error(e: &str) -> io::Error {
+    io::Error::other(format!("SMTP session: {e}"))
+}
+
+fn reject(
+    session: &mut ServerSession,
+    code: u16,
+    status: (u8, u16, u16),
+    text: &str,
+) -> io::Result<()> {
+    let r = reply(code, status, text).ok_or_else(|| session_error("bad reply text"))?;
+    session.reject(r);
+    Ok(())
+}
+
+async fn flush(stream: &mut MaybeTls, session: &mut ServerSession) -> io::Result<()> {
+    let out = session.output();
+    if !out.is_empty() {
+        let n = out.len();
+        stream.write_all(out).await?;
+        session.consume_output(n);
+    }
+    stream.flush().await
+}
+
+/// The open transaction.
+#[derive(Debug, Default)]
+struct Txn {
+    /// Reverse path as `local@domain` (empty for `<>`).
+    from: String,
+    local: Vec<String>,
+    remote: Vec<String>,
+    accepted: usize,
+    last_rcpt: Option<String>,
+    spool_failed: bool,
+}
+
+fn mailbox_string(fp: &ForwardPath<'_>) -> String {
+    match fp {
+        ForwardPath::Postmaster(s) => format!("<{s}>"),
+        ForwardPath::Path(p) => {
+            let mb = p.mailbox();
+            format!("<{}@{}>", mb.local_part().as_str(), mb.host().as_str())
+        }
+    }
+}
+
+fn is_authorized(shared: &Shared, ip: IpAddr) -> bool {
+    shared.state.relay.is_authorized(ip, Instant::now())
+}
+
+/// Scores the spooled message with spamd (fail-open: `Scan::Done(None)` when
+/// spamd is down or the message is over its scan limit).
+async fn spamd_scan(client: &SpamdClient, spool: &mut Spool) -> Scan {
+    let max = client.options().max_message_size;
+    if spool.len() > max as u64 {
+        debug!(size = spool.len(), "not sent to spamd: over its size limit");
+        return Scan::Done(None);
+    }
+    let mut message = Vec::with_capacity(usize::try_from(spool.len()).unwrap_or(0));
+    let read = spool
+        .reader()
+        .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut message));
+    if let Err(e) = read {
+        warn!(error = %e, "spool read for spamd failed");
+        return Scan::Done(None);
+    }
+    match client.scan(&message).await {
+        Ok(ScanOutcome::Scored { verdict, .. }) => Scan::Done(Some(verdict)),
+        Ok(ScanOutcome::Unscanned { reason }) => {
+            warn!(error = %reason, "message not scanned by spamd (fail-open)");
+            Scan::Done(None)
+        }
+        Ok(_) => Scan::Done(None),
+        Err(e) => {
+            warn!(error = %e, "spamd failed: delivering unscanned");
+            Scan::Done(None)
+        }
+    }
+}
+
+/// Serves one SMTP connection until it closes.
+pub async fn serve(shared: &Arc<Shared>, conn: Connection) -> io::Result<()> {
+    let config = &shared.config;
+    let submission = matches!(conn.role, Role::Submission | Role::SubmissionTls);
+    let mut cfg = ServerConfig::default();
+    cfg.hostname = config.hostname.clone();
+    cfg.greeting = "ESMTP Mailbag".into();
+    cfg.max_message_size = config.smtp.max_message_size;
+    cfg.max_recipients = config.smtp.max_recipients;
+    cfg.command_timeout = config.smtp.idle_timeout;
+    cfg.implicit_tls = conn.stream.is_tls();
+    cfg.starttls = shared.tls.is_some() && !cfg.implicit_tls;
+    cfg.auth_mechanisms = Vec::new(); // AUTH off: POP-before-SMTP authorizes
+    cfg.bare_lf = BareLfPolicy::Normalize;
+    let mut session = ServerSession::new(cfg);
+
+    let ip = conn.peer.ip();
+    let mut stream = Some(conn.stream);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut helo = String::new();
+    let mut esmtp = false;
+    let mut txn: Option<Txn> = None;
+    let mut in_data = false;
+    let mut spool = Some(Spool::new(
+        &config.data_dir.join(".spool"),
+        DEFAULT_SPOOL_MEMORY,
+    ));
+    let mut last_activity = Instant::now();
+
+    loop {
+        let mut complete = false;
+        while let Some(event) = session.next_event() {
+            match event {
+                Event::Hello { kind, name } => {
+                    helo = name.as_str().to_owned();
+                    esmtp = kind != HelloKind::Helo;
+                    txn = None;
+                    debug!(helo = %helo, "hello");
+                    session.accept();
+                }
+                Event::MailFrom { from, .. } => {
+                    if submission && !is_authorized(shared, ip) {
+                        info!("submission refused: client not authorized (no recent POP3 login)");
+                        reject(
+                            &mut session,
+                            530,
+                            (5, 7, 0),
+                            "Authentication required: check your mail (POP3) before sending",
+                        )?;
+                        continue;
+                    }
+                    let from = match &from {
+                        ReversePath::Null => String::new(),
+                        ReversePath::Path(p) => {
+                            let mb = p.mailbox();
+                            format!("{}@{}", mb.local_part().as_str(), mb.host().as_str())
+                        }
+                    };
+                    debug!(from = %from, "mail from");
+                    txn = Some(Txn {
+                        from,
+                        ..Txn::default()
+                    });
+                    if let Some(s) = spool.as_mut() {
+                        s.clear();
+                    }
+                    session.accept();
+                }
+                Event::RcptTo { to, .. } => {
+                    let authorized = is_authorized(shared, ip);
+                    let shown = mailbox_string(&to);
+                    match relay::decide(config, &to, authorized) {
+                        Verdict::Accept(dest) => {
+                            if let Some(t) = txn.as_mut() {
+                                match dest {
+                                    Destination::Local(u) => {
+                                        debug!(rcpt = %shown, user = %u, "local recipient");
+                                        if !t.local.contains(&u) {
+                                            t.local.push(u);
+                                        }
+                                    }
+                                    Destination::Remote => {
+                                        info!(rcpt = %shown, "relay recipient accepted (POP-before-SMTP)");
+                                        t.remote.push(shown.clone());
+                                    }
+                                }
+                                t.accepted += 1;
+                                t.last_rcpt = Some(shown);
+                            }
+                            session.accept();
+                        }
+                        Verdict::Reject { code, status, text } => {
+                            info!(rcpt = %shown, code, "recipient refused");
+                            reject(&mut session, code, parse_status(status), &text)?;
+                        }
+                    }
+                }
+                Event::DataStart => {
+                    in_data = true;
+                    session.accept();
+                }
+                Event::BodyChunk(chunk) => {
+                    if let (Some(t), Some(s)) = (txn.as_mut(), spool.as_mut()) {
+                        if !t.spool_failed {
+                            if let Err(e) = s.write(chunk) {
+                                warn!(error = %e, "spool write failed");
+                                t.spool_failed = true;
+                            }
+                        }
+                    }
+                }
+                Event::MessageAborted(e) => {
+                    info!(error = %e, "message aborted");
+                    in_data = false;
+                    if let Some(s) = spool.as_mut() {
+                        s.clear();
+                    }
+                }
+                Event::MessageComplete { size } => {
+                    in_data = false;
+                    complete = true;
+                    let t = txn.take().unwrap_or_default();
+                    let with = match (esmtp, session.is_tls()) {
+                        (true, true) => "ESMTPS",
+                        (true, false) => "ESMTP",
+                        (false, true) => "SMTPS",
+                        (false, false) => "SMTP",
+                    };
+                    let result = if t.spool_failed {
+                        Err(DeliveryError::Temporary {
+                            code: 451,
+                            status: "4.3.0",
+                            text: "Local error in processing, try again later".into(),
+                        })
+                    } else {
+                        let env = Envelope {
+                            id: conn.id,
+                            client: ip,
+                            helo: helo.clone(),
+                            with,
+                            from: t.from,
+                            local: t.local,
+                            remote: t.remote,
+                            for_rcpt: if t.accepted == 1 { t.last_rcpt } else { None },
+                        };
+                        let sh = Arc::clone(shared);
+                        let mut sp = spool.take().ok_or_else(|| session_error("spool lost"))?;
+                        let scan_source = match &shared.spamd {
+                            Some(client) => spamd_scan(client, &mut sp).await,
+                            None => Scan::Builtin,
+                        };
+                        let (sp, r) = tokio::task::spawn_blocking(move || {
+                            let r = delivery::deliver(
+                                &sh.config,
+                                &sh.state,
+                                &mut sp,
+                                &env,
+                                scan_source,
+                            );
+                            sp.clear();
+                            (sp, r)
+                        })
+                        .await
+                        .map_err(|e| io::Error::other(format!("delivery task: {e}")))?;
+                        spool = Some(sp);
+                        r
+                    };
+                    match result {
+                        Ok(report) => {
+                            info!(size, score = ?report.score, local = ?report.local, queued = report.queued, "message accepted");
+                            session.accept();
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "message not accepted");
+                            let (code, status, text) = match &e {
+                                DeliveryError::Temporary { code, status, text }
+                                | DeliveryError::Permanent { code, status, text } => {
+                                    (*code, *status, text.clone())
+                                }
+                            };
+                            reject(&mut session, code, parse_status(status), &text)?;
+                        }
+                    }
+                }
+                Event::Reset => {
+                    txn = None;
+                    if let Some(s) = spool.as_mut() {
+                        s.clear();
+                    }
+                }
+                Event::StartTls => {
+                    session.accept();
+                }
+                Event::Auth { .. } | Event::AuthResponse(_) => {
+                    reject(&mut session, 502, (5, 5, 1), "AUTH not available")?;
+                }
+                Event::Vrfy { .. } | Event::Expn { .. } => session.accept(),
+                Event::Quit | Event::AuthCancelled => {}
+                _ => {}
+            }
+        }
+        if complete && shared.shutdown.is_cancelled() {
+            session.shutdown();
+        }
+        let s = stream
+            .as_mut()
+            .ok_or_else(|| session_error("stream lost"))?;
+        flush(s, &mut session).await?;
+        if session.is_closed() {
+            break;
+        }
+        if session.awaiting_tls() {
+            let acceptor = shared
+                .tls
+                .as_ref()
+                .ok_or_else(|| session_error("STARTTLS without TLS config"))?;
+            let plain = stream.take().ok_or_else(|| session_error("stream lost"))?;
+            stream = Some(
+                plain
+                    .upgrade(acceptor, config.limits.tls_handshake_timeout)
+                    .await?,
+            );
+            debug!("STARTTLS: TLS established");
+            session.tls_established();
+            last_activity = Instant::now();
+            continue;
+        }
+        let deadline = session
+            .deadline(last_activity)
+            .unwrap_or_else(|| Instant::now() + config.smtp.idle_timeout);
+        let cancel = shared.shutdown.clone();
+        let read = tokio::select! {
+            _ = cancel.cancelled(), if !in_data => {
+                session.shutdown();
+                flush(s, &mut session).await?;
+                break;
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                info!("idle timeout");
+                session.timed_out();
+                flush(s, &mut session).await?;
+                break;
+            }
+            r = s.read(&mut buf) => r?,
+        };
+        if read == 0 {
+            debug!("client closed the connection");
+            break;
+        }
+        last_activity = Instant::now();
+        session.feed(buf.get(..read).unwrap_or_default());
+    }
+    if let Some(mut s) = stream {
+        let _ = s.shutdown().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! `mailbagd` command line: --help, --check, clear errors for bad configs.
+
+use std::process::Command;
+
+mod common;
+use common::{Out, run};
+
+fn mailbagd(args: &[&str], dir: &std::path::Path) -> Out {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mailbagd"));
+    c.args(args).current_dir(dir);
+    run(&mut c)
+}
+
+const USERS: &str = "[[users]]\nname = \"joe\"\npassword = \"secret\"\n";
+
+fn check(toml: &str) -> Out {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, toml).unwrap();
+    mailbagd(&["--config", p.to_str().unwrap(), "--check"], dir.path())
+}
+
+#[test]
+fn help_documents_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mailbagd(&["--help"], dir.path());
+    assert!(out.ok(), "{out:?}");
+    assert!(out.stdout.contains("--config"), "{}", out.stdout);
+    assert!(out.stdout.contains("embedded"), "{}", out.stdout);
+}
+
+#[test]
+fn embedded_defaults_check_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mailbagd(&["--check"], dir.path());
+    assert!(out.ok(), "{out:?}");
+    assert!(out.stdout.contains("configuration OK"));
+}
+
+#[test]
+fn good_config_checks_ok() {
+    let out = check(USERS);
+    assert!(out.ok(), "{out:?}");
+}
+
+#[test]
+fn bad_configs_exit_non_zero_with_a_clear_message() {
+    let cases: &[(&str, &str)] = &[
+        ("colour = \"blue\"\n", "unknown field `colour`"),
+        (
+            "[pop3]\nlisten = [\"localhost:110:1\"]\n",
+            "invalid socket address",
+        ),
+        (
+            "[tls]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n",
+            "tls.cert_file: file /nonexistent/c.pem not found",
+        ),
+        (
+            "[[users]]\nname = \"joe\"\npassword = \"x\"\n",
+            "duplicate user \"joe\"",
+        ),
+        ("[spam]\nspam_retention = \"a week\"\n", "invalid duration"),
+    ];
+    for (extra, expect) in cases {
+        let out = check(&format!("{extra}{USERS}"));
+        assert_eq!(out.code(), Some(2), "{extra}: {out:?}");
+        assert!(
+            out.stderr.contains(expect),
+            "{extra}: expected {expect:?} in {:?}",
+            out.stderr
+        );
+        assert!(out.stderr.starts_with("mailbagd: "), "{:?}", out.stderr);
+    }
+}
+
+#[test]
+fn missing_config_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mailbagd(&["--config", "/nonexistent/mailbag.toml"], dir.path());
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("cannot read config file"), "{out:?}");
+}
+
+#[test]
+fn port_in_use_is_reported() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(
+        &p,
+        format!("data_dir = \"d\"\n[pop3]\nlisten = [\"127.0.0.1:{port}\"]\n[smtp]\nlisten = []\nsubmission_listen = []\n{USERS}"),
+    )
+    .unwrap();
+    let out = mailbagd(&["--config", p.to_str().unwrap()], dir.path());
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("cannot listen on 127.0.0.1:{port} (pop3)")),
+        "{out:?}"
+    );
+}

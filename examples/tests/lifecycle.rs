@@ -1,0 +1,163 @@
+//! Start-up, connection limits and graceful shutdown of `mailbagd`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+mod common;
+use common::{Options, Server};
+
+fn connect(server: &Server, role: &str) -> TcpStream {
+    let s = TcpStream::connect(server.addrs[role]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Connects until the greeting starts with `prefix` (the harness's own
+/// readiness probes may still hold a connection slot for a moment).
+fn connect_served(server: &Server, role: &str, prefix: &str) -> TcpStream {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let s = connect(server, role);
+        last = first_line(&s);
+        if last.starts_with(prefix) {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no {prefix:?} greeting on {role}: last {last:?}");
+}
+
+fn first_line(s: &TcpStream) -> String {
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line
+}
+
+#[test]
+fn per_address_limit_refuses_extra_connections() {
+    let opts = Options {
+        limits: "max_connections_per_ip = 2\n".into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let a = connect_served(&server, "pop3", "+OK");
+    let _b = connect_served(&server, "smtp", "220 ");
+    let c = connect(&server, "pop3");
+    assert_eq!(
+        first_line(&c),
+        "-ERR [SYS/TEMP] Too many connections, try again later.\r\n"
+    );
+    let d = connect(&server, "smtp");
+    assert!(first_line(&d).starts_with("421 4.7.0 "));
+    drop(a);
+    // The slot is given back once the server notices the close.
+    assert!(common::wait_until(Duration::from_secs(5), || {
+        let e = connect(&server, "pop3");
+        first_line(&e).starts_with("+OK")
+    }));
+}
+
+#[test]
+fn total_limit_refuses_extra_connections() {
+    let opts = Options {
+        limits: "max_connections = 1\n".into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let _a = connect_served(&server, "smtp", "220 ");
+    let b = connect(&server, "submission");
+    assert!(
+        first_line(&b).starts_with("421 4.7.0 "),
+        "second connection must be refused"
+    );
+}
+
+#[test]
+fn sigterm_stops_accepting_and_closes_idle_connections() {
+    let mut server = Server::start();
+    let mut smtp = connect(&server, "smtp");
+    assert!(first_line(&smtp).starts_with("220 "));
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status:?}\n{}", server.log());
+    // The idle SMTP client was told (421) or simply closed; either way no hang.
+    let mut rest = Vec::new();
+    let _ = smtp.read_to_end(&mut rest);
+    let _ = smtp.write_all(b"QUIT\r\n");
+    assert!(TcpStream::connect_timeout(&server.addrs["pop3"], Duration::from_secs(2)).is_err());
+    assert!(server.log().contains("shutting down"));
+}
+
+#[test]
+fn idle_smtp_connection_is_closed_after_the_timeout() {
+    let opts = Options {
+        smtp_idle: "1s".into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let s = connect(&server, "smtp");
+    assert!(first_line(&s).starts_with("220 "));
+    let t0 = std::time::Instant::now();
+    let mut r = BufReader::new(&s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("421 4.4.2"), "{line:?}");
+    assert!(t0.elapsed() >= Duration::from_millis(900));
+}
+
+#[test]
+fn idle_pop3_connection_is_closed_after_the_timeout() {
+    let opts = Options {
+        pop3_idle: "1s".into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let s = connect(&server, "pop3");
+    assert!(first_line(&s).starts_with("+OK"));
+    let mut rest = String::new();
+    let _ = BufReader::new(&s).read_to_string(&mut rest);
+    assert!(rest.starts_with("-ERR"), "{rest:?}");
+}
+
+/// SIGTERM while a message is being transferred: the server stops accepting,
+/// but finishes receiving and storing that message (250) before closing (421).
+#[test]
+fn sigterm_lets_an_in_flight_delivery_finish() {
+    let server = Server::start();
+    let mut s = connect(&server, "smtp");
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut reply = || {
+        let mut l = String::new();
+        loop {
+            l.clear();
+            r.read_line(&mut l).unwrap();
+            if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                return l;
+            }
+        }
+    };
+    assert!(reply().starts_with("220 "));
+    s.write_all(b"EHLO client.example.org\r\n").unwrap();
+    assert!(reply().starts_with("250 "));
+    s.write_all(b"MAIL FROM:<a@example.org>\r\n").unwrap();
+    assert!(reply().starts_with("250 "));
+    s.write_all(b"RCPT TO:<ann@example.test>\r\n").unwrap();
+    assert!(reply().starts_with("250 "));
+    s.write_all(b"DATA\r\n").unwrap();
+    assert!(reply().starts_with("354 "));
+    s.write_all(b"Subject: in flight\r\n\r\nfirst half\r\n")
+        .unwrap();
+    server.signal_term();
+    // New connections are refused once the listeners are closed.
+    assert!(common::wait_until(Duration::from_secs(5), || {
+        TcpStream::connect_timeout(&server.addrs["smtp"], Duration::from_millis(200)).is_err()
+    }));
+    s.write_all(b"second half\r\n.\r\n").unwrap();
+    let done = reply();
+    assert!(done.starts_with("250 "), "{done:?}\n{}", server.log());
+    let bye = reply();
+    assert!(bye.starts_with("421 4.3.2"), "{bye:?}");
+    let texts = server.message_texts("ann", "");
+    assert_eq!(texts.len(), 1);
+    assert!(texts[0].contains("first half\r\nsecond half\r\n"));
+}

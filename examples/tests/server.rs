@@ -1,0 +1,670 @@
+//! `mailbagd` driven by real clients: curl, Python's poplib and smtplib,
+//! and raw sockets for the dialogues clients cannot produce (a dropped
+//! connection, a held maildrop lock, relay-tester addresses).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+mod common;
+use common::{GTUBE, Options, Server, message, py_pop_login, py_send, python, require, run};
+
+/// A line-oriented raw client.
+struct Raw {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Raw {
+    fn connect(server: &Server, role: &str) -> Raw {
+        let s = TcpStream::connect(server.addrs[role]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let w = s.try_clone().unwrap();
+        Raw {
+            r: BufReader::new(s),
+            w,
+        }
+    }
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.r.read_line(&mut l).unwrap();
+        l
+    }
+    /// Reads an SMTP reply (all continuation lines); returns the last line.
+    fn reply(&mut self) -> String {
+        loop {
+            let l = self.line();
+            if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                return l;
+            }
+        }
+    }
+    fn send(&mut self, s: &str) {
+        self.w.write_all(s.as_bytes()).unwrap();
+        self.w.write_all(b"\r\n").unwrap();
+    }
+    fn cmd(&mut self, s: &str) -> String {
+        self.send(s);
+        self.line()
+    }
+    fn smtp(&mut self, s: &str) -> String {
+        self.send(s);
+        self.reply()
+    }
+}
+
+fn deliver_local(server: &Server, to: &str, subject: &str, body: &str) {
+    let v = py_send(
+        server,
+        "smtp",
+        "127.0.0.1",
+        "sender@example.org",
+        to,
+        &message(to, subject, body),
+    );
+    assert_eq!(v, "SENT", "delivery to {to} failed\n{}", server.log());
+}
+
+fn pop_stat(server: &Server, user: &str, pass: &str) -> String {
+    py_pop_login(server, "127.0.0.1", user, pass)
+}
+
+#[test]
+fn curl_delivers_locally_and_retrieves_over_pop3() {
+    if !require("curl") {
+        return;
+    }
+    let server = Server::start();
+    let msg = server.dir.path().join("c.txt");
+    std::fs::write(&msg, "From: sender@example.org\r\nTo: joe@example.test\r\nSubject: curl test\r\n\r\nhello from curl\r\n.leading dot\r\n").unwrap();
+    let smtp_url = format!(
+        "smtp://127.0.0.1:{}/client.example.org",
+        server.port("smtp")
+    );
+    let out = run(Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--url",
+            &smtp_url,
+            "--mail-from",
+            "sender@example.org",
+            "--mail-rcpt",
+            "joe@example.test",
+            "--upload-file",
+        ])
+        .arg(&msg));
+    assert!(out.ok(), "curl smtp: {out:?}\n{}", server.log());
+    assert_eq!(server.messages("joe", "").len(), 1);
+
+    let base = format!("pop3://joe:secret@127.0.0.1:{}/", server.port("pop3"));
+    let list = run(Command::new("curl").args(["-sS", "--max-time", "20", &base]));
+    assert!(list.ok(), "{list:?}");
+    assert!(list.stdout.starts_with("1 "), "LIST: {:?}", list.stdout);
+    let retr = run(Command::new("curl").args(["-sS", "--max-time", "20", &format!("{base}1")]));
+    assert!(retr.ok(), "{retr:?}");
+    assert!(
+        retr.stdout.contains("Subject: curl test\r\n"),
+        "{:?}",
+        retr.stdout
+    );
+    assert!(
+        retr.stdout.contains("\r\n.leading dot\r\n"),
+        "dot-unstuffed: {:?}",
+        retr.stdout
+    );
+    assert!(
+        retr.stdout.contains("Received: from client.example.org"),
+        "{:?}",
+        retr.stdout
+    );
+    let uidl = run(Command::new("curl").args(["-sS", "--max-time", "20", "-X", "UIDL", &base]));
+    assert!(uidl.ok() && uidl.stdout.starts_with("1 "), "{uidl:?}");
+    // Wrong password: curl's login-denied exit code.
+    let bad = run(Command::new("curl").args([
+        "-sS",
+        "--max-time",
+        "20",
+        &format!("pop3://joe:wrong@127.0.0.1:{}/", server.port("pop3")),
+    ]));
+    assert_eq!(bad.code(), Some(67), "{bad:?}");
+}
+
+#[test]
+fn gtube_to_spam_folder_user_is_invisible_to_pop3() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    deliver_local(&server, "joe@example.test", "buy now", GTUBE);
+    assert_eq!(server.messages("joe", ".Spam").len(), 1, "{}", server.log());
+    assert!(server.messages("joe", "").is_empty());
+    let spam = &server.message_texts("joe", ".Spam")[0];
+    assert!(spam.contains("X-Spam-Flag: YES"), "{spam}");
+    assert_eq!(pop_stat(&server, "joe", "secret"), "OK 0 0");
+}
+
+#[test]
+fn gtube_to_inbox_user_is_tagged_and_ham_is_untouched() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    deliver_local(&server, "ann@example.test", "cheap pills", GTUBE);
+    deliver_local(&server, "ann@example.test", "lunch", "see you at noon");
+    let script = r#"
+import poplib, sys
+p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=20)
+p.user('ann'); p.pass_('secret')
+n, _ = p.stat()
+for i in range(1, n + 1):
+    _, lines, _ = p.retr(i)
+    print('\n'.join(l.decode() for l in lines))
+    print('=====')
+p.quit()
+"#;
+    let out = python(script, &[&server.port("pop3").to_string()]);
+    assert!(out.ok(), "{out:?}");
+    let msgs: Vec<&str> = out
+        .stdout
+        .split("=====\n")
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    assert_eq!(msgs.len(), 2, "{}", out.stdout);
+    let spam = msgs.iter().find(|m| m.contains("cheap pills")).unwrap();
+    assert!(
+        spam.contains("Subject: **SPAM( 1000.0)** cheap pills\n"),
+        "{spam}"
+    );
+    assert!(spam.contains("X-Spam-Flag: YES"), "{spam}");
+    let ham = msgs.iter().find(|m| m.contains("lunch")).unwrap();
+    assert!(ham.contains("\nSubject: lunch\n"), "{ham}");
+    assert!(!ham.contains("**SPAM"), "{ham}");
+    assert!(!ham.contains("X-Spam-Flag"), "{ham}");
+    assert!(ham.ends_with("\nsee you at noon\n"), "{ham:?}");
+}
+
+#[test]
+fn scanning_off_user_gets_gtube_untouched_in_inbox() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    deliver_local(&server, "bob@example.test", "raw", GTUBE);
+    let texts = server.message_texts("bob", "");
+    assert_eq!(texts.len(), 1);
+    assert!(texts[0].contains("Subject: raw\r\n"), "{}", texts[0]);
+    assert!(!texts[0].contains("X-Spam-"), "{}", texts[0]);
+}
+
+#[test]
+fn relay_refused_before_pop_login_and_accepted_after_from_same_address() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    let msg = message("friend@elsewhere.example", "relay me", "hello");
+    let v = py_send(
+        &server,
+        "smtp",
+        "127.0.0.2",
+        "joe@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert!(v.starts_with("RCPT-REFUSED 554"), "{v}");
+    assert!(v.contains("5.7.1"), "{v}");
+    assert!(server.queued().is_empty());
+
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+        "OK 0 0"
+    );
+    let v = py_send(
+        &server,
+        "smtp",
+        "127.0.0.2",
+        "joe@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert_eq!(v, "SENT", "{}", server.log());
+    let q = server.queued();
+    assert_eq!(q.len(), 1);
+    assert!(q[0].starts_with("mailbag-queue 1\nclient 127.0.0.2\nfrom <joe@example.test>\nto <friend@elsewhere.example>\n\n"), "{}", q[0]);
+    assert!(q[0].contains("Subject: relay me"));
+
+    // Another address is still refused.
+    let v = py_send(
+        &server,
+        "smtp",
+        "127.0.0.3",
+        "joe@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert!(v.starts_with("RCPT-REFUSED 554"), "{v}");
+    assert_eq!(server.queued().len(), 1);
+}
+
+#[test]
+fn relay_authorization_expires_after_the_window() {
+    if !require("python3") {
+        return;
+    }
+    let opts = Options {
+        window: "5s".into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let msg = message("friend@elsewhere.example", "relay", "x");
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "ann", "secret"),
+        "OK 0 0"
+    );
+    let login = std::time::Instant::now();
+    let v = py_send(
+        &server,
+        "smtp",
+        "127.0.0.2",
+        "ann@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert_eq!(v, "SENT");
+    // The first send must have happened inside the window for the test to mean anything.
+    assert!(login.elapsed() < Duration::from_secs(5), "client too slow");
+    std::thread::sleep(Duration::from_millis(5500).saturating_sub(login.elapsed()));
+    let v = py_send(
+        &server,
+        "smtp",
+        "127.0.0.2",
+        "ann@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert!(v.starts_with("RCPT-REFUSED 554"), "{v}");
+}
+
+#[test]
+fn wrong_password_authorizes_nothing() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    let r = py_pop_login(&server, "127.0.0.4", "joe", "wrong");
+    assert!(r.starts_with("ERR -ERR [AUTH]"), "{r}");
+    let r = py_pop_login(&server, "127.0.0.4", "nosuchuser", "secret");
+    assert!(r.starts_with("ERR -ERR [AUTH]"), "{r}");
+    let msg = message("friend@elsewhere.example", "relay", "x");
+    let v = py_send(
+        &server,
+        "smtp",
+        "127.0.0.4",
+        "joe@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert!(v.starts_with("RCPT-REFUSED 554"), "{v}");
+    let v = py_send(
+        &server,
+        "submission",
+        "127.0.0.4",
+        "joe@example.test",
+        "joe@example.test",
+        &msg,
+    );
+    assert!(v.starts_with("MAIL-REFUSED 530"), "{v}");
+    assert!(!server.log().contains("wrong"), "password in log");
+}
+
+#[test]
+fn submission_refuses_unauthorized_clients_and_accepts_after_login() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    let msg = message("joe@example.test", "submitted", "x");
+    let v = py_send(
+        &server,
+        "submission",
+        "127.0.0.5",
+        "ann@example.test",
+        "joe@example.test",
+        &msg,
+    );
+    assert!(v.starts_with("MAIL-REFUSED 530"), "{v}");
+    assert!(v.contains("5.7.0"), "{v}");
+    assert!(server.messages("joe", "").is_empty());
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.5", "ann", "secret"),
+        "OK 0 0"
+    );
+    let v = py_send(
+        &server,
+        "submission",
+        "127.0.0.5",
+        "ann@example.test",
+        "joe@example.test",
+        &msg,
+    );
+    assert_eq!(v, "SENT");
+    let v = py_send(
+        &server,
+        "submission",
+        "127.0.0.5",
+        "ann@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert_eq!(v, "SENT");
+    assert_eq!(server.messages("joe", "").len(), 1);
+    assert_eq!(server.queued().len(), 1);
+}
+
+#[test]
+fn unknown_local_user_gets_550_and_postmaster_is_accepted() {
+    let server = Server::start();
+    let mut c = Raw::connect(&server, "smtp");
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.smtp("EHLO client.example.org").starts_with("250 "));
+    assert!(c.smtp("MAIL FROM:<s@example.org>").starts_with("250 "));
+    let r = c.smtp("RCPT TO:<nobody@example.test>");
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+    let r = c.smtp("RCPT TO:<Postmaster>");
+    assert!(r.starts_with("250 "), "{r}");
+    let r = c.smtp("RCPT TO:<postmaster@example.test>");
+    assert!(r.starts_with("250 "), "{r}");
+    assert!(c.smtp("DATA").starts_with("354 "));
+    c.send("Subject: to postmaster\r\n\r\nhi\r\n.");
+    let r = c.reply();
+    assert!(r.starts_with("250 "), "{r}");
+    assert!(c.smtp("QUIT").starts_with("221 "));
+    // postmaster = first user (joe); one copy per user.
+    assert_eq!(server.messages("joe", "").len(), 1);
+}
+
+/// Relay-tester address tricks from an unauthorized client: every one is refused.
+#[test]
+fn address_tricks_never_make_an_open_relay() {
+    let server = Server::start();
+    let tricks = [
+        "<victim@elsewhere.example>",
+        "<victim%elsewhere.example@example.test>",
+        "<victim%elsewhere.example@[127.0.0.1]>",
+        "<elsewhere.example!victim@example.test>",
+        "<\"victim@elsewhere.example\"@example.test>",
+        "<@example.test:victim@elsewhere.example>",
+        "<@example.test,@mail.example.test:victim@elsewhere.example>",
+        "<victim@elsewhere.example.>",
+        "<victim@[127.0.0.1]>",
+        "<victim@[IPv6:::1]>",
+        "<victim@elsewhere.example@example.test>",
+        "<victim@example.test.elsewhere.example>",
+        "<\"victim%elsewhere.example\"@elsewhere.example>",
+        "<postmaster@elsewhere.example>",
+        "victim@elsewhere.example",
+        "<victim@sub.example.test>",
+    ];
+    let mut c = Raw::connect(&server, "smtp");
+    assert!(c.reply().starts_with("220 "));
+    assert!(c.smtp("EHLO relaytest.example").starts_with("250 "));
+    assert!(
+        c.smtp("MAIL FROM:<tester@elsewhere.example>")
+            .starts_with("250 ")
+    );
+    for t in tricks {
+        let r = c.smtp(&format!("RCPT TO:{t}"));
+        assert!(r.starts_with('5'), "RCPT TO:{t} -> {r}");
+    }
+    let r = c.smtp("DATA");
+    assert!(
+        r.starts_with("554") || r.starts_with("503"),
+        "DATA without recipients: {r}"
+    );
+    assert!(server.queued().is_empty());
+}
+
+#[test]
+fn dropped_pop3_connection_deletes_nothing_and_dele_quit_deletes() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    deliver_local(&server, "ann@example.test", "one", "1");
+    deliver_local(&server, "ann@example.test", "two", "2");
+    let mut c = Raw::connect(&server, "pop3");
+    assert!(c.line().starts_with("+OK"));
+    assert!(c.cmd("USER ann").starts_with("+OK"));
+    assert!(c.cmd("PASS secret").starts_with("+OK"));
+    assert!(c.cmd("DELE 1").starts_with("+OK"));
+    assert!(c.cmd("DELE 2").starts_with("+OK"));
+    drop(c); // no QUIT
+    // The lock is released once the server notices; then nothing is deleted.
+    assert!(common::wait_until(Duration::from_secs(5), || pop_stat(
+        &server, "ann", "secret"
+    )
+    .starts_with("OK 2 ")));
+
+    let script = r#"
+import poplib, sys
+p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=20)
+p.user('ann'); p.pass_('secret')
+p.dele(1)
+print(p.quit().decode())
+"#;
+    let out = python(script, &[&server.port("pop3").to_string()]);
+    assert!(out.ok() && out.stdout.starts_with("+OK"), "{out:?}");
+    assert!(pop_stat(&server, "ann", "secret").starts_with("OK 1 "));
+    assert_eq!(server.messages("ann", "").len(), 1);
+}
+
+#[test]
+fn second_concurrent_login_gets_in_use() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    let mut c = Raw::connect(&server, "pop3");
+    assert!(c.line().starts_with("+OK"));
+    assert!(c.cmd("USER joe").starts_with("+OK"));
+    assert!(c.cmd("PASS secret").starts_with("+OK"));
+    let r = pop_stat(&server, "joe", "secret");
+    assert!(r.starts_with("ERR -ERR [IN-USE]"), "{r}");
+    assert!(c.cmd("QUIT").starts_with("+OK"));
+    assert_eq!(pop_stat(&server, "joe", "secret"), "OK 0 0");
+}
+
+#[test]
+fn stls_and_starttls_with_a_generated_certificate() {
+    if !require("python3") {
+        return;
+    }
+    let opts = Options {
+        tls: true,
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let cert = server.cert_pem.clone().unwrap();
+    let script = r#"
+import poplib, smtplib, ssl, sys
+cert, pop, pops, smtp, subs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+ctx = ssl.create_default_context(cafile=cert)
+ctx.check_hostname = False
+# POP3 STLS, then login over TLS (records 127.0.0.1 for relaying).
+p = poplib.POP3('127.0.0.1', pop, timeout=20)
+assert 'STLS' in p.capa(), p.capa()
+p.stls(ctx)
+assert 'STLS' not in p.capa()
+p.user('joe'); p.pass_('secret')
+print('POP3-STLS', p.stat()[0])
+p.quit()
+# Implicit TLS POP3.
+p = poplib.POP3_SSL('127.0.0.1', pops, context=ctx, timeout=20)
+p.user('joe'); p.pass_('secret')
+print('POP3S', p.stat()[0])
+p.quit()
+# SMTP STARTTLS on the port-25 role.
+msg = b'From: a@example.org\r\nTo: joe@example.test\r\nSubject: tls\r\n\r\nover tls\r\n'
+with smtplib.SMTP('127.0.0.1', smtp, local_hostname='client.example.org', timeout=20) as s:
+    s.starttls(context=ctx)
+    s.ehlo()
+    assert not s.has_extn('starttls')
+    s.sendmail('a@example.org', ['joe@example.test'], msg)
+print('STARTTLS sent')
+# Implicit TLS submission (authorized by the POP3 login above).
+with smtplib.SMTP_SSL('127.0.0.1', subs, local_hostname='client.example.org', context=ctx, timeout=20) as s:
+    s.sendmail('joe@example.test', ['friend@elsewhere.example'], msg)
+print('SUBMISSIONS sent')
+"#;
+    let out = python(
+        script,
+        &[
+            cert.to_str().unwrap(),
+            &server.port("pop3").to_string(),
+            &server.port("pop3s").to_string(),
+            &server.port("smtp").to_string(),
+            &server.port("submissions").to_string(),
+        ],
+    );
+    assert!(out.ok(), "{out:?}\n{}", server.log());
+    assert_eq!(
+        out.stdout,
+        "POP3-STLS 0\nPOP3S 0\nSTARTTLS sent\nSUBMISSIONS sent\n"
+    );
+    assert_eq!(server.messages("joe", "").len(), 1);
+    assert!(server.message_texts("joe", "")[0].contains("with ESMTPS"));
+    assert_eq!(server.queued().len(), 1);
+}
+
+#[test]
+fn require_tls_for_login_refuses_plaintext_login() {
+    if !require("python3") {
+        return;
+    }
+    let opts = Options {
+        tls: true,
+        require_tls_for_login: true,
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let r = pop_stat(&server, "joe", "secret");
+    assert!(r.starts_with("ERR -ERR"), "{r}");
+    // Still authorizes nothing.
+    let msg = message("friend@elsewhere.example", "x", "y");
+    let v = py_send(
+        &server,
+        "smtp",
+        "127.0.0.1",
+        "joe@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert!(v.starts_with("RCPT-REFUSED 554"), "{v}");
+    // After STLS the same login works (and then authorizes relaying).
+    let script = r#"
+import poplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+ctx.check_hostname = False
+p = poplib.POP3('127.0.0.1', int(sys.argv[2]), timeout=20)
+caps = p.capa()
+print('USER' in caps, 'STLS' in caps)
+p.stls(ctx)
+print('USER' in p.capa())
+p.user('joe'); p.pass_('secret')
+print(p.stat()[0])
+p.quit()
+"#;
+    let cert = server.cert_pem.clone().unwrap();
+    let out = python(
+        script,
+        &[cert.to_str().unwrap(), &server.port("pop3").to_string()],
+    );
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(out.stdout, "False True\nTrue\n0\n");
+    let v = py_send(
+        &server,
+        "smtp",
+        "127.0.0.1",
+        "joe@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert_eq!(v, "SENT");
+}
+
+#[test]
+fn sweeper_removes_8_day_old_spam_and_keeps_6_day_old() {
+    let day = Duration::from_secs(86_400);
+    let server = Server::start_with(Options::default(), |data| {
+        let spam_new = data.join("joe").join(".Spam").join("new");
+        for d in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(data.join("joe").join(d)).unwrap();
+            std::fs::create_dir_all(data.join("joe").join(".Spam").join(d)).unwrap();
+        }
+        for (name, age) in [
+            ("1000000000.M1P1Q1.test,S=20", 8),
+            ("1000000001.M1P1Q2.test,S=20", 6),
+        ] {
+            let p = spam_new.join(name);
+            std::fs::write(&p, "Subject: x\n\nold spam\n").unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(SystemTime::now() - age * day).unwrap();
+        }
+    });
+    assert!(
+        common::wait_until(Duration::from_secs(10), || server
+            .messages("joe", ".Spam")
+            .len()
+            == 1),
+        "sweep did not run: {:?}\n{}",
+        server.messages("joe", ".Spam"),
+        server.log()
+    );
+    let left = server.messages("joe", ".Spam");
+    assert!(
+        left[0].to_string_lossy().contains("1000000001."),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn oversized_message_is_refused_with_552() {
+    let server = Server::start(); // max_message_size = 1 MiB in the test config
+    let mut c = Raw::connect(&server, "smtp");
+    assert!(c.reply().starts_with("220 "));
+    c.send("EHLO client.example.org");
+    let mut saw_size = false;
+    loop {
+        let l = c.line();
+        saw_size |= l.contains("SIZE 1048576");
+        if l.as_bytes()[3] == b' ' {
+            break;
+        }
+    }
+    assert!(saw_size);
+    let r = c.smtp("MAIL FROM:<s@example.org> SIZE=2000000");
+    assert!(r.starts_with("552"), "{r}");
+}
+
+#[test]
+fn partially_refused_recipients_still_deliver_to_the_rest() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    let script = r#"
+import smtplib, sys
+with smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='client.example.org', timeout=20) as s:
+    refused = s.sendmail('s@example.org', ['joe@example.test', 'nobody@example.test', 'ann@example.test'],
+                         b'Subject: multi\r\n\r\nhi\r\n')
+    print(sorted(refused.keys()), refused['nobody@example.test'][0])
+"#;
+    let out = python(script, &[&server.port("smtp").to_string()]);
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(out.stdout.trim(), "['nobody@example.test'] 550");
+    assert_eq!(server.messages("ann", "").len(), 1);
+    assert_eq!(server.messages("joe", "").len(), 1);
+}
