@@ -135,7 +135,7 @@ const fn dcontent_slow(b: u8) -> bool {
 }
 
 /// 256-entry class tables (bit 0 atext, 1 qtext, 2 ldh, 3 dcontent, 4 ASCII atext or dot,
-/// 5 ASCII letter, digit, hyphen or dot).
+/// 5 ASCII letter, digit, hyphen or dot, 6 ASCII atext, 7 ASCII letter, digit or hyphen).
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
@@ -146,7 +146,9 @@ const CLASS: [u8; 256] = {
             | ((ldh_slow(b) as u8) << 2)
             | ((dcontent_slow(b) as u8) << 3)
             | (((b < 0x80 && (atext_slow(b) || b == b'.')) as u8) << 4)
-            | (((b.is_ascii_alphanumeric() || b == b'-' || b == b'.') as u8) << 5);
+            | (((b.is_ascii_alphanumeric() || b == b'-' || b == b'.') as u8) << 5)
+            | (((b < 0x80 && atext_slow(b)) as u8) << 6)
+            | (((b.is_ascii_alphanumeric() || b == b'-') as u8) << 7);
         i += 1;
     }
     t
@@ -1048,6 +1050,9 @@ pub(crate) fn reverse_path_in<'a>(
     if let Some(rest) = input.strip_prefix(b"<>") {
         return Ok((ReversePath::Null, rest));
     }
+    if let Some((p, rest)) = path_fast(input) {
+        return Ok((ReversePath::Path(p), rest));
+    }
     match raw_path_fast(input).map_or_else(|| raw_path(input), Ok) {
         Ok((rest, raw)) => {
             let consumed = input.len() - rest.len();
@@ -1086,6 +1091,9 @@ pub(crate) fn forward_path_in<'a>(
     if input.starts_with(b"<>") {
         return Err(AddressError::NullNotAllowed);
     }
+    if let Some((p, rest)) = path_fast(input) {
+        return Ok((ForwardPath::Path(p), rest));
+    }
     match raw_path_fast(input).map_or_else(|| raw_path(input), Ok) {
         Ok((rest, raw)) => {
             let consumed = input.len() - rest.len();
@@ -1107,43 +1115,95 @@ pub(crate) fn forward_path_in<'a>(
     }
 }
 
+/// [`raw_path_fast`] turned into a [`Path`] directly: within the length limits, ASCII only
+/// (so one UTF-8 conversion of the whole address, which cannot fail). `None`: the full
+/// grammar decides (and reports any error precisely).
+#[inline]
+pub(crate) fn path_fast(input: &[u8]) -> Option<(Path<'_>, &[u8])> {
+    let (rest, raw) = raw_path_fast(input)?;
+    let host = raw.host?;
+    let consumed = input.len() - rest.len();
+    if consumed > MAX_PATH_LEN
+        || raw.local.len() > MAX_LOCAL_PART_LEN
+        || host.len() > MAX_DOMAIN_LEN
+    {
+        return None;
+    }
+    // `<` local `@` host `>`: the address is input[1 .. consumed - 1].
+    let text = std::str::from_utf8(input.get(1..consumed - 1)?).ok()?;
+    let (local, host) = (
+        text.get(..raw.local.len())?,
+        text.get(raw.local.len() + 1..)?,
+    );
+    Some((
+        Path {
+            route: None,
+            mailbox: Mailbox {
+                local: LocalPart(Cow::Borrowed(local)),
+                host: Host::Domain(Domain(Cow::Borrowed(host))),
+            },
+        },
+        rest,
+    ))
+}
+
 /// Fast path for the common form `<dot-atom@domain>` (ASCII, no route, no quotes, no
 /// literal). `None` means "use the full grammar" (which also reports errors precisely).
+///
+/// One pass over the local part and one over the domain, each checking its rules on the
+/// way (no empty atom; labels of 1 to 63 octets without leading or trailing hyphen, one
+/// trailing dot tolerated).
+#[inline]
 fn raw_path_fast(i: &[u8]) -> Option<(&[u8], RawPath<'_>)> {
+    const ASCII_ATEXT: u8 = 1 << 6;
+    const LET_DIG_HYP: u8 = 1 << 7;
     let body = i.strip_prefix(b"<")?;
-    // Local part: ASCII atext and dots, no empty atom.
-    let at = body.iter().position(|&c| CLASS[usize::from(c)] & 16 == 0)?;
-    let (local, after) = body.split_at(at);
-    let host_part = after.strip_prefix(b"@")?;
-    if local.first() == Some(&b'.') || local.last() == Some(&b'.') || local.is_empty() {
-        return None;
-    }
-    if local.windows(2).any(|w| w == b"..") {
-        return None;
-    }
-    // Domain: ASCII letters, digits, hyphens, dots, then '>'.
-    let end = host_part
-        .iter()
-        .position(|&c| CLASS[usize::from(c)] & 32 == 0)?;
-    if host_part[end] != b'>' {
-        return None;
-    }
-    let host = &host_part[..end];
-    let labels = host.strip_suffix(b".").unwrap_or(host);
-    if labels.is_empty() {
-        return None;
-    }
-    for label in labels.split(|&c| c == b'.') {
-        if label.is_empty()
-            || label.len() > 63
-            || label.first() == Some(&b'-')
-            || label.last() == Some(&b'-')
-        {
+    // Local part: dot-separated atoms of ASCII atext, each at least one octet.
+    let mut rest = body;
+    loop {
+        let n = rest
+            .iter()
+            .position(|&c| CLASS[usize::from(c)] & ASCII_ATEXT == 0)?;
+        let (&sep, after) = rest[n..].split_first()?;
+        if n == 0 {
             return None;
         }
+        rest = after;
+        match sep {
+            b'.' => {}
+            b'@' => break,
+            _ => return None,
+        }
     }
+    let local = &body[..body.len() - rest.len() - 1];
+    let host_part = rest;
+    // Domain: dot-separated labels of ASCII letters, digits and hyphens, 1 to 63 octets,
+    // no leading or trailing hyphen; one trailing dot tolerated; then '>'.
+    loop {
+        let n = rest
+            .iter()
+            .position(|&c| CLASS[usize::from(c)] & LET_DIG_HYP == 0)?;
+        let (label, tail) = rest.split_at(n);
+        let (&first, &last) = (label.first()?, label.last()?);
+        let (&sep, after) = tail.split_first()?;
+        if first == b'-' || last == b'-' || n > 63 {
+            return None;
+        }
+        rest = after;
+        match sep {
+            b'>' => break,
+            b'.' => {
+                if let [b'>', after @ ..] = rest {
+                    rest = after;
+                    break;
+                }
+            }
+            _ => return None,
+        }
+    }
+    let host = &host_part[..host_part.len() - rest.len() - 1];
     Some((
-        &host_part[end + 1..],
+        rest,
         RawPath {
             route: None,
             local,
@@ -1232,6 +1292,70 @@ mod tests {
                 proptest::prop_assert_eq!(fast.local, full.local);
                 proptest::prop_assert_eq!(fast.host, full.host);
                 proptest::prop_assert!(full.route.is_none());
+            }
+        }
+    }
+
+    /// The grammar alone, without either fast path.
+    fn grammar_path(s: &[u8]) -> Option<(Path<'_>, &[u8])> {
+        let (rest, raw) = raw_path(s).ok()?;
+        let consumed = s.len() - rest.len();
+        Some((path_from_raw(s, consumed, raw, None).ok()?, rest))
+    }
+
+    #[test]
+    fn path_fast_edge_cases_agree_with_grammar() {
+        let long_label = format!("<a@{}.example>", "x".repeat(64));
+        let max_label = format!("<a@{}.example>", "x".repeat(63));
+        let long_local = format!("<{}@example>", "x".repeat(65));
+        let cases: Vec<&[u8]> = vec![
+            b"<a@b-.c>",
+            b"<a@-b.c>",
+            b"<a@b.-c>",
+            b"<a@b..c>",
+            b"<a@b.>",
+            b"<a@b..>",
+            b"<a@.b>",
+            b"<a@b--c.d>",
+            b"<a@b-c.d-e>",
+            b"<.a@b>",
+            b"<a.@b>",
+            b"<a..b@c>",
+            b"<a.b.c@d>",
+            b"<@b>",
+            b"<a@>",
+            b"<a@b",
+            b"<a@b> SIZE=1",
+            long_label.as_bytes(),
+            max_label.as_bytes(),
+            long_local.as_bytes(),
+        ];
+        for c in cases {
+            let grammar = grammar_path(c);
+            if let Some(fast) = path_fast(c) {
+                assert_eq!(
+                    Some(&fast),
+                    grammar.as_ref(),
+                    "{:?}",
+                    String::from_utf8_lossy(c)
+                );
+            }
+            let public = parse_forward_path(c).ok().and_then(|(p, r)| match p {
+                ForwardPath::Path(p) => Some((p, r)),
+                ForwardPath::Postmaster(_) => None,
+            });
+            assert_eq!(public, grammar, "{:?}", String::from_utf8_lossy(c));
+        }
+    }
+
+    proptest::proptest! {
+        /// The direct fast path builds the same `Path` as the grammar.
+        #[test]
+        fn path_fast_agrees_with_grammar(
+            s in "<[a-z.+%@!\"-]{0,12}@[a-zA-Z0-9.-]{0,70}>[ a]{0,2}",
+        ) {
+            if let Some(fast) = path_fast(s.as_bytes()) {
+                proptest::prop_assert_eq!(Some(fast), grammar_path(s.as_bytes()));
             }
         }
     }

@@ -27,7 +27,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use crate::address::{AddressError, Src, forward_path_in, reverse_path_in};
+use crate::address::{AddressError, ForwardPath, forward_path_in, path_fast, reverse_path_in};
 use crate::types::{
     AuthResponse, Body, By, ByMode, Command, EnhancedStatusCode as Esc, HeloName, Hold, MailParams,
     Mechanism, MtPriority, Notify, Orcpt, Param, RcptParams, Reply, ReplyCode, Ret, Secret, Text,
@@ -340,6 +340,9 @@ fn set_flag(slot: &mut bool, name: &'static str) -> Result<(), CommandError> {
 
 fn parse_mail_params(rest: &[u8]) -> Result<MailParams<'_>, CommandError> {
     let mut p = MailParams::default();
+    if rest.is_empty() {
+        return Ok(p);
+    }
     for (k, v) in params(rest) {
         match (k.len(), v) {
             (4, Some(v)) if eq_ic(k, b"SIZE") => {
@@ -494,6 +497,9 @@ fn parse_by(v: &[u8]) -> Option<By> {
 
 fn parse_rcpt_params(rest: &[u8]) -> Result<RcptParams<'_>, CommandError> {
     let mut p = RcptParams::default();
+    if rest.is_empty() {
+        return Ok(p);
+    }
     for (k, v) in params(rest) {
         match (k.len(), v) {
             (6, Some(v)) if eq_ic(k, b"NOTIFY") => {
@@ -553,12 +559,22 @@ const MAIL_USAGE: &str = "MAIL FROM:<address> [parameters]";
 const RCPT_USAGE: &str = "RCPT TO:<address> [parameters]";
 
 /// Skips `FROM:` / `TO:` (case-insensitive) and optional spaces after the colon.
+///
+/// `prefix` is letters then a colon: the letters are compared case-folded with `| 0x20`
+/// (exact for letters), the colon exactly.
+#[inline]
 fn after_prefix<'a>(rest: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     let r = rest.strip_prefix(b" ")?;
-    if r.len() < prefix.len() || !eq_ic(&r[..prefix.len()], prefix) {
+    let (word, mut r) = r.split_at_checked(prefix.len())?;
+    let (colon, letters) = word.split_last()?;
+    if *colon != b':'
+        || letters
+            .iter()
+            .zip(prefix)
+            .any(|(&c, &p)| c | 0x20 != p | 0x20)
+    {
         return None;
     }
-    let mut r = &r[prefix.len()..];
     while let [b' ', t @ ..] = r {
         r = t;
     }
@@ -605,13 +621,15 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
 
 #[inline(always)]
 fn parse_line(line: &[u8]) -> Result<Command<'_>, CommandError> {
-    // One UTF-8 check for the whole line; addresses are then sliced from it.
-    let valid = if line.is_ascii() {
-        std::str::from_utf8(line).ok().map(Src::of_str)
-    } else {
-        None
+    // No UTF-8 check of the whole line (`valid = None` below): the common `<local@domain>`
+    // path is checked as ASCII by the address fast path, anything else is converted piece
+    // by piece.
+    // Most verbs have four letters: check that before a memchr call (costly on short lines).
+    let verb_len = match line.get(4) {
+        Some(b' ') if !line[..4].contains(&b' ') => 4,
+        None if line.len() == 4 && !line.contains(&b' ') => 4,
+        _ => memchr::memchr(b' ', line).unwrap_or(line.len()),
     };
-    let verb_len = memchr::memchr(b' ', line).unwrap_or(line.len());
     let (verb, rest) = line.split_at(verb_len);
     if verb.len() == 4 {
         let k = u32::from_le_bytes([
@@ -620,11 +638,21 @@ fn parse_line(line: &[u8]) -> Result<Command<'_>, CommandError> {
             verb[2] | 0x20,
             verb[3] | 0x20,
         ]);
-        // `| 0x20` also maps some non-letters together; confirm with a real comparison.
+        // `| 0x20` maps only an upper- and a lower-case letter onto a lower-case letter, so
+        // for these all-letter keywords the folded comparison is exact (non-letters that
+        // `| 0x20` maps together, like `@` and `` ` ``, never fold onto a letter).
         let cmd = match k {
-            k if k == kw4(b"RCPT") && eq_ic(verb, b"RCPT") => {
+            k if k == kw4(b"RCPT") => {
                 let r = after_prefix(rest, b"TO:").ok_or(CommandError::Syntax(RCPT_USAGE))?;
-                let (to, r) = forward_path_in(r, valid).map_err(|e| match e {
+                // The most common command of all: `RCPT TO:<local@domain>`, built in one go
+                // (what `forward_path_in` and the parameter parser would give for it).
+                if let Some((to, [])) = path_fast(r) {
+                    return Ok(Command::Rcpt {
+                        to: ForwardPath::Path(to),
+                        params: RcptParams::default(),
+                    });
+                }
+                let (to, r) = forward_path_in(r, None).map_err(|e| match e {
                     AddressError::MissingOpenBracket => CommandError::Syntax(RCPT_USAGE),
                     e => CommandError::Recipient(e),
                 })?;
@@ -634,9 +662,9 @@ fn parse_line(line: &[u8]) -> Result<Command<'_>, CommandError> {
                     params: parse_rcpt_params(r)?,
                 }
             }
-            k if k == kw4(b"MAIL") && eq_ic(verb, b"MAIL") => {
+            k if k == kw4(b"MAIL") => {
                 let r = after_prefix(rest, b"FROM:").ok_or(CommandError::Syntax(MAIL_USAGE))?;
-                let (from, r) = reverse_path_in(r, valid).map_err(|e| match e {
+                let (from, r) = reverse_path_in(r, None).map_err(|e| match e {
                     AddressError::MissingOpenBracket => CommandError::Syntax(MAIL_USAGE),
                     e => CommandError::Sender(e),
                 })?;
@@ -647,39 +675,33 @@ fn parse_line(line: &[u8]) -> Result<Command<'_>, CommandError> {
                 }
                 Command::Mail { from, params }
             }
-            k if k == kw4(b"EHLO") && eq_ic(verb, b"EHLO") => {
-                Command::Ehlo(helo_arg(rest, "EHLO domain")?)
-            }
-            k if k == kw4(b"HELO") && eq_ic(verb, b"HELO") => {
-                Command::Helo(helo_arg(rest, "HELO domain")?)
-            }
-            k if k == kw4(b"LHLO") && eq_ic(verb, b"LHLO") => {
-                Command::Lhlo(helo_arg(rest, "LHLO domain")?)
-            }
-            k if k == kw4(b"DATA") && eq_ic(verb, b"DATA") => {
+            k if k == kw4(b"EHLO") => Command::Ehlo(helo_arg(rest, "EHLO domain")?),
+            k if k == kw4(b"HELO") => Command::Helo(helo_arg(rest, "HELO domain")?),
+            k if k == kw4(b"LHLO") => Command::Lhlo(helo_arg(rest, "LHLO domain")?),
+            k if k == kw4(b"DATA") => {
                 no_args(rest, "DATA")?;
                 Command::Data
             }
-            k if k == kw4(b"RSET") && eq_ic(verb, b"RSET") => {
+            k if k == kw4(b"RSET") => {
                 no_args(rest, "RSET")?;
                 Command::Rset
             }
-            k if k == kw4(b"QUIT") && eq_ic(verb, b"QUIT") => {
+            k if k == kw4(b"QUIT") => {
                 no_args(rest, "QUIT")?;
                 Command::Quit
             }
-            k if k == kw4(b"NOOP") && eq_ic(verb, b"NOOP") => Command::Noop(text_arg(rest)?),
-            k if k == kw4(b"HELP") && eq_ic(verb, b"HELP") => Command::Help(text_arg(rest)?),
-            k if k == kw4(b"VRFY") && eq_ic(verb, b"VRFY") => {
+            k if k == kw4(b"NOOP") => Command::Noop(text_arg(rest)?),
+            k if k == kw4(b"HELP") => Command::Help(text_arg(rest)?),
+            k if k == kw4(b"VRFY") => {
                 let (target, smtputf8) = target_arg(rest, "VRFY string")?;
                 Command::Vrfy { target, smtputf8 }
             }
-            k if k == kw4(b"EXPN") && eq_ic(verb, b"EXPN") => {
+            k if k == kw4(b"EXPN") => {
                 let (target, smtputf8) = target_arg(rest, "EXPN string")?;
                 Command::Expn { target, smtputf8 }
             }
-            k if k == kw4(b"BDAT") && eq_ic(verb, b"BDAT") => parse_bdat(rest)?,
-            k if k == kw4(b"AUTH") && eq_ic(verb, b"AUTH") => parse_auth(rest)?,
+            k if k == kw4(b"BDAT") => parse_bdat(rest)?,
+            k if k == kw4(b"AUTH") => parse_auth(rest)?,
             _ if [
                 &b"ETRN"[..],
                 b"ATRN",
@@ -1069,6 +1091,47 @@ impl ReplyParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rcpt_fast_path_matches_general_route() {
+        for addr in [
+            &b"<a@b>"[..],
+            b"<John.Doe@Example.ORG.>",
+            b"<x+tag=1@mail-1.example.net>",
+            b"<postmaster@example.org>",
+            b"<PostMaster>",
+            b"<@relay.example:a@b>",
+            b"<\"a b\"@c>",
+            b"<a@[192.0.2.1]>",
+        ] {
+            let mut line = b"RCPT TO:".to_vec();
+            line.extend_from_slice(addr);
+            let (to, rest) = crate::address::parse_forward_path(addr).expect("valid");
+            assert!(rest.is_empty());
+            let expected = Command::Rcpt {
+                to,
+                params: RcptParams::default(),
+            };
+            assert_eq!(parse_command(&line), Ok(expected), "{addr:?}");
+        }
+        // Not the fast path: parameters, a trailing space, a bad path.
+        assert!(matches!(
+            parse_command(b"RCPT TO:<a@b> NOTIFY=NEVER"),
+            Ok(Command::Rcpt { params, .. }) if params.notify == Some(Notify::NEVER)
+        ));
+        assert!(matches!(
+            parse_command(b"RCPT TO:<a@b> "),
+            Ok(Command::Rcpt { .. })
+        ));
+        assert_eq!(
+            parse_command(b"RCPT TO:<a@b>x"),
+            Err(CommandError::Syntax(RCPT_USAGE))
+        );
+        assert_eq!(
+            parse_command(b"RCPT TO:<>"),
+            Err(CommandError::Recipient(AddressError::NullNotAllowed))
+        );
+    }
 
     #[test]
     fn framer_limits() {
