@@ -73,6 +73,7 @@
 mod crlf;
 mod error;
 mod maildir;
+mod marks;
 mod memory;
 mod store;
 mod types;

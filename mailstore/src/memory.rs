@@ -6,6 +6,7 @@ use std::io::{self, Cursor, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use crate::marks::Marks;
 use crate::{
     CommitSummary, CrlfCounter, Delivery, DeliveryReceipt, Error, Folder, Maildrop, MaildropEntry,
     Mailstore, MessageInfo, MessageReader, Uid, UserName,
@@ -296,8 +297,7 @@ impl Mailstore for MemoryStore {
             entries: messages.iter().map(|(_, e, _)| e.clone()).collect(),
             uids: messages.iter().map(|(u, _, _)| *u).collect(),
             data: messages.into_iter().map(|(_, _, d)| d).collect(),
-            deleted: vec![false; n],
-            retrieved: vec![false; n],
+            marks: Marks::new(n),
             guard: LockGuard {
                 shared: Arc::clone(&self.shared),
                 user: user.clone(),
@@ -467,8 +467,7 @@ struct MemMaildrop {
     entries: Vec<MaildropEntry>,
     uids: Vec<u32>,
     data: Vec<Bytes>,
-    deleted: Vec<bool>,
-    retrieved: Vec<bool>,
+    marks: Marks,
     guard: LockGuard,
 }
 
@@ -477,23 +476,12 @@ impl fmt::Debug for MemMaildrop {
         f.debug_struct("MemMaildrop")
             .field("user", &self.guard.user)
             .field("entries", &self.entries)
-            .field("deleted", &self.deleted)
+            .field("marks", &self.marks)
             .finish_non_exhaustive()
     }
 }
 
 impl MemMaildrop {
-    fn index(&self, n: usize) -> Result<usize, Error> {
-        let i = n
-            .checked_sub(1)
-            .filter(|i| *i < self.entries.len())
-            .ok_or(Error::NoSuchMessage)?;
-        if self.deleted.get(i).copied().unwrap_or(false) {
-            return Err(Error::MessageDeleted);
-        }
-        Ok(i)
-    }
-
     fn source(&self, i: usize) -> Result<Cursor<Bytes>, Error> {
         self.data
             .get(i)
@@ -508,35 +496,27 @@ impl Maildrop for MemMaildrop {
     }
 
     fn is_deleted(&self, n: usize) -> bool {
-        n.checked_sub(1)
-            .and_then(|i| self.deleted.get(i).copied())
-            .unwrap_or(false)
+        self.marks.is_deleted(n)
     }
 
     fn read_message(&mut self, n: usize) -> Result<MessageReader, Error> {
-        let i = self.index(n)?;
+        let i = self.marks.index(n)?;
         let src = self.source(i)?;
-        if let Some(r) = self.retrieved.get_mut(i) {
-            *r = true;
-        }
+        self.marks.set_retrieved(i);
         Ok(MessageReader::whole(src))
     }
 
     fn read_top(&mut self, n: usize, body_lines: u64) -> Result<MessageReader, Error> {
-        let i = self.index(n)?;
+        let i = self.marks.index(n)?;
         Ok(MessageReader::top(self.source(i)?, body_lines))
     }
 
     fn mark_deleted(&mut self, n: usize) -> Result<(), Error> {
-        let i = self.index(n)?;
-        if let Some(d) = self.deleted.get_mut(i) {
-            *d = true;
-        }
-        Ok(())
+        self.marks.mark_deleted(n)
     }
 
     fn unmark_all(&mut self) {
-        self.deleted.iter_mut().for_each(|d| *d = false);
+        self.marks.unmark_all();
     }
 
     fn commit(self: Box<Self>) -> Result<CommitSummary, Error> {
@@ -547,10 +527,10 @@ impl Maildrop for MemMaildrop {
             let Some(pos) = inbox.messages.iter().position(|m| m.uid == *uid) else {
                 continue;
             };
-            if self.deleted.get(i).copied().unwrap_or(false) {
+            if self.marks.deleted_at(i) {
                 inbox.messages.remove(pos);
                 summary.deleted += 1;
-            } else if self.retrieved.get(i).copied().unwrap_or(false)
+            } else if self.marks.retrieved_at(i)
                 && let Some(m) = inbox.messages.get_mut(pos)
                 && !m.seen
             {

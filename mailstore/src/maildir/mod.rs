@@ -40,6 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use name::MaildirName;
 
 use crate::crlf::count_reader;
+use crate::marks::Marks;
 use crate::memory::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::{
     CommitSummary, CrlfCounter, Delivery, DeliveryReceipt, Error, Folder, Maildrop, MaildropEntry,
@@ -663,8 +664,7 @@ impl Mailstore for MaildirStore {
             dir,
             msgs,
             entries,
-            deleted: vec![false; n],
-            retrieved: vec![false; n],
+            marks: Marks::new(n),
             _lock: lock,
         }))
     }
@@ -936,8 +936,7 @@ struct MaildirMaildrop {
     dir: PathBuf,
     msgs: Vec<Msg>,
     entries: Vec<MaildropEntry>,
-    deleted: Vec<bool>,
-    retrieved: Vec<bool>,
+    marks: Marks,
     _lock: FileLock,
 }
 
@@ -946,23 +945,12 @@ impl fmt::Debug for MaildirMaildrop {
         f.debug_struct("MaildirMaildrop")
             .field("user", &self.user)
             .field("entries", &self.entries)
-            .field("deleted", &self.deleted)
+            .field("marks", &self.marks)
             .finish_non_exhaustive()
     }
 }
 
 impl MaildirMaildrop {
-    fn index(&self, n: usize) -> Result<usize, Error> {
-        let i = n
-            .checked_sub(1)
-            .filter(|i| *i < self.msgs.len())
-            .ok_or(Error::NoSuchMessage)?;
-        if self.deleted.get(i).copied().unwrap_or(false) {
-            return Err(Error::MessageDeleted);
-        }
-        Ok(i)
-    }
-
     /// Runs `op` on the message's path; if the file moved (another program
     /// renamed it), finds it again and retries once.
     fn with_path<T>(
@@ -991,7 +979,7 @@ impl MaildirMaildrop {
     }
 
     fn open(&mut self, n: usize) -> Result<(usize, BufReader<File>), Error> {
-        let i = self.index(n)?;
+        let i = self.marks.index(n)?;
         let f = self.with_path(i, |p| File::open(p))?;
         Ok((i, BufReader::with_capacity(IO_BUFFER, f)))
     }
@@ -1003,16 +991,12 @@ impl Maildrop for MaildirMaildrop {
     }
 
     fn is_deleted(&self, n: usize) -> bool {
-        n.checked_sub(1)
-            .and_then(|i| self.deleted.get(i).copied())
-            .unwrap_or(false)
+        self.marks.is_deleted(n)
     }
 
     fn read_message(&mut self, n: usize) -> Result<MessageReader, Error> {
         let (i, r) = self.open(n)?;
-        if let Some(x) = self.retrieved.get_mut(i) {
-            *x = true;
-        }
+        self.marks.set_retrieved(i);
         Ok(MessageReader::whole(r))
     }
 
@@ -1022,15 +1006,11 @@ impl Maildrop for MaildirMaildrop {
     }
 
     fn mark_deleted(&mut self, n: usize) -> Result<(), Error> {
-        let i = self.index(n)?;
-        if let Some(d) = self.deleted.get_mut(i) {
-            *d = true;
-        }
-        Ok(())
+        self.marks.mark_deleted(n)
     }
 
     fn unmark_all(&mut self) {
-        self.deleted.iter_mut().for_each(|d| *d = false);
+        self.marks.unmark_all();
     }
 
     fn commit(mut self: Box<Self>) -> Result<CommitSummary, Error> {
@@ -1038,8 +1018,8 @@ impl Maildrop for MaildirMaildrop {
         let mut first_err = None;
         let (mut touched_new, mut touched_cur) = (false, false);
         for i in 0..self.msgs.len() {
-            let deleted = self.deleted.get(i).copied().unwrap_or(false);
-            let retrieved = self.retrieved.get(i).copied().unwrap_or(false);
+            let deleted = self.marks.deleted_at(i);
+            let retrieved = self.marks.retrieved_at(i);
             let res = if deleted {
                 match self.with_path(i, |p| fs::remove_file(p)) {
                     Ok(()) => {
