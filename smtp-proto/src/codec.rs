@@ -104,6 +104,7 @@ impl LineFramer {
     }
 
     /// Looks for the next line at the start of `buf`.
+    #[inline]
     pub fn frame(&mut self, buf: &[u8]) -> Frame {
         if self.discarding {
             return match memchr::memchr(b'\n', buf) {
@@ -117,7 +118,7 @@ impl LineFramer {
             };
         }
         let window = &buf[..buf.len().min(self.max_len)];
-        match memchr::memchr(b'\n', window) {
+        match find_lf(window) {
             Some(p) => {
                 let end = if p > 0 && buf[p - 1] == b'\r' {
                     p - 1
@@ -143,6 +144,44 @@ impl LineFramer {
             None => Frame::Incomplete { consumed: 0 },
         }
     }
+}
+
+/// Octets [`find_lf`] searches itself before it hands over to `memchr`.
+const SHORT_LINE: usize = 128;
+
+/// The first LF in `h`, tuned for short lines. Each 16-octet chunk is tested with an
+/// OR-reduction of "is LF" (one SSE2 compare and `pmovmskb`), then the hit is located in its
+/// 8-octet half with the SWAR zero-octet test. For the short lines of SMTP commands (40 to
+/// 100 octets) this is about half the instructions of a `memchr` call (dispatch, alignment,
+/// set-up); past [`SHORT_LINE`] octets `memchr` (AVX2 when available) takes over.
+#[inline]
+pub(crate) fn find_lf(h: &[u8]) -> Option<usize> {
+    let mut done = 0;
+    for chunk in h.chunks_exact(16).take(SHORT_LINE / 16) {
+        if chunk.iter().fold(false, |a, &c| a | (c == b'\n')) {
+            let (lo, hi) = chunk.split_at(8);
+            return Some(done + lf_in_word(lo).or_else(|| lf_in_word(hi).map(|p| p + 8))?);
+        }
+        done += 16;
+    }
+    let tail = h.get(done..)?;
+    if done == SHORT_LINE {
+        return memchr::memchr(b'\n', tail).map(|p| done + p);
+    }
+    tail.iter().position(|&c| c == b'\n').map(|p| done + p)
+}
+
+/// The first LF in an 8-octet word: the classic "has a zero octet" test on `word ^ LFs`;
+/// the lowest flagged octet is always a real zero (false positives only appear above a real
+/// zero, through the borrow).
+#[inline(always)]
+fn lf_in_word(word: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    const LFS: u64 = u64::from_le_bytes([b'\n'; 8]);
+    let x = u64::from_le_bytes(word.try_into().ok()?) ^ LFS;
+    let t = x.wrapping_sub(ONES) & !x & HIGH;
+    (t != 0).then(|| (t.trailing_zeros() / 8) as usize)
 }
 
 // ---------------------------------------------------------------- command errors
@@ -1091,6 +1130,44 @@ impl ReplyParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The short-line LF search agrees with `memchr` on any input.
+        #[test]
+        fn find_lf_matches_memchr(
+            h in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(b'\n'),
+                proptest::strategy::Just(b'\r'),
+                proptest::strategy::Just(0x8a_u8),
+                proptest::strategy::Just(0x0b_u8),
+                proptest::num::u8::ANY,
+            ], 0..120),
+            lf_free_prefix in 0usize..300,
+        ) {
+            proptest::prop_assert_eq!(find_lf(&h), memchr::memchr(b'\n', &h));
+            // Also with a long LF-free start, so that the hit is in any chunk and half.
+            let mut g: Vec<u8> = h.iter().take(lf_free_prefix).map(|&c| c | 0x40).collect();
+            g.extend_from_slice(&h);
+            proptest::prop_assert_eq!(find_lf(&g), memchr::memchr(b'\n', &g));
+        }
+    }
+
+    #[test]
+    fn find_lf_every_position() {
+        for len in (0..80).chain([127, 128, 129, 143, 144, 300]) {
+            for at in 0..=len {
+                let mut h = vec![b'x'; len];
+                if at < len {
+                    h[at] = b'\n';
+                }
+                // Octets around LF that the SWAR test must not confuse with it.
+                if at + 1 < len {
+                    h[at + 1] = 0x0b;
+                }
+                assert_eq!(find_lf(&h), memchr::memchr(b'\n', &h), "{len} {at}");
+            }
+        }
+    }
 
     #[test]
     fn rcpt_fast_path_matches_general_route() {
