@@ -95,6 +95,44 @@ pub trait Mailstore: Send + Sync + fmt::Debug {
     /// Reads one message of a folder (CRLF line endings), e.g. for a web view.
     fn read(&self, user: &UserName, folder: Folder, uid: &Uid) -> Result<MessageReader, Error>;
 
+    /// Reads several messages of a folder, one result per id in `uids`
+    /// ([`Error::NoSuchMessage`] for an id that is not there), e.g. the
+    /// messages shown on one page of a web view. The default calls
+    /// [`read`](Mailstore::read) for each; the Maildir backend scans the
+    /// folder once for all of them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use mailbag_mailstore::{Error, Folder, Mailstore, MemoryStore, Uid, UserName};
+    ///
+    /// # fn main() -> Result<(), Error> {
+    /// let store = MemoryStore::new();
+    /// let joe = UserName::new("joe")?;
+    /// store.create_user(&joe)?;
+    /// store.deliver(&joe, Folder::Spam, &mut &b"Subject: a\n\n1\n"[..])?;
+    /// let uid = store.list(&joe, Folder::Spam)?[0].uid.clone();
+    /// let other = Uid::new("ffffffffffffffff")?;
+    /// let mut readers = store.read_many(&joe, Folder::Spam, &[uid, other])?;
+    /// assert!(matches!(readers[1], Err(Error::NoSuchMessage)));
+    /// let mut text = String::new();
+    /// readers.remove(0)?.read_to_string(&mut text).unwrap();
+    /// assert_eq!(text, "Subject: a\r\n\r\n1\r\n");
+    /// # Ok(()) }
+    /// ```
+    fn read_many(
+        &self,
+        user: &UserName,
+        folder: Folder,
+        uids: &[Uid],
+    ) -> Result<Vec<Result<MessageReader, Error>>, Error> {
+        if !self.user_exists(user)? {
+            return Err(Error::UnknownUser(user.as_str().to_owned()));
+        }
+        Ok(uids.iter().map(|u| self.read(user, folder, u)).collect())
+    }
+
     /// Moves a message to another folder (e.g. releases it from Spam to the
     /// INBOX). The message gets a new UID there and its save time restarts.
     fn move_message(

@@ -708,6 +708,37 @@ impl Mailstore for MaildirStore {
         Ok(MessageReader::whole(BufReader::with_capacity(IO_BUFFER, f)))
     }
 
+    fn read_many(
+        &self,
+        user: &UserName,
+        folder: Folder,
+        uids: &[Uid],
+    ) -> Result<Vec<Result<MessageReader, Error>>, Error> {
+        let inner = &self.inner;
+        inner.check_user(user)?;
+        let dir = inner.folder_dir(user, folder);
+        // One scan for all ids (`read` scans the folder per call).
+        let (validity, msgs) = inner.scan(&dir)?;
+        let by_uid: HashMap<Uid, &Msg> = msgs
+            .iter()
+            .map(|m| (Uid::from_parts(m.uid, validity), m))
+            .collect();
+        Ok(uids
+            .iter()
+            .map(|uid| {
+                let path = by_uid.get(uid).ok_or(Error::NoSuchMessage)?.path(&dir);
+                let f = File::open(&path).map_err(|e| {
+                    if not_found(&e) {
+                        Error::NoSuchMessage
+                    } else {
+                        Error::io("open", path, e)
+                    }
+                })?;
+                Ok(MessageReader::whole(BufReader::with_capacity(IO_BUFFER, f)))
+            })
+            .collect())
+    }
+
     fn move_message(
         &self,
         user: &UserName,
@@ -1107,6 +1138,52 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn read_many_reads_each_id_with_one_scan() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        for body in ["1", "2", "3"] {
+            s.deliver(&joe(), Folder::Spam, &mut format!("S: {body}\n").as_bytes())
+                .unwrap();
+        }
+        s.deliver(&joe(), Folder::Inbox, &mut &b"inbox\n"[..])
+            .unwrap();
+        let list = s.list(&joe(), Folder::Spam).unwrap();
+        let inbox_uid = s.list(&joe(), Folder::Inbox).unwrap()[0].uid.clone();
+        let uids = vec![
+            list[2].uid.clone(),
+            Uid::new("ffffffffffffffff").unwrap(),
+            list[0].uid.clone(),
+        ];
+        let got: Vec<Result<String, String>> = s
+            .read_many(&joe(), Folder::Spam, &uids)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                r.map(|mut m| {
+                    let mut t = String::new();
+                    m.read_to_string(&mut t).unwrap();
+                    t
+                })
+                .map_err(|e| e.to_string())
+            })
+            .collect();
+        assert_eq!(got[0].as_deref(), Ok("S: 3\r\n"));
+        assert!(got[1].is_err());
+        assert_eq!(got[2].as_deref(), Ok("S: 1\r\n"));
+        // An id is looked up only in the folder asked for (unless the two
+        // folders happen to share a UID validity and number).
+        if !list.iter().any(|m| m.uid == inbox_uid) {
+            let r = s.read_many(&joe(), Folder::Spam, &[inbox_uid]).unwrap();
+            assert!(matches!(r[0], Err(Error::NoSuchMessage)));
+        }
+        assert!(
+            s.read_many(&UserName::new("nobody").unwrap(), Folder::Spam, &[])
+                .is_err()
+        );
     }
 
     #[test]
