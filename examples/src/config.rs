@@ -73,6 +73,70 @@ pub enum ConfigError {
     },
 }
 
+/// Most messages per Spam folder page (`web.page_size`).
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
+    let web = WebConfig {
+        listen: raw
+            .listen
+            .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 8080))]),
+        tls: raw.tls.unwrap_or(false),
+        session_idle_timeout: nonzero(
+            "web.session_idle_timeout",
+            raw.session_idle_timeout,
+            Duration::from_secs(30 * 60),
+        )?,
+        session_lifetime: nonzero(
+            "web.session_lifetime",
+            raw.session_lifetime,
+            Duration::from_secs(12 * 3600),
+        )?,
+        max_sessions: raw.max_sessions.unwrap_or(10_000),
+        login_attempts_per_ip: raw.login_attempts_per_ip.unwrap_or(10),
+        login_window: nonzero(
+            "web.login_window",
+            raw.login_window,
+            Duration::from_secs(15 * 60),
+        )?,
+        max_tracked_addresses: raw.max_tracked_addresses.unwrap_or(100_000),
+        login_failure_delay: raw
+            .login_failure_delay
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(1)),
+        page_size: raw.page_size.unwrap_or(50),
+        max_header_read: raw.max_header_read.unwrap_or(64 * 1024),
+        max_request_body: raw.max_request_body.unwrap_or(16 * 1024),
+        request_timeout: nonzero(
+            "web.request_timeout",
+            raw.request_timeout,
+            Duration::from_secs(30),
+        )?,
+    };
+    for (key, value) in [
+        ("web.max_sessions", web.max_sessions),
+        (
+            "web.login_attempts_per_ip",
+            web.login_attempts_per_ip as usize,
+        ),
+        ("web.max_tracked_addresses", web.max_tracked_addresses),
+        ("web.page_size", web.page_size),
+        ("web.max_header_read", web.max_header_read),
+        ("web.max_request_body", web.max_request_body),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be greater than zero"));
+        }
+    }
+    if web.page_size > MAX_PAGE_SIZE {
+        return Err(invalid("web.page_size", "must be at most 1000"));
+    }
+    if web.max_request_body < 1024 {
+        return Err(invalid("web.max_request_body", "must be at least 1024"));
+    }
+    Ok(web)
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -121,7 +185,7 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 /// Where a user's spam goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 pub enum SpamFolder {
     /// The Maildir++ `.Spam` folder, invisible to POP3 (the default).
     #[default]
@@ -269,6 +333,45 @@ pub struct RelayConfig {
     pub smarthost: Option<SocketAddr>,
 }
 
+/// `[web]`: the self-service web page (see the `web` module).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct WebConfig {
+    /// HTTP listeners (default `["127.0.0.1:8080"]`; an empty list turns the page off).
+    pub listen: Vec<SocketAddr>,
+    /// Serve HTTPS with the `[tls]` certificate (default false; needs `[tls]`).
+    /// Session cookies then carry `Secure`.
+    pub tls: bool,
+    /// A session unused for this long is logged out (default 30 minutes).
+    pub session_idle_timeout: Duration,
+    /// A session ends this long after login, used or not (default 12 hours).
+    pub session_lifetime: Duration,
+    /// Most sessions held at once; the one idle longest is dropped to make
+    /// room (default 10000).
+    pub max_sessions: usize,
+    /// Login attempts allowed per client address (IPv6: per /64) within
+    /// `login_window`; more get `429 Too Many Requests` (default 10).
+    pub login_attempts_per_ip: u32,
+    /// The window of `login_attempts_per_ip` (default 15 minutes).
+    pub login_window: Duration,
+    /// Client addresses the login rate limiter remembers at once; the oldest
+    /// is forgotten to make room (default 100000).
+    pub max_tracked_addresses: usize,
+    /// Delay before answering a failed login, the same for an unknown user
+    /// and a wrong password (default 1 second; `"0s"`: none).
+    pub login_failure_delay: Duration,
+    /// Messages per Spam folder page (default 50, at most 1000).
+    pub page_size: usize,
+    /// Octets of a message's header read to list it on the Spam page
+    /// (default 65536); fields past that are not shown.
+    pub max_header_read: usize,
+    /// Largest request body (a form post) accepted, in octets (default 16384).
+    pub max_request_body: usize,
+    /// Time allowed to receive a request's header, and for an idle
+    /// keep-alive connection (default 30 seconds).
+    pub request_timeout: Duration,
+}
+
 /// `[limits]`.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -310,6 +413,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// `[limits]`.
     pub limits: LimitsConfig,
+    /// `[web]`.
+    pub web: WebConfig,
     /// `[[users]]`, at least one.
     pub users: Vec<User>,
 }
@@ -337,6 +442,8 @@ struct RawConfig {
     relay: RawRelay,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    web: RawWeb,
     users: Vec<RawUser>,
 }
 
@@ -399,6 +506,24 @@ struct RawLimits {
     max_connections_per_ip: Option<usize>,
     tls_handshake_timeout: Option<HumanDuration>,
     shutdown_timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    listen: Option<Vec<SocketAddr>>,
+    tls: Option<bool>,
+    session_idle_timeout: Option<HumanDuration>,
+    session_lifetime: Option<HumanDuration>,
+    max_sessions: Option<usize>,
+    login_attempts_per_ip: Option<u32>,
+    login_window: Option<HumanDuration>,
+    max_tracked_addresses: Option<usize>,
+    login_failure_delay: Option<HumanDuration>,
+    page_size: Option<usize>,
+    max_header_read: Option<usize>,
+    max_request_body: Option<usize>,
+    request_timeout: Option<HumanDuration>,
 }
 
 #[derive(Deserialize)]
@@ -591,6 +716,10 @@ impl Config {
                 ));
             }
         }
+        let web = web_config(raw.web)?;
+        if web.tls && tls.is_none() {
+            return Err(invalid("web.tls", "needs a [tls] section"));
+        }
         let mut seen = HashSet::new();
         for (key, list) in [
             ("pop3.listen", &pop3.listen),
@@ -598,6 +727,7 @@ impl Config {
             ("smtp.listen", &smtp.listen),
             ("smtp.submission_listen", &smtp.submission_listen),
             ("smtp.tls_listen", &smtp.tls_listen),
+            ("web.listen", &web.listen),
         ] {
             for a in list {
                 // Port 0 (any free port) may appear more than once.
@@ -781,8 +911,46 @@ impl Config {
             spam,
             relay,
             limits,
+            web,
             users,
         })
+    }
+
+    /// The login check of every service (POP3 USER/PASS and SASL, the web
+    /// page): the user whose name is `name` (exact match) if `password` is
+    /// theirs.
+    ///
+    /// An unknown user costs the same work as a known one: the password is
+    /// verified against a configured SHA-crypt hash when there is one (else
+    /// compared with a dummy clear-text password) and the result thrown
+    /// away, so that timing does not tell which user names exist.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_examples::config::Config;
+    ///
+    /// let config = Config::from_toml_str(
+    ///     "[[users]]\nname = \"joe\"\npassword = \"secret\"\n",
+    /// ).unwrap();
+    /// assert_eq!(config.authenticate("joe", b"secret").map(|u| u.name.as_str()), Some("joe"));
+    /// assert!(config.authenticate("joe", b"wrong").is_none());
+    /// assert!(config.authenticate("nobody", b"secret").is_none());
+    /// ```
+    pub fn authenticate(&self, name: &str, password: &[u8]) -> Option<&User> {
+        match self.user(name) {
+            Some(u) => u.credential.verify(password).then_some(u),
+            None => {
+                let dummy = self
+                    .users
+                    .iter()
+                    .find(|u| matches!(u.credential, Credential::Hash(_)))
+                    .map(|u| u.credential.clone())
+                    .unwrap_or_else(|| Credential::Plain(Secret::new("\u{0}dummy")));
+                let _ = std::hint::black_box(dummy.verify(password));
+                None
+            }
+        }
     }
 
     /// Finds a user by POP3 login name (exact match).
@@ -1012,6 +1180,61 @@ mod tests {
         assert!(parse(&format!("postmaster = \"nobody\"\n{USERS}")).is_err());
         let c = parse(&format!("postmaster = \"joe\"\n{USERS}")).unwrap();
         assert_eq!(c.postmaster, "joe");
+    }
+
+    #[test]
+    fn web_defaults_and_demo() {
+        let c = parse(USERS).unwrap();
+        let w = &c.web;
+        assert_eq!(w.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert!(!w.tls);
+        assert_eq!(w.session_idle_timeout, Duration::from_secs(1800));
+        assert_eq!(w.session_lifetime, Duration::from_secs(12 * 3600));
+        assert_eq!(w.max_sessions, 10_000);
+        assert_eq!(w.login_attempts_per_ip, 10);
+        assert_eq!(w.login_window, Duration::from_secs(900));
+        assert_eq!(w.max_tracked_addresses, 100_000);
+        assert_eq!(w.login_failure_delay, Duration::from_secs(1));
+        assert_eq!(w.page_size, 50);
+        assert_eq!(w.max_header_read, 65_536);
+        assert_eq!(w.max_request_body, 16_384);
+        assert_eq!(w.request_timeout, Duration::from_secs(30));
+        // The demo config spells out the same values.
+        assert_eq!(&Config::demo().unwrap().web, w);
+        let off = parse(&format!("[web]\nlisten = []\n{USERS}")).unwrap();
+        assert!(off.web.listen.is_empty());
+    }
+
+    #[test]
+    fn bad_web_values_are_rejected() {
+        for (bad, key) in [
+            ("tls = true", "web.tls"),
+            ("page_size = 0", "web.page_size"),
+            ("page_size = 1001", "web.page_size"),
+            ("max_sessions = 0", "web.max_sessions"),
+            ("login_attempts_per_ip = 0", "web.login_attempts_per_ip"),
+            ("session_lifetime = \"0s\"", "web.session_lifetime"),
+            ("max_request_body = 10", "web.max_request_body"),
+            ("listen = [\"127.0.0.1:1110\"]", "listed twice"),
+            ("colour = 1", "unknown field"),
+        ] {
+            let err = parse(&format!("[web]\n{bad}\n{USERS}")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn authenticate_is_the_one_login_check() {
+        let c = parse(&format!(
+            "{USERS}[[users]]\nname = \"ann\"\npassword_hash = \"$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.authenticate("joe", b"secret").unwrap().name, "joe");
+        assert_eq!(c.authenticate("ann", b"secret").unwrap().name, "ann");
+        assert!(c.authenticate("ann", b"Secret").is_none());
+        assert!(c.authenticate("Joe", b"secret").is_none());
+        assert!(c.authenticate("nobody", b"secret").is_none());
+        assert!(c.authenticate("", b"").is_none());
     }
 
     #[test]

@@ -127,16 +127,31 @@ pub struct Report {
     pub queued: bool,
 }
 
-fn settings_for(config: &Config, user: &User) -> UserSettings {
+/// The spam-tag settings of `user`: the config file's values with the
+/// user's overrides from the web page, looked up at each delivery (the
+/// settings store is written through by the page), so a change applies to
+/// the next message without a restart.
+fn settings_for(config: &Config, state: &State, user: &User) -> UserSettings {
+    let effective = state.settings.effective(user);
     let mut s = UserSettings::default();
-    s.scanning = user.spam_scanning;
-    s.subject_prefix = user.subject_prefix;
-    s.spam_folder = match user.spam_folder {
+    s.scanning = effective.spam_scanning;
+    s.subject_prefix = effective.subject_prefix;
+    s.spam_folder = match effective.spam_folder {
         SpamFolder::Spam => SpamFolderChoice::Spam,
         SpamFolder::Inbox => SpamFolderChoice::Inbox,
     };
     s.threshold = Score::saturating(config.spam.threshold);
     s
+}
+
+/// Whether any of the local recipients `local` (configured user names) has
+/// spam scanning on (config file value or web page override): the SMTP
+/// driver asks spamd only then.
+pub fn any_scanning(config: &Config, state: &State, local: &[String]) -> bool {
+    local
+        .iter()
+        .filter_map(|name| config.user(name))
+        .any(|u| state.settings.effective(u).spam_scanning)
 }
 
 fn for_each_chunk(
@@ -198,12 +213,13 @@ pub fn deliver(
     .header();
     let mut report = Report::default();
 
-    let users: Vec<&User> = env
+    let users: Vec<(&User, UserSettings)> = env
         .local
         .iter()
         .filter_map(|name| config.user(name))
+        .map(|u| (u, settings_for(config, state, u)))
         .collect();
-    let verdict = if users.iter().any(|u| u.spam_scanning) {
+    let verdict = if users.iter().any(|(_, s)| s.scanning) {
         match scan_source {
             Scan::Builtin => Some(scan(spool)?),
             Scan::Done(v) => v,
@@ -213,8 +229,8 @@ pub fn deliver(
     };
     report.score = verdict.as_ref().map(|v| v.score().value());
 
-    for user in users {
-        let decision = decide(&settings_for(config, user), verdict.as_ref());
+    for (user, settings) in users {
+        let decision = decide(&settings, verdict.as_ref());
         let folder = match decision.folder {
             SpamFolderChoice::Inbox => StoreFolder::Inbox,
             _ => StoreFolder::Spam,
@@ -274,4 +290,39 @@ pub fn deliver(
         report.queued = true;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::user_settings::Overrides;
+
+    #[test]
+    fn scanning_follows_the_web_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_toml_str(&format!(
+            "data_dir = {:?}\n[[users]]\nname = \"joe\"\npassword = \"x\"\n\
+             [[users]]\nname = \"bob\"\npassword = \"y\"\nspam_scanning = false\n",
+            dir.path().join("data")
+        ))
+        .unwrap();
+        let state = State::new(&config).unwrap();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(any_scanning(&config, &state, &names(&["joe", "bob"])));
+        assert!(!any_scanning(&config, &state, &names(&["bob"])));
+        assert!(!any_scanning(&config, &state, &names(&["nobody"])));
+        state
+            .settings
+            .save("joe", &Overrides::all(false, true, SpamFolder::Spam))
+            .unwrap();
+        state
+            .settings
+            .save("bob", &Overrides::all(true, true, SpamFolder::Inbox))
+            .unwrap();
+        assert!(!any_scanning(&config, &state, &names(&["joe"])));
+        assert!(any_scanning(&config, &state, &names(&["bob"])));
+        let bob = settings_for(&config, &state, config.user("bob").unwrap());
+        assert!(bob.scanning);
+        assert_eq!(bob.spam_folder, SpamFolderChoice::Inbox);
+    }
 }

@@ -4,7 +4,9 @@
 //! and `smtp-proto` (sans-IO protocol sessions), `mailstore` (Maildir),
 //! `pop-before-smtp` (relay authorization) and `spam-tag` (scoring and
 //! tagging). This crate is the runtime glue: configuration, listeners,
-//! TLS, limits, the tokio drivers around the sessions, and shutdown.
+//! TLS, limits, the tokio drivers around the sessions, and shutdown; plus
+//! the users' self-service web page ([`web`]: spam settings stored by
+//! [`user_settings`], and the Spam folder).
 //!
 //! # Examples
 //!
@@ -25,6 +27,8 @@
 //!     [smtp]
 //!     listen = ["127.0.0.1:0"]
 //!     submission_listen = []
+//!     [web]
+//!     listen = []
 //!     [[users]]
 //!     name = "joe"
 //!     password = "secret"
@@ -53,3 +57,5 @@ pub mod state;
 pub mod sweeper;
 pub mod tls;
 pub mod trace_headers;
+pub mod user_settings;
+pub mod web;

@@ -40,6 +40,10 @@ pub enum Role {
     Submission,
     /// Submission in implicit TLS (port-465 role).
     SubmissionTls,
+    /// The self-service web page over plain HTTP (`[web] listen`).
+    Web,
+    /// The self-service web page over HTTPS (`[web] listen` with `tls = true`).
+    WebTls,
 }
 
 impl Role {
@@ -51,12 +55,19 @@ impl Role {
             Role::Smtp => "smtp",
             Role::Submission => "submission",
             Role::SubmissionTls => "submissions",
+            Role::Web => "http",
+            Role::WebTls => "https",
         }
     }
 
     /// Is the TLS handshake done right after accept?
     pub fn implicit_tls(self) -> bool {
-        matches!(self, Role::Pop3Tls | Role::SubmissionTls)
+        matches!(self, Role::Pop3Tls | Role::SubmissionTls | Role::WebTls)
+    }
+
+    /// Is this a web page listener?
+    pub fn is_web(self) -> bool {
+        matches!(self, Role::Web | Role::WebTls)
     }
 
     /// Is this a POP3 listener?
@@ -126,6 +137,22 @@ pub struct Shared {
     next_id: AtomicU64,
 }
 
+impl Shared {
+    /// Takes a connection slot for a client (the `[limits]` connection
+    /// limits, shared by every listener).
+    pub(crate) fn acquire_connection(
+        &self,
+        ip: std::net::IpAddr,
+    ) -> Result<ConnectionPermit, crate::limits::LimitExceeded> {
+        self.limiter.try_acquire(ip)
+    }
+
+    /// The next connection id (for log lines).
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
@@ -154,12 +181,18 @@ impl Server {
         };
         let state = State::new(&config)?;
         let mut listeners = Vec::new();
+        let web_role = if config.web.tls {
+            Role::WebTls
+        } else {
+            Role::Web
+        };
         let lists = [
             (Role::Pop3, &config.pop3.listen),
             (Role::Pop3Tls, &config.pop3.tls_listen),
             (Role::Smtp, &config.smtp.listen),
             (Role::Submission, &config.smtp.submission_listen),
             (Role::SubmissionTls, &config.smtp.tls_listen),
+            (web_role, &config.web.listen),
         ];
         for (role, addrs) in lists {
             for addr in addrs {
@@ -212,19 +245,35 @@ impl Server {
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let tracker = TaskTracker::new();
+        // Poll the shutdown future once before announcing the listeners, so
+        // that a signal handler it installs (SIGTERM) is in place before a
+        // script or test that waits for the announcement can send a signal.
+        let mut shutdown = std::pin::pin!(shutdown);
+        let shutdown_early = tokio::select! {
+            biased;
+            () = &mut shutdown => true,
+            () = std::future::ready(()) => false,
+        };
         for (role, addr) in self.local_addrs() {
             info!(role = role.name(), %addr, "listening");
             // Machine-readable, for scripts and tests (port 0 picks a free port).
             println!("mailbagd: listening {} {addr}", role.name());
         }
+        let web = Arc::new(crate::web::Web::new(Arc::clone(&self.shared)));
         for (role, listener) in self.listeners {
             let shared = Arc::clone(&self.shared);
             let t = tracker.clone();
-            tokio::spawn(accept_loop(shared, role, listener, t));
+            if role.is_web() {
+                tokio::spawn(crate::web::accept_loop(Arc::clone(&web), role, listener, t));
+            } else {
+                tokio::spawn(accept_loop(shared, role, listener, t));
+            }
         }
         tracker.spawn(crate::sweeper::run(Arc::clone(&self.shared)));
 
-        shutdown.await;
+        if !shutdown_early {
+            shutdown.await;
+        }
         info!("shutting down: no new connections, finishing in-flight work");
         self.shared.shutdown.cancel();
         tracker.close();

@@ -282,8 +282,18 @@ pub async fn serve(shared: &Arc<Shared>, conn: Connection) -> io::Result<()> {
                         let sh = Arc::clone(shared);
                         let mut sp = spool.take().ok_or_else(|| session_error("spool lost"))?;
                         let scan_source = match &shared.spamd {
-                            Some(client) => spamd_scan(client, &mut sp).await,
-                            None => Scan::Builtin,
+                            // Only when a recipient wants it (per-user settings,
+                            // the web page's overrides included).
+                            Some(client)
+                                if delivery::any_scanning(
+                                    &shared.config,
+                                    &shared.state,
+                                    &env.local,
+                                ) =>
+                            {
+                                spamd_scan(client, &mut sp).await
+                            }
+                            _ => Scan::Builtin,
                         };
                         let (sp, r) = tokio::task::spawn_blocking(move || {
                             let r = delivery::deliver(

@@ -10,6 +10,7 @@ use mailbag_spam_tag::Template;
 
 use crate::config::Config;
 use crate::queue::RelayQueue;
+use crate::user_settings::SettingsStore;
 
 /// Headroom over `smtp.max_message_size` for the header fields the server
 /// adds on delivery (`Return-Path`, `Received`, `X-Spam-*`).
@@ -62,6 +63,9 @@ pub struct State {
     pub queue: Arc<RelayQueue>,
     /// The Subject tag template (`spam.tag_template`).
     pub template: Template,
+    /// Per-user overrides of the spam settings (the web page writes them,
+    /// delivery reads them).
+    pub settings: Arc<SettingsStore>,
 }
 
 impl State {
@@ -106,6 +110,7 @@ impl State {
         let template = Template::new(&config.spam.tag_template)
             .map_err(|e| StateError::Template(e.to_string()))?;
         Ok(State {
+            settings: Arc::new(SettingsStore::new(&config.data_dir)),
             template,
             store: Arc::new(store),
             relay,

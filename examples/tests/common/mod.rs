@@ -211,6 +211,9 @@ sweep_interval = "{sweep}"
 {spamd}
 [relay]
 queue_dir = {queue:?}
+[web]
+listen = ["127.0.0.1:0"]
+login_failure_delay = "0s"
 [limits]
 shutdown_timeout = "5s"
 {limits}
@@ -279,7 +282,7 @@ spam_scanning = false
                 }
             }
         });
-        let mut expected = vec!["pop3", "smtp", "submission"];
+        let mut expected = vec!["pop3", "smtp", "submission", "http"];
         if tls {
             expected.extend(["pop3s", "submissions"]);
         }

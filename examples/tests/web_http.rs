@@ -1,0 +1,494 @@
+//! The self-service web page over HTTP (raw TCP client, in-process
+//! `mailbagd`): login (wrong password, unknown user, rate limit), cookies,
+//! CSRF, cross-user message ids, settings applied to delivery and kept over
+//! a restart, the Spam page (paging, release, delete, delete all), TLS.
+
+use std::time::{Duration, Instant};
+
+mod webutil;
+use webutil::{Client, GTUBE, WebServer, enc, http, pop3_fetch_all, smtp_send, subject};
+
+const FAST: &str = "login_failure_delay = \"0s\"";
+
+fn login_ok(c: &mut Client, user: &str) {
+    let r = c.login(user, "secret");
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(r.header("location"), Some("/settings"));
+}
+
+#[test]
+fn wrong_password_and_unknown_user_get_the_same_answer_and_delay() {
+    let server = WebServer::start("login_failure_delay = \"300ms\"");
+    let mut answers = Vec::new();
+    // ann has a SHA-crypt hash: an unknown user costs the same hash work.
+    for (user, pass) in [("ann", "wrong"), ("nobody", "wrong"), ("joe", "secreT")] {
+        let mut c = Client::new(server.web());
+        let t0 = Instant::now();
+        let r = c.login(user, pass);
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(300), "{user}: {took:?}");
+        assert_eq!(r.status, 401, "{user}: {r:?}");
+        assert!(r.body.contains("Wrong mailbox name or password."));
+        assert!(!c.cookies.contains_key("mailbag_session"), "{user}");
+        // The same page, but for the echoed name and the fresh login token.
+        let csrf = r.csrf().unwrap();
+        let body = r
+            .body
+            .replace(&csrf, "TOKEN")
+            .replace(&format!("value=\"{user}\""), "value=\"USER\"");
+        answers.push(body);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[1], answers[2]);
+    // The right password works.
+    let mut c = Client::new(server.web());
+    login_ok(&mut c, "ann");
+    assert!(c.get("/settings").body.contains("Log out ann"));
+}
+
+#[test]
+fn login_rate_limit_per_address_gives_429() {
+    let server = WebServer::start(&format!("{FAST}\nlogin_attempts_per_ip = 3"));
+    let mut c = Client::new(server.web());
+    for _ in 0..3 {
+        assert_eq!(c.login("joe", "wrong").status, 401);
+    }
+    // Even the right password is refused now.
+    let r = c.login("joe", "secret");
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(r.body.contains("Too many login attempts"), "{}", r.body);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= 15 * 60, "{retry}");
+    assert!(!c.cookies.contains_key("mailbag_session"));
+}
+
+#[test]
+fn cookie_attributes_security_headers_and_logout() {
+    let server = WebServer::start(FAST);
+    let mut c = Client::new(server.web());
+    let page = c.get("/login");
+    let login_cookie = page.set_cookie("mailbag_login").unwrap();
+    assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"));
+    let r = c.login("joe", "secret");
+    let sc = r.set_cookie("mailbag_session").unwrap().to_owned();
+    let value = sc
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("mailbag_session=")
+        .unwrap();
+    assert_eq!(value.len(), 32, "{sc}");
+    assert!(value.bytes().all(|b| b.is_ascii_hexdigit()), "{sc}");
+    for attr in ["Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=43200"] {
+        assert!(sc.split("; ").any(|a| a == attr), "{attr} missing: {sc}");
+    }
+    assert!(!sc.contains("Secure"), "plain HTTP: {sc}");
+    // The login token cookie is cleared after login.
+    assert!(r.set_cookie("mailbag_login").unwrap().contains("Max-Age=0"));
+
+    let settings = c.get("/settings");
+    assert_eq!(settings.status, 200);
+    let csp = settings.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(settings.header("x-frame-options"), Some("DENY"));
+    assert_eq!(settings.header("cache-control"), Some("no-store"));
+    assert_eq!(settings.header("x-content-type-options"), Some("nosniff"));
+    assert!(
+        settings
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let css = c.get("/style.css");
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+
+    // Logout: the cookie is cleared and the old id is dead server-side.
+    let csrf = settings.csrf().unwrap();
+    let out = c.post("/logout", &format!("csrf={csrf}"));
+    assert_eq!(out.status, 303);
+    assert_eq!(out.header("location"), Some("/login"));
+    assert!(
+        out.set_cookie("mailbag_session")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let replay = http(
+        server.web(),
+        "GET",
+        "/settings",
+        &format!("mailbag_session={value}"),
+        None,
+    );
+    assert_eq!(replay.status, 303);
+    assert_eq!(replay.header("location"), Some("/login"));
+    // Without a session every page leads to the login.
+    assert_eq!(http(server.web(), "GET", "/spam", "", None).status, 303);
+    let forged = http(
+        server.web(),
+        "GET",
+        "/settings",
+        &format!("mailbag_session={}", "0".repeat(32)),
+        None,
+    );
+    assert_eq!(forged.status, 303);
+}
+
+#[test]
+fn posts_without_the_csrf_token_are_refused_with_403() {
+    let server = WebServer::start(FAST);
+    // Login form: no token, wrong token, token without its cookie.
+    let mut c = Client::new(server.web());
+    let page = c.get("/login");
+    let token = page.csrf().unwrap();
+    assert_eq!(c.post("/login", "user=joe&password=secret").status, 403);
+    assert_eq!(
+        c.post(
+            "/login",
+            &format!("csrf={}&user=joe&password=secret", "a".repeat(32))
+        )
+        .status,
+        403
+    );
+    let no_cookie = http(
+        server.web(),
+        "POST",
+        "/login",
+        "",
+        Some(&format!("csrf={token}&user=joe&password=secret")),
+    );
+    assert_eq!(no_cookie.status, 403);
+    assert!(!c.cookies.contains_key("mailbag_session"));
+
+    login_ok(&mut c, "joe");
+    let csrf = c.csrf();
+    let change = "spam_scanning=off&subject_prefix=off&spam_folder=INBOX";
+    for form in [
+        change.to_owned(),
+        format!("csrf=&{change}"),
+        format!("csrf={}&{change}", "b".repeat(32)),
+    ] {
+        let r = c.post("/settings", &form);
+        assert_eq!(r.status, 403, "{form}: {r:?}");
+        assert!(r.body.contains("security token"));
+    }
+    // Not a form at all.
+    let raw = http(
+        server.web(),
+        "POST",
+        "/settings",
+        &format!("mailbag_session={}", c.cookies["mailbag_session"]),
+        None,
+    );
+    assert_eq!(raw.status, 403);
+    // Nothing changed.
+    let page = c.get("/settings");
+    assert!(page.body.contains(r#"value="on" id="scanning-on" checked"#));
+    assert!(
+        page.body
+            .contains(r#"value="Spam" id="folder-spam" checked"#)
+    );
+    for path in [
+        "/spam/release",
+        "/spam/delete",
+        "/spam/delete-all",
+        "/logout",
+    ] {
+        assert_eq!(c.post(path, "uid=0000000100000001").status, 403, "{path}");
+    }
+    // Still logged in; with the token it works.
+    let r = c.post("/settings", &format!("csrf={csrf}&{change}"));
+    assert_eq!(r.status, 303, "{r:?}");
+    let page = c.get("/settings?saved=1");
+    assert!(page.body.contains("Your settings are saved"));
+    assert!(
+        page.body
+            .contains(r#"value="INBOX" id="folder-inbox" checked"#)
+    );
+}
+
+#[test]
+fn another_users_message_ids_are_404() {
+    let server = WebServer::start(FAST);
+    assert!(smtp_send(server.smtp(), "ann@example.test", "ann's spam", GTUBE).starts_with("250"));
+    let mut ann = Client::new(server.web());
+    login_ok(&mut ann, "ann");
+    let page = ann.get("/spam");
+    assert!(
+        page.body.contains("ann&#39;s spam") || page.body.contains("ann's spam"),
+        "{}",
+        page.body
+    );
+    let marker = "name=\"uid\" value=\"";
+    let i = page.body.find(marker).unwrap() + marker.len();
+    let ann_uid = page.body[i..i + 16].to_owned();
+
+    let mut joe = Client::new(server.web());
+    login_ok(&mut joe, "joe");
+    let csrf = joe.csrf();
+    assert!(joe.get("/spam").body.contains("Your Spam folder is empty."));
+    for path in ["/spam/release", "/spam/delete"] {
+        for uid in [ann_uid.as_str(), "../ann/.Spam", "", "zz zz"] {
+            let r = joe.post(path, &format!("csrf={csrf}&uid={}&page=1", enc(uid)));
+            assert_eq!(r.status, 404, "{path} {uid}: {r:?}");
+        }
+    }
+    // ann's message is untouched and joe's INBOX got nothing.
+    assert_eq!(server.files("ann", ".Spam").len(), 1);
+    assert!(server.files("joe", "").is_empty());
+    // ann herself can release it.
+    let csrf = ann.csrf();
+    let r = ann.post(
+        "/spam/release",
+        &format!("csrf={csrf}&uid={ann_uid}&page=1"),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert!(server.files("ann", ".Spam").is_empty());
+}
+
+#[test]
+fn settings_apply_to_the_next_delivery_and_survive_a_restart() {
+    let server = WebServer::start(FAST);
+    let mut c = Client::new(server.web());
+    login_ok(&mut c, "joe");
+    let csrf = c.csrf();
+    // Default: spam goes to Spam.
+    assert!(smtp_send(server.smtp(), "joe@example.test", "first", GTUBE).starts_with("250"));
+    assert_eq!(server.files("joe", ".Spam").len(), 1);
+    // INBOX, no prefix.
+    let r = c.post(
+        "/settings",
+        &format!("csrf={csrf}&spam_scanning=on&subject_prefix=off&spam_folder=INBOX"),
+    );
+    assert_eq!(r.status, 303);
+    assert!(smtp_send(server.smtp(), "joe@example.test", "second", GTUBE).starts_with("250"));
+    let inbox = pop3_fetch_all(server.pop3(), "joe", "secret");
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(subject(&inbox[0]), "second");
+    assert!(inbox[0].contains("X-Spam-Flag: YES"), "{}", inbox[0]);
+    // Prefix on.
+    let r = c.post(
+        "/settings",
+        &format!("csrf={csrf}&spam_scanning=on&subject_prefix=on&spam_folder=INBOX"),
+    );
+    assert_eq!(r.status, 303);
+    assert!(smtp_send(server.smtp(), "joe@example.test", "third", GTUBE).starts_with("250"));
+    let inbox = pop3_fetch_all(server.pop3(), "joe", "secret");
+    assert!(
+        inbox
+            .iter()
+            .any(|m| subject(m).starts_with("**SPAM( 100") && subject(m).ends_with(")** third")),
+        "{inbox:?}"
+    );
+    // Scanning off: no verdict headers.
+    let r = c.post(
+        "/settings",
+        &format!("csrf={csrf}&spam_scanning=off&subject_prefix=on&spam_folder=Spam"),
+    );
+    assert_eq!(r.status, 303);
+    assert!(smtp_send(server.smtp(), "joe@example.test", "fourth", GTUBE).starts_with("250"));
+    let inbox = pop3_fetch_all(server.pop3(), "joe", "secret");
+    let fourth = inbox.iter().find(|m| subject(m) == "fourth").unwrap();
+    assert!(!fourth.contains("X-Spam-"), "{fourth}");
+    // A bad value is refused and changes nothing.
+    let r = c.post(
+        "/settings",
+        &format!("csrf={csrf}&spam_scanning=maybe&subject_prefix=on&spam_folder=Spam"),
+    );
+    assert_eq!(r.status, 400);
+
+    // Restart on the same data: the settings are still there.
+    let (dir, data) = server.stop();
+    let server = WebServer::start_in(dir, data, FAST, "");
+    let mut c = Client::new(server.web());
+    login_ok(&mut c, "joe");
+    let page = c.get("/settings");
+    assert!(
+        page.body
+            .contains(r#"value="off" id="scanning-off" checked"#)
+    );
+    assert!(
+        page.body
+            .contains(r#"value="Spam" id="folder-spam" checked"#)
+    );
+    assert!(smtp_send(server.smtp(), "joe@example.test", "fifth", GTUBE).starts_with("250"));
+    assert!(
+        pop3_fetch_all(server.pop3(), "joe", "secret")
+            .iter()
+            .any(|m| subject(m) == "fifth")
+    );
+}
+
+#[test]
+fn spam_page_pages_releases_deletes_and_empties() {
+    let server = WebServer::start(&format!("{FAST}\npage_size = 4"));
+    for i in 0..10 {
+        let r = smtp_send(
+            server.smtp(),
+            "joe@example.test",
+            &format!("offer {i}"),
+            GTUBE,
+        );
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let mut c = Client::new(server.web());
+    login_ok(&mut c, "joe");
+    let csrf = c.csrf();
+    let p1 = c.get("/spam");
+    assert_eq!(p1.status, 200);
+    assert_eq!(p1.header("cache-control"), Some("no-store"));
+    assert!(p1.body.contains("10 messages in your Spam folder"));
+    assert!(p1.body.contains("Page 1 of 3"));
+    assert_eq!(p1.body.matches("class=\"release\"").count(), 4);
+    // Newest first; the tag is not shown in the Subject, the score is.
+    let first = p1.body.find("offer 9").unwrap();
+    assert!(first < p1.body.find("offer 8").unwrap());
+    assert!(p1.body.contains(">100"), "{}", p1.body);
+    assert!(p1.body.contains("sender@example.org"));
+    let p3 = c.get("/spam?page=3");
+    assert_eq!(p3.body.matches("class=\"release\"").count(), 2);
+    assert!(p3.body.contains("offer 0") && p3.body.contains("offer 1"));
+    assert!(c.get("/spam?page=99").body.contains("Page 3 of 3"));
+
+    // Release "offer 9": untagged in the INBOX over POP3, gone from Spam.
+    let marker = "name=\"uid\" value=\"";
+    let i = p1.body.find(marker).unwrap() + marker.len();
+    let uid = p1.body[i..i + 16].to_owned();
+    let r = c.post("/spam/release", &format!("csrf={csrf}&uid={uid}&page=1"));
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/spam?page=1&done=released"));
+    assert!(
+        c.get("/spam?page=1&done=released")
+            .body
+            .contains("released to your INBOX")
+    );
+    let inbox = pop3_fetch_all(server.pop3(), "joe", "secret");
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(subject(&inbox[0]), "offer 9");
+    // Released again: gone.
+    assert_eq!(
+        c.post("/spam/release", &format!("csrf={csrf}&uid={uid}&page=1"))
+            .status,
+        404
+    );
+
+    // Delete one.
+    let p1 = c.get("/spam");
+    let i = p1.body.find(marker).unwrap() + marker.len();
+    let uid = p1.body[i..i + 16].to_owned();
+    let r = c.post("/spam/delete", &format!("csrf={csrf}&uid={uid}&page=1"));
+    assert_eq!(r.status, 303);
+    assert_eq!(server.files("joe", ".Spam").len(), 8);
+
+    // Delete all, after the confirmation page.
+    let confirm = c.get("/spam/delete-all");
+    assert!(
+        confirm.body.contains("deletes the 8 messages"),
+        "{}",
+        confirm.body
+    );
+    let upto_marker = "name=\"upto\" value=\"";
+    let i = confirm.body.find(upto_marker).unwrap() + upto_marker.len();
+    let upto: String = confirm.body[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    // Without confirmation: nothing.
+    assert_eq!(
+        c.post("/spam/delete-all", &format!("csrf={csrf}")).status,
+        400
+    );
+    assert_eq!(server.files("joe", ".Spam").len(), 8);
+    // Spam arriving after the confirmation page was shown is kept.
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(smtp_send(server.smtp(), "joe@example.test", "late", GTUBE).starts_with("250"));
+    let r = c.post("/spam/delete-all", &format!("csrf={csrf}&upto={upto}"));
+    assert_eq!(r.status, 303);
+    let left = server.files("joe", ".Spam");
+    assert_eq!(left.len(), 1);
+    assert!(left[0].contains("late"));
+}
+
+#[test]
+fn https_session_cookie_is_secure() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let tls = format!("[tls]\ncert_file = {cert:?}\nkey_file = {key:?}\n");
+    let data = dir.path().join("data");
+    let server = WebServer::start_in(dir, data, &format!("{FAST}\ntls = true"), &tls);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let request = |req: String| -> webutil::HttpResponse {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::clone(&config), name).unwrap();
+        let tcp = std::net::TcpStream::connect(server.web()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(req.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let _ = tls.read_to_end(&mut raw);
+        webutil::parse_response(&raw)
+    };
+    let page =
+        request("GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".into());
+    assert_eq!(page.status, 200);
+    let login_cookie = page.set_cookie("mailbag_login").unwrap();
+    assert!(login_cookie.ends_with("; Secure"), "{login_cookie}");
+    let token = page.csrf().unwrap();
+    let form = format!("csrf={token}&user=joe&password=secret");
+    let r = request(format!(
+        "POST /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nCookie: mailbag_login={token}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    ));
+    assert_eq!(r.status, 303, "{r:?}");
+    let sc = r.set_cookie("mailbag_session").unwrap();
+    assert!(sc.contains("HttpOnly") && sc.ends_with("; Secure"), "{sc}");
+}
+
+#[test]
+fn slow_or_idle_clients_are_cut_off_and_big_forms_refused() {
+    use std::io::{Read, Write};
+    let server = WebServer::start(&format!(
+        "{FAST}\nrequest_timeout = \"1s\"\nmax_request_body = 2048"
+    ));
+    // Connected, nothing sent: closed after the request timeout.
+    for partial in [&b""[..], b"GET /login HTTP/1.1\r\nHost: x\r\n"] {
+        let mut s = std::net::TcpStream::connect(server.web()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(partial).unwrap();
+        let t0 = Instant::now();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        let took = t0.elapsed();
+        assert!(
+            took < Duration::from_secs(8),
+            "{partial:?}: open for {took:?}"
+        );
+    }
+    // A form over the body limit: 413, nothing read into memory past it.
+    let mut c = Client::new(server.web());
+    login_ok(&mut c, "joe");
+    let csrf = c.csrf();
+    let big = format!("csrf={csrf}&spam_folder={}", "x".repeat(4096));
+    assert_eq!(c.post("/settings", &big).status, 413);
+    // Two login tabs: both forms carry the same (cookie's) token.
+    let mut tabs = Client::new(server.web());
+    let first = tabs.get("/login").csrf().unwrap();
+    let second = tabs.get("/login").csrf().unwrap();
+    assert_eq!(first, second);
+}
