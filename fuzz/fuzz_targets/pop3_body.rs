@@ -1,6 +1,7 @@
 //! Body encoder/decoder pair: decode(encode(body)) == body with CRLF
 //! normalisation, whatever the chunking on either side; TOP output is a
-//! line-aligned prefix and does not depend on chunking.
+//! line-aligned prefix and does not depend on chunking; the zero-copy
+//! segment API gives the same bytes as the copying one.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -15,6 +16,8 @@ struct Input {
     enc_cuts: Vec<u8>,
     dec_cuts: Vec<u8>,
     top: Option<u8>,
+    seg_cuts: Vec<u8>,
+    copy_mask: u8,
 }
 
 fn chunks<'a>(data: &'a [u8], cuts: &[u8]) -> Vec<&'a [u8]> {
@@ -46,6 +49,31 @@ fn encode(body: &[u8], cuts: &[u8], top: Option<u32>) -> Vec<u8> {
     wire
 }
 
+/// The same through `encode_segments` (chunk `i` copied instead when
+/// `copy_mask` bit `i % 8` is set, to mix both styles on one encoder).
+fn encode_segments(body: &[u8], cuts: &[u8], top: Option<u32>, copy_mask: u8) -> Vec<u8> {
+    let mut enc = match top {
+        None => BodyEncoder::new(),
+        Some(n) => BodyEncoder::top(n),
+    };
+    let mut wire = Vec::new();
+    for (i, c) in chunks(body, cuts).into_iter().enumerate() {
+        let p = if copy_mask & (1 << (i % 8)) != 0 {
+            enc.encode_chunk(c, &mut wire)
+        } else {
+            enc.encode_segments(c, |s| {
+                assert!(!s.is_empty(), "empty segment");
+                wire.extend_from_slice(s);
+            })
+        };
+        if p == BodyProgress::Done {
+            break;
+        }
+    }
+    enc.finish_segments(|s| wire.extend_from_slice(s));
+    wire
+}
+
 fn decode(wire: &[u8], cuts: &[u8]) -> Vec<u8> {
     let mut dec = BodyDecoder::new();
     let mut out = Vec::new();
@@ -70,6 +98,11 @@ fuzz_target!(|input: Input| {
         encode(&input.body, &[], None),
         "chunking changed the encoding"
     );
+    assert_eq!(
+        wire,
+        encode_segments(&input.body, &input.seg_cuts, None, input.copy_mask),
+        "segments differ from the copying encoder"
+    );
     assert_eq!(decode(&wire, &input.dec_cuts), norm.as_ref());
     if let Some(n) = input.top {
         let n = u32::from(n % 8);
@@ -78,6 +111,11 @@ fuzz_target!(|input: Input| {
             wire,
             encode(&input.body, &[], Some(n)),
             "chunking changed TOP"
+        );
+        assert_eq!(
+            wire,
+            encode_segments(&input.body, &input.seg_cuts, Some(n), input.copy_mask),
+            "TOP segments differ"
         );
         let out = decode(&wire, &input.dec_cuts);
         assert!(norm.starts_with(&out), "TOP output is not a prefix");

@@ -848,8 +848,12 @@ enum Limit {
 /// CRLF if the message does not end with one, then the `.CRLF` terminator.
 ///
 /// It keeps its state across chunks, so a line end or a leading dot split
-/// between two chunks is handled. It copies runs of bytes and only stops
-/// where it must insert a byte.
+/// between two chunks is handled. Two output styles give the same bytes:
+/// [`BodyEncoder::encode_chunk`] appends to a `Vec<u8>` (copying runs of
+/// octets and stopping only where it must insert one), and
+/// [`BodyEncoder::encode_segments`] hands out borrowed runs of the input and
+/// short static inserts, for a zero-copy `write_vectored` from the caller's
+/// read buffer.
 ///
 /// # Examples
 ///
@@ -913,27 +917,99 @@ impl BodyEncoder {
     }
 
     /// Encodes the next chunk of the message into `out`.
+    ///
+    /// This copies every octet; [`BodyEncoder::encode_segments`] gives the
+    /// same bytes without copying them.
     pub fn encode_chunk(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> BodyProgress {
-        match self.limit {
-            Limit::Whole => {
-                self.emit(chunk, out);
-                BodyProgress::Continue
-            }
-            Limit::Top { .. } => self.encode_top(chunk, out),
-        }
+        // Inserted octets are rare in CRLF text and one per line otherwise.
+        out.reserve(chunk.len() + chunk.len() / 32 + 8);
+        self.encode_into(chunk, &mut VecSink(out))
+    }
+
+    /// Encodes the next chunk of the message as a sequence of segments
+    /// without copying it: `segment` is called, in order, with runs of
+    /// `chunk` itself and with the short static inserts the wire format
+    /// needs (`"\r\n"` for a bare LF, `"."` for dot-stuffing, `"\r\n."`
+    /// for both). Their concatenation is exactly what
+    /// [`BodyEncoder::encode_chunk`] appends for the same input, whatever
+    /// the chunking; segments are never empty.
+    ///
+    /// Because the segments borrow from `chunk` (or are `'static`), a server
+    /// can collect them, for example as [`std::io::IoSlice`]s for
+    /// `write_vectored`, and send them straight from its read buffer. The
+    /// encoder's own work is then only the scan for line ends that need
+    /// work, which for a CRLF message is a fast vectorised check.
+    ///
+    /// The two styles can be mixed on one encoder, chunk by chunk.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::IoSlice;
+    /// use mailbag_pop3_proto::codec::BodyEncoder;
+    ///
+    /// let chunk = b"Subject: hi\n\n.hidden\r\nlast line";
+    /// let mut enc = BodyEncoder::new();
+    /// let mut iov: Vec<IoSlice<'_>> = Vec::new();
+    /// enc.encode_segments(chunk, |seg| iov.push(IoSlice::new(seg)));
+    /// enc.finish_segments(|seg| iov.push(IoSlice::new(seg)));
+    /// // `iov` is ready for `write_vectored`; here we just join it.
+    /// let wire: Vec<u8> = iov.iter().flat_map(|s| s.iter().copied()).collect();
+    /// assert_eq!(wire, b"Subject: hi\r\n\r\n..hidden\r\nlast line\r\n.\r\n");
+    /// // The clean stretches are borrowed, not copied.
+    /// assert_eq!(iov[0].as_ptr(), chunk.as_ptr());
+    /// ```
+    pub fn encode_segments<'a, F>(&mut self, chunk: &'a [u8], segment: F) -> BodyProgress
+    where
+        F: FnMut(&'a [u8]),
+    {
+        self.encode_into(chunk, &mut FnSink(segment))
     }
 
     /// Ends the body: CRLF if the last line was not terminated, then `.CRLF`.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.finish_into(&mut VecSink(out));
+    }
+
+    /// Ends the body like [`BodyEncoder::finish`], as segments (`"\r\n"` if
+    /// the last line was not terminated, then [`TERMINATOR`]).
+    ///
+    /// ```
+    /// use mailbag_pop3_proto::codec::BodyEncoder;
+    ///
+    /// let mut enc = BodyEncoder::new();
+    /// let mut segs = Vec::new();
+    /// enc.encode_segments(b"no line end", |s| segs.push(s));
+    /// enc.finish_segments(|s| segs.push(s));
+    /// assert_eq!(segs, [&b"no line end"[..], b"\r\n", b".\r\n"]);
+    /// ```
+    pub fn finish_segments<F>(&mut self, segment: F)
+    where
+        F: FnMut(&'static [u8]),
+    {
+        self.finish_into(&mut FnSink(segment));
+    }
+
+    fn finish_into<'a, S: Sink<'a>>(&mut self, sink: &mut S) {
         if !self.line_start {
-            out.extend_from_slice(b"\r\n");
+            sink.insert(Insert::Crlf);
             self.line_start = true;
             self.prev_cr = false;
         }
-        out.extend_from_slice(TERMINATOR);
+        sink.insert(Insert::Terminator);
     }
 
-    fn encode_top(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> BodyProgress {
+    fn encode_into<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S) -> BodyProgress {
+        match self.limit {
+            Limit::Whole => {
+                self.emit(chunk, sink);
+                BodyProgress::Continue
+            }
+            Limit::Top { .. } => self.encode_top(chunk, sink),
+        }
+    }
+
+    fn encode_top<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S) -> BodyProgress {
         let mut pos = 0;
         while pos < chunk.len() {
             let Limit::Top {
@@ -955,7 +1031,7 @@ impl BodyEncoder {
             let rest = chunk.get(pos..).unwrap_or_default();
             let Some(nl) = memchr(b'\n', rest) else {
                 *line_len += rest.len() as u64;
-                self.emit(rest, out);
+                self.emit(rest, sink);
                 return BodyProgress::Continue;
             };
             let cr_before = if nl == 0 {
@@ -977,7 +1053,7 @@ impl BodyEncoder {
                 *done = true;
             }
             let line = rest.get(..=nl).unwrap_or_default();
-            self.emit(line, out);
+            self.emit(line, sink);
             pos += nl + 1;
         }
         match self.limit {
@@ -991,112 +1067,287 @@ impl BodyEncoder {
         }
     }
 
-    /// Copies `chunk` with dot-stuffing and LF-to-CRLF, copying runs.
+    /// Encodes `chunk` (dot-stuffing, LF to CRLF) into `sink` as runs of the
+    /// input and inserts.
     ///
-    /// Blocks of [`SCAN_BLOCK`] octets are first checked with a branch-free
-    /// loop the compiler vectorises; only a block holding a line end that
-    /// needs work (a bare LF, or a LF followed by `.`) is walked line by line.
-    fn emit(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+    /// Block mode: [`next_dirty_block`] skips [`SCAN_BLOCK`]-octet blocks
+    /// whose line ends need nothing with a branch-free check that compiles
+    /// to SIMD compares. In a block that needs work, its line ends are
+    /// handled one by one; if one of them was a bare LF the encoder stays in
+    /// line mode (every line end found with [`next_lf`]) until
+    /// [`CLEAN_STREAK`] line ends in a row needed nothing, as a bare-LF
+    /// message needs work on every line.
+    fn emit<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S) {
         let Some(&last) = chunk.last() else {
             return;
         };
-        out.reserve(chunk.len() + 16);
         if self.line_start && chunk.first() == Some(&b'.') {
-            out.push(b'.');
+            sink.insert(Insert::Dot);
         }
         let prev_cr = self.prev_cr;
         let mut run = 0;
-        // Handles the LF at `nl`: inserts a CR before a bare LF and a dot
-        // before a following `.`.
-        // Returns whether anything had to be inserted.
-        let handle = |nl: usize, run: &mut usize, out: &mut Vec<u8>| -> bool {
-            let mut worked = false;
-            let cr_before = if nl == 0 {
-                prev_cr
-            } else {
-                chunk.get(nl - 1) == Some(&b'\r')
-            };
-            if !cr_before {
-                out.extend_from_slice(chunk.get(*run..nl).unwrap_or_default());
-                out.extend_from_slice(b"\r\n");
-                *run = nl + 1;
-                worked = true;
-            }
-            if chunk.get(nl + 1) == Some(&b'.') {
-                out.extend_from_slice(chunk.get(*run..=nl).unwrap_or_default());
-                out.push(b'.');
-                *run = nl + 1;
-                worked = true;
-            }
-            worked
-        };
         if chunk.first() == Some(&b'\n') {
-            handle(0, &mut run, out);
+            line_end(chunk, prev_cr, 0, &mut run, sink);
         }
-        // Two modes. Block mode skips blocks [pos, pos + SCAN_BLOCK) (with
-        // one octet of context on each side) that need no work. At a block
-        // that does, line mode walks line ends one by one until
-        // `CLEAN_STREAK` lines in a row needed nothing (a bare-LF message
-        // stays in line mode; a CRLF message returns to block mode).
         let mut pos = 1;
-        'outer: loop {
-            while let Some(window) = chunk
-                .get(pos - 1..pos + SCAN_BLOCK + 1)
-                .and_then(|w| <&[u8; SCAN_BLOCK + 2]>::try_from(w).ok())
-            {
-                if block_needs_work(window) {
-                    let mut streak = 0;
-                    let rest = chunk.get(pos..).unwrap_or_default();
-                    for rel in memchr::memchr_iter(b'\n', rest) {
-                        let nl = pos + rel;
-                        if handle(nl, &mut run, out) {
-                            streak = 0;
-                        } else {
-                            streak += 1;
-                            if streak >= CLEAN_STREAK {
-                                pos = nl + 1;
-                                continue 'outer;
-                            }
-                        }
-                    }
-                    // Every remaining line end has been handled.
-                    pos = chunk.len();
-                    break 'outer;
-                }
-                pos += SCAN_BLOCK;
+        loop {
+            let (at, dirty) = next_dirty_block(chunk, pos);
+            pos = at;
+            if !dirty {
+                break;
             }
-            break;
+            let block = chunk.get(pos..pos + SCAN_BLOCK).unwrap_or_default();
+            let mut bare = false;
+            for rel in memchr::memchr_iter(b'\n', block) {
+                bare |= line_end(chunk, prev_cr, pos + rel, &mut run, sink) == LineEnd::Bare;
+            }
+            pos += SCAN_BLOCK;
+            if bare {
+                // Line mode.
+                let mut streak = 0;
+                let mut resume = None;
+                let mut from = pos;
+                while let Some(nl) = next_lf(chunk, from) {
+                    from = nl + 1;
+                    if line_end(chunk, prev_cr, nl, &mut run, sink) == LineEnd::Clean {
+                        streak += 1;
+                        if streak >= CLEAN_STREAK {
+                            resume = Some(nl + 1);
+                            break;
+                        }
+                    } else {
+                        streak = 0;
+                    }
+                }
+                match resume {
+                    Some(at) => pos = at,
+                    None => {
+                        // Every remaining line end has been handled.
+                        pos = chunk.len();
+                        break;
+                    }
+                }
+            }
         }
+        // The last octets, too few for a block (and its context).
         let tail = chunk.get(pos..).unwrap_or_default();
-        for nl in memchr::memchr_iter(b'\n', tail) {
-            handle(pos + nl, &mut run, out);
+        for rel in memchr::memchr_iter(b'\n', tail) {
+            line_end(chunk, prev_cr, pos + rel, &mut run, sink);
         }
-        out.extend_from_slice(chunk.get(run..).unwrap_or_default());
+        sink.run(chunk.get(run..).unwrap_or_default());
         self.line_start = last == b'\n';
         self.prev_cr = last == b'\r';
     }
 }
 
+/// An octet sequence the encoder adds to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Insert {
+    /// Replaces a bare LF.
+    Crlf,
+    /// Stuffed before a line's leading `.`.
+    Dot,
+    /// Replaces a bare LF followed by a `.`.
+    CrlfDot,
+    /// Ends the body.
+    Terminator,
+}
+
+impl Insert {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            Insert::Crlf => b"\r\n",
+            Insert::Dot => b".",
+            Insert::CrlfDot => b"\r\n.",
+            Insert::Terminator => TERMINATOR,
+        }
+    }
+}
+
+/// Where the encoder's output goes: runs borrowed from the input, and inserts.
+trait Sink<'a> {
+    fn run(&mut self, run: &'a [u8]);
+    fn insert(&mut self, ins: Insert);
+}
+
+/// Appends to a `Vec`; inserts are written with constant lengths, so no
+/// `memcpy` call.
+struct VecSink<'o>(&'o mut Vec<u8>);
+
+impl<'a> Sink<'a> for VecSink<'_> {
+    #[inline]
+    fn run(&mut self, run: &'a [u8]) {
+        self.0.extend_from_slice(run);
+    }
+
+    #[inline]
+    fn insert(&mut self, ins: Insert) {
+        match ins {
+            Insert::Crlf => self.0.extend_from_slice(b"\r\n"),
+            Insert::Dot => self.0.push(b'.'),
+            Insert::CrlfDot => self.0.extend_from_slice(b"\r\n."),
+            Insert::Terminator => self.0.extend_from_slice(b".\r\n"),
+        }
+    }
+}
+
+/// Hands every non-empty segment to a closure.
+struct FnSink<F>(F);
+
+impl<'a, F: FnMut(&'a [u8])> Sink<'a> for FnSink<F> {
+    #[inline]
+    fn run(&mut self, run: &'a [u8]) {
+        if !run.is_empty() {
+            (self.0)(run);
+        }
+    }
+
+    #[inline]
+    fn insert(&mut self, ins: Insert) {
+        (self.0)(ins.bytes());
+    }
+}
+
+/// What a line end needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineEnd {
+    /// CRLF, next line not starting with `.`: nothing.
+    Clean,
+    /// CRLF before a `.`: a stuffed dot.
+    Dot,
+    /// A bare LF: replaced by CRLF (and a stuffed dot if `.` follows).
+    Bare,
+}
+
+/// Handles the LF at `chunk[nl]`: flushes the pending run (from `*run`) and
+/// writes the insert it needs, if any. `prev_cr` is whether the octet before
+/// the chunk was CR. A `.` at the start of the next chunk is handled there.
+#[inline(always)]
+fn line_end<'a, S: Sink<'a>>(
+    chunk: &'a [u8],
+    prev_cr: bool,
+    nl: usize,
+    run: &mut usize,
+    sink: &mut S,
+) -> LineEnd {
+    let cr_before = match nl.checked_sub(1) {
+        None => prev_cr,
+        Some(i) => chunk.get(i) == Some(&b'\r'),
+    };
+    let dot_after = chunk.get(nl + 1) == Some(&b'.');
+    match (cr_before, dot_after) {
+        (true, false) => LineEnd::Clean,
+        (true, true) => {
+            sink.run(chunk.get(*run..=nl).unwrap_or_default());
+            *run = nl + 1;
+            sink.insert(Insert::Dot);
+            LineEnd::Dot
+        }
+        (false, dot) => {
+            sink.run(chunk.get(*run..nl).unwrap_or_default());
+            *run = nl + 1;
+            sink.insert(if dot { Insert::CrlfDot } else { Insert::Crlf });
+            LineEnd::Bare
+        }
+    }
+}
+
+/// The position of the first LF in `hay` at or after `from`.
+///
+/// Line mode calls this once per line, so it is tuned for short distances:
+/// a branch-free "any LF" check over 32 octets (SIMD compares), then a
+/// SWAR search of the 8-octet words of the block that has one. Measured
+/// about twice as fast per line as `memchr` on ~72-octet lines, whose
+/// per-call set-up dominates at that distance.
+#[inline(always)]
+fn next_lf(hay: &[u8], from: usize) -> Option<usize> {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const LFS: u64 = 0x0A0A_0A0A_0A0A_0A0A;
+    let rest = hay.get(from..)?;
+    let mut base = from;
+    let mut blocks = rest.chunks_exact(32);
+    for block in &mut blocks {
+        let Ok(block) = <&[u8; 32]>::try_from(block) else {
+            break;
+        };
+        let mut any = false;
+        for &b in block {
+            any |= b == b'\n';
+        }
+        if any {
+            for (k, word) in block.chunks_exact(8).enumerate() {
+                let x = u64::from_le_bytes(word.try_into().ok()?) ^ LFS;
+                // High bit set exactly in the octets of `x` that are zero
+                // (no carries between octets).
+                let zero = !(((x & LOW7) + LOW7) | x | LOW7);
+                if zero != 0 {
+                    return Some(base + k * 8 + (zero.trailing_zeros() / 8) as usize);
+                }
+            }
+        }
+        base += 32;
+    }
+    memchr(b'\n', blocks.remainder()).map(|i| base + i)
+}
+
 /// Octets checked at once by [`block_needs_work`].
-const SCAN_BLOCK: usize = 128;
+const SCAN_BLOCK: usize = 64;
 
 /// Line ends in a row that needed no work before the encoder goes back from
 /// line mode to block mode.
 const CLEAN_STREAK: u32 = 4;
 
-/// Whether the middle [`SCAN_BLOCK`] octets of `w` hold a LF that is not
-/// preceded by CR or that is followed by `.` (`w[0]` and the last octet are
-/// context). Written without branches so that it compiles to SIMD compares.
-#[inline]
-fn block_needs_work(w: &[u8; SCAN_BLOCK + 2]) -> bool {
-    let mut acc = 0u8;
-    for i in 0..SCAN_BLOCK {
-        let lf = u8::from(w[i + 1] == b'\n');
-        let no_cr = u8::from(w[i] != b'\r');
-        let dot = u8::from(w[i + 2] == b'.');
-        acc |= lf & (no_cr | dot);
+/// The first block `[b, b + SCAN_BLOCK)` with `b = pos + k * SCAN_BLOCK`
+/// that holds a line end needing work, as `(b, true)`; or, if none does,
+/// `(b, false)` for the first block that is not followed by a whole block
+/// plus one octet of context (`chunk[b - 1]` and `chunk[b + SCAN_BLOCK]`
+/// are read as context). `pos` must be at least 1.
+///
+/// Kept out of line so that the loop compiles to straight SIMD code
+/// (about 40 instructions per 64 octets with SSE2).
+#[inline(never)]
+fn next_dirty_block(chunk: &[u8], pos: usize) -> (usize, bool) {
+    let end = chunk.len().saturating_sub(1);
+    let (Some(prev), Some(cur), Some(next)) = (
+        pos.checked_sub(1)
+            .and_then(|s| chunk.get(s..end.saturating_sub(1))),
+        chunk.get(pos..end),
+        chunk.get(pos + 1..end + 1),
+    ) else {
+        return (pos, false);
+    };
+    let blocks = prev
+        .chunks_exact(SCAN_BLOCK)
+        .zip(cur.chunks_exact(SCAN_BLOCK))
+        .zip(next.chunks_exact(SCAN_BLOCK));
+    let mut b = pos;
+    for ((p, c), n) in blocks {
+        let (Ok(p), Ok(c), Ok(n)) = (p.try_into(), c.try_into(), n.try_into()) else {
+            break;
+        };
+        if block_needs_work(p, c, n) {
+            return (b, true);
+        }
+        b += SCAN_BLOCK;
     }
-    acc != 0
+    (b, false)
+}
+
+/// Whether the block `cur` holds a LF that is not preceded by CR or that is
+/// followed by `.` (`prev` and `next` are the same block shifted by one
+/// octet either way). Written without branches (the OR of every position's
+/// verdict) so that it compiles to SIMD compares.
+#[inline(always)]
+fn block_needs_work(
+    prev: &[u8; SCAN_BLOCK],
+    cur: &[u8; SCAN_BLOCK],
+    next: &[u8; SCAN_BLOCK],
+) -> bool {
+    let mut acc = false;
+    for i in 0..SCAN_BLOCK {
+        acc |= (cur[i] == b'\n') & ((prev[i] != b'\r') | (next[i] == b'.'));
+    }
+    acc
 }
 
 /// What the body decoder found.
@@ -1272,6 +1523,7 @@ pub fn crlf_len(body: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn cmd(s: &str) -> Command<'_> {
         parse_command(s.as_bytes()).unwrap()
@@ -1568,6 +1820,338 @@ mod tests {
     fn crlf_len_matches_normalize() {
         for b in [&b""[..], b"a", b"a\n", b"a\r", b"\r\n", b"\n\n", b"a\r\nb"] {
             assert_eq!(crlf_len(b), normalize_crlf(b).len() as u64, "{b:?}");
+        }
+    }
+
+    /// Encodes with `encode_segments`, checking that every segment is
+    /// non-empty and either borrowed from its chunk or one of the inserts.
+    fn encode_segments_all(chunks: &[&[u8]], top: Option<u32>) -> Vec<u8> {
+        let mut e = top.map_or_else(BodyEncoder::new, BodyEncoder::top);
+        let mut out = Vec::new();
+        for c in chunks {
+            let range = c.as_ptr_range();
+            let p = e.encode_segments(c, |s| {
+                assert!(!s.is_empty(), "empty segment");
+                let borrowed = range.contains(&s.as_ptr()) && s.as_ptr_range().end <= range.end;
+                let insert = [&b"\r\n"[..], b".", b"\r\n."].contains(&s);
+                assert!(borrowed || insert, "segment {s:?} is neither");
+                out.extend_from_slice(s);
+            });
+            if p == BodyProgress::Done {
+                break;
+            }
+        }
+        e.finish_segments(|s| out.extend_from_slice(s));
+        out
+    }
+
+    /// What a whole-message encoding must be: line ends normalised, every
+    /// line starting with `.` stuffed, then the terminator.
+    fn naive(body: &[u8]) -> Vec<u8> {
+        let mut want = Vec::new();
+        let mut at_start = true;
+        for &b in normalize_crlf(body).iter() {
+            if at_start && b == b'.' {
+                want.push(b'.');
+            }
+            want.push(b);
+            at_start = b == b'\n';
+        }
+        want.extend_from_slice(TERMINATOR);
+        want
+    }
+
+    #[test]
+    fn segments_edge_cases() {
+        let cases: [&[&[u8]]; 10] = [
+            &[],
+            &[b"."],
+            &[b"a\r", b"\n", b".", b"b"],
+            &[b"a\n", b".\n"],
+            &[b"\n\n"],
+            &[b"a\r"],
+            &[b"x\r\n.\r\n"],
+            &[b"a\n.", b".b\r", b"\n.\n"],
+            &[b"", b"\n", b"", b"."],
+            &[b"\r", b"\r\n", b"\n", b".\r\n", b"."],
+        ];
+        for chunks in cases {
+            let want = reference::encode(chunks);
+            assert_eq!(encode_all(chunks), want, "{chunks:?}");
+            assert_eq!(encode_segments_all(chunks, None), want, "{chunks:?}");
+        }
+        // A clean chunk is one borrowed segment.
+        let mut e = BodyEncoder::new();
+        let body = b"Subject: x\r\n\r\nbody\r\n".repeat(20);
+        let mut segs = Vec::new();
+        e.encode_segments(&body, |s| segs.push(s));
+        assert_eq!(segs, [&body[..]]);
+    }
+
+    /// Every short pattern of the octets that matter, at every position
+    /// around the 64-octet block boundaries of a CRLF-clean message, whole
+    /// and split at every point near the pattern, through both APIs,
+    /// against the naive definition and the previous encoder.
+    #[test]
+    fn patterns_at_block_boundaries_and_chunk_splits() {
+        let alphabet = [b'a', b'.', b'\r', b'\n'];
+        let mut patterns: Vec<Vec<u8>> = vec![Vec::new()];
+        for len in 1..=4u32 {
+            for mut n in 0..4usize.pow(len) {
+                let mut p = Vec::new();
+                for _ in 0..len {
+                    p.push(alphabet[n % 4]);
+                    n /= 4;
+                }
+                patterns.push(p);
+            }
+        }
+        let filler = b"0123456789abcdefghijklmnopqrstuvwxyz.ABC\r\n".repeat(5);
+        for p in &patterns {
+            for at in [0, 1, 2, 40, 41, 42, 62, 63, 64, 65, 66, 127, 128, 129, 130] {
+                let mut body = filler.clone();
+                body.splice(at..at, p.iter().copied());
+                let want = naive(&body);
+                assert_eq!(encode_all(&[&body]), want, "{p:?} at {at}");
+                for cut in at.saturating_sub(1)..=(at + p.len() + 1).min(body.len()) {
+                    let (a, b) = body.split_at(cut);
+                    let got = encode_all(&[a, b]);
+                    assert_eq!(got, want, "{p:?} at {at} cut {cut}");
+                    assert_eq!(encode_segments_all(&[a, b], None), want);
+                    assert_eq!(reference::encode(&[a, b]), want);
+                }
+            }
+        }
+    }
+
+    fn chunked<'a>(body: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut v = Vec::new();
+        let mut rest = body;
+        for &c in cuts {
+            let (a, b) = rest.split_at(c.min(rest.len()));
+            v.push(a);
+            rest = b;
+        }
+        v.push(rest);
+        v
+    }
+
+    /// Bodies mixing long clean CRLF stretches (so that block mode runs)
+    /// with bare LFs, lone CRs and dot lines.
+    fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
+        let token = prop_oneof![
+            4 => (1usize..150).prop_map(|n| {
+                let mut v = b"x".repeat(n);
+                v.extend_from_slice(b"\r\n");
+                v
+            }),
+            1 => Just(b"\n".to_vec()),
+            1 => Just(b"\r".to_vec()),
+            1 => Just(b".".to_vec()),
+            1 => Just(b"\n.".to_vec()),
+            1 => Just(b"\r\n.".to_vec()),
+            1 => (1usize..100).prop_map(|n| b"y".repeat(n)),
+        ];
+        prop_oneof![
+            proptest::collection::vec(token, 0..40).prop_map(|t| t.concat()),
+            proptest::collection::vec(
+                prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), Just(b'a')],
+                0..300
+            ),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The segment API and the copying API give the previous encoder's
+        /// output, byte for byte, for any input and any (different)
+        /// chunkings.
+        #[test]
+        fn new_encoders_match_previous_encoder(
+            body in body_strategy(),
+            cuts_a in proptest::collection::vec(0usize..200, 0..8),
+            cuts_b in proptest::collection::vec(0usize..200, 0..8),
+            cuts_c in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let want = reference::encode(&[&body]);
+            proptest::prop_assert_eq!(&want, &naive(&body));
+            proptest::prop_assert_eq!(&encode_all(&chunked(&body, &cuts_a)), &want);
+            proptest::prop_assert_eq!(&encode_segments_all(&chunked(&body, &cuts_b), None), &want);
+            proptest::prop_assert_eq!(&reference::encode(&chunked(&body, &cuts_c)), &want);
+        }
+
+        /// The line-mode LF search agrees with `memchr` (octets near LF in
+        /// value, like 0x0B and 0x8A, must not give false hits).
+        #[test]
+        fn next_lf_matches_memchr(
+            hay in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(0x0B), Just(0x8A), Just(0x09), Just(0x00), Just(0xFF), Just(b'x')],
+                0..300,
+            ),
+            sparse in 0u8..4,
+            from in 0usize..320,
+        ) {
+            // Make LFs rarer for some cases, so that long searches happen.
+            let hay: Vec<u8> = hay
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| if b == b'\n' && i % 8 < usize::from(sparse) * 2 { b'y' } else { b })
+                .collect();
+            let want = hay.get(from..).and_then(|r| memchr(b'\n', r)).map(|i| from + i);
+            proptest::prop_assert_eq!(next_lf(&hay, from), want);
+        }
+
+        /// TOP gives the same output through both APIs, for any chunking.
+        #[test]
+        fn top_segments_match_copy(
+            body in body_strategy(),
+            lines in 0u32..6,
+            cuts_a in proptest::collection::vec(0usize..200, 0..8),
+            cuts_b in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let whole = {
+                let mut e = BodyEncoder::top(lines);
+                let mut out = Vec::new();
+                e.encode_chunk(&body, &mut out);
+                e.finish(&mut out);
+                out
+            };
+            let mut e = BodyEncoder::top(lines);
+            let mut out = Vec::new();
+            for c in chunked(&body, &cuts_a) {
+                if e.encode_chunk(c, &mut out) == BodyProgress::Done {
+                    break;
+                }
+            }
+            e.finish(&mut out);
+            proptest::prop_assert_eq!(&out, &whole);
+            proptest::prop_assert_eq!(&encode_segments_all(&chunked(&body, &cuts_b), Some(lines)), &whole);
+        }
+    }
+
+    /// The body encoder as it was before the segment API and the faster
+    /// scan (verbatim, whole-message mode): the oracle that the new code
+    /// must match byte for byte.
+    mod reference {
+        pub(super) struct OldEncoder {
+            pub(super) line_start: bool,
+            pub(super) prev_cr: bool,
+        }
+
+        impl OldEncoder {
+            pub(super) fn emit(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+                let Some(&last) = chunk.last() else {
+                    return;
+                };
+                out.reserve(chunk.len() + 16);
+                if self.line_start && chunk.first() == Some(&b'.') {
+                    out.push(b'.');
+                }
+                let prev_cr = self.prev_cr;
+                let mut run = 0;
+                // Handles the LF at `nl`: inserts a CR before a bare LF and a dot
+                // before a following `.`.
+                // Returns whether anything had to be inserted.
+                let handle = |nl: usize, run: &mut usize, out: &mut Vec<u8>| -> bool {
+                    let mut worked = false;
+                    let cr_before = if nl == 0 {
+                        prev_cr
+                    } else {
+                        chunk.get(nl - 1) == Some(&b'\r')
+                    };
+                    if !cr_before {
+                        out.extend_from_slice(chunk.get(*run..nl).unwrap_or_default());
+                        out.extend_from_slice(b"\r\n");
+                        *run = nl + 1;
+                        worked = true;
+                    }
+                    if chunk.get(nl + 1) == Some(&b'.') {
+                        out.extend_from_slice(chunk.get(*run..=nl).unwrap_or_default());
+                        out.push(b'.');
+                        *run = nl + 1;
+                        worked = true;
+                    }
+                    worked
+                };
+                if chunk.first() == Some(&b'\n') {
+                    handle(0, &mut run, out);
+                }
+                // Two modes. Block mode skips blocks [pos, pos + SCAN_BLOCK) (with
+                // one octet of context on each side) that need no work. At a block
+                // that does, line mode walks line ends one by one until
+                // `CLEAN_STREAK` lines in a row needed nothing (a bare-LF message
+                // stays in line mode; a CRLF message returns to block mode).
+                let mut pos = 1;
+                'outer: loop {
+                    while let Some(window) = chunk
+                        .get(pos - 1..pos + SCAN_BLOCK + 1)
+                        .and_then(|w| <&[u8; SCAN_BLOCK + 2]>::try_from(w).ok())
+                    {
+                        if block_needs_work(window) {
+                            let mut streak = 0;
+                            let rest = chunk.get(pos..).unwrap_or_default();
+                            for rel in memchr::memchr_iter(b'\n', rest) {
+                                let nl = pos + rel;
+                                if handle(nl, &mut run, out) {
+                                    streak = 0;
+                                } else {
+                                    streak += 1;
+                                    if streak >= CLEAN_STREAK {
+                                        pos = nl + 1;
+                                        continue 'outer;
+                                    }
+                                }
+                            }
+                            // Every remaining line end has been handled.
+                            pos = chunk.len();
+                            break 'outer;
+                        }
+                        pos += SCAN_BLOCK;
+                    }
+                    break;
+                }
+                let tail = chunk.get(pos..).unwrap_or_default();
+                for nl in memchr::memchr_iter(b'\n', tail) {
+                    handle(pos + nl, &mut run, out);
+                }
+                out.extend_from_slice(chunk.get(run..).unwrap_or_default());
+                self.line_start = last == b'\n';
+                self.prev_cr = last == b'\r';
+            }
+        }
+
+        const SCAN_BLOCK: usize = 128;
+        const CLEAN_STREAK: u32 = 4;
+
+        /// Whether the middle [`SCAN_BLOCK`] octets of `w` hold a LF that is not
+        /// preceded by CR or that is followed by `.` (`w[0]` and the last octet are
+        /// context). Written without branches so that it compiles to SIMD compares.
+        #[inline]
+        fn block_needs_work(w: &[u8; SCAN_BLOCK + 2]) -> bool {
+            let mut acc = 0u8;
+            for i in 0..SCAN_BLOCK {
+                let lf = u8::from(w[i + 1] == b'\n');
+                let no_cr = u8::from(w[i] != b'\r');
+                let dot = u8::from(w[i + 2] == b'.');
+                acc |= lf & (no_cr | dot);
+            }
+            acc != 0
+        }
+
+        /// Encodes a whole message in the given chunks, terminator included.
+        pub(super) fn encode(chunks: &[&[u8]]) -> Vec<u8> {
+            let mut e = OldEncoder {
+                line_start: true,
+                prev_cr: false,
+            };
+            let mut out = Vec::new();
+            for c in chunks {
+                e.emit(c, &mut out);
+            }
+            if !e.line_start {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+            out
         }
     }
 }

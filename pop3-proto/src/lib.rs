@@ -15,7 +15,9 @@
 //!   cannot be built.
 //! * [`codec`]: a memchr line framer with limits, nom parsers and encoders
 //!   for both directions (`parse(encode(x)) == x`), and the streaming
-//!   multi-line body encoder/decoder.
+//!   multi-line body encoder/decoder. The encoder can also hand out the
+//!   body as borrowed segments ([`codec::BodyEncoder::encode_segments`]) for
+//!   a zero-copy vectored write.
 //! * [`session`]: the server state machine. It enforces RFC 1939 (fixed
 //!   message numbers, DELE hidden until RSET, commit only at QUIT, commands
 //!   refused in the wrong state, STLS discarding buffered plaintext) and asks

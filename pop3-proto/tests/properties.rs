@@ -260,6 +260,48 @@ proptest! {
     }
 
     #[test]
+    fn body_segments_equal_copy_for_any_chunking(
+        body in prop_oneof![
+            proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), Just(b'a')], 0..400),
+            proptest::collection::vec((0usize..150, 0u8..12), 0..60).prop_map(|lines| {
+                let mut v = Vec::new();
+                for (len, kind) in lines {
+                    if kind == 0 { v.push(b'.'); }
+                    v.extend(std::iter::repeat_n(b'x', len));
+                    v.extend_from_slice(match kind { 1 => b"\n", 2 => b"\r", _ => b"\r\n" });
+                }
+                v
+            }),
+        ],
+        cuts in proptest::collection::vec(0usize..300, 0..10),
+        styles in proptest::collection::vec(any::<bool>(), 11),
+    ) {
+        // Reference: the copying API, whole.
+        let mut enc = BodyEncoder::new();
+        let mut want = Vec::new();
+        enc.encode_chunk(&body, &mut want);
+        enc.finish(&mut want);
+        // Chunked, each chunk through one API or the other.
+        let mut enc = BodyEncoder::new();
+        let mut got = Vec::new();
+        let mut rest = &body[..];
+        for (i, c) in cuts.iter().map(Some).chain([None]).enumerate() {
+            let (a, b) = rest.split_at(c.map_or(rest.len(), |c| (*c).min(rest.len())));
+            rest = b;
+            if styles[i] {
+                enc.encode_segments(a, |s| {
+                    assert!(!s.is_empty());
+                    got.extend_from_slice(s);
+                });
+            } else {
+                enc.encode_chunk(a, &mut got);
+            }
+        }
+        enc.finish_segments(|s| got.extend_from_slice(s));
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
     fn session_same_output_for_any_chunking(
         lines in proptest::collection::vec(session_line(), 0..25),
         cuts in proptest::collection::vec(1usize..12, 1..40),
