@@ -17,6 +17,10 @@
 //!   into a folder before a cut-off (the Spam rule: 7 days), by save time;
 //! - folder listing with save times, reading, moving (release from Spam) and
 //!   deleting single messages for a web interface.
+//! - a durable outbound **relay queue** ([`queue`]): messages with their SMTP
+//!   envelopes and DSN parameters, fsynced before the `250`, atomic envelope
+//!   updates after each reply of the next hop, a cross-process delivery
+//!   lock, and a pure retry schedule.
 //!
 //! One message for several recipients: begin one [`Delivery`] per recipient,
 //! write each chunk of DATA to all of them, and commit each; recipients whose
@@ -75,6 +79,7 @@ mod error;
 mod maildir;
 mod marks;
 mod memory;
+pub mod queue;
 mod store;
 mod types;
 
