@@ -453,6 +453,7 @@ impl DataReceiver {
 /// The body should use CRLF line endings; if it does not end with CRLF, one is added before
 /// the final dot. This is the inverse of [`DataReceiver`]:
 /// `receive(stuff(body)) == body` for any body that ends in CRLF (or is empty).
+/// [`Stuffer`] does the same for a body given in chunks.
 ///
 /// # Examples
 ///
@@ -464,22 +465,80 @@ impl DataReceiver {
 /// assert_eq!(out, b"..hidden\r\nline\r\n.\r\n");
 /// ```
 pub fn stuff(body: &[u8], out: &mut Vec<u8>) {
-    let mut start = 0;
-    if body.first() == Some(&b'.') {
-        out.push(b'.');
+    let mut s = Stuffer::new();
+    s.chunk(body, out);
+    s.finish(out);
+}
+
+/// Streaming dot-stuffer for the client side of DATA: the body goes through
+/// [`Stuffer::chunk`] in pieces of any size, then [`Stuffer::finish`] writes the end of data.
+///
+/// The output is the same as [`stuff`] on the concatenated body, whatever the chunking:
+/// a `.` at the start of a line (the first line, or after any LF) is doubled, a missing final
+/// CRLF is added, and `.CRLF` ends the data.
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_smtp_proto::data::Stuffer;
+///
+/// let mut s = Stuffer::new();
+/// let mut out = Vec::new();
+/// for piece in [&b"Subject: x\r\n\r\nline\r"[..], b"\n", b".dot\r\nend"] {
+///     s.chunk(piece, &mut out);
+/// }
+/// s.finish(&mut out);
+/// assert_eq!(out, b"Subject: x\r\n\r\nline\r\n..dot\r\nend\r\n.\r\n");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuffer {
+    /// The last two body octets seen (`tail[1]` the last); `None` before any octet.
+    tail: [Option<u8>; 2],
+}
+
+impl Default for Stuffer {
+    fn default() -> Self {
+        Stuffer::new()
     }
-    for lf in memchr::memchr_iter(b'\n', body) {
-        if body.get(lf + 1) == Some(&b'.') {
+}
+
+impl Stuffer {
+    /// A stuffer at the start of a body.
+    pub fn new() -> Self {
+        Stuffer { tail: [None, None] }
+    }
+
+    /// Appends the stuffed form of `body` (the next piece of the message) to `out`.
+    pub fn chunk(&mut self, body: &[u8], out: &mut Vec<u8>) {
+        let at_line_start = matches!(self.tail[1], None | Some(b'\n'));
+        let mut start = 0;
+        if at_line_start && body.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        // Only LF followed by a dot needs work: search the pair (rare) rather than every LF.
+        for lf in memchr::memmem::find_iter(body, b"\n.") {
             out.extend_from_slice(&body[start..=lf]);
             out.push(b'.');
             start = lf + 1;
         }
+        out.extend_from_slice(&body[start..]);
+        match body {
+            [] => {}
+            [only] => self.tail = [self.tail[1], Some(*only)],
+            [.., a, b] => self.tail = [Some(*a), Some(*b)],
+        }
     }
-    out.extend_from_slice(&body[start..]);
-    if !body.is_empty() && !body.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+
+    /// Ends the body: adds CRLF if the body did not end with one, then `.CRLF`.
+    /// The stuffer is then ready for a new body.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        match self.tail {
+            [_, None] | [Some(b'\r'), Some(b'\n')] => {}
+            _ => out.extend_from_slice(b"\r\n"),
+        }
+        out.extend_from_slice(b".\r\n");
+        *self = Stuffer::new();
     }
-    out.extend_from_slice(b".\r\n");
 }
 
 #[cfg(test)]
@@ -608,6 +667,40 @@ mod tests {
         let (a, _) = rx.receive_into(b"\xff", &mut out);
         let (b, r2) = rx.receive_into(b"\n", &mut out);
         assert_eq!((out, a + b, r2), (whole, n, r));
+    }
+
+    #[test]
+    fn stuffer_chunking_matches_stuff() {
+        let bodies: [&[u8]; 7] = [
+            b"",
+            b".",
+            b"a\r\n.b\r\n..c\r\n",
+            b".x\r\n.\r\n",
+            b"no final newline",
+            b"bare\n.lf\n",
+            b"ends in cr\r",
+        ];
+        for body in bodies {
+            let mut whole = Vec::new();
+            stuff(body, &mut whole);
+            for split in 0..=body.len() {
+                for split2 in split..=body.len() {
+                    let mut s = Stuffer::new();
+                    let mut out = Vec::new();
+                    s.chunk(&body[..split], &mut out);
+                    s.chunk(&body[split..split2], &mut out);
+                    s.chunk(&body[split2..], &mut out);
+                    s.finish(&mut out);
+                    assert_eq!(out, whole, "{body:?} split at {split}/{split2}");
+                }
+            }
+        }
+        let mut out = Vec::new();
+        stuff(b"", &mut out);
+        assert_eq!(out, b".\r\n");
+        out.clear();
+        stuff(b"x\r", &mut out);
+        assert_eq!(out, b"x\r\r\n.\r\n");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Sans-IO SMTP: codec, addresses, DATA/BDAT receivers and a server session.
+//! Sans-IO SMTP: codec, addresses, DATA/BDAT receivers, a server and a client session.
 //!
 //! `mailbag-smtp-proto` implements RFC 5321 SMTP with the extensions a mail server meets in
 //! practice (PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING/BDAT,
@@ -17,6 +17,11 @@
 //! - [`data`] and [`bdat`]: streaming receivers for message bodies (dot-unstuffing, strict
 //!   `CRLF.CRLF`, bare-LF policy, size limit, discard variants).
 //! - [`session`]: the server state machine ([`session::ServerSession`]).
+//! - [`client`]: the client state machine ([`client::ClientSession`]): EHLO/HELO,
+//!   STARTTLS, PIPELINING, extension-aware MAIL/RCPT parameters, streamed DATA, one outcome
+//!   per recipient, the RFC 5321 timeouts as values.
+//! - [`dsn`]: RFC 3464 delivery status notifications: a builder that streams the
+//!   returned original, and a parser of the per-recipient fields.
 //! - `tokio_codec` (feature `tokio-codec`): `tokio_util::codec` adapters.
 //!
 //! # Example: driving the server session
@@ -79,8 +84,10 @@
 
 pub mod address;
 pub mod bdat;
+pub mod client;
 pub mod codec;
 pub mod data;
+pub mod dsn;
 pub mod session;
 #[cfg(feature = "tokio-codec")]
 pub mod tokio_codec;
