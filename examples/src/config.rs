@@ -323,14 +323,85 @@ pub struct SpamConfig {
     pub spamd: Option<SocketAddr>,
 }
 
-/// `[relay]`.
+/// `[relay]`: the outbound queue and its delivery engine.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct RelayConfig {
     /// Where mail accepted for relay is queued (default `<data_dir>/queue`).
     pub queue_dir: PathBuf,
-    /// Next hop for outbound mail (used by the outbound queue; default unset).
-    pub smarthost: Option<SocketAddr>,
+    /// Next hop for all outbound mail, `"host:port"` (host name or IP address,
+    /// `"[::1]:25"` for IPv6); default unset: deliver to each domain's MX hosts.
+    pub smarthost: Option<Smarthost>,
+    /// Retry intervals after temporary failures (default
+    /// `"5m, 10m, 20m, 40m, 1h, 2h, 4h"`, the last one repeating).
+    pub retry_schedule: mailbag_mailstore::queue::RetrySchedule,
+    /// How long a message may stay queued before it is bounced (default 5 days).
+    pub max_queue_age: Duration,
+    /// After how long a still-pending message gets a "delayed" DSN (once, if NOTIFY asks
+    /// for it; absent NOTIFY does); default 4 hours, `"0s"` = never.
+    pub delay_warning: Option<Duration>,
+    /// Simultaneous connections per destination (domain or smarthost; default 4).
+    pub concurrency: usize,
+    /// Simultaneous outbound connections in total (default 20).
+    pub max_connections: usize,
+    /// TCP connect timeout per address (default 30 seconds).
+    pub connect_timeout: Duration,
+    /// When set, every reply timeout of RFC 5321 section 4.5.3.2 (5 minutes for the
+    /// greeting, MAIL, RCPT; 2 for DATA; 3 per data block; 10 after the final dot) is
+    /// replaced by this value (default unset: the RFC values).
+    pub command_timeout: Option<Duration>,
+    /// Name in EHLO (default: `hostname`).
+    pub helo_name: String,
+    /// Use STARTTLS when the next hop offers it (opportunistic, certificate not verified,
+    /// RFC 7435; default true).
+    pub starttls: bool,
+    /// DNS server for MX and address lookups (default unset: `/etc/resolv.conf`).
+    pub dns_server: Option<SocketAddr>,
+    /// Port of MX hosts (default 25; other values are for tests).
+    pub mx_port: u16,
+    /// How often the queue is scanned for due messages (default 10 seconds; new mail is
+    /// tried at once).
+    pub scan_interval: Duration,
+}
+
+/// The `smarthost` setting: a host name or IP address and a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Smarthost {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl std::str::FromStr for Smarthost {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} is not host:port"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{s:?}: bad port"))?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let valid_name = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if host.parse::<std::net::IpAddr>().is_err() && !valid_name {
+            return Err(format!("{s:?}: bad host name"));
+        }
+        Ok(Smarthost {
+            host: host.to_string(),
+            port,
+        })
+    }
 }
 
 /// `[web]`: the self-service web page (see the `web` module).
@@ -496,7 +567,19 @@ struct RawSpam {
 #[serde(deny_unknown_fields)]
 struct RawRelay {
     queue_dir: Option<PathBuf>,
-    smarthost: Option<SocketAddr>,
+    smarthost: Option<String>,
+    retry_schedule: Option<String>,
+    max_queue_age: Option<HumanDuration>,
+    delay_warning: Option<HumanDuration>,
+    concurrency: Option<usize>,
+    max_connections: Option<usize>,
+    connect_timeout: Option<HumanDuration>,
+    command_timeout: Option<HumanDuration>,
+    helo_name: Option<String>,
+    starttls: Option<bool>,
+    dns_server: Option<SocketAddr>,
+    mx_port: Option<u16>,
+    scan_interval: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -786,13 +869,75 @@ impl Config {
             ));
         }
 
-        let relay = RelayConfig {
-            queue_dir: raw
-                .relay
-                .queue_dir
-                .unwrap_or_else(|| data_dir.join("queue")),
-            smarthost: raw.relay.smarthost,
+        let r = raw.relay;
+        let smarthost = match r.smarthost {
+            Some(s) => Some(
+                s.parse::<Smarthost>()
+                    .map_err(|e| invalid("relay.smarthost", e))?,
+            ),
+            None => None,
         };
+        let max_queue_age = nonzero(
+            "relay.max_queue_age",
+            r.max_queue_age,
+            mailbag_mailstore::queue::DEFAULT_MAX_AGE,
+        )?;
+        let delay_warning = match r.delay_warning {
+            Some(d) if d.0.is_zero() => None,
+            Some(d) => Some(d.0),
+            None => Some(mailbag_mailstore::queue::DEFAULT_DELAY_WARNING),
+        };
+        let retry_schedule = match r.retry_schedule {
+            Some(s) => s
+                .parse::<mailbag_mailstore::queue::RetrySchedule>()
+                .map_err(|e| invalid("relay.retry_schedule", e.to_string()))?,
+            None => mailbag_mailstore::queue::RetrySchedule::default(),
+        }
+        .with_max_age(max_queue_age)
+        .with_delay_warning(delay_warning);
+        let helo_name = r.helo_name.unwrap_or_else(|| hostname.clone());
+        if mailbag_smtp_proto::types::HeloName::try_from(helo_name.as_str()).is_err() {
+            return Err(invalid("relay.helo_name", "not a valid host name"));
+        }
+        let relay = RelayConfig {
+            queue_dir: r.queue_dir.unwrap_or_else(|| data_dir.join("queue")),
+            smarthost,
+            retry_schedule,
+            max_queue_age,
+            delay_warning,
+            concurrency: r.concurrency.unwrap_or(4),
+            max_connections: r.max_connections.unwrap_or(20),
+            connect_timeout: nonzero(
+                "relay.connect_timeout",
+                r.connect_timeout,
+                Duration::from_secs(30),
+            )?,
+            command_timeout: match r.command_timeout {
+                Some(d) => Some(nonzero("relay.command_timeout", Some(d), d.0)?),
+                None => None,
+            },
+            helo_name,
+            starttls: r.starttls.unwrap_or(true),
+            dns_server: r.dns_server,
+            mx_port: r.mx_port.unwrap_or(25),
+            scan_interval: nonzero(
+                "relay.scan_interval",
+                r.scan_interval,
+                Duration::from_secs(10),
+            )?,
+        };
+        if relay.concurrency == 0 {
+            return Err(invalid("relay.concurrency", "must be greater than zero"));
+        }
+        if relay.max_connections == 0 {
+            return Err(invalid(
+                "relay.max_connections",
+                "must be greater than zero",
+            ));
+        }
+        if relay.mx_port == 0 {
+            return Err(invalid("relay.mx_port", "must be greater than zero"));
+        }
 
         let limits = LimitsConfig {
             max_connections: raw.limits.max_connections.unwrap_or(1000),
@@ -1244,5 +1389,69 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert!(!constant_time_eq(b"ab", b"abc"));
+    }
+
+    const USER: &str = "[[users]]\nname = \"joe\"\npassword = \"x\"\n";
+
+    #[test]
+    fn relay_defaults() {
+        let c = parse(USER).unwrap();
+        let r = &c.relay;
+        assert_eq!(r.smarthost, None);
+        assert_eq!(r.max_queue_age, Duration::from_secs(5 * 86400));
+        assert_eq!(r.delay_warning, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(r.concurrency, 4);
+        assert_eq!(r.max_connections, 20);
+        assert_eq!(r.connect_timeout, Duration::from_secs(30));
+        assert_eq!(r.command_timeout, None);
+        assert_eq!(r.helo_name, "localhost");
+        assert!(r.starttls);
+        assert_eq!(r.dns_server, None);
+        assert_eq!(r.mx_port, 25);
+        assert_eq!(r.scan_interval, Duration::from_secs(10));
+        assert_eq!(r.retry_schedule.max_age(), Duration::from_secs(5 * 86400));
+    }
+
+    #[test]
+    fn relay_keys_are_parsed_and_checked() {
+        let c = parse(&format!(
+            "[relay]\nsmarthost = \"relay.isp.example:587\"\nretry_schedule = \"1m, 1h\"\n\
+             max_queue_age = \"2d\"\ndelay_warning = \"0s\"\nconcurrency = 2\n\
+             helo_name = \"out.example.org\"\nstarttls = false\n{USER}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.relay.smarthost,
+            Some(Smarthost {
+                host: "relay.isp.example".into(),
+                port: 587
+            })
+        );
+        assert_eq!(c.relay.retry_schedule.intervals(), [60, 3600]);
+        assert_eq!(
+            c.relay.retry_schedule.max_age(),
+            Duration::from_secs(2 * 86400)
+        );
+        assert_eq!(c.relay.delay_warning, None);
+        assert!(!c.relay.retry_schedule.delay_warning_due(0, 86400));
+        assert_eq!(c.relay.concurrency, 2);
+        assert!(!c.relay.starttls);
+        let ip = parse(&format!("[relay]\nsmarthost = \"[::1]:2525\"\n{USER}")).unwrap();
+        assert_eq!(ip.relay.smarthost.map(|s| s.host), Some("::1".to_string()));
+
+        for (bad, key) in [
+            ("smarthost = \"no-port\"", "relay.smarthost"),
+            ("smarthost = \"host:0\"", "relay.smarthost"),
+            ("smarthost = \"bad host:25\"", "relay.smarthost"),
+            ("retry_schedule = \"soon\"", "relay.retry_schedule"),
+            ("concurrency = 0", "relay.concurrency"),
+            ("max_connections = 0", "relay.max_connections"),
+            ("max_queue_age = \"0s\"", "relay.max_queue_age"),
+            ("helo_name = \"two words\"", "relay.helo_name"),
+            ("mx_port = 0", "relay.mx_port"),
+        ] {
+            let err = parse(&format!("[relay]\n{bad}\n{USER}")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
     }
 }

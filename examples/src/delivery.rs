@@ -11,6 +11,10 @@ use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+use mailbag_mailstore::queue::{
+    BodyType, NewEnvelope, Notify as QueueNotify, QueueError, Recipient as QueueRecipient,
+    Ret as QueueRet,
+};
 use mailbag_mailstore::{Error as StoreError, Folder as StoreFolder, UserName as StoreUser};
 use mailbag_spam_tag::{
     BuiltinScorer, Folder as SpamFolderChoice, HeaderRewriter, RewriteOptions, Score, UserSettings,
@@ -19,7 +23,6 @@ use mailbag_spam_tag::{
 use tracing::info;
 
 use crate::config::{Config, SpamFolder, User};
-use crate::queue::Envelope as QueueEnvelope;
 use crate::spool::Spool;
 use crate::state::State;
 use crate::trace_headers::{ReceivedInfo, return_path};
@@ -42,10 +45,37 @@ pub struct Envelope {
     pub from: String,
     /// Local users (configured names), each once.
     pub local: Vec<String>,
-    /// Remote forward paths, wire form with angle brackets.
-    pub remote: Vec<String>,
+    /// Remote recipients (relayed through the queue) with their DSN parameters.
+    pub remote: Vec<RemoteRecipient>,
+    /// DSN and body parameters of `MAIL FROM` (for the relay queue).
+    pub mail: MailParameters,
     /// The single recipient for `Received: ... for <...>`, if there is one.
     pub for_rcpt: Option<String>,
+}
+
+/// A relayed recipient as the queue keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRecipient {
+    /// `local@domain`, without angle brackets.
+    pub address: String,
+    /// `NOTIFY=` (RFC 3461): `(success, failure, delay)`, all false for `NEVER`;
+    /// `None` when not given.
+    pub notify: Option<(bool, bool, bool)>,
+    /// `ORCPT=` as received: `addr-type;xtext`.
+    pub orcpt: Option<String>,
+}
+
+/// The `MAIL FROM` parameters the relay queue keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MailParameters {
+    /// `RET=HDRS` (true) or `RET=FULL` (false); `None` when not given.
+    pub ret_headers: Option<bool>,
+    /// `ENVID=`, xtext-decoded.
+    pub envid: Option<String>,
+    /// `BODY=8BITMIME`.
+    pub eight_bit: bool,
+    /// `SMTPUTF8`.
+    pub smtputf8: bool,
 }
 
 /// Why a delivery failed: the SMTP reply to send.
@@ -107,6 +137,25 @@ fn temp(text: &str) -> DeliveryError {
         code: 451,
         status: "4.3.0",
         text: text.into(),
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn queue_error(e: &QueueError) -> DeliveryError {
+    match e {
+        QueueError::TooLarge { .. } => DeliveryError::Permanent {
+            code: 552,
+            status: "5.3.4",
+            text: "Message too big for system".into(),
+        },
+        _ => {
+            tracing::warn!(error = %e, "relay queue");
+            temp("Local error in processing, try again later")
+        }
     }
 }
 
@@ -274,22 +323,70 @@ pub fn deliver(
     }
 
     if !env.remote.is_empty() {
-        let qenv = QueueEnvelope {
-            client: env.client,
-            from: format!("<{}>", env.from),
-            to: env.remote.clone(),
+        let mut qenv = NewEnvelope::new(env.from.clone(), unix_seconds(now));
+        qenv.client_ip = Some(env.client);
+        qenv.envid.clone_from(&env.mail.envid);
+        qenv.ret = env
+            .mail
+            .ret_headers
+            .map(|h| if h { QueueRet::Hdrs } else { QueueRet::Full });
+        qenv.body = if env.mail.eight_bit {
+            BodyType::EightBitMime
+        } else {
+            BodyType::SevenBit
         };
-        let mut w = state.queue.begin(&qenv).map_err(|e| io_temp("queue", &e))?;
+        qenv.smtputf8 = env.mail.smtputf8;
+        for r in &env.remote {
+            let mut q = QueueRecipient::new(r.address.clone());
+            q.orcpt.clone_from(&r.orcpt);
+            q.notify = r.notify.map(|(success, failure, delay)| QueueNotify {
+                success,
+                failure,
+                delay,
+            });
+            qenv.recipients.push(q);
+        }
+        let mut w = state.queue.enqueue(&qenv).map_err(|e| queue_error(&e))?;
         w.write_all(received.as_bytes())
             .map_err(|e| io_temp("queue write", &e))?;
         for_each_chunk(spool, |c| {
             w.write_all(c).map_err(|e| io_temp("queue write", &e))
         })?;
-        let path = w.commit().map_err(|e| io_temp("queue commit", &e))?;
-        info!(recipients = env.remote.len(), file = %path.display(), "queued for relay");
+        let id = w.commit().map_err(|e| queue_error(&e))?;
+        info!(recipients = env.remote.len(), queue_id = %id, "queued for relay");
         report.queued = true;
     }
     Ok(report)
+}
+
+/// Delivers a message this server generated (a bounce) into `user`'s INBOX, durably and
+/// unscanned: `Return-Path: <>`, then `message` as it reads.
+pub fn deliver_report(
+    state: &State,
+    user: &str,
+    message: &mut dyn Read,
+) -> Result<(), DeliveryError> {
+    let name = StoreUser::new(user).map_err(|e| DeliveryError::from_store(&e))?;
+    let mut d = state
+        .store
+        .begin_delivery(&name, StoreFolder::Inbox)
+        .map_err(|e| DeliveryError::from_store(&e))?;
+    d.write_chunk(return_path("").as_bytes())
+        .map_err(|e| DeliveryError::from_store(&e))?;
+    let mut buf = vec![0u8; COPY_CHUNK];
+    loop {
+        let n = match message.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_temp("report read", &e)),
+        };
+        d.write_chunk(buf.get(..n).unwrap_or_default())
+            .map_err(|e| DeliveryError::from_store(&e))?;
+    }
+    let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
+    info!(user = %user, size = receipt.size, "delivery report stored");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::Config;
 use crate::limits::{ConnectionLimiter, ConnectionPermit};
+use crate::outbound::{Outbound, OutboundError};
 use crate::state::{State, StateError};
 use crate::tls::{MaybeTls, TlsError, load_acceptor};
 
@@ -105,6 +106,9 @@ pub enum StartError {
     /// The mail store or another component could not be set up.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The outbound engine could not start (e.g. another mailbagd delivers this queue).
+    #[error(transparent)]
+    Outbound(#[from] OutboundError),
 }
 
 /// One accepted client connection, handed to a protocol driver.
@@ -133,6 +137,8 @@ pub struct Shared {
     pub state: State,
     /// spamd client when `spam.spamd` is configured (else the built-in scorer).
     pub spamd: Option<SpamdClient>,
+    /// The outbound delivery engine (holds the relay queue's delivery lock).
+    pub outbound: Option<Arc<Outbound>>,
     limiter: ConnectionLimiter,
     next_id: AtomicU64,
 }
@@ -160,6 +166,7 @@ impl std::fmt::Debug for Shared {
             .field("tls", &self.tls.is_some())
             .field("state", &self.state)
             .field("spamd", &self.spamd)
+            .field("outbound", &self.outbound.is_some())
             .field("limiter", &self.limiter)
             .finish_non_exhaustive()
     }
@@ -175,11 +182,28 @@ pub struct Server {
 impl Server {
     /// Loads TLS material, opens the mail store and binds every listener.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        Server::bind_with_resolver(config, None).await
+    }
+
+    /// Like [`Server::bind`], with the DNS resolver of the outbound engine given (tests:
+    /// [`crate::outbound::mx::FakeResolver`]); `None` is the system's.
+    pub async fn bind_with_resolver(
+        config: Config,
+        resolver: Option<Arc<dyn crate::outbound::mx::Resolve>>,
+    ) -> Result<Server, StartError> {
         let tls = match &config.tls {
             Some(t) => Some(load_acceptor(&t.cert_file, &t.key_file)?),
             None => None,
         };
         let state = State::new(&config)?;
+        let lock = state
+            .queue
+            .lock_delivery()
+            .map_err(|e| StartError::Outbound(OutboundError::Queue(e)))?;
+        let outbound = Some(Arc::new(match resolver {
+            Some(r) => Outbound::with_resolver(&config, lock, r)?,
+            None => Outbound::new(&config, lock)?,
+        }));
         let mut listeners = Vec::new();
         let web_role = if config.web.tls {
             Role::WebTls
@@ -218,6 +242,7 @@ impl Server {
         Ok(Server {
             shared: Arc::new(Shared {
                 spamd,
+                outbound,
                 config,
                 tls,
                 shutdown: CancellationToken::new(),
@@ -270,6 +295,14 @@ impl Server {
             }
         }
         tracker.spawn(crate::sweeper::run(Arc::clone(&self.shared)));
+        // The outbound engine: its own tracker so that shutdown lets deliveries in
+        // progress finish (within limits.shutdown_timeout) but starts no new ones.
+        let outbound_tasks = TaskTracker::new();
+        tracker.spawn(crate::outbound::run(
+            Arc::clone(&self.shared),
+            self.shared.shutdown.clone(),
+            outbound_tasks.clone(),
+        ));
 
         if !shutdown_early {
             shutdown.await;
@@ -277,8 +310,13 @@ impl Server {
         info!("shutting down: no new connections, finishing in-flight work");
         self.shared.shutdown.cancel();
         tracker.close();
+        outbound_tasks.close();
         let limit = self.shared.config.limits.shutdown_timeout;
-        if tokio::time::timeout(limit, tracker.wait()).await.is_err() {
+        let all = async {
+            tracker.wait().await;
+            outbound_tasks.wait().await;
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
             warn!(
                 remaining = tracker.len(),
                 "shutdown timeout reached; closing remaining connections"

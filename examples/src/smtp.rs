@@ -21,12 +21,14 @@ use std::time::Instant;
 
 use mailbag_smtp_proto::data::BareLfPolicy;
 use mailbag_smtp_proto::session::{Event, HelloKind, ServerConfig, ServerSession};
-use mailbag_smtp_proto::types::{EnhancedStatusCode, ForwardPath, Reply, ReplyCode, ReversePath};
+use mailbag_smtp_proto::types::{
+    Body, EnhancedStatusCode, ForwardPath, Reply, ReplyCode, Ret, ReversePath,
+};
 use mailbag_spam_tag::spamd::{ScanOutcome, SpamdClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
-use crate::delivery::{self, DeliveryError, Envelope, Scan};
+use crate::delivery::{self, DeliveryError, Envelope, MailParameters, RemoteRecipient, Scan};
 use crate::relay::{self, Destination, Verdict};
 use crate::server::{Connection, Role, Shared};
 use crate::spool::{DEFAULT_SPOOL_MEMORY, Spool};
@@ -84,7 +86,8 @@ struct Txn {
     /// Reverse path as `local@domain` (empty for `<>`).
     from: String,
     local: Vec<String>,
-    remote: Vec<String>,
+    remote: Vec<RemoteRecipient>,
+    mail: MailParameters,
     accepted: usize,
     last_rcpt: Option<String>,
     spool_failed: bool,
@@ -96,6 +99,17 @@ fn mailbox_string(fp: &ForwardPath<'_>) -> String {
         ForwardPath::Path(p) => {
             let mb = p.mailbox();
             format!("<{}@{}>", mb.local_part().as_str(), mb.host().as_str())
+        }
+    }
+}
+
+/// `local@domain` without angle brackets, for the relay queue.
+fn bare_address(fp: &ForwardPath<'_>) -> String {
+    match fp {
+        ForwardPath::Postmaster(s) => s.to_string(),
+        ForwardPath::Path(p) => {
+            let mb = p.mailbox();
+            format!("{}@{}", mb.local_part().as_str(), mb.host().as_str())
         }
     }
 }
@@ -148,6 +162,9 @@ pub async fn serve(shared: &Arc<Shared>, conn: Connection) -> io::Result<()> {
     cfg.starttls = shared.tls.is_some() && !cfg.implicit_tls;
     cfg.auth_mechanisms = Vec::new(); // AUTH off: POP-before-SMTP authorizes
     cfg.bare_lf = BareLfPolicy::Normalize;
+    // DSN (RFC 3461): NOTIFY, ORCPT, RET and ENVID are kept in the relay queue and honoured
+    // by the bounces of the outbound engine.
+    cfg.dsn = true;
     let mut session = ServerSession::new(cfg);
 
     let ip = conn.peer.ip();
@@ -174,7 +191,7 @@ pub async fn serve(shared: &Arc<Shared>, conn: Connection) -> io::Result<()> {
                     debug!(helo = %helo, "hello");
                     session.accept();
                 }
-                Event::MailFrom { from, .. } => {
+                Event::MailFrom { from, params } => {
                     if submission && !is_authorized(shared, ip) {
                         info!("submission refused: client not authorized (no recent POP3 login)");
                         reject(
@@ -193,8 +210,15 @@ pub async fn serve(shared: &Arc<Shared>, conn: Connection) -> io::Result<()> {
                         }
                     };
                     debug!(from = %from, "mail from");
+                    let mail = MailParameters {
+                        ret_headers: params.ret.map(|r| r == Ret::Headers),
+                        envid: params.envid.as_ref().map(|e| e.as_str().to_owned()),
+                        eight_bit: params.body == Some(Body::EightBitMime),
+                        smtputf8: params.smtputf8,
+                    };
                     txn = Some(Txn {
                         from,
+                        mail,
                         ..Txn::default()
                     });
                     if let Some(s) = spool.as_mut() {
@@ -202,7 +226,7 @@ pub async fn serve(shared: &Arc<Shared>, conn: Connection) -> io::Result<()> {
                     }
                     session.accept();
                 }
-                Event::RcptTo { to, .. } => {
+                Event::RcptTo { to, params } => {
                     let authorized = is_authorized(shared, ip);
                     let shown = mailbox_string(&to);
                     match relay::decide(config, &to, authorized) {
@@ -217,7 +241,19 @@ pub async fn serve(shared: &Arc<Shared>, conn: Connection) -> io::Result<()> {
                                     }
                                     Destination::Remote => {
                                         info!(rcpt = %shown, "relay recipient accepted (POP-before-SMTP)");
-                                        t.remote.push(shown.clone());
+                                        let orcpt = params.orcpt.as_ref().map(|o| {
+                                            let mut v = o.addr_type.as_bytes().to_vec();
+                                            v.push(b';');
+                                            o.address.encode(&mut v);
+                                            String::from_utf8_lossy(&v).into_owned()
+                                        });
+                                        t.remote.push(RemoteRecipient {
+                                            address: bare_address(&to),
+                                            notify: params
+                                                .notify
+                                                .map(|n| (n.success(), n.failure(), n.delay())),
+                                            orcpt,
+                                        });
                                     }
                                 }
                                 t.accepted += 1;
@@ -277,6 +313,7 @@ pub async fn serve(shared: &Arc<Shared>, conn: Connection) -> io::Result<()> {
                             from: t.from,
                             local: t.local,
                             remote: t.remote,
+                            mail: t.mail,
                             for_rcpt: if t.accepted == 1 { t.last_rcpt } else { None },
                         };
                         let sh = Arc::clone(shared);
@@ -314,6 +351,11 @@ pub async fn serve(shared: &Arc<Shared>, conn: Connection) -> io::Result<()> {
                     match result {
                         Ok(report) => {
                             info!(size, score = ?report.score, local = ?report.local, queued = report.queued, "message accepted");
+                            if report.queued
+                                && let Some(o) = &shared.outbound
+                            {
+                                o.wake();
+                            }
                             session.accept();
                         }
                         Err(e) => {

@@ -8,8 +8,9 @@ use mailbag_mailstore::{Error as StoreError, MaildirOptions, MaildirStore, Mails
 use mailbag_pop_before_smtp::{RelayOptions, SharedRelayTable};
 use mailbag_spam_tag::Template;
 
+use mailbag_mailstore::queue::{Queue, QueueError, QueueOptions};
+
 use crate::config::Config;
-use crate::queue::RelayQueue;
 use crate::user_settings::SettingsStore;
 
 /// Headroom over `smtp.max_message_size` for the header fields the server
@@ -36,13 +37,13 @@ pub enum StateError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The relay queue directory could not be created.
+    /// The relay queue could not be opened.
     #[error("relay queue at {path}: {source}")]
     Queue {
         /// The queue directory.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The queue error.
+        source: QueueError,
     },
     /// The Subject tag template is invalid.
     #[error("spam.tag_template: {0}")]
@@ -59,8 +60,8 @@ pub struct State {
     pub store: Arc<dyn Mailstore>,
     /// Client addresses that logged in over POP3 recently.
     pub relay: SharedRelayTable,
-    /// Durable queue of mail accepted for relay.
-    pub queue: Arc<RelayQueue>,
+    /// Durable queue of mail accepted for relay (`mailbag_mailstore::queue`).
+    pub queue: Queue,
     /// The Subject tag template (`spam.tag_template`).
     pub template: Template,
     /// Per-user overrides of the spam settings (the web page writes them,
@@ -95,8 +96,14 @@ impl State {
                 Err(e) => return Err(store_err(e)),
             }
         }
+        let mut qopts = QueueOptions::default();
+        qopts.max_message_size = config
+            .smtp
+            .max_message_size
+            .saturating_add(ADDED_HEADERS_ALLOWANCE);
+        qopts.max_recipients = qopts.max_recipients.max(config.smtp.max_recipients);
         let queue =
-            RelayQueue::open(&config.relay.queue_dir).map_err(|source| StateError::Queue {
+            Queue::open(&config.relay.queue_dir, qopts).map_err(|source| StateError::Queue {
                 path: config.relay.queue_dir.display().to_string(),
                 source,
             })?;
@@ -114,7 +121,7 @@ impl State {
             template,
             store: Arc::new(store),
             relay,
-            queue: Arc::new(queue),
+            queue,
         })
     }
 }

@@ -20,6 +20,15 @@ fn main() -> ExitCode {
         println!("mailbagd: configuration OK");
         return ExitCode::SUCCESS;
     }
+    if let Some(command) = &cli.command {
+        return match mailbag_examples::cli::run_command(command, &config, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mailbagd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

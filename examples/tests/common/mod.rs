@@ -130,6 +130,9 @@ pub struct Options {
     pub pop3_idle: String,
     /// `spam.spamd` address, if any.
     pub spamd: Option<String>,
+    /// TOML lines for the `[relay]` table (besides `queue_dir`). The default sends
+    /// relayed mail to a closed loopback port, so it stays queued.
+    pub relay: String,
 }
 
 impl Default for Options {
@@ -144,6 +147,7 @@ impl Default for Options {
             smtp_idle: "5m".into(),
             pop3_idle: "10m".into(),
             spamd: None,
+            relay: "smarthost = \"127.0.0.1:1\"\n".into(),
         }
     }
 }
@@ -156,6 +160,8 @@ pub struct Server {
     pub cert_pem: Option<PathBuf>,
     child: Option<Child>,
     log: PathBuf,
+    cfg: PathBuf,
+    tls: bool,
 }
 
 impl Server {
@@ -211,6 +217,7 @@ sweep_interval = "{sweep}"
 {spamd}
 [relay]
 queue_dir = {queue:?}
+{relay}
 [web]
 listen = ["127.0.0.1:0"]
 login_failure_delay = "0s"
@@ -236,6 +243,7 @@ spam_scanning = false
             retention = opts.spam_retention,
             sweep = opts.sweep_interval,
             queue = data.join("queue"),
+            relay = opts.relay,
             limits = opts.limits,
             hash = SECRET_HASH,
             pop3_idle = opts.pop3_idle,
@@ -259,7 +267,20 @@ spam_scanning = false
         cert_pem: Option<PathBuf>,
         tls: bool,
     ) -> Server {
-        let log = dir.path().join("mailbagd.log");
+        // Each run appends to its own log file (a restart keeps the earlier log).
+        let mut n = 0;
+        let log = loop {
+            let name = if n == 0 {
+                "mailbagd.log".to_owned()
+            } else {
+                format!("mailbagd.{n}.log")
+            };
+            let p = dir.path().join(name);
+            if !p.exists() {
+                break p;
+            }
+            n += 1;
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_mailbagd"))
             .arg("--config")
             .arg(&cfg)
@@ -295,6 +316,8 @@ spam_scanning = false
             cert_pem,
             child: Some(child),
             log,
+            cfg,
+            tls,
         };
         while !expected.iter().all(|r| addrs.contains_key(*r)) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -381,29 +404,56 @@ spam_scanning = false
             .collect()
     }
 
-    /// Files in the relay queue.
+    /// Messages in the relay queue, each as `client IP\nfrom <sender>\nto <rcpt>...\n\n`
+    /// followed by the body as it will be relayed.
     pub fn queued(&self) -> Vec<String> {
+        use mailbag_mailstore::queue::{Queue, QueueOptions};
+        let Ok(q) = Queue::open(self.data.join("queue"), QueueOptions::default()) else {
+            return Vec::new();
+        };
+        let Ok(listing) = q.list() else {
+            return Vec::new();
+        };
         let mut v = Vec::new();
-        if let Ok(rd) = fs::read_dir(self.data.join("queue").join("new")) {
-            for e in rd.flatten() {
-                let mut s = String::new();
-                let _ = fs::File::open(e.path()).and_then(|mut f| f.read_to_string(&mut s));
-                v.push(s);
+        for env in listing.messages {
+            let mut s = format!(
+                "client {}\nfrom <{}>\n",
+                env.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                env.reverse_path
+            );
+            for r in &env.recipients {
+                s.push_str(&format!("to <{}>\n", r.address));
             }
+            s.push('\n');
+            if let Ok((mut f, _)) = q.body(&env.id) {
+                let _ = f.read_to_string(&mut s);
+            }
+            v.push(s);
         }
         v
     }
-}
 
-impl Drop for Server {
-    fn drop(&mut self) {
+    /// Kills the server with SIGKILL (no shutdown at all) and waits for it.
+    pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
+            let _ = Command::new("kill")
+                .args(["-KILL", &c.id().to_string()])
+                .status();
             let _ = c.wait();
         }
-        if std::thread::panicking() {
-            eprintln!("---- mailbagd log ----\n{}", self.log());
-        }
+    }
+
+    /// Starts the server again on the same data and config (after [`Server::kill9`] or
+    /// [`Server::terminate`]); listening ports are new.
+    pub fn restart(mut self) -> Server {
+        self.kill9();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let data = self.data.clone();
+        let cfg = self.cfg.clone();
+        let cert = self.cert_pem.clone();
+        let tls = self.tls;
+        drop(self);
+        Server::spawn(dir, data, cfg, cert, tls)
     }
 }
 

@@ -1,0 +1,666 @@
+//! The outbound delivery engine: sends the mail in the relay queue
+//! (`mailbag_mailstore::queue`) on to its destination, with retries and bounces.
+//!
+//! - The engine holds the queue's delivery lock for as long as it runs (one deliverer per
+//!   queue directory, also across processes). At start-up everything due is attempted.
+//! - The queue is scanned every `relay.scan_interval`, and at once when the SMTP side
+//!   queues a message ([`Outbound::wake`]).
+//! - For each due message the pending recipients are grouped by destination (the
+//!   smarthost, or the recipient domain); each group is routed ([`mx`]: MX hosts by
+//!   preference, implicit MX, null MX, address literals) and delivered over one
+//!   connection ([`transport`]), in transactions of at most 100 recipients. Connections are
+//!   limited per destination (`relay.concurrency`) and in total (`relay.max_connections`).
+//! - Each reply that settles a recipient is written to the queue (atomic envelope update)
+//!   before anything else happens, so a crash never re-sends to a recipient the next hop
+//!   accepted.
+//! - Temporary failures (4xx, refused or lost connections, timeouts, TLS failures, DNS
+//!   failures) leave the recipient pending with its last error; the next attempt is
+//!   scheduled by the `RetrySchedule`. Permanent failures (5xx, null MX, unknown domain)
+//!   and expiry (`relay.max_queue_age`) fail the recipient; a bounce (RFC 3464 DSN, see
+//!   [`bounce`]) goes to the sender unless NOTIFY says otherwise or the sender is `<>`.
+//! - Every attempt is logged with the queue id, recipient, host and reply.
+
+pub mod bounce;
+pub mod mx;
+pub mod transport;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mailbag_mailstore::queue::{
+    BodyType, DeliveryLock, Envelope, Outcome as QOutcome, QueueError, QueueId, RecipientState,
+    Ret as QRet, Retry,
+};
+use mailbag_smtp_proto::address::{ForwardPath, parse_forward_path, parse_reverse_path};
+use mailbag_smtp_proto::client::{Outcome, Recipient, Stage, Status, Timeouts, Transaction};
+use mailbag_smtp_proto::types::{
+    Body, EnhancedStatusCode, HeloName, Notify, Orcpt, Reply, ReplyCode, Ret, XText,
+};
+use tokio::sync::{Notify as Wake, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Config;
+use crate::server::Shared;
+use mx::{HickoryResolver, Resolve, Route, RouteError};
+use transport::{AttemptError, Job, TransportOptions};
+
+/// Most recipients per transaction (RFC 5321 section 4.5.3.1.8: servers take at least 100).
+pub const MAX_RECIPIENTS_PER_TRANSACTION: usize = 100;
+
+/// The current time in unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The engine's handle, shared with the SMTP side (to wake it up).
+#[derive(Debug)]
+pub struct Outbound {
+    lock: Arc<DeliveryLock>,
+    resolver: Arc<dyn Resolve>,
+    transport: TransportOptions,
+    global: Arc<Semaphore>,
+    per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
+    in_flight: Mutex<HashSet<QueueId>>,
+    wake: Wake,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboundError {
+    /// The queue's delivery lock is held (another mailbagd delivers this queue).
+    #[error("relay queue: {0}")]
+    Queue(#[from] QueueError),
+    /// `relay.helo_name` is not usable.
+    #[error("relay.helo_name is not a valid EHLO name")]
+    HeloName,
+}
+
+impl Outbound {
+    /// Takes the delivery lock of the queue in `shared.state` and prepares the engine.
+    ///
+    /// # Errors
+    ///
+    /// [`OutboundError`] if `relay.helo_name` is unusable.
+    pub fn new(config: &Config, lock: DeliveryLock) -> Result<Outbound, OutboundError> {
+        let resolver: Arc<dyn Resolve> = match HickoryResolver::new(config.relay.dns_server) {
+            Ok(r) => Arc::new(r),
+            Err(e) => {
+                warn!(error = %e, "no DNS: MX delivery will be deferred until DNS works");
+                Arc::new(mx::NoDns(e))
+            }
+        };
+        Outbound::with_resolver(config, lock, resolver)
+    }
+
+    /// Like [`Outbound::new`] with a given resolver (tests).
+    ///
+    /// # Errors
+    ///
+    /// [`OutboundError::HeloName`].
+    pub fn with_resolver(
+        config: &Config,
+        lock: DeliveryLock,
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<Outbound, OutboundError> {
+        let helo = HeloName::try_from(config.relay.helo_name.as_str())
+            .map_err(|_| OutboundError::HeloName)?
+            .into_owned();
+        let mut transport = TransportOptions::new(helo);
+        transport.connect_timeout = config.relay.connect_timeout;
+        if let Some(t) = config.relay.command_timeout {
+            let mut all = Timeouts::RFC5321;
+            all.greeting = t;
+            all.command = t;
+            all.mail = t;
+            all.rcpt = t;
+            all.data_init = t;
+            all.data_block = t;
+            all.data_termination = t;
+            transport.timeouts = all;
+        }
+        if !config.relay.starttls {
+            transport.tls = None;
+        }
+        Ok(Outbound {
+            lock: Arc::new(lock),
+            resolver,
+            transport,
+            global: Arc::new(Semaphore::new(config.relay.max_connections)),
+            per_destination: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
+            wake: Wake::new(),
+        })
+    }
+
+    /// Asks the engine to scan the queue now (a message was queued).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn destination_semaphore(&self, key: &str, limit: usize) -> Arc<Semaphore> {
+        let mut map = self
+            .per_destination
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() > 10_000 {
+            // Forget idle destinations so the map stays bounded.
+            map.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        Arc::clone(
+            map.entry(key.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit))),
+        )
+    }
+}
+
+/// Runs the engine until `shutdown` is cancelled: scans the queue, starts a delivery task
+/// per due message (tracked by `tracker`, so shutdown waits for deliveries in progress).
+pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken, tracker: TaskTracker) {
+    let Some(engine) = shared.outbound.clone() else {
+        return;
+    };
+    info!(
+        smarthost = ?shared.config.relay.smarthost,
+        "outbound delivery engine started"
+    );
+    loop {
+        let lock = Arc::clone(&engine.lock);
+        let now = unix_now();
+        match tokio::task::spawn_blocking(move || lock.due(now)).await {
+            Ok(Ok(due)) => {
+                for id in due {
+                    let fresh = engine
+                        .in_flight
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(id.clone());
+                    if !fresh {
+                        continue;
+                    }
+                    let span = info_span!("outbound", queue_id = %id);
+                    let sh = Arc::clone(&shared);
+                    let e = Arc::clone(&engine);
+                    tracker.spawn(
+                        async move {
+                            deliver_message(&sh, &e, &id).await;
+                            e.in_flight
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .remove(&id);
+                        }
+                        .instrument(span),
+                    );
+                }
+            }
+            Ok(Err(e)) => warn!(error = %e, "cannot scan the relay queue"),
+            Err(e) => warn!(error = %e, "queue scan task failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(shared.config.relay.scan_interval) => {}
+            _ = engine.wake.notified() => {
+                // Let a burst of new messages settle into one scan.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    info!("outbound delivery engine stopped");
+}
+
+/// The reply text stored in the queue and logged: `"550 5.1.1 text"` (lines joined).
+pub fn reply_text(o: &Outcome) -> String {
+    let r = o.reply();
+    let mut s = r.code().get().to_string();
+    if let Some(e) = r.enhanced() {
+        s.push(' ');
+        s.push_str(&e.to_string());
+    }
+    let text = r.lines().join(" / ");
+    if !text.is_empty() {
+        s.push(' ');
+        s.push_str(&text);
+    }
+    s
+}
+
+/// Decodes xtext (`+XX`), as stored in ORCPT values.
+fn decode_xtext(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'+' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The MAIL parameters for a queued message.
+fn transaction_for(
+    env: &Envelope,
+    recipients: &[(usize, ForwardPath<'static>)],
+) -> Option<Transaction<'static>> {
+    let from = if env.reverse_path.is_empty() {
+        mailbag_smtp_proto::address::ReversePath::Null
+    } else {
+        parse_reverse_path(format!("<{}>", env.reverse_path).as_bytes())
+            .ok()?
+            .0
+            .into_owned()
+    };
+    let mut t = Transaction::new(from);
+    t.params.size = Some(env.size);
+    t.params.body = match env.body {
+        BodyType::EightBitMime => Some(Body::EightBitMime),
+        BodyType::BinaryMime => Some(Body::BinaryMime),
+        _ => None,
+    };
+    t.params.smtputf8 = env.smtputf8;
+    t.params.ret = env.ret.map(|r| match r {
+        QRet::Hdrs => Ret::Headers,
+        _ => Ret::Full,
+    });
+    t.params.envid = env.envid.clone().map(XText::new);
+    for (i, to) in recipients {
+        let mut r = Recipient::new(to.clone());
+        if let Some(q) = env.recipients.get(*i) {
+            r.params.notify = q
+                .notify
+                .map(|n| Notify::new(n.success, n.failure, n.delay).unwrap_or(Notify::NEVER));
+            r.params.orcpt = q.orcpt.as_deref().and_then(|o| {
+                let (kind, value) = o.split_once(';')?;
+                Some(Orcpt {
+                    addr_type: kind.to_string().into(),
+                    address: XText::new(decode_xtext(value)?),
+                })
+            });
+        }
+        t.recipients.push(r);
+    }
+    Some(t)
+}
+
+/// Records outcomes in the envelope and the queue.
+struct Ledger<'a> {
+    lock: Arc<DeliveryLock>,
+    env: &'a mut Envelope,
+    /// Transaction → recipient index → envelope recipient index.
+    map: Vec<Vec<usize>>,
+    host: String,
+    newly_failed: &'a mut Vec<usize>,
+    /// Recipients accepted by the next hop during the current connection.
+    delivered_now: Vec<usize>,
+}
+
+impl Ledger<'_> {
+    async fn record(&mut self, i: usize, o: &Outcome) -> io::Result<()> {
+        let Some(r) = self.env.recipients.get_mut(i) else {
+            return Ok(());
+        };
+        if !r.state.is_pending() {
+            return Ok(()); // settled already (a RCPT failure reported again at the end)
+        }
+        let text = reply_text(o);
+        info!(
+            rcpt = %r.address,
+            host = %self.host,
+            reply = %text,
+            status = ?o.status(),
+            "delivery attempt"
+        );
+        let q = QOutcome {
+            at: unix_now(),
+            host: o.is_remote().then(|| self.host.clone()),
+            reply: text,
+        };
+        r.state = match o.status() {
+            Status::Accepted => {
+                self.delivered_now.push(i);
+                RecipientState::Delivered(q)
+            }
+            Status::Permanent => {
+                self.newly_failed.push(i);
+                RecipientState::Failed(q)
+            }
+            Status::Temporary => RecipientState::Pending { last: Some(q) },
+        };
+        let env = self.env.clone();
+        let lock = Arc::clone(&self.lock);
+        tokio::task::spawn_blocking(move || lock.update(&env))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)
+    }
+}
+
+struct MessageJob<'a, 'b> {
+    ledger: &'a mut Ledger<'b>,
+    id: QueueId,
+}
+
+impl Job for MessageJob<'_, '_> {
+    async fn body(&mut self) -> io::Result<tokio::fs::File> {
+        let lock = Arc::clone(&self.ledger.lock);
+        let id = self.id.clone();
+        let (file, _) = tokio::task::spawn_blocking(move || lock.body(&id))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)?;
+        Ok(tokio::fs::File::from_std(file))
+    }
+
+    async fn settle(&mut self, txn: usize, rcpt: usize, outcome: &Outcome) -> io::Result<()> {
+        let Some(&i) = self.ledger.map.get(txn).and_then(|m| m.get(rcpt)) else {
+            return Ok(());
+        };
+        self.ledger.record(i, outcome).await
+    }
+}
+
+/// A locally found failure: `esc` like `"5.1.10"` decides temporary (4) or permanent (5).
+fn local_outcome(esc: &str, text: &str) -> Outcome {
+    let mut it = esc.split('.').map(|p| p.parse::<u16>().ok());
+    let (class, subject, detail) = match (
+        it.next().flatten(),
+        it.next().flatten(),
+        it.next().flatten(),
+    ) {
+        (Some(c @ (4 | 5)), Some(s), Some(d)) => (c, s, d),
+        _ => (4, 0, 0),
+    };
+    let code = if class == 5 {
+        ReplyCode::MAILBOX_UNAVAILABLE
+    } else {
+        ReplyCode::LOCAL_ERROR
+    };
+    let class = u8::try_from(class).unwrap_or(4);
+    let reply = EnhancedStatusCode::new(class, subject, detail)
+        .ok()
+        .and_then(|e| Reply::new(code, Some(e), text.to_string()).ok());
+    match reply {
+        Some(r) => Outcome::local_reply(Stage::Rcpt, r),
+        None => Outcome::temporary(Stage::Rcpt, "local failure"),
+    }
+}
+
+/// One delivery attempt of one message: every pending recipient, then retry scheduling,
+/// bounces, and removal when finished.
+async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &QueueId) {
+    let config = &shared.config;
+    let lock = Arc::clone(&engine.lock);
+    let qid = id.clone();
+    let mut env = match tokio::task::spawn_blocking(move || lock.envelope(&qid)).await {
+        Ok(Ok(e)) => e,
+        Ok(Err(QueueError::NotFound(_))) => return,
+        Ok(Err(e @ QueueError::Corrupt { .. })) => {
+            warn!(error = %e, "corrupt queue entry: moved to corrupt/ for the administrator");
+            let lock = Arc::clone(&engine.lock);
+            let qid = id.clone();
+            let _ = tokio::task::spawn_blocking(move || lock.quarantine(&qid)).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "cannot read queue entry");
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, "queue read task failed");
+            return;
+        }
+    };
+    let mut newly_failed = Vec::new();
+
+    // Group pending recipients by destination.
+    let mut groups: BTreeMap<String, Vec<(usize, ForwardPath<'static>)>> = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (i, r) in env.pending() {
+        match parse_forward_path(format!("<{}>", r.address).as_bytes()) {
+            Ok((fp, [])) => {
+                let key = match (&config.relay.smarthost, fp.final_domain()) {
+                    (Some(_), _) => String::from("smarthost"),
+                    (None, Some(d)) => d.into_owned(),
+                    (None, None) => config.hostname.clone(),
+                };
+                groups.entry(key).or_default().push((i, fp.into_owned()));
+            }
+            _ => bad.push(i),
+        }
+    }
+    let mut ledger = Ledger {
+        lock: Arc::clone(&engine.lock),
+        env: &mut env,
+        map: Vec::new(),
+        host: String::new(),
+        newly_failed: &mut newly_failed,
+        delivered_now: Vec::new(),
+    };
+    // Delivered to a next hop without DSN support while NOTIFY=SUCCESS: "relayed" reports.
+    let mut relayed = Vec::new();
+    for i in bad {
+        let o = local_outcome("5.1.3", "bad recipient address syntax");
+        if ledger.record(i, &o).await.is_err() {
+            return;
+        }
+    }
+
+    for (dest, rcpts) in groups {
+        let seed = unix_now() ^ u64::from(std::process::id()) ^ (rcpts.len() as u64) << 32;
+        let route: Result<Route, RouteError> = match &config.relay.smarthost {
+            Some(s) => mx::route_smarthost(&s.host, s.port, engine.resolver.as_ref()).await,
+            None => {
+                mx::route_domain(&dest, engine.resolver.as_ref(), config.relay.mx_port, seed).await
+            }
+        };
+        let route = match route {
+            Ok(r) => r,
+            Err(e) => {
+                let (status, text) = match &e {
+                    RouteError::Permanent { status, text } => (*status, text.as_str()),
+                    RouteError::Temporary { text } => ("4.4.3", text.as_str()),
+                };
+                info!(destination = %dest, error = %e, "no route");
+                ledger.host.clear();
+                for (i, _) in &rcpts {
+                    if ledger
+                        .record(*i, &local_outcome(status, text))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(txn_list) = build_transactions(ledger.env, &rcpts, &mut ledger.map) else {
+            for (i, _) in &rcpts {
+                let o = local_outcome("5.1.7", "bad sender address syntax");
+                if ledger.record(*i, &o).await.is_err() {
+                    return;
+                }
+            }
+            continue;
+        };
+        let dest_sem = engine.destination_semaphore(&dest, config.relay.concurrency);
+        let Ok(_dest_permit) = dest_sem.acquire_owned().await else {
+            return;
+        };
+        let Ok(_global_permit) = Arc::clone(&engine.global).acquire_owned().await else {
+            return;
+        };
+        let mut last_error: Option<AttemptError> = None;
+        let mut done = false;
+        'hops: for hop in &route.hops {
+            for addr in &hop.addrs {
+                ledger.host.clone_from(&hop.name);
+                let mut job = MessageJob {
+                    ledger: &mut ledger,
+                    id: id.clone(),
+                };
+                let use_tls = engine.transport.tls.is_some();
+                let mut r = transport::deliver(
+                    *addr,
+                    &hop.name,
+                    &engine.transport,
+                    use_tls,
+                    &txn_list,
+                    &mut job,
+                )
+                .await;
+                if let Err(AttemptError::Tls { .. }) = &r {
+                    info!(host = %hop.name, %addr, "TLS handshake failed: retrying in plaintext once");
+                    r = transport::deliver(
+                        *addr,
+                        &hop.name,
+                        &engine.transport,
+                        false,
+                        &txn_list,
+                        &mut job,
+                    )
+                    .await;
+                }
+                let delivered = std::mem::take(&mut ledger.delivered_now);
+                match r {
+                    Ok(end) => {
+                        debug!(host = %hop.name, %addr, transactions = end.started, tls = end.tls, dsn = end.dsn, "connection done");
+                        if !end.dsn {
+                            relayed.extend(delivered);
+                        }
+                        done = true;
+                        break 'hops;
+                    }
+                    Err(AttemptError::Queue(e)) => {
+                        warn!(error = %e, "queue update failed: delivery of this message stopped");
+                        return;
+                    }
+                    Err(e) => {
+                        info!(host = %hop.name, %addr, error = %e, "next hop not usable");
+                        last_error = Some(e);
+                    }
+                }
+            }
+        }
+        ledger.map.clear();
+        if !done {
+            let o = last_error.map_or_else(
+                || local_outcome("4.4.1", "no usable next hop"),
+                |e| e.outcome(),
+            );
+            for (i, _) in &rcpts {
+                // A 5xx greeting or EHLO from the last host tried: permanent.
+                if ledger.record(*i, &o).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    drop(ledger);
+
+    // Schedule the next attempt, or give up.
+    let now = unix_now();
+    env.attempts = env.attempts.saturating_add(1);
+    if !env.is_finished() {
+        match config
+            .relay
+            .retry_schedule
+            .next_attempt(env.arrival, env.attempts, now)
+        {
+            Retry::At(t) => env.next_attempt = t,
+            _ => {
+                for (i, r) in env.recipients.iter_mut().enumerate() {
+                    if let RecipientState::Pending { last } = &r.state {
+                        let why = last
+                            .as_ref()
+                            .map_or("no attempt succeeded", |o| o.reply.as_str());
+                        let q = QOutcome {
+                            at: now,
+                            host: last.as_ref().and_then(|o| o.host.clone()),
+                            reply: format!("5.4.7 message expired in the queue; last error: {why}"),
+                        };
+                        info!(rcpt = %r.address, "message expired: giving up");
+                        r.state = RecipientState::Failed(q);
+                        newly_failed.push(i);
+                    }
+                }
+            }
+        }
+    }
+    if !newly_failed.is_empty() {
+        bounce::send_report(shared, engine, &env, &newly_failed, bounce::Report::Failed).await;
+    }
+    if !relayed.is_empty() {
+        bounce::send_report(shared, engine, &env, &relayed, bounce::Report::Relayed).await;
+    }
+    let schedule = &config.relay.retry_schedule;
+    if !env.is_finished() && schedule.delay_warning_due(env.arrival, now) {
+        let waiting: Vec<usize> = env.pending().map(|(i, _)| i).collect();
+        let until = schedule.expires_at(env.arrival);
+        let report = bounce::Report::Delayed { until };
+        if bounce::send_report(shared, engine, &env, &waiting, report).await {
+            for i in waiting {
+                if let Some(r) = env.recipients.get_mut(i) {
+                    r.delay_notified = true;
+                }
+            }
+        }
+    }
+    let lock = Arc::clone(&engine.lock);
+    let finished = env.is_finished();
+    let qid = id.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        if finished {
+            lock.remove(&qid)
+        } else {
+            lock.update(&env)
+        }
+    })
+    .await;
+    match r {
+        Ok(Ok(())) if finished => info!("message done: removed from the queue"),
+        Ok(Ok(())) => debug!("message stays queued"),
+        Ok(Err(e)) => warn!(error = %e, "queue update failed"),
+        Err(e) => warn!(error = %e, "queue task failed"),
+    }
+}
+
+/// Splits a group into transactions of at most [`MAX_RECIPIENTS_PER_TRANSACTION`]
+/// recipients; `map` receives the envelope index of every recipient.
+fn build_transactions(
+    env: &Envelope,
+    rcpts: &[(usize, ForwardPath<'static>)],
+    map: &mut Vec<Vec<usize>>,
+) -> Option<Vec<Transaction<'static>>> {
+    map.clear();
+    let mut out = Vec::new();
+    for chunk in rcpts.chunks(MAX_RECIPIENTS_PER_TRANSACTION) {
+        out.push(transaction_for(env, chunk)?);
+        map.push(chunk.iter().map(|(i, _)| *i).collect());
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xtext_decoding() {
+        assert_eq!(decode_xtext("a+2Bb+3Dc").as_deref(), Some("a+b=c"));
+        assert_eq!(decode_xtext("plain").as_deref(), Some("plain"));
+        assert_eq!(decode_xtext("bad+2"), None);
+        assert_eq!(decode_xtext("bad+zz"), None);
+    }
+}
