@@ -206,8 +206,10 @@ fn list_text(
                 .map(|ip| format!(" from client {ip}"))
                 .unwrap_or_default()
         ));
-        let next = if m.is_finished() {
+        let next = if m.is_complete() {
             "none (finished)".to_string()
+        } else if m.is_finished() {
+            format!("{} (only DSNs left to make)", utc(m.next_attempt))
         } else if m.next_attempt <= now {
             format!("{} (due now)", utc(m.next_attempt))
         } else {
@@ -221,7 +223,7 @@ fn list_text(
             "    attempts {}, next attempt {next}\n",
             m.attempts
         ));
-        for r in &m.recipients {
+        for (i, r) in m.recipients.iter().enumerate() {
             let (state, detail) = state_text(&r.state);
             if r.state.is_pending() {
                 pending += 1;
@@ -229,6 +231,9 @@ fn list_text(
             t.push_str(&format!("    <{}>  {state}", clean(&r.address)));
             if !detail.is_empty() {
                 t.push_str(&format!("  {detail}"));
+            }
+            if m.report_owed(i) {
+                t.push_str("  (DSN owed)");
             }
             t.push('\n');
         }

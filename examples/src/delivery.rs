@@ -6,6 +6,16 @@
 //! It is blocking (file system work): the SMTP driver runs it through
 //! `spawn_blocking` and answers `250` only when [`deliver`] returned `Ok`,
 //! that is once every copy is fsynced.
+//!
+//! Several copies (local users, and the relay queue for remote recipients):
+//! every copy is written first (into its Maildir's `tmp/`, or the queue's body
+//! file), and only when all are written are they committed (moved into place,
+//! the queue's copy last), so a copy that cannot be written (broken or
+//! unwritable Maildir, full disk, size) makes the whole message fail with
+//! nothing stored, and the client's retry duplicates nothing. Known gap: a
+//! failure in the commit step itself (quota checked at commit, fsync, rename)
+//! after another copy was committed still answers 4xx, and the retry
+//! duplicates that copy.
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -278,6 +288,13 @@ pub fn deliver(
     };
     report.score = verdict.as_ref().map(|v| v.score().value());
 
+    // Two phases, so that a copy failing for one user does not leave the others stored
+    // behind a 4xx (the client's retry would duplicate them): first every local copy is
+    // written to its Maildir tmp/ (nothing visible yet; a failure here drops them all and
+    // nothing is stored), then all are committed. A failure inside the commit phase
+    // (quota, fsync, rename) after an earlier commit still answers 4xx: see the module
+    // docs.
+    let mut prepared = Vec::with_capacity(users.len());
     for (user, settings) in users {
         let decision = decide(&settings, verdict.as_ref());
         let folder = match decision.folder {
@@ -315,13 +332,11 @@ pub fn deliver(
         })?;
         d.write_chunk(&out)
             .map_err(|e| DeliveryError::from_store(&e))?;
-        let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
-        info!(user = %user.name, folder = %receipt.folder, size = receipt.size, spam = ?decision.is_spam, "delivered");
-        report
-            .local
-            .push((user.name.clone(), receipt.folder.name()));
+        prepared.push((user, decision.is_spam, d));
     }
 
+    // The relay queue's copy is written in the first phase too, and committed last.
+    let mut queued = None;
     if !env.remote.is_empty() {
         let mut qenv = NewEnvelope::new(env.from.clone(), unix_seconds(now));
         qenv.client_ip = Some(env.client);
@@ -352,6 +367,17 @@ pub fn deliver(
         for_each_chunk(spool, |c| {
             w.write_all(c).map_err(|e| io_temp("queue write", &e))
         })?;
+        queued = Some(w);
+    }
+
+    for (user, is_spam, d) in prepared {
+        let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
+        info!(user = %user.name, folder = %receipt.folder, size = receipt.size, spam = ?is_spam, "delivered");
+        report
+            .local
+            .push((user.name.clone(), receipt.folder.name()));
+    }
+    if let Some(w) = queued {
         let id = w.commit().map_err(|e| queue_error(&e))?;
         info!(recipients = env.remote.len(), queue_id = %id, "queued for relay");
         report.queued = true;

@@ -875,3 +875,174 @@ fn connections_per_destination_are_limited() {
         }
     }
 }
+
+/// Puts a message from joe into the queue at `data/queue` as a pass of the engine left it:
+/// `fill` sets the recipients' states (the envelope is written with `update`, so it is
+/// exactly what an engine killed at that point leaves on disk).
+fn seed_queued(
+    data: &std::path::Path,
+    subject: &str,
+    rcpts: &[&str],
+    fill: impl FnOnce(&mut mailbag_mailstore::queue::Envelope),
+) {
+    use mailbag_mailstore::queue::{NewEnvelope, Queue, QueueOptions, Recipient};
+    use std::io::Write;
+    let q = Queue::open(data.join("queue"), QueueOptions::default()).expect("queue");
+    let now = mailbag_examples::outbound::unix_now();
+    let mut new = NewEnvelope::new("joe@example.test", now - 100);
+    for r in rcpts {
+        new.recipients.push(Recipient::new(*r));
+    }
+    let mut w = q.enqueue(&new).expect("enqueue");
+    w.write_all(
+        format!("From: joe@example.test\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n")
+            .as_bytes(),
+    )
+    .expect("body");
+    let id = w.commit().expect("commit");
+    let lock = q.lock_delivery().expect("lock");
+    let mut env = lock.envelope(&id).expect("envelope");
+    fill(&mut env);
+    lock.update(&env).expect("update");
+}
+
+fn failed_at(at: u64) -> mailbag_mailstore::queue::RecipientState {
+    mailbag_mailstore::queue::RecipientState::Failed(mailbag_mailstore::queue::Outcome {
+        at,
+        host: Some("sink.example".into()),
+        reply: "550 5.1.1 no such user here".into(),
+    })
+}
+
+/// The final recipients of the DSNs in joe's INBOX, sorted.
+fn dsn_recipients(server: &Server) -> Vec<String> {
+    let mut v: Vec<String> = server
+        .message_texts("joe", "")
+        .iter()
+        .flat_map(|t| {
+            parse_delivery_status(t.as_bytes())
+                .expect("a well-formed DSN")
+                .recipients
+                .into_iter()
+                .map(|r| r.final_recipient.to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The crash window between recording a failure and storing its bounce: envelopes on disk
+/// as a SIGKILL there leaves them. A failure recorded as owed (this format), and one
+/// recorded by an older engine without the `report` line during a pass that never
+/// completed, each bounce exactly once after the start and leave the queue; a failure an
+/// older engine recorded in a completed pass (so it was bounced then) is not bounced
+/// again, while that message's pending recipient is delivered.
+#[test]
+fn bounce_owed_at_a_crash_is_sent_once_after_restart() {
+    use mailbag_mailstore::queue::{RecipientState, ReportState};
+    let sink = Sink::start(Mode::Accept);
+    let now = mailbag_examples::outbound::unix_now();
+    let server = Server::start_with(relay_options(&sink, ""), |data| {
+        seed_queued(data, "owed", &["a-fail@elsewhere.example"], |e| {
+            e.recipients[0].state = failed_at(now - 90);
+            e.recipients[0].report = ReportState::Owed;
+        });
+        seed_queued(
+            data,
+            "legacy interrupted",
+            &["b-fail@elsewhere.example"],
+            |e| {
+                // Old engine: killed after recording the failure, before the pass ended.
+                e.recipients[0].state = failed_at(now - 90);
+            },
+        );
+        seed_queued(
+            data,
+            "legacy completed",
+            &["c-fail@elsewhere.example", "c-ok@elsewhere.example"],
+            |e| {
+                // Old engine: the failure's pass completed (bounce sent then) and moved
+                // next-attempt past it; the other recipient waits for a retry, due now.
+                e.recipients[0].state = failed_at(now - 90);
+                e.attempts = 1;
+                e.next_attempt = now - 50;
+                e.recipients[1].state = RecipientState::Pending { last: None };
+            },
+        );
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || server.queued().is_empty()
+            && sink.count() == 1),
+        "queue: {:?}\nlog:\n{}",
+        server.queued(),
+        server.log()
+    );
+    // Give a duplicate time to appear: none may.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        dsn_recipients(&server),
+        ["a-fail@elsewhere.example", "b-fail@elsewhere.example"],
+        "{}",
+        server.log()
+    );
+    assert_eq!(sink.count(), 1);
+    let g = sink.state.lock().expect("lock");
+    assert_eq!(g.messages[0].to, ["<c-ok@elsewhere.example>"]);
+}
+
+/// A bounce that cannot be stored (joe's Maildir is broken) stays owed: logged, the
+/// message stays queued with `report owed`; after the repair, the next start makes it
+/// (the message is not due: the start-up pass covers every message owing a report).
+#[test]
+fn a_bounce_that_cannot_be_stored_stays_owed_until_it_can() {
+    let sink = Sink::start(Mode::Reject);
+    let broken = std::sync::Mutex::new(None);
+    let mut server = Server::start_with(relay_options(&sink, ""), |data| {
+        let joe = data.join("joe");
+        for d in ["new", "cur"] {
+            std::fs::create_dir_all(joe.join(d)).expect("maildir");
+        }
+        std::fs::write(joe.join("tmp"), b"not a directory").expect("break tmp");
+        *broken.lock().expect("lock") = Some(joe.join("tmp"));
+        seed_queued(data, "to bounce", &["nobody@elsewhere.example"], |_| {});
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || server
+            .log()
+            .contains("DSN could not be sent")),
+        "{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let env_text = || -> String {
+        let dir = server.data.join("queue").join("msg");
+        std::fs::read_dir(&dir)
+            .expect("msg dir")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "env"))
+            .map(|e| std::fs::read_to_string(e.path()).expect("env"))
+            .collect()
+    };
+    let text = env_text();
+    assert!(text.contains("  report owed\n  state failed\n"), "{text}");
+    assert!(server.message_texts("joe", "").is_empty());
+    assert_eq!(
+        sink.transactions(),
+        1,
+        "the failed recipient is not retried"
+    );
+    // Repair the Maildir and restart: the owed bounce is made, once.
+    server.kill9();
+    let tmp = broken.lock().expect("lock").take().expect("path");
+    std::fs::remove_file(&tmp).expect("rm");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    let server = server.restart();
+    assert!(
+        wait_until(Duration::from_secs(20), || server.queued().is_empty()),
+        "{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(dsn_recipients(&server), ["nobody@elsewhere.example"]);
+    assert_eq!(sink.transactions(), 1);
+}

@@ -674,3 +674,42 @@ with smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='client.example.
     assert_eq!(server.messages("ann", "").len(), 1);
     assert_eq!(server.messages("joe", "").len(), 1);
 }
+
+/// One message for two local users whose second Maildir cannot take it (its `tmp` is
+/// a file): the whole message gets a 4xx with nothing stored for the first user either,
+/// so the client's retry after the repair stores exactly one copy for each.
+#[test]
+fn a_store_failure_for_one_local_user_duplicates_nothing_on_retry() {
+    let server = Server::start_with(Options::default(), |data| {
+        let bob = data.join("bob");
+        for d in ["new", "cur"] {
+            std::fs::create_dir_all(bob.join(d)).unwrap();
+        }
+        std::fs::write(bob.join("tmp"), b"not a directory").unwrap();
+    });
+    let send = |server: &Server| -> String {
+        let mut c = Raw::connect(server, "smtp");
+        assert!(c.reply().starts_with("220"));
+        assert!(c.smtp("EHLO client.example.org").starts_with("250"));
+        assert!(c.smtp("MAIL FROM:<sender@example.org>").starts_with("250"));
+        assert!(c.smtp("RCPT TO:<joe@example.test>").starts_with("250"));
+        assert!(c.smtp("RCPT TO:<bob@example.test>").starts_with("250"));
+        assert!(c.smtp("DATA").starts_with("354"));
+        c.send("Subject: for both\r\n\r\nhello both\r\n.");
+        let r = c.reply();
+        c.smtp("QUIT");
+        r
+    };
+    let r = send(&server);
+    assert!(r.starts_with("451"), "{r}\n{}", server.log());
+    assert!(server.messages("joe", "").is_empty(), "stored behind a 4xx");
+    assert!(server.messages("bob", "").is_empty());
+    // Repaired: the retry stores one copy each.
+    let tmp = server.data.join("bob").join("tmp");
+    std::fs::remove_file(&tmp).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    let r = send(&server);
+    assert!(r.starts_with("250"), "{r}\n{}", server.log());
+    assert_eq!(server.messages("joe", "").len(), 1);
+    assert_eq!(server.messages("bob", "").len(), 1);
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use mailbag_mailstore::queue::{
     BodyType, DeliveryLock, Envelope, NewEnvelope, Notify, Outcome, Queue, QueueError, QueueId,
-    QueueOptions, Recipient, RecipientState, Ret,
+    QueueOptions, Recipient, RecipientState, ReportState, Ret,
 };
 
 const ROLE: &str = "MAILSTORE_QUEUE_CHILD";
@@ -111,7 +111,14 @@ fn every_field_survives_the_disk() {
         reply: "null MX".into(),
     });
     e.recipients[1].delay_notified = true;
+    e.recipients[1].report = ReportState::Owed;
     lock.update(&e).unwrap();
+    assert_eq!(q.envelope(&id).unwrap(), e);
+    assert!(e.is_finished() && !e.is_complete());
+    // The DSN is durable: recorded as done, and the message may go.
+    e.recipients[1].report = ReportState::Done;
+    lock.update(&e).unwrap();
+    assert!(e.is_complete());
     assert_eq!(q.envelope(&id).unwrap(), e);
     assert!(e.is_finished());
     // The file is readable text with one rcpt line per recipient.
@@ -122,6 +129,7 @@ fn every_field_survives_the_disk() {
         "{text}"
     );
     assert_eq!(text.matches("\nrcpt <").count(), 2);
+    assert!(text.contains("  report done\n"), "{text}");
     // A reopened queue (another process) sees the same.
     drop(lock);
     let q2 = open(dir.path());

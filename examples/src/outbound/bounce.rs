@@ -71,18 +71,30 @@ pub enum Report {
     Relayed,
 }
 
+/// What became of a report ([`send_report`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// The DSN is durable: fsynced into the local sender's INBOX, or committed to the
+    /// relay queue (from `<>`).
+    Durable,
+    /// None is wanted: the sender is `<>`, or no recipient's `NOTIFY` asks for it.
+    NotWanted,
+    /// It could not be made (logged); the caller keeps it owed and tries again.
+    Failed,
+}
+
 /// Builds and sends a DSN for recipients `which` (indexes into `env.recipients`) to the
-/// sender. Returns whether a report was sent (false: none wanted, or it failed).
+/// sender, durably (see [`Sent`]).
 pub async fn send_report(
     shared: &Arc<Shared>,
     engine: &Arc<Outbound>,
     env: &Envelope,
     which: &[usize],
     report: Report,
-) -> bool {
+) -> Sent {
     if env.reverse_path.is_empty() {
         info!("no bounce: the sender is <>");
-        return false;
+        return Sent::NotWanted;
     }
     let wanted: Vec<usize> = which
         .iter()
@@ -101,7 +113,7 @@ pub async fn send_report(
             Report::Delayed { .. } => debug!("no delay warning wanted"),
             Report::Relayed => {}
         }
-        return false;
+        return Sent::NotWanted;
     }
     let (action, class) = match report {
         Report::Failed => (Action::Failed, 5),
@@ -231,15 +243,15 @@ pub async fn send_report(
         Ok(Ok(how)) => {
             info!(recipients = which.len(), kind = ?report, %how, "DSN sent");
             engine.wake();
-            true
+            Sent::Durable
         }
         Ok(Err(e)) => {
-            warn!(error = %e, "DSN could not be sent");
-            false
+            warn!(error = %e, kind = ?report, "DSN could not be sent: it stays owed and is tried again on the next pass");
+            Sent::Failed
         }
         Err(e) => {
             warn!(error = %e, "DSN task failed");
-            false
+            Sent::Failed
         }
     }
 }

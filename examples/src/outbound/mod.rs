@@ -18,6 +18,16 @@
 //!   scheduled by the `RetrySchedule`. Permanent failures (5xx, null MX, unknown domain)
 //!   and expiry (`relay.max_queue_age`) fail the recipient; a bounce (RFC 3464 DSN, see
 //!   [`bounce`]) goes to the sender unless NOTIFY says otherwise or the sender is `<>`.
+//! - Bounces are at least once: a failure is written to the envelope together with
+//!   `report owed` ([`ReportState::Owed`]); the DSN is made durable (fsynced into the
+//!   local sender's INBOX, or committed to the queue from `<>`), and only then is
+//!   `report done` written. Every pass over a message (the first one after a start-up
+//!   included, for every message that owes a report, due or not) first makes the DSNs
+//!   still owed. A message leaves the queue only when every recipient is settled and
+//!   nothing is owed ([`Envelope::is_complete`]); a DSN that cannot be made (full disk,
+//!   unwritable INBOX) is logged and tried again on the next pass, at the latest after
+//!   [`REPORT_RETRY`]. A crash between making a DSN and recording it sends it again.
+//!   "Relayed" reports (`NOTIFY=SUCCESS` to a next hop without DSN) get the same care.
 //! - Every attempt is logged with the queue id, recipient, host and reply.
 
 pub mod bounce;
@@ -31,7 +41,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailbag_mailstore::queue::{
     BodyType, DeliveryLock, Envelope, Outcome as QOutcome, QueueError, QueueId, RecipientState,
-    Ret as QRet, Retry,
+    ReportState, Ret as QRet, Retry,
 };
 use mailbag_smtp_proto::address::{ForwardPath, parse_forward_path, parse_reverse_path};
 use mailbag_smtp_proto::client::{Outcome, Recipient, Stage, Status, Timeouts, Transaction};
@@ -50,6 +60,10 @@ use transport::{AttemptError, Job, TransportOptions};
 
 /// Most recipients per transaction (RFC 5321 section 4.5.3.1.8: servers take at least 100).
 pub const MAX_RECIPIENTS_PER_TRANSACTION: usize = 100;
+
+/// When a message whose recipients are all settled still owes a DSN that could not be
+/// made, the next try comes after this many seconds: 300 (5 minutes).
+pub const REPORT_RETRY: u64 = 300;
 
 /// The current time in unix seconds.
 pub fn unix_now() -> u64 {
@@ -170,12 +184,15 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken, tracker: Task
         smarthost = ?shared.config.relay.smarthost,
         "outbound delivery engine started"
     );
+    let mut startup = true;
     loop {
         let lock = Arc::clone(&engine.lock);
         let now = unix_now();
-        match tokio::task::spawn_blocking(move || lock.due(now)).await {
-            Ok(Ok(due)) => {
-                for id in due {
+        let first = std::mem::take(&mut startup);
+        let scan = tokio::task::spawn_blocking(move || scan_queue(&lock, now, first)).await;
+        match scan {
+            Ok(Ok(work)) => {
+                for (id, deliver) in work {
                     let fresh = engine
                         .in_flight
                         .lock()
@@ -189,7 +206,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken, tracker: Task
                     let e = Arc::clone(&engine);
                     tracker.spawn(
                         async move {
-                            deliver_message(&sh, &e, &id).await;
+                            deliver_message(&sh, &e, &id, deliver).await;
                             e.in_flight
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -212,6 +229,27 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken, tracker: Task
         }
     }
     info!("outbound delivery engine stopped");
+}
+
+/// What to do now: every due message (deliver), and at start-up also every message that
+/// owes a DSN although it is not due (reports only).
+fn scan_queue(
+    lock: &DeliveryLock,
+    now: u64,
+    startup: bool,
+) -> Result<Vec<(QueueId, bool)>, QueueError> {
+    let due = lock.due(now)?;
+    let mut work: Vec<(QueueId, bool)> = Vec::with_capacity(due.len());
+    if startup {
+        for env in lock.queue().list()?.messages {
+            if env.next_attempt > now && !env.reports_owed().is_empty() {
+                info!(queue_id = %env.id, "DSN owed from before the start: making it now");
+                work.push((env.id, false));
+            }
+        }
+    }
+    work.extend(due.into_iter().map(|id| (id, true)));
+    Ok(work)
 }
 
 /// The reply text stored in the queue and logged: `"550 5.1.1 text"` (lines joined).
@@ -300,7 +338,6 @@ struct Ledger<'a> {
     /// Transaction → recipient index → envelope recipient index.
     map: Vec<Vec<usize>>,
     host: String,
-    newly_failed: &'a mut Vec<usize>,
     /// Recipients accepted by the next hop during the current connection.
     delivered_now: Vec<usize>,
 }
@@ -326,16 +363,24 @@ impl Ledger<'_> {
             host: o.is_remote().then(|| self.host.clone()),
             reply: text,
         };
-        r.state = match o.status() {
+        // A settled recipient and the report it owes are written in one update. A
+        // "relayed" report is owed until the connection ends offering DSN (the next hop
+        // then reports itself).
+        (r.state, r.report) = match o.status() {
             Status::Accepted => {
                 self.delivered_now.push(i);
-                RecipientState::Delivered(q)
+                let report = if r.wants_success_dsn() {
+                    ReportState::Owed
+                } else {
+                    ReportState::Done
+                };
+                (RecipientState::Delivered(q), report)
             }
-            Status::Permanent => {
-                self.newly_failed.push(i);
-                RecipientState::Failed(q)
-            }
-            Status::Temporary => RecipientState::Pending { last: Some(q) },
+            Status::Permanent => (RecipientState::Failed(q), ReportState::Owed),
+            Status::Temporary => (
+                RecipientState::Pending { last: Some(q) },
+                ReportState::Unrecorded,
+            ),
         };
         let env = self.env.clone();
         let lock = Arc::clone(&self.lock);
@@ -396,10 +441,66 @@ fn local_outcome(esc: &str, text: &str) -> Outcome {
     }
 }
 
-/// One delivery attempt of one message: every pending recipient, then retry scheduling,
-/// bounces, and removal when finished.
-async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &QueueId) {
-    let config = &shared.config;
+/// Makes the DSNs that `env` owes ([`Envelope::reports_owed`]) durable and records them as
+/// done (the envelope is written when anything changed). A DSN that cannot be made stays
+/// owed. Returns `false` when the queue could not be updated.
+async fn settle_reports(shared: &Arc<Shared>, engine: &Arc<Outbound>, env: &mut Envelope) -> bool {
+    let owed = env.reports_owed();
+    if owed.is_empty() {
+        return true;
+    }
+    let (failed, relayed): (Vec<usize>, Vec<usize>) = owed.into_iter().partition(|&i| {
+        env.recipients
+            .get(i)
+            .is_some_and(|r| matches!(r.state, RecipientState::Failed(_)))
+    });
+    let mut changed = false;
+    for (which, kind) in [
+        (failed, bounce::Report::Failed),
+        (relayed, bounce::Report::Relayed),
+    ] {
+        if which.is_empty() {
+            continue;
+        }
+        match bounce::send_report(shared, engine, env, &which, kind).await {
+            bounce::Sent::Durable | bounce::Sent::NotWanted => {
+                for i in which {
+                    if let Some(r) = env.recipients.get_mut(i) {
+                        r.report = ReportState::Done;
+                        changed = true;
+                    }
+                }
+            }
+            bounce::Sent::Failed => {}
+        }
+    }
+    if !changed {
+        return true;
+    }
+    let lock = Arc::clone(&engine.lock);
+    let snapshot = env.clone();
+    match tokio::task::spawn_blocking(move || lock.update(&snapshot)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            warn!(error = %e, "queue update after a DSN failed (the DSN may be sent again)");
+            false
+        }
+        Err(e) => {
+            warn!(error = %e, "queue task failed");
+            false
+        }
+    }
+}
+
+/// One pass over one message: the DSNs still owed first; then, when `deliver` (the
+/// message is due), one delivery attempt to every pending recipient, retry scheduling,
+/// the new DSNs; and removal once complete.
+async fn deliver_message(
+    shared: &Arc<Shared>,
+    engine: &Arc<Outbound>,
+    id: &QueueId,
+    deliver: bool,
+) {
     let lock = Arc::clone(&engine.lock);
     let qid = id.clone();
     let mut env = match tokio::task::spawn_blocking(move || lock.envelope(&qid)).await {
@@ -421,8 +522,53 @@ async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &Queu
             return;
         }
     };
-    let mut newly_failed = Vec::new();
+    // Reports owed from an earlier pass (a crash or a failed DSN) come first.
+    if !settle_reports(shared, engine, &mut env).await {
+        return;
+    }
+    if deliver && !env.is_finished() && !attempt(shared, engine, id, &mut env).await {
+        return;
+    }
+    // Then the reports of this pass, and removal or the next pass.
+    let now = unix_now();
+    if !settle_reports(shared, engine, &mut env).await {
+        return;
+    }
+    let complete = env.is_complete();
+    if !complete && env.is_finished() {
+        // Only DSNs are left to make: try again soon.
+        env.next_attempt = now.saturating_add(REPORT_RETRY);
+    }
+    let lock = Arc::clone(&engine.lock);
+    let qid = id.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        if complete {
+            lock.remove(&qid)
+        } else {
+            lock.update(&env)
+        }
+    })
+    .await;
+    match r {
+        Ok(Ok(())) if complete => info!("message done: removed from the queue"),
+        Ok(Ok(())) => debug!("message stays queued"),
+        Ok(Err(e)) => warn!(error = %e, "queue update failed"),
+        Err(e) => warn!(error = %e, "queue task failed"),
+    }
+}
 
+/// One delivery attempt to every pending recipient of `env`, recording every outcome
+/// (and the reports it makes owed) as it comes; then the next attempt's time, expiry, and
+/// the "delayed" warnings. `env` is written to the queue by the caller afterwards.
+/// Returns `false` when the queue could not be updated (the pass stops there; what was
+/// recorded stays, the message is due again at once).
+async fn attempt(
+    shared: &Arc<Shared>,
+    engine: &Arc<Outbound>,
+    id: &QueueId,
+    env: &mut Envelope,
+) -> bool {
+    let config = &shared.config;
     // Group pending recipients by destination.
     let mut groups: BTreeMap<String, Vec<(usize, ForwardPath<'static>)>> = BTreeMap::new();
     let mut bad = Vec::new();
@@ -441,18 +587,15 @@ async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &Queu
     }
     let mut ledger = Ledger {
         lock: Arc::clone(&engine.lock),
-        env: &mut env,
+        env,
         map: Vec::new(),
         host: String::new(),
-        newly_failed: &mut newly_failed,
         delivered_now: Vec::new(),
     };
-    // Delivered to a next hop without DSN support while NOTIFY=SUCCESS: "relayed" reports.
-    let mut relayed = Vec::new();
     for i in bad {
         let o = local_outcome("5.1.3", "bad recipient address syntax");
         if ledger.record(i, &o).await.is_err() {
-            return;
+            return false;
         }
     }
 
@@ -479,7 +622,7 @@ async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &Queu
                         .await
                         .is_err()
                     {
-                        return;
+                        return false;
                     }
                 }
                 continue;
@@ -489,17 +632,17 @@ async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &Queu
             for (i, _) in &rcpts {
                 let o = local_outcome("5.1.7", "bad sender address syntax");
                 if ledger.record(*i, &o).await.is_err() {
-                    return;
+                    return false;
                 }
             }
             continue;
         };
         let dest_sem = engine.destination_semaphore(&dest, config.relay.concurrency);
         let Ok(_dest_permit) = dest_sem.acquire_owned().await else {
-            return;
+            return false;
         };
         let Ok(_global_permit) = Arc::clone(&engine.global).acquire_owned().await else {
-            return;
+            return false;
         };
         let mut last_error: Option<AttemptError> = None;
         let mut done = false;
@@ -536,15 +679,21 @@ async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &Queu
                 match r {
                     Ok(end) => {
                         debug!(host = %hop.name, %addr, transactions = end.started, tls = end.tls, dsn = end.dsn, "connection done");
-                        if !end.dsn {
-                            relayed.extend(delivered);
+                        if end.dsn {
+                            // The next hop got NOTIFY and reports itself: no "relayed"
+                            // report from us (recorded with the next update).
+                            for i in delivered {
+                                if let Some(r) = ledger.env.recipients.get_mut(i) {
+                                    r.report = ReportState::Done;
+                                }
+                            }
                         }
                         done = true;
                         break 'hops;
                     }
                     Err(AttemptError::Queue(e)) => {
                         warn!(error = %e, "queue update failed: delivery of this message stopped");
-                        return;
+                        return false;
                     }
                     Err(e) => {
                         info!(host = %hop.name, %addr, error = %e, "next hop not usable");
@@ -562,7 +711,7 @@ async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &Queu
             for (i, _) in &rcpts {
                 // A 5xx greeting or EHLO from the last host tried: permanent.
                 if ledger.record(*i, &o).await.is_err() {
-                    return;
+                    return false;
                 }
             }
         }
@@ -580,7 +729,7 @@ async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &Queu
         {
             Retry::At(t) => env.next_attempt = t,
             _ => {
-                for (i, r) in env.recipients.iter_mut().enumerate() {
+                for r in &mut env.recipients {
                     if let RecipientState::Pending { last } = &r.state {
                         let why = last
                             .as_ref()
@@ -592,24 +741,19 @@ async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &Queu
                         };
                         info!(rcpt = %r.address, "message expired: giving up");
                         r.state = RecipientState::Failed(q);
-                        newly_failed.push(i);
+                        r.report = ReportState::Owed;
                     }
                 }
             }
         }
-    }
-    if !newly_failed.is_empty() {
-        bounce::send_report(shared, engine, &env, &newly_failed, bounce::Report::Failed).await;
-    }
-    if !relayed.is_empty() {
-        bounce::send_report(shared, engine, &env, &relayed, bounce::Report::Relayed).await;
     }
     let schedule = &config.relay.retry_schedule;
     if !env.is_finished() && schedule.delay_warning_due(env.arrival, now) {
         let waiting: Vec<usize> = env.pending().map(|(i, _)| i).collect();
         let until = schedule.expires_at(env.arrival);
         let report = bounce::Report::Delayed { until };
-        if bounce::send_report(shared, engine, &env, &waiting, report).await {
+        if bounce::send_report(shared, engine, env, &waiting, report).await == bounce::Sent::Durable
+        {
             for i in waiting {
                 if let Some(r) = env.recipients.get_mut(i) {
                     r.delay_notified = true;
@@ -617,23 +761,7 @@ async fn deliver_message(shared: &Arc<Shared>, engine: &Arc<Outbound>, id: &Queu
             }
         }
     }
-    let lock = Arc::clone(&engine.lock);
-    let finished = env.is_finished();
-    let qid = id.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        if finished {
-            lock.remove(&qid)
-        } else {
-            lock.update(&env)
-        }
-    })
-    .await;
-    match r {
-        Ok(Ok(())) if finished => info!("message done: removed from the queue"),
-        Ok(Ok(())) => debug!("message stays queued"),
-        Ok(Err(e)) => warn!(error = %e, "queue update failed"),
-        Err(e) => warn!(error = %e, "queue task failed"),
-    }
+    true
 }
 
 /// Splits a group into transactions of at most [`MAX_RECIPIENTS_PER_TRANSACTION`]

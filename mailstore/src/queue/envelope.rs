@@ -108,6 +108,43 @@ impl RecipientState {
     }
 }
 
+/// Whether the DSN that a settled recipient's final state calls for (a failure
+/// report for [`RecipientState::Failed`], a "relayed" report for
+/// [`RecipientState::Delivered`] with `NOTIFY=SUCCESS` when the next hop did not
+/// take over DSN duty) has been made durable. Written as the recipient's
+/// optional `report` line.
+///
+/// The engine records a failure together with [`ReportState::Owed`] in one
+/// envelope update, makes the DSN durable, and only then writes
+/// [`ReportState::Done`]; a message is removed only when every recipient is
+/// settled and nothing is owed ([`Envelope::is_complete`]). A crash in between
+/// sends the DSN again on restart (at least once, never lost).
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_mailstore::queue::{Outcome, Recipient, RecipientState, ReportState};
+///
+/// let mut r = Recipient::new("joe@example.net");
+/// assert_eq!(r.report, ReportState::Unrecorded);
+/// r.state = RecipientState::Failed(Outcome { at: 5, host: None, reply: "550 5.1.1 no".into() });
+/// r.report = ReportState::Owed;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReportState {
+    /// No `report` line: a pending recipient, or an envelope written before the
+    /// line existed. For such an old envelope a failed recipient counts as owed
+    /// only when its failure was recorded in a pass that never completed (see
+    /// [`Envelope::report_owed`]); a delivered one never does.
+    #[default]
+    Unrecorded,
+    /// `report owed`: a DSN is due and not yet durable.
+    Owed,
+    /// `report done`: the DSN is durable (delivered locally or queued), or none
+    /// was wanted (`NOTIFY`, null sender).
+    Done,
+}
+
 /// One recipient of a queued message.
 ///
 /// # Examples
@@ -133,6 +170,8 @@ pub struct Recipient {
     pub state: RecipientState,
     /// Whether a "delayed" DSN has been sent for this recipient.
     pub delay_notified: bool,
+    /// Whether the DSN for the final state is made ([`ReportState`]).
+    pub report: ReportState,
 }
 
 impl Recipient {
@@ -144,6 +183,7 @@ impl Recipient {
             notify: None,
             state: RecipientState::Pending { last: None },
             delay_notified: false,
+            report: ReportState::Unrecorded,
         }
     }
 
@@ -228,9 +268,11 @@ impl NewEnvelope {
 /// brackets (`from <>` is the null sender). Optional lines: `client`,
 /// `envid`, `ret`, and per recipient `orcpt`, `notify` (`never` or a
 /// subset of `success,failure,delay` in that order), `delay-notified yes`,
-/// and `at`/`host`/`reply` (the last outcome; required for `delivered` and
-/// `failed`, `host` absent for a local outcome). Numbers are canonical
-/// decimal.
+/// `report owed` or `report done` ([`ReportState`]; added compatibly to
+/// format 2, so envelopes written without it still parse, as
+/// [`ReportState::Unrecorded`]), and `at`/`host`/`reply` (the last outcome;
+/// required for `delivered` and `failed`, `host` absent for a local outcome).
+/// Numbers are canonical decimal.
 ///
 /// ```text
 /// mailbag-queue 2
@@ -252,6 +294,12 @@ impl NewEnvelope {
 ///   at 1700000000
 ///   host mx.example.net
 ///   reply 451 4.7.1 greylisted, try again later
+/// rcpt <kim@example.net>
+///   report owed
+///   state failed
+///   at 1700000000
+///   host mx.example.net
+///   reply 550 5.1.1 no such user
 /// end
 /// ```
 ///
@@ -316,9 +364,62 @@ impl Envelope {
     }
 
     /// Whether no recipient is pending any more (the message can be removed
-    /// once the DSNs it calls for are made).
+    /// once the DSNs it calls for are made: see [`Envelope::is_complete`]).
     pub fn is_finished(&self) -> bool {
         !self.recipients.iter().any(|r| r.state.is_pending())
+    }
+
+    /// Whether recipient `i` is settled and its DSN is still owed: its
+    /// [`Recipient::report`] is [`ReportState::Owed`], or it is
+    /// [`ReportState::Unrecorded`] (an envelope written before the `report`
+    /// line existed) on a failed recipient whose failure was recorded at or
+    /// after `next_attempt`. That is the mark of an interrupted pass: the
+    /// writer of those envelopes recorded a failure first and sent its DSN at
+    /// the end of the pass, whose final update always moved `next_attempt`
+    /// past every outcome of the pass (or removed the message). Failures of
+    /// completed passes were reported then; treating them as owed would
+    /// bounce them again. An unrecorded delivered recipient owes nothing (the
+    /// old envelope does not say whether the next hop took over DSN duty).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_mailstore::queue::{Envelope, ReportState};
+    ///
+    /// let text = "mailbag-queue 2\nid 000000000010.1.1\narrival 10\nfrom <a@x>\nbody 7bit\n\
+    ///             smtputf8 no\nsize 5\nattempts 0\nnext-attempt 10\nrcpt <joe@example.net>\n\
+    ///             \x20 state failed\n  at 12\n  reply 550 5.1.1 unknown\nend\n";
+    /// let mut env = Envelope::parse(text.as_bytes()).unwrap();
+    /// assert_eq!(env.recipients[0].report, ReportState::Unrecorded);
+    /// assert!(env.report_owed(0)); // failed during a pass that never ended
+    /// assert!(!env.is_complete());
+    /// env.recipients[0].report = ReportState::Done;
+    /// assert!(env.is_complete());
+    /// ```
+    pub fn report_owed(&self, i: usize) -> bool {
+        let Some(r) = self.recipients.get(i) else {
+            return false;
+        };
+        match (&r.state, r.report) {
+            (RecipientState::Pending { .. }, _) => false,
+            (_, ReportState::Owed) => true,
+            (_, ReportState::Done) => false,
+            (RecipientState::Failed(o), ReportState::Unrecorded) => o.at >= self.next_attempt,
+            (RecipientState::Delivered(_), ReportState::Unrecorded) => false,
+        }
+    }
+
+    /// The indexes of the recipients whose DSN is owed ([`Envelope::report_owed`]).
+    pub fn reports_owed(&self) -> Vec<usize> {
+        (0..self.recipients.len())
+            .filter(|&i| self.report_owed(i))
+            .collect()
+    }
+
+    /// Whether the message can leave the queue: every recipient is settled
+    /// ([`Envelope::is_finished`]) and no DSN is owed ([`Envelope::report_owed`]).
+    pub fn is_complete(&self) -> bool {
+        self.is_finished() && self.reports_owed().is_empty()
     }
 
     /// The pending recipients with their indexes into [`Envelope::recipients`].
@@ -379,6 +480,11 @@ impl Envelope {
             }
             if r.delay_notified {
                 line("  delay-notified", "yes");
+            }
+            match r.report {
+                ReportState::Unrecorded => {}
+                ReportState::Owed => line("  report", "owed"),
+                ReportState::Done => line("  report", "done"),
             }
             let (state, outcome) = match &r.state {
                 RecipientState::Pending { last } => ("pending", last.as_ref()),
@@ -661,6 +767,12 @@ impl<'a> Lines<'a> {
             Some("yes") => true,
             Some(_) => return Err(self.err("delay-notified must be yes when present")),
         };
+        let report = match self.optional("  report")?.as_deref() {
+            None => ReportState::Unrecorded,
+            Some("owed") => ReportState::Owed,
+            Some("done") => ReportState::Done,
+            Some(_) => return Err(self.err("report must be owed or done")),
+        };
         let state = self.value("  state")?;
         let kind = match state.as_str() {
             "pending" => 0,
@@ -692,6 +804,7 @@ impl<'a> Lines<'a> {
             notify,
             state,
             delay_notified,
+            report,
         })
     }
 
@@ -737,6 +850,14 @@ mod tests {
             }),
         };
         new.recipients.push(joe);
+        let mut kim = Recipient::new("kim@example.net");
+        kim.report = ReportState::Owed;
+        kim.state = RecipientState::Failed(Outcome {
+            at: 1_700_000_000,
+            host: Some("mx.example.net".into()),
+            reply: "550 5.1.1 no such user".into(),
+        });
+        new.recipients.push(kim);
         let mut e = Envelope::from_new(QueueId::new(1_700_000_000, 1, 1), &new, 2048);
         e.attempts = 1;
         e.next_attempt = 1_700_000_300;
@@ -748,12 +869,57 @@ mod tests {
         smtputf8 no\nsize 2048\nattempts 1\nnext-attempt 1700000300\nrcpt <joe@example.net>\n\
         \x20 orcpt rfc822;joe@example.net\n  notify failure,delay\n  state pending\n\
         \x20 at 1700000000\n  host mx.example.net\n  reply 451 4.7.1 greylisted, try again later\n\
-        end\n";
+        rcpt <kim@example.net>\n  report owed\n  state failed\n  at 1700000000\n\
+        \x20 host mx.example.net\n  reply 550 5.1.1 no such user\nend\n";
 
     #[test]
     fn documented_example_byte_for_byte() {
         assert_eq!(String::from_utf8(sample().encode()).unwrap(), SAMPLE);
         assert_eq!(Envelope::parse(SAMPLE.as_bytes()).unwrap(), sample());
+    }
+
+    /// An envelope as the engine wrote it before the `report` line existed: one
+    /// failure recorded in a completed earlier pass (before `next-attempt`),
+    /// one recorded by a pass that was killed (at or after it), one delivery.
+    const OLD: &str = "mailbag-queue 2\nid 001700000000.1.1\narrival 1700000000\n\
+        from <ann@example.org>\nbody 7bit\nsmtputf8 no\nsize 10\nattempts 1\n\
+        next-attempt 1700000300\n\
+        rcpt <early@example.net>\n  state failed\n  at 1700000001\n  reply 550 5.1.1 no\n\
+        rcpt <late@example.net>\n  state failed\n  at 1700000300\n  reply 550 5.1.1 no\n\
+        rcpt <ok@example.net>\n  notify success\n  state delivered\n  at 1700000300\n\
+        \x20 reply 250 ok\n\
+        rcpt <wait@example.net>\n  state pending\nend\n";
+
+    #[test]
+    fn envelopes_without_report_lines_still_parse() {
+        let mut e = Envelope::parse(OLD.as_bytes()).unwrap();
+        assert!(
+            e.recipients
+                .iter()
+                .all(|r| r.report == ReportState::Unrecorded)
+        );
+        // Byte-for-byte: an unrecorded state writes no line.
+        assert_eq!(e.encode(), OLD.as_bytes());
+        // Only the failure of the interrupted pass is owed.
+        assert_eq!(e.reports_owed(), vec![1]);
+        assert!(!e.report_owed(9));
+        e.recipients[3].state = RecipientState::Delivered(Outcome {
+            at: 1_700_000_400,
+            host: None,
+            reply: "250 ok".into(),
+        });
+        assert!(e.is_finished() && !e.is_complete());
+        // Explicit states override the legacy rule, both ways.
+        e.recipients[1].report = ReportState::Done;
+        e.recipients[0].report = ReportState::Owed;
+        assert_eq!(e.reports_owed(), vec![0]);
+        e.recipients[0].report = ReportState::Done;
+        assert!(e.is_complete());
+        // A pending recipient never owes a final report, whatever its line says.
+        e.recipients[3].state = RecipientState::Pending { last: None };
+        e.recipients[3].report = ReportState::Owed;
+        assert!(!e.report_owed(3));
+        assert_eq!(Envelope::parse(&e.encode()).unwrap(), e);
     }
 
     #[test]
@@ -809,7 +975,7 @@ mod tests {
         );
         assert!(s.contains("  host h%0D%0Aend\n"), "{s}");
         assert!(s.contains("  reply 550 line one%0Aline two%7F%00\n"), "{s}");
-        assert_eq!(s.lines().filter(|l| l.starts_with("rcpt")).count(), 1);
+        assert_eq!(s.lines().filter(|l| l.starts_with("rcpt")).count(), 2);
         assert_eq!(Envelope::parse(&text).unwrap(), e);
     }
 
@@ -848,8 +1014,10 @@ mod tests {
             ("client 192.0.2.7\n", "client 192.0.2.007\n", 4),
             ("client 192.0.2.7\n", "client ::ffff:0:1\n", 4),
             ("size 2048\n", "size 2048\nsize 2048\n", 11),
-            ("end\n", "end\nend\n", 21),
-            ("end\n", "bogus\nend\n", 20),
+            ("end\n", "end\nend\n", 27),
+            ("end\n", "bogus\nend\n", 26),
+            ("  report owed\n", "  report sent\n", 21),
+            ("  report owed\n", "  report owed\n  report owed\n", 22),
         ];
         for (from, to, line) in cases {
             assert!(SAMPLE.contains(from), "{from}");
@@ -905,16 +1073,22 @@ mod tests {
             notify,
             state,
             any::<bool>(),
+            prop_oneof![
+                Just(ReportState::Unrecorded),
+                Just(ReportState::Owed),
+                Just(ReportState::Done)
+            ],
         )
-            .prop_map(
-                |(address, orcpt, notify, state, delay_notified)| Recipient {
+            .prop_map(|(address, orcpt, notify, state, delay_notified, report)| {
+                Recipient {
                     address,
                     orcpt,
                     notify,
                     state,
                     delay_notified,
-                },
-            )
+                    report,
+                }
+            })
     }
 
     pub(crate) fn arb_envelope() -> impl Strategy<Value = Envelope> {

@@ -110,7 +110,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use envelope::{
     BodyType, ENVELOPE_MAGIC, Envelope, NewEnvelope, Notify, Outcome, Recipient, RecipientState,
-    Ret,
+    ReportState, Ret,
 };
 pub use error::{EnvelopeError, QueueError};
 pub use id::QueueId;
