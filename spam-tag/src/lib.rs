@@ -14,7 +14,8 @@
 //!    (default `**SPAM( _SCORE_)**`), adds `X-Spam-Flag`, `X-Spam-Level`,
 //!    `X-Spam-Status` and `X-Spam-Prev-Subject`, and copies the body through unchanged.
 //!    Re-tagging replaces an old tag instead of stacking; [`HeaderAction::Untag`] (or
-//!    [`remove_tag`]) takes it off again when a message is released to the INBOX.
+//!    [`remove_tag`]) takes it off again when a message is released to the INBOX
+//!    (`Untag` also removes `X-Spam-Flag`, `X-Spam-Status` and `X-Spam-Level`).
 //!
 //! Everything but the `spamd` module is sans-IO: no sockets, clocks or threads.
 //!

@@ -19,7 +19,8 @@
 //! [`HeaderAction::Unscanned`] removes incoming `X-Spam-*` fields and adds
 //! `X-Spam-Status: Unknown, not scanned` (the scanner was down and the policy is
 //! fail-open); [`HeaderAction::Strip`] only removes them; [`HeaderAction::Untag`] removes
-//! old tags from the Subject and changes nothing else ("release to INBOX").
+//! old tags from the Subject and the verdict fields `X-Spam-Flag`, `X-Spam-Status` and
+//! `X-Spam-Level`, and changes nothing else ("release to INBOX").
 //!
 //! # Format of the rewritten Subject
 //!
@@ -77,8 +78,24 @@ pub enum HeaderAction {
     Unscanned,
     /// Only remove incoming `X-Spam-*` fields (scanning switched off by the user).
     Strip,
-    /// Remove old tags made from [`RewriteOptions::template`] from the Subject; nothing
-    /// else changes ("release to INBOX"). A Subject without a tag stays byte-identical.
+    /// "Release to INBOX": remove old tags made from [`RewriteOptions::template`] from the
+    /// Subject, and remove the verdict fields `X-Spam-Flag`, `X-Spam-Status` and
+    /// `X-Spam-Level` (any case), so a mail client or Sieve script that trusts them does
+    /// not file the message as junk again. Everything else stays as it is, other
+    /// `X-Spam-*` fields (`X-Spam-Prev-Subject`, `X-Spam-Report`) included; a Subject
+    /// without a tag stays byte-identical.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_spam_tag::{rewrite_message, HeaderAction, RewriteOptions};
+    ///
+    /// let msg = b"Subject: **SPAM( 9.1)** Hi\nX-Spam-Flag: YES\nX-Spam-Level: *********\n\
+    ///             X-Spam-Status: Yes, score=9.1 required=5.0 tests=GTUBE\n\
+    ///             X-Spam-Prev-Subject: Hi\n\nbody\n";
+    /// let out = rewrite_message(msg, HeaderAction::Untag, RewriteOptions::default()).unwrap();
+    /// assert_eq!(out, b"Subject: Hi\nX-Spam-Prev-Subject: Hi\n\nbody\n");
+    /// ```
     Untag,
 }
 
@@ -200,6 +217,19 @@ fn field_name(content: &[u8]) -> Option<&[u8]> {
         }
     }
     (!name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b))).then_some(name)
+}
+
+/// The fields that carry a verdict a mail client or a Sieve `spamtest` reads:
+/// `X-Spam-Flag` (`YES`), `X-Spam-Status` (`Yes,`/`score=`), `X-Spam-Level` (stars).
+/// [`HeaderAction::Untag`] removes them rather than rewriting them to "No": a kept
+/// `score=7.3` or `*******` would still match a score rule, and the verdict they record
+/// was overridden by the user. The other `X-Spam-*` fields (`X-Spam-Prev-Subject`,
+/// `X-Spam-Report`, `X-Spam-Checker-Version`) are informational and no client files
+/// mail by them, so they stay.
+const VERDICT_FIELDS: [&[u8]; 3] = [b"x-spam-flag", b"x-spam-status", b"x-spam-level"];
+
+fn is_verdict_field(name: &[u8]) -> bool {
+    VERDICT_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f))
 }
 
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
@@ -338,9 +368,14 @@ impl HeaderRewriter {
             return;
         };
         self.finish_field(out);
-        let strip = !matches!(self.action, HeaderAction::Untag);
-        let rewrite_subject = self.tag.is_some() || matches!(self.action, HeaderAction::Untag);
-        self.field = if strip && starts_with_ignore_case(name, b"x-spam-") {
+        let untag = matches!(self.action, HeaderAction::Untag);
+        let rewrite_subject = self.tag.is_some() || untag;
+        let drop = if untag {
+            is_verdict_field(name)
+        } else {
+            starts_with_ignore_case(name, b"x-spam-")
+        };
+        self.field = if drop {
             Field::Drop
         } else if rewrite_subject && name.eq_ignore_ascii_case(b"subject") {
             Field::Subject(line.to_vec())
@@ -604,10 +639,10 @@ fn status_header(verdict: &Verdict, required: Score, eol: &[u8], width: usize, o
 /// ```
 /// use mailbag_spam_tag::{rewrite_message, HeaderAction, RewriteOptions};
 ///
-/// // Release to INBOX: the tag goes, everything else stays.
-/// let msg = b"Subject: **SPAM( 9.1)** Hi\nX-Spam-Flag: YES\n\nbody\n";
+/// // Release to INBOX: the tag and the verdict fields go, everything else stays.
+/// let msg = b"Subject: **SPAM( 9.1)** Hi\nX-Spam-Flag: YES\nX-Mailer: m\n\nbody\n";
 /// let out = rewrite_message(msg, HeaderAction::Untag, RewriteOptions::default()).unwrap();
-/// assert_eq!(out, b"Subject: Hi\nX-Spam-Flag: YES\n\nbody\n");
+/// assert_eq!(out, b"Subject: Hi\nX-Mailer: m\n\nbody\n");
 /// ```
 pub fn rewrite_message(
     message: &[u8],
@@ -843,10 +878,21 @@ mod tests {
             rw(msg, HeaderAction::Strip),
             "Subject: **SPAM( 7.3)** x\n\nb"
         );
+        assert_eq!(rw(msg, HeaderAction::Untag), "Subject: x\n\nb");
+        // Untag removes the verdict fields (any case, folded continuations too) and keeps
+        // the informational X-Spam-* fields and everything else, in order.
+        let released = b"X-SPAM-FLAG: YES\r\nSubject: **SPAM( 7.3)** x\r\n\
+            x-spam-status: Yes, score=7.3 required=5.0\r\n\ttests=GTUBE\r\n\
+            X-Spam-Level: *******\r\nX-Spam-Prev-Subject: x\r\n\
+            X-Spam-Report: details\r\nX-Spam-Flagged: kept\r\nTo: a\r\n\r\nX-Spam-Flag: YES\r\n";
+        let out = rw(released, HeaderAction::Untag);
         assert_eq!(
-            rw(msg, HeaderAction::Untag),
-            "Subject: x\nX-Spam-Flag: YES\n\nb"
+            out,
+            "Subject: x\r\nX-Spam-Prev-Subject: x\r\nX-Spam-Report: details\r\n\
+             X-Spam-Flagged: kept\r\nTo: a\r\n\r\nX-Spam-Flag: YES\r\n"
         );
+        // Idempotent: releasing twice gives the same bytes.
+        assert_eq!(rw(out.as_bytes(), HeaderAction::Untag), out);
         // Untag leaves an untagged subject byte-identical (folding included).
         let plain = b"Subject:  a\r\n  b\r\n\r\n";
         assert_eq!(rw(plain, HeaderAction::Untag).as_bytes(), plain);

@@ -245,7 +245,9 @@ proptest! {
             HeaderAction::Unscanned => {
                 prop_assert_eq!((flags, statuses), (0, 1));
             }
-            HeaderAction::Strip => prop_assert_eq!((flags, statuses), (0, 0)),
+            HeaderAction::Strip | HeaderAction::Untag => {
+                prop_assert_eq!((flags, statuses), (0, 0))
+            }
             _ => {}
         }
     }
