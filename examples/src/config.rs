@@ -107,6 +107,7 @@ fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
         page_size: raw.page_size.unwrap_or(50),
         max_header_read: raw.max_header_read.unwrap_or(64 * 1024),
         max_request_body: raw.max_request_body.unwrap_or(16 * 1024),
+        max_request_head: raw.max_request_head.unwrap_or(64 * 1024),
         request_timeout: nonzero(
             "web.request_timeout",
             raw.request_timeout,
@@ -130,6 +131,18 @@ fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
     }
     if web.page_size > MAX_PAGE_SIZE {
         return Err(invalid("web.page_size", "must be at most 1000"));
+    }
+    if !(8192..=1024 * 1024).contains(&web.max_request_head) {
+        return Err(invalid(
+            "web.max_request_head",
+            "must be between 8192 and 1048576",
+        ));
+    }
+    if web.login_failure_delay >= web.request_timeout {
+        return Err(invalid(
+            "web.login_failure_delay",
+            "must be shorter than web.request_timeout",
+        ));
     }
     if web.max_request_body < 1024 {
         return Err(invalid("web.max_request_body", "must be at least 1024"));
@@ -438,8 +451,14 @@ pub struct WebConfig {
     pub max_header_read: usize,
     /// Largest request body (a form post) accepted, in octets (default 16384).
     pub max_request_body: usize,
-    /// Time allowed to receive a request's header, and for an idle
-    /// keep-alive connection (default 30 seconds).
+    /// Largest request line plus header fields, in octets (default 65536,
+    /// 8192 to 1048576); larger gets `431` (`414` for an over-long URL), more
+    /// than 100 header fields too.
+    pub max_request_head: usize,
+    /// Time allowed to receive a request's header, for an idle keep-alive
+    /// connection, and for a whole request to be read and answered (a body
+    /// that stops short of its `Content-Length` gets `408`) (default 30
+    /// seconds; must be longer than `login_failure_delay`).
     pub request_timeout: Duration,
 }
 
@@ -606,6 +625,7 @@ struct RawWeb {
     page_size: Option<usize>,
     max_header_read: Option<usize>,
     max_request_body: Option<usize>,
+    max_request_head: Option<usize>,
     request_timeout: Option<HumanDuration>,
 }
 
@@ -1344,6 +1364,7 @@ mod tests {
         assert_eq!(w.max_header_read, 65_536);
         assert_eq!(w.max_request_body, 16_384);
         assert_eq!(w.request_timeout, Duration::from_secs(30));
+        assert_eq!(w.max_request_head, 65_536);
         // The demo config spells out the same values.
         assert_eq!(&Config::demo().unwrap().web, w);
         let off = parse(&format!("[web]\nlisten = []\n{USERS}")).unwrap();
@@ -1360,6 +1381,8 @@ mod tests {
             ("login_attempts_per_ip = 0", "web.login_attempts_per_ip"),
             ("session_lifetime = \"0s\"", "web.session_lifetime"),
             ("max_request_body = 10", "web.max_request_body"),
+            ("max_request_head = 100", "web.max_request_head"),
+            ("login_failure_delay = \"30s\"", "web.login_failure_delay"),
             ("listen = [\"127.0.0.1:1110\"]", "listed twice"),
             ("colour = 1", "unknown field"),
         ] {

@@ -364,6 +364,18 @@ fn spam_page_pages_releases_deletes_and_empties() {
     let inbox = pop3_fetch_all(server.pop3(), "joe", "secret");
     assert_eq!(inbox.len(), 1);
     assert_eq!(subject(&inbox[0]), "offer 9");
+    // No verdict a client trusts is left (X-Spam-Flag, X-Spam-Status, X-Spam-Level);
+    // the informational X-Spam-Prev-Subject stays, the body is intact.
+    let (head, body) = inbox[0].split_once("\r\n\r\n").unwrap();
+    for line in head.lines() {
+        let lower = line.to_ascii_lowercase();
+        for verdict in ["x-spam-flag:", "x-spam-status:", "x-spam-level:"] {
+            assert!(!lower.starts_with(verdict), "{line:?} kept in\n{head}");
+        }
+        assert!(!lower.contains("**spam"), "{line:?}");
+    }
+    assert!(head.contains("X-Spam-Prev-Subject: offer 9"), "{head}");
+    assert!(body.contains("GTUBE"), "{body}");
     // Released again: gone.
     assert_eq!(
         c.post("/spam/release", &format!("csrf={csrf}&uid={uid}&page=1"))
@@ -491,4 +503,332 @@ fn slow_or_idle_clients_are_cut_off_and_big_forms_refused() {
     let first = tabs.get("/login").csrf().unwrap();
     let second = tabs.get("/login").csrf().unwrap();
     assert_eq!(first, second);
+}
+
+// ---------------------------------------------------------------------------
+// Hostile input: every bad request gets a clear 4xx, never a 500, a panic or a
+// hang, and the server stays usable.
+
+/// Sends raw bytes on a fresh connection; returns all the server sent until it
+/// closed the connection, and how long that took.
+fn raw(addr: std::net::SocketAddr, req: &[u8]) -> (Vec<u8>, Duration) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let t0 = Instant::now();
+    // The server may answer and close before it has read it all (431).
+    let _ = s.write_all(req);
+    let mut out = Vec::new();
+    // A reset after the answer is fine: what was read so far is kept.
+    let _ = s.read_to_end(&mut out);
+    (out, t0.elapsed())
+}
+
+/// The status of the first response in `raw`.
+fn status(raw: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(raw);
+    text.strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no response: {text:?}"))
+}
+
+fn get_raw(addr: std::net::SocketAddr, target: &[u8], extra: &[u8]) -> u16 {
+    let mut req = b"GET ".to_vec();
+    req.extend_from_slice(target);
+    req.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    req.extend_from_slice(extra);
+    req.extend_from_slice(b"\r\n");
+    status(&raw(addr, &req).0)
+}
+
+fn still_usable(server: &WebServer) {
+    let mut c = Client::new(server.web());
+    login_ok(&mut c, "joe");
+    assert_eq!(c.get("/spam").status, 200);
+}
+
+#[test]
+fn hostile_request_heads_get_4xx() {
+    let server = WebServer::start(FAST);
+    let web = server.web();
+    // Huge header field, many header fields: 431.
+    // (hyper checks the limit between reads, so a little more than
+    // max_request_head may pass; 300 KB is well past it.)
+    let big = format!("X-Big: {}\r\n", "a".repeat(300 * 1024));
+    assert_eq!(get_raw(web, b"/login", big.as_bytes()), 431);
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    assert_eq!(get_raw(web, b"/login", many.as_bytes()), 431);
+    // A header line without a colon.
+    assert_eq!(get_raw(web, b"/login", b"no colon here\r\n"), 400);
+    // An over-long URL (past max_request_head), and a long one within it.
+    let long = format!("/login?x={}", "a".repeat(300 * 1024));
+    assert!(
+        matches!(get_raw(web, long.as_bytes(), b""), 414 | 431),
+        "over-long URL"
+    );
+    let long = format!("/{}", "a".repeat(20 * 1024));
+    assert_eq!(get_raw(web, long.as_bytes(), b""), 404);
+    // Non-UTF-8 bytes in the path and the query: raw ones are a bad request
+    // line, percent-encoded ones are just an unknown page.
+    assert_eq!(get_raw(web, b"/\xff\xfe", b""), 400);
+    assert_eq!(get_raw(web, b"/login?x=\xff", b""), 400);
+    assert_eq!(get_raw(web, b"/%FF%00%2e%2e/", b""), 404);
+    assert_eq!(get_raw(web, b"/login?user=%FF%00", b""), 200);
+    // Non-UTF-8 and oversized cookies are ignored: the login page.
+    assert_eq!(
+        get_raw(
+            web,
+            b"/login",
+            b"Cookie: mailbag_login=\xff\xfe; a=\x80\r\n"
+        ),
+        200
+    );
+    let cookie = format!("Cookie: mailbag_session={}\r\n", "f".repeat(10 * 1024));
+    assert_eq!(get_raw(web, b"/settings", cookie.as_bytes()), 303);
+    // Methods a route does not have: 405 with Allow; unknown path: 404.
+    for (method, path) in [
+        ("DELETE", "/login"),
+        ("TRACE", "/settings"),
+        ("PUT", "/spam/release"),
+        ("PATCH", "/style.css"),
+    ] {
+        let (out, _) = raw(
+            web,
+            format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(status(&out), 405, "{method} {path}");
+        let r = webutil::parse_response(&out);
+        assert!(r.header("allow").is_some(), "{method} {path}: {r:?}");
+    }
+    assert_eq!(
+        status(
+            &raw(
+                web,
+                b"TRACE /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .0
+        ),
+        404
+    );
+    // HEAD: the GET's status and headers, no body.
+    let (out, _) = raw(
+        web,
+        b"HEAD /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let r = webutil::parse_response(&out);
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty(), "{:?}", r.body);
+    assert!(r.header("content-security-policy").is_some());
+    // Host: missing in HTTP/1.1 or given twice is 400; HTTP/1.0 may omit it.
+    assert_eq!(
+        status(&raw(web, b"GET /login HTTP/1.1\r\nConnection: close\r\n\r\n").0),
+        400
+    );
+    assert_eq!(get_raw(web, b"/login", b"Host: y\r\n"), 400);
+    let (out, took) = raw(web, b"GET /login HTTP/1.0\r\n\r\n");
+    assert_eq!(status(&out), 200);
+    assert!(
+        took < Duration::from_secs(10),
+        "HTTP/1.0 not closed: {took:?}"
+    );
+    // Keep-alive pipelining: two requests in one write, two answers in order.
+    let (out, _) = raw(
+        web,
+        b"GET /login HTTP/1.1\r\nHost: x\r\n\r\nGET /style.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    let css = text.rfind("HTTP/1.1 200 OK").unwrap();
+    assert!(text[css..].contains("text/css"), "{text}");
+    assert!(text[..css].contains("text/html"), "{text}");
+    still_usable(&server);
+}
+
+#[test]
+fn hostile_cookies_queries_forms_and_ids_get_4xx() {
+    let server = WebServer::start(FAST);
+    assert!(smtp_send(server.smtp(), "joe@example.test", "junk", GTUBE).starts_with("250"));
+    let web = server.web();
+    let mut c = Client::new(web);
+    login_ok(&mut c, "joe");
+    let csrf = c.csrf();
+    let session = c.cookies["mailbag_session"].clone();
+    let ok_cookie = format!("mailbag_session={session}");
+    // Paging values that are not a page number: the first page.
+    for page in ["-1", "99999999999999999999", "abc", "%00", "1e3", ""] {
+        let r = c.get(&format!("/spam?page={page}"));
+        assert_eq!(r.status, 200, "page={page}");
+        assert!(r.body.contains(">junk<"), "page={page}: {}", r.body);
+    }
+    // A repeated query field is a bad request, not a server error.
+    let r = c.get("/spam?page=1&page=2");
+    assert!((400..500).contains(&r.status), "{r:?}");
+    // Duplicate cookies: a valid session is not confused by a stale one
+    // after it, a stale one first gets the login page; a 10 KB extra cookie
+    // and non-UTF-8 bytes in another Cookie field do not matter.
+    let dup = format!("Cookie: {ok_cookie}; mailbag_session=0000\r\n");
+    assert_eq!(get_raw(web, b"/settings", dup.as_bytes()), 200);
+    let dup = format!("Cookie: mailbag_session=0000; {ok_cookie}\r\n");
+    assert!(matches!(
+        get_raw(web, b"/settings", dup.as_bytes()),
+        200 | 303
+    ));
+    let big = format!("Cookie: junk={}; {ok_cookie}\r\n", "j".repeat(10 * 1024));
+    assert_eq!(get_raw(web, b"/settings", big.as_bytes()), 200);
+    let mut bad = format!("Cookie: {ok_cookie}\r\nCookie: x=").into_bytes();
+    bad.extend_from_slice(b"\xff\xfe\r\n");
+    assert_eq!(get_raw(web, b"/settings", &bad), 200);
+    // Hostile message ids: 404, the message stays in Spam.
+    let long = "a".repeat(8 * 1024);
+    for uid in [
+        "../../../etc/passwd",
+        "..%2F..%2Fx",
+        "%00",
+        "0000000000000000%00",
+        &long,
+        "",
+    ] {
+        for action in ["release", "delete"] {
+            let r = c.post(
+                &format!("/spam/{action}"),
+                &format!("csrf={csrf}&uid={uid}&page=1"),
+            );
+            assert_eq!(r.status, 404, "{action} {uid:.40}");
+        }
+    }
+    assert_eq!(server.files("joe", ".Spam").len(), 1);
+    // Repeated form fields, a wrong Content-Type, non-UTF-8 form bytes: 4xx.
+    let marker = "name=\"uid\" value=\"";
+    let page = c.get("/spam").body;
+    let i = page.find(marker).unwrap() + marker.len();
+    let uid = page[i..i + 16].to_owned();
+    let r = c.post("/spam/release", &format!("csrf={csrf}&uid={uid}&uid={uid}"));
+    assert!((400..500).contains(&r.status), "{r:?}");
+    for ctype in [
+        "text/plain",
+        "application/json",
+        "multipart/form-data; boundary=x",
+    ] {
+        let form = format!("csrf={csrf}&uid={uid}");
+        let req = format!(
+            "POST /spam/release HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {ok_cookie}\r\n\
+             Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        );
+        let s = status(&raw(web, req.as_bytes()).0);
+        assert!((400..500).contains(&s), "{ctype}: {s}");
+    }
+    let mut form = format!("csrf={csrf}&uid=").into_bytes();
+    form.extend_from_slice(b"\xff\xfe\x00abc&page=\xff");
+    let mut req = format!(
+        "POST /spam/release HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {ok_cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        form.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&form);
+    assert_eq!(status(&raw(web, &req).0), 404);
+    // The message survived all of that and can still be released.
+    assert_eq!(server.files("joe", ".Spam").len(), 1);
+    let r = c.post("/spam/release", &format!("csrf={csrf}&uid={uid}&page=1"));
+    assert_eq!(r.status, 303, "{r:?}");
+    still_usable(&server);
+}
+
+#[test]
+fn stalled_requests_time_out_and_free_the_connection() {
+    let server = WebServer::start(&format!("{FAST}\nrequest_timeout = \"2s\""));
+    let web = server.web();
+    // A body shorter than its Content-Length, then silence: 408 and closed.
+    let (out, took) = raw(
+        web,
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+          Content-Length: 1000\r\n\r\ncsrf=abc&user=joe",
+    );
+    assert_eq!(status(&out), 408, "{}", String::from_utf8_lossy(&out));
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    // A header that never ends, and a connection that sends nothing: closed.
+    for req in [&b"GET /login HTTP/1.1\r\nHost: x\r\n"[..], b""] {
+        let (out, took) = raw(web, req);
+        assert!(took < Duration::from_secs(10), "{took:?}");
+        assert!(out.is_empty() || status(&out) == 408, "{out:?}");
+    }
+    // Idle after a keep-alive answer: closed too.
+    let (out, took) = raw(web, b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status(&out), 200);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    still_usable(&server);
+}
+
+/// Askama's numeric entities as named ones, to compare.
+fn unescape(body: &str) -> String {
+    body.replace("&#60;", "&lt;")
+        .replace("&#62;", "&gt;")
+        .replace("&#34;", "&quot;")
+}
+
+#[test]
+fn hostile_names_and_subjects_are_escaped_and_csp_forbids_inline_script() {
+    let server = WebServer::start(FAST);
+    let evil = "<script>alert(\"x\")</script> 'q' & \"dq\"";
+    // RFC 2047: "<img src=x onerror=alert(1)>" base64-encoded.
+    let encoded = "=?UTF-8?B?PGltZyBzcmM9eCBvbmVycm9yPWFsZXJ0KDEpPg==?=";
+    for s in [evil, encoded] {
+        assert!(smtp_send(server.smtp(), "joe@example.test", s, GTUBE).starts_with("250"));
+    }
+    let check = |what: &str, r: &webutil::HttpResponse| {
+        assert!(!r.body.contains("<script"), "{what}: {}", r.body);
+        assert!(!r.body.contains("<img"), "{what}: {}", r.body);
+        assert!(!r.body.contains("\"><"), "{what}: {}", r.body);
+        let csp = r.header("content-security-policy").unwrap();
+        assert!(csp.contains("default-src 'self'"), "{what}: {csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{what}: {csp}"
+        );
+        assert!(
+            !csp.contains("script-src"),
+            "{what}: no looser script-src: {csp}"
+        );
+    };
+    // The login page echoes a failed user name, escaped.
+    let mut c = Client::new(server.web());
+    let r = c.login(&format!("\"><{evil}"), "wrong");
+    assert_eq!(r.status, 401);
+    check("login", &r);
+    assert!(unescape(&r.body).contains("&lt;script&gt;"), "{}", r.body);
+    check("login page", &c.get("/login"));
+    login_ok(&mut c, "joe");
+    let spam = c.get("/spam");
+    assert_eq!(spam.status, 200);
+    check("spam", &spam);
+    let body = unescape(&spam.body);
+    assert!(
+        body.contains("&lt;script&gt;alert(&quot;x&quot;)"),
+        "{}",
+        spam.body
+    );
+    assert!(
+        body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{}",
+        spam.body
+    );
+    for path in [
+        "/settings",
+        "/spam/delete-all",
+        "/nowhere",
+        "/spam?page=2&done=%3Cscript%3E",
+    ] {
+        check(path, &c.get(path));
+    }
+    let csrf = c.csrf();
+    check(
+        "bad uid",
+        &c.post("/spam/release", &format!("csrf={csrf}&uid=%3Cscript%3E")),
+    );
 }

@@ -31,6 +31,13 @@
 //! - **Headers**: `Content-Security-Policy: default-src 'self'; frame-ancestors 'none'; ...`,
 //!   `X-Frame-Options: DENY`, `X-Content-Type-Options: nosniff`,
 //!   `Referrer-Policy: no-referrer`, `Cache-Control: no-store` on pages.
+//! - **Hostile requests**: request line + header fields bounded by
+//!   `web.max_request_head` (`431`/`414`; more than 100 fields `431`),
+//!   bodies by `web.max_request_body` (`413`); `web.request_timeout` bounds
+//!   the header, an idle keep-alive connection and the whole request (a body
+//!   that stalls gets `408` and the connection is closed); an HTTP/1.1
+//!   request without exactly one `Host` gets `400`; a method a route lacks
+//!   gets `405`; unreadable forms `403`; bad message ids `404`.
 //! - Every action is logged with the user name, never the password.
 
 mod pages;
@@ -1015,15 +1022,38 @@ async fn serve_connection(
             }
         };
     }
+    let timeout = shared.config.web.request_timeout;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(req)
+        let app = app.clone();
+        async move {
+            if let Some(refused) = check_host(&req) {
+                return Ok::<_, std::convert::Infallible>(refused);
+            }
+            // The whole request (body included) and its answer get
+            // `request_timeout`: a client that announces a body and then
+            // stops sending gets 408 and the connection is closed, instead
+            // of holding a task forever (`header_read_timeout` only covers
+            // the header).
+            match tokio::time::timeout(timeout, app.oneshot(req)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    info!("web: request timed out");
+                    Ok(plain_error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "Request timeout\n",
+                    ))
+                }
+            }
+        }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.config.web.request_timeout)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+        .header_read_timeout(timeout)
+        .max_buf_size(shared.config.web.max_request_head.max(8192))
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -1040,9 +1070,52 @@ async fn serve_connection(
     }
 }
 
+/// A short plain-text error that also closes the connection.
+fn plain_error(status: StatusCode, text: &'static str) -> Response {
+    let mut r = (status, text).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without a `Host` field, or with more
+/// than one, gets `400` (HTTP/1.0 may omit it).
+fn check_host<B>(req: &hyper::Request<B>) -> Option<Response> {
+    let hosts = req.headers().get_all(header::HOST).iter().count();
+    let bad = hosts > 1 || (hosts == 0 && req.version() >= hyper::Version::HTTP_11);
+    bad.then(|| plain_error(StatusCode::BAD_REQUEST, "Bad request: Host header\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_header_rules() {
+        let req = |v, hosts: &[&str]| {
+            let mut b = hyper::Request::get("/login").version(v);
+            for h in hosts {
+                b = b.header(header::HOST, *h);
+            }
+            b.body(()).unwrap()
+        };
+        let status = |r: &hyper::Request<()>| check_host(r).map(|r| r.status());
+        assert_eq!(status(&req(hyper::Version::HTTP_11, &["a"])), None);
+        assert_eq!(status(&req(hyper::Version::HTTP_10, &[])), None);
+        assert_eq!(
+            status(&req(hyper::Version::HTTP_11, &[])),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            status(&req(hyper::Version::HTTP_11, &["a", "b"])),
+            Some(StatusCode::BAD_REQUEST)
+        );
+    }
 
     #[test]
     fn humanized_durations() {

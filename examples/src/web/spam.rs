@@ -418,8 +418,10 @@ pub enum ReleaseError {
 
 /// Releases message `uid` of `user`'s Spam folder to the INBOX: the message
 /// is streamed through spam-tag's [`HeaderRewriter`] with
-/// [`HeaderAction::Untag`] (the [`remove_tag`] rule: the Subject loses its
-/// tag, nothing else changes) into a new INBOX delivery, which is committed
+/// [`HeaderAction::Untag`] (the Subject loses its tag by the [`remove_tag`]
+/// rule, and the verdict fields `X-Spam-Flag`, `X-Spam-Status` and
+/// `X-Spam-Level` are removed so a client that trusts them does not file the
+/// message as junk again; nothing else changes) into a new INBOX delivery, which is committed
 /// (fsynced) before the Spam copy is deleted. A failure before the commit
 /// leaves the message in Spam; a failure of the delete leaves it in both.
 pub fn release(
@@ -615,8 +617,12 @@ mod tests {
             .unwrap()
             .read_to_string(&mut text)
             .unwrap();
-        assert!(text.contains("\r\nSubject: offer 0\r\n"), "{text}");
-        assert!(text.ends_with("\r\n\r\nbody 0\r\n"), "{text}");
+        // The verdict fields are gone, the rest is as it was.
+        assert_eq!(
+            text,
+            "From: s0@example.org\r\nSubject: offer 0\r\n\
+             X-Spam-Prev-Subject: offer 0\r\n\r\nbody 0\r\n"
+        );
         // Again: it is gone from Spam.
         assert!(matches!(
             release(&store, &joe, &uid, &t),
