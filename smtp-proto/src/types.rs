@@ -1390,8 +1390,15 @@ impl<'a> EhloReply<'a> {
             return None;
         }
         let (first, rest) = reply.lines.split_first()?;
+        // RFC 2034 excludes EHLO replies from enhanced status codes, so text on the first
+        // line that merely looks like one (`250 2.0.0 mx.example`) belongs to the greeting.
+        let greeting = match reply.enhanced {
+            None => Cow::Borrowed(first.as_ref()),
+            Some(code) if first.is_empty() => Cow::Owned(code.to_string()),
+            Some(code) => Cow::Owned(format!("{code} {first}")),
+        };
         Some(EhloReply {
-            greeting: Cow::Borrowed(first.as_ref()),
+            greeting,
             capabilities: rest.iter().filter_map(|l| Capability::parse(l)).collect(),
         })
     }
@@ -1410,6 +1417,29 @@ impl<'a> EhloReply<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ehlo_greeting_that_looks_like_an_enhanced_code_round_trips() {
+        use crate::codec::ReplyParser;
+        let parser = ReplyParser::default();
+        for wire in [
+            &b"250 2.00.0 2.15.8\r\n"[..],
+            b"250 2.1.5\r\n",
+            b"250-2.0.0 mx.example\r\n250 2.0.0 SIZE 10\r\n",
+        ] {
+            let (reply, _) = parser.parse(wire).unwrap().unwrap();
+            let ehlo = EhloReply::from_reply(&reply).unwrap();
+            let mut w = Vec::new();
+            ehlo.to_reply().encode(&mut w);
+            let (back, _) = parser.parse(&w).unwrap().unwrap();
+            assert_eq!(EhloReply::from_reply(&back), Some(ehlo), "{wire:?}");
+        }
+        let (reply, _) = parser.parse(b"250 2.00.0 2.15.8\r\n").unwrap().unwrap();
+        assert_eq!(
+            EhloReply::from_reply(&reply).unwrap().greeting,
+            "2.0.0 2.15.8"
+        );
+    }
 
     #[test]
     fn xtext_round_trip() {
