@@ -121,7 +121,7 @@ const CRLF: &[u8] = b"\r\n";
 const MAX_SPAN: usize = 16 * 1024;
 
 /// Octets per block of the branch-free block scanners.
-const BLOCK: usize = 64;
+const BLOCK: usize = 128;
 
 /// Whether a block holds no octet that stops the bare-LF scanner ([`BareLfPolicy::Reject`]
 /// and [`BareLfPolicy::Normalize`]): an LF that is not after CR (bare), or that is before
@@ -159,6 +159,19 @@ fn clean_blocks(h: &[u8], start: usize) -> usize {
     i
 }
 
+/// [`clean_blocks`], compiled for AVX2 when the CPU has it.
+#[inline]
+fn clean_blocks_dispatch(h: &[u8], start: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v3) = pulp::x86::V3::try_new() {
+        return v3.vectorize(
+            #[inline(always)]
+            || clean_blocks(h, start),
+        );
+    }
+    clean_blocks(h, start)
+}
+
 /// First LF in `h` that is bare (not after CR), followed by `.`, or last in `h`.
 /// `cr`: whether the octet before `h` was CR.
 fn find_interesting(h: &[u8], cr: bool) -> Option<usize> {
@@ -168,7 +181,7 @@ fn find_interesting(h: &[u8], cr: bool) -> Option<usize> {
         Some(b'\n') if !cr || n == 1 || h.get(1) == Some(&b'.') => return Some(0),
         _ => {}
     }
-    let mut i = clean_blocks(h, 1);
+    let mut i = clean_blocks_dispatch(h, 1);
     while let (Some(&c), Some(&p)) = (h.get(i), h.get(i.wrapping_sub(1))) {
         if c == b'\n' && (p != b'\r' || matches!(h.get(i + 1), None | Some(b'.'))) {
             return Some(i);
@@ -835,6 +848,9 @@ mod tests {
         fn find_interesting_matches_naive(h in wire_strategy(), cr in proptest::bool::ANY) {
             proptest::prop_assert_eq!(find_interesting(&h, cr), interesting_naive(&h, cr));
             proptest::prop_assert_eq!(find_crlf_dot(&h, cr), crlf_dot_naive(&h, cr));
+            for start in 1..h.len().min(BLOCK + 2) {
+                proptest::prop_assert_eq!(clean_blocks_dispatch(&h, start), clean_blocks(&h, start));
+            }
         }
 
         /// The fast paths (whole blocks, memmem) give the same body, events and octets used
@@ -868,10 +884,17 @@ mod tests {
     #[test]
     fn blocks_with_a_stop_at_every_offset() {
         // A stop octet at every position of a long clean run, for both scanners.
-        for at in 0..200 {
+        for at in 0..(3 * BLOCK + 20) {
             for form in [&b"\n"[..], b"\r\n.", b"x\n"] {
-                let mut h = b"ab\r\n".repeat(60);
+                let mut h = b"ab\r\n".repeat(BLOCK);
                 h.splice(at..at, form.iter().copied());
+                // The run-time dispatched build (AVX2 here if the CPU has it) and
+                // the baseline build of the block loop agree.
+                assert_eq!(
+                    clean_blocks_dispatch(&h, 1),
+                    clean_blocks(&h, 1),
+                    "{at} {form:?}"
+                );
                 for cr in [false, true] {
                     assert_eq!(
                         find_interesting(&h, cr),
