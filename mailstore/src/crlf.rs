@@ -25,6 +25,7 @@ pub struct CrlfCounter {
     stored: u64,
     crlf: u64,
     prev_cr: bool,
+    last_lf: bool,
 }
 
 impl CrlfCounter {
@@ -53,6 +54,7 @@ impl CrlfCounter {
             prev_cr = false;
         }
         if let Some(&last) = chunk.last() {
+            self.last_lf = last == b'\n';
             prev_cr = if start == chunk.len() {
                 false
             } else {
@@ -67,13 +69,34 @@ impl CrlfCounter {
         self.stored
     }
 
-    /// Octets fed so far with every bare LF counted as CRLF.
+    /// Octets fed so far with every bare LF counted as CRLF (what
+    /// [`MessageReader`] yields for the whole message).
     pub fn crlf(&self) -> u64 {
         self.crlf
     }
+
+    /// The size POP3 reports for the message (LIST, STAT; RFC 1939 section
+    /// 11): [`CrlfCounter::crlf`] plus the CRLF a server sends after an
+    /// unterminated last line, so that it equals the octets a client counts.
+    ///
+    /// ```
+    /// use mailbag_mailstore::CrlfCounter;
+    ///
+    /// let mut c = CrlfCounter::new();
+    /// c.update(b"Subject: hi\n\nno line end");
+    /// assert_eq!((c.crlf(), c.pop3_size()), (26, 28));
+    /// ```
+    pub fn pop3_size(&self) -> u64 {
+        if self.stored == 0 || self.last_lf {
+            self.crlf
+        } else {
+            self.crlf + 2
+        }
+    }
 }
 
-/// Counts a whole message from a reader: `(stored, crlf)` sizes.
+/// Counts a whole message from a reader: its stored size and
+/// [`CrlfCounter::pop3_size`].
 pub(crate) fn count_reader(mut r: impl Read) -> io::Result<(u64, u64)> {
     let mut c = CrlfCounter::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -86,7 +109,7 @@ pub(crate) fn count_reader(mut r: impl Read) -> io::Result<(u64, u64)> {
         };
         c.update(buf.get(..n).unwrap_or_default());
     }
-    Ok((c.stored(), c.crlf()))
+    Ok((c.stored(), c.pop3_size()))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -378,7 +401,9 @@ mod tests {
             c.update(&msg[split..]);
             prop_assert_eq!(c.stored(), msg.len() as u64);
             prop_assert_eq!(c.crlf(), out.len() as u64);
-            prop_assert_eq!(count_reader(&msg[..]).unwrap(), (msg.len() as u64, out.len() as u64));
+            let added = if msg.is_empty() || msg.ends_with(b"\n") { 0 } else { 2 };
+            prop_assert_eq!(c.pop3_size(), out.len() as u64 + added);
+            prop_assert_eq!(count_reader(&msg[..]).unwrap(), (msg.len() as u64, out.len() as u64 + added));
         }
 
         #[test]

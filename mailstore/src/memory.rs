@@ -427,7 +427,7 @@ impl Delivery for MemDelivery {
         let receipt = DeliveryReceipt {
             folder: me.folder,
             stored_size: me.counter.stored(),
-            size: me.counter.crlf(),
+            size: me.counter.pop3_size(),
         };
         u.folder(me.folder).push(
             Bytes(Arc::new(me.data)),

@@ -269,8 +269,9 @@ pub trait Maildrop: Send + fmt::Debug {
             .ok_or(Error::NoSuchMessage)
     }
 
-    /// Streams message `n` (CRLF line endings, exactly `size` octets) and
-    /// remembers it as seen (POP3 `RETR`), which commit records.
+    /// Streams message `n` (CRLF line endings: exactly `size` octets, two
+    /// fewer if its last line has no line end, which the POP3 encoder adds)
+    /// and remembers it as seen (POP3 `RETR`), which commit records.
     fn read_message(&mut self, n: usize) -> Result<MessageReader, Error>;
 
     /// Streams the header, blank line and `body_lines` body lines of message

@@ -190,7 +190,9 @@ impl fmt::Display for Uid {
 pub struct MessageInfo {
     /// The message's unique id.
     pub uid: Uid,
-    /// Exact size in octets with every line ending as CRLF (what POP3 sends).
+    /// Exact size in octets with every line ending as CRLF, counting the
+    /// CRLF that ends an unterminated last line (what POP3 sends; see
+    /// [`crate::CrlfCounter::pop3_size`]).
     pub size: u64,
     /// When the message was saved into this folder (delivery or move).
     pub saved: SystemTime,
@@ -204,7 +206,7 @@ pub struct MessageInfo {
 pub struct MaildropEntry {
     /// The message's unique id.
     pub uid: Uid,
-    /// Exact size in octets with every line ending as CRLF.
+    /// Exact size in octets as POP3 sends it ([`crate::CrlfCounter::pop3_size`]).
     pub size: u64,
 }
 
@@ -216,7 +218,7 @@ pub struct DeliveryReceipt {
     pub folder: Folder,
     /// Octets stored (as written).
     pub stored_size: u64,
-    /// Size with every line ending as CRLF.
+    /// Size as POP3 sends it ([`crate::CrlfCounter::pop3_size`]).
     pub size: u64,
 }
 

@@ -891,7 +891,7 @@ impl MaildirDelivery {
         {
             return Err(inner.quota_error(q));
         }
-        let name = name::delivered_name(&self.base, stored, self.counter.crlf());
+        let name = name::delivered_name(&self.base, stored, self.counter.pop3_size());
         let new_dir = self.dir.join("new");
         let dst = new_dir.join(name);
         fs::rename(&self.tmp_path, &dst).map_err(|e| Error::io("rename", &self.tmp_path, e))?;
@@ -904,7 +904,7 @@ impl MaildirDelivery {
         Ok(DeliveryReceipt {
             folder: self.folder,
             stored_size: stored,
-            size: self.counter.crlf(),
+            size: self.counter.pop3_size(),
         })
     }
 }
