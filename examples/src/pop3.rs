@@ -13,7 +13,7 @@
 //!   or a shutdown releases the maildrop without changing it.
 //! - STLS runs the TLS handshake with the configured certificate.
 
-use std::io::{self, Read};
+use std::io::{self, IoSlice, Read};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,6 +34,12 @@ use crate::tls::MaybeTls;
 const READ_BUFFER: usize = 4096;
 /// Message octets read from the store per blocking call while streaming RETR/TOP.
 const RETRIEVE_CHUNK: usize = 64 * 1024;
+/// Up to this many segments per chunk, RETR/TOP sends the message straight
+/// from the read buffer with one vectored write (a CRLF message is a few
+/// segments per chunk: dot-stuffing only). A message with bare LF line ends
+/// needs two segments per line; above this count one copy into a buffer is
+/// cheaper than a long `writev`.
+const MAX_WRITE_SEGMENTS: usize = 64;
 
 fn session_error(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("POP3 session: {e}"))
@@ -53,6 +59,41 @@ async fn flush(stream: &mut MaybeTls, session: &mut ServerSession) -> io::Result
         session.consume_output(n);
     }
     stream.flush().await
+}
+
+/// Sends one chunk of a message being retrieved: the session's pending
+/// output (the status line before the first chunk), then the chunk
+/// dot-stuffed and with CRLF line ends, without copying it when it needs few
+/// changes ([`ServerSession::message_segments`] and a vectored write).
+async fn send_chunk(
+    stream: &mut MaybeTls,
+    session: &mut ServerSession,
+    chunk: &[u8],
+) -> io::Result<BodyProgress> {
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let progress = session
+        .message_segments(chunk, |seg| segments.push(seg))
+        .map_err(session_error)?;
+    let joined;
+    if segments.len() > MAX_WRITE_SEGMENTS {
+        joined = segments.concat();
+        segments = vec![&joined];
+    }
+    let pending = session.output().len();
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(segments.len() + 1);
+    slices.push(IoSlice::new(session.output()));
+    slices.extend(segments.iter().map(|seg| IoSlice::new(seg)));
+    let mut bufs = &mut slices[..];
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = stream.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    session.consume_output(pending);
+    Ok(progress)
 }
 
 /// Serves one POP3 connection until it closes.
@@ -261,14 +302,11 @@ async fn handle_event(
                 let done = if chunk.is_empty() {
                     false
                 } else {
-                    session.message_chunk(&chunk).map_err(session_error)? == BodyProgress::Done
+                    send_chunk(stream, session, &chunk).await? == BodyProgress::Done
                 };
                 if done || eof {
                     session.message_end().map_err(session_error)?;
                     break;
-                }
-                if session.output().len() >= RETRIEVE_CHUNK {
-                    flush(stream, session).await?;
                 }
                 step = blocking(move || read_chunk(reader)).await?;
             }

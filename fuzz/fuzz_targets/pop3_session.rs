@@ -78,8 +78,14 @@ fn answer(s: &mut ServerSession, ev: Event, u: &mut Unstructured<'_>) {
                 s.message_failed()
             } else {
                 let step = usize::from(choice % 5) + 1;
-                for c in MESSAGES[req.index].chunks(step) {
-                    s.message_chunk(c).expect("chunk while retrieving");
+                // Both styles, mixed chunk by chunk.
+                for (k, c) in MESSAGES[req.index].chunks(step).enumerate() {
+                    if (usize::from(choice) + k) % 2 == 0 {
+                        s.message_chunk(c).expect("chunk while retrieving");
+                    } else {
+                        s.message_segments(c, |seg| assert!(!seg.is_empty()))
+                            .expect("segments while retrieving");
+                    }
                 }
                 s.message_end()
             }

@@ -314,8 +314,9 @@ pub enum Event {
         /// The user whose maildrop to open.
         user: UserName<'static>,
     },
-    /// Stream a message: [`ServerSession::message_chunk`] (as often as
-    /// needed), then [`ServerSession::message_end`]; or
+    /// Stream a message: [`ServerSession::message_chunk`] or
+    /// [`ServerSession::message_segments`] (as often as needed), then
+    /// [`ServerSession::message_end`]; or
     /// [`ServerSession::message_failed`].
     Retrieve(RetrieveRequest),
     /// QUIT in TRANSACTION: enter UPDATE, remove these messages, release the
@@ -1232,13 +1233,77 @@ impl ServerSession {
     /// [`BodyProgress::Done`] when TOP has all the lines it needs: the caller
     /// may stop reading and call [`ServerSession::message_end`].
     pub fn message_chunk(&mut self, chunk: &[u8]) -> Result<BodyProgress, UsageError> {
+        self.retrieve_with("message_chunk", |encoder, out| {
+            encoder.encode_chunk(chunk, out)
+        })
+    }
+
+    /// Answers [`Event::Retrieve`] like [`ServerSession::message_chunk`], but
+    /// without copying the message into the output: `segment` is called, in
+    /// order, with runs borrowed from `chunk` and the short static inserts
+    /// the wire format needs (see [`BodyEncoder::encode_segments`]).
+    ///
+    /// On the wire, everything in [`ServerSession::output`] after this call
+    /// (on the first call: the `+OK` status line) comes **before** the
+    /// segments: write the output, then the segments (for example with one
+    /// `write_vectored`), before calling any other method. The two styles
+    /// can be mixed chunk by chunk.
+    ///
+    /// ```
+    /// use mailbag_pop3_proto::session::{Event, MessageInfo, ServerConfig, ServerSession};
+    /// use mailbag_pop3_proto::types::Uid;
+    ///
+    /// let mut s = ServerSession::new(ServerConfig::default()).unwrap();
+    /// s.feed(b"USER joe\r\nPASS secret\r\n");
+    /// let Some(Event::Login(_)) = s.next_event() else { panic!() };
+    /// s.accept_login().unwrap();
+    /// let Some(Event::OpenMaildrop { .. }) = s.next_event() else { panic!() };
+    /// let uid = Uid::try_from("u1".to_string()).unwrap();
+    /// s.maildrop_opened(vec![MessageInfo::new(9, uid)]).unwrap();
+    /// s.take_output(); // greeting and login replies
+    /// s.feed(b"RETR 1\r\n");
+    /// let Some(Event::Retrieve(_)) = s.next_event() else { panic!() };
+    /// let message = b"A: b\r\n\r\n.hi\r\n";
+    /// let mut wire = Vec::new();
+    /// let mut segments = Vec::new();
+    /// s.message_segments(message, |seg| segments.push(seg)).unwrap();
+    /// wire.extend_from_slice(&s.take_output()); // the status line first
+    /// segments.iter().for_each(|seg| wire.extend_from_slice(seg));
+    /// s.message_end().unwrap();
+    /// wire.extend_from_slice(&s.take_output()); // the terminator
+    /// assert_eq!(wire, b"+OK 9 octets\r\nA: b\r\n\r\n..hi\r\n.\r\n");
+    /// // The message itself was not copied.
+    /// assert_eq!(segments[0].as_ptr(), message.as_ptr());
+    /// ```
+    pub fn message_segments<'a, F>(
+        &mut self,
+        chunk: &'a [u8],
+        segment: F,
+    ) -> Result<BodyProgress, UsageError>
+    where
+        F: FnMut(&'a [u8]),
+    {
+        self.retrieve_with("message_segments", |encoder, _| {
+            encoder.encode_segments(chunk, segment)
+        })
+    }
+
+    /// The common part of [`ServerSession::message_chunk`] and
+    /// [`ServerSession::message_segments`]: checks that a message is being
+    /// retrieved (else a usage error naming `method`), writes the status line
+    /// before the first chunk, and runs `encode` until TOP has its lines.
+    fn retrieve_with(
+        &mut self,
+        method: &'static str,
+        encode: impl FnOnce(&mut BodyEncoder, &mut Vec<u8>) -> BodyProgress,
+    ) -> Result<BodyProgress, UsageError> {
         let Some(Waiting::Retrieve {
             encoder,
             status,
             done,
         }) = &mut self.waiting
         else {
-            return Err(Self::unexpected("message_chunk"));
+            return Err(Self::unexpected(method));
         };
         if let Some(st) = status.take() {
             self.out.extend_from_slice(&st);
@@ -1246,7 +1311,7 @@ impl ServerSession {
         if *done {
             return Ok(BodyProgress::Done);
         }
-        let p = encoder.encode_chunk(chunk, &mut self.out);
+        let p = encode(encoder, &mut self.out);
         if p == BodyProgress::Done {
             *done = true;
         }
@@ -1436,6 +1501,47 @@ mod tests {
             s.take_output()
                 .ends_with(b"-ERR Disconnected for inactivity.\r\n")
         );
+    }
+
+    #[test]
+    fn segments_and_chunks_give_the_same_wire() {
+        let message: &[u8] = b"A: b\n\n.dot\r\nplain\r\nbare\n.x\nend";
+        for top in [None, Some(1)] {
+            let cmd: &[u8] = if top.is_some() {
+                b"TOP 1 1\r\n"
+            } else {
+                b"RETR 1\r\n"
+            };
+            let mut copied = logged_in(ServerConfig::default(), &[40]);
+            copied.feed(cmd);
+            assert!(matches!(copied.next_event(), Some(Event::Retrieve(_))));
+            for c in message.chunks(5) {
+                copied.message_chunk(c).unwrap();
+            }
+            copied.message_end().unwrap();
+            let want = copied.take_output();
+
+            let mut s = logged_in(ServerConfig::default(), &[40]);
+            s.feed(cmd);
+            assert!(matches!(s.next_event(), Some(Event::Retrieve(_))));
+            let mut wire = Vec::new();
+            for (i, c) in message.chunks(5).enumerate() {
+                let mut segs = Vec::new();
+                // Mixed styles: every third chunk is copied.
+                if i % 3 == 2 {
+                    s.message_chunk(c).unwrap();
+                } else {
+                    s.message_segments(c, |seg| segs.push(seg)).unwrap();
+                }
+                wire.extend_from_slice(&s.take_output());
+                segs.iter().for_each(|seg| wire.extend_from_slice(seg));
+            }
+            s.message_end().unwrap();
+            wire.extend_from_slice(&s.take_output());
+            assert_eq!(wire, want, "{top:?}");
+            // Out of turn, it is a usage error like message_chunk.
+            assert!(s.message_segments(b"x", |_| {}).is_err());
+        }
     }
 
     #[test]
