@@ -181,14 +181,17 @@ fn find_interesting(h: &[u8], cr: bool) -> Option<usize> {
         Some(b'\n') if !cr || n == 1 || h.get(1) == Some(&b'.') => return Some(0),
         _ => {}
     }
-    let mut i = clean_blocks_dispatch(h, 1);
-    while let (Some(&c), Some(&p)) = (h.get(i), h.get(i.wrapping_sub(1))) {
-        if c == b'\n' && (p != b'\r' || matches!(h.get(i + 1), None | Some(b'.'))) {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
+    // The run of clean blocks ends at a block that holds the LF sought, or
+    // fewer than a block and two octets before the end: either way the LFs
+    // left to look at are within about one block, found with memchr rather
+    // than octet by octet.
+    let from = clean_blocks_dispatch(h, 1);
+    let rest = h.get(from..).unwrap_or_default();
+    memchr::memchr_iter(b'\n', rest)
+        .map(|off| from + off)
+        .find(|&i| {
+            h.get(i.wrapping_sub(1)) != Some(&b'\r') || matches!(h.get(i + 1), None | Some(b'.'))
+        })
 }
 
 /// The `LF "."` searcher, built once per process: `memmem::find_iter` would build one (about
