@@ -17,6 +17,10 @@ use std::time::Instant;
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
 use mailbag_pop3_proto::codec::BodyEncoder;
 
+#[path = "util/placed.rs"]
+mod placed;
+use placed::placed_copy;
+
 const CHUNK: usize = 64 * 1024;
 
 /// A 1 MiB message of ~72-octet lines, some starting with a dot.
@@ -40,21 +44,6 @@ fn message(eol: &[u8]) -> Vec<u8> {
         i += 1;
     }
     m
-}
-
-/// Places a copy of `msg` so that its page offset is 2 KiB away from the
-/// output buffer's. Without this, the allocator can put source and
-/// destination a few octets apart modulo 4 KiB, and `memcpy` then suffers
-/// from 4K aliasing (measured: the copy baseline dropped from ~30 to ~2 GiB/s
-/// on this machine), which would make the comparison meaningless.
-fn placed_copy(msg: &[u8], out: &[u8]) -> (Vec<u8>, usize) {
-    let storage = vec![0u8; msg.len() + 8192];
-    let want = (out.as_ptr() as usize + 2048) % 4096;
-    let have = storage.as_ptr() as usize % 4096;
-    let off = (want + 4096 - have) % 4096;
-    let mut storage = storage;
-    storage[off..off + msg.len()].copy_from_slice(msg);
-    (storage, off)
 }
 
 /// `copy` of the benchmark: every chunk appended to `out`.
