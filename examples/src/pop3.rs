@@ -35,11 +35,12 @@ const READ_BUFFER: usize = 4096;
 /// Message octets read from the store per blocking call while streaming RETR/TOP.
 const RETRIEVE_CHUNK: usize = 64 * 1024;
 /// Up to this many segments per chunk, RETR/TOP sends the message straight
-/// from the read buffer with one vectored write (a CRLF message is a few
-/// segments per chunk: dot-stuffing only). A message with bare LF line ends
-/// needs two segments per line; above this count one copy into a buffer is
-/// cheaper than a long `writev`.
-const MAX_WRITE_SEGMENTS: usize = 64;
+/// from the read buffer with one vectored write. The store already turns
+/// bare LF into CRLF, so a chunk is one segment plus two per line that
+/// starts with a dot (the run before it and the stuffed `.`); above this
+/// count (a chunk of mostly dot lines) one copy into a buffer is cheaper
+/// than a long `writev` of tiny pieces.
+const MAX_WRITE_SEGMENTS: usize = 256;
 
 fn session_error(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("POP3 session: {e}"))
@@ -63,8 +64,8 @@ async fn flush(stream: &mut MaybeTls, session: &mut ServerSession) -> io::Result
 
 /// Sends one chunk of a message being retrieved: the session's pending
 /// output (the status line before the first chunk), then the chunk
-/// dot-stuffed and with CRLF line ends, without copying it when it needs few
-/// changes ([`ServerSession::message_segments`] and a vectored write).
+/// dot-stuffed, without copying it when it needs few changes
+/// ([`ServerSession::message_segments`] and a vectored write).
 async fn send_chunk(
     stream: &mut MaybeTls,
     session: &mut ServerSession,

@@ -714,10 +714,11 @@ fn a_store_failure_for_one_local_user_duplicates_nothing_on_retry() {
     assert_eq!(server.messages("bob", "").len(), 1);
 }
 
-/// Large messages as stored on disk by other tools: CRLF with dot lines (sent
-/// zero-copy from the read buffer), bare LF (two segments per line: sent
-/// through one copy), mixed, and one without a final line end, over several
-/// 64 KiB read chunks. Python's poplib (which undoes dot-stuffing) gets every
+/// Large messages as stored on disk by other tools, over several 64 KiB read
+/// chunks: CRLF and bare LF with a few dot lines per chunk (sent zero-copy
+/// from the read buffer), one that is all dot lines (more segments than
+/// `MAX_WRITE_SEGMENTS`: joined into one buffer), mixed line ends, and no
+/// final line end. Python's poplib (which undoes dot-stuffing) gets every
 /// line back, octet counts equal the LIST sizes, and TOP stops where it
 /// should; over plain POP3 and over implicit TLS.
 #[test]
@@ -745,7 +746,7 @@ fn large_messages_of_every_line_ending_retrieve_intact() {
         bodies.push(m);
     }
     let mut mixed = b"Subject: mixed\n\r\n".to_vec();
-    for i in 0..3000 {
+    for i in 0..30000 {
         mixed.extend_from_slice(format!("..{i}").as_bytes());
         mixed.extend_from_slice(if i % 3 == 0 { b"\n" } else { b"\r\n" });
     }

@@ -8,7 +8,10 @@ use std::fmt::Write as _;
 /// The layout is `<base>[:2,<flags>]` where the base is the unique name, for
 /// example `1700000000.M123456P789Q1.host,S=2048,W=2100`. `S=` is the stored
 /// size, `W=` the size with CRLF line endings (both optional; Dovecot and we
-/// write them, most MTAs do not).
+/// write them, most MTAs do not). The `W=` we write is the POP3 size
+/// ([`crate::CrlfCounter::pop3_size`]): for a message whose last line has no
+/// line end it also counts the CRLF POP3 sends there, which Dovecot's does
+/// not; for every other message the two agree.
 ///
 /// # Examples
 ///
