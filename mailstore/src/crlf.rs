@@ -239,6 +239,35 @@ impl Read for MessageReader {
                 break;
             }
             let room = out.len() - n;
+            if self.mode == Mode::Whole {
+                // Whole messages need no line counting: copy the longest
+                // run in which every LF already has its CR (all of a CRLF
+                // message's buffer) at once.
+                let span = chunk.get(..room).unwrap_or(chunk);
+                let prev_cr = self.prev_cr;
+                let mut clean = span.len();
+                for i in memchr::memchr_iter(b'\n', span) {
+                    let before = match i.checked_sub(1) {
+                        None => prev_cr,
+                        Some(j) => span.get(j) == Some(&b'\r'),
+                    };
+                    if !before {
+                        clean = i;
+                        break;
+                    }
+                }
+                if clean > 0 {
+                    let (Some(src), Some(dst)) = (span.get(..clean), out.get_mut(n..n + clean))
+                    else {
+                        break;
+                    };
+                    dst.copy_from_slice(src);
+                    self.prev_cr = src.last() == Some(&b'\r');
+                    self.inner.consume(clean);
+                    n += clean;
+                    continue;
+                }
+            }
             let text_len = memchr::memchr(b'\n', chunk).unwrap_or(chunk.len());
             if text_len > 0 {
                 let k = text_len.min(room);
