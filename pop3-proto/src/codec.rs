@@ -1309,7 +1309,7 @@ const CLEAN_STREAK: u32 = 4;
 /// x86-64).
 #[inline(never)]
 fn next_dirty_block(chunk: &[u8], pos: usize) -> (usize, bool) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", feature = "simd"))]
     if let Some(v3) = pulp::x86::V3::try_new() {
         return v3.vectorize(
             #[inline(always)]

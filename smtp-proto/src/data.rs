@@ -162,7 +162,7 @@ fn clean_blocks(h: &[u8], start: usize) -> usize {
 /// [`clean_blocks`], compiled for AVX2 when the CPU has it.
 #[inline]
 fn clean_blocks_dispatch(h: &[u8], start: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", feature = "simd"))]
     if let Some(v3) = pulp::x86::V3::try_new() {
         return v3.vectorize(
             #[inline(always)]
