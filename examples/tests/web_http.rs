@@ -91,6 +91,8 @@ fn cookie_attributes_security_headers_and_logout() {
     let csp = settings.header("content-security-policy").unwrap();
     assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
     assert_eq!(settings.header("x-frame-options"), Some("DENY"));
+    // Plain HTTP: no HSTS (RFC 6797 section 7.2: only sent over TLS).
+    assert_eq!(settings.header("strict-transport-security"), None);
     assert_eq!(settings.header("cache-control"), Some("no-store"));
     assert_eq!(settings.header("x-content-type-options"), Some("nosniff"));
     assert!(
@@ -458,6 +460,10 @@ fn https_session_cookie_is_secure() {
     let page =
         request("GET /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".into());
     assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
     let login_cookie = page.set_cookie("mailbag_login").unwrap();
     assert!(login_cookie.ends_with("; Secure"), "{login_cookie}");
     let token = page.csrf().unwrap();

@@ -30,7 +30,8 @@
 //!   logged-in user's Spam folder: another user's id is `404`.
 //! - **Headers**: `Content-Security-Policy: default-src 'self'; frame-ancestors 'none'; ...`,
 //!   `X-Frame-Options: DENY`, `X-Content-Type-Options: nosniff`,
-//!   `Referrer-Policy: no-referrer`, `Cache-Control: no-store` on pages.
+//!   `Referrer-Policy: no-referrer`, `Cache-Control: no-store` on pages;
+//!   under TLS also `Strict-Transport-Security: max-age=31536000`.
 //! - **Hostile requests**: request line + header fields bounded by
 //!   `web.max_request_head` (`431`/`414`; more than 100 fields `431`),
 //!   bodies by `web.max_request_body` (`413`); `web.request_timeout` bounds
@@ -171,12 +172,22 @@ pub fn router(web: App) -> Router {
         .route("/style.css", get(stylesheet))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::map_response(security_headers))
+        .layer(middleware::map_response_with_state(
+            Arc::clone(&web),
+            security_headers,
+        ))
         .with_state(web)
 }
 
-async fn security_headers(mut res: Response) -> Response {
+async fn security_headers(State(web): State<App>, mut res: Response) -> Response {
     let h = res.headers_mut();
+    if web.secure {
+        // Served over TLS: browsers that saw the page once keep to HTTPS.
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
