@@ -515,12 +515,13 @@ impl ClientSession {
             ) {
                 return None;
             }
-            match self
-                .parser
-                .parse(self.inbuf.get(self.in_pos..).unwrap_or_default())
-            {
+            // Only the first `max_buffered` octets are parsed, so that what lies
+            // beyond (read in the same chunk or not) cannot change the outcome.
+            let avail = self.inbuf.get(self.in_pos..).unwrap_or_default();
+            let window = avail.get(..self.opts.max_buffered).unwrap_or(avail);
+            match self.parser.parse(window) {
                 Ok(None) => {
-                    if self.inbuf.len() - self.in_pos >= self.opts.max_buffered {
+                    if window.len() >= self.opts.max_buffered {
                         self.fail(Outcome::local(
                             self.stage(),
                             451,
@@ -1254,6 +1255,35 @@ mod tests {
         assert!(o.is_remote());
         assert_eq!(c.take_output(), b"QUIT\r\n");
         assert!(c.is_closed());
+    }
+
+    /// A reply longer than `max_buffered` is "too long" whatever follows it and
+    /// however it is read: a malformed line past the limit, fed in the same chunk,
+    /// used to turn it into "malformed" (found by the `smtp_client_session` fuzz
+    /// target).
+    #[test]
+    fn overlong_reply_fails_the_same_whatever_the_chunking() {
+        let opts = ClientOptions {
+            max_buffered: 64,
+            ..ClientOptions::default()
+        };
+        let mut input = b"220-mx.example greets you\r\n".repeat(4);
+        input.extend_from_slice(b"x20 malformed\r\n220 end\r\n");
+        let mut whole = client(opts.clone());
+        whole.feed(&input);
+        let whole_events = drain(&mut whole);
+        let mut bytewise = client(opts);
+        let mut bytewise_events = Vec::new();
+        for b in &input {
+            bytewise.feed(std::slice::from_ref(b));
+            bytewise_events.extend(drain(&mut bytewise));
+        }
+        assert_eq!(whole_events, bytewise_events);
+        let [Event::Closed { error: Some(o) }] = whole_events.as_slice() else {
+            panic!("{whole_events:?}")
+        };
+        assert_eq!(o.reply().lines(), ["Reply too long"]);
+        assert_eq!(o.status(), Status::Temporary);
     }
 
     #[test]
