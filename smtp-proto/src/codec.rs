@@ -1053,8 +1053,9 @@ impl ReplyParser {
     /// Parses one complete reply at the start of `buf`.
     ///
     /// Returns `Ok(None)` when more input is needed, or the reply and the octets it used.
-    /// The enhanced status code is recognised when the first line carries one of the
-    /// reply's class; it is then removed from every line that carries it.
+    /// The enhanced status code is recognised when every line carries the same one, of
+    /// the reply's class (RFC 2034 section 4 repeats it on each line); it is then removed
+    /// from every line. Otherwise the lines are kept as they are.
     ///
     /// # Errors
     ///
@@ -1108,11 +1109,20 @@ impl ReplyParser {
             }
         }
         let code = ReplyCode::try_from(code.unwrap_or(0)).map_err(|_| ReplyError::Malformed)?;
+        // RFC 2034 section 4: the code is repeated on every line. A reply where
+        // only some lines carry it keeps its lines verbatim: taking the code from
+        // the first line would add it to the others on encoding (a line of the
+        // length limit would then be too long to parse back).
         let enhanced = lines
             .first()
             .and_then(|l| Esc::parse_prefix(l))
             .filter(|(e, _)| e.class() == code.class())
-            .map(|(e, _)| e);
+            .map(|(e, _)| e)
+            .filter(|e| {
+                lines
+                    .iter()
+                    .all(|l| Esc::parse_prefix(l).is_some_and(|(x, _)| x == *e))
+            });
         let mut out = Vec::with_capacity(lines.len());
         for l in lines {
             let l = match enhanced.and_then(|e| Esc::parse_prefix(l).filter(|(x, _)| *x == e)) {
@@ -1150,6 +1160,36 @@ mod tests {
             g.extend_from_slice(&h);
             proptest::prop_assert_eq!(find_lf(&g), memchr::memchr(b'\n', &g));
         }
+    }
+
+    /// The enhanced code counts only when every line carries it; a reply with a
+    /// line at the length limit that lacks it re-encodes to something that parses
+    /// (found by the `smtp_reply` fuzz target).
+    #[test]
+    fn enhanced_code_only_when_on_every_line() {
+        let p = ReplyParser::default();
+        let (r, _) = p
+            .parse(b"550-5.1.1 first\r\n550 no code here\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.enhanced(), None);
+        assert_eq!(r.lines(), ["5.1.1 first", "no code here"]);
+        let (r, _) = p
+            .parse(b"550-5.1.1 first\r\n550 5.1.1 second\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.enhanced().map(|e| e.to_string()),
+            Some("5.1.1".to_owned())
+        );
+        assert_eq!(r.lines(), ["first", "second"]);
+        let long = format!("444-4.4.4\r\n444 {}\r\n", "Y".repeat(506));
+        let (r, n) = p.parse(long.as_bytes()).unwrap().unwrap();
+        assert_eq!(n, long.len());
+        let mut wire = Vec::new();
+        r.encode(&mut wire);
+        let (again, _) = p.parse(&wire).unwrap().unwrap();
+        assert_eq!(again, r);
     }
 
     #[test]
