@@ -1,0 +1,1478 @@
+//! The `mailbagd` configuration: TOML types, defaults and validation.
+//!
+//! [`Config::from_toml_str`] parses a TOML document and validates it; every
+//! problem comes back as a [`ConfigError`] whose message names the key (and,
+//! for syntax and type errors, the line). Unknown keys are rejected.
+//!
+//! Relative paths (`data_dir`, `relay.queue_dir`, `tls.cert_file`,
+//! `tls.key_file`) are taken relative to the working directory of the
+//! process, so that the embedded demo configuration keeps its data in
+//! `./mailbag-data`.
+//!
+//! # Examples
+//!
+//! ```
+//! use mailbagd::config::{Config, SpamFolder};
+//!
+//! let config = Config::from_toml_str(
+//!     r#"
+//!     hostname = "mail.example.test"
+//!     local_domains = ["example.test"]
+//!     [[users]]
+//!     name = "joe"
+//!     password = "secret"
+//!     spam_folder = "INBOX"
+//!     "#,
+//! )
+//! .unwrap();
+//! assert_eq!(config.users[0].spam_folder, SpamFolder::Inbox);
+//! assert_eq!(config.pop3.listen, vec!["127.0.0.1:1110".parse().unwrap()]);
+//! assert_eq!(config.spam.spam_retention.as_secs(), 7 * 24 * 3600);
+//!
+//! // An unknown key is an error that names the key.
+//! let err = Config::from_toml_str("colour = 1\n[[users]]\nname = \"a\"\npassword = \"b\"\n")
+//!     .unwrap_err();
+//! assert!(err.to_string().contains("colour"));
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mailbag_mailstore::UserName;
+use mailbag_smtp_proto::address::{Domain, LocalPart};
+use serde::Deserialize;
+use sha_crypt::{PasswordVerifier, ShaCrypt};
+
+/// The demo configuration shipped as `examples/mailbagd/mailbag.toml`; `mailbagd`
+/// runs on it when started without `--config`.
+pub const DEMO_CONFIG: &str = include_str!("../mailbag.toml");
+
+/// A configuration problem, with a message meant for the operator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax error, unknown key, wrong type, bad address or duration.
+    #[error("invalid config: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value that parses but is not acceptable.
+    #[error("invalid config: {key}: {message}")]
+    Invalid {
+        /// The dotted key path, e.g. `users[1].name`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Most messages per Spam folder page (`web.page_size`).
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
+    let web = WebConfig {
+        listen: raw
+            .listen
+            .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 8080))]),
+        tls: raw.tls.unwrap_or(false),
+        session_idle_timeout: nonzero(
+            "web.session_idle_timeout",
+            raw.session_idle_timeout,
+            Duration::from_secs(30 * 60),
+        )?,
+        session_lifetime: nonzero(
+            "web.session_lifetime",
+            raw.session_lifetime,
+            Duration::from_secs(12 * 3600),
+        )?,
+        max_sessions: raw.max_sessions.unwrap_or(10_000),
+        login_attempts_per_ip: raw.login_attempts_per_ip.unwrap_or(10),
+        login_window: nonzero(
+            "web.login_window",
+            raw.login_window,
+            Duration::from_secs(15 * 60),
+        )?,
+        max_tracked_addresses: raw.max_tracked_addresses.unwrap_or(100_000),
+        login_failure_delay: raw
+            .login_failure_delay
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(1)),
+        page_size: raw.page_size.unwrap_or(50),
+        max_header_read: raw.max_header_read.unwrap_or(64 * 1024),
+        max_request_body: raw.max_request_body.unwrap_or(16 * 1024),
+        max_request_head: raw.max_request_head.unwrap_or(64 * 1024),
+        request_timeout: nonzero(
+            "web.request_timeout",
+            raw.request_timeout,
+            Duration::from_secs(30),
+        )?,
+    };
+    for (key, value) in [
+        ("web.max_sessions", web.max_sessions),
+        (
+            "web.login_attempts_per_ip",
+            web.login_attempts_per_ip as usize,
+        ),
+        ("web.max_tracked_addresses", web.max_tracked_addresses),
+        ("web.page_size", web.page_size),
+        ("web.max_header_read", web.max_header_read),
+        ("web.max_request_body", web.max_request_body),
+    ] {
+        if value == 0 {
+            return Err(invalid(key, "must be greater than zero"));
+        }
+    }
+    if web.page_size > MAX_PAGE_SIZE {
+        return Err(invalid("web.page_size", "must be at most 1000"));
+    }
+    if !(8192..=1024 * 1024).contains(&web.max_request_head) {
+        return Err(invalid(
+            "web.max_request_head",
+            "must be between 8192 and 1048576",
+        ));
+    }
+    if web.login_failure_delay >= web.request_timeout {
+        return Err(invalid(
+            "web.login_failure_delay",
+            "must be shorter than web.request_timeout",
+        ));
+    }
+    if web.max_request_body < 1024 {
+        return Err(invalid("web.max_request_body", "must be at least 1024"));
+    }
+    Ok(web)
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A duration written in humantime syntax (`"30m"`, `"7d"`, `"1h 30m"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+/// A password that never shows up in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The password bytes (only for comparing).
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Where a user's spam goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+pub enum SpamFolder {
+    /// The Maildir++ `.Spam` folder, invisible to POP3 (the default).
+    #[default]
+    Spam,
+    /// The INBOX, tagged in the Subject.
+    #[serde(rename = "INBOX")]
+    Inbox,
+}
+
+/// How a user's password is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// A clear-text password from the config file.
+    Plain(Secret),
+    /// A SHA-crypt hash (`$5$...` SHA-256-crypt or `$6$...` SHA-512-crypt),
+    /// e.g. from `openssl passwd -6` or `mkpasswd -m sha-512`.
+    Hash(String),
+}
+
+impl Credential {
+    /// Checks a password in constant time (with respect to the content).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbagd::config::{Credential, Secret};
+    /// let c = Credential::Plain(Secret::new("secret"));
+    /// assert!(c.verify(b"secret"));
+    /// assert!(!c.verify(b"secreT"));
+    /// ```
+    pub fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            Credential::Plain(s) => constant_time_eq(s.expose(), password),
+            Credential::Hash(h) => ShaCrypt::default()
+                .verify_password(password, h.as_str())
+                .is_ok(),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// One mail user.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct User {
+    /// POP3 user name and local part of the user's address at every local domain.
+    pub name: UserName,
+    /// Password check.
+    pub credential: Credential,
+    /// Score incoming mail (default true).
+    pub spam_scanning: bool,
+    /// Tag the Subject of spam (default true).
+    pub subject_prefix: bool,
+    /// Where spam goes (default `Spam`).
+    pub spam_folder: SpamFolder,
+}
+
+/// `[pop3]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Pop3Config {
+    /// Plain listeners with STLS when `[tls]` is set (default `["127.0.0.1:1110"]`).
+    pub listen: Vec<SocketAddr>,
+    /// Implicit-TLS listeners (port-995 role; default none; needs `[tls]`).
+    pub tls_listen: Vec<SocketAddr>,
+    /// Refuse USER/PASS and plaintext SASL before STLS (default false).
+    pub require_tls_for_login: bool,
+    /// Autologout timer: close an idle connection after this long
+    /// (default 10 minutes, the RFC 1939 minimum).
+    pub idle_timeout: Duration,
+    /// Delay before answering a failed login, against password guessing
+    /// (default 2 seconds, like Dovecot; `"0s"` turns it off).
+    pub auth_failure_delay: Duration,
+}
+
+/// `[smtp]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SmtpConfig {
+    /// Port-25-role listeners (default `["127.0.0.1:2525"]`).
+    pub listen: Vec<SocketAddr>,
+    /// Submission (port-587 role) listeners (default `["127.0.0.1:5870"]`).
+    pub submission_listen: Vec<SocketAddr>,
+    /// Implicit-TLS submission listeners (port-465 role; default none; needs `[tls]`).
+    pub tls_listen: Vec<SocketAddr>,
+    /// Largest message accepted, in octets (default 26214400 = 25 MiB).
+    pub max_message_size: u64,
+    /// Most recipients per message (default 100).
+    pub max_recipients: usize,
+    /// Close a connection idle for this long (default 5 minutes).
+    pub idle_timeout: Duration,
+}
+
+/// `[tls]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// `[pop_before_smtp]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct PopBeforeSmtpConfig {
+    /// How long a POP3 login authorizes its client address to relay (default 30 minutes).
+    pub window: Duration,
+    /// Most addresses remembered at once (default 100000).
+    pub max_entries: usize,
+}
+
+/// `[spam]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct SpamConfig {
+    /// Score at or above which a message is spam (default 5.0).
+    pub threshold: f64,
+    /// Subject tag template (default `**SPAM( _SCORE_)**`).
+    pub tag_template: String,
+    /// Spam older than this is removed by the sweeper (default 7 days).
+    pub spam_retention: Duration,
+    /// How often the sweeper runs after the start-up sweep (default 1 hour).
+    pub sweep_interval: Duration,
+    /// spamd address; when unset the built-in scorer is used (default unset).
+    pub spamd: Option<SocketAddr>,
+}
+
+/// `[relay]`: the outbound queue and its delivery engine.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RelayConfig {
+    /// Where mail accepted for relay is queued (default `<data_dir>/queue`).
+    pub queue_dir: PathBuf,
+    /// Next hop for all outbound mail, `"host:port"` (host name or IP address,
+    /// `"[::1]:25"` for IPv6); default unset: deliver to each domain's MX hosts.
+    pub smarthost: Option<Smarthost>,
+    /// Retry intervals after temporary failures (default
+    /// `"5m, 10m, 20m, 40m, 1h, 2h, 4h"`, the last one repeating).
+    pub retry_schedule: mailbag_mailstore::queue::RetrySchedule,
+    /// How long a message may stay queued before it is bounced (default 5 days).
+    pub max_queue_age: Duration,
+    /// After how long a still-pending message gets a "delayed" DSN (once, if NOTIFY asks
+    /// for it; absent NOTIFY does); default 4 hours, `"0s"` = never.
+    pub delay_warning: Option<Duration>,
+    /// Simultaneous connections per destination (domain or smarthost; default 4).
+    pub concurrency: usize,
+    /// Simultaneous outbound connections in total (default 20).
+    pub max_connections: usize,
+    /// TCP connect timeout per address (default 30 seconds).
+    pub connect_timeout: Duration,
+    /// When set, every reply timeout of RFC 5321 section 4.5.3.2 (5 minutes for the
+    /// greeting, MAIL, RCPT; 2 for DATA; 3 per data block; 10 after the final dot) is
+    /// replaced by this value (default unset: the RFC values).
+    pub command_timeout: Option<Duration>,
+    /// Name in EHLO (default: `hostname`).
+    pub helo_name: String,
+    /// Use STARTTLS when the next hop offers it (opportunistic, certificate not verified,
+    /// RFC 7435; default true).
+    pub starttls: bool,
+    /// DNS server for MX and address lookups (default unset: `/etc/resolv.conf`).
+    pub dns_server: Option<SocketAddr>,
+    /// Port of MX hosts (default 25; other values are for tests).
+    pub mx_port: u16,
+    /// How often the queue is scanned for due messages (default 10 seconds; new mail is
+    /// tried at once).
+    pub scan_interval: Duration,
+}
+
+/// The `smarthost` setting: a host name or IP address and a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Smarthost {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl std::str::FromStr for Smarthost {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{s:?} is not host:port"))?;
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{s:?}: bad port"))?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let valid_name = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if host.parse::<std::net::IpAddr>().is_err() && !valid_name {
+            return Err(format!("{s:?}: bad host name"));
+        }
+        Ok(Smarthost {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// `[web]`: the self-service web page (see the `web` module).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct WebConfig {
+    /// HTTP listeners (default `["127.0.0.1:8080"]`; an empty list turns the page off).
+    pub listen: Vec<SocketAddr>,
+    /// Serve HTTPS with the `[tls]` certificate (default false; needs `[tls]`).
+    /// Session cookies then carry `Secure`.
+    pub tls: bool,
+    /// A session unused for this long is logged out (default 30 minutes).
+    pub session_idle_timeout: Duration,
+    /// A session ends this long after login, used or not (default 12 hours).
+    pub session_lifetime: Duration,
+    /// Most sessions held at once; the one idle longest is dropped to make
+    /// room (default 10000).
+    pub max_sessions: usize,
+    /// Login attempts allowed per client address (IPv6: per /64) within
+    /// `login_window`; more get `429 Too Many Requests` (default 10).
+    pub login_attempts_per_ip: u32,
+    /// The window of `login_attempts_per_ip` (default 15 minutes).
+    pub login_window: Duration,
+    /// Client addresses the login rate limiter remembers at once; the oldest
+    /// is forgotten to make room (default 100000).
+    pub max_tracked_addresses: usize,
+    /// Delay before answering a failed login, the same for an unknown user
+    /// and a wrong password (default 1 second; `"0s"`: none).
+    pub login_failure_delay: Duration,
+    /// Messages per Spam folder page (default 50, at most 1000).
+    pub page_size: usize,
+    /// Octets of a message's header read to list it on the Spam page
+    /// (default 65536); fields past that are not shown.
+    pub max_header_read: usize,
+    /// Largest request body (a form post) accepted, in octets (default 16384).
+    pub max_request_body: usize,
+    /// Largest request line plus header fields, in octets (default 65536,
+    /// 8192 to 1048576); larger gets `431` (`414` for an over-long URL), more
+    /// than 100 header fields too.
+    pub max_request_head: usize,
+    /// Time allowed to receive a request's header, for an idle keep-alive
+    /// connection, and for a whole request to be read and answered (a body
+    /// that stops short of its `Content-Length` gets `408`) (default 30
+    /// seconds; must be longer than `login_failure_delay`).
+    pub request_timeout: Duration,
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// Most simultaneous connections over all listeners (default 1000).
+    pub max_connections: usize,
+    /// Most simultaneous connections from one client address (default 20).
+    pub max_connections_per_ip: usize,
+    /// Time allowed for a TLS handshake (default 30 seconds).
+    pub tls_handshake_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight work may take before it is
+    /// cut off (default 30 seconds).
+    pub shutdown_timeout: Duration,
+}
+
+/// A validated `mailbagd` configuration.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Greeting and EHLO name (default `localhost`).
+    pub hostname: Domain<'static>,
+    /// Domains delivered here, normalized: lower case, no trailing dot
+    /// (default `[hostname]`).
+    pub local_domains: Vec<Domain<'static>>,
+    /// Maildir root (default `mailbag-data`).
+    pub data_dir: PathBuf,
+    /// User receiving mail for `postmaster` (default: the first user).
+    pub postmaster: UserName,
+    /// `[pop3]`.
+    pub pop3: Pop3Config,
+    /// `[smtp]`.
+    pub smtp: SmtpConfig,
+    /// `[tls]` (optional).
+    pub tls: Option<TlsConfig>,
+    /// `[pop_before_smtp]`.
+    pub pop_before_smtp: PopBeforeSmtpConfig,
+    /// `[spam]`.
+    pub spam: SpamConfig,
+    /// `[relay]`.
+    pub relay: RelayConfig,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// `[web]`.
+    pub web: WebConfig,
+    /// `[[users]]`, at least one.
+    pub users: Vec<User>,
+}
+
+// ---------------------------------------------------------------------------
+// Raw TOML shapes.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    hostname: Option<String>,
+    local_domains: Option<Vec<String>>,
+    data_dir: Option<PathBuf>,
+    postmaster: Option<String>,
+    #[serde(default)]
+    pop3: RawPop3,
+    #[serde(default)]
+    smtp: RawSmtp,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    pop_before_smtp: RawPbs,
+    #[serde(default)]
+    spam: RawSpam,
+    #[serde(default)]
+    relay: RawRelay,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    web: RawWeb,
+    users: Vec<RawUser>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPop3 {
+    listen: Option<Vec<SocketAddr>>,
+    tls_listen: Option<Vec<SocketAddr>>,
+    require_tls_for_login: Option<bool>,
+    idle_timeout: Option<HumanDuration>,
+    auth_failure_delay: Option<HumanDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    listen: Option<Vec<SocketAddr>>,
+    submission_listen: Option<Vec<SocketAddr>>,
+    tls_listen: Option<Vec<SocketAddr>>,
+    max_message_size: Option<u64>,
+    max_recipients: Option<usize>,
+    idle_timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPbs {
+    window: Option<HumanDuration>,
+    max_entries: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpam {
+    threshold: Option<f64>,
+    tag_template: Option<String>,
+    spam_retention: Option<HumanDuration>,
+    sweep_interval: Option<HumanDuration>,
+    spamd: Option<SocketAddr>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    queue_dir: Option<PathBuf>,
+    smarthost: Option<String>,
+    retry_schedule: Option<String>,
+    max_queue_age: Option<HumanDuration>,
+    delay_warning: Option<HumanDuration>,
+    concurrency: Option<usize>,
+    max_connections: Option<usize>,
+    connect_timeout: Option<HumanDuration>,
+    command_timeout: Option<HumanDuration>,
+    helo_name: Option<String>,
+    starttls: Option<bool>,
+    dns_server: Option<SocketAddr>,
+    mx_port: Option<u16>,
+    scan_interval: Option<HumanDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    tls_handshake_timeout: Option<HumanDuration>,
+    shutdown_timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    listen: Option<Vec<SocketAddr>>,
+    tls: Option<bool>,
+    session_idle_timeout: Option<HumanDuration>,
+    session_lifetime: Option<HumanDuration>,
+    max_sessions: Option<usize>,
+    login_attempts_per_ip: Option<u32>,
+    login_window: Option<HumanDuration>,
+    max_tracked_addresses: Option<usize>,
+    login_failure_delay: Option<HumanDuration>,
+    page_size: Option<usize>,
+    max_header_read: Option<usize>,
+    max_request_body: Option<usize>,
+    max_request_head: Option<usize>,
+    request_timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    password: Option<Secret>,
+    password_hash: Option<String>,
+    spam_scanning: Option<bool>,
+    subject_prefix: Option<bool>,
+    spam_folder: Option<SpamFolder>,
+}
+
+// ---------------------------------------------------------------------------
+// Validation.
+
+/// A mailbox name: a valid mailstore [`UserName`] (it names a Maildir) that is
+/// also an unquoted RFC 5321 local part (mail reaches it as `name@domain`, so it
+/// must be addressable without quoting or SMTPUTF8), as the libraries' grammars say.
+fn parse_user_name(key: &str, name: &str) -> Result<UserName, ConfigError> {
+    let user = UserName::new(name).map_err(|e| invalid(key, e.to_string()))?;
+    match LocalPart::try_from(name) {
+        Ok(lp) if !lp.is_quoted() && lp.is_ascii() => Ok(user),
+        _ => Err(invalid(
+            key,
+            format!(
+                "{name:?} is not usable as the local part of an address (an ASCII RFC 5321 dot-atom)"
+            ),
+        )),
+    }
+}
+
+/// A domain name by smtp-proto's RFC 5321 grammar, in its normalized form
+/// (lower case, no trailing dot).
+fn parse_domain(key: &str, d: &str) -> Result<Domain<'static>, ConfigError> {
+    let domain =
+        Domain::try_from(d).map_err(|_| invalid(key, format!("{d:?} is not a domain name")))?;
+    Domain::try_from(domain.normalized().as_ref())
+        .map(Domain::into_owned)
+        .map_err(|_| invalid(key, format!("{d:?} is not a domain name")))
+}
+
+fn nonzero(
+    key: &str,
+    d: Option<HumanDuration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = d.map(|h| h.0).unwrap_or(default);
+    if d.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    /// The embedded demo configuration (`examples/mailbagd/mailbag.toml`).
+    pub fn demo() -> Result<Config, ConfigError> {
+        Config::from_toml_str(DEMO_CONFIG)
+    }
+
+    /// Parses and validates a TOML document. File existence of `[tls]`
+    /// files is checked here too.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        Config::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let hostname = parse_domain("hostname", raw.hostname.as_deref().unwrap_or("localhost"))?;
+        let local_domains = match raw.local_domains {
+            None => vec![hostname.clone()],
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, d)| parse_domain(&format!("local_domains[{i}]"), d))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if local_domains.is_empty() {
+            return Err(invalid("local_domains", "must name at least one domain"));
+        }
+        let data_dir = raw
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("mailbag-data"));
+
+        let tls = match raw.tls {
+            None => None,
+            Some(t) => {
+                for (key, p) in [
+                    ("tls.cert_file", &t.cert_file),
+                    ("tls.key_file", &t.key_file),
+                ] {
+                    if !p.is_file() {
+                        return Err(invalid(key, format!("file {} not found", p.display())));
+                    }
+                }
+                Some(TlsConfig {
+                    cert_file: t.cert_file,
+                    key_file: t.key_file,
+                })
+            }
+        };
+
+        let pop3 = Pop3Config {
+            listen: raw
+                .pop3
+                .listen
+                .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 1110))]),
+            tls_listen: raw.pop3.tls_listen.unwrap_or_default(),
+            require_tls_for_login: raw.pop3.require_tls_for_login.unwrap_or(false),
+            idle_timeout: nonzero(
+                "pop3.idle_timeout",
+                raw.pop3.idle_timeout,
+                Duration::from_secs(600),
+            )?,
+            auth_failure_delay: raw
+                .pop3
+                .auth_failure_delay
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(2)),
+        };
+        let smtp = SmtpConfig {
+            listen: raw
+                .smtp
+                .listen
+                .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 2525))]),
+            submission_listen: raw
+                .smtp
+                .submission_listen
+                .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 5870))]),
+            tls_listen: raw.smtp.tls_listen.unwrap_or_default(),
+            max_message_size: raw.smtp.max_message_size.unwrap_or(26_214_400),
+            max_recipients: raw.smtp.max_recipients.unwrap_or(100),
+            idle_timeout: nonzero(
+                "smtp.idle_timeout",
+                raw.smtp.idle_timeout,
+                Duration::from_secs(300),
+            )?,
+        };
+        if smtp.max_message_size == 0 {
+            return Err(invalid(
+                "smtp.max_message_size",
+                "must be greater than zero",
+            ));
+        }
+        if smtp.max_recipients == 0 {
+            return Err(invalid("smtp.max_recipients", "must be greater than zero"));
+        }
+        if tls.is_none() {
+            if !pop3.tls_listen.is_empty() {
+                return Err(invalid("pop3.tls_listen", "needs a [tls] section"));
+            }
+            if !smtp.tls_listen.is_empty() {
+                return Err(invalid("smtp.tls_listen", "needs a [tls] section"));
+            }
+            if pop3.require_tls_for_login {
+                return Err(invalid(
+                    "pop3.require_tls_for_login",
+                    "needs a [tls] section",
+                ));
+            }
+        }
+        let web = web_config(raw.web)?;
+        if web.tls && tls.is_none() {
+            return Err(invalid("web.tls", "needs a [tls] section"));
+        }
+        let mut seen = HashSet::new();
+        for (key, list) in [
+            ("pop3.listen", &pop3.listen),
+            ("pop3.tls_listen", &pop3.tls_listen),
+            ("smtp.listen", &smtp.listen),
+            ("smtp.submission_listen", &smtp.submission_listen),
+            ("smtp.tls_listen", &smtp.tls_listen),
+            ("web.listen", &web.listen),
+        ] {
+            for a in list {
+                // Port 0 (any free port) may appear more than once.
+                if a.port() != 0 && !seen.insert(*a) {
+                    return Err(invalid(key, format!("address {a} is listed twice")));
+                }
+            }
+        }
+
+        let pop_before_smtp = PopBeforeSmtpConfig {
+            window: nonzero(
+                "pop_before_smtp.window",
+                raw.pop_before_smtp.window,
+                Duration::from_secs(30 * 60),
+            )?,
+            max_entries: raw.pop_before_smtp.max_entries.unwrap_or(100_000),
+        };
+        if pop_before_smtp.max_entries == 0 {
+            return Err(invalid(
+                "pop_before_smtp.max_entries",
+                "must be greater than zero",
+            ));
+        }
+
+        let spam = SpamConfig {
+            threshold: raw.spam.threshold.unwrap_or(5.0),
+            tag_template: raw
+                .spam
+                .tag_template
+                .unwrap_or_else(|| "**SPAM( _SCORE_)**".to_owned()),
+            spam_retention: nonzero(
+                "spam.spam_retention",
+                raw.spam.spam_retention,
+                Duration::from_secs(7 * 24 * 3600),
+            )?,
+            sweep_interval: nonzero(
+                "spam.sweep_interval",
+                raw.spam.sweep_interval,
+                Duration::from_secs(3600),
+            )?,
+            spamd: raw.spam.spamd,
+        };
+        if !spam.threshold.is_finite() {
+            return Err(invalid("spam.threshold", "must be a finite number"));
+        }
+        if spam.tag_template.contains(['\r', '\n']) {
+            return Err(invalid("spam.tag_template", "must be one line"));
+        }
+        if let Err(e) = mailbag_spam_tag::Template::new(&spam.tag_template) {
+            return Err(invalid("spam.tag_template", e.to_string()));
+        }
+        if mailbag_spam_tag::Score::new(spam.threshold).is_err() {
+            return Err(invalid(
+                "spam.threshold",
+                "must be a finite number within ±1000000",
+            ));
+        }
+
+        let r = raw.relay;
+        let smarthost = match r.smarthost {
+            Some(s) => Some(
+                s.parse::<Smarthost>()
+                    .map_err(|e| invalid("relay.smarthost", e))?,
+            ),
+            None => None,
+        };
+        let max_queue_age = nonzero(
+            "relay.max_queue_age",
+            r.max_queue_age,
+            mailbag_mailstore::queue::DEFAULT_MAX_AGE,
+        )?;
+        let delay_warning = match r.delay_warning {
+            Some(d) if d.0.is_zero() => None,
+            Some(d) => Some(d.0),
+            None => Some(mailbag_mailstore::queue::DEFAULT_DELAY_WARNING),
+        };
+        let retry_schedule = match r.retry_schedule {
+            Some(s) => s
+                .parse::<mailbag_mailstore::queue::RetrySchedule>()
+                .map_err(|e| invalid("relay.retry_schedule", e.to_string()))?,
+            None => mailbag_mailstore::queue::RetrySchedule::default(),
+        }
+        .with_max_age(max_queue_age)
+        .with_delay_warning(delay_warning);
+        let helo_name = r.helo_name.unwrap_or_else(|| hostname.to_string());
+        if mailbag_smtp_proto::types::HeloName::try_from(helo_name.as_str()).is_err() {
+            return Err(invalid("relay.helo_name", "not a valid host name"));
+        }
+        let relay = RelayConfig {
+            queue_dir: r.queue_dir.unwrap_or_else(|| data_dir.join("queue")),
+            smarthost,
+            retry_schedule,
+            max_queue_age,
+            delay_warning,
+            concurrency: r.concurrency.unwrap_or(4),
+            max_connections: r.max_connections.unwrap_or(20),
+            connect_timeout: nonzero(
+                "relay.connect_timeout",
+                r.connect_timeout,
+                Duration::from_secs(30),
+            )?,
+            command_timeout: match r.command_timeout {
+                Some(d) => Some(nonzero("relay.command_timeout", Some(d), d.0)?),
+                None => None,
+            },
+            helo_name,
+            starttls: r.starttls.unwrap_or(true),
+            dns_server: r.dns_server,
+            mx_port: r.mx_port.unwrap_or(25),
+            scan_interval: nonzero(
+                "relay.scan_interval",
+                r.scan_interval,
+                Duration::from_secs(10),
+            )?,
+        };
+        if relay.concurrency == 0 {
+            return Err(invalid("relay.concurrency", "must be greater than zero"));
+        }
+        if relay.max_connections == 0 {
+            return Err(invalid(
+                "relay.max_connections",
+                "must be greater than zero",
+            ));
+        }
+        if relay.mx_port == 0 {
+            return Err(invalid("relay.mx_port", "must be greater than zero"));
+        }
+
+        let limits = LimitsConfig {
+            max_connections: raw.limits.max_connections.unwrap_or(1000),
+            max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(20),
+            tls_handshake_timeout: nonzero(
+                "limits.tls_handshake_timeout",
+                raw.limits.tls_handshake_timeout,
+                Duration::from_secs(30),
+            )?,
+            shutdown_timeout: nonzero(
+                "limits.shutdown_timeout",
+                raw.limits.shutdown_timeout,
+                Duration::from_secs(30),
+            )?,
+        };
+        if limits.max_connections == 0 {
+            return Err(invalid(
+                "limits.max_connections",
+                "must be greater than zero",
+            ));
+        }
+        if limits.max_connections_per_ip == 0 {
+            return Err(invalid(
+                "limits.max_connections_per_ip",
+                "must be greater than zero",
+            ));
+        }
+
+        if raw.users.is_empty() {
+            return Err(invalid("users", "at least one [[users]] entry is required"));
+        }
+        let mut users = Vec::with_capacity(raw.users.len());
+        let mut names = HashSet::new();
+        for (i, u) in raw.users.into_iter().enumerate() {
+            let key = format!("users[{i}]");
+            let name = parse_user_name(&format!("{key}.name"), &u.name)?;
+            if !names.insert(u.name.to_ascii_lowercase()) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("duplicate user {:?}", u.name),
+                ));
+            }
+            if u.name.eq_ignore_ascii_case("postmaster") {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    "\"postmaster\" is reserved; use the top-level `postmaster` key",
+                ));
+            }
+            let credential = match (u.password, u.password_hash) {
+                (Some(p), None) => Credential::Plain(p),
+                (None, Some(h)) => {
+                    if sha_crypt::PasswordHashRef::new(&h).is_err()
+                        || !(h.starts_with("$5$") || h.starts_with("$6$"))
+                    {
+                        return Err(invalid(
+                            format!("{key}.password_hash"),
+                            "not a SHA-crypt hash ($5$... or $6$..., e.g. from `openssl passwd -6`)",
+                        ));
+                    }
+                    Credential::Hash(h)
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key,
+                        "give either `password` or `password_hash`, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(key, "needs `password` or `password_hash`"));
+                }
+            };
+            users.push(User {
+                name,
+                credential,
+                spam_scanning: u.spam_scanning.unwrap_or(true),
+                subject_prefix: u.subject_prefix.unwrap_or(true),
+                spam_folder: u.spam_folder.unwrap_or_default(),
+            });
+        }
+        // The relay queue must not be a user's Maildir (<data_dir>/<user>).
+        if relay.queue_dir.parent() == Some(data_dir.as_path()) {
+            if let Some(name) = relay.queue_dir.file_name().and_then(|n| n.to_str()) {
+                if users.iter().any(|u| u.name.as_str() == name) {
+                    return Err(invalid(
+                        "relay.queue_dir",
+                        format!(
+                            "{} is the Maildir of user {name:?}",
+                            relay.queue_dir.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        let postmaster = match raw.postmaster {
+            Some(p) => match users.iter().find(|u| u.name.as_str() == p) {
+                Some(u) => u.name.clone(),
+                None => {
+                    return Err(invalid(
+                        "postmaster",
+                        format!("{p:?} is not a configured user"),
+                    ));
+                }
+            },
+            None => match users.first() {
+                Some(u) => u.name.clone(),
+                None => return Err(invalid("users", "at least one [[users]] entry is required")),
+            },
+        };
+
+        Ok(Config {
+            hostname,
+            local_domains,
+            data_dir,
+            postmaster,
+            pop3,
+            smtp,
+            tls,
+            pop_before_smtp,
+            spam,
+            relay,
+            limits,
+            web,
+            users,
+        })
+    }
+
+    /// The login check of every service (POP3 USER/PASS and SASL, the web
+    /// page): the user whose name is `name` (exact match) if `password` is
+    /// theirs.
+    ///
+    /// An unknown user costs the same work as a known one: the password is
+    /// verified against a configured SHA-crypt hash when there is one (else
+    /// compared with a dummy clear-text password) and the result thrown
+    /// away, so that timing does not tell which user names exist.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbagd::config::Config;
+    ///
+    /// let config = Config::from_toml_str(
+    ///     "[[users]]\nname = \"joe\"\npassword = \"secret\"\n",
+    /// ).unwrap();
+    /// assert_eq!(config.authenticate("joe", b"secret").map(|u| u.name.as_str()), Some("joe"));
+    /// assert!(config.authenticate("joe", b"wrong").is_none());
+    /// assert!(config.authenticate("nobody", b"secret").is_none());
+    /// ```
+    pub fn authenticate(&self, name: &str, password: &[u8]) -> Option<&User> {
+        match self.user(name) {
+            Some(u) => u.credential.verify(password).then_some(u),
+            None => {
+                let dummy = self
+                    .users
+                    .iter()
+                    .find(|u| matches!(u.credential, Credential::Hash(_)))
+                    .map(|u| u.credential.clone())
+                    .unwrap_or_else(|| Credential::Plain(Secret::new("\u{0}dummy")));
+                let _ = std::hint::black_box(dummy.verify(password));
+                None
+            }
+        }
+    }
+
+    /// Finds a user by POP3 login name (exact match).
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name.as_str() == name)
+    }
+
+    /// Is `domain` one of ours? Compared in normalized form (case and a
+    /// trailing dot do not matter).
+    pub fn is_local_domain(&self, domain: &Domain<'_>) -> bool {
+        let d = domain.normalized();
+        self.local_domains.iter().any(|l| l.as_str() == d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USERS: &str = "[[users]]\nname = \"joe\"\npassword = \"secret\"\n";
+
+    fn names(domains: &[Domain<'_>]) -> Vec<String> {
+        domains.iter().map(|d| d.as_str().to_owned()).collect()
+    }
+
+    fn domain(d: &str) -> Domain<'_> {
+        Domain::try_from(d).unwrap()
+    }
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(s)
+    }
+
+    #[test]
+    fn demo_config_is_valid_and_matches_the_issue() {
+        let c = Config::demo().unwrap();
+        assert_eq!(c.pop3.listen, vec!["127.0.0.1:1110".parse().unwrap()]);
+        assert_eq!(c.smtp.listen, vec!["127.0.0.1:2525".parse().unwrap()]);
+        assert_eq!(
+            c.smtp.submission_listen,
+            vec!["127.0.0.1:5870".parse().unwrap()]
+        );
+        assert_eq!(c.data_dir, PathBuf::from("mailbag-data"));
+        assert_eq!(names(&c.local_domains), ["example.test"]);
+        let joe = c.user("joe").unwrap();
+        assert!(joe.credential.verify(b"secret"));
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn production_example_parses_up_to_missing_cert_files() {
+        let text = include_str!("../mailbag-production.toml");
+        match Config::from_toml_str(text) {
+            Ok(c) => assert!(c.tls.is_some()),
+            Err(e) => assert!(e.to_string().contains("tls.cert_file"), "{e}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(USERS).unwrap();
+        assert_eq!(c.hostname.as_str(), "localhost");
+        assert_eq!(names(&c.local_domains), ["localhost"]);
+        assert_eq!(c.smtp.max_message_size, 26_214_400);
+        assert_eq!(c.smtp.max_recipients, 100);
+        assert_eq!(c.pop3.idle_timeout, Duration::from_secs(600));
+        assert_eq!(c.pop3.auth_failure_delay, Duration::from_secs(2));
+        assert_eq!(c.smtp.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.pop_before_smtp.window, Duration::from_secs(1800));
+        assert_eq!(c.spam.threshold, 5.0);
+        assert_eq!(c.spam.tag_template, "**SPAM( _SCORE_)**");
+        assert_eq!(c.spam.sweep_interval, Duration::from_secs(3600));
+        assert_eq!(c.relay.queue_dir, PathBuf::from("mailbag-data/queue"));
+        assert_eq!(c.limits.max_connections, 1000);
+        assert_eq!(c.limits.max_connections_per_ip, 20);
+        assert_eq!(c.postmaster.as_str(), "joe");
+        let u = &c.users[0];
+        assert!(u.spam_scanning && u.subject_prefix);
+        assert_eq!(u.spam_folder, SpamFolder::Spam);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_at_every_level() {
+        for bad in [
+            "colour = 1\n",
+            "[pop3]\nlisen = []\n",
+            "[smtp]\nport = 25\n",
+            "[spam]\nthreshhold = 1.0\n",
+            "[limits]\nmax = 1\n",
+        ] {
+            let err = parse(&format!("{bad}{USERS}")).unwrap_err();
+            assert!(err.to_string().contains("unknown field"), "{bad}: {err}");
+        }
+        let err = parse("[[users]]\nname=\"a\"\npassword=\"b\"\nfolder=\"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("folder"), "{err}");
+    }
+
+    #[test]
+    fn users_are_required() {
+        let err = parse("hostname = \"a.test\"\n").unwrap_err();
+        assert!(err.to_string().contains("users"), "{err}");
+        let err = parse("users = []\n").unwrap_err();
+        assert!(err.to_string().contains("at least one"), "{err}");
+    }
+
+    #[test]
+    fn bad_address_is_reported() {
+        let err = parse(&format!("[pop3]\nlisten = [\"127.0.0.1\"]\n{USERS}")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("socket address"), "{msg}");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn bad_duration_is_reported() {
+        let err = parse(&format!("[spam]\nspam_retention = \"7 dayz\"\n{USERS}")).unwrap_err();
+        assert!(err.to_string().contains("invalid duration"), "{err}");
+        let err = parse(&format!("[pop_before_smtp]\nwindow = \"0s\"\n{USERS}")).unwrap_err();
+        assert!(err.to_string().contains("pop_before_smtp.window"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_user_is_rejected() {
+        let err = parse(&format!(
+            "{USERS}[[users]]\nname = \"JOE\"\npassword = \"x\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("duplicate user"), "{err}");
+    }
+
+    #[test]
+    fn bad_user_names_are_rejected() {
+        for name in ["", ".hidden", "a/b", "a b", "../x", "postmaster", "é"] {
+            let text = format!("[[users]]\nname = {name:?}\npassword = \"x\"\n");
+            assert!(parse(&text).is_err(), "{name:?} accepted");
+        }
+    }
+
+    #[test]
+    fn missing_cert_file_is_rejected() {
+        let text = format!(
+            "[tls]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n{USERS}"
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.to_string().contains("tls.cert_file"), "{err}");
+        assert!(err.to_string().contains("not found"), "{err}");
+    }
+
+    #[test]
+    fn tls_listeners_need_tls_section() {
+        let err = parse(&format!(
+            "[pop3]\ntls_listen = [\"127.0.0.1:995\"]\n{USERS}"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("pop3.tls_listen"), "{err}");
+        let err = parse(&format!(
+            "[smtp]\ntls_listen = [\"127.0.0.1:465\"]\n{USERS}"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("smtp.tls_listen"), "{err}");
+        let err = parse(&format!("[pop3]\nrequire_tls_for_login = true\n{USERS}")).unwrap_err();
+        assert!(err.to_string().contains("require_tls_for_login"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_listen_address_is_rejected() {
+        let text = format!(
+            "[pop3]\nlisten = [\"127.0.0.1:2000\"]\n[smtp]\nlisten = [\"127.0.0.1:2000\"]\n{USERS}"
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+
+    #[test]
+    fn password_and_hash() {
+        // `openssl passwd -6 -salt saltsalt secret`
+        let hash = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+        let c = parse(&format!(
+            "[[users]]\nname = \"ann\"\npassword_hash = \"{hash}\"\n"
+        ))
+        .unwrap();
+        assert!(c.users[0].credential.verify(b"secret"));
+        assert!(!c.users[0].credential.verify(b"Secret"));
+        assert!(!c.users[0].credential.verify(b""));
+
+        let err = parse("[[users]]\nname = \"ann\"\npassword_hash = \"plain\"\n").unwrap_err();
+        assert!(err.to_string().contains("password_hash"), "{err}");
+        let err = parse("[[users]]\nname = \"ann\"\n").unwrap_err();
+        assert!(err.to_string().contains("needs `password`"), "{err}");
+        let err = parse(&format!(
+            "[[users]]\nname = \"ann\"\npassword = \"x\"\npassword_hash = \"{hash}\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = parse(USERS).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("secret\""), "{dbg}");
+        assert!(dbg.contains("<redacted>"));
+    }
+
+    #[test]
+    fn spam_folder_values() {
+        let c =
+            parse("[[users]]\nname = \"a\"\npassword = \"b\"\nspam_folder = \"INBOX\"\n").unwrap();
+        assert_eq!(c.users[0].spam_folder, SpamFolder::Inbox);
+        assert!(
+            parse("[[users]]\nname = \"a\"\npassword = \"b\"\nspam_folder = \"Junk\"\n").is_err()
+        );
+    }
+
+    #[test]
+    fn local_domains_are_normalised_and_checked() {
+        let c = parse(&format!("local_domains = [\"Example.TEST.\"]\n{USERS}")).unwrap();
+        assert!(c.is_local_domain(&domain("example.test")));
+        assert!(parse(&format!("local_domains = [\"bad domain\"]\n{USERS}")).is_err());
+        assert!(parse(&format!("local_domains = []\n{USERS}")).is_err());
+    }
+
+    #[test]
+    fn queue_dir_must_not_be_a_users_maildir() {
+        let err = parse("[[users]]\nname = \"queue\"\npassword = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("relay.queue_dir"), "{err}");
+        let ok = parse(
+            "[relay]\nqueue_dir = \"/var/spool/q\"\n[[users]]\nname = \"queue\"\npassword = \"x\"\n",
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn postmaster_must_be_a_user() {
+        assert!(parse(&format!("postmaster = \"nobody\"\n{USERS}")).is_err());
+        let c = parse(&format!("postmaster = \"joe\"\n{USERS}")).unwrap();
+        assert_eq!(c.postmaster.as_str(), "joe");
+    }
+
+    #[test]
+    fn web_defaults_and_demo() {
+        let c = parse(USERS).unwrap();
+        let w = &c.web;
+        assert_eq!(w.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert!(!w.tls);
+        assert_eq!(w.session_idle_timeout, Duration::from_secs(1800));
+        assert_eq!(w.session_lifetime, Duration::from_secs(12 * 3600));
+        assert_eq!(w.max_sessions, 10_000);
+        assert_eq!(w.login_attempts_per_ip, 10);
+        assert_eq!(w.login_window, Duration::from_secs(900));
+        assert_eq!(w.max_tracked_addresses, 100_000);
+        assert_eq!(w.login_failure_delay, Duration::from_secs(1));
+        assert_eq!(w.page_size, 50);
+        assert_eq!(w.max_header_read, 65_536);
+        assert_eq!(w.max_request_body, 16_384);
+        assert_eq!(w.request_timeout, Duration::from_secs(30));
+        assert_eq!(w.max_request_head, 65_536);
+        // The demo config spells out the same values.
+        assert_eq!(&Config::demo().unwrap().web, w);
+        let off = parse(&format!("[web]\nlisten = []\n{USERS}")).unwrap();
+        assert!(off.web.listen.is_empty());
+    }
+
+    #[test]
+    fn bad_web_values_are_rejected() {
+        for (bad, key) in [
+            ("tls = true", "web.tls"),
+            ("page_size = 0", "web.page_size"),
+            ("page_size = 1001", "web.page_size"),
+            ("max_sessions = 0", "web.max_sessions"),
+            ("login_attempts_per_ip = 0", "web.login_attempts_per_ip"),
+            ("session_lifetime = \"0s\"", "web.session_lifetime"),
+            ("max_request_body = 10", "web.max_request_body"),
+            ("max_request_head = 100", "web.max_request_head"),
+            ("login_failure_delay = \"30s\"", "web.login_failure_delay"),
+            ("listen = [\"127.0.0.1:1110\"]", "listed twice"),
+            ("colour = 1", "unknown field"),
+        ] {
+            let err = parse(&format!("[web]\n{bad}\n{USERS}")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn authenticate_is_the_one_login_check() {
+        let c = parse(&format!(
+            "{USERS}[[users]]\nname = \"ann\"\npassword_hash = \"$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.authenticate("joe", b"secret").unwrap().name.as_str(),
+            "joe"
+        );
+        assert_eq!(
+            c.authenticate("ann", b"secret").unwrap().name.as_str(),
+            "ann"
+        );
+        assert!(c.authenticate("ann", b"Secret").is_none());
+        assert!(c.authenticate("Joe", b"secret").is_none());
+        assert!(c.authenticate("nobody", b"secret").is_none());
+        assert!(c.authenticate("", b"").is_none());
+    }
+
+    #[test]
+    fn constant_time_eq_works() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+    }
+
+    const USER: &str = "[[users]]\nname = \"joe\"\npassword = \"x\"\n";
+
+    #[test]
+    fn relay_defaults() {
+        let c = parse(USER).unwrap();
+        let r = &c.relay;
+        assert_eq!(r.smarthost, None);
+        assert_eq!(r.max_queue_age, Duration::from_secs(5 * 86400));
+        assert_eq!(r.delay_warning, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(r.concurrency, 4);
+        assert_eq!(r.max_connections, 20);
+        assert_eq!(r.connect_timeout, Duration::from_secs(30));
+        assert_eq!(r.command_timeout, None);
+        assert_eq!(r.helo_name, "localhost");
+        assert!(r.starttls);
+        assert_eq!(r.dns_server, None);
+        assert_eq!(r.mx_port, 25);
+        assert_eq!(r.scan_interval, Duration::from_secs(10));
+        assert_eq!(r.retry_schedule.max_age(), Duration::from_secs(5 * 86400));
+    }
+
+    #[test]
+    fn relay_keys_are_parsed_and_checked() {
+        let c = parse(&format!(
+            "[relay]\nsmarthost = \"relay.isp.example:587\"\nretry_schedule = \"1m, 1h\"\n\
+             max_queue_age = \"2d\"\ndelay_warning = \"0s\"\nconcurrency = 2\n\
+             helo_name = \"out.example.org\"\nstarttls = false\n{USER}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.relay.smarthost,
+            Some(Smarthost {
+                host: "relay.isp.example".into(),
+                port: 587
+            })
+        );
+        assert_eq!(c.relay.retry_schedule.intervals(), [60, 3600]);
+        assert_eq!(
+            c.relay.retry_schedule.max_age(),
+            Duration::from_secs(2 * 86400)
+        );
+        assert_eq!(c.relay.delay_warning, None);
+        assert!(!c.relay.retry_schedule.delay_warning_due(0, 86400));
+        assert_eq!(c.relay.concurrency, 2);
+        assert!(!c.relay.starttls);
+        let ip = parse(&format!("[relay]\nsmarthost = \"[::1]:2525\"\n{USER}")).unwrap();
+        assert_eq!(ip.relay.smarthost.map(|s| s.host), Some("::1".to_string()));
+
+        for (bad, key) in [
+            ("smarthost = \"no-port\"", "relay.smarthost"),
+            ("smarthost = \"host:0\"", "relay.smarthost"),
+            ("smarthost = \"bad host:25\"", "relay.smarthost"),
+            ("retry_schedule = \"soon\"", "relay.retry_schedule"),
+            ("concurrency = 0", "relay.concurrency"),
+            ("max_connections = 0", "relay.max_connections"),
+            ("max_queue_age = \"0s\"", "relay.max_queue_age"),
+            ("helo_name = \"two words\"", "relay.helo_name"),
+            ("mx_port = 0", "relay.mx_port"),
+        ] {
+            let err = parse(&format!("[relay]\n{bad}\n{USER}")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The [`Context`]: what every service of the server shares — the
+//! configuration, the TLS acceptor, the mail store, the POP-before-SMTP relay
+//! table, the relay queue, the spam settings and scorer client, the connection
+//! limits and the shutdown signal.
+//!
+//! It knows no service: the listeners, the protocol drivers, the web page,
+//! the sweeper and the outbound engine each take an `Arc<Context>` and use
+//! what they need; nothing here calls back into them. The outbound engine is
+//! woken through [`Context::queued`], a signal it was handed at start-up.
+
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mailbag_mailstore::{Error as StoreError, MaildirOptions, MaildirStore, Mailstore};
+use mailbag_pop_before_smtp::{RelayOptions, SharedRelayTable};
+use mailbag_spam_tag::Template;
+use mailbag_spam_tag::spamd::{SpamdClient, SpamdOptions};
+use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use mailbag_mailstore::queue::{Queue, QueueError, QueueOptions};
+
+use crate::config::Config;
+use crate::limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
+use crate::tls::{TlsError, load_acceptor};
+use crate::user_settings::SettingsStore;
+
+/// Headroom over `smtp.max_message_size` for the header fields the server
+/// adds on delivery (`Return-Path`, `Received`, `X-Spam-*`).
+pub const ADDED_HEADERS_ALLOWANCE: u64 = 64 * 1024;
+
+/// Why the context could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContextError {
+    /// The Maildir root or a user's Maildir could not be created.
+    #[error("mail store at {path}: {source}")]
+    Store {
+        /// The data directory.
+        path: String,
+        /// The store error.
+        source: StoreError,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The data directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The relay queue could not be opened.
+    #[error("relay queue at {path}: {source}")]
+    Queue {
+        /// The queue directory.
+        path: String,
+        /// The queue error.
+        source: QueueError,
+    },
+    /// The Subject tag template is invalid.
+    #[error("spam.tag_template: {0}")]
+    Template(String),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Everything the services of one server share.
+pub struct Context {
+    /// The validated configuration.
+    pub config: Config,
+    /// TLS acceptor when `[tls]` is configured.
+    pub tls: Option<TlsAcceptor>,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// The Maildir store.
+    pub store: Arc<dyn Mailstore>,
+    /// Client addresses that logged in over POP3 recently.
+    pub relay: SharedRelayTable,
+    /// Durable queue of mail accepted for relay (`mailbag_mailstore::queue`).
+    pub queue: Queue,
+    /// Signalled when a message was queued for relay: the outbound engine,
+    /// handed a clone of it, scans the queue at once.
+    pub queued: Arc<Notify>,
+    /// The Subject tag template (`spam.tag_template`).
+    pub template: Template,
+    /// Per-user overrides of the spam settings (the web page writes them,
+    /// delivery reads them).
+    pub settings: Arc<SettingsStore>,
+    /// spamd client when `spam.spamd` is configured (else the built-in scorer).
+    pub spamd: Option<SpamdClient>,
+    limiter: ConnectionLimiter,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .field("store", &self.store)
+            .field("relay", &self.relay)
+            .field("queue", &self.queue)
+            .field("spamd", &self.spamd)
+            .field("limiter", &self.limiter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Loads the TLS material, opens the Maildir root (creating every
+    /// configured user's Maildir) and the relay queue.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError`] naming what could not be set up.
+    pub fn open(config: Config) -> Result<Context, ContextError> {
+        let tls = match &config.tls {
+            Some(t) => Some(load_acceptor(&t.cert_file, &t.key_file)?),
+            None => None,
+        };
+        let store_err = |source| ContextError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ContextError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let mut opts = MaildirOptions::default();
+        opts.max_message_size = config
+            .smtp
+            .max_message_size
+            .saturating_add(ADDED_HEADERS_ALLOWANCE);
+        opts.hostname = Some(config.hostname.to_string());
+        let store = MaildirStore::new(&config.data_dir, opts).map_err(store_err)?;
+        for u in &config.users {
+            match store.create_user(&u.name) {
+                Ok(()) | Err(StoreError::UserExists(_)) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        let mut qopts = QueueOptions::default();
+        qopts.max_message_size = config
+            .smtp
+            .max_message_size
+            .saturating_add(ADDED_HEADERS_ALLOWANCE);
+        qopts.max_recipients = qopts.max_recipients.max(config.smtp.max_recipients);
+        let queue =
+            Queue::open(&config.relay.queue_dir, qopts).map_err(|source| ContextError::Queue {
+                path: config.relay.queue_dir.display().to_string(),
+                source,
+            })?;
+        let max =
+            NonZeroUsize::new(config.pop_before_smtp.max_entries).unwrap_or(NonZeroUsize::MIN);
+        let relay = SharedRelayTable::new(
+            RelayOptions::default()
+                .with_window(config.pop_before_smtp.window)
+                .with_max_entries(max),
+        );
+        let template = Template::new(&config.spam.tag_template)
+            .map_err(|e| ContextError::Template(e.to_string()))?;
+        let spamd = config.spam.spamd.map(|addr| {
+            let mut opts = SpamdOptions::default();
+            opts.addr = addr;
+            SpamdClient::new(opts)
+        });
+        let limiter = ConnectionLimiter::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        );
+        Ok(Context {
+            settings: Arc::new(SettingsStore::new(&config.data_dir)),
+            template,
+            store: Arc::new(store),
+            relay,
+            queue,
+            queued: Arc::new(Notify::new()),
+            spamd,
+            tls,
+            shutdown: CancellationToken::new(),
+            limiter,
+            next_id: AtomicU64::new(1),
+            config,
+        })
+    }
+
+    /// Takes a connection slot for a client (the `[limits]` connection
+    /// limits, shared by every listener).
+    ///
+    /// # Errors
+    ///
+    /// [`LimitExceeded`] when the total or the client's share is used up.
+    pub fn acquire_connection(&self, ip: IpAddr) -> Result<ConnectionPermit, LimitExceeded> {
+        self.limiter.try_acquire(ip)
+    }
+
+    /// The next connection id (for log lines and `Received:` ids).
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,344 @@
+//! The delivery pipeline run after DATA: spam scoring (`spam-tag`'s built-in
+//! scorer, streaming), per-user routing and header rewrite, durable
+//! delivery into each local user's INBOX or Spam (`mailstore`), and the
+//! durable relay queue for remote recipients.
+//!
+//! It is blocking (file system work): the SMTP driver runs it through
+//! `spawn_blocking` and answers `250` only when [`deliver`] returned `Ok`,
+//! that is once every copy is fsynced.
+//!
+//! Several copies (local users, and the relay queue for remote recipients):
+//! every copy is written first (into its Maildir's `tmp/`, or the queue's body
+//! file), and only when all are written are they committed (moved into place,
+//! the queue's copy last), so a copy that cannot be written (broken or
+//! unwritable Maildir, full disk, size) makes the whole message fail with
+//! nothing stored, and the client's retry duplicates nothing. Known gap: a
+//! failure in the commit step itself (quota checked at commit, fsync, rename)
+//! after another copy was committed still answers 4xx, and the retry
+//! duplicates that copy.
+
+use std::io::{self, Read, Write};
+use std::time::SystemTime;
+
+use mailbag_mailstore::queue::QueueError;
+use mailbag_mailstore::{Error as StoreError, Folder as StoreFolder, UserName};
+use mailbag_smtp_proto::types::Reply;
+use mailbag_spam_tag::{
+    BuiltinScorer, Folder as SpamFolderChoice, HeaderRewriter, RewriteOptions, Score, UserSettings,
+    Verdict, decide,
+};
+use tracing::info;
+
+use crate::config::{SpamFolder, User};
+use crate::context::Context;
+use crate::envelope::{Envelope, forward_address};
+use crate::replies;
+use crate::spool::Spool;
+use crate::trace_headers::{ReceivedInfo, return_path};
+
+/// Octets read from the spool per step.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// Why a delivery failed: the SMTP reply to send (4xx: try again later; 5xx: a
+/// verdict about the message itself).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", reply_text(.0))]
+pub struct DeliveryError(pub Reply<'static>);
+
+fn reply_text(r: &Reply<'_>) -> String {
+    let mut v = Vec::new();
+    r.encode(&mut v);
+    String::from_utf8_lossy(&v).trim_end().to_owned()
+}
+
+impl DeliveryError {
+    /// Is the failure temporary (a 4xx reply)?
+    pub fn is_temporary(&self) -> bool {
+        self.0.code().class() == 4
+    }
+
+    fn from_store(e: &StoreError) -> DeliveryError {
+        DeliveryError(match e {
+            StoreError::MessageTooLarge { .. } => replies::too_big(),
+            StoreError::QuotaExceeded { .. } => replies::mailbox_full(e.is_temporary()),
+            _ if e.is_temporary() => replies::delivery_deferred(),
+            _ => replies::delivery_failed(),
+        })
+    }
+}
+
+fn temp() -> DeliveryError {
+    DeliveryError(replies::local_error())
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn queue_error(e: &QueueError) -> DeliveryError {
+    match e {
+        QueueError::TooLarge { .. } => DeliveryError(replies::too_big()),
+        _ => {
+            tracing::warn!(error = %e, "relay queue");
+            temp()
+        }
+    }
+}
+
+fn io_temp(what: &str, e: &io::Error) -> DeliveryError {
+    tracing::warn!(error = %e, "{what}");
+    temp()
+}
+
+/// Where each copy went.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Report {
+    /// The score, when the message was scanned.
+    pub score: Option<f64>,
+    /// `(user, folder name)` per local copy.
+    pub local: Vec<(UserName, &'static str)>,
+    /// Whether a relay queue file was written.
+    pub queued: bool,
+}
+
+/// The spam-tag settings of `user`: the config file's values with the
+/// user's overrides from the web page, looked up at each delivery (the
+/// settings store is written through by the page), so a change applies to
+/// the next message without a restart.
+fn settings_for(ctx: &Context, user: &User) -> UserSettings {
+    let effective = ctx.settings.effective(user);
+    let mut s = UserSettings::default();
+    s.scanning = effective.spam_scanning;
+    s.subject_prefix = effective.subject_prefix;
+    s.spam_folder = match effective.spam_folder {
+        SpamFolder::Spam => SpamFolderChoice::Spam,
+        SpamFolder::Inbox => SpamFolderChoice::Inbox,
+    };
+    s.threshold = Score::saturating(ctx.config.spam.threshold);
+    s
+}
+
+/// Whether any of the local recipients `local` (configured user names) has
+/// spam scanning on (config file value or web page override): the SMTP
+/// driver asks spamd only then.
+pub fn any_scanning(ctx: &Context, local: &[UserName]) -> bool {
+    local
+        .iter()
+        .filter_map(|name| ctx.config.user(name.as_str()))
+        .any(|u| ctx.settings.effective(u).spam_scanning)
+}
+
+fn for_each_chunk(
+    spool: &mut Spool,
+    mut f: impl FnMut(&[u8]) -> Result<(), DeliveryError>,
+) -> Result<(), DeliveryError> {
+    let mut reader = spool.reader().map_err(|e| io_temp("spool read", &e))?;
+    let mut buf = vec![0u8; COPY_CHUNK];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_temp("spool read", &e)),
+        };
+        f(buf.get(..n).unwrap_or_default())?;
+    }
+}
+
+fn scan(spool: &mut Spool) -> Result<Verdict, DeliveryError> {
+    let scorer = BuiltinScorer::default();
+    let mut scan = scorer.scan();
+    for_each_chunk(spool, |c| {
+        scan.feed(c);
+        Ok(())
+    })?;
+    Ok(scan.finish())
+}
+
+/// Where the spam verdict comes from.
+#[derive(Debug)]
+pub enum Scan {
+    /// Score with `spam-tag`'s built-in scorer while delivering.
+    Builtin,
+    /// Already scored (by spamd); `None`: not scanned (spamd unavailable
+    /// under the fail-open policy, or message over its size limit).
+    Done(Option<Verdict>),
+}
+
+/// Delivers a spooled message to every recipient of `env`, durably.
+/// `Ok` means every copy is stored (the caller may answer `250`).
+pub fn deliver(
+    ctx: &Context,
+    spool: &mut Spool,
+    env: &Envelope,
+    scan_source: Scan,
+) -> Result<Report, DeliveryError> {
+    let now = SystemTime::now();
+    let for_rcpt = env
+        .for_rcpt
+        .as_ref()
+        .map(|p| format!("<{}>", forward_address(p)));
+    let received = ReceivedInfo {
+        helo: env.helo.as_ref().map_or("", |h| h.as_str()),
+        client: env.client,
+        by: ctx.config.hostname.as_str(),
+        with: env.with,
+        id: env.id,
+        for_rcpt: for_rcpt.as_deref(),
+        time: now,
+    }
+    .header();
+    let mut report = Report::default();
+
+    let users: Vec<(&User, UserSettings)> = env
+        .local
+        .iter()
+        .filter_map(|name| ctx.config.user(name.as_str()))
+        .map(|u| (u, settings_for(ctx, u)))
+        .collect();
+    let verdict = if users.iter().any(|(_, s)| s.scanning) {
+        match scan_source {
+            Scan::Builtin => Some(scan(spool)?),
+            Scan::Done(v) => v,
+        }
+    } else {
+        None
+    };
+    report.score = verdict.as_ref().map(|v| v.score().value());
+
+    // Two phases, so that a copy failing for one user does not leave the others stored
+    // behind a 4xx (the client's retry would duplicate them): first every local copy is
+    // written to its Maildir tmp/ (nothing visible yet; a failure here drops them all and
+    // nothing is stored), then all are committed. A failure inside the commit phase
+    // (quota, fsync, rename) after an earlier commit still answers 4xx: see the module
+    // docs.
+    let mut prepared = Vec::with_capacity(users.len());
+    for (user, settings) in users {
+        let decision = decide(&settings, verdict.as_ref());
+        let folder = match decision.folder {
+            SpamFolderChoice::Inbox => StoreFolder::Inbox,
+            _ => StoreFolder::Spam,
+        };
+        let mut d = ctx
+            .store
+            .begin_delivery(&user.name, folder)
+            .map_err(|e| DeliveryError::from_store(&e))?;
+        let mut head = return_path(&env.sender());
+        head.push_str(&received);
+        d.write_chunk(head.as_bytes())
+            .map_err(|e| DeliveryError::from_store(&e))?;
+        let mut opts = RewriteOptions::default();
+        opts.template = ctx.template.clone();
+        let mut rw = HeaderRewriter::new(decision.action, opts);
+        let mut out = Vec::with_capacity(COPY_CHUNK + 1024);
+        for_each_chunk(spool, |c| {
+            out.clear();
+            rw.feed(c, &mut out)
+                .map_err(|_| DeliveryError(replies::header_too_large()))?;
+            d.write_chunk(&out)
+                .map_err(|e| DeliveryError::from_store(&e))
+        })?;
+        out.clear();
+        rw.finish(&mut out)
+            .map_err(|_| DeliveryError(replies::header_too_large()))?;
+        d.write_chunk(&out)
+            .map_err(|e| DeliveryError::from_store(&e))?;
+        prepared.push((user, decision.is_spam, d));
+    }
+
+    // The relay queue's copy is written in the first phase too, and committed last.
+    let mut queued = None;
+    if !env.remote.is_empty() {
+        let qenv = env.to_queue(unix_seconds(now));
+        let mut w = ctx.queue.enqueue(&qenv).map_err(|e| queue_error(&e))?;
+        w.write_all(received.as_bytes())
+            .map_err(|e| io_temp("queue write", &e))?;
+        for_each_chunk(spool, |c| {
+            w.write_all(c).map_err(|e| io_temp("queue write", &e))
+        })?;
+        queued = Some(w);
+    }
+
+    for (user, is_spam, d) in prepared {
+        let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
+        info!(user = %user.name, folder = %receipt.folder, size = receipt.size, spam = ?is_spam, "delivered");
+        report
+            .local
+            .push((user.name.clone(), receipt.folder.name()));
+    }
+    if let Some(w) = queued {
+        let id = w.commit().map_err(|e| queue_error(&e))?;
+        info!(recipients = env.remote.len(), queue_id = %id, "queued for relay");
+        report.queued = true;
+    }
+    Ok(report)
+}
+
+/// Delivers a message this server generated (a bounce) into `user`'s INBOX, durably and
+/// unscanned: `Return-Path: <>`, then `message` as it reads.
+pub fn deliver_report(
+    ctx: &Context,
+    user: &UserName,
+    message: &mut dyn Read,
+) -> Result<(), DeliveryError> {
+    let mut d = ctx
+        .store
+        .begin_delivery(user, StoreFolder::Inbox)
+        .map_err(|e| DeliveryError::from_store(&e))?;
+    d.write_chunk(return_path("").as_bytes())
+        .map_err(|e| DeliveryError::from_store(&e))?;
+    let mut buf = vec![0u8; COPY_CHUNK];
+    loop {
+        let n = match message.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_temp("report read", &e)),
+        };
+        d.write_chunk(buf.get(..n).unwrap_or_default())
+            .map_err(|e| DeliveryError::from_store(&e))?;
+    }
+    let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
+    info!(user = %user, size = receipt.size, "delivery report stored");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::user_settings::Overrides;
+
+    #[test]
+    fn scanning_follows_the_web_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_toml_str(&format!(
+            "data_dir = {:?}\n[[users]]\nname = \"joe\"\npassword = \"x\"\n\
+             [[users]]\nname = \"bob\"\npassword = \"y\"\nspam_scanning = false\n",
+            dir.path().join("data")
+        ))
+        .unwrap();
+        let ctx = Context::open(config).unwrap();
+        let names = |v: &[&str]| {
+            v.iter()
+                .map(|s| UserName::new(*s).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert!(any_scanning(&ctx, &names(&["joe", "bob"])));
+        assert!(!any_scanning(&ctx, &names(&["bob"])));
+        assert!(!any_scanning(&ctx, &names(&["nobody"])));
+        ctx.settings
+            .save("joe", &Overrides::all(false, true, SpamFolder::Spam))
+            .unwrap();
+        ctx.settings
+            .save("bob", &Overrides::all(true, true, SpamFolder::Inbox))
+            .unwrap();
+        assert!(!any_scanning(&ctx, &names(&["joe"])));
+        assert!(any_scanning(&ctx, &names(&["bob"])));
+        let bob = settings_for(&ctx, ctx.config.user("bob").unwrap());
+        assert!(bob.scanning);
+        assert_eq!(bob.spam_folder, SpamFolderChoice::Inbox);
+    }
+}

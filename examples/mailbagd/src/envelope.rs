@@ -1,0 +1,156 @@
+//! The envelope of a message accepted over SMTP, in smtp-proto's own types
+//! (paths, `MAIL FROM` and `RCPT TO` parameters), and [`Envelope::to_queue`]:
+//! the one place where it is mapped into the relay queue's types.
+
+use std::net::IpAddr;
+
+use mailbag_mailstore::UserName;
+use mailbag_mailstore::queue::{
+    BodyType, NewEnvelope, Notify as QueueNotify, Recipient as QueueRecipient, Ret as QueueRet,
+};
+use mailbag_smtp_proto::address::{ForwardPath, Mailbox, ReversePath};
+use mailbag_smtp_proto::types::{Body, HeloName, MailParams, RcptParams, Ret};
+
+/// The envelope of a message to deliver.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    /// Connection id (for `Received:` and logs).
+    pub id: u64,
+    /// Client address.
+    pub client: IpAddr,
+    /// EHLO/HELO argument (`None` if the client sent neither).
+    pub helo: Option<HeloName<'static>>,
+    /// `SMTP`, `ESMTP`, `ESMTPS`, ... (RFC 3848).
+    pub with: &'static str,
+    /// The reverse path (`<>` for bounces).
+    pub from: ReversePath<'static>,
+    /// The `MAIL FROM` parameters (DSN, body type, SMTPUTF8).
+    pub mail: MailParams<'static>,
+    /// Local users, each once.
+    pub local: Vec<UserName>,
+    /// Remote recipients (relayed through the queue) with their `RCPT TO` parameters.
+    pub remote: Vec<RemoteRecipient>,
+    /// The single recipient for `Received: ... for <...>`, if there is exactly one.
+    pub for_rcpt: Option<ForwardPath<'static>>,
+}
+
+/// A relayed recipient as `RCPT TO` gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRecipient {
+    /// The forward path.
+    pub path: ForwardPath<'static>,
+    /// Its parameters (`NOTIFY=`, `ORCPT=`).
+    pub params: RcptParams<'static>,
+}
+
+/// `local@domain` of a mailbox, without angle brackets.
+fn mailbox_address(mb: &Mailbox<'_>) -> String {
+    format!("{}@{}", mb.local_part().as_str(), mb.host().as_str())
+}
+
+/// A forward path as `local@domain` (the bare `Postmaster` as received).
+pub fn forward_address(path: &ForwardPath<'_>) -> String {
+    match path {
+        ForwardPath::Postmaster(s) => s.to_string(),
+        ForwardPath::Path(p) => mailbox_address(p.mailbox()),
+    }
+}
+
+impl Envelope {
+    /// The reverse path as `local@domain`, empty for `<>`.
+    pub fn sender(&self) -> String {
+        match &self.from {
+            ReversePath::Null => String::new(),
+            ReversePath::Path(p) => mailbox_address(p.mailbox()),
+        }
+    }
+
+    /// The relay queue's envelope for the remote recipients, received at
+    /// `now` (unix seconds): the one mapping from smtp-proto's parameter types
+    /// into the queue's (RFC 3461 `RET`, `ENVID`, `NOTIFY`, `ORCPT`; RFC 6152
+    /// `BODY`; RFC 6531 `SMTPUTF8`).
+    pub fn to_queue(&self, now: u64) -> NewEnvelope {
+        let mut q = NewEnvelope::new(self.sender(), now);
+        q.client_ip = Some(self.client);
+        q.envid = self.mail.envid.as_ref().map(|e| e.as_str().to_owned());
+        q.ret = self.mail.ret.map(|r| match r {
+            Ret::Headers => QueueRet::Hdrs,
+            _ => QueueRet::Full,
+        });
+        q.body = match self.mail.body {
+            Some(Body::EightBitMime) => BodyType::EightBitMime,
+            _ => BodyType::SevenBit,
+        };
+        q.smtputf8 = self.mail.smtputf8;
+        for r in &self.remote {
+            let mut rcpt = QueueRecipient::new(forward_address(&r.path));
+            rcpt.orcpt = r.params.orcpt.as_ref().map(|o| {
+                let mut v = o.addr_type.as_bytes().to_vec();
+                v.push(b';');
+                o.address.encode(&mut v);
+                String::from_utf8_lossy(&v).into_owned()
+            });
+            rcpt.notify = r.params.notify.map(|n| QueueNotify {
+                success: n.success(),
+                failure: n.failure(),
+                delay: n.delay(),
+            });
+            q.recipients.push(rcpt);
+        }
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
+    use mailbag_smtp_proto::codec::parse_command;
+    use mailbag_smtp_proto::types::Command;
+
+    fn rcpt(line: &str) -> RemoteRecipient {
+        match parse_command(line.as_bytes()) {
+            Ok(Command::Rcpt { to, params }) => RemoteRecipient {
+                path: to.into_owned(),
+                params: params.into_owned(),
+            },
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn maps_every_dsn_parameter_into_the_queue() {
+        let Ok(Command::Mail { params, .. }) = parse_command(
+            b"MAIL FROM:<a@b.example> RET=HDRS ENVID=x+2By BODY=8BITMIME SMTPUTF8\r\n",
+        ) else {
+            panic!()
+        };
+        let env = Envelope {
+            id: 1,
+            client: "127.0.0.2".parse().unwrap(),
+            helo: Some(HeloName::try_from("client.example").unwrap().into_owned()),
+            with: "ESMTP",
+            from: parse_reverse_path(b"<a@b.example>").unwrap().0.into_owned(),
+            mail: params.into_owned(),
+            local: Vec::new(),
+            remote: vec![
+                rcpt("RCPT TO:<x@y.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;x+40y.example\r\n"),
+                rcpt("RCPT TO:<z@y.example>\r\n"),
+            ],
+            for_rcpt: Some(parse_forward_path(b"<x@y.example>").unwrap().0.into_owned()),
+        };
+        let q = env.to_queue(1_700_000_000);
+        assert_eq!(q.reverse_path, "a@b.example");
+        assert_eq!(q.envid.as_deref(), Some("x+y"));
+        assert_eq!(q.ret, Some(QueueRet::Hdrs));
+        assert_eq!(q.body, BodyType::EightBitMime);
+        assert!(q.smtputf8);
+        assert_eq!(q.recipients.len(), 2);
+        assert_eq!(q.recipients[0].address, "x@y.example");
+        // Stored in xtext form: `@` needs no escape.
+        assert_eq!(q.recipients[0].orcpt.as_deref(), Some("rfc822;x@y.example"));
+        let n = q.recipients[0].notify.unwrap();
+        assert!(n.success && !n.failure && n.delay);
+        assert!(q.recipients[1].notify.is_none() && q.recipients[1].orcpt.is_none());
+    }
+}

@@ -1,0 +1,206 @@
+//! Listeners and the one accept loop every listener runs, mail and web
+//! alike: a [`Role`] says what a listener serves, [`accept_loop`] takes each
+//! client, applies the connection limits (refusing with the role's own
+//! "too many connections" answer), does the TLS handshake of the implicit-TLS
+//! roles, and hands a ready [`Connection`] to the role's [`Service`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::context::Context;
+use crate::limits::ConnectionPermit;
+use crate::tls::MaybeTls;
+
+/// How long the refusal of a connection over a limit may take to send.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After a failed `accept` (EMFILE and friends), wait this long instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// POP3 on a plain port (port-110 role), STLS when TLS is configured.
+    Pop3,
+    /// POP3 in implicit TLS (port-995 role).
+    Pop3Tls,
+    /// SMTP, port-25 role: local mail from anyone, relay after POP3 login.
+    Smtp,
+    /// Submission (port-587 role): every transaction needs an authorized client.
+    Submission,
+    /// Submission in implicit TLS (port-465 role).
+    SubmissionTls,
+    /// The self-service web page over plain HTTP (`[web] listen`).
+    Web,
+    /// The self-service web page over HTTPS (`[web] listen` with `tls = true`).
+    WebTls,
+}
+
+impl Role {
+    /// Short name used in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Pop3 => "pop3",
+            Role::Pop3Tls => "pop3s",
+            Role::Smtp => "smtp",
+            Role::Submission => "submission",
+            Role::SubmissionTls => "submissions",
+            Role::Web => "http",
+            Role::WebTls => "https",
+        }
+    }
+
+    /// Is the TLS handshake done right after accept?
+    pub fn implicit_tls(self) -> bool {
+        matches!(self, Role::Pop3Tls | Role::SubmissionTls | Role::WebTls)
+    }
+
+    /// Is this a web page listener?
+    pub fn is_web(self) -> bool {
+        matches!(self, Role::Web | Role::WebTls)
+    }
+
+    /// Is this a POP3 listener?
+    pub fn is_pop3(self) -> bool {
+        matches!(self, Role::Pop3 | Role::Pop3Tls)
+    }
+
+    /// Is this a submission listener (every transaction needs an authorized client)?
+    pub fn is_submission(self) -> bool {
+        matches!(self, Role::Submission | Role::SubmissionTls)
+    }
+
+    /// What a client refused by a connection limit is sent before the close,
+    /// in the role's protocol; `None` when nothing can be said (implicit
+    /// TLS: the handshake has not happened).
+    fn refusal(self, hostname: &str) -> Option<Vec<u8>> {
+        if self.implicit_tls() {
+            return None;
+        }
+        Some(match self {
+            Role::Pop3 | Role::Pop3Tls => {
+                b"-ERR [SYS/TEMP] Too many connections, try again later.\r\n".to_vec()
+            }
+            Role::Web | Role::WebTls => b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 10\r\nConnection: close\r\n\r\n".to_vec(),
+            _ => format!("421 4.7.0 {hostname} Too many connections, try again later\r\n")
+                .into_bytes(),
+        })
+    }
+}
+
+/// One accepted client connection, handed to a [`Service`].
+#[derive(Debug)]
+pub struct Connection {
+    /// Connection id used in every log line of this connection.
+    pub id: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener's role.
+    pub role: Role,
+    /// The stream (already in TLS for implicit-TLS roles).
+    pub stream: MaybeTls,
+    _permit: ConnectionPermit,
+}
+
+/// What serves the connections of a listener: the POP3 driver, the SMTP
+/// driver, the web page.
+pub trait Service: Send + Sync + 'static {
+    /// Serves one connection until it closes.
+    fn serve(self: Arc<Self>, conn: Connection) -> BoxFuture<'static, io::Result<()>>;
+}
+
+/// Accepts clients on `listener` until the server shuts down, each served by
+/// `service` in a task of `tracker` (so that shutdown can wait for them).
+pub async fn accept_loop(
+    ctx: Arc<Context>,
+    role: Role,
+    listener: TcpListener,
+    tracker: TaskTracker,
+    service: Arc<dyn Service>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(role = role.name(), error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let id = ctx.next_connection_id();
+        let span = info_span!("conn", id, role = role.name(), peer = %peer);
+        // A closed tracker (shutdown) still runs the task; it just is not waited for.
+        tracker.spawn(
+            admit(Arc::clone(&ctx), role, tcp, peer, id, Arc::clone(&service)).instrument(span),
+        );
+    }
+    debug!(role = role.name(), "listener closed");
+}
+
+/// Limits and implicit TLS, then the service.
+async fn admit(
+    ctx: Arc<Context>,
+    role: Role,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    service: Arc<dyn Service>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let permit = match ctx.acquire_connection(peer.ip()) {
+        Ok(p) => p,
+        Err(e) => {
+            info!(reason = %e, "connection refused");
+            if let Some(line) = role.refusal(ctx.config.hostname.as_str()) {
+                let mut tcp = tcp;
+                let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+                    let _ = tcp.write_all(&line).await;
+                    let _ = tcp.shutdown().await;
+                })
+                .await;
+            }
+            return;
+        }
+    };
+    info!("connected");
+    let mut stream = MaybeTls::Plain(tcp);
+    if role.implicit_tls() {
+        let Some(acceptor) = ctx.tls.as_ref() else {
+            return;
+        };
+        stream = match stream
+            .upgrade(acceptor, ctx.config.limits.tls_handshake_timeout)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                info!(error = %e, "TLS handshake failed");
+                return;
+            }
+        };
+    }
+    let conn = Connection {
+        id,
+        peer,
+        role,
+        stream,
+        _permit: permit,
+    };
+    match service.serve(conn).await {
+        Ok(()) => info!("closed"),
+        Err(e) => info!(error = %e, "closed with error"),
+    }
+}

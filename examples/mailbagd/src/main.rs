@@ -1,0 +1,53 @@
+//! `mailbagd`: the Mailbag mail server (POP3, SMTP, submission, POP-before-SMTP,
+//! spam tagging, Maildir storage). See `examples/mailbagd/README.md`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mailbagd::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    mailbagd::cli::init_tracing(&cli);
+    let config = match cli.load_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailbagd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        println!("mailbagd: configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(command) = &cli.command {
+        return match mailbagd::cli::run_command(command, &config, &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mailbagd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailbagd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let server = match mailbagd::server::Server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("mailbagd: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        server.run(mailbagd::cli::shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}

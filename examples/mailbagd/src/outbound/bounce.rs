@@ -1,0 +1,281 @@
+//! Bounces: RFC 3464 delivery status notifications (built with `smtp-proto`'s `dsn`
+//! module) for recipients that failed permanently or expired, and "delayed" warnings.
+//!
+//! - Never for the null sender `<>` (a bounce of a bounce), and only for recipients whose
+//!   `NOTIFY` asks for it (absent `NOTIFY` means `FAILURE,DELAY`; `NEVER` means none).
+//! - A "delayed" DSN is sent once per recipient, when the message has waited
+//!   `relay.delay_warning` (default 4 hours) and is still pending.
+//! - `NOTIFY=SUCCESS`: a "relayed" DSN when the next hop accepted the recipient without
+//!   offering DSN (a next hop that offers it got NOTIFY and reports itself).
+//! - `RET=HDRS` returns the header section, `RET=FULL` or no `RET` the whole message up to
+//!   10 MiB (then the header section).
+//! - A local sender gets it in the INBOX through the local delivery path; anyone else gets it
+//!   through the relay queue with the null sender.
+
+use std::io::{self, Cursor, Read};
+use std::sync::Arc;
+
+use mailbag_mailstore::queue::{
+    BodyType, Envelope, NewEnvelope, Outcome as QOutcome, Recipient as QueueRecipient,
+    RecipientState, Ret as QRet,
+};
+use mailbag_smtp_proto::address::parse_forward_path;
+use mailbag_smtp_proto::dsn::{
+    Action, DEFAULT_FULL_RETURN_LIMIT, DsnBuilder, DsnDate, OriginalContent, RecipientReport,
+    header_section_len,
+};
+use mailbag_smtp_proto::types::{EnhancedStatusCode, Ret};
+use tracing::{debug, info, warn};
+
+use super::{Outbound, unix_now};
+use crate::context::Context;
+use crate::relay::{self, Destination, Verdict};
+
+/// Most octets read to find the header section for `RET=HDRS`.
+const MAX_HEADER_READ: u64 = 1024 * 1024;
+
+/// The enhanced status of a stored reply (`"550 5.1.1 ..."`, `"5.4.7 ..."`) in `class`
+/// (5 for a failure report, 4 for a delay warning, 2 for a success report);
+/// `class.0.0` when there is none.
+pub fn report_status(reply: &str, class: u8) -> Option<EnhancedStatusCode> {
+    let found = reply.split_whitespace().take(3).find_map(|tok| {
+        let mut it = tok.split('.');
+        let (c, s, d) = (it.next()?, it.next()?, it.next()?);
+        if it.next().is_some() {
+            return None;
+        }
+        let c: u8 = c.parse().ok()?;
+        let s: u16 = s.parse().ok()?;
+        let d: u16 = d.parse().ok()?;
+        (matches!(c, 2 | 4 | 5)).then_some((s, d))
+    });
+    let (s, d) = found.unwrap_or((0, 0));
+    EnhancedStatusCode::new(class, s, d)
+        .or_else(|_| EnhancedStatusCode::new(class, 0, 0))
+        .ok()
+}
+
+/// The kind of report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// The recipients failed (permanently, or the message expired).
+    Failed,
+    /// The recipients are still pending after `relay.delay_warning`; retries go on until
+    /// the given unix time.
+    Delayed {
+        /// When the message expires.
+        until: u64,
+    },
+    /// The recipients were accepted by a next hop that does not offer DSN, and NOTIFY
+    /// asked for SUCCESS (RFC 3461 section 4.1: a "relayed" report).
+    Relayed,
+}
+
+/// What became of a report ([`send_report`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// The DSN is durable: fsynced into the local sender's INBOX, or committed to the
+    /// relay queue (from `<>`).
+    Durable,
+    /// None is wanted: the sender is `<>`, or no recipient's `NOTIFY` asks for it.
+    NotWanted,
+    /// It could not be made (logged); the caller keeps it owed and tries again.
+    Failed,
+}
+
+/// Builds and sends a DSN for recipients `which` (indexes into `env.recipients`) to the
+/// sender, durably (see [`Sent`]).
+pub async fn send_report(
+    ctx: &Arc<Context>,
+    engine: &Arc<Outbound>,
+    env: &Envelope,
+    which: &[usize],
+    report: Report,
+) -> Sent {
+    if env.reverse_path.is_empty() {
+        info!("no bounce: the sender is <>");
+        return Sent::NotWanted;
+    }
+    let wanted: Vec<usize> = which
+        .iter()
+        .copied()
+        .filter(|i| {
+            env.recipients.get(*i).is_some_and(|r| match report {
+                Report::Failed => r.wants_failure_dsn(),
+                Report::Delayed { .. } => r.wants_delay_dsn() && !r.delay_notified,
+                Report::Relayed => r.wants_success_dsn(),
+            })
+        })
+        .collect();
+    if wanted.is_empty() {
+        match report {
+            Report::Failed => info!("no bounce: NOTIFY does not ask for failures"),
+            Report::Delayed { .. } => debug!("no delay warning wanted"),
+            Report::Relayed => {}
+        }
+        return Sent::NotWanted;
+    }
+    let (action, class) = match report {
+        Report::Failed => (Action::Failed, 5),
+        Report::Delayed { .. } => (Action::Delayed, 4),
+        Report::Relayed => (Action::Relayed, 2),
+    };
+    let sh = Arc::clone(ctx);
+    let lock = Arc::clone(&engine.lock);
+    let env = env.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let config = &sh.config;
+        let now = unix_now();
+        let host = &config.hostname;
+        let date = DsnDate::new(now, 0).ok_or("bad date")?;
+        let mut b = DsnBuilder::new(
+            host.as_str(),
+            format!("MAILER-DAEMON@{host}"),
+            env.reverse_path.as_str(),
+            date,
+            format!("=_mailbag_dsn_{}_{now}", env.id),
+            format!("<{}.{now}.dsn@{host}>", env.id),
+        );
+        if let Some(e) = &env.envid {
+            b.envid(e.as_str());
+        }
+        if let Some(a) = DsnDate::new(env.arrival, 0) {
+            b.arrival_date(a);
+        }
+        b.smtputf8(env.smtputf8);
+        for i in &wanted {
+            let Some(r) = env.recipients.get(*i) else {
+                continue;
+            };
+            let o = match (&r.state, report) {
+                (RecipientState::Failed(o), Report::Failed) => o.clone(),
+                (RecipientState::Delivered(o), Report::Relayed) => o.clone(),
+                (RecipientState::Pending { last }, Report::Delayed { .. }) => {
+                    last.clone().unwrap_or_else(|| QOutcome {
+                        at: now,
+                        host: None,
+                        reply: "4.0.0 not yet delivered".into(),
+                    })
+                }
+                _ => continue,
+            };
+            let Some(status) = report_status(&o.reply, class) else {
+                continue;
+            };
+            let mut rep = RecipientReport::new(r.address.as_str(), action, status);
+            if let Report::Delayed { until } = report
+                && let Some(d) = DsnDate::new(until, 0)
+            {
+                rep = rep.will_retry_until(d);
+            }
+            if let Some(orcpt) = &r.orcpt {
+                rep = rep.original_recipient_xtext(orcpt);
+            }
+            if let Some(h) = &o.host {
+                rep = rep.remote_mta(h.as_str()).diagnostic(&o.reply);
+            } else {
+                rep = rep.diagnostic(&o.reply);
+            }
+            if let Some(d) = DsnDate::new(o.at, 0) {
+                rep = rep.last_attempt(d);
+            }
+            b.recipient(rep);
+        }
+        let ret = env.ret.map(|r| match r {
+            QRet::Hdrs => Ret::Headers,
+            _ => Ret::Full,
+        });
+        let content = OriginalContent::choose(ret, action, env.size, DEFAULT_FULL_RETURN_LIMIT);
+        let parts = b
+            .build(content, env.body != BodyType::SevenBit)
+            .map_err(|e| format!("DSN: {e}"))?;
+        let (mut file, len) = lock.body(&env.id).map_err(|e| e.to_string())?;
+        let original: Box<dyn Read + Send> = match content {
+            OriginalContent::Full => Box::new(file.take(len)),
+            OriginalContent::Headers => {
+                let mut head = Vec::new();
+                (&mut file)
+                    .take(MAX_HEADER_READ.min(len))
+                    .read_to_end(&mut head)
+                    .map_err(|e| e.to_string())?;
+                let n = header_section_len(&head).unwrap_or(head.len());
+                head.truncate(n);
+                Box::new(Cursor::new(head))
+            }
+            OriginalContent::None => Box::new(io::empty()),
+        };
+        let mut message = Cursor::new(parts.prefix.clone())
+            .chain(original)
+            .chain(Cursor::new(parts.suffix.clone()));
+
+        // Local sender: into the INBOX. Otherwise: through the queue, from <>.
+        let local = parse_forward_path(format!("<{}>", env.reverse_path).as_bytes())
+            .ok()
+            .and_then(|(fp, _)| match relay::decide(config, &fp, false) {
+                Verdict::Accept(Destination::Local(u)) => Some(u),
+                _ => None,
+            });
+        match local {
+            Some(user) => {
+                crate::delivery::deliver_report(&sh, &user, &mut message)
+                    .map_err(|e| e.to_string())?;
+                Ok::<String, String>(format!("delivered locally to {user}"))
+            }
+            None => {
+                let mut q = NewEnvelope::new(String::new(), now);
+                q.body = if parts.eight_bit {
+                    BodyType::EightBitMime
+                } else {
+                    BodyType::SevenBit
+                };
+                q.smtputf8 = parts.smtputf8;
+                q.recipients
+                    .push(QueueRecipient::new(env.reverse_path.clone()));
+                let mut w = sh.queue.enqueue(&q).map_err(|e| e.to_string())?;
+                io::copy(&mut message, &mut w).map_err(|e| e.to_string())?;
+                let id = w.commit().map_err(|e| e.to_string())?;
+                Ok(format!("queued as {id}"))
+            }
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(how)) => {
+            info!(recipients = which.len(), kind = ?report, %how, "DSN sent");
+            ctx.queued.notify_one();
+            Sent::Durable
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, kind = ?report, "DSN could not be sent: it stays owed and is tried again on the next pass");
+            Sent::Failed
+        }
+        Err(e) => {
+            warn!(error = %e, "DSN task failed");
+            Sent::Failed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_from_stored_replies() {
+        let st = |s: &str| report_status(s, 5).map(|e| e.to_string());
+        assert_eq!(st("550 5.1.1 no such user").as_deref(), Some("5.1.1"));
+        assert_eq!(st("5.1.10 null MX").as_deref(), Some("5.1.10"));
+        assert_eq!(
+            st("5.4.7 message expired; last error: 451 4.4.1 refused").as_deref(),
+            Some("5.4.7")
+        );
+        // A temporary code becomes permanent in a failure report.
+        assert_eq!(st("451 4.4.1 connection refused").as_deref(), Some("5.4.1"));
+        assert_eq!(st("554 no enhanced code").as_deref(), Some("5.0.0"));
+        assert_eq!(st("").as_deref(), Some("5.0.0"));
+        // And the other way for a delay warning.
+        let d = |s: &str| report_status(s, 4).map(|e| e.to_string());
+        assert_eq!(d("451 4.3.0 later").as_deref(), Some("4.3.0"));
+        assert_eq!(d("connection refused").as_deref(), Some("4.0.0"));
+    }
+}

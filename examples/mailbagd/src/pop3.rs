@@ -1,0 +1,402 @@
+//! The POP3 connection driver: a tokio read/write loop around
+//! `pop3-proto`'s [`ServerSession`], with the `mailstore` maildrop (called
+//! through `spawn_blocking`) and the relay table.
+//!
+//! - Logins are checked against the configured users (clear-text or
+//!   SHA-crypt passwords). A login that reaches the TRANSACTION state (maildrop
+//!   locked and listed) records the client address in the relay table
+//!   (POP-before-SMTP); a failed one records nothing.
+//! - A failed login is answered after `pop3.auth_failure_delay` (2 s by
+//!   default) with `-ERR [AUTH] Authentication failed.`
+//! - A second concurrent login of the same user gets `-ERR [IN-USE]`.
+//! - Deletions are applied only on QUIT; a dropped connection, a timeout
+//!   or a shutdown releases the maildrop without changing it.
+//! - STLS runs the TLS handshake with the configured certificate.
+
+use std::io::{self, IoSlice, Read};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use mailbag_mailstore::{Error as StoreError, Maildrop, MessageReader, UserName as StoreUser};
+use mailbag_pop3_proto::codec::BodyProgress;
+use mailbag_pop3_proto::session::{
+    AuthFailure, CommitFailure, Credentials, Event, LoginRequest, MaildropFailure, MessageInfo,
+    ServerConfig, ServerSession,
+};
+use mailbag_pop3_proto::types::Uid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, info, warn};
+
+use crate::context::Context;
+use crate::listener::{Connection, Service};
+use crate::tls::MaybeTls;
+
+/// Read buffer per connection (octets).
+const READ_BUFFER: usize = 4096;
+/// Message octets read from the store per blocking call while streaming RETR/TOP.
+const RETRIEVE_CHUNK: usize = 64 * 1024;
+/// Messages up to this size (the POP3 size) are read on the connection's
+/// task instead of the blocking pool (see `Event::Retrieve` in `handle`).
+const INLINE_READ_MAX: u64 = 64 * 1024;
+/// Up to this many segments per chunk, RETR/TOP sends the message straight
+/// from the read buffer with one vectored write. The store already turns
+/// bare LF into CRLF, so a chunk is one segment plus two per line that
+/// starts with a dot (the run before it and the stuffed `.`); above this
+/// count (a chunk of mostly dot lines) one copy into a buffer is cheaper
+/// than a long `writev` of tiny pieces.
+const MAX_WRITE_SEGMENTS: usize = 256;
+
+fn session_error(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("POP3 session: {e}"))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))
+}
+
+async fn flush(stream: &mut MaybeTls, session: &mut ServerSession) -> io::Result<()> {
+    let out = session.output();
+    if !out.is_empty() {
+        let n = out.len();
+        stream.write_all(out).await?;
+        session.consume_output(n);
+    }
+    stream.flush().await
+}
+
+/// Sends one chunk of a message being retrieved: the session's pending
+/// output (the status line before the first chunk), then the chunk
+/// dot-stuffed, without copying it when it needs few changes
+/// ([`ServerSession::message_segments`] and a vectored write). After the
+/// last chunk (`last`, or TOP has its lines) it ends the message, and the
+/// terminator goes out in the same write: one segment and one wake-up of
+/// the client per small message, not two.
+async fn send_chunk(
+    stream: &mut MaybeTls,
+    session: &mut ServerSession,
+    chunk: &[u8],
+    last: bool,
+) -> io::Result<BodyProgress> {
+    let mut segments: Vec<&[u8]> = Vec::new();
+    let progress = session
+        .message_segments(chunk, |seg| segments.push(seg))
+        .map_err(session_error)?;
+    // Output written so far goes before the segments; what message_end adds
+    // (the terminator) after them.
+    let before = session.output().len();
+    if last || progress == BodyProgress::Done {
+        session.message_end().map_err(session_error)?;
+    }
+    let joined;
+    if segments.len() > MAX_WRITE_SEGMENTS {
+        joined = segments.concat();
+        segments = vec![&joined];
+    }
+    let output = session.output();
+    let (head, tail) = output.split_at(before.min(output.len()));
+    let pending = output.len();
+    let mut slices: Vec<IoSlice<'_>> = std::iter::once(head)
+        .chain(segments.iter().copied())
+        .chain(std::iter::once(tail))
+        .filter(|s| !s.is_empty())
+        .map(IoSlice::new)
+        .collect();
+    let mut bufs = &mut slices[..];
+    while !bufs.is_empty() {
+        let n = stream.write_vectored(bufs).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    session.consume_output(pending);
+    Ok(progress)
+}
+
+/// The POP3 service (the port-110 and port-995 roles).
+#[derive(Debug)]
+pub struct Pop3 {
+    ctx: Arc<Context>,
+}
+
+impl Pop3 {
+    /// The service over `ctx`.
+    pub fn new(ctx: Arc<Context>) -> Pop3 {
+        Pop3 { ctx }
+    }
+}
+
+impl Service for Pop3 {
+    fn serve(self: Arc<Self>, conn: Connection) -> BoxFuture<'static, io::Result<()>> {
+        Box::pin(async move { serve(&self.ctx, conn).await })
+    }
+}
+
+/// Serves one POP3 connection until it closes.
+async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
+    let config = &ctx.config;
+    let mut cfg = ServerConfig::default();
+    cfg.greeting = format!("{} Mailbag POP3 ready.", config.hostname);
+    cfg.tls_active = conn.stream.is_tls();
+    cfg.tls_available = ctx.tls.is_some() && !cfg.tls_active;
+    cfg.require_tls_for_login = config.pop3.require_tls_for_login;
+    cfg.autologout = config.pop3.idle_timeout;
+    let mut session = ServerSession::new(cfg).map_err(session_error)?;
+
+    let mut stream = Some(conn.stream);
+    let mut maildrop: Option<Box<dyn Maildrop>> = None;
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut last_activity = Instant::now();
+
+    let result = async {
+        loop {
+            while let Some(event) = session.next_event() {
+                let s = stream
+                    .as_mut()
+                    .ok_or_else(|| session_error("stream lost"))?;
+                handle_event(ctx, &conn.peer, event, &mut session, &mut maildrop, s).await?;
+                if session.tls_requested() {
+                    flush(s, &mut session).await?;
+                    let acceptor = ctx
+                        .tls
+                        .as_ref()
+                        .ok_or_else(|| session_error("STLS without TLS config"))?;
+                    let plain = stream.take().ok_or_else(|| session_error("stream lost"))?;
+                    let tls = plain
+                        .upgrade(acceptor, config.limits.tls_handshake_timeout)
+                        .await?;
+                    debug!("STLS: TLS established");
+                    stream = Some(tls);
+                    session.tls_established().map_err(session_error)?;
+                }
+            }
+            let s = stream
+                .as_mut()
+                .ok_or_else(|| session_error("stream lost"))?;
+            flush(s, &mut session).await?;
+            if session.is_closed() {
+                return Ok(());
+            }
+            let deadline = session.deadline(last_activity).unwrap_or_else(Instant::now);
+            let read = tokio::select! {
+                _ = ctx.shutdown.cancelled() => {
+                    // Abnormal end: no UPDATE, nothing is deleted.
+                    let _ = s.write_all(b"-ERR [SYS/TEMP] Server shutting down.\r\n").await;
+                    return Ok(());
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    info!("autologout");
+                    session.timed_out();
+                    flush(s, &mut session).await?;
+                    return Ok(());
+                }
+                r = s.read(&mut buf) => r?,
+            };
+            if read == 0 {
+                debug!("client closed the connection");
+                return Ok(());
+            }
+            last_activity = Instant::now();
+            session.feed(buf.get(..read).unwrap_or_default());
+        }
+    }
+    .await;
+    if let Some(md) = maildrop.take() {
+        // Releasing the lock without commit changes nothing.
+        let _ = blocking(move || drop(md)).await;
+        debug!("maildrop released without update");
+    }
+    if let Some(mut s) = stream {
+        let _ = s.shutdown().await;
+    }
+    result
+}
+
+fn check_login(ctx: &Context, req: &LoginRequest) -> bool {
+    let Credentials::Password(password) = &req.credentials else {
+        return false; // APOP is not offered
+    };
+    let name = req.user.as_str();
+    if let Some(authz) = &req.authzid {
+        if authz != name {
+            return false;
+        }
+    }
+    // The one credential check of every service (same work for unknown users).
+    ctx.config
+        .authenticate(name, password.expose().as_bytes())
+        .is_some()
+}
+
+async fn handle_event(
+    ctx: &Arc<Context>,
+    peer: &std::net::SocketAddr,
+    event: Event,
+    session: &mut ServerSession,
+    maildrop: &mut Option<Box<dyn Maildrop>>,
+    stream: &mut MaybeTls,
+) -> io::Result<()> {
+    match event {
+        Event::Login(req) => {
+            let user = req.user.as_str().to_owned();
+            let mechanism = req.mechanism;
+            // SHA-crypt verification costs milliseconds of CPU: off the reactor.
+            let sh = Arc::clone(ctx);
+            let ok = blocking(move || check_login(&sh, &req)).await?;
+            if ok {
+                session.accept_login().map_err(session_error)?;
+            } else {
+                info!(user = %user, mechanism = ?mechanism, "login failed");
+                let delay = ctx.config.pop3.auth_failure_delay;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                session
+                    .reject_login(AuthFailure::Credentials)
+                    .map_err(session_error)?;
+            }
+        }
+        Event::OpenMaildrop { user } => {
+            let name = user.as_str().to_owned();
+            let store = Arc::clone(&ctx.store);
+            let opened = blocking(move || {
+                let u = StoreUser::new(name)?;
+                store.open_maildrop(&u)
+            })
+            .await?;
+            match opened {
+                Ok(md) => {
+                    let mut listing = Vec::with_capacity(md.entries().len());
+                    for e in md.entries() {
+                        let uid =
+                            Uid::try_from(e.uid.as_str().to_owned()).map_err(session_error)?;
+                        listing.push(MessageInfo::new(e.size, uid));
+                    }
+                    let count = listing.len();
+                    session.maildrop_opened(listing).map_err(session_error)?;
+                    *maildrop = Some(md);
+                    let outcome = ctx
+                        .relay
+                        .record_login(peer.ip(), user.as_str(), Instant::now());
+                    info!(user = %user, messages = count, relay = ?outcome, "logged in");
+                }
+                Err(StoreError::InUse) => {
+                    info!(user = %user, "maildrop in use");
+                    session
+                        .maildrop_failed(MaildropFailure::InUse)
+                        .map_err(session_error)?;
+                }
+                Err(e) => {
+                    warn!(user = %user, error = %e, "cannot open maildrop");
+                    session
+                        .maildrop_failed(MaildropFailure::Temporary)
+                        .map_err(session_error)?;
+                }
+            }
+        }
+        Event::Retrieve(req) => {
+            let Some(md) = maildrop.take() else {
+                session.message_failed().map_err(session_error)?;
+                return Ok(());
+            };
+            let n = req.index + 1;
+            let top = req.top_lines;
+            let open_and_read = move |mut md: Box<dyn Maildrop>| {
+                let r = match top {
+                    None => md.read_message(n),
+                    Some(lines) => md.read_top(n, u64::from(lines)),
+                };
+                let first = r.map(read_chunk);
+                (md, first)
+            };
+            // A message of up to INLINE_READ_MAX octets is opened and read
+            // right here: a read from the page cache costs a few
+            // microseconds, a hand-off to the blocking pool two thread
+            // wake-ups, which dominated a RETR of a 10 KB message. Larger
+            // ones (and their later chunks) take one blocking call per chunk.
+            let small = md
+                .entries()
+                .get(req.index)
+                .is_some_and(|e| e.size <= INLINE_READ_MAX);
+            let (md, first) = if small {
+                open_and_read(md)
+            } else {
+                blocking(move || open_and_read(md)).await?
+            };
+            *maildrop = Some(md);
+            let mut step = match first {
+                Ok(step) => step,
+                Err(e) => {
+                    warn!(message = n, error = %e, "cannot read message");
+                    session.message_failed().map_err(session_error)?;
+                    return Ok(());
+                }
+            };
+            loop {
+                let (reader, chunk, eof) = step;
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(message = n, error = %e, "read failed while sending");
+                        session.message_failed().map_err(session_error)?;
+                        break;
+                    }
+                };
+                if send_chunk(stream, session, &chunk, eof).await? == BodyProgress::Done || eof {
+                    break;
+                }
+                step = blocking(move || read_chunk(reader)).await?;
+            }
+        }
+        Event::Commit { deleted } => {
+            let Some(md) = maildrop.take() else {
+                session.commit_done(Ok(())).map_err(session_error)?;
+                return Ok(());
+            };
+            let numbers: Vec<usize> = deleted.iter().map(|m| m.index() + 1).collect();
+            let result = blocking(move || {
+                let mut md = md;
+                for n in &numbers {
+                    md.mark_deleted(*n)?;
+                }
+                md.commit()
+            })
+            .await?;
+            match result {
+                Ok(summary) => {
+                    info!(deleted = summary.deleted, "update committed");
+                    session.commit_done(Ok(())).map_err(session_error)?;
+                }
+                Err(e) => {
+                    warn!(error = %e, "update failed");
+                    session
+                        .commit_done(Err(CommitFailure))
+                        .map_err(session_error)?;
+                }
+            }
+        }
+        Event::StartTls => {
+            // Handled by the caller once the event is answered (tls_requested).
+        }
+        other => {
+            warn!(event = ?other, "unexpected POP3 event");
+            return Err(session_error("unexpected event"));
+        }
+    }
+    Ok(())
+}
+
+/// Reads up to [`RETRIEVE_CHUNK`] octets; the flag tells whether the end
+/// of the message was reached.
+fn read_chunk(mut reader: MessageReader) -> (MessageReader, io::Result<Vec<u8>>, bool) {
+    // `read_to_end` into reserved capacity: no zeroing of the buffer.
+    let mut chunk = Vec::with_capacity(RETRIEVE_CHUNK);
+    let r = (&mut reader)
+        .take(RETRIEVE_CHUNK as u64)
+        .read_to_end(&mut chunk);
+    let eof = chunk.len() < RETRIEVE_CHUNK;
+    (reader, r.map(|_| chunk), eof)
+}

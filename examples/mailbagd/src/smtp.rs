@@ -1,0 +1,378 @@
+//! The SMTP connection driver: a tokio read/write loop around `smtp-proto`'s
+//! [`ServerSession`], for the port-25 role and the submission roles.
+//!
+//! - Port-25 role: each `RCPT TO` goes through [`relay::decide`]: local users
+//!   (and postmaster) from anyone, other destinations only from a client
+//!   address authorized by a recent POP3 login, else `554 5.7.1`.
+//! - Submission roles: `MAIL FROM` from a client address that is not
+//!   authorized gets `530 5.7.0`.
+//! - DATA is spooled (memory, then a temporary file), then delivered by
+//!   [`delivery::deliver`] in a blocking task; `250` is sent only after every
+//!   copy is durably stored, and a failure gets a `451`/`452`/`552`/`554`.
+//! - STARTTLS when a certificate is configured; implicit TLS on `tls_listen`.
+//! - On shutdown an idle client gets `421`; a message being received is
+//!   finished and stored first.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use mailbag_mailstore::UserName;
+use mailbag_smtp_proto::address::{ForwardPath, ReversePath};
+use mailbag_smtp_proto::data::BareLfPolicy;
+use mailbag_smtp_proto::session::{Event, HelloKind, ServerConfig, ServerSession};
+use mailbag_smtp_proto::types::{HeloName, MailParams};
+use mailbag_spam_tag::spamd::{ScanOutcome, SpamdClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, info, warn};
+
+use crate::context::Context;
+use crate::delivery::{self, DeliveryError, Scan};
+use crate::envelope::{Envelope, RemoteRecipient};
+use crate::listener::{Connection, Service};
+use crate::relay::{self, Destination, Verdict};
+use crate::replies;
+use crate::spool::{DEFAULT_SPOOL_MEMORY, Spool};
+use crate::tls::MaybeTls;
+
+/// Read buffer per connection (octets).
+const READ_BUFFER: usize = 4096;
+
+fn session_error(e: &str) -> io::Error {
+    io::Error::other(format!("SMTP session: {e}"))
+}
+
+async fn flush(stream: &mut MaybeTls, session: &mut ServerSession) -> io::Result<()> {
+    let out = session.output();
+    if !out.is_empty() {
+        let n = out.len();
+        stream.write_all(out).await?;
+        session.consume_output(n);
+    }
+    stream.flush().await
+}
+
+/// The open transaction.
+#[derive(Debug)]
+struct Txn {
+    from: ReversePath<'static>,
+    mail: MailParams<'static>,
+    local: Vec<UserName>,
+    remote: Vec<RemoteRecipient>,
+    accepted: usize,
+    last_rcpt: Option<ForwardPath<'static>>,
+    spool_failed: bool,
+}
+
+fn shown(fp: &ForwardPath<'_>) -> String {
+    let mut v = Vec::new();
+    fp.encode(&mut v);
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+fn is_authorized(ctx: &Context, ip: IpAddr) -> bool {
+    ctx.relay.is_authorized(ip, Instant::now())
+}
+
+/// Scores the spooled message with spamd (fail-open: `Scan::Done(None)` when
+/// spamd is down or the message is over its scan limit).
+async fn spamd_scan(client: &SpamdClient, spool: &mut Spool) -> Scan {
+    let max = client.options().max_message_size;
+    if spool.len() > max as u64 {
+        debug!(size = spool.len(), "not sent to spamd: over its size limit");
+        return Scan::Done(None);
+    }
+    let mut message = Vec::with_capacity(usize::try_from(spool.len()).unwrap_or(0));
+    let read = spool
+        .reader()
+        .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut message));
+    if let Err(e) = read {
+        warn!(error = %e, "spool read for spamd failed");
+        return Scan::Done(None);
+    }
+    match client.scan(&message).await {
+        Ok(ScanOutcome::Scored { verdict, .. }) => Scan::Done(Some(verdict)),
+        Ok(ScanOutcome::Unscanned { reason }) => {
+            warn!(error = %reason, "message not scanned by spamd (fail-open)");
+            Scan::Done(None)
+        }
+        Ok(_) => Scan::Done(None),
+        Err(e) => {
+            warn!(error = %e, "spamd failed: delivering unscanned");
+            Scan::Done(None)
+        }
+    }
+}
+
+/// The SMTP service (the port-25, submission and implicit-TLS submission roles).
+#[derive(Debug)]
+pub struct Smtp {
+    ctx: Arc<Context>,
+}
+
+impl Smtp {
+    /// The service over `ctx`.
+    pub fn new(ctx: Arc<Context>) -> Smtp {
+        Smtp { ctx }
+    }
+}
+
+impl Service for Smtp {
+    fn serve(self: Arc<Self>, conn: Connection) -> BoxFuture<'static, io::Result<()>> {
+        Box::pin(async move { serve(&self.ctx, conn).await })
+    }
+}
+
+/// Serves one SMTP connection until it closes.
+async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
+    let config = &ctx.config;
+    let submission = conn.role.is_submission();
+    let mut cfg = ServerConfig::default();
+    cfg.hostname = config.hostname.to_string();
+    cfg.greeting = "ESMTP Mailbag".into();
+    cfg.max_message_size = config.smtp.max_message_size;
+    cfg.max_recipients = config.smtp.max_recipients;
+    cfg.command_timeout = config.smtp.idle_timeout;
+    cfg.implicit_tls = conn.stream.is_tls();
+    cfg.starttls = ctx.tls.is_some() && !cfg.implicit_tls;
+    cfg.auth_mechanisms = Vec::new(); // AUTH off: POP-before-SMTP authorizes
+    cfg.bare_lf = BareLfPolicy::Normalize;
+    // DSN (RFC 3461): NOTIFY, ORCPT, RET and ENVID are kept in the relay queue and honoured
+    // by the bounces of the outbound engine.
+    cfg.dsn = true;
+    let mut session = ServerSession::new(cfg);
+
+    let ip = conn.peer.ip();
+    let mut stream = Some(conn.stream);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut helo: Option<HeloName<'static>> = None;
+    let mut esmtp = false;
+    let mut txn: Option<Txn> = None;
+    let mut in_data = false;
+    let mut spool = Some(Spool::new(
+        &config.data_dir.join(".spool"),
+        DEFAULT_SPOOL_MEMORY,
+    ));
+    let mut last_activity = Instant::now();
+
+    loop {
+        let mut complete = false;
+        while let Some(event) = session.next_event() {
+            match event {
+                Event::Hello { kind, name } => {
+                    debug!(helo = %name.as_str(), "hello");
+                    helo = Some(name.into_owned());
+                    esmtp = kind != HelloKind::Helo;
+                    txn = None;
+                    session.accept();
+                }
+                Event::MailFrom { from, params } => {
+                    if submission && !is_authorized(ctx, ip) {
+                        info!("submission refused: client not authorized (no recent POP3 login)");
+                        session.reject(replies::submission_needs_login());
+                        continue;
+                    }
+                    debug!(from = ?from, "mail from");
+                    txn = Some(Txn {
+                        from: from.into_owned(),
+                        mail: params.into_owned(),
+                        local: Vec::new(),
+                        remote: Vec::new(),
+                        accepted: 0,
+                        last_rcpt: None,
+                        spool_failed: false,
+                    });
+                    if let Some(s) = spool.as_mut() {
+                        s.clear();
+                    }
+                    session.accept();
+                }
+                Event::RcptTo { to, params } => {
+                    let authorized = is_authorized(ctx, ip);
+                    match relay::decide(config, &to, authorized) {
+                        Verdict::Accept(dest) => {
+                            if let Some(t) = txn.as_mut() {
+                                match dest {
+                                    Destination::Local(u) => {
+                                        debug!(rcpt = %shown(&to), user = %u, "local recipient");
+                                        if !t.local.contains(&u) {
+                                            t.local.push(u);
+                                        }
+                                    }
+                                    Destination::Remote => {
+                                        info!(rcpt = %shown(&to), "relay recipient accepted (POP-before-SMTP)");
+                                        t.remote.push(RemoteRecipient {
+                                            path: to.clone().into_owned(),
+                                            params: params.into_owned(),
+                                        });
+                                    }
+                                }
+                                t.accepted += 1;
+                                t.last_rcpt = Some(to.into_owned());
+                            }
+                            session.accept();
+                        }
+                        Verdict::Reject(reply) => {
+                            info!(rcpt = %shown(&to), code = reply.code().get(), "recipient refused");
+                            session.reject(reply);
+                        }
+                    }
+                }
+                Event::DataStart => {
+                    in_data = true;
+                    session.accept();
+                }
+                Event::BodyChunk(chunk) => {
+                    if let (Some(t), Some(s)) = (txn.as_mut(), spool.as_mut()) {
+                        if !t.spool_failed {
+                            if let Err(e) = s.write(chunk) {
+                                warn!(error = %e, "spool write failed");
+                                t.spool_failed = true;
+                            }
+                        }
+                    }
+                }
+                Event::MessageAborted(e) => {
+                    info!(error = %e, "message aborted");
+                    in_data = false;
+                    if let Some(s) = spool.as_mut() {
+                        s.clear();
+                    }
+                }
+                Event::MessageComplete { size } => {
+                    in_data = false;
+                    complete = true;
+                    let Some(t) = txn.take() else {
+                        // The session only completes a message of an open transaction.
+                        session.reject(replies::local_error());
+                        continue;
+                    };
+                    let with = match (esmtp, session.is_tls()) {
+                        (true, true) => "ESMTPS",
+                        (true, false) => "ESMTP",
+                        (false, true) => "SMTPS",
+                        (false, false) => "SMTP",
+                    };
+                    let result = if t.spool_failed {
+                        Err(DeliveryError(replies::local_error()))
+                    } else {
+                        let env = Envelope {
+                            id: conn.id,
+                            client: ip,
+                            helo: helo.clone(),
+                            with,
+                            from: t.from,
+                            local: t.local,
+                            remote: t.remote,
+                            mail: t.mail,
+                            for_rcpt: if t.accepted == 1 { t.last_rcpt } else { None },
+                        };
+                        let sh = Arc::clone(ctx);
+                        let mut sp = spool.take().ok_or_else(|| session_error("spool lost"))?;
+                        let scan_source = match &ctx.spamd {
+                            // Only when a recipient wants it (per-user settings,
+                            // the web page's overrides included).
+                            Some(client) if delivery::any_scanning(&ctx, &env.local) => {
+                                spamd_scan(client, &mut sp).await
+                            }
+                            _ => Scan::Builtin,
+                        };
+                        let (sp, r) = tokio::task::spawn_blocking(move || {
+                            let r = delivery::deliver(&sh, &mut sp, &env, scan_source);
+                            sp.clear();
+                            (sp, r)
+                        })
+                        .await
+                        .map_err(|e| io::Error::other(format!("delivery task: {e}")))?;
+                        spool = Some(sp);
+                        r
+                    };
+                    match result {
+                        Ok(report) => {
+                            info!(size, score = ?report.score, local = ?report.local, queued = report.queued, "message accepted");
+                            if report.queued {
+                                ctx.queued.notify_one();
+                            }
+                            session.accept();
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "message not accepted");
+                            session.reject(e.0);
+                        }
+                    }
+                }
+                Event::Reset => {
+                    txn = None;
+                    if let Some(s) = spool.as_mut() {
+                        s.clear();
+                    }
+                }
+                Event::StartTls => {
+                    session.accept();
+                }
+                Event::Auth { .. } | Event::AuthResponse(_) => {
+                    session.reject(replies::auth_not_available());
+                }
+                Event::Vrfy { .. } | Event::Expn { .. } => session.accept(),
+                Event::Quit | Event::AuthCancelled => {}
+                _ => {}
+            }
+        }
+        if complete && ctx.shutdown.is_cancelled() {
+            session.shutdown();
+        }
+        let s = stream
+            .as_mut()
+            .ok_or_else(|| session_error("stream lost"))?;
+        flush(s, &mut session).await?;
+        if session.is_closed() {
+            break;
+        }
+        if session.awaiting_tls() {
+            let acceptor = ctx
+                .tls
+                .as_ref()
+                .ok_or_else(|| session_error("STARTTLS without TLS config"))?;
+            let plain = stream.take().ok_or_else(|| session_error("stream lost"))?;
+            stream = Some(
+                plain
+                    .upgrade(acceptor, config.limits.tls_handshake_timeout)
+                    .await?,
+            );
+            debug!("STARTTLS: TLS established");
+            session.tls_established();
+            last_activity = Instant::now();
+            continue;
+        }
+        let deadline = session
+            .deadline(last_activity)
+            .unwrap_or_else(|| Instant::now() + config.smtp.idle_timeout);
+        let cancel = ctx.shutdown.clone();
+        let read = tokio::select! {
+            _ = cancel.cancelled(), if !in_data => {
+                session.shutdown();
+                flush(s, &mut session).await?;
+                break;
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                info!("idle timeout");
+                session.timed_out();
+                flush(s, &mut session).await?;
+                break;
+            }
+            r = s.read(&mut buf) => r?,
+        };
+        if read == 0 {
+            debug!("client closed the connection");
+            break;
+        }
+        last_activity = Instant::now();
+        session.feed(buf.get(..read).unwrap_or_default());
+    }
+    if let Some(mut s) = stream {
+        let _ = s.shutdown().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! The web page's state ([`Web`]: sessions and the login limiter over the
+//! server's [`Context`]) and the small helpers every handler uses.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::ratelimit::{LoginLimiter, RateLimitOptions};
+use super::session::{SessionOptions, SessionTable};
+use crate::context::Context;
+
+/// The web page's state: sessions and the login limiter, over the server's
+/// context (configuration, mail store, settings store).
+#[derive(Debug)]
+pub struct Web {
+    pub(super) ctx: Arc<Context>,
+    pub(super) sessions: Mutex<SessionTable>,
+    pub(super) limiter: Mutex<LoginLimiter>,
+    pub(super) secure: bool,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Web {
+    /// The web state for a server (limits from `[web]`).
+    pub fn new(ctx: Arc<Context>) -> Web {
+        let w = &ctx.config.web;
+        let so = SessionOptions {
+            idle_timeout: w.session_idle_timeout,
+            lifetime: w.session_lifetime,
+            max_sessions: w.max_sessions,
+        };
+        let ro = RateLimitOptions {
+            max_attempts: w.login_attempts_per_ip,
+            window: w.login_window,
+            max_entries: w.max_tracked_addresses,
+        };
+        let secure = w.tls && ctx.tls.is_some();
+        Web {
+            sessions: Mutex::new(SessionTable::new(so)),
+            limiter: Mutex::new(LoginLimiter::new(ro)),
+            secure,
+            ctx,
+        }
+    }
+}
+
+pub(super) type App = Arc<Web>;
+
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            warn!(error = %e, "web: blocking task failed");
+            None
+        }
+    }
+}
+
+/// A user name safe for a log line (length-limited, no control characters).
+pub(super) fn log_name(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+pub(super) fn humanize(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = if secs % 86_400 == 0 && secs >= 86_400 {
+        (secs / 86_400, "day")
+    } else if secs % 3600 == 0 && secs >= 3600 {
+        (secs / 3600, "hour")
+    } else if secs % 60 == 0 && secs >= 60 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn humanized_durations() {
+        assert_eq!(humanize(Duration::from_secs(7 * 86_400)), "7 days");
+        assert_eq!(humanize(Duration::from_secs(86_400)), "1 day");
+        assert_eq!(humanize(Duration::from_secs(7200)), "2 hours");
+        assert_eq!(humanize(Duration::from_secs(900)), "15 minutes");
+        assert_eq!(humanize(Duration::from_secs(61)), "61 seconds");
+    }
+
+    #[test]
+    fn log_names_are_tamed() {
+        assert_eq!(log_name("jo\ne"), "jo?e");
+        assert_eq!(log_name(&"x".repeat(100)).len(), 64);
+    }
+}

@@ -1,0 +1,137 @@
+//! The logged-in user ([`Auth`]: the session cookie names a live session)
+//! and [`AuthForm`]: the form of a logged-in user with its CSRF token checked,
+//! the one extractor every action handler takes.
+
+use std::time::Instant;
+
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use mailbag_mailstore::UserName;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info};
+
+use super::app::{App, lock};
+use super::cookies::cookie;
+use super::pages::Nav;
+use super::responses::{forbidden, message};
+use super::session::{SESSION_COOKIE, Token};
+
+/// A request from a logged-in user (the session cookie names a live session).
+#[derive(Debug, Clone)]
+pub(super) struct Auth {
+    /// The logged-in mailbox name.
+    pub(super) user: String,
+    /// The session's CSRF token.
+    pub(super) csrf: Token,
+}
+
+impl Auth {
+    pub(super) fn nav(&self, page: &'static str) -> Nav {
+        Nav {
+            user: self.user.clone(),
+            csrf: self.csrf.as_str().to_owned(),
+            page,
+        }
+    }
+
+    /// Checks a form's CSRF token.
+    pub(super) fn check(&self, token: Option<&str>) -> Result<(), Box<Response>> {
+        match token {
+            Some(t) if self.csrf.matches(t) => Ok(()),
+            _ => {
+                info!(user = %self.user, "web: form refused (missing or wrong CSRF token)");
+                Err(Box::new(forbidden(Some(self.nav("")))))
+            }
+        }
+    }
+
+    pub(super) fn store_user(&self) -> Option<UserName> {
+        UserName::new(self.user.as_str()).ok()
+    }
+}
+
+impl FromRequestParts<App> for Auth {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &App) -> Result<Self, Self::Rejection> {
+        let found = cookie(&parts.headers, SESSION_COOKIE).and_then(|id| {
+            lock(&web.sessions).get(id, Instant::now()).map(|s| Auth {
+                user: s.user.clone(),
+                csrf: s.csrf.clone(),
+            })
+        });
+        match found {
+            // The user may have been removed from the config since login.
+            Some(a) if web.ctx.config.user(&a.user).is_some() => Ok(a),
+            _ if parts.method == Method::GET || parts.method == Method::HEAD => {
+                Err(Redirect::to("/login").into_response())
+            }
+            _ => Err(message(
+                StatusCode::FORBIDDEN,
+                None,
+                "Please log in",
+                "Your session has ended. Please log in again.",
+                "/login",
+                "Log in",
+            )),
+        }
+    }
+}
+
+/// The form body, or the response for a refused one (`413` when too
+/// large, else `403`: a form we cannot read carries no valid CSRF token).
+pub(super) fn form<T>(f: Result<Form<T>, FormRejection>) -> Result<T, Box<Response>> {
+    match f {
+        Ok(Form(t)) => Ok(t),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Box::new(message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            "Form too large",
+            "The form was too large.",
+            "/settings",
+            "Back",
+        ))),
+        Err(e) => {
+            debug!(error = %e, "web: unreadable form");
+            Err(Box::new(forbidden(None)))
+        }
+    }
+}
+
+/// A form that carries a CSRF token field.
+pub(super) trait CsrfField {
+    /// The form's `csrf` field.
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// The form of a logged-in user whose CSRF token matched: a request that is
+/// not logged in is sent to the login page (`GET`) or refused (`403`); an
+/// unreadable form is `403` (`413` when too large); a missing or wrong token
+/// is `403`.
+#[derive(Debug)]
+pub(super) struct AuthForm<T> {
+    /// The user.
+    pub(super) auth: Auth,
+    /// The form.
+    pub(super) form: T,
+}
+
+impl<T> FromRequest<App> for AuthForm<T>
+where
+    T: DeserializeOwned + CsrfField + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, web: &App) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let auth = Auth::from_request_parts(&mut parts, web).await?;
+        let f = Form::<T>::from_request(Request::from_parts(parts, body), web).await;
+        let form = form(f).map_err(|r| *r)?;
+        auth.check(form.csrf()).map_err(|r| *r)?;
+        Ok(AuthForm { auth, form })
+    }
+}

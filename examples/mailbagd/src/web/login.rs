@@ -1,0 +1,183 @@
+//! Logging in and out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use super::app::{App, Web, blocking, humanize, lock, log_name};
+use super::cookies::{cookie, with_cookies};
+use super::extract::{AuthForm, CsrfField, form};
+use super::pages::LoginPage;
+use super::responses::{forbidden, internal_error, message, render};
+use super::session::{LOGIN_COOKIE, SESSION_COOKIE, Token, set_cookie};
+
+#[derive(Deserialize, Default)]
+pub(super) struct LoginForm {
+    csrf: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+/// The login page. The login form's CSRF token is the `mailbag_login`
+/// cookie's when the browser sent a valid one (so that two open login tabs
+/// both work), else a fresh one.
+fn login_response(
+    web: &Web,
+    headers: &HeaderMap,
+    status: StatusCode,
+    user: &str,
+    error: Option<String>,
+) -> Response {
+    let token = match cookie(headers, LOGIN_COOKIE).and_then(Token::parse) {
+        Some(t) => t,
+        None => match Token::random() {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "web: no random token");
+                return internal_error(None);
+            }
+        },
+    };
+    let page = LoginPage {
+        nav: None,
+        csrf: token.as_str().to_owned(),
+        user: user.to_owned(),
+        error,
+    };
+    let c = set_cookie(
+        LOGIN_COOKIE,
+        token.as_str(),
+        Some(web.ctx.config.web.session_idle_timeout),
+        web.secure,
+    );
+    with_cookies(render(status, page), &[c])
+}
+
+pub(super) async fn login_page(State(web): State<App>, headers: HeaderMap) -> Response {
+    let logged_in = cookie(&headers, SESSION_COOKIE)
+        .is_some_and(|id| lock(&web.sessions).get(id, Instant::now()).is_some());
+    if logged_in {
+        return Redirect::to("/settings").into_response();
+    }
+    login_response(&web, &headers, StatusCode::OK, "", None)
+}
+
+pub(super) async fn login_post(
+    State(web): State<App>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    f: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let f = match form(f) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    // CSRF: the form's token must be the pre-session cookie's.
+    let csrf_ok = match (cookie(&headers, LOGIN_COOKIE), f.csrf.as_deref()) {
+        (Some(c), Some(t)) => Token::parse(c).is_some_and(|c| c.matches(t)),
+        _ => false,
+    };
+    if !csrf_ok {
+        info!(%peer, "web: login form refused (missing or wrong CSRF token)");
+        return forbidden(None);
+    }
+    let retry = lock(&web.limiter).attempt(peer.ip(), Instant::now());
+    if let Err(after) = retry {
+        info!(%peer, "web: login refused: too many attempts from this address");
+        let mut r = message(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            "Too many login attempts",
+            format!(
+                "There were too many login attempts from your address. Please wait {} and try again.",
+                humanize(Duration::from_secs(
+                    after.as_secs().max(1).div_ceil(60) * 60
+                ))
+            ),
+            "/login",
+            "Back to the login page",
+        );
+        if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let user = f.user.unwrap_or_default();
+    let password = f.password.unwrap_or_default();
+    let ctx = Arc::clone(&web.ctx);
+    let name = user.clone();
+    let ok = blocking(move || {
+        ctx.config
+            .authenticate(&name, password.as_bytes())
+            .is_some()
+    })
+    .await
+    .unwrap_or(false);
+    if !ok {
+        info!(user = %log_name(&user), %peer, "web: login failed");
+        let delay = web.ctx.config.web.login_failure_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        return login_response(
+            &web,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            &user,
+            Some("Wrong mailbox name or password.".to_owned()),
+        );
+    }
+    let created = lock(&web.sessions).create(&user, Instant::now());
+    let (id, _csrf) = match created {
+        Ok(x) => x,
+        Err(e) => {
+            warn!(error = %e, "web: no random token");
+            return internal_error(None);
+        }
+    };
+    info!(user = %user, %peer, "web: logged in");
+    let cookies = [
+        set_cookie(
+            SESSION_COOKIE,
+            id.as_str(),
+            Some(web.ctx.config.web.session_lifetime),
+            web.secure,
+        ),
+        set_cookie(LOGIN_COOKIE, "", None, web.secure),
+    ];
+    with_cookies(Redirect::to("/settings").into_response(), &cookies)
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct CsrfForm {
+    csrf: Option<String>,
+}
+
+pub(super) async fn logout(
+    State(web): State<App>,
+    headers: HeaderMap,
+    AuthForm { auth, .. }: AuthForm<CsrfForm>,
+) -> Response {
+    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+        lock(&web.sessions).remove(id);
+    }
+    info!(user = %auth.user, "web: logged out");
+    with_cookies(
+        Redirect::to("/login").into_response(),
+        &[set_cookie(SESSION_COOKIE, "", None, web.secure)],
+    )
+}
+
+impl CsrfField for CsrfForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}

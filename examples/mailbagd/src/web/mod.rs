@@ -1,0 +1,60 @@
+//! The self-service web page: each user logs in with their mailbox name and
+//! password, changes their spam settings and reviews their Spam folder.
+//!
+//! Built on axum (routing, forms) served by hyper over the server's own
+//! accept loop (connection limits, TLS with the `[tls]` certificate, graceful
+//! shutdown), with askama templates checked at compile time. Plain
+//! server-rendered HTML and one small stylesheet: no JavaScript.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /login`, `POST /login` | log in (same credential check as POP3: [`Config::authenticate`](crate::config::Config::authenticate)) |
+//! | `POST /logout` | log out |
+//! | `GET /settings`, `POST /settings` | SPAM Scanning, Subject Prefixing, Deliver Spam to which folder? |
+//! | `GET /spam?page=N` | the Spam folder, newest first, paged |
+//! | `POST /spam/release`, `POST /spam/delete` | release one message to the INBOX (tag removed), delete one |
+//! | `GET /spam/delete-all`, `POST /spam/delete-all` | confirm, then delete all |
+//! | `GET /style.css` | the stylesheet |
+//!
+//! Security:
+//! - **Login**: unknown user and wrong password get the same page, status
+//!   and delay (`web.login_failure_delay`, after the same hash work);
+//!   attempts are limited per client address ([`ratelimit`]), then `429`.
+//! - **Session**: a 128-bit id from the OS RNG in an `HttpOnly;
+//!   SameSite=Strict; Path=/` cookie (`Secure` under TLS), idle and
+//!   absolute expiry, a bounded server-side table ([`session`]).
+//! - **CSRF**: every form carries a token (per session; the login form's
+//!   is a pre-session cookie, double-submitted); a POST without the right
+//!   token gets `403`.
+//! - **Isolation**: message ids from forms are looked up only in the
+//!   logged-in user's Spam folder: another user's id is `404`.
+//! - **Headers**: `Content-Security-Policy: default-src 'self'; frame-ancestors 'none'; ...`,
+//!   `X-Frame-Options: DENY`, `X-Content-Type-Options: nosniff`,
+//!   `Referrer-Policy: no-referrer`, `Cache-Control: no-store` on pages;
+//!   under TLS also `Strict-Transport-Security: max-age=31536000`.
+//! - **Hostile requests**: request line + header fields bounded by
+//!   `web.max_request_head` (`431`/`414`; more than 100 fields `431`),
+//!   bodies by `web.max_request_body` (`413`); `web.request_timeout` bounds
+//!   the header, an idle keep-alive connection and the whole request (a body
+//!   that stalls gets `408` and the connection is closed); an HTTP/1.1
+//!   request without exactly one `Host` gets `400`; a method a route lacks
+//!   gets `405`; unreadable forms `403`; bad message ids `404`.
+//! - Every action is logged with the user name, never the password.
+
+mod app;
+mod cookies;
+mod extract;
+mod login;
+mod pages;
+pub mod ratelimit;
+mod responses;
+mod routes;
+mod serve;
+pub mod session;
+mod settings;
+pub mod spam;
+mod spam_folder;
+
+pub use app::Web;
+pub use responses::STYLESHEET;
+pub use routes::router;

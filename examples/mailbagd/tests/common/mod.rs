@@ -1,0 +1,572 @@
+//! Integration-test harness: starts `mailbagd` on free loopback ports with a
+//! generated config in a temp dir, and runs real clients with timeouts.
+//!
+//! Client binaries: when one is missing the test prints a skip notice and
+//! returns, except under `CI=true`, where it fails.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a client command may run.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `$6$` hash of "secret" (`openssl passwd -6 -salt saltsalt secret`).
+pub const SECRET_HASH: &str = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+
+pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+/// True when running under CI (missing tools fail instead of skipping).
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true").unwrap_or(false)
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+/// Is `tool` installed? If not: panic under CI=true, else print a skip
+/// notice and return false (the caller returns).
+pub fn require(tool: &str) -> bool {
+    if on_path(tool) {
+        return true;
+    }
+    if in_ci() {
+        panic!("required client `{tool}` is not installed (CI=true): install it (see .ci/run)");
+    }
+    eprintln!("SKIP: `{tool}` is not installed; skipping this test (it fails under CI=true)");
+    false
+}
+
+/// Output of a finished client command.
+#[derive(Debug)]
+pub struct Out {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn ok(&self) -> bool {
+        self.status.success()
+    }
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Runs a command with stdin from `input`, killing it after `timeout`.
+pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Out {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_path = dir.path().join("out");
+    let err_path = dir.path().join("err");
+    cmd.stdout(fs::File::create(&out_path).expect("create out"));
+    cmd.stderr(fs::File::create(&err_path).expect("create err"));
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    if let Some(data) = input {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(data);
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} timed out after {timeout:?}; stdout: {}; stderr: {}",
+                fs::read_to_string(&out_path).unwrap_or_default(),
+                fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Out {
+        status,
+        stdout: String::from_utf8_lossy(&fs::read(&out_path).unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&fs::read(&err_path).unwrap_or_default()).into_owned(),
+    }
+}
+
+/// Runs a command without stdin, killing it after [`CLIENT_TIMEOUT`].
+pub fn run(cmd: &mut Command) -> Out {
+    run_with_input(cmd, None, CLIENT_TIMEOUT)
+}
+
+/// Runs a Python 3 script (`python3 -c`), with `args` as `sys.argv[1:]`.
+pub fn python(script: &str, args: &[&str]) -> Out {
+    let mut c = Command::new("python3");
+    c.arg("-c").arg(script).args(args);
+    run(&mut c)
+}
+
+/// Per-test server options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub window: String,
+    pub tls: bool,
+    pub require_tls_for_login: bool,
+    /// Extra TOML appended to the `[limits]` table.
+    pub limits: String,
+    pub spam_retention: String,
+    pub sweep_interval: String,
+    pub smtp_idle: String,
+    pub pop3_idle: String,
+    /// `spam.spamd` address, if any.
+    pub spamd: Option<String>,
+    /// TOML lines for the `[relay]` table (besides `queue_dir`). The default sends
+    /// relayed mail to a closed loopback port, so it stays queued.
+    pub relay: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            window: "30m".into(),
+            tls: false,
+            require_tls_for_login: false,
+            limits: String::new(),
+            spam_retention: "7d".into(),
+            sweep_interval: "1h".into(),
+            smtp_idle: "5m".into(),
+            pop3_idle: "10m".into(),
+            spamd: None,
+            relay: "smarthost = \"127.0.0.1:1\"\n".into(),
+        }
+    }
+}
+
+/// A running `mailbagd`; killed on drop.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub addrs: HashMap<String, SocketAddr>,
+    pub cert_pem: Option<PathBuf>,
+    child: Option<Child>,
+    log: PathBuf,
+    cfg: PathBuf,
+    tls: bool,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(Options::default(), |_| {})
+    }
+
+    /// Starts the server; `before` runs after the data dir exists and before
+    /// the process starts (to seed Maildirs).
+    pub fn start_with(opts: Options, before: impl FnOnce(&Path)) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        fs::create_dir_all(&data).expect("data dir");
+        let mut tls = String::new();
+        let mut cert_pem = None;
+        if opts.tls {
+            let ck = rcgen::generate_simple_self_signed(vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+            ])
+            .expect("rcgen");
+            let c = dir.path().join("cert.pem");
+            let k = dir.path().join("key.pem");
+            fs::write(&c, ck.cert.pem()).expect("write cert");
+            fs::write(&k, ck.key_pair.serialize_pem()).expect("write key");
+            tls = format!("[tls]\ncert_file = {:?}\nkey_file = {:?}\n", c, k);
+            cert_pem = Some(c);
+        }
+        let tls_listen = if opts.tls { "[\"127.0.0.1:0\"]" } else { "[]" };
+        let config = format!(
+            r#"hostname = "mail.example.test"
+local_domains = ["example.test"]
+data_dir = {data:?}
+[pop3]
+listen = ["127.0.0.1:0"]
+tls_listen = {tls_listen}
+require_tls_for_login = {rtl}
+idle_timeout = "{pop3_idle}"
+auth_failure_delay = "100ms"
+[smtp]
+listen = ["127.0.0.1:0"]
+submission_listen = ["127.0.0.1:0"]
+tls_listen = {tls_listen}
+max_message_size = 1048576
+idle_timeout = "{smtp_idle}"
+{tls}
+[pop_before_smtp]
+window = "{window}"
+[spam]
+threshold = 5.0
+spam_retention = "{retention}"
+sweep_interval = "{sweep}"
+{spamd}
+[relay]
+queue_dir = {queue:?}
+{relay}
+[web]
+listen = ["127.0.0.1:0"]
+login_failure_delay = "0s"
+[limits]
+shutdown_timeout = "5s"
+{limits}
+[[users]]
+name = "joe"
+password = "secret"
+spam_folder = "Spam"
+[[users]]
+name = "ann"
+password_hash = "{hash}"
+spam_folder = "INBOX"
+[[users]]
+name = "bob"
+password = "bobpw"
+spam_scanning = false
+"#,
+            data = data,
+            rtl = opts.require_tls_for_login,
+            window = opts.window,
+            retention = opts.spam_retention,
+            sweep = opts.sweep_interval,
+            queue = data.join("queue"),
+            relay = opts.relay,
+            limits = opts.limits,
+            hash = SECRET_HASH,
+            pop3_idle = opts.pop3_idle,
+            smtp_idle = opts.smtp_idle,
+            spamd = opts
+                .spamd
+                .as_ref()
+                .map(|a| format!("spamd = \"{a}\""))
+                .unwrap_or_default(),
+        );
+        let cfg_path = dir.path().join("mailbag.toml");
+        fs::write(&cfg_path, config).expect("write config");
+        before(&data);
+        Server::spawn(dir, data, cfg_path, cert_pem, opts.tls)
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        cfg: PathBuf,
+        cert_pem: Option<PathBuf>,
+        tls: bool,
+    ) -> Server {
+        // Each run appends to its own log file (a restart keeps the earlier log).
+        let mut n = 0;
+        let log = loop {
+            let name = if n == 0 {
+                "mailbagd.log".to_owned()
+            } else {
+                format!("mailbagd.{n}.log")
+            };
+            let p = dir.path().join(name);
+            if !p.exists() {
+                break p;
+            }
+            n += 1;
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mailbagd"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--log")
+            .arg("debug")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn mailbagd");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Keep draining so the server never blocks on stdout.
+                    continue;
+                }
+            }
+        });
+        let mut expected = vec!["pop3", "smtp", "submission", "http"];
+        if tls {
+            expected.extend(["pop3s", "submissions"]);
+        }
+        let mut addrs = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut server = Server {
+            dir,
+            data,
+            addrs: HashMap::new(),
+            cert_pem,
+            child: Some(child),
+            log,
+            cfg,
+            tls,
+        };
+        while !expected.iter().all(|r| addrs.contains_key(*r)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("mailbagd: listening ") {
+                        let mut it = rest.split(' ');
+                        if let (Some(role), Some(addr)) = (it.next(), it.next()) {
+                            let mut a: SocketAddr = addr.parse().expect("listen addr");
+                            if a.ip().is_unspecified() {
+                                a.set_ip([127, 0, 0, 1].into());
+                            }
+                            addrs.insert(role.to_owned(), a);
+                        }
+                    }
+                }
+                Err(_) => panic!("mailbagd did not start; log:\n{}", server.log()),
+            }
+        }
+        // The ports accept connections.
+        for a in addrs.values() {
+            TcpStream::connect_timeout(a, Duration::from_secs(5)).expect("port accepts");
+        }
+        server.addrs = addrs;
+        server
+    }
+
+    pub fn port(&self, role: &str) -> u16 {
+        self.addrs[role].port()
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        let pid = self.pid().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal_term();
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("mailbagd did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Files (message paths) in a user's folder: `""` = INBOX, `".Spam"`.
+    pub fn messages(&self, user: &str, folder: &str) -> Vec<PathBuf> {
+        let base = self.data.join(user).join(folder);
+        let mut v = Vec::new();
+        for sub in ["new", "cur"] {
+            if let Ok(rd) = fs::read_dir(base.join(sub)) {
+                for e in rd.flatten() {
+                    v.push(e.path());
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+
+    /// Contents of every message in a folder.
+    pub fn message_texts(&self, user: &str, folder: &str) -> Vec<String> {
+        self.messages(user, folder)
+            .iter()
+            .map(|p| String::from_utf8_lossy(&fs::read(p).unwrap_or_default()).into_owned())
+            .collect()
+    }
+
+    /// Messages in the relay queue, each as `client IP\nfrom <sender>\nto <rcpt>...\n\n`
+    /// followed by the body as it will be relayed.
+    pub fn queued(&self) -> Vec<String> {
+        use mailbag_mailstore::queue::{Queue, QueueOptions};
+        let Ok(q) = Queue::open(self.data.join("queue"), QueueOptions::default()) else {
+            return Vec::new();
+        };
+        let Ok(listing) = q.list() else {
+            return Vec::new();
+        };
+        let mut v = Vec::new();
+        for env in listing.messages {
+            let mut s = format!(
+                "client {}\nfrom <{}>\n",
+                env.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                env.reverse_path
+            );
+            for r in &env.recipients {
+                s.push_str(&format!("to <{}>\n", r.address));
+            }
+            s.push('\n');
+            if let Ok((mut f, _)) = q.body(&env.id) {
+                let _ = f.read_to_string(&mut s);
+            }
+            v.push(s);
+        }
+        v
+    }
+
+    /// Kills the server with SIGKILL (no shutdown at all) and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same data and config (after [`Server::kill9`] or
+    /// [`Server::terminate`]); listening ports are new.
+    pub fn restart(mut self) -> Server {
+        self.kill9();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let data = self.data.clone();
+        let cfg = self.cfg.clone();
+        let cert = self.cert_pem.clone();
+        let tls = self.tls;
+        drop(self);
+        Server::spawn(dir, data, cfg, cert, tls)
+    }
+}
+
+/// A small RFC 5322 message (CRLF).
+pub fn message(to: &str, subject: &str, body: &str) -> String {
+    format!(
+        "From: sender@example.org\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{}@example.org>\r\n\r\n{body}\r\n",
+        subject.len() + body.len()
+    )
+}
+
+/// Python helper preamble: smtplib/poplib with timeouts.
+pub const PY_SMTP_SEND: &str = r#"
+import smtplib, sys
+host, port, src, mail_from, rcpt, path = sys.argv[1:7]
+msg = open(path, 'rb').read()
+try:
+    with smtplib.SMTP(host, int(port), local_hostname='client.example.org', timeout=20,
+                      source_address=(src, 0)) as s:
+        s.sendmail(mail_from, [rcpt], msg)
+    print('SENT')
+except smtplib.SMTPRecipientsRefused as e:
+    code, text = list(e.recipients.values())[0]
+    print('RCPT-REFUSED', code, text.decode())
+except smtplib.SMTPSenderRefused as e:
+    print('MAIL-REFUSED', e.smtp_code, e.smtp_error.decode())
+except smtplib.SMTPResponseException as e:
+    print('REFUSED', e.smtp_code, e.smtp_error.decode())
+"#;
+
+/// Sends one message with Python's smtplib from source address `src`;
+/// returns the script's verdict line (`SENT`, `RCPT-REFUSED 554 ...`, ...).
+pub fn py_send(
+    server: &Server,
+    role: &str,
+    src: &str,
+    from: &str,
+    rcpt: &str,
+    msg: &str,
+) -> String {
+    let path = server.dir.path().join(format!("msg-{}.eml", rand_suffix()));
+    fs::write(&path, msg).expect("write message");
+    let port = server.port(role).to_string();
+    let out = python(
+        PY_SMTP_SEND,
+        &[
+            "127.0.0.1",
+            &port,
+            src,
+            from,
+            rcpt,
+            path.to_str().expect("utf8"),
+        ],
+    );
+    assert!(out.ok(), "python smtplib failed: {out:?}");
+    out.stdout.trim().to_owned()
+}
+
+/// Logs in over POP3 with poplib from `src` and returns `stat()` or the error.
+pub fn py_pop_login(server: &Server, src: &str, user: &str, pass: &str) -> String {
+    let port = server.port("pop3").to_string();
+    let script = r#"
+import poplib, socket, sys
+host, port, src, user, pw = sys.argv[1:6]
+class P(poplib.POP3):
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=(src, 0))
+p = P(host, int(port), timeout=20)
+try:
+    p.user(user); p.pass_(pw)
+    n, size = p.stat()
+    print('OK', n, size)
+    p.quit()
+except poplib.error_proto as e:
+    print('ERR', e.args[0].decode())
+"#;
+    let out = python(script, &["127.0.0.1", &port, src, user, pass]);
+    assert!(out.ok(), "python poplib failed: {out:?}");
+    out.stdout.trim().to_owned()
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Waits until `cond` holds (polling), up to `timeout`.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// The shared peer scripts (`shared/peers/`), if present next to the workspace.
+pub fn peers_dir() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/peers");
+    p.is_dir().then_some(p)
+}
+
+/// A free loopback TCP port (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}

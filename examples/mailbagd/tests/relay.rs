@@ -1,0 +1,1049 @@
+//! The outbound relay end to end: `mailbagd` accepts mail for relay from a client
+//! authorized by a POP3 login, queues it, and delivers it to a sink SMTP server (written
+//! here with tokio and smtp-proto's `ServerSession`) configured as the smarthost; retries,
+//! bounces (DSNs in the local sender's INBOX), a SIGKILL between acceptance and delivery,
+//! and a real Postfix as the smarthost.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mailbag_smtp_proto::dsn::{Action, parse_delivery_status};
+use mailbag_smtp_proto::session::{Event, ServerConfig, ServerSession};
+use mailbag_smtp_proto::types::{EnhancedStatusCode, Reply, ReplyCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+use common::{Options, Server, message, py_pop_login, py_send, require, wait_until};
+
+/// How the sink answers RCPT TO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Accept,
+    /// `451 4.3.0` for the first `n` transactions, then accept.
+    TempFirst(u32),
+    /// `550 5.1.1` always.
+    Reject,
+}
+
+/// STARTTLS behaviour of the sink.
+#[derive(Clone)]
+enum SinkTls {
+    Off,
+    /// Offer STARTTLS and do a real handshake.
+    On(tokio_rustls::TlsAcceptor),
+    /// Offer STARTTLS, say 220, then send garbage instead of a handshake.
+    Broken,
+}
+
+#[derive(Debug, Default)]
+struct Received {
+    from: String,
+    to: Vec<String>,
+    body: Vec<u8>,
+    tls: bool,
+}
+
+#[derive(Debug)]
+struct SinkState {
+    mode: Mode,
+    /// Offer DSN (RFC 3461) in EHLO.
+    dsn: bool,
+    /// Wait this long before accepting a message (to make deliveries overlap).
+    delay: Duration,
+    /// Connections open now, and the most at once.
+    active: u32,
+    max_active: u32,
+    transactions: u32,
+    messages: Vec<Received>,
+}
+
+/// A loopback SMTP sink; stops when dropped.
+struct Sink {
+    port: u16,
+    state: Arc<Mutex<SinkState>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sink {
+    fn start(mode: Mode) -> Sink {
+        Sink::start_tls(mode, SinkTls::Off)
+    }
+
+    fn start_tls(mode: Mode, tls: SinkTls) -> Sink {
+        let state = Arc::new(Mutex::new(SinkState {
+            mode,
+            dsn: true,
+            delay: Duration::ZERO,
+            active: 0,
+            max_active: 0,
+            transactions: 0,
+            messages: Vec::new(),
+        }));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let st = Arc::clone(&state);
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind sink");
+                port_tx
+                    .send(l.local_addr().expect("addr").port())
+                    .expect("port");
+                let mut stop_rx = stop_rx;
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => break,
+                        r = l.accept() => {
+                            let Ok((s, _)) = r else { continue };
+                            let st = Arc::clone(&st);
+                            let tls = tls.clone();
+                            tokio::spawn(async move {
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(30),
+                                    serve(s, st, tls),
+                                )
+                                .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("sink port");
+        Sink {
+            port,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        self.state.lock().expect("lock").mode = mode;
+    }
+
+    fn count(&self) -> usize {
+        self.state.lock().expect("lock").messages.len()
+    }
+
+    fn transactions(&self) -> u32 {
+        self.state.lock().expect("lock").transactions
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn reply(code: u16, esc: (u8, u16, u16), text: &'static str) -> Reply<'static> {
+    Reply::new(
+        ReplyCode::try_from(code).expect("code"),
+        EnhancedStatusCode::new(esc.0, esc.1, esc.2).ok(),
+        text,
+    )
+    .expect("reply")
+}
+
+async fn serve(s: tokio::net::TcpStream, st: Arc<Mutex<SinkState>>, tls: SinkTls) {
+    {
+        let mut g = st.lock().expect("lock");
+        g.active += 1;
+        g.max_active = g.max_active.max(g.active);
+    }
+    serve_inner(s, &st, tls).await;
+    st.lock().expect("lock").active -= 1;
+}
+
+async fn serve_inner(mut s: tokio::net::TcpStream, st: &Arc<Mutex<SinkState>>, tls: SinkTls) {
+    let mut cfg = ServerConfig::default();
+    cfg.hostname = "sink.example".into();
+    cfg.dsn = st.lock().expect("lock").dsn;
+    cfg.starttls = !matches!(tls, SinkTls::Off);
+    let mut session = ServerSession::new(cfg);
+    if !talk(&mut s, &mut session, st).await {
+        return;
+    }
+    // STARTTLS accepted.
+    match tls {
+        SinkTls::On(acceptor) => {
+            let Ok(mut t) = acceptor.accept(s).await else {
+                return;
+            };
+            session.tls_established();
+            talk(&mut t, &mut session, st).await;
+        }
+        _ => {
+            let _ = s.write_all(b"this is not a TLS handshake\r\n").await;
+        }
+    }
+}
+
+/// Runs the session until it closes (false) or waits for the TLS handshake (true).
+async fn talk<S>(s: &mut S, session: &mut ServerSession, st: &Arc<Mutex<SinkState>>) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 8192];
+    let mut cur = Received::default();
+    loop {
+        while let Some(ev) = session.next_event() {
+            match ev {
+                Event::MailFrom { from, .. } => {
+                    let mut w = Vec::new();
+                    from.encode(&mut w);
+                    cur = Received {
+                        from: String::from_utf8_lossy(&w).into_owned(),
+                        ..Received::default()
+                    };
+                    st.lock().expect("lock").transactions += 1;
+                    session.accept();
+                }
+                Event::RcptTo { to, .. } => {
+                    let (mode, n) = {
+                        let g = st.lock().expect("lock");
+                        (g.mode, g.transactions)
+                    };
+                    match mode {
+                        Mode::Reject => {
+                            session.reject(reply(550, (5, 1, 1), "no such user here"));
+                        }
+                        Mode::TempFirst(k) if n <= k => {
+                            session.reject(reply(451, (4, 3, 0), "try again later"));
+                        }
+                        _ => {
+                            let mut w = Vec::new();
+                            to.encode(&mut w);
+                            cur.to.push(String::from_utf8_lossy(&w).into_owned());
+                            session.accept();
+                        }
+                    }
+                }
+                Event::BodyChunk(c) => cur.body.extend_from_slice(c),
+                Event::MessageComplete { .. } => {
+                    let delay = st.lock().expect("lock").delay;
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    cur.tls = session.is_tls();
+                    st.lock()
+                        .expect("lock")
+                        .messages
+                        .push(std::mem::take(&mut cur));
+                    session.accept();
+                }
+                Event::Quit | Event::Reset | Event::MessageAborted(_) => {}
+                _ => session.accept(),
+            }
+        }
+        let out = session.take_output();
+        if !out.is_empty() && s.write_all(&out).await.is_err() {
+            return false;
+        }
+        if session.awaiting_tls() {
+            return true;
+        }
+        if session.is_closed() {
+            return false;
+        }
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => session.feed(&buf[..n]),
+        }
+    }
+}
+
+fn relay_options(sink: &Sink, extra: &str) -> Options {
+    Options {
+        relay: format!(
+            "smarthost = \"127.0.0.1:{}\"\nretry_schedule = \"1s\"\nscan_interval = \"1s\"\n\
+             command_timeout = \"10s\"\nconnect_timeout = \"5s\"\n{extra}",
+            sink.port
+        ),
+        ..Options::default()
+    }
+}
+
+/// Logs in over POP3 from 127.0.0.2 and relays one message from joe to `rcpt`.
+fn relay_one(server: &Server, rcpt: &str, subject: &str) {
+    assert_eq!(py_pop_login(server, "127.0.0.2", "joe", "secret"), "OK 0 0");
+    let msg = message(rcpt, subject, "relayed body\r\n.leading dot line");
+    let v = py_send(server, "smtp", "127.0.0.2", "joe@example.test", rcpt, &msg);
+    assert_eq!(v, "SENT", "{}", server.log());
+}
+
+#[test]
+fn relayed_mail_reaches_the_smarthost_intact() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::Accept);
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    relay_one(&server, "friend@elsewhere.example", "intact");
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 1),
+        "not delivered; log:\n{}",
+        server.log()
+    );
+    {
+        let g = sink.state.lock().expect("lock");
+        let m = &g.messages[0];
+        assert_eq!(m.from, "<joe@example.test>");
+        assert_eq!(m.to, ["<friend@elsewhere.example>"]);
+        let body = String::from_utf8_lossy(&m.body);
+        assert!(
+            body.starts_with("Received: from client.example.org"),
+            "{body}"
+        );
+        assert!(body.contains("\r\nSubject: intact\r\n"), "{body}");
+        // Dot-stuffing round trip: the leading dot survives exactly once.
+        assert!(
+            body.contains("relayed body\r\n.leading dot line\r\n"),
+            "{body}"
+        );
+    }
+    // Delivered means removed from the queue; the attempt is logged.
+    assert!(wait_until(Duration::from_secs(10), || server
+        .queued()
+        .is_empty()));
+    // No NOTIFY=SUCCESS: no report to the sender.
+    assert!(server.message_texts("joe", "").is_empty());
+    let log = server.log();
+    assert!(log.contains("delivery attempt"), "{log}");
+    assert!(log.contains("friend@elsewhere.example"), "{log}");
+    assert_eq!(sink.count(), 1);
+}
+
+#[test]
+fn temporary_failure_then_success_delivers_exactly_once() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::TempFirst(1));
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    relay_one(&server, "friend@elsewhere.example", "retry me");
+    assert!(
+        wait_until(Duration::from_secs(20), || sink.count() == 1),
+        "not delivered after retry; log:\n{}",
+        server.log()
+    );
+    assert!(sink.transactions() >= 2, "no retry happened");
+    assert!(wait_until(Duration::from_secs(10), || server
+        .queued()
+        .is_empty()));
+    // Give a wrongly scheduled extra attempt time to happen: it must not.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(sink.count(), 1);
+    assert!(server.log().contains("451 4.3.0 try again later"));
+}
+
+#[test]
+fn permanent_failure_bounces_a_dsn_to_the_local_sender() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::Reject);
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    relay_one(&server, "nobody@elsewhere.example", "will bounce");
+    assert!(
+        wait_until(Duration::from_secs(15), || !server
+            .message_texts("joe", "")
+            .is_empty()),
+        "no bounce in joe's INBOX; log:\n{}",
+        server.log()
+    );
+    let texts = server.message_texts("joe", "");
+    assert_eq!(texts.len(), 1);
+    let dsn = &texts[0];
+    assert!(dsn.starts_with("Return-Path: <>\r\n"), "{dsn}");
+    assert!(
+        dsn.contains("Content-Type: multipart/report; report-type=delivery-status;"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Auto-Submitted: auto-replied"), "{dsn}");
+    // The original comes back (no RET: the full message).
+    assert!(dsn.contains("Subject: will bounce"), "{dsn}");
+    let status = parse_delivery_status(dsn.as_bytes()).expect("a well-formed DSN");
+    assert_eq!(status.reporting_mta.as_deref(), Some("mail.example.test"));
+    assert_eq!(status.recipients.len(), 1);
+    let r = &status.recipients[0];
+    assert_eq!(r.final_recipient, "nobody@elsewhere.example");
+    assert_eq!(r.action, Action::Failed);
+    assert_eq!(r.status.to_string(), "5.1.1");
+    assert!(
+        r.diagnostic
+            .as_deref()
+            .is_some_and(|d| d.contains("550 5.1.1 no such user here")),
+        "{r:?}"
+    );
+    assert!(wait_until(Duration::from_secs(10), || server
+        .queued()
+        .is_empty()));
+    assert_eq!(sink.count(), 0);
+}
+
+#[test]
+fn notify_never_means_no_bounce() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::Reject);
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+        "OK 0 0"
+    );
+    let script = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+msg = b"From: joe@example.test\r\nSubject: quiet\r\n\r\nhi\r\n"
+with smtplib.SMTP('127.0.0.1', port, timeout=20, source_address=('127.0.0.2', 0)) as s:
+    s.ehlo('client.example.org')
+    s.sendmail('joe@example.test', ['nobody@elsewhere.example'], msg,
+               mail_options=['RET=HDRS', 'ENVID=q1'], rcpt_options=['NOTIFY=NEVER'])
+print('SENT')
+"#;
+    let port = server.port("smtp").to_string();
+    let out = common::python(script, &[&port]);
+    assert_eq!(out.stdout.trim(), "SENT", "{out:?}\n{}", server.log());
+    assert!(
+        wait_until(Duration::from_secs(15), || server.queued().is_empty()),
+        "{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server.message_texts("joe", "").is_empty());
+    assert!(
+        server
+            .log()
+            .contains("no bounce: NOTIFY does not ask for failures")
+    );
+}
+
+#[test]
+fn sigkill_between_acceptance_and_delivery_delivers_once_after_restart() {
+    if !require("python3") {
+        return;
+    }
+    // 4xx while the first process runs: the message stays queued.
+    let sink = Sink::start(Mode::TempFirst(u32::MAX));
+    let mut server = Server::start_with(relay_options(&sink, ""), |_| {});
+    relay_one(&server, "friend@elsewhere.example", "survives a crash");
+    assert!(wait_until(Duration::from_secs(15), || sink.transactions() >= 1));
+    assert_eq!(server.queued().len(), 1);
+    server.kill9();
+    sink.set_mode(Mode::Accept);
+    let server = server.restart();
+    assert!(
+        wait_until(Duration::from_secs(20), || sink.count() == 1),
+        "not delivered after restart; log:\n{}",
+        server.log()
+    );
+    assert!(wait_until(Duration::from_secs(10), || server
+        .queued()
+        .is_empty()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sink.count(), 1);
+    let g = sink.state.lock().expect("lock");
+    assert!(String::from_utf8_lossy(&g.messages[0].body).contains("Subject: survives a crash"));
+}
+
+/// Stops the Postfix peer on drop.
+struct PostfixGuard {
+    script_dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Drop for PostfixGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("timeout")
+            .arg("30")
+            .arg("bash")
+            .arg(self.script_dir.join("postfix-stop.sh"))
+            .arg(self.port.to_string())
+            .status();
+    }
+}
+
+#[test]
+fn postfix_as_smarthost_receives_relayed_mail() {
+    let peers = common::peers_dir();
+    let have = peers.is_some() && require("postfix") && require("python3");
+    if !have {
+        assert!(
+            !common::in_ci(),
+            "CI=true: shared/peers or postfix missing for the Postfix smarthost test"
+        );
+        eprintln!("SKIP: shared/peers or postfix missing");
+        return;
+    }
+    let peers = peers.unwrap_or_default();
+    let port = common::free_port();
+    let maildir = tempfile::tempdir().expect("tempdir");
+    let out = common::run(
+        Command::new("timeout")
+            .arg("60")
+            .arg("bash")
+            .arg(peers.join("postfix-start.sh"))
+            .arg(port.to_string())
+            .arg(maildir.path())
+            .env("PEER_DOMAIN", "elsewhere.example")
+            .env("PEER_USERS", "friend:x")
+            .env("PEER_POSTFIX_FAST", "1"),
+    );
+    let _guard = PostfixGuard {
+        script_dir: peers.clone(),
+        port,
+    };
+    assert!(out.ok(), "postfix-start.sh failed: {out:?}");
+    let opts = Options {
+        relay: format!(
+            "smarthost = \"127.0.0.1:{port}\"\nretry_schedule = \"1s\"\nscan_interval = \"1s\"\n\
+             command_timeout = \"20s\"\n"
+        ),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    relay_one(&server, "friend@elsewhere.example", "via postfix");
+    let new = maildir.path().join("friend").join("new");
+    let landed = || {
+        std::fs::read_dir(&new)
+            .map(|rd| {
+                rd.flatten().any(|e| {
+                    std::fs::read_to_string(e.path())
+                        .is_ok_and(|t| t.contains("Subject: via postfix"))
+                })
+            })
+            .unwrap_or(false)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), landed),
+        "not in Postfix's Maildir; mailbagd log:\n{}",
+        server.log()
+    );
+    assert!(wait_until(Duration::from_secs(10), || server
+        .queued()
+        .is_empty()));
+    assert!(
+        server.log().contains("250 2.0.0 Ok: queued"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn starttls_is_used_when_offered_and_a_broken_handshake_falls_back_to_plaintext() {
+    if !require("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("rcgen");
+    let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&c, ck.cert.pem()).expect("cert");
+    std::fs::write(&k, ck.key_pair.serialize_pem()).expect("key");
+    let acceptor = mailbagd::tls::load_acceptor(&c, &k).expect("acceptor");
+
+    // A real handshake: the self-signed certificate is accepted (opportunistic TLS).
+    let sink = Sink::start_tls(Mode::Accept, SinkTls::On(acceptor));
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    relay_one(&server, "friend@elsewhere.example", "encrypted");
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 1),
+        "{}",
+        server.log()
+    );
+    assert!(sink.state.lock().expect("lock").messages[0].tls);
+    drop(server);
+
+    // A broken handshake: the same host is retried once in plaintext.
+    let sink = Sink::start_tls(Mode::Accept, SinkTls::Broken);
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    relay_one(&server, "friend@elsewhere.example", "plain after all");
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 1),
+        "{}",
+        server.log()
+    );
+    assert!(!sink.state.lock().expect("lock").messages[0].tls);
+    assert!(server.log().contains("retrying in plaintext once"));
+}
+
+#[test]
+fn delayed_dsn_is_sent_once_while_retries_go_on() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::TempFirst(u32::MAX));
+    let server = Server::start_with(relay_options(&sink, "delay_warning = \"1s\"\n"), |_| {});
+    relay_one(&server, "friend@elsewhere.example", "slow one");
+    assert!(
+        wait_until(Duration::from_secs(15), || !server
+            .message_texts("joe", "")
+            .is_empty()),
+        "no delay warning; log:\n{}",
+        server.log()
+    );
+    // Retries go on, but the warning is not repeated.
+    let before = sink.transactions();
+    assert!(wait_until(Duration::from_secs(10), || sink.transactions()
+        >= before + 2));
+    let texts = server.message_texts("joe", "");
+    assert_eq!(texts.len(), 1);
+    let status = parse_delivery_status(texts[0].as_bytes()).expect("DSN");
+    let r = &status.recipients[0];
+    assert_eq!(r.action, Action::Delayed);
+    assert_eq!(r.status.to_string(), "4.3.0");
+    assert!(r.will_retry_until.is_some(), "{r:?}");
+    // Headers only for a delay warning.
+    assert!(texts[0].contains("text/rfc822-headers"), "{}", texts[0]);
+    assert!(!texts[0].contains("relayed body"), "{}", texts[0]);
+    assert_eq!(server.queued().len(), 1);
+}
+
+/// A message body from a file, for submitting with the outbound transport.
+struct FileJob {
+    path: std::path::PathBuf,
+    accepted: usize,
+}
+
+impl mailbagd::outbound::transport::Job for FileJob {
+    async fn body(&mut self) -> std::io::Result<tokio::fs::File> {
+        tokio::fs::File::open(&self.path).await
+    }
+
+    async fn settle(
+        &mut self,
+        _txn: usize,
+        _rcpt: usize,
+        o: &mailbag_smtp_proto::client::Outcome,
+    ) -> std::io::Result<()> {
+        if o.status() == mailbag_smtp_proto::client::Status::Accepted {
+            self.accepted += 1;
+        }
+        Ok(())
+    }
+}
+
+/// MX routing through the whole engine, in process, with a fake resolver: preference order
+/// with an unreachable first MX, the implicit MX (A record), an address literal, and a null
+/// MX that bounces; recipients of one message are grouped per destination.
+#[test]
+fn mx_routing_end_to_end_with_a_fake_resolver() {
+    use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
+    use mailbag_smtp_proto::client::Transaction;
+    use mailbag_smtp_proto::types::HeloName;
+    use mailbagd::config::Config;
+    use mailbagd::listener::Role;
+    use mailbagd::outbound::mx::FakeResolver;
+    use mailbagd::outbound::transport::{self, TransportOptions};
+    use mailbagd::server::Server as Mailbagd;
+
+    let sink = Sink::start(Mode::Accept);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = Config::from_toml_str(&format!(
+        r#"hostname = "mail.example.test"
+local_domains = ["example.test"]
+data_dir = {data:?}
+[pop3]
+listen = []
+[smtp]
+listen = ["127.0.0.1:0"]
+submission_listen = []
+[relay]
+mx_port = {port}
+scan_interval = "1s"
+command_timeout = "10s"
+connect_timeout = "5s"
+[[users]]
+name = "joe"
+password = "secret"
+"#,
+        port = sink.port
+    ))
+    .expect("config");
+    let mut dns = FakeResolver::default();
+    // The better MX has no server (127.0.0.2 is not listening): the second one is used.
+    dns.add_mx(
+        "two.example",
+        &[(20, "mx2.two.example"), (10, "mx1.two.example")],
+    );
+    dns.add_ip("mx1.two.example", "127.0.0.2");
+    dns.add_ip("mx2.two.example", "127.0.0.1");
+    dns.add_ip("plain.example", "127.0.0.1");
+    dns.add_mx("nomail.example", &[(0, ".")]);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let server = Mailbagd::bind_with_resolver(config, Some(Arc::new(dns)))
+            .await
+            .expect("bind");
+        let smtp = server
+            .local_addrs()
+            .into_iter()
+            .find(|(r, _)| *r == Role::Smtp)
+            .map(|(_, a)| a)
+            .expect("smtp");
+        server.context().relay.record_login(
+            "127.0.0.1".parse().expect("ip"),
+            "joe",
+            std::time::Instant::now(),
+        );
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let s2 = Arc::clone(&stop);
+        let running = tokio::spawn(server.run(async move { s2.notified().await }));
+
+        let body = dir.path().join("m.eml");
+        std::fs::write(
+            &body,
+            "From: joe@example.test\r\nSubject: via MX\r\n\r\nhello\r\n",
+        )
+        .expect("body");
+        let (from, _) = parse_reverse_path(b"<joe@example.test>").expect("from");
+        let mut txn = Transaction::new(from);
+        for r in [
+            &b"<a@two.example>"[..],
+            b"<b@plain.example>",
+            b"<c@nomail.example>",
+            b"<d@[127.0.0.1]>",
+        ] {
+            txn = txn.recipient(parse_forward_path(r).expect("rcpt").0);
+        }
+        let opts = TransportOptions::new(HeloName::try_from("client.example").expect("helo"));
+        let mut job = FileJob {
+            path: body,
+            accepted: 0,
+        };
+        transport::deliver(smtp, "127.0.0.1", &opts, false, &[txn], &mut job)
+            .await
+            .expect("submitted");
+        assert_eq!(job.accepted, 4);
+
+        let inbox = data.join("joe").join("new");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let bounced = std::fs::read_dir(&inbox).map(|d| d.count()).unwrap_or(0);
+            if sink.count() >= 3 && bounced >= 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sink has {}, INBOX has {bounced}",
+                sink.count()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.notify_one();
+        let _ = running.await;
+    });
+
+    // One transaction per destination, each with its own recipient.
+    let mut got: Vec<Vec<String>> = sink
+        .state
+        .lock()
+        .expect("lock")
+        .messages
+        .iter()
+        .map(|m| m.to.clone())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            vec!["<a@two.example>".to_string()],
+            vec!["<b@plain.example>".to_string()],
+            vec!["<d@[127.0.0.1]>".to_string()],
+        ]
+    );
+    // The null MX bounced, with 5.1.10.
+    let inbox = data.join("joe").join("new");
+    let dsn = std::fs::read_dir(&inbox)
+        .expect("inbox")
+        .flatten()
+        .map(|e| std::fs::read(e.path()).expect("read"))
+        .next()
+        .expect("a DSN");
+    let status = parse_delivery_status(&dsn).expect("DSN");
+    assert_eq!(status.recipients.len(), 1);
+    assert_eq!(status.recipients[0].final_recipient, "c@nomail.example");
+    assert_eq!(status.recipients[0].status.to_string(), "5.1.10");
+    assert_eq!(status.recipients[0].action, Action::Failed);
+}
+
+#[test]
+fn notify_success_to_a_next_hop_without_dsn_gives_a_relayed_dsn() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::Accept);
+    sink.state.lock().expect("lock").dsn = false;
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+        "OK 0 0"
+    );
+    let script = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+msg = b"From: joe@example.test\r\nSubject: tell me\r\n\r\nhi\r\n"
+with smtplib.SMTP('127.0.0.1', port, timeout=20, source_address=('127.0.0.2', 0)) as s:
+    s.ehlo('client.example.org')
+    s.sendmail('joe@example.test', ['friend@elsewhere.example'], msg,
+               rcpt_options=['NOTIFY=SUCCESS,FAILURE', 'ORCPT=rfc822;friend+2Bx@elsewhere.example'])
+print('SENT')
+"#;
+    let port = server.port("smtp").to_string();
+    let out = common::python(script, &[&port]);
+    assert_eq!(out.stdout.trim(), "SENT", "{out:?}\n{}", server.log());
+    assert!(wait_until(Duration::from_secs(15), || sink.count() == 1));
+    assert!(
+        wait_until(Duration::from_secs(15), || !server
+            .message_texts("joe", "")
+            .is_empty()),
+        "no relayed DSN; log:\n{}",
+        server.log()
+    );
+    let texts = server.message_texts("joe", "");
+    let status = parse_delivery_status(texts[0].as_bytes()).expect("DSN");
+    let r = &status.recipients[0];
+    assert_eq!(r.action, Action::Relayed);
+    assert_eq!(r.status.to_string(), "2.0.0");
+    assert_eq!(r.final_recipient, "friend@elsewhere.example");
+    // ORCPT came as xtext (`+2B`) and is reported decoded (RFC 3461 section 6.3).
+    assert!(
+        texts[0].contains("Original-Recipient: rfc822;friend+x@elsewhere.example"),
+        "{}",
+        texts[0]
+    );
+}
+
+#[test]
+fn connections_per_destination_are_limited() {
+    if !require("python3") {
+        return;
+    }
+    for (concurrency, want_parallel) in [(1u32, false), (4, true)] {
+        let sink = Sink::start(Mode::Accept);
+        sink.state.lock().expect("lock").delay = Duration::from_millis(700);
+        let extra = format!("concurrency = {concurrency}\n");
+        let server = Server::start_with(relay_options(&sink, &extra), |_| {});
+        assert_eq!(
+            py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+            "OK 0 0"
+        );
+        for i in 0..4 {
+            let msg = message("friend@elsewhere.example", &format!("n{i}"), "x");
+            let v = py_send(
+                &server,
+                "smtp",
+                "127.0.0.2",
+                "joe@example.test",
+                "friend@elsewhere.example",
+                &msg,
+            );
+            assert_eq!(v, "SENT");
+        }
+        assert!(
+            wait_until(Duration::from_secs(30), || sink.count() == 4),
+            "{}",
+            server.log()
+        );
+        let max = sink.state.lock().expect("lock").max_active;
+        if want_parallel {
+            assert!(max >= 2, "concurrency {concurrency}: at most {max} at once");
+        } else {
+            assert_eq!(max, 1, "concurrency {concurrency}");
+        }
+    }
+}
+
+/// Puts a message from joe into the queue at `data/queue` as a pass of the engine left it:
+/// `fill` sets the recipients' states (the envelope is written with `update`, so it is
+/// exactly what an engine killed at that point leaves on disk).
+fn seed_queued(
+    data: &std::path::Path,
+    subject: &str,
+    rcpts: &[&str],
+    fill: impl FnOnce(&mut mailbag_mailstore::queue::Envelope),
+) {
+    use mailbag_mailstore::queue::{NewEnvelope, Queue, QueueOptions, Recipient};
+    use std::io::Write;
+    let q = Queue::open(data.join("queue"), QueueOptions::default()).expect("queue");
+    let now = mailbagd::outbound::unix_now();
+    let mut new = NewEnvelope::new("joe@example.test", now - 100);
+    for r in rcpts {
+        new.recipients.push(Recipient::new(*r));
+    }
+    let mut w = q.enqueue(&new).expect("enqueue");
+    w.write_all(
+        format!("From: joe@example.test\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n")
+            .as_bytes(),
+    )
+    .expect("body");
+    let id = w.commit().expect("commit");
+    let lock = q.lock_delivery().expect("lock");
+    let mut env = lock.envelope(&id).expect("envelope");
+    fill(&mut env);
+    lock.update(&env).expect("update");
+}
+
+fn failed_at(at: u64) -> mailbag_mailstore::queue::RecipientState {
+    mailbag_mailstore::queue::RecipientState::Failed(mailbag_mailstore::queue::Outcome {
+        at,
+        host: Some("sink.example".into()),
+        reply: "550 5.1.1 no such user here".into(),
+    })
+}
+
+/// The final recipients of the DSNs in joe's INBOX, sorted.
+fn dsn_recipients(server: &Server) -> Vec<String> {
+    let mut v: Vec<String> = server
+        .message_texts("joe", "")
+        .iter()
+        .flat_map(|t| {
+            parse_delivery_status(t.as_bytes())
+                .expect("a well-formed DSN")
+                .recipients
+                .into_iter()
+                .map(|r| r.final_recipient.to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The crash window between recording a failure and storing its bounce: envelopes on disk
+/// as a SIGKILL there leaves them. A failure recorded as owed (this format), and one
+/// recorded by an older engine without the `report` line during a pass that never
+/// completed, each bounce exactly once after the start and leave the queue; a failure an
+/// older engine recorded in a completed pass (so it was bounced then) is not bounced
+/// again, while that message's pending recipient is delivered.
+#[test]
+fn bounce_owed_at_a_crash_is_sent_once_after_restart() {
+    use mailbag_mailstore::queue::{RecipientState, ReportState};
+    let sink = Sink::start(Mode::Accept);
+    let now = mailbagd::outbound::unix_now();
+    let server = Server::start_with(relay_options(&sink, ""), |data| {
+        seed_queued(data, "owed", &["a-fail@elsewhere.example"], |e| {
+            e.recipients[0].state = failed_at(now - 90);
+            e.recipients[0].report = ReportState::Owed;
+        });
+        seed_queued(
+            data,
+            "legacy interrupted",
+            &["b-fail@elsewhere.example"],
+            |e| {
+                // Old engine: killed after recording the failure, before the pass ended.
+                e.recipients[0].state = failed_at(now - 90);
+            },
+        );
+        seed_queued(
+            data,
+            "legacy completed",
+            &["c-fail@elsewhere.example", "c-ok@elsewhere.example"],
+            |e| {
+                // Old engine: the failure's pass completed (bounce sent then) and moved
+                // next-attempt past it; the other recipient waits for a retry, due now.
+                e.recipients[0].state = failed_at(now - 90);
+                e.attempts = 1;
+                e.next_attempt = now - 50;
+                e.recipients[1].state = RecipientState::Pending { last: None };
+            },
+        );
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || server.queued().is_empty()
+            && sink.count() == 1),
+        "queue: {:?}\nlog:\n{}",
+        server.queued(),
+        server.log()
+    );
+    // Give a duplicate time to appear: none may.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        dsn_recipients(&server),
+        ["a-fail@elsewhere.example", "b-fail@elsewhere.example"],
+        "{}",
+        server.log()
+    );
+    assert_eq!(sink.count(), 1);
+    let g = sink.state.lock().expect("lock");
+    assert_eq!(g.messages[0].to, ["<c-ok@elsewhere.example>"]);
+}
+
+/// A bounce that cannot be stored (joe's Maildir is broken) stays owed: logged, the
+/// message stays queued with `report owed`; after the repair, the next start makes it
+/// (the message is not due: the start-up pass covers every message owing a report).
+#[test]
+fn a_bounce_that_cannot_be_stored_stays_owed_until_it_can() {
+    let sink = Sink::start(Mode::Reject);
+    let broken = std::sync::Mutex::new(None);
+    let mut server = Server::start_with(relay_options(&sink, ""), |data| {
+        let joe = data.join("joe");
+        for d in ["new", "cur"] {
+            std::fs::create_dir_all(joe.join(d)).expect("maildir");
+        }
+        std::fs::write(joe.join("tmp"), b"not a directory").expect("break tmp");
+        *broken.lock().expect("lock") = Some(joe.join("tmp"));
+        seed_queued(data, "to bounce", &["nobody@elsewhere.example"], |_| {});
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || server
+            .log()
+            .contains("DSN could not be sent")),
+        "{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let env_text = || -> String {
+        let dir = server.data.join("queue").join("msg");
+        std::fs::read_dir(&dir)
+            .expect("msg dir")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "env"))
+            .map(|e| std::fs::read_to_string(e.path()).expect("env"))
+            .collect()
+    };
+    let text = env_text();
+    assert!(text.contains("  report owed\n  state failed\n"), "{text}");
+    assert!(server.message_texts("joe", "").is_empty());
+    assert_eq!(
+        sink.transactions(),
+        1,
+        "the failed recipient is not retried"
+    );
+    // Repair the Maildir and restart: the owed bounce is made, once.
+    server.kill9();
+    let tmp = broken.lock().expect("lock").take().expect("path");
+    std::fs::remove_file(&tmp).expect("rm");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    let server = server.restart();
+    assert!(
+        wait_until(Duration::from_secs(20), || server.queued().is_empty()),
+        "{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(dsn_recipients(&server), ["nobody@elsewhere.example"]);
+    assert_eq!(sink.transactions(), 1);
+}
