@@ -110,9 +110,9 @@
 //! # Limits
 //!
 //! All limits are fields of [`session::ServerConfig`] with documented
-//! defaults: command line 255 octets, SASL line 4096 octets, autologout 10
-//! minutes, 10 invalid commands in a row, 3 failed logins, 64 KiB of pending
-//! output and input.
+//! defaults: command line 255 octets, SASL line 4096 octets, idle timeout
+//! (RFC 1939's autologout timer) 10 minutes, 10 invalid commands in a row,
+//! 3 failed logins, 64 KiB of pending output and input.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
