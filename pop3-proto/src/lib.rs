@@ -7,25 +7,34 @@
 //! give it bytes and get events and bytes back, so it runs under tokio,
 //! a blocking loop, or a fuzzer alike.
 //!
-//! Three layers:
+//! # Layers
 //!
-//! * [`types`]: commands, responses, response codes, capabilities, message
-//!   numbers, unique ids, [`types::Secret`]. Validated newtypes: a value that
-//!   could break the protocol (a CR in a user name, a 71-character UID)
-//!   cannot be built.
-//! * [`codec`]: a memchr line framer with limits, nom parsers and encoders
-//!   for both directions (`parse(encode(x)) == x`), and the streaming
-//!   multi-line body encoder/decoder. The encoder can also hand out the
-//!   body as borrowed segments ([`codec::BodyEncoder::encode_segments`]) for
-//!   a zero-copy vectored write.
-//! * [`session`]: the server state machine. It enforces RFC 1939 (fixed
-//!   message numbers, DELE hidden until RSET, commit only at QUIT, commands
-//!   refused in the wrong state, STLS discarding buffered plaintext) and asks
-//!   the application, through [`session::Event`]s, to check logins, open the
-//!   maildrop, stream messages and commit deletions.
+//! Each module uses only the layers above it (no import loops):
 //!
-//! With the feature `tokio-codec`, `tokio_codec` offers
-//! `tokio_util::codec::{Decoder, Encoder}` adapters.
+//! 1. [`types`]: commands, responses, response codes, capabilities,
+//!    message numbers, unique ids, [`types::Secret`]. Validated newtypes: a
+//!    value that could break the protocol (a CR in a user name, a
+//!    71-character UID) cannot be built. Uses nothing else of the crate.
+//! 2. [`codec`], whose four parts do not use one another:
+//!    * `codec::parse` (nom parsers) and `codec::encode` ([`codec::Encode`]),
+//!      for both directions (`parse(encode(x)) == x`); they use `types`;
+//!    * `codec::framer` (the memchr line framer with limits) and
+//!      `codec::body` (the streaming multi-line body encoder/decoder with its
+//!      SIMD scan); they use no other module. The encoder can also hand out
+//!      the body as borrowed segments
+//!      ([`codec::BodyEncoder::encode_segments`]) for a zero-copy vectored
+//!      write.
+//!
+//!    All of them are re-exported from [`codec`].
+//! 3. [`session`]: the server state machine, on `types` and `codec`. It
+//!    enforces RFC 1939 (fixed message numbers, DELE hidden until RSET,
+//!    commit only at QUIT, commands refused in the wrong state, STLS
+//!    discarding buffered plaintext) and asks the application, through
+//!    [`session::Event`]s, to check logins, open the maildrop, stream
+//!    messages and commit deletions.
+//! 4. `tokio_codec` (feature `tokio-codec`):
+//!    `tokio_util::codec::{Decoder, Encoder}` adapters, on `types` and
+//!    `codec`.
 //!
 //! # Driving a server session
 //!
@@ -101,10 +110,12 @@
 //! # Limits
 //!
 //! All limits are fields of [`session::ServerConfig`] with documented
-//! defaults: command line 255 octets, SASL line 4096 octets, autologout 10
-//! minutes, 10 invalid commands in a row, 3 failed logins, 64 KiB of pending
-//! output and input.
+//! defaults: command line 255 octets, SASL line 4096 octets, idle timeout
+//! (RFC 1939's autologout timer) 10 minutes, 10 invalid commands in a row,
+//! 3 failed logins, 64 KiB of pending output and input.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod codec;
 pub mod session;

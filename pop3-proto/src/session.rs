@@ -68,7 +68,7 @@ impl SaslMechanism {
 /// config.greeting = "pop.example.test ready.".into();
 /// config.tls_available = true;
 /// config.require_tls_for_login = true;
-/// config.autologout = Duration::from_secs(15 * 60);
+/// config.idle_timeout = Duration::from_secs(15 * 60);
 /// assert_eq!(config.max_command_line, 255);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,8 +82,10 @@ pub struct ServerConfig {
     pub apop_timestamp: Option<String>,
     /// TLS can be started with STLS (STLS is advertised). Default: `false`.
     pub tls_available: bool,
-    /// The connection is already protected by TLS (port 995). Default: `false`.
-    pub tls_active: bool,
+    /// The connection is already protected by TLS: implicit TLS, as on port
+    /// 995 (RFC 8314). STLS is then neither offered nor accepted, and
+    /// [`ServerSession::is_tls`] is true from the start. Default: `false`.
+    pub implicit_tls: bool,
     /// Refuse USER/PASS and the plaintext SASL mechanisms until TLS is active
     /// (RFC 2595 section 2.3); they are also left out of CAPA. Default: `false`.
     pub require_tls_for_login: bool,
@@ -107,9 +109,10 @@ pub struct ServerConfig {
     /// Longest SASL continuation line in octets, CRLF included.
     /// Default: 4096 ([`DEFAULT_MAX_SASL_LINE`]).
     pub max_sasl_line: usize,
-    /// Autologout timeout (RFC 1939 section 3 asks for at least 10 minutes).
+    /// Idle timeout: RFC 1939's autologout timer (section 3 asks for at
+    /// least 10 minutes), reported by [`ServerSession::deadline`].
     /// Default: 10 minutes.
-    pub autologout: Duration,
+    pub idle_timeout: Duration,
     /// Invalid commands in a row (unknown, bad syntax, wrong state, too long)
     /// after which the session answers `-ERR Too many invalid commands.` and
     /// closes. Default: 10.
@@ -131,7 +134,7 @@ impl Default for ServerConfig {
             greeting: "Mailbag POP3 ready.".into(),
             apop_timestamp: None,
             tls_available: false,
-            tls_active: false,
+            implicit_tls: false,
             require_tls_for_login: false,
             sasl_mechanisms: vec![SaslMechanism::Plain, SaslMechanism::Login],
             implementation: None,
@@ -141,7 +144,7 @@ impl Default for ServerConfig {
             lang: false,
             max_command_line: MAX_COMMAND_LINE,
             max_sasl_line: DEFAULT_MAX_SASL_LINE,
-            autologout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(600),
             max_bad_commands: 10,
             max_auth_failures: 3,
             max_pending_output: 64 * 1024,
@@ -407,7 +410,7 @@ pub struct ServerSession {
     pending_user: Option<UserName<'static>>,
     sasl: Option<Sasl>,
     sasl_user: Option<UserName<'static>>,
-    tls_active: bool,
+    tls: bool,
     utf8_mode: bool,
     bad_commands: u32,
     auth_failures: u32,
@@ -450,7 +453,7 @@ impl ServerSession {
             return Err(ConfigError::LineLimitTooSmall);
         }
         let mut s = Self {
-            tls_active: config.tls_active,
+            tls: config.implicit_tls,
             config,
             state: State::Authorization,
             framer: LineFramer::new(),
@@ -492,13 +495,14 @@ impl ServerSession {
 
     /// Whether TLS is active on this connection (configured, or established
     /// after STLS).
-    pub fn tls_active(&self) -> bool {
-        self.tls_active
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
-    /// Whether STLS was accepted and the session waits for
-    /// [`ServerSession::tls_established`].
-    pub fn tls_requested(&self) -> bool {
+    /// Whether STLS was answered `+OK` and the caller must do the TLS
+    /// handshake now (then call [`ServerSession::tls_established`]); input
+    /// is ignored meanwhile.
+    pub fn awaiting_tls(&self) -> bool {
         matches!(self.waiting, Some(Waiting::Tls))
     }
 
@@ -513,12 +517,12 @@ impl ServerSession {
     /// [`ServerConfig::max_pending_input`] octets of input are unread.
     pub fn wants_input(&self) -> bool {
         !self.is_closed()
-            && !self.tls_requested()
+            && !self.awaiting_tls()
             && self.framer.buffered_len() <= self.config.max_pending_input
     }
 
-    /// The autologout deadline, given the time of the last input (the caller's
-    /// clock); `None` once closed.
+    /// The autologout deadline ([`ServerConfig::idle_timeout`] after the
+    /// time of the last input, on the caller's clock); `None` once closed.
     ///
     /// ```
     /// use std::time::{Duration, Instant};
@@ -532,7 +536,7 @@ impl ServerSession {
         if self.is_closed() {
             None
         } else {
-            last_activity.checked_add(self.config.autologout)
+            last_activity.checked_add(self.config.idle_timeout)
         }
     }
 
@@ -548,7 +552,7 @@ impl ServerSession {
     /// Feeds received bytes. Ignored once closed and while the session waits
     /// for the TLS handshake (plaintext sent after STLS is discarded).
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.is_closed() || self.tls_requested() {
+        if self.is_closed() || self.awaiting_tls() {
             return;
         }
         self.framer.push(bytes);
@@ -593,7 +597,7 @@ impl ServerSession {
             Capability::Pipelining,
             Capability::AuthRespCode,
         ];
-        if self.config.tls_available && !self.tls_active {
+        if self.config.tls_available && !self.tls {
             caps.push(Capability::Stls);
         }
         if self.plaintext_allowed() {
@@ -630,7 +634,7 @@ impl ServerSession {
     }
 
     fn plaintext_allowed(&self) -> bool {
-        self.tls_active || !self.config.require_tls_for_login
+        self.tls || !self.config.require_tls_for_login
     }
 
     fn sasl_offered(&self) -> Vec<Mechanism<'static>> {
@@ -807,7 +811,7 @@ impl ServerSession {
                 initial_response,
             } => self.start_auth(&mechanism, initial_response.map(|s| s.into_inner())),
             Command::Stls => {
-                if self.tls_active {
+                if self.tls {
                     self.write(b"-ERR TLS already active.\r\n");
                 } else if !self.config.tls_available {
                     self.write(b"-ERR TLS support isn't enabled.\r\n");
@@ -1387,11 +1391,11 @@ impl ServerSession {
     /// stays in AUTHORIZATION with a fresh input buffer; STLS is no longer
     /// offered and plaintext logins become available.
     pub fn tls_established(&mut self) -> Result<(), UsageError> {
-        if !self.tls_requested() {
+        if !self.awaiting_tls() {
             return Err(Self::unexpected("tls_established"));
         }
         self.waiting = None;
-        self.tls_active = true;
+        self.tls = true;
         self.framer.clear();
         self.pending_user = None;
         Ok(())
@@ -1747,12 +1751,12 @@ mod tests {
         assert!(run(&mut s, b"AUTH PLAIN\r\n").starts_with("-ERR [AUTH] Plaintext"));
         s.feed(b"STLS\r\nUSER evil\r\nPASS evil\r\n");
         assert_eq!(s.next_event(), Some(Event::StartTls));
-        assert!(s.tls_requested());
+        assert!(s.awaiting_tls());
         assert_eq!(s.next_event(), None);
         s.feed(b"QUIT\r\n");
         assert_eq!(s.take_output(), b"+OK Begin TLS negotiation now.\r\n");
         s.tls_established().unwrap();
-        assert!(s.tls_active());
+        assert!(s.is_tls());
         assert_eq!(s.next_event(), None, "injected commands were discarded");
         assert_eq!(s.take_output(), b"");
         let capa = run(&mut s, b"CAPA\r\n");

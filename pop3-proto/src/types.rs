@@ -616,6 +616,20 @@ impl<'a> ResponseCode<'a> {
     }
 }
 
+/// If `text` starts with a response code (`[CODE]` followed by the end or a
+/// space), returns the code and the text after it.
+pub(crate) fn response_code_prefix(text: &str) -> Option<(ResponseCode<'_>, &str)> {
+    let inner_and_rest = text.strip_prefix('[')?;
+    let close = inner_and_rest.find(']')?;
+    let code = ResponseCode::parse(inner_and_rest.get(..close)?).ok()?;
+    let after = inner_and_rest.get(close + 1..)?;
+    if after.is_empty() {
+        Some((code, after))
+    } else {
+        Some((code, after.strip_prefix(' ')?))
+    }
+}
+
 /// A status indicator: `+OK` or `-ERR`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
@@ -654,7 +668,7 @@ impl<'a> StatusResponse<'a> {
         text: impl Into<Cow<'a, str>>,
     ) -> Result<Self, ValidationError> {
         let text = Text::try_from(text.into())?;
-        if code.is_none() && crate::codec::response_code_prefix(text.as_str()).is_some() {
+        if code.is_none() && response_code_prefix(text.as_str()).is_some() {
             return Err(ValidationError::new(
                 "status text",
                 "starts like a response code but no code was given",
@@ -728,16 +742,6 @@ impl<'a> StatusResponse<'a> {
             code: self.code.map(ResponseCode::into_owned),
             text: self.text.into_owned(),
         }
-    }
-}
-
-impl fmt::Display for StatusResponse<'_> {
-    /// The line as sent, without CRLF.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut v = Vec::new();
-        crate::codec::Encode::encode(self, &mut v);
-        let s = String::from_utf8_lossy(&v);
-        f.write_str(s.trim_end_matches("\r\n"))
     }
 }
 
@@ -1020,6 +1024,30 @@ pub enum Capability<'a> {
     Other(OtherCapability<'a>),
 }
 
+/// The tags [`Capability`] has a variant for (RFC 2449, 2595, 3206, 6856).
+const KNOWN_CAPABILITIES: [&str; 13] = [
+    "TOP",
+    "USER",
+    "SASL",
+    "RESP-CODES",
+    "LOGIN-DELAY",
+    "PIPELINING",
+    "EXPIRE",
+    "UIDL",
+    "IMPLEMENTATION",
+    "STLS",
+    "AUTH-RESP-CODE",
+    "UTF8",
+    "LANG",
+];
+
+/// Whether `name` is one of [`KNOWN_CAPABILITIES`], in any case.
+pub(crate) fn is_known_capability(name: &str) -> bool {
+    KNOWN_CAPABILITIES
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(name))
+}
+
 /// A capability tag this crate does not know, with its words. The tag is never
 /// one of the tags [`Capability`] names, and never starts with `.`.
 ///
@@ -1042,7 +1070,7 @@ impl<'a> OtherCapability<'a> {
         if name.as_str().starts_with('.') {
             return Err(ValidationError::new("capability", "tag starts with '.'"));
         }
-        if crate::codec::is_known_capability(name.as_str()) {
+        if is_known_capability(name.as_str()) {
             return Err(ValidationError::new(
                 "capability",
                 "a known tag: use its variant",

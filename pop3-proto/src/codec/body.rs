@@ -1,0 +1,1031 @@
+//! The multi-line body codec (RFC 1939 section 3): [`BodyEncoder`]
+//! (dot-stuffing, bare LF to CRLF, the `.` terminator) and [`BodyDecoder`]
+//! stream a body chunk by chunk; [`normalize_crlf`] and [`crlf_len`] give
+//! the body and size a client sees.
+//!
+//! The encoder's search for line ends that need work is in [`scan`].
+
+use std::borrow::Cow;
+
+use memchr::memchr;
+
+mod scan;
+
+use scan::{CLEAN_STREAK, SCAN_BLOCK, next_dirty_block, next_lf};
+
+/// The multi-line terminator `.CRLF`.
+pub const TERMINATOR: &[u8] = b".\r\n";
+
+/// What the body encoder wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyProgress {
+    /// Feed more of the message (or call [`BodyEncoder::finish`] at its end).
+    Continue,
+    /// A TOP limit was reached: the rest of the message is not needed; call
+    /// [`BodyEncoder::finish`].
+    Done,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    Whole,
+    Top {
+        in_header: bool,
+        remaining: u32,
+        line_len: u64,
+        done: bool,
+    },
+}
+
+/// Streaming encoder of a multi-line body (RFC 1939 section 3): stuffs a `.`
+/// before every line that starts with `.`, turns bare LF into CRLF, adds a
+/// CRLF if the message does not end with one, then the `.CRLF` terminator.
+///
+/// It keeps its state across chunks, so a line end or a leading dot split
+/// between two chunks is handled. Two output styles give the same bytes:
+/// [`BodyEncoder::encode_chunk`] appends to a `Vec<u8>` (copying runs of
+/// octets and stopping only where it must insert one), and
+/// [`BodyEncoder::encode_segments`] hands out borrowed runs of the input and
+/// short static inserts, for a zero-copy `write_vectored` from the caller's
+/// read buffer.
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_pop3_proto::codec::BodyEncoder;
+///
+/// let mut enc = BodyEncoder::new();
+/// let mut out = Vec::new();
+/// enc.encode_chunk(b"Subject: hi\n\n.hidden\r", &mut out);
+/// enc.encode_chunk(b"\nlast line", &mut out);
+/// enc.finish(&mut out);
+/// assert_eq!(out, b"Subject: hi\r\n\r\n..hidden\r\nlast line\r\n.\r\n");
+/// ```
+#[derive(Debug, Clone)]
+pub struct BodyEncoder {
+    line_start: bool,
+    prev_cr: bool,
+    limit: Limit,
+}
+
+impl Default for BodyEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BodyEncoder {
+    /// An encoder for a whole message (RETR).
+    pub fn new() -> Self {
+        Self {
+            line_start: true,
+            prev_cr: false,
+            limit: Limit::Whole,
+        }
+    }
+
+    /// An encoder for `TOP msg lines`: the header, the blank line, then at
+    /// most `lines` body lines.
+    ///
+    /// ```
+    /// use mailbag_pop3_proto::codec::{BodyEncoder, BodyProgress};
+    ///
+    /// let mut enc = BodyEncoder::top(1);
+    /// let mut out = Vec::new();
+    /// let p = enc.encode_chunk(b"A: b\r\n\r\none\r\ntwo\r\n", &mut out);
+    /// assert_eq!(p, BodyProgress::Done);
+    /// enc.finish(&mut out);
+    /// assert_eq!(out, b"A: b\r\n\r\none\r\n.\r\n");
+    /// ```
+    pub fn top(lines: u32) -> Self {
+        Self {
+            line_start: true,
+            prev_cr: false,
+            limit: Limit::Top {
+                in_header: true,
+                remaining: lines,
+                line_len: 0,
+                done: false,
+            },
+        }
+    }
+
+    /// Encodes the next chunk of the message into `out`.
+    ///
+    /// This copies every octet; [`BodyEncoder::encode_segments`] gives the
+    /// same bytes without copying them.
+    pub fn encode_chunk(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> BodyProgress {
+        // Inserted octets are rare in CRLF text and one per line otherwise.
+        out.reserve(chunk.len() + chunk.len() / 32 + 8);
+        self.encode_into(chunk, &mut VecSink(out))
+    }
+
+    /// Encodes the next chunk of the message as a sequence of segments
+    /// without copying it: `segment` is called, in order, with runs of
+    /// `chunk` itself and with the short static inserts the wire format
+    /// needs (`"\r\n"` for a bare LF, `"."` for dot-stuffing, `"\r\n."`
+    /// for both). Their concatenation is exactly what
+    /// [`BodyEncoder::encode_chunk`] appends for the same input, whatever
+    /// the chunking; segments are never empty.
+    ///
+    /// Because the segments borrow from `chunk` (or are `'static`), a server
+    /// can collect them, for example as [`std::io::IoSlice`]s for
+    /// `write_vectored`, and send them straight from its read buffer. The
+    /// encoder's own work is then only the scan for line ends that need
+    /// work, which for a CRLF message is a fast vectorised check.
+    ///
+    /// The two styles can be mixed on one encoder, chunk by chunk.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::IoSlice;
+    /// use mailbag_pop3_proto::codec::BodyEncoder;
+    ///
+    /// let chunk = b"Subject: hi\n\n.hidden\r\nlast line";
+    /// let mut enc = BodyEncoder::new();
+    /// let mut iov: Vec<IoSlice<'_>> = Vec::new();
+    /// enc.encode_segments(chunk, |seg| iov.push(IoSlice::new(seg)));
+    /// enc.finish_segments(|seg| iov.push(IoSlice::new(seg)));
+    /// // `iov` is ready for `write_vectored`; here we just join it.
+    /// let wire: Vec<u8> = iov.iter().flat_map(|s| s.iter().copied()).collect();
+    /// assert_eq!(wire, b"Subject: hi\r\n\r\n..hidden\r\nlast line\r\n.\r\n");
+    /// // The clean stretches are borrowed, not copied.
+    /// assert_eq!(iov[0].as_ptr(), chunk.as_ptr());
+    /// ```
+    pub fn encode_segments<'a, F>(&mut self, chunk: &'a [u8], segment: F) -> BodyProgress
+    where
+        F: FnMut(&'a [u8]),
+    {
+        self.encode_into(chunk, &mut FnSink(segment))
+    }
+
+    /// Ends the body: CRLF if the last line was not terminated, then `.CRLF`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.finish_into(&mut VecSink(out));
+    }
+
+    /// Ends the body like [`BodyEncoder::finish`], as segments (`"\r\n"` if
+    /// the last line was not terminated, then [`TERMINATOR`]).
+    ///
+    /// ```
+    /// use mailbag_pop3_proto::codec::BodyEncoder;
+    ///
+    /// let mut enc = BodyEncoder::new();
+    /// let mut segs = Vec::new();
+    /// enc.encode_segments(b"no line end", |s| segs.push(s));
+    /// enc.finish_segments(|s| segs.push(s));
+    /// assert_eq!(segs, [&b"no line end"[..], b"\r\n", b".\r\n"]);
+    /// ```
+    pub fn finish_segments<F>(&mut self, segment: F)
+    where
+        F: FnMut(&'static [u8]),
+    {
+        self.finish_into(&mut FnSink(segment));
+    }
+
+    fn finish_into<'a, S: Sink<'a>>(&mut self, sink: &mut S) {
+        if !self.line_start {
+            sink.insert(Insert::Crlf);
+            self.line_start = true;
+            self.prev_cr = false;
+        }
+        sink.insert(Insert::Terminator);
+    }
+
+    fn encode_into<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S) -> BodyProgress {
+        match self.limit {
+            Limit::Whole => {
+                self.emit(chunk, sink);
+                BodyProgress::Continue
+            }
+            Limit::Top { .. } => self.encode_top(chunk, sink),
+        }
+    }
+
+    fn encode_top<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S) -> BodyProgress {
+        let mut pos = 0;
+        while pos < chunk.len() {
+            let Limit::Top {
+                in_header,
+                remaining,
+                line_len,
+                done,
+            } = &mut self.limit
+            else {
+                return BodyProgress::Continue;
+            };
+            if *done {
+                return BodyProgress::Done;
+            }
+            if !*in_header && *remaining == 0 {
+                *done = true;
+                return BodyProgress::Done;
+            }
+            let rest = chunk.get(pos..).unwrap_or_default();
+            let Some(nl) = memchr(b'\n', rest) else {
+                *line_len += rest.len() as u64;
+                self.emit(rest, sink);
+                return BodyProgress::Continue;
+            };
+            let cr_before = if nl == 0 {
+                self.prev_cr
+            } else {
+                rest.get(nl - 1) == Some(&b'\r')
+            };
+            let len = *line_len + nl as u64;
+            let blank = len == 0 || (len == 1 && cr_before);
+            if *in_header {
+                if blank {
+                    *in_header = false;
+                }
+            } else {
+                *remaining = remaining.saturating_sub(1);
+            }
+            *line_len = 0;
+            if !*in_header && *remaining == 0 {
+                *done = true;
+            }
+            let line = rest.get(..=nl).unwrap_or_default();
+            self.emit(line, sink);
+            pos += nl + 1;
+        }
+        match self.limit {
+            Limit::Top { done: true, .. } => BodyProgress::Done,
+            Limit::Top {
+                in_header: false,
+                remaining: 0,
+                ..
+            } => BodyProgress::Done,
+            _ => BodyProgress::Continue,
+        }
+    }
+
+    /// Encodes `chunk` (dot-stuffing, LF to CRLF) into `sink` as runs of the
+    /// input and inserts.
+    ///
+    /// Block mode: [`next_dirty_block`] skips [`SCAN_BLOCK`]-octet blocks
+    /// whose line ends need nothing with a branch-free check that compiles
+    /// to SIMD compares. In a block that needs work, its line ends are
+    /// handled one by one; if one of them was a bare LF the encoder stays in
+    /// line mode (every line end found with [`next_lf`]) until
+    /// [`CLEAN_STREAK`] line ends in a row needed nothing, as a bare-LF
+    /// message needs work on every line.
+    fn emit<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S) {
+        let Some(&last) = chunk.last() else {
+            return;
+        };
+        if self.line_start && chunk.first() == Some(&b'.') {
+            sink.insert(Insert::Dot);
+        }
+        let prev_cr = self.prev_cr;
+        let mut run = 0;
+        if chunk.first() == Some(&b'\n') {
+            line_end(chunk, prev_cr, 0, &mut run, sink);
+        }
+        let mut pos = 1;
+        loop {
+            let (at, dirty) = next_dirty_block(chunk, pos);
+            pos = at;
+            if !dirty {
+                break;
+            }
+            let block = chunk.get(pos..pos + SCAN_BLOCK).unwrap_or_default();
+            let mut bare = false;
+            for rel in memchr::memchr_iter(b'\n', block) {
+                bare |= line_end(chunk, prev_cr, pos + rel, &mut run, sink) == LineEnd::Bare;
+            }
+            pos += SCAN_BLOCK;
+            if bare {
+                // Line mode.
+                let mut streak = 0;
+                let mut resume = None;
+                let mut from = pos;
+                while let Some(nl) = next_lf(chunk, from) {
+                    from = nl + 1;
+                    if line_end(chunk, prev_cr, nl, &mut run, sink) == LineEnd::Clean {
+                        streak += 1;
+                        if streak >= CLEAN_STREAK {
+                            resume = Some(nl + 1);
+                            break;
+                        }
+                    } else {
+                        streak = 0;
+                    }
+                }
+                match resume {
+                    Some(at) => pos = at,
+                    None => {
+                        // Every remaining line end has been handled.
+                        pos = chunk.len();
+                        break;
+                    }
+                }
+            }
+        }
+        // The last octets, too few for a block (and its context).
+        let tail = chunk.get(pos..).unwrap_or_default();
+        for rel in memchr::memchr_iter(b'\n', tail) {
+            line_end(chunk, prev_cr, pos + rel, &mut run, sink);
+        }
+        sink.run(chunk.get(run..).unwrap_or_default());
+        self.line_start = last == b'\n';
+        self.prev_cr = last == b'\r';
+    }
+}
+
+/// An octet sequence the encoder adds to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Insert {
+    /// Replaces a bare LF.
+    Crlf,
+    /// Stuffed before a line's leading `.`.
+    Dot,
+    /// Replaces a bare LF followed by a `.`.
+    CrlfDot,
+    /// Ends the body.
+    Terminator,
+}
+
+impl Insert {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            Insert::Crlf => b"\r\n",
+            Insert::Dot => b".",
+            Insert::CrlfDot => b"\r\n.",
+            Insert::Terminator => TERMINATOR,
+        }
+    }
+}
+
+/// Where the encoder's output goes: runs borrowed from the input, and inserts.
+trait Sink<'a> {
+    fn run(&mut self, run: &'a [u8]);
+    fn insert(&mut self, ins: Insert);
+}
+
+/// Appends to a `Vec`; inserts are written with constant lengths, so no
+/// `memcpy` call.
+struct VecSink<'o>(&'o mut Vec<u8>);
+
+impl<'a> Sink<'a> for VecSink<'_> {
+    #[inline]
+    fn run(&mut self, run: &'a [u8]) {
+        self.0.extend_from_slice(run);
+    }
+
+    #[inline]
+    fn insert(&mut self, ins: Insert) {
+        match ins {
+            Insert::Crlf => self.0.extend_from_slice(b"\r\n"),
+            Insert::Dot => self.0.push(b'.'),
+            Insert::CrlfDot => self.0.extend_from_slice(b"\r\n."),
+            Insert::Terminator => self.0.extend_from_slice(b".\r\n"),
+        }
+    }
+}
+
+/// Hands every non-empty segment to a closure.
+struct FnSink<F>(F);
+
+impl<'a, F: FnMut(&'a [u8])> Sink<'a> for FnSink<F> {
+    #[inline]
+    fn run(&mut self, run: &'a [u8]) {
+        if !run.is_empty() {
+            (self.0)(run);
+        }
+    }
+
+    #[inline]
+    fn insert(&mut self, ins: Insert) {
+        (self.0)(ins.bytes());
+    }
+}
+
+/// What a line end needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LineEnd {
+    /// CRLF, next line not starting with `.`: nothing.
+    Clean,
+    /// CRLF before a `.`: a stuffed dot.
+    Dot,
+    /// A bare LF: replaced by CRLF (and a stuffed dot if `.` follows).
+    Bare,
+}
+
+/// Handles the LF at `chunk[nl]`: flushes the pending run (from `*run`) and
+/// writes the insert it needs, if any. `prev_cr` is whether the octet before
+/// the chunk was CR. A `.` at the start of the next chunk is handled there.
+#[inline(always)]
+fn line_end<'a, S: Sink<'a>>(
+    chunk: &'a [u8],
+    prev_cr: bool,
+    nl: usize,
+    run: &mut usize,
+    sink: &mut S,
+) -> LineEnd {
+    let cr_before = match nl.checked_sub(1) {
+        None => prev_cr,
+        Some(i) => chunk.get(i) == Some(&b'\r'),
+    };
+    let dot_after = chunk.get(nl + 1) == Some(&b'.');
+    match (cr_before, dot_after) {
+        (true, false) => LineEnd::Clean,
+        (true, true) => {
+            sink.run(chunk.get(*run..=nl).unwrap_or_default());
+            *run = nl + 1;
+            sink.insert(Insert::Dot);
+            LineEnd::Dot
+        }
+        (false, dot) => {
+            sink.run(chunk.get(*run..nl).unwrap_or_default());
+            *run = nl + 1;
+            sink.insert(if dot { Insert::CrlfDot } else { Insert::Crlf });
+            LineEnd::Bare
+        }
+    }
+}
+
+/// What the body decoder found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeStatus {
+    /// All input was consumed; the terminator has not been seen yet.
+    NeedMore,
+    /// The terminator was seen; `consumed` octets of the input were used
+    /// (the rest belongs to the next response).
+    Done {
+        /// Octets of this input consumed, terminator included.
+        consumed: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DecState {
+    LineStart,
+    Middle,
+    Dot,
+    DotCr,
+    Done,
+}
+
+/// Streaming decoder of a multi-line body (client side): removes the stuffed
+/// dots and stops at the `.CRLF` terminator (a bare `.LF` is accepted too).
+/// Line ends are passed through unchanged.
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_pop3_proto::codec::{BodyDecoder, DecodeStatus};
+///
+/// let mut dec = BodyDecoder::new();
+/// let mut out = Vec::new();
+/// assert_eq!(dec.decode(b"..dot\r\nx\r\n.", &mut out), DecodeStatus::NeedMore);
+/// assert_eq!(dec.decode(b"\r\n+OK next", &mut out), DecodeStatus::Done { consumed: 2 });
+/// assert_eq!(out, b".dot\r\nx\r\n");
+/// ```
+#[derive(Debug, Clone)]
+pub struct BodyDecoder {
+    state: DecState,
+}
+
+impl Default for BodyDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BodyDecoder {
+    /// A decoder at the start of a body.
+    pub fn new() -> Self {
+        Self {
+            state: DecState::LineStart,
+        }
+    }
+
+    /// Whether the terminator has been seen.
+    pub fn is_done(&self) -> bool {
+        self.state == DecState::Done
+    }
+
+    /// Decodes `input`, appending body bytes to `out`.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> DecodeStatus {
+        let mut pos = 0;
+        if self.state == DecState::Done {
+            return DecodeStatus::Done { consumed: 0 };
+        }
+        while let Some(&b) = input.get(pos) {
+            match self.state {
+                DecState::LineStart => {
+                    if b == b'.' {
+                        self.state = DecState::Dot;
+                        pos += 1;
+                    } else {
+                        self.state = DecState::Middle;
+                    }
+                }
+                DecState::Dot => match b {
+                    b'\r' => {
+                        self.state = DecState::DotCr;
+                        pos += 1;
+                    }
+                    b'\n' => {
+                        self.state = DecState::Done;
+                        return DecodeStatus::Done { consumed: pos + 1 };
+                    }
+                    _ => self.state = DecState::Middle,
+                },
+                DecState::DotCr => {
+                    if b == b'\n' {
+                        self.state = DecState::Done;
+                        return DecodeStatus::Done { consumed: pos + 1 };
+                    }
+                    out.push(b'\r');
+                    self.state = DecState::Middle;
+                }
+                DecState::Middle => {
+                    let rest = input.get(pos..).unwrap_or_default();
+                    match memchr(b'\n', rest) {
+                        Some(nl) => {
+                            out.extend_from_slice(rest.get(..=nl).unwrap_or_default());
+                            pos += nl + 1;
+                            self.state = DecState::LineStart;
+                        }
+                        None => {
+                            out.extend_from_slice(rest);
+                            pos = input.len();
+                        }
+                    }
+                }
+                DecState::Done => return DecodeStatus::Done { consumed: pos },
+            }
+        }
+        DecodeStatus::NeedMore
+    }
+}
+
+/// The message with bare LF turned into CRLF and a final CRLF added if it
+/// does not end with one: exactly what [`BodyDecoder`] returns for what
+/// [`BodyEncoder`] sent.
+///
+/// ```
+/// use mailbag_pop3_proto::codec::normalize_crlf;
+///
+/// assert_eq!(&*normalize_crlf(b"a\nb"), b"a\r\nb\r\n");
+/// assert!(normalize_crlf(b"").is_empty());
+/// ```
+pub fn normalize_crlf(body: &[u8]) -> Cow<'_, [u8]> {
+    if crlf_len(body) == body.len() as u64 {
+        return Cow::Borrowed(body);
+    }
+    let mut out = Vec::with_capacity(body.len() + body.len() / 32 + 2);
+    let mut prev = 0u8;
+    for &b in body {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    Cow::Owned(out)
+}
+
+/// The size of the message in octets once normalised to CRLF line ends (the
+/// size LIST and STAT must report, RFC 1939 section 11).
+///
+/// ```
+/// use mailbag_pop3_proto::codec::crlf_len;
+///
+/// assert_eq!(crlf_len(b"a\nb\r\n"), 6);
+/// ```
+pub fn crlf_len(body: &[u8]) -> u64 {
+    let mut extra = 0u64;
+    for nl in memchr::memchr_iter(b'\n', body) {
+        if nl == 0 || body.get(nl - 1) != Some(&b'\r') {
+            extra += 1;
+        }
+    }
+    let len = body.len() as u64 + extra;
+    let ends_crlf = body.last() == Some(&b'\n');
+    if body.is_empty() || ends_crlf {
+        len
+    } else {
+        len + 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode_all(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut e = BodyEncoder::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            e.encode_chunk(c, &mut out);
+        }
+        e.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn body_encoder_edge_cases() {
+        assert_eq!(encode_all(&[]), b".\r\n");
+        assert_eq!(encode_all(&[b"."]), b"..\r\n.\r\n");
+        assert_eq!(
+            encode_all(&[b"a\r", b"\n", b".", b"b"]),
+            b"a\r\n..b\r\n.\r\n"
+        );
+        assert_eq!(encode_all(&[b"a\n", b".\n"]), b"a\r\n..\r\n.\r\n");
+        assert_eq!(encode_all(&[b"\n\n"]), b"\r\n\r\n.\r\n");
+        assert_eq!(encode_all(&[b"a\r"]), b"a\r\r\n.\r\n");
+        assert_eq!(encode_all(&[b"x\r\n.\r\n"]), b"x\r\n..\r\n.\r\n");
+    }
+
+    #[test]
+    fn top_encoder() {
+        let msg = b"H: 1\nH2: 2\n\nb1\nb2\nb3\n";
+        for (n, want) in [
+            (0u32, &b"H: 1\r\nH2: 2\r\n\r\n.\r\n"[..]),
+            (2, b"H: 1\r\nH2: 2\r\n\r\nb1\r\nb2\r\n.\r\n"),
+            (10, b"H: 1\r\nH2: 2\r\n\r\nb1\r\nb2\r\nb3\r\n.\r\n"),
+        ] {
+            // Whole and byte by byte give the same result.
+            for step in [msg.len(), 1] {
+                let mut e = BodyEncoder::top(n);
+                let mut out = Vec::new();
+                for c in msg.chunks(step) {
+                    if e.encode_chunk(c, &mut out) == BodyProgress::Done {
+                        break;
+                    }
+                }
+                e.finish(&mut out);
+                assert_eq!(out, want, "n={n} step={step}");
+            }
+        }
+        // No blank line: the whole header is sent.
+        let mut e = BodyEncoder::top(0);
+        let mut out = Vec::new();
+        e.encode_chunk(b"H: 1", &mut out);
+        e.finish(&mut out);
+        assert_eq!(out, b"H: 1\r\n.\r\n");
+    }
+
+    #[test]
+    fn decoder_roundtrip_and_leftover() {
+        let body = b"a\n.b\n..c\r\n.\r\nend";
+        let wire = encode_all(&[body]);
+        let mut wire2 = wire.clone();
+        wire2.extend_from_slice(b"+OK");
+        let mut d = BodyDecoder::new();
+        let mut out = Vec::new();
+        assert_eq!(
+            d.decode(&wire2, &mut out),
+            DecodeStatus::Done {
+                consumed: wire.len()
+            }
+        );
+        assert_eq!(out, normalize_crlf(body).as_ref());
+        assert!(d.is_done());
+    }
+
+    #[test]
+    fn crlf_len_matches_normalize() {
+        for b in [&b""[..], b"a", b"a\n", b"a\r", b"\r\n", b"\n\n", b"a\r\nb"] {
+            assert_eq!(crlf_len(b), normalize_crlf(b).len() as u64, "{b:?}");
+        }
+    }
+
+    /// Encodes with `encode_segments`, checking that every segment is
+    /// non-empty and either borrowed from its chunk or one of the inserts.
+    fn encode_segments_all(chunks: &[&[u8]], top: Option<u32>) -> Vec<u8> {
+        let mut e = top.map_or_else(BodyEncoder::new, BodyEncoder::top);
+        let mut out = Vec::new();
+        for c in chunks {
+            let range = c.as_ptr_range();
+            let p = e.encode_segments(c, |s| {
+                assert!(!s.is_empty(), "empty segment");
+                let borrowed = range.contains(&s.as_ptr()) && s.as_ptr_range().end <= range.end;
+                let insert = [&b"\r\n"[..], b".", b"\r\n."].contains(&s);
+                assert!(borrowed || insert, "segment {s:?} is neither");
+                out.extend_from_slice(s);
+            });
+            if p == BodyProgress::Done {
+                break;
+            }
+        }
+        e.finish_segments(|s| out.extend_from_slice(s));
+        out
+    }
+
+    /// What a whole-message encoding must be: line ends normalised, every
+    /// line starting with `.` stuffed, then the terminator.
+    fn naive(body: &[u8]) -> Vec<u8> {
+        let mut want = Vec::new();
+        let mut at_start = true;
+        for &b in normalize_crlf(body).iter() {
+            if at_start && b == b'.' {
+                want.push(b'.');
+            }
+            want.push(b);
+            at_start = b == b'\n';
+        }
+        want.extend_from_slice(TERMINATOR);
+        want
+    }
+
+    #[test]
+    fn segments_edge_cases() {
+        let cases: [&[&[u8]]; 10] = [
+            &[],
+            &[b"."],
+            &[b"a\r", b"\n", b".", b"b"],
+            &[b"a\n", b".\n"],
+            &[b"\n\n"],
+            &[b"a\r"],
+            &[b"x\r\n.\r\n"],
+            &[b"a\n.", b".b\r", b"\n.\n"],
+            &[b"", b"\n", b"", b"."],
+            &[b"\r", b"\r\n", b"\n", b".\r\n", b"."],
+        ];
+        for chunks in cases {
+            let want = reference::encode(chunks);
+            assert_eq!(encode_all(chunks), want, "{chunks:?}");
+            assert_eq!(encode_segments_all(chunks, None), want, "{chunks:?}");
+        }
+        // A clean chunk is one borrowed segment.
+        let mut e = BodyEncoder::new();
+        let body = b"Subject: x\r\n\r\nbody\r\n".repeat(20);
+        let mut segs = Vec::new();
+        e.encode_segments(&body, |s| segs.push(s));
+        assert_eq!(segs, [&body[..]]);
+    }
+
+    /// Every short pattern of the octets that matter, at every position
+    /// around the block boundaries of a CRLF-clean message, whole
+    /// and split at every point near the pattern, through both APIs,
+    /// against the naive definition and the previous encoder.
+    #[test]
+    fn patterns_at_block_boundaries_and_chunk_splits() {
+        let alphabet = [b'a', b'.', b'\r', b'\n'];
+        let mut patterns: Vec<Vec<u8>> = vec![Vec::new()];
+        for len in 1..=4u32 {
+            for mut n in 0..4usize.pow(len) {
+                let mut p = Vec::new();
+                for _ in 0..len {
+                    p.push(alphabet[n % 4]);
+                    n /= 4;
+                }
+                patterns.push(p);
+            }
+        }
+        let filler = b"0123456789abcdefghijklmnopqrstuvwxyz.ABC\r\n".repeat(8);
+        let b = SCAN_BLOCK;
+        let places = [
+            0,
+            1,
+            2,
+            40,
+            41,
+            42,
+            62,
+            63,
+            64,
+            65,
+            66,
+            b - 1,
+            b,
+            b + 1,
+            b + 2,
+        ];
+        for p in &patterns {
+            for at in places
+                .into_iter()
+                .chain([2 * b - 1, 2 * b, 2 * b + 1, 2 * b + 2])
+            {
+                let mut body = filler.clone();
+                body.splice(at..at, p.iter().copied());
+                let want = naive(&body);
+                assert_eq!(encode_all(&[&body]), want, "{p:?} at {at}");
+                for cut in at.saturating_sub(1)..=(at + p.len() + 1).min(body.len()) {
+                    let (a, b) = body.split_at(cut);
+                    let got = encode_all(&[a, b]);
+                    assert_eq!(got, want, "{p:?} at {at} cut {cut}");
+                    assert_eq!(encode_segments_all(&[a, b], None), want);
+                    assert_eq!(reference::encode(&[a, b]), want);
+                }
+            }
+        }
+    }
+    fn chunked<'a>(body: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut v = Vec::new();
+        let mut rest = body;
+        for &c in cuts {
+            let (a, b) = rest.split_at(c.min(rest.len()));
+            v.push(a);
+            rest = b;
+        }
+        v.push(rest);
+        v
+    }
+
+    /// Bodies mixing long clean CRLF stretches (so that block mode runs)
+    /// with bare LFs, lone CRs and dot lines.
+    fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
+        let token = prop_oneof![
+            4 => (1usize..150).prop_map(|n| {
+                let mut v = b"x".repeat(n);
+                v.extend_from_slice(b"\r\n");
+                v
+            }),
+            1 => Just(b"\n".to_vec()),
+            1 => Just(b"\r".to_vec()),
+            1 => Just(b".".to_vec()),
+            1 => Just(b"\n.".to_vec()),
+            1 => Just(b"\r\n.".to_vec()),
+            1 => (1usize..100).prop_map(|n| b"y".repeat(n)),
+        ];
+        prop_oneof![
+            proptest::collection::vec(token, 0..40).prop_map(|t| t.concat()),
+            proptest::collection::vec(
+                prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), Just(b'a')],
+                0..300
+            ),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The segment API and the copying API give the previous encoder's
+        /// output, byte for byte, for any input and any (different)
+        /// chunkings.
+        #[test]
+        fn new_encoders_match_previous_encoder(
+            body in body_strategy(),
+            cuts_a in proptest::collection::vec(0usize..200, 0..8),
+            cuts_b in proptest::collection::vec(0usize..200, 0..8),
+            cuts_c in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let want = reference::encode(&[&body]);
+            proptest::prop_assert_eq!(&want, &naive(&body));
+            proptest::prop_assert_eq!(&encode_all(&chunked(&body, &cuts_a)), &want);
+            proptest::prop_assert_eq!(&encode_segments_all(&chunked(&body, &cuts_b), None), &want);
+            proptest::prop_assert_eq!(&reference::encode(&chunked(&body, &cuts_c)), &want);
+        }
+        /// TOP gives the same output through both APIs, for any chunking.
+        #[test]
+        fn top_segments_match_copy(
+            body in body_strategy(),
+            lines in 0u32..6,
+            cuts_a in proptest::collection::vec(0usize..200, 0..8),
+            cuts_b in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let whole = {
+                let mut e = BodyEncoder::top(lines);
+                let mut out = Vec::new();
+                e.encode_chunk(&body, &mut out);
+                e.finish(&mut out);
+                out
+            };
+            let mut e = BodyEncoder::top(lines);
+            let mut out = Vec::new();
+            for c in chunked(&body, &cuts_a) {
+                if e.encode_chunk(c, &mut out) == BodyProgress::Done {
+                    break;
+                }
+            }
+            e.finish(&mut out);
+            proptest::prop_assert_eq!(&out, &whole);
+            proptest::prop_assert_eq!(&encode_segments_all(&chunked(&body, &cuts_b), Some(lines)), &whole);
+        }
+    }
+
+    /// The body encoder as it was before the segment API and the faster
+    /// scan (verbatim, whole-message mode): the oracle that the new code
+    /// must match byte for byte.
+    mod reference {
+        pub(super) struct OldEncoder {
+            pub(super) line_start: bool,
+            pub(super) prev_cr: bool,
+        }
+
+        impl OldEncoder {
+            pub(super) fn emit(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+                let Some(&last) = chunk.last() else {
+                    return;
+                };
+                out.reserve(chunk.len() + 16);
+                if self.line_start && chunk.first() == Some(&b'.') {
+                    out.push(b'.');
+                }
+                let prev_cr = self.prev_cr;
+                let mut run = 0;
+                // Handles the LF at `nl`: inserts a CR before a bare LF and a dot
+                // before a following `.`.
+                // Returns whether anything had to be inserted.
+                let handle = |nl: usize, run: &mut usize, out: &mut Vec<u8>| -> bool {
+                    let mut worked = false;
+                    let cr_before = if nl == 0 {
+                        prev_cr
+                    } else {
+                        chunk.get(nl - 1) == Some(&b'\r')
+                    };
+                    if !cr_before {
+                        out.extend_from_slice(chunk.get(*run..nl).unwrap_or_default());
+                        out.extend_from_slice(b"\r\n");
+                        *run = nl + 1;
+                        worked = true;
+                    }
+                    if chunk.get(nl + 1) == Some(&b'.') {
+                        out.extend_from_slice(chunk.get(*run..=nl).unwrap_or_default());
+                        out.push(b'.');
+                        *run = nl + 1;
+                        worked = true;
+                    }
+                    worked
+                };
+                if chunk.first() == Some(&b'\n') {
+                    handle(0, &mut run, out);
+                }
+                // Two modes. Block mode skips blocks [pos, pos + SCAN_BLOCK) (with
+                // one octet of context on each side) that need no work. At a block
+                // that does, line mode walks line ends one by one until
+                // `CLEAN_STREAK` lines in a row needed nothing (a bare-LF message
+                // stays in line mode; a CRLF message returns to block mode).
+                let mut pos = 1;
+                'outer: loop {
+                    while let Some(window) = chunk
+                        .get(pos - 1..pos + SCAN_BLOCK + 1)
+                        .and_then(|w| <&[u8; SCAN_BLOCK + 2]>::try_from(w).ok())
+                    {
+                        if block_needs_work(window) {
+                            let mut streak = 0;
+                            let rest = chunk.get(pos..).unwrap_or_default();
+                            for rel in memchr::memchr_iter(b'\n', rest) {
+                                let nl = pos + rel;
+                                if handle(nl, &mut run, out) {
+                                    streak = 0;
+                                } else {
+                                    streak += 1;
+                                    if streak >= CLEAN_STREAK {
+                                        pos = nl + 1;
+                                        continue 'outer;
+                                    }
+                                }
+                            }
+                            // Every remaining line end has been handled.
+                            pos = chunk.len();
+                            break 'outer;
+                        }
+                        pos += SCAN_BLOCK;
+                    }
+                    break;
+                }
+                let tail = chunk.get(pos..).unwrap_or_default();
+                for nl in memchr::memchr_iter(b'\n', tail) {
+                    handle(pos + nl, &mut run, out);
+                }
+                out.extend_from_slice(chunk.get(run..).unwrap_or_default());
+                self.line_start = last == b'\n';
+                self.prev_cr = last == b'\r';
+            }
+        }
+
+        const SCAN_BLOCK: usize = 128;
+        const CLEAN_STREAK: u32 = 4;
+
+        /// Whether the middle [`SCAN_BLOCK`] octets of `w` hold a LF that is not
+        /// preceded by CR or that is followed by `.` (`w[0]` and the last octet are
+        /// context). Written without branches so that it compiles to SIMD compares.
+        #[inline]
+        fn block_needs_work(w: &[u8; SCAN_BLOCK + 2]) -> bool {
+            let mut acc = 0u8;
+            for i in 0..SCAN_BLOCK {
+                let lf = u8::from(w[i + 1] == b'\n');
+                let no_cr = u8::from(w[i] != b'\r');
+                let dot = u8::from(w[i + 2] == b'.');
+                acc |= lf & (no_cr | dot);
+            }
+            acc != 0
+        }
+
+        /// Encodes a whole message in the given chunks, terminator included.
+        pub(super) fn encode(chunks: &[&[u8]]) -> Vec<u8> {
+            let mut e = OldEncoder {
+                line_start: true,
+                prev_cr: false,
+            };
+            let mut out = Vec::new();
+            for c in chunks {
+                e.emit(c, &mut out);
+            }
+            if !e.line_start {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+            out
+        }
+    }
+}
