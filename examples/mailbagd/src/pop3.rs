@@ -140,10 +140,10 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
     let config = &ctx.config;
     let mut cfg = ServerConfig::default();
     cfg.greeting = format!("{} Mailbag POP3 ready.", config.hostname);
-    cfg.tls_active = conn.stream.is_tls();
-    cfg.tls_available = ctx.tls.is_some() && !cfg.tls_active;
+    cfg.implicit_tls = conn.stream.is_tls();
+    cfg.tls_available = ctx.tls.is_some() && !cfg.implicit_tls;
     cfg.require_tls_for_login = config.pop3.require_tls_for_login;
-    cfg.autologout = config.pop3.idle_timeout;
+    cfg.idle_timeout = config.pop3.idle_timeout;
     let mut session = ServerSession::new(cfg).map_err(session_error)?;
 
     let mut stream = Some(conn.stream);
@@ -158,7 +158,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
                     .as_mut()
                     .ok_or_else(|| session_error("stream lost"))?;
                 handle_event(ctx, &conn.peer, event, &mut session, &mut maildrop, s).await?;
-                if session.tls_requested() {
+                if session.awaiting_tls() {
                     flush(s, &mut session).await?;
                     let acceptor = ctx
                         .tls
@@ -379,7 +379,7 @@ async fn handle_event(
             }
         }
         Event::StartTls => {
-            // Handled by the caller once the event is answered (tls_requested).
+            // Handled by the caller once the event is answered (awaiting_tls).
         }
         other => {
             warn!(event = ?other, "unexpected POP3 event");
