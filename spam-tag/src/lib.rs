@@ -54,6 +54,7 @@
 //!
 //! - `spamd` (off by default): the tokio spamd client in the `spamd` module.
 
+pub mod header;
 pub mod rfc2047;
 pub mod scorer;
 pub mod settings;
