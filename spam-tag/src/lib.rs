@@ -61,14 +61,17 @@ pub mod settings;
 pub mod spamc;
 #[cfg(feature = "spamd")]
 pub mod spamd;
+pub mod summary;
 pub mod tagger;
 pub mod template;
 
 mod score;
 
+pub use header::{HeaderBlock, HeaderLimits};
 pub use score::{InvalidRuleName, InvalidScore, RuleName, Score, Verdict};
 pub use scorer::{BuiltinOptions, BuiltinScan, BuiltinScorer, GTUBE, Scorer};
 pub use settings::{Decision, Folder, UserSettings, decide};
+pub use summary::{Summary, SummaryOptions, status_score};
 pub use tagger::{
     HeaderAction, HeaderRewriter, RewriteError, RewriteOptions, remove_tag, rewrite_message,
 };

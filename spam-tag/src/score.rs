@@ -106,6 +106,9 @@ impl Score {
     }
 }
 
+/// A score is never NaN, so `==` is an equivalence relation (`0.0 == -0.0`).
+impl Eq for Score {}
+
 impl fmt::Display for Score {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.1}", self.0)
