@@ -7,7 +7,7 @@
 //!    header rules, any [`Scorer`]) or with SpamAssassin's spamd through the tokio client
 //!    in the `spamd` module (feature `spamd`, over the sans-IO [`spamc`] codec). Either gives a
 //!    [`Verdict`]: a [`Score`] and the [`RuleName`]s that fired.
-//! 2. **Decide** with the user's [`UserSettings`] (serde): [`decide`] returns the
+//! 2. **Decide** with the user's [`UserSettings`] (serde, feature `serde`): [`decide`] returns the
 //!    [`Folder`] (INBOX or Spam) and the [`HeaderAction`].
 //! 3. **Rewrite** while delivering: [`HeaderRewriter`] streams the message, removes
 //!    forged `X-Spam-*` headers, tags the Subject of spam with a SpamAssassin [`Template`]
@@ -53,6 +53,10 @@
 //! # Feature flags
 //!
 //! - `spamd` (off by default): the tokio spamd client in the `spamd` module.
+//! - `serde` (off by default): `Serialize` and `Deserialize` for [`UserSettings`],
+//!   [`Folder`], [`Score`] and [`Template`].
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod header;
 pub mod rfc2047;
