@@ -17,6 +17,11 @@
 //!    [`remove_tag`]) takes it off again when a message is released to the INBOX
 //!    (`Untag` also removes `X-Spam-Flag`, `X-Spam-Status` and `X-Spam-Level`).
 //!
+//! To **show** a stored message (a Spam folder listing), [`Summary`] reads its From,
+//! Subject and score from the header block, within bounds; underneath, [`header`] reads
+//! unfolded fields ([`HeaderBlock`]) and [`rfc2047`] decodes encoded words in any charset
+//! `encoding_rs` knows, in linear time and into bounded output.
+//!
 //! Everything but the `spamd` module is sans-IO: no sockets, clocks or threads.
 //!
 //! # Example
