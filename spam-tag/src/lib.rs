@@ -7,7 +7,7 @@
 //!    header rules, any [`Scorer`]) or with SpamAssassin's spamd through the tokio client
 //!    in the `spamd` module (feature `spamd`, over the sans-IO [`spamc`] codec). Either gives a
 //!    [`Verdict`]: a [`Score`] and the [`RuleName`]s that fired.
-//! 2. **Decide** with the user's [`UserSettings`] (serde): [`decide`] returns the
+//! 2. **Decide** with the user's [`UserSettings`] (serde, feature `serde`): [`decide`] returns the
 //!    [`Folder`] (INBOX or Spam) and the [`HeaderAction`].
 //! 3. **Rewrite** while delivering: [`HeaderRewriter`] streams the message, removes
 //!    forged `X-Spam-*` headers, tags the Subject of spam with a SpamAssassin [`Template`]
@@ -16,6 +16,11 @@
 //!    Re-tagging replaces an old tag instead of stacking; [`HeaderAction::Untag`] (or
 //!    [`remove_tag`]) takes it off again when a message is released to the INBOX
 //!    (`Untag` also removes `X-Spam-Flag`, `X-Spam-Status` and `X-Spam-Level`).
+//!
+//! To **show** a stored message (a Spam folder listing), [`Summary`] reads its From,
+//! Subject and score from the header block, within bounds; underneath, [`header`] reads
+//! unfolded fields ([`HeaderBlock`]) and [`rfc2047`] decodes encoded words in any charset
+//! `encoding_rs` knows, in linear time and into bounded output.
 //!
 //! Everything but the `spamd` module is sans-IO: no sockets, clocks or threads.
 //!
@@ -53,20 +58,29 @@
 //! # Feature flags
 //!
 //! - `spamd` (off by default): the tokio spamd client in the `spamd` module.
+//! - `serde` (off by default): `Serialize` and `Deserialize` for [`UserSettings`],
+//!   [`Folder`], [`Score`] and [`Template`].
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod header;
+pub mod rfc2047;
 pub mod scorer;
 pub mod settings;
 pub mod spamc;
 #[cfg(feature = "spamd")]
 pub mod spamd;
+pub mod summary;
 pub mod tagger;
 pub mod template;
 
 mod score;
 
+pub use header::{HeaderBlock, HeaderLimits};
 pub use score::{InvalidRuleName, InvalidScore, RuleName, Score, Verdict};
 pub use scorer::{BuiltinOptions, BuiltinScan, BuiltinScorer, GTUBE, Scorer};
 pub use settings::{Decision, Folder, UserSettings, decide};
+pub use summary::{Summary, SummaryOptions, status_score};
 pub use tagger::{
     HeaderAction, HeaderRewriter, RewriteError, RewriteOptions, remove_tag, rewrite_message,
 };

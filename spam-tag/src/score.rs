@@ -19,8 +19,9 @@ use std::fmt;
 /// assert!(Score::new(f64::NAN).is_err());
 /// assert_eq!("1000.0".parse::<Score>().unwrap(), Score::from_tenths(10_000));
 /// ```
-#[derive(Clone, Copy, PartialEq, PartialOrd, Default, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "f64", into = "f64")]
+#[derive(Clone, Copy, PartialEq, PartialOrd, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "f64", into = "f64"))]
 pub struct Score(f64);
 
 /// The error for a score that is not finite, out of range or not a decimal number.
@@ -105,6 +106,9 @@ impl Score {
         }
     }
 }
+
+/// A score is never NaN, so `==` is an equivalence relation (`0.0 == -0.0`).
+impl Eq for Score {}
 
 impl fmt::Display for Score {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
