@@ -82,7 +82,10 @@ pub(super) async fn spam_page(
             received: spam::format_time(e.received),
             from: e.header.from,
             subject: e.header.subject,
-            score: e.header.score.unwrap_or_else(|| "–".to_owned()),
+            score: e
+                .header
+                .score
+                .map_or_else(|| "–".to_owned(), |s| s.to_string()),
             deleted_at: spam::format_time(e.deleted_at),
         })
         .collect();
