@@ -4,9 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use mailbag_smtp_proto::dsn::{
-    Action, DsnBuilder, DsnDate, OriginalContent, RecipientReport, parse_delivery_status,
+    Action, DsnBuilder, OriginalContent, RecipientReport, parse_delivery_status,
     parse_status_fields,
 };
+use mailbag_smtp_proto::date::DateTime;
 use mailbag_smtp_proto::types::EnhancedStatusCode;
 
 fuzz_target!(|data: &[u8]| {
@@ -15,10 +16,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = parse_status_fields(text);
-    let _ = text.parse::<DsnDate>();
+    let _ = text.parse::<DateTime>();
 
     // Use the input as the diagnostic text and the ORCPT of a report.
-    let date = DsnDate::new(u64::from(data.len() as u32) * 1_000_003, 0).unwrap();
+    let date = DateTime::new(u64::from(data.len() as u32) * 1_000_003, 0).unwrap();
     let mut b = DsnBuilder::new(
         "mx.example.net",
         "MAILER-DAEMON@mx.example.net",

@@ -87,6 +87,7 @@ pub mod bdat;
 pub mod client;
 pub mod codec;
 pub mod data;
+pub mod date;
 pub mod dsn;
 pub mod session;
 #[cfg(feature = "tokio-codec")]
