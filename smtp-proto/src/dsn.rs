@@ -155,12 +155,40 @@ impl Action {
         }
     }
 
-    fn status_class(self) -> u8 {
+    /// The status class that fits the action (RFC 3464 section 2.3.4): 5 for
+    /// [`Action::Failed`], 4 for [`Action::Delayed`], 2 for the others.
+    pub fn status_class(self) -> u8 {
         match self {
             Action::Failed => 5,
             Action::Delayed => 4,
             _ => 2,
         }
+    }
+
+    /// The `Status` for a report with this action from the reply text that caused it
+    /// (`"550 5.1.1 ..."`, or a stored `"5.4.7 ..."`): the enhanced code found by
+    /// [`EnhancedStatusCode::find_in`], moved to [`Action::status_class`] (a `4.4.1` from a
+    /// temporary reply becomes `5.4.1` in a failure report); `class.0.0` when the text
+    /// has none (RFC 3463 section 3.1: "other or undefined status").
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::dsn::Action;
+    ///
+    /// let st = |a: Action, s: &str| a.status_from_reply(s).to_string();
+    /// assert_eq!(st(Action::Failed, "550 5.1.1 no such user"), "5.1.1");
+    /// assert_eq!(st(Action::Failed, "451 4.4.1 connection refused"), "5.4.1");
+    /// assert_eq!(st(Action::Failed, "554 no enhanced code"), "5.0.0");
+    /// assert_eq!(st(Action::Delayed, "connection refused"), "4.0.0");
+    /// assert_eq!(st(Action::Relayed, "250 2.1.5 ok"), "2.1.5");
+    /// ```
+    pub fn status_from_reply(self, reply: &str) -> EnhancedStatusCode {
+        let class = self.status_class();
+        let (subject, detail) =
+            EnhancedStatusCode::find_in(reply).map_or((0, 0), |(e, _)| (e.subject(), e.detail()));
+        EnhancedStatusCode::new(class, subject, detail)
+            .unwrap_or_else(|_| EnhancedStatusCode::c(class, 0, 0))
     }
 }
 
@@ -184,24 +212,6 @@ impl FromStr for Action {
         .into_iter()
         .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
         .ok_or(DsnError::Parse("unknown action"))
-    }
-}
-
-/// Parses a status code `class.subject.detail` (RFC 3464 section 2.3.4).
-fn parse_status(s: &str) -> Option<EnhancedStatusCode> {
-    let b = s.trim().as_bytes();
-    match EnhancedStatusCode::parse_prefix(b) {
-        Some((code, end)) if end == b.len() => Some(code),
-        _ => None,
-    }
-}
-
-impl FromStr for EnhancedStatusCode {
-    type Err = DsnError;
-
-    /// Parses `class.subject.detail`, e.g. `5.1.1`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_status(s).ok_or(DsnError::Parse("bad status code"))
     }
 }
 
@@ -912,7 +922,7 @@ pub fn parse_status_fields(body: &str) -> Result<DeliveryStatus, DsnError> {
                 "status" => {
                     // A comment may follow the code (RFC 3464 section 2.3.4).
                     let c = value.split([' ', '(']).next().unwrap_or("");
-                    code = Some(parse_status(c).ok_or(DsnError::Parse("bad Status"))?);
+                    code = Some(c.parse().map_err(|_| DsnError::Parse("bad Status"))?);
                 }
                 "remote-mta" => r.remote_mta = Some(strip_type(&value, "dns").to_owned()),
                 "diagnostic-code" => r.diagnostic = Some(strip_type(&value, "smtp").to_owned()),
