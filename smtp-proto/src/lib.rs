@@ -22,6 +22,10 @@
 //!   per recipient, the RFC 5321 timeouts as values.
 //! - [`dsn`]: RFC 3464 delivery status notifications: a builder that streams the
 //!   returned original, and a parser of the per-recipient fields.
+//! - [`date`]: the RFC 5322 date-time ([`date::DateTime`]) used by DSNs and trace fields,
+//!   with the civil date parts for display.
+//! - [`trace`]: the `Received:` and `Return-Path:` trace fields a delivering server adds
+//!   (RFC 5321 section 4.4), safe against header injection from the client's values.
 //! - `tokio_codec` (feature `tokio-codec`): `tokio_util::codec` adapters.
 //!
 //! # Example: driving the server session
@@ -92,4 +96,5 @@ pub mod dsn;
 pub mod session;
 #[cfg(feature = "tokio-codec")]
 pub mod tokio_codec;
+pub mod trace;
 pub mod types;
