@@ -36,7 +36,7 @@
 //!
 //! let mut config = ServerConfig::default();
 //! config.hostname = "mx.example.org".into();
-//! let mut session = ServerSession::new(config);
+//! let mut session = ServerSession::new(config).expect("valid config");
 //! let mut wire = session.take_output(); // the 220 greeting
 //!
 //! // A pipelined client: replies are batched until the input runs dry.
@@ -80,7 +80,7 @@
 //!
 //! Every limit is a field of an options struct with a documented default: command line 512
 //! octets and SASL line 12288 ([`session::ServerConfig`], [`codec::LineFramer`]), message
-//! size 10 240 000 octets, 100 recipients, 5 minute command timeout, 20 bad commands,
+//! size 10 240 000 octets, 100 recipients, 5 minute idle timeout, 20 bad commands,
 //! reply line 512 octets and 256 lines ([`codec::ReplyOptions`]); address limits are the
 //! RFC's (local part 64, domain 255, path 256 octets).
 
