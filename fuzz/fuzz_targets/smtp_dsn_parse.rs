@@ -1,13 +1,17 @@
 //! smtp-proto::dsn: the DSN parser on arbitrary bytes (never panics), and a
-//! build → parse round trip for reports derived from the same bytes.
+//! build → parse round trip for reports derived from the same bytes; the text values a
+//! server reads and writes around DSNs (dates, xtext, enhanced codes in reply text, trace
+//! fields) on the same input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mailbag_smtp_proto::date::DateTime;
 use mailbag_smtp_proto::dsn::{
-    Action, DsnBuilder, DsnDate, OriginalContent, RecipientReport, parse_delivery_status,
+    Action, DsnBuilder, OriginalContent, RecipientReport, parse_delivery_status,
     parse_status_fields,
 };
-use mailbag_smtp_proto::types::EnhancedStatusCode;
+use mailbag_smtp_proto::trace::{Received, return_path};
+use mailbag_smtp_proto::types::{EnhancedStatusCode, XText};
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_delivery_status(data);
@@ -15,10 +19,42 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = parse_status_fields(text);
-    let _ = text.parse::<DsnDate>();
+    if let Ok(d) = text.parse::<DateTime>() {
+        assert_eq!(d.to_string().parse::<DateTime>(), Ok(d));
+    }
+    if let Ok(x) = XText::parse(text) {
+        assert_eq!(
+            XText::parse(&x.to_wire()).map(|y| y.as_str() == x.as_str()),
+            Ok(true)
+        );
+    }
+    if let Some((e, end)) = EnhancedStatusCode::find_in(text) {
+        assert!(text.is_char_boundary(end));
+        assert_eq!(
+            text[..end]
+                .trim_start()
+                .rsplit([' ', '-'])
+                .next()
+                .map(str::parse),
+            Some(Ok(e))
+        );
+    }
+    let _ = Action::Failed.status_from_reply(text);
+    let received = Received::new(
+        text,
+        [192, 0, 2, 1].into(),
+        text,
+        DateTime::new(0, 0).unwrap(),
+    )
+    .recipient(text)
+    .id(text)
+    .to_header();
+    assert_eq!(received.matches('\n').count(), 3);
+    assert_eq!(received.matches('\r').count(), 3);
+    assert_eq!(return_path(text).matches('\n').count(), 1);
 
     // Use the input as the diagnostic text and the ORCPT of a report.
-    let date = DsnDate::new(u64::from(data.len() as u32) * 1_000_003, 0).unwrap();
+    let date = DateTime::new(u64::from(data.len() as u32) * 1_000_003, 0).unwrap();
     let mut b = DsnBuilder::new(
         "mx.example.net",
         "MAILER-DAEMON@mx.example.net",

@@ -24,7 +24,7 @@ fn run(input: &Input, chunked: bool) -> (Vec<String>, Vec<u8>) {
     cfg.auth_requires_tls = false;
     cfg.max_message_size = 4096;
     cfg.max_recipients = 5;
-    let mut s = ServerSession::new(cfg);
+    let mut s = ServerSession::new(cfg).expect("valid config");
     let mut events = Vec::new();
     let mut out = s.take_output();
     let mut pos = 0;

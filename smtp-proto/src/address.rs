@@ -371,6 +371,12 @@ fn diagnose(input: &[u8]) -> AddressError {
 /// Labels are letters, digits and hyphens (no leading or trailing hyphen, at most 63 octets);
 /// with SMTPUTF8, UTF-8 labels (U-labels) are allowed too. At most 255 octets.
 ///
+/// `Domain::try_from(&str)` is the validating constructor, with the same RFC 5321 grammar
+/// the address parser uses: use it to check a configured host or domain name. It accepts
+/// one trailing dot (a fully qualified name) and UTF-8 labels; add [`Domain::is_ascii`]
+/// where only ASCII will do, and compare [`Domain::normalized`] forms. For a name that may
+/// also be an address literal (`[192.0.2.1]`), use [`Host::try_from`].
+///
 /// # Examples
 ///
 /// ```
@@ -380,6 +386,11 @@ fn diagnose(input: &[u8]) -> AddressError {
 /// assert_eq!(d.as_str(), "Mail.Example.ORG.");
 /// assert_eq!(d.normalized(), "mail.example.org");
 /// assert!(Domain::try_from("bad_domain.example").is_err());
+/// assert!(Domain::try_from("-bad.example").is_err());
+/// assert!(Domain::try_from("localhost").is_ok());
+/// // A config check that also wants ASCII only:
+/// let ok = |s: &str| Domain::try_from(s).is_ok_and(|d| d.is_ascii());
+/// assert!(ok("mx.example.org") && !ok("bücher.example") && !ok("a..b"));
 /// # Ok::<(), mailbag_smtp_proto::address::AddressError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -1243,6 +1254,40 @@ pub(crate) fn is_helo_token(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cases the server's former `config::valid_domain` decided, through
+    /// `Domain::try_from` (ASCII only, as that check was).
+    #[test]
+    fn domain_as_config_check() {
+        let ok = |s: &str| Domain::try_from(s).is_ok_and(|d| d.is_ascii());
+        let label63 = "a".repeat(63);
+        for good in [
+            "localhost",
+            "mx.example.org",
+            "a-b.example",
+            "123.example",
+            label63.as_str(),
+        ] {
+            assert!(ok(good), "{good:?}");
+        }
+        let label64 = "a".repeat(64);
+        let long = ["a"; 129].join("."); // 257 octets
+        for bad in [
+            "",
+            ".",
+            ".example",
+            "a..b",
+            "-a.example",
+            "a-.example",
+            "a_b.example",
+            "a b",
+            "bücher.example",
+            label64.as_str(),
+            long.as_str(),
+        ] {
+            assert!(!ok(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn null_and_simple() {

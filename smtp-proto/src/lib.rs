@@ -22,6 +22,10 @@
 //!   per recipient, the RFC 5321 timeouts as values.
 //! - [`dsn`]: RFC 3464 delivery status notifications: a builder that streams the
 //!   returned original, and a parser of the per-recipient fields.
+//! - [`date`]: the RFC 5322 date-time ([`date::DateTime`]) used by DSNs and trace fields,
+//!   with the civil date parts for display.
+//! - [`trace`]: the `Received:` and `Return-Path:` trace fields a delivering server adds
+//!   (RFC 5321 section 4.4), safe against header injection from the client's values.
 //! - `tokio_codec` (feature `tokio-codec`): `tokio_util::codec` adapters.
 //!
 //! # Example: driving the server session
@@ -32,7 +36,7 @@
 //!
 //! let mut config = ServerConfig::default();
 //! config.hostname = "mx.example.org".into();
-//! let mut session = ServerSession::new(config);
+//! let mut session = ServerSession::new(config).expect("valid config");
 //! let mut wire = session.take_output(); // the 220 greeting
 //!
 //! // A pipelined client: replies are batched until the input runs dry.
@@ -76,7 +80,7 @@
 //!
 //! Every limit is a field of an options struct with a documented default: command line 512
 //! octets and SASL line 12288 ([`session::ServerConfig`], [`codec::LineFramer`]), message
-//! size 10 240 000 octets, 100 recipients, 5 minute command timeout, 20 bad commands,
+//! size 10 240 000 octets, 100 recipients, 5 minute idle timeout, 20 bad commands,
 //! reply line 512 octets and 256 lines ([`codec::ReplyOptions`]); address limits are the
 //! RFC's (local part 64, domain 255, path 256 octets).
 
@@ -87,8 +91,10 @@ pub mod bdat;
 pub mod client;
 pub mod codec;
 pub mod data;
+pub mod date;
 pub mod dsn;
 pub mod session;
 #[cfg(feature = "tokio-codec")]
 pub mod tokio_codec;
+pub mod trace;
 pub mod types;

@@ -27,7 +27,7 @@
 //!
 //! let mut config = ServerConfig::default();
 //! config.hostname = "mx.example.org".into();
-//! let mut s = ServerSession::new(config);
+//! let mut s = ServerSession::new(config).expect("valid config");
 //! assert!(s.output().starts_with(b"220 mx.example.org"));
 //! let n = s.output().len();
 //! s.consume_output(n);
@@ -64,30 +64,38 @@ use crate::codec::{
 use crate::data::{BareLfPolicy, DataError, DataOptions, DataReceiver, DataStep};
 use crate::types::{
     AuthResponse, Body, Capability, Command, EhloReply, EnhancedStatusCode as Esc, ForwardPath,
-    HeloName, MailParams, Mechanism, RcptParams, Reply, ReplyCode, ReversePath, Secret, Text,
+    HeloName, Host, MailParams, Mechanism, RcptParams, Reply, ReplyCode, ReversePath, Secret, Text,
 };
 
 /// Session configuration. All fields have documented defaults ([`ServerConfig::default`]).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// Host name in the greeting and the EHLO reply. Default `"localhost"`.
+    /// Host name in the greeting and the EHLO reply: a domain or an address literal
+    /// (RFC 5321 section 4.1.2, checked with [`Host::try_from`]). Default `"localhost"`.
     pub hostname: String,
-    /// Text after the host name in the 220 greeting. Default `"ESMTP Mailbag"`
+    /// Text after the host name in the 220 greeting, without control characters. Default
+    /// `"ESMTP Mailbag"`
     /// (`"LMTP Mailbag"` is used in LMTP mode when left at the default).
     pub greeting: String,
     /// Largest message in octets, advertised with SIZE and enforced while streaming;
     /// `0` = unlimited. Default `10_240_000`.
     pub max_message_size: u64,
-    /// Recipients accepted per transaction; more get `452 4.5.3`. Default `100`.
+    /// Recipients accepted per transaction; more get `452 4.5.3`; nonzero (RFC 5321
+    /// section 4.5.3.1.8 asks for at least 100). Default `100`.
     pub max_recipients: usize,
-    /// Command line limit in octets, CRLF included. Default `512`.
-    pub command_line_limit: usize,
-    /// SASL (AUTH continuation) line limit in octets. Default `12288`.
-    pub sasl_line_limit: usize,
-    /// How long to wait for the next command or data block. Default 5 minutes.
-    pub command_timeout: Duration,
-    /// After this many erroneous commands the session answers 421 and closes. Default `20`.
+    /// Command line limit in octets, CRLF included; at least 512 (RFC 5321 section
+    /// 4.5.3.1.4). Default `512`.
+    pub max_command_line: usize,
+    /// SASL (AUTH continuation) line limit in octets; at least 512. Default `12288`
+    /// (RFC 4954 section 4).
+    pub max_sasl_line: usize,
+    /// How long to wait for the next command or data block: the server timeout of
+    /// RFC 5321 section 4.5.3.2.7 (which asks for at least 5 minutes); nonzero. Default
+    /// 5 minutes.
+    pub idle_timeout: Duration,
+    /// After this many erroneous commands the session answers 421 and closes; nonzero.
+    /// Default `20`.
     pub max_bad_commands: u32,
     /// Advertise and honour PIPELINING. Default `true`.
     pub pipelining: bool,
@@ -122,9 +130,104 @@ pub struct ServerConfig {
     pub bare_lf: BareLfPolicy,
     /// The connection is TLS from the start (port 465). Default `false`.
     pub implicit_tls: bool,
-    /// Text of the 221 reply to QUIT. Default `"Bye"`.
+    /// Text of the 221 reply to QUIT, without control characters. Default `"Bye"`.
     pub quit_text: String,
 }
+
+/// A configuration [`ServerSession::new`] or [`ServerSession::with_greeting`] refuses.
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_smtp_proto::session::{ConfigError, ServerConfig, ServerSession};
+///
+/// let mut config = ServerConfig::default();
+/// config.hostname = "mx_1.example".into();
+/// assert_eq!(ServerSession::new(config).err(), Some(ConfigError::InvalidHostname));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `hostname` is neither a domain nor an address literal (RFC 5321 section 4.1.2).
+    #[error("hostname must be a domain or an address literal")]
+    InvalidHostname,
+    /// A text field (`greeting`, `quit_text`) holds CR, LF or another control character,
+    /// which would break the reply.
+    #[error("{field} must not contain control characters")]
+    InvalidText {
+        /// The field.
+        field: &'static str,
+    },
+    /// A line limit is below the RFC 5321 minimum of 512 octets (section 4.5.3.1.4).
+    #[error("{field} must be at least 512 octets")]
+    LineLimitTooSmall {
+        /// The field: `max_command_line` or `max_sasl_line`.
+        field: &'static str,
+    },
+    /// A limit that must be nonzero is zero: `max_recipients`, `idle_timeout` or
+    /// `max_bad_commands`.
+    #[error("{field} must not be zero")]
+    Zero {
+        /// The field.
+        field: &'static str,
+    },
+    /// The greeting given to [`ServerSession::with_greeting`] is not a 220, 421 or 554
+    /// reply (RFC 5321 sections 3.1 and 4.2).
+    #[error("the greeting must be a 220, 421 or 554 reply")]
+    InvalidGreeting,
+}
+
+impl ServerConfig {
+    /// Checks the configuration as [`ServerSession::new`] does.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::session::{ConfigError, ServerConfig};
+    ///
+    /// let mut config = ServerConfig::default();
+    /// assert_eq!(config.validate(), Ok(()));
+    /// config.max_command_line = 100;
+    /// assert_eq!(
+    ///     config.validate(),
+    ///     Err(ConfigError::LineLimitTooSmall { field: "max_command_line" })
+    /// );
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if Host::try_from(self.hostname.as_str()).is_err() {
+            return Err(ConfigError::InvalidHostname);
+        }
+        for (field, text) in [("greeting", &self.greeting), ("quit_text", &self.quit_text)] {
+            if text.chars().any(char::is_control) {
+                return Err(ConfigError::InvalidText { field });
+            }
+        }
+        for (field, limit) in [
+            ("max_command_line", self.max_command_line),
+            ("max_sasl_line", self.max_sasl_line),
+        ] {
+            if limit < MIN_COMMAND_LINE {
+                return Err(ConfigError::LineLimitTooSmall { field });
+            }
+        }
+        let zero = [
+            ("max_recipients", self.max_recipients == 0),
+            ("idle_timeout", self.idle_timeout.is_zero()),
+            ("max_bad_commands", self.max_bad_commands == 0),
+        ];
+        if let Some((field, _)) = zero.into_iter().find(|(_, z)| *z) {
+            return Err(ConfigError::Zero { field });
+        }
+        Ok(())
+    }
+}
+
+/// The smallest command line a server must accept (RFC 5321 section 4.5.3.1.4).
+const MIN_COMMAND_LINE: usize = 512;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -133,9 +236,9 @@ impl Default for ServerConfig {
             greeting: "ESMTP Mailbag".into(),
             max_message_size: 10_240_000,
             max_recipients: 100,
-            command_line_limit: DEFAULT_COMMAND_LINE_LIMIT,
-            sasl_line_limit: DEFAULT_SASL_LINE_LIMIT,
-            command_timeout: Duration::from_secs(300),
+            max_command_line: DEFAULT_COMMAND_LINE_LIMIT,
+            max_sasl_line: DEFAULT_SASL_LINE_LIMIT,
+            idle_timeout: Duration::from_secs(300),
             max_bad_commands: 20,
             pipelining: true,
             eight_bit_mime: true,
@@ -326,7 +429,12 @@ fn fixed(t: (u16, Esc, &'static str)) -> Reply<'static> {
 
 impl ServerSession {
     /// A new session; the 220 greeting is already in the output.
-    pub fn new(config: ServerConfig) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the configuration is not usable ([`ServerConfig::validate`]).
+    pub fn new(config: ServerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
         let lmtp_default = config.lmtp && config.greeting == "ESMTP Mailbag";
         let text = format!(
             "{} {}",
@@ -337,16 +445,44 @@ impl ServerSession {
                 config.greeting.as_str()
             }
         );
-        let greeting = Reply::new(ReplyCode::READY, None, text).unwrap_or_else(|_| {
-            Reply::unchecked(ReplyCode::READY, None, vec![Cow::Borrowed("ready")])
-        });
+        let greeting = Reply::new(ReplyCode::READY, None, text)
+            .map_err(|_| ConfigError::InvalidText { field: "greeting" })?;
         Self::with_greeting(config, greeting)
     }
 
-    /// A new session with a custom greeting. `554` means "no service": every command but
-    /// QUIT is answered 503 (RFC 5321 section 3.1); `421` closes at once.
-    pub fn with_greeting(config: ServerConfig, greeting: Reply<'_>) -> Self {
-        let framer = LineFramer::new(config.command_line_limit);
+    /// A new session with a custom greeting: `220`, or `554` for "no service" (every
+    /// command but QUIT is answered 503, RFC 5321 section 3.1), or `421`, which closes at
+    /// once.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidGreeting`] for another reply code, or the configuration's
+    /// [`ConfigError`] ([`ServerConfig::validate`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::session::{ConfigError, ServerConfig, ServerSession};
+    /// use mailbag_smtp_proto::types::{Reply, ReplyCode};
+    ///
+    /// let busy = Reply::new(ReplyCode::NOT_AVAILABLE, None, "mx.example busy")?;
+    /// let mut s = ServerSession::with_greeting(ServerConfig::default(), busy)?;
+    /// assert_eq!(s.take_output(), b"421 mx.example busy\r\n");
+    /// assert!(s.is_closed());
+    ///
+    /// let ok = Reply::new(ReplyCode::OK, None, "hello")?;
+    /// assert_eq!(
+    ///     ServerSession::with_greeting(ServerConfig::default(), ok).err(),
+    ///     Some(ConfigError::InvalidGreeting)
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_greeting(config: ServerConfig, greeting: Reply<'_>) -> Result<Self, ConfigError> {
+        config.validate()?;
+        if !matches!(greeting.code().get(), 220 | 421 | 554) {
+            return Err(ConfigError::InvalidGreeting);
+        }
+        let framer = LineFramer::new(config.max_command_line);
         let tls = config.implicit_tls;
         let mut st = State {
             cfg: config,
@@ -369,10 +505,10 @@ impl ServerSession {
             421 => st.closed = true,
             _ => {}
         }
-        ServerSession {
+        Ok(ServerSession {
             inbuf: Vec::with_capacity(4096),
             st,
-        }
+        })
     }
 
     /// Adds received bytes. Ignored once closed, and while STARTTLS is waiting for the
@@ -395,8 +531,8 @@ impl ServerSession {
     pub fn wants_input(&self) -> bool {
         let buffered = self.inbuf.len() - self.st.in_pos;
         let limit = match self.st.mode {
-            Mode::Command => self.st.cfg.command_line_limit,
-            Mode::Sasl => self.st.cfg.sasl_line_limit,
+            Mode::Command => self.st.cfg.max_command_line,
+            Mode::Sasl => self.st.cfg.max_sasl_line,
             Mode::Data(_) | Mode::Bdat { .. } => 65536,
             Mode::TlsPending => return false,
         };
@@ -457,7 +593,7 @@ impl ServerSession {
         if self.st.closed || self.st.pending.is_some() || self.awaiting_tls() {
             return None;
         }
-        now.checked_add(self.st.cfg.command_timeout)
+        now.checked_add(self.st.cfg.idle_timeout)
     }
 
     /// The deadline passed: answers `421 4.4.2` and closes.
@@ -494,7 +630,7 @@ impl ServerSession {
         st.authenticated = false;
         st.pending = None;
         st.mode = Mode::Command;
-        st.framer = LineFramer::new(st.cfg.command_line_limit);
+        st.framer = LineFramer::new(st.cfg.max_command_line);
     }
 
     /// Accepts the pending event with its default positive reply.
@@ -607,7 +743,7 @@ impl ServerSession {
                     st.authenticated = true;
                 }
                 st.mode = Mode::Command;
-                st.framer.set_max_len(st.cfg.command_line_limit);
+                st.framer.set_max_len(st.cfg.max_command_line);
                 st.write(&reply);
             }
             Pending::Vrfy => st.write(&reply),
@@ -649,7 +785,7 @@ impl ServerSession {
         line.extend_from_slice(b"\r\n");
         self.st.out.extend_from_slice(&line);
         self.st.mode = Mode::Sasl;
-        self.st.framer.set_max_len(self.st.cfg.sasl_line_limit);
+        self.st.framer.set_max_len(self.st.cfg.max_sasl_line);
     }
 }
 
@@ -880,7 +1016,7 @@ impl State {
                             self.in_pos += consumed;
                             if sasl {
                                 self.mode = Mode::Command;
-                                self.framer.set_max_len(self.cfg.command_line_limit);
+                                self.framer.set_max_len(self.cfg.max_command_line);
                             }
                             self.error(&CommandError::LineTooLong.reply());
                         }
@@ -905,7 +1041,7 @@ impl State {
 
     fn sasl_line<'a>(&mut self, line: &'a [u8]) -> Option<Event<'a>> {
         self.mode = Mode::Command;
-        self.framer.set_max_len(self.cfg.command_line_limit);
+        self.framer.set_max_len(self.cfg.max_command_line);
         match parse_auth_response(line) {
             Ok(AuthResponse::Data(s)) => {
                 self.pending = Some(Pending::Auth);
@@ -1213,7 +1349,7 @@ mod tests {
     }
 
     fn session() -> ServerSession {
-        let mut s = ServerSession::new(ServerConfig::default());
+        let mut s = ServerSession::new(ServerConfig::default()).unwrap();
         let _ = s.take_output();
         s
     }
@@ -1232,7 +1368,7 @@ mod tests {
             max_recipients: 2,
             ..ServerConfig::default()
         };
-        let mut s = ServerSession::new(cfg);
+        let mut s = ServerSession::new(cfg).unwrap();
         let _ = s.take_output();
         s.feed(b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nRCPT TO:<a@c>\r\nRCPT TO:<a@d>\r\n");
         drive(&mut s);
@@ -1249,7 +1385,7 @@ mod tests {
             starttls: true,
             ..ServerConfig::default()
         };
-        let mut s = ServerSession::new(cfg);
+        let mut s = ServerSession::new(cfg).unwrap();
         let _ = s.take_output();
         s.feed(b"EHLO x\r\nSTARTTLS\r\nMAIL FROM:<evil@x>\r\n");
         let evs = drive(&mut s);
@@ -1274,7 +1410,7 @@ mod tests {
             max_bad_commands: 3,
             ..ServerConfig::default()
         };
-        let mut s = ServerSession::new(cfg);
+        let mut s = ServerSession::new(cfg).unwrap();
         let _ = s.take_output();
         s.feed(b"X\r\nY\r\nZ\r\nNOOP\r\n");
         drive(&mut s);
@@ -1283,5 +1419,121 @@ mod tests {
             s.take_output()
                 .ends_with(b"421 4.7.0 Too many errors, closing connection\r\n")
         );
+    }
+
+    #[test]
+    fn config_errors() {
+        let check = |f: fn(&mut ServerConfig)| {
+            let mut c = ServerConfig::default();
+            f(&mut c);
+            ServerSession::new(c).err()
+        };
+        assert_eq!(check(|_| {}), None);
+        // Valid host names: a domain (with SMTPUTF8 U-labels), an address literal.
+        assert_eq!(check(|c| c.hostname = "mx.example.org".into()), None);
+        assert_eq!(check(|c| c.hostname = "[192.0.2.1]".into()), None);
+        assert_eq!(check(|c| c.hostname = "[IPv6:2001:db8::1]".into()), None);
+        for bad in [
+            "",
+            "mx example",
+            "-mx.example",
+            "mx..example",
+            "mx.example\r\n",
+            "192.0.2.1]",
+        ] {
+            assert_eq!(
+                check_host(bad),
+                Some(ConfigError::InvalidHostname),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            check(|c| c.greeting = "ESMTP\r\n250 injected".into()),
+            Some(ConfigError::InvalidText { field: "greeting" })
+        );
+        assert_eq!(
+            check(|c| c.quit_text = "Bye\x07".into()),
+            Some(ConfigError::InvalidText { field: "quit_text" })
+        );
+        assert_eq!(
+            check(|c| c.max_command_line = 511),
+            Some(ConfigError::LineLimitTooSmall {
+                field: "max_command_line"
+            })
+        );
+        assert_eq!(check(|c| c.max_command_line = 512), None);
+        assert_eq!(
+            check(|c| c.max_sasl_line = 0),
+            Some(ConfigError::LineLimitTooSmall {
+                field: "max_sasl_line"
+            })
+        );
+        assert_eq!(
+            check(|c| c.max_recipients = 0),
+            Some(ConfigError::Zero {
+                field: "max_recipients"
+            })
+        );
+        assert_eq!(
+            check(|c| c.idle_timeout = Duration::ZERO),
+            Some(ConfigError::Zero {
+                field: "idle_timeout"
+            })
+        );
+        assert_eq!(
+            check(|c| c.max_bad_commands = 0),
+            Some(ConfigError::Zero {
+                field: "max_bad_commands"
+            })
+        );
+        assert_eq!(check(|c| c.max_message_size = 0), None, "0 = unlimited");
+        // with_greeting validates both.
+        let hello = |code: u16| Reply::new(ReplyCode::try_from(code).unwrap(), None, "hi").unwrap();
+        assert_eq!(
+            ServerSession::with_greeting(ServerConfig::default(), hello(250)).err(),
+            Some(ConfigError::InvalidGreeting)
+        );
+        for code in [220, 421, 554] {
+            assert!(ServerSession::with_greeting(ServerConfig::default(), hello(code)).is_ok());
+        }
+        let c = ServerConfig {
+            max_recipients: 0,
+            ..ServerConfig::default()
+        };
+        assert_eq!(
+            ServerSession::with_greeting(c, hello(220)).err(),
+            Some(ConfigError::Zero {
+                field: "max_recipients"
+            })
+        );
+    }
+
+    fn check_host(host: &str) -> Option<ConfigError> {
+        let c = ServerConfig {
+            hostname: host.into(),
+            ..ServerConfig::default()
+        };
+        c.validate().err()
+    }
+
+    #[test]
+    fn renamed_limits_apply() {
+        let cfg = ServerConfig {
+            idle_timeout: Duration::from_secs(7),
+            ..ServerConfig::default()
+        };
+        let s = ServerSession::new(cfg).unwrap();
+        let now = Instant::now();
+        assert_eq!(s.deadline(now), Some(now + Duration::from_secs(7)));
+        let cfg = ServerConfig {
+            max_command_line: 600,
+            ..ServerConfig::default()
+        };
+        let mut s = ServerSession::new(cfg).unwrap();
+        let _ = s.take_output();
+        let long = format!("NOOP {}\r\n", "x".repeat(580));
+        s.feed(long.as_bytes());
+        assert!(s.next_event().is_none());
+        assert_eq!(s.take_output(), b"250 2.0.0 OK\r\n");
     }
 }

@@ -45,6 +45,10 @@ pub enum ValueError {
     /// A HELO/EHLO/VRFY/HELP/NOOP argument with spaces or control characters.
     #[error("invalid command argument")]
     Argument,
+    /// Text that is not xtext (RFC 3461 section 4), or decodes to something that is not
+    /// UTF-8.
+    #[error("invalid xtext")]
+    XText,
 }
 
 // ---------------------------------------------------------------- secrets
@@ -303,9 +307,15 @@ impl fmt::Debug for HeloName<'_> {
     }
 }
 
-/// An xtext value (RFC 3461 section 4), stored decoded.
+/// An xtext value (RFC 3461 section 4), stored decoded: the `ENVID`, `ORCPT` and `AUTH=`
+/// parameters, and DSN `Original-Recipient` fields.
 ///
 /// On the wire `+`, `=`, and characters outside `!`..`~` are written `+XX`.
+///
+/// - Decoding: [`XText::parse`] (or `str::parse`) reads the wire form; [`XText::as_str`]
+///   is the decoded value.
+/// - Encoding: [`XText::new`] wraps a decoded value; [`XText::to_wire`] or
+///   [`XText::encode`] write the wire form.
 ///
 /// # Examples
 ///
@@ -316,6 +326,12 @@ impl fmt::Debug for HeloName<'_> {
 /// let mut wire = Vec::new();
 /// x.encode(&mut wire);
 /// assert_eq!(wire, b"a+2Bb+3Dc");
+/// assert_eq!(x.to_wire(), "a+2Bb+3Dc");
+///
+/// // Decoding, e.g. a stored ORCPT value.
+/// assert_eq!(XText::parse("rfc822;joe+2Bx@example.com")?.as_str(), "rfc822;joe+x@example.com");
+/// assert!(XText::parse("bad+2").is_err());
+/// # Ok::<(), mailbag_smtp_proto::types::ValueError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct XText<'a>(Cow<'a, str>);
@@ -355,9 +371,40 @@ impl<'a> XText<'a> {
         String::from_utf8(out).ok().map(|s| XText(Cow::Owned(s)))
     }
 
+    /// Decodes the wire form (RFC 3461 section 4: `xchar`s and `+XX`; lower-case hex digits
+    /// are accepted too). Borrows `wire` when it holds no `+XX`.
+    ///
+    /// # Errors
+    ///
+    /// [`ValueError::XText`] for empty text, characters outside `!`..`~`, a bare `=`, a `+`
+    /// not followed by two hex digits, or a value that does not decode to UTF-8.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::types::{ValueError, XText};
+    ///
+    /// assert_eq!(XText::parse("a+2Bb+3Dc")?.as_str(), "a+b=c");
+    /// assert_eq!(XText::parse("plain")?.as_str(), "plain");
+    /// assert_eq!(XText::parse("bad+zz"), Err(ValueError::XText));
+    /// assert_eq!(XText::parse("a b"), Err(ValueError::XText));
+    /// # Ok::<(), ValueError>(())
+    /// ```
+    pub fn parse(wire: &'a str) -> Result<Self, ValueError> {
+        XText::from_wire(wire.as_bytes()).ok_or(ValueError::XText)
+    }
+
     /// The decoded value.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The wire form (what [`XText::encode`] appends), as a string.
+    pub fn to_wire(&self) -> String {
+        let mut out = Vec::with_capacity(self.0.len());
+        self.encode(&mut out);
+        // The encoding is printable ASCII.
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Appends the xtext encoding.
@@ -376,6 +423,15 @@ impl<'a> XText<'a> {
     /// Converts into an owned value with a `'static` lifetime.
     pub fn into_owned(self) -> XText<'static> {
         XText(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl std::str::FromStr for XText<'static> {
+    type Err = ValueError;
+
+    /// [`XText::parse`] into an owned value.
+    fn from_str(wire: &str) -> Result<Self, ValueError> {
+        XText::parse(wire).map(XText::into_owned)
     }
 }
 
@@ -913,6 +969,20 @@ impl fmt::Display for ReplyCode {
 }
 
 /// An enhanced status code `class.subject.detail` (RFC 3463), class 2, 4 or 5.
+///
+/// `Display` and `FromStr` use the text form (`5.7.1`); [`EnhancedStatusCode::find_in`]
+/// finds one at the start of reply text.
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_smtp_proto::types::EnhancedStatusCode;
+///
+/// let e = EnhancedStatusCode::new(5, 7, 1)?;
+/// assert_eq!(e.to_string(), "5.7.1");
+/// assert_eq!("5.7.1".parse::<EnhancedStatusCode>()?, e);
+/// # Ok::<(), mailbag_smtp_proto::types::ValueError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EnhancedStatusCode {
     class: u8,
@@ -956,6 +1026,71 @@ impl EnhancedStatusCode {
     /// Detail number.
     pub fn detail(self) -> u16 {
         self.detail
+    }
+
+    /// The same subject and detail in another class, e.g. a `4.4.1` from a temporary reply
+    /// as `5.4.1` in a failure report (RFC 3464 section 2.3.4: the class must fit the
+    /// action).
+    ///
+    /// # Errors
+    ///
+    /// [`ValueError::EnhancedCode`] unless `class` is 2, 4 or 5.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::types::EnhancedStatusCode;
+    ///
+    /// let e: EnhancedStatusCode = "4.4.1".parse()?;
+    /// assert_eq!(e.with_class(5)?.to_string(), "5.4.1");
+    /// assert!(e.with_class(3).is_err());
+    /// # Ok::<(), mailbag_smtp_proto::types::ValueError>(())
+    /// ```
+    pub fn with_class(self, class: u8) -> Result<Self, ValueError> {
+        EnhancedStatusCode::new(class, self.subject, self.detail)
+    }
+
+    /// Finds the enhanced status code that starts reply text (RFC 2034 section 4,
+    /// RFC 3463): a reply line `"550 5.1.1 text"` or `"550-5.1.1 text"`, or text without
+    /// the reply code as it is stored, logged or quoted in a DSN `Diagnostic-Code`
+    /// (`"5.1.1 text"`). Leading whitespace is skipped; the code must end the text or be
+    /// followed by whitespace. After a reply code, the code counts only when its class is
+    /// the reply code's first digit (RFC 2034: they must agree).
+    ///
+    /// Returns the code and the byte offset just past it (the rest of the text follows).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::types::EnhancedStatusCode;
+    ///
+    /// let (e, end) = EnhancedStatusCode::find_in("550 5.1.1 no such user").unwrap();
+    /// assert_eq!((e.to_string().as_str(), end), ("5.1.1", 9));
+    /// assert_eq!(EnhancedStatusCode::find_in("5.1.10 null MX").unwrap().0.to_string(), "5.1.10");
+    /// assert_eq!(EnhancedStatusCode::find_in("451-4.3.0 busy").unwrap().0.to_string(), "4.3.0");
+    /// assert_eq!(EnhancedStatusCode::find_in("554 no enhanced code"), None);
+    /// assert_eq!(EnhancedStatusCode::find_in("550 4.4.1 class mismatch"), None);
+    /// assert_eq!(EnhancedStatusCode::find_in("5.1.1x"), None);
+    /// ```
+    pub fn find_in(text: &str) -> Option<(Self, usize)> {
+        let start = text.len() - text.trim_start().len();
+        let b = text.as_bytes().get(start..)?;
+        let reply_class = match b {
+            [c @ b'2'..=b'5', b'0'..=b'9', b'0'..=b'9', b' ' | b'-', ..] => Some(c - b'0'),
+            _ => None,
+        };
+        let at = start + if reply_class.is_some() { 4 } else { 0 };
+        let rest = text.as_bytes().get(at..)?;
+        let token = rest
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .map_or(rest, |n| &rest[..n]);
+        match EnhancedStatusCode::parse_prefix(token) {
+            Some((e, n)) if n == token.len() && reply_class.is_none_or(|c| c == e.class) => {
+                Some((e, at + n))
+            }
+            _ => None,
+        }
     }
 
     pub(crate) fn parse_prefix(b: &[u8]) -> Option<(Self, usize)> {
@@ -1002,6 +1137,37 @@ fn num3(b: &[u8]) -> Option<(u16, usize)> {
 impl fmt::Display for EnhancedStatusCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+impl std::str::FromStr for EnhancedStatusCode {
+    type Err = ValueError;
+
+    /// Parses exactly `class.subject.detail` (e.g. `5.7.1`; surrounding whitespace is
+    /// ignored): class 2, 4 or 5, one to three digits each.
+    ///
+    /// # Errors
+    ///
+    /// [`ValueError::EnhancedCode`] for anything else.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::types::{EnhancedStatusCode, ValueError};
+    ///
+    /// let e: EnhancedStatusCode = "5.7.1".parse()?;
+    /// assert_eq!((e.class(), e.subject(), e.detail()), (5, 7, 1));
+    /// assert_eq!(e.to_string(), "5.7.1");
+    /// assert_eq!("3.0.0".parse::<EnhancedStatusCode>(), Err(ValueError::EnhancedCode));
+    /// assert_eq!("5.1.1 text".parse::<EnhancedStatusCode>(), Err(ValueError::EnhancedCode));
+    /// # Ok::<(), ValueError>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let b = s.trim().as_bytes();
+        match EnhancedStatusCode::parse_prefix(b) {
+            Some((code, end)) if end == b.len() => Ok(code),
+            _ => Err(ValueError::EnhancedCode),
+        }
     }
 }
 
@@ -1521,5 +1687,99 @@ mod tests {
             assert_eq!(c.to_text(), t);
         }
         assert_eq!(Capability::parse("SIZE 5"), Some(Capability::Size(Some(5))));
+    }
+
+    #[test]
+    fn xtext_decoding() {
+        // The server's former `decode_xtext` cases.
+        let d = |s: &str| XText::parse(s).ok().map(|x| x.as_str().to_owned());
+        assert_eq!(d("a+2Bb+3Dc").as_deref(), Some("a+b=c"));
+        assert_eq!(d("plain").as_deref(), Some("plain"));
+        assert_eq!(d("bad+2"), None);
+        assert_eq!(d("bad+zz"), None);
+        // Not xtext: empty, a bare `=`, space, non-ASCII, bytes that are not UTF-8.
+        for bad in ["", "a=b", "a b", "é", "+FF", "+C3"] {
+            assert_eq!(XText::parse(bad), Err(ValueError::XText), "{bad:?}");
+        }
+        assert_eq!(d("+C3+A9").as_deref(), Some("é"));
+        assert!(matches!(
+            XText::parse("plain").map(|x| x.0),
+            Ok(Cow::Borrowed(_))
+        ));
+        let owned: XText<'static> = "x+2By".parse().unwrap();
+        assert_eq!(owned.as_str(), "x+y");
+    }
+
+    #[test]
+    fn enhanced_code_in_text() {
+        let find = |s: &str| EnhancedStatusCode::find_in(s).map(|(e, n)| (e.to_string(), n));
+        assert_eq!(find("550 5.1.1 no such user"), Some(("5.1.1".into(), 9)));
+        assert_eq!(find("550-5.1.1 no such user"), Some(("5.1.1".into(), 9)));
+        assert_eq!(find("  5.1.10 null MX"), Some(("5.1.10".into(), 8)));
+        assert_eq!(find("5.4.7\tmessage expired"), Some(("5.4.7".into(), 5)));
+        assert_eq!(
+            find("5.4.7 message expired; last error: 451 4.4.1 refused"),
+            Some(("5.4.7".into(), 5))
+        );
+        assert_eq!(find("250 2.0.0"), Some(("2.0.0".into(), 9)));
+        for none in [
+            "",
+            "554 no enhanced code",
+            "550 4.4.1 mismatch",
+            "550 5.1.1; no",
+            "5.1",
+            "5.1.1000",
+            "3.1.1 x",
+            "600 5.1.1",
+            "550  5.1.1",
+            "connection refused",
+        ] {
+            assert_eq!(find(none), None, "{none:?}");
+        }
+        assert_eq!(
+            "5.1.1".parse::<EnhancedStatusCode>().map(|e| e.to_string()),
+            Ok("5.1.1".into())
+        );
+        for bad in ["", "5.1", "5.1.1.1", "5.01234.1", "x.1.1", "6.0.0"] {
+            assert_eq!(
+                bad.parse::<EnhancedStatusCode>(),
+                Err(ValueError::EnhancedCode),
+                "{bad:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn xtext_encode_parse_round_trip(s in "\\PC{1,40}") {
+            let wire = XText::new(s.as_str()).to_wire();
+            proptest::prop_assert!(wire.bytes().all(|b| (33..=126).contains(&b) && b != b'='));
+            let back = XText::parse(&wire).unwrap();
+            proptest::prop_assert_eq!(back.as_str(), s.as_str());
+            proptest::prop_assert_eq!(back.to_wire(), wire);
+        }
+
+        #[test]
+        fn xtext_parse_never_panics(s in "[ -~]{0,30}") {
+            if let Ok(x) = XText::parse(&s) {
+                // The canonical form decodes to the same value.
+                let canon = x.to_wire();
+                let again = XText::parse(&canon).unwrap();
+                proptest::prop_assert_eq!(again.as_str(), x.as_str());
+            }
+        }
+
+        #[test]
+        fn enhanced_code_round_trip(c in proptest::sample::select(vec![2u8, 4, 5]), s in 0u16..1000, d in 0u16..1000, code in 200u16..600) {
+            let e = EnhancedStatusCode::new(c, s, d).unwrap();
+            proptest::prop_assert_eq!(e.to_string().parse::<EnhancedStatusCode>(), Ok(e));
+            let line = format!("{code} {e} text");
+            let found = EnhancedStatusCode::find_in(&line);
+            if u16::from(c) == code / 100 {
+                proptest::prop_assert_eq!(found, Some((e, 4 + e.to_string().len())));
+            } else {
+                proptest::prop_assert_eq!(found, None);
+            }
+        }
     }
 }

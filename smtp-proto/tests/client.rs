@@ -58,7 +58,7 @@ fn run(
     txns: &[(Transaction<'_>, &[u8])],
     decide: &mut Decide,
 ) -> Run {
-    let mut server = ServerSession::new(cfg);
+    let mut server = ServerSession::new(cfg).unwrap();
     let mut client = ClientSession::new(HeloName::try_from("client.example").expect("valid"), opts);
     let mut out = Run::default();
     let mut next_txn = 0;

@@ -360,7 +360,7 @@ RCPT TO:<x@y.z>\r\nRCPT TO:<bad@@y>\r\nRCPT TO:<Postmaster>\r\nBOGUS\r\nDATA\r\n
 BDAT 5\r\nhelloBDAT 3 LAST\r\nabcRSET\r\nVRFY someone\r\nQUIT\r\nignored\r\n";
 
 fn run_session(chunks: &[&[u8]]) -> (Vec<String>, Vec<u8>) {
-    let mut s = ServerSession::new(ServerConfig::default());
+    let mut s = ServerSession::new(ServerConfig::default()).unwrap();
     let mut events = Vec::new();
     let mut body = Vec::new();
     for c in chunks {

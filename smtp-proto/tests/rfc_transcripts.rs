@@ -29,7 +29,7 @@ fn run(
     bytewise: bool,
     mut answer: impl FnMut(&Event<'_>) -> Option<Reply<'static>>,
 ) -> Vec<u8> {
-    let mut s = ServerSession::new(cfg);
+    let mut s = ServerSession::new(cfg).unwrap();
     assert_eq!(
         String::from_utf8_lossy(&s.take_output()),
         String::from_utf8_lossy(greeting)

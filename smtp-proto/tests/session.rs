@@ -28,7 +28,7 @@ fn talk(s: &mut ServerSession, input: &[u8]) -> (Vec<String>, String) {
 }
 
 fn new(cfg: ServerConfig) -> ServerSession {
-    let mut s = ServerSession::new(cfg);
+    let mut s = ServerSession::new(cfg).unwrap();
     let greeting = s.take_output();
     assert!(greeting.starts_with(b"220 "));
     s
@@ -517,7 +517,7 @@ fn lmtp_replies_per_recipient() {
 #[test]
 fn greeting_554_refuses_everything_but_quit() {
     let reply = Reply::new(ReplyCode::TRANSACTION_FAILED, None, "No service here").unwrap();
-    let mut s = ServerSession::with_greeting(ServerConfig::default(), reply);
+    let mut s = ServerSession::with_greeting(ServerConfig::default(), reply).unwrap();
     assert_eq!(s.take_output(), b"554 No service here\r\n");
     let (_, out) = talk(&mut s, b"EHLO c\r\nMAIL FROM:<a@b.c>\r\nQUIT\r\n");
     assert_eq!(
