@@ -36,7 +36,6 @@
 //! ```
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -44,7 +43,8 @@ use std::time::Duration;
 use mailbag_mailstore::UserName;
 use mailbag_smtp_proto::address::{Domain, LocalPart};
 use serde::Deserialize;
-use sha_crypt::{PasswordVerifier, ShaCrypt};
+
+pub use crate::credentials::{Credential, Secret};
 
 /// The demo configuration shipped as `examples/mailbagd/mailbag.toml`; `mailbagd`
 /// runs on it when started without `--config`.
@@ -172,33 +172,6 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// A password that never shows up in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a password.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The password bytes (only for comparing).
-    pub fn expose(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
-    }
-}
-
 /// Where a user's spam goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 pub enum SpamFolder {
@@ -208,46 +181,6 @@ pub enum SpamFolder {
     /// The INBOX, tagged in the Subject.
     #[serde(rename = "INBOX")]
     Inbox,
-}
-
-/// How a user's password is checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Credential {
-    /// A clear-text password from the config file.
-    Plain(Secret),
-    /// A SHA-crypt hash (`$5$...` SHA-256-crypt or `$6$...` SHA-512-crypt),
-    /// e.g. from `openssl passwd -6` or `mkpasswd -m sha-512`.
-    Hash(String),
-}
-
-impl Credential {
-    /// Checks a password in constant time (with respect to the content).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use mailbagd::config::{Credential, Secret};
-    /// let c = Credential::Plain(Secret::new("secret"));
-    /// assert!(c.verify(b"secret"));
-    /// assert!(!c.verify(b"secreT"));
-    /// ```
-    pub fn verify(&self, password: &[u8]) -> bool {
-        match self {
-            Credential::Plain(s) => constant_time_eq(s.expose(), password),
-            Credential::Hash(h) => ShaCrypt::default()
-                .verify_password(password, h.as_str())
-                .is_ok(),
-        }
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, x) in a.iter().enumerate() {
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
-    diff == 0
 }
 
 /// One mail user.
@@ -1401,15 +1334,6 @@ mod tests {
         assert!(c.authenticate("Joe", b"secret").is_none());
         assert!(c.authenticate("nobody", b"secret").is_none());
         assert!(c.authenticate("", b"").is_none());
-    }
-
-    #[test]
-    fn constant_time_eq_works() {
-        assert!(constant_time_eq(b"", b""));
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        assert!(!constant_time_eq(b"ab", b"abc"));
     }
 
     const USER: &str = "[[users]]\nname = \"joe\"\npassword = \"x\"\n";

@@ -22,6 +22,8 @@ use std::time::SystemTime;
 
 use mailbag_mailstore::queue::QueueError;
 use mailbag_mailstore::{Error as StoreError, Folder as StoreFolder, UserName};
+use mailbag_smtp_proto::date::DateTime;
+use mailbag_smtp_proto::trace::{Received, return_path};
 use mailbag_smtp_proto::types::Reply;
 use mailbag_spam_tag::{
     BuiltinScorer, Folder as SpamFolderChoice, HeaderRewriter, RewriteOptions, Score, UserSettings,
@@ -34,7 +36,6 @@ use crate::context::Context;
 use crate::envelope::{Envelope, forward_address};
 use crate::replies;
 use crate::spool::Spool;
-use crate::trace_headers::{ReceivedInfo, return_path};
 
 /// Octets read from the spool per step.
 const COPY_CHUNK: usize = 64 * 1024;
@@ -176,20 +177,21 @@ pub fn deliver(
     scan_source: Scan,
 ) -> Result<Report, DeliveryError> {
     let now = SystemTime::now();
-    let for_rcpt = env
-        .for_rcpt
-        .as_ref()
-        .map(|p| format!("<{}>", forward_address(p)));
-    let received = ReceivedInfo {
-        helo: env.helo.as_ref().map_or("", |h| h.as_str()),
-        client: env.client,
-        by: ctx.config.hostname.as_str(),
-        with: env.with,
-        id: env.id,
-        for_rcpt: for_rcpt.as_deref(),
-        time: now,
+    let for_rcpt = env.for_rcpt.as_ref().map(forward_address);
+    let date = DateTime::from_system_time(now, 0).map_err(|_| temp())?;
+    let mut received = Received::new(
+        env.helo.as_ref().map_or("", |h| h.as_str()),
+        env.client,
+        ctx.config.hostname.as_str(),
+        date,
+    )
+    .by_comment("mailbagd")
+    .with(env.with)
+    .id(env.id);
+    if let Some(r) = &for_rcpt {
+        received = received.recipient(r);
     }
-    .header();
+    let received = received.to_header();
     let mut report = Report::default();
 
     let users: Vec<(&User, UserSettings)> = env

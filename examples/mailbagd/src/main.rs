@@ -47,7 +47,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        server.run(mailbagd::cli::shutdown_signal()).await;
+        server.run(mailbagd::signals::shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }

@@ -23,6 +23,7 @@ use mailbag_mailstore::UserName;
 use mailbag_smtp_proto::address::{ForwardPath, ReversePath};
 use mailbag_smtp_proto::data::BareLfPolicy;
 use mailbag_smtp_proto::session::{Event, HelloKind, ServerConfig, ServerSession};
+use mailbag_smtp_proto::trace;
 use mailbag_smtp_proto::types::{HeloName, MailParams};
 use mailbag_spam_tag::spamd::{ScanOutcome, SpamdClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -134,7 +135,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
     cfg.greeting = "ESMTP Mailbag".into();
     cfg.max_message_size = config.smtp.max_message_size;
     cfg.max_recipients = config.smtp.max_recipients;
-    cfg.command_timeout = config.smtp.idle_timeout;
+    cfg.idle_timeout = config.smtp.idle_timeout;
     cfg.implicit_tls = conn.stream.is_tls();
     cfg.starttls = ctx.tls.is_some() && !cfg.implicit_tls;
     cfg.auth_mechanisms = Vec::new(); // AUTH off: POP-before-SMTP authorizes
@@ -142,7 +143,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
     // DSN (RFC 3461): NOTIFY, ORCPT, RET and ENVID are kept in the relay queue and honoured
     // by the bounces of the outbound engine.
     cfg.dsn = true;
-    let mut session = ServerSession::new(cfg);
+    let mut session = ServerSession::new(cfg).map_err(|e| session_error(&e.to_string()))?;
 
     let ip = conn.peer.ip();
     let mut stream = Some(conn.stream);
@@ -249,12 +250,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
                         session.reject(replies::local_error());
                         continue;
                     };
-                    let with = match (esmtp, session.is_tls()) {
-                        (true, true) => "ESMTPS",
-                        (true, false) => "ESMTP",
-                        (false, true) => "SMTPS",
-                        (false, false) => "SMTP",
-                    };
+                    let with = trace::protocol(esmtp, session.is_tls(), false, false);
                     let result = if t.spool_failed {
                         Err(DeliveryError(replies::local_error()))
                     } else {
@@ -274,7 +270,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
                         let scan_source = match &ctx.spamd {
                             // Only when a recipient wants it (per-user settings,
                             // the web page's overrides included).
-                            Some(client) if delivery::any_scanning(&ctx, &env.local) => {
+                            Some(client) if delivery::any_scanning(ctx, &env.local) => {
                                 spamd_scan(client, &mut sp).await
                             }
                             _ => Scan::Builtin,

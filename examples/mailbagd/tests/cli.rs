@@ -27,6 +27,27 @@ fn help_documents_config() {
     assert!(out.ok(), "{out:?}");
     assert!(out.stdout.contains("--config"), "{}", out.stdout);
     assert!(out.stdout.contains("embedded"), "{}", out.stdout);
+    // What mailbagd is, not what the package folder is.
+    assert!(
+        out.stdout.starts_with("mailbagd: an ISP mail server"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("Example programs"), "{}", out.stdout);
+    // The demo configuration: its user and its loopback ports.
+    for needle in [
+        "joe",
+        "secret",
+        "127.0.0.1:1110",
+        "127.0.0.1:2525",
+        "127.0.0.1:5870",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}: {}", out.stdout);
+    }
+    // Every subcommand.
+    assert!(out.stdout.contains("queue list"), "{}", out.stdout);
+    let queue = mailbagd(&["queue", "--help"], dir.path());
+    assert!(queue.ok() && queue.stdout.contains("list"), "{queue:?}");
 }
 
 #[test]

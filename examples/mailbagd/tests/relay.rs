@@ -176,7 +176,7 @@ async fn serve_inner(mut s: tokio::net::TcpStream, st: &Arc<Mutex<SinkState>>, t
     cfg.hostname = "sink.example".into();
     cfg.dsn = st.lock().expect("lock").dsn;
     cfg.starttls = !matches!(tls, SinkTls::Off);
-    let mut session = ServerSession::new(cfg);
+    let mut session = ServerSession::new(cfg).expect("sink config");
     if !talk(&mut s, &mut session, st).await {
         return;
     }

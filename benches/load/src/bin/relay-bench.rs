@@ -41,7 +41,9 @@ async fn sink(listener: tokio::net::TcpListener, count: Arc<AtomicU64>) {
             let mut cfg = ServerConfig::default();
             cfg.hostname = "sink.example".into();
             cfg.max_message_size = 0;
-            let mut session = ServerSession::new(cfg);
+            let Ok(mut session) = ServerSession::new(cfg) else {
+                return;
+            };
             let mut buf = vec![0u8; 65536];
             loop {
                 while let Some(ev) = session.next_event() {

@@ -16,44 +16,24 @@ use std::io::{self, Cursor, Read};
 use std::sync::Arc;
 
 use mailbag_mailstore::queue::{
-    BodyType, Envelope, NewEnvelope, Outcome as QOutcome, Recipient as QueueRecipient,
-    RecipientState, Ret as QRet,
+    BodyType, DeliveryLock, Envelope, NewEnvelope, Outcome as QOutcome,
+    Recipient as QueueRecipient, RecipientState, Ret as QRet,
 };
 use mailbag_smtp_proto::address::parse_forward_path;
+use mailbag_smtp_proto::date::DateTime;
 use mailbag_smtp_proto::dsn::{
-    Action, DEFAULT_FULL_RETURN_LIMIT, DsnBuilder, DsnDate, OriginalContent, RecipientReport,
+    Action, DEFAULT_FULL_RETURN_LIMIT, DsnBuilder, OriginalContent, RecipientReport,
     header_section_len,
 };
-use mailbag_smtp_proto::types::{EnhancedStatusCode, Ret};
+use mailbag_smtp_proto::types::Ret;
 use tracing::{debug, info, warn};
 
-use super::{Outbound, unix_now};
+use super::clock::unix_now;
 use crate::context::Context;
 use crate::relay::{self, Destination, Verdict};
 
 /// Most octets read to find the header section for `RET=HDRS`.
 const MAX_HEADER_READ: u64 = 1024 * 1024;
-
-/// The enhanced status of a stored reply (`"550 5.1.1 ..."`, `"5.4.7 ..."`) in `class`
-/// (5 for a failure report, 4 for a delay warning, 2 for a success report);
-/// `class.0.0` when there is none.
-pub fn report_status(reply: &str, class: u8) -> Option<EnhancedStatusCode> {
-    let found = reply.split_whitespace().take(3).find_map(|tok| {
-        let mut it = tok.split('.');
-        let (c, s, d) = (it.next()?, it.next()?, it.next()?);
-        if it.next().is_some() {
-            return None;
-        }
-        let c: u8 = c.parse().ok()?;
-        let s: u16 = s.parse().ok()?;
-        let d: u16 = d.parse().ok()?;
-        (matches!(c, 2 | 4 | 5)).then_some((s, d))
-    });
-    let (s, d) = found.unwrap_or((0, 0));
-    EnhancedStatusCode::new(class, s, d)
-        .or_else(|_| EnhancedStatusCode::new(class, 0, 0))
-        .ok()
-}
 
 /// The kind of report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +67,7 @@ pub enum Sent {
 /// sender, durably (see [`Sent`]).
 pub async fn send_report(
     ctx: &Arc<Context>,
-    engine: &Arc<Outbound>,
+    lock: &Arc<DeliveryLock>,
     env: &Envelope,
     which: &[usize],
     report: Report,
@@ -115,19 +95,19 @@ pub async fn send_report(
         }
         return Sent::NotWanted;
     }
-    let (action, class) = match report {
-        Report::Failed => (Action::Failed, 5),
-        Report::Delayed { .. } => (Action::Delayed, 4),
-        Report::Relayed => (Action::Relayed, 2),
+    let action = match report {
+        Report::Failed => Action::Failed,
+        Report::Delayed { .. } => Action::Delayed,
+        Report::Relayed => Action::Relayed,
     };
     let sh = Arc::clone(ctx);
-    let lock = Arc::clone(&engine.lock);
+    let lock = Arc::clone(lock);
     let env = env.clone();
     let result = tokio::task::spawn_blocking(move || {
         let config = &sh.config;
         let now = unix_now();
         let host = &config.hostname;
-        let date = DsnDate::new(now, 0).ok_or("bad date")?;
+        let date = DateTime::new(now, 0).map_err(|_| "bad date")?;
         let mut b = DsnBuilder::new(
             host.as_str(),
             format!("MAILER-DAEMON@{host}"),
@@ -139,7 +119,7 @@ pub async fn send_report(
         if let Some(e) = &env.envid {
             b.envid(e.as_str());
         }
-        if let Some(a) = DsnDate::new(env.arrival, 0) {
+        if let Ok(a) = DateTime::new(env.arrival, 0) {
             b.arrival_date(a);
         }
         b.smtputf8(env.smtputf8);
@@ -159,12 +139,10 @@ pub async fn send_report(
                 }
                 _ => continue,
             };
-            let Some(status) = report_status(&o.reply, class) else {
-                continue;
-            };
+            let status = action.status_from_reply(&o.reply);
             let mut rep = RecipientReport::new(r.address.as_str(), action, status);
             if let Report::Delayed { until } = report
-                && let Some(d) = DsnDate::new(until, 0)
+                && let Ok(d) = DateTime::new(until, 0)
             {
                 rep = rep.will_retry_until(d);
             }
@@ -176,7 +154,7 @@ pub async fn send_report(
             } else {
                 rep = rep.diagnostic(&o.reply);
             }
-            if let Some(d) = DsnDate::new(o.at, 0) {
+            if let Ok(d) = DateTime::new(o.at, 0) {
                 rep = rep.last_attempt(d);
             }
             b.recipient(rep);
@@ -253,29 +231,5 @@ pub async fn send_report(
             warn!(error = %e, "DSN task failed");
             Sent::Failed
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_from_stored_replies() {
-        let st = |s: &str| report_status(s, 5).map(|e| e.to_string());
-        assert_eq!(st("550 5.1.1 no such user").as_deref(), Some("5.1.1"));
-        assert_eq!(st("5.1.10 null MX").as_deref(), Some("5.1.10"));
-        assert_eq!(
-            st("5.4.7 message expired; last error: 451 4.4.1 refused").as_deref(),
-            Some("5.4.7")
-        );
-        // A temporary code becomes permanent in a failure report.
-        assert_eq!(st("451 4.4.1 connection refused").as_deref(), Some("5.4.1"));
-        assert_eq!(st("554 no enhanced code").as_deref(), Some("5.0.0"));
-        assert_eq!(st("").as_deref(), Some("5.0.0"));
-        // And the other way for a delay warning.
-        let d = |s: &str| report_status(s, 4).map(|e| e.to_string());
-        assert_eq!(d("451 4.3.0 later").as_deref(), Some("4.3.0"));
-        assert_eq!(d("connection refused").as_deref(), Some("4.0.0"));
     }
 }

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::credentials::constant_time_eq;
+
 /// Octets of randomness in a session id or CSRF token (128 bits).
 pub const TOKEN_BYTES: usize = 16;
 
@@ -69,14 +71,6 @@ impl fmt::Debug for Token {
 }
 
 const HEX: [u8; 16] = *b"0123456789abcdef";
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for (i, x) in a.iter().enumerate() {
-        diff |= x ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
-}
 
 /// Limits of the session table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,10 +4,10 @@
 //! through `spawn_blocking`.
 
 use std::io::{self, Read};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use crate::trace_headers::civil_from_days;
 use mailbag_mailstore::{Error as StoreError, Folder, Mailstore, Uid, UserName};
+use mailbag_smtp_proto::date::DateTime;
 use mailbag_spam_tag::{
     HeaderAction, HeaderRewriter, RewriteOptions, Summary, Template, remove_tag,
 };
@@ -22,18 +22,16 @@ use mailbag_spam_tag::{
 /// assert_eq!(format_time(UNIX_EPOCH + Duration::from_secs(1_795_000_000)), "2026-11-18 11:06 UTC");
 /// ```
 pub fn format_time(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    match DateTime::from_system_time(t, 0) {
+        Ok(d) => {
+            let c = d.civil();
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+                c.year, c.month, c.day, c.hour, c.minute
+            )
+        }
+        Err(_) => "–".to_owned(),
+    }
 }
 
 /// One message of the Spam page.
@@ -224,6 +222,7 @@ pub fn release(
 mod tests {
     use super::*;
     use mailbag_mailstore::MemoryStore;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn dates() {

@@ -1,0 +1,91 @@
+//! Credentials: passwords that never show in logs ([`Secret`]), how a
+//! user's password is checked ([`Credential`]), and the one constant-time
+//! comparison the server uses for passwords and tokens.
+
+use std::fmt;
+
+use serde::Deserialize;
+use sha_crypt::{PasswordVerifier, ShaCrypt};
+
+/// A password that never shows up in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a password.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The password bytes (only for comparing).
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// How a user's password is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// A clear-text password from the config file.
+    Plain(Secret),
+    /// A SHA-crypt hash (`$5$...` SHA-256-crypt or `$6$...` SHA-512-crypt),
+    /// e.g. from `openssl passwd -6` or `mkpasswd -m sha-512`.
+    Hash(String),
+}
+
+impl Credential {
+    /// Checks a password in constant time (with respect to the content).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbagd::credentials::{Credential, Secret};
+    /// let c = Credential::Plain(Secret::new("secret"));
+    /// assert!(c.verify(b"secret"));
+    /// assert!(!c.verify(b"secreT"));
+    /// ```
+    pub fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            Credential::Plain(s) => constant_time_eq(s.expose(), password),
+            Credential::Hash(h) => ShaCrypt::default()
+                .verify_password(password, h.as_str())
+                .is_ok(),
+        }
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths, not
+/// on where they differ (passwords, session tokens, CSRF tokens).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_works() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+    }
+}
