@@ -25,7 +25,10 @@
 //! - [`date`]: the RFC 5322 date-time ([`date::DateTime`]) used by DSNs and trace fields,
 //!   with the civil date parts for display.
 //! - [`trace`]: the `Received:` and `Return-Path:` trace fields a delivering server adds
-//!   (RFC 5321 section 4.4), safe against header injection from the client's values.
+//!   (RFC 5321 section 4.4), safe against header injection from the client's values, and
+//!   the count of `Received:` fields for loop detection (section 6.3).
+//! - [`line_endings`]: bare CR and bare LF in message content turned into CRLF, streaming,
+//!   for DATA and BDAT alike (what is stored or relayed then holds only CRLF).
 //! - `tokio_codec` (feature `tokio-codec`): `tokio_util::codec` adapters.
 //!
 //! # Example: driving the server session
@@ -93,6 +96,7 @@ pub mod codec;
 pub mod data;
 pub mod date;
 pub mod dsn;
+pub mod line_endings;
 pub mod session;
 #[cfg(feature = "tokio-codec")]
 pub mod tokio_codec;

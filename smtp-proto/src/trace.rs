@@ -257,10 +257,62 @@ pub fn return_path(sender: &str) -> String {
     format!("Return-Path: <{s}>\r\n")
 }
 
+/// How many `Received:` fields the header section of `message` holds. RFC 5321
+/// section 6.3: a server counts them and refuses a message with too many (a mail loop;
+/// `554 5.4.6`). Reads up to the first empty line, or all of `message` when it holds
+/// none (a prefix of a message); folded continuation lines are not fields.
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_smtp_proto::trace::received_count;
+///
+/// let m = b"Received: from a\r\n\tby b; Thu, 1 Jan 1970 00:00:00 +0000\r\nRECEIVED : x\r\n\
+///           Subject: Received: not a field\r\n\r\nReceived: in the body\r\n";
+/// assert_eq!(received_count(m), 2);
+/// assert_eq!(received_count(b""), 0);
+/// ```
+pub fn received_count(message: &[u8]) -> usize {
+    let mut n = 0;
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(name) = line.get(..8) else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case(b"received")
+            && line
+                .get(8..)
+                .is_some_and(|rest| rest.trim_ascii_start().first() == Some(&b':'))
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn received_fields_are_counted_in_the_header_only() {
+        let mut m = Vec::new();
+        for i in 0..51 {
+            m.extend_from_slice(format!("Received: from h{i}\r\n\tby x\r\n").as_bytes());
+        }
+        assert_eq!(received_count(&m), 51);
+        m.extend_from_slice(b"\r\nReceived: body\r\n");
+        assert_eq!(received_count(&m), 51);
+        assert_eq!(
+            received_count(b"Received-SPF: pass\r\nReceivedx: 1\r\n\r\n"),
+            0
+        );
+        assert_eq!(received_count(b"received:x\nReceived\t: y\n\n"), 2);
+    }
 
     fn epoch() -> DateTime {
         DateTime::new(0, 0).unwrap()

@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use mailbag_mailstore::UserName;
 use mailbag_smtp_proto::address::{Domain, LocalPart};
+use mailbag_smtp_proto::data::BareLfPolicy;
 use serde::Deserialize;
 
 pub use crate::credentials::{Credential, Secret};
@@ -233,6 +234,13 @@ pub struct SmtpConfig {
     pub max_recipients: usize,
     /// Close a connection idle for this long (default 5 minutes).
     pub idle_timeout: Duration,
+    /// What happens to a bare CR or bare LF in a message, DATA or BDAT alike
+    /// (`bare_line_endings`: `"normalize"`, the default, stores and relays it as CRLF;
+    /// `"reject"` refuses the message with `550 5.6.0`). Never stored or relayed as sent.
+    pub bare_line_endings: BareLfPolicy,
+    /// A message with more `Received:` fields than this is a mail loop and is refused
+    /// with `554 5.4.6` (default 50, RFC 5321 section 6.3).
+    pub max_received_headers: usize,
 }
 
 /// `[tls]`.
@@ -310,6 +318,11 @@ pub struct RelayConfig {
     /// How often the queue is scanned for due messages (default 10 seconds; new mail is
     /// tried at once).
     pub scan_interval: Duration,
+    /// Deliver to next hops at loopback, unspecified or link-local addresses found
+    /// through MX, A/AAAA records or address literals (default false: such hops are
+    /// refused, so DNS cannot point relayed mail back into this host or its network;
+    /// a configured `smarthost` is always used).
+    pub allow_internal_next_hops: bool,
 }
 
 /// The `smarthost` setting: a host name or IP address and a port.
@@ -492,6 +505,8 @@ struct RawSmtp {
     max_message_size: Option<u64>,
     max_recipients: Option<usize>,
     idle_timeout: Option<HumanDuration>,
+    bare_line_endings: Option<String>,
+    max_received_headers: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -535,6 +550,7 @@ struct RawRelay {
     dns_server: Option<SocketAddr>,
     mx_port: Option<u16>,
     scan_interval: Option<HumanDuration>,
+    allow_internal_next_hops: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -709,7 +725,24 @@ impl Config {
                 raw.smtp.idle_timeout,
                 Duration::from_secs(300),
             )?,
+            bare_line_endings: match raw.smtp.bare_line_endings.as_deref() {
+                None | Some("normalize") => BareLfPolicy::Normalize,
+                Some("reject") => BareLfPolicy::Reject,
+                Some(other) => {
+                    return Err(invalid(
+                        "smtp.bare_line_endings",
+                        format!("{other:?}: expected \"normalize\" or \"reject\""),
+                    ));
+                }
+            },
+            max_received_headers: raw.smtp.max_received_headers.unwrap_or(50),
         };
+        if smtp.max_received_headers == 0 {
+            return Err(invalid(
+                "smtp.max_received_headers",
+                "must be greater than zero",
+            ));
+        }
         if smtp.max_message_size == 0 {
             return Err(invalid(
                 "smtp.max_message_size",
@@ -859,6 +892,7 @@ impl Config {
                 r.scan_interval,
                 Duration::from_secs(10),
             )?,
+            allow_internal_next_hops: r.allow_internal_next_hops.unwrap_or(false),
         };
         if relay.concurrency == 0 {
             return Err(invalid("relay.concurrency", "must be greater than zero"));

@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use mailbag_mailstore::queue::QueueError;
 use mailbag_mailstore::{Error as StoreError, Folder as StoreFolder, UserName};
 use mailbag_smtp_proto::date::DateTime;
-use mailbag_smtp_proto::trace::{Received, return_path};
+use mailbag_smtp_proto::trace::{Received, received_count, return_path};
 use mailbag_smtp_proto::types::Reply;
 use mailbag_spam_tag::{
     BuiltinScorer, Folder as SpamFolderChoice, HeaderRewriter, RewriteOptions, Score, UserSettings,
@@ -39,6 +39,10 @@ use crate::spool::Spool;
 
 /// Octets read from the spool per step.
 const COPY_CHUNK: usize = 64 * 1024;
+
+/// How much of the start of a message is searched for `Received:` fields (the
+/// spool's in-memory part holds at least this much).
+const MAX_HEADER_INSPECTED: usize = 256 * 1024;
 
 /// Why a delivery failed: the SMTP reply to send (4xx: try again later; 5xx: a
 /// verdict about the message itself).
@@ -176,6 +180,15 @@ pub fn deliver(
     env: &Envelope,
     scan_source: Scan,
 ) -> Result<Report, DeliveryError> {
+    let hops = received_count(spool.head(MAX_HEADER_INSPECTED));
+    if hops > ctx.config.smtp.max_received_headers {
+        info!(
+            received = hops,
+            max = ctx.config.smtp.max_received_headers,
+            "mail loop: too many Received: fields"
+        );
+        return Err(DeliveryError(replies::mail_loop()));
+    }
     let now = SystemTime::now();
     let for_rcpt = env.for_rcpt.as_ref().map(forward_address);
     let date = DateTime::from_system_time(now, 0).map_err(|_| temp())?;

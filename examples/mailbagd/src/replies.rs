@@ -119,6 +119,25 @@ pub fn header_too_large() -> Reply<'static> {
     )
 }
 
+/// `550 5.6.0`: a bare CR or bare LF in the content under
+/// `smtp.bare_line_endings = "reject"`.
+pub fn bare_line_end() -> Reply<'static> {
+    reply(
+        ReplyCode::MAILBOX_UNAVAILABLE,
+        (5, 6, 0),
+        "Message contains a bare CR or bare LF; lines must end with CRLF",
+    )
+}
+
+/// `554 5.4.6`: more `Received:` fields than `smtp.max_received_headers` (a mail loop).
+pub fn mail_loop() -> Reply<'static> {
+    reply(
+        ReplyCode::TRANSACTION_FAILED,
+        (5, 4, 6),
+        "Too many Received: header fields: mail loop detected",
+    )
+}
+
 /// `452 4.2.2 Mailbox full` (temporary) or `552 5.2.2 Mailbox full`.
 pub fn mailbox_full(temporary: bool) -> Reply<'static> {
     if temporary {

@@ -22,9 +22,10 @@ use futures::future::BoxFuture;
 use mailbag_mailstore::UserName;
 use mailbag_smtp_proto::address::{ForwardPath, ReversePath};
 use mailbag_smtp_proto::data::BareLfPolicy;
+use mailbag_smtp_proto::line_endings::LineEndings;
 use mailbag_smtp_proto::session::{Event, HelloKind, ServerConfig, ServerSession};
 use mailbag_smtp_proto::trace;
-use mailbag_smtp_proto::types::{HeloName, MailParams};
+use mailbag_smtp_proto::types::{Body, HeloName, MailParams};
 use mailbag_spam_tag::spamd::{ScanOutcome, SpamdClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
@@ -65,6 +66,38 @@ struct Txn {
     accepted: usize,
     last_rcpt: Option<ForwardPath<'static>>,
     spool_failed: bool,
+    /// Bare CR and bare LF in the content become CRLF (DATA and BDAT alike), unless
+    /// the body is `BODY=BINARYMIME`.
+    line_ends: LineEndings,
+}
+
+impl Txn {
+    /// Spools a chunk of content with its line ends normalized.
+    fn spool(&mut self, spool: &mut Spool, chunk: &[u8]) {
+        if self.spool_failed {
+            return;
+        }
+        let result = if self.mail.body == Some(Body::BinaryMime) {
+            spool.write(chunk)
+        } else {
+            self.line_ends.feed(chunk, |run| spool.write(run))
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "spool write failed");
+            self.spool_failed = true;
+        }
+    }
+
+    /// The end of the content: a CR held back from the last chunk.
+    fn finish_spool(&mut self, spool: &mut Spool) {
+        if self.spool_failed {
+            return;
+        }
+        if let Err(e) = self.line_ends.finish(|run| spool.write(run)) {
+            warn!(error = %e, "spool write failed");
+            self.spool_failed = true;
+        }
+    }
 }
 
 fn shown(fp: &ForwardPath<'_>) -> String {
@@ -139,7 +172,8 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
     cfg.implicit_tls = conn.stream.is_tls();
     cfg.starttls = ctx.tls.is_some() && !cfg.implicit_tls;
     cfg.auth_mechanisms = Vec::new(); // AUTH off: POP-before-SMTP authorizes
-    cfg.bare_lf = BareLfPolicy::Normalize;
+    let bare_policy = config.smtp.bare_line_endings;
+    cfg.bare_lf = bare_policy;
     // DSN (RFC 3461): NOTIFY, ORCPT, RET and ENVID are kept in the relay queue and honoured
     // by the bounces of the outbound engine.
     cfg.dsn = true;
@@ -184,6 +218,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
                         accepted: 0,
                         last_rcpt: None,
                         spool_failed: false,
+                        line_ends: LineEndings::new(),
                     });
                     if let Some(s) = spool.as_mut() {
                         s.clear();
@@ -227,12 +262,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
                 }
                 Event::BodyChunk(chunk) => {
                     if let (Some(t), Some(s)) = (txn.as_mut(), spool.as_mut()) {
-                        if !t.spool_failed {
-                            if let Err(e) = s.write(chunk) {
-                                warn!(error = %e, "spool write failed");
-                                t.spool_failed = true;
-                            }
-                        }
+                        t.spool(s, chunk);
                     }
                 }
                 Event::MessageAborted(e) => {
@@ -245,11 +275,22 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
                 Event::MessageComplete { size } => {
                     in_data = false;
                     complete = true;
-                    let Some(t) = txn.take() else {
+                    let Some(mut t) = txn.take() else {
                         // The session only completes a message of an open transaction.
                         session.reject(replies::local_error());
                         continue;
                     };
+                    if let Some(s) = spool.as_mut() {
+                        t.finish_spool(s);
+                    }
+                    if bare_policy == BareLfPolicy::Reject && t.line_ends.bare_line_ends() > 0 {
+                        info!(
+                            bare = t.line_ends.bare_line_ends(),
+                            "message refused: bare CR or LF (smtp.bare_line_endings = reject)"
+                        );
+                        session.reject(replies::bare_line_end());
+                        continue;
+                    }
                     let with = trace::protocol(esmtp, session.is_tls(), false, false);
                     let result = if t.spool_failed {
                         Err(DeliveryError(replies::local_error()))

@@ -14,7 +14,7 @@ use mailbag_smtp_proto::types::{EnhancedStatusCode, Reply, ReplyCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
-use common::{Options, Server, message, py_pop_login, py_send, require, wait_until};
+use common::{Options, Server, message, py_pop_login, py_send, raw_smtp, require, wait_until};
 
 /// How the sink answers RCPT TO.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,6 +330,107 @@ fn relayed_mail_reaches_the_smarthost_intact() {
     assert_eq!(sink.count(), 1);
 }
 
+/// Bare CR and bare LF in relayed mail reach the next hop as CRLF (SMTP smuggling:
+/// `line1\r.\r\nMAIL FROM:` must not reach a receiver that ends data at a bare CR).
+#[test]
+fn relayed_mail_has_only_crlf_line_ends_for_data_and_bdat() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::Accept);
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+        "OK 0 0"
+    );
+    let body = b"Subject: s\r\n\r\nline1\r.\r\nMAIL FROM:<evil@x.example>\r\nb\nc\r\n";
+    let mut data = body.to_vec();
+    data.extend_from_slice(b".\r\n");
+    let mut bdat = format!("BDAT {} LAST\r\n", body.len()).into_bytes();
+    bdat.extend_from_slice(body);
+    for last in [data, bdat] {
+        let mut steps: Vec<&[u8]> = vec![
+            b"EHLO client.example\r\n",
+            b"MAIL FROM:<joe@example.test>\r\n",
+            b"RCPT TO:<friend@elsewhere.example>\r\n",
+        ];
+        if last.starts_with(b"Subject") {
+            steps.push(b"DATA\r\n");
+        }
+        steps.push(&last);
+        let replies = raw_smtp(&server, "smtp", "127.0.0.2", &steps);
+        assert!(
+            replies.last().is_some_and(|r| r.starts_with("250")),
+            "{replies:?}\n{}",
+            server.log()
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 2),
+        "not delivered; log:\n{}",
+        server.log()
+    );
+    let g = sink.state.lock().expect("lock");
+    for m in &g.messages {
+        let b = &m.body;
+        let clean = b.iter().enumerate().all(|(i, &c)| match c {
+            b'\r' => b.get(i + 1) == Some(&b'\n'),
+            b'\n' => i > 0 && b[i - 1] == b'\r',
+            _ => true,
+        });
+        let text = String::from_utf8_lossy(b);
+        assert!(clean, "bare line end relayed: {text:?}");
+        assert!(
+            text.ends_with("line1\r\n.\r\nMAIL FROM:<evil@x.example>\r\nb\r\nc\r\n"),
+            "{text:?}"
+        );
+    }
+}
+
+/// An address literal (or MX, A/AAAA record) that points at loopback is refused as a
+/// next hop unless `[relay] allow_internal_next_hops = true`: the mail bounces with
+/// 5.4.4 instead of being delivered into this host.
+#[test]
+fn internal_next_hops_are_refused_unless_allowed() {
+    if !require("python3") {
+        return;
+    }
+    for allowed in [false, true] {
+        let sink = Sink::start(Mode::Accept);
+        let opts = Options {
+            relay: format!(
+                "mx_port = {}\nretry_schedule = \"1s\"\nscan_interval = \"1s\"\n\
+                 command_timeout = \"10s\"\nconnect_timeout = \"5s\"\n\
+                 allow_internal_next_hops = {allowed}\n",
+                sink.port
+            ),
+            ..Options::default()
+        };
+        let server = Server::start_with(opts, |_| {});
+        relay_one(&server, "someone@[127.0.0.1]", "to a literal");
+        if allowed {
+            assert!(
+                wait_until(Duration::from_secs(15), || sink.count() == 1),
+                "not delivered; log:\n{}",
+                server.log()
+            );
+            assert!(server.message_texts("joe", "").is_empty());
+            continue;
+        }
+        assert!(
+            wait_until(Duration::from_secs(15), || !server
+                .message_texts("joe", "")
+                .is_empty()),
+            "no bounce; log:\n{}",
+            server.log()
+        );
+        let texts = server.message_texts("joe", "");
+        let status = parse_delivery_status(texts[0].as_bytes()).expect("a well-formed DSN");
+        assert_eq!(status.recipients[0].status.to_string(), "5.4.4");
+        assert_eq!(sink.count(), 0);
+    }
+}
+
 #[test]
 fn temporary_failure_then_success_delivers_exactly_once() {
     if !require("python3") {
@@ -377,6 +478,17 @@ fn permanent_failure_bounces_a_dsn_to_the_local_sender() {
         "{dsn}"
     );
     assert!(dsn.contains("Auto-Submitted: auto-replied"), "{dsn}");
+    // The MIME boundary carries 128 random bits (32 hex digits), nothing guessable.
+    let boundary = dsn
+        .split("boundary=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("boundary");
+    let random = boundary.strip_prefix("=_mailbag_dsn_").expect("prefix");
+    assert!(
+        random.len() == 32 && random.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{boundary}"
+    );
     // The original comes back (no RET: the full message).
     assert!(dsn.contains("Subject: will bounce"), "{dsn}");
     let status = parse_delivery_status(dsn.as_bytes()).expect("a well-formed DSN");
@@ -671,6 +783,7 @@ mx_port = {port}
 scan_interval = "1s"
 command_timeout = "10s"
 connect_timeout = "5s"
+allow_internal_next_hops = true
 [[users]]
 name = "joe"
 password = "secret"

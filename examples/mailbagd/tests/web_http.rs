@@ -838,3 +838,29 @@ fn hostile_names_and_subjects_are_escaped_and_csp_forbids_inline_script() {
         &c.post("/spam/release", &format!("csrf={csrf}&uid=%3Cscript%3E")),
     );
 }
+
+/// Issue 14 item 17: 19 Spam messages whose `From:` is `=?a` × 21,000 (a header that
+/// made a quadratic decoder take seconds per page). The page still lists them, with the
+/// shown sender cut to its bound (spam-tag's linear RFC 2047 decoder).
+#[test]
+fn pathological_encoded_words_are_shown_cut_to_their_bound() {
+    let server = WebServer::start(FAST);
+    let spam_new = server.data.join("joe").join(".Spam").join("new");
+    std::fs::create_dir_all(&spam_new).unwrap();
+    let from = "=?a".repeat(21_000);
+    for i in 0..19 {
+        let msg = format!(
+            "From: {from}\r\nSubject: heavy {i}\r\nX-Spam-Status: Yes, score=9.0 required=5.0\r\n\r\nbody\r\n"
+        );
+        std::fs::write(spam_new.join(format!("17000000{i:02}.M1P1.test")), msg).unwrap();
+    }
+    let mut c = Client::new(server.web());
+    login_ok(&mut c, "joe");
+    let spam = c.get("/spam");
+    assert_eq!(spam.status, 200);
+    let body = unescape(&spam.body);
+    assert!(body.contains("heavy 0"), "{}", spam.body);
+    // No row shows more than the bounded sender (200 characters and an ellipsis).
+    assert!(!body.contains(&"=?a".repeat(100)), "sender not cut");
+    assert!(body.len() < 200_000, "page of {} octets", body.len());
+}

@@ -35,6 +35,26 @@ use crate::relay::{self, Destination, Verdict};
 /// Most octets read to find the header section for `RET=HDRS`.
 const MAX_HEADER_READ: u64 = 1024 * 1024;
 
+/// Random bits in a DSN's MIME boundary: 128, so that nobody can guess it and embed
+/// it in a message to forge the parts of a "Mail Delivery System" report.
+pub const BOUNDARY_RANDOM_BITS: usize = 128;
+
+/// A fresh MIME boundary: `=_mailbag_dsn_` and [`BOUNDARY_RANDOM_BITS`] bits from the
+/// OS random number generator in hex.
+///
+/// # Errors
+///
+/// The OS RNG failed (the DSN stays owed and is tried again).
+pub fn mime_boundary() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; BOUNDARY_RANDOM_BITS / 8];
+    getrandom::fill(&mut bytes)?;
+    let mut b = String::from("=_mailbag_dsn_");
+    for x in bytes {
+        b.push_str(&format!("{x:02x}"));
+    }
+    Ok(b)
+}
+
 /// The kind of report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Report {
@@ -113,7 +133,7 @@ pub async fn send_report(
             format!("MAILER-DAEMON@{host}"),
             env.reverse_path.as_str(),
             date,
-            format!("=_mailbag_dsn_{}_{now}", env.id),
+            mime_boundary().map_err(|_| "no random boundary")?,
             format!("<{}.{now}.dsn@{host}>", env.id),
         );
         if let Some(e) = &env.envid {

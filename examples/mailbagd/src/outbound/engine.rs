@@ -549,7 +549,14 @@ async fn attempt(
         let route: Result<Route, RouteError> = match &config.relay.smarthost {
             Some(s) => mx::route_smarthost(&s.host, s.port, engine.resolver.as_ref()).await,
             None => {
-                mx::route_domain(&dest, engine.resolver.as_ref(), config.relay.mx_port, seed).await
+                let route =
+                    mx::route_domain(&dest, engine.resolver.as_ref(), config.relay.mx_port, seed)
+                        .await;
+                if config.relay.allow_internal_next_hops {
+                    route
+                } else {
+                    route.and_then(mx::without_internal_hops)
+                }
             }
         };
         let route = match route {

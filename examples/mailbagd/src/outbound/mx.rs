@@ -96,6 +96,48 @@ pub enum RouteError {
     },
 }
 
+/// Is `ip` an address relayed mail must not be sent to unless the admin allows it:
+/// loopback, unspecified, or link-local (IPv4-mapped IPv6 addresses count as their
+/// IPv4 address)?
+pub fn is_internal(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// The route without the addresses [`is_internal`] refuses (`[relay]
+/// allow_internal_next_hops = false`, the default): DNS or an address literal must not
+/// send relayed mail back into this host or its link. A hop left without addresses is
+/// dropped; no hop left is a permanent failure (`5.4.4`).
+///
+/// # Errors
+///
+/// [`RouteError::Permanent`] when every address of every hop is internal.
+pub fn without_internal_hops(route: Route) -> Result<Route, RouteError> {
+    let hops: Vec<Hop> = route
+        .hops
+        .into_iter()
+        .filter_map(|mut hop| {
+            hop.addrs.retain(|a| !is_internal(a.ip()));
+            (!hop.addrs.is_empty()).then_some(hop)
+        })
+        .collect();
+    if hops.is_empty() {
+        return Err(RouteError::Permanent {
+            status: "5.4.4",
+            text: "every next hop is a loopback, unspecified or link-local address".into(),
+        });
+    }
+    Ok(Route { hops })
+}
+
 /// Parses an address literal as `final_domain()` gives it: `[192.0.2.1]`, `[IPv6:2001:db8::1]`.
 pub fn parse_literal(domain: &str) -> Option<IpAddr> {
     let inner = domain.strip_prefix('[')?.strip_suffix(']')?;
@@ -611,5 +653,50 @@ mod tests {
         assert_eq!(r.hops[0].name, "relay.isp.example");
         let e = rt().block_on(route_smarthost("unknown.example", 25, &dns));
         assert!(matches!(e, Err(RouteError::Temporary { .. })));
+    }
+
+    #[test]
+    fn internal_next_hops_are_refused() {
+        for a in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "0.0.0.0",
+            "169.254.1.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_internal(a.parse().unwrap()), "{a}");
+        }
+        for a in ["192.0.2.1", "10.0.0.1", "2001:db8::1", "::ffff:192.0.2.1"] {
+            assert!(!is_internal(a.parse().unwrap()), "{a}");
+        }
+        let hop = |name: &str, addrs: &[&str]| Hop {
+            name: name.into(),
+            addrs: addrs
+                .iter()
+                .map(|a| SocketAddr::new(a.parse().unwrap(), 25))
+                .collect(),
+        };
+        let route = Route {
+            hops: vec![hop("a", &["127.0.0.1"]), hop("b", &["::1", "192.0.2.7"])],
+        };
+        assert_eq!(
+            without_internal_hops(route),
+            Ok(Route {
+                hops: vec![hop("b", &["192.0.2.7"])]
+            })
+        );
+        let all_internal = Route {
+            hops: vec![hop("a", &["127.0.0.1"]), hop("c", &["fe80::2"])],
+        };
+        assert!(matches!(
+            without_internal_hops(all_internal),
+            Err(RouteError::Permanent {
+                status: "5.4.4",
+                ..
+            })
+        ));
     }
 }

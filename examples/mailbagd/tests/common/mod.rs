@@ -127,6 +127,8 @@ pub struct Options {
     pub spam_retention: String,
     pub sweep_interval: String,
     pub smtp_idle: String,
+    /// Extra TOML lines for the `[smtp]` table.
+    pub smtp: String,
     pub pop3_idle: String,
     /// `spam.spamd` address, if any.
     pub spamd: Option<String>,
@@ -145,6 +147,7 @@ impl Default for Options {
             spam_retention: "7d".into(),
             sweep_interval: "1h".into(),
             smtp_idle: "5m".into(),
+            smtp: String::new(),
             pop3_idle: "10m".into(),
             spamd: None,
             relay: "smarthost = \"127.0.0.1:1\"\n".into(),
@@ -207,6 +210,7 @@ submission_listen = ["127.0.0.1:0"]
 tls_listen = {tls_listen}
 max_message_size = 1048576
 idle_timeout = "{smtp_idle}"
+{smtp_extra}
 {tls}
 [pop_before_smtp]
 window = "{window}"
@@ -248,6 +252,7 @@ spam_scanning = false
             hash = SECRET_HASH,
             pop3_idle = opts.pop3_idle,
             smtp_idle = opts.smtp_idle,
+            smtp_extra = opts.smtp,
             spamd = opts
                 .spamd
                 .as_ref()
@@ -570,3 +575,53 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Speaks SMTP step by step from source address `src` to the `role` listener: sends
+/// each step as given (raw octets: bare CR and LF go out unchanged) and reads one
+/// complete reply after it. Returns every reply, one per step, greeting first.
+pub fn raw_smtp(server: &Server, role: &str, src: &str, steps: &[&[u8]]) -> Vec<String> {
+    let path = server.dir.path().join(format!("steps-{}", rand_suffix()));
+    let mut file = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        if i > 0 {
+            file.extend_from_slice(STEP_MARK);
+        }
+        file.extend_from_slice(step);
+    }
+    fs::write(&path, file).expect("write steps");
+    let port = server.port(role).to_string();
+    let script = r#"
+import socket, sys, re
+host, port, src, path = sys.argv[1:5]
+steps = open(path, 'rb').read().split(b'\n--STEP--\n')
+s = socket.create_connection((host, int(port)), 20, source_address=(src, 0))
+buf = b''
+def reply():
+    global buf
+    while True:
+        lines = buf.split(b'\r\n')
+        for i, l in enumerate(lines[:-1]):
+            if re.match(rb'^\d{3}( |$)', l):
+                out = b'\r\n'.join(lines[:i + 1])
+                buf = b'\r\n'.join(lines[i + 1:])
+                return out.decode('utf-8', 'replace')
+        b = s.recv(65536)
+        if not b:
+            r = buf.decode('utf-8', 'replace'); buf = b''
+            return r or 'EOF'
+        buf += b
+print(reply().replace('\r\n', ' | '))
+for st in steps:
+    s.sendall(st)
+    print(reply().replace('\r\n', ' | '))
+"#;
+    let out = python(
+        script,
+        &["127.0.0.1", &port, src, path.to_str().expect("utf8")],
+    );
+    assert!(out.ok(), "raw SMTP client failed: {out:?}");
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+/// Separates the steps of [`raw_smtp`] in its step file.
+const STEP_MARK: &[u8] = b"\n--STEP--\n";
