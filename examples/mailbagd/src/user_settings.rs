@@ -52,6 +52,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -207,6 +208,7 @@ pub fn save_file(path: &Path, overrides: &Overrides) -> Result<(), SettingsError
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600) // private, as the mail next to it
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
         f.write_all(overrides.to_toml().as_bytes())
