@@ -339,8 +339,12 @@ mod tests {
             s.effective(c.user("ann").unwrap()).spam_folder,
             SpamFolder::Inbox
         );
-        let text = fs::read_to_string(dir.path().join("joe").join(SETTINGS_FILE)).unwrap();
+        let path = dir.path().join("joe").join(SETTINGS_FILE);
+        let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("spam_folder = \"INBOX\""), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "settings file mode {mode:o}");
         assert!(text.contains("spam_scanning = false"), "{text}");
         let again = SettingsStore::new(dir.path());
         assert_eq!(again.overrides("joe"), o);
