@@ -152,11 +152,15 @@ impl Context {
                 // Made by someone else (`mkdir`, another delivery agent): complete
                 // it now. A Maildir that cannot be completed must not keep the
                 // others from being served: its deliveries get 451 until repaired.
-                Err(StoreError::UserExists(_)) => {
-                    if let Err(e) = store.repair_user(&u.name) {
-                        warn!(user = %u.name, error = %e, "Maildir incomplete and cannot be completed");
+                Err(StoreError::UserExists(_)) => match store.repair_user(&u.name) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!(user = %u.name, "the user's Maildir path is not a directory: deliveries get 451 until it is repaired");
                     }
-                }
+                    Err(e) => {
+                        warn!(user = %u.name, error = %e, "Maildir incomplete and cannot be completed: deliveries get 451 until it is repaired");
+                    }
+                },
                 Err(e) => return Err(store_err(e)),
             }
         }

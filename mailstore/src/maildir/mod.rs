@@ -502,7 +502,13 @@ impl Inner {
                 unsaved: None,
             });
         }
-        let _lock = FileLock::exclusive(&dir.join(UIDLIST_LOCK))?;
+        // Without the lock (its file cannot be created on a full disk) the
+        // index is only read, never written: new messages get provisional UIDs.
+        let (_lock, lock_error) = match FileLock::exclusive(&dir.join(UIDLIST_LOCK)) {
+            Ok(l) => (Some(l), None),
+            Err(e @ Error::Io { .. }) => (None, Some(e)),
+            Err(e) => return Err(e),
+        };
         let list_path = dir.join(uidlist::FILE_NAME);
         let (list, mut changed) = match fs::read(&list_path) {
             Ok(b) => match UidList::parse(&b) {
@@ -596,7 +602,11 @@ impl Inner {
                     })
                     .collect(),
             };
-            if let Err(e) = self.write_atomic(dir, &new_list.serialize()) {
+            let written = match lock_error {
+                Some(e) => Err(e),
+                None => self.write_atomic(dir, &new_list.serialize()),
+            };
+            if let Err(e) = written {
                 // Still serve the folder: the UIDs assigned now are not
                 // durable, so they must not be handed out (the next scan could
                 // give them to other messages); derive them from the names.
@@ -1613,8 +1623,19 @@ mod tests {
         let again: Vec<Uid> = md.entries().iter().map(|e| e.uid.clone()).collect();
         assert_eq!(again, uids[..2].to_vec());
         drop(md);
-        // Writable again: the index is written, and no UID ever seen is reused.
+        // The index lock cannot be taken (as when its file cannot be created):
+        // still served, read only.
         fs::remove_dir(&blocker).unwrap();
+        let lock = t.path().join("joe").join(UIDLIST_LOCK);
+        fs::remove_file(&lock).unwrap();
+        fs::create_dir(&lock).unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert!(md.index_error().is_some());
+        let again: Vec<Uid> = md.entries().iter().map(|e| e.uid.clone()).collect();
+        assert_eq!(again, uids[..2].to_vec());
+        drop(md);
+        fs::remove_dir(&lock).unwrap();
+        // Writable again: the index is written, and no UID ever seen is reused.
         let md = s.open_maildrop(&joe()).unwrap();
         assert!(md.index_error().is_none());
         let now: Vec<Uid> = md.entries().iter().map(|e| e.uid.clone()).collect();
