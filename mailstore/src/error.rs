@@ -76,13 +76,25 @@ impl Error {
     /// Whether the condition may go away by itself, so that the sender should
     /// retry later (SMTP 4xx: 451 for I/O, 452 for storage) rather than give up (5xx).
     ///
-    /// Temporary: [`Error::Io`], [`Error::InUse`], and [`Error::QuotaExceeded`]
-    /// when the store is configured so (`quota_tempfail`).
+    /// A local fault is never a reason to refuse a message for good: every
+    /// error is temporary except a verdict about the message or the request
+    /// itself — [`Error::MessageTooLarge`], [`Error::QuotaExceeded`] unless the
+    /// store is configured to report it as temporary (`quota_tempfail`),
+    /// [`Error::UnknownUser`], [`Error::InvalidUserName`], [`Error::UserExists`],
+    /// [`Error::InvalidUid`], [`Error::NoSuchMessage`] and [`Error::MessageDeleted`].
+    /// [`Error::Io`] (permissions, EIO, a full disk, a broken Maildir),
+    /// [`Error::InUse`] and [`Error::DeliveryFailed`] are temporary.
     pub fn is_temporary(&self) -> bool {
         match self {
-            Error::Io { .. } | Error::InUse => true,
             Error::QuotaExceeded { temporary, .. } => *temporary,
-            _ => false,
+            Error::MessageTooLarge { .. }
+            | Error::UnknownUser(_)
+            | Error::InvalidUserName(_)
+            | Error::UserExists(_)
+            | Error::InvalidUid(_)
+            | Error::NoSuchMessage
+            | Error::MessageDeleted => false,
+            Error::Io { .. } | Error::InUse | Error::DeliveryFailed => true,
         }
     }
 
@@ -120,6 +132,10 @@ mod tests {
         assert!(!Error::UnknownUser("joe".into()).is_temporary());
         assert!(!Error::MessageTooLarge { limit: 3 }.is_temporary());
         assert!(!Error::InvalidUserName("empty").is_temporary());
+        // A delivery that failed for a local reason is retried, not refused.
+        assert!(Error::DeliveryFailed.is_temporary());
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        assert!(Error::io("write", "/x", full).is_temporary());
     }
 
     #[test]

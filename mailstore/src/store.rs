@@ -250,6 +250,15 @@ pub trait Maildrop: Send + fmt::Debug {
     /// Whether message `n` is marked as deleted.
     fn is_deleted(&self, n: usize) -> bool;
 
+    /// A failure while opening that did not keep the maildrop from being
+    /// served, for the caller to log: the UID index could not be rewritten
+    /// (a full disk), so the UIDs of messages new to it are provisional
+    /// (derived from their file names; stable, and never a UID handed out
+    /// otherwise). `None` by default.
+    fn index_error(&self) -> Option<&Error> {
+        None
+    }
+
     /// Count and total size of the messages not marked as deleted (POP3 `STAT`).
     fn stat(&self) -> (usize, u64) {
         self.entries()

@@ -423,6 +423,11 @@ pub struct LimitsConfig {
     /// On SIGTERM/SIGINT, how long in-flight work may take before it is
     /// cut off (default 30 seconds).
     pub shutdown_timeout: Duration,
+    /// Free octets the data and queue file systems must keep: below it SMTP
+    /// refuses new mail with `452 4.3.1` (default
+    /// [`DEFAULT_MIN_FREE_SPACE`](crate::disk_space::DEFAULT_MIN_FREE_SPACE),
+    /// 256 MiB; `0`: no check).
+    pub min_free_space: u64,
 }
 
 /// A validated `mailbagd` configuration.
@@ -560,6 +565,7 @@ struct RawLimits {
     max_connections_per_ip: Option<usize>,
     tls_handshake_timeout: Option<HumanDuration>,
     shutdown_timeout: Option<HumanDuration>,
+    min_free_space: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -907,6 +913,12 @@ impl Config {
             return Err(invalid("relay.mx_port", "must be greater than zero"));
         }
 
+        // `[limits] min_free_space` (storage safety).
+        let min_free_space = match raw.limits.min_free_space.as_deref() {
+            None => crate::disk_space::DEFAULT_MIN_FREE_SPACE,
+            Some(s) => crate::disk_space::parse_size(s)
+                .map_err(|e| invalid("limits.min_free_space", &e))?,
+        };
         let limits = LimitsConfig {
             max_connections: raw.limits.max_connections.unwrap_or(1000),
             max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(20),
@@ -920,6 +932,7 @@ impl Config {
                 raw.limits.shutdown_timeout,
                 Duration::from_secs(30),
             )?,
+            min_free_space,
         };
         if limits.max_connections == 0 {
             return Err(invalid(
@@ -1146,6 +1159,18 @@ mod tests {
         let u = &c.users[0];
         assert!(u.spam_scanning && u.subject_prefix);
         assert_eq!(u.spam_folder, SpamFolder::Spam);
+    }
+
+    #[test]
+    fn min_free_space_default_sizes_and_errors() {
+        let c = parse(USERS).unwrap();
+        assert_eq!(c.limits.min_free_space, 256 << 20);
+        let c = parse(&format!("[limits]\nmin_free_space = \"1G\"\n{USERS}")).unwrap();
+        assert_eq!(c.limits.min_free_space, 1 << 30);
+        let c = parse(&format!("[limits]\nmin_free_space = \"0\"\n{USERS}")).unwrap();
+        assert_eq!(c.limits.min_free_space, 0);
+        let e = parse(&format!("[limits]\nmin_free_space = \"lots\"\n{USERS}")).unwrap_err();
+        assert!(e.to_string().contains("limits.min_free_space"), "{e}");
     }
 
     #[test]

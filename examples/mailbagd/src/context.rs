@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,11 +21,14 @@ use mailbag_spam_tag::spamd::{SpamdClient, SpamdOptions};
 use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use mailbag_mailstore::queue::{Queue, QueueError, QueueOptions};
 
 use crate::config::Config;
+use crate::disk_space;
 use crate::limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
+use crate::spool::{SPOOL_DIR, remove_stale};
 use crate::tls::{TlsError, load_acceptor};
 use crate::user_settings::SettingsStore;
 
@@ -126,10 +130,15 @@ impl Context {
             path: config.data_dir.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| ContextError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
+        // Private: it holds everyone's mail (an existing directory keeps its mode).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .map_err(|source| ContextError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
         let mut opts = MaildirOptions::default();
         opts.max_message_size = config
             .smtp
@@ -139,9 +148,27 @@ impl Context {
         let store = MaildirStore::new(&config.data_dir, opts).map_err(store_err)?;
         for u in &config.users {
             match store.create_user(&u.name) {
-                Ok(()) | Err(StoreError::UserExists(_)) => {}
+                Ok(()) => {}
+                // Made by someone else (`mkdir`, another delivery agent): complete
+                // it now. A Maildir that cannot be completed must not keep the
+                // others from being served: its deliveries get 451 until repaired.
+                Err(StoreError::UserExists(_)) => match store.repair_user(&u.name) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!(user = %u.name, "the user's Maildir path is not a directory: deliveries get 451 until it is repaired");
+                    }
+                    Err(e) => {
+                        warn!(user = %u.name, error = %e, "Maildir incomplete and cannot be completed: deliveries get 451 until it is repaired");
+                    }
+                },
                 Err(e) => return Err(store_err(e)),
             }
+        }
+        let spool_dir = config.data_dir.join(SPOOL_DIR);
+        match remove_stale(&spool_dir) {
+            Ok(0) => {}
+            Ok(n) => info!(removed = n, dir = %spool_dir.display(), "removed stale spool files"),
+            Err(e) => warn!(dir = %spool_dir.display(), error = %e, "spool directory"),
         }
         let mut qopts = QueueOptions::default();
         qopts.max_message_size = config
@@ -196,6 +223,29 @@ impl Context {
     /// [`LimitExceeded`] when the total or the client's share is used up.
     pub fn acquire_connection(&self, ip: IpAddr) -> Result<ConnectionPermit, LimitExceeded> {
         self.limiter.try_acquire(ip)
+    }
+
+    /// Whether the data or the queue file system has less free space than
+    /// `[limits] min_free_space` (never when it is `0`). A file system whose
+    /// free space cannot be read counts as low: the check fails safe.
+    pub fn storage_low(&self) -> bool {
+        let min = self.config.limits.min_free_space;
+        if min == 0 {
+            return false;
+        }
+        [&self.config.data_dir, &self.config.relay.queue_dir]
+            .into_iter()
+            .any(|dir| match disk_space::available(dir) {
+                Ok(free) if free >= min => false,
+                Ok(free) => {
+                    warn!(dir = %dir.display(), free, min_free_space = min, "free space below limits.min_free_space: refusing new mail");
+                    true
+                }
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "cannot read free space: refusing new mail");
+                    true
+                }
+            })
     }
 
     /// The next connection id (for log lines and `Received:` ids).

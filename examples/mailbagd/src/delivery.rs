@@ -62,12 +62,19 @@ impl DeliveryError {
         self.0.code().class() == 4
     }
 
+    /// The reply for a store error: only a verdict about the message is
+    /// permanent (too big, a full mailbox when the store says so); every
+    /// other failure is a local fault (I/O, permissions, a full disk, a
+    /// broken Maildir, even a configured user's Maildir gone) and gets
+    /// `451 4.3.0`, so the client keeps the message and retries.
     fn from_store(e: &StoreError) -> DeliveryError {
         DeliveryError(match e {
             StoreError::MessageTooLarge { .. } => replies::too_big(),
             StoreError::QuotaExceeded { .. } => replies::mailbox_full(e.is_temporary()),
-            _ if e.is_temporary() => replies::delivery_deferred(),
-            _ => replies::delivery_failed(),
+            _ => {
+                tracing::warn!(error = %e, "local delivery");
+                replies::delivery_deferred()
+            }
         })
     }
 }

@@ -48,6 +48,7 @@ pub mod config;
 pub mod context;
 pub mod credentials;
 pub mod delivery;
+pub mod disk_space;
 pub mod envelope;
 pub mod limits;
 pub mod listener;

@@ -269,6 +269,11 @@ async fn handle_event(
             .await?;
             match opened {
                 Ok(md) => {
+                    if let Some(e) = md.index_error() {
+                        // Served anyway (a full disk must not lock users out of
+                        // deleting mail); new messages have provisional UIDs.
+                        warn!(user = %user, error = %e, "UID index not saved: provisional UIDs this session");
+                    }
                     let mut listing = Vec::with_capacity(md.entries().len());
                     for e in md.entries() {
                         let uid =

@@ -92,12 +92,13 @@ pub fn delivery_deferred() -> Reply<'static> {
     )
 }
 
-/// `554 5.3.0 Local delivery failed`.
-pub fn delivery_failed() -> Reply<'static> {
+/// `452 4.3.1 Insufficient system storage`: the data or queue file system
+/// is below `[limits] min_free_space`.
+pub fn insufficient_storage() -> Reply<'static> {
     reply(
-        ReplyCode::TRANSACTION_FAILED,
-        (5, 3, 0),
-        "Local delivery failed",
+        ReplyCode::INSUFFICIENT_STORAGE,
+        (4, 3, 1),
+        "Insufficient system storage",
     )
 }
 
@@ -170,6 +171,10 @@ mod tests {
             "451 4.3.0 Local error in processing, try again later\r\n"
         );
         assert_eq!(wire(&mailbox_full(true)), "452 4.2.2 Mailbox full\r\n");
+        assert_eq!(
+            wire(&insufficient_storage()),
+            "452 4.3.1 Insufficient system storage\r\n"
+        );
         assert_eq!(wire(&mailbox_full(false)), "552 5.2.2 Mailbox full\r\n");
     }
 

@@ -8,7 +8,10 @@
 //!   authorized gets `530 5.7.0`.
 //! - DATA is spooled (memory, then a temporary file), then delivered by
 //!   [`delivery::deliver`] in a blocking task; `250` is sent only after every
-//!   copy is durably stored, and a failure gets a `451`/`452`/`552`/`554`.
+//!   copy is durably stored, and a failure gets a `451`/`452`/`552`: a local
+//!   fault is always a `4xx`, only a verdict about the message a `5xx`.
+//! - While the data or queue file system has less free space than
+//!   `[limits] min_free_space`, MAIL, RCPT and DATA get `452 4.3.1`.
 //! - STARTTLS when a certificate is configured; implicit TLS on `tls_listen`.
 //! - On shutdown an idle client gets `421`; a message being received is
 //!   finished and stored first.
@@ -36,7 +39,7 @@ use crate::envelope::{Envelope, RemoteRecipient};
 use crate::listener::{Connection, Service};
 use crate::relay::{self, Destination, Verdict};
 use crate::replies;
-use crate::spool::{DEFAULT_SPOOL_MEMORY, Spool};
+use crate::spool::{DEFAULT_SPOOL_MEMORY, SPOOL_DIR, Spool};
 use crate::tls::MaybeTls;
 
 /// Read buffer per connection (octets).
@@ -187,7 +190,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
     let mut txn: Option<Txn> = None;
     let mut in_data = false;
     let mut spool = Some(Spool::new(
-        &config.data_dir.join(".spool"),
+        &config.data_dir.join(SPOOL_DIR),
         DEFAULT_SPOOL_MEMORY,
     ));
     let mut last_activity = Instant::now();
@@ -209,6 +212,10 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
                         session.reject(replies::submission_needs_login());
                         continue;
                     }
+                    if ctx.storage_low() {
+                        session.reject(replies::insufficient_storage());
+                        continue;
+                    }
                     debug!(from = ?from, "mail from");
                     txn = Some(Txn {
                         from: from.into_owned(),
@@ -226,6 +233,10 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
                     session.accept();
                 }
                 Event::RcptTo { to, params } => {
+                    if ctx.storage_low() {
+                        session.reject(replies::insufficient_storage());
+                        continue;
+                    }
                     let authorized = is_authorized(ctx, ip);
                     match relay::decide(config, &to, authorized) {
                         Verdict::Accept(dest) => {
@@ -257,6 +268,10 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
                     }
                 }
                 Event::DataStart => {
+                    if ctx.storage_low() {
+                        session.reject(replies::insufficient_storage());
+                        continue;
+                    }
                     in_data = true;
                     session.accept();
                 }

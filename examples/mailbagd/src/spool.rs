@@ -1,17 +1,52 @@
 //! A message spool for SMTP DATA: kept in memory up to a limit, then spilled
-//! to an unnamed-in-practice temporary file (removed on drop), so a large
-//! message never has to sit in memory. The spool is read back (possibly
-//! several times: scoring, then one copy per recipient) before it is dropped.
+//! to an unnamed temporary file (`tempfile::tempfile_in`: `O_TMPFILE` on
+//! Linux, else unlinked at once, mode `0600`), so a large message never has
+//! to sit in memory and no spool file outlives its process, however it
+//! ends (SIGKILL, power loss). The spool is read back (possibly several
+//! times: scoring, then one copy per recipient) before it is dropped.
+//!
+//! [`remove_stale`] removes the named `spool.<pid>.<n>` files that earlier
+//! versions of the server left behind when killed during DATA.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File};
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Default in-memory part of a spool before it spills to disk (256 KiB).
 pub const DEFAULT_SPOOL_MEMORY: usize = 256 * 1024;
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// The spool directory's name under the data directory.
+pub const SPOOL_DIR: &str = ".spool";
+
+/// Prefix of the named spool files of earlier versions.
+const STALE_PREFIX: &str = "spool.";
+
+/// Creates the spool directory (`0700`) if missing, and removes the named
+/// spool files earlier versions left there (`spool.<pid>.<n>`: nothing
+/// else reads them). Returns how many were removed.
+///
+/// # Errors
+///
+/// The directory cannot be created or read.
+pub fn remove_stale(dir: &Path) -> io::Result<usize> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mut removed = 0;
+    for ent in fs::read_dir(dir)? {
+        let ent = ent?;
+        let stale = ent
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(STALE_PREFIX));
+        if stale
+            && ent.file_type().is_ok_and(|t| t.is_file())
+            && fs::remove_file(ent.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
 
 /// A spooled message.
 ///
@@ -28,7 +63,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// s.reader().unwrap().read_to_string(&mut text).unwrap();
 /// assert_eq!(text, "Subject: x\r\n\r\nbody\r\n");
 /// assert_eq!(s.len(), 20);
-/// drop(s);
+/// // The spilled file has no name: nothing to see, nothing to leave behind.
 /// assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 /// ```
 #[derive(Debug)]
@@ -36,7 +71,7 @@ pub struct Spool {
     dir: PathBuf,
     memory_limit: usize,
     mem: Vec<u8>,
-    file: Option<(File, PathBuf)>,
+    file: Option<File>,
     len: u64,
 }
 
@@ -70,23 +105,16 @@ impl Spool {
     /// Appends a chunk (spilling to disk past the memory limit).
     pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
         if self.file.is_none() && self.mem.len() + chunk.len() > self.memory_limit {
-            fs::create_dir_all(&self.dir)?;
-            let name = format!(
-                "spool.{}.{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            let path = self.dir.join(name);
-            let mut f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)?;
+            let mut f = tempfile::tempfile_in(&self.dir)?;
             f.write_all(&self.mem)?;
-            self.file = Some((f, path));
+            self.file = Some(f);
         }
         match &mut self.file {
-            Some((f, _)) => f.write_all(chunk)?,
+            Some(f) => f.write_all(chunk)?,
             None => self.mem.extend_from_slice(chunk),
         }
         self.len += chunk.len() as u64;
@@ -96,7 +124,7 @@ impl Spool {
     /// Reads the whole message from the start.
     pub fn reader(&mut self) -> io::Result<Box<dyn Read + Send + '_>> {
         match &mut self.file {
-            Some((f, _)) => {
+            Some(f) => {
                 f.flush()?;
                 f.seek(SeekFrom::Start(0))?;
                 Ok(Box::new(f.take(self.len)))
@@ -109,9 +137,7 @@ impl Spool {
     pub fn clear(&mut self) {
         self.mem.clear();
         self.mem.shrink_to(64 * 1024);
-        if let Some((_, p)) = self.file.take() {
-            let _ = fs::remove_file(p);
-        }
+        self.file = None;
         self.len = 0;
     }
 }
@@ -155,11 +181,23 @@ mod tests {
         assert_eq!(s.len(), 10_000);
         assert_eq!(read_all(&mut s), data);
         assert_eq!(read_all(&mut s), data);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Unnamed: never visible in the directory.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         s.clear();
         assert!(s.is_empty());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         s.write(b"again").unwrap();
         assert_eq!(read_all(&mut s), b"again");
+    }
+
+    #[test]
+    fn stale_named_spool_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join(".spool");
+        assert_eq!(remove_stale(&spool).unwrap(), 0);
+        fs::write(spool.join("spool.123.4"), b"half a message").unwrap();
+        fs::write(spool.join("other"), b"kept").unwrap();
+        assert_eq!(remove_stale(&spool).unwrap(), 1);
+        assert_eq!(fs::read_dir(&spool).unwrap().count(), 1);
     }
 }

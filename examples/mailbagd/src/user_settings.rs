@@ -52,6 +52,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -207,6 +208,7 @@ pub fn save_file(path: &Path, overrides: &Overrides) -> Result<(), SettingsError
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600) // private, as the mail next to it
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
         f.write_all(overrides.to_toml().as_bytes())
@@ -337,8 +339,12 @@ mod tests {
             s.effective(c.user("ann").unwrap()).spam_folder,
             SpamFolder::Inbox
         );
-        let text = fs::read_to_string(dir.path().join("joe").join(SETTINGS_FILE)).unwrap();
+        let path = dir.path().join("joe").join(SETTINGS_FILE);
+        let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("spam_folder = \"INBOX\""), "{text}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "settings file mode {mode:o}");
         assert!(text.contains("spam_scanning = false"), "{text}");
         let again = SettingsStore::new(dir.path());
         assert_eq!(again.overrides("joe"), o);

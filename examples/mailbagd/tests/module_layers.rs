@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
     // Plain building blocks: no other module of the crate.
     &[
         "credentials",
+        "disk_space",
         "envelope",
         "limits",
         "replies",

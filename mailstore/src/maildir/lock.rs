@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::Error;
@@ -24,6 +25,7 @@ impl FileLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(super::FILE_MODE)
             .open(path)
             .map_err(|e| Error::io("open lock file", path, e))
     }

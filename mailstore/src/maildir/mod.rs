@@ -23,6 +23,22 @@
 //! any UID is handed out. Sizes with CRLF line endings come from the `,W=`
 //! part of the name or, for files without it, are computed once and cached
 //! in the index, so opening a big maildrop reads no message.
+//!
+//! When the index cannot be rewritten (a full disk, a read-only file system),
+//! the folder is still served: messages already in the index keep their UIDs,
+//! and each new one gets a provisional UID derived from its file name (32 hex
+//! digits, never the 16 of an indexed UID, so never one handed out before or
+//! after), stable as long as the index cannot be written; a maildrop reports
+//! the failure through [`Maildrop::index_error`].
+//!
+//! A user exists when `<root>/<user>/` is a directory. Missing `tmp/`, `new/`
+//! or `cur/` folders (a directory made by an administrator's `mkdir`, or by
+//! another delivery agent that created only `.Spam/`) and a missing
+//! `maildirfolder` marker are created on first use, as Dovecot does
+//! ([`MaildirStore::repair_user`] does it up front).
+//!
+//! Everything the store creates is private to the server's account:
+//! directories `0700`, files `0600` (before the umask).
 
 mod lock;
 mod name;
@@ -30,8 +46,9 @@ pub(crate) mod uidlist;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +78,25 @@ const UIDLIST_LOCK: &str = "mailbag-uidlist.lock";
 const UIDLIST_TMP: &str = "mailbag-uidlist.tmp";
 const DOVECOT_UIDLIST: &str = "dovecot-uidlist";
 const SPAM_DIR: &str = ".Spam";
+/// Mode of the directories the store creates (before the umask).
+pub(crate) const DIR_MODE: u32 = 0o700;
+/// Mode of the files the store creates (before the umask).
+pub(crate) const FILE_MODE: u32 = 0o600;
+
+/// Creates `path` and missing parents with [`DIR_MODE`].
+pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
+}
+
+/// Options to open a new file with [`FILE_MODE`] for writing.
+pub(crate) fn private_file() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.write(true).mode(FILE_MODE);
+    o
+}
 
 /// Options of a [`MaildirStore`].
 ///
@@ -179,9 +215,43 @@ struct Msg {
     name: String,
     cur: bool,
     crlf_size: u64,
+    /// Not in the index (it could not be written): the UID is derived from the base.
+    provisional: bool,
+}
+
+/// A folder scan: the UID validity, the messages by UID, and the error that
+/// kept the index from being rewritten, if one did.
+struct Scanned {
+    validity: u32,
+    msgs: Vec<Msg>,
+    unsaved: Option<Error>,
+}
+
+/// 64-bit FNV-1a of `bytes` from `basis`: a hash fixed by its definition (the
+/// standard library's may change between releases), for provisional UIDs.
+fn fnv1a(basis: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(basis, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl Msg {
+    /// The POP3 unique id: `%08x%08x` of UID and validity, or for a
+    /// provisional UID 32 hex digits derived from the base name.
+    fn unique_id(&self, validity: u32) -> Uid {
+        if self.provisional {
+            let b = self.base.as_bytes();
+            let id = format!(
+                "{:016x}{:016x}",
+                fnv1a(0xcbf2_9ce4_8422_2325, b),
+                fnv1a(0x6c62_272e_07bb_0142, b)
+            );
+            Uid::new(id).unwrap_or_else(|_| Uid::from_parts(self.uid, validity))
+        } else {
+            Uid::from_parts(self.uid, validity)
+        }
+    }
+
     fn path(&self, folder_dir: &Path) -> PathBuf {
         folder_dir.join(sub(self.cur)).join(&self.name)
     }
@@ -250,10 +320,10 @@ fn relocate(folder_dir: &Path, base: &str) -> Option<(bool, String)> {
 }
 
 impl MaildirStore {
-    /// A store rooted at `root` (created if missing).
+    /// A store rooted at `root` (created `0700` if missing).
     pub fn new(root: impl Into<PathBuf>, options: MaildirOptions) -> Result<Self, Error> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| Error::io("create", &root, e))?;
+        create_private_dir(&root).map_err(|e| Error::io("create", &root, e))?;
         let host = name::escape_host(&options.hostname.clone().unwrap_or_else(system_host));
         Ok(MaildirStore {
             inner: Arc::new(Inner {
@@ -274,6 +344,22 @@ impl MaildirStore {
     /// The directory of a user's folder (which may not exist yet).
     pub fn folder_path(&self, user: &UserName, folder: Folder) -> PathBuf {
         self.inner.folder_dir(user, folder)
+    }
+
+    /// Creates what is missing of an existing user's Maildir: `tmp/`, `new/`
+    /// and `cur/` of INBOX and Spam and Spam's `maildirfolder` marker (a
+    /// directory made with `mkdir`, or by another delivery agent). Returns
+    /// `Ok(false)`, creating nothing, when `<root>/<user>/` does not exist.
+    /// Every other operation does the same for what it uses; this is for a
+    /// check at start-up.
+    pub fn repair_user(&self, user: &UserName) -> Result<bool, Error> {
+        if !self.inner.user_exists(user) {
+            return Ok(false);
+        }
+        for folder in Folder::ALL {
+            self.inner.ensure_folder(user, folder)?;
+        }
+        Ok(true)
     }
 
     /// Removes files in a folder's `tmp/` last modified before `cutoff` (left
@@ -300,15 +386,21 @@ impl Inner {
         }
     }
 
+    /// The user's directory exists (its folders are created on first use).
     fn user_exists(&self, user: &UserName) -> bool {
-        self.user_dir(user).join("cur").is_dir()
+        self.user_dir(user).is_dir()
     }
 
-    fn check_user(&self, user: &UserName) -> Result<(), Error> {
-        if self.user_exists(user) {
-            Ok(())
-        } else {
-            Err(Error::UnknownUser(user.to_string()))
+    /// Fails with [`Error::UnknownUser`] unless the user exists; creates what
+    /// is missing of the INBOX and of `folder`, and returns `folder`'s directory.
+    fn open_user(&self, user: &UserName, folder: Folder) -> Result<PathBuf, Error> {
+        if !self.user_exists(user) {
+            return Err(Error::UnknownUser(user.to_string()));
+        }
+        let inbox = self.ensure_folder(user, Folder::Inbox)?;
+        match folder {
+            Folder::Inbox => Ok(inbox),
+            other => self.ensure_folder(user, other),
         }
     }
 
@@ -321,19 +413,25 @@ impl Inner {
             .map_err(|e| Error::io("fsync directory", dir, e))
     }
 
+    /// Creates the folder's missing `tmp/`, `new/`, `cur/` (and, but for
+    /// the INBOX, its `maildirfolder` marker); only looks when nothing is missing.
     fn ensure_folder(&self, user: &UserName, folder: Folder) -> Result<PathBuf, Error> {
         let dir = self.folder_dir(user, folder);
-        if dir.join("tmp").is_dir() && dir.join("new").is_dir() && dir.join("cur").is_dir() {
+        let marker = (folder != Folder::Inbox).then(|| dir.join("maildirfolder"));
+        let missing: Vec<&str> = ["tmp", "new", "cur"]
+            .into_iter()
+            .filter(|s| !dir.join(s).is_dir())
+            .collect();
+        let marker_missing = marker.as_ref().is_some_and(|m| !m.is_file());
+        if missing.is_empty() && !marker_missing {
             return Ok(dir);
         }
-        for s in ["tmp", "new", "cur"] {
+        for s in missing {
             let p = dir.join(s);
-            fs::create_dir_all(&p).map_err(|e| Error::io("create", p, e))?;
+            create_private_dir(&p).map_err(|e| Error::io("create", p, e))?;
         }
-        if folder != Folder::Inbox {
-            let marker = dir.join("maildirfolder");
-            OpenOptions::new()
-                .write(true)
+        if let Some(marker) = marker.filter(|_| marker_missing) {
+            private_file()
                 .create(true)
                 .truncate(false)
                 .open(&marker)
@@ -393,12 +491,24 @@ impl Inner {
     }
 
     /// Assigns UIDs to new files, updates the index, returns the folder's
-    /// messages sorted by UID and the UID validity.
-    fn scan(&self, dir: &Path) -> Result<(u32, Vec<Msg>), Error> {
+    /// messages sorted by UID and the UID validity. When the index cannot be
+    /// rewritten, the new files get provisional UIDs and the error is in
+    /// [`Scanned::unsaved`].
+    fn scan(&self, dir: &Path) -> Result<Scanned, Error> {
         if !dir.join("cur").is_dir() {
-            return Ok((1, Vec::new()));
+            return Ok(Scanned {
+                validity: 1,
+                msgs: Vec::new(),
+                unsaved: None,
+            });
         }
-        let _lock = FileLock::exclusive(&dir.join(UIDLIST_LOCK))?;
+        // Without the lock (its file cannot be created on a full disk) the
+        // index is only read, never written: new messages get provisional UIDs.
+        let (_lock, lock_error) = match FileLock::exclusive(&dir.join(UIDLIST_LOCK)) {
+            Ok(l) => (Some(l), None),
+            Err(e @ Error::Io { .. }) => (None, Some(e)),
+            Err(e) => return Err(e),
+        };
         let list_path = dir.join(uidlist::FILE_NAME);
         let (list, mut changed) = match fs::read(&list_path) {
             Ok(b) => match UidList::parse(&b) {
@@ -440,8 +550,10 @@ impl Inner {
                 name,
                 cur,
                 crlf_size,
+                provisional: false,
             });
         }
+        let indexed = msgs.len();
         // Newcomers, in delivery order.
         let mut fresh: Vec<(String, (bool, String))> = names.into_iter().collect();
         fresh.sort_by(|a, b| {
@@ -473,8 +585,10 @@ impl Inner {
                 name,
                 cur,
                 crlf_size,
+                provisional: false,
             });
         }
+        let mut unsaved = None;
         if changed {
             let new_list = UidList {
                 uidvalidity: list.uidvalidity,
@@ -488,9 +602,25 @@ impl Inner {
                     })
                     .collect(),
             };
-            self.write_atomic(dir, &new_list.serialize())?;
+            let written = match lock_error {
+                Some(e) => Err(e),
+                None => self.write_atomic(dir, &new_list.serialize()),
+            };
+            if let Err(e) = written {
+                // Still serve the folder: the UIDs assigned now are not
+                // durable, so they must not be handed out (the next scan could
+                // give them to other messages); derive them from the names.
+                for m in msgs.iter_mut().skip(indexed) {
+                    m.provisional = true;
+                }
+                unsaved = Some(e);
+            }
         }
-        Ok((list.uidvalidity, msgs))
+        Ok(Scanned {
+            validity: list.uidvalidity,
+            msgs,
+            unsaved,
+        })
     }
 
     /// CRLF size of a file by reading it; `None` if it vanished.
@@ -509,7 +639,7 @@ impl Inner {
         let tmp = dir.join(UIDLIST_TMP);
         let dst = dir.join(uidlist::FILE_NAME);
         let res = (|| -> io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = private_file().create(true).truncate(true).open(&tmp)?;
             f.write_all(bytes)?;
             if self.options.fsync {
                 f.sync_all()?;
@@ -524,9 +654,9 @@ impl Inner {
     }
 
     fn find(&self, dir: &Path, uid: &Uid) -> Result<Msg, Error> {
-        let (validity, msgs) = self.scan(dir)?;
+        let Scanned { validity, msgs, .. } = self.scan(dir)?;
         msgs.into_iter()
-            .find(|m| &Uid::from_parts(m.uid, validity) == uid)
+            .find(|m| &m.unique_id(validity) == uid)
             .ok_or(Error::NoSuchMessage)
     }
 
@@ -563,7 +693,7 @@ impl Mailstore for MaildirStore {
     fn create_user(&self, user: &UserName) -> Result<(), Error> {
         let inner = &self.inner;
         let dir = inner.user_dir(user);
-        match fs::create_dir(&dir) {
+        match DirBuilder::new().mode(DIR_MODE).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(Error::UserExists(user.to_string()));
@@ -579,6 +709,8 @@ impl Mailstore for MaildirStore {
         Ok(self.inner.user_exists(user))
     }
 
+    /// The directories under the root that are Maildirs (have a `cur/`);
+    /// [`Mailstore::user_exists`] is true for any directory.
     fn users(&self) -> Result<Vec<UserName>, Error> {
         let root = &self.inner.root;
         let rd = fs::read_dir(root).map_err(|e| Error::io("read directory", root, e))?;
@@ -586,7 +718,7 @@ impl Mailstore for MaildirStore {
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
             .filter_map(|n| UserName::new(n).ok())
-            .filter(|u| self.inner.user_exists(u))
+            .filter(|u| self.inner.user_dir(u).join("cur").is_dir())
             .collect();
         users.sort();
         Ok(users)
@@ -603,21 +735,17 @@ impl Mailstore for MaildirStore {
                 Err(e) => return Err(e),
             }
         }
+        let dir = inner.open_user(user, folder)?;
         if let Some(q) = inner.options.user_quota
             && inner.usage(user)? >= q
         {
             return Err(inner.quota_error(q));
         }
-        let dir = inner.ensure_folder(user, folder)?;
         let mut attempt = 0;
         let (base, tmp_path, file) = loop {
             let base = inner.next_base();
             let tmp_path = dir.join("tmp").join(&base);
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp_path)
-            {
+            match private_file().create_new(true).open(&tmp_path) {
                 Ok(f) => break (base, tmp_path, f),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {
                     attempt += 1;
@@ -640,7 +768,7 @@ impl Mailstore for MaildirStore {
 
     fn open_maildrop(&self, user: &UserName) -> Result<Box<dyn Maildrop>, Error> {
         let inner = &self.inner;
-        inner.check_user(user)?;
+        let dir = inner.open_user(user, Folder::Inbox)?;
         let lock = FileLock::try_exclusive(&inner.user_dir(user).join(POP3_LOCK))?;
         if let Some(cutoff) = SystemTime::now().checked_sub(inner.options.stale_tmp_age) {
             // Best effort: a failure to clean tmp/ must not block the maildrop.
@@ -648,12 +776,15 @@ impl Mailstore for MaildirStore {
                 let _ = inner.remove_stale_tmp(user, folder, cutoff);
             }
         }
-        let dir = inner.folder_dir(user, Folder::Inbox);
-        let (validity, msgs) = inner.scan(&dir)?;
+        let Scanned {
+            validity,
+            msgs,
+            unsaved,
+        } = inner.scan(&dir)?;
         let entries = msgs
             .iter()
             .map(|m| MaildropEntry {
-                uid: Uid::from_parts(m.uid, validity),
+                uid: m.unique_id(validity),
                 size: m.crlf_size,
             })
             .collect();
@@ -665,15 +796,15 @@ impl Mailstore for MaildirStore {
             msgs,
             entries,
             marks: Marks::new(n),
+            index_error: unsaved,
             _lock: lock,
         }))
     }
 
     fn list(&self, user: &UserName, folder: Folder) -> Result<Vec<MessageInfo>, Error> {
         let inner = &self.inner;
-        inner.check_user(user)?;
-        let dir = inner.folder_dir(user, folder);
-        let (validity, msgs) = inner.scan(&dir)?;
+        let dir = inner.open_user(user, folder)?;
+        let Scanned { validity, msgs, .. } = inner.scan(&dir)?;
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
             let path = m.path(&dir);
@@ -683,7 +814,7 @@ impl Mailstore for MaildirStore {
                 Err(e) => return Err(Error::io("stat", path, e)),
             };
             out.push(MessageInfo {
-                uid: Uid::from_parts(m.uid, validity),
+                uid: m.unique_id(validity),
                 size: m.crlf_size,
                 saved,
                 seen: MaildirName::parse(&m.name).is_some_and(|n| n.is_seen()),
@@ -694,8 +825,7 @@ impl Mailstore for MaildirStore {
 
     fn read(&self, user: &UserName, folder: Folder, uid: &Uid) -> Result<MessageReader, Error> {
         let inner = &self.inner;
-        inner.check_user(user)?;
-        let dir = inner.folder_dir(user, folder);
+        let dir = inner.open_user(user, folder)?;
         let m = inner.find(&dir, uid)?;
         let path = m.path(&dir);
         let f = File::open(&path).map_err(|e| {
@@ -715,14 +845,10 @@ impl Mailstore for MaildirStore {
         uids: &[Uid],
     ) -> Result<Vec<Result<MessageReader, Error>>, Error> {
         let inner = &self.inner;
-        inner.check_user(user)?;
-        let dir = inner.folder_dir(user, folder);
+        let dir = inner.open_user(user, folder)?;
         // One scan for all ids (`read` scans the folder per call).
-        let (validity, msgs) = inner.scan(&dir)?;
-        let by_uid: HashMap<Uid, &Msg> = msgs
-            .iter()
-            .map(|m| (Uid::from_parts(m.uid, validity), m))
-            .collect();
+        let Scanned { validity, msgs, .. } = inner.scan(&dir)?;
+        let by_uid: HashMap<Uid, &Msg> = msgs.iter().map(|m| (m.unique_id(validity), m)).collect();
         Ok(uids
             .iter()
             .map(|uid| {
@@ -747,8 +873,7 @@ impl Mailstore for MaildirStore {
         to: Folder,
     ) -> Result<(), Error> {
         let inner = &self.inner;
-        inner.check_user(user)?;
-        let src_dir = inner.folder_dir(user, from);
+        let src_dir = inner.open_user(user, from)?;
         let m = inner.find(&src_dir, uid)?;
         if from == to {
             return Ok(());
@@ -782,8 +907,7 @@ impl Mailstore for MaildirStore {
 
     fn delete(&self, user: &UserName, folder: Folder, uid: &Uid) -> Result<(), Error> {
         let inner = &self.inner;
-        inner.check_user(user)?;
-        let dir = inner.folder_dir(user, folder);
+        let dir = inner.open_user(user, folder)?;
         let m = inner.find(&dir, uid)?;
         let path = m.path(&dir);
         match fs::remove_file(&path) {
@@ -801,8 +925,7 @@ impl Mailstore for MaildirStore {
         cutoff: SystemTime,
     ) -> Result<usize, Error> {
         let inner = &self.inner;
-        inner.check_user(user)?;
-        let dir = inner.folder_dir(user, folder);
+        let dir = inner.open_user(user, folder)?;
         let mut removed = 0;
         for cur in [false, true] {
             let d = dir.join(sub(cur));
@@ -968,6 +1091,7 @@ struct MaildirMaildrop {
     msgs: Vec<Msg>,
     entries: Vec<MaildropEntry>,
     marks: Marks,
+    index_error: Option<Error>,
     _lock: FileLock,
 }
 
@@ -1023,6 +1147,10 @@ impl Maildrop for MaildirMaildrop {
 
     fn is_deleted(&self, n: usize) -> bool {
         self.marks.is_deleted(n)
+    }
+
+    fn index_error(&self) -> Option<&Error> {
+        self.index_error.as_ref()
     }
 
     fn read_message(&mut self, n: usize) -> Result<MessageReader, Error> {
@@ -1392,6 +1520,148 @@ mod tests {
             0
         );
         assert_eq!(s.list(&joe(), Folder::Inbox).unwrap().len(), 1);
+    }
+
+    /// Every file and directory under `dir` (itself included), with its mode bits.
+    fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = vec![(
+            dir.to_owned(),
+            fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+        )];
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(modes(&p));
+            } else {
+                out.push((
+                    p.clone(),
+                    fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                ));
+            }
+        }
+        out
+    }
+
+    fn read_all(md: &mut Box<dyn Maildrop>, n: usize) -> String {
+        let mut t = String::new();
+        md.read_message(n).unwrap().read_to_string(&mut t).unwrap();
+        t
+    }
+
+    #[test]
+    fn a_user_dir_made_with_mkdir_is_completed_on_first_use() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        // An administrator's `mkdir`: no tmp/, new/, cur/.
+        fs::create_dir(t.path().join("joe")).unwrap();
+        assert!(s.user_exists(&joe()).unwrap());
+        s.deliver(&joe(), Folder::Inbox, &mut &b"Subject: a\n\nhi\n"[..])
+            .unwrap();
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        assert_eq!(read_all(&mut md, 1), "Subject: a\r\n\r\nhi\r\n");
+        drop(md);
+        // Another delivery agent made only `.Spam/` (without `maildirfolder`).
+        let ann = UserName::new("ann").unwrap();
+        fs::create_dir_all(t.path().join("ann/.Spam")).unwrap();
+        s.deliver(&ann, Folder::Spam, &mut &b"spam\n"[..]).unwrap();
+        assert!(t.path().join("ann/.Spam/maildirfolder").is_file());
+        assert_eq!(s.list(&ann, Folder::Spam).unwrap().len(), 1);
+        let far = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(s.expunge_older_than(&ann, Folder::Spam, far).unwrap(), 1);
+        assert_eq!(s.open_maildrop(&ann).unwrap().entries().len(), 0);
+        for sub in ["tmp", "new", "cur"] {
+            assert!(t.path().join("ann").join(sub).is_dir(), "{sub}");
+        }
+        // The sweeper's first use of a bare directory.
+        let bob = UserName::new("bob").unwrap();
+        fs::create_dir(t.path().join("bob")).unwrap();
+        assert_eq!(s.expunge_older_than(&bob, Folder::Spam, far).unwrap(), 0);
+        // Up front, at start-up.
+        let eve = UserName::new("eve").unwrap();
+        fs::create_dir(t.path().join("eve")).unwrap();
+        assert!(s.repair_user(&eve).unwrap());
+        assert!(t.path().join("eve/.Spam/maildirfolder").is_file());
+        assert!(t.path().join("eve/cur").is_dir());
+        assert!(!s.repair_user(&UserName::new("nobody").unwrap()).unwrap());
+        assert!(!t.path().join("nobody").exists());
+        assert!(matches!(
+            s.open_maildrop(&UserName::new("nobody").unwrap()),
+            Err(Error::UnknownUser(_))
+        ));
+    }
+
+    #[test]
+    fn a_maildrop_is_served_when_the_index_cannot_be_written() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        s.deliver(&joe(), Folder::Inbox, &mut &b"first\n"[..])
+            .unwrap();
+        // Indexed once: this one keeps its numeric UID.
+        let indexed = s.open_maildrop(&joe()).unwrap().entries()[0].uid.clone();
+        for body in ["second\n", "third\n"] {
+            s.deliver(&joe(), Folder::Inbox, &mut body.as_bytes())
+                .unwrap();
+        }
+        // The index's temporary file cannot be created (as on a full disk).
+        let blocker = t.path().join("joe").join(UIDLIST_TMP);
+        fs::create_dir(&blocker).unwrap();
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        assert!(md.index_error().is_some());
+        let uids: Vec<Uid> = md.entries().iter().map(|e| e.uid.clone()).collect();
+        assert_eq!(uids.len(), 3);
+        assert_eq!(uids[0], indexed);
+        assert_eq!(uids[1].as_str().len(), 32, "provisional: {uids:?}");
+        assert_ne!(uids[1], uids[2]);
+        assert_eq!(read_all(&mut md, 2), "second\r\n");
+        // DELE + QUIT still frees space.
+        md.mark_deleted(3).unwrap();
+        assert_eq!(md.commit().unwrap().deleted, 1);
+        // Stable while the index stays unwritable.
+        let md = s.open_maildrop(&joe()).unwrap();
+        let again: Vec<Uid> = md.entries().iter().map(|e| e.uid.clone()).collect();
+        assert_eq!(again, uids[..2].to_vec());
+        drop(md);
+        // The index lock cannot be taken (as when its file cannot be created):
+        // still served, read only.
+        fs::remove_dir(&blocker).unwrap();
+        let lock = t.path().join("joe").join(UIDLIST_LOCK);
+        fs::remove_file(&lock).unwrap();
+        fs::create_dir(&lock).unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert!(md.index_error().is_some());
+        let again: Vec<Uid> = md.entries().iter().map(|e| e.uid.clone()).collect();
+        assert_eq!(again, uids[..2].to_vec());
+        drop(md);
+        fs::remove_dir(&lock).unwrap();
+        // Writable again: the index is written, and no UID ever seen is reused.
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert!(md.index_error().is_none());
+        let now: Vec<Uid> = md.entries().iter().map(|e| e.uid.clone()).collect();
+        assert_eq!(now[0], indexed);
+        assert!(!uids.contains(&now[1]));
+        assert!(t.path().join("joe").join(uidlist::FILE_NAME).is_file());
+    }
+
+    #[test]
+    fn created_files_and_directories_are_private() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        let s = store(&root);
+        s.create_user(&joe()).unwrap();
+        s.deliver(&joe(), Folder::Inbox, &mut &b"a\n"[..]).unwrap();
+        s.deliver(&joe(), Folder::Spam, &mut &b"b\n"[..]).unwrap();
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        read_all(&mut md, 1);
+        md.commit().unwrap();
+        s.list(&joe(), Folder::Spam).unwrap();
+        let all = modes(&root);
+        assert!(all.len() > 12, "{all:?}");
+        for (p, mode) in all {
+            let want = if p.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode & !want, 0, "{} is {mode:o}", p.display());
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@
 //! <dir>/tmp/<n>.lock       held (flock) while instance <n> lives
 //! <dir>/corrupt/<id>.*     messages set aside by DeliveryLock::quarantine
 //! <dir>/lock               the delivery lock (flock)
+//!
+//! Directories are created `0700` and files `0600` (before the umask): the
+//! queue holds other people's mail.
 //! <dir>/seq                the last queue instance number (ids are never reused)
 //! ```
 //!
@@ -104,6 +107,7 @@ mod schedule;
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -229,12 +233,22 @@ fn sync_dir(fsync: bool, dir: &Path) -> Result<(), QueueError> {
 }
 
 fn create_dir(path: &Path) -> Result<(), QueueError> {
-    fs::create_dir_all(path).map_err(|e| QueueError::io("create directory", path, e))
+    crate::maildir::create_private_dir(path)
+        .map_err(|e| QueueError::io("create directory", path, e))
+}
+
+/// Options to open a file for writing, created `0600`.
+fn private_file() -> OpenOptions {
+    crate::maildir::private_file()
 }
 
 /// Writes `data` to `tmp`, fsyncs it, and renames it to `dest` (same directory).
 fn replace_file(fsync: bool, tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), QueueError> {
-    let mut f = File::create(tmp).map_err(|e| QueueError::io("create", tmp, e))?;
+    let mut f = private_file()
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(|e| QueueError::io("create", tmp, e))?;
     f.write_all(data)
         .map_err(|e| QueueError::io("write", tmp, e))?;
     if fsync {
@@ -334,7 +348,10 @@ impl Queue {
             _instance_lock: lock_file,
             seq: AtomicU64::new(1),
         };
-        match fs::create_dir(&inner.instance_dir) {
+        match fs::DirBuilder::new()
+            .mode(crate::maildir::DIR_MODE)
+            .create(&inner.instance_dir)
+        {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(QueueError::io("create directory", &inner.instance_dir, e)),
@@ -356,9 +373,8 @@ impl Queue {
         fsync: bool,
     ) -> Result<(u64, File, PathBuf), QueueError> {
         let seq_lock_path = dir.join("seq.lock");
-        let seq_lock = OpenOptions::new()
+        let seq_lock = private_file()
             .read(true)
-            .write(true)
             .create(true)
             .truncate(false)
             .open(&seq_lock_path)
@@ -400,7 +416,7 @@ impl Queue {
             )?;
             sync_dir(fsync, dir)?;
             let path = tmp.join(format!("{n}.lock"));
-            let file = match OpenOptions::new().write(true).create_new(true).open(&path) {
+            let file = match private_file().create_new(true).open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(QueueError::io("create", &path, e)),
@@ -516,8 +532,10 @@ impl Queue {
             return Err(QueueError::InvalidEnvelope("envelope too large"));
         }
         let body_path = self.body_path(&id);
-        let file =
-            File::create_new(&body_path).map_err(|e| QueueError::io("create", &body_path, e))?;
+        let file = private_file()
+            .create_new(true)
+            .open(&body_path)
+            .map_err(|e| QueueError::io("create", &body_path, e))?;
         Ok(QueueWriter {
             queue: self.clone(),
             envelope: env,
@@ -535,9 +553,8 @@ impl Queue {
     /// kernel releases it when its holder dies, however it dies.
     pub fn lock_delivery(&self) -> Result<DeliveryLock, QueueError> {
         let path = &self.inner.lock_path;
-        let mut file = OpenOptions::new()
+        let mut file = private_file()
             .read(true)
-            .write(true)
             .create(true)
             .truncate(false)
             .open(path)
@@ -921,6 +938,35 @@ mod tests {
         fs::write(dir.path().join("seq"), "garbage").unwrap();
         let d = one(&open(dir.path()), 1, b"z");
         assert!(d > c);
+    }
+
+    #[test]
+    fn queue_files_and_directories_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        fn walk(p: &Path, out: &mut Vec<(PathBuf, u32)>) {
+            let mode = fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            out.push((p.to_owned(), mode));
+            if p.is_dir() {
+                for e in fs::read_dir(p).unwrap() {
+                    walk(&e.unwrap().path(), out);
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("q");
+        let q = open(&root);
+        let id = one(&q, 1, b"secret mail");
+        let lock = q.lock_delivery().unwrap();
+        let mut env = lock.envelope(&id).unwrap();
+        env.attempts += 1;
+        lock.update(&env).unwrap();
+        let mut all = Vec::new();
+        walk(&root, &mut all);
+        assert!(all.len() > 6, "{all:?}");
+        for (p, mode) in all {
+            let want = if p.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode & !want, 0, "{} is {mode:o}", p.display());
+        }
     }
 
     #[test]
