@@ -95,3 +95,8 @@ pub use types::{
 
 #[doc(hidden)]
 pub use maildir::uidlist::fuzz_uidlist;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -74,3 +74,8 @@ pub use table::{
     DEFAULT_MAX_ENTRIES, DEFAULT_MAX_USER_LEN, DEFAULT_WINDOW, InvalidPrefixLen, Ipv6PrefixLen,
     RecordOutcome, RelayEntry, RelayOptions, RelayTable, normalize_ip,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -102,3 +102,8 @@ pub mod session;
 pub mod tokio_codec;
 pub mod trace;
 pub mod types;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
