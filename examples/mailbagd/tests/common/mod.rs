@@ -152,7 +152,8 @@ impl Default for Options {
     }
 }
 
-/// A running `mailbagd`; killed on drop.
+/// A running `mailbagd`; killed (SIGKILL) and reaped on drop, also when the
+/// test panics, so that no server outlives its test.
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
@@ -454,6 +455,15 @@ spam_scanning = false
         let tls = self.tls;
         drop(self);
         Server::spawn(dir, data, cfg, cert, tls)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
