@@ -22,8 +22,35 @@ use crate::tls::MaybeTls;
 /// How long the refusal of a connection over a limit may take to send.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Pending connections the kernel queues for a listener before `accept`
+/// (the `listen(2)` backlog; tokio's own default).
+const LISTEN_BACKLOG: i32 = 1024;
+
 /// After a failed `accept` (EMFILE and friends), wait this long instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Binds a listening socket on `addr`. IPv6 sockets are IPv6-only
+/// (`IPV6_V6ONLY`), whatever the system default (`net.ipv6.bindv6only`), so
+/// that `0.0.0.0:110` and `[::]:110` can both be listed: without it the
+/// second bind fails with "address in use" on Linux. `SO_REUSEADDR` lets a
+/// restarted server bind while old connections are in `TIME_WAIT`.
+///
+/// # Errors
+///
+/// The I/O error of creating, binding or listening.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
