@@ -153,7 +153,13 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
 
     let result = async {
         loop {
+            // Commands already buffered in the session come before any read:
+            // `next_event` stops while more than `max_pending_output` octets
+            // wait to be written (a large UIDL or LIST), so after a flush the
+            // loop asks again and reads only when nothing is left to answer.
+            let mut answered = false;
             while let Some(event) = session.next_event() {
+                answered = true;
                 let s = stream
                     .as_mut()
                     .ok_or_else(|| session_error("stream lost"))?;
@@ -179,6 +185,9 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
             flush(s, &mut session).await?;
             if session.is_closed() {
                 return Ok(());
+            }
+            if answered {
+                continue;
             }
             let deadline = session.deadline(last_activity).unwrap_or_else(Instant::now);
             let read = tokio::select! {

@@ -3,10 +3,13 @@
 //! write timeouts.
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 mod common;
-use common::Server;
+use common::{Options, Server};
 
 /// Has this machine an IPv6 loopback? (Under CI=true it must.)
 fn ipv6_loopback() -> bool {
@@ -140,4 +143,130 @@ fn shipped_production_config_serves_over_ipv4_and_ipv6() {
             );
         }
     }
+}
+
+/// Writes `count` small messages straight into `user`'s Maildir `new/`.
+fn seed_maildir(data: &Path, user: &str, count: usize) {
+    let base = data.join(user);
+    for sub in ["new", "cur", "tmp"] {
+        fs::create_dir_all(base.join(sub)).expect("maildir");
+    }
+    for i in 0..count {
+        let name = format!("1700000000.M{i}P1.seed.example.test");
+        fs::write(
+            base.join("new").join(name),
+            format!("Subject: m{i}\r\n\r\nbody {i}\r\n"),
+        )
+        .expect("seed message");
+    }
+}
+
+/// Reads until the server closes the connection (bounded by `limit`); panics
+/// when the server goes quiet without closing.
+fn read_to_close(s: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "server did not close within {limit:?}; got {} octets ending {:?}",
+            got.len(),
+            String::from_utf8_lossy(&got[got.len().saturating_sub(200)..])
+        );
+        s.set_read_timeout(Some(left)).expect("timeout");
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!(
+                    "server went quiet without closing within {limit:?} after {} octets ending {:?}",
+                    got.len(),
+                    String::from_utf8_lossy(&got[got.len().saturating_sub(200)..])
+                )
+            }
+            Err(e) => panic!(
+                "read failed ({e}) after {} octets ending {:?}",
+                got.len(),
+                String::from_utf8_lossy(&got[got.len().saturating_sub(200)..])
+            ),
+        }
+    }
+}
+
+/// Splits a POP3 reply stream into replies: (status line, lines of the
+/// multi-line body) given which replies are multi-line.
+fn replies(raw: &[u8], multi: &[bool]) -> Vec<(String, usize)> {
+    let text = String::from_utf8_lossy(raw);
+    let mut lines = text.split("\r\n");
+    let mut out = Vec::new();
+    for &m in multi {
+        let Some(status) = lines.next() else { break };
+        let mut n = 0;
+        if m && status.starts_with("+OK") {
+            for l in lines.by_ref() {
+                if l == "." {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        out.push((status.to_owned(), n));
+    }
+    out
+}
+
+const MESSAGES: usize = 3000;
+const PIPELINE: &[u8] = b"USER joe\r\nPASS secret\r\nUIDL\r\nLIST\r\nQUIT\r\n";
+
+fn check_pipeline(raw: &[u8]) {
+    // Greeting, USER, PASS, UIDL (multi), LIST (multi), QUIT.
+    let r = replies(raw, &[false, false, false, true, true, false]);
+    assert_eq!(r.len(), 6, "replies: {r:?}");
+    for (i, (status, _)) in r.iter().enumerate() {
+        assert!(status.starts_with("+OK"), "reply {i}: {status:?} ({r:?})");
+    }
+    assert_eq!(r[3].1, MESSAGES, "UIDL lines");
+    assert_eq!(r[4].1, MESSAGES, "LIST lines");
+    assert!(r[5].0.contains("signing off") || r[5].0.starts_with("+OK"));
+}
+
+/// USER/PASS/UIDL/LIST/QUIT in one write against a large maildrop: every
+/// command is answered, in order, and QUIT closes (no stall after the large
+/// UIDL answer until the idle timeout).
+#[test]
+fn pipelined_pop3_after_large_response_is_answered() {
+    let opts = Options {
+        pop3_idle: "60s".into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |d| seed_maildir(d, "joe", MESSAGES));
+    let mut s = TcpStream::connect(server.addrs["pop3"]).expect("connect");
+    s.write_all(PIPELINE).expect("write");
+    let raw = read_to_close(&mut s, Duration::from_secs(20));
+    check_pipeline(&raw);
+}
+
+/// The same pipeline written one octet per write.
+#[test]
+fn pipelined_pop3_one_octet_per_write_is_answered() {
+    let opts = Options {
+        pop3_idle: "60s".into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |d| seed_maildir(d, "joe", MESSAGES));
+    let mut s = TcpStream::connect(server.addrs["pop3"]).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    for b in PIPELINE {
+        s.write_all(std::slice::from_ref(b)).expect("write");
+    }
+    let raw = read_to_close(&mut s, Duration::from_secs(20));
+    check_pipeline(&raw);
 }
