@@ -159,6 +159,9 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Default of `[limits] write_timeout`.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A duration written in humantime syntax (`"30m"`, `"7d"`, `"1h 30m"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
@@ -410,6 +413,11 @@ pub struct LimitsConfig {
     /// On SIGTERM/SIGINT, how long in-flight work may take before it is
     /// cut off (default 30 seconds).
     pub shutdown_timeout: Duration,
+    // Connections (issue 14): write deadline.
+    /// Time allowed for each write to a POP3 or SMTP client (a reply, a
+    /// chunk of a message being retrieved); a client that stops reading is
+    /// disconnected when it passes (default 60 seconds).
+    pub write_timeout: Duration,
 }
 
 /// A validated `mailbagd` configuration.
@@ -544,6 +552,8 @@ struct RawLimits {
     max_connections_per_ip: Option<usize>,
     tls_handshake_timeout: Option<HumanDuration>,
     shutdown_timeout: Option<HumanDuration>,
+    // Connections (issue 14).
+    write_timeout: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -885,6 +895,11 @@ impl Config {
                 "limits.shutdown_timeout",
                 raw.limits.shutdown_timeout,
                 Duration::from_secs(30),
+            )?,
+            write_timeout: nonzero(
+                "limits.write_timeout",
+                raw.limits.write_timeout,
+                DEFAULT_WRITE_TIMEOUT,
             )?,
         };
         if limits.max_connections == 0 {

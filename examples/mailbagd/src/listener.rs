@@ -52,6 +52,31 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Runs one write to a client (`write_all`, `flush`, `shutdown`, ...) with
+/// the deadline `limit` (`[limits] write_timeout`): a client that stops
+/// reading fills the socket buffers and would hold the connection forever.
+/// Past the deadline the write fails with [`io::ErrorKind::TimedOut`] (logged
+/// here), and the caller closes the connection.
+///
+/// # Errors
+///
+/// The write's own error, or `TimedOut`.
+pub async fn write_within<T>(
+    limit: Duration,
+    write: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(r) => r,
+        Err(_) => {
+            warn!(timeout = ?limit, "write timed out: the client is not reading; closing");
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("write timed out after {limit:?}"),
+            ))
+        }
+    }
+}
+
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -254,6 +254,30 @@ fn pipelined_pop3_after_large_response_is_answered() {
     check_pipeline(&raw);
 }
 
+/// Several large answers in a row (UIDL, UIDL, LIST: answered inside the
+/// session, without events for the driver), then QUIT, in one write.
+#[test]
+fn pipelined_pop3_several_large_responses_are_answered() {
+    let opts = Options {
+        pop3_idle: "60s".into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |d| seed_maildir(d, "joe", MESSAGES));
+    let mut s = TcpStream::connect(server.addrs["pop3"]).expect("connect");
+    s.write_all(b"USER joe\r\nPASS secret\r\nUIDL\r\nUIDL\r\nLIST\r\nQUIT\r\n")
+        .expect("write");
+    let raw = read_to_close(&mut s, Duration::from_secs(20));
+    let r = replies(&raw, &[false, false, false, true, true, true, false]);
+    assert_eq!(r.len(), 7, "replies: {r:?}");
+    for (i, (status, _)) in r.iter().enumerate() {
+        assert!(status.starts_with("+OK"), "reply {i}: {status:?} ({r:?})");
+    }
+    assert_eq!(
+        r.iter().map(|x| x.1).collect::<Vec<_>>(),
+        [0, 0, 0, MESSAGES, MESSAGES, MESSAGES, 0]
+    );
+}
+
 /// The same pipeline written one octet per write.
 #[test]
 fn pipelined_pop3_one_octet_per_write_is_answered() {
@@ -269,4 +293,88 @@ fn pipelined_pop3_one_octet_per_write_is_answered() {
     }
     let raw = read_to_close(&mut s, Duration::from_secs(20));
     check_pipeline(&raw);
+}
+
+/// A client with a small receive buffer (so that a server's writes block
+/// soon when it does not read).
+fn small_buffer_client(addr: std::net::SocketAddr) -> TcpStream {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    s.connect_timeout(&addr.into(), Duration::from_secs(5))
+        .expect("connect");
+    s.into()
+}
+
+fn write_timeout_options() -> Options {
+    Options {
+        limits: "write_timeout = \"2s\"\n".into(),
+        pop3_idle: "10m".into(),
+        smtp_idle: "10m".into(),
+        ..Options::default()
+    }
+}
+
+/// Waits (bounded) for the server's log line about a write timeout, then
+/// checks that the connection was closed: reading it ends in EOF or a reset.
+fn assert_closed_for_write_timeout(server: &Server, client: &mut TcpStream) {
+    assert!(
+        common::wait_until(Duration::from_secs(30), || server
+            .log()
+            .contains("write timed out")),
+        "no write timeout within 30 s; log:\n{}",
+        server.log()
+    );
+    // What the kernels still hold drains, then the connection ends.
+    read_to_close(client, Duration::from_secs(20));
+}
+
+/// A POP3 client that pipelines many UIDLs over a large maildrop and never
+/// reads is disconnected after `write_timeout` instead of holding the
+/// connection (and megabytes of queued replies) forever.
+#[test]
+fn pop3_client_that_never_reads_is_disconnected_after_write_timeout() {
+    let server = Server::start_with(write_timeout_options(), |d| {
+        seed_maildir(d, "joe", MESSAGES)
+    });
+    let mut client = small_buffer_client(server.addrs["pop3"]);
+    let mut commands = b"USER joe\r\nPASS secret\r\n".to_vec();
+    for _ in 0..200 {
+        commands.extend_from_slice(b"UIDL\r\n");
+    }
+    client.write_all(&commands).expect("write");
+    assert_closed_for_write_timeout(&server, &mut client);
+    // The maildrop was released: a new session logs in.
+    let mut again = TcpStream::connect(server.addrs["pop3"]).expect("connect");
+    again
+        .write_all(b"USER joe\r\nPASS secret\r\nQUIT\r\n")
+        .expect("write");
+    let raw = read_to_close(&mut again, Duration::from_secs(20));
+    let r = replies(&raw, &[false, false, false, false]);
+    assert!(r.iter().all(|(s, _)| s.starts_with("+OK")), "{r:?}");
+}
+
+/// The same for SMTP: a client that sends NOOPs and never reads the replies.
+#[test]
+fn smtp_client_that_never_reads_is_disconnected_after_write_timeout() {
+    let server = Server::start_with(write_timeout_options(), |_| {});
+    let mut client = small_buffer_client(server.addrs["smtp"]);
+    let mut writer = client.try_clone().expect("clone");
+    // The writer blocks once the server stops reading; a write timeout ends it.
+    writer
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .expect("write timeout");
+    let feeder = std::thread::spawn(move || {
+        let block = b"NOOP\r\n".repeat(1000);
+        let mut sent = 0usize;
+        while sent < 64 << 20 {
+            match writer.write(&block) {
+                Ok(n) if n > 0 => sent += n,
+                _ => break,
+            }
+        }
+    });
+    assert_closed_for_write_timeout(&server, &mut client);
+    feeder.join().expect("feeder");
 }
