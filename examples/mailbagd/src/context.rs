@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use mailbag_mailstore::queue::{Queue, QueueError, QueueOptions};
 
 use crate::config::Config;
-use crate::limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
+use crate::limits::{ConnectionClass, ConnectionLimiter, ConnectionPermit, LimitExceeded};
 use crate::tls::{TlsError, load_acceptor};
 use crate::user_settings::SettingsStore;
 
@@ -168,7 +168,7 @@ impl Context {
             opts.addr = addr;
             SpamdClient::new(opts)
         });
-        let limiter = ConnectionLimiter::new(
+        let limiter = ConnectionLimiter::with_max(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
         );
@@ -188,14 +188,19 @@ impl Context {
         })
     }
 
-    /// Takes a connection slot for a client (the `[limits]` connection
-    /// limits, shared by every listener).
+    /// Takes a connection slot of `class` for a client (the `[limits]`
+    /// connection limits: per role or over every listener, and per address).
     ///
     /// # Errors
     ///
-    /// [`LimitExceeded`] when the total or the client's share is used up.
-    pub fn acquire_connection(&self, ip: IpAddr) -> Result<ConnectionPermit, LimitExceeded> {
-        self.limiter.try_acquire(ip)
+    /// [`LimitExceeded`] when the role's (or the total) or the client's share
+    /// is used up.
+    pub fn acquire_connection(
+        &self,
+        class: ConnectionClass,
+        ip: IpAddr,
+    ) -> Result<ConnectionPermit, LimitExceeded> {
+        self.limiter.try_acquire(class, ip)
     }
 
     /// The next connection id (for log lines and `Received:` ids).

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::context::Context;
-use crate::limits::ConnectionPermit;
+use crate::limits::{ConnectionClass, ConnectionPermit};
 use crate::tls::MaybeTls;
 
 /// How long the refusal of a connection over a limit may take to send.
@@ -116,6 +116,16 @@ impl Role {
         matches!(self, Role::Pop3Tls | Role::SubmissionTls | Role::WebTls)
     }
 
+    /// Which connection limit of `[limits] max_connections` the role counts against.
+    pub fn class(self) -> ConnectionClass {
+        match self {
+            Role::Pop3 | Role::Pop3Tls => ConnectionClass::Pop3,
+            Role::Smtp => ConnectionClass::Smtp,
+            Role::Submission | Role::SubmissionTls => ConnectionClass::Submission,
+            Role::Web | Role::WebTls => ConnectionClass::Web,
+        }
+    }
+
     /// Is this a web page listener?
     pub fn is_web(self) -> bool {
         matches!(self, Role::Web | Role::WebTls)
@@ -212,7 +222,7 @@ async fn admit(
     service: Arc<dyn Service>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let permit = match ctx.acquire_connection(peer.ip()) {
+    let permit = match ctx.acquire_connection(role.class(), peer.ip()) {
         Ok(p) => p,
         Err(e) => {
             info!(reason = %e, "connection refused");

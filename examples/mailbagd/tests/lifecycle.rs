@@ -194,3 +194,32 @@ fn sighup_is_logged_and_ignored() {
         "POP3 login after a second SIGHUP: {login}"
     );
 }
+
+/// `[limits.max_connections]` per role: idle connections filling the SMTP
+/// role's limit do not lock POP3 users out.
+#[test]
+fn smtp_flood_does_not_lock_out_pop3() {
+    if !common::require("python3") {
+        return;
+    }
+    let opts = Options {
+        limits: "max_connections_per_ip = 100\n[limits.max_connections]\nsmtp = 3\npop3 = 3\n"
+            .into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let _held: Vec<TcpStream> = (0..3)
+        .map(|_| connect_served(&server, "smtp", "220"))
+        .collect();
+    let extra = connect(&server, "smtp");
+    let refused = first_line(&extra);
+    assert!(
+        refused.starts_with("421"),
+        "4th SMTP connection: {refused:?}"
+    );
+    let login = common::py_pop_login(&server, "127.0.0.1", "joe", "secret");
+    assert!(
+        login.starts_with("OK"),
+        "POP3 login with SMTP full: {login}"
+    );
+}
