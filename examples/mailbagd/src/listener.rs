@@ -9,8 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
 use futures::future::BoxFuture;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -63,7 +67,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// The write's own error, or `TimedOut`.
 pub async fn write_within<T>(
     limit: Duration,
-    write: impl std::future::Future<Output = io::Result<T>>,
+    write: impl Future<Output = io::Result<T>>,
 ) -> io::Result<T> {
     match tokio::time::timeout(limit, write).await {
         Ok(r) => r,
@@ -74,6 +78,99 @@ pub async fn write_within<T>(
                 format!("write timed out after {limit:?}"),
             ))
         }
+    }
+}
+
+/// A stream whose writes have a deadline, for code that writes through
+/// `AsyncWrite` itself (hyper, for the web page): a write, flush or shutdown
+/// that stays pending for `limit` (`[limits] write_timeout`) without any
+/// progress fails with [`io::ErrorKind::TimedOut`] (logged), and the
+/// connection is closed. Reads pass through unchanged.
+#[derive(Debug)]
+pub struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    /// Wraps `inner` with the write deadline `limit`.
+    pub fn new(inner: S, limit: Duration) -> WriteDeadline<S> {
+        WriteDeadline {
+            inner,
+            limit,
+            timer: None,
+        }
+    }
+
+    /// A finished write (or error) stops the clock; a pending one starts it
+    /// (once) and fails when it runs out.
+    fn check<T>(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        r: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.timer = None;
+            return r;
+        }
+        let limit = self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            self.timer = None;
+            warn!(timeout = ?limit, "write timed out: the client is not reading; closing");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("write timed out after {limit:?}"),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, r)
     }
 }
 

@@ -378,3 +378,27 @@ fn smtp_client_that_never_reads_is_disconnected_after_write_timeout() {
     assert_closed_for_write_timeout(&server, &mut client);
     feeder.join().expect("feeder");
 }
+
+/// The same for the web page: a client that pipelines requests and never
+/// reads the answers (hyper has no write deadline of its own).
+#[test]
+fn web_client_that_never_reads_is_disconnected_after_write_timeout() {
+    let server = Server::start_with(write_timeout_options(), |_| {});
+    let mut client = small_buffer_client(server.addrs["http"]);
+    let mut writer = client.try_clone().expect("clone");
+    writer
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .expect("write timeout");
+    let feeder = std::thread::spawn(move || {
+        let block = b"GET /login HTTP/1.1\r\nHost: localhost\r\n\r\n".repeat(100);
+        let mut sent = 0usize;
+        while sent < 64 << 20 {
+            match writer.write(&block) {
+                Ok(n) if n > 0 => sent += n,
+                _ => break,
+            }
+        }
+    });
+    assert_closed_for_write_timeout(&server, &mut client);
+    feeder.join().expect("feeder");
+}
