@@ -45,6 +45,8 @@ use mailbag_smtp_proto::address::{Domain, LocalPart};
 use mailbag_smtp_proto::data::BareLfPolicy;
 use serde::Deserialize;
 
+use crate::limits::{MaxConnections, PerRole};
+
 pub use crate::credentials::{Credential, Secret};
 
 /// The demo configuration shipped as `examples/mailbagd/mailbag.toml`; `mailbagd`
@@ -159,6 +161,9 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         message: message.into(),
     }
 }
+
+/// Default of `[limits] write_timeout`.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A duration written in humantime syntax (`"30m"`, `"7d"`, `"1h 30m"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -414,8 +419,10 @@ pub struct WebConfig {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct LimitsConfig {
-    /// Most simultaneous connections over all listeners (default 1000).
-    pub max_connections: usize,
+    /// Most simultaneous connections: per listener role (a table
+    /// `pop3`/`smtp`/`submission`/`web`, each [`PerRole::DEFAULT_EACH`] by
+    /// default) or, given as a plain integer, over all listeners together.
+    pub max_connections: MaxConnections,
     /// Most simultaneous connections from one client address (default 20).
     pub max_connections_per_ip: usize,
     /// Time allowed for a TLS handshake (default 30 seconds).
@@ -428,6 +435,11 @@ pub struct LimitsConfig {
     /// [`DEFAULT_MIN_FREE_SPACE`](crate::disk_space::DEFAULT_MIN_FREE_SPACE),
     /// 256 MiB; `0`: no check).
     pub min_free_space: u64,
+    // Connections (issue 14): write deadline.
+    /// Time allowed for each write to a POP3 or SMTP client (a reply, a
+    /// chunk of a message being retrieved); a client that stops reading is
+    /// disconnected when it passes (default 60 seconds).
+    pub write_timeout: Duration,
 }
 
 /// A validated `mailbagd` configuration.
@@ -558,14 +570,34 @@ struct RawRelay {
     allow_internal_next_hops: Option<bool>,
 }
 
+// Connections (issue 14): `[limits] max_connections` as an integer (one
+// pool, the older form) or a table per role.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMaxConnections {
+    Shared(usize),
+    PerRole(RawPerRole),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPerRole {
+    pop3: Option<usize>,
+    smtp: Option<usize>,
+    submission: Option<usize>,
+    web: Option<usize>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawLimits {
-    max_connections: Option<usize>,
+    max_connections: Option<RawMaxConnections>,
     max_connections_per_ip: Option<usize>,
     tls_handshake_timeout: Option<HumanDuration>,
     shutdown_timeout: Option<HumanDuration>,
     min_free_space: Option<String>,
+    // Connections (issue 14).
+    write_timeout: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -920,7 +952,19 @@ impl Config {
                 .map_err(|e| invalid("limits.min_free_space", &e))?,
         };
         let limits = LimitsConfig {
-            max_connections: raw.limits.max_connections.unwrap_or(1000),
+            max_connections: match raw.limits.max_connections {
+                None => MaxConnections::default(),
+                Some(RawMaxConnections::Shared(n)) => MaxConnections::Shared(n),
+                Some(RawMaxConnections::PerRole(r)) => {
+                    let each = PerRole::DEFAULT_EACH;
+                    MaxConnections::PerRole(PerRole::new(
+                        r.pop3.unwrap_or(each),
+                        r.smtp.unwrap_or(each),
+                        r.submission.unwrap_or(each),
+                        r.web.unwrap_or(each),
+                    ))
+                }
+            },
             max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(20),
             tls_handshake_timeout: nonzero(
                 "limits.tls_handshake_timeout",
@@ -933,12 +977,35 @@ impl Config {
                 Duration::from_secs(30),
             )?,
             min_free_space,
+            write_timeout: nonzero(
+                "limits.write_timeout",
+                raw.limits.write_timeout,
+                DEFAULT_WRITE_TIMEOUT,
+            )?,
         };
-        if limits.max_connections == 0 {
-            return Err(invalid(
-                "limits.max_connections",
-                "must be greater than zero",
-            ));
+        match limits.max_connections {
+            MaxConnections::Shared(0) => {
+                return Err(invalid(
+                    "limits.max_connections",
+                    "must be greater than zero",
+                ));
+            }
+            MaxConnections::PerRole(r) => {
+                for (role, n) in [
+                    ("pop3", r.pop3),
+                    ("smtp", r.smtp),
+                    ("submission", r.submission),
+                    ("web", r.web),
+                ] {
+                    if n == 0 {
+                        return Err(invalid(
+                            format!("limits.max_connections.{role}"),
+                            "must be greater than zero",
+                        ));
+                    }
+                }
+            }
+            _ => {}
         }
         if limits.max_connections_per_ip == 0 {
             return Err(invalid(
@@ -1114,6 +1181,47 @@ mod tests {
     }
 
     #[test]
+    fn max_connections_integer_table_and_write_timeout() {
+        let c = parse(&format!("[limits]\nmax_connections = 7\n{USERS}")).unwrap();
+        assert_eq!(c.limits.max_connections, MaxConnections::Shared(7));
+        let c = parse(&format!(
+            "[limits]\nwrite_timeout = \"2s\"\nmax_connections = {{ smtp = 3, web = 4 }}\n{USERS}"
+        ))
+        .unwrap();
+        let each = PerRole::DEFAULT_EACH;
+        assert_eq!(
+            c.limits.max_connections,
+            MaxConnections::PerRole(PerRole::new(each, 3, each, 4))
+        );
+        assert_eq!(c.limits.write_timeout, Duration::from_secs(2));
+        let c = parse(&format!(
+            "[limits.max_connections]\npop3 = 1\nsubmission = 2\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.limits.max_connections,
+            MaxConnections::PerRole(PerRole::new(1, each, 2, each))
+        );
+        for (bad, key) in [
+            ("max_connections = 0", "limits.max_connections"),
+            (
+                "max_connections = { smtp = 0 }",
+                "limits.max_connections.smtp",
+            ),
+            ("write_timeout = \"0s\"", "limits.write_timeout"),
+        ] {
+            let e = parse(&format!("[limits]\n{bad}\n{USERS}")).unwrap_err();
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
+        assert!(
+            parse(&format!(
+                "[limits]\nmax_connections = {{ imap = 1 }}\n{USERS}"
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
     fn demo_config_is_valid_and_matches_the_issue() {
         let c = Config::demo().unwrap();
         assert_eq!(c.pop3.listen, vec!["127.0.0.1:1110".parse().unwrap()]);
@@ -1153,7 +1261,8 @@ mod tests {
         assert_eq!(c.spam.tag_template, "**SPAM( _SCORE_)**");
         assert_eq!(c.spam.sweep_interval, Duration::from_secs(3600));
         assert_eq!(c.relay.queue_dir, PathBuf::from("mailbag-data/queue"));
-        assert_eq!(c.limits.max_connections, 1000);
+        assert_eq!(c.limits.max_connections, MaxConnections::default());
+        assert_eq!(c.limits.write_timeout, DEFAULT_WRITE_TIMEOUT);
         assert_eq!(c.limits.max_connections_per_ip, 20);
         assert_eq!(c.postmaster.as_str(), "joe");
         let u = &c.users[0];

@@ -27,7 +27,7 @@ use mailbag_mailstore::queue::{Queue, QueueError, QueueOptions};
 
 use crate::config::Config;
 use crate::disk_space;
-use crate::limits::{ConnectionLimiter, ConnectionPermit, LimitExceeded};
+use crate::limits::{ConnectionClass, ConnectionLimiter, ConnectionPermit, LimitExceeded};
 use crate::spool::{SPOOL_DIR, remove_stale};
 use crate::tls::{TlsError, load_acceptor};
 use crate::user_settings::SettingsStore;
@@ -195,7 +195,7 @@ impl Context {
             opts.addr = addr;
             SpamdClient::new(opts)
         });
-        let limiter = ConnectionLimiter::new(
+        let limiter = ConnectionLimiter::with_max(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
         );
@@ -215,14 +215,19 @@ impl Context {
         })
     }
 
-    /// Takes a connection slot for a client (the `[limits]` connection
-    /// limits, shared by every listener).
+    /// Takes a connection slot of `class` for a client (the `[limits]`
+    /// connection limits: per role or over every listener, and per address).
     ///
     /// # Errors
     ///
-    /// [`LimitExceeded`] when the total or the client's share is used up.
-    pub fn acquire_connection(&self, ip: IpAddr) -> Result<ConnectionPermit, LimitExceeded> {
-        self.limiter.try_acquire(ip)
+    /// [`LimitExceeded`] when the role's (or the total) or the client's share
+    /// is used up.
+    pub fn acquire_connection(
+        &self,
+        class: ConnectionClass,
+        ip: IpAddr,
+    ) -> Result<ConnectionPermit, LimitExceeded> {
+        self.limiter.try_acquire(class, ip)
     }
 
     /// Whether the data or the queue file system has less free space than

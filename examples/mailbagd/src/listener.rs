@@ -9,21 +9,170 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
 use futures::future::BoxFuture;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::context::Context;
-use crate::limits::ConnectionPermit;
+use crate::limits::{ConnectionClass, ConnectionPermit};
 use crate::tls::MaybeTls;
 
 /// How long the refusal of a connection over a limit may take to send.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Pending connections the kernel queues for a listener before `accept`
+/// (the `listen(2)` backlog; tokio's own default).
+const LISTEN_BACKLOG: i32 = 1024;
+
 /// After a failed `accept` (EMFILE and friends), wait this long instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Binds a listening socket on `addr`. IPv6 sockets are IPv6-only
+/// (`IPV6_V6ONLY`), whatever the system default (`net.ipv6.bindv6only`), so
+/// that `0.0.0.0:110` and `[::]:110` can both be listed: without it the
+/// second bind fails with "address in use" on Linux. `SO_REUSEADDR` lets a
+/// restarted server bind while old connections are in `TIME_WAIT`.
+///
+/// # Errors
+///
+/// The I/O error of creating, binding or listening.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Runs one write to a client (`write_all`, `flush`, `shutdown`, ...) with
+/// the deadline `limit` (`[limits] write_timeout`): a client that stops
+/// reading fills the socket buffers and would hold the connection forever.
+/// Past the deadline the write fails with [`io::ErrorKind::TimedOut`] (logged
+/// here), and the caller closes the connection.
+///
+/// # Errors
+///
+/// The write's own error, or `TimedOut`.
+pub async fn write_within<T>(
+    limit: Duration,
+    write: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(r) => r,
+        Err(_) => {
+            warn!(timeout = ?limit, "write timed out: the client is not reading; closing");
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("write timed out after {limit:?}"),
+            ))
+        }
+    }
+}
+
+/// A stream whose writes have a deadline, for code that writes through
+/// `AsyncWrite` itself (hyper, for the web page): a write, flush or shutdown
+/// that stays pending for `limit` (`[limits] write_timeout`) without any
+/// progress fails with [`io::ErrorKind::TimedOut`] (logged), and the
+/// connection is closed. Reads pass through unchanged.
+#[derive(Debug)]
+pub struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    /// Wraps `inner` with the write deadline `limit`.
+    pub fn new(inner: S, limit: Duration) -> WriteDeadline<S> {
+        WriteDeadline {
+            inner,
+            limit,
+            timer: None,
+        }
+    }
+
+    /// A finished write (or error) stops the clock; a pending one starts it
+    /// (once) and fails when it runs out.
+    fn check<T>(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        r: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.timer = None;
+            return r;
+        }
+        let limit = self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            self.timer = None;
+            warn!(timeout = ?limit, "write timed out: the client is not reading; closing");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("write timed out after {limit:?}"),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, r)
+    }
+}
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,6 +211,16 @@ impl Role {
     /// Is the TLS handshake done right after accept?
     pub fn implicit_tls(self) -> bool {
         matches!(self, Role::Pop3Tls | Role::SubmissionTls | Role::WebTls)
+    }
+
+    /// Which connection limit of `[limits] max_connections` the role counts against.
+    pub fn class(self) -> ConnectionClass {
+        match self {
+            Role::Pop3 | Role::Pop3Tls => ConnectionClass::Pop3,
+            Role::Smtp => ConnectionClass::Smtp,
+            Role::Submission | Role::SubmissionTls => ConnectionClass::Submission,
+            Role::Web | Role::WebTls => ConnectionClass::Web,
+        }
     }
 
     /// Is this a web page listener?
@@ -160,7 +319,7 @@ async fn admit(
     service: Arc<dyn Service>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let permit = match ctx.acquire_connection(peer.ip()) {
+    let permit = match ctx.acquire_connection(role.class(), peer.ip()) {
         Ok(p) => p,
         Err(e) => {
             info!(reason = %e, "connection refused");

@@ -15,7 +15,7 @@
 
 use std::io::{self, IoSlice, Read};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use mailbag_mailstore::{Error as StoreError, Maildrop, MessageReader, UserName as StoreUser};
@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use crate::context::Context;
-use crate::listener::{Connection, Service};
+use crate::listener::{Connection, Service, write_within};
 use crate::tls::MaybeTls;
 
 /// Read buffer per connection (octets).
@@ -57,14 +57,19 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))
 }
 
-async fn flush(stream: &mut MaybeTls, session: &mut ServerSession) -> io::Result<()> {
+/// Writes the session's output, within `limit` (`[limits] write_timeout`).
+async fn flush(
+    stream: &mut MaybeTls,
+    session: &mut ServerSession,
+    limit: Duration,
+) -> io::Result<()> {
     let out = session.output();
     if !out.is_empty() {
         let n = out.len();
-        stream.write_all(out).await?;
+        write_within(limit, stream.write_all(out)).await?;
         session.consume_output(n);
     }
-    stream.flush().await
+    write_within(limit, stream.flush()).await
 }
 
 /// Sends one chunk of a message being retrieved: the session's pending
@@ -73,12 +78,14 @@ async fn flush(stream: &mut MaybeTls, session: &mut ServerSession) -> io::Result
 /// ([`ServerSession::message_segments`] and a vectored write). After the
 /// last chunk (`last`, or TOP has its lines) it ends the message, and the
 /// terminator goes out in the same write: one segment and one wake-up of
-/// the client per small message, not two.
+/// the client per small message, not two. Each write has the deadline
+/// `limit` (`[limits] write_timeout`).
 async fn send_chunk(
     stream: &mut MaybeTls,
     session: &mut ServerSession,
     chunk: &[u8],
     last: bool,
+    limit: Duration,
 ) -> io::Result<BodyProgress> {
     let mut segments: Vec<&[u8]> = Vec::new();
     let progress = session
@@ -106,7 +113,7 @@ async fn send_chunk(
         .collect();
     let mut bufs = &mut slices[..];
     while !bufs.is_empty() {
-        let n = stream.write_vectored(bufs).await?;
+        let n = write_within(limit, stream.write_vectored(bufs)).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -150,16 +157,25 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
     let mut maildrop: Option<Box<dyn Maildrop>> = None;
     let mut buf = vec![0u8; READ_BUFFER];
     let mut last_activity = Instant::now();
+    let wt = config.limits.write_timeout;
 
     let result = async {
         loop {
+            // Commands already buffered in the session come before any read:
+            // `next_event` stops while more than `max_pending_output` octets
+            // wait to be written (a large UIDL or LIST, answered inside the
+            // session without an event), so after a flush that wrote
+            // something the loop asks again, and reads only when there was
+            // nothing to answer and nothing to write.
+            let mut answered = false;
             while let Some(event) = session.next_event() {
+                answered = true;
                 let s = stream
                     .as_mut()
                     .ok_or_else(|| session_error("stream lost"))?;
                 handle_event(ctx, &conn.peer, event, &mut session, &mut maildrop, s).await?;
                 if session.awaiting_tls() {
-                    flush(s, &mut session).await?;
+                    flush(s, &mut session, wt).await?;
                     let acceptor = ctx
                         .tls
                         .as_ref()
@@ -176,21 +192,29 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
             let s = stream
                 .as_mut()
                 .ok_or_else(|| session_error("stream lost"))?;
-            flush(s, &mut session).await?;
+            let wrote = !session.output().is_empty();
+            flush(s, &mut session, wt).await?;
             if session.is_closed() {
                 return Ok(());
+            }
+            if answered || wrote {
+                continue;
             }
             let deadline = session.deadline(last_activity).unwrap_or_else(Instant::now);
             let read = tokio::select! {
                 _ = ctx.shutdown.cancelled() => {
                     // Abnormal end: no UPDATE, nothing is deleted.
-                    let _ = s.write_all(b"-ERR [SYS/TEMP] Server shutting down.\r\n").await;
+                    let _ = write_within(
+                        wt,
+                        s.write_all(b"-ERR [SYS/TEMP] Server shutting down.\r\n"),
+                    )
+                    .await;
                     return Ok(());
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {
                     info!("autologout");
                     session.timed_out();
-                    flush(s, &mut session).await?;
+                    flush(s, &mut session, wt).await?;
                     return Ok(());
                 }
                 r = s.read(&mut buf) => r?,
@@ -210,7 +234,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
         debug!("maildrop released without update");
     }
     if let Some(mut s) = stream {
-        let _ = s.shutdown().await;
+        let _ = write_within(wt, s.shutdown()).await;
     }
     result
 }
@@ -350,7 +374,10 @@ async fn handle_event(
                         break;
                     }
                 };
-                if send_chunk(stream, session, &chunk, eof).await? == BodyProgress::Done || eof {
+                let limit = ctx.config.limits.write_timeout;
+                if send_chunk(stream, session, &chunk, eof, limit).await? == BodyProgress::Done
+                    || eof
+                {
                     break;
                 }
                 step = blocking(move || read_chunk(reader)).await?;

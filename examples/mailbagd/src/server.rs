@@ -93,13 +93,11 @@ impl Server {
         ];
         for (role, addrs) in lists {
             for addr in addrs {
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Bind {
-                        addr: *addr,
-                        role: role.name(),
-                        source,
-                    })?;
+                let l = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
+                    addr: *addr,
+                    role: role.name(),
+                    source,
+                })?;
                 listeners.push((role, l));
             }
         }

@@ -19,7 +19,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use mailbag_mailstore::UserName;
@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 use crate::context::Context;
 use crate::delivery::{self, DeliveryError, Scan};
 use crate::envelope::{Envelope, RemoteRecipient};
-use crate::listener::{Connection, Service};
+use crate::listener::{Connection, Service, write_within};
 use crate::relay::{self, Destination, Verdict};
 use crate::replies;
 use crate::spool::{DEFAULT_SPOOL_MEMORY, SPOOL_DIR, Spool};
@@ -49,14 +49,19 @@ fn session_error(e: &str) -> io::Error {
     io::Error::other(format!("SMTP session: {e}"))
 }
 
-async fn flush(stream: &mut MaybeTls, session: &mut ServerSession) -> io::Result<()> {
+/// Writes the session's output, within `limit` (`[limits] write_timeout`).
+async fn flush(
+    stream: &mut MaybeTls,
+    session: &mut ServerSession,
+    limit: Duration,
+) -> io::Result<()> {
     let out = session.output();
     if !out.is_empty() {
         let n = out.len();
-        stream.write_all(out).await?;
+        write_within(limit, stream.write_all(out)).await?;
         session.consume_output(n);
     }
-    stream.flush().await
+    write_within(limit, stream.flush()).await
 }
 
 /// The open transaction.
@@ -194,6 +199,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
         DEFAULT_SPOOL_MEMORY,
     ));
     let mut last_activity = Instant::now();
+    let wt = config.limits.write_timeout;
 
     loop {
         let mut complete = false;
@@ -378,7 +384,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
         let s = stream
             .as_mut()
             .ok_or_else(|| session_error("stream lost"))?;
-        flush(s, &mut session).await?;
+        flush(s, &mut session, wt).await?;
         if session.is_closed() {
             break;
         }
@@ -405,13 +411,13 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
         let read = tokio::select! {
             _ = cancel.cancelled(), if !in_data => {
                 session.shutdown();
-                flush(s, &mut session).await?;
+                flush(s, &mut session, wt).await?;
                 break;
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 info!("idle timeout");
                 session.timed_out();
-                flush(s, &mut session).await?;
+                flush(s, &mut session, wt).await?;
                 break;
             }
             r = s.read(&mut buf) => r?,
@@ -424,7 +430,7 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
         session.feed(buf.get(..read).unwrap_or_default());
     }
     if let Some(mut s) = stream {
-        let _ = s.shutdown().await;
+        let _ = write_within(wt, s.shutdown()).await;
     }
     Ok(())
 }

@@ -161,3 +161,65 @@ fn sigterm_lets_an_in_flight_delivery_finish() {
     assert_eq!(texts.len(), 1);
     assert!(texts[0].contains("first half\r\nsecond half\r\n"));
 }
+
+/// SIGHUP (a `systemctl reload`, a closed terminal) must not kill the server:
+/// until reload exists it is logged and ignored, and the server keeps serving.
+#[test]
+fn sighup_is_logged_and_ignored() {
+    if !common::require("python3") {
+        return;
+    }
+    let server = Server::start();
+    let pid = server.pid().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    assert!(
+        common::wait_until(Duration::from_secs(10), || server.log().contains("SIGHUP")),
+        "no log line about SIGHUP; log:\n{}",
+        server.log()
+    );
+    let login = common::py_pop_login(&server, "127.0.0.1", "joe", "secret");
+    assert!(login.starts_with("OK"), "POP3 login after SIGHUP: {login}");
+    // Still running, and it still serves after a second SIGHUP.
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status();
+    std::thread::sleep(Duration::from_millis(200));
+    let login = common::py_pop_login(&server, "127.0.0.1", "joe", "secret");
+    assert!(
+        login.starts_with("OK"),
+        "POP3 login after a second SIGHUP: {login}"
+    );
+}
+
+/// `[limits.max_connections]` per role: idle connections filling the SMTP
+/// role's limit do not lock POP3 users out.
+#[test]
+fn smtp_flood_does_not_lock_out_pop3() {
+    if !common::require("python3") {
+        return;
+    }
+    let opts = Options {
+        limits: "max_connections_per_ip = 100\n[limits.max_connections]\nsmtp = 3\npop3 = 3\n"
+            .into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let _held: Vec<TcpStream> = (0..3)
+        .map(|_| connect_served(&server, "smtp", "220"))
+        .collect();
+    let extra = connect(&server, "smtp");
+    let refused = first_line(&extra);
+    assert!(
+        refused.starts_with("421"),
+        "4th SMTP connection: {refused:?}"
+    );
+    let login = common::py_pop_login(&server, "127.0.0.1", "joe", "secret");
+    assert!(
+        login.starts_with("OK"),
+        "POP3 login with SMTP full: {login}"
+    );
+}

@@ -608,6 +608,11 @@ fn postfix_as_smarthost_receives_relayed_mail() {
     let peers = peers.unwrap_or_default();
     let port = common::free_port();
     let maildir = tempfile::tempdir().expect("tempdir");
+    // The guard first: a start that panics half-way (timeout) is stopped too.
+    let _guard = PostfixGuard {
+        script_dir: peers.clone(),
+        port,
+    };
     let out = common::run(
         Command::new("timeout")
             .arg("60")
@@ -619,10 +624,6 @@ fn postfix_as_smarthost_receives_relayed_mail() {
             .env("PEER_USERS", "friend:x")
             .env("PEER_POSTFIX_FAST", "1"),
     );
-    let _guard = PostfixGuard {
-        script_dir: peers.clone(),
-        port,
-    };
     assert!(out.ok(), "postfix-start.sh failed: {out:?}");
     let opts = Options {
         relay: format!(

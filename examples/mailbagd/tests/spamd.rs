@@ -63,15 +63,16 @@ fn real_spamd_scores_gtube_and_ham() {
         return;
     }
     let port = free_port();
+    // The guard first: a start that panics half-way (timeout) is stopped too.
+    let _guard = Spamd {
+        peers: peers.clone(),
+        port,
+    };
     let start = common::run(
         Command::new("bash")
             .arg(peers.join("spamd-start.sh"))
             .arg(port.to_string()),
     );
-    let _guard = Spamd {
-        peers: peers.clone(),
-        port,
-    };
     assert!(start.ok(), "spamd did not start: {start:?}");
 
     let opts = Options {

@@ -20,7 +20,7 @@ use axum::response::Response;
 use super::app::Web;
 use super::responses::plain_error;
 use super::routes::router;
-use crate::listener::{Connection, Service};
+use crate::listener::{Connection, Service, WriteDeadline};
 
 impl Service for Web {
     fn serve(self: Arc<Self>, conn: Connection) -> BoxFuture<'static, io::Result<()>> {
@@ -63,7 +63,10 @@ async fn serve_connection(web: Arc<Web>, conn: Connection) -> io::Result<()> {
         .header_read_timeout(timeout)
         .max_buf_size(ctx.config.web.max_request_head.max(8192))
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(conn.stream), service);
+    // hyper has no write deadline of its own: a client that sends requests
+    // and never reads the answers would hold the connection forever.
+    let stream = WriteDeadline::new(conn.stream, ctx.config.limits.write_timeout);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

@@ -155,7 +155,8 @@ impl Default for Options {
     }
 }
 
-/// A running `mailbagd`; killed on drop.
+/// A running `mailbagd`; killed (SIGKILL) and reaped on drop, also when the
+/// test panics, so that no server outlives its test.
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
@@ -165,6 +166,7 @@ pub struct Server {
     log: PathBuf,
     cfg: PathBuf,
     tls: bool,
+    roles: Vec<String>,
 }
 
 impl Server {
@@ -262,7 +264,26 @@ spam_scanning = false
         let cfg_path = dir.path().join("mailbag.toml");
         fs::write(&cfg_path, config).expect("write config");
         before(&data);
-        Server::spawn(dir, data, cfg_path, cert_pem, opts.tls)
+        let mut roles = vec!["pop3", "smtp", "submission", "http"];
+        if opts.tls {
+            roles.extend(["pop3s", "submissions"]);
+        }
+        let roles = roles.into_iter().map(str::to_owned).collect();
+        Server::spawn(dir, data, cfg_path, cert_pem, opts.tls, roles)
+    }
+
+    /// Starts the server on a configuration file of the caller's (in `dir`,
+    /// which the server owns from now on) and waits until every role of
+    /// `roles` ("pop3", "pop3s", "smtp", "submission", "submissions", "http",
+    /// "https") announced a listener.
+    pub fn start_config(
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        cfg: PathBuf,
+        roles: &[&str],
+    ) -> Server {
+        let roles = roles.iter().map(|r| (*r).to_owned()).collect();
+        Server::spawn(dir, data, cfg, None, false, roles)
     }
 
     fn spawn(
@@ -271,6 +292,7 @@ spam_scanning = false
         cfg: PathBuf,
         cert_pem: Option<PathBuf>,
         tls: bool,
+        roles: Vec<String>,
     ) -> Server {
         // Each run appends to its own log file (a restart keeps the earlier log).
         let mut n = 0;
@@ -308,10 +330,7 @@ spam_scanning = false
                 }
             }
         });
-        let mut expected = vec!["pop3", "smtp", "submission", "http"];
-        if tls {
-            expected.extend(["pop3s", "submissions"]);
-        }
+        let expected = roles.clone();
         let mut addrs = HashMap::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut server = Server {
@@ -323,8 +342,9 @@ spam_scanning = false
             log,
             cfg,
             tls,
+            roles,
         };
-        while !expected.iter().all(|r| addrs.contains_key(*r)) {
+        while !expected.iter().all(|r| addrs.contains_key(r)) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
@@ -457,8 +477,18 @@ spam_scanning = false
         let cfg = self.cfg.clone();
         let cert = self.cert_pem.clone();
         let tls = self.tls;
+        let roles = self.roles.clone();
         drop(self);
-        Server::spawn(dir, data, cfg, cert, tls)
+        Server::spawn(dir, data, cfg, cert, tls, roles)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
