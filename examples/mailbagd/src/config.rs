@@ -45,6 +45,7 @@ use mailbag_smtp_proto::address::{Domain, LocalPart};
 use serde::Deserialize;
 
 pub use crate::credentials::{Credential, Secret};
+use crate::login_limiter::failure_delay;
 
 /// The demo configuration shipped as `examples/mailbagd/mailbag.toml`; `mailbagd`
 /// runs on it when started without `--config`.
@@ -78,7 +79,32 @@ pub enum ConfigError {
 /// Most messages per Spam folder page (`web.page_size`).
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
+fn web_config(raw: RawWeb, login: &LoginConfig) -> Result<WebConfig, ConfigError> {
+    // The web page's own rate limit gave way to the one login limiter.
+    for (key, set, instead) in [
+        (
+            "web.login_attempts_per_ip",
+            raw.login_attempts_per_ip.is_some(),
+            "login.failures_before_lockout",
+        ),
+        (
+            "web.login_window",
+            raw.login_window.is_some(),
+            "login.lockout",
+        ),
+        (
+            "web.max_tracked_addresses",
+            raw.max_tracked_addresses.is_some(),
+            "login.max_tracked",
+        ),
+    ] {
+        if set {
+            return Err(invalid(
+                key,
+                format!("replaced by `{instead}` (one login limiter for POP3 and the web page)"),
+            ));
+        }
+    }
     let web = WebConfig {
         listen: raw
             .listen
@@ -95,17 +121,10 @@ fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
             Duration::from_secs(12 * 3600),
         )?,
         max_sessions: raw.max_sessions.unwrap_or(10_000),
-        login_attempts_per_ip: raw.login_attempts_per_ip.unwrap_or(10),
-        login_window: nonzero(
-            "web.login_window",
-            raw.login_window,
-            Duration::from_secs(15 * 60),
-        )?,
-        max_tracked_addresses: raw.max_tracked_addresses.unwrap_or(100_000),
         login_failure_delay: raw
             .login_failure_delay
             .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(1)),
+            .unwrap_or(login.failure_delay),
         page_size: raw.page_size.unwrap_or(50),
         max_header_read: raw.max_header_read.unwrap_or(64 * 1024),
         max_request_body: raw.max_request_body.unwrap_or(16 * 1024),
@@ -118,11 +137,6 @@ fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
     };
     for (key, value) in [
         ("web.max_sessions", web.max_sessions),
-        (
-            "web.login_attempts_per_ip",
-            web.login_attempts_per_ip as usize,
-        ),
-        ("web.max_tracked_addresses", web.max_tracked_addresses),
         ("web.page_size", web.page_size),
         ("web.max_header_read", web.max_header_read),
         ("web.max_request_body", web.max_request_body),
@@ -140,16 +154,76 @@ fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
             "must be between 8192 and 1048576",
         ));
     }
-    if web.login_failure_delay >= web.request_timeout {
+    let longest = failure_delay(web.login_failure_delay, login.failures_before_lockout);
+    if longest >= web.request_timeout {
         return Err(invalid(
             "web.login_failure_delay",
-            "must be shorter than web.request_timeout",
+            format!(
+                "times login.failures_before_lockout ({longest:?}, the longest delay) must be \
+                 shorter than web.request_timeout"
+            ),
         ));
     }
     if web.max_request_body < 1024 {
         return Err(invalid("web.max_request_body", "must be at least 1024"));
     }
     Ok(web)
+}
+
+// ---------------------------------------------------------------------------
+// `[login]`: the one login limiter of POP3 and the web page.
+
+/// `[login]`: failed logins counted per client address (IPv6: per /64) and
+/// per user name, for POP3 and the web page together (see
+/// [`crate::login_limiter`]).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct LoginConfig {
+    /// Failed logins of one client address, or of one user name, before it
+    /// is locked out (default 5).
+    pub failures_before_lockout: u32,
+    /// How long a lock-out lasts, and how long a failure is remembered
+    /// (default 15 minutes).
+    pub lockout: Duration,
+    /// Base of the growing delay before a failed login is answered: the
+    /// `n`-th failure waits `n` times it (default 1 second; `"0s"`: none);
+    /// `pop3.auth_failure_delay` and `web.login_failure_delay` override it
+    /// per service.
+    pub failure_delay: Duration,
+    /// Records (client addresses and user names) kept at once; the one
+    /// whose last failure is oldest is forgotten to make room (default 100000).
+    pub max_tracked: usize,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLogin {
+    failures_before_lockout: Option<u32>,
+    lockout: Option<HumanDuration>,
+    failure_delay: Option<HumanDuration>,
+    max_tracked: Option<usize>,
+}
+
+fn login_config(raw: RawLogin) -> Result<LoginConfig, ConfigError> {
+    let login = LoginConfig {
+        failures_before_lockout: raw.failures_before_lockout.unwrap_or(5),
+        lockout: nonzero("login.lockout", raw.lockout, Duration::from_secs(15 * 60))?,
+        failure_delay: raw
+            .failure_delay
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(1)),
+        max_tracked: raw.max_tracked.unwrap_or(100_000),
+    };
+    if login.failures_before_lockout == 0 {
+        return Err(invalid(
+            "login.failures_before_lockout",
+            "must be greater than zero",
+        ));
+    }
+    if login.max_tracked < 2 {
+        return Err(invalid("login.max_tracked", "must be at least 2"));
+    }
+    Ok(login)
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -212,8 +286,9 @@ pub struct Pop3Config {
     /// Autologout timer: close an idle connection after this long
     /// (default 10 minutes, the RFC 1939 minimum).
     pub idle_timeout: Duration,
-    /// Delay before answering a failed login, against password guessing
-    /// (default 2 seconds, like Dovecot; `"0s"` turns it off).
+    /// Delay before answering a failed POP3 login, per failure counted by
+    /// the login limiter (the `n`-th failure waits `n` times it; a locked-out
+    /// client waits the longest); default `login.failure_delay`, `"0s"`: none.
     pub auth_failure_delay: Duration,
 }
 
@@ -368,16 +443,10 @@ pub struct WebConfig {
     /// Most sessions held at once; the one idle longest is dropped to make
     /// room (default 10000).
     pub max_sessions: usize,
-    /// Login attempts allowed per client address (IPv6: per /64) within
-    /// `login_window`; more get `429 Too Many Requests` (default 10).
-    pub login_attempts_per_ip: u32,
-    /// The window of `login_attempts_per_ip` (default 15 minutes).
-    pub login_window: Duration,
-    /// Client addresses the login rate limiter remembers at once; the oldest
-    /// is forgotten to make room (default 100000).
-    pub max_tracked_addresses: usize,
-    /// Delay before answering a failed login, the same for an unknown user
-    /// and a wrong password (default 1 second; `"0s"`: none).
+    /// Delay before answering a failed web login, per failure counted by
+    /// the login limiter (the `n`-th failure waits `n` times it), the same
+    /// for an unknown user and a wrong password (default
+    /// `login.failure_delay`; `"0s"`: none).
     pub login_failure_delay: Duration,
     /// Messages per Spam folder page (default 50, at most 1000).
     pub page_size: usize,
@@ -441,6 +510,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[web]`.
     pub web: WebConfig,
+    /// `[login]`: the login limiter of every service.
+    pub login: LoginConfig,
     /// `[[users]]`, at least one.
     pub users: Vec<User>,
 }
@@ -470,6 +541,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     web: RawWeb,
+    #[serde(default)]
+    login: RawLogin,
     users: Vec<RawUser>,
 }
 
@@ -554,6 +627,7 @@ struct RawWeb {
     session_idle_timeout: Option<HumanDuration>,
     session_lifetime: Option<HumanDuration>,
     max_sessions: Option<usize>,
+    // Replaced by `[login]`; refused with a message naming the new key.
     login_attempts_per_ip: Option<u32>,
     login_window: Option<HumanDuration>,
     max_tracked_addresses: Option<usize>,
@@ -674,6 +748,7 @@ impl Config {
             }
         };
 
+        let login = login_config(raw.login)?;
         let pop3 = Pop3Config {
             listen: raw
                 .pop3
@@ -690,7 +765,7 @@ impl Config {
                 .pop3
                 .auth_failure_delay
                 .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(2)),
+                .unwrap_or(login.failure_delay),
         };
         let smtp = SmtpConfig {
             listen: raw
@@ -733,7 +808,7 @@ impl Config {
                 ));
             }
         }
-        let web = web_config(raw.web)?;
+        let web = web_config(raw.web, &login)?;
         if web.tls && tls.is_none() {
             return Err(invalid("web.tls", "needs a [tls] section"));
         }
@@ -994,6 +1069,7 @@ impl Config {
             relay,
             limits,
             web,
+            login,
             users,
         })
     }
@@ -1099,7 +1175,7 @@ mod tests {
         assert_eq!(c.smtp.max_message_size, 26_214_400);
         assert_eq!(c.smtp.max_recipients, 100);
         assert_eq!(c.pop3.idle_timeout, Duration::from_secs(600));
-        assert_eq!(c.pop3.auth_failure_delay, Duration::from_secs(2));
+        assert_eq!(c.pop3.auth_failure_delay, Duration::from_secs(1));
         assert_eq!(c.smtp.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.pop_before_smtp.window, Duration::from_secs(1800));
         assert_eq!(c.spam.threshold, 5.0);
@@ -1281,9 +1357,6 @@ mod tests {
         assert_eq!(w.session_idle_timeout, Duration::from_secs(1800));
         assert_eq!(w.session_lifetime, Duration::from_secs(12 * 3600));
         assert_eq!(w.max_sessions, 10_000);
-        assert_eq!(w.login_attempts_per_ip, 10);
-        assert_eq!(w.login_window, Duration::from_secs(900));
-        assert_eq!(w.max_tracked_addresses, 100_000);
         assert_eq!(w.login_failure_delay, Duration::from_secs(1));
         assert_eq!(w.page_size, 50);
         assert_eq!(w.max_header_read, 65_536);
@@ -1312,6 +1385,48 @@ mod tests {
             ("colour = 1", "unknown field"),
         ] {
             let err = parse(&format!("[web]\n{bad}\n{USERS}")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn login_limiter_keys_defaults_overrides_and_checks() {
+        let c = parse(USERS).unwrap();
+        let l = &c.login;
+        assert_eq!(l.failures_before_lockout, 5);
+        assert_eq!(l.lockout, Duration::from_secs(900));
+        assert_eq!(l.failure_delay, Duration::from_secs(1));
+        assert_eq!(l.max_tracked, 100_000);
+        assert_eq!(&Config::demo().unwrap().login, l);
+        // The base applies to both services unless a service overrides it.
+        let c = parse(&format!(
+            "[login]\nfailure_delay = \"3s\"\nfailures_before_lockout = 3\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(c.pop3.auth_failure_delay, Duration::from_secs(3));
+        assert_eq!(c.web.login_failure_delay, Duration::from_secs(3));
+        let c = parse(&format!("[pop3]\nauth_failure_delay = \"0s\"\n{USERS}")).unwrap();
+        assert_eq!(c.pop3.auth_failure_delay, Duration::ZERO);
+        assert_eq!(c.web.login_failure_delay, Duration::from_secs(1));
+        for (bad, key) in [
+            (
+                "[login]\nfailures_before_lockout = 0",
+                "login.failures_before_lockout",
+            ),
+            ("[login]\nlockout = \"0s\"", "login.lockout"),
+            ("[login]\nmax_tracked = 1", "login.max_tracked"),
+            ("[login]\nretries = 1", "unknown field"),
+            // The longest web delay (5 x 7s) must fit in the request timeout.
+            ("[login]\nfailure_delay = \"7s\"", "web.login_failure_delay"),
+            // The web page's old rate-limit keys name their replacement.
+            (
+                "[web]\nlogin_attempts_per_ip = 3",
+                "login.failures_before_lockout",
+            ),
+            ("[web]\nlogin_window = \"1m\"", "login.lockout"),
+            ("[web]\nmax_tracked_addresses = 9", "login.max_tracked"),
+        ] {
+            let err = parse(&format!("{bad}\n{USERS}")).unwrap_err();
             assert!(err.to_string().contains(key), "{bad}: {err}");
         }
     }

@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
         "credentials",
         "envelope",
         "limits",
+        "login_limiter",
         "replies",
         "signals",
         "spool",

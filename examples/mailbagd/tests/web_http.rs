@@ -46,12 +46,35 @@ fn wrong_password_and_unknown_user_get_the_same_answer_and_delay() {
     assert!(c.get("/settings").body.contains("Log out ann"));
 }
 
+/// Three failures lock out (the `[login]` limiter, shared with POP3).
+const LOCK_AFTER_3: &str = "login_failure_delay = \"0s\"\n[login]\nfailures_before_lockout = 3";
+
+/// One POP3 login over raw TCP (USER/PASS): the reply to PASS.
+fn pop3_login(server: &WebServer, user: &str, pass: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let s = std::net::TcpStream::connect(server.pop3()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("+OK"), "{line}");
+    for cmd in [format!("USER {user}"), format!("PASS {pass}")] {
+        line.clear();
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        r.read_line(&mut line).unwrap();
+    }
+    let _ = w.write_all(b"QUIT\r\n");
+    line
+}
+
 #[test]
-fn login_rate_limit_per_address_gives_429() {
-    let server = WebServer::start(&format!("{FAST}\nlogin_attempts_per_ip = 3"));
+fn login_failures_lock_out_the_address_with_429() {
+    let server = WebServer::start(LOCK_AFTER_3);
     let mut c = Client::new(server.web());
-    for _ in 0..3 {
-        assert_eq!(c.login("joe", "wrong").status, 401);
+    // Different user names: the address is counted.
+    for user in ["joe", "ann", "nobody"] {
+        assert_eq!(c.login(user, "wrong").status, 401);
     }
     // Even the right password is refused now.
     let r = c.login("joe", "secret");
@@ -60,6 +83,31 @@ fn login_rate_limit_per_address_gives_429() {
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 15 * 60, "{retry}");
     assert!(!c.cookies.contains_key("mailbag_session"));
+}
+
+#[test]
+fn web_login_failures_count_for_pop3_and_pop3_failures_for_the_web() {
+    let server = WebServer::start(LOCK_AFTER_3);
+    // Web failures, then the right password over POP3: refused with [AUTH].
+    let mut c = Client::new(server.web());
+    assert_eq!(c.login("joe", "wrong").status, 401);
+    assert_eq!(pop3_login(&server, "joe", "secret"), "+OK Logged in.\r\n");
+    for _ in 0..3 {
+        assert_eq!(c.login("joe", "wrong").status, 401);
+    }
+    let r = pop3_login(&server, "joe", "secret");
+    assert!(r.starts_with("-ERR [AUTH]"), "{r}");
+    // The same answer as for a wrong password and for an unknown user.
+    assert_eq!(r, pop3_login(&server, "nobody", "x"));
+
+    let server = WebServer::start(LOCK_AFTER_3);
+    // POP3 failures (ann, from 127.0.0.1), then the right password on the web page: 429.
+    for _ in 0..3 {
+        let r = pop3_login(&server, "ann", "wrong");
+        assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+    }
+    let mut c = Client::new(server.web());
+    assert_eq!(c.login("ann", "secret").status, 429);
 }
 
 #[test]

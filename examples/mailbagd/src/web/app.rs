@@ -1,22 +1,20 @@
-//! The web page's state ([`Web`]: sessions and the login limiter over the
-//! server's [`Context`]) and the small helpers every handler uses.
+//! The web page's state ([`Web`]: sessions over the server's [`Context`],
+//! whose login limiter POP3 shares) and the small helpers every handler uses.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tracing::warn;
 
-use super::ratelimit::{LoginLimiter, RateLimitOptions};
 use super::session::{SessionOptions, SessionTable};
 use crate::context::Context;
 
-/// The web page's state: sessions and the login limiter, over the server's
-/// context (configuration, mail store, settings store).
+/// The web page's state: sessions, over the server's context
+/// (configuration, mail store, settings store, login limiter).
 #[derive(Debug)]
 pub struct Web {
     pub(super) ctx: Arc<Context>,
     pub(super) sessions: Mutex<SessionTable>,
-    pub(super) limiter: Mutex<LoginLimiter>,
     pub(super) secure: bool,
 }
 
@@ -33,15 +31,9 @@ impl Web {
             lifetime: w.session_lifetime,
             max_sessions: w.max_sessions,
         };
-        let ro = RateLimitOptions {
-            max_attempts: w.login_attempts_per_ip,
-            window: w.login_window,
-            max_entries: w.max_tracked_addresses,
-        };
         let secure = w.tls && ctx.tls.is_some();
         Web {
             sessions: Mutex::new(SessionTable::new(so)),
-            limiter: Mutex::new(LoginLimiter::new(ro)),
             secure,
             ctx,
         }

@@ -18,6 +18,7 @@ use super::extract::{AuthForm, CsrfField, form};
 use super::pages::LoginPage;
 use super::responses::{forbidden, internal_error, message, render};
 use super::session::{LOGIN_COOKIE, SESSION_COOKIE, Token, set_cookie};
+use crate::login_limiter::failure_delay;
 
 #[derive(Deserialize, Default)]
 pub(super) struct LoginForm {
@@ -89,29 +90,17 @@ pub(super) async fn login_post(
         info!(%peer, "web: login form refused (missing or wrong CSRF token)");
         return forbidden(None);
     }
-    let retry = lock(&web.limiter).attempt(peer.ip(), Instant::now());
-    if let Err(after) = retry {
-        info!(%peer, "web: login refused: too many attempts from this address");
-        let mut r = message(
-            StatusCode::TOO_MANY_REQUESTS,
-            None,
-            "Too many login attempts",
-            format!(
-                "There were too many login attempts from your address. Please wait {} and try again.",
-                humanize(Duration::from_secs(
-                    after.as_secs().max(1).div_ceil(60) * 60
-                ))
-            ),
-            "/login",
-            "Back to the login page",
-        );
-        if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return r;
-    }
     let user = f.user.unwrap_or_default();
     let password = f.password.unwrap_or_default();
+    // The one login limiter of every service: POP3 failures count here too.
+    let counted = web.ctx.logins.attempt(peer.ip(), &user, Instant::now());
+    let failures = match counted {
+        Ok(n) => n,
+        Err(after) => {
+            info!(user = %log_name(&user), %peer, "web: login refused: locked out");
+            return too_many(after);
+        }
+    };
     let ctx = Arc::clone(&web.ctx);
     let name = user.clone();
     let ok = blocking(move || {
@@ -123,7 +112,7 @@ pub(super) async fn login_post(
     .unwrap_or(false);
     if !ok {
         info!(user = %log_name(&user), %peer, "web: login failed");
-        let delay = web.ctx.config.web.login_failure_delay;
+        let delay = failure_delay(web.ctx.config.web.login_failure_delay, failures);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -135,6 +124,7 @@ pub(super) async fn login_post(
             Some("Wrong mailbox name or password.".to_owned()),
         );
     }
+    web.ctx.logins.succeeded(peer.ip(), &user);
     let created = lock(&web.sessions).create(&user, Instant::now());
     let (id, _csrf) = match created {
         Ok(x) => x,
@@ -154,6 +144,27 @@ pub(super) async fn login_post(
         set_cookie(LOGIN_COOKIE, "", None, web.secure),
     ];
     with_cookies(Redirect::to("/settings").into_response(), &cookies)
+}
+
+/// `429 Too Many Requests` with `Retry-After` for a locked-out client.
+fn too_many(after: Duration) -> Response {
+    let mut r = message(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        "Too many login attempts",
+        format!(
+            "There were too many failed logins from your address or for this mailbox. Please wait {} and try again.",
+            humanize(Duration::from_secs(
+                after.as_secs().max(1).div_ceil(60) * 60
+            ))
+        ),
+        "/login",
+        "Back to the login page",
+    );
+    if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 #[derive(Deserialize, Default)]

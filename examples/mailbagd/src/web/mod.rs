@@ -18,8 +18,10 @@
 //!
 //! Security:
 //! - **Login**: unknown user and wrong password get the same page, status
-//!   and delay (`web.login_failure_delay`, after the same hash work);
-//!   attempts are limited per client address ([`ratelimit`]), then `429`.
+//!   and delay (`web.login_failure_delay` times the failures counted, after
+//!   the same hash work); failed logins are counted per client address and
+//!   per user name by the server's one login limiter, shared with POP3
+//!   ([`crate::login_limiter`]); a locked-out address or user gets `429`.
 //! - **Session**: a 128-bit id from the OS RNG in an `HttpOnly;
 //!   SameSite=Strict; Path=/` cookie (`Secure` under TLS), idle and
 //!   absolute expiry, a bounded server-side table ([`session`]).
@@ -46,7 +48,6 @@ mod cookies;
 mod extract;
 mod login;
 mod pages;
-pub mod ratelimit;
 mod responses;
 mod routes;
 mod serve;
