@@ -44,7 +44,7 @@ use mailbag_mailstore::UserName;
 use mailbag_smtp_proto::address::{Domain, LocalPart};
 use serde::Deserialize;
 
-pub use crate::credentials::{Credential, Secret};
+pub use crate::credentials::{Credential, HashCost, Secret};
 use crate::login_limiter::failure_delay;
 
 /// The demo configuration shipped as `examples/mailbagd/mailbag.toml`; `mailbagd`
@@ -514,6 +514,40 @@ pub struct Config {
     pub login: LoginConfig,
     /// `[[users]]`, at least one.
     pub users: Vec<User>,
+    /// What an unknown user name's password is checked against.
+    dummies: Dummies,
+}
+
+/// The credentials an unknown user name's password is checked against
+/// ([`Config::authenticate`]), made once when the configuration is loaded.
+#[derive(Clone, Debug, PartialEq)]
+struct Dummies {
+    /// A hash as costly to check as the costliest configured one (none
+    /// without hashed passwords).
+    hash: Option<Credential>,
+    /// A clear-text password as long as the longest configured one.
+    plain: Credential,
+}
+
+impl Dummies {
+    fn for_users(users: &[User]) -> Dummies {
+        let hash = users
+            .iter()
+            .filter_map(|u| u.credential.hash_cost())
+            .max_by_key(HashCost::work)
+            .map(|c| c.dummy());
+        let longest = users
+            .iter()
+            .map(|u| match &u.credential {
+                Credential::Plain(p) => p.expose().len(),
+                Credential::Hash(_) => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        // NUL bytes: no password typed over POP3 or a form is this.
+        let plain = Credential::Plain(Secret::new("\u{0}".repeat(longest.max(1))));
+        Dummies { hash, plain }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1006,6 +1040,14 @@ impl Config {
                             "not a SHA-crypt hash ($5$... or $6$..., e.g. from `openssl passwd -6`)",
                         ));
                     }
+                    if !HashCost::of(&h)
+                        .is_some_and(|c| crate::credentials::ROUNDS_RANGE.contains(&c.rounds))
+                    {
+                        return Err(invalid(
+                            format!("{key}.password_hash"),
+                            "rounds must be a number from 1000 to 999999999",
+                        ));
+                    }
                     Credential::Hash(h)
                 }
                 (Some(_), Some(_)) => {
@@ -1070,6 +1112,7 @@ impl Config {
             limits,
             web,
             login,
+            dummies: Dummies::for_users(&users),
             users,
         })
     }
@@ -1078,10 +1121,14 @@ impl Config {
     /// page): the user whose name is `name` (exact match) if `password` is
     /// theirs.
     ///
-    /// An unknown user costs the same work as a known one: the password is
-    /// verified against a configured SHA-crypt hash when there is one (else
-    /// compared with a dummy clear-text password) and the result thrown
-    /// away, so that timing does not tell which user names exist.
+    /// Equal work for every failed login, so that timing does not tell
+    /// which user names exist: an unknown user name's password is checked
+    /// against a dummy hash with the scheme and rounds of the costliest
+    /// configured hash (made once, at load) and compared with a dummy
+    /// clear-text password as long as the longest configured one; a user
+    /// with a clear-text password also pays for the dummy hash. (A user
+    /// whose hash is cheaper than the costliest one is answered sooner: give
+    /// every user the same scheme and rounds.)
     ///
     /// # Examples
     ///
@@ -1096,19 +1143,32 @@ impl Config {
     /// assert!(config.authenticate("nobody", b"secret").is_none());
     /// ```
     pub fn authenticate(&self, name: &str, password: &[u8]) -> Option<&User> {
+        let dummies = &self.dummies;
         match self.user(name) {
-            Some(u) => u.credential.verify(password).then_some(u),
+            Some(u) => {
+                let ok = u.credential.verify(password);
+                // A clear-text password costs nothing: pay for the costliest
+                // hash as an unknown user does.
+                if let (Credential::Plain(_), Some(hash)) = (&u.credential, &dummies.hash) {
+                    let _ = std::hint::black_box(hash.verify(password));
+                }
+                ok.then_some(u)
+            }
             None => {
-                let dummy = self
-                    .users
-                    .iter()
-                    .find(|u| matches!(u.credential, Credential::Hash(_)))
-                    .map(|u| u.credential.clone())
-                    .unwrap_or_else(|| Credential::Plain(Secret::new("\u{0}dummy")));
-                let _ = std::hint::black_box(dummy.verify(password));
+                if let Some(hash) = &dummies.hash {
+                    let _ = std::hint::black_box(hash.verify(password));
+                }
+                let _ = std::hint::black_box(dummies.plain.verify(password));
                 None
             }
         }
+    }
+
+    /// The scheme and rounds of the dummy hash an unknown user name's
+    /// password is checked against: those of the costliest configured hash
+    /// (`None` when every user has a clear-text password).
+    pub fn unknown_user_hash_cost(&self) -> Option<HashCost> {
+        self.dummies.hash.as_ref().and_then(Credential::hash_cost)
     }
 
     /// Finds a user by POP3 login name (exact match).
@@ -1430,6 +1490,58 @@ mod tests {
             assert!(err.to_string().contains(key), "{bad}: {err}");
         }
     }
+
+    /// A `$5$`/`$6$` hash with these rounds (a valid form; no password matches).
+    fn hash(id: u8, rounds: u32) -> String {
+        let n = if id == 5 { 43 } else { 86 };
+        format!("${id}$rounds={rounds}$saltsalt${}", ".".repeat(n))
+    }
+
+    #[test]
+    fn unknown_users_are_checked_against_the_costliest_hash() {
+        let users = |a: &str, b: &str| {
+            format!(
+                "[[users]]\nname = \"p\"\npassword = \"a-long-clear-text-password\"\n\
+                 [[users]]\nname = \"a\"\npassword_hash = \"{a}\"\n\
+                 [[users]]\nname = \"b\"\npassword_hash = \"{b}\"\n"
+            )
+        };
+        let cost = |text: &str| parse(text).unwrap().unknown_user_hash_cost();
+        let sha512_10k = Some(HashCost {
+            scheme: crate::credentials::HashScheme::Sha512Crypt,
+            rounds: 10_000,
+        });
+        // The costliest, whatever the order of the users.
+        assert_eq!(cost(&users(&hash(5, 5000), &hash(6, 10_000))), sha512_10k);
+        assert_eq!(cost(&users(&hash(6, 10_000), &hash(5, 5000))), sha512_10k);
+        // Without `rounds=`: 5000.
+        let c = cost(&users(&hash(5, 5000), SECRET_HASH)).unwrap();
+        assert_eq!(c.rounds, 5000);
+        assert_eq!(c.scheme, crate::credentials::HashScheme::Sha512Crypt);
+        // More rounds of SHA-256 can cost more than SHA-512.
+        let c = cost(&users(&hash(5, 40_000), &hash(6, 10_000))).unwrap();
+        assert_eq!(c.scheme, crate::credentials::HashScheme::Sha256Crypt);
+        // Only clear-text passwords: no hash work at all.
+        assert_eq!(cost(USERS), None);
+        let c = parse(&users(&hash(5, 5000), &hash(6, 10_000))).unwrap();
+        // The dummy clear text is as long as the longest configured password.
+        assert!(c.dummies.plain.verify(&[0; 26]));
+        assert!(
+            c.authenticate("nobody", b"a-long-clear-text-password")
+                .is_none()
+        );
+        assert!(c.authenticate("p", b"a-long-clear-text-password").is_some());
+        // Rounds outside what SHA-crypt accepts are refused at load.
+        for bad in [hash(6, 999), hash(5, 1_000_000_000)] {
+            let err = parse(&format!(
+                "[[users]]\nname = \"x\"\npassword_hash = \"{bad}\"\n"
+            ))
+            .unwrap_err();
+            assert!(err.to_string().contains("rounds"), "{err}");
+        }
+    }
+
+    const SECRET_HASH: &str = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
 
     #[test]
     fn authenticate_is_the_one_login_check() {
