@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use tracing::warn;
 
-use super::session::{SessionOptions, SessionTable};
+use super::login_token::LoginTokenKey;
+use super::session::{
+    LOGIN_COOKIE, SECURE_LOGIN_COOKIE, SECURE_SESSION_COOKIE, SESSION_COOKIE, SessionOptions,
+    SessionTable,
+};
 use crate::context::Context;
 
 /// The web page's state: sessions, over the server's context
@@ -16,6 +20,9 @@ pub struct Web {
     pub(super) ctx: Arc<Context>,
     pub(super) sessions: Mutex<SessionTable>,
     pub(super) secure: bool,
+    /// The key of the login form's tokens (`None` if the OS random number
+    /// generator failed: the login page then answers `500`).
+    pub(super) login_key: Option<LoginTokenKey>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -32,10 +39,38 @@ impl Web {
             max_sessions: w.max_sessions,
         };
         let secure = w.tls && ctx.tls.is_some();
+        let login_key = match LoginTokenKey::random() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                warn!(error = %e, "web: no key for login tokens");
+                None
+            }
+        };
         Web {
+            login_key,
             sessions: Mutex::new(SessionTable::new(so)),
             secure,
             ctx,
+        }
+    }
+}
+
+impl Web {
+    /// The session cookie's name: `__Host-` prefixed under TLS.
+    pub(super) fn session_cookie(&self) -> &'static str {
+        if self.secure {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The login token cookie's name: `__Host-` prefixed under TLS.
+    pub(super) fn login_cookie(&self) -> &'static str {
+        if self.secure {
+            SECURE_LOGIN_COOKIE
+        } else {
+            LOGIN_COOKIE
         }
     }
 }

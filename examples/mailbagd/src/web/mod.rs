@@ -26,8 +26,11 @@
 //!   SameSite=Strict; Path=/` cookie (`Secure` under TLS), idle and
 //!   absolute expiry, a bounded server-side table ([`session`]).
 //! - **CSRF**: every form carries a token (per session; the login form's
-//!   is a pre-session cookie, double-submitted); a POST without the right
-//!   token gets `403`.
+//!   is a pre-session cookie, double-submitted, and bound to the server: an
+//!   HMAC of its issue time under a key made at start-up, [`login_token`]);
+//!   a POST without the right token gets `403`. Under TLS the cookies are
+//!   named `__Host-…` (Secure, `Path=/`, no `Domain`): a sibling subdomain
+//!   cannot plant them.
 //! - **Isolation**: message ids from forms are looked up only in the
 //!   logged-in user's Spam folder: another user's id is `404`.
 //! - **Headers**: `Content-Security-Policy: default-src 'self'; frame-ancestors 'none'; ...`,
@@ -47,6 +50,7 @@ mod app;
 mod cookies;
 mod extract;
 mod login;
+pub mod login_token;
 mod pages;
 mod responses;
 mod routes;
