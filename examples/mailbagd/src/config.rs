@@ -46,8 +46,9 @@ use mailbag_smtp_proto::data::BareLfPolicy;
 use serde::Deserialize;
 
 use crate::limits::{MaxConnections, PerRole};
+use crate::login_limiter::failure_delay;
 
-pub use crate::credentials::{Credential, Secret};
+pub use crate::credentials::{Credential, HashCost, Secret};
 
 /// The demo configuration shipped as `examples/mailbagd/mailbag.toml`; `mailbagd`
 /// runs on it when started without `--config`.
@@ -81,7 +82,32 @@ pub enum ConfigError {
 /// Most messages per Spam folder page (`web.page_size`).
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
+fn web_config(raw: RawWeb, login: &LoginConfig) -> Result<WebConfig, ConfigError> {
+    // The web page's own rate limit gave way to the one login limiter.
+    for (key, set, instead) in [
+        (
+            "web.login_attempts_per_ip",
+            raw.login_attempts_per_ip.is_some(),
+            "login.failures_before_lockout",
+        ),
+        (
+            "web.login_window",
+            raw.login_window.is_some(),
+            "login.lockout",
+        ),
+        (
+            "web.max_tracked_addresses",
+            raw.max_tracked_addresses.is_some(),
+            "login.max_tracked",
+        ),
+    ] {
+        if set {
+            return Err(invalid(
+                key,
+                format!("replaced by `{instead}` (one login limiter for POP3 and the web page)"),
+            ));
+        }
+    }
     let web = WebConfig {
         listen: raw
             .listen
@@ -98,17 +124,10 @@ fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
             Duration::from_secs(12 * 3600),
         )?,
         max_sessions: raw.max_sessions.unwrap_or(10_000),
-        login_attempts_per_ip: raw.login_attempts_per_ip.unwrap_or(10),
-        login_window: nonzero(
-            "web.login_window",
-            raw.login_window,
-            Duration::from_secs(15 * 60),
-        )?,
-        max_tracked_addresses: raw.max_tracked_addresses.unwrap_or(100_000),
         login_failure_delay: raw
             .login_failure_delay
             .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(1)),
+            .unwrap_or(login.failure_delay),
         page_size: raw.page_size.unwrap_or(50),
         max_header_read: raw.max_header_read.unwrap_or(64 * 1024),
         max_request_body: raw.max_request_body.unwrap_or(16 * 1024),
@@ -121,11 +140,6 @@ fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
     };
     for (key, value) in [
         ("web.max_sessions", web.max_sessions),
-        (
-            "web.login_attempts_per_ip",
-            web.login_attempts_per_ip as usize,
-        ),
-        ("web.max_tracked_addresses", web.max_tracked_addresses),
         ("web.page_size", web.page_size),
         ("web.max_header_read", web.max_header_read),
         ("web.max_request_body", web.max_request_body),
@@ -143,16 +157,76 @@ fn web_config(raw: RawWeb) -> Result<WebConfig, ConfigError> {
             "must be between 8192 and 1048576",
         ));
     }
-    if web.login_failure_delay >= web.request_timeout {
+    let longest = failure_delay(web.login_failure_delay, login.failures_before_lockout);
+    if longest >= web.request_timeout {
         return Err(invalid(
             "web.login_failure_delay",
-            "must be shorter than web.request_timeout",
+            format!(
+                "times login.failures_before_lockout ({longest:?}, the longest delay) must be \
+                 shorter than web.request_timeout"
+            ),
         ));
     }
     if web.max_request_body < 1024 {
         return Err(invalid("web.max_request_body", "must be at least 1024"));
     }
     Ok(web)
+}
+
+// ---------------------------------------------------------------------------
+// `[login]`: the one login limiter of POP3 and the web page.
+
+/// `[login]`: failed logins counted per client address (IPv6: per /64) and
+/// per user name, for POP3 and the web page together (see
+/// [`crate::login_limiter`]).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct LoginConfig {
+    /// Failed logins of one client address, or of one user name, before it
+    /// is locked out (default 5).
+    pub failures_before_lockout: u32,
+    /// How long a lock-out lasts, and how long a failure is remembered
+    /// (default 15 minutes).
+    pub lockout: Duration,
+    /// Base of the growing delay before a failed login is answered: the
+    /// `n`-th failure waits `n` times it (default 1 second; `"0s"`: none);
+    /// `pop3.auth_failure_delay` and `web.login_failure_delay` override it
+    /// per service.
+    pub failure_delay: Duration,
+    /// Records (client addresses and user names) kept at once; the one
+    /// whose last failure is oldest is forgotten to make room (default 100000).
+    pub max_tracked: usize,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLogin {
+    failures_before_lockout: Option<u32>,
+    lockout: Option<HumanDuration>,
+    failure_delay: Option<HumanDuration>,
+    max_tracked: Option<usize>,
+}
+
+fn login_config(raw: RawLogin) -> Result<LoginConfig, ConfigError> {
+    let login = LoginConfig {
+        failures_before_lockout: raw.failures_before_lockout.unwrap_or(5),
+        lockout: nonzero("login.lockout", raw.lockout, Duration::from_secs(15 * 60))?,
+        failure_delay: raw
+            .failure_delay
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(1)),
+        max_tracked: raw.max_tracked.unwrap_or(100_000),
+    };
+    if login.failures_before_lockout == 0 {
+        return Err(invalid(
+            "login.failures_before_lockout",
+            "must be greater than zero",
+        ));
+    }
+    if login.max_tracked < 2 {
+        return Err(invalid("login.max_tracked", "must be at least 2"));
+    }
+    Ok(login)
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -218,8 +292,9 @@ pub struct Pop3Config {
     /// Autologout timer: close an idle connection after this long
     /// (default 10 minutes, the RFC 1939 minimum).
     pub idle_timeout: Duration,
-    /// Delay before answering a failed login, against password guessing
-    /// (default 2 seconds, like Dovecot; `"0s"` turns it off).
+    /// Delay before answering a failed POP3 login, per failure counted by
+    /// the login limiter (the `n`-th failure waits `n` times it; a locked-out
+    /// client waits the longest); default `login.failure_delay`, `"0s"`: none.
     pub auth_failure_delay: Duration,
 }
 
@@ -386,16 +461,10 @@ pub struct WebConfig {
     /// Most sessions held at once; the one idle longest is dropped to make
     /// room (default 10000).
     pub max_sessions: usize,
-    /// Login attempts allowed per client address (IPv6: per /64) within
-    /// `login_window`; more get `429 Too Many Requests` (default 10).
-    pub login_attempts_per_ip: u32,
-    /// The window of `login_attempts_per_ip` (default 15 minutes).
-    pub login_window: Duration,
-    /// Client addresses the login rate limiter remembers at once; the oldest
-    /// is forgotten to make room (default 100000).
-    pub max_tracked_addresses: usize,
-    /// Delay before answering a failed login, the same for an unknown user
-    /// and a wrong password (default 1 second; `"0s"`: none).
+    /// Delay before answering a failed web login, per failure counted by
+    /// the login limiter (the `n`-th failure waits `n` times it), the same
+    /// for an unknown user and a wrong password (default
+    /// `login.failure_delay`; `"0s"`: none).
     pub login_failure_delay: Duration,
     /// Messages per Spam folder page (default 50, at most 1000).
     pub page_size: usize,
@@ -471,8 +540,44 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[web]`.
     pub web: WebConfig,
+    /// `[login]`: the login limiter of every service.
+    pub login: LoginConfig,
     /// `[[users]]`, at least one.
     pub users: Vec<User>,
+    /// What an unknown user name's password is checked against.
+    dummies: Dummies,
+}
+
+/// The credentials an unknown user name's password is checked against
+/// ([`Config::authenticate`]), made once when the configuration is loaded.
+#[derive(Clone, Debug, PartialEq)]
+struct Dummies {
+    /// A hash as costly to check as the costliest configured one (none
+    /// without hashed passwords).
+    hash: Option<Credential>,
+    /// A clear-text password as long as the longest configured one.
+    plain: Credential,
+}
+
+impl Dummies {
+    fn for_users(users: &[User]) -> Dummies {
+        let hash = users
+            .iter()
+            .filter_map(|u| u.credential.hash_cost())
+            .max_by_key(HashCost::work)
+            .map(|c| c.dummy());
+        let longest = users
+            .iter()
+            .map(|u| match &u.credential {
+                Credential::Plain(p) => p.expose().len(),
+                Credential::Hash(_) => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        // NUL bytes: no password typed over POP3 or a form is this.
+        let plain = Credential::Plain(Secret::new("\u{0}".repeat(longest.max(1))));
+        Dummies { hash, plain }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -500,6 +605,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     web: RawWeb,
+    #[serde(default)]
+    login: RawLogin,
     users: Vec<RawUser>,
 }
 
@@ -608,6 +715,7 @@ struct RawWeb {
     session_idle_timeout: Option<HumanDuration>,
     session_lifetime: Option<HumanDuration>,
     max_sessions: Option<usize>,
+    // Replaced by `[login]`; refused with a message naming the new key.
     login_attempts_per_ip: Option<u32>,
     login_window: Option<HumanDuration>,
     max_tracked_addresses: Option<usize>,
@@ -728,6 +836,7 @@ impl Config {
             }
         };
 
+        let login = login_config(raw.login)?;
         let pop3 = Pop3Config {
             listen: raw
                 .pop3
@@ -744,7 +853,7 @@ impl Config {
                 .pop3
                 .auth_failure_delay
                 .map(|d| d.0)
-                .unwrap_or(Duration::from_secs(2)),
+                .unwrap_or(login.failure_delay),
         };
         let smtp = SmtpConfig {
             listen: raw
@@ -804,7 +913,7 @@ impl Config {
                 ));
             }
         }
-        let web = web_config(raw.web)?;
+        let web = web_config(raw.web, &login)?;
         if web.tls && tls.is_none() {
             return Err(invalid("web.tls", "needs a [tls] section"));
         }
@@ -1045,6 +1154,14 @@ impl Config {
                             "not a SHA-crypt hash ($5$... or $6$..., e.g. from `openssl passwd -6`)",
                         ));
                     }
+                    if !HashCost::of(&h)
+                        .is_some_and(|c| crate::credentials::ROUNDS_RANGE.contains(&c.rounds))
+                    {
+                        return Err(invalid(
+                            format!("{key}.password_hash"),
+                            "rounds must be a number from 1000 to 999999999",
+                        ));
+                    }
                     Credential::Hash(h)
                 }
                 (Some(_), Some(_)) => {
@@ -1108,6 +1225,8 @@ impl Config {
             relay,
             limits,
             web,
+            login,
+            dummies: Dummies::for_users(&users),
             users,
         })
     }
@@ -1116,10 +1235,14 @@ impl Config {
     /// page): the user whose name is `name` (exact match) if `password` is
     /// theirs.
     ///
-    /// An unknown user costs the same work as a known one: the password is
-    /// verified against a configured SHA-crypt hash when there is one (else
-    /// compared with a dummy clear-text password) and the result thrown
-    /// away, so that timing does not tell which user names exist.
+    /// Equal work for every failed login, so that timing does not tell
+    /// which user names exist: an unknown user name's password is checked
+    /// against a dummy hash with the scheme and rounds of the costliest
+    /// configured hash (made once, at load) and compared with a dummy
+    /// clear-text password as long as the longest configured one; a user
+    /// with a clear-text password also pays for the dummy hash. (A user
+    /// whose hash is cheaper than the costliest one is answered sooner: give
+    /// every user the same scheme and rounds.)
     ///
     /// # Examples
     ///
@@ -1134,19 +1257,32 @@ impl Config {
     /// assert!(config.authenticate("nobody", b"secret").is_none());
     /// ```
     pub fn authenticate(&self, name: &str, password: &[u8]) -> Option<&User> {
+        let dummies = &self.dummies;
         match self.user(name) {
-            Some(u) => u.credential.verify(password).then_some(u),
+            Some(u) => {
+                let ok = u.credential.verify(password);
+                // A clear-text password costs nothing: pay for the costliest
+                // hash as an unknown user does.
+                if let (Credential::Plain(_), Some(hash)) = (&u.credential, &dummies.hash) {
+                    let _ = std::hint::black_box(hash.verify(password));
+                }
+                ok.then_some(u)
+            }
             None => {
-                let dummy = self
-                    .users
-                    .iter()
-                    .find(|u| matches!(u.credential, Credential::Hash(_)))
-                    .map(|u| u.credential.clone())
-                    .unwrap_or_else(|| Credential::Plain(Secret::new("\u{0}dummy")));
-                let _ = std::hint::black_box(dummy.verify(password));
+                if let Some(hash) = &dummies.hash {
+                    let _ = std::hint::black_box(hash.verify(password));
+                }
+                let _ = std::hint::black_box(dummies.plain.verify(password));
                 None
             }
         }
+    }
+
+    /// The scheme and rounds of the dummy hash an unknown user name's
+    /// password is checked against: those of the costliest configured hash
+    /// (`None` when every user has a clear-text password).
+    pub fn unknown_user_hash_cost(&self) -> Option<HashCost> {
+        self.dummies.hash.as_ref().and_then(Credential::hash_cost)
     }
 
     /// Finds a user by POP3 login name (exact match).
@@ -1254,7 +1390,7 @@ mod tests {
         assert_eq!(c.smtp.max_message_size, 26_214_400);
         assert_eq!(c.smtp.max_recipients, 100);
         assert_eq!(c.pop3.idle_timeout, Duration::from_secs(600));
-        assert_eq!(c.pop3.auth_failure_delay, Duration::from_secs(2));
+        assert_eq!(c.pop3.auth_failure_delay, Duration::from_secs(1));
         assert_eq!(c.smtp.idle_timeout, Duration::from_secs(300));
         assert_eq!(c.pop_before_smtp.window, Duration::from_secs(1800));
         assert_eq!(c.spam.threshold, 5.0);
@@ -1449,9 +1585,6 @@ mod tests {
         assert_eq!(w.session_idle_timeout, Duration::from_secs(1800));
         assert_eq!(w.session_lifetime, Duration::from_secs(12 * 3600));
         assert_eq!(w.max_sessions, 10_000);
-        assert_eq!(w.login_attempts_per_ip, 10);
-        assert_eq!(w.login_window, Duration::from_secs(900));
-        assert_eq!(w.max_tracked_addresses, 100_000);
         assert_eq!(w.login_failure_delay, Duration::from_secs(1));
         assert_eq!(w.page_size, 50);
         assert_eq!(w.max_header_read, 65_536);
@@ -1483,6 +1616,100 @@ mod tests {
             assert!(err.to_string().contains(key), "{bad}: {err}");
         }
     }
+
+    #[test]
+    fn login_limiter_keys_defaults_overrides_and_checks() {
+        let c = parse(USERS).unwrap();
+        let l = &c.login;
+        assert_eq!(l.failures_before_lockout, 5);
+        assert_eq!(l.lockout, Duration::from_secs(900));
+        assert_eq!(l.failure_delay, Duration::from_secs(1));
+        assert_eq!(l.max_tracked, 100_000);
+        assert_eq!(&Config::demo().unwrap().login, l);
+        // The base applies to both services unless a service overrides it.
+        let c = parse(&format!(
+            "[login]\nfailure_delay = \"3s\"\nfailures_before_lockout = 3\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(c.pop3.auth_failure_delay, Duration::from_secs(3));
+        assert_eq!(c.web.login_failure_delay, Duration::from_secs(3));
+        let c = parse(&format!("[pop3]\nauth_failure_delay = \"0s\"\n{USERS}")).unwrap();
+        assert_eq!(c.pop3.auth_failure_delay, Duration::ZERO);
+        assert_eq!(c.web.login_failure_delay, Duration::from_secs(1));
+        for (bad, key) in [
+            (
+                "[login]\nfailures_before_lockout = 0",
+                "login.failures_before_lockout",
+            ),
+            ("[login]\nlockout = \"0s\"", "login.lockout"),
+            ("[login]\nmax_tracked = 1", "login.max_tracked"),
+            ("[login]\nretries = 1", "unknown field"),
+            // The longest web delay (5 x 7s) must fit in the request timeout.
+            ("[login]\nfailure_delay = \"7s\"", "web.login_failure_delay"),
+            // The web page's old rate-limit keys name their replacement.
+            (
+                "[web]\nlogin_attempts_per_ip = 3",
+                "login.failures_before_lockout",
+            ),
+            ("[web]\nlogin_window = \"1m\"", "login.lockout"),
+            ("[web]\nmax_tracked_addresses = 9", "login.max_tracked"),
+        ] {
+            let err = parse(&format!("{bad}\n{USERS}")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
+    }
+
+    /// A `$5$`/`$6$` hash with these rounds (a valid form; no password matches).
+    fn hash(id: u8, rounds: u32) -> String {
+        let n = if id == 5 { 43 } else { 86 };
+        format!("${id}$rounds={rounds}$saltsalt${}", ".".repeat(n))
+    }
+
+    #[test]
+    fn unknown_users_are_checked_against_the_costliest_hash() {
+        let users = |a: &str, b: &str| {
+            format!(
+                "[[users]]\nname = \"p\"\npassword = \"a-long-clear-text-password\"\n\
+                 [[users]]\nname = \"a\"\npassword_hash = \"{a}\"\n\
+                 [[users]]\nname = \"b\"\npassword_hash = \"{b}\"\n"
+            )
+        };
+        let cost = |text: &str| parse(text).unwrap().unknown_user_hash_cost();
+        let sha512_10k = Some(HashCost {
+            scheme: crate::credentials::HashScheme::Sha512Crypt,
+            rounds: 10_000,
+        });
+        // The costliest, whatever the order of the users.
+        assert_eq!(cost(&users(&hash(5, 5000), &hash(6, 10_000))), sha512_10k);
+        assert_eq!(cost(&users(&hash(6, 10_000), &hash(5, 5000))), sha512_10k);
+        // Without `rounds=`: 5000.
+        let c = cost(&users(&hash(5, 5000), SECRET_HASH)).unwrap();
+        assert_eq!(c.rounds, 5000);
+        assert_eq!(c.scheme, crate::credentials::HashScheme::Sha512Crypt);
+        // More rounds of SHA-256 can cost more than SHA-512.
+        let c = cost(&users(&hash(5, 40_000), &hash(6, 10_000))).unwrap();
+        assert_eq!(c.scheme, crate::credentials::HashScheme::Sha256Crypt);
+        // Only clear-text passwords: no hash work at all.
+        assert_eq!(cost(USERS), None);
+        let c = parse(&users(&hash(5, 5000), &hash(6, 10_000))).unwrap();
+        // The dummy clear text is as long as the longest configured password.
+        assert!(c.dummies.plain.verify(&[0; 26]));
+        assert!(
+            c.authenticate("nobody", b"a-long-clear-text-password")
+                .is_none()
+        );
+        assert!(c.authenticate("p", b"a-long-clear-text-password").is_some());
+        // Rounds outside what SHA-crypt accepts are refused at load.
+        for bad in [hash(6, 999), hash(5, 1_000_000_000)] {
+            let err = parse(&format!(
+                "[[users]]\nname = \"x\"\npassword_hash = \"{bad}\"\n"
+            ))
+            .unwrap_err();
+            assert!(err.to_string().contains("rounds"), "{err}");
+        }
+    }
+
+    const SECRET_HASH: &str = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
 
     #[test]
     fn authenticate_is_the_one_login_check() {

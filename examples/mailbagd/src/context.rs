@@ -1,7 +1,8 @@
 //! The [`Context`]: what every service of the server shares — the
 //! configuration, the TLS acceptor, the mail store, the POP-before-SMTP relay
 //! table, the relay queue, the spam settings and scorer client, the connection
-//! limits and the shutdown signal.
+//! limits, the login limiter (POP3 and the web page count failed logins
+//! together) and the shutdown signal.
 //!
 //! It knows no service: the listeners, the protocol drivers, the web page,
 //! the sweeper and the outbound engine each take an `Arc<Context>` and use
@@ -28,6 +29,7 @@ use mailbag_mailstore::queue::{Queue, QueueError, QueueOptions};
 use crate::config::Config;
 use crate::disk_space;
 use crate::limits::{ConnectionClass, ConnectionLimiter, ConnectionPermit, LimitExceeded};
+use crate::login_limiter::{LoginLimitOptions, LoginLimiter};
 use crate::spool::{SPOOL_DIR, remove_stale};
 use crate::tls::{TlsError, load_acceptor};
 use crate::user_settings::SettingsStore;
@@ -96,6 +98,9 @@ pub struct Context {
     pub settings: Arc<SettingsStore>,
     /// spamd client when `spam.spamd` is configured (else the built-in scorer).
     pub spamd: Option<SpamdClient>,
+    /// Failed logins per client address and per user name, shared by POP3
+    /// and the web page (`[login]`).
+    pub logins: LoginLimiter,
     limiter: ConnectionLimiter,
     next_id: AtomicU64,
 }
@@ -110,6 +115,7 @@ impl std::fmt::Debug for Context {
             .field("queue", &self.queue)
             .field("spamd", &self.spamd)
             .field("limiter", &self.limiter)
+            .field("logins", &self.logins.len())
             .finish_non_exhaustive()
     }
 }
@@ -199,7 +205,13 @@ impl Context {
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
         );
+        let login_opts = LoginLimitOptions {
+            failures_before_lockout: config.login.failures_before_lockout,
+            lockout: config.login.lockout,
+            max_entries: config.login.max_tracked,
+        };
         Ok(Context {
+            logins: LoginLimiter::new(login_opts),
             settings: Arc::new(SettingsStore::new(&config.data_dir)),
             template,
             store: Arc::new(store),

@@ -52,6 +52,7 @@ pub mod disk_space;
 pub mod envelope;
 pub mod limits;
 pub mod listener;
+pub mod login_limiter;
 pub mod outbound;
 pub mod pop3;
 pub mod queue_list;

@@ -6,8 +6,13 @@
 //!   SHA-crypt passwords). A login that reaches the TRANSACTION state (maildrop
 //!   locked and listed) records the client address in the relay table
 //!   (POP-before-SMTP); a failed one records nothing.
-//! - A failed login is answered after `pop3.auth_failure_delay` (2 s by
-//!   default) with `-ERR [AUTH] Authentication failed.`
+//! - Every login goes through the server's one login limiter
+//!   ([`crate::login_limiter`], shared with the web page): a failed login is
+//!   answered with `-ERR [AUTH] Authentication failed.` after
+//!   `pop3.auth_failure_delay` times the failures counted for the client
+//!   address or user name; a locked-out address or user name gets the same
+//!   answer after the longest delay, without the password being checked
+//!   (the right password too).
 //! - A second concurrent login of the same user gets `-ERR [IN-USE]`.
 //! - Deletions are applied only on QUIT; a dropped connection, a timeout
 //!   or a shutdown releases the maildrop without changing it.
@@ -30,6 +35,7 @@ use tracing::{debug, info, warn};
 
 use crate::context::Context;
 use crate::listener::{Connection, Service, write_within};
+use crate::login_limiter::failure_delay;
 use crate::tls::MaybeTls;
 
 /// Read buffer per connection (octets).
@@ -239,6 +245,36 @@ async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
     result
 }
 
+/// The outcome of a login attempt.
+enum Verdict {
+    /// The password is right.
+    Accepted,
+    /// Wrong, or refused: answered after this delay.
+    Refused(std::time::Duration),
+}
+
+/// Every login (USER/PASS, SASL PLAIN and LOGIN) through the login limiter,
+/// then the credential check.
+fn login(ctx: &Context, peer: std::net::IpAddr, req: &LoginRequest) -> Verdict {
+    let base = ctx.config.pop3.auth_failure_delay;
+    let user = req.user.as_str();
+    match ctx.logins.attempt(peer, user, Instant::now()) {
+        Err(retry_after) => {
+            info!(user = %user, retry_after = ?retry_after, "login refused: locked out");
+            let most = ctx.logins.options().failures_before_lockout;
+            Verdict::Refused(failure_delay(base, most))
+        }
+        Ok(failures) => {
+            if check_login(ctx, req) {
+                ctx.logins.succeeded(peer, user);
+                Verdict::Accepted
+            } else {
+                Verdict::Refused(failure_delay(base, failures))
+            }
+        }
+    }
+}
+
 fn check_login(ctx: &Context, req: &LoginRequest) -> bool {
     let Credentials::Password(password) = &req.credentials else {
         return false; // APOP is not offered
@@ -269,18 +305,18 @@ async fn handle_event(
             let mechanism = req.mechanism;
             // SHA-crypt verification costs milliseconds of CPU: off the reactor.
             let sh = Arc::clone(ctx);
-            let ok = blocking(move || check_login(&sh, &req)).await?;
-            if ok {
-                session.accept_login().map_err(session_error)?;
-            } else {
+            let ip = peer.ip();
+            let verdict = blocking(move || login(&sh, ip, &req)).await?;
+            if let Verdict::Refused(delay) = verdict {
                 info!(user = %user, mechanism = ?mechanism, "login failed");
-                let delay = ctx.config.pop3.auth_failure_delay;
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
                 session
                     .reject_login(AuthFailure::Credentials)
                     .map_err(session_error)?;
+            } else {
+                session.accept_login().map_err(session_error)?;
             }
         }
         Event::OpenMaildrop { user } => {

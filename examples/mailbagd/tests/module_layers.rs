@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
         "disk_space",
         "envelope",
         "limits",
+        "login_limiter",
         "replies",
         "signals",
         "spool",

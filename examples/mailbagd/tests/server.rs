@@ -327,6 +327,34 @@ fn wrong_password_authorizes_nothing() {
 }
 
 #[test]
+fn repeated_pop3_failures_lock_out_even_the_right_password() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    // The right password works at first (and clears nothing it should not).
+    assert!(pop_stat(&server, "bob", "bobpw").starts_with("OK"));
+    // Five failures from 127.0.0.1 (a new connection each, as a guesser
+    // reconnects), the default `login.failures_before_lockout`.
+    for _ in 0..5 {
+        let r = py_pop_login(&server, "127.0.0.1", "joe", "wrong");
+        assert_eq!(r, "ERR -ERR [AUTH] Authentication failed.");
+    }
+    // Locked out: the right password is refused with the same [AUTH] reply,
+    // for every user from this address.
+    for (user, pass) in [("joe", "secret"), ("bob", "bobpw"), ("nobody", "x")] {
+        let r = py_pop_login(&server, "127.0.0.1", user, pass);
+        assert_eq!(r, "ERR -ERR [AUTH] Authentication failed.", "{user}");
+    }
+    // joe is locked out from another address too (counted per user name);
+    // another user from another address is not.
+    let r = py_pop_login(&server, "127.0.0.5", "joe", "secret");
+    assert!(r.starts_with("ERR -ERR [AUTH]"), "{r}");
+    assert!(py_pop_login(&server, "127.0.0.5", "bob", "bobpw").starts_with("OK"));
+    assert!(server.log().contains("locked out"));
+}
+
+#[test]
 fn submission_refuses_unauthorized_clients_and_accepts_after_login() {
     if !require("python3") {
         return;

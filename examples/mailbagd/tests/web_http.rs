@@ -46,12 +46,35 @@ fn wrong_password_and_unknown_user_get_the_same_answer_and_delay() {
     assert!(c.get("/settings").body.contains("Log out ann"));
 }
 
+/// Three failures lock out (the `[login]` limiter, shared with POP3).
+const LOCK_AFTER_3: &str = "login_failure_delay = \"0s\"\n[login]\nfailures_before_lockout = 3";
+
+/// One POP3 login over raw TCP (USER/PASS): the reply to PASS.
+fn pop3_login(server: &WebServer, user: &str, pass: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let s = std::net::TcpStream::connect(server.pop3()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("+OK"), "{line}");
+    for cmd in [format!("USER {user}"), format!("PASS {pass}")] {
+        line.clear();
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        r.read_line(&mut line).unwrap();
+    }
+    let _ = w.write_all(b"QUIT\r\n");
+    line
+}
+
 #[test]
-fn login_rate_limit_per_address_gives_429() {
-    let server = WebServer::start(&format!("{FAST}\nlogin_attempts_per_ip = 3"));
+fn login_failures_lock_out_the_address_with_429() {
+    let server = WebServer::start(LOCK_AFTER_3);
     let mut c = Client::new(server.web());
-    for _ in 0..3 {
-        assert_eq!(c.login("joe", "wrong").status, 401);
+    // Different user names: the address is counted.
+    for user in ["joe", "ann", "nobody"] {
+        assert_eq!(c.login(user, "wrong").status, 401);
     }
     // Even the right password is refused now.
     let r = c.login("joe", "secret");
@@ -60,6 +83,31 @@ fn login_rate_limit_per_address_gives_429() {
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(retry > 0 && retry <= 15 * 60, "{retry}");
     assert!(!c.cookies.contains_key("mailbag_session"));
+}
+
+#[test]
+fn web_login_failures_count_for_pop3_and_pop3_failures_for_the_web() {
+    let server = WebServer::start(LOCK_AFTER_3);
+    // Web failures, then the right password over POP3: refused with [AUTH].
+    let mut c = Client::new(server.web());
+    assert_eq!(c.login("joe", "wrong").status, 401);
+    assert_eq!(pop3_login(&server, "joe", "secret"), "+OK Logged in.\r\n");
+    for _ in 0..3 {
+        assert_eq!(c.login("joe", "wrong").status, 401);
+    }
+    let r = pop3_login(&server, "joe", "secret");
+    assert!(r.starts_with("-ERR [AUTH]"), "{r}");
+    // The same answer as for a wrong password and for an unknown user.
+    assert_eq!(r, pop3_login(&server, "nobody", "x"));
+
+    let server = WebServer::start(LOCK_AFTER_3);
+    // POP3 failures (ann, from 127.0.0.1), then the right password on the web page: 429.
+    for _ in 0..3 {
+        let r = pop3_login(&server, "ann", "wrong");
+        assert_eq!(r, "-ERR [AUTH] Authentication failed.\r\n");
+    }
+    let mut c = Client::new(server.web());
+    assert_eq!(c.login("ann", "secret").status, 429);
 }
 
 #[test]
@@ -423,7 +471,52 @@ fn spam_page_pages_releases_deletes_and_empties() {
 }
 
 #[test]
-fn https_session_cookie_is_secure() {
+fn self_made_login_tokens_are_refused_with_403() {
+    let server = WebServer::start(FAST);
+    // A client plants a well-formed token of its own in the login cookie and
+    // the form (the double submit matches): refused, it is not the server's.
+    for token in [
+        "0".repeat(48),
+        format!("{:016x}{}", 1_800_000_000u64, "ab".repeat(16)),
+        "a".repeat(32),
+    ] {
+        let form = format!("csrf={token}&user=joe&password=secret");
+        let r = http(
+            server.web(),
+            "POST",
+            "/login",
+            &format!("mailbag_login={token}"),
+            Some(&form),
+        );
+        assert_eq!(r.status, 403, "{token}: {r:?}");
+        assert!(r.set_cookie("mailbag_session").is_none());
+    }
+    // A planted cookie is not echoed into the login form either: the page
+    // issues a token of its own.
+    let r = http(
+        server.web(),
+        "GET",
+        "/login",
+        &format!("mailbag_login={}", "0".repeat(48)),
+        None,
+    );
+    let token = r.csrf().unwrap();
+    assert_ne!(token, "0".repeat(48));
+    assert!(r.set_cookie("mailbag_login").unwrap().contains(&token));
+    // The server's own token works.
+    let form = format!("csrf={token}&user=joe&password=secret");
+    let r = http(
+        server.web(),
+        "POST",
+        "/login",
+        &format!("mailbag_login={token}"),
+        Some(&form),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+}
+
+#[test]
+fn https_cookies_are_host_prefixed_and_secure() {
     use std::io::{Read, Write};
     use std::sync::Arc;
 
@@ -464,18 +557,47 @@ fn https_session_cookie_is_secure() {
         page.header("strict-transport-security"),
         Some("max-age=31536000")
     );
-    let login_cookie = page.set_cookie("mailbag_login").unwrap();
-    assert!(login_cookie.ends_with("; Secure"), "{login_cookie}");
+    // `__Host-` names (a sibling subdomain cannot plant them): Secure,
+    // Path=/, no Domain.
+    let host_prefixed = |r: &webutil::HttpResponse| {
+        let all = r.all("set-cookie");
+        assert!(!all.is_empty(), "{r:?}");
+        for c in all {
+            assert!(c.starts_with("__Host-mailbag_"), "{c}");
+            assert!(c.ends_with("; Secure"), "{c}");
+            assert!(c.split("; ").any(|a| a == "Path=/"), "{c}");
+            assert!(!c.to_ascii_lowercase().contains("domain="), "{c}");
+        }
+    };
+    host_prefixed(&page);
+    let login_cookie = page.set_cookie("__Host-mailbag_login").unwrap();
+    assert!(login_cookie.contains("HttpOnly"), "{login_cookie}");
     let token = page.csrf().unwrap();
     let form = format!("csrf={token}&user=joe&password=secret");
-    let r = request(format!(
-        "POST /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nCookie: mailbag_login={token}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
-        form.len()
-    ));
+    let post = |cookie: &str| {
+        request(format!(
+            "POST /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nCookie: {cookie}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        ))
+    };
+    // The unprefixed name (which a sibling subdomain could set) is not read.
+    assert_eq!(post(&format!("mailbag_login={token}")).status, 403);
+    let r = post(&format!("__Host-mailbag_login={token}"));
     assert_eq!(r.status, 303, "{r:?}");
-    let sc = r.set_cookie("mailbag_session").unwrap();
+    host_prefixed(&r);
+    let sc = r.set_cookie("__Host-mailbag_session").unwrap();
     assert!(sc.contains("HttpOnly") && sc.ends_with("; Secure"), "{sc}");
+    // The session works under its prefixed name only.
+    let session = sc.split(';').next().unwrap().to_owned();
+    let get = |cookie: &str| {
+        request(format!(
+            "GET /settings HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nCookie: {cookie}\r\n\r\n"
+        ))
+    };
+    assert_eq!(get(&session).status, 200);
+    let unprefixed = session.strip_prefix("__Host-").unwrap();
+    assert_eq!(get(unprefixed).status, 303);
 }
 
 #[test]

@@ -1,23 +1,28 @@
-//! The web page's state ([`Web`]: sessions and the login limiter over the
-//! server's [`Context`]) and the small helpers every handler uses.
+//! The web page's state ([`Web`]: sessions over the server's [`Context`],
+//! whose login limiter POP3 shares) and the small helpers every handler uses.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tracing::warn;
 
-use super::ratelimit::{LoginLimiter, RateLimitOptions};
-use super::session::{SessionOptions, SessionTable};
+use super::login_token::LoginTokenKey;
+use super::session::{
+    LOGIN_COOKIE, SECURE_LOGIN_COOKIE, SECURE_SESSION_COOKIE, SESSION_COOKIE, SessionOptions,
+    SessionTable,
+};
 use crate::context::Context;
 
-/// The web page's state: sessions and the login limiter, over the server's
-/// context (configuration, mail store, settings store).
+/// The web page's state: sessions, over the server's context
+/// (configuration, mail store, settings store, login limiter).
 #[derive(Debug)]
 pub struct Web {
     pub(super) ctx: Arc<Context>,
     pub(super) sessions: Mutex<SessionTable>,
-    pub(super) limiter: Mutex<LoginLimiter>,
     pub(super) secure: bool,
+    /// The key of the login form's tokens (`None` if the OS random number
+    /// generator failed: the login page then answers `500`).
+    pub(super) login_key: Option<LoginTokenKey>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -33,17 +38,39 @@ impl Web {
             lifetime: w.session_lifetime,
             max_sessions: w.max_sessions,
         };
-        let ro = RateLimitOptions {
-            max_attempts: w.login_attempts_per_ip,
-            window: w.login_window,
-            max_entries: w.max_tracked_addresses,
-        };
         let secure = w.tls && ctx.tls.is_some();
+        let login_key = match LoginTokenKey::random() {
+            Ok(k) => Some(k),
+            Err(e) => {
+                warn!(error = %e, "web: no key for login tokens");
+                None
+            }
+        };
         Web {
+            login_key,
             sessions: Mutex::new(SessionTable::new(so)),
-            limiter: Mutex::new(LoginLimiter::new(ro)),
             secure,
             ctx,
+        }
+    }
+}
+
+impl Web {
+    /// The session cookie's name: `__Host-` prefixed under TLS.
+    pub(super) fn session_cookie(&self) -> &'static str {
+        if self.secure {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The login token cookie's name: `__Host-` prefixed under TLS.
+    pub(super) fn login_cookie(&self) -> &'static str {
+        if self.secure {
+            SECURE_LOGIN_COOKIE
+        } else {
+            LOGIN_COOKIE
         }
     }
 }

@@ -18,7 +18,7 @@ use super::app::{App, lock};
 use super::cookies::cookie;
 use super::pages::Nav;
 use super::responses::{forbidden, message};
-use super::session::{SESSION_COOKIE, Token};
+use super::session::Token;
 
 /// A request from a logged-in user (the session cookie names a live session).
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ impl FromRequestParts<App> for Auth {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &App) -> Result<Self, Self::Rejection> {
-        let found = cookie(&parts.headers, SESSION_COOKIE).and_then(|id| {
+        let found = cookie(&parts.headers, web.session_cookie()).and_then(|id| {
             lock(&web.sessions).get(id, Instant::now()).map(|s| Auth {
                 user: s.user.clone(),
                 csrf: s.csrf.clone(),

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Form;
 use axum::extract::rejection::FormRejection;
@@ -17,7 +17,9 @@ use super::cookies::{cookie, with_cookies};
 use super::extract::{AuthForm, CsrfField, form};
 use super::pages::LoginPage;
 use super::responses::{forbidden, internal_error, message, render};
-use super::session::{LOGIN_COOKIE, SESSION_COOKIE, Token, set_cookie};
+use super::session::set_cookie;
+use crate::credentials::constant_time_eq;
+use crate::login_limiter::failure_delay;
 
 #[derive(Deserialize, Default)]
 pub(super) struct LoginForm {
@@ -26,8 +28,24 @@ pub(super) struct LoginForm {
     password: Option<String>,
 }
 
-/// The login page. The login form's CSRF token is the `mailbag_login`
-/// cookie's when the browser sent a valid one (so that two open login tabs
+/// Seconds since the Unix epoch (login tokens carry their issue time).
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The login cookie's token if this server issued it and it has not
+/// expired (it lives as long as the cookie, `session_idle_timeout`).
+fn valid_login_token<'a>(web: &Web, headers: &'a HeaderMap) -> Option<&'a str> {
+    let key = web.login_key.as_ref()?;
+    let max_age = web.ctx.config.web.session_idle_timeout;
+    cookie(headers, web.login_cookie()).filter(|t| key.verify(t, unix_now(), max_age))
+}
+
+/// The login page. The login form's CSRF token is the login cookie's when
+/// the browser sent one this server issued (so that two open login tabs
 /// both work), else a fresh one.
 fn login_response(
     web: &Web,
@@ -36,25 +54,20 @@ fn login_response(
     user: &str,
     error: Option<String>,
 ) -> Response {
-    let token = match cookie(headers, LOGIN_COOKIE).and_then(Token::parse) {
-        Some(t) => t,
-        None => match Token::random() {
-            Ok(t) => t,
-            Err(e) => {
-                warn!(error = %e, "web: no random token");
-                return internal_error(None);
-            }
-        },
+    let token = match (valid_login_token(web, headers), &web.login_key) {
+        (Some(t), _) => t.to_owned(),
+        (None, Some(key)) => key.issue(unix_now()),
+        (None, None) => return internal_error(None),
     };
     let page = LoginPage {
         nav: None,
-        csrf: token.as_str().to_owned(),
+        csrf: token.clone(),
         user: user.to_owned(),
         error,
     };
     let c = set_cookie(
-        LOGIN_COOKIE,
-        token.as_str(),
+        web.login_cookie(),
+        &token,
         Some(web.ctx.config.web.session_idle_timeout),
         web.secure,
     );
@@ -62,7 +75,7 @@ fn login_response(
 }
 
 pub(super) async fn login_page(State(web): State<App>, headers: HeaderMap) -> Response {
-    let logged_in = cookie(&headers, SESSION_COOKIE)
+    let logged_in = cookie(&headers, web.session_cookie())
         .is_some_and(|id| lock(&web.sessions).get(id, Instant::now()).is_some());
     if logged_in {
         return Redirect::to("/settings").into_response();
@@ -80,38 +93,27 @@ pub(super) async fn login_post(
         Ok(f) => f,
         Err(r) => return *r,
     };
-    // CSRF: the form's token must be the pre-session cookie's.
-    let csrf_ok = match (cookie(&headers, LOGIN_COOKIE), f.csrf.as_deref()) {
-        (Some(c), Some(t)) => Token::parse(c).is_some_and(|c| c.matches(t)),
+    // CSRF: the form's token must be the pre-session cookie's, and one this
+    // server issued (a client cannot make one up).
+    let csrf_ok = match (valid_login_token(&web, &headers), f.csrf.as_deref()) {
+        (Some(c), Some(t)) => constant_time_eq(c.as_bytes(), t.as_bytes()),
         _ => false,
     };
     if !csrf_ok {
         info!(%peer, "web: login form refused (missing or wrong CSRF token)");
         return forbidden(None);
     }
-    let retry = lock(&web.limiter).attempt(peer.ip(), Instant::now());
-    if let Err(after) = retry {
-        info!(%peer, "web: login refused: too many attempts from this address");
-        let mut r = message(
-            StatusCode::TOO_MANY_REQUESTS,
-            None,
-            "Too many login attempts",
-            format!(
-                "There were too many login attempts from your address. Please wait {} and try again.",
-                humanize(Duration::from_secs(
-                    after.as_secs().max(1).div_ceil(60) * 60
-                ))
-            ),
-            "/login",
-            "Back to the login page",
-        );
-        if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return r;
-    }
     let user = f.user.unwrap_or_default();
     let password = f.password.unwrap_or_default();
+    // The one login limiter of every service: POP3 failures count here too.
+    let counted = web.ctx.logins.attempt(peer.ip(), &user, Instant::now());
+    let failures = match counted {
+        Ok(n) => n,
+        Err(after) => {
+            info!(user = %log_name(&user), %peer, "web: login refused: locked out");
+            return too_many(after);
+        }
+    };
     let ctx = Arc::clone(&web.ctx);
     let name = user.clone();
     let ok = blocking(move || {
@@ -123,7 +125,7 @@ pub(super) async fn login_post(
     .unwrap_or(false);
     if !ok {
         info!(user = %log_name(&user), %peer, "web: login failed");
-        let delay = web.ctx.config.web.login_failure_delay;
+        let delay = failure_delay(web.ctx.config.web.login_failure_delay, failures);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -135,6 +137,7 @@ pub(super) async fn login_post(
             Some("Wrong mailbox name or password.".to_owned()),
         );
     }
+    web.ctx.logins.succeeded(peer.ip(), &user);
     let created = lock(&web.sessions).create(&user, Instant::now());
     let (id, _csrf) = match created {
         Ok(x) => x,
@@ -146,14 +149,35 @@ pub(super) async fn login_post(
     info!(user = %user, %peer, "web: logged in");
     let cookies = [
         set_cookie(
-            SESSION_COOKIE,
+            web.session_cookie(),
             id.as_str(),
             Some(web.ctx.config.web.session_lifetime),
             web.secure,
         ),
-        set_cookie(LOGIN_COOKIE, "", None, web.secure),
+        set_cookie(web.login_cookie(), "", None, web.secure),
     ];
     with_cookies(Redirect::to("/settings").into_response(), &cookies)
+}
+
+/// `429 Too Many Requests` with `Retry-After` for a locked-out client.
+fn too_many(after: Duration) -> Response {
+    let mut r = message(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        "Too many login attempts",
+        format!(
+            "There were too many failed logins from your address or for this mailbox. Please wait {} and try again.",
+            humanize(Duration::from_secs(
+                after.as_secs().max(1).div_ceil(60) * 60
+            ))
+        ),
+        "/login",
+        "Back to the login page",
+    );
+    if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 #[derive(Deserialize, Default)]
@@ -166,13 +190,13 @@ pub(super) async fn logout(
     headers: HeaderMap,
     AuthForm { auth, .. }: AuthForm<CsrfForm>,
 ) -> Response {
-    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+    if let Some(id) = cookie(&headers, web.session_cookie()) {
         lock(&web.sessions).remove(id);
     }
     info!(user = %auth.user, "web: logged out");
     with_cookies(
         Redirect::to("/login").into_response(),
-        &[set_cookie(SESSION_COOKIE, "", None, web.secure)],
+        &[set_cookie(web.session_cookie(), "", None, web.secure)],
     )
 }
 

@@ -18,14 +18,19 @@
 //!
 //! Security:
 //! - **Login**: unknown user and wrong password get the same page, status
-//!   and delay (`web.login_failure_delay`, after the same hash work);
-//!   attempts are limited per client address ([`ratelimit`]), then `429`.
+//!   and delay (`web.login_failure_delay` times the failures counted, after
+//!   the same hash work); failed logins are counted per client address and
+//!   per user name by the server's one login limiter, shared with POP3
+//!   ([`crate::login_limiter`]); a locked-out address or user gets `429`.
 //! - **Session**: a 128-bit id from the OS RNG in an `HttpOnly;
 //!   SameSite=Strict; Path=/` cookie (`Secure` under TLS), idle and
 //!   absolute expiry, a bounded server-side table ([`session`]).
 //! - **CSRF**: every form carries a token (per session; the login form's
-//!   is a pre-session cookie, double-submitted); a POST without the right
-//!   token gets `403`.
+//!   is a pre-session cookie, double-submitted, and bound to the server: an
+//!   HMAC of its issue time under a key made at start-up, [`login_token`]);
+//!   a POST without the right token gets `403`. Under TLS the cookies are
+//!   named `__Host-…` (Secure, `Path=/`, no `Domain`): a sibling subdomain
+//!   cannot plant them.
 //! - **Isolation**: message ids from forms are looked up only in the
 //!   logged-in user's Spam folder: another user's id is `404`.
 //! - **Headers**: `Content-Security-Policy: default-src 'self'; frame-ancestors 'none'; ...`,
@@ -45,8 +50,8 @@ mod app;
 mod cookies;
 mod extract;
 mod login;
+pub mod login_token;
 mod pages;
-pub mod ratelimit;
 mod responses;
 mod routes;
 mod serve;

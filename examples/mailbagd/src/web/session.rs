@@ -14,10 +14,18 @@ use crate::credentials::constant_time_eq;
 /// Octets of randomness in a session id or CSRF token (128 bits).
 pub const TOKEN_BYTES: usize = 16;
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const SESSION_COOKIE: &str = "mailbag_session";
-/// The cookie holding the login form's CSRF token (before a session exists).
+/// The cookie holding the login form's CSRF token (before a session
+/// exists), over plain HTTP.
 pub const LOGIN_COOKIE: &str = "mailbag_login";
+/// The session cookie's name under TLS: the `__Host-` prefix makes the
+/// browser keep it only with `Secure`, `Path=/` and no `Domain`, so a sibling
+/// subdomain cannot set or overwrite it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-mailbag_session";
+/// The login token cookie's name under TLS (`__Host-`, see
+/// [`SECURE_SESSION_COOKIE`]): no sibling subdomain can plant a login token.
+pub const SECURE_LOGIN_COOKIE: &str = "__Host-mailbag_login";
 
 /// A random 128-bit token, written as 32 lower-case hex digits: session ids
 /// and CSRF tokens. `Debug` does not show it.
@@ -28,6 +36,12 @@ pub struct Token(String);
 #[derive(Debug, thiserror::Error)]
 #[error("the OS random number generator failed: {0}")]
 pub struct RngError(String);
+
+impl RngError {
+    pub(super) fn new(message: String) -> RngError {
+        RngError(message)
+    }
+}
 
 impl Token {
     /// A fresh token from the OS random number generator.
