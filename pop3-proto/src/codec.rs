@@ -5,8 +5,8 @@
 //!   length limit and throws away an over-long line without losing sync;
 //!   the RFC 2449 limits [`MAX_COMMAND_LINE`] and [`MAX_RESPONSE_LINE`].
 //! * `codec/parse.rs`: [`parse_command`], [`parse_response`],
-//!   [`parse_sasl_response`], [`parse_capability`], [`parse_list_entry`] and
-//!   [`parse_uidl_entry`] read one complete line (without its line end) with
+//!   [`parse_sasl_response`], [`parse_capability`], [`parse_list_entry`],
+//!   [`parse_stat`] and [`parse_uidl_entry`] read one complete line (without its line end) with
 //!   `nom` in complete mode. Their output borrows from the line.
 //! * `codec/encode.rs`: [`Encode`] writes every value back, so
 //!   `parse(encode(x)) == x`.
@@ -50,5 +50,5 @@ pub use framer::{
 };
 pub use parse::{
     ParseError, parse_capability, parse_command, parse_list_entry, parse_response,
-    parse_sasl_response, parse_uidl_entry,
+    parse_sasl_response, parse_stat, parse_uidl_entry,
 };

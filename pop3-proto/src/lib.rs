@@ -1,4 +1,4 @@
-//! Sans-IO POP3: types, codec and server session.
+//! Sans-IO POP3: types, codec, server session and client session.
 //!
 //! This crate speaks POP3 (RFC 1939) with its extensions CAPA, RESP-CODES,
 //! PIPELINING, EXPIRE, LOGIN-DELAY, IMPLEMENTATION (RFC 2449), STLS
@@ -32,7 +32,14 @@
 //!    discarding buffered plaintext) and asks the application, through
 //!    [`session::Event`]s, to check logins, open the maildrop, stream
 //!    messages and commit deletions.
-//! 4. `tokio_codec` (feature `tokio-codec`):
+//! 4. [`client`]: the client state machine, the mirror of [`session`], on
+//!    `types` and `codec` only. It queues commands (sent in order,
+//!    pipelined when the server advertises PIPELINING), matches replies in
+//!    order, runs the greeting, CAPA, STLS, USER/PASS, APOP and SASL
+//!    PLAIN/LOGIN, streams RETR/TOP bodies through [`codec::BodyDecoder`]
+//!    as events, and bounds every buffered reply
+//!    ([`client::ClientOptions`]).
+//! 5. `tokio_codec` (feature `tokio-codec`):
 //!    `tokio_util::codec::{Decoder, Encoder}` adapters, on `types` and
 //!    `codec`.
 //!
@@ -117,6 +124,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod codec;
 pub mod session;
 #[cfg(feature = "tokio-codec")]

@@ -111,6 +111,31 @@ impl LineFramer {
         self.too_long_pending = None;
     }
 
+    /// The buffered octets not yet returned as lines, for a reader that
+    /// switches from lines to a raw multi-line body (a client after the `+OK`
+    /// of RETR hands them to a body decoder, then calls [`LineFramer::consume`]).
+    ///
+    /// ```
+    /// use mailbag_pop3_proto::codec::{LineFramer, MAX_RESPONSE_LINE};
+    ///
+    /// let mut f = LineFramer::new();
+    /// f.push(b"+OK 5 octets\r\nHello\r\n.\r\n+OK");
+    /// assert_eq!(f.next_line(MAX_RESPONSE_LINE), Some(Ok(&b"+OK 5 octets"[..])));
+    /// assert_eq!(f.pending(), b"Hello\r\n.\r\n+OK");
+    /// f.consume(10);
+    /// assert_eq!(f.next_line(MAX_RESPONSE_LINE), None);
+    /// assert_eq!(f.pending(), b"+OK");
+    /// ```
+    pub fn pending(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+
+    /// Drops the first `n` pending octets (at most all of them) after they
+    /// were read raw through [`LineFramer::pending`].
+    pub fn consume(&mut self, n: usize) {
+        self.start = self.start.saturating_add(n).min(self.buf.len());
+    }
+
     /// Number of buffered octets not yet returned as lines.
     pub fn buffered_len(&self) -> usize {
         self.buf.len() - self.start

@@ -395,6 +395,29 @@ pub fn parse_list_entry(line: &[u8]) -> Result<ListEntry, ParseError> {
     }
 }
 
+/// Parses the text of a STAT answer, `count size` (RFC 1939 section 5), into
+/// the message count and the maildrop size in octets. Text after the two
+/// numbers is ignored (RFC 1939 leaves it to the server).
+///
+/// ```
+/// use mailbag_pop3_proto::codec::parse_stat;
+///
+/// assert_eq!(parse_stat(b"2 320"), Ok((2, 320)));
+/// assert_eq!(parse_stat(b"0 0 empty"), Ok((0, 0)));
+/// assert!(parse_stat(b"two 320").is_err());
+/// ```
+pub fn parse_stat(text: &[u8]) -> Result<(u32, u64), ParseError> {
+    let s = std::str::from_utf8(text).map_err(|_| ParseError::NotUtf8)?;
+    let mut w = s.split(' ');
+    match (w.next(), w.next()) {
+        (Some(n), Some(size)) => Ok((
+            decimal_u32(n).ok_or(ParseError::InvalidNumber)?,
+            decimal_u64(size).ok_or(ParseError::InvalidNumber)?,
+        )),
+        _ => Err(ParseError::MalformedResponse),
+    }
+}
+
 /// Parses `msg uid` (a UIDL listing line or the text of a single UIDL answer).
 pub fn parse_uidl_entry(line: &[u8]) -> Result<UidlEntry<'_>, ParseError> {
     let s = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
