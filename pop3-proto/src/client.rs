@@ -660,6 +660,22 @@ impl ClientSession {
         self.phase == Phase::Open && self.framer.buffered_len() < self.options.max_line
     }
 
+    /// Octets fed and not yet turned into events; never more than
+    /// [`ClientOptions::max_buffered_input`].
+    ///
+    /// ```
+    /// use mailbag_pop3_proto::client::{ClientOptions, ClientSession};
+    ///
+    /// let mut c = ClientSession::new(ClientOptions::default());
+    /// c.feed(b"+OK ready\r\n+OK");
+    /// assert_eq!(c.buffered_input(), 14);
+    /// c.next_event();
+    /// assert_eq!(c.buffered_input(), 3);
+    /// ```
+    pub fn buffered_input(&self) -> usize {
+        self.framer.buffered_len()
+    }
+
     /// The next event, or `None` when more input is needed.
     pub fn next_event(&mut self) -> Option<ClientEvent> {
         loop {
@@ -1109,8 +1125,13 @@ impl ClientSession {
                 SaslResponse::Data(Secret::new(sasl_data(*mech, *step, creds)))
             }
             // A challenge the mechanism does not have: cancel; the server
-            // answers -ERR.
-            _ => SaslResponse::Cancel,
+            // must answer -ERR.
+            (Sasl::Plain, 1) | (Sasl::Login, 2) => SaslResponse::Cancel,
+            // Another challenge after the cancel.
+            _ => {
+                self.fail(ProtocolError::Unexpected);
+                return;
+            }
         };
         *step = step.saturating_add(1);
         answer.encode(&mut self.output);

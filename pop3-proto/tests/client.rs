@@ -299,6 +299,19 @@ fn sasl_login_and_unexpected_challenge() {
     // A third challenge is cancelled.
     feed(&mut c, b"+ \r\n");
     assert_eq!(sent(&mut c), "*\r\n");
+    // The server must answer the cancel, not challenge again.
+    let mut c2 = ClientSession::new(ClientOptions::default());
+    feed(&mut c2, b"+OK ready\r\n");
+    c2.login_sasl_plain(None, "joe", "secret").unwrap();
+    feed(&mut c2, b"+ \r\n+ \r\n");
+    assert_eq!(sent(&mut c2), "AUTH PLAIN\r\nAGpvZQBzZWNyZXQ=\r\n*\r\n");
+    assert_eq!(
+        feed(&mut c2, b"+ \r\n"),
+        [
+            ClientEvent::ProtocolError(ProtocolError::Unexpected),
+            ClientEvent::Closed
+        ]
+    );
     assert_eq!(
         feed(&mut c, b"-ERR [AUTH] Authentication aborted.\r\n"),
         [error(
