@@ -41,6 +41,11 @@
 //!
 //! # STLS
 //!
+//! A login queued behind `STLS` is sent only over TLS: if the server
+//! refuses STLS, the queued logins are dropped, each with an
+//! [`ClientEvent::Error`] ("Not sent: STLS was refused."), and the rest of
+//! the queue goes on.
+//!
 //! After [`ClientEvent::TlsReady`] ([`ClientSession::awaiting_tls`] is true),
 //! write out all pending output, run the TLS handshake, then call
 //! [`ClientSession::tls_established`]. Plaintext that arrived after the
@@ -632,6 +637,15 @@ impl ClientSession {
     }
 
     /// The options in force.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// assert_eq!(c.options().max_line, 512);
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn options(&self) -> &ClientOptions {
         &self.options
     }
@@ -641,6 +655,20 @@ impl ClientSession {
     /// and while awaiting the TLS handshake. More than
     /// [`ClientOptions::max_buffered_input`] octets waiting is a
     /// [`ProtocolError::InputOverflow`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.noop()?;
+    /// assert_eq!(c.take_output(), b"NOOP\r\n");
+    /// c.feed(b"+O");
+    /// assert_eq!(c.next_event(), None); // a partial line
+    /// c.feed(b"K\r\n");
+    /// assert_eq!(c.next_event(), Some(ClientEvent::Noop));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn feed(&mut self, data: &[u8]) {
         if self.phase != Phase::Open || data.is_empty() {
             return;
@@ -656,6 +684,18 @@ impl ClientSession {
     /// Whether the session can take more input now: open, not awaiting TLS,
     /// and less than [`ClientOptions::max_line`] octets waiting (call
     /// [`ClientSession::next_event`] until `None` to get there).
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// assert!(c.wants_input());
+    /// c.feed(&[b'a'; 600]); // no line end yet: dropped past the limit
+    /// assert_eq!(c.next_event(), None);
+    /// assert!(c.wants_input());
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn wants_input(&self) -> bool {
         self.phase == Phase::Open && self.framer.buffered_len() < self.options.max_line
     }
@@ -677,6 +717,18 @@ impl ClientSession {
     }
 
     /// The next event, or `None` when more input is needed.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.stat()?;
+    /// c.feed(b"+OK 2 320\r\n");
+    /// assert_eq!(c.next_event(), Some(ClientEvent::Stat { count: 2, size: 320 }));
+    /// assert_eq!(c.next_event(), None);
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn next_event(&mut self) -> Option<ClientEvent> {
         loop {
             if let Some(e) = self.events.pop_front() {
@@ -689,59 +741,187 @@ impl ClientSession {
     }
 
     /// Bytes to write to the server.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.noop()?;
+    /// assert_eq!(c.output(), b"NOOP\r\n");
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn output(&self) -> &[u8] {
         &self.output
     }
 
     /// Marks the first `n` octets of [`ClientSession::output`] as written.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.noop()?;
+    /// c.consume_output(2); // a short write
+    /// assert_eq!(c.output(), b"OP\r\n");
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn consume_output(&mut self, n: usize) {
         self.output.drain(..n.min(self.output.len()));
     }
 
     /// Takes all pending output.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.rset()?;
+    /// assert_eq!(c.take_output(), b"RSET\r\n");
+    /// assert!(c.output().is_empty());
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn take_output(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.output)
     }
 
     /// The capabilities from the last CAPA answer (empty before one, and
     /// again after STLS).
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.capa()?;
+    /// c.take_output();
+    /// c.feed(b"+OK\r\nUIDL\r\nPIPELINING\r\n.\r\n");
+    /// assert!(matches!(c.next_event(), Some(ClientEvent::Capabilities(_))));
+    /// assert_eq!(c.capabilities().len(), 2);
+    /// assert!(c.is_pipelining());
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn capabilities(&self) -> &[Capability<'static>] {
         &self.capabilities
     }
 
     /// The APOP timestamp of the greeting, if it had one.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// let mut c = ClientSession::new(ClientOptions::default());
+    /// c.feed(b"+OK ready <1.2@host>\r\n");
+    /// c.next_event();
+    /// assert_eq!(c.apop_timestamp(), Some("<1.2@host>"));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn apop_timestamp(&self) -> Option<&str> {
         self.apop_timestamp.as_deref()
     }
 
     /// Whether queued commands are sent together (the server advertised
     /// `PIPELINING` and [`ClientOptions::pipelining`] is on).
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// assert!(!c.is_pipelining()); // no CAPA yet
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn is_pipelining(&self) -> bool {
         self.options.pipelining && self.capabilities.contains(&Capability::Pipelining)
     }
 
     /// Whether a login succeeded.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.login_user_pass("joe", "secret")?;
+    /// c.feed(b"+OK\r\n+OK\r\n");
+    /// assert_eq!(c.next_event(), Some(ClientEvent::LoggedIn));
+    /// assert!(c.is_logged_in());
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn is_logged_in(&self) -> bool {
         self.logged_in
     }
 
     /// Whether the connection is TLS (implicit, or after STLS).
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// let mut options = ClientOptions::default();
+    /// options.implicit_tls = true;
+    /// assert!(ClientSession::new(options).is_tls());
+    /// assert!(!c.is_tls());
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn is_tls(&self) -> bool {
         self.tls
     }
 
     /// Whether STLS was accepted and the caller must now run the TLS
     /// handshake, then call [`ClientSession::tls_established`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.stls()?;
+    /// c.feed(b"+OK\r\n");
+    /// assert_eq!(c.next_event(), Some(ClientEvent::TlsReady));
+    /// assert!(c.awaiting_tls());
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn awaiting_tls(&self) -> bool {
         self.phase == Phase::AwaitingTls
     }
 
     /// Whether the session is over.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.quit()?;
+    /// c.feed(b"+OK bye\r\n");
+    /// assert_eq!(c.next_event(), Some(ClientEvent::Closed));
+    /// assert!(c.is_closed());
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
     }
 
     /// Whether every queued command has been answered.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.noop()?;
+    /// assert!(!c.is_idle());
+    /// c.feed(b"+OK\r\n");
+    /// c.next_event();
+    /// assert!(c.is_idle());
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn is_idle(&self) -> bool {
         self.in_flight.is_empty() && self.queued.is_empty()
     }
@@ -750,6 +930,20 @@ impl ClientSession {
     /// commands are sent again, now over TLS. The capabilities are
     /// forgotten (RFC 2595 section 4); queue [`ClientSession::capa`] to
     /// learn them again.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.stls()?;
+    /// c.feed(b"+OK\r\n");
+    /// c.next_event();
+    /// assert!(c.tls_established().is_ok());
+    /// assert!(c.is_tls());
+    /// assert!(c.tls_established().is_err()); // not awaiting TLS any more
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn tls_established(&mut self) -> Result<(), ClientError> {
         if self.phase != Phase::AwaitingTls {
             return Err(ClientError::WrongState);
@@ -767,6 +961,20 @@ impl ClientSession {
     /// was closed or QUIT was being answered, a
     /// [`ProtocolError::ConnectionClosed`] is reported; then
     /// [`ClientEvent::Closed`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.retr(1)?;
+    /// c.feed(b"+OK\r\npart of a mess");
+    /// while c.next_event().is_some() {}
+    /// c.connection_closed();
+    /// assert!(matches!(c.next_event(), Some(ClientEvent::ProtocolError(_))));
+    /// assert_eq!(c.next_event(), Some(ClientEvent::Closed));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn connection_closed(&mut self) {
         if self.phase == Phase::Closed {
             return;
@@ -779,12 +987,50 @@ impl ClientSession {
     }
 
     /// Queues `CAPA`; gives [`ClientEvent::Capabilities`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.capa()?;
+    /// assert_eq!(c.take_output(), b"CAPA\r\n");
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn capa(&mut self) -> Result<(), ClientError> {
         self.queue_cmd(Command::Capa, Pending::Capa)
     }
 
     /// Queues `STLS`; gives [`ClientEvent::TlsReady`]. Refused over TLS or
-    /// after a login.
+    /// after a login (or with one queued). Logins queued after it are sent
+    /// only once TLS is established, never if STLS is refused.
+    ///
+    /// ```
+    /// use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession, CommandKind};
+    ///
+    /// let mut c = ClientSession::new(ClientOptions::default());
+    /// c.stls()?;
+    /// c.login_user_pass("joe", "secret")?;
+    /// c.feed(b"+OK ready\r\n");
+    /// c.next_event();
+    /// assert_eq!(c.take_output(), b"STLS\r\n");
+    /// c.feed(b"+OK Begin TLS\r\n");
+    /// assert_eq!(c.next_event(), Some(ClientEvent::TlsReady));
+    /// // ... the TLS handshake on the socket ...
+    /// c.tls_established()?;
+    /// assert_eq!(c.take_output(), b"USER joe\r\n");
+    ///
+    /// // Refused: the login is not sent in plaintext.
+    /// let mut c = ClientSession::new(ClientOptions::default());
+    /// c.stls()?;
+    /// c.login_user_pass("joe", "secret")?;
+    /// c.feed(b"+OK ready\r\n-ERR no TLS here\r\n");
+    /// c.next_event();
+    /// assert!(matches!(c.next_event(), Some(ClientEvent::Error { command: CommandKind::Stls, .. })));
+    /// assert!(matches!(c.next_event(), Some(ClientEvent::Error { command: CommandKind::User, .. })));
+    /// assert_eq!(c.take_output(), b"STLS\r\n");
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn stls(&mut self) -> Result<(), ClientError> {
         if self.tls || self.logged_in || self.login_queued {
             return Err(ClientError::WrongState);
@@ -794,6 +1040,24 @@ impl ClientSession {
 
     /// Queues `USER` and `PASS`; gives [`ClientEvent::LoggedIn`] or one
     /// [`ClientEvent::Error`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// use mailbag_pop3_proto::types::ResponseCode;
+    ///
+    /// c.login_user_pass("joe", "wrong")?;
+    /// assert_eq!(c.take_output(), b"USER joe\r\n");
+    /// c.feed(b"+OK\r\n");
+    /// c.next_event();
+    /// assert_eq!(c.take_output(), b"PASS wrong\r\n");
+    /// c.feed(b"-ERR [AUTH] Authentication failed.\r\n");
+    /// assert!(matches!(c.next_event(), Some(ClientEvent::Error { code: Some(ResponseCode::Auth), .. })));
+    /// assert!(c.login_user_pass("jo e", "x").is_err()); // a space in the user name
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn login_user_pass(&mut self, user: &str, secret: &str) -> Result<(), ClientError> {
         self.check_login()?;
         let user = UserName::try_from(user.to_string())?;
@@ -813,6 +1077,19 @@ impl ClientSession {
     /// secret ([`ApopDigest::compute`]). Refused when the greeting has come
     /// without a timestamp; if it has not come yet and has none, the login
     /// gives an [`ClientEvent::Error`] without sending anything.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// let mut c = ClientSession::new(ClientOptions::default());
+    /// c.feed(b"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n");
+    /// c.next_event();
+    /// c.login_apop("mrose", "tanstaaf")?;
+    /// assert_eq!(c.take_output(), b"APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n");
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn login_apop(&mut self, user: &str, secret: &str) -> Result<(), ClientError> {
         self.check_login()?;
         if self.greeted && self.apop_timestamp.is_none() {
@@ -832,6 +1109,21 @@ impl ClientSession {
     /// if not the user's own. The credentials go in the initial response
     /// when [`ClientOptions::sasl_initial_response`] allows, else after the
     /// server's empty challenge.
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.login_sasl_plain(None, "joe", "secret")?;
+    /// assert_eq!(c.take_output(), b"AUTH PLAIN\r\n"); // no CAPA: no initial response
+    /// c.feed(b"+ \r\n");
+    /// assert_eq!(c.next_event(), None);
+    /// assert_eq!(c.take_output(), b"AGpvZQBzZWNyZXQ=\r\n");
+    /// c.feed(b"+OK\r\n");
+    /// assert_eq!(c.next_event(), Some(ClientEvent::LoggedIn));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn login_sasl_plain(
         &mut self,
         authzid: Option<&str>,
@@ -844,22 +1136,76 @@ impl ClientSession {
     /// Queues `AUTH LOGIN`: the user name and the password as answers to
     /// two challenges (the user name as the initial response when
     /// [`ClientOptions::sasl_initial_response`] allows).
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.login_sasl_login("joe", "secret")?;
+    /// assert_eq!(c.take_output(), b"AUTH LOGIN\r\n");
+    /// c.feed(b"+ VXNlcm5hbWU6\r\n");
+    /// c.next_event();
+    /// assert_eq!(c.take_output(), b"am9l\r\n");
+    /// c.feed(b"+ UGFzc3dvcmQ6\r\n");
+    /// c.next_event();
+    /// assert_eq!(c.take_output(), b"c2VjcmV0\r\n");
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn login_sasl_login(&mut self, user: &str, secret: &str) -> Result<(), ClientError> {
         self.queue_sasl(Sasl::Login, None, user, secret)
     }
 
     /// Queues `STAT`; gives [`ClientEvent::Stat`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.stat()?;
+    /// assert_eq!(c.take_output(), b"STAT\r\n");
+    /// c.feed(b"+OK 0 0\r\n");
+    /// assert_eq!(c.next_event(), Some(ClientEvent::Stat { count: 0, size: 0 }));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn stat(&mut self) -> Result<(), ClientError> {
         self.queue_cmd(Command::Stat, Pending::Stat)
     }
 
-    /// Queues `LIST` (`None`: every message) ; gives [`ClientEvent::List`].
+    /// Queues `LIST` (`None`: every message); gives [`ClientEvent::List`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.list(Some(2))?;
+    /// assert_eq!(c.take_output(), b"LIST 2\r\n");
+    /// c.feed(b"+OK 2 200\r\n");
+    /// let Some(ClientEvent::List(l)) = c.next_event() else { panic!() };
+    /// assert_eq!((l[0].number.get(), l[0].size), (2, 200));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn list(&mut self, msg: Option<u32>) -> Result<(), ClientError> {
         let n = msg.map(number).transpose()?;
         self.queue_cmd(Command::List(n), Pending::List(n))
     }
 
     /// Queues `UIDL` (`None`: every message); gives [`ClientEvent::Uidl`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.uidl(None)?;
+    /// assert_eq!(c.take_output(), b"UIDL\r\n");
+    /// c.feed(b"+OK\r\n1 whqtswO00WBw418f9t5JxYwZ\r\n2 QhdPYR:00WBw1Ph7x7\r\n.\r\n");
+    /// let Some(ClientEvent::Uidl(u)) = c.next_event() else { panic!() };
+    /// assert_eq!(u[1].uid.as_str(), "QhdPYR:00WBw1Ph7x7");
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn uidl(&mut self, msg: Option<u32>) -> Result<(), ClientError> {
         let n = msg.map(number).transpose()?;
         self.queue_cmd(Command::Uidl(n), Pending::Uidl(n))
@@ -867,6 +1213,20 @@ impl ClientSession {
 
     /// Queues `RETR msg`; gives [`ClientEvent::MessageStart`], body chunks
     /// and [`ClientEvent::MessageEnd`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.retr(1)?;
+    /// assert_eq!(c.take_output(), b"RETR 1\r\n");
+    /// c.feed(b"+OK\r\nSubject: x\r\n\r\n..hi\r\n.\r\n");
+    /// assert!(matches!(c.next_event(), Some(ClientEvent::MessageStart { .. })));
+    /// assert_eq!(c.next_event(), Some(ClientEvent::BodyChunk(b"Subject: x\r\n\r\n.hi\r\n".to_vec())));
+    /// assert!(matches!(c.next_event(), Some(ClientEvent::MessageEnd { .. })));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn retr(&mut self, msg: u32) -> Result<(), ClientError> {
         let n = number(msg)?;
         self.queue_cmd(Command::Retr(n), Pending::Retr(n))
@@ -874,23 +1234,68 @@ impl ClientSession {
 
     /// Queues `TOP msg lines` (the header and `lines` body lines); gives
     /// the same events as [`ClientSession::retr`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.top(1, 0)?;
+    /// assert_eq!(c.take_output(), b"TOP 1 0\r\n");
+    /// assert!(c.top(0, 0).is_err()); // message numbers start at 1
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn top(&mut self, msg: u32, lines: u32) -> Result<(), ClientError> {
         let n = number(msg)?;
         self.queue_cmd(Command::Top { msg: n, lines }, Pending::Top(n))
     }
 
     /// Queues `DELE msg`; gives [`ClientEvent::Deleted`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.dele(3)?;
+    /// assert_eq!(c.take_output(), b"DELE 3\r\n");
+    /// c.feed(b"+OK message 3 deleted\r\n");
+    /// assert!(matches!(c.next_event(), Some(ClientEvent::Deleted { number }) if number.get() == 3));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn dele(&mut self, msg: u32) -> Result<(), ClientError> {
         let n = number(msg)?;
         self.queue_cmd(Command::Dele(n), Pending::Dele(n))
     }
 
     /// Queues `RSET`; gives [`ClientEvent::Reset`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.rset()?;
+    /// c.feed(b"+OK\r\n");
+    /// assert_eq!(c.next_event(), Some(ClientEvent::Reset));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn rset(&mut self) -> Result<(), ClientError> {
         self.queue_cmd(Command::Rset, Pending::Rset)
     }
 
     /// Queues `NOOP`; gives [`ClientEvent::Noop`].
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.noop()?;
+    /// c.feed(b"-ERR [SYS/TEMP] busy\r\n");
+    /// assert!(matches!(c.next_event(), Some(ClientEvent::Error { .. })));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn noop(&mut self) -> Result<(), ClientError> {
         self.queue_cmd(Command::Noop, Pending::Noop)
     }
@@ -898,6 +1303,20 @@ impl ClientSession {
     /// Queues `QUIT` (the last command); gives [`ClientEvent::Closed`]
     /// (after an [`ClientEvent::Error`] if the server could not remove the
     /// deleted messages).
+    ///
+    /// ```
+    /// # use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
+    /// # let mut c = ClientSession::new(ClientOptions::default());
+    /// # c.feed(b"+OK ready\r\n");
+    /// # c.next_event();
+    /// c.quit()?;
+    /// assert!(c.noop().is_err()); // nothing after QUIT
+    /// assert_eq!(c.take_output(), b"QUIT\r\n");
+    /// c.feed(b"-ERR some deleted messages not removed\r\n");
+    /// assert!(matches!(c.next_event(), Some(ClientEvent::Error { .. })));
+    /// assert_eq!(c.next_event(), Some(ClientEvent::Closed));
+    /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
+    /// ```
     pub fn quit(&mut self) -> Result<(), ClientError> {
         self.queue_cmd(Command::Quit, Pending::Quit)?;
         self.quit_queued = true;
@@ -1240,6 +1659,10 @@ impl ClientSession {
                 self.close();
                 return;
             }
+            Pending::Stls => {
+                self.events.push_back(error);
+                self.drop_queued_logins();
+            }
             Pending::Pass { silent: false } | Pending::Apop | Pending::Auth { .. } => {
                 self.login_queued = false;
                 self.events.push_back(error);
@@ -1248,6 +1671,35 @@ impl ClientSession {
         }
         self.reading = Reading::Status;
         self.flush();
+    }
+
+    /// STLS was refused: a login queued behind it would go out in
+    /// plaintext, so it is not sent; each one gives an
+    /// [`ClientEvent::Error`] (RFC 2595 section 2.3's downgrade concern).
+    fn drop_queued_logins(&mut self) {
+        let mut kept = VecDeque::new();
+        for q in std::mem::take(&mut self.queued) {
+            let command = match &q {
+                Queued::Ready(_, Pending::User) => Some(CommandKind::User),
+                // Its USER was dropped (and reported) already.
+                Queued::Ready(_, Pending::Pass { .. }) => None,
+                Queued::Apop { .. } => Some(CommandKind::Apop),
+                Queued::Auth { .. } => Some(CommandKind::Auth),
+                Queued::Ready(..) => {
+                    kept.push_back(q);
+                    continue;
+                }
+            };
+            if let Some(command) = command {
+                self.events.push_back(ClientEvent::Error {
+                    command,
+                    code: None,
+                    text: "Not sent: STLS was refused.".into(),
+                });
+            }
+        }
+        self.queued = kept;
+        self.login_queued = false;
     }
 
     fn read_listing_line(&mut self) -> bool {
