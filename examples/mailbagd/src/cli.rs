@@ -22,9 +22,9 @@ Without --config, mailbagd serves the embedded demo configuration \
 submission 127.0.0.1:5870, web page http://127.0.0.1:8080, user joe with password \
 secret at example.test, mail kept in ./mailbag-data. No root and no setup needed.
 
-Commands:
-  (none)       run the server until SIGTERM or Ctrl-C
-  queue list   list the outbound relay queue (also while the server runs)
+What it does:
+  mailbagd              run the server until SIGTERM or Ctrl-C (SIGHUP is ignored)
+  mailbagd queue list   list the outbound relay queue (also while the server runs)
 
 Manual: examples/mailbagd/README.md";
 
