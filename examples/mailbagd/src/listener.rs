@@ -277,6 +277,36 @@ pub trait Service: Send + Sync + 'static {
     fn serve(self: Arc<Self>, conn: Connection) -> BoxFuture<'static, io::Result<()>>;
 }
 
+/// A [`Service`] made of an async function over the context (the POP3 and SMTP
+/// drivers: `ServeFn::new(ctx, pop3::serve)`).
+pub struct ServeFn<F> {
+    ctx: Arc<Context>,
+    serve: F,
+}
+
+impl<F> ServeFn<F> {
+    /// The service that runs `serve(ctx, connection)` for each connection.
+    pub fn new(ctx: Arc<Context>, serve: F) -> Self {
+        ServeFn { ctx, serve }
+    }
+}
+
+impl<F> std::fmt::Debug for ServeFn<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeFn").finish_non_exhaustive()
+    }
+}
+
+impl<F, Fut> Service for ServeFn<F>
+where
+    F: Fn(Arc<Context>, Connection) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
+    fn serve(self: Arc<Self>, conn: Connection) -> BoxFuture<'static, io::Result<()>> {
+        Box::pin((self.serve)(Arc::clone(&self.ctx), conn))
+    }
+}
+
 /// Accepts clients on `listener` until the server shuts down, each served by
 /// `service` in a task of `tracker` (so that shutdown can wait for them).
 pub async fn accept_loop(

@@ -22,7 +22,6 @@ use std::io::{self, IoSlice, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use mailbag_mailstore::{Error as StoreError, Maildrop, MessageReader, UserName as StoreUser};
 use mailbag_pop3_proto::codec::BodyProgress;
 use mailbag_pop3_proto::session::{
@@ -34,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use crate::context::Context;
-use crate::listener::{Connection, Service, write_within};
+use crate::listener::{Connection, write_within};
 use crate::login_limiter::failure_delay;
 use crate::tls::MaybeTls;
 
@@ -129,27 +128,9 @@ async fn send_chunk(
     Ok(progress)
 }
 
-/// The POP3 service (the port-110 and port-995 roles).
-#[derive(Debug)]
-pub struct Pop3 {
-    ctx: Arc<Context>,
-}
-
-impl Pop3 {
-    /// The service over `ctx`.
-    pub fn new(ctx: Arc<Context>) -> Pop3 {
-        Pop3 { ctx }
-    }
-}
-
-impl Service for Pop3 {
-    fn serve(self: Arc<Self>, conn: Connection) -> BoxFuture<'static, io::Result<()>> {
-        Box::pin(async move { serve(&self.ctx, conn).await })
-    }
-}
-
 /// Serves one POP3 connection until it closes.
-async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
+pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
+    let ctx = &ctx;
     let config = &ctx.config;
     let mut cfg = ServerConfig::default();
     cfg.greeting = format!("{} Mailbag POP3 ready.", config.hostname);

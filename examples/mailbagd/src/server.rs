@@ -19,12 +19,11 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::context::{Context, ContextError};
-use crate::listener::{Role, Service, accept_loop};
+use crate::listener::{Role, ServeFn, Service, accept_loop};
 use crate::outbound::mx::Resolve;
 use crate::outbound::{Outbound, OutboundError};
-use crate::pop3::Pop3;
-use crate::smtp::Smtp;
 use crate::web::Web;
+use crate::{pop3, smtp};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +138,8 @@ impl Server {
             println!("mailbagd: listening {} {addr}", role.name());
         }
         let ctx = &self.ctx;
-        let pop3: Arc<dyn Service> = Arc::new(Pop3::new(Arc::clone(ctx)));
-        let smtp: Arc<dyn Service> = Arc::new(Smtp::new(Arc::clone(ctx)));
+        let pop3: Arc<dyn Service> = Arc::new(ServeFn::new(Arc::clone(ctx), pop3::serve));
+        let smtp: Arc<dyn Service> = Arc::new(ServeFn::new(Arc::clone(ctx), smtp::serve));
         let web: Arc<dyn Service> = Arc::new(Web::new(Arc::clone(ctx)));
         for (role, listener) in self.listeners {
             let service = if role.is_web() {

@@ -21,7 +21,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use mailbag_mailstore::UserName;
 use mailbag_smtp_proto::address::{ForwardPath, ReversePath};
 use mailbag_smtp_proto::data::BareLfPolicy;
@@ -36,7 +35,7 @@ use tracing::{debug, info, warn};
 use crate::context::Context;
 use crate::delivery::{self, DeliveryError, Scan};
 use crate::envelope::{Envelope, RemoteRecipient};
-use crate::listener::{Connection, Service, write_within};
+use crate::listener::{Connection, write_within};
 use crate::relay::{self, Destination, Verdict};
 use crate::replies;
 use crate::spool::{DEFAULT_SPOOL_MEMORY, SPOOL_DIR, Spool};
@@ -148,27 +147,9 @@ async fn spamd_scan(client: &SpamdClient, spool: &mut Spool) -> Scan {
     }
 }
 
-/// The SMTP service (the port-25, submission and implicit-TLS submission roles).
-#[derive(Debug)]
-pub struct Smtp {
-    ctx: Arc<Context>,
-}
-
-impl Smtp {
-    /// The service over `ctx`.
-    pub fn new(ctx: Arc<Context>) -> Smtp {
-        Smtp { ctx }
-    }
-}
-
-impl Service for Smtp {
-    fn serve(self: Arc<Self>, conn: Connection) -> BoxFuture<'static, io::Result<()>> {
-        Box::pin(async move { serve(&self.ctx, conn).await })
-    }
-}
-
 /// Serves one SMTP connection until it closes.
-async fn serve(ctx: &Arc<Context>, conn: Connection) -> io::Result<()> {
+pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
+    let ctx = &ctx;
     let config = &ctx.config;
     let submission = conn.role.is_submission();
     let mut cfg = ServerConfig::default();
