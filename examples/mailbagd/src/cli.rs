@@ -2,10 +2,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 
+use crate::clock::unix_now;
 use crate::config::{Config, ConfigError};
 use crate::queue_list::queue_list;
 
@@ -89,10 +89,7 @@ impl Cli {
 
 /// Runs an administration command; `Err` is a message for stderr (exit code 1).
 pub fn run_command(command: &Command, config: &Config, out: &mut impl Write) -> Result<(), String> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = unix_now();
     match command {
         Command::Queue {
             action: QueueCommand::List { json },

@@ -31,6 +31,7 @@ use mailbag_spam_tag::{
 };
 use tracing::info;
 
+use crate::clock::unix_seconds;
 use crate::config::{SpamFolder, User};
 use crate::context::Context;
 use crate::envelope::{Envelope, forward_address};
@@ -81,11 +82,6 @@ impl DeliveryError {
 
 fn temp() -> DeliveryError {
     DeliveryError(replies::local_error())
-}
-
-fn unix_seconds(t: SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn queue_error(e: &QueueError) -> DeliveryError {

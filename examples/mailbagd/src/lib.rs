@@ -44,6 +44,7 @@
 //! ```
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod context;
 pub mod credentials;

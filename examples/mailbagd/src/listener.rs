@@ -277,6 +277,19 @@ pub trait Service: Send + Sync + 'static {
     fn serve(self: Arc<Self>, conn: Connection) -> BoxFuture<'static, io::Result<()>>;
 }
 
+/// Writes `bytes` and flushes the stream, each within `limit` (see
+/// [`write_within`]): how the POP3 and SMTP drivers send their session's output.
+///
+/// # Errors
+///
+/// The write's own error, or `TimedOut`.
+pub async fn send_within(stream: &mut MaybeTls, bytes: &[u8], limit: Duration) -> io::Result<()> {
+    if !bytes.is_empty() {
+        write_within(limit, stream.write_all(bytes)).await?;
+    }
+    write_within(limit, stream.flush()).await
+}
+
 /// A [`Service`] made of an async function over the context (the POP3 and SMTP
 /// drivers: `ServeFn::new(ctx, pop3::serve)`).
 pub struct ServeFn<F> {

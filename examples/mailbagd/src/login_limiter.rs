@@ -23,9 +23,11 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::limits::address_key;
 
 /// Limits of the login limiter (`[login]` in the configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,30 +74,6 @@ impl Record {
             Some(until) => now >= until,
             None => now.saturating_duration_since(self.last) >= lockout,
         }
-    }
-}
-
-/// The key an address is counted under: IPv4 as is (IPv4-mapped IPv6 as
-/// IPv4), IPv6 by its /64 prefix.
-///
-/// # Examples
-///
-/// ```
-/// use mailbagd::login_limiter::address_key;
-/// let key = |s: &str| address_key(s.parse().unwrap()).to_string();
-/// assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
-/// assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
-/// ```
-pub fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
     }
 }
 

@@ -33,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use crate::context::Context;
-use crate::listener::{Connection, write_within};
+use crate::listener::{Connection, send_within, write_within};
 use crate::login_limiter::failure_delay;
 use crate::tls::MaybeTls;
 
@@ -68,13 +68,10 @@ async fn flush(
     session: &mut ServerSession,
     limit: Duration,
 ) -> io::Result<()> {
-    let out = session.output();
-    if !out.is_empty() {
-        let n = out.len();
-        write_within(limit, stream.write_all(out)).await?;
-        session.consume_output(n);
-    }
-    write_within(limit, stream.flush()).await
+    let n = session.output().len();
+    send_within(stream, session.output(), limit).await?;
+    session.consume_output(n);
+    Ok(())
 }
 
 /// Sends one chunk of a message being retrieved: the session's pending

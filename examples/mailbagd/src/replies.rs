@@ -34,8 +34,9 @@ pub fn reply(
         .expect("a reply without control characters and with an empty text is valid")
 }
 
-/// How an address is quoted in a reply text: as the client sent it.
-fn shown(rcpt: &ForwardPath<'_>) -> String {
+/// How a path is shown in a reply text and in logs: as the client sent it,
+/// in angle brackets.
+pub fn shown(rcpt: &ForwardPath<'_>) -> String {
     let mut v = Vec::new();
     rcpt.encode(&mut v);
     String::from_utf8_lossy(&v).into_owned()

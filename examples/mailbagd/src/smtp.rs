@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 use crate::context::Context;
 use crate::delivery::{self, DeliveryError, Scan};
 use crate::envelope::{Envelope, RemoteRecipient};
-use crate::listener::{Connection, write_within};
+use crate::listener::{Connection, send_within, write_within};
 use crate::relay::{self, Destination, Verdict};
 use crate::replies;
 use crate::spool::{DEFAULT_SPOOL_MEMORY, SPOOL_DIR, Spool};
@@ -54,13 +54,10 @@ async fn flush(
     session: &mut ServerSession,
     limit: Duration,
 ) -> io::Result<()> {
-    let out = session.output();
-    if !out.is_empty() {
-        let n = out.len();
-        write_within(limit, stream.write_all(out)).await?;
-        session.consume_output(n);
-    }
-    write_within(limit, stream.flush()).await
+    let n = session.output().len();
+    send_within(stream, session.output(), limit).await?;
+    session.consume_output(n);
+    Ok(())
 }
 
 /// The open transaction.
@@ -105,12 +102,6 @@ impl Txn {
             self.spool_failed = true;
         }
     }
-}
-
-fn shown(fp: &ForwardPath<'_>) -> String {
-    let mut v = Vec::new();
-    fp.encode(&mut v);
-    String::from_utf8_lossy(&v).into_owned()
 }
 
 fn is_authorized(ctx: &Context, ip: IpAddr) -> bool {
@@ -230,13 +221,13 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
                             if let Some(t) = txn.as_mut() {
                                 match dest {
                                     Destination::Local(u) => {
-                                        debug!(rcpt = %shown(&to), user = %u, "local recipient");
+                                        debug!(rcpt = %replies::shown(&to), user = %u, "local recipient");
                                         if !t.local.contains(&u) {
                                             t.local.push(u);
                                         }
                                     }
                                     Destination::Remote => {
-                                        info!(rcpt = %shown(&to), "relay recipient accepted (POP-before-SMTP)");
+                                        info!(rcpt = %replies::shown(&to), "relay recipient accepted (POP-before-SMTP)");
                                         t.remote.push(RemoteRecipient {
                                             path: to.clone().into_owned(),
                                             params: params.into_owned(),
@@ -249,7 +240,7 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
                             session.accept();
                         }
                         Verdict::Reject(reply) => {
-                            info!(rcpt = %shown(&to), code = reply.code().get(), "recipient refused");
+                            info!(rcpt = %replies::shown(&to), code = reply.code().get(), "recipient refused");
                             session.reject(reply);
                         }
                     }

@@ -12,16 +12,18 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     // Plain building blocks: no other module of the crate.
     &[
+        "clock",
         "credentials",
         "disk_space",
         "envelope",
         "limits",
-        "login_limiter",
         "replies",
         "signals",
         "spool",
         "tls",
     ],
+    // Failed logins, keyed like the connection limits.
+    &["login_limiter"],
     // The validated configuration.
     &["config"],
     // What reads only the configuration.

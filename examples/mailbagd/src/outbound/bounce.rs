@@ -28,7 +28,7 @@ use mailbag_smtp_proto::dsn::{
 use mailbag_smtp_proto::types::Ret;
 use tracing::{debug, info, warn};
 
-use super::clock::unix_now;
+use crate::clock::unix_now;
 use crate::context::Context;
 use crate::relay::{self, Destination, Verdict};
 

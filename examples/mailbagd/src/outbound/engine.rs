@@ -20,9 +20,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::bounce;
-use super::clock::unix_now;
 use super::mx::{self, HickoryResolver, Resolve, Route, RouteError};
 use super::transport::{self, AttemptError, Job, TransportOptions};
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::context::Context;
 

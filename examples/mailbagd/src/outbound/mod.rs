@@ -31,12 +31,11 @@
 //! - Every attempt is logged with the queue id, recipient, host and reply.
 
 pub mod bounce;
-mod clock;
 mod engine;
 pub mod mx;
 pub mod transport;
 
-pub use clock::unix_now;
+pub use crate::clock::unix_now;
 pub use engine::{
     MAX_RECIPIENTS_PER_TRANSACTION, Outbound, OutboundError, REPORT_RETRY, reply_text,
 };

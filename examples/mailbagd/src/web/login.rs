@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Form;
 use axum::extract::rejection::FormRejection;
@@ -18,6 +18,7 @@ use super::extract::{AuthForm, CsrfField, form};
 use super::pages::LoginPage;
 use super::responses::{forbidden, internal_error, message, render};
 use super::session::set_cookie;
+use crate::clock::unix_now;
 use crate::credentials::constant_time_eq;
 use crate::login_limiter::failure_delay;
 
@@ -26,14 +27,6 @@ pub(super) struct LoginForm {
     csrf: Option<String>,
     user: Option<String>,
     password: Option<String>,
-}
-
-/// Seconds since the Unix epoch (login tokens carry their issue time).
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The login cookie's token if this server issued it and it has not
