@@ -973,6 +973,10 @@ impl fmt::Display for ReplyCode {
 /// `Display` and `FromStr` use the text form (`5.7.1`); [`EnhancedStatusCode::find_in`]
 /// finds one at the start of reply text.
 ///
+/// The text form has one spelling: RFC 3463's `1*3digit` numbers are read without leading
+/// zeros, so `5.1.01` is text, not a code. A parsed reply therefore re-encodes to the octets
+/// it came from, where reading `5.1.01` as 5.1.1 would change the peer's text.
+///
 /// # Examples
 ///
 /// ```
@@ -1122,9 +1126,10 @@ impl EnhancedStatusCode {
     }
 }
 
+/// One to three digits, without leading zeros (see [`EnhancedStatusCode`]).
 fn num3(b: &[u8]) -> Option<(u16, usize)> {
     let n = b.iter().take(4).take_while(|c| c.is_ascii_digit()).count();
-    if n == 0 || n > 3 {
+    if n == 0 || n > 3 || (n > 1 && b[0] == b'0') {
         return None;
     }
     let mut v = 0u16;
@@ -1144,7 +1149,7 @@ impl std::str::FromStr for EnhancedStatusCode {
     type Err = ValueError;
 
     /// Parses exactly `class.subject.detail` (e.g. `5.7.1`; surrounding whitespace is
-    /// ignored): class 2, 4 or 5, one to three digits each.
+    /// ignored): class 2, 4 or 5, one to three digits each without leading zeros.
     ///
     /// # Errors
     ///
@@ -1160,6 +1165,7 @@ impl std::str::FromStr for EnhancedStatusCode {
     /// assert_eq!(e.to_string(), "5.7.1");
     /// assert_eq!("3.0.0".parse::<EnhancedStatusCode>(), Err(ValueError::EnhancedCode));
     /// assert_eq!("5.1.1 text".parse::<EnhancedStatusCode>(), Err(ValueError::EnhancedCode));
+    /// assert_eq!("5.1.01".parse::<EnhancedStatusCode>(), Err(ValueError::EnhancedCode));
     /// # Ok::<(), ValueError>(())
     /// ```
     fn from_str(s: &str) -> Result<Self, ValueError> {
@@ -1487,11 +1493,13 @@ impl<'a> Capability<'a> {
                 .map(Capability::Auth),
             _ => None,
         };
-        // Keywords are canonical upper case on output; anything not canonical is kept as Other
-        // so that the text round-trips.
+        // Keywords are case-insensitive (RFC 5321 section 2.4) and the parameters are split on
+        // any run of spaces, so `starttls` and `SIZE  10` are the known capabilities (their
+        // output is the canonical `STARTTLS`, `SIZE 10`). A known keyword whose parameters do
+        // not fit (`SIZE ten`) is kept as Other, as written.
         match cap {
-            Some(c) if c.to_text() == line => Some(c),
-            _ => Some(Capability::Other {
+            Some(c) => Some(c),
+            None => Some(Capability::Other {
                 keyword: Cow::Borrowed(kw),
                 params: rest.into_iter().map(Cow::Borrowed).collect(),
             }),
@@ -1591,6 +1599,10 @@ mod tests {
         for wire in [
             &b"250 2.00.0 2.15.8\r\n"[..],
             b"250 2.1.5\r\n",
+            // Found by the smtp_reply fuzz target: a lone line "2.252.053" was read as code
+            // 2.252.53 once it stood alone in the re-encoded reply.
+            b"250-2.252.053\r\n250\r\n",
+            b"250-2.0.0\r\n250 \r\n",
             b"250-2.0.0 mx.example\r\n250 2.0.0 SIZE 10\r\n",
         ] {
             let (reply, _) = parser.parse(wire).unwrap().unwrap();
@@ -1601,6 +1613,12 @@ mod tests {
             assert_eq!(EhloReply::from_reply(&back), Some(ehlo), "{wire:?}");
         }
         let (reply, _) = parser.parse(b"250 2.00.0 2.15.8\r\n").unwrap().unwrap();
+        assert_eq!(reply.enhanced(), None, "leading zeros: text, not a code");
+        assert_eq!(
+            EhloReply::from_reply(&reply).unwrap().greeting,
+            "2.00.0 2.15.8"
+        );
+        let (reply, _) = parser.parse(b"250 2.0.0 2.15.8\r\n").unwrap().unwrap();
         assert_eq!(
             EhloReply::from_reply(&reply).unwrap().greeting,
             "2.0.0 2.15.8"
@@ -1681,12 +1699,29 @@ mod tests {
             "SIZE",
             "AUTH PLAIN LOGIN",
             "X-FOO bar baz",
-            "pipelining",
+            "x-foo Bar",
+            "SIZE ten",
+            "PIPELINING now",
         ] {
             let c = Capability::parse(t).unwrap();
             assert_eq!(c.to_text(), t);
         }
         assert_eq!(Capability::parse("SIZE 5"), Some(Capability::Size(Some(5))));
+        // Keywords are case-insensitive; spacing is not part of the value.
+        assert_eq!(Capability::parse("starttls"), Some(Capability::StartTls));
+        assert_eq!(
+            Capability::parse("pipelining"),
+            Some(Capability::Pipelining)
+        );
+        assert_eq!(
+            Capability::parse(" Size  5"),
+            Some(Capability::Size(Some(5)))
+        );
+        assert_eq!(
+            Capability::parse("auth plain"),
+            Some(Capability::Auth(vec![Mechanism::PLAIN]))
+        );
+        assert_eq!(Capability::parse(""), None);
     }
 
     #[test]
