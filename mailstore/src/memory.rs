@@ -102,7 +102,8 @@ impl MemFolder {
 struct MemUser {
     inbox: MemFolder,
     spam: MemFolder,
-    locked: bool,
+    /// The folders open as a maildrop.
+    locked: Vec<Folder>,
 }
 
 impl MemUser {
@@ -146,7 +147,7 @@ impl State {
             MemUser {
                 inbox,
                 spam,
-                locked: false,
+                locked: Vec::new(),
             },
         );
     }
@@ -270,22 +271,26 @@ impl Mailstore for MemoryStore {
         }))
     }
 
-    fn open_maildrop(&self, user: &UserName) -> Result<Box<dyn Maildrop>, Error> {
+    fn open_folder_maildrop(
+        &self,
+        user: &UserName,
+        folder: Folder,
+    ) -> Result<Box<dyn Maildrop>, Error> {
         let mut st = self.shared.lock();
         let u = st.user(user)?;
-        if u.locked {
+        if u.locked.contains(&folder) {
             return Err(Error::InUse);
         }
-        u.locked = true;
-        let inbox = &u.inbox;
-        let messages: Vec<_> = inbox
+        u.locked.push(folder);
+        let f = u.folder(folder);
+        let messages: Vec<_> = f
             .messages
             .iter()
             .map(|m| {
                 (
                     m.uid,
                     MaildropEntry {
-                        uid: inbox.uid_of(m),
+                        uid: f.uid_of(m),
                         size: m.size,
                     },
                     m.data.clone(),
@@ -301,6 +306,7 @@ impl Mailstore for MemoryStore {
             guard: LockGuard {
                 shared: Arc::clone(&self.shared),
                 user: user.clone(),
+                folder,
             },
         }))
     }
@@ -453,12 +459,13 @@ impl Write for MemDelivery {
 struct LockGuard {
     shared: Arc<Shared>,
     user: UserName,
+    folder: Folder,
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if let Some(u) = self.shared.lock().users.get_mut(&self.user) {
-            u.locked = false;
+            u.locked.retain(|f| *f != self.folder);
         }
     }
 }
@@ -522,7 +529,7 @@ impl Maildrop for MemMaildrop {
     fn commit(self: Box<Self>) -> Result<CommitSummary, Error> {
         let mut summary = CommitSummary::default();
         let mut st = self.guard.shared.lock();
-        let inbox = &mut st.user(&self.guard.user)?.inbox;
+        let inbox = st.user(&self.guard.user)?.folder(self.guard.folder);
         for (i, uid) in self.uids.iter().enumerate() {
             let Some(pos) = inbox.messages.iter().position(|m| m.uid == *uid) else {
                 continue;

@@ -85,9 +85,21 @@ pub trait Mailstore: Send + Sync + fmt::Debug {
     }
 
     /// Opens the user's INBOX as a POP3 maildrop with an exclusive lock.
-    /// [`Error::InUse`] if another maildrop of that user is open, in this
-    /// process or another one.
-    fn open_maildrop(&self, user: &UserName) -> Result<Box<dyn Maildrop>, Error>;
+    /// [`Error::InUse`] if another maildrop of that user's INBOX is open, in
+    /// this process or another one.
+    fn open_maildrop(&self, user: &UserName) -> Result<Box<dyn Maildrop>, Error> {
+        self.open_folder_maildrop(user, Folder::Inbox)
+    }
+
+    /// Opens one of the user's folders as a POP3 maildrop with an exclusive
+    /// lock of its own: a session on the Spam folder (a POP3 login as
+    /// `joe/Spam`) and one on the INBOX can run at once; a second one on the
+    /// same folder gets [`Error::InUse`].
+    fn open_folder_maildrop(
+        &self,
+        user: &UserName,
+        folder: Folder,
+    ) -> Result<Box<dyn Maildrop>, Error>;
 
     /// The messages of a folder, oldest UID first, with size and save time.
     fn list(&self, user: &UserName, folder: Folder) -> Result<Vec<MessageInfo>, Error>;

@@ -99,7 +99,9 @@ impl AsRef<str> for UserName {
 /// A folder of a user's mailbox.
 ///
 /// On disk (Maildir++): `Inbox` is `<root>/<user>/`, `Spam` is `<root>/<user>/.Spam/`.
-/// POP3 only ever sees the INBOX.
+/// POP3 serves the INBOX ([`Mailstore::open_maildrop`](crate::Mailstore::open_maildrop));
+/// a server may offer another folder as a maildrop of its own
+/// ([`Mailstore::open_folder_maildrop`](crate::Mailstore::open_folder_maildrop)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Folder {

@@ -202,6 +202,53 @@ mod cases {
         drop(s.open_maildrop(&user("joe")).unwrap());
     }
 
+    pub(crate) fn spam_folder_as_a_maildrop(make: fn(Opts) -> Env) {
+        let env = with_joe(make, Opts::default());
+        let s = &*env.store;
+        let joe = user("joe");
+        put(s, "joe", Folder::Inbox, b"Subject: ham\n\nham\n");
+        put(s, "joe", Folder::Spam, b"Subject: spam 1\n\none\n");
+        put(s, "joe", Folder::Spam, b"Subject: spam 2\n\ntwo\n");
+        let spam_uids: Vec<Uid> = s
+            .list(&joe, Folder::Spam)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.uid)
+            .collect();
+        // Its own lock: the INBOX and the Spam folder open at once, each once.
+        let inbox = s.open_maildrop(&joe).unwrap();
+        let mut spam = s.open_folder_maildrop(&joe, Folder::Spam).unwrap();
+        assert!(matches!(
+            s.open_folder_maildrop(&joe, Folder::Spam),
+            Err(Error::InUse)
+        ));
+        assert!(matches!(
+            s.open_folder_maildrop(&joe, Folder::Inbox),
+            Err(Error::InUse)
+        ));
+        assert_eq!(inbox.entries().len(), 1);
+        let uids: Vec<Uid> = spam.entries().iter().map(|e| e.uid.clone()).collect();
+        assert_eq!(uids, spam_uids, "UIDL is the folder's own UIDs");
+        assert_eq!(
+            read_all(spam.read_message(2).unwrap()),
+            b"Subject: spam 2\r\n\r\ntwo\r\n"
+        );
+        spam.mark_deleted(1).unwrap();
+        assert_eq!(spam.commit().unwrap().deleted, 1);
+        drop(inbox);
+        let left: Vec<Uid> = s
+            .list(&joe, Folder::Spam)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(left, spam_uids[1..], "DELE in Spam deletes from Spam");
+        assert_eq!(s.list(&joe, Folder::Inbox).unwrap().len(), 1);
+        // Released: open again.
+        let spam = s.open_folder_maildrop(&joe, Folder::Spam).unwrap();
+        assert_eq!(spam.entries().len(), 1);
+    }
+
     pub(crate) fn deletion_marks_commit_and_rollback(make: fn(Opts) -> Env) {
         let env = with_joe(make, Opts::default());
         let s = &*env.store;
@@ -561,6 +608,7 @@ both!(
     deliver_list_and_retrieve,
     top_streams_header_and_n_lines,
     maildrop_lock_is_exclusive_and_released,
+    spam_folder_as_a_maildrop,
     deletion_marks_commit_and_rollback,
     uids_are_stable_unique_and_never_reused,
     spam_folder_is_separate,

@@ -35,7 +35,7 @@
 //! assert!(err.to_string().contains("colour"));
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -296,6 +296,21 @@ pub struct Pop3Config {
     /// the login limiter (the `n`-th failure waits `n` times it; a locked-out
     /// client waits the longest); default `login.failure_delay`, `"0s"`: none.
     pub auth_failure_delay: Duration,
+    /// A login name ending in this opens the user's Spam folder as the
+    /// maildrop instead of the INBOX (`joe/Spam`; default `"/Spam"`, matched
+    /// in any letter case; `""` turns it off). Starts with `/`, which no
+    /// user name contains.
+    pub spam_login_suffix: String,
+}
+
+/// `[userdb]`: how login names find users.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct UserdbConfig {
+    /// Mailbox names compare case-insensitively at login and in recipient
+    /// addresses (default true; the Maildir keeps the configured spelling).
+    /// Names must be unique ignoring case either way.
+    pub case_insensitive: bool,
 }
 
 /// `[smtp]`.
@@ -542,8 +557,12 @@ pub struct Config {
     pub web: WebConfig,
     /// `[login]`: the login limiter of every service.
     pub login: LoginConfig,
+    /// `[userdb]`.
+    pub userdb: UserdbConfig,
     /// `[[users]]`, at least one.
     pub users: Vec<User>,
+    /// `users` by ASCII-lower-case name.
+    by_name: HashMap<String, usize>,
     /// What an unknown user name's password is checked against.
     dummies: Dummies,
 }
@@ -607,7 +626,15 @@ struct RawConfig {
     web: RawWeb,
     #[serde(default)]
     login: RawLogin,
+    #[serde(default)]
+    userdb: RawUserdb,
     users: Vec<RawUser>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUserdb {
+    case_insensitive: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -618,6 +645,7 @@ struct RawPop3 {
     require_tls_for_login: Option<bool>,
     idle_timeout: Option<HumanDuration>,
     auth_failure_delay: Option<HumanDuration>,
+    spam_login_suffix: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -767,6 +795,24 @@ fn parse_domain(key: &str, d: &str) -> Result<Domain<'static>, ConfigError> {
         .map_err(|_| invalid(key, format!("{d:?} is not a domain name")))
 }
 
+/// `[pop3] spam_login_suffix`: empty, or `/` and 1 to 32 printable ASCII
+/// characters (no user name contains `/`, so a suffix never eats a name).
+fn spam_login_suffix(raw: Option<String>) -> Result<String, ConfigError> {
+    let s = raw.unwrap_or_else(|| "/Spam".to_owned());
+    let ok = s.is_empty()
+        || (s.starts_with('/')
+            && (2..=33).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_graphic()));
+    if ok {
+        Ok(s)
+    } else {
+        Err(invalid(
+            "pop3.spam_login_suffix",
+            "must be empty or `/` followed by 1 to 32 printable ASCII characters",
+        ))
+    }
+}
+
 fn nonzero(
     key: &str,
     d: Option<HumanDuration>,
@@ -854,6 +900,7 @@ impl Config {
                 .auth_failure_delay
                 .map(|d| d.0)
                 .unwrap_or(login.failure_delay),
+            spam_login_suffix: spam_login_suffix(raw.pop3.spam_login_suffix)?,
         };
         let smtp = SmtpConfig {
             listen: raw
@@ -1212,6 +1259,14 @@ impl Config {
             },
         };
 
+        let by_name = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.name.as_str().to_ascii_lowercase(), i))
+            .collect();
+        let userdb = UserdbConfig {
+            case_insensitive: raw.userdb.case_insensitive.unwrap_or(true),
+        };
         Ok(Config {
             hostname,
             local_domains,
@@ -1226,13 +1281,15 @@ impl Config {
             limits,
             web,
             login,
+            userdb,
             dummies: Dummies::for_users(&users),
             users,
+            by_name,
         })
     }
 
     /// The login check of every service (POP3 USER/PASS and SASL, the web
-    /// page): the user whose name is `name` (exact match) if `password` is
+    /// page): the user [`Config::user`] finds for `name` if `password` is
     /// theirs.
     ///
     /// Equal work for every failed login, so that timing does not tell
@@ -1285,9 +1342,27 @@ impl Config {
         self.dummies.hash.as_ref().and_then(Credential::hash_cost)
     }
 
-    /// Finds a user by POP3 login name (exact match).
+    /// Finds a user by mailbox name: in any letter case when
+    /// `[userdb] case_insensitive` (the default), else exactly. One hash
+    /// lookup, however many users there are.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbagd::config::Config;
+    /// let users = "[[users]]\nname = \"Joe\"\npassword = \"x\"\n";
+    /// let config = Config::from_toml_str(users).unwrap();
+    /// assert_eq!(config.user("JOE").map(|u| u.name.as_str()), Some("Joe"));
+    /// let exact = Config::from_toml_str(&format!("[userdb]\ncase_insensitive = false\n{users}")).unwrap();
+    /// assert!(exact.user("joe").is_none());
+    /// assert!(exact.user("Joe").is_some());
+    /// ```
     pub fn user(&self, name: &str) -> Option<&User> {
-        self.users.iter().find(|u| u.name.as_str() == name)
+        let u = self
+            .by_name
+            .get(&name.to_ascii_lowercase())
+            .and_then(|&i| self.users.get(i))?;
+        (self.userdb.case_insensitive || u.name.as_str() == name).then_some(u)
     }
 
     /// Is `domain` one of ours? Compared in normalized form (case and a
@@ -1709,6 +1784,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn spam_login_suffix_and_userdb() {
+        let c = parse(USERS).unwrap();
+        assert_eq!(c.pop3.spam_login_suffix, "/Spam");
+        assert!(c.userdb.case_insensitive);
+        let c = parse(&format!(
+            "[pop3]\nspam_login_suffix = \"\"\n[userdb]\ncase_insensitive = false\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(c.pop3.spam_login_suffix, "");
+        assert!(!c.userdb.case_insensitive);
+        assert!(c.user("Joe").is_none());
+        for bad in ["Spam", "/", "/a b", "/é", &format!("/{}", "x".repeat(33))] {
+            let err = parse(&format!("[pop3]\nspam_login_suffix = {bad:?}\n{USERS}")).unwrap_err();
+            assert!(
+                err.to_string().contains("pop3.spam_login_suffix"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
     const SECRET_HASH: &str = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
 
     #[test]
@@ -1726,7 +1822,11 @@ mod tests {
             "ann"
         );
         assert!(c.authenticate("ann", b"Secret").is_none());
-        assert!(c.authenticate("Joe", b"secret").is_none());
+        // `[userdb] case_insensitive` is on by default.
+        assert_eq!(
+            c.authenticate("JOE", b"secret").map(|u| u.name.as_str()),
+            Some("joe")
+        );
         assert!(c.authenticate("nobody", b"secret").is_none());
         assert!(c.authenticate("", b"").is_none());
     }

@@ -54,6 +54,7 @@ pub mod envelope;
 pub mod limits;
 pub mod listener;
 pub mod login_limiter;
+pub mod login_name;
 pub mod outbound;
 pub mod pop3;
 pub mod queue_list;

@@ -3,9 +3,13 @@
 //! through `spawn_blocking`) and the relay table.
 //!
 //! - Logins are checked against the configured users (clear-text or
-//!   SHA-crypt passwords). A login that reaches the TRANSACTION state (maildrop
+//!   SHA-crypt passwords). The login name is resolved by
+//!   [`crate::login_name`]: `joe`, `JOE` and `joe@example.test` open joe's
+//!   INBOX, `joe/Spam` (`[pop3] spam_login_suffix`) joe's Spam folder, with
+//!   a lock of its own. A login that reaches the TRANSACTION state (maildrop
 //!   locked and listed) records the client address in the relay table
-//!   (POP-before-SMTP); a failed one records nothing.
+//!   (POP-before-SMTP) for the mailbox, whichever folder it opened; a failed
+//!   one records nothing.
 //! - Every login goes through the server's one login limiter
 //!   ([`crate::login_limiter`], shared with the web page): a failed login is
 //!   answered with `-ERR [AUTH] Authentication failed.` after
@@ -22,7 +26,7 @@ use std::io::{self, IoSlice, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mailbag_mailstore::{Error as StoreError, Maildrop, MessageReader, UserName as StoreUser};
+use mailbag_mailstore::{Error as StoreError, Folder, Maildrop, MessageReader, UserName};
 use mailbag_pop3_proto::codec::BodyProgress;
 use mailbag_pop3_proto::session::{
     AuthFailure, CommitFailure, Credentials, Event, LoginRequest, MaildropFailure, MessageInfo,
@@ -35,6 +39,7 @@ use tracing::{debug, info, warn};
 use crate::context::Context;
 use crate::listener::{Connection, send_within, write_within};
 use crate::login_limiter::failure_delay;
+use crate::login_name;
 use crate::tls::MaybeTls;
 
 /// Read buffer per connection (octets).
@@ -135,10 +140,17 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
     cfg.tls_available = ctx.tls.is_some() && !cfg.implicit_tls;
     cfg.require_tls_for_login = config.pop3.require_tls_for_login;
     cfg.idle_timeout = config.pop3.idle_timeout;
+    let suffix = &config.pop3.spam_login_suffix;
+    if !suffix.is_empty() {
+        // CAPA tells the user how to reach the Spam folder (RFC 2449 6.9:
+        // free text).
+        cfg.implementation = Some(format!("Mailbag; Spam folder: log in as <mailbox>{suffix}"));
+    }
     let mut session = ServerSession::new(cfg).map_err(session_error)?;
 
     let mut stream = Some(conn.stream);
     let mut maildrop: Option<Box<dyn Maildrop>> = None;
+    let mut mailbox: Option<Mailbox> = None;
     let mut buf = vec![0u8; READ_BUFFER];
     let mut last_activity = Instant::now();
     let wt = config.limits.write_timeout;
@@ -157,7 +169,11 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
                 let s = stream
                     .as_mut()
                     .ok_or_else(|| session_error("stream lost"))?;
-                handle_event(ctx, &conn.peer, event, &mut session, &mut maildrop, s).await?;
+                let state = State {
+                    maildrop: &mut maildrop,
+                    mailbox: &mut mailbox,
+                };
+                handle_event(ctx, &conn.peer, event, &mut session, state, s).await?;
                 if session.awaiting_tls() {
                     flush(s, &mut session, wt).await?;
                     let acceptor = ctx
@@ -223,10 +239,22 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
     result
 }
 
+/// The mailbox and folder a login opened.
+struct Mailbox {
+    user: UserName,
+    folder: Folder,
+}
+
+/// What a connection holds between events.
+struct State<'a> {
+    maildrop: &'a mut Option<Box<dyn Maildrop>>,
+    mailbox: &'a mut Option<Mailbox>,
+}
+
 /// The outcome of a login attempt.
 enum Verdict {
-    /// The password is right.
-    Accepted,
+    /// The password is right: this mailbox and folder.
+    Accepted(Mailbox),
     /// Wrong, or refused: answered after this delay.
     Refused(std::time::Duration),
 }
@@ -235,38 +263,42 @@ enum Verdict {
 /// then the credential check.
 fn login(ctx: &Context, peer: std::net::IpAddr, req: &LoginRequest) -> Verdict {
     let base = ctx.config.pop3.auth_failure_delay;
-    let user = req.user.as_str();
-    match ctx.logins.attempt(peer, user, Instant::now()) {
+    let key = login_name::limiter_key(&ctx.config, req.user.as_str());
+    match ctx.logins.attempt(peer, &key, Instant::now()) {
         Err(retry_after) => {
-            info!(user = %user, retry_after = ?retry_after, "login refused: locked out");
+            info!(user = %req.user.as_str(), retry_after = ?retry_after, "login refused: locked out");
             let most = ctx.logins.options().failures_before_lockout;
             Verdict::Refused(failure_delay(base, most))
         }
-        Ok(failures) => {
-            if check_login(ctx, req) {
-                ctx.logins.succeeded(peer, user);
-                Verdict::Accepted
-            } else {
-                Verdict::Refused(failure_delay(base, failures))
+        Ok(failures) => match check_login(ctx, req) {
+            Some(mailbox) => {
+                ctx.logins.succeeded(peer, &key);
+                Verdict::Accepted(mailbox)
             }
-        }
+            None => Verdict::Refused(failure_delay(base, failures)),
+        },
     }
 }
 
-fn check_login(ctx: &Context, req: &LoginRequest) -> bool {
+fn check_login(ctx: &Context, req: &LoginRequest) -> Option<Mailbox> {
     let Credentials::Password(password) = &req.credentials else {
-        return false; // APOP is not offered
+        return None; // APOP is not offered
     };
-    let name = req.user.as_str();
+    // The one credential check of every service (same work for unknown users).
+    let login =
+        login_name::authenticate(&ctx.config, req.user.as_str(), password.expose().as_bytes())?;
+    // SASL: an authorization identity must name the same mailbox and folder.
     if let Some(authz) = &req.authzid {
-        if authz != name {
-            return false;
+        let same = login_name::resolve(&ctx.config, authz)
+            .is_some_and(|a| a.user.name == login.user.name && a.folder == login.folder);
+        if !same {
+            return None;
         }
     }
-    // The one credential check of every service (same work for unknown users).
-    ctx.config
-        .authenticate(name, password.expose().as_bytes())
-        .is_some()
+    Some(Mailbox {
+        user: login.user.name.clone(),
+        folder: login.folder,
+    })
 }
 
 async fn handle_event(
@@ -274,9 +306,10 @@ async fn handle_event(
     peer: &std::net::SocketAddr,
     event: Event,
     session: &mut ServerSession,
-    maildrop: &mut Option<Box<dyn Maildrop>>,
+    state: State<'_>,
     stream: &mut MaybeTls,
 ) -> io::Result<()> {
+    let State { maildrop, mailbox } = state;
     match event {
         Event::Login(req) => {
             let user = req.user.as_str().to_owned();
@@ -285,32 +318,38 @@ async fn handle_event(
             let sh = Arc::clone(ctx);
             let ip = peer.ip();
             let verdict = blocking(move || login(&sh, ip, &req)).await?;
-            if let Verdict::Refused(delay) = verdict {
-                info!(user = %user, mechanism = ?mechanism, "login failed");
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
+            match verdict {
+                Verdict::Refused(delay) => {
+                    info!(user = %user, mechanism = ?mechanism, "login failed");
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    session
+                        .reject_login(AuthFailure::Credentials)
+                        .map_err(session_error)?;
                 }
-                session
-                    .reject_login(AuthFailure::Credentials)
-                    .map_err(session_error)?;
-            } else {
-                session.accept_login().map_err(session_error)?;
+                Verdict::Accepted(m) => {
+                    *mailbox = Some(m);
+                    session.accept_login().map_err(session_error)?;
+                }
             }
         }
-        Event::OpenMaildrop { user } => {
-            let name = user.as_str().to_owned();
+        Event::OpenMaildrop { .. } => {
+            // The mailbox the login resolved to (the session's name is the
+            // one typed: `JOE@example.test/Spam`).
+            let Some(Mailbox { user, folder }) = mailbox.as_ref() else {
+                return Err(session_error("maildrop without a login"));
+            };
+            let (user, folder) = (user.clone(), *folder);
             let store = Arc::clone(&ctx.store);
-            let opened = blocking(move || {
-                let u = StoreUser::new(name)?;
-                store.open_maildrop(&u)
-            })
-            .await?;
+            let u = user.clone();
+            let opened = blocking(move || store.open_folder_maildrop(&u, folder)).await?;
             match opened {
                 Ok(md) => {
                     if let Some(e) = md.index_error() {
                         // Served anyway (a full disk must not lock users out of
                         // deleting mail); new messages have provisional UIDs.
-                        warn!(user = %user, error = %e, "UID index not saved: provisional UIDs this session");
+                        warn!(user = %user, %folder, error = %e, "UID index not saved: provisional UIDs this session");
                     }
                     let mut listing = Vec::with_capacity(md.entries().len());
                     for e in md.entries() {
@@ -324,16 +363,16 @@ async fn handle_event(
                     let outcome = ctx
                         .relay
                         .record_login(peer.ip(), user.as_str(), Instant::now());
-                    info!(user = %user, messages = count, relay = ?outcome, "logged in");
+                    info!(user = %user, %folder, messages = count, relay = ?outcome, "logged in");
                 }
                 Err(StoreError::InUse) => {
-                    info!(user = %user, "maildrop in use");
+                    info!(user = %user, %folder, "maildrop in use");
                     session
                         .maildrop_failed(MaildropFailure::InUse)
                         .map_err(session_error)?;
                 }
                 Err(e) => {
-                    warn!(user = %user, error = %e, "cannot open maildrop");
+                    warn!(user = %user, %folder, error = %e, "cannot open maildrop");
                     session
                         .maildrop_failed(MaildropFailure::Temporary)
                         .map_err(session_error)?;

@@ -89,11 +89,7 @@ pub fn decide(config: &Config, rcpt: &ForwardPath<'_>, authorized: bool) -> Verd
         if content.eq_ignore_ascii_case("postmaster") {
             return Verdict::Accept(Destination::Local(config.postmaster.clone()));
         }
-        return match config
-            .users
-            .iter()
-            .find(|u| u.name.as_str().eq_ignore_ascii_case(&content))
-        {
+        return match config.user(&content) {
             Some(u) => Verdict::Accept(Destination::Local(u.name.clone())),
             None => Verdict::Reject(replies::unknown_user(rcpt)),
         };

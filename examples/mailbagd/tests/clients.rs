@@ -193,18 +193,7 @@ fn mpop_fetches_all_mail_and_auth_only_enables_msmtp_relay() {
     }
     let w = server.dir.path();
     let md = maildir(&w.join("mpop-md"));
-    let pop_port = format!("--port={}", server.port("pop3"));
-    let out = run(Command::new("mpop")
-        .args([
-            "-C",
-            "/dev/null",
-            "--host=127.0.0.1",
-            &pop_port,
-            "--tls=off",
-            "--auth=user",
-            "--user=joe",
-            "--passwordeval=echo secret",
-        ])
+    let out = run(common::mpop(&server, "joe", "secret")
         .arg(format!("--delivery=maildir,{}", md.display()))
         .args(["--keep=on", "--only-new=off"])
         .arg(format!("--uidls-file={}", w.join("uidls").display()))
@@ -262,19 +251,8 @@ fn mpop_fetches_all_mail_and_auth_only_enables_msmtp_relay() {
     assert!(fresh.queued().is_empty());
 
     // mpop --auth-only (SMTP-after-POP) then msmtp: relayed into the queue.
-    let out = run(Command::new("mpop")
-        .args([
-            "-C",
-            "/dev/null",
-            "--host=127.0.0.1",
-            &pop_port,
-            "--tls=off",
-            "--auth=user",
-            "--user=joe",
-            "--passwordeval=echo secret",
-            "--delivery=mbox,/dev/null",
-            "--auth-only",
-        ])
+    let out = run(common::mpop(&server, "joe", "secret")
+        .args(["--delivery=mbox,/dev/null", "--auth-only"])
         .arg(format!("--uidls-file={}", w.join("uidls2").display())));
     assert!(out.ok(), "{out:?}");
     let out = msmtp(msg);
@@ -284,19 +262,8 @@ fn mpop_fetches_all_mail_and_auth_only_enables_msmtp_relay() {
     assert!(q[0].contains("to <friend@elsewhere.example>"), "{}", q[0]);
 
     // A wrong password: mpop exits 77 and authorizes nothing new.
-    let out = run(Command::new("mpop")
-        .args([
-            "-C",
-            "/dev/null",
-            "--host=127.0.0.1",
-            &pop_port,
-            "--tls=off",
-            "--auth=user",
-            "--user=joe",
-            "--passwordeval=echo wrong",
-            "--delivery=mbox,/dev/null",
-            "--auth-only",
-        ])
+    let out = run(common::mpop(&server, "joe", "wrong")
+        .args(["--delivery=mbox,/dev/null", "--auth-only"])
         .arg(format!("--uidls-file={}", w.join("uidls3").display())));
     assert_eq!(out.code(), Some(77), "{out:?}");
 }

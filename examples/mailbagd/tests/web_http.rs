@@ -108,6 +108,33 @@ fn web_login_failures_count_for_pop3_and_pop3_failures_for_the_web() {
     }
     let mut c = Client::new(server.web());
     assert_eq!(c.login("ann", "secret").status, 429);
+
+    // However the name is typed, the failures count against the mailbox.
+    let server = WebServer::start(LOCK_AFTER_3);
+    let mut c = Client::new(server.web());
+    for typed in ["JOE", "joe@example.test", "Joe@EXAMPLE.TEST/Spam"] {
+        assert_eq!(c.login(typed, "wrong").status, 401, "{typed}");
+    }
+    let r = pop3_login(&server, "joe", "secret");
+    assert!(r.starts_with("-ERR [AUTH]"), "{r}");
+}
+
+#[test]
+fn the_full_address_in_any_case_logs_in_to_the_mailbox() {
+    let server = WebServer::start(FAST);
+    for typed in ["JOE", "Joe@Example.TEST", "joe@example.test/Spam"] {
+        let mut c = Client::new(server.web());
+        login_ok(&mut c, typed);
+        let page = c.get("/settings");
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("joe"), "{typed}: {}", page.body);
+        assert!(
+            !page.body.contains("Joe@"),
+            "{typed}: the mailbox name is shown"
+        );
+    }
+    let mut c = Client::new(server.web());
+    assert_eq!(c.login("joe@elsewhere.test", "secret").status, 401);
 }
 
 #[test]

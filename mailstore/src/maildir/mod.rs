@@ -766,10 +766,16 @@ impl Mailstore for MaildirStore {
         }))
     }
 
-    fn open_maildrop(&self, user: &UserName) -> Result<Box<dyn Maildrop>, Error> {
+    fn open_folder_maildrop(
+        &self,
+        user: &UserName,
+        folder: Folder,
+    ) -> Result<Box<dyn Maildrop>, Error> {
         let inner = &self.inner;
-        let dir = inner.open_user(user, Folder::Inbox)?;
-        let lock = FileLock::try_exclusive(&inner.user_dir(user).join(POP3_LOCK))?;
+        let dir = inner.open_user(user, folder)?;
+        // The INBOX's lock is `<user>/mailbag-pop3.lock`, the Spam folder's
+        // `<user>/.Spam/mailbag-pop3.lock`: one POP3 session per folder.
+        let lock = FileLock::try_exclusive(&dir.join(POP3_LOCK))?;
         if let Some(cutoff) = SystemTime::now().checked_sub(inner.options.stale_tmp_age) {
             // Best effort: a failure to clean tmp/ must not block the maildrop.
             for folder in Folder::ALL {

@@ -21,6 +21,7 @@ use super::session::set_cookie;
 use crate::clock::unix_now;
 use crate::credentials::constant_time_eq;
 use crate::login_limiter::failure_delay;
+use crate::login_name;
 
 #[derive(Deserialize, Default)]
 pub(super) struct LoginForm {
@@ -98,8 +99,10 @@ pub(super) async fn login_post(
     }
     let user = f.user.unwrap_or_default();
     let password = f.password.unwrap_or_default();
-    // The one login limiter of every service: POP3 failures count here too.
-    let counted = web.ctx.logins.attempt(peer.ip(), &user, Instant::now());
+    // The one login limiter of every service: POP3 failures count here too,
+    // against the mailbox however its name was typed.
+    let key = login_name::limiter_key(&web.ctx.config, &user);
+    let counted = web.ctx.logins.attempt(peer.ip(), &key, Instant::now());
     let failures = match counted {
         Ok(n) => n,
         Err(after) => {
@@ -108,15 +111,16 @@ pub(super) async fn login_post(
         }
     };
     let ctx = Arc::clone(&web.ctx);
-    let name = user.clone();
-    let ok = blocking(move || {
-        ctx.config
-            .authenticate(&name, password.as_bytes())
-            .is_some()
+    let typed = user.clone();
+    // The address form and the Spam suffix name the same mailbox here
+    // (the page shows both folders).
+    let mailbox = blocking(move || {
+        login_name::authenticate(&ctx.config, &typed, password.as_bytes())
+            .map(|l| l.user.name.as_str().to_owned())
     })
     .await
-    .unwrap_or(false);
-    if !ok {
+    .flatten();
+    let Some(mailbox) = mailbox else {
         info!(user = %log_name(&user), %peer, "web: login failed");
         let delay = failure_delay(web.ctx.config.web.login_failure_delay, failures);
         if !delay.is_zero() {
@@ -129,9 +133,9 @@ pub(super) async fn login_post(
             &user,
             Some("Wrong mailbox name or password.".to_owned()),
         );
-    }
-    web.ctx.logins.succeeded(peer.ip(), &user);
-    let created = lock(&web.sessions).create(&user, Instant::now());
+    };
+    web.ctx.logins.succeeded(peer.ip(), &key);
+    let created = lock(&web.sessions).create(&mailbox, Instant::now());
     let (id, _csrf) = match created {
         Ok(x) => x,
         Err(e) => {
@@ -139,7 +143,7 @@ pub(super) async fn login_post(
             return internal_error(None);
         }
     };
-    info!(user = %user, %peer, "web: logged in");
+    info!(user = %mailbox, %peer, "web: logged in");
     let cookies = [
         set_cookie(
             web.session_cookie(),

@@ -547,6 +547,23 @@ pub fn py_send(
     out.stdout.trim().to_owned()
 }
 
+/// An `mpop` command for `user` on the server's plain POP3 port (USER/PASS,
+/// no configuration file); the caller adds the delivery and mode options.
+pub fn mpop(server: &Server, user: &str, password: &str) -> Command {
+    let mut c = Command::new("mpop");
+    c.args([
+        "-C",
+        "/dev/null",
+        "--host=127.0.0.1",
+        "--tls=off",
+        "--auth=user",
+    ])
+    .arg(format!("--port={}", server.port("pop3")))
+    .arg(format!("--user={user}"))
+    .arg(format!("--passwordeval=echo {password}"));
+    c
+}
+
 /// Logs in over POP3 with poplib from `src` and returns `stat()` or the error.
 pub fn py_pop_login(server: &Server, src: &str, user: &str, pass: &str) -> String {
     let port = server.port("pop3").to_string();

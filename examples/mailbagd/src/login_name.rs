@@ -1,0 +1,191 @@
+//! The login name users type, and the mailbox and folder it opens.
+//!
+//! Mail clients and autoconfiguration often send the full address, so a
+//! login name is, in order:
+//! 1. with `[pop3] spam_login_suffix` (default `/Spam`, any letter case)
+//!    at its end: the user's Spam folder instead of the INBOX (`joe/Spam`);
+//! 2. `local@domain` with a local domain (any letter case, a trailing dot
+//!    allowed): the mailbox `local` (`joe@example.test` is `joe`);
+//! 3. a mailbox name, compared as [`Config::user`] does (case-insensitively
+//!    by default, `[userdb] case_insensitive`).
+//!
+//! POP3 (USER, SASL), the web page and the relay authorization all take
+//! logins through here, so `JOE@Example.TEST/spam` is `joe`'s Spam folder
+//! everywhere, and a failed login counts against one user name however it
+//! was spelled ([`limiter_key`]).
+
+use mailbag_mailstore::Folder;
+use mailbag_smtp_proto::address::Domain;
+
+use crate::config::{Config, User};
+
+/// A login name resolved to a configured user and the folder it opens.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Login<'a> {
+    /// The user (its `name` is the configured spelling).
+    pub user: &'a User,
+    /// The folder served as the POP3 maildrop: INBOX, or Spam for a login
+    /// with the Spam suffix.
+    pub folder: Folder,
+}
+
+/// The user and folder `typed` names, if any.
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_mailstore::Folder;
+/// use mailbagd::config::Config;
+/// use mailbagd::login_name::resolve;
+///
+/// let config = Config::from_toml_str(
+///     "hostname = \"mail.example.test\"\nlocal_domains = [\"example.test\"]\n\
+///      [[users]]\nname = \"joe\"\npassword = \"x\"\n",
+/// )
+/// .unwrap();
+/// let joe = |t| resolve(&config, t).map(|l| (l.user.name.as_str(), l.folder));
+/// assert_eq!(joe("joe"), Some(("joe", Folder::Inbox)));
+/// assert_eq!(joe("Joe@EXAMPLE.test"), Some(("joe", Folder::Inbox)));
+/// assert_eq!(joe("joe/Spam"), Some(("joe", Folder::Spam)));
+/// assert_eq!(joe("joe@example.test/spam"), Some(("joe", Folder::Spam)));
+/// assert_eq!(joe("joe@elsewhere.test"), None);
+/// assert_eq!(joe("ann"), None);
+/// ```
+pub fn resolve<'a>(config: &'a Config, typed: &str) -> Option<Login<'a>> {
+    let (name, folder) = strip_spam_suffix(config, typed);
+    let name = match name.rsplit_once('@') {
+        Some((local, domain)) => {
+            let domain = Domain::try_from(domain).ok()?;
+            if !config.is_local_domain(&domain) {
+                return None;
+            }
+            local
+        }
+        None => name,
+    };
+    config.user(name).map(|user| Login { user, folder })
+}
+
+/// The login check of every service: [`resolve`], then
+/// [`Config::authenticate`] (the same hash work for a name that resolves
+/// to nobody).
+pub fn authenticate<'a>(config: &'a Config, typed: &str, password: &[u8]) -> Option<Login<'a>> {
+    match resolve(config, typed) {
+        Some(login) => config
+            .authenticate(login.user.name.as_str(), password)
+            .map(|_| login),
+        None => {
+            // Unknown: pay the dummy work; a name that is not a user (and
+            // cannot be one: it has an `@`) finds nobody.
+            let _ = config.authenticate("@", password);
+            None
+        }
+    }
+}
+
+/// The user name the login limiter counts failures against: the mailbox
+/// name when `typed` resolves, otherwise `typed` in lower case, so that
+/// `joe`, `JOE`, `joe@example.test` and `joe/Spam` share one count.
+pub fn limiter_key(config: &Config, typed: &str) -> String {
+    match resolve(config, typed) {
+        Some(login) => login.user.name.as_str().to_ascii_lowercase(),
+        None => typed.to_lowercase(),
+    }
+}
+
+fn strip_spam_suffix<'t>(config: &Config, typed: &'t str) -> (&'t str, Folder) {
+    let suffix = config.pop3.spam_login_suffix.as_str();
+    if suffix.is_empty() || typed.len() <= suffix.len() {
+        return (typed, Folder::Inbox);
+    }
+    let at = typed.len() - suffix.len();
+    match (typed.get(..at), typed.get(at..)) {
+        (Some(name), Some(end)) if end.eq_ignore_ascii_case(suffix) => (name, Folder::Spam),
+        _ => (typed, Folder::Inbox),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::from_toml_str(&format!(
+            "hostname = \"mail.example.test\"\nlocal_domains = [\"example.test\", \"mail.example.test\"]\n\
+             {extra}\n[[users]]\nname = \"Joe\"\npassword = \"secret\"\n\
+             [[users]]\nname = \"ann\"\npassword = \"other\"\n"
+        ))
+        .unwrap()
+    }
+
+    fn who(c: &Config, typed: &str) -> Option<(String, Folder)> {
+        resolve(c, typed).map(|l| (l.user.name.as_str().to_owned(), l.folder))
+    }
+
+    #[test]
+    fn address_forms_case_and_suffix() {
+        let c = config("");
+        let joe = Some(("Joe".to_owned(), Folder::Inbox));
+        let joe_spam = Some(("Joe".to_owned(), Folder::Spam));
+        for t in [
+            "Joe",
+            "joe",
+            "JOE",
+            "joe@example.test",
+            "joe@EXAMPLE.TEST",
+            "joe@example.test.",
+            "joe@mail.example.test",
+        ] {
+            assert_eq!(who(&c, t), joe, "{t}");
+        }
+        for t in ["joe/Spam", "joe/SPAM", "JOE@Example.Test/spam"] {
+            assert_eq!(who(&c, t), joe_spam, "{t}");
+        }
+        for t in [
+            "",
+            "/Spam",
+            "joe@",
+            "@example.test",
+            "joe@other.test",
+            "joe@[127.0.0.1]",
+            "joe@example.test@example.test",
+            "joe/Spam/Spam",
+            "joe/Ham",
+            "nobody",
+            "nobody@example.test",
+            "joe.",
+        ] {
+            assert_eq!(who(&c, t), None, "{t}");
+        }
+    }
+
+    #[test]
+    fn settings_turn_the_rules_off() {
+        let c = config("[pop3]\nspam_login_suffix = \"\"\n[userdb]\ncase_insensitive = false");
+        assert_eq!(who(&c, "joe/Spam"), None);
+        assert_eq!(who(&c, "joe"), None);
+        assert_eq!(
+            who(&c, "Joe@EXAMPLE.test").map(|w| w.1),
+            Some(Folder::Inbox)
+        );
+        let c = config("[pop3]\nspam_login_suffix = \"/junk\"");
+        assert_eq!(who(&c, "joe/Junk").map(|w| w.1), Some(Folder::Spam));
+        assert_eq!(who(&c, "joe/Spam"), None);
+    }
+
+    #[test]
+    fn authenticate_and_limiter_key() {
+        let c = config("");
+        let ok = |t: &str, p: &[u8]| authenticate(&c, t, p).map(|l| l.folder);
+        assert_eq!(ok("joe@example.test", b"secret"), Some(Folder::Inbox));
+        assert_eq!(ok("JOE/Spam", b"secret"), Some(Folder::Spam));
+        assert_eq!(ok("joe", b"other"), None);
+        assert_eq!(ok("ann@example.test", b"other"), Some(Folder::Inbox));
+        assert_eq!(ok("nobody", b"secret"), None);
+        assert_eq!(ok("@", b"secret"), None);
+        for t in ["joe", "JOE", "joe@Example.test", "joe/spam"] {
+            assert_eq!(limiter_key(&c, t), "joe", "{t}");
+        }
+        assert_eq!(limiter_key(&c, "NoBody"), "nobody");
+    }
+}
