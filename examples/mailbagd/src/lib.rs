@@ -44,6 +44,7 @@
 //! ```
 
 pub mod cli;
+pub mod client_settings;
 pub mod clock;
 pub mod config;
 pub mod context;

@@ -57,7 +57,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads TLS material, opens the mail store and binds every listener.
+    /// Binds every listener, loads TLS material and opens the mail store. A
+    /// listen address with port 0 is replaced in the context's configuration
+    /// by the address bound.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         Server::bind_with_resolver(config, None).await
     }
@@ -65,9 +67,38 @@ impl Server {
     /// Like [`Server::bind`], with the DNS resolver of the outbound engine given (tests:
     /// [`crate::outbound::mx::FakeResolver`]); `None` is the system's.
     pub async fn bind_with_resolver(
-        config: Config,
+        mut config: Config,
         resolver: Option<Arc<dyn Resolve>>,
     ) -> Result<Server, StartError> {
+        let mut listeners = Vec::new();
+        let web_role = if config.web.tls {
+            Role::WebTls
+        } else {
+            Role::Web
+        };
+        let lists = [
+            (Role::Pop3, &mut config.pop3.listen),
+            (Role::Pop3Tls, &mut config.pop3.tls_listen),
+            (Role::Smtp, &mut config.smtp.listen),
+            (Role::Submission, &mut config.smtp.submission_listen),
+            (Role::SubmissionTls, &mut config.smtp.tls_listen),
+            (web_role, &mut config.web.listen),
+        ];
+        for (role, addrs) in lists {
+            for addr in addrs.iter_mut() {
+                let l = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
+                    addr: *addr,
+                    role: role.name(),
+                    source,
+                })?;
+                // Port 0 becomes the port bound: what the server tells clients
+                // (the help page, autoconfiguration) is where it listens.
+                if let Ok(bound) = l.local_addr() {
+                    *addr = bound;
+                }
+                listeners.push((role, l));
+            }
+        }
         let ctx = Context::open(config)?;
         let config = &ctx.config;
         let lock = ctx.queue.lock_delivery().map_err(OutboundError::Queue)?;
@@ -76,30 +107,6 @@ impl Server {
             Some(r) => Outbound::with_resolver(config, lock, queued, r)?,
             None => Outbound::new(config, lock, queued)?,
         };
-        let mut listeners = Vec::new();
-        let web_role = if config.web.tls {
-            Role::WebTls
-        } else {
-            Role::Web
-        };
-        let lists = [
-            (Role::Pop3, &config.pop3.listen),
-            (Role::Pop3Tls, &config.pop3.tls_listen),
-            (Role::Smtp, &config.smtp.listen),
-            (Role::Submission, &config.smtp.submission_listen),
-            (Role::SubmissionTls, &config.smtp.tls_listen),
-            (web_role, &config.web.listen),
-        ];
-        for (role, addrs) in lists {
-            for addr in addrs {
-                let l = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
-                    addr: *addr,
-                    role: role.name(),
-                    source,
-                })?;
-                listeners.push((role, l));
-            }
-        }
         Ok(Server {
             ctx: Arc::new(ctx),
             outbound,

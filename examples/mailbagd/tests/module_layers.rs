@@ -27,7 +27,13 @@ const LAYERS: &[&[&str]] = &[
     // The validated configuration.
     &["config"],
     // What reads only the configuration.
-    &["login_name", "queue_list", "relay", "user_settings"],
+    &[
+        "client_settings",
+        "login_name",
+        "queue_list",
+        "relay",
+        "user_settings",
+    ],
     // What every service shares.
     &["context"],
     // The one accept loop; the delivery pipeline.

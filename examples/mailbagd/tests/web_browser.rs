@@ -217,6 +217,18 @@ async fn dialogue(c: &Client, server: &WebServer) {
     c.goto(&format!("{base}/login")).await.expect("goto login");
     screenshot(c, "login").await;
 
+    // The client settings page, linked from the login page, without a login.
+    click_through(c, find(c, Locator::Id("help-link")).await).await;
+    assert_eq!(path(c).await, "/help");
+    let incoming = text(c, "#incoming").await;
+    assert!(incoming.contains("mail.example.test"), "{incoming}");
+    assert!(text(c, "#smtp-auth").await.starts_with("OFF"));
+    assert!(text(c, "#pop-before-smtp").await.starts_with("ON"));
+    assert_eq!(text(c, "#spam-login").await, "yourname/Spam");
+    assert!(text(c, "#spam-folder").await.contains("7 days"));
+    screenshot(c, "help").await;
+    c.goto(&format!("{base}/login")).await.expect("goto login");
+
     // Log in.
     login(c, &base, "joe", "secret").await;
     assert_eq!(path(c).await, "/settings");

@@ -15,6 +15,8 @@
 //! | `POST /spam/release`, `POST /spam/delete` | release one message to the INBOX (tag removed), delete one |
 //! | `GET /spam/delete-all`, `POST /spam/delete-all` | confirm, then delete all |
 //! | `GET /style.css` | the stylesheet |
+//! | `GET /help` | the email client settings, from the running configuration (no login) |
+//! | `GET /.well-known/autoconfig/mail/config-v1.1.xml`, `GET /mail/config-v1.1.xml`, `POST /autodiscover/autodiscover.xml`, `GET /mobileconfig` | client autoconfiguration: Thunderbird, Outlook, Apple (module `autoconfig`) |
 //!
 //! Security:
 //! - **Login**: unknown user and wrong password get the same page, status
@@ -47,8 +49,10 @@
 //! - Every action is logged with the user name, never the password.
 
 mod app;
+mod autoconfig;
 mod cookies;
 mod extract;
+mod help;
 mod login;
 pub mod login_token;
 mod pages;

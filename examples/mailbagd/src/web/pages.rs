@@ -66,6 +66,15 @@ pub(crate) struct ConfirmPage {
 }
 
 #[derive(Template, Debug)]
+#[template(path = "help.html")]
+pub(crate) struct HelpPage {
+    pub(crate) nav: Option<Nav>,
+    pub(crate) s: crate::client_settings::ClientSettings,
+    pub(crate) window: String,
+    pub(crate) retention: String,
+}
+
+#[derive(Template, Debug)]
 #[template(path = "message.html")]
 pub(crate) struct MessagePage {
     pub(crate) nav: Option<Nav>,

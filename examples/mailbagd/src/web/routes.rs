@@ -9,6 +9,8 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 
 use super::app::App;
+use super::autoconfig;
+use super::help::help_page;
 use super::login::{login_page, login_post, logout};
 use super::responses::{not_found, security_headers, stylesheet};
 use super::settings::{settings_page, settings_post};
@@ -61,6 +63,16 @@ pub fn router(web: App) -> Router {
             get(delete_all_page).post(delete_all_post),
         )
         .route("/style.css", get(stylesheet))
+        .route("/help", get(help_page))
+        .route(
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+            get(autoconfig::thunderbird),
+        )
+        .route("/mail/config-v1.1.xml", get(autoconfig::thunderbird))
+        .route("/autodiscover/autodiscover.xml", post(autoconfig::outlook))
+        .route("/Autodiscover/Autodiscover.xml", post(autoconfig::outlook))
+        .route("/AutoDiscover/AutoDiscover.xml", post(autoconfig::outlook))
+        .route("/mobileconfig", get(autoconfig::apple))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::map_response_with_state(

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use mailbag_spam_tag::{Score, TagValues};
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -13,6 +12,7 @@ use super::app::{App, blocking, humanize};
 use super::extract::{Auth, AuthForm, CsrfField};
 use super::pages::SettingsPage;
 use super::responses::{internal_error, message, render};
+use crate::client_settings::tag_example;
 use crate::config::SpamFolder;
 use crate::user_settings::Overrides;
 
@@ -34,11 +34,7 @@ pub(super) async fn settings_page(
     let Some(effective) = blocking(move || settings.effective(&u)).await else {
         return internal_error(Some(auth.nav("settings")));
     };
-    let example = web.ctx.template.render(&TagValues::new(
-        Score::from_tenths(73),
-        Score::saturating(web.ctx.config.spam.threshold),
-        &[],
-    ));
+    let example = tag_example(&web.ctx.config);
     render(
         StatusCode::OK,
         SettingsPage {
