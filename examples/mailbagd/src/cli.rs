@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::clock::unix_now;
 use crate::config::{Config, ConfigError};
+use crate::context::Context;
+use crate::digest::{Outcome, send_digest};
 use crate::queue_list::queue_list;
 
 /// What `mailbagd --help` says before the options.
@@ -25,6 +27,8 @@ secret at example.test, mail kept in ./mailbag-data. No root and no setup needed
 What it does:
   mailbagd              run the server until SIGTERM or Ctrl-C (SIGHUP is ignored)
   mailbagd queue list   list the outbound relay queue (also while the server runs)
+  mailbagd digest --now [USER]
+                        send the Spam digest now (spam since the last digest)
 
 Manual: examples/mailbagd/README.md";
 
@@ -63,6 +67,15 @@ pub enum Command {
         #[command(subcommand)]
         action: QueueCommand,
     },
+    /// Sends the Spam digest now (spam since the last digest), whether or
+    /// not `[spam] digest_interval` has passed.
+    Digest {
+        /// Required: send now.
+        #[arg(long, required = true)]
+        now: bool,
+        /// Only this user (default: every user whose spam goes to the Spam folder).
+        user: Option<String>,
+    },
 }
 
 /// `mailbagd queue ...`.
@@ -94,6 +107,39 @@ pub fn run_command(command: &Command, config: &Config, out: &mut impl Write) -> 
         Command::Queue {
             action: QueueCommand::List { json },
         } => queue_list(config, now, *json, out),
+        Command::Digest { user, .. } => digest_now(config, user.as_deref(), out),
+    }
+}
+
+/// `mailbagd digest --now [USER]`: one line per user.
+fn digest_now(config: &Config, user: Option<&str>, out: &mut impl Write) -> Result<(), String> {
+    let users: Vec<&crate::config::User> = match user {
+        Some(name) => vec![
+            config
+                .user(name)
+                .ok_or_else(|| format!("no user {name:?} in the configuration"))?,
+        ],
+        None => config.users.iter().collect(),
+    };
+    let ctx = Context::open(config.clone()).map_err(|e| e.to_string())?;
+    let mut failed = false;
+    for u in users {
+        let line = match send_digest(&ctx, u, std::time::SystemTime::now(), true) {
+            Ok(Outcome::Sent(n)) => format!("{}: digest of {n} message(s) sent", u.name),
+            Ok(Outcome::NothingNew) => format!("{}: no new spam since the last digest", u.name),
+            Ok(Outcome::SpamInInbox) => format!("{}: spam goes to the INBOX, no digest", u.name),
+            Ok(Outcome::NotDue) => format!("{}: not due", u.name),
+            Err(e) => {
+                failed = true;
+                format!("{}: digest failed: {e}", u.name)
+            }
+        };
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    }
+    if failed {
+        Err("some digests failed".to_owned())
+    } else {
+        Ok(())
     }
 }
 

@@ -82,7 +82,7 @@ pub enum ConfigError {
 /// Most messages per Spam folder page (`web.page_size`).
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-fn web_config(raw: RawWeb, login: &LoginConfig) -> Result<WebConfig, ConfigError> {
+fn web_config(raw: RawWeb, login: &LoginConfig, data_dir: &Path) -> Result<WebConfig, ConfigError> {
     // The web page's own rate limit gave way to the one login limiter.
     for (key, set, instead) in [
         (
@@ -108,11 +108,31 @@ fn web_config(raw: RawWeb, login: &LoginConfig) -> Result<WebConfig, ConfigError
             ));
         }
     }
+    let listen = raw
+        .listen
+        .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 8080))]);
+    let tls = raw.tls.unwrap_or(false);
+    let public_url = match raw.public_url {
+        Some(u) => Some({
+            let u = u.trim_end_matches('/').to_owned();
+            let scheme_ok = u.starts_with("http://") || u.starts_with("https://");
+            if !scheme_ok || u.len() > 200 || u.chars().any(|c| !c.is_ascii_graphic()) {
+                return Err(invalid(
+                    "web.public_url",
+                    "must be an http:// or https:// URL without spaces",
+                ));
+            }
+            u
+        }),
+        None => None,
+    };
     let web = WebConfig {
-        listen: raw
-            .listen
-            .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 8080))]),
-        tls: raw.tls.unwrap_or(false),
+        listen,
+        tls,
+        secret_file: raw
+            .secret_file
+            .unwrap_or_else(|| data_dir.join("mailbag-web-secret")),
+        public_url,
         session_idle_timeout: nonzero(
             "web.session_idle_timeout",
             raw.session_idle_timeout,
@@ -372,6 +392,10 @@ pub struct SpamConfig {
     pub sweep_interval: Duration,
     /// spamd address; when unset the built-in scorer is used (default unset).
     pub spamd: Option<SocketAddr>,
+    /// How often a user whose spam goes to the Spam folder gets a digest of
+    /// the spam that arrived since the last one, in the INBOX (`digest_interval`,
+    /// default 7 days; `"0"`: no digests).
+    pub digest_interval: Option<Duration>,
 }
 
 /// `[relay]`: the outbound queue and its delivery engine.
@@ -497,6 +521,29 @@ pub struct WebConfig {
     /// that stops short of its `Content-Length` gets `408`) (default 30
     /// seconds; must be longer than `login_failure_delay`).
     pub request_timeout: Duration,
+    /// The key that signs the Spam digest's release links, made there on
+    /// first use (default `<data_dir>/mailbag-web-secret`; mode 0600). Kept
+    /// over restarts, so links stay valid; several hosts share one file.
+    pub secret_file: PathBuf,
+    /// The address of the web page in links the server sends (the digest),
+    /// without a trailing `/`; unset: [`WebConfig::link_base`] makes it.
+    pub public_url: Option<String>,
+}
+
+impl WebConfig {
+    /// The start of the links the server sends: `public_url`, or
+    /// `http://<hostname>:<port of the first web listener>` (`https` with
+    /// `tls = true`).
+    pub fn link_base(&self, hostname: &str) -> String {
+        if let Some(u) = &self.public_url {
+            return u.clone();
+        }
+        let scheme = if self.tls { "https" } else { "http" };
+        match self.listen.first() {
+            Some(a) => format!("{scheme}://{hostname}:{}", a.port()),
+            None => format!("{scheme}://{hostname}"),
+        }
+    }
 }
 
 /// `[limits]`.
@@ -683,6 +730,7 @@ struct RawSpam {
     spam_retention: Option<HumanDuration>,
     sweep_interval: Option<HumanDuration>,
     spamd: Option<SocketAddr>,
+    digest_interval: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -753,6 +801,8 @@ struct RawWeb {
     max_request_body: Option<usize>,
     max_request_head: Option<usize>,
     request_timeout: Option<HumanDuration>,
+    secret_file: Option<PathBuf>,
+    public_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -960,7 +1010,7 @@ impl Config {
                 ));
             }
         }
-        let web = web_config(raw.web, &login)?;
+        let web = web_config(raw.web, &login, &data_dir)?;
         if web.tls && tls.is_none() {
             return Err(invalid("web.tls", "needs a [tls] section"));
         }
@@ -1013,6 +1063,11 @@ impl Config {
                 Duration::from_secs(3600),
             )?,
             spamd: raw.spam.spamd,
+            digest_interval: match raw.spam.digest_interval {
+                None => Some(Duration::from_secs(7 * 24 * 3600)),
+                Some(d) if d.0.is_zero() => None,
+                Some(d) => Some(d.0),
+            },
         };
         if !spam.threshold.is_finite() {
             return Err(invalid("spam.threshold", "must be a finite number"));
@@ -1610,9 +1665,9 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug() {
-        let c = parse(USERS).unwrap();
+        let c = parse("[[users]]\nname = \"joe\"\npassword = \"hunter2-pw\"\n").unwrap();
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("secret\""), "{dbg}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
         assert!(dbg.contains("<redacted>"));
     }
 

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::disk_space;
 use crate::limits::{ConnectionClass, ConnectionLimiter, ConnectionPermit, LimitExceeded};
 use crate::login_limiter::{LoginLimitOptions, LoginLimiter};
+use crate::signing_key::SigningKey;
 use crate::spool::{SPOOL_DIR, remove_stale};
 use crate::tls::{TlsError, load_acceptor};
 use crate::user_settings::SettingsStore;
@@ -69,6 +70,14 @@ pub enum ContextError {
     /// The Subject tag template is invalid.
     #[error("spam.tag_template: {0}")]
     Template(String),
+    /// The key of the release links cannot be read or made.
+    #[error("web.secret_file {path}: {source}")]
+    SecretFile {
+        /// The key file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -101,6 +110,8 @@ pub struct Context {
     /// Failed logins per client address and per user name, shared by POP3
     /// and the web page (`[login]`).
     pub logins: LoginLimiter,
+    /// Signs the Spam digest's release links (`web.secret_file`).
+    pub link_key: SigningKey,
     limiter: ConnectionLimiter,
     next_id: AtomicU64,
 }
@@ -194,6 +205,12 @@ impl Context {
                 .with_window(config.pop_before_smtp.window)
                 .with_max_entries(max),
         );
+        let link_key = SigningKey::load_or_create(&config.web.secret_file).map_err(|source| {
+            ContextError::SecretFile {
+                path: config.web.secret_file.display().to_string(),
+                source,
+            }
+        })?;
         let template = Template::new(&config.spam.tag_template)
             .map_err(|e| ContextError::Template(e.to_string()))?;
         let spamd = config.spam.spamd.map(|addr| {
@@ -211,6 +228,7 @@ impl Context {
             max_entries: config.login.max_tracked,
         };
         Ok(Context {
+            link_key,
             logins: LoginLimiter::new(login_opts),
             settings: Arc::new(SettingsStore::new(&config.data_dir)),
             template,

@@ -165,6 +165,7 @@ impl Server {
             ));
         }
         tracker.spawn(crate::sweeper::run(Arc::clone(ctx)));
+        tracker.spawn(crate::digest::run(Arc::clone(ctx)));
         // The outbound engine: its own tracker so that shutdown lets deliveries in
         // progress finish (within limits.shutdown_timeout) but starts no new ones.
         let outbound_tasks = TaskTracker::new();

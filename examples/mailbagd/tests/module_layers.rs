@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "envelope",
         "limits",
         "replies",
+        "signing_key",
         "signals",
         "spool",
         "tls",
@@ -32,6 +33,7 @@ const LAYERS: &[&[&str]] = &[
         "login_name",
         "queue_list",
         "relay",
+        "release_link",
         "user_settings",
     ],
     // What every service shares.
@@ -40,6 +42,8 @@ const LAYERS: &[&[&str]] = &[
     &["delivery", "listener"],
     // The services.
     &["outbound", "pop3", "smtp", "sweeper", "web"],
+    // What uses a service: the Spam digest lists the Spam folder as the web page does.
+    &["digest"],
     // Wiring and the command line.
     &["cli", "server"],
 ];

@@ -2,7 +2,6 @@
 //! whose login limiter POP3 shares) and the small helpers every handler uses.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use tracing::warn;
 
@@ -97,32 +96,11 @@ pub(super) fn log_name(s: &str) -> String {
         .collect()
 }
 
-pub(super) fn humanize(d: Duration) -> String {
-    let secs = d.as_secs();
-    let (n, unit) = if secs % 86_400 == 0 && secs >= 86_400 {
-        (secs / 86_400, "day")
-    } else if secs % 3600 == 0 && secs >= 3600 {
-        (secs / 3600, "hour")
-    } else if secs % 60 == 0 && secs >= 60 {
-        (secs / 60, "minute")
-    } else {
-        (secs, "second")
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
-}
+pub(super) use crate::clock::humanize;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn humanized_durations() {
-        assert_eq!(humanize(Duration::from_secs(7 * 86_400)), "7 days");
-        assert_eq!(humanize(Duration::from_secs(86_400)), "1 day");
-        assert_eq!(humanize(Duration::from_secs(7200)), "2 hours");
-        assert_eq!(humanize(Duration::from_secs(900)), "15 minutes");
-        assert_eq!(humanize(Duration::from_secs(61)), "61 seconds");
-    }
 
     #[test]
     fn log_names_are_tamed() {

@@ -9,70 +9,28 @@
 
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::session::RngError;
 use crate::credentials::constant_time_eq;
+use crate::signing_key::{KEY_BYTES, MAC_BYTES, SigningKey, hex};
 
-/// Octets of the server's key.
-const KEY_BYTES: usize = 32;
-/// Octets of the HMAC kept in a token (128 bits).
-const MAC_BYTES: usize = 16;
-/// SHA-256's block size, for HMAC.
-const BLOCK: usize = 64;
 /// Hex digits of a token: the issue time (16) and the MAC (32).
 pub const TOKEN_LEN: usize = 16 + MAC_BYTES * 2;
 
 /// The server's key for login tokens. `Debug` does not show it.
-#[derive(Clone)]
-pub struct LoginTokenKey([u8; KEY_BYTES]);
-
-impl std::fmt::Debug for LoginTokenKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LoginTokenKey(<redacted>)")
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+#[derive(Clone, Debug)]
+pub struct LoginTokenKey(SigningKey);
 
 impl LoginTokenKey {
     /// A fresh key from the OS random number generator.
     pub fn random() -> Result<LoginTokenKey, RngError> {
-        let mut k = [0u8; KEY_BYTES];
-        getrandom::fill(&mut k).map_err(|e| RngError::new(e.to_string()))?;
-        Ok(LoginTokenKey(k))
+        SigningKey::random()
+            .map(LoginTokenKey)
+            .map_err(|e| RngError::new(e.to_string()))
     }
 
     /// The key made of these bytes (tests).
     pub fn from_bytes(k: [u8; KEY_BYTES]) -> LoginTokenKey {
-        LoginTokenKey(k)
-    }
-
-    /// HMAC-SHA-256 (RFC 2104) of `msg` under the key, cut to [`MAC_BYTES`].
-    fn mac(&self, msg: &[u8]) -> [u8; MAC_BYTES] {
-        let mut ipad = [0x36u8; BLOCK];
-        let mut opad = [0x5cu8; BLOCK];
-        for (i, k) in self.0.iter().enumerate() {
-            if let (Some(a), Some(b)) = (ipad.get_mut(i), opad.get_mut(i)) {
-                *a ^= k;
-                *b ^= k;
-            }
-        }
-        let inner = Sha256::new()
-            .chain_update(ipad)
-            .chain_update(msg)
-            .finalize();
-        let outer = Sha256::new()
-            .chain_update(opad)
-            .chain_update(inner)
-            .finalize();
-        let mut out = [0u8; MAC_BYTES];
-        for (o, b) in out.iter_mut().zip(outer.iter()) {
-            *o = *b;
-        }
-        out
+        LoginTokenKey(SigningKey::from_bytes(k))
     }
 
     /// A token issued at `now` (seconds since the Unix epoch): lower-case hex.
@@ -92,7 +50,7 @@ impl LoginTokenKey {
     /// ```
     pub fn issue(&self, now: u64) -> String {
         let time = now.to_be_bytes();
-        format!("{}{}", hex(&time), hex(&self.mac(&time)))
+        format!("{}{}", hex(&time), hex(&self.0.mac(&time)))
     }
 
     /// Whether `token` was issued by this key no longer than `max_age`
@@ -120,16 +78,6 @@ mod tests {
     use super::*;
 
     const AGE: Duration = Duration::from_secs(100);
-
-    #[test]
-    fn hmac_sha256_matches_rfc_4231_case_2_prefix() {
-        // RFC 4231 test case 2 uses a 4-byte key; ours are 32 bytes, so check
-        // the construction with a key padded the way HMAC pads it.
-        let mut k = [0u8; KEY_BYTES];
-        k[..4].copy_from_slice(b"Jefe");
-        let mac = LoginTokenKey(k).mac(b"what do ya want for nothing?");
-        assert_eq!(hex(&mac), "5bdcc146bf60754e6a042426089575c7");
-    }
 
     #[test]
     fn own_tokens_verify_until_they_expire() {

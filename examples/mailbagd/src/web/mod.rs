@@ -15,6 +15,7 @@
 //! | `POST /spam/release`, `POST /spam/delete` | release one message to the INBOX (tag removed), delete one |
 //! | `GET /spam/delete-all`, `POST /spam/delete-all` | confirm, then delete all |
 //! | `GET /style.css` | the stylesheet |
+//! | `GET /release?u=&m=&e=&t=`, `POST /release` | a Spam digest's signed release link: a confirmation page, then the release (no login) |
 //! | `GET /help` | the email client settings, from the running configuration (no login) |
 //! | `GET /.well-known/autoconfig/mail/config-v1.1.xml`, `GET /mail/config-v1.1.xml`, `POST /autodiscover/autodiscover.xml`, `GET /mobileconfig` | client autoconfiguration: Thunderbird, Outlook, Apple (module `autoconfig`) |
 //!
@@ -56,6 +57,7 @@ mod help;
 mod login;
 pub mod login_token;
 mod pages;
+mod release;
 mod responses;
 mod routes;
 mod serve;

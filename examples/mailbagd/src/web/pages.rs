@@ -75,6 +75,19 @@ pub(crate) struct HelpPage {
 }
 
 #[derive(Template, Debug)]
+#[template(path = "release.html")]
+pub(crate) struct ReleasePage {
+    pub(crate) nav: Option<Nav>,
+    pub(crate) from: String,
+    pub(crate) subject: String,
+    pub(crate) received: String,
+    pub(crate) u: String,
+    pub(crate) m: String,
+    pub(crate) e: u64,
+    pub(crate) t: String,
+}
+
+#[derive(Template, Debug)]
 #[template(path = "message.html")]
 pub(crate) struct MessagePage {
     pub(crate) nav: Option<Nav>,

@@ -12,6 +12,7 @@ use super::app::App;
 use super::autoconfig;
 use super::help::help_page;
 use super::login::{login_page, login_post, logout};
+use super::release::{release_page, release_post};
 use super::responses::{not_found, security_headers, stylesheet};
 use super::settings::{settings_page, settings_post};
 use super::spam_folder::{delete_all_page, delete_all_post, spam_delete, spam_page, spam_release};
@@ -64,6 +65,7 @@ pub fn router(web: App) -> Router {
         )
         .route("/style.css", get(stylesheet))
         .route("/help", get(help_page))
+        .route("/release", get(release_page).post(release_post))
         .route(
             "/.well-known/autoconfig/mail/config-v1.1.xml",
             get(autoconfig::thunderbird),

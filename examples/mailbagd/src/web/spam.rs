@@ -147,6 +147,43 @@ pub fn list_page(
     })
 }
 
+/// One message of `user`'s Spam folder, as the Spam page shows it (`None`
+/// when it is not there: released, deleted or swept).
+pub fn entry(
+    store: &dyn Mailstore,
+    user: &UserName,
+    uid: &Uid,
+    template: &Template,
+    retention: Duration,
+    max_header: usize,
+) -> Result<Option<SpamEntry>, StoreError> {
+    let Some(info) = store
+        .list(user, Folder::Spam)?
+        .into_iter()
+        .find(|m| m.uid == *uid)
+    else {
+        return Ok(None);
+    };
+    let reader = match store.read(user, Folder::Spam, uid) {
+        Ok(r) => r,
+        Err(StoreError::NoSuchMessage) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut header = read_head(reader, max_header)
+        .map(|h| Summary::parse(&h))
+        .unwrap_or_default();
+    header.subject = String::from_utf8_lossy(remove_tag(template, header.subject.as_bytes()))
+        .trim()
+        .to_owned();
+    Ok(Some(SpamEntry {
+        uid: info.uid.as_str().to_owned(),
+        received: info.saved,
+        deleted_at: info.saved.checked_add(retention).unwrap_or(info.saved),
+        size: info.size,
+        header,
+    }))
+}
+
 /// Why a release failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

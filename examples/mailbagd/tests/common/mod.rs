@@ -132,6 +132,8 @@ pub struct Options {
     pub pop3_idle: String,
     /// `spam.spamd` address, if any.
     pub spamd: Option<String>,
+    /// Extra TOML lines for the `[spam]` table.
+    pub spam: String,
     /// TOML lines for the `[relay]` table (besides `queue_dir`). The default sends
     /// relayed mail to a closed loopback port, so it stays queued.
     pub relay: String,
@@ -150,6 +152,7 @@ impl Default for Options {
             smtp: String::new(),
             pop3_idle: "10m".into(),
             spamd: None,
+            spam: String::new(),
             relay: "smarthost = \"127.0.0.1:1\"\n".into(),
         }
     }
@@ -259,7 +262,10 @@ spam_scanning = false
                 .spamd
                 .as_ref()
                 .map(|a| format!("spamd = \"{a}\""))
-                .unwrap_or_default(),
+                .into_iter()
+                .chain(std::iter::once(opts.spam.clone()))
+                .collect::<Vec<_>>()
+                .join("\n"),
         );
         let cfg_path = dir.path().join("mailbag.toml");
         fs::write(&cfg_path, config).expect("write config");
@@ -376,6 +382,11 @@ spam_scanning = false
 
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The configuration file the server runs on.
+    pub fn config_path(&self) -> &Path {
+        &self.cfg
     }
 
     pub fn pid(&self) -> u32 {
