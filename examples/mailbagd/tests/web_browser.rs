@@ -350,6 +350,73 @@ async fn dialogue(c: &Client, server: &WebServer) {
     assert_eq!(path(c).await, "/login");
     c.goto(&format!("{base}/spam")).await.expect("goto spam");
     assert_eq!(path(c).await, "/login");
+
+    digest_release(c, server).await;
+}
+
+/// The Spam digest: fetched over POP3, its HTML part shown, its release
+/// link opened (a confirmation page), confirmed; the message is back in the
+/// INBOX untagged.
+async fn digest_release(c: &Client, server: &WebServer) {
+    send(server.smtp(), "joe@example.test", "digest me").await;
+    let ctx = std::sync::Arc::clone(&server.ctx);
+    let sent = tokio::task::spawn_blocking(move || {
+        let joe = ctx.config.user("joe").expect("joe").clone();
+        mailbagd::digest::send_digest(&ctx, &joe, std::time::SystemTime::now(), true)
+    })
+    .await
+    .expect("digest task")
+    .expect("digest");
+    assert!(
+        matches!(sent, mailbagd::digest::Outcome::Sent(_)),
+        "{sent:?}"
+    );
+    let inbox = fetch(server.pop3(), "joe").await;
+    let digest = inbox
+        .iter()
+        .find(|m| subject(m).starts_with("Spam digest:"))
+        .expect("the digest in the INBOX");
+    // The HTML part as a mail program shows it.
+    let html = &digest[digest.find("<!DOCTYPE html>").expect("HTML part")..];
+    let html = &html[..html.find("</html>").expect("end of HTML") + 7];
+    let file = std::env::temp_dir().join(format!("mailbag-digest-{}.html", std::process::id()));
+    std::fs::write(&file, html).expect("write digest");
+    c.goto(&format!("file://{}", file.display()))
+        .await
+        .expect("goto digest");
+    screenshot(c, "digest").await;
+    let _ = std::fs::remove_file(&file);
+    // The text part's link for "digest me", opened on the bound port.
+    let block = &digest[digest.find("* digest me").expect("digest me listed")..];
+    let link = block
+        .lines()
+        .find_map(|l| l.split_once("Release it to your INBOX: "))
+        .map(|(_, l)| l.trim())
+        .expect("release link");
+    let path_and_query = &link[link.find("/release?").expect("release path")..];
+    c.goto(&format!("http://{}{path_and_query}", server.web()))
+        .await
+        .expect("goto release");
+    assert_eq!(text(c, "#subject").await, "digest me");
+    screenshot(c, "release").await;
+    assert!(
+        fetch(server.pop3(), "joe")
+            .await
+            .iter()
+            .all(|m| subject(m) != "digest me"),
+        "opening the link released nothing"
+    );
+    click_through(c, find(c, Locator::Id("confirm-release")).await).await;
+    assert_eq!(text(c, "h1").await, "Released");
+    let inbox = fetch(server.pop3(), "joe").await;
+    let back = inbox
+        .iter()
+        .find(|m| subject(m) == "digest me")
+        .expect("released into the INBOX, untagged");
+    assert!(
+        back.contains("GTUBE") && !back.contains("X-Spam-Flag"),
+        "{back}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

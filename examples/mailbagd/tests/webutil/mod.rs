@@ -26,6 +26,8 @@ pub struct WebServer {
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
     pub addrs: HashMap<Role, SocketAddr>,
+    /// The running server's context (to call its services directly).
+    pub ctx: std::sync::Arc<mailbagd::context::Context>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -97,7 +99,10 @@ impl WebServer {
                         return;
                     }
                 };
-                let _ = addr_tx.send(Ok(server.local_addrs()));
+                let _ = addr_tx.send(Ok((
+                    server.local_addrs(),
+                    std::sync::Arc::clone(server.context()),
+                )));
                 server
                     .run(async {
                         let _ = stop_rx.await;
@@ -105,8 +110,8 @@ impl WebServer {
                     .await;
             });
         });
-        let addrs = match addr_rx.recv_timeout(IO_TIMEOUT) {
-            Ok(Ok(a)) => a.into_iter().collect(),
+        let (addrs, ctx) = match addr_rx.recv_timeout(IO_TIMEOUT) {
+            Ok(Ok((a, ctx))) => (a.into_iter().collect(), ctx),
             Ok(Err(e)) => panic!("mailbagd did not start: {e}"),
             Err(e) => panic!("mailbagd did not start: {e}"),
         };
@@ -114,6 +119,7 @@ impl WebServer {
             dir,
             data,
             addrs,
+            ctx,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
