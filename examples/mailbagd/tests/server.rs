@@ -354,6 +354,60 @@ fn repeated_pop3_failures_lock_out_even_the_right_password() {
     assert!(server.log().contains("locked out"));
 }
 
+/// AUTH PLAIN (RFC 5034) through poplib from `src`: `OK` or the error.
+fn py_pop_auth_plain(server: &Server, src: &str, user: &str, pass: &str) -> String {
+    let port = server.port("pop3").to_string();
+    let script = r#"
+import base64, poplib, socket, sys
+host, port, src, user, pw = sys.argv[1:6]
+class P(poplib.POP3):
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=(src, 0))
+p = P(host, int(port), timeout=20)
+token = base64.b64encode(b'\0' + user.encode() + b'\0' + pw.encode()).decode()
+try:
+    p._shortcmd('AUTH PLAIN ' + token)
+    print('OK', p.stat()[0])
+    p.quit()
+except poplib.error_proto as e:
+    print('ERR', e.args[0].decode())
+"#;
+    let out = python(script, &["127.0.0.1", &port, src, user, pass]);
+    assert!(out.ok(), "python poplib failed: {out:?}");
+    out.stdout.trim().to_owned()
+}
+
+#[test]
+fn sasl_plain_failures_count_in_the_same_limiter_as_user_pass() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    assert!(
+        py_pop_auth_plain(&server, "127.0.0.6", "joe@example.test", "secret").starts_with("OK")
+    );
+    // Failures over SASL with the name spelled three ways, then over USER/PASS:
+    // five for joe, from two addresses.
+    for (src, user) in [
+        ("127.0.0.6", "joe"),
+        ("127.0.0.6", "JOE@example.test"),
+        ("127.0.0.7", "joe/Spam"),
+        ("127.0.0.7", "Joe"),
+    ] {
+        let r = py_pop_auth_plain(&server, src, user, "wrong");
+        assert_eq!(r, "ERR -ERR [AUTH] Authentication failed.", "{user}");
+    }
+    let r = py_pop_login(&server, "127.0.0.8", "joe", "wrong");
+    assert!(r.starts_with("ERR -ERR [AUTH]"), "{r}");
+    // joe is locked out, over SASL and USER/PASS, with the right password.
+    let r = py_pop_auth_plain(&server, "127.0.0.9", "joe", "secret");
+    assert_eq!(r, "ERR -ERR [AUTH] Authentication failed.");
+    let r = py_pop_login(&server, "127.0.0.9", "joe", "secret");
+    assert!(r.starts_with("ERR -ERR [AUTH]"), "{r}");
+    // Another user is not.
+    assert!(py_pop_auth_plain(&server, "127.0.0.9", "bob", "bobpw").starts_with("OK"));
+}
+
 #[test]
 fn submission_refuses_unauthorized_clients_and_accepts_after_login() {
     if !require("python3") {
