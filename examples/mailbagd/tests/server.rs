@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 mod common;
-use common::{GTUBE, Options, Server, message, py_pop_login, py_send, python, require, run};
+use common::{
+    GTUBE, Options, Server, message, py_pop_auth_plain, py_pop_login, py_send, python, require, run,
+};
 
 /// A line-oriented raw client.
 struct Raw {
@@ -352,29 +354,6 @@ fn repeated_pop3_failures_lock_out_even_the_right_password() {
     assert!(r.starts_with("ERR -ERR [AUTH]"), "{r}");
     assert!(py_pop_login(&server, "127.0.0.5", "bob", "bobpw").starts_with("OK"));
     assert!(server.log().contains("locked out"));
-}
-
-/// AUTH PLAIN (RFC 5034) through poplib from `src`: `OK` or the error.
-fn py_pop_auth_plain(server: &Server, src: &str, user: &str, pass: &str) -> String {
-    let port = server.port("pop3").to_string();
-    let script = r#"
-import base64, poplib, socket, sys
-host, port, src, user, pw = sys.argv[1:6]
-class P(poplib.POP3):
-    def _create_socket(self, timeout):
-        return socket.create_connection((self.host, self.port), timeout, source_address=(src, 0))
-p = P(host, int(port), timeout=20)
-token = base64.b64encode(b'\0' + user.encode() + b'\0' + pw.encode()).decode()
-try:
-    p._shortcmd('AUTH PLAIN ' + token)
-    print('OK', p.stat()[0])
-    p.quit()
-except poplib.error_proto as e:
-    print('ERR', e.args[0].decode())
-"#;
-    let out = python(script, &["127.0.0.1", &port, src, user, pass]);
-    assert!(out.ok(), "python poplib failed: {out:?}");
-    out.stdout.trim().to_owned()
 }
 
 #[test]

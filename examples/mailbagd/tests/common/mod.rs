@@ -575,27 +575,48 @@ pub fn mpop(server: &Server, user: &str, password: &str) -> Command {
     c
 }
 
-/// Logs in over POP3 with poplib from `src` and returns `stat()` or the error.
-pub fn py_pop_login(server: &Server, src: &str, user: &str, pass: &str) -> String {
+/// Connects poplib from `src` and runs `login` (Python statements on `p`,
+/// `user`, `pw`); prints `OK <stat>` or `ERR <reply>`.
+fn py_pop(server: &Server, src: &str, user: &str, pass: &str, login: &str) -> String {
     let port = server.port("pop3").to_string();
-    let script = r#"
-import poplib, socket, sys
+    let script = format!(
+        r#"
+import base64, poplib, socket, sys
 host, port, src, user, pw = sys.argv[1:6]
 class P(poplib.POP3):
     def _create_socket(self, timeout):
         return socket.create_connection((self.host, self.port), timeout, source_address=(src, 0))
 p = P(host, int(port), timeout=20)
 try:
-    p.user(user); p.pass_(pw)
+    {login}
     n, size = p.stat()
     print('OK', n, size)
     p.quit()
 except poplib.error_proto as e:
     print('ERR', e.args[0].decode())
-"#;
-    let out = python(script, &["127.0.0.1", &port, src, user, pass]);
+"#
+    );
+    let out = python(&script, &["127.0.0.1", &port, src, user, pass]);
     assert!(out.ok(), "python poplib failed: {out:?}");
     out.stdout.trim().to_owned()
+}
+
+/// Logs in over POP3 (USER/PASS) with poplib from `src` and returns
+/// `OK <count> <size>` or the error.
+pub fn py_pop_login(server: &Server, src: &str, user: &str, pass: &str) -> String {
+    py_pop(server, src, user, pass, "p.user(user); p.pass_(pw)")
+}
+
+/// Logs in over POP3 with AUTH PLAIN (RFC 5034, initial response) from
+/// `src`; like [`py_pop_login`].
+pub fn py_pop_auth_plain(server: &Server, src: &str, user: &str, pass: &str) -> String {
+    py_pop(
+        server,
+        src,
+        user,
+        pass,
+        "p._shortcmd('AUTH PLAIN ' + base64.b64encode(b'\\0' + user.encode() + b'\\0' + pw.encode()).decode())",
+    )
 }
 
 fn rand_suffix() -> String {
