@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::{GTUBE, Options, Server, message, py_send, python, require, run, wait_until};
+use common::{GTUBE, Options, Server, deliver_local, python, require, run, wait_until};
 
 /// Every INBOX message of `user` over POP3 (poplib), as text, in order.
 fn pop3_messages(server: &Server, user: &str) -> Vec<String> {
@@ -31,16 +31,7 @@ print(json.dumps(out))
 }
 
 fn send_spam(server: &Server, subject: &str) {
-    let to = "joe@example.test";
-    let v = py_send(
-        server,
-        "smtp",
-        "127.0.0.1",
-        "spammer@example.org",
-        to,
-        &message(to, subject, GTUBE),
-    );
-    assert_eq!(v, "SENT");
+    deliver_local(server, "joe@example.test", subject, GTUBE);
 }
 
 fn digest_now(server: &Server, user: &str) -> String {

@@ -8,21 +8,12 @@ use std::fs;
 use std::process::Command;
 
 mod common;
-use common::{GTUBE, Server, message, py_pop_login, py_send, python, require, run};
+use common::{GTUBE, Server, deliver_local, message, py_pop_login, py_send, python, require, run};
 
 /// One ham and one GTUBE message for joe (whose spam goes to `.Spam`).
 fn seed(server: &Server) {
     for (subject, body) in [("ham for joe", "hello"), ("buy now", GTUBE)] {
-        let to = "joe@example.test";
-        let v = py_send(
-            server,
-            "smtp",
-            "127.0.0.1",
-            "s@example.org",
-            to,
-            &message(to, subject, body),
-        );
-        assert_eq!(v, "SENT", "{}", server.log());
+        deliver_local(server, "joe@example.test", subject, body);
     }
     assert_eq!(server.messages("joe", "").len(), 1, "{}", server.log());
     assert_eq!(server.messages("joe", ".Spam").len(), 1, "{}", server.log());

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 use common::{
-    GTUBE, Options, Server, message, py_pop_auth_plain, py_pop_login, py_send, python, require, run,
+    GTUBE, Options, Server, deliver_local, message, py_pop_auth_plain, py_pop_login, py_send,
+    python, require, run,
 };
 
 /// A line-oriented raw client.
@@ -54,18 +55,6 @@ impl Raw {
         self.send(s);
         self.reply()
     }
-}
-
-fn deliver_local(server: &Server, to: &str, subject: &str, body: &str) {
-    let v = py_send(
-        server,
-        "smtp",
-        "127.0.0.1",
-        "sender@example.org",
-        to,
-        &message(to, subject, body),
-    );
-    assert_eq!(v, "SENT", "delivery to {to} failed\n{}", server.log());
 }
 
 fn pop_stat(server: &Server, user: &str, pass: &str) -> String {

@@ -558,6 +558,20 @@ pub fn py_send(
     out.stdout.trim().to_owned()
 }
 
+/// Sends one message to the local address `to` over SMTP (port-25 role,
+/// from 127.0.0.1) and asserts it was accepted.
+pub fn deliver_local(server: &Server, to: &str, subject: &str, body: &str) {
+    let v = py_send(
+        server,
+        "smtp",
+        "127.0.0.1",
+        "sender@example.org",
+        to,
+        &message(to, subject, body),
+    );
+    assert_eq!(v, "SENT", "delivery to {to} failed\n{}", server.log());
+}
+
 /// An `mpop` command for `user` on the server's plain POP3 port (USER/PASS,
 /// no configuration file); the caller adds the delivery and mode options.
 pub fn mpop(server: &Server, user: &str, password: &str) -> Command {
