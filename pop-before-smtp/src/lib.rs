@@ -63,8 +63,11 @@
 //! with the `policy-server` feature, `server::PolicyServerOptions` (idle timeout 330 s,
 //! write timeout 30 s, 256 connections).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod policy;
 #[cfg(feature = "policy-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "policy-server")))]
 pub mod server;
 mod shared;
 mod table;

@@ -88,6 +88,7 @@
 //! RFC's (local part 64, domain 255, path 256 octets).
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod address;
 pub mod bdat;
@@ -99,6 +100,7 @@ pub mod dsn;
 pub mod line_endings;
 pub mod session;
 #[cfg(feature = "tokio-codec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-codec")))]
 pub mod tokio_codec;
 pub mod trace;
 pub mod types;

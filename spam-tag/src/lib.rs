@@ -69,6 +69,7 @@ pub mod scorer;
 pub mod settings;
 pub mod spamc;
 #[cfg(feature = "spamd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "spamd")))]
 pub mod spamd;
 pub mod summary;
 pub mod tagger;
