@@ -5,18 +5,11 @@
 //! fetches it again from Dovecot. Under `CI=true` a missing Dovecot, python3
 //! or example binary fails the test.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod common;
 use common::{Server, deliver_local, peers_dir, python, require, run};
-
-/// `target/debug/examples/fetch`, next to this test's `deps/` directory.
-fn example() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.parent()?.join("examples").join("fetch");
-    p.is_file().then_some(p)
-}
 
 fn fetch(bin: &Path, server: &str, user: &str, maildir: &Path) -> String {
     let out = run(Command::new(bin)
@@ -75,14 +68,7 @@ fn fetch_example_keeps_mail_on_mailbagd_and_dovecot_serves_what_it_fetched() {
     if !require("python3") || !require("dovecot") {
         return;
     }
-    let Some(bin) = example() else {
-        assert!(
-            !common::in_ci(),
-            "the fetch example is not built: run cargo test --workspace"
-        );
-        eprintln!(
-            "SKIP: pop3-proto's fetch example is not built (cargo test --workspace builds it)"
-        );
+    let Some(bin) = common::built_example("fetch") else {
         return;
     };
     let peers = peers_dir().expect("shared/peers next to the workspace");

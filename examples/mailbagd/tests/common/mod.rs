@@ -558,6 +558,24 @@ pub fn py_send(
     out.stdout.trim().to_owned()
 }
 
+/// A library crate's example binary built by `cargo test --workspace`
+/// (`target/debug/examples/<name>`, next to this test's `deps/`); `None`
+/// (skip) when it was not built, which fails under `CI=true`.
+pub fn built_example(name: &str) -> Option<PathBuf> {
+    let p = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("examples").join(name)))
+        .filter(|p| p.is_file());
+    if p.is_none() {
+        assert!(
+            !in_ci(),
+            "the {name} example is not built: run cargo test --workspace"
+        );
+        eprintln!("SKIP: the {name} example is not built (cargo test --workspace builds it)");
+    }
+    p
+}
+
 /// Sends one message to the local address `to` over SMTP (port-25 role,
 /// from 127.0.0.1) and asserts it was accepted.
 pub fn deliver_local(server: &Server, to: &str, subject: &str, body: &str) {
