@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailbag_mailstore::{Folder, MaildirOptions, MaildirStore, Mailstore, UserName};
+use mailbag_mailstore::{
+    Error, Folder, MaildirOptions, MaildirStore, Maildrop, Mailstore, UserName,
+};
 
 fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers")
@@ -287,7 +289,7 @@ fn mailstore_delivers_dovecot_reads_and_back() {
         )
         .unwrap();
 
-    let mut md = store.open_maildrop(&joe).unwrap();
+    let mut md = open_maildrop(&store, &joe);
     let ours: Vec<(u64, String, Vec<u8>)> = (1..=messages.len())
         .map(|n| {
             let e = md.entries()[n - 1].clone();
@@ -330,7 +332,7 @@ fn mailstore_delivers_dovecot_reads_and_back() {
     // Dovecot moved the retrieved messages to cur/ (":2,S"), expunged #2 and
     // wrote its own files; none of that confuses us, and UIDs are unchanged.
     assert!(root.path().join("joe/dovecot-uidlist").exists());
-    let mut md = store.open_maildrop(&joe).unwrap();
+    let mut md = open_maildrop(&store, &joe);
     let expect: Vec<&(u64, String, Vec<u8>)> = ours
         .iter()
         .enumerate()
@@ -397,7 +399,7 @@ fn dovecot_maildir_reads_the_same_through_mailstore() {
     for _ in 0..2 {
         for (user, want) in ["joe", "ann"].iter().zip(&served) {
             let u = UserName::new(*user).unwrap();
-            let mut md = store.open_maildrop(&u).unwrap();
+            let mut md = open_maildrop(&store, &u);
             assert_eq!(md.entries().len(), want.len(), "{user}");
             for (i, (size, uidl, body)) in want.iter().enumerate() {
                 let e = md.entries()[i].clone();
@@ -409,7 +411,7 @@ fn dovecot_maildir_reads_the_same_through_mailstore() {
     }
     // Retrieved-and-committed mail moves to cur/ like Dovecot does.
     let ann = UserName::new("ann").unwrap();
-    let mut md = store.open_maildrop(&ann).unwrap();
+    let mut md = open_maildrop(&store, &ann);
     let _ = read_all(md.read_message(1).unwrap());
     md.mark_deleted(2).unwrap();
     let s = md.commit().unwrap();
@@ -418,7 +420,23 @@ fn dovecot_maildir_reads_the_same_through_mailstore() {
         (1, 0),
         "Dovecot had already set \\Seen"
     );
-    assert_eq!(store.open_maildrop(&ann).unwrap().entries().len(), 11);
+    assert_eq!(open_maildrop(&store, &ann).entries().len(), 11);
+}
+
+/// Opens a maildrop, retrying `InUse` for up to 2 s: the lock file's
+/// descriptor is briefly shared with a child process that another test
+/// thread is spawning (between fork and exec), and flock is released only
+/// when every copy is closed.
+fn open_maildrop(store: &MaildirStore, user: &UserName) -> Box<dyn Maildrop> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match store.open_maildrop(user) {
+            Err(Error::InUse) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r.unwrap(),
+        }
+    }
 }
 
 #[test]
