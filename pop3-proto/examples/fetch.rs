@@ -159,7 +159,9 @@ fn fetch(server: &str, user: &str, password: &str, maildir: &Path) -> io::Result
     for sub in ["tmp", "new", "cur"] {
         fs::create_dir_all(maildir.join(sub))?;
     }
-    let state = maildir.join(format!(".fetched-uids-{user}@{}", server.replace('/', "_")));
+    // The login name may hold `/` (`joe/Spam`): not a path.
+    let clean = |s: &str| s.replace(['/', '\\', '\0'], "_");
+    let state = maildir.join(format!(".fetched-uids-{}@{}", clean(user), clean(server)));
     let mut seen: HashSet<String> = match File::open(&state) {
         Ok(f) => BufReader::new(f).lines().collect::<io::Result<_>>()?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => HashSet::new(),

@@ -29,7 +29,7 @@ use crate::clock::{humanize, unix_seconds as unix};
 use crate::config::{SpamFolder, User};
 use crate::context::Context;
 use crate::release_link::ReleaseLink;
-use crate::web::spam::{SpamEntry, format_time, list_page};
+use crate::web::spam::{SpamEntry, entries_where, format_time};
 
 /// The state file in each user's directory.
 pub const STATE_FILE: &str = "mailbag-digest";
@@ -117,14 +117,34 @@ fn millis(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The time of the last digest in milliseconds (`None`: never).
-fn read_state(ctx: &Context, user: &User) -> Result<Option<u64>, DigestError> {
+/// How far back a digest looks before the last one: a message saved (its
+/// file time) just before the last digest but moved into the folder after
+/// it was listed is caught by the next one. Messages already sent are
+/// skipped by UID.
+const OVERLAP_MS: u64 = 10 * 60 * 1000;
+
+/// What the state file keeps: the time of the last digest (ms) and the UIDs
+/// it listed.
+#[derive(Debug, Default, PartialEq)]
+struct State {
+    last_ms: u64,
+    sent: Vec<String>,
+}
+
+fn read_state(ctx: &Context, user: &User) -> Result<Option<State>, DigestError> {
     let path = state_path(ctx, user);
     match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(text
-            .lines()
-            .find_map(|l| l.strip_prefix("last_ms = "))
-            .and_then(|v| v.trim().parse().ok())),
+        Ok(text) => {
+            let mut state = State::default();
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("last_ms = ") {
+                    state.last_ms = v.trim().parse().unwrap_or(0);
+                } else if let Some(v) = line.strip_prefix("sent = ") {
+                    state.sent = v.split_whitespace().map(str::to_owned).collect();
+                }
+            }
+            Ok(Some(state))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(DigestError::State {
             path: path.display().to_string(),
@@ -133,13 +153,17 @@ fn read_state(ctx: &Context, user: &User) -> Result<Option<u64>, DigestError> {
     }
 }
 
-fn write_state(ctx: &Context, user: &User, last: u64) -> Result<(), DigestError> {
+fn write_state(ctx: &Context, user: &User, state: &State) -> Result<(), DigestError> {
     let path = state_path(ctx, user);
     let err = |source| DigestError::State {
         path: path.display().to_string(),
         source,
     };
-    let tmp = path.with_extension("tmp");
+    // A name of this process and call: the server and `mailbagd digest --now`
+    // never share a temporary file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     let write = || -> io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -150,7 +174,13 @@ fn write_state(ctx: &Context, user: &User, last: u64) -> Result<(), DigestError>
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(
-            format!("# last Spam digest (milliseconds since 1970)\nlast_ms = {last}\n").as_bytes(),
+            format!(
+                "# last Spam digest (milliseconds since 1970) and the messages it listed\n\
+                 last_ms = {}\nsent = {}\n",
+                state.last_ms,
+                state.sent.join(" ")
+            )
+            .as_bytes(),
         )?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
@@ -159,7 +189,32 @@ fn write_state(ctx: &Context, user: &User, last: u64) -> Result<(), DigestError>
         }
         Ok(())
     };
-    write().map_err(err)
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+/// Folds lines longer than `max` octets (RFC 5322 allows 998) at a space,
+/// or at a character boundary when a line has none: whitespace in HTML and
+/// a wrapped subject in the text part.
+fn fold_long_lines(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let mut rest = line;
+        while rest.trim_end_matches(['\r', '\n']).len() > max {
+            let mut cut = max;
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let at = rest[..cut].rfind(' ').filter(|&i| i > 0).unwrap_or(cut);
+            out.push_str(&rest[..at]);
+            out.push('\n');
+            rest = rest[at..].trim_start_matches(' ');
+        }
+        out.push_str(rest);
+    }
+    out
 }
 
 /// Sends `user` a digest of the spam saved after the last one, if one is
@@ -167,7 +222,9 @@ fn write_state(ctx: &Context, user: &User, last: u64) -> Result<(), DigestError>
 ///
 /// # Errors
 ///
-/// [`DigestError`]; nothing was delivered and the state is unchanged.
+/// [`DigestError`]. The state is written before the digest is delivered
+/// (so a state that cannot be saved sends nothing, rather than the same
+/// digest at every pass), and put back when the delivery fails.
 pub fn send_digest(
     ctx: &Context,
     user: &User,
@@ -183,37 +240,42 @@ pub fn send_digest(
         let Some(interval) = interval else {
             return Ok(Outcome::NotDue);
         };
-        match last {
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        match &last {
             None => {
-                write_state(ctx, user, millis(now))?;
+                let first = State {
+                    last_ms: millis(now),
+                    sent: Vec::new(),
+                };
+                write_state(ctx, user, &first)?;
                 return Ok(Outcome::NotDue);
             }
-            Some(l) if millis(now) < l.saturating_add(millis(UNIX_EPOCH + interval)) => {
+            Some(l) if millis(now) < l.last_ms.saturating_add(interval_ms) => {
                 return Ok(Outcome::NotDue);
             }
             Some(_) => {}
         }
     }
-    // Saved after the last digest and up to `now` (spam saved while this one
-    // is made is in the next one).
-    let since = last.unwrap_or(0);
+    // Saved after the last digest (less the overlap) and up to `now`, not
+    // listed by it (spam saved while this one is made is in the next one).
+    let (since, sent_before) = match &last {
+        Some(l) => (l.last_ms.saturating_sub(OVERLAP_MS), l.sent.as_slice()),
+        None => (0, &[][..]),
+    };
     let retention = ctx.config.spam.spam_retention;
     let web = &ctx.config.web;
-    let page = list_page(
+    let entries: Vec<SpamEntry> = entries_where(
         ctx.store.as_ref(),
         &user.name,
         &ctx.template,
-        1,
-        usize::MAX,
         retention,
         web.max_header_read,
+        |m| {
+            millis(m.saved) > since
+                && m.saved <= now
+                && !sent_before.iter().any(|u| u == m.uid.as_str())
+        },
     )?;
-    let mut entries: Vec<SpamEntry> = page
-        .entries
-        .into_iter()
-        .filter(|e| millis(e.received) > since && e.received <= now)
-        .collect();
-    entries.reverse();
     if entries.is_empty() {
         return Ok(Outcome::NothingNew);
     }
@@ -237,8 +299,8 @@ pub fn send_digest(
             })
         })
         .collect();
-    let since_text = match last {
-        Some(l) if l > 0 => format_time(UNIX_EPOCH + Duration::from_millis(l)),
+    let since_text = match &last {
+        Some(l) if l.last_ms > 0 => format_time(UNIX_EPOCH + Duration::from_millis(l.last_ms)),
         _ => "you opened your mailbox".to_owned(),
     };
     let suffix = &ctx.config.pop3.spam_login_suffix;
@@ -260,9 +322,22 @@ pub fn send_digest(
     let text = TextPart { d: &d }.render()?;
     let html = HtmlPart { d: &d }.render()?;
     let message = compose(ctx, user, now, d.count, &text, &html);
-    ctx.store
-        .deliver(&user.name, Folder::Inbox, &mut message.as_bytes())?;
-    write_state(ctx, user, millis(now))?;
+    let state = State {
+        last_ms: millis(now),
+        sent: entries.iter().map(|e| e.uid.clone()).collect(),
+    };
+    write_state(ctx, user, &state)?;
+    if let Err(e) = ctx
+        .store
+        .deliver(&user.name, Folder::Inbox, &mut message.as_bytes())
+    {
+        if let Some(old) = &last {
+            let _ = write_state(ctx, user, old);
+        } else {
+            let _ = std::fs::remove_file(state_path(ctx, user));
+        }
+        return Err(e.into());
+    }
     Ok(Outcome::Sent(d.count))
 }
 
@@ -286,7 +361,7 @@ fn compose(
         .unwrap_or_default();
     let t = unix(now);
     let boundary = format!("=_mailbag_digest_{t}_{count}");
-    let crlf = |s: &str| s.replace("\r\n", "\n").replace('\n', "\r\n");
+    let crlf = |s: &str| fold_long_lines(&s.replace("\r\n", "\n"), 900).replace('\n', "\r\n");
     format!(
         "From: Mailbag <postmaster@{hostname}>\r\n\
          To: <{user}@{domain}>\r\n\
@@ -342,5 +417,29 @@ pub async fn run(ctx: Arc<Context>) {
             _ = ctx.shutdown.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_folded_below_the_limit() {
+        let long = format!(
+            "<td>{}</td>\nshort\n{}\n",
+            "word ".repeat(400),
+            "x".repeat(2000)
+        );
+        let folded = fold_long_lines(&long, 900);
+        assert!(folded.lines().all(|l| l.len() <= 900), "{folded}");
+        assert_eq!(
+            folded.replace(['\n', ' '], ""),
+            long.replace(['\n', ' '], "")
+        );
+        assert!(folded.contains("\nshort\n"));
+        let wide = "é".repeat(1000);
+        assert!(fold_long_lines(&wide, 900).lines().all(|l| l.len() <= 900));
+        assert_eq!(fold_long_lines("a b\n", 900), "a b\n");
     }
 }

@@ -83,14 +83,22 @@ pub fn authenticate<'a>(config: &'a Config, typed: &str, password: &[u8]) -> Opt
     }
 }
 
-/// The user name the login limiter counts failures against: the mailbox
-/// name when `typed` resolves, otherwise `typed` in lower case, so that
-/// `joe`, `JOE`, `joe@example.test` and `joe/Spam` share one count.
+/// The user name the login limiter counts failures against, from the text
+/// alone: the Spam suffix and an `@` local domain taken off, in lower case,
+/// so that `joe`, `JOE`, `joe@example.test` and `joe/Spam` share one count.
+/// It never depends on whether the user exists (that would tell a guesser
+/// which names do, by which spellings lock out together).
 pub fn limiter_key(config: &Config, typed: &str) -> String {
-    match resolve(config, typed) {
-        Some(login) => login.user.name.as_str().to_ascii_lowercase(),
-        None => typed.to_lowercase(),
-    }
+    let (name, _) = strip_spam_suffix(config, typed);
+    let name = match name.rsplit_once('@') {
+        Some((local, domain))
+            if Domain::try_from(domain).is_ok_and(|d| config.is_local_domain(&d)) =>
+        {
+            local
+        }
+        _ => name,
+    };
+    name.to_lowercase()
 }
 
 fn strip_spam_suffix<'t>(config: &Config, typed: &'t str) -> (&'t str, Folder) {
@@ -186,6 +194,10 @@ mod tests {
         for t in ["joe", "JOE", "joe@Example.test", "joe/spam"] {
             assert_eq!(limiter_key(&c, t), "joe", "{t}");
         }
-        assert_eq!(limiter_key(&c, "NoBody"), "nobody");
+        // Unknown names are keyed the same way: spelling tells nothing.
+        for t in ["nobody", "NoBody", "nobody@Example.test", "nobody/spam"] {
+            assert_eq!(limiter_key(&c, t), "nobody", "{t}");
+        }
+        assert_eq!(limiter_key(&c, "joe@elsewhere.test"), "joe@elsewhere.test");
     }
 }

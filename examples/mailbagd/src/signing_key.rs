@@ -71,25 +71,31 @@ impl SigningKey {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        // Written whole to a file of our own, then linked into place: the
+        // link fails if another process made the key first (use theirs), and
+        // a crash never leaves a half-written key at `path`.
         let key = SigningKey::random()?;
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path);
-        match created {
-            Ok(mut f) => {
-                f.write_all(format!("{}\n", hex(&key.0)).as_bytes())?;
-                f.sync_all()?;
-                Ok(key)
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(format!("{}\n", hex(&key.0)).as_bytes())?;
+            f.sync_all()?;
+            match std::fs::hard_link(&tmp, path) {
+                Ok(()) => Ok(key),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(path)?;
+                    Self::parse(text.trim()).ok_or_else(|| bad_key(path))
+                }
+                Err(e) => Err(e),
             }
-            // Another process made it first: use theirs.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let text = std::fs::read_to_string(path)?;
-                Self::parse(text.trim()).ok_or_else(|| bad_key(path))
-            }
-            Err(e) => Err(e),
-        }
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        result
     }
 
     fn parse(text: &str) -> Option<SigningKey> {

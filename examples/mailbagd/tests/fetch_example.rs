@@ -91,6 +91,8 @@ fn fetch_example_keeps_mail_on_mailbagd_and_dovecot_serves_what_it_fetched() {
     send("third", "three");
     assert!(fetch(&bin, &mailbagd, "joe", &md).starts_with("fetched 1 new message(s) of 3"));
     assert_eq!(stat(server.port("pop3")), "3", "left on the server");
+    // A login name with `/` (the Spam folder) is not a path for the UID record.
+    assert!(fetch(&bin, &mailbagd, "joe/Spam", &md).starts_with("fetched 0 new message(s) of 0"));
     let fetched = files(&md);
     assert_eq!(fetched.len(), 3);
     assert!(

@@ -119,25 +119,7 @@ pub fn list_page(
     let readers = store.read_many(user, Folder::Spam, &uids)?;
     let mut entries = Vec::with_capacity(shown.len());
     for (info, reader) in shown.into_iter().zip(readers) {
-        let header = match reader {
-            Ok(r) => read_head(r, max_header)
-                .map(|h| Summary::parse(&h))
-                .unwrap_or_default(),
-            // Removed meanwhile (sweeper, another session): skip it.
-            Err(StoreError::NoSuchMessage) => continue,
-            Err(e) => return Err(e),
-        };
-        let mut header = header;
-        header.subject = String::from_utf8_lossy(remove_tag(template, header.subject.as_bytes()))
-            .trim()
-            .to_owned();
-        entries.push(SpamEntry {
-            uid: info.uid.as_str().to_owned(),
-            received: info.saved,
-            deleted_at: info.saved.checked_add(retention).unwrap_or(info.saved),
-            size: info.size,
-            header,
-        });
+        entries.extend(to_entry(info, reader, template, retention, max_header)?);
     }
     Ok(SpamPage {
         entries,
@@ -145,6 +127,67 @@ pub fn list_page(
         page,
         pages,
     })
+}
+
+/// The entry of a listed message from its reader: the header read (at most
+/// `max_header` octets), the Subject's tag removed. `None` when the message
+/// was removed meanwhile (sweeper, another session).
+fn to_entry(
+    info: &mailbag_mailstore::MessageInfo,
+    reader: Result<mailbag_mailstore::MessageReader, StoreError>,
+    template: &Template,
+    retention: Duration,
+    max_header: usize,
+) -> Result<Option<SpamEntry>, StoreError> {
+    let mut header = match reader {
+        Ok(r) => read_head(r, max_header)
+            .map(|h| Summary::parse(&h))
+            .unwrap_or_default(),
+        Err(StoreError::NoSuchMessage) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    header.subject = String::from_utf8_lossy(remove_tag(template, header.subject.as_bytes()))
+        .trim()
+        .to_owned();
+    Ok(Some(SpamEntry {
+        uid: info.uid.as_str().to_owned(),
+        received: info.saved,
+        deleted_at: info.saved.checked_add(retention).unwrap_or(info.saved),
+        size: info.size,
+        header,
+    }))
+}
+
+/// Messages read at once by [`entries_where`] (each open file has a read buffer).
+const READ_BATCH: usize = 100;
+
+/// The messages of `user`'s Spam folder that `keep` selects from the
+/// listing, oldest first, as the Spam page shows them. The folder is listed
+/// once; only the selected messages' headers are read, [`READ_BATCH`] files
+/// at a time (a folder of thousands of spam opens no more at once).
+pub fn entries_where(
+    store: &dyn Mailstore,
+    user: &UserName,
+    template: &Template,
+    retention: Duration,
+    max_header: usize,
+    keep: impl Fn(&mailbag_mailstore::MessageInfo) -> bool,
+) -> Result<Vec<SpamEntry>, StoreError> {
+    let mut chosen: Vec<_> = store
+        .list(user, Folder::Spam)?
+        .into_iter()
+        .filter(|m| keep(m))
+        .collect();
+    chosen.sort_by(|a, b| a.saved.cmp(&b.saved).then_with(|| a.uid.cmp(&b.uid)));
+    let mut out = Vec::with_capacity(chosen.len());
+    for batch in chosen.chunks(READ_BATCH) {
+        let uids: Vec<Uid> = batch.iter().map(|m| m.uid.clone()).collect();
+        let readers = store.read_many(user, Folder::Spam, &uids)?;
+        for (info, reader) in batch.iter().zip(readers) {
+            out.extend(to_entry(info, reader, template, retention, max_header)?);
+        }
+    }
+    Ok(out)
 }
 
 /// One message of `user`'s Spam folder, as the Spam page shows it (`None`
@@ -157,31 +200,34 @@ pub fn entry(
     retention: Duration,
     max_header: usize,
 ) -> Result<Option<SpamEntry>, StoreError> {
-    let Some(info) = store
-        .list(user, Folder::Spam)?
-        .into_iter()
-        .find(|m| m.uid == *uid)
-    else {
-        return Ok(None);
-    };
-    let reader = match store.read(user, Folder::Spam, uid) {
-        Ok(r) => r,
-        Err(StoreError::NoSuchMessage) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut header = read_head(reader, max_header)
-        .map(|h| Summary::parse(&h))
-        .unwrap_or_default();
-    header.subject = String::from_utf8_lossy(remove_tag(template, header.subject.as_bytes()))
-        .trim()
-        .to_owned();
-    Ok(Some(SpamEntry {
-        uid: info.uid.as_str().to_owned(),
-        received: info.saved,
-        deleted_at: info.saved.checked_add(retention).unwrap_or(info.saved),
-        size: info.size,
-        header,
-    }))
+    let found = entries_where(store, user, template, retention, max_header, |m| {
+        m.uid == *uid
+    })?;
+    Ok(found.into_iter().next())
+}
+
+/// The releases in progress (user and uid), so that one message is released
+/// once; the claim ends when the guard drops.
+struct Releasing(String);
+
+static RELEASING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+impl Releasing {
+    fn claim(key: String) -> Option<Releasing> {
+        let mut v = RELEASING.lock().unwrap_or_else(|p| p.into_inner());
+        if v.contains(&key) {
+            return None;
+        }
+        v.push(key.clone());
+        Some(Releasing(key))
+    }
+}
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        let mut v = RELEASING.lock().unwrap_or_else(|p| p.into_inner());
+        v.retain(|k| *k != self.0);
+    }
 }
 
 /// Why a release failed.
@@ -220,6 +266,13 @@ pub fn release(
     uid: &Uid,
     template: &Template,
 ) -> Result<(), ReleaseError> {
+    // One release of a message at a time in this process: two at once (a
+    // double-clicked button, a release link opened twice) would both copy it
+    // into the INBOX. The second finds it in progress, or gone.
+    let key = format!("{}\0{}", user.as_str(), uid.as_str());
+    let Some(_releasing) = Releasing::claim(key) else {
+        return Err(ReleaseError::NotFound);
+    };
     let mut reader = match store.read(user, Folder::Spam, uid) {
         Ok(r) => r,
         Err(StoreError::NoSuchMessage) => return Err(ReleaseError::NotFound),
@@ -258,6 +311,16 @@ pub fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_release_of_a_message_at_a_time() {
+        let a = Releasing::claim("joe:1".to_owned()).unwrap();
+        assert!(Releasing::claim("joe:1".to_owned()).is_none());
+        let b = Releasing::claim("joe:2".to_owned()).unwrap();
+        drop(a);
+        assert!(Releasing::claim("joe:1".to_owned()).is_some());
+        drop(b);
+    }
     use mailbag_mailstore::MemoryStore;
     use std::time::UNIX_EPOCH;
 
