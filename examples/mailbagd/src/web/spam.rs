@@ -163,7 +163,7 @@ const READ_BATCH: usize = 100;
 
 /// The messages of `user`'s Spam folder that `keep` selects from the
 /// listing, oldest first, as the Spam page shows them. The folder is listed
-/// once; only the selected messages' headers are read, [`READ_BATCH`] files
+/// once; only the selected messages' headers are read, 100 (`READ_BATCH`) files
 /// at a time (a folder of thousands of spam opens no more at once).
 pub fn entries_where(
     store: &dyn Mailstore,
