@@ -5,7 +5,8 @@
 //!
 //! One model for everything that tells users or their clients how to
 //! connect: the help page (`GET /help`) and the autoconfiguration documents
-//! for Thunderbird, Outlook and Apple devices ([`crate::web`]).
+//! for Thunderbird, Outlook and Apple devices (the web page's `help` and
+//! `autoconfig`, which use this module; it uses none above the configuration).
 
 use std::time::Duration;
 
