@@ -91,8 +91,13 @@
 //! # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
 //! ```
 
-use std::collections::VecDeque;
-use std::fmt;
+use alloc::string::String;
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use alloc::collections::VecDeque;
+use core::fmt;
 
 use crate::codec::{
     BodyDecoder, DEFAULT_MAX_SASL_LINE, DecodeStatus, Encode, FrameError, LineFramer,
@@ -784,7 +789,7 @@ impl ClientSession {
     /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
     /// ```
     pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.output)
+        core::mem::take(&mut self.output)
     }
 
     /// The capabilities from the last CAPA answer (empty before one, and
@@ -1678,7 +1683,7 @@ impl ClientSession {
     /// [`ClientEvent::Error`] (RFC 2595 section 2.3's downgrade concern).
     fn drop_queued_logins(&mut self) {
         let mut kept = VecDeque::new();
-        for q in std::mem::take(&mut self.queued) {
+        for q in core::mem::take(&mut self.queued) {
             let command = match &q {
                 Queued::Ready(_, Pending::User) => Some(CommandKind::User),
                 // Its USER was dropped (and reported) already.
@@ -1716,7 +1721,7 @@ impl ClientSession {
             Some(Ok(line)) => line,
         };
         if line == b"." {
-            let event = match std::mem::replace(&mut self.reading, Reading::Status) {
+            let event = match core::mem::replace(&mut self.reading, Reading::Status) {
                 Reading::Capa(caps) => {
                     self.capabilities.clone_from(&caps);
                     ClientEvent::Capabilities(caps)

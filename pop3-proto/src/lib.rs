@@ -123,6 +123,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![no_std]
+// The core needs only `alloc`; `std` (a default feature) adds the clock-based
+// helpers and the runtime glue. Tests use std freely.
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+#[cfg(test)]
+mod test_prelude;
 
 pub mod client;
 pub mod codec;

@@ -15,8 +15,16 @@
 //!
 //! See the crate documentation for a complete example.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use alloc::format;
+use alloc::string::String;
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use alloc::collections::VecDeque;
+use core::time::Duration;
+#[cfg(feature = "std")]
+use std::time::Instant;
 
 use crate::codec::{
     BodyEncoder, BodyProgress, DEFAULT_MAX_SASL_LINE, Encode, FrameError, LineFramer,
@@ -521,6 +529,13 @@ impl ServerSession {
             && self.framer.buffered_len() <= self.config.max_pending_input
     }
 
+    /// How long the session may stay without input before autologout
+    /// ([`ServerConfig::idle_timeout`]); `None` once closed. The clock-free
+    /// form of [`deadline`](Self::deadline), for callers without `std`.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (!self.is_closed()).then_some(self.config.idle_timeout)
+    }
+
     /// The autologout deadline ([`ServerConfig::idle_timeout`] after the
     /// time of the last input, on the caller's clock); `None` once closed.
     ///
@@ -532,6 +547,8 @@ impl ServerSession {
     /// let now = Instant::now();
     /// assert_eq!(s.deadline(now), Some(now + Duration::from_secs(600)));
     /// ```
+    #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn deadline(&self, last_activity: Instant) -> Option<Instant> {
         if self.is_closed() {
             None
@@ -578,7 +595,7 @@ impl ServerSession {
 
     /// Takes all output waiting to be written.
     pub fn take_output(&mut self) -> Vec<u8> {
-        let mut v = std::mem::take(&mut self.out);
+        let mut v = core::mem::take(&mut self.out);
         if self.out_start > 0 {
             v.drain(..self.out_start);
             self.out_start = 0;
@@ -669,7 +686,7 @@ impl ServerSession {
             };
             // Copy the line into a reused buffer so that handling it can
             // borrow the session mutably (no allocation per command).
-            let mut line = std::mem::take(&mut self.scratch);
+            let mut line = core::mem::take(&mut self.scratch);
             line.clear();
             let framed = match self.framer.next_line(limit) {
                 None => {
@@ -917,7 +934,7 @@ impl ServerSession {
             Sasl::PlainData => self.finish_plain(&data),
             Sasl::LoginUser => self.login_user(&data),
             Sasl::LoginPass => match self.sasl_user.take() {
-                Some(user) => match std::str::from_utf8(&data)
+                Some(user) => match core::str::from_utf8(&data)
                     .ok()
                     .and_then(|p| Password::try_from(p.to_string()).ok())
                 {
@@ -935,7 +952,7 @@ impl ServerSession {
     }
 
     fn login_user(&mut self, data: &[u8]) {
-        match std::str::from_utf8(data)
+        match core::str::from_utf8(data)
             .ok()
             .and_then(|u| UserName::try_from(u.to_string()).ok())
         {
@@ -957,10 +974,10 @@ impl ServerSession {
             return;
         };
         let parsed = (|| {
-            let authzid = std::str::from_utf8(authzid).ok()?;
-            let user = UserName::try_from(std::str::from_utf8(authcid).ok()?.to_string()).ok()?;
+            let authzid = core::str::from_utf8(authzid).ok()?;
+            let user = UserName::try_from(core::str::from_utf8(authcid).ok()?.to_string()).ok()?;
             let password =
-                Password::try_from(std::str::from_utf8(passwd).ok()?.to_string()).ok()?;
+                Password::try_from(core::str::from_utf8(passwd).ok()?.to_string()).ok()?;
             if authzid.chars().any(char::is_control) {
                 return None;
             }
@@ -1405,6 +1422,8 @@ impl ServerSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     fn uid(s: &str) -> Uid<'static> {
         Uid::try_from(s.to_string()).unwrap()

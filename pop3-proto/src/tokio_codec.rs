@@ -225,6 +225,8 @@ impl Encoder<&Command<'_>> for ResponseCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     #[test]
     fn too_long_line_resyncs() {

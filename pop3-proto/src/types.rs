@@ -7,9 +7,12 @@
 //! the caller smuggled in. Types that borrow from a parsed line carry a
 //! lifetime and offer `into_owned()`.
 
-use std::borrow::Cow;
-use std::fmt;
-use std::num::NonZeroU32;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use alloc::borrow::Cow;
+use core::fmt;
+use core::num::NonZeroU32;
 
 /// A value that failed validation (returned by the `TryFrom` impls and checked
 /// constructors of this module).
@@ -390,7 +393,7 @@ impl ApopDigest {
     /// The digest as 32 lower-case hexadecimal digits.
     pub fn as_str(&self) -> &str {
         // Only ASCII hex digits are ever stored.
-        std::str::from_utf8(&self.0).unwrap_or("")
+        core::str::from_utf8(&self.0).unwrap_or("")
     }
 }
 
@@ -1157,6 +1160,8 @@ impl UidlEntry<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     #[test]
     fn uid_limits() {

@@ -28,9 +28,13 @@
 //! # Ok::<(), mailbag_smtp_proto::address::AddressError>(())
 //! ```
 
-use std::borrow::Cow;
-use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use alloc::borrow::Cow;
+use core::fmt;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 use nom::{
     IResult, Parser,
@@ -171,7 +175,7 @@ fn is_dcontent(b: u8) -> bool {
 }
 
 fn to_str(b: &[u8]) -> Result<&str, AddressError> {
-    std::str::from_utf8(b).map_err(|_| AddressError::InvalidUtf8)
+    core::str::from_utf8(b).map_err(|_| AddressError::InvalidUtf8)
 }
 
 /// Input validated as UTF-8 once; pieces found by the byte grammar are mapped back to `str`.
@@ -1141,7 +1145,7 @@ pub(crate) fn path_fast(input: &[u8]) -> Option<(Path<'_>, &[u8])> {
         return None;
     }
     // `<` local `@` host `>`: the address is input[1 .. consumed - 1].
-    let text = std::str::from_utf8(input.get(1..consumed - 1)?).ok()?;
+    let text = core::str::from_utf8(input.get(1..consumed - 1)?).ok()?;
     let (local, host) = (
         text.get(..raw.local.len())?,
         text.get(raw.local.len() + 1..)?,
@@ -1254,6 +1258,8 @@ pub(crate) fn is_helo_token(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     /// The cases the server's former `config::valid_domain` decided, through
     /// `Domain::try_from` (ASCII only, as that check was).

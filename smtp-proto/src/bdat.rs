@@ -84,6 +84,8 @@ impl BdatReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     #[test]
     fn chunked_input() {

@@ -24,8 +24,13 @@
 //! # Ok::<(), mailbag_smtp_proto::codec::CommandError>(())
 //! ```
 
-use std::borrow::Cow;
-use std::ops::Range;
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use alloc::borrow::Cow;
+use core::ops::Range;
 
 use crate::address::{AddressError, ForwardPath, forward_path_in, path_fast, reverse_path_in};
 use crate::types::{
@@ -333,7 +338,7 @@ fn target_arg<'a>(rest: &'a [u8], usage: &'static str) -> Result<(Text<'a>, bool
 
 /// Splits `KEY[=VALUE]` parameters separated by spaces.
 fn params(mut rest: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-    std::iter::from_fn(move || {
+    core::iter::from_fn(move || {
         while let [b' ', tail @ ..] = rest {
             rest = tail;
         }
@@ -423,7 +428,7 @@ fn parse_mail_params(rest: &[u8]) -> Result<MailParams<'_>, CommandError> {
             }
             (10, None) if eq_ic(k, b"REQUIRETLS") => set_flag(&mut p.requiretls, "REQUIRETLS")?,
             (11, Some(v)) if eq_ic(k, b"MT-PRIORITY") => {
-                let n = std::str::from_utf8(v)
+                let n = core::str::from_utf8(v)
                     .ok()
                     .filter(|s| s.len() <= 2 && !s.starts_with('+'))
                     .and_then(|s| s.parse::<i8>().ok())
@@ -448,7 +453,7 @@ fn parse_mail_params(rest: &[u8]) -> Result<MailParams<'_>, CommandError> {
                     return Err(CommandError::InvalidParam("HOLDUNTIL"));
                 }
                 let t =
-                    std::str::from_utf8(v).map_err(|_| CommandError::InvalidParam("HOLDUNTIL"))?;
+                    core::str::from_utf8(v).map_err(|_| CommandError::InvalidParam("HOLDUNTIL"))?;
                 set(
                     &mut p.hold,
                     Hold::Until(Cow::Borrowed(t)),
@@ -555,7 +560,7 @@ fn parse_rcpt_params(rest: &[u8]) -> Result<RcptParams<'_>, CommandError> {
                     .filter(|x| x.as_str().len() <= 500)
                     .ok_or(CommandError::InvalidParam("ORCPT"))?;
                 let addr_type = Cow::Borrowed(
-                    std::str::from_utf8(t).map_err(|_| CommandError::InvalidParam("ORCPT"))?,
+                    core::str::from_utf8(t).map_err(|_| CommandError::InvalidParam("ORCPT"))?,
                 );
                 set(&mut p.orcpt, Orcpt { addr_type, address }, "ORCPT")?;
             }
@@ -1130,7 +1135,7 @@ impl ReplyParser {
                 None => l,
             };
             out.push(Cow::Borrowed(
-                std::str::from_utf8(l).map_err(|_| ReplyError::InvalidText)?,
+                core::str::from_utf8(l).map_err(|_| ReplyError::InvalidText)?,
             ));
         }
         Ok(Some((Reply::unchecked(code, enhanced, out), pos)))
@@ -1140,6 +1145,8 @@ impl ReplyParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     proptest::proptest! {
         /// The short-line LF search agrees with `memchr` on any input.

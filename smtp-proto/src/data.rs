@@ -27,6 +27,8 @@
 //! assert_eq!(used, 25); // QUIT is left for the command parser
 //! ```
 
+use alloc::vec::Vec;
+
 /// What to do with an LF that is not preceded by CR inside the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -196,10 +198,17 @@ fn find_interesting(h: &[u8], cr: bool) -> Option<usize> {
 
 /// The `LF "."` searcher, built once per process: `memmem::find_iter` would build one (about
 /// 300 instructions) on every call, that is at every stop of the scanner.
+#[cfg(feature = "std")]
 fn lf_dot_finder() -> &'static memchr::memmem::Finder<'static> {
     static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
         std::sync::OnceLock::new();
     FINDER.get_or_init(|| memchr::memmem::Finder::new(b"\n."))
+}
+
+/// Without `std` (no `OnceLock`) the searcher is built at each call.
+#[cfg(not(feature = "std"))]
+fn lf_dot_finder() -> memchr::memmem::Finder<'static> {
+    memchr::memmem::Finder::new(b"\n.")
 }
 
 /// For [`BareLfPolicy::Accept`]: the first `CRLF.`, or a final LF (CR before it or not),
@@ -560,6 +569,8 @@ impl Stuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     fn run(input: &[u8], opts: DataOptions) -> (Vec<u8>, usize, Option<Result<u64, DataError>>) {
         let mut rx = DataReceiver::new(opts);

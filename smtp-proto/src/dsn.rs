@@ -68,8 +68,14 @@
 //! # Ok(()) }
 //! ```
 
-use std::fmt;
-use std::str::FromStr;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+
+use core::fmt;
+use core::str::FromStr;
 
 use crate::date::DateTime;
 use crate::types::{EnhancedStatusCode, Ret, XText};
@@ -989,9 +995,9 @@ fn split_head_body(msg: &str) -> (&str, &str) {
 pub fn parse_delivery_status(message: &[u8]) -> Result<DeliveryStatus, DsnError> {
     // The returned original may be 8-bit or not UTF-8: only the parts up to
     // the status part need to be text.
-    let text = match std::str::from_utf8(message) {
+    let text = match core::str::from_utf8(message) {
         Ok(t) => t,
-        Err(e) => std::str::from_utf8(message.get(..e.valid_up_to()).unwrap_or(b""))
+        Err(e) => core::str::from_utf8(message.get(..e.valid_up_to()).unwrap_or(b""))
             .map_err(|_| DsnError::Parse("not text"))?,
     };
     let (head, body) = split_head_body(text);
@@ -1034,6 +1040,8 @@ pub fn parse_delivery_status(message: &[u8]) -> Result<DeliveryStatus, DsnError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
     use proptest::prelude::*;
 
     fn date(unix: u64) -> DateTime {

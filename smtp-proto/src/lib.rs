@@ -89,6 +89,14 @@
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![no_std]
+// The core needs only `alloc`; `std` (a default feature) adds the clock-based
+// helpers and the runtime glue. Tests use std freely.
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+#[cfg(test)]
+mod test_prelude;
 
 pub mod address;
 pub mod bdat;

@@ -164,6 +164,8 @@ fn emit_run<E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
     use proptest::prelude::*;
 
     fn normalize_chunks(chunks: &[&[u8]]) -> (Vec<u8>, u64) {

@@ -53,8 +53,15 @@
 //! assert!(s.is_closed());
 //! ```
 
-use std::borrow::Cow;
-use std::time::{Duration, Instant};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use alloc::borrow::Cow;
+use core::time::Duration;
+#[cfg(feature = "std")]
+use std::time::Instant;
 
 use crate::bdat::{BdatReceiver, BdatStep};
 use crate::codec::{
@@ -559,7 +566,7 @@ impl ServerSession {
 
     /// Takes all pending output.
     pub fn take_output(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.st.out)
+        core::mem::take(&mut self.st.out)
     }
 
     /// Whether the connection should be closed once the output is written.
@@ -587,13 +594,22 @@ impl ServerSession {
         self.st.txn.map_or(0, |t| t.rcpt_ok)
     }
 
-    /// When the session gives up waiting for the client, given the time of the last read.
-    /// `None` while it waits for the application, for the TLS handshake, or is closed.
-    pub fn deadline(&self, now: Instant) -> Option<Instant> {
+    /// How long the session waits for the client from the last read
+    /// ([`ServerConfig::idle_timeout`]). `None` while it waits for the application, for the
+    /// TLS handshake, or is closed. The clock-free form of [`deadline`](Self::deadline).
+    pub fn idle_timeout(&self) -> Option<Duration> {
         if self.st.closed || self.st.pending.is_some() || self.awaiting_tls() {
             return None;
         }
-        now.checked_add(self.st.cfg.idle_timeout)
+        Some(self.st.cfg.idle_timeout)
+    }
+
+    /// When the session gives up waiting for the client, given the time of the last read.
+    /// `None` while it waits for the application, for the TLS handshake, or is closed.
+    #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+    pub fn deadline(&self, now: Instant) -> Option<Instant> {
+        self.idle_timeout().and_then(|d| now.checked_add(d))
     }
 
     /// The deadline passed: answers `421 4.4.2` and closes.
@@ -1327,6 +1343,8 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     fn drive(s: &mut ServerSession) -> Vec<String> {
         let mut names = Vec::new();
@@ -1523,8 +1541,12 @@ mod tests {
             ..ServerConfig::default()
         };
         let s = ServerSession::new(cfg).unwrap();
-        let now = Instant::now();
-        assert_eq!(s.deadline(now), Some(now + Duration::from_secs(7)));
+        assert_eq!(s.idle_timeout(), Some(Duration::from_secs(7)));
+        #[cfg(feature = "std")]
+        {
+            let now = Instant::now();
+            assert_eq!(s.deadline(now), Some(now + Duration::from_secs(7)));
+        }
         let cfg = ServerConfig {
             max_command_line: 600,
             ..ServerConfig::default()

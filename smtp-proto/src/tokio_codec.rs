@@ -22,6 +22,8 @@
 //! assert_eq!(codec.decode(&mut buf).unwrap(), None);
 //! ```
 
+use alloc::vec::Vec;
+
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -144,6 +146,8 @@ impl Encoder<&Command<'_>> for ReplyCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     #[test]
     fn long_line_then_command() {

@@ -32,8 +32,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fmt;
-use std::net::IpAddr;
+use alloc::format;
+use alloc::string::String;
+use alloc::string::ToString;
+
+use core::fmt;
+use core::net::IpAddr;
 
 use crate::date::DateTime;
 
@@ -296,6 +300,8 @@ pub fn received_count(message: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
     use proptest::prelude::*;
 
     #[test]

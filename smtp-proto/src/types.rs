@@ -3,8 +3,14 @@
 //! Address types live in [`crate::address`] and are re-exported here. All types borrow from the
 //! parsed input where possible (`Cow`) and offer `into_owned()`.
 
-use std::borrow::Cow;
-use std::fmt;
+use alloc::format;
+use alloc::string::String;
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use alloc::borrow::Cow;
+use core::fmt;
 
 pub use crate::address::{
     AddressLiteral, Domain, ForwardPath, Host, LiteralKind, LocalPart, Mailbox, Path, ReversePath,
@@ -78,7 +84,7 @@ impl<'a> Secret<'a> {
         if s.is_empty() || !s.iter().all(|&b| is_base64_char(b)) {
             return None;
         }
-        std::str::from_utf8(s)
+        core::str::from_utf8(s)
             .ok()
             .map(|s| Secret(Cow::Borrowed(s)))
     }
@@ -182,7 +188,7 @@ impl<'a> Mechanism<'a> {
         {
             return None;
         }
-        std::str::from_utf8(b)
+        core::str::from_utf8(b)
             .ok()
             .map(|s| Mechanism(Cow::Borrowed(s)))
     }
@@ -228,7 +234,7 @@ impl<'a> Text<'a> {
         if b.is_empty() || b.iter().any(|&c| c < 0x20 || c == 0x7f) {
             return None;
         }
-        std::str::from_utf8(b).ok().map(|s| Text(Cow::Borrowed(s)))
+        core::str::from_utf8(b).ok().map(|s| Text(Cow::Borrowed(s)))
     }
 
     /// The text as received.
@@ -272,7 +278,7 @@ impl<'a> HeloName<'a> {
         if !crate::address::is_helo_token(b) {
             return None;
         }
-        std::str::from_utf8(b)
+        core::str::from_utf8(b)
             .ok()
             .map(|s| HeloName(Cow::Borrowed(s)))
     }
@@ -350,7 +356,9 @@ impl<'a> XText<'a> {
             if !b.iter().all(|&c| (33..=126).contains(&c) && c != b'=') {
                 return None;
             }
-            return std::str::from_utf8(b).ok().map(|s| XText(Cow::Borrowed(s)));
+            return core::str::from_utf8(b)
+                .ok()
+                .map(|s| XText(Cow::Borrowed(s)));
         }
         let mut out = Vec::with_capacity(b.len());
         let mut i = 0;
@@ -426,7 +434,7 @@ impl<'a> XText<'a> {
     }
 }
 
-impl std::str::FromStr for XText<'static> {
+impl core::str::FromStr for XText<'static> {
     type Err = ValueError;
 
     /// [`XText::parse`] into an owned value.
@@ -610,12 +618,12 @@ impl<'a> Param<'a> {
                 if v.is_empty() || !v.iter().all(|&c| (33..=126).contains(&c) && c != b'=') {
                     return None;
                 }
-                Some(Cow::Borrowed(std::str::from_utf8(v).ok()?))
+                Some(Cow::Borrowed(core::str::from_utf8(v).ok()?))
             }
             None => None,
         };
         Some(Param {
-            keyword: Cow::Borrowed(std::str::from_utf8(k).ok()?),
+            keyword: Cow::Borrowed(core::str::from_utf8(k).ok()?),
             value,
         })
     }
@@ -1145,7 +1153,7 @@ impl fmt::Display for EnhancedStatusCode {
     }
 }
 
-impl std::str::FromStr for EnhancedStatusCode {
+impl core::str::FromStr for EnhancedStatusCode {
     type Err = ValueError;
 
     /// Parses exactly `class.subject.detail` (e.g. `5.7.1`; surrounding whitespace is
@@ -1591,6 +1599,8 @@ impl<'a> EhloReply<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     #[test]
     fn ehlo_greeting_that_looks_like_an_enhanced_code_round_trips() {

@@ -5,7 +5,9 @@
 //!
 //! The encoder's search for line ends that need work is in [`scan`].
 
-use std::borrow::Cow;
+use alloc::vec::Vec;
+
+use alloc::borrow::Cow;
 
 use memchr::memchr;
 
@@ -619,6 +621,8 @@ pub fn crlf_len(body: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
     use proptest::prelude::*;
 
     fn encode_all(chunks: &[&[u8]]) -> Vec<u8> {
@@ -906,6 +910,8 @@ mod tests {
     /// scan (verbatim, whole-message mode): the oracle that the new code
     /// must match byte for byte.
     mod reference {
+        use alloc::vec::Vec;
+
         pub(super) struct OldEncoder {
             pub(super) line_start: bool,
             pub(super) prev_cr: bool,

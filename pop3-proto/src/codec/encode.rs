@@ -1,7 +1,10 @@
 //! The encoders: [`Encode`] writes every protocol value in its wire form,
 //! line end included, so that `parse(encode(x)) == x`.
 
-use std::fmt;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use core::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;

@@ -2,6 +2,8 @@
 //! length limit, and throws away an over-long line without losing sync.
 //! Also the RFC 2449 line-length limits.
 
+use alloc::vec::Vec;
+
 use memchr::memchr;
 
 /// Longest command line a server must accept, CRLF included (RFC 2449 section 4).
@@ -151,6 +153,8 @@ impl LineFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
 
     #[test]
     fn framer_limits_and_resync() {

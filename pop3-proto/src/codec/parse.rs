@@ -3,6 +3,8 @@
 //! [`parse_uidl_entry`] read one complete line (without its line end) with
 //! `nom` in complete mode. Their output borrows from the line.
 
+use alloc::vec::Vec;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use nom::IResult;
@@ -94,7 +96,7 @@ fn msg_number(s: &str) -> Result<MessageNumber, ParseError> {
 /// is always a character boundary in UTF-8).
 fn words(s: &str) -> impl Iterator<Item = &str> {
     let mut pos = 0;
-    std::iter::from_fn(move || {
+    core::iter::from_fn(move || {
         let b = s.as_bytes();
         while b.get(pos) == Some(&b' ') {
             pos += 1;
@@ -148,7 +150,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ParseError> {
     };
     let kw: &[u8] = if kw[3] == 0 { &kw[..3] } else { &kw[..] };
     let raw_args = args.unwrap_or_default();
-    let args = std::str::from_utf8(raw_args).map_err(|_| ParseError::NotUtf8)?;
+    let args = core::str::from_utf8(raw_args).map_err(|_| ParseError::NotUtf8)?;
     let bad = |keyword: &'static str| ParseError::InvalidArguments { keyword };
     let mut w = words(args);
     let (a1, a2, a3) = (w.next(), w.next(), w.next());
@@ -254,7 +256,7 @@ pub fn parse_sasl_response(line: &[u8]) -> Result<SaslResponse, ParseError> {
         b"*" => Ok(SaslResponse::Cancel),
         b"" | b"=" => Ok(SaslResponse::Data(Secret::new(Vec::new()))),
         _ => {
-            let s = std::str::from_utf8(line).map_err(|_| ParseError::InvalidBase64)?;
+            let s = core::str::from_utf8(line).map_err(|_| ParseError::InvalidBase64)?;
             Ok(SaslResponse::Data(Secret::new(decode_b64(s)?)))
         }
     }
@@ -283,7 +285,7 @@ pub fn parse_response(line: &[u8]) -> Result<Response<'_>, ParseError> {
         (Status::Err, r)
     } else if let Some(r) = line.strip_prefix(b"+") {
         let data = r.strip_prefix(b" ").unwrap_or(r);
-        let s = std::str::from_utf8(data).map_err(|_| ParseError::InvalidBase64)?;
+        let s = core::str::from_utf8(data).map_err(|_| ParseError::InvalidBase64)?;
         return Ok(Response::Challenge(Secret::new(decode_b64(s)?)));
     } else {
         return Err(ParseError::MalformedResponse);
@@ -294,7 +296,7 @@ pub fn parse_response(line: &[u8]) -> Result<Response<'_>, ParseError> {
             let t = after
                 .strip_prefix(b" ")
                 .ok_or(ParseError::MalformedResponse)?;
-            std::str::from_utf8(t).map_err(|_| ParseError::NotUtf8)?
+            core::str::from_utf8(t).map_err(|_| ParseError::NotUtf8)?
         }
     };
     let (code, text) = match response_code_prefix(text) {
@@ -318,7 +320,7 @@ fn strip_prefix_ci<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
 /// Parses one line of a CAPA listing (RFC 2449 section 5). Tags are
 /// case-insensitive; extra words after a tag that takes none are ignored.
 pub fn parse_capability(line: &[u8]) -> Result<Capability<'_>, ParseError> {
-    let s = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
+    let s = core::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
     let mut w = words(s);
     let name = w.next().ok_or(ParseError::Empty)?;
     let upper = name.to_ascii_uppercase();
@@ -384,7 +386,7 @@ pub fn parse_capability(line: &[u8]) -> Result<Capability<'_>, ParseError> {
 
 /// Parses `msg size` (a LIST listing line or the text of a single LIST answer).
 pub fn parse_list_entry(line: &[u8]) -> Result<ListEntry, ParseError> {
-    let s = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
+    let s = core::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
     let mut w = s.split(' ');
     match (w.next(), w.next()) {
         (Some(n), Some(size)) => Ok(ListEntry {
@@ -407,7 +409,7 @@ pub fn parse_list_entry(line: &[u8]) -> Result<ListEntry, ParseError> {
 /// assert!(parse_stat(b"two 320").is_err());
 /// ```
 pub fn parse_stat(text: &[u8]) -> Result<(u32, u64), ParseError> {
-    let s = std::str::from_utf8(text).map_err(|_| ParseError::NotUtf8)?;
+    let s = core::str::from_utf8(text).map_err(|_| ParseError::NotUtf8)?;
     let mut w = s.split(' ');
     match (w.next(), w.next()) {
         (Some(n), Some(size)) => Ok((
@@ -420,7 +422,7 @@ pub fn parse_stat(text: &[u8]) -> Result<(u32, u64), ParseError> {
 
 /// Parses `msg uid` (a UIDL listing line or the text of a single UIDL answer).
 pub fn parse_uidl_entry(line: &[u8]) -> Result<UidlEntry<'_>, ParseError> {
-    let s = std::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
+    let s = core::str::from_utf8(line).map_err(|_| ParseError::NotUtf8)?;
     let mut w = s.split(' ');
     match (w.next(), w.next(), w.next()) {
         (Some(n), Some(uid), None) => Ok(UidlEntry {
@@ -435,6 +437,8 @@ pub fn parse_uidl_entry(line: &[u8]) -> Result<UidlEntry<'_>, ParseError> {
 mod tests {
     use super::*;
     use crate::codec::encode::Encode;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
     use crate::types::ResponseCode;
 
     fn cmd(s: &str) -> Command<'_> {

@@ -123,6 +123,8 @@ fn block_needs_work(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use crate::test_prelude::*;
     use proptest::prelude::*;
 
     /// The run-time dispatched block scan (AVX2 when this CPU has it) and
