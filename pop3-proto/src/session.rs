@@ -566,6 +566,27 @@ impl ServerSession {
         }
     }
 
+    /// The server is shutting down: answers `-ERR [SYS/TEMP] Server shutting
+    /// down.` (RFC 3206: a temporary condition, try again later) and closes
+    /// without entering UPDATE (no message is removed). Call it between
+    /// events, while the session waits for input.
+    ///
+    /// ```
+    /// use mailbag_pop3_proto::session::{ServerConfig, ServerSession};
+    ///
+    /// let mut s = ServerSession::new(ServerConfig::default()).unwrap();
+    /// s.take_output();
+    /// s.shutdown();
+    /// assert_eq!(s.take_output(), b"-ERR [SYS/TEMP] Server shutting down.\r\n");
+    /// assert!(s.is_closed());
+    /// ```
+    pub fn shutdown(&mut self) {
+        if !self.is_closed() {
+            self.write(b"-ERR [SYS/TEMP] Server shutting down.\r\n");
+            self.close();
+        }
+    }
+
     /// Feeds received bytes. Ignored once closed and while the session waits
     /// for the TLS handshake (plaintext sent after STLS is discarded).
     pub fn feed(&mut self, bytes: &[u8]) {
