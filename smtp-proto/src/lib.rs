@@ -104,6 +104,9 @@ pub mod client;
 pub mod codec;
 pub mod data;
 pub mod date;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod driver;
 pub mod dsn;
 pub mod line_endings;
 pub mod session;

@@ -1,0 +1,348 @@
+//! The tokio drivers (feature `tokio`): the client driver against the server
+//! driver over in-memory streams, each run to its ending (QUIT, STARTTLS,
+//! idle timeout, shutdown between and during messages, a silent server, a
+//! connection lost in a transaction).
+
+use std::io;
+use std::time::Duration;
+
+use mailbag_smtp_proto::address::{ForwardPath, parse_forward_path, parse_reverse_path};
+use mailbag_smtp_proto::client::{
+    ClientOptions, ClientSession, Event as ClientEvent, Status, TlsPolicy, Transaction,
+};
+use mailbag_smtp_proto::driver::client::{Client, ClientIoOptions};
+use mailbag_smtp_proto::driver::server::{Answer, Ending, ServeOptions, ServerHandler, serve};
+use mailbag_smtp_proto::session::{Event, ServerConfig, ServerSession};
+use mailbag_smtp_proto::types::{EnhancedStatusCode, HeloName, Reply, ReplyCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
+
+/// Plain before STARTTLS, "TLS" after (a stand-in handshake that only
+/// changes the variant).
+type Stream = Either<DuplexStream, DuplexStream>;
+
+/// Takes mail for bob@example.net only; keeps the bodies it accepted.
+#[derive(Default)]
+struct Inbox {
+    body: Vec<u8>,
+    messages: Vec<Vec<u8>>,
+    tls: bool,
+    /// Cancelled when a message's data starts (a shutdown during DATA).
+    cancel_at_data: Option<CancellationToken>,
+}
+
+impl ServerHandler<Stream> for Inbox {
+    async fn handle(&mut self, event: Event<'_>) -> io::Result<Answer> {
+        Ok(match event {
+            Event::RcptTo {
+                to: ForwardPath::Path(p),
+                ..
+            } if p.mailbox().to_string() != "bob@example.net" => {
+                let code = ReplyCode::try_from(550).unwrap();
+                let status = EnhancedStatusCode::new(5, 1, 1).unwrap();
+                Answer::Reject(Reply::new(code, Some(status), "No such user").unwrap())
+            }
+            Event::DataStart => {
+                if let Some(t) = &self.cancel_at_data {
+                    t.cancel();
+                }
+                Answer::Accept
+            }
+            Event::BodyChunk(octets) => {
+                self.body.extend_from_slice(octets);
+                Answer::None
+            }
+            Event::MessageComplete { .. } => {
+                // The 250 goes out only after this returns: the message is "stored".
+                tokio::task::yield_now().await;
+                self.messages.push(std::mem::take(&mut self.body));
+                Answer::Accept
+            }
+            Event::Reset | Event::MessageAborted(_) | Event::Quit => Answer::None,
+            _ => Answer::Accept,
+        })
+    }
+
+    async fn start_tls(&mut self, stream: Stream) -> io::Result<Stream> {
+        self.tls = true;
+        match stream {
+            Either::Left(s) => Ok(Either::Right(s)),
+            Either::Right(_) => Err(io::Error::other("TLS twice")),
+        }
+    }
+}
+
+fn server_config(starttls: bool) -> ServerConfig {
+    let mut cfg = ServerConfig::default();
+    cfg.hostname = "mx.example.net".into();
+    cfg.starttls = starttls;
+    cfg
+}
+
+fn spawn_server(
+    stream: DuplexStream,
+    cfg: ServerConfig,
+    mut inbox: Inbox,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<(io::Result<Ending>, Inbox)> {
+    tokio::spawn(async move {
+        let session = ServerSession::new(cfg).unwrap();
+        let ending = serve(
+            Either::Left(stream),
+            session,
+            &mut inbox,
+            &options,
+            &shutdown,
+        )
+        .await;
+        (ending, inbox)
+    })
+}
+
+/// The usual server: no STARTTLS, an empty [`Inbox`], default options.
+fn default_server(stream: DuplexStream) -> tokio::task::JoinHandle<(io::Result<Ending>, Inbox)> {
+    spawn_server(
+        stream,
+        server_config(false),
+        Inbox::default(),
+        ServeOptions::default(),
+        CancellationToken::new(),
+    )
+}
+
+fn client(stream: DuplexStream, tls: TlsPolicy) -> Client<Stream> {
+    let mut options = ClientOptions::default();
+    options.tls = tls;
+    let session = ClientSession::new(HeloName::try_from("client.example").unwrap(), options);
+    Client::new(Either::Left(stream), session, ClientIoOptions::default())
+}
+
+fn transaction() -> Transaction<'static> {
+    let (from, _) = parse_reverse_path(b"<alice@example.org>").unwrap();
+    let (eve, _) = parse_forward_path(b"<eve@example.net>").unwrap();
+    let (bob, _) = parse_forward_path(b"<bob@example.net>").unwrap();
+    Transaction::new(from).recipient(eve).recipient(bob)
+}
+
+const BODY: &[u8] = b"Subject: hi\r\n\r\n.leading dot\r\n..two\r\nend\r\n";
+
+/// Runs one transaction (and QUIT) through `client`; returns the statuses
+/// of its two recipients and the session's last event.
+async fn one_transaction(client: &mut Client<Stream>) -> (Vec<Status>, ClientEvent) {
+    let mut statuses = Vec::new();
+    let mut sent = false;
+    loop {
+        let event = client.next_event().await.expect("an event before the end");
+        match event {
+            ClientEvent::Ready if !sent => {
+                sent = true;
+                client.session().send_mail(&transaction()).unwrap();
+            }
+            ClientEvent::Ready => client.session().quit(),
+            ClientEvent::StartTls => client
+                .start_tls(|s: Stream| async move {
+                    match s {
+                        Either::Left(s) => Ok(Either::Right(s)),
+                        Either::Right(_) => Err(io::Error::other("TLS twice")),
+                    }
+                })
+                .await
+                .unwrap(),
+            ClientEvent::SendBody => client.send_body(BODY).await.unwrap(),
+            ClientEvent::TransactionComplete(r) => {
+                statuses = r.recipients.iter().map(|o| o.status()).collect();
+            }
+            e @ ClientEvent::Closed { .. } => return (statuses, e),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_transaction_through_both_drivers() {
+    let (c, s) = tokio::io::duplex(64); // small buffers: many partial reads and writes
+    let server = default_server(s);
+    let mut client = client(c, TlsPolicy::Disabled);
+    let (statuses, last) = one_transaction(&mut client).await;
+    assert_eq!(statuses, [Status::Permanent, Status::Accepted]);
+    assert_eq!(last, ClientEvent::Closed { error: None });
+    assert_eq!(client.next_event().await, None);
+    client.close().await;
+    let (ending, inbox) = server.await.unwrap();
+    assert_eq!(ending.unwrap(), Ending::Closed);
+    assert_eq!(inbox.messages, [BODY.to_vec()], "stuffed, then unstuffed");
+}
+
+#[tokio::test]
+async fn starttls_goes_through_the_handlers_handshake_and_the_clients() {
+    let (c, s) = tokio::io::duplex(4096);
+    let server = spawn_server(
+        s,
+        server_config(true),
+        Inbox::default(),
+        ServeOptions::default(),
+        CancellationToken::new(),
+    );
+    let mut client = client(c, TlsPolicy::Required);
+    let (statuses, last) = one_transaction(&mut client).await;
+    assert_eq!(statuses, [Status::Permanent, Status::Accepted]);
+    assert_eq!(last, ClientEvent::Closed { error: None });
+    assert!(client.session().is_tls());
+    let (ending, inbox) = server.await.unwrap();
+    assert_eq!(ending.unwrap(), Ending::Closed);
+    assert!(inbox.tls);
+    assert_eq!(inbox.messages.len(), 1);
+}
+
+#[tokio::test]
+async fn pipelined_commands_get_their_replies_in_order() {
+    let (mut c, s) = tokio::io::duplex(1 << 16);
+    let server = default_server(s);
+    c.write_all(
+        b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<eve@example.net>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n\
+          hi\r\n.\r\nQUIT\r\n",
+    )
+    .await
+    .unwrap();
+    let mut transcript = String::new();
+    c.read_to_string(&mut transcript).await.unwrap();
+    let codes: Vec<&str> = transcript
+        .lines()
+        .filter(|l| l.as_bytes().get(3) == Some(&b' '))
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(
+        codes,
+        ["220", "250", "250", "550", "250", "354", "250", "221"],
+        "{transcript}"
+    );
+    let (ending, inbox) = server.await.unwrap();
+    assert_eq!(ending.unwrap(), Ending::Closed);
+    assert_eq!(inbox.messages, [b"hi\r\n".to_vec()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_client_gets_421_after_the_idle_timeout() {
+    let (mut c, s) = tokio::io::duplex(4096);
+    let mut cfg = server_config(false);
+    cfg.idle_timeout = Duration::from_secs(30);
+    let server = spawn_server(
+        s,
+        cfg,
+        Inbox::default(),
+        ServeOptions::default(),
+        CancellationToken::new(),
+    );
+    c.write_all(b"EHLO c\r\n").await.unwrap();
+    let mut transcript = String::new();
+    c.read_to_string(&mut transcript).await.unwrap();
+    assert!(
+        transcript.ends_with("421 4.4.2 Timeout, closing connection\r\n"),
+        "{transcript}"
+    );
+    let (ending, _) = server.await.unwrap();
+    assert_eq!(ending.unwrap(), Ending::TimedOut);
+}
+
+#[tokio::test]
+async fn shutdown_between_messages_answers_421_at_once() {
+    let (mut c, s) = tokio::io::duplex(4096);
+    let token = CancellationToken::new();
+    let server = spawn_server(
+        s,
+        server_config(false),
+        Inbox::default(),
+        ServeOptions::default(),
+        token.clone(),
+    );
+    c.write_all(b"EHLO c\r\n").await.unwrap();
+    let mut greeting = [0u8; 16];
+    let _ = c.read(&mut greeting).await.unwrap();
+    token.cancel();
+    let mut transcript = String::new();
+    c.read_to_string(&mut transcript).await.unwrap();
+    assert!(
+        transcript.ends_with("421 4.3.2 Service shutting down, closing connection\r\n"),
+        "{transcript}"
+    );
+    let (ending, _) = server.await.unwrap();
+    assert_eq!(ending.unwrap(), Ending::Shutdown);
+}
+
+#[tokio::test]
+async fn shutdown_during_data_finishes_the_message_first() {
+    let (c, s) = tokio::io::duplex(4096);
+    let token = CancellationToken::new();
+    let inbox = Inbox {
+        cancel_at_data: Some(token.clone()),
+        ..Inbox::default()
+    };
+    let server = spawn_server(
+        s,
+        server_config(false),
+        inbox,
+        ServeOptions::default(),
+        token,
+    );
+    let mut client = client(c, TlsPolicy::Disabled);
+    let (statuses, last) = one_transaction(&mut client).await;
+    // The message in transfer was received and accepted; the 421 that
+    // follows closes the idle session.
+    assert_eq!(statuses, [Status::Permanent, Status::Accepted]);
+    assert!(matches!(last, ClientEvent::Closed { .. }), "{last:?}");
+    let (ending, inbox) = server.await.unwrap();
+    assert_eq!(ending.unwrap(), Ending::Closed);
+    assert_eq!(inbox.messages, [BODY.to_vec()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_server_closes_the_client_with_a_temporary_error() {
+    let (c, _server_end) = tokio::io::duplex(4096);
+    let mut client = client(c, TlsPolicy::Disabled);
+    let event = client.next_event().await;
+    let Some(ClientEvent::Closed {
+        error: Some(outcome),
+    }) = event
+    else {
+        panic!("{event:?}")
+    };
+    assert_eq!(outcome.status(), Status::Temporary);
+    assert_eq!(client.next_event().await, None);
+}
+
+#[tokio::test]
+async fn a_connection_lost_in_a_transaction_settles_it_as_temporary() {
+    let (c, mut s) = tokio::io::duplex(4096);
+    let mut client = client(c, TlsPolicy::Disabled);
+    let peer = tokio::spawn(async move {
+        s.write_all(b"220 mx ESMTP\r\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf).await.unwrap(); // EHLO
+        s.write_all(b"250 mx\r\n").await.unwrap();
+        let _ = s.read(&mut buf).await.unwrap(); // MAIL
+        drop(s); // gone
+    });
+    assert_eq!(client.next_event().await, Some(ClientEvent::Ready));
+    client.session().send_mail(&transaction()).unwrap();
+    let mut events = Vec::new();
+    while let Some(e) = client.next_event().await {
+        events.push(e);
+    }
+    peer.await.unwrap();
+    let Some(ClientEvent::TransactionComplete(r)) = events
+        .iter()
+        .find(|e| matches!(e, ClientEvent::TransactionComplete(_)))
+    else {
+        panic!("{events:?}")
+    };
+    assert!(
+        r.recipients.iter().all(|o| o.status() == Status::Temporary),
+        "{r:?}"
+    );
+    assert!(
+        matches!(events.last(), Some(ClientEvent::Closed { error: Some(_) })),
+        "{events:?}"
+    );
+}
