@@ -56,31 +56,6 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Runs one write to a client (`write_all`, `flush`, `shutdown`, ...) with
-/// the deadline `limit` (`[limits] write_timeout`): a client that stops
-/// reading fills the socket buffers and would hold the connection forever.
-/// Past the deadline the write fails with [`io::ErrorKind::TimedOut`] (logged
-/// here), and the caller closes the connection.
-///
-/// # Errors
-///
-/// The write's own error, or `TimedOut`.
-pub async fn write_within<T>(
-    limit: Duration,
-    write: impl Future<Output = io::Result<T>>,
-) -> io::Result<T> {
-    match tokio::time::timeout(limit, write).await {
-        Ok(r) => r,
-        Err(_) => {
-            warn!(timeout = ?limit, "write timed out: the client is not reading; closing");
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("write timed out after {limit:?}"),
-            ))
-        }
-    }
-}
-
 /// A stream whose writes have a deadline, for code that writes through
 /// `AsyncWrite` itself (hyper, for the web page): a write, flush or shutdown
 /// that stays pending for `limit` (`[limits] write_timeout`) without any
@@ -275,19 +250,6 @@ pub struct Connection {
 pub trait Service: Send + Sync + 'static {
     /// Serves one connection until it closes.
     fn serve(self: Arc<Self>, conn: Connection) -> BoxFuture<'static, io::Result<()>>;
-}
-
-/// Writes `bytes` and flushes the stream, each within `limit` (see
-/// [`write_within`]): how the POP3 and SMTP drivers send their session's output.
-///
-/// # Errors
-///
-/// The write's own error, or `TimedOut`.
-pub async fn send_within(stream: &mut MaybeTls, bytes: &[u8], limit: Duration) -> io::Result<()> {
-    if !bytes.is_empty() {
-        write_within(limit, stream.write_all(bytes)).await?;
-    }
-    write_within(limit, stream.flush()).await
 }
 
 /// A [`Service`] made of an async function over the context (the POP3 and SMTP

@@ -22,22 +22,26 @@
 //!   or a shutdown releases the maildrop without changing it.
 //! - STLS runs the TLS handshake with the configured certificate.
 
-use std::io::{self, IoSlice, Read};
+use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mailbag_mailstore::{Error as StoreError, Folder, Maildrop, MessageReader, UserName};
 use mailbag_pop3_proto::codec::BodyProgress;
+use mailbag_pop3_proto::driver::{
+    self,
+    server::{Ending, Exchange, ServeOptions, ServerHandler},
+};
 use mailbag_pop3_proto::session::{
     AuthFailure, CommitFailure, Credentials, Event, LoginRequest, MaildropFailure, MessageInfo,
     ServerConfig, ServerSession,
 };
 use mailbag_pop3_proto::types::Uid;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use crate::context::Context;
-use crate::listener::{Connection, send_within, write_within};
+use crate::listener::Connection;
 use crate::login_limiter::failure_delay;
 use crate::login_name;
 use crate::tls::MaybeTls;
@@ -50,11 +54,10 @@ const RETRIEVE_CHUNK: usize = 64 * 1024;
 /// task instead of the blocking pool (see `Event::Retrieve` in `handle`).
 const INLINE_READ_MAX: u64 = 64 * 1024;
 /// Up to this many segments per chunk, RETR/TOP sends the message straight
-/// from the read buffer with one vectored write. The store already turns
-/// bare LF into CRLF, so a chunk is one segment plus two per line that
-/// starts with a dot (the run before it and the stuffed `.`); above this
-/// count (a chunk of mostly dot lines) one copy into a buffer is cheaper
-/// than a long `writev` of tiny pieces.
+/// from the read buffer with one vectored write
+/// ([`ServeOptions::max_write_segments`]). The store already turns bare LF
+/// into CRLF, so a chunk is one segment plus two per line that starts with a
+/// dot.
 const MAX_WRITE_SEGMENTS: usize = 256;
 
 fn session_error(e: impl std::fmt::Display) -> io::Error {
@@ -67,72 +70,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|e| io::Error::other(format!("blocking task failed: {e}")))
 }
 
-/// Writes the session's output, within `limit` (`[limits] write_timeout`).
-async fn flush(
-    stream: &mut MaybeTls,
-    session: &mut ServerSession,
-    limit: Duration,
-) -> io::Result<()> {
-    let n = session.output().len();
-    send_within(stream, session.output(), limit).await?;
-    session.consume_output(n);
-    Ok(())
-}
-
-/// Sends one chunk of a message being retrieved: the session's pending
-/// output (the status line before the first chunk), then the chunk
-/// dot-stuffed, without copying it when it needs few changes
-/// ([`ServerSession::message_segments`] and a vectored write). After the
-/// last chunk (`last`, or TOP has its lines) it ends the message, and the
-/// terminator goes out in the same write: one segment and one wake-up of
-/// the client per small message, not two. Each write has the deadline
-/// `limit` (`[limits] write_timeout`).
-async fn send_chunk(
-    stream: &mut MaybeTls,
-    session: &mut ServerSession,
-    chunk: &[u8],
-    last: bool,
-    limit: Duration,
-) -> io::Result<BodyProgress> {
-    let mut segments: Vec<&[u8]> = Vec::new();
-    let progress = session
-        .message_segments(chunk, |seg| segments.push(seg))
-        .map_err(session_error)?;
-    // Output written so far goes before the segments; what message_end adds
-    // (the terminator) after them.
-    let before = session.output().len();
-    if last || progress == BodyProgress::Done {
-        session.message_end().map_err(session_error)?;
-    }
-    let joined;
-    if segments.len() > MAX_WRITE_SEGMENTS {
-        joined = segments.concat();
-        segments = vec![&joined];
-    }
-    let output = session.output();
-    let (head, tail) = output.split_at(before.min(output.len()));
-    let pending = output.len();
-    let mut slices: Vec<IoSlice<'_>> = std::iter::once(head)
-        .chain(segments.iter().copied())
-        .chain(std::iter::once(tail))
-        .filter(|s| !s.is_empty())
-        .map(IoSlice::new)
-        .collect();
-    let mut bufs = &mut slices[..];
-    while !bufs.is_empty() {
-        let n = write_within(limit, stream.write_vectored(bufs)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut bufs, n);
-    }
-    session.consume_output(pending);
-    Ok(progress)
-}
-
-/// Serves one POP3 connection until it closes.
+/// Serves one POP3 connection until it closes, with pop3-proto's tokio
+/// driver ([`driver::server::serve`]) and this module's `Pop3Handler`.
 pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
-    let ctx = &ctx;
     let config = &ctx.config;
     let mut cfg = ServerConfig::default();
     cfg.greeting = format!("{} Mailbag POP3 ready.", config.hostname);
@@ -146,109 +86,65 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
         // free text).
         cfg.implementation = Some(format!("Mailbag; Spam folder: log in as <mailbox>{suffix}"));
     }
-    let mut session = ServerSession::new(cfg).map_err(session_error)?;
-
-    let mut stream = Some(conn.stream);
-    let mut maildrop: Option<Box<dyn Maildrop>> = None;
-    let mut mailbox: Option<Mailbox> = None;
-    let mut buf = vec![0u8; READ_BUFFER];
-    let mut last_activity = Instant::now();
-    let wt = config.limits.write_timeout;
-
-    let result = async {
-        loop {
-            // Commands already buffered in the session come before any read:
-            // `next_event` stops while more than `max_pending_output` octets
-            // wait to be written (a large UIDL or LIST, answered inside the
-            // session without an event), so after a flush that wrote
-            // something the loop asks again, and reads only when there was
-            // nothing to answer and nothing to write.
-            let mut answered = false;
-            while let Some(event) = session.next_event() {
-                answered = true;
-                let s = stream
-                    .as_mut()
-                    .ok_or_else(|| session_error("stream lost"))?;
-                let state = State {
-                    maildrop: &mut maildrop,
-                    mailbox: &mut mailbox,
-                };
-                handle_event(ctx, &conn.peer, event, &mut session, state, s).await?;
-                if session.awaiting_tls() {
-                    flush(s, &mut session, wt).await?;
-                    let acceptor = ctx
-                        .tls
-                        .as_ref()
-                        .ok_or_else(|| session_error("STLS without TLS config"))?;
-                    let plain = stream.take().ok_or_else(|| session_error("stream lost"))?;
-                    let tls = plain
-                        .upgrade(acceptor, config.limits.tls_handshake_timeout)
-                        .await?;
-                    debug!("STLS: TLS established");
-                    stream = Some(tls);
-                    session.tls_established().map_err(session_error)?;
-                }
-            }
-            let s = stream
-                .as_mut()
-                .ok_or_else(|| session_error("stream lost"))?;
-            let wrote = !session.output().is_empty();
-            flush(s, &mut session, wt).await?;
-            if session.is_closed() {
-                return Ok(());
-            }
-            if answered || wrote {
-                continue;
-            }
-            let deadline = session.deadline(last_activity).unwrap_or_else(Instant::now);
-            let read = tokio::select! {
-                _ = ctx.shutdown.cancelled() => {
-                    // Abnormal end: no UPDATE, nothing is deleted.
-                    let _ = write_within(
-                        wt,
-                        s.write_all(b"-ERR [SYS/TEMP] Server shutting down.\r\n"),
-                    )
-                    .await;
-                    return Ok(());
-                }
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    info!("autologout");
-                    session.timed_out();
-                    flush(s, &mut session, wt).await?;
-                    return Ok(());
-                }
-                r = s.read(&mut buf) => r?,
-            };
-            if read == 0 {
-                debug!("client closed the connection");
-                return Ok(());
-            }
-            last_activity = Instant::now();
-            session.feed(buf.get(..read).unwrap_or_default());
-        }
+    let session = ServerSession::new(cfg).map_err(session_error)?;
+    let mut options = ServeOptions::default();
+    options.read_buffer = READ_BUFFER;
+    options.write_timeout = config.limits.write_timeout;
+    options.max_write_segments = MAX_WRITE_SEGMENTS;
+    let mut handler = Pop3Handler {
+        ctx: Arc::clone(&ctx),
+        peer: conn.peer,
+        maildrop: None,
+        mailbox: None,
+    };
+    let ended =
+        driver::server::serve(conn.stream, session, &mut handler, &options, &ctx.shutdown).await;
+    match &ended {
+        Ok(Ending::TimedOut) => info!("autologout"),
+        Ok(Ending::ClientClosed) => debug!("client closed the connection"),
+        Ok(Ending::Shutdown) => debug!("closed for shutdown"),
+        _ => {}
     }
-    .await;
-    if let Some(md) = maildrop.take() {
+    if let Some(md) = handler.maildrop.take() {
         // Releasing the lock without commit changes nothing.
         let _ = blocking(move || drop(md)).await;
         debug!("maildrop released without update");
     }
-    if let Some(mut s) = stream {
-        let _ = write_within(wt, s.shutdown()).await;
+    ended.map(|_| ())
+}
+
+/// What a connection holds between events: the maildrop a login locked,
+/// and the mailbox and folder it resolved to.
+struct Pop3Handler {
+    ctx: Arc<Context>,
+    peer: SocketAddr,
+    maildrop: Option<Box<dyn Maildrop>>,
+    mailbox: Option<Mailbox>,
+}
+
+impl ServerHandler<MaybeTls> for Pop3Handler {
+    async fn handle(&mut self, event: Event, ex: &mut Exchange<'_, MaybeTls>) -> io::Result<()> {
+        handle_event(self, event, ex).await
     }
-    result
+
+    async fn start_tls(&mut self, stream: MaybeTls) -> io::Result<MaybeTls> {
+        let acceptor = self
+            .ctx
+            .tls
+            .as_ref()
+            .ok_or_else(|| session_error("STLS without TLS config"))?;
+        let tls = stream
+            .upgrade(acceptor, self.ctx.config.limits.tls_handshake_timeout)
+            .await?;
+        debug!("STLS: TLS established");
+        Ok(tls)
+    }
 }
 
 /// The mailbox and folder a login opened.
 struct Mailbox {
     user: UserName,
     folder: Folder,
-}
-
-/// What a connection holds between events.
-struct State<'a> {
-    maildrop: &'a mut Option<Box<dyn Maildrop>>,
-    mailbox: &'a mut Option<Mailbox>,
 }
 
 /// The outcome of a login attempt.
@@ -302,14 +198,13 @@ fn check_login(ctx: &Context, req: &LoginRequest) -> Option<Mailbox> {
 }
 
 async fn handle_event(
-    ctx: &Arc<Context>,
-    peer: &std::net::SocketAddr,
+    h: &mut Pop3Handler,
     event: Event,
-    session: &mut ServerSession,
-    state: State<'_>,
-    stream: &mut MaybeTls,
+    ex: &mut Exchange<'_, MaybeTls>,
 ) -> io::Result<()> {
-    let State { maildrop, mailbox } = state;
+    let ctx = &h.ctx;
+    let peer = &h.peer;
+    let (maildrop, mailbox) = (&mut h.maildrop, &mut h.mailbox);
     match event {
         Event::Login(req) => {
             let user = req.user.as_str().to_owned();
@@ -324,13 +219,13 @@ async fn handle_event(
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
-                    session
+                    ex.session()
                         .reject_login(AuthFailure::Credentials)
                         .map_err(session_error)?;
                 }
                 Verdict::Accepted(m) => {
                     *mailbox = Some(m);
-                    session.accept_login().map_err(session_error)?;
+                    ex.session().accept_login().map_err(session_error)?;
                 }
             }
         }
@@ -358,7 +253,9 @@ async fn handle_event(
                         listing.push(MessageInfo::new(e.size, uid));
                     }
                     let count = listing.len();
-                    session.maildrop_opened(listing).map_err(session_error)?;
+                    ex.session()
+                        .maildrop_opened(listing)
+                        .map_err(session_error)?;
                     *maildrop = Some(md);
                     let outcome = ctx
                         .relay
@@ -367,13 +264,13 @@ async fn handle_event(
                 }
                 Err(StoreError::InUse) => {
                     info!(user = %user, %folder, "maildrop in use");
-                    session
+                    ex.session()
                         .maildrop_failed(MaildropFailure::InUse)
                         .map_err(session_error)?;
                 }
                 Err(e) => {
                     warn!(user = %user, %folder, error = %e, "cannot open maildrop");
-                    session
+                    ex.session()
                         .maildrop_failed(MaildropFailure::Temporary)
                         .map_err(session_error)?;
                 }
@@ -381,7 +278,7 @@ async fn handle_event(
         }
         Event::Retrieve(req) => {
             let Some(md) = maildrop.take() else {
-                session.message_failed().map_err(session_error)?;
+                ex.session().message_failed().map_err(session_error)?;
                 return Ok(());
             };
             let n = req.index + 1;
@@ -413,7 +310,7 @@ async fn handle_event(
                 Ok(step) => step,
                 Err(e) => {
                     warn!(message = n, error = %e, "cannot read message");
-                    session.message_failed().map_err(session_error)?;
+                    ex.session().message_failed().map_err(session_error)?;
                     return Ok(());
                 }
             };
@@ -423,14 +320,11 @@ async fn handle_event(
                     Ok(c) => c,
                     Err(e) => {
                         warn!(message = n, error = %e, "read failed while sending");
-                        session.message_failed().map_err(session_error)?;
+                        ex.session().message_failed().map_err(session_error)?;
                         break;
                     }
                 };
-                let limit = ctx.config.limits.write_timeout;
-                if send_chunk(stream, session, &chunk, eof, limit).await? == BodyProgress::Done
-                    || eof
-                {
+                if ex.send_message_chunk(&chunk, eof).await? == BodyProgress::Done || eof {
                     break;
                 }
                 step = blocking(move || read_chunk(reader)).await?;
@@ -438,7 +332,7 @@ async fn handle_event(
         }
         Event::Commit { deleted } => {
             let Some(md) = maildrop.take() else {
-                session.commit_done(Ok(())).map_err(session_error)?;
+                ex.session().commit_done(Ok(())).map_err(session_error)?;
                 return Ok(());
             };
             let numbers: Vec<usize> = deleted.iter().map(|m| m.index() + 1).collect();
@@ -453,18 +347,15 @@ async fn handle_event(
             match result {
                 Ok(summary) => {
                     info!(deleted = summary.deleted, "update committed");
-                    session.commit_done(Ok(())).map_err(session_error)?;
+                    ex.session().commit_done(Ok(())).map_err(session_error)?;
                 }
                 Err(e) => {
                     warn!(error = %e, "update failed");
-                    session
+                    ex.session()
                         .commit_done(Err(CommitFailure))
                         .map_err(session_error)?;
                 }
             }
-        }
-        Event::StartTls => {
-            // Handled by the caller once the event is answered (awaiting_tls).
         }
         other => {
             warn!(event = ?other, "unexpected POP3 event");

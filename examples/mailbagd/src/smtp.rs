@@ -19,23 +19,26 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mailbag_mailstore::UserName;
 use mailbag_smtp_proto::address::{ForwardPath, ReversePath};
 use mailbag_smtp_proto::data::BareLfPolicy;
+use mailbag_smtp_proto::driver::{
+    self,
+    server::{Answer, Ending, ServeOptions, ServerHandler},
+};
 use mailbag_smtp_proto::line_endings::LineEndings;
 use mailbag_smtp_proto::session::{Event, HelloKind, ServerConfig, ServerSession};
 use mailbag_smtp_proto::trace;
 use mailbag_smtp_proto::types::{Body, HeloName, MailParams};
 use mailbag_spam_tag::spamd::{ScanOutcome, SpamdClient};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, info, warn};
 
 use crate::context::Context;
 use crate::delivery::{self, DeliveryError, Scan};
 use crate::envelope::{Envelope, RemoteRecipient};
-use crate::listener::{Connection, send_within, write_within};
+use crate::listener::Connection;
 use crate::relay::{self, Destination, Verdict};
 use crate::replies;
 use crate::spool::{DEFAULT_SPOOL_MEMORY, SPOOL_DIR, Spool};
@@ -46,18 +49,6 @@ const READ_BUFFER: usize = 4096;
 
 fn session_error(e: &str) -> io::Error {
     io::Error::other(format!("SMTP session: {e}"))
-}
-
-/// Writes the session's output, within `limit` (`[limits] write_timeout`).
-async fn flush(
-    stream: &mut MaybeTls,
-    session: &mut ServerSession,
-    limit: Duration,
-) -> io::Result<()> {
-    let n = session.output().len();
-    send_within(stream, session.output(), limit).await?;
-    session.consume_output(n);
-    Ok(())
 }
 
 /// The open transaction.
@@ -138,11 +129,10 @@ async fn spamd_scan(client: &SpamdClient, spool: &mut Spool) -> Scan {
     }
 }
 
-/// Serves one SMTP connection until it closes.
+/// Serves one SMTP connection until it closes, with smtp-proto's tokio
+/// driver ([`driver::server::serve`]) and this module's `SmtpHandler`.
 pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
-    let ctx = &ctx;
     let config = &ctx.config;
-    let submission = conn.role.is_submission();
     let mut cfg = ServerConfig::default();
     cfg.hostname = config.hostname.to_string();
     cfg.greeting = "ESMTP Mailbag".into();
@@ -152,257 +142,251 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
     cfg.implicit_tls = conn.stream.is_tls();
     cfg.starttls = ctx.tls.is_some() && !cfg.implicit_tls;
     cfg.auth_mechanisms = Vec::new(); // AUTH off: POP-before-SMTP authorizes
-    let bare_policy = config.smtp.bare_line_endings;
-    cfg.bare_lf = bare_policy;
+    cfg.bare_lf = config.smtp.bare_line_endings;
     // DSN (RFC 3461): NOTIFY, ORCPT, RET and ENVID are kept in the relay queue and honoured
     // by the bounces of the outbound engine.
     cfg.dsn = true;
-    let mut session = ServerSession::new(cfg).map_err(|e| session_error(&e.to_string()))?;
-
-    let ip = conn.peer.ip();
-    let mut stream = Some(conn.stream);
-    let mut buf = vec![0u8; READ_BUFFER];
-    let mut helo: Option<HeloName<'static>> = None;
-    let mut esmtp = false;
-    let mut txn: Option<Txn> = None;
-    let mut in_data = false;
-    let mut spool = Some(Spool::new(
-        &config.data_dir.join(SPOOL_DIR),
-        DEFAULT_SPOOL_MEMORY,
-    ));
-    let mut last_activity = Instant::now();
-    let wt = config.limits.write_timeout;
-
-    loop {
-        let mut complete = false;
-        while let Some(event) = session.next_event() {
-            match event {
-                Event::Hello { kind, name } => {
-                    debug!(helo = %name.as_str(), "hello");
-                    helo = Some(name.into_owned());
-                    esmtp = kind != HelloKind::Helo;
-                    txn = None;
-                    session.accept();
-                }
-                Event::MailFrom { from, params } => {
-                    if submission && !is_authorized(ctx, ip) {
-                        info!("submission refused: client not authorized (no recent POP3 login)");
-                        session.reject(replies::submission_needs_login());
-                        continue;
-                    }
-                    if ctx.storage_low() {
-                        session.reject(replies::insufficient_storage());
-                        continue;
-                    }
-                    debug!(from = ?from, "mail from");
-                    txn = Some(Txn {
-                        from: from.into_owned(),
-                        mail: params.into_owned(),
-                        local: Vec::new(),
-                        remote: Vec::new(),
-                        accepted: 0,
-                        last_rcpt: None,
-                        spool_failed: false,
-                        line_ends: LineEndings::new(),
-                    });
-                    if let Some(s) = spool.as_mut() {
-                        s.clear();
-                    }
-                    session.accept();
-                }
-                Event::RcptTo { to, params } => {
-                    if ctx.storage_low() {
-                        session.reject(replies::insufficient_storage());
-                        continue;
-                    }
-                    let authorized = is_authorized(ctx, ip);
-                    match relay::decide(config, &to, authorized) {
-                        Verdict::Accept(dest) => {
-                            if let Some(t) = txn.as_mut() {
-                                match dest {
-                                    Destination::Local(u) => {
-                                        debug!(rcpt = %replies::shown(&to), user = %u, "local recipient");
-                                        if !t.local.contains(&u) {
-                                            t.local.push(u);
-                                        }
-                                    }
-                                    Destination::Remote => {
-                                        info!(rcpt = %replies::shown(&to), "relay recipient accepted (POP-before-SMTP)");
-                                        t.remote.push(RemoteRecipient {
-                                            path: to.clone().into_owned(),
-                                            params: params.into_owned(),
-                                        });
-                                    }
-                                }
-                                t.accepted += 1;
-                                t.last_rcpt = Some(to.into_owned());
-                            }
-                            session.accept();
-                        }
-                        Verdict::Reject(reply) => {
-                            info!(rcpt = %replies::shown(&to), code = reply.code().get(), "recipient refused");
-                            session.reject(reply);
-                        }
-                    }
-                }
-                Event::DataStart => {
-                    if ctx.storage_low() {
-                        session.reject(replies::insufficient_storage());
-                        continue;
-                    }
-                    in_data = true;
-                    session.accept();
-                }
-                Event::BodyChunk(chunk) => {
-                    if let (Some(t), Some(s)) = (txn.as_mut(), spool.as_mut()) {
-                        t.spool(s, chunk);
-                    }
-                }
-                Event::MessageAborted(e) => {
-                    info!(error = %e, "message aborted");
-                    in_data = false;
-                    if let Some(s) = spool.as_mut() {
-                        s.clear();
-                    }
-                }
-                Event::MessageComplete { size } => {
-                    in_data = false;
-                    complete = true;
-                    let Some(mut t) = txn.take() else {
-                        // The session only completes a message of an open transaction.
-                        session.reject(replies::local_error());
-                        continue;
-                    };
-                    if let Some(s) = spool.as_mut() {
-                        t.finish_spool(s);
-                    }
-                    if bare_policy == BareLfPolicy::Reject && t.line_ends.bare_line_ends() > 0 {
-                        info!(
-                            bare = t.line_ends.bare_line_ends(),
-                            "message refused: bare CR or LF (smtp.bare_line_endings = reject)"
-                        );
-                        session.reject(replies::bare_line_end());
-                        continue;
-                    }
-                    let with = trace::protocol(esmtp, session.is_tls(), false, false);
-                    let result = if t.spool_failed {
-                        Err(DeliveryError(replies::local_error()))
-                    } else {
-                        let env = Envelope {
-                            id: conn.id,
-                            client: ip,
-                            helo: helo.clone(),
-                            with,
-                            from: t.from,
-                            local: t.local,
-                            remote: t.remote,
-                            mail: t.mail,
-                            for_rcpt: if t.accepted == 1 { t.last_rcpt } else { None },
-                        };
-                        let sh = Arc::clone(ctx);
-                        let mut sp = spool.take().ok_or_else(|| session_error("spool lost"))?;
-                        let scan_source = match &ctx.spamd {
-                            // Only when a recipient wants it (per-user settings,
-                            // the web page's overrides included).
-                            Some(client) if delivery::any_scanning(ctx, &env.local) => {
-                                spamd_scan(client, &mut sp).await
-                            }
-                            _ => Scan::Builtin,
-                        };
-                        let (sp, r) = tokio::task::spawn_blocking(move || {
-                            let r = delivery::deliver(&sh, &mut sp, &env, scan_source);
-                            sp.clear();
-                            (sp, r)
-                        })
-                        .await
-                        .map_err(|e| io::Error::other(format!("delivery task: {e}")))?;
-                        spool = Some(sp);
-                        r
-                    };
-                    match result {
-                        Ok(report) => {
-                            info!(size, score = ?report.score, local = ?report.local, queued = report.queued, "message accepted");
-                            if report.queued {
-                                ctx.queued.notify_one();
-                            }
-                            session.accept();
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "message not accepted");
-                            session.reject(e.0);
-                        }
-                    }
-                }
-                Event::Reset => {
-                    txn = None;
-                    if let Some(s) = spool.as_mut() {
-                        s.clear();
-                    }
-                }
-                Event::StartTls => {
-                    session.accept();
-                }
-                Event::Auth { .. } | Event::AuthResponse(_) => {
-                    session.reject(replies::auth_not_available());
-                }
-                Event::Vrfy { .. } | Event::Expn { .. } => session.accept(),
-                Event::Quit | Event::AuthCancelled => {}
-                _ => {}
-            }
-        }
-        if complete && ctx.shutdown.is_cancelled() {
-            session.shutdown();
-        }
-        let s = stream
-            .as_mut()
-            .ok_or_else(|| session_error("stream lost"))?;
-        flush(s, &mut session, wt).await?;
-        if session.is_closed() {
-            break;
-        }
-        if session.awaiting_tls() {
-            let acceptor = ctx
-                .tls
-                .as_ref()
-                .ok_or_else(|| session_error("STARTTLS without TLS config"))?;
-            let plain = stream.take().ok_or_else(|| session_error("stream lost"))?;
-            stream = Some(
-                plain
-                    .upgrade(acceptor, config.limits.tls_handshake_timeout)
-                    .await?,
-            );
-            debug!("STARTTLS: TLS established");
-            session.tls_established();
-            last_activity = Instant::now();
-            continue;
-        }
-        let deadline = session
-            .deadline(last_activity)
-            .unwrap_or_else(|| Instant::now() + config.smtp.idle_timeout);
-        let cancel = ctx.shutdown.clone();
-        let read = tokio::select! {
-            _ = cancel.cancelled(), if !in_data => {
-                session.shutdown();
-                flush(s, &mut session, wt).await?;
-                break;
-            }
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                info!("idle timeout");
-                session.timed_out();
-                flush(s, &mut session, wt).await?;
-                break;
-            }
-            r = s.read(&mut buf) => r?,
-        };
-        if read == 0 {
-            debug!("client closed the connection");
-            break;
-        }
-        last_activity = Instant::now();
-        session.feed(buf.get(..read).unwrap_or_default());
-    }
-    if let Some(mut s) = stream {
-        let _ = write_within(wt, s.shutdown()).await;
+    let session = ServerSession::new(cfg).map_err(|e| session_error(&e.to_string()))?;
+    let mut options = ServeOptions::default();
+    options.read_buffer = READ_BUFFER;
+    options.write_timeout = config.limits.write_timeout;
+    let mut handler = SmtpHandler {
+        ctx: Arc::clone(&ctx),
+        id: conn.id,
+        ip: conn.peer.ip(),
+        submission: conn.role.is_submission(),
+        tls: conn.stream.is_tls(),
+        helo: None,
+        esmtp: false,
+        txn: None,
+        spool: Some(Spool::new(
+            &config.data_dir.join(SPOOL_DIR),
+            DEFAULT_SPOOL_MEMORY,
+        )),
+    };
+    let ended =
+        driver::server::serve(conn.stream, session, &mut handler, &options, &ctx.shutdown).await?;
+    match ended {
+        Ending::TimedOut => info!("idle timeout"),
+        Ending::ClientClosed => debug!("client closed the connection"),
+        Ending::Shutdown => debug!("closed for shutdown"),
+        _ => {}
     }
     Ok(())
+}
+
+/// What a connection holds between events.
+struct SmtpHandler {
+    ctx: Arc<Context>,
+    /// The connection's id (`Received:` and logs).
+    id: u64,
+    ip: IpAddr,
+    /// A submission role: every transaction needs an authorized client.
+    submission: bool,
+    /// TLS is active (implicit, or after STARTTLS).
+    tls: bool,
+    helo: Option<HeloName<'static>>,
+    esmtp: bool,
+    txn: Option<Txn>,
+    /// `None` only while a delivery holds it.
+    spool: Option<Spool>,
+}
+
+impl ServerHandler<MaybeTls> for SmtpHandler {
+    async fn handle(&mut self, event: Event<'_>) -> io::Result<Answer> {
+        self.event(event).await
+    }
+
+    async fn start_tls(&mut self, stream: MaybeTls) -> io::Result<MaybeTls> {
+        let acceptor = self
+            .ctx
+            .tls
+            .as_ref()
+            .ok_or_else(|| session_error("STARTTLS without TLS config"))?;
+        let tls = stream
+            .upgrade(acceptor, self.ctx.config.limits.tls_handshake_timeout)
+            .await?;
+        debug!("STARTTLS: TLS established");
+        self.tls = true;
+        Ok(tls)
+    }
+}
+
+impl SmtpHandler {
+    async fn event(&mut self, event: Event<'_>) -> io::Result<Answer> {
+        let ctx = &self.ctx;
+        let config = &ctx.config;
+        Ok(match event {
+            Event::Hello { kind, name } => {
+                debug!(helo = %name.as_str(), "hello");
+                self.helo = Some(name.into_owned());
+                self.esmtp = kind != HelloKind::Helo;
+                self.txn = None;
+                Answer::Accept
+            }
+            Event::MailFrom { from, params } => {
+                if self.submission && !is_authorized(ctx, self.ip) {
+                    info!("submission refused: client not authorized (no recent POP3 login)");
+                    return Ok(Answer::Reject(replies::submission_needs_login()));
+                }
+                if ctx.storage_low() {
+                    return Ok(Answer::Reject(replies::insufficient_storage()));
+                }
+                debug!(from = ?from, "mail from");
+                self.txn = Some(Txn {
+                    from: from.into_owned(),
+                    mail: params.into_owned(),
+                    local: Vec::new(),
+                    remote: Vec::new(),
+                    accepted: 0,
+                    last_rcpt: None,
+                    spool_failed: false,
+                    line_ends: LineEndings::new(),
+                });
+                if let Some(s) = self.spool.as_mut() {
+                    s.clear();
+                }
+                Answer::Accept
+            }
+            Event::RcptTo { to, params } => {
+                if ctx.storage_low() {
+                    return Ok(Answer::Reject(replies::insufficient_storage()));
+                }
+                let authorized = is_authorized(ctx, self.ip);
+                match relay::decide(config, &to, authorized) {
+                    Verdict::Accept(dest) => {
+                        if let Some(t) = self.txn.as_mut() {
+                            match dest {
+                                Destination::Local(u) => {
+                                    debug!(rcpt = %replies::shown(&to), user = %u, "local recipient");
+                                    if !t.local.contains(&u) {
+                                        t.local.push(u);
+                                    }
+                                }
+                                Destination::Remote => {
+                                    info!(rcpt = %replies::shown(&to), "relay recipient accepted (POP-before-SMTP)");
+                                    t.remote.push(RemoteRecipient {
+                                        path: to.clone().into_owned(),
+                                        params: params.into_owned(),
+                                    });
+                                }
+                            }
+                            t.accepted += 1;
+                            t.last_rcpt = Some(to.into_owned());
+                        }
+                        Answer::Accept
+                    }
+                    Verdict::Reject(reply) => {
+                        info!(rcpt = %replies::shown(&to), code = reply.code().get(), "recipient refused");
+                        Answer::Reject(reply)
+                    }
+                }
+            }
+            Event::DataStart => {
+                if ctx.storage_low() {
+                    return Ok(Answer::Reject(replies::insufficient_storage()));
+                }
+                Answer::Accept
+            }
+            Event::BodyChunk(chunk) => {
+                if let (Some(t), Some(s)) = (self.txn.as_mut(), self.spool.as_mut()) {
+                    t.spool(s, chunk);
+                }
+                Answer::None
+            }
+            Event::MessageAborted(e) => {
+                info!(error = %e, "message aborted");
+                if let Some(s) = self.spool.as_mut() {
+                    s.clear();
+                }
+                Answer::None
+            }
+            Event::MessageComplete { size } => self.message_complete(size).await?,
+            Event::Reset => {
+                self.txn = None;
+                if let Some(s) = self.spool.as_mut() {
+                    s.clear();
+                }
+                Answer::None
+            }
+            Event::StartTls | Event::Vrfy { .. } | Event::Expn { .. } => Answer::Accept,
+            Event::Auth { .. } | Event::AuthResponse(_) => {
+                Answer::Reject(replies::auth_not_available())
+            }
+            _ => Answer::None,
+        })
+    }
+
+    /// The end of a message: checks the line ends, scans, delivers every
+    /// copy durably, and answers `250` only then.
+    async fn message_complete(&mut self, size: u64) -> io::Result<Answer> {
+        let ctx = &self.ctx;
+        let Some(mut t) = self.txn.take() else {
+            // The session only completes a message of an open transaction.
+            return Ok(Answer::Reject(replies::local_error()));
+        };
+        if let Some(s) = self.spool.as_mut() {
+            t.finish_spool(s);
+        }
+        if ctx.config.smtp.bare_line_endings == BareLfPolicy::Reject
+            && t.line_ends.bare_line_ends() > 0
+        {
+            info!(
+                bare = t.line_ends.bare_line_ends(),
+                "message refused: bare CR or LF (smtp.bare_line_endings = reject)"
+            );
+            return Ok(Answer::Reject(replies::bare_line_end()));
+        }
+        let with = trace::protocol(self.esmtp, self.tls, false, false);
+        let result = if t.spool_failed {
+            Err(DeliveryError(replies::local_error()))
+        } else {
+            let env = Envelope {
+                id: self.id,
+                client: self.ip,
+                helo: self.helo.clone(),
+                with,
+                from: t.from,
+                local: t.local,
+                remote: t.remote,
+                mail: t.mail,
+                for_rcpt: if t.accepted == 1 { t.last_rcpt } else { None },
+            };
+            let sh = Arc::clone(ctx);
+            let mut sp = self
+                .spool
+                .take()
+                .ok_or_else(|| session_error("spool lost"))?;
+            let scan_source = match &ctx.spamd {
+                // Only when a recipient wants it (per-user settings,
+                // the web page's overrides included).
+                Some(client) if delivery::any_scanning(ctx, &env.local) => {
+                    spamd_scan(client, &mut sp).await
+                }
+                _ => Scan::Builtin,
+            };
+            let (sp, r) = tokio::task::spawn_blocking(move || {
+                let r = delivery::deliver(&sh, &mut sp, &env, scan_source);
+                sp.clear();
+                (sp, r)
+            })
+            .await
+            .map_err(|e| io::Error::other(format!("delivery task: {e}")))?;
+            self.spool = Some(sp);
+            r
+        };
+        Ok(match result {
+            Ok(report) => {
+                info!(size, score = ?report.score, local = ?report.local, queued = report.queued, "message accepted");
+                if report.queued {
+                    ctx.queued.notify_one();
+                }
+                Answer::Accept
+            }
+            Err(e) => {
+                warn!(error = %e, "message not accepted");
+                Answer::Reject(e.0)
+            }
+        })
+    }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{Server, deliver_local, peers_dir, python, require, run};
+use common::{Server, deliver_local, python, require, run};
 
 fn fetch(bin: &Path, server: &str, user: &str, maildir: &Path) -> String {
     let out = run(Command::new(bin)
@@ -46,23 +46,6 @@ p.quit()
     out.stdout.trim().to_owned()
 }
 
-struct Dovecot {
-    port: u16,
-    state: tempfile::TempDir,
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        if let Some(peers) = peers_dir() {
-            let _ = Command::new("bash")
-                .arg(peers.join("dovecot-stop.sh"))
-                .arg(self.port.to_string())
-                .env("PEERS_STATE_DIR", self.state.path())
-                .status();
-        }
-    }
-}
-
 #[test]
 fn fetch_example_keeps_mail_on_mailbagd_and_dovecot_serves_what_it_fetched() {
     if !require("python3") || !require("dovecot") {
@@ -71,7 +54,6 @@ fn fetch_example_keeps_mail_on_mailbagd_and_dovecot_serves_what_it_fetched() {
     let Some(bin) = common::built_example("fetch") else {
         return;
     };
-    let peers = peers_dir().expect("shared/peers next to the workspace");
     let server = Server::start();
     let send =
         |subject: &str, body: &str| deliver_local(&server, "joe@example.test", subject, body);
@@ -105,17 +87,8 @@ fn fetch_example_keeps_mail_on_mailbagd_and_dovecot_serves_what_it_fetched() {
     );
 
     // Dovecot serves that Maildir; the example fetches it from Dovecot.
-    let port = common::free_port();
-    let dovecot = Dovecot {
-        port,
-        state: tempfile::tempdir().unwrap(),
-    };
-    let started = run(Command::new("bash")
-        .arg(peers.join("dovecot-start.sh"))
-        .arg(port.to_string())
-        .arg(root.path())
-        .env("PEERS_STATE_DIR", dovecot.state.path()));
-    assert!(started.ok(), "{started:?}");
+    let dovecot = common::Dovecot::start(root.path());
+    let port = dovecot.port;
     assert_eq!(stat(port), "3");
     let again = tempfile::tempdir().unwrap();
     let md2 = again.path().join("copy");

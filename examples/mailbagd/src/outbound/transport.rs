@@ -16,15 +16,16 @@ use std::time::Duration;
 use mailbag_smtp_proto::client::{
     ClientOptions, ClientSession, Event, Outcome, Stage, Status, Timeouts, TlsPolicy, Transaction,
 };
+use mailbag_smtp_proto::driver::client::{Client, ClientIoOptions};
 use mailbag_smtp_proto::types::{Capability, HeloName};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 use tracing::{debug, info};
 
 /// Octets of body read from the queue per step.
@@ -117,49 +118,8 @@ impl AttemptError {
     }
 }
 
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl Conn {
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf).await,
-            Conn::Tls(s) => s.read(buf).await,
-        }
-    }
-
-    async fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
-        match self {
-            Conn::Plain(s) => {
-                s.write_all(b).await?;
-                s.flush().await
-            }
-            Conn::Tls(s) => {
-                s.write_all(b).await?;
-                s.flush().await
-            }
-        }
-    }
-
-    async fn shutdown(&mut self) {
-        let _ = match self {
-            Conn::Plain(s) => s.shutdown().await,
-            Conn::Tls(s) => s.shutdown().await,
-        };
-    }
-}
-
-async fn write_out(conn: &mut Conn, client: &mut ClientSession, limit: Duration) -> io::Result<()> {
-    let out = client.take_output();
-    if out.is_empty() {
-        return Ok(());
-    }
-    tokio::time::timeout(limit, conn.write_all(&out))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write timeout"))?
-}
+/// The connection: plain TCP, or TLS after STARTTLS.
+type Conn = Either<TcpStream, TlsStream<TcpStream>>;
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -212,156 +172,105 @@ pub async fn deliver(
     } else {
         TlsPolicy::Disabled
     };
-    let mut client = ClientSession::new(opts.helo.clone(), copts);
-    let mut conn = Some(Conn::Plain(tcp));
-    let mut buf = vec![0u8; READ_BUFFER];
+    let session = ClientSession::new(opts.helo.clone(), copts);
+    let mut io = ClientIoOptions::default();
+    io.read_buffer = READ_BUFFER;
+    io.body_chunk = BODY_CHUNK;
+    io.write_timeout = opts.timeouts.data_block;
+    let mut client = Client::new(Conn::Left(tcp), session, io);
     let mut started = 0usize;
     let mut current = 0usize;
-    let write_limit = opts.timeouts.data_block;
-    let io_lost = |c: &mut ClientSession| c.connection_lost();
 
-    loop {
-        while let Some(ev) = client.poll_event() {
-            match ev {
-                Event::Ready => match txns.get(started) {
-                    Some(t) => {
-                        if client.send_mail(t).is_err() {
-                            client.quit();
-                        } else {
-                            current = started;
-                            started += 1;
-                        }
-                    }
-                    None => client.quit(),
-                },
-                Event::StartTls => {
-                    let Some(Conn::Plain(mut tcp)) = conn.take() else {
-                        return Err(AttemptError::Tls {
-                            addr,
-                            reason: "not a plain connection".into(),
-                        });
-                    };
-                    let out = client.take_output();
-                    if !out.is_empty() {
-                        let _ = tcp.write_all(&out).await;
-                    }
-                    let Some(cfg) = opts.tls.clone() else {
-                        return Err(AttemptError::Tls {
-                            addr,
-                            reason: "no TLS configuration".into(),
-                        });
-                    };
-                    let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-                        .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
-                    let connector = TlsConnector::from(cfg);
-                    let hs =
-                        tokio::time::timeout(opts.timeouts.command, connector.connect(name, tcp))
-                            .await;
-                    match hs {
-                        Ok(Ok(s)) => {
-                            debug!(%addr, "STARTTLS: TLS established");
-                            conn = Some(Conn::Tls(Box::new(s)));
-                            client.tls_established();
-                        }
-                        Ok(Err(e)) => {
-                            return Err(AttemptError::Tls {
-                                addr,
-                                reason: e.to_string(),
-                            });
-                        }
-                        Err(_) => {
-                            return Err(AttemptError::Tls {
-                                addr,
-                                reason: "handshake timeout".into(),
-                            });
-                        }
+    while let Some(ev) = client.next_event().await {
+        match ev {
+            Event::Ready => match txns.get(started) {
+                Some(t) => {
+                    if client.session().send_mail(t).is_err() {
+                        client.session().quit();
+                    } else {
+                        current = started;
+                        started += 1;
                     }
                 }
-                Event::RecipientReply { index, outcome }
-                    if outcome.status() == Status::Permanent =>
-                {
-                    job.settle(current, index, &outcome)
+                None => client.session().quit(),
+            },
+            Event::StartTls => {
+                let Some(cfg) = opts.tls.clone() else {
+                    return Err(AttemptError::Tls {
+                        addr,
+                        reason: "no TLS configuration".into(),
+                    });
+                };
+                let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
+                    .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
+                let connector = TlsConnector::from(cfg);
+                let limit = opts.timeouts.command;
+                let handshake = |conn: Conn| async move {
+                    let Either::Left(tcp) = conn else {
+                        return Err(io::Error::other("not a plain connection"));
+                    };
+                    match tokio::time::timeout(limit, connector.connect(name, tcp)).await {
+                        Ok(Ok(tls)) => Ok(Either::Right(tls)),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "handshake timeout")),
+                    }
+                };
+                if let Err(e) = client.start_tls(handshake).await {
+                    return Err(AttemptError::Tls {
+                        addr,
+                        reason: e.to_string(),
+                    });
+                }
+                debug!(%addr, "STARTTLS: TLS established");
+            }
+            Event::RecipientReply { index, outcome } if outcome.status() == Status::Permanent => {
+                job.settle(current, index, &outcome)
+                    .await
+                    .map_err(AttemptError::Queue)?;
+            }
+            Event::SendBody => {
+                let sent = match job.body().await {
+                    Ok(file) => client.send_body(file).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    info!(%addr, error = %e, "sending the body failed");
+                    client.session().connection_lost();
+                }
+            }
+            Event::TransactionComplete(result) => {
+                for (i, o) in result.recipients.iter().enumerate() {
+                    job.settle(current, i, o)
                         .await
                         .map_err(AttemptError::Queue)?;
                 }
-                Event::SendBody => {
-                    let Some(c) = conn.as_mut() else {
-                        io_lost(&mut client);
-                        continue;
-                    };
-                    if let Err(e) = stream_body(c, &mut client, job, write_limit).await {
-                        info!(%addr, error = %e, "sending the body failed");
-                        io_lost(&mut client);
-                    }
-                }
-                Event::TransactionComplete(result) => {
-                    for (i, o) in result.recipients.iter().enumerate() {
-                        job.settle(current, i, o)
-                            .await
-                            .map_err(AttemptError::Queue)?;
-                    }
-                }
-                Event::Closed { error } => {
-                    if let Some(c) = conn.as_mut() {
-                        let _ = write_out(c, &mut client, write_limit).await;
-                        c.shutdown().await;
-                    }
-                    if started == 0 {
-                        let outcome = error.unwrap_or_else(|| {
-                            Outcome::temporary(
-                                Stage::Greeting,
-                                "session ended without a transaction",
-                            )
-                        });
-                        return Err(AttemptError::Session { addr, outcome });
-                    }
-                    return Ok(SessionEnd {
-                        started,
-                        error,
-                        tls: client.is_tls(),
-                        dsn: client.offers(&Capability::Dsn),
-                    });
-                }
-                _ => {}
             }
-        }
-        let Some(c) = conn.as_mut() else {
-            io_lost(&mut client);
-            continue;
-        };
-        if write_out(c, &mut client, write_limit).await.is_err() {
-            io_lost(&mut client);
-            continue;
-        }
-        let wait = client.timeout().unwrap_or(opts.timeouts.command);
-        match tokio::time::timeout(wait, c.read(&mut buf)).await {
-            Err(_) => client.timed_out(),
-            Ok(Ok(0)) | Ok(Err(_)) => io_lost(&mut client),
-            Ok(Ok(n)) => client.feed(buf.get(..n).unwrap_or_default()),
+            Event::Closed { error } => {
+                let tls = client.session().is_tls();
+                let dsn = client.session().offers(&Capability::Dsn);
+                client.close().await;
+                if started == 0 {
+                    let outcome = error.unwrap_or_else(|| {
+                        Outcome::temporary(Stage::Greeting, "session ended without a transaction")
+                    });
+                    return Err(AttemptError::Session { addr, outcome });
+                }
+                return Ok(SessionEnd {
+                    started,
+                    error,
+                    tls,
+                    dsn,
+                });
+            }
+            _ => {}
         }
     }
-}
-
-async fn stream_body(
-    conn: &mut Conn,
-    client: &mut ClientSession,
-    job: &mut impl Job,
-    limit: Duration,
-) -> io::Result<()> {
-    let mut file = job.body().await?;
-    let mut chunk = vec![0u8; BODY_CHUNK];
-    loop {
-        let n = file.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        client
-            .send_body(chunk.get(..n).unwrap_or_default())
-            .map_err(io::Error::other)?;
-        write_out(conn, client, limit).await?;
-    }
-    client.end_body().map_err(io::Error::other)?;
-    write_out(conn, client, limit).await
+    // The session waits for nothing more without having said Closed: only
+    // after an answer the loop above always gives (a transaction or QUIT).
+    Err(AttemptError::Session {
+        addr,
+        outcome: Outcome::temporary(Stage::Closing, "session stopped without closing"),
+    })
 }
 
 /// A rustls client configuration for opportunistic STARTTLS: any certificate is accepted

@@ -736,3 +736,41 @@ for st in steps:
 
 /// Separates the steps of [`raw_smtp`] in its step file.
 const STEP_MARK: &[u8] = b"\n--STEP--\n";
+
+/// A private Dovecot POP3 peer (`shared/peers/dovecot-start.sh`: users joe
+/// and ann, password `secret`) serving the Maildirs under a root
+/// (`ROOT/joe/{cur,new,tmp}`); stopped when dropped.
+pub struct Dovecot {
+    pub port: u16,
+    state: tempfile::TempDir,
+}
+
+impl Dovecot {
+    /// Starts Dovecot on a free loopback port for the Maildirs under `root`.
+    pub fn start(root: &Path) -> Dovecot {
+        let peers = peers_dir().expect("shared/peers next to the workspace");
+        let dovecot = Dovecot {
+            port: free_port(),
+            state: tempfile::tempdir().expect("state dir"),
+        };
+        let started = run(Command::new("bash")
+            .arg(peers.join("dovecot-start.sh"))
+            .arg(dovecot.port.to_string())
+            .arg(root)
+            .env("PEERS_STATE_DIR", dovecot.state.path()));
+        assert!(started.ok(), "{started:?}");
+        dovecot
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        if let Some(peers) = peers_dir() {
+            let _ = Command::new("bash")
+                .arg(peers.join("dovecot-stop.sh"))
+                .arg(self.port.to_string())
+                .env("PEERS_STATE_DIR", self.state.path())
+                .status();
+        }
+    }
+}
