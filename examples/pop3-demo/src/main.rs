@@ -1,5 +1,7 @@
 //! `pop3-demo`: a POP3 server for a fixed in-memory maildrop, built on
-//! `mailbag-pop3-proto`'s sans-IO [`ServerSession`] with tokio doing the I/O.
+//! `mailbag-pop3-proto`'s sans-IO [`ServerSession`], driven over tokio by the
+//! crate's own driver (`driver::server::serve`, feature `tokio`): this file
+//! holds only the demo's policy, one [`ServerHandler`].
 //!
 //! ```text
 //! cargo run -p pop3-demo -- --listen 127.0.0.1:1110
@@ -13,20 +15,24 @@
 //! the process; a dropped connection removes nothing. One session at a time
 //! may hold the maildrop (`-ERR [IN-USE]` otherwise).
 
+use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mailbag_pop3_proto::codec::crlf_len;
+use mailbag_pop3_proto::codec::{BodyProgress, crlf_len};
+use mailbag_pop3_proto::driver::{
+    self,
+    server::{Exchange, ServeOptions, ServerHandler},
+};
 use mailbag_pop3_proto::session::{
     AuthFailure, CommitFailure, Event, MaildropFailure, MessageInfo, ServerConfig, ServerSession,
 };
 use mailbag_pop3_proto::types::Uid;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:1110";
 const USER: &str = "joe";
@@ -156,15 +162,22 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Releases the maildrop lock when a connection ends, however it ends.
-struct LockGuard {
+/// One connection's side of the protocol: answers the session's events
+/// against the shared store. [`driver::server::serve`] (pop3-proto's tokio
+/// driver) does the reading, writing, pipelining and autologout.
+struct Demo {
     store: Arc<Mutex<Store>>,
-    held: bool,
+    /// Whether this connection holds the maildrop lock.
+    holds_lock: bool,
+    /// The listing of this session: message numbers are fixed at login.
+    snapshot: Vec<(Uid<'static>, Arc<[u8]>)>,
 }
 
-impl Drop for LockGuard {
+/// Releases the maildrop lock when a connection ends, however it ends
+/// (a dropped connection never reaches UPDATE: nothing is removed).
+impl Drop for Demo {
     fn drop(&mut self) {
-        if self.held {
+        if self.holds_lock {
             if let Ok(mut s) = self.store.lock() {
                 s.locked = false;
             }
@@ -172,7 +185,80 @@ impl Drop for LockGuard {
     }
 }
 
-async fn serve(mut stream: TcpStream, store: Arc<Mutex<Store>>, n: u64) -> std::io::Result<()> {
+impl ServerHandler<TcpStream> for Demo {
+    async fn handle(&mut self, event: Event, ex: &mut Exchange<'_, TcpStream>) -> io::Result<()> {
+        let answered = match event {
+            Event::Login(req) => {
+                if req.user.as_str() == USER && req.check_secret(PASSWORD) {
+                    ex.session().accept_login()
+                } else {
+                    ex.session().reject_login(AuthFailure::Credentials)
+                }
+            }
+            Event::OpenMaildrop { .. } => {
+                let mut s = self
+                    .store
+                    .lock()
+                    .map_err(|_| io::Error::other("maildrop lock poisoned"))?;
+                if s.locked {
+                    drop(s);
+                    ex.session().maildrop_failed(MaildropFailure::InUse)
+                } else {
+                    s.locked = true;
+                    self.holds_lock = true;
+                    self.snapshot = s.messages.clone();
+                    drop(s);
+                    let listing = self
+                        .snapshot
+                        .iter()
+                        .map(|(uid, body)| MessageInfo::new(crlf_len(body), uid.clone()))
+                        .collect();
+                    ex.session().maildrop_opened(listing)
+                }
+            }
+            Event::Retrieve(req) => match self.snapshot.get(req.index) {
+                Some((_, body)) => {
+                    let body = body.clone();
+                    let mut chunks = body.chunks(4096).peekable();
+                    // Written as it goes: a large message is never held twice.
+                    while let Some(chunk) = chunks.next() {
+                        let last = chunks.peek().is_none();
+                        if ex.send_message_chunk(chunk, last).await? == BodyProgress::Done {
+                            break;
+                        }
+                    }
+                    if body.is_empty() {
+                        ex.send_message_chunk(&[], true).await?;
+                    }
+                    Ok(())
+                }
+                None => ex.session().message_failed(),
+            },
+            Event::Commit { deleted } => {
+                let result = match self.store.lock() {
+                    Ok(mut s) => {
+                        for number in &deleted {
+                            if let Some((uid, _)) = self.snapshot.get(number.index()) {
+                                s.messages.retain(|(u, _)| u != uid);
+                            }
+                        }
+                        s.locked = false;
+                        self.holds_lock = false;
+                        Ok(())
+                    }
+                    Err(_) => Err(CommitFailure),
+                };
+                ex.session().commit_done(result)
+            }
+            // No TLS in this demo (STLS is never offered), and future event
+            // kinds are not handled: end the connection.
+            _ => return Err(io::Error::other("unsupported event")),
+        };
+        answered.map_err(io::Error::other)
+    }
+}
+
+async fn serve(stream: TcpStream, store: Arc<Mutex<Store>>, n: u64) -> io::Result<()> {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -181,121 +267,15 @@ async fn serve(mut stream: TcpStream, store: Arc<Mutex<Store>>, n: u64) -> std::
     config.greeting = "Mailbag pop3-demo ready.".into();
     config.apop_timestamp = Some(format!("<{}.{n}.{secs}@localhost>", std::process::id()));
     config.implementation = Some("Mailbag pop3-demo".into());
-    let mut session = ServerSession::new(config)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut guard = LockGuard {
-        store: store.clone(),
-        held: false,
+    let session =
+        ServerSession::new(config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut demo = Demo {
+        store,
+        holds_lock: false,
+        snapshot: Vec::new(),
     };
-    // The listing of this session: message numbers are fixed at login.
-    let mut snapshot: Vec<(Uid<'static>, Arc<[u8]>)> = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut last_input = Instant::now();
-    loop {
-        while let Some(event) = session.next_event() {
-            let answered = match event {
-                Event::Login(req) => {
-                    if req.user.as_str() == USER && req.check_secret(PASSWORD) {
-                        session.accept_login()
-                    } else {
-                        session.reject_login(AuthFailure::Credentials)
-                    }
-                }
-                Event::OpenMaildrop { .. } => {
-                    let mut s = store
-                        .lock()
-                        .map_err(|_| std::io::Error::other("maildrop lock poisoned"))?;
-                    if s.locked {
-                        drop(s);
-                        session.maildrop_failed(MaildropFailure::InUse)
-                    } else {
-                        s.locked = true;
-                        guard.held = true;
-                        snapshot = s.messages.clone();
-                        drop(s);
-                        let listing = snapshot
-                            .iter()
-                            .map(|(uid, body)| MessageInfo::new(crlf_len(body), uid.clone()))
-                            .collect();
-                        session.maildrop_opened(listing)
-                    }
-                }
-                Event::Retrieve(req) => match snapshot.get(req.index) {
-                    Some((_, body)) => {
-                        let body = body.clone();
-                        let mut r = Ok(());
-                        for chunk in body.chunks(4096) {
-                            match session.message_chunk(chunk) {
-                                Ok(mailbag_pop3_proto::codec::BodyProgress::Done) => break,
-                                Ok(_) => {}
-                                Err(e) => {
-                                    r = Err(e);
-                                    break;
-                                }
-                            }
-                            // Write as we go so a large message is never
-                            // held twice in memory.
-                            write_output(&mut stream, &mut session).await?;
-                        }
-                        r.and_then(|()| session.message_end())
-                    }
-                    None => session.message_failed(),
-                },
-                Event::Commit { deleted } => {
-                    let result = match store.lock() {
-                        Ok(mut s) => {
-                            for number in &deleted {
-                                if let Some((uid, _)) = snapshot.get(number.index()) {
-                                    s.messages.retain(|(u, _)| u != uid);
-                                }
-                            }
-                            s.locked = false;
-                            guard.held = false;
-                            Ok(())
-                        }
-                        Err(_) => Err(CommitFailure),
-                    };
-                    session.commit_done(result)
-                }
-                // No TLS in this demo (STLS is never offered), and future
-                // event kinds are not handled: end the connection.
-                _ => {
-                    return Err(std::io::Error::other("unsupported event"));
-                }
-            };
-            answered.map_err(std::io::Error::other)?;
-        }
-        if !session.output().is_empty() {
-            write_output(&mut stream, &mut session).await?;
-            continue;
-        }
-        if session.is_closed() {
-            stream.shutdown().await.ok();
-            return Ok(());
-        }
-        let deadline = session
-            .deadline(last_input.into_std())
-            .map(Instant::from_std)
-            .unwrap_or_else(Instant::now);
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => session.timed_out(),
-            // Connection dropped: never UPDATE, the guard releases the lock.
-            Ok(Ok(0)) => return Ok(()),
-            Ok(Ok(n)) => {
-                session.feed(buf.get(..n).unwrap_or_default());
-                last_input = Instant::now();
-            }
-            Ok(Err(e)) => return Err(e),
-        }
-    }
-}
-
-async fn write_output(stream: &mut TcpStream, session: &mut ServerSession) -> std::io::Result<()> {
-    let out = session.output();
-    if !out.is_empty() {
-        stream.write_all(out).await?;
-        let n = out.len();
-        session.consume_output(n);
-    }
+    // No shutdown in this demo: a token that is never cancelled.
+    let never = CancellationToken::new();
+    driver::server::serve(stream, session, &mut demo, &ServeOptions::default(), &never).await?;
     Ok(())
 }
