@@ -123,8 +123,10 @@ pub struct MaildirOptions {
     /// Report a full quota as temporary (SMTP 452) instead of permanent (552).
     /// Default `false`, like Dovecot's `quota_full_tempfail = no`.
     pub quota_tempfail: bool,
-    /// Create a user's Maildir on first delivery instead of failing with
-    /// [`Error::UnknownUser`]. Default `false`: users are made with
+    /// Create a user's Maildir on first use (a delivery, opening a
+    /// maildrop, listing or reading a folder) instead of failing with
+    /// [`Error::UnknownUser`]: for a user database too large to create every
+    /// Maildir up front. Default `false`: users are made with
     /// [`Mailstore::create_user`] (or exist already on disk).
     pub auto_create_users: bool,
     /// fsync message files, the index and directories. Default `true`.
@@ -386,6 +388,22 @@ impl Inner {
         }
     }
 
+    /// Makes a user's Maildir (INBOX and Spam); [`Error::UserExists`] when
+    /// the directory is there already.
+    fn create_user(&self, user: &UserName) -> Result<(), Error> {
+        let dir = self.user_dir(user);
+        match DirBuilder::new().mode(DIR_MODE).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::UserExists(user.to_string()));
+            }
+            Err(e) => return Err(Error::io("create", dir, e)),
+        }
+        self.ensure_folder(user, Folder::Inbox)?;
+        self.ensure_folder(user, Folder::Spam)?;
+        self.sync_dir(&self.root)
+    }
+
     /// The user's directory exists (its folders are created on first use).
     fn user_exists(&self, user: &UserName) -> bool {
         self.user_dir(user).is_dir()
@@ -395,7 +413,13 @@ impl Inner {
     /// is missing of the INBOX and of `folder`, and returns `folder`'s directory.
     fn open_user(&self, user: &UserName, folder: Folder) -> Result<PathBuf, Error> {
         if !self.user_exists(user) {
-            return Err(Error::UnknownUser(user.to_string()));
+            if !self.options.auto_create_users {
+                return Err(Error::UnknownUser(user.to_string()));
+            }
+            match self.create_user(user) {
+                Ok(()) | Err(Error::UserExists(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         let inbox = self.ensure_folder(user, Folder::Inbox)?;
         match folder {
@@ -691,18 +715,7 @@ impl Inner {
 
 impl Mailstore for MaildirStore {
     fn create_user(&self, user: &UserName) -> Result<(), Error> {
-        let inner = &self.inner;
-        let dir = inner.user_dir(user);
-        match DirBuilder::new().mode(DIR_MODE).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(Error::UserExists(user.to_string()));
-            }
-            Err(e) => return Err(Error::io("create", dir, e)),
-        }
-        inner.ensure_folder(user, Folder::Inbox)?;
-        inner.ensure_folder(user, Folder::Spam)?;
-        inner.sync_dir(&inner.root)
+        self.inner.create_user(user)
     }
 
     fn user_exists(&self, user: &UserName) -> Result<bool, Error> {
@@ -726,15 +739,6 @@ impl Mailstore for MaildirStore {
 
     fn begin_delivery(&self, user: &UserName, folder: Folder) -> Result<Box<dyn Delivery>, Error> {
         let inner = &self.inner;
-        if !inner.user_exists(user) {
-            if !inner.options.auto_create_users {
-                return Err(Error::UnknownUser(user.to_string()));
-            }
-            match self.create_user(user) {
-                Ok(()) | Err(Error::UserExists(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
         let dir = inner.open_user(user, folder)?;
         if let Some(q) = inner.options.user_quota
             && inner.usage(user)? >= q
@@ -1553,6 +1557,41 @@ mod tests {
         let mut t = String::new();
         md.read_message(n).unwrap().read_to_string(&mut t).unwrap();
         t
+    }
+
+    #[test]
+    fn auto_created_users_get_a_maildir_on_any_first_use() {
+        let t = tempfile::tempdir().unwrap();
+        let o = MaildirOptions {
+            fsync: false,
+            auto_create_users: true,
+            ..MaildirOptions::default()
+        };
+        let s = MaildirStore::new(t.path(), o).unwrap();
+        let (ann, bob, cat) = (
+            UserName::new("ann").unwrap(),
+            UserName::new("bob").unwrap(),
+            UserName::new("cat").unwrap(),
+        );
+        // A login before any mail: an empty maildrop, not an unknown user.
+        let md = s.open_maildrop(&ann).unwrap();
+        assert!(md.entries().is_empty());
+        drop(md);
+        assert!(t.path().join("ann/.Spam/cur").is_dir());
+        assert!(s.list(&bob, Folder::Spam).unwrap().is_empty());
+        s.deliver(&cat, Folder::Inbox, &mut &b"hi\n"[..]).unwrap();
+        assert_eq!(s.users().unwrap(), [ann, bob, cat.clone()]);
+        // Without the option, a missing Maildir is an unknown user.
+        let plain = store(t.path());
+        let dan = UserName::new("dan").unwrap();
+        assert!(matches!(
+            plain.open_maildrop(&dan),
+            Err(Error::UnknownUser(_))
+        ));
+        assert!(matches!(
+            plain.list(&dan, Folder::Inbox),
+            Err(Error::UnknownUser(_))
+        ));
     }
 
     #[test]
