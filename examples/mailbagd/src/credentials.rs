@@ -1,11 +1,13 @@
 //! Credentials: passwords that never show in logs ([`Secret`]), how a
-//! user's password is checked ([`Credential`]), and the one constant-time
-//! comparison the server uses for passwords and tokens.
+//! user's password is checked ([`Credential`]: clear text or a
+//! [`PasswordHash`]), and the one constant-time comparison the server uses
+//! for passwords and tokens.
 
 use std::fmt;
 
 use serde::Deserialize;
-use sha_crypt::{PasswordVerifier, ShaCrypt};
+
+pub use crate::password_hash::{HashCost, HashScheme, PasswordHash};
 
 /// A password that never shows up in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
@@ -37,15 +39,16 @@ impl<'de> Deserialize<'de> for Secret {
 /// How a user's password is checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Credential {
-    /// A clear-text password from the config file.
+    /// A clear-text password (`password` in the config, `{PLAIN}` in a
+    /// passwd-file).
     Plain(Secret),
-    /// A SHA-crypt hash (`$5$...` SHA-256-crypt or `$6$...` SHA-512-crypt),
-    /// e.g. from `openssl passwd -6` or `mkpasswd -m sha-512`.
-    Hash(String),
+    /// A hash in one of the passwd-file schemes ([`PasswordHash`]).
+    Hash(PasswordHash),
 }
 
 impl Credential {
-    /// Checks a password in constant time (with respect to the content).
+    /// Checks a password (a clear-text one in constant time with respect to
+    /// the content).
     ///
     /// # Examples
     ///
@@ -58,9 +61,7 @@ impl Credential {
     pub fn verify(&self, password: &[u8]) -> bool {
         match self {
             Credential::Plain(s) => constant_time_eq(s.expose(), password),
-            Credential::Hash(h) => ShaCrypt::default()
-                .verify_password(password, h.as_str())
-                .is_ok(),
+            Credential::Hash(h) => h.verify(password),
         }
     }
 
@@ -69,85 +70,8 @@ impl Credential {
     pub fn hash_cost(&self) -> Option<HashCost> {
         match self {
             Credential::Plain(_) => None,
-            Credential::Hash(h) => HashCost::of(h),
+            Credential::Hash(h) => Some(h.cost()),
         }
-    }
-}
-
-/// The SHA-crypt scheme of a password hash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HashScheme {
-    /// `$5$`: SHA-256-crypt.
-    Sha256Crypt,
-    /// `$6$`: SHA-512-crypt.
-    Sha512Crypt,
-}
-
-/// What checking a password against a SHA-crypt hash costs: its scheme and
-/// rounds (the salt, at most 16 characters, hardly matters).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct HashCost {
-    /// The scheme.
-    pub scheme: HashScheme,
-    /// The rounds (`rounds=N`; 5000 when the hash does not say).
-    pub rounds: u32,
-}
-
-/// Rounds of a SHA-crypt hash without `rounds=` (the scheme's default).
-pub const DEFAULT_ROUNDS: u32 = 5_000;
-/// The fewest and the most rounds a SHA-crypt hash may ask for.
-pub const ROUNDS_RANGE: std::ops::RangeInclusive<u32> = 1_000..=999_999_999;
-
-impl HashCost {
-    /// The scheme and rounds of a `$5$`/`$6$` hash (`None` for anything else).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use mailbagd::credentials::{HashCost, HashScheme};
-    /// let c = HashCost::of("$6$rounds=10000$salt$hash").unwrap();
-    /// assert_eq!((c.scheme, c.rounds), (HashScheme::Sha512Crypt, 10_000));
-    /// assert_eq!(HashCost::of("$5$salt$hash").unwrap().rounds, 5_000);
-    /// ```
-    pub fn of(hash: &str) -> Option<HashCost> {
-        let mut fields = hash.strip_prefix('$')?.split('$');
-        let scheme = match fields.next()? {
-            "5" => HashScheme::Sha256Crypt,
-            "6" => HashScheme::Sha512Crypt,
-            _ => return None,
-        };
-        let rounds = match fields.next()?.strip_prefix("rounds=") {
-            Some(n) => n.parse().ok()?,
-            None => DEFAULT_ROUNDS,
-        };
-        Some(HashCost { scheme, rounds })
-    }
-
-    /// A comparable estimate of the work: rounds times the cost of one
-    /// round (a SHA-512 block costs about 1.5 times a SHA-256 block on a
-    /// 64-bit machine, and a round hashes about one block in either scheme).
-    pub fn work(&self) -> u64 {
-        let per_round = match self.scheme {
-            HashScheme::Sha256Crypt => 2,
-            HashScheme::Sha512Crypt => 3,
-        };
-        u64::from(self.rounds) * per_round
-    }
-
-    /// A hash of this scheme and these rounds that no password matches
-    /// (its digest is all zero bits, which SHA-crypt never yields in
-    /// practice) and whose check costs the same as a real one's: for unknown
-    /// user names.
-    pub fn dummy(&self) -> Credential {
-        let (id, digest_chars) = match self.scheme {
-            HashScheme::Sha256Crypt => ("5", 43),
-            HashScheme::Sha512Crypt => ("6", 86),
-        };
-        Credential::Hash(format!(
-            "${id}$rounds={}$mailbagdummysalt${}",
-            self.rounds,
-            ".".repeat(digest_chars)
-        ))
     }
 }
 
@@ -165,40 +89,29 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha_crypt::{PasswordVerifier, ShaCrypt};
 
     #[test]
     fn dummies_cost_a_full_check_and_match_nothing() {
         for cost in [
-            HashCost {
+            HashCost::ShaCrypt {
                 scheme: HashScheme::Sha256Crypt,
                 rounds: 1000,
             },
-            HashCost {
+            HashCost::ShaCrypt {
                 scheme: HashScheme::Sha512Crypt,
                 rounds: 1000,
             },
         ] {
-            let Credential::Hash(h) = cost.dummy() else {
-                panic!("not a hash");
-            };
-            assert_eq!(HashCost::of(&h), Some(cost));
+            let h = cost.dummy();
             // A wrong password, not an unreadable hash: the digest was computed.
             assert_eq!(
                 ShaCrypt::default().verify_password(b"secret", h.as_str()),
                 Err(sha_crypt::password_hash::Error::PasswordInvalid),
-                "{h}"
+                "{h:?}"
             );
+            assert_eq!(Credential::Hash(h).hash_cost(), Some(cost));
         }
-    }
-
-    #[test]
-    fn hash_costs_are_read_and_compared() {
-        assert_eq!(HashCost::of("$1$abc$def"), None);
-        assert_eq!(HashCost::of("$6$rounds=x$a$b"), None);
-        let c = |s| HashCost::of(s).unwrap().work();
-        assert!(c("$6$rounds=10000$a$b") > c("$5$rounds=5000$a$b"));
-        assert!(c("$6$a$b") > c("$5$a$b"));
-        assert!(c("$5$rounds=20000$a$b") > c("$6$rounds=10000$a$b"));
     }
 
     #[test]
