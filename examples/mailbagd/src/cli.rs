@@ -10,6 +10,7 @@ use crate::config::{Config, ConfigError};
 use crate::context::Context;
 use crate::digest::{Outcome, send_digest};
 use crate::queue_list::queue_list;
+use crate::user_admin;
 
 /// What `mailbagd --help` says before the options.
 const ABOUT: &str = "mailbagd: an ISP mail server. POP3 retrieval (STLS, implicit TLS), \
@@ -29,6 +30,10 @@ What it does:
   mailbagd queue list   list the outbound relay queue (also while the server runs)
   mailbagd digest --now [USER]
                         send the Spam digest now (spam since the last digest)
+  mailbagd user add|passwd|del|list|check ...
+                        edit or check the [userdb] passwd_file (Dovecot's format)
+  mailbagd pw [-s SCHEME]
+                        print a password hash, like `doveadm pw` (default ARGON2ID)
 
 Manual: examples/mailbagd/README.md";
 
@@ -76,6 +81,61 @@ pub enum Command {
         /// Only this user (default: every user whose spam goes to the Spam folder).
         user: Option<String>,
     },
+    /// Edits or checks the passwd-file (`[userdb] passwd_file`, or `--file`).
+    /// Passwords are read from the terminal without echo, or as one line
+    /// from standard input. The file is rewritten atomically, comments and
+    /// unknown fields kept.
+    User {
+        /// The passwd-file (default: `[userdb] passwd_file` of the configuration).
+        #[arg(long, value_name = "PATH", global = true)]
+        file: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        action: UserCommand,
+    },
+    /// Prints the passwd-file form of a new hash of a password, like
+    /// `doveadm pw` (`{ARGON2ID}$argon2id$...`).
+    Pw {
+        /// The scheme: ARGON2ID (default), ARGON2I, BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT.
+        #[arg(long, short = 's', default_value = "ARGON2ID")]
+        scheme: String,
+        /// The password (default: asked for, or one line of standard input).
+        #[arg(long, short = 'p')]
+        password: Option<String>,
+    },
+}
+
+/// `mailbagd user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Adds a user with a new password.
+    Add {
+        /// The mailbox name.
+        name: String,
+        /// The hash scheme (default ARGON2ID).
+        #[arg(long, short = 's', default_value = "ARGON2ID")]
+        scheme: String,
+    },
+    /// Sets a user's password.
+    Passwd {
+        /// The mailbox name.
+        name: String,
+        /// The hash scheme (default ARGON2ID).
+        #[arg(long, short = 's', default_value = "ARGON2ID")]
+        scheme: String,
+    },
+    /// Removes a user (the Maildir stays).
+    Del {
+        /// The mailbox name.
+        name: String,
+    },
+    /// Lists the users and their schemes, and every bad line.
+    List,
+    /// Checks a password: exit status 0 when it is right, 1 when not.
+    Check {
+        /// The mailbox name.
+        name: String,
+    },
 }
 
 /// `mailbagd queue ...`.
@@ -100,6 +160,124 @@ impl Cli {
     }
 }
 
+/// The passwd-file a `user` command works on: `--file`, else the
+/// configuration's `[userdb] passwd_file` (read from the TOML alone, so
+/// that a passwd-file with a bad line can still be repaired).
+///
+/// # Errors
+///
+/// A message when neither names one.
+pub fn passwd_file_of(cli: &Cli, file: Option<&PathBuf>) -> Result<PathBuf, String> {
+    if let Some(f) = file {
+        return Ok(f.clone());
+    }
+    let Some(config) = &cli.config else {
+        return Err(
+            "no passwd-file: pass --file PATH or --config with a [userdb] passwd_file".into(),
+        );
+    };
+    let text = std::fs::read_to_string(config)
+        .map_err(|e| format!("cannot read {}: {e}", config.display()))?;
+    let value: toml::Table = toml::from_str(&text).map_err(|e| e.to_string())?;
+    value
+        .get("userdb")
+        .and_then(|u| u.get("passwd_file"))
+        .and_then(|p| p.as_str())
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            format!(
+                "{} has no [userdb] passwd_file; pass --file PATH",
+                config.display()
+            )
+        })
+}
+
+/// The password of `pw`, `user add|passwd|check`: `given`, else asked for
+/// on the terminal without echo (twice for a new one), else one line of
+/// standard input.
+///
+/// # Errors
+///
+/// A read error, an empty password, or two that differ.
+pub fn read_password(given: Option<&str>, new: bool) -> Result<String, String> {
+    if let Some(p) = given {
+        return Ok(p.to_owned());
+    }
+    let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password(if new { "New password: " } else { "Password: " })
+            .map_err(|e| e.to_string())?;
+        if new {
+            let again =
+                rpassword::prompt_password("Retype new password: ").map_err(|e| e.to_string())?;
+            if again != first {
+                return Err("the passwords differ".into());
+            }
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(password)
+}
+
+/// Runs `mailbagd pw` or `mailbagd user ...`, which need no valid
+/// configuration. `Ok(None)`: not one of them. `Ok(Some(false))`: a `user
+/// check` whose password is wrong.
+///
+/// # Errors
+///
+/// A message for stderr.
+pub fn run_user_command(cli: &Cli, out: &mut impl Write) -> Result<Option<bool>, String> {
+    let io = |e: std::io::Error| e.to_string();
+    match &cli.command {
+        Some(Command::Pw { scheme, password }) => {
+            let scheme = user_admin::scheme(scheme)?;
+            let password = read_password(password.as_deref(), true)?;
+            writeln!(out, "{}", user_admin::pw(scheme, &password)?).map_err(io)?;
+            Ok(Some(true))
+        }
+        Some(Command::User { file, action }) => {
+            let path = passwd_file_of(cli, file.as_ref())?;
+            match action {
+                UserCommand::Add { name, scheme } => {
+                    let scheme = user_admin::scheme(scheme)?;
+                    user_admin::add(&path, name, scheme, &read_password(None, true)?)?;
+                    writeln!(out, "{name}: added to {}", path.display()).map_err(io)?;
+                }
+                UserCommand::Passwd { name, scheme } => {
+                    let scheme = user_admin::scheme(scheme)?;
+                    user_admin::passwd(&path, name, scheme, &read_password(None, true)?)?;
+                    writeln!(out, "{name}: password changed").map_err(io)?;
+                }
+                UserCommand::Del { name } => {
+                    user_admin::delete(&path, name)?;
+                    writeln!(out, "{name}: removed from {}", path.display()).map_err(io)?;
+                }
+                UserCommand::List => user_admin::list(&path, out)?,
+                UserCommand::Check { name } => {
+                    let ok = user_admin::check(&path, name, &read_password(None, false)?)?;
+                    writeln!(
+                        out,
+                        "{name}: {}",
+                        if ok { "password OK" } else { "wrong password" }
+                    )
+                    .map_err(io)?;
+                    return Ok(Some(ok));
+                }
+            }
+            Ok(Some(true))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Runs an administration command; `Err` is a message for stderr (exit code 1).
 pub fn run_command(command: &Command, config: &Config, out: &mut impl Write) -> Result<(), String> {
     let now = unix_now();
@@ -108,6 +286,9 @@ pub fn run_command(command: &Command, config: &Config, out: &mut impl Write) -> 
             action: QueueCommand::List { json },
         } => queue_list(config, now, *json, out),
         Command::Digest { user, .. } => digest_now(config, user.as_deref(), out),
+        Command::User { .. } | Command::Pw { .. } => {
+            Err("`user` and `pw` run before the configuration is loaded".into())
+        }
     }
 }
 

@@ -48,7 +48,7 @@ use serde::Deserialize;
 use crate::limits::{MaxConnections, PerRole};
 use crate::login_limiter::failure_delay;
 
-pub use crate::credentials::{Credential, HashCost, Secret};
+pub use crate::credentials::{Credential, HashCost, PasswordHash, Secret};
 
 /// The demo configuration shipped as `examples/mailbagd/mailbag.toml`; `mailbagd`
 /// runs on it when started without `--config`.
@@ -297,6 +297,9 @@ pub struct User {
     pub subject_prefix: bool,
     /// Where spam goes (default `Spam`).
     pub spam_folder: SpamFolder,
+    /// The line of `[userdb] passwd_file` the user comes from (`None`: a
+    /// `[[users]]` entry). Such a user's Maildir is made on first use.
+    pub passwd_file_line: Option<usize>,
 }
 
 /// `[pop3]`.
@@ -331,6 +334,13 @@ pub struct UserdbConfig {
     /// addresses (default true; the Maildir keeps the configured spelling).
     /// Names must be unique ignoring case either way.
     pub case_insensitive: bool,
+    /// A Dovecot passwd-file with more users ([`crate::passwd_file`];
+    /// default none). Its users and `[[users]]` are one list: a name in
+    /// both is an error naming the line. Extra fields `spam_scanning=yes|no`,
+    /// `subject_prefix=yes|no` and `spam_folder=INBOX|Spam` set the user's
+    /// defaults (the self-service page's settings still win); other extra
+    /// fields are kept in the file and ignored.
+    pub passwd_file: Option<PathBuf>,
 }
 
 /// `[smtp]`.
@@ -631,7 +641,7 @@ impl Dummies {
             .iter()
             .filter_map(|u| u.credential.hash_cost())
             .max_by_key(HashCost::work)
-            .map(|c| c.dummy());
+            .map(|c| Credential::Hash(c.dummy()));
         let longest = users
             .iter()
             .map(|u| match &u.credential {
@@ -675,6 +685,7 @@ struct RawConfig {
     login: RawLogin,
     #[serde(default)]
     userdb: RawUserdb,
+    #[serde(default)]
     users: Vec<RawUser>,
 }
 
@@ -682,6 +693,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawUserdb {
     case_insensitive: Option<bool>,
+    passwd_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -818,6 +830,121 @@ struct RawUser {
 
 // ---------------------------------------------------------------------------
 // Validation.
+
+/// Every bad line of a passwd-file in one message (the first
+/// [`MAX_REPORTED_LINES`], then a count).
+const MAX_REPORTED_LINES: usize = 20;
+
+/// The users of a passwd-file, validated as `[[users]]` entries are: a
+/// mailbox name, unique ignoring case among `seen` (which it extends),
+/// known extra-field values. Any bad line refuses the whole file, naming
+/// every such line.
+fn passwd_users(
+    path: &Path,
+    text: &str,
+    seen: &mut HashSet<String>,
+) -> Result<Vec<User>, ConfigError> {
+    let mut users = Vec::with_capacity(text.lines().count());
+    let mut errors = Vec::new();
+    let mut line_errors = crate::passwd_file::parse_each(text, |e| {
+        let (line, entry_name) = (e.line, e.name.clone());
+        let mut bad = |message: String| {
+            errors.push(crate::passwd_file::LineError {
+                line,
+                message: format!("user {entry_name:?}: {message}"),
+            });
+        };
+        let name = match parse_user_name("name", &e.name) {
+            Ok(n) => n,
+            Err(err) => {
+                bad(err.to_string());
+                return;
+            }
+        };
+        if e.name.eq_ignore_ascii_case("postmaster") {
+            bad("\"postmaster\" is reserved; use the top-level `postmaster` key".into());
+            return;
+        }
+        if !seen.insert(e.name.to_ascii_lowercase()) {
+            bad("a user of this name (in some letter case) is already configured".into());
+            return;
+        }
+        let mut user = User {
+            name,
+            credential: e.credential,
+            spam_scanning: true,
+            subject_prefix: true,
+            spam_folder: SpamFolder::default(),
+            passwd_file_line: Some(line),
+        };
+        for (key, value) in &e.extra {
+            let yes_no = |v: &str| match v.to_ascii_lowercase().as_str() {
+                "yes" | "y" | "true" | "1" => Some(true),
+                "no" | "n" | "false" | "0" => Some(false),
+                _ => None,
+            };
+            let ok = match key.as_str() {
+                "spam_scanning" => yes_no(value).map(|b| user.spam_scanning = b),
+                "subject_prefix" => yes_no(value).map(|b| user.subject_prefix = b),
+                "spam_folder" => match value.to_ascii_lowercase().as_str() {
+                    "inbox" => Some(SpamFolder::Inbox),
+                    "spam" => Some(SpamFolder::Spam),
+                    _ => None,
+                }
+                .map(|f| user.spam_folder = f),
+                // Dovecot's own fields and anything else: not ours.
+                _ => Some(()),
+            };
+            if ok.is_none() {
+                bad(format!("{key}={value}: not a valid value"));
+            }
+        }
+        users.push(user);
+    });
+    errors.append(&mut line_errors);
+    if errors.is_empty() {
+        return Ok(users);
+    }
+    errors.sort_by_key(|e| e.line);
+    let mut message = format!("{}: ", path.display());
+    let shown: Vec<String> = errors
+        .iter()
+        .take(MAX_REPORTED_LINES)
+        .map(ToString::to_string)
+        .collect();
+    message.push_str(&shown.join("; "));
+    if errors.len() > MAX_REPORTED_LINES {
+        message.push_str(&format!(
+            "; and {} more bad lines",
+            errors.len() - MAX_REPORTED_LINES
+        ));
+    }
+    Err(invalid("userdb.passwd_file", message))
+}
+
+/// Checks a mailbox name as the configuration does (`mailbagd user add`):
+/// a valid mailstore [`UserName`] that is also an unquoted ASCII RFC 5321
+/// local part, and not `postmaster`.
+///
+/// # Errors
+///
+/// A message saying why.
+///
+/// ```
+/// use mailbagd::config::check_user_name;
+/// assert!(check_user_name("joe.smith").is_ok());
+/// assert!(check_user_name("../etc").is_err());
+/// assert!(check_user_name("Postmaster").is_err());
+/// ```
+pub fn check_user_name(name: &str) -> Result<UserName, String> {
+    if name.eq_ignore_ascii_case("postmaster") {
+        return Err("\"postmaster\" is reserved; use the top-level `postmaster` key".into());
+    }
+    parse_user_name("name", name).map_err(|e| match e {
+        ConfigError::Invalid { message, .. } => message,
+        other => other.to_string(),
+    })
+}
 
 /// A mailbox name: a valid mailstore [`UserName`] (it names a Maildir) that is
 /// also an unquoted RFC 5321 local part (mail reaches it as `name@domain`, so it
@@ -1225,8 +1352,11 @@ impl Config {
             ));
         }
 
-        if raw.users.is_empty() {
-            return Err(invalid("users", "at least one [[users]] entry is required"));
+        if raw.users.is_empty() && raw.userdb.passwd_file.is_none() {
+            return Err(invalid(
+                "users",
+                "at least one [[users]] entry (or a [userdb] passwd_file) is required",
+            ));
         }
         let mut users = Vec::with_capacity(raw.users.len());
         let mut names = HashSet::new();
@@ -1248,23 +1378,15 @@ impl Config {
             let credential = match (u.password, u.password_hash) {
                 (Some(p), None) => Credential::Plain(p),
                 (None, Some(h)) => {
-                    if sha_crypt::PasswordHashRef::new(&h).is_err()
-                        || !(h.starts_with("$5$") || h.starts_with("$6$"))
-                    {
-                        return Err(invalid(
+                    let hash = PasswordHash::parse(&h).map_err(|e| {
+                        invalid(
                             format!("{key}.password_hash"),
-                            "not a SHA-crypt hash ($5$... or $6$..., e.g. from `openssl passwd -6`)",
-                        ));
-                    }
-                    if !HashCost::of(&h)
-                        .is_some_and(|c| crate::credentials::ROUNDS_RANGE.contains(&c.rounds))
-                    {
-                        return Err(invalid(
-                            format!("{key}.password_hash"),
-                            "rounds must be a number from 1000 to 999999999",
-                        ));
-                    }
-                    Credential::Hash(h)
+                            format!(
+                                "{e}: a crypt string such as `doveadm pw` or `openssl passwd -6` prints ($argon2id$, $2y$, $6$, $5$)"
+                            ),
+                        )
+                    })?;
+                    Credential::Hash(hash)
                 }
                 (Some(_), Some(_)) => {
                     return Err(invalid(
@@ -1282,7 +1404,29 @@ impl Config {
                 spam_scanning: u.spam_scanning.unwrap_or(true),
                 subject_prefix: u.subject_prefix.unwrap_or(true),
                 spam_folder: u.spam_folder.unwrap_or_default(),
+                passwd_file_line: None,
             });
+        }
+        if let Some(path) = &raw.userdb.passwd_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "userdb.passwd_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let from_file = passwd_users(path, &text, &mut names)?;
+            drop(text);
+            if users.is_empty() {
+                users = from_file;
+            } else {
+                users.extend(from_file);
+            }
+            if users.is_empty() {
+                return Err(invalid(
+                    "userdb.passwd_file",
+                    format!("{} has no users", path.display()),
+                ));
+            }
         }
         // The relay queue must not be a user's Maildir (<data_dir>/<user>).
         if relay.queue_dir.parent() == Some(data_dir.as_path()) {
@@ -1321,6 +1465,7 @@ impl Config {
             .collect();
         let userdb = UserdbConfig {
             case_insensitive: raw.userdb.case_insensitive.unwrap_or(true),
+            passwd_file: raw.userdb.passwd_file,
         };
         Ok(Config {
             hostname,
@@ -1805,7 +1950,7 @@ mod tests {
             )
         };
         let cost = |text: &str| parse(text).unwrap().unknown_user_hash_cost();
-        let sha512_10k = Some(HashCost {
+        let sha512_10k = Some(HashCost::ShaCrypt {
             scheme: crate::credentials::HashScheme::Sha512Crypt,
             rounds: 10_000,
         });
@@ -1814,11 +1959,16 @@ mod tests {
         assert_eq!(cost(&users(&hash(6, 10_000), &hash(5, 5000))), sha512_10k);
         // Without `rounds=`: 5000.
         let c = cost(&users(&hash(5, 5000), SECRET_HASH)).unwrap();
-        assert_eq!(c.rounds, 5000);
-        assert_eq!(c.scheme, crate::credentials::HashScheme::Sha512Crypt);
+        assert_eq!(
+            c,
+            HashCost::ShaCrypt {
+                scheme: crate::credentials::HashScheme::Sha512Crypt,
+                rounds: 5000
+            }
+        );
         // More rounds of SHA-256 can cost more than SHA-512.
         let c = cost(&users(&hash(5, 40_000), &hash(6, 10_000))).unwrap();
-        assert_eq!(c.scheme, crate::credentials::HashScheme::Sha256Crypt);
+        assert_eq!(c.scheme(), crate::credentials::HashScheme::Sha256Crypt);
         // Only clear-text passwords: no hash work at all.
         assert_eq!(cost(USERS), None);
         let c = parse(&users(&hash(5, 5000), &hash(6, 10_000))).unwrap();
@@ -1835,7 +1985,10 @@ mod tests {
                 "[[users]]\nname = \"x\"\npassword_hash = \"{bad}\"\n"
             ))
             .unwrap_err();
-            assert!(err.to_string().contains("rounds"), "{err}");
+            assert!(
+                err.to_string().contains("cost parameters out of range"),
+                "{err}"
+            );
         }
     }
 

@@ -162,8 +162,12 @@ impl Context {
             .max_message_size
             .saturating_add(ADDED_HEADERS_ALLOWANCE);
         opts.hostname = Some(config.hostname.to_string());
+        // A passwd-file user's Maildir is made on first use (a delivery, a
+        // login, the web page), as Dovecot does: with 100,000 users, making
+        // every one at start-up would take minutes.
+        opts.auto_create_users = true;
         let store = MaildirStore::new(&config.data_dir, opts).map_err(store_err)?;
-        for u in &config.users {
+        for u in config.users.iter().filter(|u| u.passwd_file_line.is_none()) {
             match store.create_user(&u.name) {
                 Ok(()) => {}
                 // Made by someone else (`mkdir`, another delivery agent): complete

@@ -9,6 +9,17 @@ use mailbagd::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     mailbagd::cli::init_tracing(&cli);
+    // `pw` and `user ...` need no valid configuration (a passwd-file with a
+    // bad line must stay repairable).
+    match mailbagd::cli::run_user_command(&cli, &mut std::io::stdout()) {
+        Ok(Some(true)) => return ExitCode::SUCCESS,
+        Ok(Some(false)) => return ExitCode::FAILURE,
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("mailbagd: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let config = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {

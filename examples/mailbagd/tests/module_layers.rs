@@ -13,18 +13,20 @@ const LAYERS: &[&[&str]] = &[
     // Plain building blocks: no other module of the crate.
     &[
         "clock",
-        "credentials",
         "disk_space",
         "envelope",
         "limits",
+        "password_hash",
         "replies",
         "signing_key",
         "signals",
         "spool",
         "tls",
     ],
-    // Failed logins, keyed like the connection limits.
-    &["login_limiter"],
+    // Password checks: clear text or a hash.
+    &["credentials"],
+    // Failed logins, keyed like the connection limits; the passwd-file user database.
+    &["login_limiter", "passwd_file"],
     // The validated configuration.
     &["config"],
     // What reads only the configuration.
@@ -34,6 +36,7 @@ const LAYERS: &[&[&str]] = &[
         "queue_list",
         "relay",
         "release_link",
+        "user_admin",
         "user_settings",
     ],
     // What every service shares.

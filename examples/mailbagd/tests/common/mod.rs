@@ -137,6 +137,8 @@ pub struct Options {
     /// TOML lines for the `[relay]` table (besides `queue_dir`). The default sends
     /// relayed mail to a closed loopback port, so it stays queued.
     pub relay: String,
+    /// TOML lines for the `[userdb]` table (e.g. `passwd_file = "…"`).
+    pub userdb: String,
 }
 
 impl Default for Options {
@@ -154,6 +156,7 @@ impl Default for Options {
             spamd: None,
             spam: String::new(),
             relay: "smarthost = \"127.0.0.1:1\"\n".into(),
+            userdb: String::new(),
         }
     }
 }
@@ -233,6 +236,8 @@ login_failure_delay = "0s"
 [limits]
 shutdown_timeout = "5s"
 {limits}
+[userdb]
+{userdb}
 [[users]]
 name = "joe"
 password = "secret"
@@ -254,6 +259,7 @@ spam_scanning = false
             queue = data.join("queue"),
             relay = opts.relay,
             limits = opts.limits,
+            userdb = opts.userdb,
             hash = SECRET_HASH,
             pop3_idle = opts.pop3_idle,
             smtp_idle = opts.smtp_idle,

@@ -1,0 +1,405 @@
+//! Dovecot's passwd-file user database: one user a line,
+//! `name:password:uid:gid:gecos:home:shell:extra_fields` (Dovecot's eight
+//! fields; a seventh field holding `key=value` pairs is read as the extra
+//! fields too). Empty fields are allowed, lines starting with `#` and blank
+//! lines are ignored. The password is `{SCHEME}hash` ([`HashScheme`], or
+//! `{PLAIN}` clear text) or a crypt string recognised by its `$id$`.
+//!
+//! [`parse`] reads a file into [`Entry`]s and reports each bad line with its
+//! number; what the extra fields mean (per-user spam defaults) is the
+//! configuration's business. [`add`], [`set_password`] and [`remove`] edit
+//! the text line by line, keeping comments, other users and unknown fields
+//! as they were; [`write_atomically`] replaces the file in one rename.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::credentials::{Credential, Secret};
+use crate::password_hash::{HashError, HashScheme, PasswordHash};
+
+/// One user line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The user name (first field), not yet checked against mailstore's rules.
+    pub name: String,
+    /// The password check.
+    pub credential: Credential,
+    /// The extra fields, `key=value` (a lone `key` has an empty value), in
+    /// file order.
+    pub extra: Vec<(String, String)>,
+    /// Its 1-based line number.
+    pub line: usize,
+}
+
+/// A line that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct LineError {
+    /// Its 1-based line number.
+    pub line: usize,
+    /// What is wrong (names the user when the name was readable).
+    pub message: String,
+}
+
+/// Why a passwd-file edit cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    /// `add` of a name that is there already (in any letter case).
+    #[error("user {0:?} already exists")]
+    Exists(String),
+    /// `set_password` or `remove` of a name that is not there.
+    #[error("no user {0:?}")]
+    NoSuchUser(String),
+    /// The name cannot be a passwd-file name (`:`, a line break, empty, `#`
+    /// first).
+    #[error("{0:?} cannot be a user name in a passwd-file")]
+    BadName(String),
+}
+
+/// The `{SCHEME}` names that mean a clear-text password.
+const PLAIN_SCHEMES: [&str; 3] = ["PLAIN", "CLEAR", "CLEARTEXT"];
+
+/// Reads the password field.
+fn credential(field: &str) -> Result<Credential, String> {
+    if field.is_empty() {
+        return Err("empty password field".into());
+    }
+    if let Some(rest) = field.strip_prefix('{') {
+        let (scheme, value) = rest
+            .split_once('}')
+            .ok_or_else(|| "unterminated {SCHEME} prefix".to_owned())?;
+        if PLAIN_SCHEMES.iter().any(|p| p.eq_ignore_ascii_case(scheme)) {
+            return Ok(Credential::Plain(Secret::new(value)));
+        }
+        let known = HashScheme::from_dovecot_name(scheme)
+            .ok_or_else(|| HashError::UnknownScheme(scheme.to_owned()).to_string())?;
+        return PasswordHash::parse_as(known, value)
+            .map(Credential::Hash)
+            .map_err(|e| e.to_string());
+    }
+    // Dovecot's default scheme for a passwd-file is CRYPT: a `$id$` string.
+    PasswordHash::parse(field)
+        .map(Credential::Hash)
+        .map_err(|_| {
+            "no {SCHEME} prefix and not a crypt string ($argon2id$, $2y$, $6$, $5$)".into()
+        })
+}
+
+/// Splits the extra fields (space-separated `key=value`).
+fn extra_fields(text: &str) -> Vec<(String, String)> {
+    text.split_ascii_whitespace()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (kv.to_owned(), String::new()),
+        })
+        .collect()
+}
+
+/// The fields of a user line: name, password, extra fields.
+fn fields(line: &str) -> Option<(&str, &str, &str)> {
+    let fields: Vec<&str> = line.split(':').collect();
+    let name = fields.first()?;
+    let password = fields.get(1)?;
+    let extra = match fields.len() {
+        // name:password:uid:gid:gecos:home:shell:extra (an extra field may hold `:`).
+        n if n >= 8 => line.splitn(8, ':').nth(7).unwrap_or(""),
+        // Seven fields: the last is the shell in Dovecot's layout, unless it
+        // holds `key=value` pairs.
+        7 if fields[6].contains('=') => fields[6],
+        _ => "",
+    };
+    Some((name, password, extra))
+}
+
+/// Whether the line carries no user.
+fn is_blank_or_comment(line: &str) -> bool {
+    let t = line.trim();
+    t.is_empty() || t.starts_with('#')
+}
+
+/// Reads a passwd-file: the usable users, and an error for every line that
+/// is not one (with its number and, when readable, the user's name).
+///
+/// # Examples
+///
+/// ```
+/// use mailbagd::passwd_file::parse;
+///
+/// let text = "# users\njoe:{PLAIN}secret::::::spam_folder=INBOX\nann:{MD5}x\nbad line\n";
+/// let (users, errors) = parse(text);
+/// assert_eq!(users.len(), 1);
+/// assert_eq!(users[0].extra, [("spam_folder".to_owned(), "INBOX".to_owned())]);
+/// assert_eq!(errors[0].line, 3);
+/// assert!(errors[0].message.contains("ann") && errors[0].message.contains("{MD5}"));
+/// assert_eq!(errors[1].line, 4);
+/// ```
+pub fn parse(text: &str) -> (Vec<Entry>, Vec<LineError>) {
+    let mut users = Vec::new();
+    let errors = parse_each(text, |e| users.push(e));
+    (users, errors)
+}
+
+/// [`parse`] without collecting the users: each goes to `user` as it is
+/// read (a server loading 100,000 users keeps only its own form of them).
+/// Returns the errors.
+pub fn parse_each(text: &str, mut user: impl FnMut(Entry)) -> Vec<LineError> {
+    let mut errors = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        if is_blank_or_comment(raw) {
+            continue;
+        }
+        let Some((name, password, extra)) = fields(raw) else {
+            errors.push(LineError {
+                line,
+                message: "not `name:password:…` (no `:` after the user name)".into(),
+            });
+            continue;
+        };
+        if name.is_empty() {
+            errors.push(LineError {
+                line,
+                message: "empty user name".into(),
+            });
+            continue;
+        }
+        match credential(password) {
+            Ok(credential) => user(Entry {
+                name: name.to_owned(),
+                credential,
+                extra: extra_fields(extra),
+                line,
+            }),
+            Err(message) => errors.push(LineError {
+                line,
+                message: format!("user {name:?}: {message}"),
+            }),
+        }
+    }
+    errors
+}
+
+/// The line of user `name` (in any letter case), by index.
+fn find(lines: &[&str], name: &str) -> Option<usize> {
+    lines.iter().position(|l| {
+        !is_blank_or_comment(l)
+            && l.split(':')
+                .next()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
+}
+
+fn check_name(name: &str) -> Result<(), EditError> {
+    if name.is_empty()
+        || name.starts_with('#')
+        || name.contains([':', '\n', '\r'])
+        || name.trim() != name
+    {
+        return Err(EditError::BadName(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// Joins edited lines, keeping the file's final line break.
+fn join(lines: &[&str], had_final_newline: bool) -> String {
+    let mut out = lines.join("\n");
+    if had_final_newline || !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// `text` with a line for a new user `name` with password field `password`
+/// (`{SCHEME}hash`) appended.
+///
+/// # Errors
+///
+/// [`EditError::Exists`] or [`EditError::BadName`].
+pub fn add(text: &str, name: &str, password: &str) -> Result<String, EditError> {
+    check_name(name)?;
+    let lines: Vec<&str> = text.lines().collect();
+    if find(&lines, name).is_some() {
+        return Err(EditError::Exists(name.to_owned()));
+    }
+    let new = format!("{name}:{password}::::::");
+    let mut all = lines;
+    all.push(&new);
+    Ok(join(&all, true))
+}
+
+/// `text` with the password field of user `name` replaced, every other
+/// field and line as it was.
+///
+/// # Errors
+///
+/// [`EditError::NoSuchUser`].
+///
+/// ```
+/// use mailbagd::passwd_file::set_password;
+/// let text = "# keep me\njoe:{PLAIN}old:8:8::/home/joe::quota=1G userdb_x=y\n";
+/// assert_eq!(
+///     set_password(text, "JOE", "{PLAIN}new").unwrap(),
+///     "# keep me\njoe:{PLAIN}new:8:8::/home/joe::quota=1G userdb_x=y\n"
+/// );
+/// ```
+pub fn set_password(text: &str, name: &str, password: &str) -> Result<String, EditError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let i = find(&lines, name).ok_or_else(|| EditError::NoSuchUser(name.to_owned()))?;
+    let old = lines[i];
+    let (user, rest) = old.split_once(':').unwrap_or((old, ""));
+    let after = rest.split_once(':').map(|(_, after)| after);
+    let new = match after {
+        Some(after) => format!("{user}:{password}:{after}"),
+        None => format!("{user}:{password}"),
+    };
+    let mut all = lines;
+    all[i] = &new;
+    Ok(join(&all, text.ends_with('\n')))
+}
+
+/// `text` without the line of user `name`.
+///
+/// # Errors
+///
+/// [`EditError::NoSuchUser`].
+pub fn remove(text: &str, name: &str) -> Result<String, EditError> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    let i = find(&lines, name).ok_or_else(|| EditError::NoSuchUser(name.to_owned()))?;
+    lines.remove(i);
+    Ok(join(&lines, text.ends_with('\n')))
+}
+
+/// Replaces `path` with `contents` in one step: a temporary file in the same
+/// directory, written and synced, then renamed over it (readers see the old
+/// file or the new one, never a part). The new file keeps the old one's
+/// permissions (0600 when there was none: it holds password hashes).
+///
+/// # Errors
+///
+/// The I/O error of any step; the old file is then unchanged.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mode = fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    // The rename itself is durable once the directory is synced.
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dovecot_layouts_and_extra_fields() {
+        let text = "\
+joe:{SHA512-CRYPT}$6$rZliekdh/s9yXx8x$WjZ0eTVB5/b6wE5aRACN6JUUH8u.35TQqOL/T1ik5i0x/PIA42QKijuolgDlmXzOeul57ylilK3UM2eDg8edx0:1000:1000::/home/joe::spam_scanning=no quota=1G
+ann:$2y$05$tZrlwmJV1.E.U8IYZ5Cw7Ok8ZlWbqWgrL6FB3mpIrm8JFzI7CaHqG
+bob:{plain}pa:ss::::/bin/false
+  # an indented comment
+
+eve:{PLAIN}x:::::spam_folder=INBOX nopassword
+";
+        let (users, errors) = parse(text);
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["joe", "ann", "bob", "eve"]);
+        assert!(users[0].credential.verify(b"secret"));
+        assert_eq!(
+            users[0].extra,
+            [
+                ("spam_scanning".into(), "no".into()),
+                ("quota".into(), "1G".into())
+            ]
+        );
+        assert!(users[1].credential.verify(b"secret"), "bare $2y$");
+        // `:` ends the password field: bob's password is "pa".
+        assert!(users[2].credential.verify(b"pa"));
+        assert!(users[2].extra.is_empty(), "a shell is not an extra field");
+        assert_eq!(users[3].line, 6);
+        assert_eq!(
+            users[3].extra,
+            [
+                ("spam_folder".into(), "INBOX".into()),
+                ("nopassword".into(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn every_bad_line_is_reported_with_its_number() {
+        let text = "ok:{PLAIN}x\nnocolon\n:{PLAIN}x\nmd5:{MD5-CRYPT}$1$abc$def\nempty:\nbad:{ARGON2ID}$2y$05$x\nplainless:secret\n";
+        let (users, errors) = parse(text);
+        assert_eq!(users.len(), 1);
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 3, 4, 5, 6, 7]);
+        assert!(
+            errors[2].message.contains("\"md5\"")
+                && errors[2].message.contains("unknown password scheme")
+        );
+        assert!(
+            errors[4].message.contains("not a valid ARGON2ID hash"),
+            "{}",
+            errors[4]
+        );
+    }
+
+    #[test]
+    fn edits_keep_everything_else() {
+        let text = "# header\njoe:{PLAIN}a:1:1::/h::quota=2G\n\nann:{PLAIN}b\n";
+        let added = add(text, "bob", "{PLAIN}c").unwrap();
+        assert_eq!(added, format!("{text}bob:{{PLAIN}}c::::::\n"));
+        assert!(matches!(
+            add(&added, "JOE", "{PLAIN}x"),
+            Err(EditError::Exists(_))
+        ));
+        assert!(matches!(
+            add(text, "a:b", "{PLAIN}x"),
+            Err(EditError::BadName(_))
+        ));
+        let removed = remove(&added, "joe").unwrap();
+        assert_eq!(removed, "# header\n\nann:{PLAIN}b\nbob:{PLAIN}c::::::\n");
+        assert!(matches!(
+            remove(&removed, "joe"),
+            Err(EditError::NoSuchUser(_))
+        ));
+        let changed = set_password(&removed, "ann", "{PLAIN}z").unwrap();
+        assert!(changed.contains("\nann:{PLAIN}z\n"));
+        let (users, errors) = parse(&changed);
+        assert!(errors.is_empty());
+        assert_eq!(users.len(), 2);
+    }
+
+    #[test]
+    fn atomic_writes_keep_the_mode_and_make_new_files_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        write_atomically(&path, b"joe:{PLAIN}x\n").unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomically(&path, b"ann:{PLAIN}y\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "ann:{PLAIN}y\n");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! `mailbagd user add|passwd|del|list|check` and `mailbagd pw`: the
+//! passwd-file administration an ISP does with `doveadm pw` and an editor,
+//! done safely. Every change rewrites the file atomically
+//! ([`passwd_file::write_atomically`]) and keeps comments, other users and
+//! unknown fields as they were; the running server reads the file at start.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::config::check_user_name;
+use crate::credentials::Credential;
+use crate::passwd_file::{self, EditError};
+use crate::password_hash::{HashScheme, PasswordHash};
+
+/// A scheme by the name `--scheme` takes (Dovecot's: `ARGON2ID`,
+/// `BLF-CRYPT`, `SHA512-CRYPT`, ...; any letter case).
+///
+/// # Errors
+///
+/// A message listing the known names.
+pub fn scheme(name: &str) -> Result<HashScheme, String> {
+    HashScheme::from_dovecot_name(name).ok_or_else(|| {
+        let known: Vec<&str> = HashScheme::ALL.iter().map(|s| s.dovecot_name()).collect();
+        format!("unknown scheme {name:?} (known: {})", known.join(", "))
+    })
+}
+
+/// `mailbagd pw`: the passwd-file form of a new hash of `password`.
+///
+/// # Errors
+///
+/// When hashing fails.
+pub fn pw(scheme: HashScheme, password: &str) -> Result<String, String> {
+    PasswordHash::make(scheme, password.as_bytes())
+        .map(|h| h.to_dovecot())
+        .map_err(|e| e.to_string())
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    passwd_file::write_atomically(path, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn edit_error(e: EditError) -> String {
+    e.to_string()
+}
+
+/// `mailbagd user add NAME`: a new line for `name` with a hash of
+/// `password` (the file is made, mode 0600, when it does not exist).
+///
+/// # Errors
+///
+/// A name the server would refuse, a name already there, or an I/O error.
+pub fn add(path: &Path, name: &str, scheme: HashScheme, password: &str) -> Result<(), String> {
+    check_user_name(name).map_err(|e| format!("{name:?}: {e}"))?;
+    let text = read(path)?;
+    let hash = pw(scheme, password)?;
+    let new = passwd_file::add(&text, name, &hash).map_err(edit_error)?;
+    write(path, &new)
+}
+
+/// `mailbagd user passwd NAME`: a new hash for `name`, every other field
+/// kept.
+///
+/// # Errors
+///
+/// No such user, or an I/O error.
+pub fn passwd(path: &Path, name: &str, scheme: HashScheme, password: &str) -> Result<(), String> {
+    let text = read(path)?;
+    let hash = pw(scheme, password)?;
+    let new = passwd_file::set_password(&text, name, &hash).map_err(edit_error)?;
+    write(path, &new)
+}
+
+/// `mailbagd user del NAME`: removes the line of `name` (the Maildir stays).
+///
+/// # Errors
+///
+/// No such user, or an I/O error.
+pub fn delete(path: &Path, name: &str) -> Result<(), String> {
+    let text = read(path)?;
+    let new = passwd_file::remove(&text, name).map_err(edit_error)?;
+    write(path, &new)
+}
+
+/// `mailbagd user list`: one line per user, `name scheme`, then a line for
+/// each bad line of the file.
+///
+/// # Errors
+///
+/// An I/O error (of reading or of `out`).
+pub fn list(path: &Path, out: &mut impl Write) -> Result<(), String> {
+    let text = read(path)?;
+    let (users, errors) = passwd_file::parse(&text);
+    let io = |e: std::io::Error| e.to_string();
+    for u in &users {
+        let scheme = match &u.credential {
+            Credential::Plain(_) => "PLAIN",
+            Credential::Hash(h) => h.scheme().dovecot_name(),
+        };
+        writeln!(out, "{} {scheme}", u.name).map_err(io)?;
+    }
+    for e in &errors {
+        writeln!(out, "# {}: {e}", path.display()).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// `mailbagd user check NAME`: whether `password` is the password of
+/// `name` in the file.
+///
+/// # Errors
+///
+/// No such user, or an I/O error.
+pub fn check(path: &Path, name: &str, password: &str) -> Result<bool, String> {
+    let text = read(path)?;
+    let (users, _) = passwd_file::parse(&text);
+    let user = users
+        .iter()
+        .find(|u| u.name.eq_ignore_ascii_case(name))
+        .ok_or_else(|| format!("no user {name:?} in {}", path.display()))?;
+    Ok(user.credential.verify(password.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_passwd_check_del_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, "# the ISP's users\nann:{PLAIN}a::::::quota=1G\n").unwrap();
+        add(&path, "joe", HashScheme::Sha512Crypt, "s3cret").unwrap();
+        assert!(
+            add(&path, "JOE", HashScheme::Sha512Crypt, "x")
+                .unwrap_err()
+                .contains("already exists")
+        );
+        assert!(add(&path, "../x", HashScheme::Sha512Crypt, "x").is_err());
+        assert!(check(&path, "joe", "s3cret").unwrap());
+        assert!(!check(&path, "joe", "wrong").unwrap());
+        passwd(&path, "joe", HashScheme::BlfCrypt, "n3w").unwrap();
+        assert!(check(&path, "joe", "n3w").unwrap());
+        let mut out = Vec::new();
+        list(&path, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ann PLAIN\njoe BLF-CRYPT\n"
+        );
+        delete(&path, "joe").unwrap();
+        assert!(check(&path, "joe", "n3w").is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# the ISP's users\nann:{PLAIN}a::::::quota=1G\n"
+        );
+        assert!(scheme("sha512-crypt").is_ok());
+        assert!(scheme("MD5").unwrap_err().contains("ARGON2ID"));
+    }
+}

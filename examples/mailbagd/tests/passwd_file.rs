@@ -1,0 +1,248 @@
+//! The Dovecot passwd-file user database (`[userdb] passwd_file`): hashes
+//! made by Dovecot's own `doveadm pw` in every scheme log in over POP3 and
+//! on the web page, extra fields set a user's spam defaults, a bad line
+//! stops start-up with exit status 2 naming the line, and `mailbagd user …`
+//! / `mailbagd pw` edit the file in ways both mailbagd and Dovecot accept.
+//! Under `CI=true` a missing `doveadm` or python3 fails the tests.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
+mod webutil;
+use common::{GTUBE, Options, Server, py_pop_login, require, run, run_with_input};
+use webutil::{Client, WebServer};
+
+/// `doveadm pw -s SCHEME -p PASSWORD`: `{SCHEME}…`.
+fn doveadm_pw(scheme: &str, password: &str) -> String {
+    let out = run(Command::new("doveadm").args(["pw", "-s", scheme, "-p", password]));
+    assert!(out.ok(), "{out:?}");
+    out.stdout.trim().to_owned()
+}
+
+/// `doveadm pw -t HASH -p PASSWORD`: does Dovecot verify our hash?
+fn doveadm_verifies(hash: &str, password: &str) -> bool {
+    let out = run(Command::new("doveadm").args(["pw", "-t", hash, "-p", password]));
+    out.ok() && out.stdout.contains("(verified)")
+}
+
+fn mailbagd(args: &[&str], stdin: Option<&str>) -> common::Out {
+    run_with_input(
+        Command::new(env!("CARGO_BIN_EXE_mailbagd")).args(args),
+        stdin.map(str::as_bytes),
+        Duration::from_secs(60),
+    )
+}
+
+const SCHEMES: [&str; 6] = [
+    "ARGON2ID",
+    "ARGON2I",
+    "BLF-CRYPT",
+    "SHA512-CRYPT",
+    "SHA256-CRYPT",
+    "PLAIN",
+];
+
+/// A passwd-file with one user per scheme (`u0`… with password `pw-SCHEME`),
+/// every hash made by `doveadm pw`.
+fn doveadm_passwd_file(path: &Path) {
+    let mut text = String::from("# made by doveadm pw\n");
+    for (i, scheme) in SCHEMES.iter().enumerate() {
+        let hash = doveadm_pw(scheme, &format!("pw-{scheme}"));
+        text.push_str(&format!("u{i}:{hash}:1000:1000::/home/u{i}::\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn doveadm_pw_hashes_log_in_over_pop3_and_the_web() {
+    if !require("doveadm") || !require("python3") {
+        return;
+    }
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    doveadm_passwd_file(&file);
+    let server = Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}"),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    for (i, scheme) in SCHEMES.iter().enumerate() {
+        let user = format!("u{i}");
+        let good = py_pop_login(&server, "127.0.0.1", &user, &format!("pw-{scheme}"));
+        assert!(good.starts_with("OK 0 0"), "{scheme}: {good}");
+        let bad = py_pop_login(&server, "127.0.0.2", &user, "pw-wrong");
+        assert!(!bad.starts_with("OK"), "{scheme}: {bad}");
+    }
+    // `[[users]]` of the config file still work beside the passwd-file.
+    assert!(py_pop_login(&server, "127.0.0.3", "joe", "secret").starts_with("OK"));
+
+    // The web page logs in with the same check (in-process server).
+    let web = WebServer::start(&format!("\n[userdb]\npasswd_file = {file:?}"));
+    for (i, scheme) in SCHEMES.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        let mut c = Client::new(web.web());
+        let r = c.login(&format!("u{i}"), &format!("pw-{scheme}"));
+        assert_eq!(r.status, 303, "{scheme}: {r:?}");
+        assert_eq!(c.get("/settings").status, 200, "{scheme}");
+    }
+    let mut c = Client::new(web.web());
+    assert_eq!(c.login("u0", "pw-wrong").status, 401);
+}
+
+#[test]
+fn extra_fields_set_a_users_spam_defaults() {
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    std::fs::write(
+        &file,
+        "cat:{PLAIN}catpw:1000:1000::/home/cat::spam_folder=INBOX subject_prefix=no quota=1G\n\
+         dan:{PLAIN}danpw:::::: spam_folder=Spam\n",
+    )
+    .unwrap();
+    let web = WebServer::start(&format!("\n[userdb]\npasswd_file = {file:?}"));
+    for user in ["cat", "dan"] {
+        let r = webutil::smtp_send(web.smtp(), &format!("{user}@example.test"), "offer", GTUBE);
+        assert!(r.starts_with("250"), "{r}");
+    }
+    // cat: spam in the INBOX, Subject untagged; dan: spam in the Spam folder.
+    let cat = webutil::pop3_fetch_all(web.pop3(), "cat", "catpw");
+    assert_eq!(
+        cat.len(),
+        1,
+        "INBOX {:?}, Spam {:?}",
+        web.files("cat", ""),
+        web.files("cat", ".Spam")
+    );
+    assert_eq!(webutil::subject(&cat[0]), "offer");
+    assert!(cat[0].contains("X-Spam-Flag: YES"), "{}", cat[0]);
+    assert!(webutil::pop3_fetch_all(web.pop3(), "dan", "danpw").is_empty());
+    assert_eq!(web.files("dan", ".Spam").len(), 1);
+}
+
+#[test]
+fn a_bad_line_stops_start_up_with_exit_status_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("passwd");
+    let config = dir.path().join("mailbag.toml");
+    let write_config = |extra_user: bool| {
+        let users = if extra_user {
+            "[[users]]\nname = \"joe\"\npassword = \"x\"\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\n[userdb]\npasswd_file = {file:?}\n{users}",
+                dir.path().join("data")
+            ),
+        )
+        .unwrap();
+    };
+    write_config(false);
+    let config_arg = config.to_str().unwrap();
+    for (text, expected) in [
+        (
+            "ok:{PLAIN}x\nann:{MD5}abc\n",
+            "line 2: user \"ann\": unknown password scheme {MD5}",
+        ),
+        ("ok:{PLAIN}x\n\nbad line\n", "line 3: not `name:password:"),
+        ("ok:{PLAIN}x\n../x:{PLAIN}y\n", "line 2: user \"../x\""),
+        (
+            "ok:{PLAIN}x\nOK:{PLAIN}y\n",
+            "line 2: user \"OK\": a user of this name",
+        ),
+        (
+            "ok:{BLF-CRYPT}$6$abc$def\n",
+            "line 1: user \"ok\": not a valid BLF-CRYPT hash",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let out = mailbagd(&["--config", config_arg, "--check"], None);
+        assert_eq!(out.code(), Some(2), "{text:?}: {out:?}");
+        assert!(out.stderr.contains(expected), "{text:?}: {}", out.stderr);
+    }
+    // A name in both the passwd-file and [[users]].
+    write_config(true);
+    std::fs::write(&file, "# users\nJoe:{PLAIN}x\n").unwrap();
+    let out = mailbagd(&["--config", config_arg, "--check"], None);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(
+        out.stderr.contains("line 2: user \"Joe\""),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn user_commands_and_pw_make_what_mailbagd_and_dovecot_accept() {
+    if !require("python3") {
+        return;
+    }
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    std::fs::write(&file, "# our users\namy:{PLAIN}a:1:1::/h::quota=2G\n").unwrap();
+    let f = file.to_str().unwrap();
+    let add = mailbagd(&["user", "add", "zed", "--file", f], Some("zed-pw\n"));
+    assert!(add.ok(), "{add:?}");
+    let add = mailbagd(
+        &["user", "add", "sue", "-s", "BLF-CRYPT", "--file", f],
+        Some("sue-pw\n"),
+    );
+    assert!(add.ok(), "{add:?}");
+    let again = mailbagd(&["user", "add", "ZED", "--file", f], Some("x\n"));
+    assert!(
+        !again.ok() && again.stderr.contains("already exists"),
+        "{again:?}"
+    );
+    let bad = mailbagd(&["user", "add", "a/b", "--file", f], Some("x\n"));
+    assert!(!bad.ok(), "{bad:?}");
+    assert!(mailbagd(&["user", "check", "zed", "--file", f], Some("zed-pw\n")).ok());
+    let wrong = mailbagd(&["user", "check", "zed", "--file", f], Some("nope\n"));
+    assert_eq!(wrong.code(), Some(1), "{wrong:?}");
+    let list = mailbagd(&["user", "list", "--file", f], None);
+    assert_eq!(
+        list.stdout, "amy PLAIN\nzed ARGON2ID\nsue BLF-CRYPT\n",
+        "{list:?}"
+    );
+    assert!(mailbagd(&["user", "passwd", "sue", "--file", f], Some("sue-new\n")).ok());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.starts_with("# our users\namy:{PLAIN}a:1:1::/h::quota=2G\n"),
+        "{text}"
+    );
+
+    // The server takes the file as the commands left it.
+    let server = Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}"),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    assert!(py_pop_login(&server, "127.0.0.1", "zed", "zed-pw").starts_with("OK"));
+    assert!(py_pop_login(&server, "127.0.0.1", "sue", "sue-new").starts_with("OK"));
+    assert!(!py_pop_login(&server, "127.0.0.2", "sue", "sue-pw").starts_with("OK"));
+    drop(server);
+    assert!(mailbagd(&["user", "del", "zed", "--file", f], None).ok());
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("zed:"));
+
+    // `mailbagd pw` hashes, checked by Dovecot itself.
+    if !require("doveadm") {
+        return;
+    }
+    for scheme in SCHEMES.iter().filter(|s| **s != "PLAIN") {
+        let out = mailbagd(&["pw", "-s", scheme, "-p", "hunter2"], None);
+        assert!(out.ok(), "{out:?}");
+        let hash = out.stdout.trim();
+        assert!(hash.starts_with(&format!("{{{scheme}}}")), "{hash}");
+        assert!(
+            doveadm_verifies(hash, "hunter2"),
+            "{scheme}: Dovecot does not verify {hash}"
+        );
+        assert!(!doveadm_verifies(hash, "hunter3"), "{scheme}");
+    }
+}
