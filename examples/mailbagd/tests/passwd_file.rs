@@ -87,6 +87,13 @@ fn doveadm_pw_hashes_log_in_over_pop3_and_the_web() {
         let r = c.login(&format!("u{i}"), &format!("pw-{scheme}"));
         assert_eq!(r.status, 303, "{scheme}: {r:?}");
         assert_eq!(c.get("/settings").status, 200, "{scheme}");
+        // No Maildir yet (made on the first delivery or POP3 login): an empty Spam page.
+        let spam = c.get("/spam");
+        assert_eq!(spam.status, 200, "{scheme}: {spam:?}");
+        assert!(
+            !web.data.join(format!("u{i}")).exists(),
+            "listing made no Maildir"
+        );
     }
     let mut c = Client::new(web.web());
     assert_eq!(c.login("u0", "pw-wrong").status, 401);

@@ -123,10 +123,11 @@ pub struct MaildirOptions {
     /// Report a full quota as temporary (SMTP 452) instead of permanent (552).
     /// Default `false`, like Dovecot's `quota_full_tempfail = no`.
     pub quota_tempfail: bool,
-    /// Create a user's Maildir on first use (a delivery, opening a
-    /// maildrop, listing or reading a folder) instead of failing with
-    /// [`Error::UnknownUser`]: for a user database too large to create every
-    /// Maildir up front. Default `false`: users are made with
+    /// Create a user's Maildir on first delivery or maildrop open (a login)
+    /// instead of failing with [`Error::UnknownUser`]: for a user database
+    /// too large to create every Maildir up front. Listing, reading and
+    /// moving never create (a background scan must not bring back a Maildir
+    /// an administrator removed). Default `false`: users are made with
     /// [`Mailstore::create_user`] (or exist already on disk).
     pub auto_create_users: bool,
     /// fsync message files, the index and directories. Default `true`.
@@ -411,9 +412,11 @@ impl Inner {
 
     /// Fails with [`Error::UnknownUser`] unless the user exists; creates what
     /// is missing of the INBOX and of `folder`, and returns `folder`'s directory.
-    fn open_user(&self, user: &UserName, folder: Folder) -> Result<PathBuf, Error> {
+    /// `create`: make a missing Maildir when `auto_create_users` is set (a
+    /// delivery or a maildrop open; listing and reading never create).
+    fn open_user(&self, user: &UserName, folder: Folder, create: bool) -> Result<PathBuf, Error> {
         if !self.user_exists(user) {
-            if !self.options.auto_create_users {
+            if !(create && self.options.auto_create_users) {
                 return Err(Error::UnknownUser(user.to_string()));
             }
             match self.create_user(user) {
@@ -739,7 +742,7 @@ impl Mailstore for MaildirStore {
 
     fn begin_delivery(&self, user: &UserName, folder: Folder) -> Result<Box<dyn Delivery>, Error> {
         let inner = &self.inner;
-        let dir = inner.open_user(user, folder)?;
+        let dir = inner.open_user(user, folder, true)?;
         if let Some(q) = inner.options.user_quota
             && inner.usage(user)? >= q
         {
@@ -776,7 +779,7 @@ impl Mailstore for MaildirStore {
         folder: Folder,
     ) -> Result<Box<dyn Maildrop>, Error> {
         let inner = &self.inner;
-        let dir = inner.open_user(user, folder)?;
+        let dir = inner.open_user(user, folder, true)?;
         // The INBOX's lock is `<user>/mailbag-pop3.lock`, the Spam folder's
         // `<user>/.Spam/mailbag-pop3.lock`: one POP3 session per folder.
         let lock = FileLock::try_exclusive(&dir.join(POP3_LOCK))?;
@@ -813,7 +816,7 @@ impl Mailstore for MaildirStore {
 
     fn list(&self, user: &UserName, folder: Folder) -> Result<Vec<MessageInfo>, Error> {
         let inner = &self.inner;
-        let dir = inner.open_user(user, folder)?;
+        let dir = inner.open_user(user, folder, false)?;
         let Scanned { validity, msgs, .. } = inner.scan(&dir)?;
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
@@ -835,7 +838,7 @@ impl Mailstore for MaildirStore {
 
     fn read(&self, user: &UserName, folder: Folder, uid: &Uid) -> Result<MessageReader, Error> {
         let inner = &self.inner;
-        let dir = inner.open_user(user, folder)?;
+        let dir = inner.open_user(user, folder, false)?;
         let m = inner.find(&dir, uid)?;
         let path = m.path(&dir);
         let f = File::open(&path).map_err(|e| {
@@ -855,7 +858,7 @@ impl Mailstore for MaildirStore {
         uids: &[Uid],
     ) -> Result<Vec<Result<MessageReader, Error>>, Error> {
         let inner = &self.inner;
-        let dir = inner.open_user(user, folder)?;
+        let dir = inner.open_user(user, folder, false)?;
         // One scan for all ids (`read` scans the folder per call).
         let Scanned { validity, msgs, .. } = inner.scan(&dir)?;
         let by_uid: HashMap<Uid, &Msg> = msgs.iter().map(|m| (m.unique_id(validity), m)).collect();
@@ -883,7 +886,7 @@ impl Mailstore for MaildirStore {
         to: Folder,
     ) -> Result<(), Error> {
         let inner = &self.inner;
-        let src_dir = inner.open_user(user, from)?;
+        let src_dir = inner.open_user(user, from, false)?;
         let m = inner.find(&src_dir, uid)?;
         if from == to {
             return Ok(());
@@ -917,7 +920,7 @@ impl Mailstore for MaildirStore {
 
     fn delete(&self, user: &UserName, folder: Folder, uid: &Uid) -> Result<(), Error> {
         let inner = &self.inner;
-        let dir = inner.open_user(user, folder)?;
+        let dir = inner.open_user(user, folder, false)?;
         let m = inner.find(&dir, uid)?;
         let path = m.path(&dir);
         match fs::remove_file(&path) {
@@ -935,7 +938,7 @@ impl Mailstore for MaildirStore {
         cutoff: SystemTime,
     ) -> Result<usize, Error> {
         let inner = &self.inner;
-        let dir = inner.open_user(user, folder)?;
+        let dir = inner.open_user(user, folder, false)?;
         let mut removed = 0;
         for cur in [false, true] {
             let d = dir.join(sub(cur));
@@ -1560,7 +1563,7 @@ mod tests {
     }
 
     #[test]
-    fn auto_created_users_get_a_maildir_on_any_first_use() {
+    fn auto_created_users_get_a_maildir_on_delivery_or_login() {
         let t = tempfile::tempdir().unwrap();
         let o = MaildirOptions {
             fsync: false,
@@ -1578,9 +1581,14 @@ mod tests {
         assert!(md.entries().is_empty());
         drop(md);
         assert!(t.path().join("ann/.Spam/cur").is_dir());
-        assert!(s.list(&bob, Folder::Spam).unwrap().is_empty());
+        // Listing does not create.
+        assert!(matches!(
+            s.list(&bob, Folder::Spam),
+            Err(Error::UnknownUser(_))
+        ));
+        assert!(!t.path().join("bob").exists());
         s.deliver(&cat, Folder::Inbox, &mut &b"hi\n"[..]).unwrap();
-        assert_eq!(s.users().unwrap(), [ann, bob, cat.clone()]);
+        assert_eq!(s.users().unwrap(), [ann, cat.clone()]);
         // Without the option, a missing Maildir is an unknown user.
         let plain = store(t.path());
         let dan = UserName::new("dan").unwrap();

@@ -92,6 +92,23 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Lists page `page` (from 1) of `user`'s Spam folder, newest first.
+/// The user's Spam folder; empty for a user whose Maildir is not made yet (a
+/// passwd-file user before the first delivery or login: listing never
+/// creates it).
+///
+/// # Errors
+///
+/// The store's error.
+pub fn list_spam(
+    store: &dyn Mailstore,
+    user: &UserName,
+) -> Result<Vec<mailbag_mailstore::MessageInfo>, StoreError> {
+    match store.list(user, Folder::Spam) {
+        Err(StoreError::UnknownUser(_)) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 /// Lists the folder (names and save times), then reads the header of the
 /// messages on the page only (with one [`Mailstore::read_many`]).
 pub fn list_page(
@@ -103,7 +120,7 @@ pub fn list_page(
     retention: Duration,
     max_header: usize,
 ) -> Result<SpamPage, StoreError> {
-    let mut all = store.list(user, Folder::Spam)?;
+    let mut all = list_spam(store, user)?;
     all.sort_by(|a, b| b.saved.cmp(&a.saved).then_with(|| b.uid.cmp(&a.uid)));
     let total = all.len();
     let page_size = page_size.max(1);
@@ -115,8 +132,13 @@ pub fn list_page(
         .take(page_size)
         .collect();
     let uids: Vec<Uid> = shown.iter().map(|i| i.uid.clone()).collect();
-    // One folder scan for the page's messages, then only their headers.
-    let readers = store.read_many(user, Folder::Spam, &uids)?;
+    // One folder scan for the page's messages, then only their headers (none
+    // for an empty page: the user may have no Maildir yet).
+    let readers = if uids.is_empty() {
+        Vec::new()
+    } else {
+        store.read_many(user, Folder::Spam, &uids)?
+    };
     let mut entries = Vec::with_capacity(shown.len());
     for (info, reader) in shown.into_iter().zip(readers) {
         entries.extend(to_entry(info, reader, template, retention, max_header)?);
@@ -173,8 +195,7 @@ pub fn entries_where(
     max_header: usize,
     keep: impl Fn(&mailbag_mailstore::MessageInfo) -> bool,
 ) -> Result<Vec<SpamEntry>, StoreError> {
-    let mut chosen: Vec<_> = store
-        .list(user, Folder::Spam)?
+    let mut chosen: Vec<_> = list_spam(store, user)?
         .into_iter()
         .filter(|m| keep(m))
         .collect();

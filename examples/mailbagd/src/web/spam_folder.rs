@@ -196,7 +196,7 @@ pub(super) async fn delete_all_page(State(web): State<App>, auth: Auth) -> Respo
     };
     let store = Arc::clone(&web.ctx.store);
     let now = SystemTime::now();
-    match blocking(move || store.list(&user, Folder::Spam)).await {
+    match blocking(move || spam::list_spam(store.as_ref(), &user)).await {
         Some(Ok(list)) => render(
             StatusCode::OK,
             ConfirmPage {
