@@ -386,6 +386,12 @@ pub struct PopBeforeSmtpConfig {
     pub window: Duration,
     /// Most addresses remembered at once (default 100000).
     pub max_entries: usize,
+    /// Postfix policy delegation listeners (`check_policy_service
+    /// inet:HOST:PORT`; default none): mailbagd answers from its live relay
+    /// table, so a site that keeps Postfix for SMTP can use mailbagd for POP3
+    /// and POP-before-SMTP. One address or a list. The protocol has no
+    /// authentication: listen on loopback or a private network only.
+    pub policy_listen: Vec<SocketAddr>,
 }
 
 /// `[spam]`.
@@ -732,6 +738,24 @@ struct RawTls {
 struct RawPbs {
     window: Option<HumanDuration>,
     max_entries: Option<usize>,
+    policy_listen: Option<OneOrMany>,
+}
+
+/// A listen key given as one address or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(SocketAddr),
+    Many(Vec<SocketAddr>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<SocketAddr> {
+        match self {
+            OneOrMany::One(a) => vec![a],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -1165,6 +1189,11 @@ impl Config {
                 Duration::from_secs(30 * 60),
             )?,
             max_entries: raw.pop_before_smtp.max_entries.unwrap_or(100_000),
+            policy_listen: raw
+                .pop_before_smtp
+                .policy_listen
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default(),
         };
         if pop_before_smtp.max_entries == 0 {
             return Err(invalid(
@@ -1990,6 +2019,36 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn policy_listen_takes_one_address_or_a_list() {
+        assert!(
+            parse(USERS)
+                .unwrap()
+                .pop_before_smtp
+                .policy_listen
+                .is_empty()
+        );
+        let one = parse(&format!(
+            "[pop_before_smtp]\npolicy_listen = \"127.0.0.1:10040\"\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(
+            one.pop_before_smtp.policy_listen,
+            ["127.0.0.1:10040".parse().unwrap()]
+        );
+        let many = parse(&format!(
+            "[pop_before_smtp]\npolicy_listen = [\"127.0.0.1:1\", \"[::1]:2\"]\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(many.pop_before_smtp.policy_listen.len(), 2);
+        assert!(
+            parse(&format!(
+                "[pop_before_smtp]\npolicy_listen = \"nowhere\"\n{USERS}"
+            ))
+            .is_err()
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! store, relay queue, TLS material) and binds every configured listener (so
 //! that a port that is taken is reported before anything runs);
 //! [`Server::run`] starts the services — one [`accept_loop`] per listener
-//! with the role's service, the retention sweeper, the outbound engine — and
+//! with the role's service, the Postfix policy service on
+//! `[pop_before_smtp] policy_listen` (pop-before-smtp's server over the same
+//! relay table), the retention sweeper, the outbound engine — and
 //! serves until the shutdown future completes: then the listeners close, idle
 //! connections are told to go away, in-flight work (a delivery being stored, a
 //! POP3 QUIT being committed, a relay attempt) is given
@@ -16,6 +18,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
+
+use mailbag_pop_before_smtp::server::PolicyServerOptions;
 
 use crate::config::Config;
 use crate::context::{Context, ContextError};
@@ -54,7 +58,12 @@ pub struct Server {
     ctx: Arc<Context>,
     outbound: Outbound,
     listeners: Vec<(Role, TcpListener)>,
+    /// Postfix policy delegation (`[pop_before_smtp] policy_listen`).
+    policy: Vec<TcpListener>,
 }
+
+/// The name the policy listeners are announced with.
+const POLICY_ROLE: &str = "policy";
 
 impl Server {
     /// Binds every listener, loads TLS material and opens the mail store. A
@@ -99,6 +108,18 @@ impl Server {
                 listeners.push((role, l));
             }
         }
+        let mut policy = Vec::new();
+        for addr in config.pop_before_smtp.policy_listen.iter_mut() {
+            let l = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
+                addr: *addr,
+                role: POLICY_ROLE,
+                source,
+            })?;
+            if let Ok(bound) = l.local_addr() {
+                *addr = bound;
+            }
+            policy.push(l);
+        }
         let ctx = Context::open(config)?;
         let config = &ctx.config;
         let lock = ctx.queue.lock_delivery().map_err(OutboundError::Queue)?;
@@ -111,6 +132,7 @@ impl Server {
             ctx: Arc::new(ctx),
             outbound,
             listeners,
+            policy,
         })
     }
 
@@ -139,10 +161,16 @@ impl Server {
             () = &mut shutdown => true,
             () = std::future::ready(()) => false,
         };
-        for (role, addr) in self.local_addrs() {
-            info!(role = role.name(), %addr, "listening");
+        let policy_addrs = self.policy.iter().filter_map(|l| l.local_addr().ok());
+        let announced = self
+            .local_addrs()
+            .into_iter()
+            .map(|(role, addr)| (role.name(), addr))
+            .chain(policy_addrs.map(|a| (POLICY_ROLE, a)));
+        for (role, addr) in announced {
+            info!(role, %addr, "listening");
             // Machine-readable, for scripts and tests (port 0 picks a free port).
-            println!("mailbagd: listening {} {addr}", role.name());
+            println!("mailbagd: listening {role} {addr}");
         }
         let ctx = &self.ctx;
         let pop3: Arc<dyn Service> = Arc::new(ServeFn::new(Arc::clone(ctx), pop3::serve));
@@ -162,6 +190,17 @@ impl Server {
                 listener,
                 tracker.clone(),
                 service,
+            ));
+        }
+        // Postfix asks these over its own connections; the answers come from
+        // the same relay table as mailbagd's SMTP (pop-before-smtp's server).
+        for listener in self.policy {
+            let shutdown = ctx.shutdown.clone().cancelled_owned();
+            tokio::spawn(mailbag_pop_before_smtp::server::serve_until(
+                listener,
+                ctx.relay.clone(),
+                PolicyServerOptions::default(),
+                shutdown,
             ));
         }
         tracker.spawn(crate::sweeper::run(Arc::clone(ctx)));

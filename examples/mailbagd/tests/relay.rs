@@ -4,7 +4,6 @@
 //! bounces (DSNs in the local sender's INBOX), a SIGKILL between acceptance and delivery,
 //! and a real Postfix as the smarthost.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -576,23 +575,6 @@ fn sigkill_between_acceptance_and_delivery_delivers_once_after_restart() {
     assert!(String::from_utf8_lossy(&g.messages[0].body).contains("Subject: survives a crash"));
 }
 
-/// Stops the Postfix peer on drop.
-struct PostfixGuard {
-    script_dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl Drop for PostfixGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("timeout")
-            .arg("30")
-            .arg("bash")
-            .arg(self.script_dir.join("postfix-stop.sh"))
-            .arg(self.port.to_string())
-            .status();
-    }
-}
-
 #[test]
 fn postfix_as_smarthost_receives_relayed_mail() {
     let peers = common::peers_dir();
@@ -605,26 +587,16 @@ fn postfix_as_smarthost_receives_relayed_mail() {
         eprintln!("SKIP: shared/peers or postfix missing");
         return;
     }
-    let peers = peers.unwrap_or_default();
-    let port = common::free_port();
     let maildir = tempfile::tempdir().expect("tempdir");
-    // The guard first: a start that panics half-way (timeout) is stopped too.
-    let _guard = PostfixGuard {
-        script_dir: peers.clone(),
-        port,
-    };
-    let out = common::run(
-        Command::new("timeout")
-            .arg("60")
-            .arg("bash")
-            .arg(peers.join("postfix-start.sh"))
-            .arg(port.to_string())
-            .arg(maildir.path())
-            .env("PEER_DOMAIN", "elsewhere.example")
-            .env("PEER_USERS", "friend:x")
-            .env("PEER_POSTFIX_FAST", "1"),
+    let postfix = common::Postfix::start(
+        maildir.path(),
+        &[
+            ("PEER_DOMAIN", "elsewhere.example".into()),
+            ("PEER_USERS", "friend:x".into()),
+            ("PEER_POSTFIX_FAST", "1".into()),
+        ],
     );
-    assert!(out.ok(), "postfix-start.sh failed: {out:?}");
+    let port = postfix.port;
     let opts = Options {
         relay: format!(
             "smarthost = \"127.0.0.1:{port}\"\nretry_schedule = \"1s\"\nscan_interval = \"1s\"\n\

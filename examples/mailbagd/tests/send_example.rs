@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::{Options, Server, peers_dir, require, run, wait_until};
+use common::{Options, Postfix, Server, require, run, wait_until};
 
 fn send(bin: &Path, cafile: Option<&Path>, server: &str, msg: &Path) -> common::Out {
     let mut c = Command::new(bin);
@@ -37,22 +37,6 @@ fn maildir_texts(dir: &Path) -> Vec<String> {
         .flatten()
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect()
-}
-
-struct Postfix {
-    peers: PathBuf,
-    port: u16,
-    state: tempfile::TempDir,
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(self.peers.join("postfix-stop.sh"))
-            .arg(self.port.to_string())
-            .env("PEERS_STATE_DIR", self.state.path())
-            .status();
-    }
 }
 
 #[test]
@@ -109,7 +93,6 @@ fn send_example_delivers_over_starttls_to_mailbagd_and_postfix() {
 
     // Postfix with a certificate of its own (made by openssl: a leaf,
     // CA:FALSE, which rustls accepts as its own trust anchor), STARTTLS offered.
-    let peers = peers_dir().expect("shared/peers next to the workspace");
     let (cert, key) = (
         work.path().join("pf-cert.pem"),
         work.path().join("pf-key.pem"),
@@ -140,25 +123,17 @@ fn send_example_delivers_over_starttls_to_mailbagd_and_postfix() {
         open(&key, 0o644).unwrap();
     }
     let root = tempfile::tempdir().unwrap();
-    let postfix = Postfix {
-        peers: peers.clone(),
-        port: common::free_port(),
-        state: tempfile::tempdir().unwrap(),
-    };
-    let started = run(Command::new("bash")
-        .arg(peers.join("postfix-start.sh"))
-        .arg(postfix.port.to_string())
-        .arg(root.path())
-        .env("PEERS_STATE_DIR", postfix.state.path())
-        .env(
+    let postfix = Postfix::start(
+        root.path(),
+        &[(
             "PEER_POSTFIX_EXTRA",
             format!(
                 "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may",
                 cert.display(),
                 key.display()
             ),
-        ));
-    assert!(started.ok(), "{started:?}");
+        )],
+    );
     // The peer's master.cf has no tlsmgr, without which smtpd answers 220 to
     // STARTTLS and then drops TLS ("no entropy for TLS key generation"): add
     // it and reload.

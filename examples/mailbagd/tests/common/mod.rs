@@ -139,6 +139,9 @@ pub struct Options {
     pub relay: String,
     /// TOML lines for the `[userdb]` table (e.g. `passwd_file = "…"`).
     pub userdb: String,
+    /// Extra TOML lines for the `[pop_before_smtp]` table; a `policy_listen`
+    /// among them adds the "policy" role to what start-up waits for.
+    pub pop_before_smtp: String,
 }
 
 impl Default for Options {
@@ -157,6 +160,7 @@ impl Default for Options {
             spam: String::new(),
             relay: "smarthost = \"127.0.0.1:1\"\n".into(),
             userdb: String::new(),
+            pop_before_smtp: String::new(),
         }
     }
 }
@@ -222,6 +226,7 @@ idle_timeout = "{smtp_idle}"
 {tls}
 [pop_before_smtp]
 window = "{window}"
+{pbs}
 [spam]
 threshold = 5.0
 spam_retention = "{retention}"
@@ -260,6 +265,7 @@ spam_scanning = false
             relay = opts.relay,
             limits = opts.limits,
             userdb = opts.userdb,
+            pbs = opts.pop_before_smtp,
             hash = SECRET_HASH,
             pop3_idle = opts.pop3_idle,
             smtp_idle = opts.smtp_idle,
@@ -277,6 +283,9 @@ spam_scanning = false
         fs::write(&cfg_path, config).expect("write config");
         before(&data);
         let mut roles = vec!["pop3", "smtp", "submission", "http"];
+        if opts.pop_before_smtp.contains("policy_listen") {
+            roles.push("policy");
+        }
         if opts.tls {
             roles.extend(["pop3s", "submissions"]);
         }
@@ -774,6 +783,52 @@ impl Drop for Dovecot {
         if let Some(peers) = peers_dir() {
             let _ = Command::new("bash")
                 .arg(peers.join("dovecot-stop.sh"))
+                .arg(self.port.to_string())
+                .env("PEERS_STATE_DIR", self.state.path())
+                .status();
+        }
+    }
+}
+
+/// A private Postfix peer (`shared/peers/postfix-start.sh PORT ROOT`, with
+/// the given environment: `PEER_POSTFIX_EXTRA`, `PEER_DOMAIN`, ...) on a free
+/// loopback port; stopped when dropped (also when the start fails half-way).
+pub struct Postfix {
+    pub port: u16,
+    /// Holds `postfix-PORT.dir`, naming the instance's directory.
+    pub state: tempfile::TempDir,
+}
+
+impl Postfix {
+    pub fn start(root: &Path, env: &[(&str, String)]) -> Postfix {
+        let peers = peers_dir().expect("shared/peers next to the workspace");
+        let postfix = Postfix {
+            port: free_port(),
+            state: tempfile::tempdir().expect("state dir"),
+        };
+        let mut cmd = Command::new("timeout");
+        cmd.arg("60")
+            .arg("bash")
+            .arg(peers.join("postfix-start.sh"))
+            .arg(postfix.port.to_string())
+            .arg(root)
+            .env("PEERS_STATE_DIR", postfix.state.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let started = run(&mut cmd);
+        assert!(started.ok(), "postfix-start.sh failed: {started:?}");
+        postfix
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        if let Some(peers) = peers_dir() {
+            let _ = Command::new("timeout")
+                .arg("30")
+                .arg("bash")
+                .arg(peers.join("postfix-stop.sh"))
                 .arg(self.port.to_string())
                 .env("PEERS_STATE_DIR", self.state.path())
                 .status();
