@@ -42,6 +42,42 @@ async fn send<S: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// What both sessions have to send: their output buffer.
+trait Output {
+    fn output(&self) -> &[u8];
+    fn consume_output(&mut self, n: usize);
+}
+
+impl Output for crate::session::ServerSession {
+    fn output(&self) -> &[u8] {
+        self.output()
+    }
+    fn consume_output(&mut self, n: usize) {
+        self.consume_output(n);
+    }
+}
+
+impl Output for crate::client::ClientSession {
+    fn output(&self) -> &[u8] {
+        self.output()
+    }
+    fn consume_output(&mut self, n: usize) {
+        self.consume_output(n);
+    }
+}
+
+/// Writes a session's pending output ([`send`]) and consumes it.
+async fn flush<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    session: &mut impl Output,
+    limit: Duration,
+) -> io::Result<()> {
+    let n = session.output().len();
+    send(stream, session.output(), limit).await?;
+    session.consume_output(n);
+    Ok(())
+}
+
 /// Runs one write step with the deadline `limit`.
 async fn within<T>(limit: Duration, step: impl Future<Output = io::Result<T>>) -> io::Result<T> {
     tokio::time::timeout(limit, step).await.unwrap_or_else(|_| {

@@ -871,37 +871,42 @@ fn passwd_users(
     let mut users = Vec::with_capacity(text.lines().count());
     let mut errors = Vec::new();
     let mut line_errors = crate::passwd_file::parse_each(text, |e| {
-        let (line, entry_name) = (e.line, e.name.clone());
+        let crate::passwd_file::Entry {
+            name: entry_name,
+            credential,
+            extra,
+            line,
+        } = e;
         let mut bad = |message: String| {
             errors.push(crate::passwd_file::LineError {
                 line,
                 message: format!("user {entry_name:?}: {message}"),
             });
         };
-        let name = match parse_user_name("name", &e.name) {
+        let name = match parse_user_name("name", &entry_name) {
             Ok(n) => n,
             Err(err) => {
                 bad(err.to_string());
                 return;
             }
         };
-        if e.name.eq_ignore_ascii_case("postmaster") {
+        if entry_name.eq_ignore_ascii_case("postmaster") {
             bad("\"postmaster\" is reserved; use the top-level `postmaster` key".into());
             return;
         }
-        if !seen.insert(e.name.to_ascii_lowercase()) {
+        if !seen.insert(entry_name.to_ascii_lowercase()) {
             bad("a user of this name (in some letter case) is already configured".into());
             return;
         }
         let mut user = User {
             name,
-            credential: e.credential,
+            credential,
             spam_scanning: true,
             subject_prefix: true,
             spam_folder: SpamFolder::default(),
             passwd_file_line: Some(line),
         };
-        for (key, value) in &e.extra {
+        for (key, value) in &extra {
             let yes_no = |v: &str| match v.to_ascii_lowercase().as_str() {
                 "yes" | "y" | "true" | "1" => Some(true),
                 "no" | "n" | "false" | "0" => Some(false),

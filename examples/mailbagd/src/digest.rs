@@ -400,14 +400,8 @@ pub async fn run(ctx: Arc<Context>) {
     loop {
         let c = Arc::clone(&ctx);
         let pass = tokio::task::spawn_blocking(move || {
-            // Only users with a Maildir: a passwd-file user's is made on first
-            // use, and a user who never had mail has no spam to report.
-            let with_mail = c
-                .config
-                .users
-                .iter()
-                .filter(|u| c.store.user_exists(&u.name).unwrap_or(false));
-            for user in with_mail {
+            // A user without a Maildir has no spam to report.
+            for user in c.users_with_maildir() {
                 match send_digest(&c, user, SystemTime::now(), false) {
                     Ok(Outcome::Sent(n)) => {
                         info!(user = %user.name, messages = n, "Spam digest sent")

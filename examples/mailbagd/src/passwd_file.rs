@@ -98,18 +98,16 @@ fn extra_fields(text: &str) -> Vec<(String, String)> {
 
 /// The fields of a user line: name, password, extra fields.
 fn fields(line: &str) -> Option<(&str, &str, &str)> {
-    let fields: Vec<&str> = line.split(':').collect();
-    let name = fields.first()?;
-    let password = fields.get(1)?;
-    let extra = match fields.len() {
-        // name:password:uid:gid:gecos:home:shell:extra (an extra field may hold `:`).
-        n if n >= 8 => line.splitn(8, ':').nth(7).unwrap_or(""),
+    // name:password:uid:gid:gecos:home:shell:extra (an extra field may hold `:`).
+    let fields: Vec<&str> = line.splitn(8, ':').collect();
+    let extra = match fields.as_slice() {
+        [.., extra] if fields.len() == 8 => extra,
         // Seven fields: the last is the shell in Dovecot's layout, unless it
         // holds `key=value` pairs.
-        7 if fields[6].contains('=') => fields[6],
+        [_, _, _, _, _, _, shell] if shell.contains('=') => shell,
         _ => "",
     };
-    Some((name, password, extra))
+    Some((fields.first()?, fields.get(1)?, extra))
 }
 
 /// Whether the line carries no user.

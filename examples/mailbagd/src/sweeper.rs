@@ -40,16 +40,10 @@ pub async fn run(ctx: Arc<Context>) {
             _ = ctx.shutdown.cancelled() => break,
             _ = interval.tick() => {}
         }
-        let store = Arc::clone(&ctx.store);
-        let users: Vec<UserName> = ctx.config.users.iter().map(|u| u.name.clone()).collect();
+        let c = Arc::clone(&ctx);
         let result = tokio::task::spawn_blocking(move || {
-            // Only users with a Maildir (a passwd-file user's is made on first
-            // use; listing a missing one would make it).
-            let users: Vec<UserName> = users
-                .into_iter()
-                .filter(|u| store.user_exists(u).unwrap_or(false))
-                .collect();
-            sweep_once(store.as_ref(), &users, retention, SystemTime::now())
+            let users: Vec<UserName> = c.users_with_maildir().map(|u| u.name.clone()).collect();
+            sweep_once(c.store.as_ref(), &users, retention, SystemTime::now())
         })
         .await;
         match result {

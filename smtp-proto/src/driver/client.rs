@@ -7,7 +7,7 @@ use std::vec::Vec;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{send, within};
+use super::{flush, within};
 use crate::client::{ClientSession, Event};
 
 /// How a [`Client`] reads and writes. The reply timeouts are the session's
@@ -121,7 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 self.session.connection_lost();
                 continue;
             };
-            if send_output(stream, &mut self.session, self.options.write_timeout)
+            if flush(stream, &mut self.session, self.options.write_timeout)
                 .await
                 .is_err()
             {
@@ -170,10 +170,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             self.session
                 .send_body(chunk.get(..n).unwrap_or_default())
                 .map_err(io::Error::other)?;
-            send_output(stream, &mut self.session, wt).await?;
+            flush(stream, &mut self.session, wt).await?;
         }
         self.session.end_body().map_err(io::Error::other)?;
-        send_output(stream, &mut self.session, wt).await
+        flush(stream, &mut self.session, wt).await
     }
 
     /// Answers [`Event::StartTls`]: runs `handshake` on the stream (the
@@ -194,11 +194,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let Some(mut stream) = self.stream.take() else {
             return Err(io::Error::other("SMTP client: no connection"));
         };
-        let result =
-            match send_output(&mut stream, &mut self.session, self.options.write_timeout).await {
-                Ok(()) => handshake(stream).await,
-                Err(e) => Err(e),
-            };
+        let result = match flush(&mut stream, &mut self.session, self.options.write_timeout).await {
+            Ok(()) => handshake(stream).await,
+            Err(e) => Err(e),
+        };
         match result {
             Ok(tls) => {
                 self.stream = Some(tls);
@@ -217,20 +216,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     pub async fn close(mut self) {
         if let Some(mut stream) = self.stream.take() {
             let wt = self.options.write_timeout;
-            let _ = send_output(&mut stream, &mut self.session, wt).await;
+            let _ = flush(&mut stream, &mut self.session, wt).await;
             let _ = within(wt, stream.shutdown()).await;
         }
     }
-}
-
-/// Writes the session's pending output.
-async fn send_output<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    session: &mut ClientSession,
-    limit: Duration,
-) -> io::Result<()> {
-    let n = session.output().len();
-    send(stream, session.output(), limit).await?;
-    session.consume_output(n);
-    Ok(())
 }

@@ -9,7 +9,7 @@ use std::vec::Vec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::{send, within};
+use super::{flush, within};
 use crate::session::{Event, ServerSession};
 use crate::types::Reply;
 
@@ -95,18 +95,6 @@ pub trait ServerHandler<S>: Send {
             ))
         }
     }
-}
-
-/// Writes the session's output within `limit`.
-async fn flush<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    session: &mut ServerSession,
-    limit: Duration,
-) -> io::Result<()> {
-    let n = session.output().len();
-    send(stream, session.output(), limit).await?;
-    session.consume_output(n);
-    Ok(())
 }
 
 /// When the session has no deadline of its own between reads (it always has
