@@ -85,7 +85,7 @@ mod types;
 
 pub use crlf::{CrlfCounter, MessageReader};
 pub use error::Error;
-pub use maildir::{DEFAULT_STALE_TMP_AGE, MaildirName, MaildirOptions, MaildirStore};
+pub use maildir::{DEFAULT_STALE_TMP_AGE, MaildirName, MaildirOptions, MaildirStore, QuotaLookup};
 pub use memory::{DEFAULT_MAX_MESSAGE_SIZE, MemoryOptions, MemoryStore};
 pub use store::{Delivery, Maildrop, Mailstore};
 pub use types::{

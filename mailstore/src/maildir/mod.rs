@@ -98,6 +98,10 @@ pub(crate) fn private_file() -> OpenOptions {
     o
 }
 
+/// Gives a user's quota in octets (`None`: no quota):
+/// [`MaildirStore::with_quota_lookup`].
+pub type QuotaLookup = dyn Fn(&UserName) -> Option<u64> + Send + Sync;
+
 /// Options of a [`MaildirStore`].
 ///
 /// # Examples
@@ -196,6 +200,8 @@ pub struct MaildirStore {
 struct Inner {
     root: PathBuf,
     options: MaildirOptions,
+    /// Per-user quotas ([`MaildirStore::with_quota_lookup`]).
+    quota: Option<Arc<QuotaLookup>>,
     host: String,
     pid: u32,
     counter: AtomicU64,
@@ -325,13 +331,61 @@ fn relocate(folder_dir: &Path, base: &str) -> Option<(bool, String)> {
 impl MaildirStore {
     /// A store rooted at `root` (created `0700` if missing).
     pub fn new(root: impl Into<PathBuf>, options: MaildirOptions) -> Result<Self, Error> {
-        let root = root.into();
+        MaildirStore::open(root.into(), options, None)
+    }
+
+    /// Like [`MaildirStore::new`], with each user's quota asked of `lookup`
+    /// (octets over INBOX and Spam; `None`: no quota) at every delivery,
+    /// instead of the one [`MaildirOptions::user_quota`]: for quotas kept
+    /// per user in a user database that can change while the store is open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mailbag_mailstore::{Error, Folder, MaildirOptions, MaildirStore, Mailstore, UserName};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let mut opts = MaildirOptions::default();
+    /// opts.quota_tempfail = true;
+    /// let small = UserName::new("small")?;
+    /// let lookup = Arc::new(|u: &UserName| (u.as_str() == "small").then_some(36));
+    /// let store = MaildirStore::with_quota_lookup(dir.path(), opts, lookup)?;
+    /// let big = UserName::new("big")?;
+    /// for u in [&small, &big] {
+    ///     store.create_user(u)?;
+    ///     store.deliver(u, Folder::Inbox, &mut &b"Subject: a\r\n\r\nmore than ten octets\r\n"[..])?;
+    /// }
+    /// // `small` holds its 36 octets now: the next delivery is refused, temporarily.
+    /// let err = store.deliver(&small, Folder::Inbox, &mut &b"x\r\n"[..]).unwrap_err();
+    /// assert!(matches!(err, Error::QuotaExceeded { quota: 36, temporary: true }));
+    /// store.deliver(&big, Folder::Inbox, &mut &b"x\r\n"[..])?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`MaildirStore::new`].
+    pub fn with_quota_lookup(
+        root: impl Into<PathBuf>,
+        options: MaildirOptions,
+        lookup: Arc<QuotaLookup>,
+    ) -> Result<Self, Error> {
+        MaildirStore::open(root.into(), options, Some(lookup))
+    }
+
+    fn open(
+        root: PathBuf,
+        options: MaildirOptions,
+        quota: Option<Arc<QuotaLookup>>,
+    ) -> Result<Self, Error> {
         create_private_dir(&root).map_err(|e| Error::io("create", &root, e))?;
         let host = name::escape_host(&options.hostname.clone().unwrap_or_else(system_host));
         Ok(MaildirStore {
             inner: Arc::new(Inner {
                 root,
                 options,
+                quota,
                 host,
                 pid: std::process::id(),
                 counter: AtomicU64::new(0),
@@ -477,6 +531,14 @@ impl Inner {
             .unwrap_or_default();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         name::unique_base(now.as_secs(), now.subsec_micros(), self.pid, n, &self.host)
+    }
+
+    /// The quota of `user`: the lookup's, else the options'.
+    fn quota_of(&self, user: &UserName) -> Option<u64> {
+        match &self.quota {
+            Some(lookup) => lookup(user),
+            None => self.options.user_quota,
+        }
     }
 
     fn quota_error(&self, quota: u64) -> Error {
@@ -743,7 +805,7 @@ impl Mailstore for MaildirStore {
     fn begin_delivery(&self, user: &UserName, folder: Folder) -> Result<Box<dyn Delivery>, Error> {
         let inner = &self.inner;
         let dir = inner.open_user(user, folder, true)?;
-        if let Some(q) = inner.options.user_quota
+        if let Some(q) = inner.quota_of(user)
             && inner.usage(user)? >= q
         {
             return Err(inner.quota_error(q));
@@ -1022,7 +1084,7 @@ impl MaildirDelivery {
         }
         drop(file);
         let stored = self.counter.stored();
-        if let Some(q) = inner.options.user_quota
+        if let Some(q) = inner.quota_of(&self.user)
             && inner.usage(&self.user)?.saturating_add(stored) > q
         {
             return Err(inner.quota_error(q));
