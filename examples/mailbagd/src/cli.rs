@@ -26,7 +26,7 @@ submission 127.0.0.1:5870, web page http://127.0.0.1:8080, user joe with passwor
 secret at example.test, mail kept in ./mailbag-data. No root and no setup needed.
 
 What it does:
-  mailbagd              run the server until SIGTERM or Ctrl-C (SIGHUP is ignored)
+  mailbagd              run the server until SIGTERM or Ctrl-C (SIGHUP reloads)
   mailbagd queue list   list the outbound relay queue (also while the server runs)
   mailbagd digest --now [USER]
                         send the Spam digest now (spam since the last digest)

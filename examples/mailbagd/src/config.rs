@@ -300,6 +300,11 @@ pub struct User {
     /// The line of `[userdb] passwd_file` the user comes from (`None`: a
     /// `[[users]]` entry). Such a user's Maildir is made on first use.
     pub passwd_file_line: Option<usize>,
+    /// The user's own quota in octets over INBOX and Spam (the passwd-file's
+    /// `quota=1G`, a `[[users]]` entry's `quota = "1G"`), over
+    /// `[limits] user_quota`; `Some(0)` is no quota. [`Config::quota_of`]
+    /// gives the one that applies.
+    pub quota: Option<u64>,
 }
 
 /// `[pop3]`.
@@ -341,6 +346,37 @@ pub struct UserdbConfig {
     /// defaults (the self-service page's settings still win); other extra
     /// fields are kept in the file and ignored.
     pub passwd_file: Option<PathBuf>,
+    /// How often the running server looks at the passwd-file's modification
+    /// time, size and inode, re-reading it when one changed (default 5
+    /// seconds): `mailbagd user add` takes effect without a signal.
+    pub check_interval: Duration,
+}
+
+/// `[server]`: the process itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The user to serve as (default none: stay who started it). Started as
+    /// root, mailbagd binds its ports and loads the TLS key, then becomes
+    /// this user (and [`ServerConfig::group`], else the user's primary
+    /// group, with no supplementary groups) before it opens the mail store;
+    /// if that fails it does not serve. The data and queue directories must
+    /// belong to this user. Started as another user, it stays that user
+    /// (with a warning unless it is this one).
+    pub user: Option<String>,
+    /// The group to serve as (default: `user`'s primary group).
+    pub group: Option<String>,
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsConfig {
+    /// Where `/metrics` (Prometheus text format) and `/health` are served
+    /// over plain HTTP: one address or a list (default none: off, e.g.
+    /// `"127.0.0.1:9187"`). The labels name roles, services and reply
+    /// codes, never a user or an address.
+    pub listen: Vec<SocketAddr>,
 }
 
 /// `[smtp]`.
@@ -587,6 +623,11 @@ pub struct LimitsConfig {
     /// chunk of a message being retrieved); a client that stops reading is
     /// disconnected when it passes (default 60 seconds).
     pub write_timeout: Duration,
+    /// Octets each user may keep over INBOX and Spam unless their own
+    /// [`User::quota`] says otherwise (default none). A delivery over it is
+    /// refused with `452 4.2.2` (temporary: the sender retries once the
+    /// user has made room); POP3 keeps working.
+    pub user_quota: Option<u64>,
 }
 
 /// A validated `mailbagd` configuration.
@@ -622,13 +663,31 @@ pub struct Config {
     pub login: LoginConfig,
     /// `[userdb]`.
     pub userdb: UserdbConfig,
+    /// `[server]`: the process.
+    pub server: ServerConfig,
+    /// `[metrics]`: Prometheus metrics and the health check.
+    pub metrics: MetricsConfig,
     /// `[[users]]`, at least one.
     pub users: Vec<User>,
     /// `users` by ASCII-lower-case name.
     by_name: HashMap<String, usize>,
     /// What an unknown user name's password is checked against.
     dummies: Dummies,
+    /// The file read ([`Config::path`]).
+    path: Option<PathBuf>,
 }
+
+/// What loading does with a bad passwd-file line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BadLines {
+    /// Refuse the configuration (start-up: exit status 2).
+    Refuse,
+    /// Skip the line and report it (a reload keeps serving everyone else).
+    Skip,
+}
+
+/// The default of `[userdb] check_interval`.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The credentials an unknown user name's password is checked against
 /// ([`Config::authenticate`]), made once when the configuration is loaded.
@@ -692,7 +751,24 @@ struct RawConfig {
     #[serde(default)]
     userdb: RawUserdb,
     #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
     users: Vec<RawUser>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    user: Option<String>,
+    group: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<OneOrMany>,
 }
 
 #[derive(Deserialize, Default)]
@@ -700,6 +776,7 @@ struct RawConfig {
 struct RawUserdb {
     case_insensitive: Option<bool>,
     passwd_file: Option<PathBuf>,
+    check_interval: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -817,6 +894,7 @@ struct RawLimits {
     min_free_space: Option<String>,
     // Connections (issue 14).
     write_timeout: Option<HumanDuration>,
+    user_quota: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -850,6 +928,7 @@ struct RawUser {
     spam_scanning: Option<bool>,
     subject_prefix: Option<bool>,
     spam_folder: Option<SpamFolder>,
+    quota: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -861,12 +940,15 @@ const MAX_REPORTED_LINES: usize = 20;
 
 /// The users of a passwd-file, validated as `[[users]]` entries are: a
 /// mailbox name, unique ignoring case among `seen` (which it extends),
-/// known extra-field values. Any bad line refuses the whole file, naming
-/// every such line.
+/// known extra-field values. With [`BadLines::Refuse`] any bad line refuses
+/// the whole file, naming every such line; with [`BadLines::Skip`] (a
+/// reload) the good lines are kept and the bad ones returned.
 fn passwd_users(
     path: &Path,
     text: &str,
     seen: &mut HashSet<String>,
+    bad_lines: BadLines,
+    skipped: &mut Vec<String>,
 ) -> Result<Vec<User>, ConfigError> {
     let mut users = Vec::with_capacity(text.lines().count());
     let mut errors = Vec::new();
@@ -905,6 +987,7 @@ fn passwd_users(
             subject_prefix: true,
             spam_folder: SpamFolder::default(),
             passwd_file_line: Some(line),
+            quota: None,
         };
         for (key, value) in &extra {
             let yes_no = |v: &str| match v.to_ascii_lowercase().as_str() {
@@ -921,6 +1004,9 @@ fn passwd_users(
                     _ => None,
                 }
                 .map(|f| user.spam_folder = f),
+                "quota" => crate::disk_space::parse_size(value)
+                    .ok()
+                    .map(|q| user.quota = Some(q)),
                 // Dovecot's own fields and anything else: not ours.
                 _ => Some(()),
             };
@@ -935,6 +1021,14 @@ fn passwd_users(
         return Ok(users);
     }
     errors.sort_by_key(|e| e.line);
+    if bad_lines == BadLines::Skip {
+        skipped.extend(
+            errors
+                .iter()
+                .map(|e| format!("{}: {e}; line skipped", path.display())),
+        );
+        return Ok(users);
+    }
     let mut message = format!("{}: ", path.display());
     let shown: Vec<String> = errors
         .iter()
@@ -1032,13 +1126,133 @@ fn nonzero(
 }
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file. Any bad line of the passwd-file
+    /// refuses the whole configuration (start-up).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Ok(Config::load_with(Some(path), BadLines::Refuse)?.0)
+    }
+
+    /// Reads and validates the configuration again for a reload: from the
+    /// file it was loaded from ([`Config::path`]; the embedded demo
+    /// configuration when there is none). Bad passwd-file lines are skipped,
+    /// each reported in the returned list with its line number.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for anything else wrong: the running configuration
+    /// stays.
+    pub fn reload(&self) -> Result<(Config, Vec<String>), ConfigError> {
+        Config::load_with(self.path.as_deref(), BadLines::Skip)
+    }
+
+    fn load_with(
+        path: Option<&Path>,
+        bad_lines: BadLines,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let Some(path) = path else {
+            let raw: RawConfig = toml::from_str(DEMO_CONFIG)?;
+            return Config::validate(raw, bad_lines);
+        };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::from_toml_str(&text)
+        let raw: RawConfig = toml::from_str(&text)?;
+        let (mut config, skipped) = Config::validate(raw, bad_lines)?;
+        config.path = Some(path.to_owned());
+        Ok((config, skipped))
+    }
+
+    /// The keys a running server cannot change (listeners, storage places,
+    /// what the connection and login limiters, the relay table, the store
+    /// and the outbound engine were built with), each with its value
+    /// rendered: a reload compares these with the values the server started
+    /// with, names the ones that differ as "needs restart", and otherwise
+    /// ignores them ([`Config::keep_restart_keys`]).
+    pub fn restart_keys(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("pop3.listen", format!("{:?}", self.pop3.listen)),
+            ("pop3.tls_listen", format!("{:?}", self.pop3.tls_listen)),
+            ("smtp.listen", format!("{:?}", self.smtp.listen)),
+            (
+                "smtp.submission_listen",
+                format!("{:?}", self.smtp.submission_listen),
+            ),
+            ("smtp.tls_listen", format!("{:?}", self.smtp.tls_listen)),
+            (
+                "smtp.max_message_size",
+                self.smtp.max_message_size.to_string(),
+            ),
+            ("web.listen", format!("{:?}", self.web.listen)),
+            ("metrics.listen", format!("{:?}", self.metrics.listen)),
+            ("server", format!("{:?}", self.server)),
+            ("web.tls", self.web.tls.to_string()),
+            ("web.secret_file", format!("{:?}", self.web.secret_file)),
+            ("pop_before_smtp", format!("{:?}", self.pop_before_smtp)),
+            ("data_dir", format!("{:?}", self.data_dir)),
+            ("hostname", self.hostname.to_string()),
+            ("relay", format!("{:?}", self.relay)),
+            ("login", format!("{:?}", self.login)),
+            (
+                "limits.max_connections",
+                format!("{:?}", self.limits.max_connections),
+            ),
+            (
+                "limits.max_connections_per_ip",
+                self.limits.max_connections_per_ip.to_string(),
+            ),
+            (
+                "spam.sweep_interval",
+                format!("{:?}", self.spam.sweep_interval),
+            ),
+            (
+                "spam.digest_interval",
+                format!("{:?}", self.spam.digest_interval),
+            ),
+        ]
+    }
+
+    /// Copies every key of [`Config::restart_keys`] from `running` (a
+    /// reload applies everything else).
+    pub fn keep_restart_keys(&mut self, running: &Config) {
+        self.pop3.listen.clone_from(&running.pop3.listen);
+        self.pop3.tls_listen.clone_from(&running.pop3.tls_listen);
+        self.smtp.listen.clone_from(&running.smtp.listen);
+        self.smtp
+            .submission_listen
+            .clone_from(&running.smtp.submission_listen);
+        self.smtp.tls_listen.clone_from(&running.smtp.tls_listen);
+        self.smtp.max_message_size = running.smtp.max_message_size;
+        self.web.listen.clone_from(&running.web.listen);
+        self.metrics.listen.clone_from(&running.metrics.listen);
+        self.server.clone_from(&running.server);
+        self.web.tls = running.web.tls;
+        self.web.secret_file.clone_from(&running.web.secret_file);
+        self.pop_before_smtp.clone_from(&running.pop_before_smtp);
+        self.data_dir.clone_from(&running.data_dir);
+        self.hostname.clone_from(&running.hostname);
+        self.relay.clone_from(&running.relay);
+        self.login.clone_from(&running.login);
+        self.limits.max_connections = running.limits.max_connections;
+        self.limits.max_connections_per_ip = running.limits.max_connections_per_ip;
+        self.spam.sweep_interval = running.spam.sweep_interval;
+        self.spam.digest_interval = running.spam.digest_interval;
+    }
+
+    /// The file this configuration was read from (`None`: a string, or the
+    /// embedded demo configuration).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The quota that applies to `user` in octets: the user's own
+    /// ([`User::quota`], `0` for none) or `[limits] user_quota`.
+    pub fn quota_of(&self, user: &User) -> Option<u64> {
+        match user.quota {
+            Some(0) => None,
+            Some(q) => Some(q),
+            None => self.limits.user_quota,
+        }
     }
 
     /// The embedded demo configuration (`examples/mailbagd/mailbag.toml`).
@@ -1050,10 +1264,11 @@ impl Config {
     /// files is checked here too.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text)?;
-        Config::validate(raw)
+        Ok(Config::validate(raw, BadLines::Refuse)?.0)
     }
 
-    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    fn validate(raw: RawConfig, bad_lines: BadLines) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut skipped = Vec::new();
         let hostname = parse_domain("hostname", raw.hostname.as_deref().unwrap_or("localhost"))?;
         let local_domains = match raw.local_domains {
             None => vec![hostname.clone()],
@@ -1354,6 +1569,15 @@ impl Config {
                 raw.limits.write_timeout,
                 DEFAULT_WRITE_TIMEOUT,
             )?,
+            user_quota: match raw.limits.user_quota.as_deref() {
+                None => None,
+                Some(s) => match crate::disk_space::parse_size(s)
+                    .map_err(|e| invalid("limits.user_quota", &e))?
+                {
+                    0 => None,
+                    n => Some(n),
+                },
+            },
         };
         match limits.max_connections {
             MaxConnections::Shared(0) => {
@@ -1439,6 +1663,12 @@ impl Config {
                 subject_prefix: u.subject_prefix.unwrap_or(true),
                 spam_folder: u.spam_folder.unwrap_or_default(),
                 passwd_file_line: None,
+                quota: u
+                    .quota
+                    .as_deref()
+                    .map(crate::disk_space::parse_size)
+                    .transpose()
+                    .map_err(|e| invalid(format!("{key}.quota"), &e))?,
             });
         }
         if let Some(path) = &raw.userdb.passwd_file {
@@ -1448,7 +1678,7 @@ impl Config {
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            let from_file = passwd_users(path, &text, &mut names)?;
+            let from_file = passwd_users(path, &text, &mut names, bad_lines, &mut skipped)?;
             drop(text);
             if users.is_empty() {
                 users = from_file;
@@ -1500,8 +1730,27 @@ impl Config {
         let userdb = UserdbConfig {
             case_insensitive: raw.userdb.case_insensitive.unwrap_or(true),
             passwd_file: raw.userdb.passwd_file,
+            check_interval: nonzero(
+                "userdb.check_interval",
+                raw.userdb.check_interval,
+                DEFAULT_CHECK_INTERVAL,
+            )?,
         };
-        Ok(Config {
+        if raw.server.group.is_some() && raw.server.user.is_none() {
+            return Err(invalid("server.group", "needs `server.user`"));
+        }
+        let config = Config {
+            server: ServerConfig {
+                user: raw.server.user,
+                group: raw.server.group,
+            },
+            metrics: MetricsConfig {
+                listen: raw
+                    .metrics
+                    .listen
+                    .map(OneOrMany::into_vec)
+                    .unwrap_or_default(),
+            },
             hostname,
             local_domains,
             data_dir,
@@ -1519,7 +1768,9 @@ impl Config {
             dummies: Dummies::for_users(&users),
             users,
             by_name,
-        })
+            path: None,
+        };
+        Ok((config, skipped))
     }
 
     /// The login check of every service (POP3 USER/PASS and SASL, the web

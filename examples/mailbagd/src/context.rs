@@ -12,8 +12,8 @@
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::os::unix::fs::DirBuilderExt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use mailbag_mailstore::{Error as StoreError, MaildirOptions, MaildirStore, Mailstore};
 use mailbag_pop_before_smtp::{RelayOptions, SharedRelayTable};
@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::disk_space;
 use crate::limits::{ConnectionClass, ConnectionLimiter, ConnectionPermit, LimitExceeded};
 use crate::login_limiter::{LoginLimitOptions, LoginLimiter};
+use crate::metrics::Metrics;
 use crate::signing_key::SigningKey;
 use crate::spool::{SPOOL_DIR, remove_stale};
 use crate::tls::{TlsError, load_acceptor};
@@ -83,12 +84,75 @@ pub enum ContextError {
     Tls(#[from] TlsError),
 }
 
-/// Everything the services of one server share.
-pub struct Context {
+/// What a reload replaces as one: the configuration (with its users) and
+/// what is made from it. A session takes one at its start ([`Context::live`])
+/// and keeps it to its end, so that a reload never changes the rules in the
+/// middle of a transaction.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Live {
     /// The validated configuration.
-    pub config: Config,
+    pub config: Arc<Config>,
     /// TLS acceptor when `[tls]` is configured.
     pub tls: Option<TlsAcceptor>,
+    /// The Subject tag template (`spam.tag_template`).
+    pub template: Template,
+    /// spamd client when `spam.spamd` is configured (else the built-in scorer).
+    pub spamd: Option<SpamdClient>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .field("spamd", &self.spamd)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Live {
+    /// Makes what the configuration names: loads the TLS certificate and
+    /// key, checks the tag template, sets up the spamd client.
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::Tls`] or [`ContextError::Template`].
+    pub fn new(config: Config) -> Result<Live, ContextError> {
+        let tls = match &config.tls {
+            Some(t) => Some(load_acceptor(&t.cert_file, &t.key_file)?),
+            None => None,
+        };
+        Live::with_tls(config, tls)
+    }
+
+    /// Like [`Live::new`] with the TLS acceptor already made (loaded before
+    /// the server gave up root).
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError::Template`].
+    pub fn with_tls(config: Config, tls: Option<TlsAcceptor>) -> Result<Live, ContextError> {
+        let template = Template::new(&config.spam.tag_template)
+            .map_err(|e| ContextError::Template(e.to_string()))?;
+        let spamd = config.spam.spamd.map(|addr| {
+            let mut opts = SpamdOptions::default();
+            opts.addr = addr;
+            SpamdClient::new(opts)
+        });
+        Ok(Live {
+            config: Arc::new(config),
+            tls,
+            template,
+            spamd,
+        })
+    }
+}
+
+/// Everything the services of one server share.
+pub struct Context {
+    /// The configuration and what is made from it, replaced whole by a reload.
+    live: Arc<RwLock<Arc<Live>>>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
     /// The Maildir store.
@@ -100,18 +164,16 @@ pub struct Context {
     /// Signalled when a message was queued for relay: the outbound engine,
     /// handed a clone of it, scans the queue at once.
     pub queued: Arc<Notify>,
-    /// The Subject tag template (`spam.tag_template`).
-    pub template: Template,
     /// Per-user overrides of the spam settings (the web page writes them,
     /// delivery reads them).
     pub settings: Arc<SettingsStore>,
-    /// spamd client when `spam.spamd` is configured (else the built-in scorer).
-    pub spamd: Option<SpamdClient>,
     /// Failed logins per client address and per user name, shared by POP3
     /// and the web page (`[login]`).
     pub logins: LoginLimiter,
     /// Signs the Spam digest's release links (`web.secret_file`).
     pub link_key: SigningKey,
+    /// The counters and gauges of `/metrics`.
+    pub metrics: Arc<Metrics>,
     limiter: ConnectionLimiter,
     next_id: AtomicU64,
 }
@@ -119,12 +181,10 @@ pub struct Context {
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("config", &self.config)
-            .field("tls", &self.tls.is_some())
+            .field("live", &self.live())
             .field("store", &self.store)
             .field("relay", &self.relay)
             .field("queue", &self.queue)
-            .field("spamd", &self.spamd)
             .field("limiter", &self.limiter)
             .field("logins", &self.logins.len())
             .finish_non_exhaustive()
@@ -143,10 +203,19 @@ impl Context {
             Some(t) => Some(load_acceptor(&t.cert_file, &t.key_file)?),
             None => None,
         };
-        let store_err = |source| ContextError::Store {
-            path: config.data_dir.display().to_string(),
-            source,
-        };
+        Context::open_with_tls(config, tls)
+    }
+
+    /// Like [`Context::open`] with the TLS acceptor already loaded (the
+    /// server loads it before it gives up root).
+    ///
+    /// # Errors
+    ///
+    /// [`ContextError`] naming what could not be set up.
+    pub fn open_with_tls(
+        config: Config,
+        tls: Option<TlsAcceptor>,
+    ) -> Result<Context, ContextError> {
         // Private: it holds everyone's mail (an existing directory keeps its mode).
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -162,11 +231,35 @@ impl Context {
             .max_message_size
             .saturating_add(ADDED_HEADERS_ALLOWANCE);
         opts.hostname = Some(config.hostname.to_string());
+        // Over quota is "452 4.2.2": the sender retries once the user made room.
+        opts.quota_tempfail = true;
         // A passwd-file user's Maildir is made on first use (a delivery, a
         // login, the web page), as Dovecot does: with 100,000 users, making
         // every one at start-up would take minutes.
         opts.auto_create_users = true;
-        let store = MaildirStore::new(&config.data_dir, opts).map_err(store_err)?;
+        let data_dir = config.data_dir.clone();
+        let settings = Arc::new(SettingsStore::new(&config.data_dir));
+        // Made here so that the store's quota lookup reads the users as of
+        // each delivery (a reload changes `quota=` without a restart).
+        let live = Arc::new(RwLock::new(Arc::new(Live::with_tls(config, tls)?)));
+        let users = Arc::clone(&live);
+        let quota = move |name: &mailbag_mailstore::UserName| {
+            let live = Arc::clone(&users.read().unwrap_or_else(|e| e.into_inner()));
+            let config = &live.config;
+            config.user(name.as_str()).and_then(|u| config.quota_of(u))
+        };
+        let store = MaildirStore::with_quota_lookup(&data_dir, opts, Arc::new(quota)).map_err(
+            |source| ContextError::Store {
+                path: data_dir.display().to_string(),
+                source,
+            },
+        )?;
+        let current = Arc::clone(&live.read().unwrap_or_else(|e| e.into_inner()));
+        let config: &Config = &current.config;
+        let store_err = |source| ContextError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        };
         for u in config.users.iter().filter(|u| u.passwd_file_line.is_none()) {
             match store.create_user(&u.name) {
                 Ok(()) => {}
@@ -215,13 +308,6 @@ impl Context {
                 source,
             }
         })?;
-        let template = Template::new(&config.spam.tag_template)
-            .map_err(|e| ContextError::Template(e.to_string()))?;
-        let spamd = config.spam.spamd.map(|addr| {
-            let mut opts = SpamdOptions::default();
-            opts.addr = addr;
-            SpamdClient::new(opts)
-        });
         let limiter = ConnectionLimiter::with_max(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
@@ -232,20 +318,18 @@ impl Context {
             max_entries: config.login.max_tracked,
         };
         Ok(Context {
+            metrics: Arc::new(Metrics::new()),
             link_key,
             logins: LoginLimiter::new(login_opts),
-            settings: Arc::new(SettingsStore::new(&config.data_dir)),
-            template,
+            settings,
             store: Arc::new(store),
             relay,
             queue,
             queued: Arc::new(Notify::new()),
-            spamd,
-            tls,
             shutdown: CancellationToken::new(),
             limiter,
             next_id: AtomicU64::new(1),
-            config,
+            live,
         })
     }
 
@@ -264,13 +348,49 @@ impl Context {
         self.limiter.try_acquire(class, ip)
     }
 
-    /// The configured users who have a Maildir (a passwd-file user's is
+    /// The configuration and what is made from it, as of now: a session
+    /// takes it once and keeps it (a reload replaces it for later ones).
+    pub fn live(&self) -> Arc<Live> {
+        // A writer that panicked left a whole `Arc` behind: still usable.
+        Arc::clone(&self.live.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The configuration as of now ([`Context::live`]).
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.live().config)
+    }
+
+    /// The TLS acceptor as of now, when `[tls]` is configured.
+    pub fn tls(&self) -> Option<TlsAcceptor> {
+        self.live().tls.clone()
+    }
+
+    /// The Subject tag template as of now.
+    pub fn template(&self) -> Template {
+        self.live().template.clone()
+    }
+
+    /// The spamd client as of now, when `spam.spamd` is configured.
+    pub fn spamd(&self) -> Option<SpamdClient> {
+        self.live().spamd.clone()
+    }
+
+    /// Replaces the configuration and what is made from it (a reload:
+    /// SIGHUP). Sessions that have begun keep theirs.
+    pub fn replace_live(&self, live: Live) {
+        *self.live.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(live);
+    }
+
+    /// The users of `config` who have a Maildir (a passwd-file user's is
     /// made on the first delivery or login): what the retention sweep and
     /// the Spam digest go through, so that 100,000 users without mail cost
     /// them one `stat` each, not a failed scan and a warning. Checks the
     /// disk: call it off the reactor.
-    pub fn users_with_maildir(&self) -> impl Iterator<Item = &crate::config::User> + '_ {
-        self.config
+    pub fn users_with_maildir<'a>(
+        &'a self,
+        config: &'a Config,
+    ) -> impl Iterator<Item = &'a crate::config::User> + 'a {
+        config
             .users
             .iter()
             .filter(|u| self.store.user_exists(&u.name).unwrap_or(false))
@@ -280,11 +400,12 @@ impl Context {
     /// `[limits] min_free_space` (never when it is `0`). A file system whose
     /// free space cannot be read counts as low: the check fails safe.
     pub fn storage_low(&self) -> bool {
-        let min = self.config.limits.min_free_space;
+        let config = self.config();
+        let min = config.limits.min_free_space;
         if min == 0 {
             return false;
         }
-        [&self.config.data_dir, &self.config.relay.queue_dir]
+        [&config.data_dir, &config.relay.queue_dir]
             .into_iter()
             .any(|dir| match disk_space::available(dir) {
                 Ok(free) if free >= min => false,

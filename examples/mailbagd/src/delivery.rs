@@ -32,8 +32,8 @@ use mailbag_spam_tag::{
 use tracing::info;
 
 use crate::clock::unix_seconds;
-use crate::config::{SpamFolder, User};
-use crate::context::Context;
+use crate::config::{Config, SpamFolder, User};
+use crate::context::{Context, Live};
 use crate::envelope::{Envelope, forward_address};
 use crate::replies;
 use crate::spool::Spool;
@@ -115,7 +115,7 @@ pub struct Report {
 /// user's overrides from the web page, looked up at each delivery (the
 /// settings store is written through by the page), so a change applies to
 /// the next message without a restart.
-fn settings_for(ctx: &Context, user: &User) -> UserSettings {
+fn settings_for(ctx: &Context, config: &Config, user: &User) -> UserSettings {
     let effective = ctx.settings.effective(user);
     let mut s = UserSettings::default();
     s.scanning = effective.spam_scanning;
@@ -124,17 +124,17 @@ fn settings_for(ctx: &Context, user: &User) -> UserSettings {
         SpamFolder::Spam => SpamFolderChoice::Spam,
         SpamFolder::Inbox => SpamFolderChoice::Inbox,
     };
-    s.threshold = Score::saturating(ctx.config.spam.threshold);
+    s.threshold = Score::saturating(config.spam.threshold);
     s
 }
 
 /// Whether any of the local recipients `local` (configured user names) has
 /// spam scanning on (config file value or web page override): the SMTP
-/// driver asks spamd only then.
-pub fn any_scanning(ctx: &Context, local: &[UserName]) -> bool {
+/// driver asks spamd only then. `config` is the one the session began with.
+pub fn any_scanning(ctx: &Context, config: &Config, local: &[UserName]) -> bool {
     local
         .iter()
-        .filter_map(|name| ctx.config.user(name.as_str()))
+        .filter_map(|name| config.user(name.as_str()))
         .any(|u| ctx.settings.effective(u).spam_scanning)
 }
 
@@ -176,18 +176,22 @@ pub enum Scan {
 }
 
 /// Delivers a spooled message to every recipient of `env`, durably.
-/// `Ok` means every copy is stored (the caller may answer `250`).
+/// `Ok` means every copy is stored (the caller may answer `250`). `live` is
+/// what the SMTP session began with (its recipients were checked against
+/// it), so that a reload in the middle of a transaction drops no recipient.
 pub fn deliver(
     ctx: &Context,
+    live: &Live,
     spool: &mut Spool,
     env: &Envelope,
     scan_source: Scan,
 ) -> Result<Report, DeliveryError> {
+    let config = &*live.config;
     let hops = received_count(spool.head(MAX_HEADER_INSPECTED));
-    if hops > ctx.config.smtp.max_received_headers {
+    if hops > config.smtp.max_received_headers {
         info!(
             received = hops,
-            max = ctx.config.smtp.max_received_headers,
+            max = config.smtp.max_received_headers,
             "mail loop: too many Received: fields"
         );
         return Err(DeliveryError(replies::mail_loop()));
@@ -198,7 +202,7 @@ pub fn deliver(
     let mut received = Received::new(
         env.helo.as_ref().map_or("", |h| h.as_str()),
         env.client,
-        ctx.config.hostname.as_str(),
+        config.hostname.as_str(),
         date,
     )
     .by_comment("mailbagd")
@@ -213,8 +217,8 @@ pub fn deliver(
     let users: Vec<(&User, UserSettings)> = env
         .local
         .iter()
-        .filter_map(|name| ctx.config.user(name.as_str()))
-        .map(|u| (u, settings_for(ctx, u)))
+        .filter_map(|name| config.user(name.as_str()))
+        .map(|u| (u, settings_for(ctx, config, u)))
         .collect();
     let verdict = if users.iter().any(|(_, s)| s.scanning) {
         match scan_source {
@@ -248,7 +252,7 @@ pub fn deliver(
         d.write_chunk(head.as_bytes())
             .map_err(|e| DeliveryError::from_store(&e))?;
         let mut opts = RewriteOptions::default();
-        opts.template = ctx.template.clone();
+        opts.template = live.template.clone();
         let mut rw = HeaderRewriter::new(decision.action, opts);
         let mut out = Vec::with_capacity(COPY_CHUNK + 1024);
         for_each_chunk(spool, |c| {
@@ -282,6 +286,10 @@ pub fn deliver(
     for (user, is_spam, d) in prepared {
         let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
         info!(user = %user.name, folder = %receipt.folder, size = receipt.size, spam = ?is_spam, "delivered");
+        ctx.metrics.delivered(receipt.folder.name());
+        if let Some(spam) = is_spam {
+            ctx.metrics.spam_verdict(spam);
+        }
         report
             .local
             .push((user.name.clone(), receipt.folder.name()));
@@ -344,18 +352,19 @@ mod tests {
                 .map(|s| UserName::new(*s).unwrap())
                 .collect::<Vec<_>>()
         };
-        assert!(any_scanning(&ctx, &names(&["joe", "bob"])));
-        assert!(!any_scanning(&ctx, &names(&["bob"])));
-        assert!(!any_scanning(&ctx, &names(&["nobody"])));
+        let config = ctx.config();
+        assert!(any_scanning(&ctx, &config, &names(&["joe", "bob"])));
+        assert!(!any_scanning(&ctx, &config, &names(&["bob"])));
+        assert!(!any_scanning(&ctx, &config, &names(&["nobody"])));
         ctx.settings
             .save("joe", &Overrides::all(false, true, SpamFolder::Spam))
             .unwrap();
         ctx.settings
             .save("bob", &Overrides::all(true, true, SpamFolder::Inbox))
             .unwrap();
-        assert!(!any_scanning(&ctx, &names(&["joe"])));
-        assert!(any_scanning(&ctx, &names(&["bob"])));
-        let bob = settings_for(&ctx, ctx.config.user("bob").unwrap());
+        assert!(!any_scanning(&ctx, &config, &names(&["joe"])));
+        assert!(any_scanning(&ctx, &config, &names(&["bob"])));
+        let bob = settings_for(&ctx, &config, config.user("bob").unwrap());
         assert!(bob.scanning);
         assert_eq!(bob.spam_folder, SpamFolderChoice::Inbox);
     }

@@ -105,7 +105,7 @@ struct HtmlPart<'a> {
 }
 
 fn state_path(ctx: &Context, user: &User) -> PathBuf {
-    ctx.config
+    ctx.config()
         .data_dir
         .join(user.name.as_str())
         .join(STATE_FILE)
@@ -235,7 +235,7 @@ pub fn send_digest(
         return Ok(Outcome::SpamInInbox);
     }
     let last = read_state(ctx, user)?;
-    let interval = ctx.config.spam.digest_interval;
+    let interval = ctx.config().spam.digest_interval;
     if !force {
         let Some(interval) = interval else {
             return Ok(Outcome::NotDue);
@@ -262,12 +262,12 @@ pub fn send_digest(
         Some(l) => (l.last_ms.saturating_sub(OVERLAP_MS), l.sent.as_slice()),
         None => (0, &[][..]),
     };
-    let retention = ctx.config.spam.spam_retention;
-    let web = &ctx.config.web;
+    let retention = ctx.config().spam.spam_retention;
+    let web = &ctx.config().web;
     let entries: Vec<SpamEntry> = entries_where(
         ctx.store.as_ref(),
         &user.name,
-        &ctx.template,
+        &ctx.template(),
         retention,
         web.max_header_read,
         |m| {
@@ -279,7 +279,8 @@ pub fn send_digest(
     if entries.is_empty() {
         return Ok(Outcome::NothingNew);
     }
-    let hostname = ctx.config.hostname.as_str();
+    let config = ctx.config();
+    let hostname = config.hostname.as_str();
     let base = web.link_base(hostname);
     let rows: Vec<Row> = entries
         .iter()
@@ -303,7 +304,7 @@ pub fn send_digest(
         Some(l) if l.last_ms > 0 => format_time(UNIX_EPOCH + Duration::from_millis(l.last_ms)),
         _ => "you opened your mailbox".to_owned(),
     };
-    let suffix = &ctx.config.pop3.spam_login_suffix;
+    let suffix = &ctx.config().pop3.spam_login_suffix;
     let spam_login = if suffix.is_empty() {
         String::new()
     } else {
@@ -350,9 +351,9 @@ fn compose(
     text: &str,
     html: &str,
 ) -> String {
-    let hostname = ctx.config.hostname.as_str();
-    let domain = ctx
-        .config
+    let config = ctx.config();
+    let hostname = config.hostname.as_str();
+    let domain = config
         .local_domains
         .first()
         .map_or(hostname, |d| d.as_str());
@@ -393,15 +394,16 @@ fn compose(
 /// Sends the digests that are due, every `min(digest_interval,
 /// sweep_interval)`, until the server shuts down.
 pub async fn run(ctx: Arc<Context>) {
-    let Some(interval) = ctx.config.spam.digest_interval else {
+    let Some(interval) = ctx.config().spam.digest_interval else {
         return;
     };
-    let tick = interval.min(ctx.config.spam.sweep_interval);
+    let tick = interval.min(ctx.config().spam.sweep_interval);
     loop {
         let c = Arc::clone(&ctx);
         let pass = tokio::task::spawn_blocking(move || {
             // A user without a Maildir has no spam to report.
-            for user in c.users_with_maildir() {
+            let config = c.config();
+            for user in c.users_with_maildir(&config) {
                 match send_digest(&c, user, SystemTime::now(), false) {
                     Ok(Outcome::Sent(n)) => {
                         info!(user = %user.name, messages = n, "Spam digest sent")

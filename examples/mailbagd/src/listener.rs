@@ -170,7 +170,33 @@ pub enum Role {
 }
 
 impl Role {
-    /// Short name used in logs.
+    /// Every role.
+    pub const ALL: [Role; 7] = [
+        Role::Pop3,
+        Role::Pop3Tls,
+        Role::Smtp,
+        Role::Submission,
+        Role::SubmissionTls,
+        Role::Web,
+        Role::WebTls,
+    ];
+
+    /// The role of a well-known port: 110 POP3, 995 POP3 over TLS, 25
+    /// SMTP, 587 submission, 465 submission over TLS.
+    pub fn for_well_known_port(port: u16) -> Option<Role> {
+        match port {
+            110 => Some(Role::Pop3),
+            995 => Some(Role::Pop3Tls),
+            25 => Some(Role::Smtp),
+            587 => Some(Role::Submission),
+            465 => Some(Role::SubmissionTls),
+            _ => None,
+        }
+    }
+
+    /// Short name used in logs, in the announcement `mailbagd: listening
+    /// ROLE ADDR`, and as a socket's `FileDescriptorName=` under socket
+    /// activation.
     pub fn name(self) -> &'static str {
         match self {
             Role::Pop3 => "pop3",
@@ -291,13 +317,18 @@ pub async fn accept_loop(
     tracker: TaskTracker,
     service: Arc<dyn Service>,
 ) {
+    // `/health` counts this listener while the loop runs.
+    let _up = ctx.metrics.listener_up();
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
             r = listener.accept() => r,
         };
         let (tcp, peer) = match accepted {
-            Ok(x) => x,
+            // An IPv4 client on a dual-stack socket (`[::]` with
+            // `BindIPv6Only=both`) is its IPv4 address everywhere: limits,
+            // the relay table, logs and `Received:`.
+            Ok((tcp, peer)) => (tcp, SocketAddr::new(peer.ip().to_canonical(), peer.port())),
             Err(e) => {
                 warn!(role = role.name(), error = %e, "accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -324,11 +355,12 @@ async fn admit(
     service: Arc<dyn Service>,
 ) {
     let _ = tcp.set_nodelay(true);
+    let _open = ctx.metrics.connection(role.name());
     let permit = match ctx.acquire_connection(role.class(), peer.ip()) {
         Ok(p) => p,
         Err(e) => {
             info!(reason = %e, "connection refused");
-            if let Some(line) = role.refusal(ctx.config.hostname.as_str()) {
+            if let Some(line) = role.refusal(ctx.config().hostname.as_str()) {
                 let mut tcp = tcp;
                 let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
                     let _ = tcp.write_all(&line).await;
@@ -342,11 +374,12 @@ async fn admit(
     info!("connected");
     let mut stream = MaybeTls::Plain(tcp);
     if role.implicit_tls() {
-        let Some(acceptor) = ctx.tls.as_ref() else {
+        let live = ctx.live();
+        let Some(acceptor) = live.tls.as_ref() else {
             return;
         };
         stream = match stream
-            .upgrade(acceptor, ctx.config.limits.tls_handshake_timeout)
+            .upgrade(acceptor, live.config.limits.tls_handshake_timeout)
             .await
         {
             Ok(s) => s,

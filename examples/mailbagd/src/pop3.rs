@@ -40,7 +40,8 @@ use mailbag_pop3_proto::session::{
 use mailbag_pop3_proto::types::Uid;
 use tracing::{debug, info, warn};
 
-use crate::context::Context;
+use crate::config::Config;
+use crate::context::{Context, Live};
 use crate::listener::Connection;
 use crate::login_limiter::failure_delay;
 use crate::login_name;
@@ -73,11 +74,13 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// Serves one POP3 connection until it closes, with pop3-proto's tokio
 /// driver ([`driver::server::serve`]) and this module's `Pop3Handler`.
 pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
-    let config = &ctx.config;
+    // The session keeps what it began with to its end (a reload is for later ones).
+    let live = ctx.live();
+    let config = &*live.config;
     let mut cfg = ServerConfig::default();
     cfg.greeting = format!("{} Mailbag POP3 ready.", config.hostname);
     cfg.implicit_tls = conn.stream.is_tls();
-    cfg.tls_available = ctx.tls.is_some() && !cfg.implicit_tls;
+    cfg.tls_available = live.tls.is_some() && !cfg.implicit_tls;
     cfg.require_tls_for_login = config.pop3.require_tls_for_login;
     cfg.idle_timeout = config.pop3.idle_timeout;
     let suffix = &config.pop3.spam_login_suffix;
@@ -93,6 +96,7 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
     options.max_write_segments = MAX_WRITE_SEGMENTS;
     let mut handler = Pop3Handler {
         ctx: Arc::clone(&ctx),
+        live: Arc::clone(&live),
         peer: conn.peer,
         maildrop: None,
         mailbox: None,
@@ -117,6 +121,8 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
 /// and the mailbox and folder it resolved to.
 struct Pop3Handler {
     ctx: Arc<Context>,
+    /// The configuration (and users) the session began with.
+    live: Arc<Live>,
     peer: SocketAddr,
     maildrop: Option<Box<dyn Maildrop>>,
     mailbox: Option<Mailbox>,
@@ -129,12 +135,12 @@ impl ServerHandler<MaybeTls> for Pop3Handler {
 
     async fn start_tls(&mut self, stream: MaybeTls) -> io::Result<MaybeTls> {
         let acceptor = self
-            .ctx
+            .live
             .tls
             .as_ref()
             .ok_or_else(|| session_error("STLS without TLS config"))?;
         let tls = stream
-            .upgrade(acceptor, self.ctx.config.limits.tls_handshake_timeout)
+            .upgrade(acceptor, self.live.config.limits.tls_handshake_timeout)
             .await?;
         debug!("STLS: TLS established");
         Ok(tls)
@@ -157,16 +163,16 @@ enum Verdict {
 
 /// Every login (USER/PASS, SASL PLAIN and LOGIN) through the login limiter,
 /// then the credential check.
-fn login(ctx: &Context, peer: std::net::IpAddr, req: &LoginRequest) -> Verdict {
-    let base = ctx.config.pop3.auth_failure_delay;
-    let key = login_name::limiter_key(&ctx.config, req.user.as_str());
+fn login(ctx: &Context, config: &Config, peer: std::net::IpAddr, req: &LoginRequest) -> Verdict {
+    let base = config.pop3.auth_failure_delay;
+    let key = login_name::limiter_key(config, req.user.as_str());
     match ctx.logins.attempt(peer, &key, Instant::now()) {
         Err(retry_after) => {
             info!(user = %req.user.as_str(), retry_after = ?retry_after, "login refused: locked out");
             let most = ctx.logins.options().failures_before_lockout;
             Verdict::Refused(failure_delay(base, most))
         }
-        Ok(failures) => match check_login(ctx, req) {
+        Ok(failures) => match check_login(config, req) {
             Some(mailbox) => {
                 ctx.logins.succeeded(peer, &key);
                 Verdict::Accepted(mailbox)
@@ -176,16 +182,15 @@ fn login(ctx: &Context, peer: std::net::IpAddr, req: &LoginRequest) -> Verdict {
     }
 }
 
-fn check_login(ctx: &Context, req: &LoginRequest) -> Option<Mailbox> {
+fn check_login(config: &Config, req: &LoginRequest) -> Option<Mailbox> {
     let Credentials::Password(password) = &req.credentials else {
         return None; // APOP is not offered
     };
     // The one credential check of every service (same work for unknown users).
-    let login =
-        login_name::authenticate(&ctx.config, req.user.as_str(), password.expose().as_bytes())?;
+    let login = login_name::authenticate(config, req.user.as_str(), password.expose().as_bytes())?;
     // SASL: an authorization identity must name the same mailbox and folder.
     if let Some(authz) = &req.authzid {
-        let same = login_name::resolve(&ctx.config, authz)
+        let same = login_name::resolve(config, authz)
             .is_some_and(|a| a.user.name == login.user.name && a.folder == login.folder);
         if !same {
             return None;
@@ -212,7 +217,11 @@ async fn handle_event(
             // SHA-crypt verification costs milliseconds of CPU: off the reactor.
             let sh = Arc::clone(ctx);
             let ip = peer.ip();
-            let verdict = blocking(move || login(&sh, ip, &req)).await?;
+            // The users as of now, not as of the connection's start: a password
+            // changed or a user removed since is honoured at once.
+            let verdict = blocking(move || login(&sh, &sh.config(), ip, &req)).await?;
+            ctx.metrics
+                .login("pop3", matches!(verdict, Verdict::Accepted(_)));
             match verdict {
                 Verdict::Refused(delay) => {
                     info!(user = %user, mechanism = ?mechanism, "login failed");

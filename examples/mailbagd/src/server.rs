@@ -26,8 +26,13 @@ use crate::context::{Context, ContextError};
 use crate::listener::{Role, ServeFn, Service, accept_loop};
 use crate::outbound::mx::Resolve;
 use crate::outbound::{Outbound, OutboundError};
+use crate::privileges::Dropped;
+use crate::reload::Reloader;
+use crate::service_manager::Notifier;
+use crate::tls::load_acceptor;
 use crate::web::Web;
 use crate::{pop3, smtp};
+use tokio::signal::unix::SignalKind;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +55,13 @@ pub enum StartError {
     /// The outbound engine could not start (e.g. another mailbagd delivers this queue).
     #[error(transparent)]
     Outbound(#[from] OutboundError),
+    /// The sockets passed by socket activation are unusable, or one has a
+    /// name that is no role.
+    #[error("socket activation: {0}")]
+    Activation(String),
+    /// `[server] user` could not be taken on: the server does not serve.
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::PrivilegeError),
 }
 
 /// A server with every listener bound.
@@ -60,10 +72,140 @@ pub struct Server {
     listeners: Vec<(Role, TcpListener)>,
     /// Postfix policy delegation (`[pop_before_smtp] policy_listen`).
     policy: Vec<TcpListener>,
+    /// `/metrics` and `/health` (`[metrics] listen`).
+    metrics: Vec<TcpListener>,
+    reloader: Arc<Reloader>,
 }
 
-/// The name the policy listeners are announced with.
+/// The name the policy listeners are announced with (and a passed socket's
+/// `FileDescriptorName=`).
 const POLICY_ROLE: &str = "policy";
+
+/// The name the metrics listeners are announced with.
+const METRICS_ROLE: &str = "metrics";
+
+/// The listeners of each kind.
+type Bound = (Vec<(Role, TcpListener)>, Vec<TcpListener>, Vec<TcpListener>);
+
+/// Binds every configured address, replacing port 0 by the port bound.
+fn bind_configured(config: &mut Config) -> Result<Bound, StartError> {
+    let mut listeners = Vec::new();
+    let web_role = if config.web.tls {
+        Role::WebTls
+    } else {
+        Role::Web
+    };
+    let lists = [
+        (Role::Pop3, &mut config.pop3.listen),
+        (Role::Pop3Tls, &mut config.pop3.tls_listen),
+        (Role::Smtp, &mut config.smtp.listen),
+        (Role::Submission, &mut config.smtp.submission_listen),
+        (Role::SubmissionTls, &mut config.smtp.tls_listen),
+        (web_role, &mut config.web.listen),
+    ];
+    for (role, addrs) in lists {
+        for addr in addrs.iter_mut() {
+            listeners.push((role, bind_one(addr, role.name())?));
+        }
+    }
+    let mut policy = Vec::new();
+    for addr in config.pop_before_smtp.policy_listen.iter_mut() {
+        policy.push(bind_one(addr, POLICY_ROLE)?);
+    }
+    let mut metrics = Vec::new();
+    for addr in config.metrics.listen.iter_mut() {
+        metrics.push(bind_one(addr, METRICS_ROLE)?);
+    }
+    Ok((listeners, policy, metrics))
+}
+
+/// Binds `addr`; port 0 becomes the port bound: what the server tells
+/// clients (the help page, autoconfiguration) is where it listens.
+fn bind_one(addr: &mut SocketAddr, role: &'static str) -> Result<TcpListener, StartError> {
+    let l = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
+        addr: *addr,
+        role,
+        source,
+    })?;
+    if let Ok(bound) = l.local_addr() {
+        *addr = bound;
+    }
+    Ok(l)
+}
+
+/// Takes the sockets socket activation passed (systemd's `LISTEN_FDS`),
+/// each to the role its `FileDescriptorName=` names (`pop3`, `pop3s`,
+/// `smtp`, `submission`, `submissions`, `http`, `https`, `policy`,
+/// `metrics`); a socket with another name (systemd names them after their
+/// unit: `mailbagd.socket`) by its port, when that is a role's well-known
+/// one ([`Role::for_well_known_port`]). The configured listen addresses are replaced by theirs: the
+/// unit file decides where mailbagd listens.
+fn take_passed(
+    config: &mut Config,
+    passed: Vec<crate::service_manager::PassedListener>,
+) -> Result<Bound, StartError> {
+    let (mut listeners, mut policy, mut metrics) = (Vec::new(), Vec::new(), Vec::new());
+    config.pop3.listen.clear();
+    config.pop3.tls_listen.clear();
+    config.smtp.listen.clear();
+    config.smtp.submission_listen.clear();
+    config.smtp.tls_listen.clear();
+    config.web.listen.clear();
+    config.pop_before_smtp.policy_listen.clear();
+    config.metrics.listen.clear();
+    for p in passed {
+        let addr = p
+            .listener
+            .local_addr()
+            .map_err(|e| StartError::Activation(format!("socket {:?}: {e}", p.name)))?;
+        let listener = TcpListener::from_std(p.listener)
+            .map_err(|e| StartError::Activation(format!("socket {:?}: {e}", p.name)))?;
+        let role = match p.name.as_str() {
+            POLICY_ROLE => {
+                config.pop_before_smtp.policy_listen.push(addr);
+                policy.push(listener);
+                continue;
+            }
+            METRICS_ROLE => {
+                config.metrics.listen.push(addr);
+                metrics.push(listener);
+                continue;
+            }
+            name => Role::ALL
+                .into_iter()
+                .find(|r| r.name() == name)
+                // The unit's own name (one .socket for every port): by port.
+                .or_else(|| Role::for_well_known_port(addr.port()))
+                .ok_or_else(|| {
+                    StartError::Activation(format!(
+                        "a passed socket on {addr} is named {name:?}, which is no role: give \
+                         each socket FileDescriptorName= pop3, pop3s, smtp, submission, \
+                         submissions, http, https, policy or metrics (or use the port of \
+                         the role: 110, 995, 25, 587, 465)"
+                    ))
+                })?,
+        };
+        if role.implicit_tls() && config.tls.is_none() {
+            return Err(StartError::Activation(format!(
+                "socket {:?} is for implicit TLS, but [tls] is not configured",
+                role.name()
+            )));
+        }
+        match role {
+            Role::Pop3 => config.pop3.listen.push(addr),
+            Role::Pop3Tls => config.pop3.tls_listen.push(addr),
+            Role::Smtp => config.smtp.listen.push(addr),
+            Role::Submission => config.smtp.submission_listen.push(addr),
+            Role::SubmissionTls => config.smtp.tls_listen.push(addr),
+            Role::Web | Role::WebTls => {
+                config.web.tls = role == Role::WebTls;
+                config.web.listen.push(addr);
+            }
+        }
+        listeners.push((role, listener));
+    }
+    Ok((listeners, policy, metrics))
+}
 
 impl Server {
     /// Binds every listener, loads TLS material and opens the mail store. A
@@ -75,53 +217,48 @@ impl Server {
 
     /// Like [`Server::bind`], with the DNS resolver of the outbound engine given (tests:
     /// [`crate::outbound::mx::FakeResolver`]); `None` is the system's.
+    ///
+    /// Started by systemd socket activation (`LISTEN_FDS` for this
+    /// process), the passed sockets are the listeners and no address is
+    /// bound. With `[server] user` the process gives up root after the
+    /// listeners are bound and the TLS key is read, before the mail store is
+    /// opened.
     pub async fn bind_with_resolver(
         mut config: Config,
         resolver: Option<Arc<dyn Resolve>>,
     ) -> Result<Server, StartError> {
-        let mut listeners = Vec::new();
-        let web_role = if config.web.tls {
-            Role::WebTls
-        } else {
-            Role::Web
+        // What a reload compares with: the configuration as loaded.
+        let reloader = Arc::new(Reloader::new(&config));
+        let passed = crate::service_manager::passed_listeners()
+            .map_err(|e| StartError::Activation(e.to_string()))?;
+        let (listeners, policy, metrics) = match passed {
+            Some(p) => {
+                info!(
+                    sockets = p.len(),
+                    "socket activation: serving the passed sockets"
+                );
+                take_passed(&mut config, p)?
+            }
+            None => bind_configured(&mut config)?,
         };
-        let lists = [
-            (Role::Pop3, &mut config.pop3.listen),
-            (Role::Pop3Tls, &mut config.pop3.tls_listen),
-            (Role::Smtp, &mut config.smtp.listen),
-            (Role::Submission, &mut config.smtp.submission_listen),
-            (Role::SubmissionTls, &mut config.smtp.tls_listen),
-            (web_role, &mut config.web.listen),
-        ];
-        for (role, addrs) in lists {
-            for addr in addrs.iter_mut() {
-                let l = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
-                    addr: *addr,
-                    role: role.name(),
-                    source,
-                })?;
-                // Port 0 becomes the port bound: what the server tells clients
-                // (the help page, autoconfiguration) is where it listens.
-                if let Ok(bound) = l.local_addr() {
-                    *addr = bound;
+        let tls = match &config.tls {
+            Some(t) => Some(load_acceptor(&t.cert_file, &t.key_file).map_err(ContextError::Tls)?),
+            None => None,
+        };
+        if let Some(user) = &config.server.user {
+            match crate::privileges::drop_to(user, config.server.group.as_deref())? {
+                Dropped::Changed { uid, gid } => info!(user, uid, gid, "gave up root"),
+                Dropped::AlreadyThatUser => {}
+                Dropped::NotRoot { uid } => {
+                    warn!(
+                        user,
+                        uid, "not started as root: serving as the user who started it"
+                    )
                 }
-                listeners.push((role, l));
             }
         }
-        let mut policy = Vec::new();
-        for addr in config.pop_before_smtp.policy_listen.iter_mut() {
-            let l = crate::listener::bind(*addr).map_err(|source| StartError::Bind {
-                addr: *addr,
-                role: POLICY_ROLE,
-                source,
-            })?;
-            if let Ok(bound) = l.local_addr() {
-                *addr = bound;
-            }
-            policy.push(l);
-        }
-        let ctx = Context::open(config)?;
-        let config = &ctx.config;
+        let ctx = Context::open_with_tls(config, tls)?;
+        let config = &ctx.config();
         let lock = ctx.queue.lock_delivery().map_err(OutboundError::Queue)?;
         let queued = Arc::clone(&ctx.queued);
         let outbound = match resolver {
@@ -133,6 +270,8 @@ impl Server {
             outbound,
             listeners,
             policy,
+            metrics,
+            reloader,
         })
     }
 
@@ -149,9 +288,28 @@ impl Server {
         &self.ctx
     }
 
+    /// The reloader of this server (`SIGHUP`; tests and embedding).
+    pub fn reloader(&self) -> &Arc<Reloader> {
+        &self.reloader
+    }
+
     /// Serves until `shutdown` completes, then shuts down gracefully.
+    /// SIGHUP reloads ([`crate::reload`]); with `NOTIFY_SOCKET` set the
+    /// service manager is told `READY=1` once every listener is up,
+    /// `RELOADING=1` around a reload and `STOPPING=1` at shutdown, and gets
+    /// `WATCHDOG=1` when `WATCHDOG_USEC` asks for it.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let tracker = TaskTracker::new();
+        let notifier = Notifier::from_env();
+        // Installed before the listeners are announced (as the shutdown
+        // handler below), so that a SIGHUP sent on the announcement reloads.
+        let hangups = match tokio::signal::unix::signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(error = %e, "cannot handle SIGHUP: no reload on signal");
+                None
+            }
+        };
         // Poll the shutdown future once before announcing the listeners, so
         // that a signal handler it installs (SIGTERM) is in place before a
         // script or test that waits for the announcement can send a signal.
@@ -162,17 +320,21 @@ impl Server {
             () = std::future::ready(()) => false,
         };
         let policy_addrs = self.policy.iter().filter_map(|l| l.local_addr().ok());
+        let metrics_addrs = self.metrics.iter().filter_map(|l| l.local_addr().ok());
         let announced = self
             .local_addrs()
             .into_iter()
             .map(|(role, addr)| (role.name(), addr))
-            .chain(policy_addrs.map(|a| (POLICY_ROLE, a)));
+            .chain(policy_addrs.map(|a| (POLICY_ROLE, a)))
+            .chain(metrics_addrs.map(|a| (METRICS_ROLE, a)));
         for (role, addr) in announced {
             info!(role, %addr, "listening");
             // Machine-readable, for scripts and tests (port 0 picks a free port).
             println!("mailbagd: listening {role} {addr}");
         }
         let ctx = &self.ctx;
+        ctx.metrics
+            .expect_listeners(self.listeners.len() + self.policy.len());
         let pop3: Arc<dyn Service> = Arc::new(ServeFn::new(Arc::clone(ctx), pop3::serve));
         let smtp: Arc<dyn Service> = Arc::new(ServeFn::new(Arc::clone(ctx), smtp::serve));
         let web: Arc<dyn Service> = Arc::new(Web::new(Arc::clone(ctx)));
@@ -196,13 +358,33 @@ impl Server {
         // the same relay table as mailbagd's SMTP (pop-before-smtp's server).
         for listener in self.policy {
             let shutdown = ctx.shutdown.clone().cancelled_owned();
-            tokio::spawn(mailbag_pop_before_smtp::server::serve_until(
-                listener,
-                ctx.relay.clone(),
-                PolicyServerOptions::default(),
-                shutdown,
-            ));
+            let up = ctx.metrics.listener_up();
+            let relay = ctx.relay.clone();
+            tokio::spawn(async move {
+                let _up = up;
+                if let Err(e) = mailbag_pop_before_smtp::server::serve_until(
+                    listener,
+                    relay,
+                    PolicyServerOptions::default(),
+                    shutdown,
+                )
+                .await
+                {
+                    warn!(error = %e, "policy listener failed");
+                }
+            });
         }
+        for listener in self.metrics {
+            tokio::spawn(crate::metrics_page::serve(Arc::clone(ctx), listener));
+        }
+        tracker.spawn(crate::reload::run(
+            Arc::clone(ctx),
+            Arc::clone(&self.reloader),
+            hangups,
+            notifier.clone(),
+        ));
+        tokio::spawn(notifier.clone().run_watchdog(ctx.shutdown.clone()));
+        notifier.ready();
         tracker.spawn(crate::sweeper::run(Arc::clone(ctx)));
         tracker.spawn(crate::digest::run(Arc::clone(ctx)));
         // The outbound engine: its own tracker so that shutdown lets deliveries in
@@ -214,10 +396,11 @@ impl Server {
             shutdown.await;
         }
         info!("shutting down: no new connections, finishing in-flight work");
+        notifier.stopping();
         self.ctx.shutdown.cancel();
         tracker.close();
         outbound_tasks.close();
-        let limit = self.ctx.config.limits.shutdown_timeout;
+        let limit = self.ctx.config().limits.shutdown_timeout;
         let all = async {
             tracker.wait().await;
             outbound_tasks.wait().await;

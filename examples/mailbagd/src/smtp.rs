@@ -35,7 +35,7 @@ use mailbag_smtp_proto::types::{Body, HeloName, MailParams};
 use mailbag_spam_tag::spamd::{ScanOutcome, SpamdClient};
 use tracing::{debug, info, warn};
 
-use crate::context::Context;
+use crate::context::{Context, Live};
 use crate::delivery::{self, DeliveryError, Scan};
 use crate::envelope::{Envelope, RemoteRecipient};
 use crate::listener::Connection;
@@ -132,7 +132,9 @@ async fn spamd_scan(client: &SpamdClient, spool: &mut Spool) -> Scan {
 /// Serves one SMTP connection until it closes, with smtp-proto's tokio
 /// driver ([`driver::server::serve`]) and this module's `SmtpHandler`.
 pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
-    let config = &ctx.config;
+    // The session keeps what it began with to its end (a reload is for later ones).
+    let live = ctx.live();
+    let config = &*live.config;
     let mut cfg = ServerConfig::default();
     cfg.hostname = config.hostname.to_string();
     cfg.greeting = "ESMTP Mailbag".into();
@@ -140,7 +142,7 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
     cfg.max_recipients = config.smtp.max_recipients;
     cfg.idle_timeout = config.smtp.idle_timeout;
     cfg.implicit_tls = conn.stream.is_tls();
-    cfg.starttls = ctx.tls.is_some() && !cfg.implicit_tls;
+    cfg.starttls = live.tls.is_some() && !cfg.implicit_tls;
     cfg.auth_mechanisms = Vec::new(); // AUTH off: POP-before-SMTP authorizes
     cfg.bare_lf = config.smtp.bare_line_endings;
     // DSN (RFC 3461): NOTIFY, ORCPT, RET and ENVID are kept in the relay queue and honoured
@@ -152,6 +154,7 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
     options.write_timeout = config.limits.write_timeout;
     let mut handler = SmtpHandler {
         ctx: Arc::clone(&ctx),
+        live: Arc::clone(&live),
         id: conn.id,
         ip: conn.peer.ip(),
         submission: conn.role.is_submission(),
@@ -178,6 +181,8 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
 /// What a connection holds between events.
 struct SmtpHandler {
     ctx: Arc<Context>,
+    /// The configuration the session began with.
+    live: Arc<Live>,
     /// The connection's id (`Received:` and logs).
     id: u64,
     ip: IpAddr,
@@ -194,17 +199,37 @@ struct SmtpHandler {
 
 impl ServerHandler<MaybeTls> for SmtpHandler {
     async fn handle(&mut self, event: Event<'_>) -> io::Result<Answer> {
-        self.event(event).await
+        let stage = match &event {
+            Event::MailFrom { .. } => Some("mail"),
+            Event::RcptTo { .. } => Some("rcpt"),
+            Event::DataStart => Some("data"),
+            Event::MessageComplete { .. } => None,
+            _ => Some("other"),
+        };
+        let answer = self.event(event).await?;
+        let metrics = &self.ctx.metrics;
+        let status = |r: &mailbag_smtp_proto::types::Reply<'_>| {
+            r.enhanced().map(|e| e.to_string()).unwrap_or_default()
+        };
+        match (&answer, stage) {
+            (Answer::Reject(r), Some(stage)) => {
+                metrics.smtp_refusal(stage, r.code().get(), &status(r));
+            }
+            (Answer::Reject(r), None) => metrics.smtp_message(r.code().get(), &status(r)),
+            (Answer::Accept, None) => metrics.smtp_message(250, "2.0.0"),
+            _ => {}
+        }
+        Ok(answer)
     }
 
     async fn start_tls(&mut self, stream: MaybeTls) -> io::Result<MaybeTls> {
         let acceptor = self
-            .ctx
+            .live
             .tls
             .as_ref()
             .ok_or_else(|| session_error("STARTTLS without TLS config"))?;
         let tls = stream
-            .upgrade(acceptor, self.ctx.config.limits.tls_handshake_timeout)
+            .upgrade(acceptor, self.live.config.limits.tls_handshake_timeout)
             .await?;
         debug!("STARTTLS: TLS established");
         self.tls = true;
@@ -215,7 +240,7 @@ impl ServerHandler<MaybeTls> for SmtpHandler {
 impl SmtpHandler {
     async fn event(&mut self, event: Event<'_>) -> io::Result<Answer> {
         let ctx = &self.ctx;
-        let config = &ctx.config;
+        let config = &*self.live.config;
         Ok(match event {
             Event::Hello { kind, name } => {
                 debug!(helo = %name.as_str(), "hello");
@@ -328,7 +353,7 @@ impl SmtpHandler {
         if let Some(s) = self.spool.as_mut() {
             t.finish_spool(s);
         }
-        if ctx.config.smtp.bare_line_endings == BareLfPolicy::Reject
+        if self.live.config.smtp.bare_line_endings == BareLfPolicy::Reject
             && t.line_ends.bare_line_ends() > 0
         {
             info!(
@@ -353,20 +378,21 @@ impl SmtpHandler {
                 for_rcpt: if t.accepted == 1 { t.last_rcpt } else { None },
             };
             let sh = Arc::clone(ctx);
+            let live = Arc::clone(&self.live);
             let mut sp = self
                 .spool
                 .take()
                 .ok_or_else(|| session_error("spool lost"))?;
-            let scan_source = match &ctx.spamd {
+            let scan_source = match &live.spamd {
                 // Only when a recipient wants it (per-user settings,
                 // the web page's overrides included).
-                Some(client) if delivery::any_scanning(ctx, &env.local) => {
+                Some(client) if delivery::any_scanning(ctx, &live.config, &env.local) => {
                     spamd_scan(client, &mut sp).await
                 }
                 _ => Scan::Builtin,
             };
             let (sp, r) = tokio::task::spawn_blocking(move || {
-                let r = delivery::deliver(&sh, &mut sp, &env, scan_source);
+                let r = delivery::deliver(&sh, &live, &mut sp, &env, scan_source);
                 sp.clear();
                 (sp, r)
             })

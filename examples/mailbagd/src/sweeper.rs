@@ -32,8 +32,8 @@ pub fn sweep_once(
 
 /// Runs the sweeper until shutdown.
 pub async fn run(ctx: Arc<Context>) {
-    let retention = ctx.config.spam.spam_retention;
-    let mut interval = tokio::time::interval(ctx.config.spam.sweep_interval);
+    let retention = ctx.config().spam.spam_retention;
+    let mut interval = tokio::time::interval(ctx.config().spam.sweep_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -42,13 +42,20 @@ pub async fn run(ctx: Arc<Context>) {
         }
         let c = Arc::clone(&ctx);
         let result = tokio::task::spawn_blocking(move || {
-            let users: Vec<UserName> = c.users_with_maildir().map(|u| u.name.clone()).collect();
+            let config = c.config();
+            let users: Vec<UserName> = c
+                .users_with_maildir(&config)
+                .map(|u| u.name.clone())
+                .collect();
             sweep_once(c.store.as_ref(), &users, retention, SystemTime::now())
         })
         .await;
         match result {
             Ok(0) => {}
-            Ok(n) => info!(removed = n, "retention sweep removed old Spam"),
+            Ok(n) => {
+                ctx.metrics.retention_deleted(n as u64);
+                info!(removed = n, "retention sweep removed old Spam");
+            }
             Err(e) => warn!(error = %e, "retention sweep task failed"),
         }
     }

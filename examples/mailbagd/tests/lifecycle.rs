@@ -162,39 +162,6 @@ fn sigterm_lets_an_in_flight_delivery_finish() {
     assert!(texts[0].contains("first half\r\nsecond half\r\n"));
 }
 
-/// SIGHUP (a `systemctl reload`, a closed terminal) must not kill the server:
-/// until reload exists it is logged and ignored, and the server keeps serving.
-#[test]
-fn sighup_is_logged_and_ignored() {
-    if !common::require("python3") {
-        return;
-    }
-    let server = Server::start();
-    let pid = server.pid().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill -HUP");
-    assert!(status.success());
-    assert!(
-        common::wait_until(Duration::from_secs(10), || server.log().contains("SIGHUP")),
-        "no log line about SIGHUP; log:\n{}",
-        server.log()
-    );
-    let login = common::py_pop_login(&server, "127.0.0.1", "joe", "secret");
-    assert!(login.starts_with("OK"), "POP3 login after SIGHUP: {login}");
-    // Still running, and it still serves after a second SIGHUP.
-    let _ = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status();
-    std::thread::sleep(Duration::from_millis(200));
-    let login = common::py_pop_login(&server, "127.0.0.1", "joe", "secret");
-    assert!(
-        login.starts_with("OK"),
-        "POP3 login after a second SIGHUP: {login}"
-    );
-}
-
 /// `[limits.max_connections]` per role: idle connections filling the SMTP
 /// role's limit do not lock POP3 users out.
 #[test]

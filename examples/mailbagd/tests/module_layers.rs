@@ -16,8 +16,11 @@ const LAYERS: &[&[&str]] = &[
         "disk_space",
         "envelope",
         "limits",
+        "metrics",
         "password_hash",
+        "privileges",
         "replies",
+        "service_manager",
         "signing_key",
         "signals",
         "spool",
@@ -41,10 +44,10 @@ const LAYERS: &[&[&str]] = &[
     ],
     // What every service shares.
     &["context"],
-    // The one accept loop; the delivery pipeline.
-    &["delivery", "listener"],
+    // The one accept loop; the delivery pipeline; live reload.
+    &["delivery", "listener", "reload"],
     // The services.
-    &["outbound", "pop3", "smtp", "sweeper", "web"],
+    &["metrics_page", "outbound", "pop3", "smtp", "sweeper", "web"],
     // What uses a service: the Spam digest lists the Spam folder as the web page does.
     &["digest"],
     // Wiring and the command line.

@@ -361,7 +361,7 @@ async fn digest_release(c: &Client, server: &WebServer) {
     send(server.smtp(), "joe@example.test", "digest me").await;
     let ctx = std::sync::Arc::clone(&server.ctx);
     let sent = tokio::task::spawn_blocking(move || {
-        let joe = ctx.config.user("joe").expect("joe").clone();
+        let joe = ctx.config().user("joe").expect("joe").clone();
         mailbagd::digest::send_digest(&ctx, &joe, std::time::SystemTime::now(), true)
     })
     .await

@@ -124,7 +124,7 @@ pub async fn send_report(
     let lock = Arc::clone(lock);
     let env = env.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let config = &sh.config;
+        let config = &sh.config();
         let now = unix_now();
         let host = &config.hostname;
         let date = DateTime::new(now, 0).map_err(|_| "bad date")?;
@@ -240,6 +240,11 @@ pub async fn send_report(
     match result {
         Ok(Ok(how)) => {
             info!(recipients = which.len(), kind = ?report, %how, "DSN sent");
+            ctx.metrics.dsn_sent(match report {
+                Report::Failed => "failed",
+                Report::Delayed { .. } => "delayed",
+                Report::Relayed => "relayed",
+            });
             ctx.queued.notify_one();
             Sent::Durable
         }

@@ -149,7 +149,7 @@ impl Outbound {
 async fn run(engine: Arc<Outbound>, ctx: Arc<Context>, tracker: TaskTracker) {
     let shutdown = ctx.shutdown.clone();
     info!(
-        smarthost = ?ctx.config.relay.smarthost,
+        smarthost = ?ctx.config().relay.smarthost,
         "outbound delivery engine started"
     );
     let mut startup = true;
@@ -189,7 +189,7 @@ async fn run(engine: Arc<Outbound>, ctx: Arc<Context>, tracker: TaskTracker) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(ctx.config.relay.scan_interval) => {}
+            _ = tokio::time::sleep(ctx.config().relay.scan_interval) => {}
             _ = engine.wake.notified() => {
                 // Let a burst of new messages settle into one scan.
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -283,6 +283,8 @@ fn transaction_for(
 
 /// Records outcomes in the envelope and the queue.
 struct Ledger<'a> {
+    /// `outbound_attempts` per result.
+    metrics: Arc<crate::metrics::Metrics>,
     lock: Arc<DeliveryLock>,
     env: &'a mut Envelope,
     /// Transaction → recipient index → envelope recipient index.
@@ -316,6 +318,11 @@ impl Ledger<'_> {
         // A settled recipient and the report it owes are written in one update. A
         // "relayed" report is owed until the connection ends offering DSN (the next hop
         // then reports itself).
+        self.metrics.outbound_attempt(match o.status() {
+            Status::Accepted => "delivered",
+            Status::Permanent => "failed",
+            Status::Temporary => "deferred",
+        });
         (r.state, r.report) = match o.status() {
             Status::Accepted => {
                 self.delivered_now.push(i);
@@ -513,7 +520,7 @@ async fn attempt(
     id: &QueueId,
     env: &mut Envelope,
 ) -> bool {
-    let config = &ctx.config;
+    let config = &ctx.config();
     // Group pending recipients by destination.
     let mut groups: BTreeMap<String, Vec<(usize, ForwardPath<'static>)>> = BTreeMap::new();
     let mut bad = Vec::new();
@@ -531,6 +538,7 @@ async fn attempt(
         }
     }
     let mut ledger = Ledger {
+        metrics: Arc::clone(&ctx.metrics),
         lock: Arc::clone(&engine.lock),
         env,
         map: Vec::new(),

@@ -31,13 +31,13 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Web {
     /// The web state for a server (limits from `[web]`).
     pub fn new(ctx: Arc<Context>) -> Web {
-        let w = &ctx.config.web;
+        let w = &ctx.config().web;
         let so = SessionOptions {
             idle_timeout: w.session_idle_timeout,
             lifetime: w.session_lifetime,
             max_sessions: w.max_sessions,
         };
-        let secure = w.tls && ctx.tls.is_some();
+        let secure = w.tls && ctx.tls().is_some();
         let login_key = match LoginTokenKey::random() {
             Ok(k) => Some(k),
             Err(e) => {

@@ -46,7 +46,7 @@ fn xml(body: String, content_type: &'static str) -> Response {
 
 /// `GET …/config-v1.1.xml[?emailaddress=]`.
 pub(super) async fn thunderbird(State(web): State<App>, Query(q): Query<AddressQuery>) -> Response {
-    let s = ClientSettings::from_config(&web.ctx.config);
+    let s = ClientSettings::from_config(&web.ctx.config());
     let doc = match q.emailaddress.as_deref() {
         // Without an address: the document for every local domain.
         None => Some(thunderbird_config(&s, None)),
@@ -62,7 +62,7 @@ pub(super) async fn thunderbird(State(web): State<App>, Query(q): Query<AddressQ
 
 /// `POST /autodiscover/autodiscover.xml`.
 pub(super) async fn outlook(State(web): State<App>, body: Bytes) -> Response {
-    let s = ClientSettings::from_config(&web.ctx.config);
+    let s = ClientSettings::from_config(&web.ctx.config());
     let Some(request) = AutodiscoverRequest::parse(&body) else {
         info!("web: autodiscover request without an e-mail address");
         return (StatusCode::BAD_REQUEST, "Bad Autodiscover request").into_response();
@@ -86,7 +86,7 @@ pub(super) async fn outlook(State(web): State<App>, body: Bytes) -> Response {
 
 /// `GET /mobileconfig?emailaddress=`.
 pub(super) async fn apple(State(web): State<App>, Query(q): Query<AddressQuery>) -> Response {
-    let s = ClientSettings::from_config(&web.ctx.config);
+    let s = ClientSettings::from_config(&web.ctx.config());
     let Some(address) = q.emailaddress.as_deref().map(str::trim) else {
         return not_found_page(None);
     };

@@ -66,7 +66,7 @@ impl FromRequestParts<App> for Auth {
         });
         match found {
             // The user may have been removed from the config since login.
-            Some(a) if web.ctx.config.user(&a.user).is_some() => Ok(a),
+            Some(a) if web.ctx.config().user(&a.user).is_some() => Ok(a),
             _ if parts.method == Method::GET || parts.method == Method::HEAD => {
                 Err(Redirect::to("/login").into_response())
             }

@@ -11,7 +11,7 @@ use super::responses::render;
 use crate::client_settings::ClientSettings;
 
 pub(super) async fn help_page(State(web): State<App>) -> Response {
-    let s = ClientSettings::from_config(&web.ctx.config);
+    let s = ClientSettings::from_config(&web.ctx.config());
     render(
         StatusCode::OK,
         HelpPage {

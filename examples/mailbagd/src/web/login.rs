@@ -34,7 +34,7 @@ pub(super) struct LoginForm {
 /// expired (it lives as long as the cookie, `session_idle_timeout`).
 fn valid_login_token<'a>(web: &Web, headers: &'a HeaderMap) -> Option<&'a str> {
     let key = web.login_key.as_ref()?;
-    let max_age = web.ctx.config.web.session_idle_timeout;
+    let max_age = web.ctx.config().web.session_idle_timeout;
     cookie(headers, web.login_cookie()).filter(|t| key.verify(t, unix_now(), max_age))
 }
 
@@ -62,7 +62,7 @@ fn login_response(
     let c = set_cookie(
         web.login_cookie(),
         &token,
-        Some(web.ctx.config.web.session_idle_timeout),
+        Some(web.ctx.config().web.session_idle_timeout),
         web.secure,
     );
     with_cookies(render(status, page), &[c])
@@ -101,7 +101,7 @@ pub(super) async fn login_post(
     let password = f.password.unwrap_or_default();
     // The one login limiter of every service: POP3 failures count here too,
     // against the mailbox however its name was typed.
-    let key = login_name::limiter_key(&web.ctx.config, &user);
+    let key = login_name::limiter_key(&web.ctx.config(), &user);
     let counted = web.ctx.logins.attempt(peer.ip(), &key, Instant::now());
     let failures = match counted {
         Ok(n) => n,
@@ -115,14 +115,15 @@ pub(super) async fn login_post(
     // The address form and the Spam suffix name the same mailbox here
     // (the page shows both folders).
     let mailbox = blocking(move || {
-        login_name::authenticate(&ctx.config, &typed, password.as_bytes())
+        login_name::authenticate(&ctx.config(), &typed, password.as_bytes())
             .map(|l| l.user.name.as_str().to_owned())
     })
     .await
     .flatten();
+    web.ctx.metrics.login("web", mailbox.is_some());
     let Some(mailbox) = mailbox else {
         info!(user = %log_name(&user), %peer, "web: login failed");
-        let delay = failure_delay(web.ctx.config.web.login_failure_delay, failures);
+        let delay = failure_delay(web.ctx.config().web.login_failure_delay, failures);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -148,7 +149,7 @@ pub(super) async fn login_post(
         set_cookie(
             web.session_cookie(),
             id.as_str(),
-            Some(web.ctx.config.web.session_lifetime),
+            Some(web.ctx.config().web.session_lifetime),
             web.secure,
         ),
         set_cookie(web.login_cookie(), "", None, web.secure),

@@ -66,9 +66,9 @@ pub(super) async fn release_page(State(web): State<App>, Query(f): Query<LinkFie
             ctx.store.as_ref(),
             &user,
             &uid,
-            &ctx.template,
-            ctx.config.spam.spam_retention,
-            ctx.config.web.max_header_read,
+            &ctx.template(),
+            ctx.config().spam.spam_retention,
+            ctx.config().web.max_header_read,
         )
     })
     .await;
@@ -103,7 +103,7 @@ pub(super) async fn release_post(State(web): State<App>, Form(f): Form<LinkField
     let ctx = Arc::clone(&web.ctx);
     let (user, uid): (_, Uid) = (link.user.clone(), link.uid.clone());
     let result =
-        blocking(move || spam::release(ctx.store.as_ref(), &user, &uid, &ctx.template)).await;
+        blocking(move || spam::release(ctx.store.as_ref(), &user, &uid, &ctx.template())).await;
     match result {
         Some(Ok(())) => {
             info!(user = %link.user, uid = %link.uid, "web: released from Spam by a digest link");

@@ -50,7 +50,7 @@ use super::spam_folder::{delete_all_page, delete_all_post, spam_delete, spam_pag
 /// # Ok(()) }
 /// ```
 pub fn router(web: App) -> Router {
-    let body_limit = web.ctx.config.web.max_request_body;
+    let body_limit = web.ctx.config().web.max_request_body;
     Router::new()
         .route("/", get(|| async { Redirect::to("/settings") }))
         .route("/login", get(login_page).post(login_post))

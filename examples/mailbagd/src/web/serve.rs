@@ -32,7 +32,7 @@ async fn serve_connection(web: Arc<Web>, conn: Connection) -> io::Result<()> {
     let ctx = Arc::clone(&web.ctx);
     let app = router(web);
     let peer = conn.peer;
-    let timeout = ctx.config.web.request_timeout;
+    let timeout = ctx.config().web.request_timeout;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let app = app.clone();
@@ -61,18 +61,18 @@ async fn serve_connection(web: Arc<Web>, conn: Connection) -> io::Result<()> {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(timeout)
-        .max_buf_size(ctx.config.web.max_request_head.max(8192))
+        .max_buf_size(ctx.config().web.max_request_head.max(8192))
         .keep_alive(true);
     // hyper has no write deadline of its own: a client that sends requests
     // and never reads the answers would hold the connection forever.
-    let stream = WriteDeadline::new(conn.stream, ctx.config.limits.write_timeout);
+    let stream = WriteDeadline::new(conn.stream, ctx.config().limits.write_timeout);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
         _ = ctx.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(ctx.config.limits.shutdown_timeout, conn.as_mut()).await {
+            match tokio::time::timeout(ctx.config().limits.shutdown_timeout, conn.as_mut()).await {
                 Ok(r) => r,
                 Err(_) => Ok(()),
             }

@@ -26,7 +26,8 @@ pub(super) async fn settings_page(
     auth: Auth,
     Query(q): Query<SavedQuery>,
 ) -> Response {
-    let Some(user) = web.ctx.config.user(&auth.user) else {
+    let config = web.ctx.config();
+    let Some(user) = config.user(&auth.user) else {
         return internal_error(Some(auth.nav("settings")));
     };
     let settings = Arc::clone(&web.ctx.settings);
@@ -34,7 +35,7 @@ pub(super) async fn settings_page(
     let Some(effective) = blocking(move || settings.effective(&u)).await else {
         return internal_error(Some(auth.nav("settings")));
     };
-    let example = tag_example(&web.ctx.config);
+    let example = tag_example(&web.ctx.config());
     render(
         StatusCode::OK,
         SettingsPage {
@@ -45,7 +46,7 @@ pub(super) async fn settings_page(
             subject_prefix: effective.subject_prefix,
             folder_inbox: effective.spam_folder == SpamFolder::Inbox,
             tag_example: example,
-            retention: humanize(web.ctx.config.spam.spam_retention),
+            retention: humanize(web.ctx.config().spam.spam_retention),
         },
     )
 }

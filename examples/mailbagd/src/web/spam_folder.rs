@@ -45,14 +45,14 @@ pub(super) async fn spam_page(
         .as_deref()
         .and_then(|p| p.parse::<usize>().ok())
         .unwrap_or(1);
-    let cfg = &web.ctx.config;
+    let cfg = &web.ctx.config();
     let (page_size, retention, max_header) = (
         cfg.web.page_size,
         cfg.spam.spam_retention,
         cfg.web.max_header_read,
     );
     let store = Arc::clone(&web.ctx.store);
-    let template: TagTemplate = web.ctx.template.clone();
+    let template: TagTemplate = web.ctx.template().clone();
     let listed = blocking(move || {
         spam::list_page(
             store.as_ref(),
@@ -137,7 +137,7 @@ pub(super) async fn spam_release(
         Err(r) => return *r,
     };
     let store = Arc::clone(&web.ctx.store);
-    let template = web.ctx.template.clone();
+    let template = web.ctx.template().clone();
     let id = uid.clone();
     let result = blocking(move || spam::release(store.as_ref(), &user, &id, &template)).await;
     match result {

@@ -142,6 +142,9 @@ pub struct Options {
     /// Extra TOML lines for the `[pop_before_smtp]` table; a `policy_listen`
     /// among them adds the "policy" role to what start-up waits for.
     pub pop_before_smtp: String,
+    /// Whole TOML tables (`[metrics]`, `[server]`) placed before the users; a
+    /// `[metrics]` table adds the "metrics" role to what start-up waits for.
+    pub tables: String,
 }
 
 impl Default for Options {
@@ -161,6 +164,7 @@ impl Default for Options {
             relay: "smarthost = \"127.0.0.1:1\"\n".into(),
             userdb: String::new(),
             pop_before_smtp: String::new(),
+            tables: String::new(),
         }
     }
 }
@@ -243,6 +247,7 @@ shutdown_timeout = "5s"
 {limits}
 [userdb]
 {userdb}
+{tables}
 [[users]]
 name = "joe"
 password = "secret"
@@ -266,6 +271,7 @@ spam_scanning = false
             limits = opts.limits,
             userdb = opts.userdb,
             pbs = opts.pop_before_smtp,
+            tables = opts.tables,
             hash = SECRET_HASH,
             pop3_idle = opts.pop3_idle,
             smtp_idle = opts.smtp_idle,
@@ -285,6 +291,9 @@ spam_scanning = false
         let mut roles = vec!["pop3", "smtp", "submission", "http"];
         if opts.pop_before_smtp.contains("policy_listen") {
             roles.push("policy");
+        }
+        if opts.tables.contains("[metrics]") {
+            roles.push("metrics");
         }
         if opts.tls {
             roles.extend(["pop3s", "submissions"]);
@@ -406,6 +415,13 @@ spam_scanning = false
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends SIGHUP (reload) without waiting.
+    pub fn signal_hup(&self) {
+        let pid = self.pid().to_string();
+        let status = Command::new("kill").args(["-HUP", &pid]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -HUP {pid}");
     }
 
     /// Sends SIGTERM without waiting.

@@ -1,0 +1,229 @@
+//! Live reload: SIGHUP (`systemctl reload`) re-reads the configuration file,
+//! the passwd-file and the TLS certificate and key, and the passwd-file is
+//! also re-read by itself when its modification time, size or inode changes
+//! (looked at every `[userdb] check_interval`), so that `mailbagd user add`
+//! takes effect without a signal.
+//!
+//! A reload builds a whole new [`Live`] and swaps it in: sessions that have
+//! begun keep the one they took (an SMTP transaction is delivered with the
+//! users its recipients were checked against), new ones get the new one. A
+//! POP3 login checks the password against the users of the moment.
+//!
+//! A reload that fails (a syntax error, an unreadable file, a bad
+//! certificate) keeps the running state and logs one error; a bad
+//! passwd-file line is skipped and logged with its line number (at start-up
+//! it refuses the configuration). Keys the running server cannot change
+//! ([`Config::restart_keys`]: listen addresses, `data_dir`, the relay queue,
+//! the limiters' sizes) keep their running values and are logged as
+//! "needs restart".
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::context::{Context, ContextError, Live};
+
+/// Why a reload kept the running state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The configuration (or the passwd-file) could not be read or is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The TLS certificate or key, or the tag template, is unusable.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+}
+
+/// What a reload that succeeded did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReloadReport {
+    /// Users now configured.
+    pub users: usize,
+    /// Bad passwd-file lines left out, each with its line number.
+    pub skipped: Vec<String>,
+    /// Keys whose new value needs a restart (the running value is kept).
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// What identifies a version of the passwd-file without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    ino: u64,
+    dev: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            modified: m.modified().ok(),
+            len: m.len(),
+            ino: m.ino(),
+            dev: m.dev(),
+        })
+    }
+}
+
+/// Reloads one server's [`Context`]: remembers the restart-only keys it
+/// started with and the passwd-file version last read.
+#[derive(Debug)]
+pub struct Reloader {
+    started: Vec<(&'static str, String)>,
+    stamp: Mutex<Option<FileStamp>>,
+}
+
+impl Reloader {
+    /// A reloader for a server started with `config` as loaded (before
+    /// port 0 was replaced by the port bound): the values of
+    /// [`Config::restart_keys`] a reload compares with.
+    pub fn new(config: &Config) -> Reloader {
+        let stamp = config.userdb.passwd_file.as_deref().and_then(FileStamp::of);
+        Reloader {
+            started: config.restart_keys(),
+            stamp: Mutex::new(stamp),
+        }
+    }
+
+    /// Reloads now: reads the configuration again ([`Config::reload`]),
+    /// makes a new [`Live`] and puts it in `ctx`. Reads files: call it off
+    /// the reactor. Counted in `ctx.metrics`.
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadError`]: nothing changed.
+    pub fn reload(&self, ctx: &Context) -> Result<ReloadReport, ReloadError> {
+        let result = self.try_reload(ctx);
+        ctx.metrics.reload(result.is_ok());
+        result
+    }
+
+    fn try_reload(&self, ctx: &Context) -> Result<ReloadReport, ReloadError> {
+        let running = ctx.config();
+        // Stamped before reading, so that a change made while reading is
+        // seen by the next check.
+        let stamp = running
+            .userdb
+            .passwd_file
+            .as_deref()
+            .and_then(FileStamp::of);
+        let (mut config, skipped) = running.reload()?;
+        let new_keys = config.restart_keys();
+        let needs_restart: Vec<&'static str> = new_keys
+            .iter()
+            .zip(&self.started)
+            .filter(|((_, new), (_, old))| new != old)
+            .map(|((key, _), _)| *key)
+            .collect();
+        config.keep_restart_keys(&running);
+        let users = config.users.len();
+        // The passwd-file the new configuration names (it may have changed).
+        let new_stamp = match config.userdb.passwd_file.as_deref() {
+            p if p == running.userdb.passwd_file.as_deref() => stamp,
+            Some(p) => FileStamp::of(p),
+            None => None,
+        };
+        let live = Live::new(config)?;
+        ctx.replace_live(live);
+        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = new_stamp;
+        Ok(ReloadReport {
+            users,
+            skipped,
+            needs_restart,
+        })
+    }
+
+    /// Whether the passwd-file of the running configuration changed
+    /// (modification time, size or inode) since it was last read. Calls
+    /// `stat`.
+    pub fn passwd_file_changed(&self, ctx: &Context) -> bool {
+        let config = ctx.config();
+        let Some(path) = config.userdb.passwd_file.as_deref() else {
+            return false;
+        };
+        let now = FileStamp::of(path);
+        let mut last = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
+        if now == *last {
+            return false;
+        }
+        // A failing reload of this version is logged once, not every check.
+        *last = now;
+        true
+    }
+}
+
+/// Reloads off the reactor and logs the outcome: one line for a success,
+/// one warning per skipped line and per key that needs a restart, one error
+/// for a failure. `why` says what asked for it (`SIGHUP`, `passwd-file
+/// changed`).
+pub async fn reload_and_log(ctx: &Arc<Context>, reloader: &Arc<Reloader>, why: &'static str) {
+    let (c, r) = (Arc::clone(ctx), Arc::clone(reloader));
+    let result = tokio::task::spawn_blocking(move || r.reload(&c)).await;
+    match result {
+        Ok(Ok(report)) => {
+            for line in &report.skipped {
+                warn!("{line}");
+            }
+            for key in &report.needs_restart {
+                warn!(
+                    key,
+                    "changed in the configuration: needs restart (the running value is kept)"
+                );
+            }
+            info!(
+                reason = why,
+                users = report.users,
+                skipped_lines = report.skipped.len(),
+                "configuration reloaded"
+            );
+        }
+        Ok(Err(e)) => {
+            error!(reason = why, error = %e, "reload failed: keeping the running configuration");
+        }
+        Err(e) => {
+            error!(reason = why, error = %e, "reload task failed: keeping the running configuration");
+        }
+    }
+}
+
+/// Runs until shutdown: reloads on each SIGHUP (`hangups`), and when the
+/// passwd-file changed, looked at every `[userdb] check_interval`.
+pub async fn run(
+    ctx: Arc<Context>,
+    reloader: Arc<Reloader>,
+    mut hangups: Option<tokio::signal::unix::Signal>,
+    notify: crate::service_manager::Notifier,
+) {
+    loop {
+        let interval = ctx.config().userdb.check_interval;
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            Some(()) = async {
+                match hangups.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                notify.reloading();
+                reload_and_log(&ctx, &reloader, "SIGHUP").await;
+                notify.ready();
+            }
+            () = tokio::time::sleep(interval) => {
+                let (c, r) = (Arc::clone(&ctx), Arc::clone(&reloader));
+                let changed = tokio::task::spawn_blocking(move || r.passwd_file_changed(&c))
+                    .await
+                    .unwrap_or(false);
+                if changed {
+                    reload_and_log(&ctx, &reloader, "passwd-file changed").await;
+                }
+            }
+        }
+    }
+}

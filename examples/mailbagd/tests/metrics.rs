@@ -1,0 +1,158 @@
+//! `[metrics] listen`: `/metrics` parses with a Prometheus text-format
+//! parser (prometheus-parse, not our encoder's code) and counts what
+//! clients did; `/health` answers 200 while every listener is up; no user
+//! name or address shows in a label. Under `CI=true` a missing python3
+//! fails the tests.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+mod common;
+use common::{GTUBE, Options, Server, py_pop_login, require};
+
+/// `GET path` over HTTP/1.0: the status code and the body.
+fn get(server: &Server, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(server.addrs["metrics"]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, body.to_owned())
+}
+
+/// The value of the sample `name` whose labels include every pair of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .sum()
+}
+
+#[test]
+fn metrics_count_logins_messages_and_connections_and_health_is_ok() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start_with(
+        Options {
+            tables: "[metrics]\nlisten = \"127.0.0.1:0\"\n".into(),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let (status, health) = get(&server, "/health");
+    assert_eq!((status, health.as_str()), (200, "ok\n"));
+
+    let (status, before) = get(&server, "/metrics");
+    assert_eq!(status, 200);
+    let ok = [("service", "pop3"), ("result", "ok")];
+    let failed = [("service", "pop3"), ("result", "failed")];
+    let logins_ok = sample(&before, "mailbag_logins_total", &ok);
+
+    assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
+    assert!(py_pop_login(&server, "127.0.0.1", "joe", "wrong").starts_with("ERR"));
+    common::deliver_local(&server, "joe@example.test", "ham", "a plain message");
+    common::deliver_local(&server, "joe@example.test", "spam", GTUBE);
+    // Relay without a POP3 login from 127.0.0.2: refused at RCPT.
+    let replies = common::raw_smtp(
+        &server,
+        "smtp",
+        "127.0.0.2",
+        &[
+            b"EHLO x\r\n",
+            b"MAIL FROM:<a@example.org>\r\n",
+            b"RCPT TO:<someone@elsewhere.example>\r\n",
+            b"QUIT\r\n",
+        ],
+    );
+    assert!(replies[3].starts_with("55"), "{replies:?}");
+
+    let (_, after) = get(&server, "/metrics");
+    assert_eq!(sample(&after, "mailbag_logins_total", &ok), logins_ok + 1.0);
+    assert!(sample(&after, "mailbag_logins_total", &failed) >= 1.0);
+    assert_eq!(
+        sample(&after, "mailbag_smtp_messages_total", &[("class", "2xx")]),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "mailbag_smtp_refusals_total",
+            &[("stage", "rcpt"), ("class", "5xx")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "mailbag_spam_verdicts_total",
+            &[("verdict", "spam")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "mailbag_spam_verdicts_total", &[("verdict", "ham")]),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "mailbag_local_deliveries_total",
+            &[("folder", "INBOX")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "mailbag_local_deliveries_total",
+            &[("folder", "Spam")]
+        ),
+        1.0
+    );
+    assert!(sample(&after, "mailbag_connections_total", &[("role", "pop3")]) >= 2.0);
+    assert!(sample(&after, "mailbag_connections_total", &[("role", "smtp")]) >= 3.0);
+    assert_eq!(sample(&after, "mailbag_relay_queue_messages", &[]), 0.0);
+    assert_eq!(sample(&after, "mailbag_listeners_up", &[]), 4.0);
+    // Labels name roles and results, never a user or an address.
+    for secret in ["joe", "127.0.0", "example"] {
+        assert!(!after.contains(secret), "{secret:?} in /metrics:\n{after}");
+    }
+
+    // A reload is counted with its result.
+    server.signal_hup();
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        sample(
+            &get(&server, "/metrics").1,
+            "mailbag_reloads_total",
+            &[("result", "ok")],
+        ) == 1.0
+    }));
+    assert_eq!(
+        sample(
+            &get(&server, "/metrics").1,
+            "mailbag_last_reload_success",
+            &[]
+        ),
+        1.0
+    );
+    let (status, _) = get(&server, "/nothing-here");
+    assert_eq!(status, 404);
+}

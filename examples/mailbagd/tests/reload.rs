@@ -1,0 +1,330 @@
+//! Live reload: SIGHUP re-reads the configuration, the passwd-file and the
+//! TLS certificate without dropping connections; the passwd-file is also
+//! re-read by itself when it changes; a failing reload keeps the running
+//! state; bad passwd-file lines are skipped at reload; keys that need a
+//! restart are named. Under `CI=true` a missing python3 fails the tests.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
+use common::{Options, Server, py_pop_login, require, run_with_input};
+
+/// A line-at-a-time client on a raw TCP connection.
+struct Conn {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Conn {
+    fn open(server: &Server, role: &str) -> (Conn, String) {
+        let s = TcpStream::connect(server.addrs[role]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = Conn {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        };
+        let greeting = c.reply();
+        (c, greeting)
+    }
+
+    /// One reply: a line, or the last line of an SMTP multi-line reply.
+    fn reply(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            self.r.read_line(&mut line).unwrap();
+            let multi = line.len() > 3 && line.as_bytes().get(3) == Some(&b'-');
+            if !multi {
+                return line.trim_end().to_owned();
+            }
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        self.w.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(&format!("{line}\r\n"));
+        self.reply()
+    }
+
+    /// Reads a POP3 multi-line answer up to its lone dot.
+    fn multiline(&mut self) -> String {
+        let mut out = String::new();
+        loop {
+            let mut line = String::new();
+            self.r.read_line(&mut line).unwrap();
+            assert!(!line.is_empty(), "connection closed in a multi-line answer");
+            if line == ".\r\n" {
+                return out;
+            }
+            out.push_str(&line);
+        }
+    }
+}
+
+fn mailbagd(args: &[&str], stdin: Option<&str>) -> common::Out {
+    run_with_input(
+        Command::new(env!("CARGO_BIN_EXE_mailbagd")).args(args),
+        stdin.map(str::as_bytes),
+        Duration::from_secs(60),
+    )
+}
+
+/// The passwd-file of these tests: user `pat` (password `patpw`).
+fn passwd_path(data: &Path) -> PathBuf {
+    data.parent().unwrap().join("users.passwd")
+}
+
+fn start(check_interval: &str, tls: bool) -> (Server, PathBuf) {
+    let mut file = None;
+    let server = Server::start_with(
+        Options {
+            tls,
+            userdb: {
+                // The file is made in `before`; its path is known now.
+                String::from("__PASSWD__")
+            },
+            ..Options::default()
+        },
+        |data| {
+            let p = passwd_path(data);
+            std::fs::write(&p, "# users\npat:{PLAIN}patpw::::::\n").unwrap();
+            // The configuration names it, with the check interval of the test.
+            let cfg = data.parent().unwrap().join("mailbag.toml");
+            let text = std::fs::read_to_string(&cfg).unwrap().replace(
+                "__PASSWD__",
+                &format!("passwd_file = {p:?}\ncheck_interval = \"{check_interval}\""),
+            );
+            std::fs::write(&cfg, text).unwrap();
+            file = Some(p);
+        },
+    );
+    (server, file.unwrap())
+}
+
+/// Waits (10 s at most) until a POP3 login of `user` answers `OK…` or `ERR…` (`want`).
+fn wait_for_login(server: &Server, user: &str, password: &str, want: &str) {
+    assert!(
+        common::wait_until(Duration::from_secs(10), || py_pop_login(
+            server,
+            "127.0.0.1",
+            user,
+            password
+        )
+        .starts_with(want)),
+        "a POP3 login of {user} never answered {want}:\n{}",
+        server.log()
+    );
+}
+
+fn wait_for_log(server: &Server, text: &str, times: usize) {
+    assert!(
+        common::wait_until(Duration::from_secs(20), || server
+            .log()
+            .matches(text)
+            .count()
+            >= times),
+        "no {times}× {text:?} in the log:\n{}",
+        server.log()
+    );
+}
+
+#[test]
+fn sighup_keeps_open_sessions_and_the_next_login_sees_a_new_user() {
+    if !require("python3") {
+        return;
+    }
+    // The passwd-file is looked at hourly: only the signal can make the new user known.
+    let (server, passwd) = start("1h", false);
+    common::deliver_local(
+        &server,
+        "joe@example.test",
+        "before",
+        "kept across the reload",
+    );
+
+    // A POP3 session in the transaction state, holding joe's maildrop.
+    let (mut pop, greeting) = Conn::open(&server, "pop3");
+    assert!(greeting.starts_with("+OK"), "{greeting}");
+    assert!(pop.cmd("USER joe").starts_with("+OK"));
+    assert!(pop.cmd("PASS secret").starts_with("+OK"));
+    assert!(pop.cmd("STAT").starts_with("+OK 1 "));
+
+    // An SMTP transaction half-way through its DATA, to a passwd-file user.
+    let (mut smtp, greeting) = Conn::open(&server, "smtp");
+    assert!(greeting.starts_with("220"), "{greeting}");
+    assert!(smtp.cmd("EHLO client.example.org").starts_with("250"));
+    assert!(smtp.cmd("MAIL FROM:<a@example.org>").starts_with("250"));
+    assert!(smtp.cmd("RCPT TO:<pat@example.test>").starts_with("250"));
+    assert!(smtp.cmd("DATA").starts_with("354"));
+    smtp.send("From: a@example.org\r\nSubject: across a reload\r\n\r\nfirst half\r\n");
+
+    // A user added meanwhile, then the reload.
+    let f = passwd.to_str().unwrap();
+    let add = mailbagd(&["user", "add", "newbie", "--file", f], Some("newpw\n"));
+    assert!(add.ok(), "{add:?}");
+    assert!(py_pop_login(&server, "127.0.0.1", "newbie", "newpw").starts_with("ERR"));
+    server.signal_hup();
+    wait_for_log(&server, "configuration reloaded", 1);
+
+    // Both sessions complete.
+    smtp.send("second half\r\n.\r\n");
+    let end = smtp.reply();
+    assert!(
+        end.starts_with("250"),
+        "end of DATA after the reload: {end}"
+    );
+    assert!(smtp.cmd("QUIT").starts_with("221"));
+    assert!(pop.cmd("RETR 1").starts_with("+OK"));
+    assert!(pop.multiline().contains("kept across the reload"));
+    assert!(pop.cmd("DELE 1").starts_with("+OK"));
+    let quit = pop.cmd("QUIT");
+    assert!(quit.starts_with("+OK"), "{quit}");
+    assert!(
+        server.messages("joe", "").is_empty(),
+        "DELE committed at QUIT"
+    );
+    let pat = server.message_texts("pat", "");
+    assert_eq!(pat.len(), 1, "{}", server.log());
+    assert!(pat[0].contains("first half\r\nsecond half\r\n"));
+
+    // The next login sees the new user; the old ones are still there.
+    let login = py_pop_login(&server, "127.0.0.1", "newbie", "newpw");
+    assert!(login.starts_with("OK 0"), "{login}\n{}", server.log());
+    assert!(py_pop_login(&server, "127.0.0.1", "pat", "patpw").starts_with("OK 1"));
+    assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
+}
+
+#[test]
+fn the_passwd_file_is_reread_when_it_changes_and_bad_lines_are_skipped() {
+    if !require("python3") {
+        return;
+    }
+    let (server, passwd) = start("200ms", false);
+    let f = passwd.to_str().unwrap();
+    let add = mailbagd(&["user", "add", "zoe", "--file", f], Some("zoepw\n"));
+    assert!(add.ok(), "{add:?}");
+    wait_for_login(&server, "zoe", "zoepw", "OK");
+    assert!(server.log().contains("passwd-file changed"));
+
+    // A password change takes effect the same way.
+    let passwd_cmd = mailbagd(&["user", "passwd", "zoe", "--file", f], Some("other\n"));
+    assert!(passwd_cmd.ok(), "{passwd_cmd:?}");
+    wait_for_login(&server, "zoe", "other", "OK");
+    assert!(py_pop_login(&server, "127.0.0.1", "zoe", "zoepw").starts_with("ERR"));
+
+    // A malformed line (line 4: no password field; line 5: a name mailstore
+    // refuses) is skipped with its number; everyone else keeps working.
+    let mut text = std::fs::read_to_string(&passwd).unwrap();
+    text.push_str("brokenline\nbad/name:{PLAIN}x::::::\nlou:{PLAIN}loupw::::::\n");
+    std::fs::write(&passwd, text).unwrap();
+    wait_for_login(&server, "lou", "loupw", "OK");
+    let log = server.log();
+    assert!(
+        log.contains("line 4") && log.contains("line 5") && log.contains("line skipped"),
+        "{log}"
+    );
+    assert!(py_pop_login(&server, "127.0.0.1", "pat", "patpw").starts_with("OK"));
+    assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
+
+    // A user removed cannot log in any more.
+    let del = mailbagd(&["user", "del", "lou", "--file", f], None);
+    assert!(del.ok(), "{del:?}");
+    wait_for_login(&server, "lou", "loupw", "ERR");
+}
+
+#[test]
+fn a_failing_reload_keeps_the_running_state_and_restart_keys_are_named() {
+    if !require("python3") {
+        return;
+    }
+    let (server, _passwd) = start("1h", false);
+    let cfg = server.config_path().to_owned();
+    let good = std::fs::read_to_string(&cfg).unwrap();
+
+    // A syntax error: one error line, the server keeps serving as before.
+    std::fs::write(&cfg, format!("{good}\n[[users]\nname = ")).unwrap();
+    server.signal_hup();
+    wait_for_log(&server, "reload failed", 1);
+    assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
+    assert!(py_pop_login(&server, "127.0.0.1", "pat", "patpw").starts_with("OK"));
+
+    // A new data_dir and a new POP3 listen address need a restart: named,
+    // and ignored; a new user in [[users]] and a new pop3 idle time apply.
+    let changed = good
+        .replacen("data_dir = ", "data_dir = \"/nonexistent/elsewhere\"\n#", 1)
+        .replacen(
+            "[pop3]\nlisten = [\"127.0.0.1:0\"]",
+            "[pop3]\nlisten = [\"127.0.0.1:1\"]",
+            1,
+        )
+        + "[[users]]\nname = \"tom\"\npassword = \"tompw\"\n";
+    std::fs::write(&cfg, changed).unwrap();
+    server.signal_hup();
+    wait_for_log(&server, "configuration reloaded", 1);
+    let log = server.log();
+    for key in ["data_dir", "pop3.listen"] {
+        assert!(
+            log.lines().any(|l| l.contains("needs restart")
+                && l.contains(&format!("key=\"{key}\""))
+                || l.contains("needs restart") && l.contains(&format!("key={key}"))),
+            "{key} not named as needing a restart:\n{log}"
+        );
+    }
+    assert!(py_pop_login(&server, "127.0.0.1", "tom", "tompw").starts_with("OK"));
+    // Still the old data directory: joe's mail is where it was.
+    common::deliver_local(&server, "joe@example.test", "after", "still here");
+    assert_eq!(server.messages("joe", "").len(), 1);
+}
+
+/// The SHA-256 of the certificate a TLS port presents.
+fn cert_fingerprint(port: u16) -> String {
+    let script = r#"
+import ssl, socket, sys, hashlib
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10)
+t = ctx.wrap_socket(s)
+print(hashlib.sha256(t.getpeercert(True)).hexdigest())
+t.close()
+"#;
+    let out = common::python(script, &[&port.to_string()]);
+    assert!(out.ok(), "{out:?}");
+    out.stdout.trim().to_owned()
+}
+
+#[test]
+fn sighup_reloads_the_tls_certificate_and_a_bad_one_is_refused() {
+    if !require("python3") {
+        return;
+    }
+    let (server, _passwd) = start("1h", true);
+    let port = server.port("pop3s");
+    let first = cert_fingerprint(port);
+    let (mut open, greeting) = Conn::open(&server, "pop3");
+    assert!(greeting.starts_with("+OK"));
+
+    // A new certificate and key in the same files.
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = server.dir.path();
+    std::fs::write(dir.join("cert.pem"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.key_pair.serialize_pem()).unwrap();
+    server.signal_hup();
+    wait_for_log(&server, "configuration reloaded", 1);
+    let second = cert_fingerprint(port);
+    assert_ne!(first, second, "the new certificate is not served");
+    // The connection opened before the reload still works.
+    assert!(open.cmd("CAPA").starts_with("+OK"));
+    open.multiline();
+
+    // A broken certificate: the reload fails, the last good one stays.
+    std::fs::write(dir.join("cert.pem"), "not a certificate\n").unwrap();
+    server.signal_hup();
+    wait_for_log(&server, "reload failed", 1);
+    assert_eq!(cert_fingerprint(port), second);
+    assert!(open.cmd("QUIT").starts_with("+OK"));
+}

@@ -1,0 +1,236 @@
+//! systemd socket activation and notification, without systemd: systemd's
+//! own `systemd-socket-activate` binds the sockets, names them
+//! (`--fdname`) and starts mailbagd on the first connection with
+//! `LISTEN_FDS`/`LISTEN_PID`/`LISTEN_FDNAMES`, as systemd does for a
+//! `.socket` unit. mailbagd serves POP3 and SMTP on the passed sockets
+//! (binding none of its configured addresses) and tells the test's
+//! `NOTIFY_SOCKET` `READY=1`, `WATCHDOG=1`, `RELOADING=1` and `STOPPING=1`.
+//! Under `CI=true` a missing systemd-socket-activate or python3 fails the
+//! tests.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{free_port, require};
+
+/// Kills and reaps the launched server however the test ends.
+struct Launched(Child);
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn config(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    let cfg = dir.join("mailbag.toml");
+    // The configured addresses are never bound under socket activation.
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"hostname = "mail.example.test"
+local_domains = ["example.test"]
+data_dir = {data:?}
+[pop3]
+listen = ["127.0.0.1:1"]
+[smtp]
+listen = ["127.0.0.1:2"]
+submission_listen = ["127.0.0.1:3"]
+[relay]
+queue_dir = {queue:?}
+[web]
+listen = ["127.0.0.1:4"]
+[[users]]
+name = "joe"
+password = "secret"
+"#,
+            queue = data.join("queue"),
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Connects once systemd-socket-activate listens (it binds after it starts).
+fn connect(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("systemd-socket-activate does not listen on {port}: {e}"),
+        }
+    }
+}
+
+/// The next notification, within 10 seconds.
+fn next_notification(sock: &UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = sock
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn wait_for(sock: &UnixDatagram, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let n = next_notification(sock);
+        if n.contains(what) {
+            return n;
+        }
+        assert!(Instant::now() < deadline, "no {what:?} notification");
+    }
+}
+
+#[test]
+fn passed_sockets_serve_pop3_and_smtp_and_systemd_is_notified() {
+    if !require("systemd-socket-activate") || !require("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let notify_path = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (pop3, smtp) = (free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("mailbagd.log")).unwrap();
+    let child = Command::new("systemd-socket-activate")
+        .arg(format!("--listen=127.0.0.1:{pop3}"))
+        .arg(format!("--listen=127.0.0.1:{smtp}"))
+        .arg("--fdname=pop3:smtp")
+        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
+        .arg("--setenv=WATCHDOG_USEC=400000")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_mailbagd"))
+        .arg("--config")
+        .arg(&cfg)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("systemd-socket-activate");
+    let mut child = Launched(child);
+    let stdout = child.0.stdout.take().unwrap();
+    // systemd-socket-activate listens at once and starts mailbagd on the
+    // first connection (as a .socket unit does): this one.
+    let first = connect(pop3);
+    first
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut greeting = String::new();
+    BufReader::new(&first).read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("+OK"), "{greeting}");
+    let ready = wait_for(&notify, "READY=1");
+    assert!(ready.contains("READY=1"));
+
+    // What it announces: the passed sockets, nothing configured.
+    let mut announced = Vec::new();
+    let mut lines = BufReader::new(stdout).lines();
+    while announced.len() < 2 {
+        let line = lines.next().expect("announcement").unwrap();
+        if let Some(rest) = line.strip_prefix("mailbagd: listening ") {
+            announced.push(rest.to_owned());
+        }
+    }
+    announced.sort();
+    assert_eq!(
+        announced,
+        [
+            format!("pop3 127.0.0.1:{pop3}"),
+            format!("smtp 127.0.0.1:{smtp}")
+        ]
+    );
+
+    // A POP3 login and an SMTP delivery on the passed sockets.
+    let script = r#"
+import poplib, smtplib, sys
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[2]), timeout=20)
+s.sendmail('a@example.org', ['joe@example.test'], b'Subject: hi\r\n\r\nthrough a passed socket\r\n')
+s.quit()
+p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=20)
+p.user('joe'); p.pass_('secret')
+print(p.stat()[0]); p.quit()
+"#;
+    let out = common::python(script, &[&pop3.to_string(), &smtp.to_string()]);
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(out.stdout.trim(), "1");
+
+    // The watchdog is fed (every half WATCHDOG_USEC), a reload is announced,
+    // and so is the end.
+    wait_for(&notify, "WATCHDOG=1");
+    wait_for(&notify, "WATCHDOG=1");
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reloading = wait_for(&notify, "RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    wait_for(&notify, "READY=1");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for(&notify, "STOPPING=1");
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_passed_socket_with_an_unknown_name_stops_start_up() {
+    if !require("systemd-socket-activate") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let port = free_port();
+    let child = Command::new("systemd-socket-activate")
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg("--fdname=imap")
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_mailbagd"))
+        .arg("--config")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate");
+    let mut child = Launched(child);
+    let _first = connect(port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "mailbagd kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("\"imap\"") && err.contains("FileDescriptorName"),
+        "{err}"
+    );
+}
