@@ -268,6 +268,7 @@ impl NewEnvelope {
 /// brackets (`from <>` is the null sender). Optional lines: `client`,
 /// `envid`, `ret`, and per recipient `orcpt`, `notify` (`never` or a
 /// subset of `success,failure,delay` in that order), `delay-notified yes`,
+/// `held yes` (after `next-attempt`: [`Envelope::held`]),
 /// `report owed` or `report done` ([`ReportState`]; added compatibly to
 /// format 2, so envelopes written without it still parse, as
 /// [`ReportState::Unrecorded`]), and `at`/`host`/`reply` (the last outcome;
@@ -341,6 +342,10 @@ pub struct Envelope {
     pub attempts: u32,
     /// When the next attempt is due (unix seconds).
     pub next_attempt: u64,
+    /// Put on hold by an administrator (`mailbagd queue hold`): never
+    /// attempted, no DSN made, until released. Written as the optional line
+    /// `held yes` after `next-attempt` (added compatibly to format 2).
+    pub held: bool,
     /// The recipients.
     pub recipients: Vec<Recipient>,
 }
@@ -359,6 +364,7 @@ impl Envelope {
             size,
             attempts: 0,
             next_attempt: new.arrival,
+            held: false,
             recipients: new.recipients.clone(),
         }
     }
@@ -470,6 +476,9 @@ impl Envelope {
         line("size", &self.size.to_string());
         line("attempts", &self.attempts.to_string());
         line("next-attempt", &self.next_attempt.to_string());
+        if self.held {
+            line("held", "yes");
+        }
         for r in &self.recipients {
             line("rcpt", &format!("<{}>", r.address));
             if let Some(o) = &r.orcpt {
@@ -547,6 +556,11 @@ impl Envelope {
         let attempts =
             u32::try_from(p.number("attempts")?).map_err(|_| p.err("attempts out of range"))?;
         let next_attempt = p.number("next-attempt")?;
+        let held = match p.optional("held")?.as_deref() {
+            None => false,
+            Some("yes") => true,
+            Some(_) => return Err(p.err("held must be yes (or absent)")),
+        };
         let mut recipients = Vec::new();
         while p.peek_key() == Some("rcpt") {
             recipients.push(p.recipient()?);
@@ -564,6 +578,7 @@ impl Envelope {
             size,
             attempts,
             next_attempt,
+            held,
             recipients,
         })
     }
@@ -1110,7 +1125,7 @@ mod tests {
             ip,
             body,
             any::<bool>(),
-            (any::<u64>(), any::<u32>(), any::<u64>()),
+            (any::<u64>(), any::<u32>(), any::<u64>(), any::<bool>()),
             proptest::collection::vec(arb_recipient(), 0..4),
         )
             .prop_map(
@@ -1122,7 +1137,7 @@ mod tests {
                     client_ip,
                     body,
                     smtputf8,
-                    (size, attempts, next_attempt),
+                    (size, attempts, next_attempt, held),
                     recipients,
                 )| Envelope {
                     id: QueueId::new(a, i, s),
@@ -1136,6 +1151,7 @@ mod tests {
                     size,
                     attempts,
                     next_attempt,
+                    held,
                     recipients,
                 },
             )

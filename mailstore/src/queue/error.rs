@@ -59,9 +59,10 @@ pub enum QueueError {
         #[source]
         source: io::Error,
     },
-    /// The delivery lock is held by another process or another
-    /// [`DeliveryLock`](super::DeliveryLock) of this process.
-    #[error("the queue's delivery lock is held by another process")]
+    /// The delivery lock ([`Queue::lock_delivery`](super::Queue::lock_delivery))
+    /// or a message's lock ([`Queue::try_lock_message`](super::Queue::try_lock_message))
+    /// is held by another process or another holder in this one.
+    #[error("locked by another process (the queue's delivery lock, or the message's)")]
     Locked,
     /// No message with this id (never queued, or removed meanwhile).
     #[error("no queued message {0}")]

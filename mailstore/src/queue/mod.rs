@@ -15,6 +15,12 @@
 //!   finished message.
 //! - **Inspect** without any lock ([`Queue::list`], [`Queue::envelope`],
 //!   [`Queue::body`]): an admin command may run next to the server.
+//! - **Administer** one message next to a running deliverer
+//!   ([`Queue::lock_message`] → [`MessageLock`]: hold, release, reschedule,
+//!   delete). The deliverer takes the same lock
+//!   ([`Queue::try_lock_message`]) for each message it works on, so the two
+//!   never change one envelope at once, and it skips held messages
+//!   ([`Envelope::held`]).
 //! - **Retry** ([`RetrySchedule`]): the backoff and the maximum age, as pure
 //!   functions of times the caller passes in. The crate never reads a clock.
 //!
@@ -28,6 +34,7 @@
 //! <dir>/tmp/<n>.lock       held (flock) while instance <n> lives
 //! <dir>/corrupt/<id>.*     messages set aside by DeliveryLock::quarantine
 //! <dir>/lock               the delivery lock (flock)
+//! <dir>/locks/<id>.lock    one message's lock (flock; MessageLock), removed with it
 //!
 //! Directories are created `0700` and files `0600` (before the umask): the
 //! queue holds other people's mail.
@@ -205,6 +212,8 @@ struct Inner {
     msg: PathBuf,
     tmp: PathBuf,
     corrupt: PathBuf,
+    /// `<id>.lock` files of [`MessageLock`]s.
+    locks: PathBuf,
     lock_path: PathBuf,
     options: QueueOptions,
     instance: u64,
@@ -330,7 +339,8 @@ impl Queue {
         let msg = dir.join("msg");
         let tmp = dir.join("tmp");
         let corrupt = dir.join("corrupt");
-        for d in [&msg, &tmp, &corrupt] {
+        let locks = dir.join("locks");
+        for d in [&msg, &tmp, &corrupt, &locks] {
             create_dir(d)?;
         }
         let (instance, lock_file, instance_lock_path) =
@@ -340,6 +350,7 @@ impl Queue {
             msg,
             tmp,
             corrupt,
+            locks,
             lock_path: dir.join("lock"),
             options,
             instance,
@@ -637,6 +648,65 @@ impl Queue {
         Ok((file, len))
     }
 
+    /// Takes the lock of message `id`, waiting while another holds it (a
+    /// delivery attempt in progress, another admin command).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::NotFound`] when no such message is queued (also when it
+    /// was removed while waiting); I/O errors.
+    pub fn lock_message(&self, id: &QueueId) -> Result<MessageLock, QueueError> {
+        self.lock_message_with(id, true)
+    }
+
+    /// Like [`Queue::lock_message`] without waiting: [`QueueError::Locked`]
+    /// when another holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Locked`], [`QueueError::NotFound`], I/O errors.
+    pub fn try_lock_message(&self, id: &QueueId) -> Result<MessageLock, QueueError> {
+        self.lock_message_with(id, false)
+    }
+
+    fn lock_message_with(&self, id: &QueueId, wait: bool) -> Result<MessageLock, QueueError> {
+        let path = self.inner.locks.join(format!("{id}.lock"));
+        loop {
+            if !self.env_path(id).exists() {
+                return Err(QueueError::NotFound(id.clone()));
+            }
+            let file = private_file()
+                .read(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| QueueError::io("open", &path, e))?;
+            if wait {
+                file.lock().map_err(|e| QueueError::io("lock", &path, e))?;
+            } else {
+                match file.try_lock() {
+                    Ok(()) => {}
+                    Err(TryLockError::WouldBlock) => return Err(QueueError::Locked),
+                    Err(TryLockError::Error(e)) => return Err(QueueError::io("lock", &path, e)),
+                }
+            }
+            // The holder before us may have removed the message and its lock
+            // file (a lock on that unlinked file guards nothing): start over.
+            if same_file(&path, &file) {
+                let lock = MessageLock {
+                    queue: self.clone(),
+                    id: id.clone(),
+                    path,
+                    _file: file,
+                };
+                if !self.env_path(id).exists() {
+                    return Err(QueueError::NotFound(id.clone()));
+                }
+                return Ok(lock);
+            }
+        }
+    }
+
     /// Lists every queued message, oldest first, and the ones that cannot be
     /// read (also those in `corrupt/`). Needs no lock; messages removed while
     /// listing are left out.
@@ -813,7 +883,8 @@ impl DeliveryLock {
         &self.queue
     }
 
-    /// The messages due at `now` (`next_attempt <= now`), oldest first. A
+    /// The messages due at `now` (`next_attempt <= now`, not
+    /// [held](Envelope::held)), oldest first. A
     /// message with a corrupt envelope is included too, so that it is not
     /// silently forgotten: [`envelope`](Self::envelope) then reports
     /// [`QueueError::Corrupt`], and the caller logs it and calls
@@ -822,7 +893,7 @@ impl DeliveryLock {
         let mut due = Vec::new();
         for id in env_ids_in(&self.queue.inner.msg)? {
             match self.queue.envelope(&id) {
-                Ok(env) if env.next_attempt <= now => due.push(id),
+                Ok(env) if env.next_attempt <= now && !env.held => due.push(id),
                 Ok(_) | Err(QueueError::NotFound(_)) => {}
                 Err(_) => due.push(id),
             }
@@ -845,10 +916,22 @@ impl DeliveryLock {
     /// directory). Call it right after each reply of the next hop that
     /// settles a recipient, so a crash never sends again what was accepted.
     pub fn update(&self, envelope: &Envelope) -> Result<(), QueueError> {
-        let options = &self.queue.inner.options;
-        let inner = &self.queue.inner;
+        self.queue.replace_envelope(envelope)
+    }
+
+    /// Removes a queued message (when all its recipients are settled and its
+    /// DSNs are made). The removal is durable when this returns.
+    pub fn remove(&self, id: &QueueId) -> Result<(), QueueError> {
+        self.queue.remove_message(id)
+    }
+}
+
+impl Queue {
+    fn replace_envelope(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        let options = &self.inner.options;
+        let inner = &self.inner;
         let id = &envelope.id;
-        let dest = self.queue.env_path(id);
+        let dest = self.env_path(id);
         if !dest.exists() {
             return Err(QueueError::NotFound(id.clone()));
         }
@@ -865,11 +948,9 @@ impl DeliveryLock {
         sync_dir(options.fsync, &inner.msg)
     }
 
-    /// Removes a queued message (when all its recipients are settled and its
-    /// DSNs are made). The removal is durable when this returns.
-    pub fn remove(&self, id: &QueueId) -> Result<(), QueueError> {
-        let inner = &self.queue.inner;
-        let env = self.queue.env_path(id);
+    fn remove_message(&self, id: &QueueId) -> Result<(), QueueError> {
+        let inner = &self.inner;
+        let env = self.env_path(id);
         match fs::remove_file(&env) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -880,10 +961,12 @@ impl DeliveryLock {
         sync_dir(inner.options.fsync, &inner.msg)?;
         // Gone from the queue; a body left by a failure here is an orphan
         // that a later open removes.
-        let _ = fs::remove_file(self.queue.body_path(id));
+        let _ = fs::remove_file(self.body_path(id));
         Ok(())
     }
+}
 
+impl DeliveryLock {
     /// Moves a message (typically with a corrupt envelope) out of the queue
     /// into `corrupt/`, where [`Queue::list`] still reports it and an
     /// administrator can look at it.
@@ -908,6 +991,70 @@ impl DeliveryLock {
     }
 }
 
+/// One queued message, locked ([`Queue::lock_message`]): while it lives no
+/// other `MessageLock` of that message exists, in any process. A deliverer
+/// holds it for each message it works on; an administrator's command holds
+/// it to change the message next to a running deliverer. Released on drop
+/// (the lock file is removed with it when the message is gone).
+#[derive(Debug)]
+pub struct MessageLock {
+    queue: Queue,
+    id: QueueId,
+    path: PathBuf,
+    _file: File,
+}
+
+impl MessageLock {
+    /// The message's id.
+    pub fn id(&self) -> &QueueId {
+        &self.id
+    }
+
+    /// Reads the message's envelope.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::envelope`].
+    pub fn envelope(&self) -> Result<Envelope, QueueError> {
+        self.queue.envelope(&self.id)
+    }
+
+    /// Replaces the envelope atomically and durably, as
+    /// [`DeliveryLock::update`] does (for an administrator: hold, release,
+    /// reschedule).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InvalidEnvelope`] when `envelope` is another message's,
+    /// or as [`DeliveryLock::update`].
+    pub fn update(&self, envelope: &Envelope) -> Result<(), QueueError> {
+        if envelope.id != self.id {
+            return Err(QueueError::InvalidEnvelope("another message's envelope"));
+        }
+        self.queue.replace_envelope(envelope)
+    }
+
+    /// Removes the message from the queue, durably (an administrator's
+    /// delete: no DSN is made).
+    ///
+    /// # Errors
+    ///
+    /// As [`DeliveryLock::remove`].
+    pub fn remove(&self) -> Result<(), QueueError> {
+        self.queue.remove_message(&self.id)
+    }
+}
+
+impl Drop for MessageLock {
+    fn drop(&mut self) {
+        // Still locked: whoever waits on this file starts over (see
+        // `lock_message_with`), so no two holders ever meet.
+        if !self.queue.env_path(&self.id).exists() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -922,6 +1069,72 @@ mod tests {
         let mut w = q.enqueue(&env).unwrap();
         w.write_all(body).unwrap();
         w.commit().unwrap()
+    }
+
+    #[test]
+    fn message_locks_exclude_each_other_and_hold_keeps_a_message_from_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(dir.path());
+        let admin = open(dir.path()); // another process's instance
+        let id = one(&q, 100, b"body");
+        let delivery = q.lock_delivery().unwrap();
+        assert_eq!(delivery.due(100).unwrap(), vec![id.clone()]);
+
+        let held = admin.lock_message(&id).unwrap();
+        assert!(matches!(q.try_lock_message(&id), Err(QueueError::Locked)));
+        let mut env = held.envelope().unwrap();
+        env.held = true;
+        held.update(&env).unwrap();
+        drop(held);
+        assert!(
+            delivery.due(u64::MAX).unwrap().is_empty(),
+            "a held message is never due"
+        );
+        assert!(q.list().unwrap().messages[0].held);
+
+        let m = q.try_lock_message(&id).unwrap();
+        let mut env = m.envelope().unwrap();
+        env.held = false;
+        env.next_attempt = 50;
+        m.update(&env).unwrap();
+        let other = one(&q, 1, b"other");
+        let mut wrong = q.envelope(&other).unwrap();
+        wrong.attempts = 9;
+        assert!(matches!(
+            m.update(&wrong),
+            Err(QueueError::InvalidEnvelope(_))
+        ));
+        drop(m);
+        assert_eq!(delivery.due(60).unwrap(), vec![other.clone(), id.clone()]);
+
+        // Removed under its lock: the lock file goes with it.
+        let m = admin.lock_message(&id).unwrap();
+        m.remove().unwrap();
+        drop(m);
+        assert!(!dir.path().join("locks").join(format!("{id}.lock")).exists());
+        assert!(matches!(q.lock_message(&id), Err(QueueError::NotFound(_))));
+        assert!(matches!(
+            q.try_lock_message(&id),
+            Err(QueueError::NotFound(_))
+        ));
+        assert_eq!(delivery.due(60).unwrap(), vec![other]);
+    }
+
+    #[test]
+    fn a_waiter_on_a_message_removed_meanwhile_gets_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(dir.path());
+        let id = one(&q, 1, b"x");
+        let first = q.lock_message(&id).unwrap();
+        let (q2, id2) = (open(dir.path()), id.clone());
+        let waiter = std::thread::spawn(move || q2.lock_message(&id2).map(|_| ()));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        first.remove().unwrap();
+        drop(first);
+        assert!(matches!(
+            waiter.join().unwrap(),
+            Err(QueueError::NotFound(_))
+        ));
     }
 
     #[test]
