@@ -9,6 +9,7 @@ use crate::clock::unix_now;
 use crate::config::{Config, ConfigError};
 use crate::context::Context;
 use crate::digest::{Outcome, send_digest};
+use crate::queue_admin::{self, Change};
 use crate::queue_list::queue_list;
 use crate::user_admin;
 
@@ -27,7 +28,8 @@ secret at example.test, mail kept in ./mailbag-data. No root and no setup needed
 
 What it does:
   mailbagd              run the server until SIGTERM or Ctrl-C (SIGHUP reloads)
-  mailbagd queue list   list the outbound relay queue (also while the server runs)
+  mailbagd queue list|show ID|flush|hold ID..|release ID..|delete ID..
+                        the outbound relay queue (also while the server runs)
   mailbagd digest --now [USER]
                         send the Spam digest now (spam since the last digest)
   mailbagd user add|passwd|del|list|check ...
@@ -147,6 +149,35 @@ pub enum QueueCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Shows one message: its envelope and its header section.
+    Show {
+        /// The queue id, as `queue list` shows it.
+        id: String,
+        /// The whole message, not only its header section.
+        #[arg(long)]
+        body: bool,
+    },
+    /// Makes every message that is not on hold due now: the running server
+    /// attempts them at its next queue scan (`[relay] scan_interval`).
+    Flush,
+    /// Puts messages on hold: never attempted, no DSN, until released.
+    Hold {
+        /// Queue ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Takes messages off hold, due now.
+    Release {
+        /// Queue ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Removes messages from the queue without a DSN.
+    Delete {
+        /// Queue ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
 }
 
@@ -282,9 +313,18 @@ pub fn run_user_command(cli: &Cli, out: &mut impl Write) -> Result<Option<bool>,
 pub fn run_command(command: &Command, config: &Config, out: &mut impl Write) -> Result<(), String> {
     let now = unix_now();
     match command {
-        Command::Queue {
-            action: QueueCommand::List { json },
-        } => queue_list(config, now, *json, out),
+        Command::Queue { action } => match action {
+            QueueCommand::List { json } => queue_list(config, now, *json, out),
+            QueueCommand::Show { id, body } => queue_admin::show(config, id, *body, now, out),
+            QueueCommand::Flush => queue_admin::flush_all(config, now, out),
+            QueueCommand::Hold { ids } => queue_admin::change(config, Change::Hold, ids, now, out),
+            QueueCommand::Release { ids } => {
+                queue_admin::change(config, Change::Release, ids, now, out)
+            }
+            QueueCommand::Delete { ids } => {
+                queue_admin::change(config, Change::Delete, ids, now, out)
+            }
+        },
         Command::Digest { user, .. } => digest_now(config, user.as_deref(), out),
         Command::User { .. } | Command::Pw { .. } => {
             Err("`user` and `pw` run before the configuration is loaded".into())
@@ -371,6 +411,7 @@ mod tests {
             })
         ));
         assert!(Cli::try_parse_from(["mailbagd", "queue"]).is_err());
-        assert!(Cli::try_parse_from(["mailbagd", "queue", "flush"]).is_err());
+        assert!(Cli::try_parse_from(["mailbagd", "queue", "hold"]).is_err());
+        assert!(Cli::try_parse_from(["mailbagd", "queue", "flush"]).is_ok());
     }
 }

@@ -66,8 +66,8 @@ fn rough(secs: u64) -> String {
 }
 
 /// Control characters of envelope values shown escaped, so a listing line
-/// cannot be forged by a reply text.
-fn clean(s: &str) -> String {
+/// cannot be forged by a reply text (nor a terminal driven by one).
+pub fn clean(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() {
@@ -111,12 +111,34 @@ fn list_text(
     now: u64,
     dir: &std::path::Path,
 ) -> String {
-    let mut t = String::new();
     if messages.is_empty() && corrupt.is_empty() {
-        t.push_str(&format!("The queue is empty ({}).\n", dir.display()));
-        return t;
+        return format!("The queue is empty ({}).\n", dir.display());
     }
-    let mut pending = 0;
+    let mut t = describe(messages, now);
+    let pending: usize = messages
+        .iter()
+        .map(|m| m.recipients.iter().filter(|r| r.state.is_pending()).count())
+        .sum();
+    for c in corrupt {
+        t.push_str(&format!(
+            "{}  CORRUPT{}: {}\n",
+            c.id,
+            if c.quarantined { " (quarantined)" } else { "" },
+            corrupt_reason(c)
+        ));
+    }
+    t.push_str(&format!(
+        "-- {} message(s), {pending} recipient(s) pending, {} unreadable\n",
+        messages.len(),
+        corrupt.len()
+    ));
+    t
+}
+
+/// Each message as `queue list` shows it: id, size, sender, arrival, the
+/// next attempt (or that it is on hold), every recipient's state.
+pub fn describe(messages: &[Envelope], now: u64) -> String {
+    let mut t = String::new();
     for m in messages {
         let sender = if m.reverse_path.is_empty() {
             "<>".to_string()
@@ -132,7 +154,9 @@ fn list_text(
                 .map(|ip| format!(" from client {ip}"))
                 .unwrap_or_default()
         ));
-        let next = if m.is_complete() {
+        let next = if m.held {
+            format!("none: on hold (mailbagd queue release {})", m.id)
+        } else if m.is_complete() {
             "none (finished)".to_string()
         } else if m.is_finished() {
             format!("{} (only DSNs left to make)", utc(m.next_attempt))
@@ -151,9 +175,6 @@ fn list_text(
         ));
         for (i, r) in m.recipients.iter().enumerate() {
             let (state, detail) = state_text(&r.state);
-            if r.state.is_pending() {
-                pending += 1;
-            }
             t.push_str(&format!("    <{}>  {state}", clean(&r.address)));
             if !detail.is_empty() {
                 t.push_str(&format!("  {detail}"));
@@ -164,19 +185,6 @@ fn list_text(
             t.push('\n');
         }
     }
-    for c in corrupt {
-        t.push_str(&format!(
-            "{}  CORRUPT{}: {}\n",
-            c.id,
-            if c.quarantined { " (quarantined)" } else { "" },
-            corrupt_reason(c)
-        ));
-    }
-    t.push_str(&format!(
-        "-- {} message(s), {pending} recipient(s) pending, {} unreadable\n",
-        messages.len(),
-        corrupt.len()
-    ));
     t
 }
 
@@ -219,7 +227,7 @@ fn list_json(messages: &[Envelope], corrupt: &[CorruptMessage], now: u64) -> Str
             })
             .collect();
         items.push(format!(
-            "{{\"id\":{},\"arrival\":{},\"age\":{},\"sender\":{},\"size\":{},\"attempts\":{},\"next_attempt\":{},\"recipients\":[{}]}}",
+            "{{\"id\":{},\"arrival\":{},\"age\":{},\"sender\":{},\"size\":{},\"attempts\":{},\"next_attempt\":{},\"held\":{},\"recipients\":[{}]}}",
             json_str(m.id.as_str()),
             m.arrival,
             now.saturating_sub(m.arrival),
@@ -227,6 +235,7 @@ fn list_json(messages: &[Envelope], corrupt: &[CorruptMessage], now: u64) -> Str
             m.size,
             m.attempts,
             m.next_attempt,
+            m.held,
             rcpts.join(",")
         ));
     }

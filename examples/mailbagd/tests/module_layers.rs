@@ -44,8 +44,8 @@ const LAYERS: &[&[&str]] = &[
     ],
     // What every service shares.
     &["context"],
-    // The one accept loop; the delivery pipeline; live reload.
-    &["delivery", "listener", "reload"],
+    // The one accept loop; the delivery pipeline; live reload; queue changes.
+    &["delivery", "listener", "queue_admin", "reload"],
     // The services.
     &["metrics_page", "outbound", "pop3", "smtp", "sweeper", "web"],
     // What uses a service: the Spam digest lists the Spam folder as the web page does.

@@ -148,3 +148,196 @@ fn bad_config_is_reported() {
     assert_eq!(out.code(), Some(2), "{out:?}");
     assert!(out.stderr.contains("queue_dirr"), "{out:?}");
 }
+
+/// A loopback SMTP sink (Python, one thread per connection): accepts every
+/// message and appends it to `file`; stops after 120 s by itself and is
+/// killed when dropped.
+struct Sink(std::process::Child);
+
+impl Sink {
+    fn start(port: u16, file: &Path) -> Sink {
+        let script = r#"
+import socket, sys, threading, time
+port, path = int(sys.argv[1]), sys.argv[2]
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(('127.0.0.1', port)); srv.listen(16); srv.settimeout(1)
+def serve(c):
+    f = c.makefile('rb')
+    c.sendall(b'220 sink\r\n')
+    while True:
+        line = f.readline()
+        if not line: return
+        cmd = line[:4].upper()
+        if cmd == b'DATA':
+            c.sendall(b'354 go\r\n'); data = b''
+            while True:
+                l = f.readline()
+                if l in (b'.\r\n', b''): break
+                data += l
+            open(path, 'ab').write(data + b'--END--\n'); c.sendall(b'250 ok\r\n')
+        elif cmd == b'QUIT':
+            c.sendall(b'221 bye\r\n'); c.close(); return
+        else:
+            c.sendall(b'250 ok\r\n')
+end = time.time() + 120
+while time.time() < end:
+    try: c, _ = srv.accept()
+    except socket.timeout: continue
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+        let child = Command::new("python3")
+            .args(["-c", script, &port.to_string(), file.to_str().unwrap()])
+            .spawn()
+            .unwrap();
+        assert!(common::wait_until(
+            std::time::Duration::from_secs(10),
+            || { std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() }
+        ));
+        Sink(child)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn admin(server: &common::Server, args: &[&str]) -> Out {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mailbagd"));
+    c.args(["queue"])
+        .args(args)
+        .arg("--config")
+        .arg(server.config_path());
+    run(&mut c)
+}
+
+/// The queue ids `queue list --json` shows, oldest first.
+fn ids(server: &common::Server) -> Vec<String> {
+    let out = admin(server, &["list", "--json"]);
+    assert!(out.ok(), "{out:?}");
+    out.stdout
+        .split("{\"id\":\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn hold_release_flush_and_delete_while_the_server_runs() {
+    if !common::require("python3") {
+        return;
+    }
+    let sink_port = common::free_port();
+    let server = common::Server::start_with(
+        common::Options {
+            relay: format!("smarthost = \"127.0.0.1:{sink_port}\"\nscan_interval = \"300ms\"\n"),
+            ..common::Options::default()
+        },
+        |_| {},
+    );
+    // Relay is authorized by a POP3 login; the smarthost is down: both stay queued.
+    assert!(common::py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
+    for subject in ["first", "second"] {
+        let msg = common::message("kim@example.com", subject, "to relay");
+        let sent = common::py_send(
+            &server,
+            "smtp",
+            "127.0.0.1",
+            "joe@example.test",
+            "kim@example.com",
+            &msg,
+        );
+        assert_eq!(sent, "SENT");
+    }
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(10), || {
+            admin(&server, &["list"])
+                .stdout
+                .matches("attempts 1")
+                .count()
+                == 2
+        }),
+        "{}",
+        admin(&server, &["list"]).stdout
+    );
+    let queued = ids(&server);
+    let [first, second] = [queued[0].as_str(), queued[1].as_str()];
+
+    let show = admin(&server, &["show", first]);
+    assert!(show.ok(), "{show:?}");
+    assert!(
+        show.stdout.contains("Subject: first\n")
+            && show.stdout.contains("<kim@example.com>  pending"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        !show.stdout.contains("to relay"),
+        "the body is shown only with --body"
+    );
+    assert!(
+        admin(&server, &["show", first, "--body"])
+            .stdout
+            .contains("to relay")
+    );
+
+    let hold = admin(&server, &["hold", first]);
+    assert_eq!(hold.stdout, format!("{first}: on hold\n"), "{hold:?}");
+    let delete = admin(&server, &["delete", second]);
+    assert_eq!(
+        delete.stdout,
+        format!("{second}: deleted (no DSN sent)\n"),
+        "{delete:?}"
+    );
+    assert_eq!(ids(&server), [first]);
+    let missing = admin(&server, &["release", second]);
+    assert!(
+        !missing.ok()
+            && missing
+                .stderr
+                .contains(&format!("no queued message {second}")),
+        "{missing:?}"
+    );
+    let bad = admin(&server, &["hold", "nonsense"]);
+    assert!(
+        !bad.ok() && bad.stderr.contains("is not a queue id"),
+        "{bad:?}"
+    );
+
+    // The smarthost is up and the queue flushed: a held message stays.
+    let received = server.dir.path().join("sink.txt");
+    let _sink = Sink::start(sink_port, &received);
+    let flush = admin(&server, &["flush"]);
+    assert!(flush.ok(), "{flush:?}");
+    assert!(
+        flush.stdout.contains("0 message(s) due now"),
+        "{}",
+        flush.stdout
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!received.exists(), "a held message was attempted");
+    assert!(
+        admin(&server, &["list"])
+            .stdout
+            .contains("on hold (mailbagd queue release")
+    );
+
+    // Released: attempted at the next scan, delivered once, gone from the queue.
+    let release = admin(&server, &["release", first]);
+    assert_eq!(
+        release.stdout,
+        format!("{first}: released, due now\n"),
+        "{release:?}"
+    );
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(15), || ids(&server)
+            .is_empty()),
+        "{}",
+        server.log()
+    );
+    let text = std::fs::read_to_string(&received).unwrap();
+    assert_eq!(text.matches("--END--").count(), 1, "{text}");
+    assert!(text.contains("Subject: first"));
+}

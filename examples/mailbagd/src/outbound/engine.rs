@@ -210,7 +210,7 @@ fn scan_queue(
     let mut work: Vec<(QueueId, bool)> = Vec::with_capacity(due.len());
     if startup {
         for env in lock.queue().list()?.messages {
-            if env.next_attempt > now && !env.reports_owed().is_empty() {
+            if env.next_attempt > now && !env.held && !env.reports_owed().is_empty() {
                 info!(queue_id = %env.id, "DSN owed from before the start: making it now");
                 work.push((env.id, false));
             }
@@ -455,8 +455,25 @@ async fn settle_reports(ctx: &Arc<Context>, engine: &Arc<Outbound>, env: &mut En
 async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueId, deliver: bool) {
     let lock = Arc::clone(&engine.lock);
     let qid = id.clone();
-    let mut env = match tokio::task::spawn_blocking(move || lock.envelope(&qid)).await {
-        Ok(Ok(e)) => e,
+    // The message's own lock, held to the end of the pass: an administrator's
+    // `mailbagd queue hold|release|flush|delete` waits for it, and a message
+    // such a command holds now is left for the next scan.
+    let read = tokio::task::spawn_blocking(move || {
+        let message = lock.queue().try_lock_message(&qid)?;
+        let env = message.envelope()?;
+        Ok::<_, QueueError>((message, env))
+    })
+    .await;
+    let (_message, mut env) = match read {
+        Ok(Err(QueueError::Locked)) => {
+            debug!("locked by an administrator's command: left for the next scan");
+            return;
+        }
+        Ok(Ok((_, e))) if e.held => {
+            debug!("on hold: not attempted");
+            return;
+        }
+        Ok(Ok(x)) => x,
         Ok(Err(QueueError::NotFound(_))) => return,
         Ok(Err(e @ QueueError::Corrupt { .. })) => {
             warn!(error = %e, "corrupt queue entry: moved to corrupt/ for the administrator");
