@@ -16,6 +16,9 @@
 //!   (`check_policy_service`), both directions, and the decision (`OK` for an
 //!   authorized `client_address`, `DUNNO` otherwise), so that a real Postfix can use
 //!   the table.
+//! - [`proxy_header`]: the PROXY protocol header (versions 1 and 2) a TCP load
+//!   balancer puts before the client's bytes: behind a balancer its source address,
+//!   not the balancer's, is the address to record and check.
 //! - `server` (cargo feature `policy-server`): a small tokio server for that protocol;
 //!   `examples/policy_server.rs` runs it.
 //!
@@ -66,6 +69,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod policy;
+pub mod proxy_header;
 #[cfg(feature = "policy-server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "policy-server")))]
 pub mod server;
