@@ -36,7 +36,7 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -368,6 +368,30 @@ pub struct ServerConfig {
     pub group: Option<String>,
 }
 
+/// `[proxy]`: mailbagd behind TCP load balancers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProxyConfig {
+    /// The balancers' addresses or networks (CIDR; default none). A
+    /// connection from one of them must start with a PROXY protocol header
+    /// (version 1 or 2) and is served as coming from the client address it
+    /// carries: limits, relay authorization, logs, `Received:`. Such an
+    /// address itself is never authorized to relay. Connections from
+    /// elsewhere are served as they are (a PROXY header from them is no
+    /// protocol command and is refused as such).
+    pub trusted_networks: Vec<crate::proxy::Cidr>,
+    /// How long a trusted connection may take to send its header (default
+    /// 5 seconds); then it is closed.
+    pub header_timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// Whether `ip` is a trusted balancer's.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_networks.iter().any(|n| n.contains(ip))
+    }
+}
+
 /// `[metrics]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -667,6 +691,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[metrics]`: Prometheus metrics and the health check.
     pub metrics: MetricsConfig,
+    /// `[proxy]`: load balancers that send the PROXY protocol.
+    pub proxy: ProxyConfig,
     /// `[[users]]`, at least one.
     pub users: Vec<User>,
     /// `users` by ASCII-lower-case name.
@@ -755,6 +781,8 @@ struct RawConfig {
     #[serde(default)]
     metrics: RawMetrics,
     #[serde(default)]
+    proxy: RawProxy,
+    #[serde(default)]
     users: Vec<RawUser>,
 }
 
@@ -763,6 +791,13 @@ struct RawConfig {
 struct RawServer {
     user: Option<String>,
     group: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    trusted_networks: Option<Vec<String>>,
+    header_timeout: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1739,7 +1774,26 @@ impl Config {
         if raw.server.group.is_some() && raw.server.user.is_none() {
             return Err(invalid("server.group", "needs `server.user`"));
         }
+        let proxy = ProxyConfig {
+            trusted_networks: raw
+                .proxy
+                .trusted_networks
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    n.parse()
+                        .map_err(|e| invalid(format!("proxy.trusted_networks[{i}]"), e))
+                })
+                .collect::<Result<_, _>>()?,
+            header_timeout: nonzero(
+                "proxy.header_timeout",
+                raw.proxy.header_timeout,
+                crate::proxy::DEFAULT_HEADER_TIMEOUT,
+            )?,
+        };
         let config = Config {
+            proxy,
             server: ServerConfig {
                 user: raw.server.user,
                 group: raw.server.group,

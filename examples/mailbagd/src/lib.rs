@@ -64,6 +64,7 @@ pub mod passwd_file;
 pub mod password_hash;
 pub mod pop3;
 pub mod privileges;
+pub mod proxy;
 pub mod queue_admin;
 pub mod queue_list;
 pub mod relay;

@@ -336,7 +336,7 @@ pub async fn accept_loop(
             }
         };
         let id = ctx.next_connection_id();
-        let span = info_span!("conn", id, role = role.name(), peer = %peer);
+        let span = info_span!("conn", id, role = role.name(), peer = %peer, client = tracing::field::Empty);
         // A closed tracker (shutdown) still runs the task; it just is not waited for.
         tracker.spawn(
             admit(Arc::clone(&ctx), role, tcp, peer, id, Arc::clone(&service)).instrument(span),
@@ -356,6 +356,28 @@ async fn admit(
 ) {
     let _ = tcp.set_nodelay(true);
     let _open = ctx.metrics.connection(role.name());
+    // Behind a trusted balancer the PROXY header names the client; before TLS.
+    let mut tcp = tcp;
+    let proxy = ctx.config().proxy.clone();
+    let peer = if proxy.is_trusted(peer.ip()) {
+        match crate::proxy::read_header(&mut tcp, proxy.header_timeout).await {
+            Ok(header) => match header.source() {
+                Some(client) => {
+                    let client = SocketAddr::new(client.ip().to_canonical(), client.port());
+                    tracing::Span::current().record("client", tracing::field::display(client));
+                    client
+                }
+                // A health check (LOCAL): the balancer itself, never authorized to relay.
+                None => peer,
+            },
+            Err(e) => {
+                info!(error = %e, "trusted connection without a valid PROXY header: closed");
+                return;
+            }
+        }
+    } else {
+        peer
+    };
     let permit = match ctx.acquire_connection(role.class(), peer.ip()) {
         Ok(p) => p,
         Err(e) => {

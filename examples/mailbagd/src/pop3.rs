@@ -266,9 +266,11 @@ async fn handle_event(
                         .maildrop_opened(listing)
                         .map_err(session_error)?;
                     *maildrop = Some(md);
-                    let outcome = ctx
-                        .relay
-                        .record_login(peer.ip(), user.as_str(), Instant::now());
+                    // A balancer's own address (a login without a PROXY client) authorizes nothing.
+                    let outcome = (!ctx.config().proxy.is_trusted(peer.ip())).then(|| {
+                        ctx.relay
+                            .record_login(peer.ip(), user.as_str(), Instant::now())
+                    });
                     info!(user = %user, %folder, messages = count, relay = ?outcome, "logged in");
                 }
                 Err(StoreError::InUse) => {

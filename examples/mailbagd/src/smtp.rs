@@ -96,7 +96,8 @@ impl Txn {
 }
 
 fn is_authorized(ctx: &Context, ip: IpAddr) -> bool {
-    ctx.relay.is_authorized(ip, Instant::now())
+    // A balancer's own address is never a client's (`[proxy] trusted_networks`).
+    !ctx.config().proxy.is_trusted(ip) && ctx.relay.is_authorized(ip, Instant::now())
 }
 
 /// Scores the spooled message with spamd (fail-open: `Scan::Done(None)` when

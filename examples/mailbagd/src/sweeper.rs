@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use mailbag_mailstore::{Folder, Mailstore, UserName};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::context::Context;
 
@@ -24,6 +24,11 @@ pub fn sweep_once(
     for name in users {
         match store.expunge_older_than(name, Folder::Spam, cutoff) {
             Ok(n) => removed += n,
+            // Removed (or replaced by a bare directory) since the users were
+            // listed: nothing to sweep, nothing wrong.
+            Err(mailbag_mailstore::Error::UnknownUser(_)) => {
+                debug!(user = %name, "no Maildir any more: not swept");
+            }
             Err(e) => warn!(user = %name, error = %e, "retention sweep failed for user"),
         }
     }

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
         "metrics",
         "password_hash",
         "privileges",
+        "proxy",
         "replies",
         "service_manager",
         "signing_key",

@@ -641,7 +641,17 @@ pub fn mpop(server: &Server, user: &str, password: &str) -> Command {
 /// Connects poplib from `src` and runs `login` (Python statements on `p`,
 /// `user`, `pw`); prints `OK <stat>` or `ERR <reply>`.
 fn py_pop(server: &Server, src: &str, user: &str, pass: &str, login: &str) -> String {
-    let port = server.port("pop3").to_string();
+    py_pop_port(server.port("pop3"), src, user, pass, login)
+}
+
+/// A POP3 USER/PASS login with poplib from `src` to any loopback port (a
+/// load balancer in front of the server); like [`py_pop_login`].
+pub fn py_pop_login_port(port: u16, src: &str, user: &str, pass: &str) -> String {
+    py_pop_port(port, src, user, pass, "p.user(user); p.pass_(pw)")
+}
+
+fn py_pop_port(port: u16, src: &str, user: &str, pass: &str, login: &str) -> String {
+    let port = port.to_string();
     let script = format!(
         r#"
 import base64, poplib, socket, sys
@@ -722,6 +732,11 @@ pub fn free_port() -> u16 {
 /// each step as given (raw octets: bare CR and LF go out unchanged) and reads one
 /// complete reply after it. Returns every reply, one per step, greeting first.
 pub fn raw_smtp(server: &Server, role: &str, src: &str, steps: &[&[u8]]) -> Vec<String> {
+    raw_smtp_port(server, server.port(role), src, steps)
+}
+
+/// [`raw_smtp`] to any loopback port (a load balancer in front of the server).
+pub fn raw_smtp_port(server: &Server, port: u16, src: &str, steps: &[&[u8]]) -> Vec<String> {
     let path = server.dir.path().join(format!("steps-{}", rand_suffix()));
     let mut file = Vec::new();
     for (i, step) in steps.iter().enumerate() {
@@ -731,7 +746,7 @@ pub fn raw_smtp(server: &Server, role: &str, src: &str, steps: &[&[u8]]) -> Vec<
         file.extend_from_slice(step);
     }
     fs::write(&path, file).expect("write steps");
-    let port = server.port(role).to_string();
+    let port = port.to_string();
     let script = r#"
 import socket, sys, re
 host, port, src, path = sys.argv[1:5]
