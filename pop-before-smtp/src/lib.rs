@@ -16,6 +16,9 @@
 //!   (`check_policy_service`), both directions, and the decision (`OK` for an
 //!   authorized `client_address`, `DUNNO` otherwise), so that a real Postfix can use
 //!   the table.
+//! - [`store::RelayStore`]: the interface the table is used through, so that a
+//!   store several hosts share (Redis, in the server) stands in for the in-memory
+//!   table; [`store::shared_key`] names an address in such a store.
 //! - [`proxy_header`]: the PROXY protocol header (versions 1 and 2) a TCP load
 //!   balancer puts before the client's bytes: behind a balancer its source address,
 //!   not the balancer's, is the address to record and check.
@@ -74,6 +77,7 @@ pub mod proxy_header;
 #[cfg_attr(docsrs, doc(cfg(feature = "policy-server")))]
 pub mod server;
 mod shared;
+pub mod store;
 mod table;
 
 pub use shared::SharedRelayTable;

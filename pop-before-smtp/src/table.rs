@@ -72,7 +72,7 @@ impl Ipv6PrefixLen {
     }
 
     /// The address with every bit after the prefix cleared.
-    fn mask(self, addr: Ipv6Addr) -> u128 {
+    pub(crate) fn mask(self, addr: Ipv6Addr) -> u128 {
         let bits = u128::from(addr);
         // 1 <= self.0 <= 128, so the shift amount is 0..=127.
         let keep = u128::MAX << (128 - u32::from(self.0));
