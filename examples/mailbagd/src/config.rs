@@ -368,6 +368,22 @@ pub struct ServerConfig {
     pub group: Option<String>,
 }
 
+/// `[cluster]`: several mailbagd hosts as one service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// A Redis URL (`redis://HOST:PORT/DB`; default none: the
+    /// POP-before-SMTP table stays in this process's memory). Every host
+    /// naming the same Redis shares one table: a POP3 login on any host
+    /// authorizes relay on all of them. A relay check that cannot read it
+    /// answers `451 4.3.0` (never a relay without a proof); a login still
+    /// succeeds (its record is retried and logged).
+    pub redis: Option<String>,
+    /// Time allowed for each Redis command, connecting included (default 1
+    /// second).
+    pub redis_timeout: Duration,
+}
+
 /// `[proxy]`: mailbagd behind TCP load balancers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -693,6 +709,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[proxy]`: load balancers that send the PROXY protocol.
     pub proxy: ProxyConfig,
+    /// `[cluster]`: what several hosts share.
+    pub cluster: ClusterConfig,
     /// `[[users]]`, at least one.
     pub users: Vec<User>,
     /// `users` by ASCII-lower-case name.
@@ -711,6 +729,9 @@ enum BadLines {
     /// Skip the line and report it (a reload keeps serving everyone else).
     Skip,
 }
+
+/// The default of `[cluster] redis_timeout`.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The default of `[userdb] check_interval`.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -783,6 +804,8 @@ struct RawConfig {
     #[serde(default)]
     proxy: RawProxy,
     #[serde(default)]
+    cluster: RawCluster,
+    #[serde(default)]
     users: Vec<RawUser>,
 }
 
@@ -791,6 +814,13 @@ struct RawConfig {
 struct RawServer {
     user: Option<String>,
     group: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    redis: Option<String>,
+    redis_timeout: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1221,6 +1251,7 @@ impl Config {
             ("web.listen", format!("{:?}", self.web.listen)),
             ("metrics.listen", format!("{:?}", self.metrics.listen)),
             ("server", format!("{:?}", self.server)),
+            ("cluster", format!("{:?}", self.cluster)),
             ("web.tls", self.web.tls.to_string()),
             ("web.secret_file", format!("{:?}", self.web.secret_file)),
             ("pop_before_smtp", format!("{:?}", self.pop_before_smtp)),
@@ -1261,6 +1292,7 @@ impl Config {
         self.web.listen.clone_from(&running.web.listen);
         self.metrics.listen.clone_from(&running.metrics.listen);
         self.server.clone_from(&running.server);
+        self.cluster.clone_from(&running.cluster);
         self.web.tls = running.web.tls;
         self.web.secret_file.clone_from(&running.web.secret_file);
         self.pop_before_smtp.clone_from(&running.pop_before_smtp);
@@ -1792,7 +1824,26 @@ impl Config {
                 crate::proxy::DEFAULT_HEADER_TIMEOUT,
             )?,
         };
+        if let Some(url) = &raw.cluster.redis {
+            redis::Client::open(url.as_str())
+                .map_err(|e| invalid("cluster.redis", format!("{url:?}: {e}")))?;
+            if !pop_before_smtp.policy_listen.is_empty() {
+                return Err(invalid(
+                    "pop_before_smtp.policy_listen",
+                    "not with cluster.redis: the policy listener answers from this host's table only",
+                ));
+            }
+        }
+        let cluster = ClusterConfig {
+            redis: raw.cluster.redis,
+            redis_timeout: nonzero(
+                "cluster.redis_timeout",
+                raw.cluster.redis_timeout,
+                DEFAULT_REDIS_TIMEOUT,
+            )?,
+        };
         let config = Config {
+            cluster,
             proxy,
             server: ServerConfig {
                 user: raw.server.user,

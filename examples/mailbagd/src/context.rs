@@ -31,6 +31,7 @@ use crate::disk_space;
 use crate::limits::{ConnectionClass, ConnectionLimiter, ConnectionPermit, LimitExceeded};
 use crate::login_limiter::{LoginLimitOptions, LoginLimiter};
 use crate::metrics::Metrics;
+use crate::relay_store::{RedisRelay, RelayBackend};
 use crate::signing_key::SigningKey;
 use crate::spool::{SPOOL_DIR, remove_stale};
 use crate::tls::{TlsError, load_acceptor};
@@ -82,6 +83,9 @@ pub enum ContextError {
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// `[cluster] redis` is unusable.
+    #[error("cluster.redis: {0}")]
+    Cluster(String),
 }
 
 /// What a reload replaces as one: the configuration (with its users) and
@@ -157,8 +161,12 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// The Maildir store.
     pub store: Arc<dyn Mailstore>,
-    /// Client addresses that logged in over POP3 recently.
+    /// Client addresses that logged in over POP3 recently, in this
+    /// process (the Postfix policy listener answers from it).
     pub relay: SharedRelayTable,
+    /// Where POP3 records logins and SMTP checks relay: [`Context::relay`],
+    /// or Redis with `[cluster] redis`.
+    pub relay_store: RelayBackend,
     /// Durable queue of mail accepted for relay (`mailbag_mailstore::queue`).
     pub queue: Queue,
     /// Signalled when a message was queued for relay: the outbound engine,
@@ -302,6 +310,18 @@ impl Context {
                 .with_window(config.pop_before_smtp.window)
                 .with_max_entries(max),
         );
+        let relay_store = match &config.cluster.redis {
+            None => RelayBackend::Memory(relay.clone()),
+            Some(url) => {
+                let opts = RelayOptions::default()
+                    .with_window(config.pop_before_smtp.window)
+                    .with_max_entries(max);
+                RelayBackend::Redis(Box::new(
+                    RedisRelay::new(url, opts, config.cluster.redis_timeout)
+                        .map_err(ContextError::Cluster)?,
+                ))
+            }
+        };
         let link_key = SigningKey::load_or_create(&config.web.secret_file).map_err(|source| {
             ContextError::SecretFile {
                 path: config.web.secret_file.display().to_string(),
@@ -324,6 +344,7 @@ impl Context {
             settings,
             store: Arc::new(store),
             relay,
+            relay_store,
             queue,
             queued: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),

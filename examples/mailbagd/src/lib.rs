@@ -68,6 +68,7 @@ pub mod proxy;
 pub mod queue_admin;
 pub mod queue_list;
 pub mod relay;
+pub mod relay_store;
 pub mod release_link;
 pub mod reload;
 pub mod replies;

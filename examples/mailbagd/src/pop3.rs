@@ -117,6 +117,37 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
     ended.map(|_| ())
 }
 
+/// Tries of recording a login in a shared table that failed, and the wait
+/// before the first retry (doubled each time: 1, 2, 4, 8 s).
+const RECORD_RETRIES: u32 = 4;
+const RECORD_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Records the login for POP-before-SMTP. A shared table (`[cluster]
+/// redis`) that cannot be written does not fail the login: the record is
+/// retried in the background and each failure logged.
+async fn record_login(ctx: &Arc<Context>, ip: std::net::IpAddr, user: &str) {
+    let Err(e) = ctx.relay_store.record_login(ip, user).await else {
+        return;
+    };
+    warn!(error = %e, "cannot record the login for relay: retrying");
+    let (ctx, user) = (Arc::clone(ctx), user.to_owned());
+    tokio::spawn(async move {
+        let mut wait = RECORD_RETRY_WAIT;
+        for _ in 0..RECORD_RETRIES {
+            tokio::time::sleep(wait).await;
+            match ctx.relay_store.record_login(ip, &user).await {
+                Ok(()) => {
+                    info!(user = %user, "login recorded for relay after a retry");
+                    return;
+                }
+                Err(e) => warn!(error = %e, "cannot record the login for relay"),
+            }
+            wait *= 2;
+        }
+        warn!(user = %user, "login not recorded for relay: the client must log in again to relay");
+    });
+}
+
 /// What a connection holds between events: the maildrop a login locked,
 /// and the mailbox and folder it resolved to.
 struct Pop3Handler {
@@ -267,11 +298,10 @@ async fn handle_event(
                         .map_err(session_error)?;
                     *maildrop = Some(md);
                     // A balancer's own address (a login without a PROXY client) authorizes nothing.
-                    let outcome = (!ctx.config().proxy.is_trusted(peer.ip())).then(|| {
-                        ctx.relay
-                            .record_login(peer.ip(), user.as_str(), Instant::now())
-                    });
-                    info!(user = %user, %folder, messages = count, relay = ?outcome, "logged in");
+                    if !ctx.config().proxy.is_trusted(peer.ip()) {
+                        record_login(ctx, peer.ip(), user.as_str()).await;
+                    }
+                    info!(user = %user, %folder, messages = count, "logged in");
                 }
                 Err(StoreError::InUse) => {
                     info!(user = %user, %folder, "maildrop in use");

@@ -84,6 +84,17 @@ pub fn local_error() -> Reply<'static> {
     )
 }
 
+/// `451 4.3.0 Relay authorization unavailable, try again later`: the shared
+/// POP-before-SMTP table (`[cluster] redis`) cannot be read; no relay
+/// without a proof.
+pub fn relay_check_unavailable() -> Reply<'static> {
+    reply(
+        ReplyCode::LOCAL_ERROR,
+        (4, 3, 0),
+        "Relay authorization unavailable, try again later",
+    )
+}
+
 /// `451 4.3.0 Local delivery failed, try again later`.
 pub fn delivery_deferred() -> Reply<'static> {
     reply(

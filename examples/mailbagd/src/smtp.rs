@@ -19,7 +19,6 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use mailbag_mailstore::UserName;
 use mailbag_smtp_proto::address::{ForwardPath, ReversePath};
@@ -95,9 +94,16 @@ impl Txn {
     }
 }
 
-fn is_authorized(ctx: &Context, ip: IpAddr) -> bool {
+/// Whether `ip` may relay: `Err` when the shared table cannot be read (the
+/// caller answers `451 4.3.0`, never relays).
+async fn is_authorized(ctx: &Context, ip: IpAddr) -> Result<bool, ()> {
     // A balancer's own address is never a client's (`[proxy] trusted_networks`).
-    !ctx.config().proxy.is_trusted(ip) && ctx.relay.is_authorized(ip, Instant::now())
+    if ctx.config().proxy.is_trusted(ip) {
+        return Ok(false);
+    }
+    ctx.relay_store.is_authorized(ip).await.map_err(|e| {
+        warn!(error = %e, "relay check failed: refusing relay for now");
+    })
 }
 
 /// Scores the spooled message with spamd (fail-open: `Scan::Done(None)` when
@@ -251,9 +257,17 @@ impl SmtpHandler {
                 Answer::Accept
             }
             Event::MailFrom { from, params } => {
-                if self.submission && !is_authorized(ctx, self.ip) {
-                    info!("submission refused: client not authorized (no recent POP3 login)");
-                    return Ok(Answer::Reject(replies::submission_needs_login()));
+                if self.submission {
+                    match is_authorized(ctx, self.ip).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            info!(
+                                "submission refused: client not authorized (no recent POP3 login)"
+                            );
+                            return Ok(Answer::Reject(replies::submission_needs_login()));
+                        }
+                        Err(()) => return Ok(Answer::Reject(replies::relay_check_unavailable())),
+                    }
                 }
                 if ctx.storage_low() {
                     return Ok(Answer::Reject(replies::insufficient_storage()));
@@ -278,8 +292,24 @@ impl SmtpHandler {
                 if ctx.storage_low() {
                     return Ok(Answer::Reject(replies::insufficient_storage()));
                 }
-                let authorized = is_authorized(ctx, self.ip);
-                match relay::decide(config, &to, authorized) {
+                // Local mail needs no relay check (and no Redis); only a
+                // recipient that would be relayed asks the table.
+                let verdict = match relay::decide(config, &to, false) {
+                    Verdict::Accept(d) => Verdict::Accept(d),
+                    refused => match relay::decide(config, &to, true) {
+                        Verdict::Accept(Destination::Remote) => {
+                            match is_authorized(ctx, self.ip).await {
+                                Ok(true) => Verdict::Accept(Destination::Remote),
+                                Ok(false) => refused,
+                                Err(()) => {
+                                    return Ok(Answer::Reject(replies::relay_check_unavailable()));
+                                }
+                            }
+                        }
+                        _ => refused,
+                    },
+                };
+                match verdict {
                     Verdict::Accept(dest) => {
                         if let Some(t) = self.txn.as_mut() {
                             match dest {

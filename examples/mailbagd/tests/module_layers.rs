@@ -39,6 +39,7 @@ const LAYERS: &[&[&str]] = &[
         "login_name",
         "queue_list",
         "relay",
+        "relay_store",
         "release_link",
         "user_admin",
         "user_settings",

@@ -10,49 +10,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 mod common;
 use common::{
-    Options, Server, free_port, peers_dir, py_pop_login, py_pop_login_port, raw_smtp_port, require,
+    Balancer, Options, Server, peers_dir, py_pop_login, py_pop_login_port, raw_smtp_port,
+    rcpt_reply, require,
 };
-
-/// A private HAProxy on a free port in front of `backend`; stopped when dropped.
-struct Balancer {
-    port: u16,
-    state: PathBuf,
-    peers: PathBuf,
-}
-
-impl Balancer {
-    fn start(server: &Server, backend: u16, version: &str) -> Balancer {
-        let peers = peers_dir().expect("shared/peers");
-        let port = free_port();
-        let state = server.dir.path().join(format!("peers-{port}"));
-        let out = common::run(
-            Command::new("bash")
-                .arg(peers.join("haproxy-start.sh"))
-                .arg(port.to_string())
-                .arg(format!("127.0.0.1:{backend}"))
-                .env("PEERS_STATE_DIR", &state)
-                .env("PROXY_VERSION", version),
-        );
-        assert!(out.ok(), "haproxy-start.sh: {out:?}");
-        Balancer { port, state, peers }
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(self.peers.join("haproxy-stop.sh"))
-            .arg(self.port.to_string())
-            .env("PEERS_STATE_DIR", &self.state)
-            .status();
-    }
-}
 
 fn start() -> Server {
     Server::start_with(
@@ -66,22 +30,6 @@ fn start() -> Server {
     )
 }
 
-fn relay_attempt(server: &Server, port: u16, src: &str, rcpt: &str) -> String {
-    let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
-    let r = raw_smtp_port(
-        server,
-        port,
-        src,
-        &[
-            b"EHLO client.example.org\r\n",
-            b"MAIL FROM:<a@example.org>\r\n",
-            rcpt.as_bytes(),
-            b"QUIT\r\n",
-        ],
-    );
-    r[3].clone()
-}
-
 #[test]
 fn the_balancer_s_client_address_is_the_client_for_relay_logs_and_received() {
     if !require("haproxy") || !require("python3") || peers_dir().is_none() {
@@ -89,14 +37,12 @@ fn the_balancer_s_client_address_is_the_client_for_relay_logs_and_received() {
         return;
     }
     let server = start();
-    let pop3 = Balancer::start(&server, server.port("pop3"), "2");
-    let smtp = Balancer::start(&server, server.port("smtp"), "2");
-    let smtp_v1 = Balancer::start(&server, server.port("smtp"), "1");
+    let pop3 = Balancer::start(&server, &[server.port("pop3")], "2");
+    let smtp = Balancer::start(&server, &[server.port("smtp")], "2");
+    let smtp_v1 = Balancer::start(&server, &[server.port("smtp")], "1");
 
     // Before any login: no relay from 127.0.0.2 through the balancer.
-    assert!(
-        relay_attempt(&server, smtp.port, "127.0.0.2", "kim@elsewhere.example").starts_with("5")
-    );
+    assert!(rcpt_reply(&server, smtp.port, "127.0.0.2", "kim@elsewhere.example").starts_with("5"));
     // A POP3 login through the balancer from 127.0.0.2 ...
     let login = py_pop_login_port(pop3.port, "127.0.0.2", "joe", "secret");
     assert!(login.starts_with("OK"), "{login}\n{}", server.log());
@@ -107,11 +53,11 @@ fn the_balancer_s_client_address_is_the_client_for_relay_logs_and_received() {
     );
     // ... authorizes 127.0.0.2 through either header version, and directly ...
     for port in [smtp.port, smtp_v1.port, server.port("smtp")] {
-        let r = relay_attempt(&server, port, "127.0.0.2", "kim@elsewhere.example");
+        let r = rcpt_reply(&server, port, "127.0.0.2", "kim@elsewhere.example");
         assert!(r.starts_with("250"), "relay from 127.0.0.2 via {port}: {r}");
     }
     // ... and nobody else: not 127.0.0.3, not the balancer's own address.
-    let r = relay_attempt(&server, smtp.port, "127.0.0.3", "kim@elsewhere.example");
+    let r = rcpt_reply(&server, smtp.port, "127.0.0.3", "kim@elsewhere.example");
     assert!(r.starts_with("5"), "{r}");
 
     // The relay-tester tricks from the unauthorized client through the balancer.
@@ -130,7 +76,7 @@ fn the_balancer_s_client_address_is_the_client_for_relay_logs_and_received() {
         "victim@sub.example.test",
     ];
     for t in tricks {
-        let r = relay_attempt(&server, smtp.port, "127.0.0.3", t);
+        let r = rcpt_reply(&server, smtp.port, "127.0.0.3", t);
         assert!(
             r.starts_with('5'),
             "RCPT TO:<{t}> through the balancer: {r}"
@@ -204,7 +150,7 @@ fn untrusted_headers_count_for_nothing_and_trusted_connections_need_one() {
     assert!(server.log().contains("without a valid PROXY header"));
 
     // Implicit TLS behind the balancer: the header comes first, then the handshake.
-    let pop3s = Balancer::start(&server, server.port("pop3s"), "2");
+    let pop3s = Balancer::start(&server, &[server.port("pop3s")], "2");
     let script = r#"
 import poplib, socket, ssl, sys
 ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE

@@ -780,6 +780,24 @@ for st in steps:
     out.stdout.lines().map(str::to_owned).collect()
 }
 
+/// The reply to `RCPT TO:<rcpt>` after EHLO and a MAIL FROM, from `src`
+/// to a loopback `port` (the server's or a balancer's).
+pub fn rcpt_reply(server: &Server, port: u16, src: &str, rcpt: &str) -> String {
+    let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
+    let r = raw_smtp_port(
+        server,
+        port,
+        src,
+        &[
+            b"EHLO client.example.org\r\n",
+            b"MAIL FROM:<a@example.org>\r\n",
+            rcpt.as_bytes(),
+            b"QUIT\r\n",
+        ],
+    );
+    r[3].clone()
+}
+
 /// Separates the steps of [`raw_smtp`] in its step file.
 const STEP_MARK: &[u8] = b"\n--STEP--\n";
 
@@ -864,5 +882,40 @@ impl Drop for Postfix {
                 .env("PEERS_STATE_DIR", self.state.path())
                 .status();
         }
+    }
+}
+
+/// A private HAProxy (`shared/peers/haproxy-start.sh`, `mode tcp`, round
+/// robin, PROXY protocol `version` "1" or "2") on a free port in front of the
+/// loopback `backends`; stopped when dropped.
+pub struct Balancer {
+    pub port: u16,
+    state: PathBuf,
+    peers: PathBuf,
+}
+
+impl Balancer {
+    pub fn start(server: &Server, backends: &[u16], version: &str) -> Balancer {
+        let peers = peers_dir().expect("shared/peers");
+        let port = free_port();
+        let state = server.dir.path().join(format!("peers-{port}"));
+        let out = run(Command::new("bash")
+            .arg(peers.join("haproxy-start.sh"))
+            .arg(port.to_string())
+            .args(backends.iter().map(|b| format!("127.0.0.1:{b}")))
+            .env("PEERS_STATE_DIR", &state)
+            .env("PROXY_VERSION", version));
+        assert!(out.ok(), "haproxy-start.sh: {out:?}");
+        Balancer { port, state, peers }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(self.peers.join("haproxy-stop.sh"))
+            .arg(self.port.to_string())
+            .env("PEERS_STATE_DIR", &self.state)
+            .status();
     }
 }
