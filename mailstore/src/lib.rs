@@ -76,6 +76,7 @@
 
 mod crlf;
 mod error;
+mod keep_alive;
 mod maildir;
 mod marks;
 mod memory;
@@ -85,7 +86,11 @@ mod types;
 
 pub use crlf::{CrlfCounter, MessageReader};
 pub use error::Error;
-pub use maildir::{DEFAULT_STALE_TMP_AGE, MaildirName, MaildirOptions, MaildirStore, QuotaLookup};
+pub use keep_alive::LockKeepAlive;
+pub use maildir::{
+    DEFAULT_INDEX_LOCK_STALE, DEFAULT_MAILDROP_LOCK_STALE, DEFAULT_STALE_TMP_AGE, MaildirName,
+    MaildirOptions, MaildirStore, QuotaLookup,
+};
 pub use memory::{DEFAULT_MAX_MESSAGE_SIZE, MemoryOptions, MemoryStore};
 pub use store::{Delivery, Maildrop, Mailstore};
 pub use types::{

@@ -5,8 +5,8 @@ use std::io::{self, Read, Write};
 use std::time::SystemTime;
 
 use crate::{
-    CommitSummary, DeliveryReceipt, Error, Folder, MaildropEntry, MessageInfo, MessageReader, Uid,
-    UserName,
+    CommitSummary, DeliveryReceipt, Error, Folder, LockKeepAlive, MaildropEntry, MessageInfo,
+    MessageReader, Uid, UserName,
 };
 
 /// A mail store: users, each with an INBOX and a Spam folder.
@@ -268,6 +268,15 @@ pub trait Maildrop: Send + fmt::Debug {
     /// (derived from their file names; stable, and never a UID handed out
     /// otherwise). `None` by default.
     fn index_error(&self) -> Option<&Error> {
+        None
+    }
+
+    /// The handle that keeps this maildrop's lock from turning stale, for a
+    /// store whose lock is a file that another host may take over when it
+    /// is not refreshed ([`MaildirStore`](crate::MaildirStore)): call
+    /// [`LockKeepAlive::refresh`] every [`LockKeepAlive::every`] while the
+    /// session lasts. `None` (the default) for a lock that needs nothing.
+    fn lock_keep_alive(&self) -> Option<LockKeepAlive> {
         None
     }
 

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mailbag_mailstore::{Error, Folder, MaildirOptions, MaildirStore, Mailstore, UserName};
 
@@ -139,9 +139,14 @@ fn child_entry() {
             println!("io error: {err}");
         }
         "lock" => {
-            let _md = store.open_maildrop(&joe()).unwrap();
+            // Holds the maildrop and keeps its lock fresh, as a server does.
+            let md = store.open_maildrop(&joe()).unwrap();
+            let keep = md.lock_keep_alive().unwrap();
             println!("locked");
-            std::thread::sleep(Duration::from_secs(60));
+            for _ in 0..600 {
+                std::thread::sleep(Duration::from_millis(100));
+                keep.refresh().unwrap();
+            }
         }
         other => panic!("unknown child role {other}"),
     }
@@ -309,24 +314,43 @@ fn write_error_mid_delivery_is_temporary_and_leaves_nothing() {
 }
 
 #[test]
-fn lock_of_a_killed_process_is_recovered() {
+fn lock_of_a_killed_process_is_taken_over_once_stale() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MaildirStore::new(dir.path(), MaildirOptions::default()).unwrap();
+    let mut opts = MaildirOptions::default();
+    opts.maildrop_lock_stale = Duration::from_secs(1);
+    let store = MaildirStore::new(dir.path(), opts).unwrap();
     store.create_user(&joe()).unwrap();
     let (mut child, rx) = spawn_child("lock", dir.path(), None);
     expect_line(&rx, "locked");
-    // Held by another process: refused.
-    assert!(matches!(store.open_maildrop(&joe()), Err(Error::InUse)));
     let lock_file = dir.path().join("joe/mailbag-pop3.lock");
-    let pid = std::fs::read_to_string(&lock_file).unwrap();
-    assert_eq!(pid.trim(), child.0.id().to_string());
+    let token = std::fs::read_to_string(&lock_file).unwrap();
+    assert!(token.starts_with(&format!("{} ", child.0.id())), "{token}");
+    // Held, and kept fresh past the stale timeout: refused all along.
+    for _ in 0..15 {
+        assert!(matches!(store.open_maildrop(&joe()), Err(Error::InUse)));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     drop(child);
-    // The lock file is still there, but its lock died with the process.
+    // The lock file is left behind; once stale it is taken over.
     assert!(lock_file.exists());
-    let md = store.open_maildrop(&joe()).unwrap();
-    let pid = std::fs::read_to_string(&lock_file).unwrap();
-    assert_eq!(pid.trim(), std::process::id().to_string());
+    let killed = Instant::now();
+    let md = loop {
+        match store.open_maildrop(&joe()) {
+            Ok(md) => break md,
+            Err(Error::InUse) if killed.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("not taken over: {e}"),
+        }
+    };
+    assert!(killed.elapsed() <= Duration::from_millis(1500));
+    let token = std::fs::read_to_string(&lock_file).unwrap();
+    assert!(
+        token.starts_with(&format!("{} ", std::process::id())),
+        "{token}"
+    );
     drop(md);
+    assert!(!lock_file.exists());
 }

@@ -5,10 +5,19 @@
 //! ```text
 //! <root>/<user>/{tmp,new,cur}/           INBOX
 //! <root>/<user>/.Spam/{tmp,new,cur}/     Spam (with a `maildirfolder` marker)
-//! <root>/<user>/mailbag-pop3.lock        POP3 maildrop lock (flock, holds the pid)
+//! <root>/<user>/mailbag-pop3.lock        POP3 maildrop lock (dot-lock, see below)
 //! <folder>/mailbag-uidlist               UID index (see below)
-//! <folder>/mailbag-uidlist.lock          serialises index updates (flock)
+//! <folder>/mailbag-uidlist.lock          serialises index updates (dot-lock)
 //! ```
+//!
+//! Both locks are dot-locks, safe when several hosts share the root over
+//! NFS: a file created with `O_EXCL` that holds its holder's pid, host name
+//! and a unique token, removed at release. A POP3 session keeps its lock
+//! fresh with [`Maildrop::lock_keep_alive`]; a lock left unrefreshed for
+//! [`MaildirOptions::maildrop_lock_stale`] (a host that died) is taken over
+//! by the next session. An index update waits for the index lock, which
+//! turns stale after [`MaildirOptions::index_lock_stale`]. The hosts'
+//! clocks must agree to within a third of these timeouts.
 //!
 //! Delivered files are named `<secs>.M<usecs>P<pid>Q<counter>.<host>,S=<size>,W=<crlf size>`
 //! in `new/`; when POP3 has retrieved a message, commit moves it to `cur/`
@@ -40,7 +49,7 @@
 //! Everything the store creates is private to the server's account:
 //! directories `0700`, files `0600` (before the umask).
 
-mod lock;
+mod dotlock;
 mod name;
 pub(crate) mod uidlist;
 
@@ -57,18 +66,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use name::MaildirName;
 
 use crate::crlf::count_reader;
+use crate::keep_alive::Refresh;
 use crate::marks::Marks;
 use crate::memory::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::{
-    CommitSummary, CrlfCounter, Delivery, DeliveryReceipt, Error, Folder, Maildrop, MaildropEntry,
-    Mailstore, MessageInfo, MessageReader, Uid, UserName,
+    CommitSummary, CrlfCounter, Delivery, DeliveryReceipt, Error, Folder, LockKeepAlive, Maildrop,
+    MaildropEntry, Mailstore, MessageInfo, MessageReader, Uid, UserName,
 };
-use lock::FileLock;
+use dotlock::DotLock;
 use uidlist::{Record, UidList};
 
 /// Default age after which files left in `tmp/` by an interrupted delivery
 /// are removed: 36 hours, as the Maildir specification suggests.
 pub const DEFAULT_STALE_TMP_AGE: Duration = Duration::from_secs(36 * 3600);
+
+/// Default of [`MaildirOptions::maildrop_lock_stale`]: 60 seconds.
+pub const DEFAULT_MAILDROP_LOCK_STALE: Duration = Duration::from_secs(60);
+
+/// Default of [`MaildirOptions::index_lock_stale`]: 30 seconds.
+pub const DEFAULT_INDEX_LOCK_STALE: Duration = Duration::from_secs(30);
 
 /// Buffer size for message reads and writes: 64 KiB.
 const IO_BUFFER: usize = 64 * 1024;
@@ -144,6 +160,17 @@ pub struct MaildirOptions {
     /// the user's maildrop is opened.
     /// Default [`DEFAULT_STALE_TMP_AGE`] (36 hours).
     pub stale_tmp_age: Duration,
+    /// A POP3 maildrop's lock file not refreshed for this long belongs to a
+    /// session that died (or a host that was cut off) and is taken over by
+    /// the next one; its holder refreshes it every third of it through
+    /// [`Maildrop::lock_keep_alive`]. Default
+    /// [`DEFAULT_MAILDROP_LOCK_STALE`] (60 seconds).
+    pub maildrop_lock_stale: Duration,
+    /// An index lock file older than this was left by a scan that died and
+    /// is removed by the next one; a scan that waits for the index lock
+    /// waits about this long at most. Default [`DEFAULT_INDEX_LOCK_STALE`]
+    /// (30 seconds).
+    pub index_lock_stale: Duration,
 }
 
 impl Default for MaildirOptions {
@@ -156,6 +183,8 @@ impl Default for MaildirOptions {
             fsync: true,
             hostname: None,
             stale_tmp_age: DEFAULT_STALE_TMP_AGE,
+            maildrop_lock_stale: DEFAULT_MAILDROP_LOCK_STALE,
+            index_lock_stale: DEFAULT_INDEX_LOCK_STALE,
         }
     }
 }
@@ -593,7 +622,8 @@ impl Inner {
         }
         // Without the lock (its file cannot be created on a full disk) the
         // index is only read, never written: new messages get provisional UIDs.
-        let (_lock, lock_error) = match FileLock::exclusive(&dir.join(UIDLIST_LOCK)) {
+        let stale = self.options.index_lock_stale;
+        let (_lock, lock_error) = match DotLock::take(&dir.join(UIDLIST_LOCK), stale, &self.host) {
             Ok(l) => (Some(l), None),
             Err(e @ Error::Io { .. }) => (None, Some(e)),
             Err(e) => return Err(e),
@@ -844,7 +874,9 @@ impl Mailstore for MaildirStore {
         let dir = inner.open_user(user, folder, true)?;
         // The INBOX's lock is `<user>/mailbag-pop3.lock`, the Spam folder's
         // `<user>/.Spam/mailbag-pop3.lock`: one POP3 session per folder.
-        let lock = FileLock::try_exclusive(&dir.join(POP3_LOCK))?;
+        let stale = inner.options.maildrop_lock_stale;
+        let lock: Arc<dyn Refresh> =
+            Arc::new(DotLock::try_take(&dir.join(POP3_LOCK), stale, &inner.host)?);
         if let Some(cutoff) = SystemTime::now().checked_sub(inner.options.stale_tmp_age) {
             // Best effort: a failure to clean tmp/ must not block the maildrop.
             for folder in Folder::ALL {
@@ -872,7 +904,7 @@ impl Mailstore for MaildirStore {
             entries,
             marks: Marks::new(n),
             index_error: unsaved,
-            _lock: lock,
+            lock,
         }))
     }
 
@@ -1167,7 +1199,8 @@ struct MaildirMaildrop {
     entries: Vec<MaildropEntry>,
     marks: Marks,
     index_error: Option<Error>,
-    _lock: FileLock,
+    /// The maildrop's dot-lock, refreshed through [`LockKeepAlive`].
+    lock: Arc<dyn Refresh>,
 }
 
 impl fmt::Debug for MaildirMaildrop {
@@ -1226,6 +1259,11 @@ impl Maildrop for MaildirMaildrop {
 
     fn index_error(&self) -> Option<&Error> {
         self.index_error.as_ref()
+    }
+
+    fn lock_keep_alive(&self) -> Option<LockKeepAlive> {
+        let every = self.inner.options.maildrop_lock_stale / 3;
+        Some(LockKeepAlive::new(&self.lock, every))
     }
 
     fn read_message(&mut self, n: usize) -> Result<MessageReader, Error> {
@@ -1742,7 +1780,7 @@ mod tests {
         // still served, read only.
         fs::remove_dir(&blocker).unwrap();
         let lock = t.path().join("joe").join(UIDLIST_LOCK);
-        fs::remove_file(&lock).unwrap();
+        assert!(!lock.exists(), "a dot-lock is removed at release");
         fs::create_dir(&lock).unwrap();
         let md = s.open_maildrop(&joe()).unwrap();
         assert!(md.index_error().is_some());
