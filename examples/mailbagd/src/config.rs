@@ -382,6 +382,11 @@ pub struct ClusterConfig {
     /// Time allowed for each Redis command, connecting included (default 1
     /// second).
     pub redis_timeout: Duration,
+    /// How long a POP3 maildrop lock outlives a host that died (default 60
+    /// seconds): the stale timeout of the maildrop's lock file, and with
+    /// `redis` the length of its lease there; both are renewed every third
+    /// of it while the session lives.
+    pub lock_lease: Duration,
 }
 
 /// `[proxy]`: mailbagd behind TCP load balancers.
@@ -730,6 +735,9 @@ enum BadLines {
     Skip,
 }
 
+/// The default of `[cluster] lock_lease`.
+pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(60);
+
 /// The default of `[cluster] redis_timeout`.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -821,6 +829,7 @@ struct RawServer {
 struct RawCluster {
     redis: Option<String>,
     redis_timeout: Option<HumanDuration>,
+    lock_lease: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1841,7 +1850,18 @@ impl Config {
                 raw.cluster.redis_timeout,
                 DEFAULT_REDIS_TIMEOUT,
             )?,
+            lock_lease: nonzero(
+                "cluster.lock_lease",
+                raw.cluster.lock_lease,
+                DEFAULT_LOCK_LEASE,
+            )?,
         };
+        if cluster.redis.is_some() && cluster.lock_lease <= cluster.redis_timeout * 3 {
+            return Err(invalid(
+                "cluster.lock_lease",
+                "must be more than three times cluster.redis_timeout (it is renewed every third)",
+            ));
+        }
         let config = Config {
             cluster,
             proxy,

@@ -30,7 +30,9 @@ use crate::config::Config;
 use crate::disk_space;
 use crate::limits::{ConnectionClass, ConnectionLimiter, ConnectionPermit, LimitExceeded};
 use crate::login_limiter::{LoginLimitOptions, LoginLimiter};
+use crate::maildrop_lease::MaildropLeases;
 use crate::metrics::Metrics;
+use crate::redis_conn::RedisConn;
 use crate::relay_store::{RedisRelay, RelayBackend};
 use crate::signing_key::SigningKey;
 use crate::spool::{SPOOL_DIR, remove_stale};
@@ -167,6 +169,8 @@ pub struct Context {
     /// Where POP3 records logins and SMTP checks relay: [`Context::relay`],
     /// or Redis with `[cluster] redis`.
     pub relay_store: RelayBackend,
+    /// POP3 maildrop leases in Redis (`[cluster] redis`), across hosts.
+    pub leases: Option<Arc<MaildropLeases>>,
     /// Durable queue of mail accepted for relay (`mailbag_mailstore::queue`).
     pub queue: Queue,
     /// Signalled when a message was queued for relay: the outbound engine,
@@ -245,6 +249,8 @@ impl Context {
         // login, the web page), as Dovecot does: with 100,000 users, making
         // every one at start-up would take minutes.
         opts.auto_create_users = true;
+        // A host that dies frees its maildrop lock files within one lease.
+        opts.maildrop_lock_stale = config.cluster.lock_lease;
         let data_dir = config.data_dir.clone();
         let settings = Arc::new(SettingsStore::new(&config.data_dir));
         // Made here so that the store's quota lookup reads the users as of
@@ -310,16 +316,23 @@ impl Context {
                 .with_window(config.pop_before_smtp.window)
                 .with_max_entries(max),
         );
-        let relay_store = match &config.cluster.redis {
-            None => RelayBackend::Memory(relay.clone()),
+        let (relay_store, leases) = match &config.cluster.redis {
+            None => (RelayBackend::Memory(relay.clone()), None),
             Some(url) => {
                 let opts = RelayOptions::default()
                     .with_window(config.pop_before_smtp.window)
                     .with_max_entries(max);
-                RelayBackend::Redis(Box::new(
-                    RedisRelay::new(url, opts, config.cluster.redis_timeout)
+                let redis = Arc::new(
+                    RedisConn::new(url, config.cluster.redis_timeout)
                         .map_err(ContextError::Cluster)?,
-                ))
+                );
+                (
+                    RelayBackend::Redis(Box::new(RedisRelay::new(Arc::clone(&redis), opts))),
+                    Some(Arc::new(MaildropLeases::new(
+                        redis,
+                        config.cluster.lock_lease,
+                    ))),
+                )
             }
         };
         let link_key = SigningKey::load_or_create(&config.web.secret_file).map_err(|source| {
@@ -345,6 +358,7 @@ impl Context {
             store: Arc::new(store),
             relay,
             relay_store,
+            leases,
             queue,
             queued: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),

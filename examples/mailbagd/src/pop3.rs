@@ -43,8 +43,10 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::context::{Context, Live};
 use crate::listener::Connection;
+use crate::lock_keeper::LockKeeper;
 use crate::login_limiter::failure_delay;
 use crate::login_name;
+use crate::maildrop_lease::{HeldLease, LeaseError};
 use crate::tls::MaybeTls;
 
 /// Read buffer per connection (octets).
@@ -100,6 +102,8 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
         peer: conn.peer,
         maildrop: None,
         mailbox: None,
+        lease: None,
+        keeper: None,
     };
     let ended =
         driver::server::serve(conn.stream, session, &mut handler, &options, &ctx.shutdown).await;
@@ -114,6 +118,9 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
         let _ = blocking(move || drop(md)).await;
         debug!("maildrop released without update");
     }
+    // The lease across hosts goes after the local lock.
+    drop(handler.keeper.take());
+    drop(handler.lease.take());
     ended.map(|_| ())
 }
 
@@ -157,6 +164,11 @@ struct Pop3Handler {
     peer: SocketAddr,
     maildrop: Option<Box<dyn Maildrop>>,
     mailbox: Option<Mailbox>,
+    /// The maildrop's lease across hosts (`[cluster] redis`), held to the
+    /// end of the session (released after the maildrop).
+    lease: Option<HeldLease>,
+    /// Keeps the maildrop's lock file fresh while the session holds it.
+    keeper: Option<LockKeeper>,
 }
 
 impl ServerHandler<MaybeTls> for Pop3Handler {
@@ -240,7 +252,8 @@ async fn handle_event(
 ) -> io::Result<()> {
     let ctx = &h.ctx;
     let peer = &h.peer;
-    let (maildrop, mailbox) = (&mut h.maildrop, &mut h.mailbox);
+    let (maildrop, mailbox, lease) = (&mut h.maildrop, &mut h.mailbox, &mut h.lease);
+    let keeper = &mut h.keeper;
     match event {
         Event::Login(req) => {
             let user = req.user.as_str().to_owned();
@@ -276,6 +289,24 @@ async fn handle_event(
                 return Err(session_error("maildrop without a login"));
             };
             let (user, folder) = (user.clone(), *folder);
+            // Across hosts first: a lease in Redis, then the local lock.
+            if let Some(leases) = &ctx.leases {
+                match leases.acquire(&user, folder).await {
+                    Ok(l) => *lease = Some(l),
+                    Err(LeaseError::InUse) => {
+                        info!(user = %user, %folder, "maildrop in use (lease held on some host)");
+                        ex.session()
+                            .maildrop_failed(MaildropFailure::InUse)
+                            .map_err(session_error)?;
+                        return Ok(());
+                    }
+                    // Redis down: the maildrop's lock file, which every host
+                    // takes as well, still keeps the session alone.
+                    Err(e) => {
+                        warn!(user = %user, %folder, error = %e, "no maildrop lease in Redis: the lock file alone guards this session");
+                    }
+                }
+            }
             let store = Arc::clone(&ctx.store);
             let u = user.clone();
             let opened = blocking(move || store.open_folder_maildrop(&u, folder)).await?;
@@ -296,6 +327,9 @@ async fn handle_event(
                     ex.session()
                         .maildrop_opened(listing)
                         .map_err(session_error)?;
+                    if let Some(keep) = md.lock_keep_alive() {
+                        *keeper = Some(LockKeeper::start(keep, user.as_str().to_owned()));
+                    }
                     *maildrop = Some(md);
                     // A balancer's own address (a login without a PROXY client) authorizes nothing.
                     if !ctx.config().proxy.is_trusted(peer.ip()) {
@@ -304,12 +338,14 @@ async fn handle_event(
                     info!(user = %user, %folder, messages = count, "logged in");
                 }
                 Err(StoreError::InUse) => {
+                    *lease = None;
                     info!(user = %user, %folder, "maildrop in use");
                     ex.session()
                         .maildrop_failed(MaildropFailure::InUse)
                         .map_err(session_error)?;
                 }
                 Err(e) => {
+                    *lease = None;
                     warn!(user = %user, %folder, error = %e, "cannot open maildrop");
                     ex.session()
                         .maildrop_failed(MaildropFailure::Temporary)

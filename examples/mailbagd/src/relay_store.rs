@@ -14,92 +14,31 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use mailbag_pop_before_smtp::store::{RelayStore, shared_key};
 use mailbag_pop_before_smtp::{RelayOptions, SharedRelayTable};
-use redis::aio::ConnectionManager;
-use tokio::sync::Mutex;
+
+use crate::redis_conn::{RedisConn, RedisError};
 
 /// The prefix of every relay key in Redis.
 pub const REDIS_KEY_PREFIX: &str = "mailbag:relay:";
 
 /// Why the shared table could not answer.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RelayStoreError {
-    /// Redis refused the command or the connection failed.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// No answer within `[cluster] redis_timeout`.
-    #[error("redis: no answer within {0:?}")]
-    Timeout(Duration),
-}
+pub type RelayStoreError = RedisError;
 
 /// The POP-before-SMTP table on Redis.
+#[derive(Debug)]
 pub struct RedisRelay {
-    client: redis::Client,
-    conn: Mutex<Option<ConnectionManager>>,
+    redis: Arc<RedisConn>,
     options: RelayOptions,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for RedisRelay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisRelay")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
 }
 
 impl RedisRelay {
-    /// A table on the Redis at `url` (`redis://HOST:PORT/DB`); connects on
-    /// first use.
-    ///
-    /// # Errors
-    ///
-    /// The URL is not a Redis URL.
-    pub fn new(url: &str, options: RelayOptions, timeout: Duration) -> Result<RedisRelay, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        Ok(RedisRelay {
-            client,
-            conn: Mutex::new(None),
-            options,
-            timeout,
-        })
-    }
-
-    async fn connection(&self) -> Result<ConnectionManager, RelayStoreError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let c = tokio::time::timeout(
-            self.timeout,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| RelayStoreError::Timeout(self.timeout))??;
-        *slot = Some(c.clone());
-        Ok(c)
-    }
-
-    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, RelayStoreError> {
-        let mut c = self.connection().await?;
-        let result = tokio::time::timeout(self.timeout, cmd.query_async(&mut c))
-            .await
-            .map_err(|_| RelayStoreError::Timeout(self.timeout))
-            .and_then(|r| r.map_err(RelayStoreError::from));
-        if result.is_err() {
-            // A fresh connection for the next command: a manager that failed
-            // while Redis was down may still hold that failure when it is back.
-            *self.conn.lock().await = None;
-        }
-        result
+    /// A table on `redis`, keyed as `options` normalise addresses.
+    pub fn new(redis: Arc<RedisConn>, options: RelayOptions) -> RedisRelay {
+        RedisRelay { redis, options }
     }
 }
 
@@ -116,7 +55,7 @@ impl RelayStore for RedisRelay {
         let window = u64::try_from(self.options.window.as_millis()).unwrap_or(u64::MAX);
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(user).arg("PX").arg(window.max(1));
-        async move { self.run::<()>(cmd).await }
+        async move { self.redis.run::<()>(&cmd).await }
     }
 
     fn is_authorized(
@@ -126,7 +65,7 @@ impl RelayStore for RedisRelay {
     ) -> impl Future<Output = Result<bool, RelayStoreError>> + Send {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(shared_key(REDIS_KEY_PREFIX, ip, &self.options));
-        async move { Ok(self.run::<u64>(cmd).await? > 0) }
+        async move { Ok(self.redis.run::<u64>(&cmd).await? > 0) }
     }
 }
 

@@ -177,3 +177,280 @@ fn three_hosts_share_the_relay_table_and_fail_closed_without_redis() {
     assert!(py_pop_login_port(pop3.port, "127.0.0.2", "joe", "secret").starts_with("OK"));
     assert!(rcpt_reply(&hosts[0], hosts[0].port("smtp"), "127.0.0.2", remote).starts_with("250"));
 }
+
+/// A second host on `first`'s data directory (its own queue directory: the
+/// queue's delivery lock is per directory), with the same configuration.
+fn sibling(first: &Server) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(first.config_path()).unwrap();
+    let queue = first.data.join("queue");
+    let text = text.replace(
+        &format!("queue_dir = {queue:?}"),
+        &format!("queue_dir = {:?}", dir.path().join("queue")),
+    );
+    assert!(!text.contains(&format!("{queue:?}")));
+    let cfg = dir.path().join("mailbag.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let data = first.data.clone();
+    Server::start_config(dir, data, cfg, &["pop3", "smtp", "submission", "http"])
+}
+
+fn cluster_tables(redis_port: u16, lease: &str) -> String {
+    format!(
+        "[cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nredis_timeout = \"500ms\"\n\
+         lock_lease = \"{lease}\"\n[proxy]\ntrusted_networks = [\"127.0.0.1/32\"]\n"
+    )
+}
+
+/// Redis, HAProxy, python3 and the peers' HAProxy script are here (under
+/// `CI=true` their absence fails the test).
+fn have_cluster_parts() -> bool {
+    if !require("redis-server") || !require("haproxy") || !require("python3") {
+        return false;
+    }
+    if peers_dir().is_none() {
+        assert!(!common::in_ci(), "shared/peers missing");
+        return false;
+    }
+    true
+}
+
+/// How long until `user` can log in on `host` (from 127.0.0.3), at most 10 s.
+fn time_to_log_in(host: &Server, user: &str) -> Duration {
+    let start = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(10), || py_pop_login(
+            host,
+            "127.0.0.3",
+            user,
+            "secret"
+        )
+        .starts_with("OK")),
+        "{}",
+        host.log()
+    );
+    start.elapsed()
+}
+
+/// A POP3 session that logs in and stays in the transaction state.
+fn hold_maildrop(port: u16, src: &str, user: &str, pass: &str) -> std::net::TcpStream {
+    use std::io::{BufRead, BufReader, Write};
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &format!("{src}:0")
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.connect(
+        &format!("127.0.0.1:{port}")
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let mut s: std::net::TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    for cmd in ["", &format!("USER {user}"), &format!("PASS {pass}")] {
+        if !cmd.is_empty() {
+            write!(s, "{cmd}\r\n").unwrap();
+        }
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("+OK"), "{cmd}: {line}");
+    }
+    s
+}
+
+#[test]
+fn one_maildrop_session_across_hosts_and_a_killed_host_frees_it_within_a_lease() {
+    if !have_cluster_parts() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let redis_port = free_port();
+    let redis = Redis::start(work.path(), redis_port);
+    let mut a = Server::start_with(
+        Options {
+            tables: cluster_tables(redis_port, "3s"),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let b = sibling(&a);
+    let pop3 = Balancer::start(&a, &[a.port("pop3"), b.port("pop3")], "2");
+
+    // joe's session on host A; host B and the balancer (either host) say IN-USE.
+    let held = hold_maildrop(a.port("pop3"), "127.0.0.2", "joe", "secret");
+    let on_b = py_pop_login(&b, "127.0.0.3", "joe", "secret");
+    assert!(on_b.contains("[IN-USE]"), "{on_b}");
+    for _ in 0..2 {
+        let via = py_pop_login_port(pop3.port, "127.0.0.3", "joe", "secret");
+        assert!(via.contains("[IN-USE]"), "{via}");
+    }
+    // ann is free meanwhile.
+    assert!(py_pop_login(&b, "127.0.0.3", "ann", "secret").starts_with("OK"));
+
+    // Host A dies with SIGKILL: joe's lease is not renewed and expires (3 s).
+    a.kill9();
+    drop(held);
+    let freed = time_to_log_in(&b, "joe");
+    assert!(
+        freed <= Duration::from_secs(5),
+        "freed after {freed:?} (lease 3 s)"
+    );
+
+    // Redis down: no lease can be taken, but every host also takes the
+    // maildrop's lock file, so logins go on and stay exclusive.
+    redis.stop();
+    let held = hold_maildrop(b.port("pop3"), "127.0.0.3", "ann", "secret");
+    assert!(
+        b.log().contains("no maildrop lease in Redis"),
+        "{}",
+        b.log()
+    );
+    let c = sibling(&a);
+    let r = py_pop_login(&c, "127.0.0.4", "ann", "secret");
+    assert!(r.contains("[IN-USE]"), "{r}");
+    drop(held);
+    let _redis = Redis::start(work.path(), redis_port);
+    assert!(wait_until(Duration::from_secs(10), || py_pop_login(
+        &c,
+        "127.0.0.4",
+        "ann",
+        "secret"
+    )
+    .starts_with("OK")));
+    eprintln!("maildrop freed {freed:?} after SIGKILL of its host (lease 3 s)");
+}
+
+/// Without Redis the maildrop lock is a lock file on the shared storage (a
+/// dot-lock, safe on NFS): one session across hosts, and a host killed with
+/// SIGKILL frees its users' maildrops once the file turns stale.
+#[test]
+fn without_redis_the_lock_file_keeps_one_session_across_hosts() {
+    if !require("python3") {
+        return;
+    }
+    let mut a = Server::start_with(
+        Options {
+            tables: "[cluster]\nlock_lease = \"2s\"\n".into(),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let b = sibling(&a);
+    let held = hold_maildrop(a.port("pop3"), "127.0.0.2", "joe", "secret");
+    // Kept fresh past its stale timeout while the session lives.
+    std::thread::sleep(Duration::from_secs(3));
+    let on_b = py_pop_login(&b, "127.0.0.3", "joe", "secret");
+    assert!(on_b.contains("[IN-USE]"), "{on_b}");
+    assert!(py_pop_login(&b, "127.0.0.3", "ann", "secret").starts_with("OK"));
+    a.kill9();
+    drop(held);
+    let lock = a.data.join("joe").join("mailbag-pop3.lock");
+    assert!(lock.is_file(), "a killed host leaves its lock file");
+    let freed = time_to_log_in(&b, "joe");
+    assert!(
+        freed <= Duration::from_secs(4),
+        "freed after {freed:?} (stale after 2 s)"
+    );
+    assert!(!lock.exists(), "released at the end of the session");
+}
+
+/// 3 hosts on one data directory take 3 × 300 deliveries to one user (one SMTP
+/// client per host) while POP3 sessions through the balancer read and delete:
+/// every acknowledged message is retrieved exactly once, and no UID repeats.
+#[test]
+fn three_hosts_deliver_to_one_maildir_while_pop3_reads_and_deletes() {
+    if !have_cluster_parts() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let redis_port = free_port();
+    let _redis = Redis::start(work.path(), redis_port);
+    let a = Server::start_with(
+        Options {
+            tables: cluster_tables(redis_port, "10s"),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let (b, c) = (sibling(&a), sibling(&a));
+    let hosts = [&a, &b, &c];
+    let pop3 = Balancer::start(&a, &[a.port("pop3"), b.port("pop3"), c.port("pop3")], "2");
+    let smtp_ports: Vec<String> = hosts.iter().map(|h| h.port("smtp").to_string()).collect();
+    let script = r#"
+import poplib, smtplib, socket, sys, threading, time
+pop_port = int(sys.argv[1]); smtp_ports = [int(p) for p in sys.argv[2].split(',')]
+per_host = int(sys.argv[3])
+acked, got, uids, errors = set(), [], set(), []
+done = threading.Event()
+def send(i, port):
+    s = smtplib.SMTP('127.0.0.1', port, timeout=60, source_address=('127.0.0.%d' % (10 + i), 0))
+    for n in range(per_host):
+        mid = 'h%d-%d' % (i, n)
+        msg = 'From: a@example.org\r\nTo: ann@example.test\r\nSubject: %s\r\n\r\nbody %s\r\n' % (mid, mid)
+        try:
+            s.sendmail('a@example.org', ['ann@example.test'], msg)
+            acked.add(mid)
+        except Exception as e:
+            errors.append('send %s: %r' % (mid, e))
+    s.quit()
+class P(poplib.POP3):
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=('127.0.0.2', 0))
+def drain():
+    try:
+        p = P('127.0.0.1', pop_port, timeout=60)
+        p.user('ann'); p.pass_('secret')
+    except poplib.error_proto as e:
+        if b'IN-USE' in e.args[0]: return
+        raise
+    for line in p.uidl()[1]:
+        n, uid = line.split()
+        if uid in uids: errors.append('uid %r seen twice' % uid)
+        uids.add(uid)
+        for l in p.retr(int(n))[1]:
+            if l.startswith(b'Subject: '): got.append(l[9:].decode())
+        p.dele(int(n))
+    p.quit()
+senders = [threading.Thread(target=send, args=(i, port)) for i, port in enumerate(smtp_ports)]
+for t in senders: t.start()
+while any(t.is_alive() for t in senders):
+    drain(); time.sleep(0.05)
+drain()
+dups = len(got) - len(set(got))
+missing = acked - set(got)
+extra = set(got) - acked
+print('acked', len(acked), 'retrieved', len(got), 'dups', dups, 'missing', len(missing), 'extra', len(extra), 'errors', len(errors))
+for e in errors[:5]: print(e)
+"#;
+    let started = std::time::Instant::now();
+    let out = common::python(
+        script,
+        &[&pop3.port.to_string(), &smtp_ports.join(","), "300"],
+    );
+    assert!(out.ok(), "{out:?}");
+    let line = out.stdout.lines().next().unwrap_or_default().to_owned();
+    assert_eq!(
+        line,
+        "acked 900 retrieved 900 dups 0 missing 0 extra 0 errors 0",
+        "{}\n{}",
+        out.stdout,
+        a.log()
+            .lines()
+            .filter(|l| l.contains("WARN"))
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    eprintln!(
+        "3 x 300 deliveries with concurrent POP3 drains: {:?}",
+        started.elapsed()
+    );
+    assert!(a.messages("ann", "").is_empty());
+}

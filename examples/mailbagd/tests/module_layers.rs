@@ -20,6 +20,8 @@ const LAYERS: &[&[&str]] = &[
         "password_hash",
         "privileges",
         "proxy",
+        "redis_conn",
+        "lock_keeper",
         "replies",
         "service_manager",
         "signing_key",
@@ -37,6 +39,7 @@ const LAYERS: &[&[&str]] = &[
     &[
         "client_settings",
         "login_name",
+        "maildrop_lease",
         "queue_list",
         "relay",
         "relay_store",

@@ -132,8 +132,12 @@ fn passed_sockets_serve_pop3_and_smtp_and_systemd_is_notified() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut greeting = String::new();
-    BufReader::new(&first).read_line(&mut greeting).unwrap();
-    assert!(greeting.starts_with("+OK"), "{greeting}");
+    let read = BufReader::new(&first).read_line(&mut greeting);
+    assert!(
+        read.is_ok() && greeting.starts_with("+OK"),
+        "{read:?} {greeting:?}\n{}",
+        std::fs::read_to_string(dir.path().join("mailbagd.log")).unwrap_or_default()
+    );
     let ready = wait_for(&notify, "READY=1");
     assert!(ready.contains("READY=1"));
 

@@ -1,0 +1,147 @@
+//! The POP3 maildrop lock across hosts (`[cluster] redis`): before a host
+//! opens a user's maildrop it takes a lease in Redis, `SET
+//! mailbag:lock:<user>/<folder> <token> NX PX <lock_lease>`; a second
+//! session on any host finds it taken (`-ERR [IN-USE]`). The holder renews
+//! it every third of the lease while the session lives and deletes it at the
+//! end, both only while the value is still its own token (a Lua script
+//! compares and acts in one step). A host killed with SIGKILL renews nothing:
+//! its users' leases expire within one lease. The local `flock` of the
+//! maildrop is still taken under the lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailbag_mailstore::{Folder, UserName};
+use tracing::{debug, warn};
+
+use crate::redis_conn::{RedisConn, RedisError};
+
+/// The prefix of every lease key.
+pub const LOCK_KEY_PREFIX: &str = "mailbag:lock:";
+
+/// Renews (PEXPIRE) only while the key holds our token.
+const RENEW: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+     return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+
+/// Deletes only while the key holds our token.
+const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then \
+     return redis.call('del', KEYS[1]) else return 0 end";
+
+/// Why no lease was taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LeaseError {
+    /// Another session (on this host or another) holds it.
+    #[error("maildrop in use on some host")]
+    InUse,
+    /// Redis could not be asked: `-ERR [SYS/TEMP]`.
+    #[error(transparent)]
+    Unavailable(#[from] RedisError),
+    /// The OS gave no random token.
+    #[error("no random lease token: {0}")]
+    Token(String),
+}
+
+/// Takes maildrop leases in one Redis.
+#[derive(Debug)]
+pub struct MaildropLeases {
+    redis: Arc<RedisConn>,
+    lease: Duration,
+}
+
+impl MaildropLeases {
+    /// Leases of `lease` length in `redis`.
+    pub fn new(redis: Arc<RedisConn>, lease: Duration) -> MaildropLeases {
+        MaildropLeases { redis, lease }
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.lease.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Takes the lease of `user`'s `folder` maildrop and keeps renewing it
+    /// until the returned [`HeldLease`] is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`LeaseError::InUse`] or [`LeaseError::Unavailable`].
+    pub async fn acquire(
+        self: &Arc<Self>,
+        user: &UserName,
+        folder: Folder,
+    ) -> Result<HeldLease, LeaseError> {
+        let key = format!("{LOCK_KEY_PREFIX}{}/{}", user.as_str(), folder.name());
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| LeaseError::Token(e.to_string()))?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut set = redis::cmd("SET");
+        set.arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.millis());
+        let taken: Option<String> = self.redis.run(&set).await?;
+        if taken.is_none() {
+            return Err(LeaseError::InUse);
+        }
+        let renewer = tokio::spawn(renew(Arc::clone(self), key.clone(), token.clone()));
+        Ok(HeldLease {
+            leases: Arc::clone(self),
+            key,
+            token,
+            renewer,
+        })
+    }
+}
+
+/// Renews every third of the lease until aborted.
+async fn renew(leases: Arc<MaildropLeases>, key: String, token: String) {
+    let every = leases.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(RENEW)
+            .arg(1)
+            .arg(&key)
+            .arg(&token)
+            .arg(leases.millis());
+        match leases.redis.run::<i64>(&cmd).await {
+            Ok(1) => debug!(key, "maildrop lease renewed"),
+            Ok(_) => warn!(
+                key,
+                "maildrop lease lost (expired and taken, or Redis restarted)"
+            ),
+            Err(e) => warn!(key, error = %e, "maildrop lease not renewed"),
+        }
+    }
+}
+
+/// A lease held for one POP3 session; renewed until dropped, then released.
+#[derive(Debug)]
+pub struct HeldLease {
+    leases: Arc<MaildropLeases>,
+    key: String,
+    token: String,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        let (leases, key, token) = (
+            Arc::clone(&self.leases),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        // Released off the session's path; if it fails the lease expires.
+        tokio::spawn(async move {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(RELEASE).arg(1).arg(&key).arg(&token);
+            if let Err(e) = leases.redis.run::<i64>(&cmd).await {
+                warn!(key, error = %e, "maildrop lease not released: it expires by itself");
+            }
+        });
+    }
+}

@@ -1,0 +1,91 @@
+//! One Redis connection for what several hosts share (`[cluster] redis`):
+//! made on first use, made again after any failed command (so that
+//! everything resumes by itself when Redis is back), every command bounded
+//! by `[cluster] redis_timeout`.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::Mutex;
+
+/// Why Redis did not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisError {
+    /// Redis refused the command or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No answer within `[cluster] redis_timeout`.
+    #[error("redis: no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A lazily made, self-repairing connection to one Redis.
+pub struct RedisConn {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConn {
+    /// A connection to the Redis at `url` (`redis://HOST:PORT/DB`), made
+    /// on first use.
+    ///
+    /// # Errors
+    ///
+    /// The URL is not a Redis URL.
+    pub fn new(url: &str, timeout: Duration) -> Result<RedisConn, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        Ok(RedisConn {
+            client,
+            conn: Mutex::new(None),
+            timeout,
+        })
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let c = tokio::time::timeout(
+            self.timeout,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| RedisError::Timeout(self.timeout))??;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs one command.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisError`]: no connection, a refusal, or no answer in time.
+    pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
+        let mut c = self.connection().await?;
+        let result = tokio::time::timeout(self.timeout, cmd.query_async(&mut c))
+            .await
+            .map_err(|_| RedisError::Timeout(self.timeout))
+            .and_then(|r| r.map_err(RedisError::from));
+        if result.is_err() {
+            // A fresh connection for the next command: a manager that failed
+            // while Redis was down may still hold that failure when it is back.
+            *self.conn.lock().await = None;
+        }
+        result
+    }
+}
