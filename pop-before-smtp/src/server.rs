@@ -2,8 +2,10 @@
 //! `policy-server`).
 //!
 //! This is runtime glue around the sans-IO [`policy`](crate::policy) module: it reads
-//! bytes, feeds a [`PolicyDecoder`], asks the [`SharedRelayTable`] for each request,
-//! and writes the replies. Connections are persistent (any number of requests);
+//! bytes, feeds a [`PolicyDecoder`], asks a [`RelayStore`] (the
+//! [`SharedRelayTable`](crate::SharedRelayTable) in memory, or a table several hosts share) for each
+//! request, and writes the replies. A store that cannot answer gets
+//! [`Decision::Unavailable`]'s `DEFER_IF_REJECT`: never `OK`. Connections are persistent (any number of requests);
 //! a malformed request gets no answer: the server logs it and closes the connection,
 //! as the protocol asks (Postfix then retries on a new connection, and in the end
 //! applies `smtpd_policy_service_default_action`).
@@ -22,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::policy::{Decision, PolicyDecoder, PolicyError, PolicyLimits};
-use crate::shared::SharedRelayTable;
+use crate::store::RelayStore;
 
 /// Default [`PolicyServerOptions::idle_timeout`]: 330 seconds, a little more than
 /// Postfix's `smtpd_policy_service_max_idle` (300 s), so that Postfix closes idle
@@ -152,13 +154,14 @@ pub enum ServerError {
 /// # Ok(())
 /// # }
 /// ```
-pub async fn serve_connection<S>(
+pub async fn serve_connection<S, T>(
     mut stream: S,
-    table: &SharedRelayTable,
+    table: &T,
     options: &PolicyServerOptions,
 ) -> Result<(), ServerError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    T: RelayStore + Sync,
 {
     let mut decoder = PolicyDecoder::new(options.limits);
     let mut chunk = vec![0u8; READ_CHUNK];
@@ -179,7 +182,13 @@ where
         loop {
             match decoder.decode() {
                 Ok(Some(request)) => {
-                    let decision = table.decide(&request, Instant::now());
+                    let decision = match table.decide(&request, Instant::now()).await {
+                        Ok(d) => d,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "pop-before-smtp: relay table unavailable");
+                            Decision::Unavailable
+                        }
+                    };
                     log_decision(&request, &decision);
                     decision.action().encode_response(&mut replies);
                 }
@@ -213,11 +222,24 @@ fn log_decision(request: &crate::policy::PolicyRequest<'_>, decision: &Decision)
             recipient,
             "pop-before-smtp: OK (authorized by POP3 login)"
         ),
+        Decision::AuthorizedAddress(ip) => tracing::info!(
+            client = %ip,
+            state,
+            recipient,
+            "pop-before-smtp: OK (authorized by POP3 login)"
+        ),
         Decision::NotAuthorized(ip) => {
             tracing::debug!(client = %ip, state, recipient, "pop-before-smtp: DUNNO")
         }
         Decision::NoClientAddress => {
             tracing::debug!(state, "pop-before-smtp: DUNNO (no client_address)")
+        }
+        Decision::Unavailable => {
+            tracing::info!(
+                state,
+                recipient,
+                "pop-before-smtp: DEFER_IF_REJECT (table unavailable)"
+            )
         }
     }
 }
@@ -243,12 +265,15 @@ fn log_decision(request: &crate::policy::PolicyRequest<'_>, decision: &Decision)
 /// .await
 /// # }
 /// ```
-pub async fn serve_until(
+pub async fn serve_until<T>(
     listener: TcpListener,
-    table: SharedRelayTable,
+    table: T,
     options: PolicyServerOptions,
     shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    T: RelayStore + Clone + Send + Sync + 'static,
+{
     let options = Arc::new(options);
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
     tokio::pin!(shutdown);
@@ -284,18 +309,21 @@ pub async fn serve_until(
 
 /// [`serve_until`] without a shutdown signal: serves forever (or until the task is
 /// dropped).
-pub async fn serve(
+pub async fn serve<T>(
     listener: TcpListener,
-    table: SharedRelayTable,
+    table: T,
     options: PolicyServerOptions,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    T: RelayStore + Clone + Send + Sync + 'static,
+{
     serve_until(listener, table, options, std::future::pending()).await
 }
 
-async fn run_connection(
+async fn run_connection<T: RelayStore + Sync>(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    table: &SharedRelayTable,
+    table: &T,
     options: &PolicyServerOptions,
 ) {
     tracing::debug!(%peer, "policy connection opened");
@@ -311,6 +339,7 @@ async fn run_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SharedRelayTable;
     use tokio::io::duplex;
 
     fn table() -> SharedRelayTable {
@@ -340,6 +369,49 @@ request=smtpd_access_policy\nclient_address=::ffff:127.0.0.2\n\n";
         let (out, result) = run(input, PolicyServerOptions::default()).await;
         assert_eq!(out, b"action=OK\n\naction=DUNNO\n\naction=OK\n\n");
         assert!(result.is_ok());
+    }
+
+    /// A shared table that is down.
+    #[derive(Clone)]
+    struct Down;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("store down")]
+    struct DownError;
+
+    impl RelayStore for Down {
+        type Error = DownError;
+        async fn record_login(
+            &self,
+            _: std::net::IpAddr,
+            _: &str,
+            _: Instant,
+        ) -> Result<(), DownError> {
+            Err(DownError)
+        }
+        async fn is_authorized(&self, _: std::net::IpAddr, _: Instant) -> Result<bool, DownError> {
+            Err(DownError)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_down_defers_and_never_permits() {
+        let (mut client, server) = duplex(1 << 16);
+        let task = tokio::spawn(async move {
+            serve_connection(server, &Down, &PolicyServerOptions::default()).await
+        });
+        client
+            .write_all(b"request=smtpd_access_policy\nclient_address=127.0.0.2\n\n")
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        assert_eq!(
+            out,
+            b"action=DEFER_IF_REJECT 4.3.0 Relay authorization temporarily unavailable\n\n"
+        );
+        assert!(task.await.unwrap().is_ok());
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use crate::policy::{Decision, PolicyRequest};
 use crate::shared::SharedRelayTable;
 use crate::table::{RelayOptions, normalize_ip};
 
@@ -38,6 +39,32 @@ pub trait RelayStore {
         ip: IpAddr,
         now: Instant,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// Decides a Postfix policy request ([`crate::policy`]) by its
+    /// `client_address`: [`Decision::AuthorizedAddress`] (or, from a store
+    /// that knows the entry, [`Decision::Authorized`]),
+    /// [`Decision::NotAuthorized`] or [`Decision::NoClientAddress`]. A caller
+    /// that gets an error answers [`Decision::Unavailable`]'s action.
+    fn decide(
+        &self,
+        request: &PolicyRequest<'_>,
+        now: Instant,
+    ) -> impl Future<Output = Result<Decision, Self::Error>> + Send
+    where
+        Self: Sync,
+    {
+        let ip = request.client_address();
+        async move {
+            let Some(ip) = ip else {
+                return Ok(Decision::NoClientAddress);
+            };
+            Ok(if self.is_authorized(ip, now).await? {
+                Decision::AuthorizedAddress(ip)
+            } else {
+                Decision::NotAuthorized(ip)
+            })
+        }
+    }
 }
 
 impl RelayStore for SharedRelayTable {
@@ -59,6 +86,15 @@ impl RelayStore for SharedRelayTable {
         now: Instant,
     ) -> impl Future<Output = Result<bool, Infallible>> + Send {
         std::future::ready(Ok(SharedRelayTable::is_authorized(self, ip, now)))
+    }
+
+    /// The table's own decision, which names the POP3 user.
+    fn decide(
+        &self,
+        request: &PolicyRequest<'_>,
+        now: Instant,
+    ) -> impl Future<Output = Result<Decision, Infallible>> + Send {
+        std::future::ready(Ok(SharedRelayTable::decide(self, request, now)))
     }
 }
 
@@ -100,5 +136,50 @@ mod tests {
         assert_eq!(RelayStore::is_authorized(&t, ip, now).await, Ok(true));
         let later = now + RelayOptions::default().window;
         assert_eq!(RelayStore::is_authorized(&t, ip, later).await, Ok(false));
+        let req = PolicyRequest::new()
+            .with("client_address", "192.0.2.1")
+            .unwrap();
+        match RelayStore::decide(&t, &req, now).await {
+            Ok(Decision::Authorized(e)) => assert_eq!(e.user(), "joe"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A store that keeps only addresses, as a shared one does; or is down.
+    struct Addresses(Option<Vec<IpAddr>>);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("down")]
+    struct Down;
+
+    impl RelayStore for Addresses {
+        type Error = Down;
+        async fn record_login(&self, _: IpAddr, _: &str, _: Instant) -> Result<(), Down> {
+            Err(Down)
+        }
+        async fn is_authorized(&self, ip: IpAddr, _: Instant) -> Result<bool, Down> {
+            self.0.as_ref().map(|v| v.contains(&ip)).ok_or(Down)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_decision_asks_is_authorized() {
+        let now = Instant::now();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let store = Addresses(Some(vec![ip]));
+        let req = |a: &'static str| PolicyRequest::new().with("client_address", a).unwrap();
+        let d = store.decide(&req("192.0.2.1"), now).await.unwrap();
+        assert_eq!(d, Decision::AuthorizedAddress(ip));
+        assert_eq!(d.action(), crate::policy::PolicyAction::Ok);
+        let d = store.decide(&req("192.0.2.2"), now).await.unwrap();
+        assert_eq!(d.action(), crate::policy::PolicyAction::Dunno);
+        let d = store.decide(&PolicyRequest::new(), now).await.unwrap();
+        assert_eq!(d, Decision::NoClientAddress);
+        assert!(
+            Addresses(None)
+                .decide(&req("192.0.2.1"), now)
+                .await
+                .is_err()
+        );
     }
 }

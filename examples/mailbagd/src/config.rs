@@ -1836,12 +1836,6 @@ impl Config {
         if let Some(url) = &raw.cluster.redis {
             redis::Client::open(url.as_str())
                 .map_err(|e| invalid("cluster.redis", format!("{url:?}: {e}")))?;
-            if !pop_before_smtp.policy_listen.is_empty() {
-                return Err(invalid(
-                    "pop_before_smtp.policy_listen",
-                    "not with cluster.redis: the policy listener answers from this host's table only",
-                ));
-            }
         }
         let cluster = ClusterConfig {
             redis: raw.cluster.redis,

@@ -327,7 +327,7 @@ impl Context {
                         .map_err(ContextError::Cluster)?,
                 );
                 (
-                    RelayBackend::Redis(Box::new(RedisRelay::new(Arc::clone(&redis), opts))),
+                    RelayBackend::Redis(Arc::new(RedisRelay::new(Arc::clone(&redis), opts))),
                     Some(Arc::new(MaildropLeases::new(
                         redis,
                         config.cluster.lock_lease,

@@ -1,7 +1,8 @@
 //! Where this server keeps POP-before-SMTP authorizations: pop-before-smtp's
 //! table in memory (the default), or Redis shared by several hosts
 //! (`[cluster] redis`), both through pop-before-smtp's
-//! [`RelayStore`] interface.
+//! [`RelayStore`] interface, which POP3, SMTP and the Postfix policy
+//! listener (`[pop_before_smtp] policy_listen`) use alike.
 //!
 //! On Redis a login is `SET <key> <user> PX <window>` (a later login
 //! overwrites it, which refreshes the window) and a relay check is
@@ -17,6 +18,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use mailbag_pop_before_smtp::policy::{Decision, PolicyRequest};
 use mailbag_pop_before_smtp::store::{RelayStore, shared_key};
 use mailbag_pop_before_smtp::{RelayOptions, SharedRelayTable};
 
@@ -69,23 +71,25 @@ impl RelayStore for RedisRelay {
     }
 }
 
-/// The table this server uses.
-#[derive(Debug)]
+/// The table this server uses (POP3, SMTP and the policy listener); clones
+/// share it.
+#[derive(Clone, Debug)]
 pub enum RelayBackend {
     /// This process's memory (one host).
     Memory(SharedRelayTable),
     /// Redis, shared by every host that names it.
-    Redis(Box<RedisRelay>),
+    Redis(Arc<RedisRelay>),
 }
 
-impl RelayBackend {
-    /// Records a successful login.
-    ///
-    /// # Errors
-    ///
-    /// The shared table could not be written.
-    pub async fn record_login(&self, ip: IpAddr, user: &str) -> Result<(), RelayStoreError> {
-        let now = Instant::now();
+impl RelayStore for RelayBackend {
+    type Error = RelayStoreError;
+
+    async fn record_login(
+        &self,
+        ip: IpAddr,
+        user: &str,
+        now: Instant,
+    ) -> Result<(), RelayStoreError> {
         match self {
             RelayBackend::Memory(t) => {
                 t.record_login(ip, user, now);
@@ -95,16 +99,43 @@ impl RelayBackend {
         }
     }
 
+    async fn is_authorized(&self, ip: IpAddr, now: Instant) -> Result<bool, RelayStoreError> {
+        match self {
+            RelayBackend::Memory(t) => Ok(t.is_authorized(ip, now)),
+            RelayBackend::Redis(r) => RelayStore::is_authorized(&**r, ip, now).await,
+        }
+    }
+
+    /// The memory table's decision names the POP3 user; Redis's names the
+    /// address only.
+    async fn decide(
+        &self,
+        request: &PolicyRequest<'_>,
+        now: Instant,
+    ) -> Result<Decision, RelayStoreError> {
+        match self {
+            RelayBackend::Memory(t) => Ok(t.decide(request, now)),
+            RelayBackend::Redis(r) => RelayStore::decide(&**r, request, now).await,
+        }
+    }
+}
+
+impl RelayBackend {
+    /// Records a successful login.
+    ///
+    /// # Errors
+    ///
+    /// The shared table could not be written.
+    pub async fn record_login(&self, ip: IpAddr, user: &str) -> Result<(), RelayStoreError> {
+        RelayStore::record_login(self, ip, user, Instant::now()).await
+    }
+
     /// Whether `ip` may relay now.
     ///
     /// # Errors
     ///
     /// The shared table could not be read: the caller must not relay.
     pub async fn is_authorized(&self, ip: IpAddr) -> Result<bool, RelayStoreError> {
-        let now = Instant::now();
-        match self {
-            RelayBackend::Memory(t) => Ok(t.is_authorized(ip, now)),
-            RelayBackend::Redis(r) => RelayStore::is_authorized(&**r, ip, now).await,
-        }
+        RelayStore::is_authorized(self, ip, Instant::now()).await
     }
 }

@@ -355,11 +355,12 @@ impl Server {
             ));
         }
         // Postfix asks these over its own connections; the answers come from
-        // the same relay table as mailbagd's SMTP (pop-before-smtp's server).
+        // the same relay table as mailbagd's SMTP, in memory or in Redis
+        // (pop-before-smtp's server).
         for listener in self.policy {
             let shutdown = ctx.shutdown.clone().cancelled_owned();
             let up = ctx.metrics.listener_up();
-            let relay = ctx.relay.clone();
+            let relay = ctx.relay_store.clone();
             tokio::spawn(async move {
                 let _up = up;
                 if let Err(e) = mailbag_pop_before_smtp::server::serve_until(

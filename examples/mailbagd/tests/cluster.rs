@@ -14,8 +14,9 @@ use std::time::Duration;
 
 mod common;
 use common::{
-    Balancer, Options, Server, free_port, peers_dir, py_pop_login, py_pop_login_port,
-    raw_smtp_port, rcpt_reply, require, wait_until,
+    Balancer, Options, Postfix, RELAY_BATTERY, Server, free_port, peers_dir, postfix_relay_attempt,
+    py_pop_login, py_pop_login_port, raw_smtp_port, rcpt_arg_reply, rcpt_reply, require,
+    wait_until,
 };
 
 /// A private redis-server on a free port; stopped when dropped.
@@ -107,19 +108,14 @@ fn three_hosts_share_the_relay_table_and_fail_closed_without_redis() {
     for _ in 0..3 {
         assert!(rcpt_reply(&hosts[0], smtp.port, "127.0.0.2", remote).starts_with("250"));
     }
-    for t in [
-        "victim@elsewhere.example",
-        "victim%elsewhere.example@example.test",
-        "elsewhere.example!victim@example.test",
-        "\"victim@elsewhere.example\"@example.test",
-        "@example.test:victim@elsewhere.example",
-        "victim@[127.0.0.1]",
-    ] {
+    // The relay battery from the unauthorized client, through the balancer
+    // (each form reaches every host in turn).
+    for t in RELAY_BATTERY {
         for _ in 0..3 {
-            let r = rcpt_reply(&hosts[0], smtp.port, "127.0.0.3", t);
+            let r = rcpt_arg_reply(&hosts[0], smtp.port, "127.0.0.3", t);
             assert!(
                 r.starts_with('5'),
-                "RCPT TO:<{t}> from 127.0.0.3 via the balancer: {r}"
+                "RCPT TO:{t} from 127.0.0.3 via the balancer: {r}"
             );
         }
     }
@@ -453,4 +449,67 @@ for e in errors[:5]: print(e)
         started.elapsed()
     );
     assert!(a.messages("ann", "").is_empty());
+}
+
+/// A site that keeps Postfix for SMTP: Postfix asks host A's policy listener
+/// (`check_policy_service`) about a POP3 login made on host B, through
+/// Redis; with Redis down it defers relay (4xx, never a relay and never a
+/// bounce) and still takes mail for its own domain.
+#[test]
+fn postfix_asks_one_host_about_a_login_made_on_another() {
+    if !have_cluster_parts() || !require("postfix") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let redis_port = free_port();
+    let redis = Redis::start(work.path(), redis_port);
+    let a = Server::start_with(
+        Options {
+            tables: cluster_tables(redis_port, "10s"),
+            pop_before_smtp: "policy_listen = \"127.0.0.1:0\"".into(),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let b = sibling(&a);
+    let policy = a.addrs["policy"];
+    let root = tempfile::tempdir().unwrap();
+    let postfix = Postfix::asking(root.path(), policy);
+    let denied = Postfix::relay_denied;
+    let before = postfix_relay_attempt(postfix.port, "127.0.0.2");
+    assert!(denied(&before), "{before}");
+    assert!(py_pop_login(&b, "127.0.0.2", "joe", "secret").starts_with("OK"));
+    let after = postfix_relay_attempt(postfix.port, "127.0.0.2");
+    assert!(
+        !denied(&after) && after.contains("no outbound delivery from the peer instance"),
+        "{after}\n{}",
+        a.log()
+    );
+    let other = postfix_relay_attempt(postfix.port, "127.0.0.3");
+    assert!(denied(&other), "{other}");
+
+    redis.stop();
+    let during = postfix_relay_attempt(postfix.port, "127.0.0.2");
+    assert!(
+        during.starts_with('4') && during.contains("Relay authorization temporarily unavailable"),
+        "{during}"
+    );
+    let msg = common::message("joe@example.test", "during the outage", "local mail");
+    let local = raw_smtp_port(
+        &a,
+        postfix.port,
+        "127.0.0.3",
+        &[
+            b"EHLO c\r\n",
+            b"MAIL FROM:<a@example.org>\r\n",
+            b"RCPT TO:<joe@example.test>\r\n",
+            b"DATA\r\n",
+            format!("{msg}.\r\n").as_bytes(),
+        ],
+    );
+    assert!(
+        local[3].starts_with("250") && local[5].starts_with("250"),
+        "{local:?}"
+    );
+    assert!(a.log().contains("relay table unavailable"), "{}", a.log());
 }

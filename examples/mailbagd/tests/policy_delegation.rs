@@ -5,24 +5,9 @@
 //! Under `CI=true` a missing Postfix or python3 fails the test.
 
 mod common;
-use common::{Options, Postfix, Server, py_pop_login, require};
-
-/// RCPT TO a remote address through Postfix from `src`: the reply code.
-fn relay_attempt(port: u16, src: &str) -> String {
-    let script = r#"
-import smtplib, sys
-s = smtplib.SMTP(timeout=20, source_address=(sys.argv[2], 0))
-s.connect('127.0.0.1', int(sys.argv[1]))
-s.ehlo('client.example.org')
-s.mail('someone@example.org')
-code, text = s.rcpt('friend@elsewhere.example')
-print(code, text.decode())
-s.quit()
-"#;
-    let out = common::python(script, &[&port.to_string(), src]);
-    assert!(out.ok(), "{out:?}");
-    out.stdout.trim().to_owned()
-}
+use common::{
+    Options, Postfix, Server, postfix_relay_attempt as relay_attempt, py_pop_login, require,
+};
 
 #[test]
 fn postfix_relays_after_a_pop3_login_to_mailbagd_and_only_then() {
@@ -38,19 +23,8 @@ fn postfix_relays_after_a_pop3_login_to_mailbagd_and_only_then() {
     );
     let policy = server.addrs["policy"];
     let root = tempfile::tempdir().unwrap();
-    // Postfix asks mailbagd; only loopback .1 is its own network.
-    let postfix = Postfix::start(
-        root.path(),
-        &[(
-            "PEER_POSTFIX_EXTRA",
-            format!(
-                "mynetworks = 127.0.0.1/32\n\
-                 smtpd_relay_restrictions = check_policy_service inet:{policy}, reject_unauth_destination"
-            ),
-        )],
-    );
-    let denied =
-        |reply: &str| reply.starts_with("554 5.7.1") && reply.contains("Relay access denied");
+    let postfix = Postfix::asking(root.path(), policy);
+    let denied = Postfix::relay_denied;
     // Before any login: refused for everyone.
     let before = relay_attempt(postfix.port, "127.0.0.2");
     assert!(denied(&before), "{before}");

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 mod common;
 use common::{
-    Balancer, Options, Server, peers_dir, py_pop_login, py_pop_login_port, raw_smtp_port,
-    rcpt_reply, require,
+    Balancer, Options, RELAY_BATTERY, Server, peers_dir, py_pop_login, py_pop_login_port,
+    raw_smtp_port, rcpt_arg_reply, rcpt_reply, require,
 };
 
 fn start() -> Server {
@@ -60,27 +60,10 @@ fn the_balancer_s_client_address_is_the_client_for_relay_logs_and_received() {
     let r = rcpt_reply(&server, smtp.port, "127.0.0.3", "kim@elsewhere.example");
     assert!(r.starts_with("5"), "{r}");
 
-    // The relay-tester tricks from the unauthorized client through the balancer.
-    let tricks = [
-        "victim@elsewhere.example",
-        "victim%elsewhere.example@example.test",
-        "victim%elsewhere.example@[127.0.0.1]",
-        "elsewhere.example!victim@example.test",
-        "\"victim@elsewhere.example\"@example.test",
-        "@example.test:victim@elsewhere.example",
-        "victim@elsewhere.example.",
-        "victim@[127.0.0.1]",
-        "victim@[IPv6:::1]",
-        "victim@example.test.elsewhere.example",
-        "postmaster@elsewhere.example",
-        "victim@sub.example.test",
-    ];
-    for t in tricks {
-        let r = rcpt_reply(&server, smtp.port, "127.0.0.3", t);
-        assert!(
-            r.starts_with('5'),
-            "RCPT TO:<{t}> through the balancer: {r}"
-        );
+    // The relay battery from the unauthorized client through the balancer.
+    for t in RELAY_BATTERY {
+        let r = rcpt_arg_reply(&server, smtp.port, "127.0.0.3", t);
+        assert!(r.starts_with('5'), "RCPT TO:{t} through the balancer: {r}");
     }
     assert!(server.queued().is_empty(), "RCPT only: nothing was sent");
 

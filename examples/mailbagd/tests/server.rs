@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 
 mod common;
 use common::{
-    GTUBE, Options, Server, deliver_local, message, py_pop_auth_plain, py_pop_login, py_send,
-    python, require, run,
+    GTUBE, Options, RELAY_BATTERY, Server, deliver_local, message, py_pop_auth_plain, py_pop_login,
+    py_send, python, require, run,
 };
 
 /// A line-oriented raw client.
@@ -442,44 +442,30 @@ fn unknown_local_user_gets_550_and_postmaster_is_accepted() {
     assert_eq!(server.messages("joe", "").len(), 1);
 }
 
-/// Relay-tester address tricks from an unauthorized client: every one is refused.
+/// The relay battery from an unauthorized client, in one session: every form is refused.
 #[test]
 fn address_tricks_never_make_an_open_relay() {
     let server = Server::start();
-    let tricks = [
-        "<victim@elsewhere.example>",
-        "<victim%elsewhere.example@example.test>",
-        "<victim%elsewhere.example@[127.0.0.1]>",
-        "<elsewhere.example!victim@example.test>",
-        "<\"victim@elsewhere.example\"@example.test>",
-        "<@example.test:victim@elsewhere.example>",
-        "<@example.test,@mail.example.test:victim@elsewhere.example>",
-        "<victim@elsewhere.example.>",
-        "<victim@[127.0.0.1]>",
-        "<victim@[IPv6:::1]>",
-        "<victim@elsewhere.example@example.test>",
-        "<victim@example.test.elsewhere.example>",
-        "<\"victim%elsewhere.example\"@elsewhere.example>",
-        "<postmaster@elsewhere.example>",
-        "victim@elsewhere.example",
-        "<victim@sub.example.test>",
-    ];
-    let mut c = Raw::connect(&server, "smtp");
-    assert!(c.reply().starts_with("220 "));
-    assert!(c.smtp("EHLO relaytest.example").starts_with("250 "));
-    assert!(
-        c.smtp("MAIL FROM:<tester@elsewhere.example>")
-            .starts_with("250 ")
-    );
-    for t in tricks {
-        let r = c.smtp(&format!("RCPT TO:{t}"));
-        assert!(r.starts_with('5'), "RCPT TO:{t} -> {r}");
+    // Every refusal counts toward max_bad_commands (20, then 421): 13 forms
+    // a session, each session ending with DATA refused for want of recipients.
+    for tricks in RELAY_BATTERY.chunks(13) {
+        let mut c = Raw::connect(&server, "smtp");
+        assert!(c.reply().starts_with("220 "));
+        assert!(c.smtp("EHLO relaytest.example").starts_with("250 "));
+        assert!(
+            c.smtp("MAIL FROM:<tester@elsewhere.example>")
+                .starts_with("250 ")
+        );
+        for t in tricks {
+            let r = c.smtp(&format!("RCPT TO:{t}"));
+            assert!(r.starts_with('5'), "RCPT TO:{t} -> {r}");
+        }
+        let r = c.smtp("DATA");
+        assert!(
+            r.starts_with("554") || r.starts_with("503"),
+            "DATA without recipients: {r}"
+        );
     }
-    let r = c.smtp("DATA");
-    assert!(
-        r.starts_with("554") || r.starts_with("503"),
-        "DATA without recipients: {r}"
-    );
     assert!(server.queued().is_empty());
 }
 

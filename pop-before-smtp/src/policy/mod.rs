@@ -65,25 +65,50 @@ use crate::table::{RelayEntry, RelayTable};
 pub enum Decision {
     /// The client address is authorized by this entry (it names the POP3 user).
     Authorized(RelayEntry),
+    /// The client address is authorized by a store that keeps only the
+    /// proof, not the entry (a table shared by several hosts,
+    /// [`RelayStore::decide`](crate::store::RelayStore::decide)).
+    AuthorizedAddress(IpAddr),
     /// The client address is not (or no longer) authorized.
     NotAuthorized(IpAddr),
     /// The request has no usable `client_address`.
     NoClientAddress,
+    /// The table could not be read (a shared store that is down): never
+    /// `OK`, and never a permanent refusal either.
+    Unavailable,
 }
 
+/// The text of [`Decision::Unavailable`]'s action.
+pub const UNAVAILABLE_TEXT: &str = "4.3.0 Relay authorization temporarily unavailable";
+
 impl Decision {
-    /// The action to send: [`PolicyAction::Ok`] when authorized, else
-    /// [`PolicyAction::Dunno`].
+    /// The action to send: [`PolicyAction::Ok`] when authorized;
+    /// [`PolicyAction::DeferIfReject`] with [`UNAVAILABLE_TEXT`] when the
+    /// table could not be read (Postfix then answers 450 where it would have
+    /// refused, a relay attempt, and accepts what it accepts anyway, mail for
+    /// its own domains); else [`PolicyAction::Dunno`].
+    ///
+    /// ```
+    /// use mailbag_pop_before_smtp::policy::{Decision, PolicyAction};
+    ///
+    /// let a = Decision::Unavailable.action();
+    /// assert_eq!(a.to_string(), "DEFER_IF_REJECT 4.3.0 Relay authorization temporarily unavailable");
+    /// assert_eq!(Decision::AuthorizedAddress("192.0.2.1".parse()?).action(), PolicyAction::Ok);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn action(&self) -> PolicyAction<'static> {
         match self {
-            Self::Authorized(_) => PolicyAction::Ok,
+            Self::Authorized(_) | Self::AuthorizedAddress(_) => PolicyAction::Ok,
             Self::NotAuthorized(_) | Self::NoClientAddress => PolicyAction::Dunno,
+            Self::Unavailable => {
+                PolicyAction::DeferIfReject(ActionText::new(UNAVAILABLE_TEXT).ok())
+            }
         }
     }
 
     /// Whether the client is authorized.
     pub fn is_authorized(&self) -> bool {
-        matches!(self, Self::Authorized(_))
+        matches!(self, Self::Authorized(_) | Self::AuthorizedAddress(_))
     }
 }
 

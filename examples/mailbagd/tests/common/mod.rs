@@ -794,7 +794,63 @@ for st in steps:
 /// The reply to `RCPT TO:<rcpt>` after EHLO and a MAIL FROM, from `src`
 /// to a loopback `port` (the server's or a balancer's).
 pub fn rcpt_reply(server: &Server, port: u16, src: &str, rcpt: &str) -> String {
-    let rcpt = format!("RCPT TO:<{rcpt}>\r\n");
+    rcpt_arg_reply(server, port, src, &format!("<{rcpt}>"))
+}
+
+/// The 39 forms of the relay battery, each the whole argument of `RCPT TO:`
+/// for the test configuration (local domain `example.test`, host name
+/// `mail.example.test`, users joe and ann, the server on 127.0.0.1): the
+/// classic relay-tester tricks (`%` hack, bang paths, quoted local parts,
+/// source routes, domain literals, trailing dots, case, nested `@`), local
+/// users' names at foreign domains, and malformed paths. From a client that
+/// has not logged in over POP3, each must get a 5xx reply: a relay refusal,
+/// an unknown local user or a syntax error — never 250, never a 4xx that
+/// invites a retry.
+pub const RELAY_BATTERY: [&str; 39] = [
+    "<victim@elsewhere.example>",
+    "victim@elsewhere.example",
+    "<victim@ELSEWHERE.EXAMPLE>",
+    "<victim@elsewhere.example.>",
+    "<victim%elsewhere.example@example.test>",
+    "<victim%elsewhere.example@mail.example.test>",
+    "<victim%elsewhere.example@[127.0.0.1]>",
+    "<victim%elsewhere.example>",
+    "<joe%elsewhere.example@example.test>",
+    "<elsewhere.example!victim@example.test>",
+    "<elsewhere.example!victim@[127.0.0.1]>",
+    "<elsewhere.example!victim>",
+    "<\"victim@elsewhere.example\"@example.test>",
+    "<\"victim@elsewhere.example\"@[127.0.0.1]>",
+    "<\"victim@elsewhere.example\">",
+    "<\"victim%elsewhere.example\"@elsewhere.example>",
+    "<\"victim\"@elsewhere.example>",
+    "<@example.test:victim@elsewhere.example>",
+    "<@mail.example.test:victim@elsewhere.example>",
+    "<@[127.0.0.1]:victim@elsewhere.example>",
+    "<@example.test,@mail.example.test:victim@elsewhere.example>",
+    "<victim@elsewhere.example@example.test>",
+    "<victim@example.test@elsewhere.example>",
+    "<victim@example.test.elsewhere.example>",
+    "<victim@sub.example.test>",
+    "<victim@[127.0.0.1]>",
+    "<victim@[127.0.0.2]>",
+    "<victim@[192.0.2.1]>",
+    "<victim@[IPv6:::1]>",
+    "<victim@[IPv6:::ffff:127.0.0.1]>",
+    "<victim@localhost>",
+    "<victim@2130706433>",
+    "<postmaster@elsewhere.example>",
+    "<joe@elsewhere.example>",
+    "<joe@example.test@elsewhere.example>",
+    "<victim@elsewhere.example> NOTIFY=NEVER",
+    "<victim@elsewhere.example%example.test>",
+    "<victim\\@elsewhere.example@example.test>",
+    "<victim@xn--bcher-kva.example>",
+];
+
+/// The reply to `RCPT TO:{arg}` (after EHLO and MAIL FROM) from `src` to `port`.
+pub fn rcpt_arg_reply(server: &Server, port: u16, src: &str, arg: &str) -> String {
+    let rcpt = format!("RCPT TO:{arg}\r\n");
     let r = raw_smtp_port(
         server,
         port,
@@ -807,6 +863,24 @@ pub fn rcpt_reply(server: &Server, port: u16, src: &str, rcpt: &str) -> String {
         ],
     );
     r[3].clone()
+}
+
+/// RCPT TO a remote address through SMTP on `port` (a Postfix) from `src`:
+/// the reply, code and text.
+pub fn postfix_relay_attempt(port: u16, src: &str) -> String {
+    let script = r#"
+import smtplib, sys
+s = smtplib.SMTP(timeout=20, source_address=(sys.argv[2], 0))
+s.connect('127.0.0.1', int(sys.argv[1]))
+s.ehlo('client.example.org')
+s.mail('someone@example.org')
+code, text = s.rcpt('friend@elsewhere.example')
+print(code, text.decode())
+s.quit()
+"#;
+    let out = python(script, &[&port.to_string(), src]);
+    assert!(out.ok(), "{out:?}");
+    out.stdout.trim().to_owned()
 }
 
 /// Separates the steps of [`raw_smtp`] in its step file.
@@ -860,6 +934,26 @@ pub struct Postfix {
 }
 
 impl Postfix {
+    /// A Postfix that asks mailbagd's policy listener at `policy` before it
+    /// refuses relay (only loopback .1 is its own network).
+    pub fn asking(root: &Path, policy: std::net::SocketAddr) -> Postfix {
+        Postfix::start(
+            root,
+            &[(
+                "PEER_POSTFIX_EXTRA",
+                format!(
+                    "mynetworks = 127.0.0.1/32\n\
+                     smtpd_relay_restrictions = check_policy_service inet:{policy}, reject_unauth_destination"
+                ),
+            )],
+        )
+    }
+
+    /// Whether a reply is Postfix's relay refusal.
+    pub fn relay_denied(reply: &str) -> bool {
+        reply.starts_with("554 5.7.1") && reply.contains("Relay access denied")
+    }
+
     pub fn start(root: &Path, env: &[(&str, String)]) -> Postfix {
         let peers = peers_dir().expect("shared/peers next to the workspace");
         let postfix = Postfix {
