@@ -127,21 +127,40 @@ pub struct HeldLease {
     renewer: tokio::task::JoinHandle<()>,
 }
 
+impl HeldLease {
+    /// Releases the lease now and waits for Redis to confirm, so that the
+    /// client's next session (which may follow at once, on any host) finds
+    /// the maildrop free. If Redis cannot be asked the lease expires by
+    /// itself.
+    pub async fn release(mut self) {
+        self.renewer.abort();
+        let key = std::mem::take(&mut self.key);
+        let token = std::mem::take(&mut self.token);
+        release(&self.leases, &key, &token).await;
+    }
+}
+
+async fn release(leases: &MaildropLeases, key: &str, token: &str) {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(RELEASE).arg(1).arg(key).arg(token);
+    if let Err(e) = leases.redis.run::<i64>(&cmd).await {
+        warn!(key, error = %e, "maildrop lease not released: it expires by itself");
+    }
+}
+
 impl Drop for HeldLease {
+    /// Without [`HeldLease::release`] (a session that ended abruptly): the
+    /// lease is released off the session's path.
     fn drop(&mut self) {
         self.renewer.abort();
+        if self.key.is_empty() {
+            return; // released already
+        }
         let (leases, key, token) = (
             Arc::clone(&self.leases),
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.token),
         );
-        // Released off the session's path; if it fails the lease expires.
-        tokio::spawn(async move {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(RELEASE).arg(1).arg(&key).arg(&token);
-            if let Err(e) = leases.redis.run::<i64>(&cmd).await {
-                warn!(key, error = %e, "maildrop lease not released: it expires by itself");
-            }
-        });
+        tokio::spawn(async move { release(&leases, &key, &token).await });
     }
 }

@@ -338,14 +338,18 @@ async fn handle_event(
                     info!(user = %user, %folder, messages = count, "logged in");
                 }
                 Err(StoreError::InUse) => {
-                    *lease = None;
+                    if let Some(l) = lease.take() {
+                        l.release().await;
+                    }
                     info!(user = %user, %folder, "maildrop in use");
                     ex.session()
                         .maildrop_failed(MaildropFailure::InUse)
                         .map_err(session_error)?;
                 }
                 Err(e) => {
-                    *lease = None;
+                    if let Some(l) = lease.take() {
+                        l.release().await;
+                    }
                     warn!(user = %user, %folder, error = %e, "cannot open maildrop");
                     ex.session()
                         .maildrop_failed(MaildropFailure::Temporary)
@@ -421,6 +425,12 @@ async fn handle_event(
                 md.commit()
             })
             .await?;
+            // The maildrop is free on this host; free it across hosts before
+            // the client hears +OK and perhaps logs in again at once.
+            *keeper = None;
+            if let Some(l) = lease.take() {
+                l.release().await;
+            }
             match result {
                 Ok(summary) => {
                     info!(deleted = summary.deleted, "update committed");

@@ -279,6 +279,29 @@ fn one_maildrop_session_across_hosts_and_a_killed_host_frees_it_within_a_lease()
     let b = sibling(&a);
     let pop3 = Balancer::start(&a, &[a.port("pop3"), b.port("pop3")], "2");
 
+    // Sessions that follow each other at once, alternating hosts: each QUIT
+    // frees the maildrop (lock file and lease) before its +OK.
+    let script = r#"
+import socket, sys
+ports = [int(p) for p in sys.argv[1:]]
+bad = []
+for i in range(200):
+    s = socket.create_connection(('127.0.0.1', ports[i % 2]), timeout=10, source_address=('127.0.0.2', 0))
+    # Pipelined (the server announces PIPELINING): the login reaches the
+    # server as early as a client can send it.
+    s.sendall(b'USER joe\r\nPASS secret\r\n')
+    f = s.makefile('rb'); f.readline(); f.readline()
+    r = f.readline()
+    if not r.startswith(b'+OK'): bad.append((i, r))
+    s.sendall(b'QUIT\r\n'); f.readline(); s.close()
+print('refused', len(bad), bad[:3])
+"#;
+    let out = common::python(
+        script,
+        &[&a.port("pop3").to_string(), &b.port("pop3").to_string()],
+    );
+    assert!(out.ok() && out.stdout.starts_with("refused 0 "), "{out:?}");
+
     // joe's session on host A; host B and the balancer (either host) say IN-USE.
     let held = hold_maildrop(a.port("pop3"), "127.0.0.2", "joe", "secret");
     let on_b = py_pop_login(&b, "127.0.0.3", "joe", "secret");
