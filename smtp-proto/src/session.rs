@@ -513,7 +513,7 @@ impl ServerSession {
             _ => {}
         }
         Ok(ServerSession {
-            inbuf: Vec::with_capacity(4096),
+            inbuf: Vec::new(), // grows with the first input: idle connections hold none
             st,
         })
     }

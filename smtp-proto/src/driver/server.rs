@@ -13,12 +13,20 @@ use super::{flush, within};
 use crate::session::{Event, ServerSession};
 use crate::types::Reply;
 
+/// The read buffer a connection starts with, in octets: enough for any
+/// command line, small for the thousands of connections that mostly wait;
+/// it grows to [`ServeOptions::read_buffer`] when a read fills it.
+pub const INITIAL_READ_BUFFER: usize = 512;
+
 /// How [`serve`] reads and writes. `#[non_exhaustive]`: start from
 /// [`ServeOptions::default`] and set fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServeOptions {
-    /// Octets read from the stream per call. Default 4096.
+    /// Most octets read from the stream per call. Default 4096. The
+    /// buffer starts at [`INITIAL_READ_BUFFER`] octets (or this, if
+    /// smaller), which is what an idle connection holds, and grows to this
+    /// size the first time a read fills it.
     pub read_buffer: usize,
     /// How long one write may stay blocked, because the client stopped
     /// reading, before the connection is given up with
@@ -191,7 +199,8 @@ where
     let result: io::Result<Ending> = async {
         let lost = || io::Error::other("SMTP driver: stream lost in a TLS handshake");
         let wt = options.write_timeout;
-        let mut buf = std::vec![0u8; options.read_buffer.max(1)];
+        let full = options.read_buffer.max(1);
+        let mut buf = std::vec![0u8; full.min(INITIAL_READ_BUFFER)];
         let mut last_activity = Instant::now();
         // Between an accepted DATA (or first BDAT) and the message's end, a
         // shutdown waits: the message is received and answered first.
@@ -254,6 +263,10 @@ where
             }
             last_activity = Instant::now();
             session.feed(buf.get(..read).unwrap_or_default());
+            if read == buf.len() && buf.len() < full {
+                // More was waiting: read in larger steps from now on.
+                buf.resize(full, 0);
+            }
         }
     }
     .await;
