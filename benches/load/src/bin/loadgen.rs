@@ -1,0 +1,532 @@
+//! `loadgen`: a POP3 and SMTP load generator for any server on loopback
+//! (mailbagd, Dovecot, Postfix, …), so that side-by-side figures come from
+//! one client that is cheaper than the servers it measures (the Python
+//! clients of `shared/peers` used a core of their own on this machine).
+//!
+//! ```text
+//! loadgen pop3 PORT USER[,USER…] PASSWORD [--sessions-per-user N] [--pipeline N] [--host H] [--source S]
+//! loadgen smtp PORT [--sessions N] [--messages N] [--size OCTETS] [--rcpts N] [--to ADDR]
+//!              [--new-connection] [--host H] [--source S]
+//! ```
+//!
+//! POP3: one task per user (one session per user at a time, as an exclusive
+//! maildrop lock requires), each running `--sessions-per-user` sessions of
+//! USER, PASS, STAT, RETR of every message, QUIT; with `--pipeline N` the
+//! RETRs go out N at a time (RFC 2449 PIPELINING). SMTP: `--sessions`
+//! concurrent sessions share `--messages` messages of about `--size` octets
+//! to `--rcpts` recipients each (`--to`, with `+n` added to the local part
+//! for the 2nd recipient on), one connection per session unless
+//! `--new-connection`.
+//!
+//! It prints one line: `messages=… errors=… elapsed_s=… msgs_per_s=…
+//! p50_ms=… p99_ms=…` (latency of each RETR, from its command to the end of
+//! its body, or of each SMTP message, from MAIL to the reply after the
+//! data). It refuses targets and source addresses that are not loopback,
+//! and stops after `--max-seconds` (default 300).
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// What one worker measured.
+#[derive(Default)]
+struct Tally {
+    messages: u64,
+    errors: u64,
+    latencies: Vec<Duration>,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn error(&mut self, e: impl std::fmt::Display) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e.to_string());
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.messages += other.messages;
+        self.errors += other.errors;
+        self.latencies.extend(other.latencies);
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+type Res<T> = Result<T, String>;
+
+/// A line-oriented connection.
+struct Conn {
+    r: BufReader<OwnedReadHalf>,
+    w: OwnedWriteHalf,
+    line: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(target: SocketAddr, source: Option<IpAddr>) -> Res<Conn> {
+        let sock = match target {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .map_err(|e| format!("socket: {e}"))?;
+        if let Some(src) = source {
+            sock.bind(SocketAddr::new(src, 0))
+                .map_err(|e| format!("bind {src}: {e}"))?;
+        }
+        let s: TcpStream = sock
+            .connect(target)
+            .await
+            .map_err(|e| format!("connect {target}: {e}"))?;
+        let _ = s.set_nodelay(true);
+        let (r, w) = s.into_split();
+        Ok(Conn {
+            r: BufReader::with_capacity(64 * 1024, r),
+            w,
+            line: Vec::with_capacity(512),
+        })
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> Res<()> {
+        self.w
+            .write_all(bytes)
+            .await
+            .map_err(|e| format!("write: {e}"))
+    }
+
+    /// The next line, CRLF included.
+    async fn line(&mut self) -> Res<&[u8]> {
+        self.line.clear();
+        let n = self
+            .r
+            .read_until(b'\n', &mut self.line)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("connection closed".into());
+        }
+        Ok(&self.line)
+    }
+
+    /// A POP3 status line: Ok when `+OK`.
+    async fn pop_ok(&mut self, what: &str) -> Res<()> {
+        let l = self.line().await?;
+        if l.starts_with(b"+OK") {
+            Ok(())
+        } else {
+            Err(format!("{what}: {}", String::from_utf8_lossy(l).trim_end()))
+        }
+    }
+
+    /// Skips a multi-line body up to and including its `.CRLF`.
+    async fn skip_body(&mut self) -> Res<()> {
+        loop {
+            let l = self.line().await?;
+            if l == b".\r\n" {
+                return Ok(());
+            }
+        }
+    }
+
+    /// An SMTP reply (all its lines); Ok with the code when it is `want`'s class.
+    async fn smtp_reply(&mut self, what: &str, want: u8) -> Res<()> {
+        loop {
+            let l = self.line().await?;
+            if l.len() < 4 {
+                return Err(format!("{what}: short reply"));
+            }
+            if l[3] == b'-' {
+                continue;
+            }
+            return if l[0] == want {
+                Ok(())
+            } else {
+                Err(format!("{what}: {}", String::from_utf8_lossy(l).trim_end()))
+            };
+        }
+    }
+
+    async fn drain(&mut self) {
+        let mut sink = [0u8; 512];
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.r.read(&mut sink)).await;
+    }
+}
+
+/// Every worker's tally, merged.
+async fn join(tasks: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
+    let mut all = Tally::default();
+    for task in tasks {
+        match task.await {
+            Ok(t) => all.merge(t),
+            Err(e) => all.error(e),
+        }
+    }
+    all
+}
+
+/// Runs a load within `max` (and a few seconds of grace): never longer.
+fn bounded(
+    rt: &tokio::runtime::Runtime,
+    max: Duration,
+    load: impl std::future::Future<Output = Tally>,
+) -> Tally {
+    rt.block_on(async {
+        tokio::time::timeout(max + Duration::from_secs(5), load)
+            .await
+            .unwrap_or_else(|_| {
+                let mut t = Tally::default();
+                t.error("time limit");
+                t
+            })
+    })
+}
+
+struct Pop3Args {
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    users: Vec<String>,
+    password: String,
+    sessions_per_user: u32,
+    pipeline: usize,
+}
+
+async fn pop3_session(a: &Pop3Args, user: &str, t: &mut Tally) -> Res<()> {
+    let mut c = Conn::open(a.target, a.source).await?;
+    c.pop_ok("greeting").await?;
+    c.send(format!("USER {user}\r\n").as_bytes()).await?;
+    c.pop_ok("USER").await?;
+    c.send(format!("PASS {}\r\n", a.password).as_bytes())
+        .await?;
+    c.pop_ok("PASS").await?;
+    c.send(b"STAT\r\n").await?;
+    let stat = c.line().await?;
+    let count: usize = std::str::from_utf8(stat)
+        .ok()
+        .and_then(|s| s.strip_prefix("+OK "))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("STAT: {}", String::from_utf8_lossy(stat).trim_end()))?;
+    let window = a.pipeline.max(1);
+    let mut next = 1;
+    let mut batch = Vec::with_capacity(window * 12);
+    while next <= count {
+        let last = (next + window - 1).min(count);
+        batch.clear();
+        for n in next..=last {
+            batch.extend_from_slice(format!("RETR {n}\r\n").as_bytes());
+        }
+        let sent = Instant::now();
+        c.send(&batch).await?;
+        for _ in next..=last {
+            c.pop_ok("RETR").await?;
+            c.skip_body().await?;
+            t.messages += 1;
+            t.latencies.push(sent.elapsed());
+        }
+        next = last + 1;
+    }
+    c.send(b"QUIT\r\n").await?;
+    c.pop_ok("QUIT").await?;
+    Ok(())
+}
+
+async fn pop3(a: Arc<Pop3Args>, deadline: Instant) -> Tally {
+    let mut tasks = Vec::new();
+    for user in a.users.clone() {
+        let a = Arc::clone(&a);
+        tasks.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            for _ in 0..a.sessions_per_user {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                if let Err(e) = pop3_session(&a, &user, &mut t).await {
+                    t.error(e);
+                }
+            }
+            t
+        }));
+    }
+    join(tasks).await
+}
+
+struct SmtpArgs {
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    sessions: usize,
+    messages: u64,
+    rcpts: Vec<String>,
+    body: Vec<u8>,
+    new_connection: bool,
+}
+
+/// A message of about `size` octets, CRLF lines of 72 octets, dot-stuffed,
+/// ending with `.CRLF`.
+fn make_body(size: usize, to: &str) -> Vec<u8> {
+    let mut m = format!(
+        "From: load <load@example.org>\r\nTo: <{to}>\r\nSubject: loadgen\r\n\
+         Message-ID: <loadgen@example.org>\r\n\r\n"
+    )
+    .into_bytes();
+    let line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod\r\n";
+    while m.len() + line.len() <= size {
+        m.extend_from_slice(line);
+    }
+    m.extend_from_slice(b".\r\n");
+    m
+}
+
+async fn smtp_connect(a: &SmtpArgs) -> Res<Conn> {
+    let mut c = Conn::open(a.target, a.source).await?;
+    c.smtp_reply("greeting", b'2').await?;
+    c.send(b"EHLO loadgen.example.org\r\n").await?;
+    c.smtp_reply("EHLO", b'2').await?;
+    Ok(c)
+}
+
+async fn smtp_message(a: &SmtpArgs, c: &mut Conn) -> Res<()> {
+    c.send(b"MAIL FROM:<load@example.org>\r\n").await?;
+    c.smtp_reply("MAIL", b'2').await?;
+    for r in &a.rcpts {
+        c.send(format!("RCPT TO:<{r}>\r\n").as_bytes()).await?;
+        c.smtp_reply("RCPT", b'2').await?;
+    }
+    c.send(b"DATA\r\n").await?;
+    c.smtp_reply("DATA", b'3').await?;
+    c.send(&a.body).await?;
+    c.smtp_reply("end of data", b'2').await
+}
+
+async fn smtp(a: Arc<SmtpArgs>, deadline: Instant) -> Tally {
+    let mut tasks = Vec::new();
+    let sessions = a.sessions.max(1) as u64;
+    for i in 0..sessions {
+        let a = Arc::clone(&a);
+        // Messages split as evenly as possible.
+        let share = a.messages / sessions + u64::from(i < a.messages % sessions);
+        tasks.push(tokio::spawn(async move {
+            let mut t = Tally::default();
+            let mut conn: Option<Conn> = None;
+            for _ in 0..share {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let c = match conn.take() {
+                    Some(c) => c,
+                    None => match smtp_connect(&a).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            t.error(e);
+                            continue;
+                        }
+                    },
+                };
+                let mut c = c;
+                let start = Instant::now();
+                match smtp_message(&a, &mut c).await {
+                    Ok(()) => {
+                        t.messages += 1;
+                        t.latencies.push(start.elapsed());
+                        if a.new_connection {
+                            let _ = c.send(b"QUIT\r\n").await;
+                            c.drain().await;
+                        } else {
+                            conn = Some(c);
+                        }
+                    }
+                    Err(e) => t.error(e),
+                }
+            }
+            if let Some(mut c) = conn {
+                let _ = c.send(b"QUIT\r\n").await;
+                c.drain().await;
+            }
+            t
+        }));
+    }
+    join(tasks).await
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: loadgen pop3 PORT USER[,USER...] PASSWORD [--sessions-per-user N] [--pipeline N]\n\
+         \x20      loadgen smtp PORT [--sessions N] [--messages N] [--size OCTETS] [--rcpts N] [--to ADDR] [--new-connection]\n\
+         both:  [--host 127.0.0.1] [--source 127.0.0.x] [--max-seconds 300]   (loopback only)"
+    );
+    ExitCode::from(2)
+}
+
+/// `--name value` options after the positional arguments.
+struct Opts(Vec<(String, Option<String>)>);
+
+impl Opts {
+    fn parse(args: &[String]) -> Res<Opts> {
+        let mut v = Vec::new();
+        let mut i = 0;
+        while i < args.len() {
+            let name = args[i]
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {:?}", args[i]))?;
+            if name == "new-connection" {
+                v.push((name.to_owned(), None));
+                i += 1;
+            } else {
+                let value = args
+                    .get(i + 1)
+                    .ok_or_else(|| format!("--{name} needs a value"))?;
+                v.push((name.to_owned(), Some(value.clone())));
+                i += 2;
+            }
+        }
+        Ok(Opts(v))
+    }
+
+    fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> Res<T> {
+        match self.0.iter().rev().find(|(n, _)| n == name) {
+            Some((_, Some(v))) => v.parse().map_err(|_| format!("bad --{name} {v:?}")),
+            _ => Ok(default),
+        }
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    fn check_known(&self, known: &[&str]) -> Res<()> {
+        match self.0.iter().find(|(n, _)| !known.contains(&n.as_str())) {
+            Some((n, _)) => Err(format!("unknown option --{n}")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn loopback(what: &str, ip: IpAddr) -> Res<IpAddr> {
+    if ip.is_loopback() {
+        Ok(ip)
+    } else {
+        Err(format!("refusing non-loopback {what} {ip}"))
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn run(args: &[String]) -> Res<Tally> {
+    let (mode, rest) = args.split_first().ok_or("no mode")?;
+    let port: u16 = rest.first().and_then(|p| p.parse().ok()).ok_or("no PORT")?;
+    let positional = if mode == "pop3" { 3 } else { 1 };
+    if rest.len() < positional {
+        return Err(format!("{mode} needs {positional} arguments"));
+    }
+    let opts = Opts::parse(&rest[positional..])?;
+    let host: IpAddr = opts.get("host", IpAddr::from([127, 0, 0, 1]))?;
+    let host = loopback("target", host)?;
+    let source = match opts.get::<String>("source", String::new())? {
+        s if s.is_empty() => None,
+        s => Some(loopback(
+            "source",
+            s.parse().map_err(|_| format!("bad --source {s:?}"))?,
+        )?),
+    };
+    let max = Duration::from_secs_f64(opts.get("max-seconds", 300.0f64)?.clamp(1.0, 3600.0));
+    let target = SocketAddr::new(host, port);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + max;
+    match mode.as_str() {
+        "pop3" => {
+            opts.check_known(&[
+                "host",
+                "source",
+                "max-seconds",
+                "sessions-per-user",
+                "pipeline",
+            ])?;
+            let a = Arc::new(Pop3Args {
+                target,
+                source,
+                users: rest[1].split(',').map(str::to_owned).collect(),
+                password: rest[2].clone(),
+                sessions_per_user: opts.get("sessions-per-user", 1)?,
+                pipeline: opts.get("pipeline", 1)?,
+            });
+            Ok(bounded(&rt, max, pop3(a, deadline)))
+        }
+        "smtp" => {
+            opts.check_known(&[
+                "host",
+                "source",
+                "max-seconds",
+                "sessions",
+                "messages",
+                "size",
+                "rcpts",
+                "to",
+                "new-connection",
+            ])?;
+            let to: String = opts.get("to", "joe@example.test".to_owned())?;
+            let n: usize = opts.get("rcpts", 1)?;
+            let rcpts = (0..n.max(1))
+                .map(|i| match (i, to.split_once('@')) {
+                    (0, _) | (_, None) => to.clone(),
+                    (i, Some((local, domain))) => format!("{local}+{i}@{domain}"),
+                })
+                .collect();
+            let a = Arc::new(SmtpArgs {
+                target,
+                source,
+                sessions: opts.get("sessions", 4)?,
+                messages: opts.get("messages", 1000)?,
+                rcpts,
+                body: make_body(opts.get("size", 10240)?, &to),
+                new_connection: opts.flag("new-connection"),
+            });
+            Ok(bounded(&rt, max, smtp(a, deadline)))
+        }
+        other => Err(format!("unknown mode {other:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let start = Instant::now();
+    let mut t = match run(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return usage();
+        }
+    };
+    let elapsed = start.elapsed().as_secs_f64();
+    t.latencies.sort_unstable();
+    if let Some(e) = &t.first_error {
+        eprintln!("loadgen: first error: {e}");
+    }
+    println!(
+        "messages={} errors={} elapsed_s={:.3} msgs_per_s={:.0} p50_ms={:.3} p99_ms={:.3}",
+        t.messages,
+        t.errors,
+        elapsed,
+        t.messages as f64 / elapsed.max(1e-9),
+        percentile(&t.latencies, 0.50),
+        percentile(&t.latencies, 0.99),
+    );
+    if t.errors > 0 && t.messages == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
