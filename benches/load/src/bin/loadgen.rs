@@ -21,7 +21,8 @@
 //! It prints one line: `messages=… errors=… elapsed_s=… msgs_per_s=…
 //! p50_ms=… p99_ms=…` (latency of each RETR, from its command to the end of
 //! its body, or of each SMTP message, from MAIL to the reply after the
-//! data). It refuses targets and source addresses that are not loopback,
+//! data). Every reply is awaited at most 30 s (then the session counts an
+//! error and ends). It refuses targets and source addresses that are not loopback,
 //! and stops after `--max-seconds` (default 300).
 
 use std::net::{IpAddr, SocketAddr};
@@ -32,6 +33,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// How long any one reply may take before the session counts an error.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What one worker measured.
 #[derive(Default)]
@@ -80,9 +84,9 @@ impl Conn {
             sock.bind(SocketAddr::new(src, 0))
                 .map_err(|e| format!("bind {src}: {e}"))?;
         }
-        let s: TcpStream = sock
-            .connect(target)
+        let s: TcpStream = tokio::time::timeout(READ_TIMEOUT, sock.connect(target))
             .await
+            .map_err(|_| format!("connect {target}: no answer within {READ_TIMEOUT:?}"))?
             .map_err(|e| format!("connect {target}: {e}"))?;
         let _ = s.set_nodelay(true);
         let (r, w) = s.into_split();
@@ -103,10 +107,9 @@ impl Conn {
     /// The next line, CRLF included.
     async fn line(&mut self) -> Res<&[u8]> {
         self.line.clear();
-        let n = self
-            .r
-            .read_until(b'\n', &mut self.line)
+        let n = tokio::time::timeout(READ_TIMEOUT, self.r.read_until(b'\n', &mut self.line))
             .await
+            .map_err(|_| format!("no answer within {READ_TIMEOUT:?}"))?
             .map_err(|e| format!("read: {e}"))?;
         if n == 0 {
             return Err("connection closed".into());
