@@ -53,6 +53,7 @@ pub mod delivery;
 pub mod digest;
 pub mod disk_space;
 pub mod envelope;
+pub mod fd_limit;
 pub mod limits;
 pub mod listener;
 pub mod lock_keeper;

@@ -112,6 +112,26 @@ impl Default for MaxConnections {
     }
 }
 
+impl MaxConnections {
+    /// The most connections over all listeners together.
+    ///
+    /// ```
+    /// use mailbagd::limits::{MaxConnections, PerRole};
+    /// assert_eq!(MaxConnections::Shared(300).total(), 300);
+    /// assert_eq!(MaxConnections::PerRole(PerRole::new(1, 2, 3, 4)).total(), 10);
+    /// ```
+    pub fn total(&self) -> usize {
+        match self {
+            MaxConnections::Shared(n) => *n,
+            MaxConnections::PerRole(p) => p
+                .pop3
+                .saturating_add(p.smtp)
+                .saturating_add(p.submission)
+                .saturating_add(p.web),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             }
         };
     }
+    mailbagd::fd_limit::raise_for(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

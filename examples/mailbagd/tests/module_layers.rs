@@ -38,6 +38,7 @@ const LAYERS: &[&[&str]] = &[
     // What reads only the configuration.
     &[
         "client_settings",
+        "fd_limit",
         "login_name",
         "maildrop_lease",
         "queue_list",

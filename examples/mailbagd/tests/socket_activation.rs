@@ -105,25 +105,54 @@ fn passed_sockets_serve_pop3_and_smtp_and_systemd_is_notified() {
     notify
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let (pop3, smtp) = (free_port(), free_port());
-    let log = std::fs::File::create(dir.path().join("mailbagd.log")).unwrap();
-    let child = Command::new("systemd-socket-activate")
-        .arg(format!("--listen=127.0.0.1:{pop3}"))
-        .arg(format!("--listen=127.0.0.1:{smtp}"))
-        .arg("--fdname=pop3:smtp")
-        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
-        .arg("--setenv=WATCHDOG_USEC=400000")
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_mailbagd"))
-        .arg("--config")
-        .arg(&cfg)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("systemd-socket-activate");
-    let mut child = Launched(child);
+    // The ports are picked, then bound by the launcher: another process may
+    // take one in between. Connect only once the launcher says it listens on
+    // both (its "Listening on" lines); otherwise start again on new ports.
+    let log_path = dir.path().join("mailbagd.log");
+    let mut attempt = 0;
+    let (pop3, smtp, child) = loop {
+        attempt += 1;
+        let (pop3, smtp) = (free_port(), free_port());
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new("systemd-socket-activate")
+            .arg(format!("--listen=127.0.0.1:{pop3}"))
+            .arg(format!("--listen=127.0.0.1:{smtp}"))
+            .arg("--fdname=pop3:smtp")
+            .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
+            .arg("--setenv=WATCHDOG_USEC=400000")
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_mailbagd"))
+            .arg("--config")
+            .arg(&cfg)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("systemd-socket-activate");
+        let mut child = Launched(child);
+        let listening = |port: u16| format!("Listening on 127.0.0.1:{port} ");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let up = loop {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if text.contains(&listening(pop3)) && text.contains(&listening(smtp)) {
+                break true;
+            }
+            if child.0.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if up {
+            break (pop3, smtp, child);
+        }
+        assert!(
+            attempt < 3,
+            "systemd-socket-activate did not listen: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    };
+    let mut child = child;
     let stdout = child.0.stdout.take().unwrap();
     // systemd-socket-activate listens at once and starts mailbagd on the
     // first connection (as a .socket unit does): this one.
