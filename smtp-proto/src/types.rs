@@ -1559,7 +1559,7 @@ impl<'a> Capability<'a> {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EhloReply<'a> {
-    /// The first line: server name and greeting text.
+    /// The first line: server name and greeting text (trailing blanks removed).
     pub greeting: Cow<'a, str>,
     /// The capabilities, in order.
     pub capabilities: Vec<Capability<'a>>,
@@ -1574,10 +1574,14 @@ impl<'a> EhloReply<'a> {
         let (first, rest) = reply.lines.split_first()?;
         // RFC 2034 excludes EHLO replies from enhanced status codes, so text on the first
         // line that merely looks like one (`250 2.0.0 mx.example`) belongs to the greeting.
+        // Trailing blanks are not kept: a code-like greeting followed by a
+        // blank (`250 2.0.0 `) parses as the code with empty text, so the
+        // blank could not survive a round trip.
+        let blank = |c: char| c == ' ' || c == '\t';
         let greeting = match reply.enhanced {
-            None => Cow::Borrowed(first.as_ref()),
-            Some(code) if first.is_empty() => Cow::Owned(code.to_string()),
-            Some(code) => Cow::Owned(format!("{code} {first}")),
+            None => Cow::Borrowed(first.as_ref().trim_end_matches(blank)),
+            Some(code) if first.trim_end_matches(blank).is_empty() => Cow::Owned(code.to_string()),
+            Some(code) => Cow::Owned(format!("{code} {}", first.trim_end_matches(blank))),
         };
         Some(EhloReply {
             greeting,
@@ -1614,6 +1618,10 @@ mod tests {
             b"250-2.252.053\r\n250\r\n",
             b"250-2.0.0\r\n250 \r\n",
             b"250-2.0.0 mx.example\r\n250 2.0.0 SIZE 10\r\n",
+            // Found by the fuzz target in a CI run: a code-like first line with a
+            // trailing blank ("2.142.0 ") lost the blank once it stood alone.
+            b"250-2.142.0 \r\n250 4.142.5 24\r\n",
+            b"250 mx.example \r\n",
         ] {
             let (reply, _) = parser.parse(wire).unwrap().unwrap();
             let ehlo = EhloReply::from_reply(&reply).unwrap();
