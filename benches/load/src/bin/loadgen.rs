@@ -356,57 +356,58 @@ async fn smtp(a: Arc<SmtpArgs>, deadline: Instant) -> Tally {
     join(tasks).await
 }
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: loadgen pop3 PORT USER[,USER...] PASSWORD [--sessions-per-user N] [--pipeline N]\n\
-         \x20      loadgen smtp PORT [--sessions N] [--messages N] [--size OCTETS] [--rcpts N] [--to ADDR] [--new-connection]\n\
-         both:  [--host 127.0.0.1] [--source 127.0.0.x] [--max-seconds 300]   (loopback only)"
-    );
-    ExitCode::from(2)
+/// Options of both modes.
+#[derive(clap::Args)]
+struct Common {
+    /// The server's address (loopback only).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// The clients' source address (loopback only).
+    #[arg(long)]
+    source: Option<IpAddr>,
+    /// Stop after this long (1 to 3600).
+    #[arg(long, default_value_t = 300.0)]
+    max_seconds: f64,
 }
 
-/// `--name value` options after the positional arguments.
-struct Opts(Vec<(String, Option<String>)>);
-
-impl Opts {
-    fn parse(args: &[String]) -> Res<Opts> {
-        let mut v = Vec::new();
-        let mut i = 0;
-        while i < args.len() {
-            let name = args[i]
-                .strip_prefix("--")
-                .ok_or_else(|| format!("unexpected argument {:?}", args[i]))?;
-            if name == "new-connection" {
-                v.push((name.to_owned(), None));
-                i += 1;
-            } else {
-                let value = args
-                    .get(i + 1)
-                    .ok_or_else(|| format!("--{name} needs a value"))?;
-                v.push((name.to_owned(), Some(value.clone())));
-                i += 2;
-            }
-        }
-        Ok(Opts(v))
-    }
-
-    fn get<T: std::str::FromStr>(&self, name: &str, default: T) -> Res<T> {
-        match self.0.iter().rev().find(|(n, _)| n == name) {
-            Some((_, Some(v))) => v.parse().map_err(|_| format!("bad --{name} {v:?}")),
-            _ => Ok(default),
-        }
-    }
-
-    fn flag(&self, name: &str) -> bool {
-        self.0.iter().any(|(n, _)| n == name)
-    }
-
-    fn check_known(&self, known: &[&str]) -> Res<()> {
-        match self.0.iter().find(|(n, _)| !known.contains(&n.as_str())) {
-            Some((n, _)) => Err(format!("unknown option --{n}")),
-            None => Ok(()),
-        }
-    }
+/// POP3 and SMTP load against a server on loopback.
+#[derive(clap::Parser)]
+enum Cli {
+    /// USER, PASS, STAT, RETR of every message, QUIT; one task per user.
+    Pop3 {
+        port: u16,
+        /// One user or several, separated by commas.
+        users: String,
+        password: String,
+        #[arg(long, default_value_t = 1)]
+        sessions_per_user: u32,
+        /// RETRs in flight at once.
+        #[arg(long, default_value_t = 1)]
+        pipeline: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Messages over concurrent sessions.
+    Smtp {
+        port: u16,
+        #[arg(long, default_value_t = 4)]
+        sessions: usize,
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        /// Octets per message (about).
+        #[arg(long, default_value_t = 10240)]
+        size: usize,
+        /// Recipients per message: ADDR, then ADDR with +1, +2… in the local part.
+        #[arg(long, default_value_t = 1)]
+        rcpts: usize,
+        #[arg(long, default_value = "joe@example.test")]
+        to: String,
+        /// A new connection for every message.
+        #[arg(long)]
+        new_connection: bool,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 fn loopback(what: &str, ip: IpAddr) -> Res<IpAddr> {
@@ -425,64 +426,44 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-fn run(args: &[String]) -> Res<Tally> {
-    let (mode, rest) = args.split_first().ok_or("no mode")?;
-    let port: u16 = rest.first().and_then(|p| p.parse().ok()).ok_or("no PORT")?;
-    let positional = if mode == "pop3" { 3 } else { 1 };
-    if rest.len() < positional {
-        return Err(format!("{mode} needs {positional} arguments"));
-    }
-    let opts = Opts::parse(&rest[positional..])?;
-    let host: IpAddr = opts.get("host", IpAddr::from([127, 0, 0, 1]))?;
-    let host = loopback("target", host)?;
-    let source = match opts.get::<String>("source", String::new())? {
-        s if s.is_empty() => None,
-        s => Some(loopback(
-            "source",
-            s.parse().map_err(|_| format!("bad --source {s:?}"))?,
-        )?),
-    };
-    let max = Duration::from_secs_f64(opts.get("max-seconds", 300.0f64)?.clamp(1.0, 3600.0));
-    let target = SocketAddr::new(host, port);
+fn run(cli: Cli) -> Res<Tally> {
+    let (Cli::Pop3 { port, common, .. } | Cli::Smtp { port, common, .. }) = &cli;
+    let target = SocketAddr::new(loopback("target", common.host)?, *port);
+    let source = common.source.map(|s| loopback("source", s)).transpose()?;
+    let max = Duration::from_secs_f64(common.max_seconds.clamp(1.0, 3600.0));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + max;
-    match mode.as_str() {
-        "pop3" => {
-            opts.check_known(&[
-                "host",
-                "source",
-                "max-seconds",
-                "sessions-per-user",
-                "pipeline",
-            ])?;
+    match cli {
+        Cli::Pop3 {
+            users,
+            password,
+            sessions_per_user,
+            pipeline,
+            ..
+        } => {
             let a = Arc::new(Pop3Args {
                 target,
                 source,
-                users: rest[1].split(',').map(str::to_owned).collect(),
-                password: rest[2].clone(),
-                sessions_per_user: opts.get("sessions-per-user", 1)?,
-                pipeline: opts.get("pipeline", 1)?,
+                users: users.split(',').map(str::to_owned).collect(),
+                password,
+                sessions_per_user,
+                pipeline,
             });
             Ok(bounded(&rt, max, pop3(a, deadline)))
         }
-        "smtp" => {
-            opts.check_known(&[
-                "host",
-                "source",
-                "max-seconds",
-                "sessions",
-                "messages",
-                "size",
-                "rcpts",
-                "to",
-                "new-connection",
-            ])?;
-            let to: String = opts.get("to", "joe@example.test".to_owned())?;
-            let n: usize = opts.get("rcpts", 1)?;
-            let rcpts = (0..n.max(1))
+        Cli::Smtp {
+            sessions,
+            messages,
+            size,
+            rcpts,
+            to,
+            new_connection,
+            ..
+        } => {
+            let rcpts = (0..rcpts.max(1))
                 .map(|i| match (i, to.split_once('@')) {
                     (0, _) | (_, None) => to.clone(),
                     (i, Some((local, domain))) => format!("{local}+{i}@{domain}"),
@@ -491,26 +472,25 @@ fn run(args: &[String]) -> Res<Tally> {
             let a = Arc::new(SmtpArgs {
                 target,
                 source,
-                sessions: opts.get("sessions", 4)?,
-                messages: opts.get("messages", 1000)?,
+                sessions,
+                messages,
                 rcpts,
-                body: make_body(opts.get("size", 10240)?, &to),
-                new_connection: opts.flag("new-connection"),
+                body: make_body(size, &to),
+                new_connection,
             });
             Ok(bounded(&rt, max, smtp(a, deadline)))
         }
-        other => Err(format!("unknown mode {other:?}")),
     }
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = <Cli as clap::Parser>::parse();
     let start = Instant::now();
-    let mut t = match run(&args) {
+    let mut t = match run(cli) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("loadgen: {e}");
-            return usage();
+            return ExitCode::from(2);
         }
     };
     let elapsed = start.elapsed().as_secs_f64();
