@@ -338,18 +338,14 @@ async fn handle_event(
                     info!(user = %user, %folder, messages = count, "logged in");
                 }
                 Err(StoreError::InUse) => {
-                    if let Some(l) = lease.take() {
-                        l.release().await;
-                    }
+                    release(lease).await;
                     info!(user = %user, %folder, "maildrop in use");
                     ex.session()
                         .maildrop_failed(MaildropFailure::InUse)
                         .map_err(session_error)?;
                 }
                 Err(e) => {
-                    if let Some(l) = lease.take() {
-                        l.release().await;
-                    }
+                    release(lease).await;
                     warn!(user = %user, %folder, error = %e, "cannot open maildrop");
                     ex.session()
                         .maildrop_failed(MaildropFailure::Temporary)
@@ -428,9 +424,7 @@ async fn handle_event(
             // The maildrop is free on this host; free it across hosts before
             // the client hears +OK and perhaps logs in again at once.
             *keeper = None;
-            if let Some(l) = lease.take() {
-                l.release().await;
-            }
+            release(lease).await;
             match result {
                 Ok(summary) => {
                     info!(deleted = summary.deleted, "update committed");
@@ -450,6 +444,14 @@ async fn handle_event(
         }
     }
     Ok(())
+}
+
+/// Releases the session's lease across hosts, if it holds one, and waits
+/// for Redis to confirm (before the client's next command can follow).
+async fn release(lease: &mut Option<HeldLease>) {
+    if let Some(l) = lease.take() {
+        l.release().await;
+    }
 }
 
 /// Reads up to [`RETRIEVE_CHUNK`] octets; the flag tells whether the end

@@ -67,7 +67,7 @@ pub enum Decision {
     Authorized(RelayEntry),
     /// The client address is authorized by a store that keeps only the
     /// proof, not the entry (a table shared by several hosts,
-    /// [`RelayStore::decide`](crate::store::RelayStore::decide)).
+    /// the store module's `RelayStore::decide`).
     AuthorizedAddress(IpAddr),
     /// The client address is not (or no longer) authorized.
     NotAuthorized(IpAddr),
