@@ -161,9 +161,16 @@ fn clean_blocks(h: &[u8], start: usize) -> usize {
     i
 }
 
-/// [`clean_blocks`], compiled for AVX2 when the CPU has it.
+/// [`clean_blocks`], compiled for AVX-512 (feature `avx512`) or AVX2 when the CPU has it.
 #[inline]
 fn clean_blocks_dispatch(h: &[u8], start: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    if let Some(v4) = pulp::x86::V4::try_new() {
+        return v4.vectorize(
+            #[inline(always)]
+            || clean_blocks(h, start),
+        );
+    }
     #[cfg(all(target_arch = "x86_64", feature = "simd"))]
     if let Some(v3) = pulp::x86::V3::try_new() {
         return v3.vectorize(
@@ -902,13 +909,21 @@ mod tests {
             for form in [&b"\n"[..], b"\r\n.", b"x\n"] {
                 let mut h = b"ab\r\n".repeat(BLOCK);
                 h.splice(at..at, form.iter().copied());
-                // The run-time dispatched build (AVX2 here if the CPU has it) and
-                // the baseline build of the block loop agree.
+                // The run-time dispatched build (AVX-512 or AVX2 here if the CPU has
+                // it), the AVX2 build and the baseline build of the block loop agree.
                 assert_eq!(
                     clean_blocks_dispatch(&h, 1),
                     clean_blocks(&h, 1),
                     "{at} {form:?}"
                 );
+                #[cfg(all(target_arch = "x86_64", feature = "simd"))]
+                if let Some(v3) = pulp::x86::V3::try_new() {
+                    assert_eq!(
+                        v3.vectorize(|| clean_blocks(&h, 1)),
+                        clean_blocks(&h, 1),
+                        "{at} {form:?}"
+                    );
+                }
                 for cr in [false, true] {
                     assert_eq!(
                         find_interesting(&h, cr),

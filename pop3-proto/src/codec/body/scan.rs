@@ -1,7 +1,7 @@
 //! The body encoder's search for line ends that need work: a block scan
 //! that compiles to SIMD compares (also built for AVX2 and chosen at run time
-//! through `pulp` with the feature `simd`), and a LF search tuned for short
-//! lines.
+//! through `pulp` with the feature `simd`, and for AVX-512 with the feature
+//! `avx512`), and a LF search tuned for short lines.
 
 use memchr::memchr;
 
@@ -56,12 +56,19 @@ pub(super) const CLEAN_STREAK: u32 = 4;
 /// plus one octet of context (`chunk[b - 1]` and `chunk[b + SCAN_BLOCK]`
 /// are read as context). `pos` must be at least 1.
 ///
-/// Compiled for AVX2 when the CPU has it (chosen at run time by `pulp`,
-/// whose `V3` token checks the CPU once and runs [`scan_blocks`] inlined
-/// into an AVX2 function); otherwise for the target's baseline (SSE2 on
-/// x86-64).
+/// Compiled for AVX-512 (feature `avx512`) or AVX2 when the CPU has it
+/// (chosen at run time by `pulp`, whose `V4` and `V3` tokens check the CPU
+/// and run [`scan_blocks`] inlined into a function built for those
+/// instructions); otherwise for the target's baseline (SSE2 on x86-64).
 #[inline(never)]
 pub(super) fn next_dirty_block(chunk: &[u8], pos: usize) -> (usize, bool) {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    if let Some(v4) = pulp::x86::V4::try_new() {
+        return v4.vectorize(
+            #[inline(always)]
+            || scan_blocks(chunk, pos),
+        );
+    }
     #[cfg(all(target_arch = "x86_64", feature = "simd"))]
     if let Some(v3) = pulp::x86::V3::try_new() {
         return v3.vectorize(
@@ -127,9 +134,10 @@ mod tests {
     use crate::test_prelude::*;
     use proptest::prelude::*;
 
-    /// The run-time dispatched block scan (AVX2 when this CPU has it) and
-    /// the baseline build of the same loop stop at the same block, for a
-    /// stop octet at every offset of a few blocks and every start.
+    /// The run-time dispatched block scan (AVX-512 or AVX2 when this CPU has
+    /// it), the AVX2 build and the baseline build of the same loop stop at
+    /// the same block, for a stop octet at every offset of a few blocks and
+    /// every start.
     #[test]
     fn dispatched_scan_equals_baseline_scan() {
         for at in 0..(3 * SCAN_BLOCK + 8) {
@@ -142,6 +150,16 @@ mod tests {
                         scan_blocks(&h, start),
                         "{at} {form:?} {start}"
                     );
+                    // The AVX2 build, which the dispatch passes over when the
+                    // CPU also has AVX-512.
+                    #[cfg(all(target_arch = "x86_64", feature = "simd"))]
+                    if let Some(v3) = pulp::x86::V3::try_new() {
+                        assert_eq!(
+                            v3.vectorize(|| scan_blocks(&h, start)),
+                            scan_blocks(&h, start),
+                            "{at} {form:?} {start}"
+                        );
+                    }
                 }
             }
         }
