@@ -104,6 +104,47 @@ impl Drop for PostfixGuard {
     }
 }
 
+/// Sets `main.cf` parameters of the instance in `dir` in place (`postconf -e`)
+/// and reloads it, returning once the master has logged its reload and the
+/// smtpd processes of the old configuration have had time to exit.
+///
+/// Parameters the peer script already sets must be changed this way, not
+/// appended through `PEER_POSTFIX_EXTRA`: a repeated parameter makes every Postfix
+/// program warn at start-up, and postlogd, sending its own warning to its own
+/// socket after the others' warnings have filled that socket's queue
+/// (`net.unix.max_dgram_qlen`, 10 here), blocks for good; Postfix then stops
+/// answering (seen as a 20 s reply timeout).
+fn configure(dir: &Path, settings: &[(&str, &str)]) {
+    let mut cmd = Command::new("postconf");
+    cmd.arg("-c").arg(dir.join("etc")).arg("-e");
+    for (name, value) in settings {
+        cmd.arg(format!("{name} = {value}"));
+    }
+    let (ok, out) = run_bounded(cmd, Duration::from_secs(30));
+    assert!(ok, "postconf -e failed:\n{out}");
+    let log = dir.join("maillog");
+    let reloads = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("reload -- version")
+            .count()
+    };
+    let before = reloads();
+    let mut cmd = Command::new("postfix");
+    cmd.arg("-c").arg(dir.join("etc")).arg("reload");
+    let (ok, out) = run_bounded(cmd, Duration::from_secs(30));
+    assert!(ok, "postfix reload failed:\n{out}");
+    let start = Instant::now();
+    while reloads() == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "Postfix did not log its reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}
+
 /// Reads one SMTP reply (possibly multi-line) and returns its code and last line.
 async fn reply(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> (u16, String) {
     let mut all = String::new();
@@ -180,13 +221,10 @@ async fn postfix_relays_only_for_authorized_clients() {
     let state = tempfile::tempdir().unwrap();
     let maildirs = tempfile::tempdir().unwrap();
     let smtp_port = free_port();
-    let extra = format!(
-        "mynetworks = 127.0.0.1/32\n\
-         smtpd_relay_restrictions = permit_mynetworks, \
-         check_policy_service inet:127.0.0.1:{policy_port}, reject_unauth_destination\n\
-         smtpd_policy_service_timeout = 10s\n\
-         smtpd_reject_unlisted_recipient = no"
-    );
+    // Parameters the peer script does not set go in PEER_POSTFIX_EXTRA; those it
+    // sets are changed in place afterwards (see `configure`).
+    let extra = "smtpd_policy_service_timeout = 10s\n\
+                 smtpd_reject_unlisted_recipient = no";
     let mut cmd = Command::new("bash");
     cmd.arg(peers_dir().join("postfix-start.sh"))
         .arg(smtp_port.to_string())
@@ -202,6 +240,26 @@ async fn postfix_relays_only_for_authorized_clients() {
         state_dir: state.path().to_owned(),
     };
     assert!(started, "postfix-start.sh failed:\n{output}");
+    let relay = format!(
+        "permit_mynetworks, check_policy_service inet:127.0.0.1:{policy_port}, \
+         reject_unauth_destination"
+    );
+    let dir = PathBuf::from(
+        std::fs::read_to_string(state.path().join(format!("postfix-{smtp_port}.dir")))
+            .expect("postfix-PORT.dir")
+            .trim(),
+    );
+    tokio::task::spawn_blocking(move || {
+        configure(
+            &dir,
+            &[
+                ("mynetworks", "127.0.0.1/32"),
+                ("smtpd_relay_restrictions", &relay),
+            ],
+        )
+    })
+    .await
+    .unwrap();
     let postfix = SocketAddr::from(([127, 0, 0, 1], smtp_port));
 
     let (remote, local) = relay_attempt(authorized, postfix).await;

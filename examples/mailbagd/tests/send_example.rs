@@ -6,7 +6,7 @@
 //! does not trust stops it before anything is sent. Under `CI=true` a
 //! missing Postfix, python3 or example binary fails the test.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -128,7 +128,7 @@ fn send_example_delivers_over_starttls_to_mailbagd_and_postfix() {
         &[(
             "PEER_POSTFIX_EXTRA",
             format!(
-                "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may",
+                "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}",
                 cert.display(),
                 key.display()
             ),
@@ -136,21 +136,13 @@ fn send_example_delivers_over_starttls_to_mailbagd_and_postfix() {
     );
     // The peer's master.cf has no tlsmgr, without which smtpd answers 220 to
     // STARTTLS and then drops TLS ("no entropy for TLS key generation"): add
-    // it and reload.
-    let record = postfix
-        .state
-        .path()
-        .join(format!("postfix-{}.dir", postfix.port));
-    let dir = PathBuf::from(std::fs::read_to_string(record).unwrap().trim());
-    let master = dir.join("etc/master.cf");
+    // it, offer TLS (a setting the peer script has: changed in place, see
+    // `Postfix::configure`) and reload.
+    let master = postfix.dir().join("etc/master.cf");
     let mut text = std::fs::read_to_string(&master).unwrap();
     text.push_str("tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n");
     std::fs::write(&master, text).unwrap();
-    let reload = run(Command::new("postfix")
-        .arg("-c")
-        .arg(dir.join("etc"))
-        .arg("reload"));
-    assert!(reload.ok(), "{reload:?}");
+    postfix.configure(&[("smtpd_tls_security_level", "may".into())]);
     // Until the reload has replaced the smtpd processes: no TLS (4.7.10), nothing sent.
     let postfix_addr = format!("127.0.0.1:{}", postfix.port);
     let mut out = send(&bin, Some(&cert), &postfix_addr, &msg);

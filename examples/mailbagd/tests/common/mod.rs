@@ -937,16 +937,64 @@ impl Postfix {
     /// A Postfix that asks mailbagd's policy listener at `policy` before it
     /// refuses relay (only loopback .1 is its own network).
     pub fn asking(root: &Path, policy: std::net::SocketAddr) -> Postfix {
-        Postfix::start(
-            root,
-            &[(
-                "PEER_POSTFIX_EXTRA",
-                format!(
-                    "mynetworks = 127.0.0.1/32\n\
-                     smtpd_relay_restrictions = check_policy_service inet:{policy}, reject_unauth_destination"
-                ),
-            )],
-        )
+        let postfix = Postfix::start(root, &[]);
+        postfix.configure(&[
+            ("mynetworks", "127.0.0.1/32".into()),
+            (
+                "smtpd_relay_restrictions",
+                format!("check_policy_service inet:{policy}, reject_unauth_destination"),
+            ),
+        ]);
+        postfix
+    }
+
+    /// The instance's directory (`etc/`, `maillog`, the queue).
+    pub fn dir(&self) -> PathBuf {
+        let record = self.state.path().join(format!("postfix-{}.dir", self.port));
+        PathBuf::from(fs::read_to_string(record).expect("postfix-PORT.dir").trim())
+    }
+
+    /// Sets `main.cf` parameters in place (`postconf -e`) and reloads.
+    ///
+    /// A parameter the peer script already sets must be changed this way, not
+    /// appended through `PEER_POSTFIX_EXTRA`: a repeated parameter makes every
+    /// Postfix program warn at start-up, and postlogd, sending its own warning
+    /// to its own socket after the others' warnings have filled that socket's
+    /// queue (`net.unix.max_dgram_qlen`, 10 here), blocks for good; Postfix then
+    /// stops answering (seen as a 20 s reply timeout).
+    pub fn configure(&self, settings: &[(&str, String)]) {
+        let mut cmd = Command::new("postconf");
+        cmd.arg("-c").arg(self.dir().join("etc")).arg("-e");
+        for (name, value) in settings {
+            cmd.arg(format!("{name} = {value}"));
+        }
+        let out = run(&mut cmd);
+        assert!(out.ok(), "postconf -e: {out:?}");
+        self.reload();
+    }
+
+    /// `postfix reload`, returning once the master has re-read its
+    /// configuration (its "reload" line in the log) and the smtpd processes of
+    /// the old configuration have had time to exit.
+    pub fn reload(&self) {
+        let log = self.dir().join("maillog");
+        let reloads = || {
+            fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("reload -- version")
+                .count()
+        };
+        let before = reloads();
+        let out = run(Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir().join("etc"))
+            .arg("reload"));
+        assert!(out.ok(), "postfix reload: {out:?}");
+        assert!(
+            wait_until(Duration::from_secs(10), || reloads() > before),
+            "Postfix did not log its reload"
+        );
+        std::thread::sleep(Duration::from_millis(300));
     }
 
     /// Whether a reply is Postfix's relay refusal.
