@@ -27,6 +27,7 @@
 //! assert_eq!(used, 25); // QUIT is left for the command parser
 //! ```
 
+use crate::codec::find_lf;
 use alloc::vec::Vec;
 
 /// What to do with an LF that is not preceded by CR inside the message.
@@ -192,15 +193,18 @@ fn find_interesting(h: &[u8], cr: bool) -> Option<usize> {
     }
     // The run of clean blocks ends at a block that holds the LF sought, or
     // fewer than a block and two octets before the end: either way the LFs
-    // left to look at are within about one block, found with memchr rather
-    // than octet by octet.
-    let from = clean_blocks_dispatch(h, 1);
-    let rest = h.get(from..).unwrap_or_default();
-    memchr::memchr_iter(b'\n', rest)
-        .map(|off| from + off)
-        .find(|&i| {
-            h.get(i.wrapping_sub(1)) != Some(&b'\r') || matches!(h.get(i + 1), None | Some(b'.'))
-        })
+    // left to look at are within about one block, a line or two, found with
+    // the short-line LF search (a `memchr` call costs more to set up than
+    // such a search).
+    let mut at = clean_blocks_dispatch(h, 1);
+    while let Some(off) = h.get(at..).and_then(find_lf) {
+        let i = at + off;
+        if h.get(i.wrapping_sub(1)) != Some(&b'\r') || matches!(h.get(i + 1), None | Some(b'.')) {
+            return Some(i);
+        }
+        at = i + 1;
+    }
+    None
 }
 
 /// The `LF "."` searcher, built once per process: `memmem::find_iter` would build one (about
