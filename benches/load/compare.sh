@@ -10,6 +10,11 @@
 #        SIZE=10240  SMTP_SESSIONS=4  USERS=4  POP_MSGS=1000 (messages per user, 10 KB)
 #        SESSIONS=2 (POP3 sessions per user per run)  PIPELINE=1 (RETRs in flight)
 #        IDLE=2000  PEERS=<path to shared/peers>
+#        LIMITS=explicit: mailbagd's [limits] max_connections is IDLE + 100 over
+#        all listeners; LIMITS=default: mailbagd runs on its default connection
+#        limits (5,000 POP3 + 5,000 SMTP + ...), lowered to fit the hard
+#        open-file limit this script runs under (`ulimit -Hn`; 65,536 holds
+#        them all), so IDLE / 2 must stay below the lowered POP3 and SMTP limits
 #
 # SMTP: counted when the file is in the Maildir (Postfix answers 250 when queued
 # and delivers later; mailbagd answers 250 after the fsynced delivery), so the
@@ -36,6 +41,12 @@ POP_MSGS=${POP_MSGS:-1000}
 SESSIONS=${SESSIONS:-2}
 PIPELINE=${PIPELINE:-1}
 IDLE=${IDLE:-2000}
+LIMITS=${LIMITS:-explicit}
+case "$LIMITS" in
+    explicit) MAX_CONNECTIONS_LINE="max_connections = $((IDLE + 100))" ;;
+    default) MAX_CONNECTIONS_LINE="" ;;
+    *) echo "LIMITS must be explicit or default" >&2; exit 2 ;;
+esac
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -85,7 +96,7 @@ submission_listen = []
 [web]
 listen = []
 [limits]
-max_connections = $((IDLE + 100))
+$MAX_CONNECTIONS_LINE
 max_connections_per_ip = $((IDLE + 100))
 [[users]]
 name = "ann"
@@ -93,7 +104,7 @@ password = "secret"
 TOML
     for u in $USER_NAMES; do printf '[[users]]\nname = "%s"\npassword = "secret"\n' "$u"; done
 } >"$W/mailbag.toml"
-"$MAILBAGD" --config "$W/mailbag.toml" --log warn >"$W/mailbagd.out" 2>"$W/mailbagd.err" &
+"$MAILBAGD" --config "$W/mailbag.toml" --log warn,mailbagd::fd_limit=info >"$W/mailbagd.out" 2>"$W/mailbagd.err" &
 MB_PID=$!
 for _ in $(seq 100); do grep -q "listening smtp" "$W/mailbagd.out" 2>/dev/null && break; sleep 0.1; done
 DOVECOT_PID=$(cat "$(cat "$PEERS_STATE_DIR/dovecot-$DPORT.dir")/run/master.pid")
@@ -197,5 +208,6 @@ printf 'SMTP delivered/s  postfix %s  mailbagd %s  ratio %.2f   CPU ms/msg  post
 printf 'POP3 RETR/s       dovecot %s  mailbagd %s  ratio %.2f   CPU ms/RETR dovecot %s  mailbagd %s  ratio %.2f\n' \
     "$(median "${PD[@]}")" "$(median "${PM[@]}")" "$(ratio "$(median "${PM[@]}")" "$(median "${PD[@]}")")" \
     "$(median "${CD[@]}")" "$(median "${CQ[@]}")" "$(ratio "$(median "${CQ[@]}")" "$(median "${CD[@]}")")"
+echo "mailbagd limits    $LIMITS: $(grep -h -o 'open-file limit.*\|default connection limits.*' "$W/mailbagd.err" | tr '\n' ';' || true)"
 echo "idle memory       RSS $before KiB -> $after KiB with $IDLE idle connections = $per bytes/connection;" \
     "a login meanwhile took $(sed -n 's/served_ms=//p' "$W/idle.out") ms"

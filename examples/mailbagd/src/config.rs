@@ -45,7 +45,7 @@ use mailbag_smtp_proto::address::{Domain, LocalPart};
 use mailbag_smtp_proto::data::BareLfPolicy;
 use serde::Deserialize;
 
-use crate::limits::{MaxConnections, PerRole};
+use crate::limits::{ConnectionClass, DefaultedRoles, MaxConnections, PerRole};
 use crate::login_limiter::failure_delay;
 
 pub use crate::credentials::{Credential, HashCost, PasswordHash, Secret};
@@ -648,9 +648,13 @@ impl WebConfig {
 #[non_exhaustive]
 pub struct LimitsConfig {
     /// Most simultaneous connections: per listener role (a table
-    /// `pop3`/`smtp`/`submission`/`web`, each [`PerRole::DEFAULT_EACH`] by
-    /// default) or, given as a plain integer, over all listeners together.
+    /// `pop3`/`smtp`/`submission`/`web`, a missing key at its
+    /// [`PerRole::DEFAULT`]) or, given as a plain integer, over all
+    /// listeners together.
     pub max_connections: MaxConnections,
+    /// The roles of `max_connections` left at their default, which start-up
+    /// lowers to fit the open-file limit ([`crate::fd_limit::raise_for`]).
+    pub max_connections_defaulted: DefaultedRoles,
     /// Most simultaneous connections from one client address (default 20).
     pub max_connections_per_ip: usize,
     /// Time allowed for a TLS handshake (default 30 seconds).
@@ -1310,6 +1314,7 @@ impl Config {
         self.relay.clone_from(&running.relay);
         self.login.clone_from(&running.login);
         self.limits.max_connections = running.limits.max_connections;
+        self.limits.max_connections_defaulted = running.limits.max_connections_defaulted;
         self.limits.max_connections_per_ip = running.limits.max_connections_per_ip;
         self.spam.sweep_interval = running.spam.sweep_interval;
         self.spam.digest_interval = running.spam.digest_interval;
@@ -1614,20 +1619,36 @@ impl Config {
             Some(s) => crate::disk_space::parse_size(s)
                 .map_err(|e| invalid("limits.min_free_space", &e))?,
         };
-        let limits = LimitsConfig {
-            max_connections: match raw.limits.max_connections {
-                None => MaxConnections::default(),
-                Some(RawMaxConnections::Shared(n)) => MaxConnections::Shared(n),
-                Some(RawMaxConnections::PerRole(r)) => {
-                    let each = PerRole::DEFAULT_EACH;
-                    MaxConnections::PerRole(PerRole::new(
-                        r.pop3.unwrap_or(each),
-                        r.smtp.unwrap_or(each),
-                        r.submission.unwrap_or(each),
-                        r.web.unwrap_or(each),
-                    ))
+        let (max_connections, max_connections_defaulted) = match &raw.limits.max_connections {
+            None => (MaxConnections::default(), DefaultedRoles::ALL),
+            Some(RawMaxConnections::Shared(n)) => {
+                (MaxConnections::Shared(*n), DefaultedRoles::NONE)
+            }
+            Some(RawMaxConnections::PerRole(r)) => {
+                let d = PerRole::DEFAULT;
+                let mut defaulted = DefaultedRoles::NONE;
+                for (given, class) in [
+                    (r.pop3, ConnectionClass::Pop3),
+                    (r.smtp, ConnectionClass::Smtp),
+                    (r.submission, ConnectionClass::Submission),
+                    (r.web, ConnectionClass::Web),
+                ] {
+                    if given.is_none() {
+                        defaulted = defaulted.with(class);
+                    }
                 }
-            },
+                let per_role = PerRole::new(
+                    r.pop3.unwrap_or(d.pop3),
+                    r.smtp.unwrap_or(d.smtp),
+                    r.submission.unwrap_or(d.submission),
+                    r.web.unwrap_or(d.web),
+                );
+                (MaxConnections::PerRole(per_role), defaulted)
+            }
+        };
+        let limits = LimitsConfig {
+            max_connections,
+            max_connections_defaulted,
             max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(20),
             tls_handshake_timeout: nonzero(
                 "limits.tls_handshake_timeout",
@@ -1999,15 +2020,18 @@ mod tests {
     fn max_connections_integer_table_and_write_timeout() {
         let c = parse(&format!("[limits]\nmax_connections = 7\n{USERS}")).unwrap();
         assert_eq!(c.limits.max_connections, MaxConnections::Shared(7));
+        assert_eq!(c.limits.max_connections_defaulted, DefaultedRoles::NONE);
         let c = parse(&format!(
             "[limits]\nwrite_timeout = \"2s\"\nmax_connections = {{ smtp = 3, web = 4 }}\n{USERS}"
         ))
         .unwrap();
-        let each = PerRole::DEFAULT_EACH;
         assert_eq!(
             c.limits.max_connections,
-            MaxConnections::PerRole(PerRole::new(each, 3, each, 4))
+            MaxConnections::PerRole(PerRole::new(5_000, 3, 500, 4))
         );
+        let d = c.limits.max_connections_defaulted;
+        assert!(d.contains(ConnectionClass::Pop3) && d.contains(ConnectionClass::Submission));
+        assert!(!d.contains(ConnectionClass::Smtp) && !d.contains(ConnectionClass::Web));
         assert_eq!(c.limits.write_timeout, Duration::from_secs(2));
         let c = parse(&format!(
             "[limits.max_connections]\npop3 = 1\nsubmission = 2\n{USERS}"
@@ -2015,8 +2039,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.limits.max_connections,
-            MaxConnections::PerRole(PerRole::new(1, each, 2, each))
+            MaxConnections::PerRole(PerRole::new(1, 5_000, 2, 500))
         );
+        let d = c.limits.max_connections_defaulted;
+        assert!(!d.contains(ConnectionClass::Pop3) && !d.contains(ConnectionClass::Submission));
+        assert!(d.contains(ConnectionClass::Smtp) && d.contains(ConnectionClass::Web));
         for (bad, key) in [
             ("max_connections = 0", "limits.max_connections"),
             (
@@ -2076,7 +2103,11 @@ mod tests {
         assert_eq!(c.spam.tag_template, "**SPAM( _SCORE_)**");
         assert_eq!(c.spam.sweep_interval, Duration::from_secs(3600));
         assert_eq!(c.relay.queue_dir, PathBuf::from("mailbag-data/queue"));
-        assert_eq!(c.limits.max_connections, MaxConnections::default());
+        assert_eq!(
+            c.limits.max_connections,
+            MaxConnections::PerRole(PerRole::new(5_000, 5_000, 500, 500))
+        );
+        assert_eq!(c.limits.max_connections_defaulted, DefaultedRoles::ALL);
         assert_eq!(c.limits.write_timeout, DEFAULT_WRITE_TIMEOUT);
         assert_eq!(c.limits.max_connections_per_ip, 20);
         assert_eq!(c.postmaster.as_str(), "joe");

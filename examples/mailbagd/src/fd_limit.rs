@@ -1,9 +1,10 @@
 //! The open-file limit. Every connection is a file descriptor, and a server
 //! started by hand usually gets a soft limit of 1,024, far below what
 //! `[limits] max_connections` allows. At start-up mailbagd raises its soft
-//! `RLIMIT_NOFILE` to the hard limit (which needs no privilege) and warns
-//! when even the hard limit is below what the configuration can use
-//! ([`needed`]).
+//! `RLIMIT_NOFILE` to the hard limit (which needs no privilege), lowers the
+//! connection limits the configuration left at their defaults until they
+//! fit it (the way HAProxy sizes its default `maxconn` from the limit), and
+//! warns when the limits the configuration wrote need more ([`needed`]).
 
 use std::io;
 
@@ -11,6 +12,7 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::limits::MaxConnections;
 
 /// Descriptors kept for everything that is not a client connection.
 pub const RESERVED_DESCRIPTORS: u64 = 128;
@@ -43,29 +45,144 @@ pub fn raise() -> io::Result<FdLimit> {
     })
 }
 
-/// The descriptors `config` can use at once: two per inbound connection
-/// (its socket, and a POP3 session's maildrop lock file or an SMTP
-/// transaction's spool file), the outbound relay connections and
+/// Descriptors one inbound connection can hold at once: its socket, and a
+/// POP3 session's maildrop lock file and the message it is reading, or an
+/// SMTP transaction's spool file and the Maildir file it is writing.
+pub const DESCRIPTORS_PER_CONNECTION: u64 = 3;
+
+/// The descriptors `config` can use at once: [`DESCRIPTORS_PER_CONNECTION`]
+/// per inbound connection, the outbound relay connections and
 /// [`RESERVED_DESCRIPTORS`].
 pub fn needed(config: &Config) -> u64 {
     let inbound = config.limits.max_connections.total() as u64;
-    2 * inbound + config.relay.max_connections as u64 + RESERVED_DESCRIPTORS
+    DESCRIPTORS_PER_CONNECTION
+        .saturating_mul(inbound)
+        .saturating_add(config.relay.max_connections as u64)
+        .saturating_add(RESERVED_DESCRIPTORS)
 }
 
-/// [`raise`], and a log line: the new limit, or a warning naming the
-/// configuration's need when the limit is below it.
-pub fn raise_for(config: &Config) {
+/// The inbound connections a soft limit of `limit` descriptors leaves room
+/// for, with `config`'s outbound connections and [`RESERVED_DESCRIPTORS`]
+/// set aside.
+pub fn connection_capacity(config: &Config, limit: u64) -> usize {
+    let room = limit
+        .saturating_sub(config.relay.max_connections as u64)
+        .saturating_sub(RESERVED_DESCRIPTORS);
+    usize::try_from(room / DESCRIPTORS_PER_CONNECTION).unwrap_or(usize::MAX)
+}
+
+/// [`raise`]; then the connection limits left at their defaults lowered to
+/// fit the limit ([`MaxConnections::fit`]), and a log line: the new limit,
+/// the lowered connection limits, or a warning naming the configuration's
+/// need when the limits it wrote are more than the limit allows.
+pub fn raise_for(config: &mut Config) {
+    let limit = match raise() {
+        Ok(l) => {
+            if l.soft > l.before {
+                info!(from = l.before, to = l.soft, "open-file limit raised");
+            }
+            l.soft
+        }
+        Err(e) => {
+            warn!(error = %e, needed = needed(config), "cannot read or raise the open-file limit");
+            return;
+        }
+    };
+    let before = config.limits.max_connections;
+    let fitted = before.fit(
+        config.limits.max_connections_defaulted,
+        connection_capacity(config, limit),
+    );
+    if fitted != before {
+        config.limits.max_connections = fitted;
+        if let MaxConnections::PerRole(p) = fitted {
+            info!(
+                limit,
+                pop3 = p.pop3,
+                smtp = p.smtp,
+                submission = p.submission,
+                web = p.web,
+                "default connection limits lowered to fit the open-file limit"
+            );
+        }
+    }
     let need = needed(config);
-    match raise() {
-        Ok(l) if l.soft < need => warn!(
-            limit = l.soft,
+    if limit < need {
+        warn!(
+            limit,
             needed = need,
             "open-file limit below what [limits] max_connections allows: raise the hard limit (LimitNOFILE=, ulimit -Hn) or lower the connection limits"
-        ),
-        Ok(l) if l.soft > l.before => {
-            info!(from = l.before, to = l.soft, "open-file limit raised")
-        }
-        Ok(_) => {}
-        Err(e) => warn!(error = %e, needed = need, "cannot read or raise the open-file limit"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::PerRole;
+
+    fn config(limits: &str) -> Config {
+        Config::from_toml_str(&format!(
+            "{limits}\n[[users]]\nname = \"joe\"\npassword = \"secret\"\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn needs_three_per_connection_plus_outbound_and_reserve() {
+        // 11,000 default connections, 20 outbound, 128 reserved.
+        assert_eq!(needed(&config("")), 33_148);
+        assert_eq!(needed(&config("[limits]\nmax_connections = 10")), 178);
+    }
+
+    #[test]
+    fn capacity_sets_aside_outbound_and_reserve() {
+        let c = config("");
+        assert_eq!(connection_capacity(&c, 33_148), 11_000);
+        assert_eq!(connection_capacity(&c, 1_024), 292);
+        assert_eq!(connection_capacity(&c, 100), 0);
+        assert_eq!(
+            connection_capacity(&c, u64::MAX),
+            (u64::MAX - 148) as usize / 3
+        );
+    }
+
+    #[test]
+    fn defaults_fit_the_limit_and_written_values_stay() {
+        let c = config("");
+        let fitted = c.limits.max_connections.fit(
+            c.limits.max_connections_defaulted,
+            connection_capacity(&c, 1_024),
+        );
+        assert_eq!(
+            fitted,
+            MaxConnections::PerRole(PerRole::new(132, 132, 13, 13))
+        );
+        // With the hard limit of this project's VM (20,000) and of the shipped
+        // unit (65,536).
+        let fit = |limit| {
+            c.limits.max_connections.fit(
+                c.limits.max_connections_defaulted,
+                connection_capacity(&c, limit),
+            )
+        };
+        assert_eq!(
+            fit(20_000),
+            MaxConnections::PerRole(PerRole::new(3_007, 3_007, 300, 300))
+        );
+        assert_eq!(fit(65_536), c.limits.max_connections);
+
+        let c = config("[limits.max_connections]\npop3 = 900");
+        let fitted = c.limits.max_connections.fit(
+            c.limits.max_connections_defaulted,
+            connection_capacity(&c, 1_024),
+        );
+        assert_eq!(fitted, MaxConnections::PerRole(PerRole::new(900, 1, 1, 1)));
+        let c = config("[limits]\nmax_connections = 900");
+        let fitted = c.limits.max_connections.fit(
+            c.limits.max_connections_defaulted,
+            connection_capacity(&c, 1_024),
+        );
+        assert_eq!(fitted, MaxConnections::Shared(900));
     }
 }

@@ -64,8 +64,18 @@ pub struct PerRole {
 }
 
 impl PerRole {
-    /// Default of each role's limit (`[limits] max_connections` absent).
-    pub const DEFAULT_EACH: usize = 500;
+    /// The limits when `[limits] max_connections` is absent: 5,000 each for
+    /// POP3 and port-25 SMTP, the roles an ISP's customers and peers crowd,
+    /// and 500 each for submission and the web page. An idle connection
+    /// costs about 8 KiB, so all 11,000 fit in under 100 MiB; at start-up
+    /// the defaults are lowered to fit the open-file limit
+    /// ([`MaxConnections::fit`]).
+    pub const DEFAULT: PerRole = PerRole {
+        pop3: 5_000,
+        smtp: 5_000,
+        submission: 500,
+        web: 500,
+    };
 
     /// The limits per role.
     pub fn new(pop3: usize, smtp: usize, submission: usize, web: usize) -> PerRole {
@@ -85,12 +95,43 @@ impl PerRole {
             ConnectionClass::Web => self.web,
         }
     }
+
+    fn get_mut(&mut self, class: ConnectionClass) -> &mut usize {
+        match class {
+            ConnectionClass::Pop3 => &mut self.pop3,
+            ConnectionClass::Smtp => &mut self.smtp,
+            ConnectionClass::Submission => &mut self.submission,
+            ConnectionClass::Web => &mut self.web,
+        }
+    }
 }
 
 impl Default for PerRole {
     fn default() -> Self {
-        let n = PerRole::DEFAULT_EACH;
-        PerRole::new(n, n, n, n)
+        PerRole::DEFAULT
+    }
+}
+
+/// The roles whose connection limit the configuration left at its default
+/// ([`PerRole::DEFAULT`]): only these are lowered to fit the open-file
+/// limit, a value the administrator wrote is kept as written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DefaultedRoles(u8);
+
+impl DefaultedRoles {
+    /// No role defaulted (every limit written in the configuration).
+    pub const NONE: DefaultedRoles = DefaultedRoles(0);
+    /// Every role defaulted (`[limits] max_connections` absent).
+    pub const ALL: DefaultedRoles = DefaultedRoles(0b1111);
+
+    /// These roles and `class`.
+    pub fn with(self, class: ConnectionClass) -> DefaultedRoles {
+        DefaultedRoles(self.0 | 1 << class.index())
+    }
+
+    /// Whether `class` is among these roles.
+    pub fn contains(self, class: ConnectionClass) -> bool {
+        self.0 & 1 << class.index() != 0
     }
 }
 
@@ -129,6 +170,84 @@ impl MaxConnections {
                 .saturating_add(p.submission)
                 .saturating_add(p.web),
         }
+    }
+
+    /// These limits with the `defaulted` roles lowered, in proportion to
+    /// their defaults, until the total is at most `capacity`; each keeps at
+    /// least one connection. Limits the configuration wrote (every role not
+    /// in `defaulted`, and a plain integer) stay as they are, even when
+    /// they alone pass `capacity`.
+    ///
+    /// ```
+    /// use mailbagd::limits::{ConnectionClass, DefaultedRoles, MaxConnections, PerRole};
+    /// let all = MaxConnections::default();
+    /// // Room for 11,000: nothing changes.
+    /// assert_eq!(all.fit(DefaultedRoles::ALL, 11_000), all);
+    /// // Room for 2,200: each default at a fifth.
+    /// assert_eq!(
+    ///     all.fit(DefaultedRoles::ALL, 2_200),
+    ///     MaxConnections::PerRole(PerRole::new(1_000, 1_000, 100, 100))
+    /// );
+    /// // `smtp = 1000` written, the rest defaulted: the rest share 1,200.
+    /// let given = MaxConnections::PerRole(PerRole::new(5_000, 1_000, 500, 500));
+    /// let defaulted = DefaultedRoles::NONE
+    ///     .with(ConnectionClass::Pop3)
+    ///     .with(ConnectionClass::Submission)
+    ///     .with(ConnectionClass::Web);
+    /// assert_eq!(
+    ///     given.fit(defaulted, 2_200),
+    ///     MaxConnections::PerRole(PerRole::new(1_000, 1_000, 100, 100))
+    /// );
+    /// ```
+    pub fn fit(self, defaulted: DefaultedRoles, capacity: usize) -> MaxConnections {
+        let MaxConnections::PerRole(mut p) = self else {
+            return self;
+        };
+        if self.total() <= capacity {
+            return self;
+        }
+        const CLASSES: [ConnectionClass; 4] = [
+            ConnectionClass::Pop3,
+            ConnectionClass::Smtp,
+            ConnectionClass::Submission,
+            ConnectionClass::Web,
+        ];
+        let (mut fixed, mut scaled) = (0usize, 0usize);
+        for c in CLASSES {
+            if defaulted.contains(c) {
+                scaled = scaled.saturating_add(p.get(c));
+            } else {
+                fixed = fixed.saturating_add(p.get(c));
+            }
+        }
+        if scaled == 0 {
+            return self;
+        }
+        let room = capacity.saturating_sub(fixed);
+        let mut sum = 0usize;
+        for c in CLASSES {
+            if defaulted.contains(c) {
+                let n = p.get_mut(c);
+                // `room < scaled` here, so the quotient is below `*n`; u128
+                // keeps the product exact.
+                *n = ((*n as u128 * room as u128 / scaled as u128) as usize).max(1);
+                sum += *n;
+            }
+        }
+        // Raising a share of 0 to 1 can pass `room`: take the excess from
+        // the largest shares.
+        while sum > room {
+            let Some(largest) = CLASSES
+                .into_iter()
+                .filter(|c| defaulted.contains(*c) && p.get(*c) > 1)
+                .max_by_key(|c| p.get(*c))
+            else {
+                break;
+            };
+            *p.get_mut(largest) -= 1;
+            sum -= 1;
+        }
+        MaxConnections::PerRole(p)
     }
 }
 
@@ -364,5 +483,65 @@ mod tests {
         let c = l.counts.lock().unwrap();
         assert!(c.per_ip.is_empty());
         assert_eq!(c.per_class, [0; 4]);
+    }
+
+    #[test]
+    fn fit_takes_the_minimum_of_one_from_the_largest_share() {
+        let all = DefaultedRoles::ALL;
+        let before = MaxConnections::PerRole(PerRole::new(10_000, 1, 1, 1));
+        assert_eq!(
+            before.fit(all, 4),
+            MaxConnections::PerRole(PerRole::new(1, 1, 1, 1))
+        );
+        assert_eq!(
+            before.fit(all, 10),
+            MaxConnections::PerRole(PerRole::new(7, 1, 1, 1))
+        );
+        // No room at all: one each, the least a listener can serve.
+        assert_eq!(
+            before.fit(all, 0),
+            MaxConnections::PerRole(PerRole::new(1, 1, 1, 1))
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fit_lowers_only_defaulted_roles_and_fits_when_it_can(
+            given in proptest::array::uniform4(proptest::prop_oneof![1usize..4, 1usize..20_000]),
+            mask in 0u8..16,
+            capacity in proptest::prop_oneof![0usize..16, 0usize..50_000],
+        ) {
+            let classes = [POP3, SMTP, ConnectionClass::Submission, ConnectionClass::Web];
+            let mut defaulted = DefaultedRoles::NONE;
+            for (i, c) in classes.iter().enumerate() {
+                if mask & 1 << i != 0 {
+                    defaulted = defaulted.with(*c);
+                }
+            }
+            let before = PerRole::new(given[0], given[1], given[2], given[3]);
+            let MaxConnections::PerRole(after) =
+                MaxConnections::PerRole(before).fit(defaulted, capacity)
+            else {
+                panic!("a per-role limit stays per role");
+            };
+            let (mut fixed, mut lowered) = (0, 0);
+            for c in classes {
+                if defaulted.contains(c) {
+                    lowered += 1;
+                    proptest::prop_assert!(after.get(c) >= 1);
+                    proptest::prop_assert!(after.get(c) <= before.get(c));
+                } else {
+                    fixed += before.get(c);
+                    proptest::prop_assert_eq!(after.get(c), before.get(c));
+                }
+            }
+            let total = MaxConnections::PerRole(after).total();
+            if fixed + lowered <= capacity {
+                proptest::prop_assert!(total <= capacity);
+            }
+            if MaxConnections::PerRole(before).total() <= capacity {
+                proptest::prop_assert_eq!(after, before);
+            }
+        }
     }
 }

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let config = match cli.load_config() {
+    let mut config = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mailbagd: {e}");
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    mailbagd::fd_limit::raise_for(&config);
+    mailbagd::fd_limit::raise_for(&mut config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -11,7 +11,7 @@
 //! `limits.shutdown_timeout` to finish, and `run` returns.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -329,8 +329,12 @@ impl Server {
             .chain(metrics_addrs.map(|a| (METRICS_ROLE, a)));
         for (role, addr) in announced {
             info!(role, %addr, "listening");
-            // Machine-readable, for scripts and tests (port 0 picks a free port).
-            println!("mailbagd: listening {role} {addr}");
+            // Machine-readable, for scripts and tests (port 0 picks a free
+            // port). A stdout nobody reads any more (a closed pipe) must not
+            // stop the server, so a failed write is ignored (`println!` would
+            // panic).
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "mailbagd: listening {role} {addr}").and_then(|()| out.flush());
         }
         let ctx = &self.ctx;
         ctx.metrics

@@ -1,8 +1,11 @@
 //! The open-file limit: started (through util-linux's `prlimit`) with a soft
 //! limit of 1,024 under a hard limit of 16,384, mailbagd raises its soft
-//! limit to the hard one and says so; under a hard limit of 1,024, which the
-//! default connection limits exceed, it warns with both figures and still
-//! serves. Under `CI=true` a missing `prlimit` fails the test.
+//! limit to the hard one and says so; under a hard limit of 1,024 it lowers
+//! the default connection limits to fit and a client past the lowered POP3
+//! limit is refused while the others are served; limits the configuration
+//! wrote that need more are kept and named in a warning, and the server
+//! still serves, also after the test closed its end of the server's
+//! stdout. Under `CI=true` a missing `prlimit` fails the test.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,9 +25,15 @@ impl Drop for Running {
     }
 }
 
-/// Starts mailbagd under `prlimit --nofile=SOFT:HARD`; returns it once it
-/// listens, with its log file.
-fn start(dir: &Path, soft: u64, hard: u64) -> (Running, std::path::PathBuf) {
+/// Starts mailbagd under `prlimit --nofile=SOFT:HARD` with `limits` (TOML
+/// lines of `[limits]`); returns it once it listens, with its log file and
+/// its POP3 address.
+fn start(
+    dir: &Path,
+    soft: u64,
+    hard: u64,
+    limits: &str,
+) -> (Running, std::path::PathBuf, std::net::SocketAddr) {
     let data = dir.join("data");
     let cfg = dir.join("mailbag.toml");
     std::fs::write(
@@ -33,6 +42,7 @@ fn start(dir: &Path, soft: u64, hard: u64) -> (Running, std::path::PathBuf) {
             "hostname = \"mail.example.test\"\nlocal_domains = [\"example.test\"]\n\
              data_dir = {data:?}\n[pop3]\nlisten = [\"127.0.0.1:0\"]\n[smtp]\n\
              listen = [\"127.0.0.1:0\"]\nsubmission_listen = []\n[web]\nlisten = []\n\
+             [limits]\nmax_connections_per_ip = 1000\n{limits}\n\
              [relay]\nqueue_dir = {queue:?}\n[[users]]\nname = \"joe\"\npassword = \"secret\"\n",
             queue = data.join("queue"),
         ),
@@ -54,8 +64,8 @@ fn start(dir: &Path, soft: u64, hard: u64) -> (Running, std::path::PathBuf) {
     let out = BufReader::new(child.0.stdout.take().unwrap());
     for line in out.lines() {
         let line = line.unwrap();
-        if line.starts_with("mailbagd: listening pop3") {
-            return (child, log);
+        if let Some(addr) = line.strip_prefix("mailbagd: listening pop3 ") {
+            return (child, log, addr.parse().unwrap());
         }
     }
     panic!(
@@ -88,13 +98,22 @@ fn log_has(log: &Path, what: &str) -> bool {
     false
 }
 
+/// The first line a new POP3 connection to `addr` gets.
+fn greeting(addr: std::net::SocketAddr) -> (std::net::TcpStream, String) {
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut line = String::new();
+    BufReader::new(&tcp).read_line(&mut line).unwrap();
+    (tcp, line)
+}
+
 #[test]
-fn the_soft_limit_is_raised_to_the_hard_one_and_a_low_hard_limit_is_reported() {
+fn the_soft_limit_is_raised_and_connection_limits_fit_it() {
     if !require("prlimit") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (server, log) = start(dir.path(), 1024, 16384);
+    let (server, log, _) = start(dir.path(), 1024, 16384, "");
     assert_eq!(soft_limit(server.0.id()), 16384);
     assert!(log_has(&log, "open-file limit raised"), "{log:?}");
     let text = std::fs::read_to_string(&log).unwrap();
@@ -102,19 +121,58 @@ fn the_soft_limit_is_raised_to_the_hard_one_and_a_low_hard_limit_is_reported() {
         text.contains("from=1024") && text.contains("to=16384"),
         "{text}"
     );
+    // (16,384 - 20 outbound - 128 reserved) / 3 per connection = 5,412 of the
+    // default 11,000.
+    assert!(text.contains("default connection limits lowered"), "{text}");
+    assert!(text.contains("pop3=2460 smtp=2460"), "{text}");
     drop(server);
 
-    // The default limits (500 per role, two descriptors each; 20 outbound; 128)
-    // need 4,148 descriptors.
+    // Under a hard limit of 1,024 the defaults become 132, 132, 13 and 13:
+    // the 133rd POP3 client is refused, not left to an accept() that fails.
     let dir = tempfile::tempdir().unwrap();
-    let (server, log) = start(dir.path(), 1024, 1024);
+    let (server, log, pop3) = start(dir.path(), 1024, 1024, "");
     assert_eq!(soft_limit(server.0.id()), 1024);
-    assert!(log_has(&log, "open-file limit below what"), "{log:?}");
+    assert!(
+        log_has(&log, "default connection limits lowered"),
+        "{log:?}"
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("limit=1024") && text.contains("needed=4148"),
+        text.contains("limit=1024 pop3=132 smtp=132 submission=13 web=13"),
         "{text}"
     );
-    // Still serving.
+    assert!(!text.contains("open-file limit below"), "{text}");
+    let mut held = Vec::new();
+    for _ in 0..132 {
+        let (tcp, line) = greeting(pop3);
+        assert!(line.starts_with("+OK"), "{line}");
+        held.push(tcp);
+    }
+    let (_, line) = greeting(pop3);
+    assert!(
+        line.starts_with("-ERR [SYS/TEMP] Too many connections"),
+        "{line}"
+    );
+    drop(held);
+    assert!(
+        common::wait_until(Duration::from_secs(5), || greeting(pop3)
+            .1
+            .starts_with("+OK")),
+        "a slot comes back when a client leaves"
+    );
+    drop(server);
+
+    // Limits written in the configuration are kept: 1,000 connections need
+    // 3,148 descriptors, which the limit does not have.
+    let dir = tempfile::tempdir().unwrap();
+    let (server, log, pop3) = start(dir.path(), 1024, 1024, "max_connections = 1000");
+    assert!(log_has(&log, "open-file limit below what"), "{log:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("limit=1024 needed=3148"), "{text}");
+    assert!(!text.contains("lowered"), "{text}");
+    // Still serving (and alive, though the test stopped reading its stdout
+    // after the first "listening" line).
+    assert!(greeting(pop3).1.starts_with("+OK"));
     assert!(!text.contains("ERROR"), "{text}");
+    drop(server);
 }
