@@ -655,6 +655,9 @@ pub struct LimitsConfig {
     /// The roles of `max_connections` left at their default, which start-up
     /// lowers to fit the open-file limit ([`crate::fd_limit::raise_for`]).
     pub max_connections_defaulted: DefaultedRoles,
+    // `max_connections` as read, before start-up fitted it: what a reload
+    // compares with a new reading.
+    configured_max_connections: MaxConnections,
     /// Most simultaneous connections from one client address (default 20).
     pub max_connections_per_ip: usize,
     /// Time allowed for a TLS handshake (default 30 seconds).
@@ -1274,7 +1277,7 @@ impl Config {
             ("login", format!("{:?}", self.login)),
             (
                 "limits.max_connections",
-                format!("{:?}", self.limits.max_connections),
+                format!("{:?}", self.limits.configured_max_connections),
             ),
             (
                 "limits.max_connections_per_ip",
@@ -1315,6 +1318,7 @@ impl Config {
         self.login.clone_from(&running.login);
         self.limits.max_connections = running.limits.max_connections;
         self.limits.max_connections_defaulted = running.limits.max_connections_defaulted;
+        self.limits.configured_max_connections = running.limits.configured_max_connections;
         self.limits.max_connections_per_ip = running.limits.max_connections_per_ip;
         self.spam.sweep_interval = running.spam.sweep_interval;
         self.spam.digest_interval = running.spam.digest_interval;
@@ -1649,6 +1653,7 @@ impl Config {
         let limits = LimitsConfig {
             max_connections,
             max_connections_defaulted,
+            configured_max_connections: max_connections,
             max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(20),
             tls_handshake_timeout: nonzero(
                 "limits.tls_handshake_timeout",
@@ -2014,6 +2019,28 @@ mod tests {
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::from_toml_str(s)
+    }
+
+    #[test]
+    fn limits_fitted_at_start_up_are_no_change_for_a_reload() {
+        let mut running = parse(USERS).unwrap();
+        let l = &mut running.limits;
+        l.max_connections = l.max_connections.fit(l.max_connections_defaulted, 100);
+        assert_ne!(l.max_connections, MaxConnections::default());
+        assert_eq!(parse(USERS).unwrap().restart_keys(), running.restart_keys());
+        let changed = parse(&format!("[limits]\nmax_connections = 7\n{USERS}")).unwrap();
+        let differ: Vec<_> = changed
+            .restart_keys()
+            .into_iter()
+            .zip(running.restart_keys())
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.0)
+            .collect();
+        assert_eq!(differ, ["limits.max_connections"]);
+        // The reloaded configuration keeps the running, fitted limits.
+        let mut reloaded = changed;
+        reloaded.keep_restart_keys(&running);
+        assert_eq!(reloaded.limits, running.limits);
     }
 
     #[test]
