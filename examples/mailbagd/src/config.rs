@@ -1277,7 +1277,12 @@ impl Config {
             ("login", format!("{:?}", self.login)),
             (
                 "limits.max_connections",
-                format!("{:?}", self.limits.configured_max_connections),
+                // Which roles were defaulted counts too: writing the default
+                // values out turns their fitting off.
+                format!(
+                    "{:?} {:?}",
+                    self.limits.configured_max_connections, self.limits.max_connections_defaulted
+                ),
             ),
             (
                 "limits.max_connections_per_ip",
@@ -2037,6 +2042,13 @@ mod tests {
             .map(|(a, _)| a.0)
             .collect();
         assert_eq!(differ, ["limits.max_connections"]);
+        // The default values written out: the same limits, but no longer fitted.
+        let written = parse(&format!(
+            "[limits.max_connections]\npop3 = 5000\nsmtp = 5000\nsubmission = 500\nweb = 500\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(written.limits.max_connections, MaxConnections::default());
+        assert!(written.restart_keys() != running.restart_keys());
         // The reloaded configuration keeps the running, fitted limits.
         let mut reloaded = changed;
         reloaded.keep_restart_keys(&running);

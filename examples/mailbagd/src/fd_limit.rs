@@ -14,6 +14,10 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::limits::MaxConnections;
 
+/// Below this many connections for a role, lowering the defaults is logged as
+/// a warning.
+pub const FEW_CONNECTIONS: usize = 10;
+
 /// Descriptors kept for everything that is not a client connection.
 pub const RESERVED_DESCRIPTORS: u64 = 128;
 
@@ -45,9 +49,16 @@ pub fn raise() -> io::Result<FdLimit> {
     })
 }
 
-/// Descriptors one inbound connection can hold at once: its socket, and a
-/// POP3 session's maildrop lock file and the message it is reading, or an
-/// SMTP transaction's spool file and the Maildir file it is writing.
+/// Descriptors budgeted per inbound connection: its socket, and a POP3
+/// session's maildrop lock file and the message it is reading (a POP3
+/// session never holds more), or an SMTP transaction's spool file and the
+/// file it is writing. While an SMTP transaction delivers, for a few
+/// milliseconds, it holds one more per local recipient and one for the relay
+/// queue's copy (all are written before any is committed), so a burst of
+/// many-recipient deliveries can go past the budget for that moment; the
+/// shipped unit's `LimitNOFILE=65536`, almost twice what the default limits
+/// need, leaves room for that, and a delivery that finds no descriptor gets
+/// a temporary `4xx`.
 pub const DESCRIPTORS_PER_CONNECTION: u64 = 3;
 
 /// The descriptors `config` can use at once: [`DESCRIPTORS_PER_CONNECTION`]
@@ -71,22 +82,16 @@ pub fn connection_capacity(config: &Config, limit: u64) -> usize {
     usize::try_from(room / DESCRIPTORS_PER_CONNECTION).unwrap_or(usize::MAX)
 }
 
-/// [`raise`]; then the connection limits left at their defaults lowered to
-/// fit the limit ([`MaxConnections::fit`]), and a log line: the new limit,
-/// the lowered connection limits, or a warning naming the configuration's
-/// need when the limits it wrote are more than the limit allows.
+/// [`raise`] (or, when that fails, the limit in force); then the connection
+/// limits left at their defaults lowered to fit it ([`MaxConnections::fit`]),
+/// and log lines: the new limit, the lowered connection limits (a warning
+/// when a role is left below [`FEW_CONNECTIONS`]), and a warning naming the
+/// need when the connection limits still need more than the limit.
 pub fn raise_for(config: &mut Config) {
-    let limit = match raise() {
-        Ok(l) => {
-            if l.soft > l.before {
-                info!(from = l.before, to = l.soft, "open-file limit raised");
-            }
-            l.soft
-        }
-        Err(e) => {
-            warn!(error = %e, needed = needed(config), "cannot read or raise the open-file limit");
-            return;
-        }
+    let read = || getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from);
+    let Some(limit) = limit_in_force(raise(), read) else {
+        warn!(needed = needed(config), "cannot read the open-file limit");
+        return;
     };
     let before = config.limits.max_connections;
     let fitted = before.fit(
@@ -96,14 +101,26 @@ pub fn raise_for(config: &mut Config) {
     if fitted != before {
         config.limits.max_connections = fitted;
         if let MaxConnections::PerRole(p) = fitted {
-            info!(
-                limit,
-                pop3 = p.pop3,
-                smtp = p.smtp,
-                submission = p.submission,
-                web = p.web,
-                "default connection limits lowered to fit the open-file limit"
-            );
+            // One line, at the level chosen below.
+            macro_rules! lowered {
+                ($level:ident) => {
+                    $level!(
+                        limit,
+                        pop3 = p.pop3,
+                        smtp = p.smtp,
+                        submission = p.submission,
+                        web = p.web,
+                        "default connection limits lowered to fit the open-file limit"
+                    )
+                };
+            }
+            // A role squeezed to a handful of connections is as good as
+            // closed: worth a warning, not a note.
+            if [p.pop3, p.smtp, p.submission, p.web].into_iter().min() < Some(FEW_CONNECTIONS) {
+                lowered!(warn);
+            } else {
+                lowered!(info);
+            }
         }
     }
     let need = needed(config);
@@ -111,8 +128,31 @@ pub fn raise_for(config: &mut Config) {
         warn!(
             limit,
             needed = need,
-            "open-file limit below what [limits] max_connections allows: raise the hard limit (LimitNOFILE=, ulimit -Hn) or lower the connection limits"
+            "open-file limit below what the connection limits need: raise the hard limit (LimitNOFILE=, ulimit -Hn) or lower [limits] max_connections"
         );
+    }
+}
+
+/// The soft limit to fit the connection limits to: the raised one (logged
+/// when it went up), or, when raising failed (a platform or a filter that
+/// refuses), the one in force as `read` finds it; `None` when neither is
+/// known.
+fn limit_in_force(
+    raised: io::Result<FdLimit>,
+    read: impl FnOnce() -> io::Result<(u64, u64)>,
+) -> Option<u64> {
+    match raised {
+        Ok(l) => {
+            if l.soft > l.before {
+                info!(from = l.before, to = l.soft, "open-file limit raised");
+            }
+            Some(l.soft)
+        }
+        Err(e) => {
+            let soft = read().ok().map(|(soft, _)| soft);
+            warn!(error = %e, limit = ?soft, "cannot raise the open-file limit");
+            soft
+        }
     }
 }
 
@@ -126,6 +166,23 @@ mod tests {
             "{limits}\n[[users]]\nname = \"joe\"\npassword = \"secret\"\n"
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn a_limit_that_cannot_be_raised_is_fitted_as_it_is() {
+        let raised = FdLimit {
+            before: 1_024,
+            soft: 4_096,
+            hard: 4_096,
+        };
+        let unread = || -> io::Result<(u64, u64)> { Err(io::Error::other("no")) };
+        assert_eq!(limit_in_force(Ok(raised), unread), Some(4_096));
+        let refused = || Err(io::Error::from(io::ErrorKind::PermissionDenied));
+        assert_eq!(
+            limit_in_force(refused(), || Ok((1_024, 4_096))),
+            Some(1_024)
+        );
+        assert_eq!(limit_in_force(refused(), unread), None);
     }
 
     #[test]

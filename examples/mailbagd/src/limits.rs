@@ -231,7 +231,7 @@ impl MaxConnections {
                 // `room < scaled` here, so the quotient is below `*n`; u128
                 // keeps the product exact.
                 *n = ((*n as u128 * room as u128 / scaled as u128) as usize).max(1);
-                sum += *n;
+                sum = sum.saturating_add(*n);
             }
         }
         // Raising a share of 0 to 1 can pass `room`: take the excess from

@@ -4,8 +4,9 @@
 //! the default connection limits to fit and a client past the lowered POP3
 //! limit is refused while the others are served; limits the configuration
 //! wrote that need more are kept and named in a warning, and the server
-//! still serves, also after the test closed its end of the server's
-//! stdout. Under `CI=true` a missing `prlimit` fails the test.
+//! still serves, also with a stdout closed before it wrote its first line;
+//! defaulted roles squeezed to a handful of connections by a written one are
+//! a warning. Under `CI=true` a missing `prlimit` fails the test.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -25,6 +26,15 @@ impl Drop for Running {
     }
 }
 
+/// How the test treats the server's stdout.
+#[derive(Clone, Copy, PartialEq)]
+enum Stdout {
+    /// Read until the POP3 "listening" line, then closed.
+    ReadFirstLine,
+    /// Closed before the server writes anything: every write to it fails.
+    Closed,
+}
+
 /// Starts mailbagd under `prlimit --nofile=SOFT:HARD` with `limits` (TOML
 /// lines of `[limits]`); returns it once it listens, with its log file and
 /// its POP3 address.
@@ -33,6 +43,7 @@ fn start(
     soft: u64,
     hard: u64,
     limits: &str,
+    stdout: Stdout,
 ) -> (Running, std::path::PathBuf, std::net::SocketAddr) {
     let data = dir.join("data");
     let cfg = dir.join("mailbag.toml");
@@ -62,6 +73,27 @@ fn start(
         .expect("prlimit");
     let mut child = Running(child);
     let out = BufReader::new(child.0.stdout.take().unwrap());
+    if stdout == Stdout::Closed {
+        drop(out);
+        // The address from the log line instead.
+        let mut addr = None;
+        common::wait_until(Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            addr = text
+                .split("role=\"pop3\" addr=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.parse().ok());
+            addr.is_some()
+        });
+        let Some(addr) = addr else {
+            panic!(
+                "mailbagd did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        return (child, log, addr);
+    }
     for line in out.lines() {
         let line = line.unwrap();
         if let Some(addr) = line.strip_prefix("mailbagd: listening pop3 ") {
@@ -113,7 +145,7 @@ fn the_soft_limit_is_raised_and_connection_limits_fit_it() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (server, log, _) = start(dir.path(), 1024, 16384, "");
+    let (server, log, _) = start(dir.path(), 1024, 16384, "", Stdout::ReadFirstLine);
     assert_eq!(soft_limit(server.0.id()), 16384);
     assert!(log_has(&log, "open-file limit raised"), "{log:?}");
     let text = std::fs::read_to_string(&log).unwrap();
@@ -130,7 +162,7 @@ fn the_soft_limit_is_raised_and_connection_limits_fit_it() {
     // Under a hard limit of 1,024 the defaults become 132, 132, 13 and 13:
     // the 133rd POP3 client is refused, not left to an accept() that fails.
     let dir = tempfile::tempdir().unwrap();
-    let (server, log, pop3) = start(dir.path(), 1024, 1024, "");
+    let (server, log, pop3) = start(dir.path(), 1024, 1024, "", Stdout::ReadFirstLine);
     assert_eq!(soft_limit(server.0.id()), 1024);
     assert!(
         log_has(&log, "default connection limits lowered"),
@@ -165,14 +197,50 @@ fn the_soft_limit_is_raised_and_connection_limits_fit_it() {
     // Limits written in the configuration are kept: 1,000 connections need
     // 3,148 descriptors, which the limit does not have.
     let dir = tempfile::tempdir().unwrap();
-    let (server, log, pop3) = start(dir.path(), 1024, 1024, "max_connections = 1000");
+    let (server, log, pop3) = start(
+        dir.path(),
+        1024,
+        1024,
+        "max_connections = 1000",
+        Stdout::Closed,
+    );
     assert!(log_has(&log, "open-file limit below what"), "{log:?}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("limit=1024 needed=3148"), "{text}");
     assert!(!text.contains("lowered"), "{text}");
-    // Still serving (and alive, though the test stopped reading its stdout
-    // after the first "listening" line).
+    // Still serving, and alive although every write to its stdout failed.
     assert!(greeting(pop3).1.starts_with("+OK"));
-    assert!(!text.contains("ERROR"), "{text}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("ERROR") && !text.contains("panicked"),
+        "{text}"
+    );
+    drop(server);
+
+    // One role written (`pop3 = 900`), the others defaulted: they get what
+    // is left, one connection each, and that is a warning, not a note.
+    let dir = tempfile::tempdir().unwrap();
+    let (server, log, _) = start(
+        dir.path(),
+        1024,
+        1024,
+        "max_connections = { pop3 = 900 }",
+        Stdout::ReadFirstLine,
+    );
+    assert!(
+        log_has(&log, "default connection limits lowered"),
+        "{log:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("default connection limits lowered"))
+        .unwrap();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains("pop3=900 smtp=1 submission=1 web=1"),
+        "{line}"
+    );
+    assert!(text.contains("open-file limit below what"), "{text}");
     drop(server);
 }
