@@ -268,6 +268,7 @@ impl Mailstore for MemoryStore {
             data: Vec::new(),
             counter: CrlfCounter::new(),
             failed: false,
+            sealed: false,
         }))
     }
 
@@ -385,6 +386,7 @@ struct MemDelivery {
     data: Vec<u8>,
     counter: CrlfCounter,
     failed: bool,
+    sealed: bool,
 }
 
 impl fmt::Debug for MemDelivery {
@@ -399,7 +401,7 @@ impl fmt::Debug for MemDelivery {
 
 impl Delivery for MemDelivery {
     fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), Error> {
-        if self.failed {
+        if self.failed || self.sealed {
             return Err(Error::DeliveryFailed);
         }
         let limit = self.shared.options.max_message_size;
@@ -415,6 +417,16 @@ impl Delivery for MemDelivery {
 
     fn written(&self) -> u64 {
         self.data.len() as u64
+    }
+
+    /// Nothing to release in memory; later writes are refused, as for the
+    /// Maildir backend.
+    fn seal(&mut self) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::DeliveryFailed);
+        }
+        self.sealed = true;
+        Ok(())
     }
 
     fn commit(self: Box<Self>) -> Result<DeliveryReceipt, Error> {

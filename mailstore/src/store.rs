@@ -219,6 +219,20 @@ pub trait Delivery: Write + Send + fmt::Debug {
     /// Octets written so far.
     fn written(&self) -> u64;
 
+    /// Ends the writing: what was written is made durable where it is not
+    /// yet visible, and what writing held is released (for the Maildir
+    /// backend: the buffer flushed, the file in `tmp/` fsynced and closed).
+    /// A server that writes every recipient's copy before committing any
+    /// (so that a failure leaves none behind) seals each copy once written,
+    /// and then holds no file descriptor per recipient. Both stores of this
+    /// crate refuse a write after `seal` with [`Error::DeliveryFailed`], and
+    /// their [`commit`](Delivery::commit) seals first when this was not
+    /// called; on error the delivery is given up, as for a failed write. The
+    /// default does nothing, for backends that hold nothing per delivery.
+    fn seal(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Makes the message visible, durably (for the Maildir backend: file
     /// fsynced, renamed from `tmp/` into `new/`, directory fsynced) before
     /// returning.

@@ -483,6 +483,31 @@ mod cases {
         assert!(s.list(&user("joe"), Folder::Inbox).unwrap().is_empty());
     }
 
+    pub(crate) fn sealed_deliveries_commit_later(make: fn(Opts) -> Env) {
+        let env = with_joe(make, Opts::default());
+        let s = &*env.store;
+        let joe = user("joe");
+        // Every copy written and sealed first, then all committed, as a
+        // server delivering to many users does.
+        let mut prepared = Vec::new();
+        for i in 0..3 {
+            let mut d = s.begin_delivery(&joe, Folder::Inbox).unwrap();
+            d.write_chunk(format!("Subject: {i}\n\nbody\n").as_bytes())
+                .unwrap();
+            d.seal().unwrap();
+            assert!(matches!(d.write_chunk(b"late"), Err(Error::DeliveryFailed)));
+            assert_eq!(d.written(), 17);
+            prepared.push(d);
+        }
+        assert!(s.list(&joe, Folder::Inbox).unwrap().is_empty());
+        // A sealed copy dropped uncommitted stores nothing.
+        drop(prepared.pop());
+        for d in prepared {
+            assert_eq!(d.commit().unwrap().stored_size, 17);
+        }
+        assert_eq!(s.list(&joe, Folder::Inbox).unwrap().len(), 2);
+    }
+
     pub(crate) fn big_message_streams_in_chunks(make: fn(Opts) -> Env) {
         let env = with_joe(make, Opts::default());
         let s = &*env.store;
@@ -617,6 +642,7 @@ both!(
     size_limit,
     quota,
     uncommitted_delivery_stores_nothing,
+    sealed_deliveries_commit_later,
     big_message_streams_in_chunks,
     concurrent_deliveries,
     unknown_uid_is_a_clear_error,

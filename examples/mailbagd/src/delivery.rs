@@ -8,14 +8,16 @@
 //! that is once every copy is fsynced.
 //!
 //! Several copies (local users, and the relay queue for remote recipients):
-//! every copy is written first (into its Maildir's `tmp/`, or the queue's body
-//! file), and only when all are written are they committed (moved into place,
-//! the queue's copy last), so a copy that cannot be written (broken or
-//! unwritable Maildir, full disk, size) makes the whole message fail with
-//! nothing stored, and the client's retry duplicates nothing. Known gap: a
-//! failure in the commit step itself (quota checked at commit, fsync, rename)
-//! after another copy was committed still answers 4xx, and the retry
-//! duplicates that copy.
+//! every copy is written first (into its Maildir's `tmp/`, fsynced and closed
+//! there: `Delivery::seal`, so that a message for many local users holds no
+//! descriptor per user; or the queue's body file), and only when all are
+//! written are they committed (moved into place, the queue's copy last), so a
+//! copy that cannot be written (broken or unwritable Maildir, full disk, a
+//! failed fsync, size) makes the whole message fail with nothing stored, and
+//! the client's retry duplicates nothing. Known gap: a failure in the commit
+//! step itself (quota checked at commit, rename, the directory's fsync) after
+//! another copy was committed still answers 4xx, and the retry duplicates
+//! that copy.
 
 use std::io::{self, Read, Write};
 use std::time::SystemTime;
@@ -232,10 +234,10 @@ pub fn deliver(
 
     // Two phases, so that a copy failing for one user does not leave the others stored
     // behind a 4xx (the client's retry would duplicate them): first every local copy is
-    // written to its Maildir tmp/ (nothing visible yet; a failure here drops them all and
-    // nothing is stored), then all are committed. A failure inside the commit phase
-    // (quota, fsync, rename) after an earlier commit still answers 4xx: see the module
-    // docs.
+    // written to its Maildir tmp/ and sealed (fsynced and closed; nothing visible yet; a
+    // failure here drops them all and nothing is stored), then all are committed. A
+    // failure inside the commit phase (quota, rename, directory fsync) after an earlier
+    // commit still answers 4xx: see the module docs.
     let mut prepared = Vec::with_capacity(users.len());
     for (user, settings) in users {
         let decision = decide(&settings, verdict.as_ref());
@@ -267,6 +269,9 @@ pub fn deliver(
             .map_err(|_| DeliveryError(replies::header_too_large()))?;
         d.write_chunk(&out)
             .map_err(|e| DeliveryError::from_store(&e))?;
+        // Written, fsynced and closed now: a message for 100 local recipients
+        // does not hold 100 descriptors (and write buffers) until the commits.
+        d.seal().map_err(|e| DeliveryError::from_store(&e))?;
         prepared.push((user, decision.is_spam, d));
     }
 

@@ -49,16 +49,12 @@ pub fn raise() -> io::Result<FdLimit> {
     })
 }
 
-/// Descriptors budgeted per inbound connection: its socket, and a POP3
-/// session's maildrop lock file and the message it is reading (a POP3
-/// session never holds more), or an SMTP transaction's spool file and the
-/// file it is writing. While an SMTP transaction delivers, for a few
-/// milliseconds, it holds one more per local recipient and one for the relay
-/// queue's copy (all are written before any is committed), so a burst of
-/// many-recipient deliveries can go past the budget for that moment; the
-/// shipped unit's `LimitNOFILE=65536`, almost twice what the default limits
-/// need, leaves room for that, and a delivery that finds no descriptor gets
-/// a temporary `4xx`.
+/// Descriptors one inbound connection holds at most: its socket, and a POP3
+/// session's maildrop lock file and the message it is reading, or an SMTP
+/// transaction's spool file and the one copy it is writing (each local
+/// copy is sealed, that is fsynced and closed, before the next is written,
+/// and the relay queue's copy comes after them). A delivery that finds no
+/// descriptor gets a temporary `4xx`.
 pub const DESCRIPTORS_PER_CONNECTION: u64 = 3;
 
 /// The descriptors `config` can use at once: [`DESCRIPTORS_PER_CONNECTION`]

@@ -861,6 +861,7 @@ impl Mailstore for MaildirStore {
             tmp_path,
             file: Some(BufWriter::with_capacity(IO_BUFFER, file)),
             counter: CrlfCounter::new(),
+            sealed: false,
             committed: false,
         }))
     }
@@ -1082,6 +1083,8 @@ struct MaildirDelivery {
     tmp_path: PathBuf,
     file: Option<BufWriter<File>>,
     counter: CrlfCounter,
+    // Written, fsynced and closed: only the rename is left.
+    sealed: bool,
     committed: bool,
 }
 
@@ -1104,17 +1107,27 @@ impl MaildirDelivery {
         e
     }
 
-    fn finish(&mut self) -> Result<DeliveryReceipt, Error> {
-        let inner = Arc::clone(&self.inner);
+    /// Flushes, fsyncs and closes the file in `tmp/` (once).
+    fn seal_file(&mut self) -> Result<(), Error> {
+        if self.sealed {
+            return Ok(());
+        }
         let writer = self.file.take().ok_or(Error::DeliveryFailed)?;
         let file = writer
             .into_inner()
             .map_err(|e| Error::io("write", &self.tmp_path, e.into_error()))?;
-        if inner.options.fsync {
+        if self.inner.options.fsync {
             file.sync_all()
                 .map_err(|e| Error::io("fsync", &self.tmp_path, e))?;
         }
         drop(file);
+        self.sealed = true;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<DeliveryReceipt, Error> {
+        let inner = Arc::clone(&self.inner);
+        self.seal_file()?;
         let stored = self.counter.stored();
         if let Some(q) = inner.quota_of(&self.user)
             && inner.usage(&self.user)?.saturating_add(stored) > q
@@ -1158,6 +1171,10 @@ impl Delivery for MaildirDelivery {
 
     fn written(&self) -> u64 {
         self.counter.stored()
+    }
+
+    fn seal(&mut self) -> Result<(), Error> {
+        self.seal_file().map_err(|e| self.fail(e))
     }
 
     fn commit(mut self: Box<Self>) -> Result<DeliveryReceipt, Error> {
@@ -1468,6 +1485,57 @@ mod tests {
         assert!(matches!(d.write_chunk(b"x"), Err(Error::DeliveryFailed)));
         assert!(matches!(d.commit(), Err(Error::DeliveryFailed)));
         assert!(files(&t.path().join("joe/new")).is_empty());
+    }
+
+    /// Open descriptors of this process.
+    fn open_fds() -> usize {
+        fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn sealed_deliveries_hold_no_descriptor_until_commit() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        // 40 copies prepared at once, as for 40 recipients; other tests of
+        // this binary open files meanwhile, hence the slack below.
+        let before = open_fds();
+        let mut prepared = Vec::new();
+        for i in 0..40 {
+            let mut d = s.begin_delivery(&joe(), Folder::Inbox).unwrap();
+            d.write_chunk(format!("Subject: {i}\n\nbody\n").as_bytes())
+                .unwrap();
+            d.seal().unwrap();
+            d.seal().unwrap(); // Once is enough; again changes nothing.
+            assert!(matches!(d.write_chunk(b"more"), Err(Error::DeliveryFailed)));
+            prepared.push(d);
+        }
+        if cfg!(target_os = "linux") {
+            assert!(open_fds() < before + 20, "{} -> {}", before, open_fds());
+        }
+        assert_eq!(files(&t.path().join("joe/tmp")).len(), 40);
+        assert!(files(&t.path().join("joe/new")).is_empty());
+        // A sealed copy dropped without commit is removed.
+        drop(prepared.pop());
+        assert_eq!(files(&t.path().join("joe/tmp")).len(), 39);
+        for d in prepared {
+            let r = d.commit().unwrap();
+            assert_eq!(r.size, r.stored_size + 3); // three LFs become CRLF
+        }
+        assert_eq!(files(&t.path().join("joe/new")).len(), 39);
+        assert!(files(&t.path().join("joe/tmp")).is_empty());
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        let mut text = String::new();
+        md.read_message(39)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(
+            text.starts_with("Subject: ") && text.ends_with("body\r\n"),
+            "{text:?}"
+        );
     }
 
     #[test]
