@@ -36,13 +36,20 @@ enum Stdout {
     Closed,
 }
 
-/// The address the server's log says `role` listens on.
+/// The address the server's log says `role` listens on, waited for (10 s
+/// at most: the log line can follow the stdout line the caller saw).
 fn log_addr(log: &Path, role: &str) -> Option<std::net::SocketAddr> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.split(&format!("role=\"{role}\" addr="))
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok())
+    let mut addr = None;
+    common::wait_until(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        addr = text
+            .split(&format!("role=\"{role}\" addr="))
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok());
+        addr.is_some()
+    });
+    addr
 }
 
 /// Starts mailbagd under `prlimit --nofile=SOFT:HARD` with `extra` (TOML
@@ -86,12 +93,7 @@ fn start(
     if stdout == Stdout::Closed {
         drop(out);
         // The address from the log line instead.
-        let mut addr = None;
-        common::wait_until(Duration::from_secs(10), || {
-            addr = log_addr(&log, "pop3");
-            addr.is_some()
-        });
-        let Some(addr) = addr else {
+        let Some(addr) = log_addr(&log, "pop3") else {
             panic!(
                 "mailbagd did not start: {}",
                 std::fs::read_to_string(&log).unwrap_or_default()
