@@ -653,7 +653,7 @@ pub struct LimitsConfig {
     /// listeners together.
     pub max_connections: MaxConnections,
     /// The roles of `max_connections` left at their default, which start-up
-    /// lowers to fit the open-file limit ([`crate::fd_limit::raise_for`]).
+    /// lowers to fit the open-file limit.
     pub max_connections_defaulted: DefaultedRoles,
     // `max_connections` as read, before start-up fitted it: what a reload
     // compares with a new reading.

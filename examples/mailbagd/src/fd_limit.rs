@@ -78,6 +78,17 @@ pub fn connection_capacity(config: &Config, limit: u64) -> usize {
     usize::try_from(room / DESCRIPTORS_PER_CONNECTION).unwrap_or(usize::MAX)
 }
 
+/// `config`'s connection limits with the roles left at their default
+/// lowered to fit a soft limit of `limit` descriptors
+/// ([`MaxConnections::fit`] over [`connection_capacity`]).
+pub fn fitted_limits(config: &Config, limit: u64) -> MaxConnections {
+    let l = &config.limits;
+    l.max_connections.fit(
+        l.max_connections_defaulted,
+        connection_capacity(config, limit),
+    )
+}
+
 /// [`raise`] (or, when that fails, the limit in force); then the connection
 /// limits left at their defaults lowered to fit it ([`MaxConnections::fit`]),
 /// and log lines: the new limit, the lowered connection limits (a warning
@@ -89,12 +100,8 @@ pub fn raise_for(config: &mut Config) {
         warn!(needed = needed(config), "cannot read the open-file limit");
         return;
     };
-    let before = config.limits.max_connections;
-    let fitted = before.fit(
-        config.limits.max_connections_defaulted,
-        connection_capacity(config, limit),
-    );
-    if fitted != before {
+    let fitted = fitted_limits(config, limit);
+    if fitted != config.limits.max_connections {
         config.limits.max_connections = fitted;
         if let MaxConnections::PerRole(p) = fitted {
             // One line, at the level chosen below.
@@ -203,39 +210,16 @@ mod tests {
     #[test]
     fn defaults_fit_the_limit_and_written_values_stay() {
         let c = config("");
-        let fitted = c.limits.max_connections.fit(
-            c.limits.max_connections_defaulted,
-            connection_capacity(&c, 1_024),
-        );
-        assert_eq!(
-            fitted,
-            MaxConnections::PerRole(PerRole::new(132, 132, 13, 13))
-        );
+        let per_role = |p, s, sub, w| MaxConnections::PerRole(PerRole::new(p, s, sub, w));
+        assert_eq!(fitted_limits(&c, 1_024), per_role(132, 132, 13, 13));
         // With the hard limit of this project's VM (20,000) and of the shipped
         // unit (65,536).
-        let fit = |limit| {
-            c.limits.max_connections.fit(
-                c.limits.max_connections_defaulted,
-                connection_capacity(&c, limit),
-            )
-        };
-        assert_eq!(
-            fit(20_000),
-            MaxConnections::PerRole(PerRole::new(3_007, 3_007, 300, 300))
-        );
-        assert_eq!(fit(65_536), c.limits.max_connections);
+        assert_eq!(fitted_limits(&c, 20_000), per_role(3_007, 3_007, 300, 300));
+        assert_eq!(fitted_limits(&c, 65_536), c.limits.max_connections);
 
         let c = config("[limits.max_connections]\npop3 = 900");
-        let fitted = c.limits.max_connections.fit(
-            c.limits.max_connections_defaulted,
-            connection_capacity(&c, 1_024),
-        );
-        assert_eq!(fitted, MaxConnections::PerRole(PerRole::new(900, 1, 1, 1)));
+        assert_eq!(fitted_limits(&c, 1_024), per_role(900, 1, 1, 1));
         let c = config("[limits]\nmax_connections = 900");
-        let fitted = c.limits.max_connections.fit(
-            c.limits.max_connections_defaulted,
-            connection_capacity(&c, 1_024),
-        );
-        assert_eq!(fitted, MaxConnections::Shared(900));
+        assert_eq!(fitted_limits(&c, 1_024), MaxConnections::Shared(900));
     }
 }

@@ -49,6 +49,14 @@ impl ConnectionClass {
     }
 }
 
+/// Every [`ConnectionClass`], in the order of [`ConnectionClass::index`].
+const CLASSES: [ConnectionClass; 4] = [
+    ConnectionClass::Pop3,
+    ConnectionClass::Smtp,
+    ConnectionClass::Submission,
+    ConnectionClass::Web,
+];
+
 /// Simultaneous connections allowed per [`ConnectionClass`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -206,12 +214,6 @@ impl MaxConnections {
         if self.total() <= capacity {
             return self;
         }
-        const CLASSES: [ConnectionClass; 4] = [
-            ConnectionClass::Pop3,
-            ConnectionClass::Smtp,
-            ConnectionClass::Submission,
-            ConnectionClass::Web,
-        ];
         let (mut fixed, mut scaled) = (0usize, 0usize);
         for c in CLASSES {
             if defaulted.contains(c) {
@@ -511,9 +513,8 @@ mod tests {
             mask in 0u8..16,
             capacity in proptest::prop_oneof![0usize..16, 0usize..50_000],
         ) {
-            let classes = [POP3, SMTP, ConnectionClass::Submission, ConnectionClass::Web];
             let mut defaulted = DefaultedRoles::NONE;
-            for (i, c) in classes.iter().enumerate() {
+            for (i, c) in CLASSES.iter().enumerate() {
                 if mask & 1 << i != 0 {
                     defaulted = defaulted.with(*c);
                 }
@@ -525,7 +526,7 @@ mod tests {
                 panic!("a per-role limit stays per role");
             };
             let (mut fixed, mut lowered) = (0, 0);
-            for c in classes {
+            for c in CLASSES {
                 if defaulted.contains(c) {
                     lowered += 1;
                     proptest::prop_assert!(after.get(c) >= 1);
