@@ -11,9 +11,14 @@ use alloc::borrow::Cow;
 
 use memchr::memchr;
 
+mod lines;
 mod scan;
+mod simd;
+mod sink;
 
 use scan::{CLEAN_STREAK, SCAN_BLOCK, next_dirty_block, next_lf};
+use simd::Simd;
+use sink::{FnSink, Insert, Sink, VecSink};
 
 /// The multi-line terminator `.CRLF`.
 pub const TERMINATOR: &[u8] = b".\r\n";
@@ -119,14 +124,18 @@ impl BodyEncoder {
     pub fn encode_chunk(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> BodyProgress {
         // Inserted octets are rare in CRLF text and one per line otherwise.
         out.reserve(chunk.len() + chunk.len() / 32 + 8);
-        self.encode_into(chunk, &mut VecSink(out))
+        Simd::run(
+            #[inline(always)]
+            move |simd| self.encode_into(chunk, &mut VecSink(out), simd),
+        )
     }
 
     /// Encodes the next chunk of the message as a sequence of segments
     /// without copying it: `segment` is called, in order, with runs of
     /// `chunk` itself and with the short static inserts the wire format
     /// needs (`"\r\n"` for a bare LF, `"."` for dot-stuffing, `"\r\n."`
-    /// for both). Their concatenation is exactly what
+    /// for both, or the two one after the other). Their concatenation is
+    /// exactly what
     /// [`BodyEncoder::encode_chunk`] appends for the same input, whatever
     /// the chunking; segments are never empty.
     ///
@@ -159,7 +168,10 @@ impl BodyEncoder {
     where
         F: FnMut(&'a [u8]),
     {
-        self.encode_into(chunk, &mut FnSink(segment))
+        Simd::run(
+            #[inline(always)]
+            move |simd| self.encode_into(chunk, &mut FnSink(segment), simd),
+        )
     }
 
     /// Ends the body: CRLF if the last line was not terminated, then `.CRLF`.
@@ -195,17 +207,31 @@ impl BodyEncoder {
         sink.insert(Insert::Terminator);
     }
 
-    fn encode_into<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S) -> BodyProgress {
+    // This, `encode_top` and `emit` are inlined into `Simd::run`'s AVX-512
+    // function, so that the block loops they call are compiled for it.
+    #[cfg_attr(all(target_arch = "x86_64", feature = "avx512"), inline(always))]
+    fn encode_into<'a, S: Sink<'a>>(
+        &mut self,
+        chunk: &'a [u8],
+        sink: &mut S,
+        simd: Simd,
+    ) -> BodyProgress {
         match self.limit {
             Limit::Whole => {
-                self.emit(chunk, sink);
+                self.emit(chunk, sink, simd);
                 BodyProgress::Continue
             }
-            Limit::Top { .. } => self.encode_top(chunk, sink),
+            Limit::Top { .. } => self.encode_top(chunk, sink, simd),
         }
     }
 
-    fn encode_top<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S) -> BodyProgress {
+    #[cfg_attr(all(target_arch = "x86_64", feature = "avx512"), inline(always))]
+    fn encode_top<'a, S: Sink<'a>>(
+        &mut self,
+        chunk: &'a [u8],
+        sink: &mut S,
+        simd: Simd,
+    ) -> BodyProgress {
         let mut pos = 0;
         while pos < chunk.len() {
             let Limit::Top {
@@ -227,7 +253,7 @@ impl BodyEncoder {
             let rest = chunk.get(pos..).unwrap_or_default();
             let Some(nl) = memchr(b'\n', rest) else {
                 *line_len += rest.len() as u64;
-                self.emit(rest, sink);
+                self.emit(rest, sink, simd);
                 return BodyProgress::Continue;
             };
             let cr_before = if nl == 0 {
@@ -249,7 +275,7 @@ impl BodyEncoder {
                 *done = true;
             }
             let line = rest.get(..=nl).unwrap_or_default();
-            self.emit(line, sink);
+            self.emit(line, sink, simd);
             pos += nl + 1;
         }
         match self.limit {
@@ -270,10 +296,12 @@ impl BodyEncoder {
     /// whose line ends need nothing with a branch-free check that compiles
     /// to SIMD compares. In a block that needs work, its line ends are
     /// handled one by one; if one of them was a bare LF the encoder stays in
-    /// line mode (every line end found with [`next_lf`]) until
-    /// [`CLEAN_STREAK`] line ends in a row needed nothing, as a bare-LF
-    /// message needs work on every line.
-    fn emit<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S) {
+    /// line mode until [`CLEAN_STREAK`] line ends in a row needed nothing, as
+    /// a bare-LF message needs work on every line. Line mode runs 64-octet
+    /// blocks with AVX-512 ([`lines`]), otherwise it finds every line end
+    /// with [`next_lf`].
+    #[cfg_attr(all(target_arch = "x86_64", feature = "avx512"), inline(always))]
+    fn emit<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S, simd: Simd) {
         let Some(&last) = chunk.last() else {
             return;
         };
@@ -299,7 +327,22 @@ impl BodyEncoder {
             }
             pos += SCAN_BLOCK;
             if bare {
-                // Line mode.
+                // Line mode: block by block where the CPU allows.
+                let fast = match sink.vec() {
+                    Some(out) => {
+                        out.extend_from_slice(chunk.get(run..pos).unwrap_or_default());
+                        run = pos;
+                        let at = lines::copy_lines(simd, chunk, pos, out);
+                        run = at.unwrap_or(run);
+                        at
+                    }
+                    None => lines::segment_lines(simd, chunk, pos, &mut run, sink),
+                };
+                if let Some(at) = fast {
+                    pos = at;
+                    continue;
+                }
+                // Line mode, one line end at a time.
                 let mut streak = 0;
                 let mut resume = None;
                 let mut from = pos;
@@ -333,74 +376,6 @@ impl BodyEncoder {
         sink.run(chunk.get(run..).unwrap_or_default());
         self.line_start = last == b'\n';
         self.prev_cr = last == b'\r';
-    }
-}
-
-/// An octet sequence the encoder adds to the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Insert {
-    /// Replaces a bare LF.
-    Crlf,
-    /// Stuffed before a line's leading `.`.
-    Dot,
-    /// Replaces a bare LF followed by a `.`.
-    CrlfDot,
-    /// Ends the body.
-    Terminator,
-}
-
-impl Insert {
-    fn bytes(self) -> &'static [u8] {
-        match self {
-            Insert::Crlf => b"\r\n",
-            Insert::Dot => b".",
-            Insert::CrlfDot => b"\r\n.",
-            Insert::Terminator => TERMINATOR,
-        }
-    }
-}
-
-/// Where the encoder's output goes: runs borrowed from the input, and inserts.
-trait Sink<'a> {
-    fn run(&mut self, run: &'a [u8]);
-    fn insert(&mut self, ins: Insert);
-}
-
-/// Appends to a `Vec`; inserts are written with constant lengths, so no
-/// `memcpy` call.
-struct VecSink<'o>(&'o mut Vec<u8>);
-
-impl<'a> Sink<'a> for VecSink<'_> {
-    #[inline]
-    fn run(&mut self, run: &'a [u8]) {
-        self.0.extend_from_slice(run);
-    }
-
-    #[inline]
-    fn insert(&mut self, ins: Insert) {
-        match ins {
-            Insert::Crlf => self.0.extend_from_slice(b"\r\n"),
-            Insert::Dot => self.0.push(b'.'),
-            Insert::CrlfDot => self.0.extend_from_slice(b"\r\n."),
-            Insert::Terminator => self.0.extend_from_slice(b".\r\n"),
-        }
-    }
-}
-
-/// Hands every non-empty segment to a closure.
-struct FnSink<F>(F);
-
-impl<'a, F: FnMut(&'a [u8])> Sink<'a> for FnSink<F> {
-    #[inline]
-    fn run(&mut self, run: &'a [u8]) {
-        if !run.is_empty() {
-            (self.0)(run);
-        }
-    }
-
-    #[inline]
-    fn insert(&mut self, ins: Insert) {
-        (self.0)(ins.bytes());
     }
 }
 
@@ -768,15 +743,12 @@ mod tests {
         assert_eq!(segs, [&body[..]]);
     }
 
-    /// Every short pattern of the octets that matter, at every position
-    /// around the block boundaries of a CRLF-clean message, whole
-    /// and split at every point near the pattern, through both APIs,
-    /// against the naive definition and the previous encoder.
-    #[test]
-    fn patterns_at_block_boundaries_and_chunk_splits() {
+    /// Every sequence of up to `max_len` of the octets that matter to the
+    /// encoder (`a . CR LF`), the empty one included.
+    fn patterns(max_len: u32) -> Vec<Vec<u8>> {
         let alphabet = [b'a', b'.', b'\r', b'\n'];
         let mut patterns: Vec<Vec<u8>> = vec![Vec::new()];
-        for len in 1..=4u32 {
+        for len in 1..=max_len {
             for mut n in 0..4usize.pow(len) {
                 let mut p = Vec::new();
                 for _ in 0..len {
@@ -786,6 +758,16 @@ mod tests {
                 patterns.push(p);
             }
         }
+        patterns
+    }
+
+    /// Every short pattern of the octets that matter, at every position
+    /// around the block boundaries of a CRLF-clean message, whole
+    /// and split at every point near the pattern, through both APIs,
+    /// against the naive definition and the previous encoder.
+    #[test]
+    fn patterns_at_block_boundaries_and_chunk_splits() {
+        let patterns = patterns(4);
         let filler = b"0123456789abcdefghijklmnopqrstuvwxyz.ABC\r\n".repeat(8);
         let b = SCAN_BLOCK;
         let places = [
@@ -861,6 +843,95 @@ mod tests {
         ]
     }
 
+    /// Bare-LF text with every short pattern of the octets that matter at
+    /// every position across the first blocks of line mode (which with
+    /// AVX-512 runs 64-octet blocks in pairs from the end of the first
+    /// 128-octet scan block), over fillers whose blocks hold one line end,
+    /// several, or dot lines: both APIs, whole and split at the pattern,
+    /// against the naive definition.
+    #[test]
+    fn bare_lf_patterns_across_line_mode_blocks() {
+        let patterns = patterns(3);
+        let mut long = b"x".repeat(69);
+        long.push(b'\n');
+        let fillers = [
+            long.repeat(8),
+            b"short\n".repeat(80),
+            b".dot\nline\n\n".repeat(45),
+        ];
+        for filler in &fillers {
+            for p in &patterns {
+                for at in (120..420).step_by(if p.len() == 3 { 7 } else { 1 }) {
+                    let mut body = filler.clone();
+                    body.splice(at..at, p.iter().copied());
+                    let want = naive(&body);
+                    assert_eq!(encode_all(&[&body]), want, "{p:?} at {at}");
+                    assert_eq!(encode_segments_all(&[&body], None), want, "{p:?} at {at}");
+                    let (a, b) = body.split_at(at);
+                    assert_eq!(encode_all(&[a, b]), want, "{p:?} at {at} split");
+                    assert_eq!(
+                        encode_segments_all(&[a, b], None),
+                        want,
+                        "{p:?} at {at} split"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Where the CPU has the block path, a bare-LF message runs through it,
+    /// and only there: its segments show it, since the block path hands out
+    /// the CRLF of a bare LF and the stuffed `.` after it as two inserts,
+    /// where the line-by-line path hands out one (`"\r\n."`).
+    #[test]
+    fn bare_lf_message_takes_the_block_path_where_available() {
+        let mut body = b"Subject: x\n\n".to_vec();
+        for k in 0..40 {
+            body.extend_from_slice(if k % 5 == 3 {
+                b".dotted line\n"
+            } else {
+                b"a line of text that is long enough\n"
+            });
+        }
+        let mut segs: Vec<&[u8]> = Vec::new();
+        let mut e = BodyEncoder::new();
+        e.encode_segments(&body, |s| segs.push(s));
+        e.finish_segments(|s| segs.push(s));
+        let joined = segs
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect::<Vec<u8>>();
+        assert_eq!(joined, naive(&body));
+        // (The first dot line falls in the scan block that starts line mode,
+        // which hands out `"\r\n."` either way.)
+        let split = segs.windows(2).any(|w| w[0] == b"\r\n" && w[1] == b".");
+        assert_eq!(split, Simd::blocks_available(), "{segs:?}");
+    }
+
+    /// Bodies made mostly of bare-LF lines, with dot lines, blank lines,
+    /// lone CRs and CRLF stretches (so that line mode starts, runs, stops
+    /// and starts again).
+    fn bare_lf_body_strategy() -> impl Strategy<Value = Vec<u8>> {
+        let token = prop_oneof![
+            6 => (0usize..150).prop_map(|n| {
+                let mut v = b"x".repeat(n);
+                v.push(b'\n');
+                v
+            }),
+            1 => (0usize..80).prop_map(|n| {
+                let mut v = b".".to_vec();
+                v.extend_from_slice(&b"d".repeat(n));
+                v.push(b'\n');
+                v
+            }),
+            1 => Just(b"\n".to_vec()),
+            1 => Just(b"\r".to_vec()),
+            1 => Just(b".".to_vec()),
+            1 => (1usize..5).prop_map(|n| b"crlf line\r\n".repeat(n)),
+        ];
+        proptest::collection::vec(token, 0..60).prop_map(|t| t.concat())
+    }
+
     proptest::proptest! {
         /// The segment API and the copying API give the previous encoder's
         /// output, byte for byte, for any input and any (different)
@@ -877,6 +948,19 @@ mod tests {
             proptest::prop_assert_eq!(&encode_all(&chunked(&body, &cuts_a)), &want);
             proptest::prop_assert_eq!(&encode_segments_all(&chunked(&body, &cuts_b), None), &want);
             proptest::prop_assert_eq!(&reference::encode(&chunked(&body, &cuts_c)), &want);
+        }
+        /// Bare-LF bodies through both APIs equal the naive definition and
+        /// the previous encoder, for any chunking.
+        #[test]
+        fn bare_lf_bodies_match_naive(
+            body in bare_lf_body_strategy(),
+            cuts_a in proptest::collection::vec(0usize..700, 0..6),
+            cuts_b in proptest::collection::vec(0usize..700, 0..6),
+        ) {
+            let want = naive(&body);
+            proptest::prop_assert_eq!(&reference::encode(&[&body]), &want);
+            proptest::prop_assert_eq!(&encode_all(&chunked(&body, &cuts_a)), &want);
+            proptest::prop_assert_eq!(&encode_segments_all(&chunked(&body, &cuts_b), None), &want);
         }
         /// TOP gives the same output through both APIs, for any chunking.
         #[test]
