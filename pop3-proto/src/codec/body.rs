@@ -3,7 +3,8 @@
 //! stream a body chunk by chunk; [`normalize_crlf`] and [`crlf_len`] give
 //! the body and size a client sees.
 //!
-//! The encoder's search for line ends that need work is in [`scan`].
+//! The encoder's search for line ends that need work is in [`scan`], its
+//! block line mode for bare-LF text (AVX-512) in [`lines`].
 
 use alloc::vec::Vec;
 
@@ -296,10 +297,11 @@ impl BodyEncoder {
     /// whose line ends need nothing with a branch-free check that compiles
     /// to SIMD compares. In a block that needs work, its line ends are
     /// handled one by one; if one of them was a bare LF the encoder stays in
-    /// line mode until [`CLEAN_STREAK`] line ends in a row needed nothing, as
-    /// a bare-LF message needs work on every line. Line mode runs 64-octet
-    /// blocks with AVX-512 ([`lines`]), otherwise it finds every line end
-    /// with [`next_lf`].
+    /// line mode, as a bare-LF message needs work on every line. Line mode
+    /// runs 64-octet blocks with AVX-512 ([`lines`]; the segment path to the
+    /// end of the chunk, the copy path until about [`CLEAN_STREAK`] line
+    /// ends in a row needed nothing); otherwise it finds every line end with
+    /// [`next_lf`] until [`CLEAN_STREAK`] line ends in a row needed nothing.
     #[cfg_attr(all(target_arch = "x86_64", feature = "avx512"), inline(always))]
     fn emit<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S, simd: Simd) {
         let Some(&last) = chunk.last() else {
@@ -843,12 +845,13 @@ mod tests {
         ]
     }
 
-    /// Bare-LF text with every short pattern of the octets that matter at
-    /// every position across the first blocks of line mode (which with
+    /// Bare-LF text with every pattern of up to two of the octets that matter
+    /// at every position across the first blocks of line mode (which with
     /// AVX-512 runs 64-octet blocks in pairs from the end of the first
-    /// 128-octet scan block), over fillers whose blocks hold one line end,
-    /// several, or dot lines: both APIs, whole and split at the pattern,
-    /// against the naive definition.
+    /// 128-octet scan block), and every pattern of three at every third
+    /// position, over fillers whose blocks hold one line end, several, or
+    /// dot lines: both APIs, whole and split at the pattern, against the
+    /// naive definition.
     #[test]
     fn bare_lf_patterns_across_line_mode_blocks() {
         let patterns = patterns(3);
@@ -861,7 +864,9 @@ mod tests {
         ];
         for filler in &fillers {
             for p in &patterns {
-                for at in (120..420).step_by(if p.len() == 3 { 7 } else { 1 }) {
+                // Three-octet patterns at every third position (3 is prime
+                // to the fillers' periods, so they meet every offset in a line).
+                for at in (120..420).step_by(if p.len() == 3 { 3 } else { 1 }) {
                     let mut body = filler.clone();
                     body.splice(at..at, p.iter().copied());
                     let want = naive(&body);
@@ -875,6 +880,63 @@ mod tests {
                         "{p:?} at {at} split"
                     );
                 }
+            }
+        }
+    }
+
+    /// The edges of the block line mode, each placed by construction (line
+    /// mode starts at octet 129, after the first scan block, and takes
+    /// 64-octet blocks in pairs): the copy loop leaving for block mode after
+    /// four clean CRLF line ends with a `.` to stuff right after them; a
+    /// lone bare LF in the last lane of a pair's first block with a stuffed
+    /// `.` in the first lane of the second; a lone insert in the first lane
+    /// of the first block; a clean first block and a LF in the last lane of
+    /// the second, its `.` carried into the next pair. Both APIs, whole and
+    /// split at every point near the edge.
+    #[test]
+    fn bare_lf_block_edges() {
+        let mut line = b"x".repeat(69);
+        line.push(b'\n');
+        let tail = line.repeat(4);
+        // `a\n` (the bare LF that starts line mode), `x`s up to the edge,
+        // what is placed there, then ordinary lines.
+        let case = |xs: usize, at_edge: &[u8]| {
+            [
+                b"a\n",
+                &b"x".repeat(xs)[..],
+                at_edge,
+                &b"e".repeat(100),
+                b"\n",
+                &tail,
+            ]
+            .concat()
+        };
+        let clean = [
+            &b"\r\n"[..],
+            &[&b"y".repeat(30)[..], b"\r\n"].concat().repeat(4),
+            b".dot\r\n",
+        ]
+        .concat();
+        let two = [&b"\n"[..], &b"x".repeat(103), b"\n"].concat();
+        let cases = [
+            (case(125, &clean), 257),
+            (case(190, b"\n."), 192),
+            (case(127, b"\n"), 129),
+            (case(254, b"\n."), 256),
+            (case(150, &two), 256),
+        ];
+        for (body, edge) in &cases {
+            let want = naive(body);
+            assert_eq!(encode_all(&[body]), want, "edge {edge}");
+            assert_eq!(encode_segments_all(&[body], None), want, "edge {edge}");
+            for cut in edge - 3..=edge + 3 {
+                let (a, b) = body.split_at(cut);
+                assert_eq!(encode_all(&[a, b]), want, "edge {edge} cut {cut}");
+                assert_eq!(
+                    encode_segments_all(&[a, b], None),
+                    want,
+                    "edge {edge} cut {cut}"
+                );
             }
         }
     }

@@ -21,18 +21,20 @@
 //! Both must be called inside [`Simd::run`], so that the block loops are
 //! compiled into the caller for AVX-512 with the caller's output in
 //! registers. Both start where the caller's line scan stopped, and return
-//! where it resumes: after `CLEAN_STREAK` line ends in a row needed nothing
-//! (CRLF text again), or near the end of the chunk. A LF at the octet before the
-//! start has been handled by the caller, including a `.` after it; a `.`
-//! after the last LF these handle is stuffed here.
+//! where it resumes: near the end of the chunk, or, for the copy path, once
+//! about `CLEAN_STREAK` line ends in a row (counted in whole blocks) needed
+//! nothing, which is CRLF text again (the segment path goes on: a block
+//! without inserts costs it about what it costs the scan). A LF at the
+//! octet before the start has been handled by the caller, including a `.`
+//! after it; a `.` after the last LF these handle is stuffed here.
 
 use alloc::vec::Vec;
 
 use super::simd::Simd;
 use super::sink::Sink;
 
-/// Encodes `chunk[pos..]` into `out` (the caller has appended everything
-/// before `pos`) and returns where the caller resumes; `None`, with nothing
+/// Encodes `chunk` from `pos` into `out` (the caller has appended
+/// everything before `pos`) and returns where the caller resumes; `None`, with nothing
 /// written, without the block path. `pos` must be at least 1.
 #[inline(always)]
 pub(super) fn copy_lines(simd: Simd, chunk: &[u8], pos: usize, out: &mut Vec<u8>) -> Option<usize> {
@@ -44,8 +46,8 @@ pub(super) fn copy_lines(simd: Simd, chunk: &[u8], pos: usize, out: &mut Vec<u8>
     None
 }
 
-/// Encodes `chunk[pos..]` as segments into `sink`, `*run` being the start
-/// of the pending run, and returns where the caller resumes (with `*run`
+/// Encodes `chunk` from `pos` as segments into `sink`, `*run` being the
+/// start of the pending run, and returns where the caller resumes (with `*run`
 /// updated); `None`, with nothing handed out, without the block path. `pos`
 /// must be at least 1.
 #[inline(always)]
@@ -71,9 +73,8 @@ mod v4 {
 
     use pulp::x86::V4;
 
-    use super::Sink;
     use crate::codec::body::scan::CLEAN_STREAK;
-    use crate::codec::body::sink::Insert;
+    use crate::codec::body::sink::{Insert, Sink};
 
     /// Octets classified at once.
     const BLOCK: usize = 64;

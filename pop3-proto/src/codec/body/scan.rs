@@ -7,7 +7,8 @@ use memchr::memchr;
 
 /// The position of the first LF in `hay` at or after `from`.
 ///
-/// Line mode calls this once per line, so it is tuned for short distances:
+/// Line mode without AVX-512 calls this once per line, so it is tuned for
+/// short distances:
 /// a branch-free "any LF" check over 32 octets (SIMD compares), then a
 /// SWAR search of the 8-octet words of the block that has one. Measured
 /// about twice as fast per line as `memchr` on ~72-octet lines, whose
