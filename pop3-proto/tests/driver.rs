@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use mailbag_pop3_proto::client::{ClientEvent, ClientOptions, ClientSession};
-use mailbag_pop3_proto::codec::BodyProgress;
+use mailbag_pop3_proto::codec::{BodyProgress, crlf_len, normalize_crlf};
 use mailbag_pop3_proto::driver::client::{Client, ClientIoOptions};
 use mailbag_pop3_proto::driver::server::{Ending, Exchange, ServeOptions, ServerHandler, serve};
 use mailbag_pop3_proto::session::{
@@ -84,6 +84,25 @@ struct Mailbox {
     busy: bool,
     committed: Option<Vec<usize>>,
     tls_handshakes: usize,
+    /// Messages instead of [`MESSAGES`], when not empty.
+    messages: Vec<Vec<u8>>,
+}
+
+impl Mailbox {
+    fn message(&self, index: usize) -> &[u8] {
+        match self.messages.get(index) {
+            Some(m) => m,
+            None => MESSAGES[index],
+        }
+    }
+
+    fn count(&self) -> usize {
+        if self.messages.is_empty() {
+            MESSAGES.len()
+        } else {
+            self.messages.len()
+        }
+    }
 }
 
 impl ServerHandler<Stream> for Mailbox {
@@ -103,18 +122,16 @@ impl ServerHandler<Stream> for Mailbox {
                 ex.session().maildrop_failed(MaildropFailure::InUse)
             }
             Event::OpenMaildrop { .. } => {
-                let listing = MESSAGES
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| {
+                let listing = (0..self.count())
+                    .map(|i| {
                         let uid = Uid::try_from(format!("uid-{i}")).unwrap();
-                        MessageInfo::new(m.len() as u64, uid)
+                        MessageInfo::new(crlf_len(self.message(i)), uid)
                     })
                     .collect();
                 ex.session().maildrop_opened(listing)
             }
             Event::Retrieve(req) => {
-                let message = MESSAGES[req.index];
+                let message = self.message(req.index).to_vec();
                 // Two chunks, to go through the streaming path.
                 let (a, b) = message.split_at(message.len() / 2);
                 if ex.send_message_chunk(a, false).await? == BodyProgress::Continue {
@@ -450,4 +467,53 @@ async fn a_silent_server_times_the_client_out() {
     let rest = events(&mut client).await;
     assert_eq!(rest.last(), Some(&ClientEvent::Closed), "{rest:?}");
     assert!(client.session().is_closed());
+}
+
+/// A message stored with bare LF line ends is encoded by copying (its first
+/// line end is bare), and so is the rest of a CRLF message after a chunk
+/// with more segments than `max_write_segments`: both arrive exactly as
+/// stored, normalised to CRLF, dots unstuffed, through the client driver.
+#[tokio::test]
+async fn bare_lf_and_many_segment_messages_arrive_intact() {
+    let mut bare = b"Subject: bare\n\n".to_vec();
+    for k in 0..400 {
+        bare.extend_from_slice(if k % 7 == 3 {
+            b".dotted\n"
+        } else {
+            b"a line of some text\n"
+        });
+    }
+    bare.extend_from_slice(b"no line end");
+    let mut dotty = b"Subject: dots\r\n\r\n".to_vec();
+    for k in 0..60 {
+        dotty.extend_from_slice(if k % 2 == 0 { b".d\r\n" } else { b"plain\r\n" });
+    }
+    dotty.extend_from_slice(&b"later line\n".repeat(30));
+    let handler = Mailbox {
+        messages: vec![bare.clone(), dotty.clone()],
+        ..Mailbox::default()
+    };
+    let mut options = ServeOptions::default();
+    options.max_write_segments = 8;
+    let (c, s) = pair(1 << 12);
+    let server = spawn_server(
+        s,
+        server_config(),
+        handler,
+        options,
+        CancellationToken::new(),
+    );
+    let mut client = new_client(c);
+    let session = client.session();
+    session.login_user_pass("joe", "pw").unwrap();
+    session.retr(1).unwrap();
+    session.retr(2).unwrap();
+    session.quit().unwrap();
+    let all = events(&mut client).await;
+    let bodies = collect_body(&all);
+    assert_eq!(bodies.len(), 2, "{all:?}");
+    assert_eq!(bodies[0], normalize_crlf(&bare).as_ref());
+    assert_eq!(bodies[1], normalize_crlf(&dotty).as_ref());
+    let (ending, _) = server.await.unwrap();
+    assert_eq!(ending.unwrap(), Ending::Closed);
 }

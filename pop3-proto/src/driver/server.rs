@@ -36,8 +36,8 @@ pub struct ServeOptions {
     /// [`Exchange::send_message_chunk`] sends the chunk straight from the
     /// caller's buffer with one vectored write (one segment, plus two per line
     /// that starts with a dot); above it (a chunk of mostly dot lines) one
-    /// copy into a buffer is cheaper than a long `writev` of tiny pieces.
-    /// Default 256.
+    /// copy into a buffer is cheaper than a long `writev` of tiny pieces,
+    /// and the rest of the message is encoded by copying. Default 256.
     pub max_write_segments: usize,
 }
 
@@ -102,6 +102,9 @@ pub struct Exchange<'a, S> {
     session: &'a mut ServerSession,
     stream: &'a mut S,
     options: &'a ServeOptions,
+    /// A chunk of this event's message was copied (bare LF, or too many
+    /// segments): the rest of the message is copied too.
+    copy_chunks: bool,
 }
 
 impl<S: AsyncWrite + Unpin + Send> Exchange<'_, S> {
@@ -114,6 +117,11 @@ impl<S: AsyncWrite + Unpin + Send> Exchange<'_, S> {
     /// session's pending output (the status line before the first chunk),
     /// then the chunk dot-stuffed without copying it when it needs few
     /// changes ([`ServerSession::message_segments`] and one vectored write).
+    /// A message stored with bare LF line ends needs a change on every line,
+    /// so a chunk whose first line end is a bare LF is encoded by copying
+    /// instead ([`ServerSession::message_chunk`]), and so is every chunk of
+    /// the message after one that was copied or that had more than
+    /// [`ServeOptions::max_write_segments`] segments.
     /// After the last chunk (`last`, or TOP has its lines:
     /// [`BodyProgress::Done`]) the message is ended
     /// ([`ServerSession::message_end`]) and the terminator goes out in the
@@ -132,9 +140,16 @@ impl<S: AsyncWrite + Unpin + Send> Exchange<'_, S> {
     ) -> io::Result<BodyProgress> {
         let session = &mut *self.session;
         let mut segments: Vec<&[u8]> = Vec::new();
-        let progress = session
-            .message_segments(chunk, |seg| segments.push(seg))
-            .map_err(io::Error::other)?;
+        // A message stored with bare LF (a Maildir written by Dovecot, say)
+        // needs two segments per line: it is copied by the encoder instead,
+        // which is much faster than collecting and joining the segments.
+        self.copy_chunks |= first_line_end_is_bare(chunk);
+        let progress = if self.copy_chunks {
+            session.message_chunk(chunk)
+        } else {
+            session.message_segments(chunk, |seg| segments.push(seg))
+        }
+        .map_err(io::Error::other)?;
         // Output written so far goes before the segments; what message_end
         // adds (the terminator) after them.
         let before = session.output().len();
@@ -145,6 +160,7 @@ impl<S: AsyncWrite + Unpin + Send> Exchange<'_, S> {
         if segments.len() > self.options.max_write_segments {
             joined = segments.concat();
             segments = std::vec![&joined];
+            self.copy_chunks = true;
         }
         let output = session.output();
         let (head, tail) = output.split_at(before.min(output.len()));
@@ -168,6 +184,13 @@ impl<S: AsyncWrite + Unpin + Send> Exchange<'_, S> {
         session.consume_output(pending);
         Ok(progress)
     }
+}
+
+/// Whether the first line end in `chunk` is a LF without a CR before it
+/// (a LF first in the chunk counts: the octet before it is not known here).
+/// Used as the sign of a message stored with bare LF line ends.
+fn first_line_end_is_bare(chunk: &[u8]) -> bool {
+    memchr::memchr(b'\n', chunk).is_some_and(|i| i == 0 || chunk.get(i - 1) != Some(&b'\r'))
 }
 
 /// Writes the session's output within `limit`.
@@ -282,6 +305,7 @@ where
                         session: &mut *session,
                         stream,
                         options,
+                        copy_chunks: false,
                     };
                     handler.handle(event, &mut exchange).await?;
                 }
