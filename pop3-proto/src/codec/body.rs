@@ -4,7 +4,7 @@
 //! the body and size a client sees.
 //!
 //! The encoder's search for line ends that need work is in [`scan`], its
-//! block line mode for bare-LF text (AVX-512) in [`lines`].
+//! block line mode for bare-LF text (AVX-512 or AVX2) in [`lines`].
 
 use alloc::vec::Vec;
 
@@ -208,9 +208,9 @@ impl BodyEncoder {
         sink.insert(Insert::Terminator);
     }
 
-    // This, `encode_top` and `emit` are inlined into `Simd::run`'s AVX-512
-    // function, so that the block loops they call are compiled for it.
-    #[cfg_attr(all(target_arch = "x86_64", feature = "avx512"), inline(always))]
+    // This, `encode_top` and `emit` are inlined into `Simd::run`'s AVX-512 or
+    // AVX2 function, so that the block loops they call are compiled for it.
+    #[cfg_attr(all(target_arch = "x86_64", feature = "simd"), inline(always))]
     fn encode_into<'a, S: Sink<'a>>(
         &mut self,
         chunk: &'a [u8],
@@ -226,7 +226,7 @@ impl BodyEncoder {
         }
     }
 
-    #[cfg_attr(all(target_arch = "x86_64", feature = "avx512"), inline(always))]
+    #[cfg_attr(all(target_arch = "x86_64", feature = "simd"), inline(always))]
     fn encode_top<'a, S: Sink<'a>>(
         &mut self,
         chunk: &'a [u8],
@@ -298,11 +298,12 @@ impl BodyEncoder {
     /// to SIMD compares. In a block that needs work, its line ends are
     /// handled one by one; if one of them was a bare LF the encoder stays in
     /// line mode, as a bare-LF message needs work on every line. Line mode
-    /// runs 64-octet blocks with AVX-512 ([`lines`]; the segment path to the
-    /// end of the chunk, the copy path until about [`CLEAN_STREAK`] line
-    /// ends in a row needed nothing); otherwise it finds every line end with
-    /// [`next_lf`] until [`CLEAN_STREAK`] line ends in a row needed nothing.
-    #[cfg_attr(all(target_arch = "x86_64", feature = "avx512"), inline(always))]
+    /// runs 64-octet blocks with AVX-512 or AVX2 ([`lines`]; to the end of
+    /// the chunk, except AVX-512's copy path, which stops after about
+    /// [`CLEAN_STREAK`] line ends in a row needed nothing); otherwise it
+    /// finds every line end with [`next_lf`] until [`CLEAN_STREAK`] line
+    /// ends in a row needed nothing.
+    #[cfg_attr(all(target_arch = "x86_64", feature = "simd"), inline(always))]
     fn emit<'a, S: Sink<'a>>(&mut self, chunk: &'a [u8], sink: &mut S, simd: Simd) {
         let Some(&last) = chunk.last() else {
             return;
@@ -862,26 +863,25 @@ mod tests {
             b"short\n".repeat(80),
             b".dot\nline\n\n".repeat(45),
         ];
-        for filler in &fillers {
-            for p in &patterns {
-                // Three-octet patterns at every third position (3 is prime
-                // to the fillers' periods, so they meet every offset in a line).
-                for at in (120..420).step_by(if p.len() == 3 { 3 } else { 1 }) {
-                    let mut body = filler.clone();
-                    body.splice(at..at, p.iter().copied());
-                    let want = naive(&body);
-                    assert_eq!(encode_all(&[&body]), want, "{p:?} at {at}");
-                    assert_eq!(encode_segments_all(&[&body], None), want, "{p:?} at {at}");
-                    let (a, b) = body.split_at(at);
-                    assert_eq!(encode_all(&[a, b]), want, "{p:?} at {at} split");
-                    assert_eq!(
-                        encode_segments_all(&[a, b], None),
-                        want,
-                        "{p:?} at {at} split"
-                    );
+        Simd::each_level(|level| {
+            for filler in &fillers {
+                for p in &patterns {
+                    // Three-octet patterns at every third position (3 is prime
+                    // to the fillers' periods, so they meet every offset in a line).
+                    for at in (120..420).step_by(if p.len() == 3 { 3 } else { 1 }) {
+                        let mut body = filler.clone();
+                        body.splice(at..at, p.iter().copied());
+                        let want = naive(&body);
+                        let m = format!("{level}: {p:?} at {at}");
+                        assert_eq!(encode_all(&[&body]), want, "{m}");
+                        assert_eq!(encode_segments_all(&[&body], None), want, "{m}");
+                        let (a, b) = body.split_at(at);
+                        assert_eq!(encode_all(&[a, b]), want, "{m} split");
+                        assert_eq!(encode_segments_all(&[a, b], None), want, "{m} split");
+                    }
                 }
             }
-        }
+        });
     }
 
     /// The edges of the block line mode, each placed by construction (line
@@ -925,20 +925,23 @@ mod tests {
             (case(254, b"\n."), 256),
             (case(150, &two), 256),
         ];
-        for (body, edge) in &cases {
-            let want = naive(body);
-            assert_eq!(encode_all(&[body]), want, "edge {edge}");
-            assert_eq!(encode_segments_all(&[body], None), want, "edge {edge}");
-            for cut in edge - 3..=edge + 3 {
-                let (a, b) = body.split_at(cut);
-                assert_eq!(encode_all(&[a, b]), want, "edge {edge} cut {cut}");
+        Simd::each_level(|level| {
+            for (body, edge) in &cases {
+                let want = naive(body);
+                assert_eq!(encode_all(&[body]), want, "{level}: edge {edge}");
                 assert_eq!(
-                    encode_segments_all(&[a, b], None),
+                    encode_segments_all(&[body], None),
                     want,
-                    "edge {edge} cut {cut}"
+                    "{level}: edge {edge}"
                 );
+                for cut in edge - 3..=edge + 3 {
+                    let (a, b) = body.split_at(cut);
+                    let m = format!("{level}: edge {edge} cut {cut}");
+                    assert_eq!(encode_all(&[a, b]), want, "{m}");
+                    assert_eq!(encode_segments_all(&[a, b], None), want, "{m}");
+                }
             }
-        }
+        });
     }
 
     /// Where the CPU has the block path, a bare-LF message runs through it,
@@ -1021,8 +1024,16 @@ mod tests {
         ) {
             let want = naive(&body);
             proptest::prop_assert_eq!(&reference::encode(&[&body]), &want);
-            proptest::prop_assert_eq!(&encode_all(&chunked(&body, &cuts_a)), &want);
-            proptest::prop_assert_eq!(&encode_segments_all(&chunked(&body, &cuts_b), None), &want);
+            let mut levels = Vec::new();
+            Simd::each_level(|level| {
+                let copied = encode_all(&chunked(&body, &cuts_a));
+                let segments = encode_segments_all(&chunked(&body, &cuts_b), None);
+                levels.push((level, copied, segments));
+            });
+            for (level, copied, segments) in levels {
+                proptest::prop_assert_eq!(&copied, &want, "{}", level);
+                proptest::prop_assert_eq!(&segments, &want, "{}", level);
+            }
         }
         /// TOP gives the same output through both APIs, for any chunking.
         #[test]

@@ -1,0 +1,122 @@
+//! What the block line mode does the same with AVX2 and AVX-512: a block's
+//! classification into masks ([`Classify`], one implementation per
+//! instruction set), the window reads, and the segment loop.
+
+use crate::codec::body::sink::{Insert, Sink};
+
+/// Octets classified at once.
+pub(super) const BLOCK: usize = 64;
+
+/// Whether the octet before the next block is CR, and whether it is LF
+/// (whose following `.` is then still to be stuffed), as bit 0.
+#[derive(Clone, Copy)]
+pub(super) struct Carry {
+    pub(super) cr: u64,
+    pub(super) lf: u64,
+}
+
+impl Carry {
+    /// At `pos`: the octet before is known, and a `.` after it, if it
+    /// is a LF, was handled by the caller.
+    pub(super) fn at(chunk: &[u8], pos: usize) -> Self {
+        let cr = pos
+            .checked_sub(1)
+            .and_then(|p| chunk.get(p))
+            .is_some_and(|&b| b == b'\r');
+        Self {
+            cr: u64::from(cr),
+            lf: 0,
+        }
+    }
+}
+
+/// One block's masks, bit `k` for octet `k`.
+pub(super) struct Masks {
+    /// LFs (read by AVX-512's copy path, to count clean line ends).
+    #[cfg_attr(not(feature = "avx512"), allow(dead_code))]
+    pub(super) lf: u64,
+    /// LFs not preceded by CR: a CR goes before each.
+    pub(super) bare: u64,
+    /// Every octet that gets an insert before it: `bare`, and `.`s that
+    /// start a line (a second `.` goes before each).
+    pub(super) ins: u64,
+}
+
+impl Masks {
+    /// The masks of a block whose LFs, CRs and `.`s are `lf`, `cr` and
+    /// `dot`, carrying what the next block needs into `carry`.
+    #[inline(always)]
+    pub(super) fn new(lf: u64, cr: u64, dot: u64, carry: &mut Carry) -> Self {
+        let bare = lf & !((cr << 1) | carry.cr);
+        let ins = bare | (dot & ((lf << 1) | carry.lf));
+        carry.cr = cr >> 63;
+        carry.lf = lf >> 63;
+        Self { lf, bare, ins }
+    }
+}
+
+/// A block's classification with one instruction set.
+pub(super) trait Classify: Copy {
+    /// The masks of `block`, carrying what the next block needs.
+    fn classify(self, block: &[u8; BLOCK], carry: &mut Carry) -> Masks;
+}
+
+/// `N` octets of `chunk` from `back` octets before `at`, by reference
+/// (returning them by value would make the compiler copy them through
+/// the stack).
+#[inline(always)]
+pub(super) fn window<const N: usize>(chunk: &[u8], at: usize, back: usize) -> Option<&[u8; N]> {
+    let from = at.checked_sub(back)?;
+    chunk.get(from..from.checked_add(N)?)?.try_into().ok()
+}
+
+/// The block at `at`.
+#[inline(always)]
+pub(super) fn load(chunk: &[u8], at: usize) -> Option<&[u8; BLOCK]> {
+    window(chunk, at, 0)
+}
+
+/// The segment loop of [`super::segment_lines`]: the runs between the
+/// inserts and the inserts, their places taken from the block masks.
+#[inline(always)]
+pub(super) fn segments<'a, C: Classify, S: Sink<'a>>(
+    simd: C,
+    chunk: &'a [u8],
+    pos: usize,
+    run: &mut usize,
+    sink: &mut S,
+) -> usize {
+    let mut carry = Carry::at(chunk, pos);
+    let mut r = *run;
+    let mut i = pos;
+    // No early return to block mode here: a block without inserts costs
+    // this loop about what it costs the scan, and the fewer values the
+    // loop keeps, the fewer it spills around the sink's calls.
+    while let Some(block) = load(chunk, i) {
+        let k = simd.classify(block, &mut carry);
+        let mut x = k.ins;
+        while x != 0 {
+            let p = x.trailing_zeros() as usize;
+            let at = i + p;
+            if at > r {
+                sink.run(chunk.get(r..at).unwrap_or_default());
+            }
+            if (k.bare >> p) & 1 != 0 {
+                sink.insert(Insert::Crlf);
+                r = at + 1;
+            } else {
+                sink.insert(Insert::Dot);
+                r = at;
+            }
+            x &= x - 1;
+        }
+        i += BLOCK;
+    }
+    if carry.lf != 0 && chunk.get(i) == Some(&b'.') {
+        sink.run(chunk.get(r..i).unwrap_or_default());
+        sink.insert(Insert::Dot);
+        r = i;
+    }
+    *run = r;
+    i
+}
