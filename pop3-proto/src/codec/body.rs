@@ -886,13 +886,14 @@ mod tests {
 
     /// The edges of the block line mode, each placed by construction (line
     /// mode starts at octet 129, after the first scan block, and takes
-    /// 64-octet blocks in pairs): the copy loop leaving for block mode after
-    /// four clean CRLF line ends with a `.` to stuff right after them; a
-    /// lone bare LF in the last lane of a pair's first block with a stuffed
-    /// `.` in the first lane of the second; a lone insert in the first lane
-    /// of the first block; a clean first block and a LF in the last lane of
-    /// the second, its `.` carried into the next pair. Both APIs, whole and
-    /// split at every point near the edge.
+    /// 64-octet blocks, in pairs on AVX-512's copy path): that copy loop
+    /// leaving for block mode after four clean CRLF line ends with a `.` to
+    /// stuff right after them; a lone bare LF in the last lane of a block
+    /// (a pair's first) with a stuffed `.` in the first lane of the next; a
+    /// lone insert in the first lane of the first block; a clean block and
+    /// a LF in the last lane of the next, its `.` carried into the block (or
+    /// pair) after. Both APIs, whole and split at every point near the edge,
+    /// at every instruction level the CPU has.
     #[test]
     fn bare_lf_block_edges() {
         let mut line = b"x".repeat(69);

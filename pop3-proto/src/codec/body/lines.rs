@@ -5,37 +5,39 @@
 //!
 //! Such a message needs an insert on every line, so finding its line ends
 //! one at a time costs a dependent search per line. Here each 64-octet block
-//! is classified with three compares (LF, CR, `.`; [`blocks::Classify`])
-//! into the places that need
-//! an insert: a CR before a bare LF, a second `.` before a `.` that starts a
-//! line. Then:
+//! is classified with three compares (LF, CR, `.`; `blocks::Classify`) into
+//! the places that need an insert: a CR before a bare LF, a second `.` before
+//! a `.` that starts a line. Then:
 //!
 //! * [`copy_lines`] with AVX-512 builds the output of two blocks at a time
 //!   in registers (`lines/v4.rs`); with AVX2 it appends the runs and inserts
 //!   (`lines/v3.rs`).
 //! * [`segment_lines`] hands out the runs between the inserts and the
-//!   inserts themselves, taking the places from the block masks.
+//!   inserts themselves, taking the places from the block masks
+//!   (`lines/segments.rs`).
 //!
 //! Both must be called inside [`Simd::run`], so that the block loops are
-//! compiled into the caller for those instructions with the caller's output in
-//! registers. Both start where the caller's line scan stopped, and return
-//! where it resumes: near the end of the chunk, or, for the copy path, once
-//! about `CLEAN_STREAK` line ends in a row (counted in whole blocks) needed
-//! nothing, which is CRLF text again (with AVX-512; the other loops go on: a
-//! block without inserts costs them about what it costs the scan). A LF at the
-//! octet before the start has been handled by the caller, including a `.`
+//! compiled into the caller for those instructions with the caller's output
+//! in registers. Both start where the caller's line scan stopped, and return
+//! where it resumes: near the end of the chunk, or, for AVX-512's copy path,
+//! once about `CLEAN_STREAK` line ends in a row (counted in whole blocks)
+//! needed nothing, which is CRLF text again (the other loops go on: a block
+//! without inserts measured about what it costs the scan). A LF at
+//! the octet before the start has been handled by the caller, including a `.`
 //! after it; a `.` after the last LF these handle is stuffed here.
 
-use alloc::vec::Vec;
-
-use super::simd::Simd;
 #[cfg(all(target_arch = "x86_64", feature = "simd"))]
 mod blocks;
+#[cfg(all(target_arch = "x86_64", feature = "simd"))]
+mod segments;
 #[cfg(all(target_arch = "x86_64", feature = "simd"))]
 mod v3;
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 mod v4;
 
+use alloc::vec::Vec;
+
+use super::simd::Simd;
 use super::sink::Sink;
 
 /// Encodes `chunk` from `pos` into `out` (the caller has appended
@@ -69,11 +71,11 @@ pub(super) fn segment_lines<'a, S: Sink<'a>>(
 ) -> Option<usize> {
     #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
     if let Some(v4) = simd.v4() {
-        return Some(blocks::segments(v4, chunk, pos, run, sink));
+        return Some(segments::segments(v4, chunk, pos, run, sink));
     }
     #[cfg(all(target_arch = "x86_64", feature = "simd"))]
     if let Some(v3) = simd.v3() {
-        return Some(blocks::segments(v3, chunk, pos, run, sink));
+        return Some(segments::segments(v3, chunk, pos, run, sink));
     }
     let _ = (simd, chunk, pos, run, sink);
     None

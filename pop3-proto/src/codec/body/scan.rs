@@ -7,7 +7,8 @@ use memchr::memchr;
 
 /// The position of the first LF in `hay` at or after `from`.
 ///
-/// Line mode without AVX-512 calls this once per line, so it is tuned for
+/// Line mode without the block line mode (no AVX2, feature `simd` off, or
+/// not x86-64) calls this once per line, so it is tuned for
 /// short distances:
 /// a branch-free "any LF" check over 32 octets (SIMD compares), then a
 /// SWAR search of the 8-octet words of the block that has one. Measured

@@ -9,14 +9,40 @@
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Simd(Level);
 
+/// The instruction level, with the token that proves the CPU has it.
 #[derive(Debug, Clone, Copy)]
 enum Level {
     /// No block paths: line ends found one at a time.
     Lines,
+    /// AVX2 (feature `simd`).
     #[cfg(all(target_arch = "x86_64", feature = "simd"))]
     V3(pulp::x86::V3),
+    /// AVX-512 (feature `avx512`).
     #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
     V4(pulp::x86::V4),
+}
+
+// Outside tests only the ranks of the levels built are read.
+#[cfg_attr(not(test), allow(dead_code))]
+impl Level {
+    /// [`Level::Lines`]'s rank: tests cap [`Simd::run`]'s choice by rank.
+    const RANK_LINES: u8 = 0;
+    /// The AVX2 level's rank.
+    const RANK_V3: u8 = 1;
+    /// The AVX-512 level's rank.
+    const RANK_V4: u8 = 2;
+
+    /// The level's rank, higher for more instructions.
+    #[cfg(test)]
+    fn rank(self) -> u8 {
+        match self {
+            Level::Lines => Self::RANK_LINES,
+            #[cfg(all(target_arch = "x86_64", feature = "simd"))]
+            Level::V3(_) => Self::RANK_V3,
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Level::V4(_) => Self::RANK_V4,
+        }
+    }
 }
 
 impl Simd {
@@ -28,14 +54,14 @@ impl Simd {
     #[inline(always)]
     pub(super) fn run<R>(f: impl FnOnce(Self) -> R) -> R {
         #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-        if let Some(v4) = pulp::x86::V4::try_new().filter(|_| cap::allows(2)) {
+        if let Some(v4) = pulp::x86::V4::try_new().filter(|_| cap::allows(Level::RANK_V4)) {
             return v4.vectorize(
                 #[inline(always)]
                 move || f(Self(Level::V4(v4))),
             );
         }
         #[cfg(all(target_arch = "x86_64", feature = "simd"))]
-        if let Some(v3) = pulp::x86::V3::try_new().filter(|_| cap::allows(1)) {
+        if let Some(v3) = pulp::x86::V3::try_new().filter(|_| cap::allows(Level::RANK_V3)) {
             return v3.vectorize(
                 #[inline(always)]
                 move || f(Self(Level::V3(v3))),
@@ -71,24 +97,36 @@ impl Simd {
     }
 
     /// Runs `f` once under each instruction level this CPU has (the
-    /// line-by-line path, AVX2, AVX-512), with the level's name, so that
-    /// tests cover every path the encoder can take here.
+    /// line-by-line path, AVX2, AVX-512, as far as the features build them),
+    /// with the level's name, so that tests cover every path the encoder can
+    /// take here; asserts that each level the CPU has was run.
     #[cfg(test)]
     pub(super) fn each_level(mut f: impl FnMut(&'static str)) {
-        for (name, level) in [("lines", 0), ("avx2", 1), ("avx512", 2)] {
-            cap::set(level);
-            let here = Self::run(|s| match s.0 {
-                Level::Lines => 0,
-                #[cfg(all(target_arch = "x86_64", feature = "simd"))]
-                Level::V3(_) => 1,
-                #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-                Level::V4(_) => 2,
-            });
-            if here == level {
+        let mut ran = std::vec::Vec::new();
+        for (name, rank) in [
+            ("lines", Level::RANK_LINES),
+            ("avx2", Level::RANK_V3),
+            ("avx512", Level::RANK_V4),
+        ] {
+            let _cap = cap::Cap::new(rank);
+            if Self::run(|s| s.0.rank()) == rank {
                 f(name);
+                ran.push(name);
             }
         }
-        cap::set(u8::MAX);
+        #[cfg(all(target_arch = "x86_64", feature = "simd"))]
+        let avx2 = pulp::x86::V3::try_new().is_some();
+        #[cfg(not(all(target_arch = "x86_64", feature = "simd")))]
+        let avx2 = false;
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        let avx512 = pulp::x86::V4::try_new().is_some();
+        #[cfg(not(all(target_arch = "x86_64", feature = "avx512")))]
+        let avx512 = false;
+        let want = [("lines", true), ("avx2", avx2), ("avx512", avx512)]
+            .into_iter()
+            .filter_map(|(name, here)| here.then_some(name))
+            .collect::<std::vec::Vec<_>>();
+        assert_eq!(ran, want, "instruction levels run");
     }
 }
 
@@ -97,25 +135,40 @@ impl Simd {
 mod cap {
     #[cfg(test)]
     std::thread_local! {
+        /// The highest rank [`Simd::run`] may choose on this thread.
         static CAP: core::cell::Cell<u8> = const { core::cell::Cell::new(u8::MAX) };
     }
 
-    /// Whether `level` (1 AVX2, 2 AVX-512) may be chosen.
+    /// Whether the level of rank `rank` may be chosen.
     #[inline(always)]
-    #[allow(dead_code)]
-    pub(super) fn allows(level: u8) -> bool {
+    #[cfg_attr(not(all(target_arch = "x86_64", feature = "simd")), allow(dead_code))]
+    pub(super) fn allows(rank: u8) -> bool {
         #[cfg(test)]
-        return CAP.with(|c| c.get() >= level);
+        return CAP.with(|c| c.get() >= rank);
         #[cfg(not(test))]
         {
-            let _ = level;
+            let _ = rank;
             true
         }
     }
 
-    /// Sets the highest level.
+    /// Caps the level while it lives, then restores the previous cap (also
+    /// when a test panics).
     #[cfg(test)]
-    pub(super) fn set(level: u8) {
-        CAP.with(|c| c.set(level));
+    pub(super) struct Cap(u8);
+
+    #[cfg(test)]
+    impl Cap {
+        /// Caps at rank `rank`.
+        pub(super) fn new(rank: u8) -> Self {
+            Self(CAP.with(|c| c.replace(rank)))
+        }
+    }
+
+    #[cfg(test)]
+    impl Drop for Cap {
+        fn drop(&mut self) {
+            CAP.with(|c| c.set(self.0));
+        }
     }
 }

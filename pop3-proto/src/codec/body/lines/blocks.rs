@@ -1,8 +1,6 @@
-//! What the block line mode does the same with AVX2 and AVX-512: a block's
-//! classification into masks ([`Classify`], one implementation per
-//! instruction set), the window reads, and the segment loop.
-
-use crate::codec::body::sink::{Insert, Sink};
+//! What the block line mode reads the same way with AVX2 and AVX-512: a
+//! block's classification into masks ([`Classify`], one implementation per
+//! instruction set) and the windows of the input it reads.
 
 /// Octets classified at once.
 pub(super) const BLOCK: usize = 64;
@@ -11,7 +9,10 @@ pub(super) const BLOCK: usize = 64;
 /// (whose following `.` is then still to be stuffed), as bit 0.
 #[derive(Clone, Copy)]
 pub(super) struct Carry {
+    /// The octet before the next block is CR.
     pub(super) cr: u64,
+    /// The octet before the next block is LF, so a `.` starting the next
+    /// block is stuffed.
     pub(super) lf: u64,
 }
 
@@ -74,49 +75,4 @@ pub(super) fn window<const N: usize>(chunk: &[u8], at: usize, back: usize) -> Op
 #[inline(always)]
 pub(super) fn load(chunk: &[u8], at: usize) -> Option<&[u8; BLOCK]> {
     window(chunk, at, 0)
-}
-
-/// The segment loop of [`super::segment_lines`]: the runs between the
-/// inserts and the inserts, their places taken from the block masks.
-#[inline(always)]
-pub(super) fn segments<'a, C: Classify, S: Sink<'a>>(
-    simd: C,
-    chunk: &'a [u8],
-    pos: usize,
-    run: &mut usize,
-    sink: &mut S,
-) -> usize {
-    let mut carry = Carry::at(chunk, pos);
-    let mut r = *run;
-    let mut i = pos;
-    // No early return to block mode here: a block without inserts costs
-    // this loop about what it costs the scan, and the fewer values the
-    // loop keeps, the fewer it spills around the sink's calls.
-    while let Some(block) = load(chunk, i) {
-        let k = simd.classify(block, &mut carry);
-        let mut x = k.ins;
-        while x != 0 {
-            let p = x.trailing_zeros() as usize;
-            let at = i + p;
-            if at > r {
-                sink.run(chunk.get(r..at).unwrap_or_default());
-            }
-            if (k.bare >> p) & 1 != 0 {
-                sink.insert(Insert::Crlf);
-                r = at + 1;
-            } else {
-                sink.insert(Insert::Dot);
-                r = at;
-            }
-            x &= x - 1;
-        }
-        i += BLOCK;
-    }
-    if carry.lf != 0 && chunk.get(i) == Some(&b'.') {
-        sink.run(chunk.get(r..i).unwrap_or_default());
-        sink.insert(Insert::Dot);
-        r = i;
-    }
-    *run = r;
-    i
 }
