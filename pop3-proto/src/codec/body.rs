@@ -299,8 +299,8 @@ impl BodyEncoder {
     /// handled one by one; if one of them was a bare LF the encoder stays in
     /// line mode, as a bare-LF message needs work on every line. Line mode
     /// runs 64-octet blocks with AVX-512 or AVX2 ([`lines`]; to the end of
-    /// the chunk, except AVX-512's copy path, which stops after about
-    /// [`CLEAN_STREAK`] line ends in a row needed nothing); otherwise it
+    /// the chunk, except AVX-512's copy path, which stops after four blocks
+    /// in a row needed nothing, about [`CLEAN_STREAK`] line ends); otherwise it
     /// finds every line end with [`next_lf`] until [`CLEAN_STREAK`] line
     /// ends in a row needed nothing.
     #[cfg_attr(all(target_arch = "x86_64", feature = "simd"), inline(always))]

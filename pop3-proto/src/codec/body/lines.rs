@@ -10,8 +10,10 @@
 //! a `.` that starts a line. Then:
 //!
 //! * [`copy_lines`] with AVX-512 builds the output of two blocks at a time
-//!   in registers (`lines/v4.rs`); with AVX2 it appends the runs and inserts
-//!   (`lines/v3.rs`).
+//!   in registers (`lines/v4.rs`, which finds the same places with four
+//!   compares against the block and the block one octet earlier, so that
+//!   its masks stay in mask registers); with AVX2 it appends the runs and
+//!   inserts (`lines/v3.rs`).
 //! * [`segment_lines`] hands out the runs between the inserts and the
 //!   inserts themselves, taking the places from the block masks
 //!   (`lines/segments.rs`).
@@ -20,7 +22,7 @@
 //! compiled into the caller for those instructions with the caller's output
 //! in registers. Both start where the caller's line scan stopped, and return
 //! where it resumes: near the end of the chunk, or, for AVX-512's copy path,
-//! once about `CLEAN_STREAK` line ends in a row (counted in whole blocks)
+//! once four blocks in a row (256 octets, about `CLEAN_STREAK` line ends)
 //! needed nothing, which is CRLF text again (the other loops go on: a block
 //! without inserts measured about what it costs the scan). A LF at
 //! the octet before the start has been handled by the caller, including a `.`

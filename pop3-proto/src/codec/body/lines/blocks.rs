@@ -33,9 +33,6 @@ impl Carry {
 
 /// One block's masks, bit `k` for octet `k`.
 pub(super) struct Masks {
-    /// LFs (read by AVX-512's copy path, to count clean line ends).
-    #[cfg_attr(not(feature = "avx512"), allow(dead_code))]
-    pub(super) lf: u64,
     /// LFs not preceded by CR: a CR goes before each.
     pub(super) bare: u64,
     /// Every octet that gets an insert before it: `bare`, and `.`s that
@@ -52,7 +49,7 @@ impl Masks {
         let ins = bare | (dot & ((lf << 1) | carry.lf));
         carry.cr = cr >> 63;
         carry.lf = lf >> 63;
-        Self { lf, bare, ins }
+        Self { bare, ins }
     }
 }
 
