@@ -22,11 +22,12 @@
 //! compiled into the caller for those instructions with the caller's output
 //! in registers. Both start where the caller's line scan stopped, and return
 //! where it resumes: near the end of the chunk, or, for AVX-512's copy path,
-//! once four blocks in a row (256 octets, about `CLEAN_STREAK` line ends)
-//! needed nothing, which is CRLF text again (the other loops go on: a block
-//! without inserts measured about what it costs the scan). A LF at
-//! the octet before the start has been handled by the caller, including a `.`
-//! after it; a `.` after the last LF these handle is stuffed here.
+//! once four blocks in a row with line ends (256 octets, about
+//! `CLEAN_STREAK` line ends) needed nothing, which is CRLF text again (the
+//! other loops go on: a block without inserts measured about what it costs
+//! the scan). A LF at the octet before the start has been handled
+//! by the caller, including a `.` after it; a `.` after the last LF these
+//! handle is stuffed here.
 
 #[cfg(all(target_arch = "x86_64", feature = "simd"))]
 mod blocks;

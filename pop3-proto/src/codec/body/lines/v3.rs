@@ -32,10 +32,11 @@ impl Classify for V3 {
 /// The copy loop of [`super::copy_lines`] with AVX2: the segment loop into
 /// the output, then the run it left pending. It goes on to the last whole
 /// block: a copy loop that left for block mode after [`CLEAN_STREAK`]
-/// clean line ends, as AVX-512's did then (it now counts clean blocks), measured 1 % faster on a message of
-/// 20 bare-LF header lines and a CRLF body (34.8-35.2 against 35.1-35.4 µs
-/// per MiB, both in one program, interleaved) and 3 % slower on bare-LF text
-/// (72.1-72.7 against 69.7-70.6).
+/// clean line ends, as AVX-512's did then (it now counts clean blocks),
+/// measured 1 % faster on a message of 20 bare-LF header lines and a CRLF
+/// body (34.8-35.2 against 35.1-35.4 µs per MiB, both in one program,
+/// interleaved) and 3 % slower on bare-LF text (72.1-72.7 against
+/// 69.7-70.6).
 ///
 /// [`CLEAN_STREAK`]: crate::codec::body::scan::CLEAN_STREAK
 #[inline(always)]
