@@ -116,11 +116,13 @@ pub(super) fn copy(v4: V4, chunk: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
     while let Some(w) = window::<{ 2 * BLOCK + 3 }>(chunk, i, 1) {
         // Not `Option::or_else`: its closures would be compiled apart,
         // without AVX-512.
-        let worked = match pair(v4, w, skip, out) {
+        // The first block's inserts, for all three paths.
+        let k = first_inserts(v4, w, skip);
+        let worked = match pair(v4, w, k, out) {
             Some(w) => w,
-            None => match single(v4, chunk, i, skip, out) {
+            None => match single(v4, chunk, i, k, out) {
                 Some(w) => w,
-                None => match any_block(v4, chunk, i, skip, out) {
+                None => match any_block(chunk, i, k, out) {
                     Some(w) => w,
                     None => break,
                 },
@@ -144,6 +146,15 @@ pub(super) fn copy(v4: V4, chunk: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
     i
 }
 
+/// The inserts of the block `w[1..=64]` of a pair's window `w`, computed
+/// once for [`pair`], [`single`] and [`any_block`].
+#[inline(always)]
+fn first_inserts(v4: V4, w: &[u8; 2 * BLOCK + 3], skip: u64) -> Inserts {
+    let s1: &[u8; BLOCK] = w[..BLOCK].try_into().unwrap_or(&[0; BLOCK]);
+    let b1: &[u8; BLOCK] = w[1..=BLOCK].try_into().unwrap_or(&[0; BLOCK]);
+    Inserts::new(v4, b1, s1, skip)
+}
+
 /// Two blocks, `w[1..=128]` (`w` holding the octet before them and the
 /// two after them), with at most one insert each (and the second's
 /// not in its last lane when the first has one, else it would fall out
@@ -155,12 +166,11 @@ pub(super) fn copy(v4: V4, chunk: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
 /// window, so they need no bounds checks of their own. `None`, with
 /// nothing written, for blocks that do not fit.
 #[inline(always)]
-fn pair(v4: V4, w: &[u8; 2 * BLOCK + 3], skip: u64, out: &mut Vec<u8>) -> Option<Worked> {
+fn pair(v4: V4, w: &[u8; 2 * BLOCK + 3], k1: Inserts, out: &mut Vec<u8>) -> Option<Worked> {
     let b1: &[u8; BLOCK] = w[1..=BLOCK].try_into().ok()?;
     let b2: &[u8; BLOCK] = w[BLOCK + 1..=2 * BLOCK].try_into().ok()?;
     let s1: &[u8; BLOCK] = w[..BLOCK].try_into().ok()?;
     let s2: &[u8; BLOCK] = w[BLOCK..2 * BLOCK].try_into().ok()?;
-    let k1 = Inserts::new(v4, b1, s1, skip);
     let k2 = Inserts::new(v4, b2, s2, 0);
     let (x1, x2) = (k1.all(), k2.all());
     if (x1 & x1.wrapping_sub(1)) | (x2 & x2.wrapping_sub(1)) | ((x2 >> 63) & x1.min(1)) != 0 {
@@ -206,13 +216,12 @@ fn insert_one(v4: V4, v: __m512i, s: &[u8; BLOCK], k: Inserts) -> __m512i {
 /// octets after it and cut to the real length. `None`, with nothing
 /// written, for a block that does not fit.
 #[inline(always)]
-fn single(v4: V4, chunk: &[u8], i: usize, skip: u64, out: &mut Vec<u8>) -> Option<Worked> {
+fn single(v4: V4, chunk: &[u8], i: usize, k: Inserts, out: &mut Vec<u8>) -> Option<Worked> {
     // The two octets before the block, the block, and the two after it.
     let w: &[u8; BLOCK + 4] = window(chunk, i, 2)?;
     let block: &[u8; BLOCK] = w[2..BLOCK + 2].try_into().ok()?;
     let s1: &[u8; BLOCK] = w[1..=BLOCK].try_into().ok()?;
     let s2: &[u8; BLOCK] = w[..BLOCK].try_into().ok()?;
-    let k = Inserts::new(v4, block, s1, skip);
     let ins = k.all();
     let first = ins & ins.wrapping_neg();
     let second = ins ^ first;
@@ -234,17 +243,16 @@ fn single(v4: V4, chunk: &[u8], i: usize, skip: u64, out: &mut Vec<u8>) -> Optio
     })
 }
 
-/// One block with any number of inserts: each insert and the block's
-/// rest after it written over the copy of the block in a stack buffer.
-/// Kept out of line although, compiled on its own, it runs without
-/// AVX-512 (each vector operation a call): it is rare (dot lines, short
-/// lines), and inlined into the loop it slowed the common path (13.3
-/// against 15.3 GiB/s in the bench).
+/// One block with any number of inserts, `k` its inserts: each insert and
+/// the block's rest after it written over the copy of the block in a stack
+/// buffer. Kept out of line (inlined into the loop it slowed the common
+/// path: 13.3 against 15.3 GiB/s in the bench), so it is compiled without
+/// AVX-512 and takes the masks from the caller: computing them itself, each
+/// vector operation a call, it made bodies of bare-LF lines of 8-68 octets
+/// take 156-157 µs per MiB against 108.6-108.9.
 #[inline(never)]
-fn any_block(v4: V4, chunk: &[u8], i: usize, skip: u64, out: &mut Vec<u8>) -> Option<Worked> {
-    let w: &[u8; BLOCK + 1] = window(chunk, i, 1)?;
-    let block: &[u8; BLOCK] = w[1..].try_into().ok()?;
-    let k = Inserts::new(v4, block, w[..BLOCK].try_into().ok()?, skip);
+fn any_block(chunk: &[u8], i: usize, k: Inserts, out: &mut Vec<u8>) -> Option<Worked> {
+    let block = load(chunk, i)?;
     let mut a = [0u8; 3 * BLOCK];
     a.get_mut(..BLOCK)?.copy_from_slice(block);
     let mut j = 0;
