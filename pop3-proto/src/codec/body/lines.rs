@@ -22,8 +22,9 @@
 //! compiled into the caller for those instructions with the caller's output
 //! in registers. Both start where the caller's line scan stopped, and return
 //! where it resumes: near the end of the chunk, or, for AVX-512's copy path,
-//! once four blocks in a row with line ends (256 octets, about
-//! `CLEAN_STREAK` line ends) needed nothing, which is CRLF text again (the
+//! once four blocks in a row needed nothing (256 octets, about
+//! `CLEAN_STREAK` line ends; stretches without a LF not counted), which is
+//! CRLF text again (the
 //! other loops go on: a block without inserts measured about what it costs
 //! the scan). A LF at the octet before the start has been handled
 //! by the caller, including a `.` after it; a `.` after the last LF these

@@ -19,11 +19,13 @@ use pulp::x86::V4;
 
 use super::blocks::{BLOCK, Carry, Classify, Masks, load, window};
 
-/// Blocks in a row that hold line ends but no insert (256 octets, about the
-/// scan's [`CLEAN_STREAK`] CRLF line ends of typical length) after which the
-/// copy path returns to block mode. A pair with an insert counts none of its
-/// blocks, so the return comes after four or five; blocks without a LF (a
-/// long line) leave the count as it is. Counted in blocks rather than line
+/// Blocks in a row without an insert (256 octets, about the scan's
+/// [`CLEAN_STREAK`] CRLF line ends of typical length) after which the copy
+/// path returns to block mode. The count goes by what each step wrote, a
+/// pair or a block: a step with an insert sets it back to 0, so the return
+/// comes after four or five blocks; a step with no LF at all (inside a long
+/// line) leaves it as it is; a pair with a LF in either block counts both.
+/// Counted in blocks rather than line
 /// ends, so that the LF masks are only tested, never counted: counting each
 /// pair's line ends measured 45.5-46.3 µs per MiB of bare-LF text against
 /// 44.1-44.5 counting every insert-free block (one scratch program,
@@ -65,7 +67,7 @@ impl Classify for V4 {
 /// 27-29 µs per MiB in a scratch loop that stores each block's output).
 #[derive(Clone, Copy)]
 struct Inserts {
-    /// LFs (blocks without any do not count towards [`CLEAN_BLOCKS`]).
+    /// LFs (a step without any leaves the [`CLEAN_BLOCKS`] count as it is).
     lf: u64,
     /// Bare LFs: a CR goes before each.
     bare: u64,
@@ -114,10 +116,10 @@ pub(super) fn copy(v4: V4, chunk: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
     let mut skip = 1u64;
     // The octet before the next pair, the pair, and the two after it.
     while let Some(w) = window::<{ 2 * BLOCK + 3 }>(chunk, i, 1) {
-        // Not `Option::or_else`: its closures would be compiled apart,
-        // without AVX-512.
         // The first block's inserts, for all three paths.
         let k = first_inserts(v4, w, skip);
+        // Not `Option::or_else`: its closures would be compiled apart,
+        // without AVX-512.
         let worked = match pair(v4, w, k, out) {
             Some(w) => w,
             None => match single(v4, chunk, i, k, out) {
@@ -249,7 +251,7 @@ fn single(v4: V4, chunk: &[u8], i: usize, k: Inserts, out: &mut Vec<u8>) -> Opti
 /// path: 13.3 against 15.3 GiB/s in the bench), so it is compiled without
 /// AVX-512 and takes the masks from the caller: computing them itself, each
 /// vector operation a call, it made bodies of bare-LF lines of 8-68 octets
-/// take 156-157 µs per MiB against 108.6-108.9.
+/// take 156-157 µs per MiB against 108.1-108.9.
 #[inline(never)]
 fn any_block(chunk: &[u8], i: usize, k: Inserts, out: &mut Vec<u8>) -> Option<Worked> {
     let block = load(chunk, i)?;
