@@ -122,7 +122,7 @@ pub(super) fn copy(v4: V4, chunk: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
         // without AVX-512.
         let worked = match pair(v4, w, k, out) {
             Some(w) => w,
-            None => match single(v4, chunk, i, k, out) {
+            None => match several(v4, chunk, i, k, out) {
                 Some(w) => w,
                 None => match any_block(chunk, i, k, out) {
                     Some(w) => w,
@@ -149,7 +149,7 @@ pub(super) fn copy(v4: V4, chunk: &[u8], pos: usize, out: &mut Vec<u8>) -> usize
 }
 
 /// The inserts of the block `w[1..=64]` of a pair's window `w`, computed
-/// once for [`pair`], [`single`] and [`any_block`].
+/// once for [`pair`], [`several`] and [`any_block`].
 #[inline(always)]
 fn first_inserts(v4: V4, w: &[u8; 2 * BLOCK + 3], skip: u64) -> Inserts {
     let s1: &[u8; BLOCK] = w[..BLOCK].try_into().unwrap_or(&[0; BLOCK]);
@@ -211,33 +211,42 @@ fn insert_one(v4: V4, v: __m512i, s: &[u8; BLOCK], k: Inserts) -> __m512i {
     bw._mm512_mask_mov_epi8(w, k.dots, set(b'.'))
 }
 
-/// One block from `i` with at most two inserts, the second not in its
-/// last lane (else it would fall out of the output vector): the vector
-/// built in registers like [`pair`]'s (the second insert blended in from
-/// the block loaded two octets earlier), then appended with the two
+/// The most inserts [`several`] builds in registers.
+const SEVERAL: usize = 8;
+
+/// One block from `i` with at most [`SEVERAL`] inserts, each landing
+/// inside the output vector (the last at most at lane 63): the vector
+/// built in registers like [`pair`]'s, the `j`-th insert (from 0) blended
+/// in from the block loaded `j + 1` octets earlier, then appended with the
 /// octets after it and cut to the real length. `None`, with nothing
 /// written, for a block that does not fit.
 #[inline(always)]
-fn single(v4: V4, chunk: &[u8], i: usize, k: Inserts, out: &mut Vec<u8>) -> Option<Worked> {
-    // The two octets before the block, the block, and the two after it.
-    let w: &[u8; BLOCK + 4] = window(chunk, i, 2)?;
-    let block: &[u8; BLOCK] = w[2..BLOCK + 2].try_into().ok()?;
-    let s1: &[u8; BLOCK] = w[1..=BLOCK].try_into().ok()?;
-    let s2: &[u8; BLOCK] = w[..BLOCK].try_into().ok()?;
+fn several(v4: V4, chunk: &[u8], i: usize, k: Inserts, out: &mut Vec<u8>) -> Option<Worked> {
     let ins = k.all();
-    let first = ins & ins.wrapping_neg();
-    let second = ins ^ first;
-    if (second & second.wrapping_sub(1)) | (second >> 63) != 0 {
+    let n = ins.count_ones() as usize;
+    let last = (u64::BITS - 1).saturating_sub(ins.leading_zeros()) as usize;
+    if n > SEVERAL || last + n > BLOCK {
         return None;
     }
-    let v = insert_one(v4, pulp::cast(*block), s1, k.only(first, 0));
-    let v = insert_one(v4, v, s2, k.only(second, 1));
-    let n = ins.count_ones() as usize;
-    let mut a = [0u8; BLOCK + 2];
+    // `SEVERAL` octets before the block, the block, and `SEVERAL` after it.
+    let w: &[u8; BLOCK + 2 * SEVERAL] = window(chunk, i, SEVERAL)?;
+    let block: &[u8; BLOCK] = w[SEVERAL..SEVERAL + BLOCK].try_into().ok()?;
+    let mut v: __m512i = pulp::cast(*block);
+    let mut x = ins;
+    let mut j = 0;
+    while x != 0 {
+        let bit = x & x.wrapping_neg();
+        let from = SEVERAL.checked_sub(j + 1)?;
+        let s: &[u8; BLOCK] = w.get(from..from + BLOCK)?.try_into().ok()?;
+        v = insert_one(v4, v, s, k.only(bit, j as u32));
+        j += 1;
+        x &= x - 1;
+    }
+    let mut a = [0u8; BLOCK + SEVERAL];
     a[..BLOCK].copy_from_slice(&pulp::cast::<__m512i, [u8; BLOCK]>(v));
-    a[BLOCK..].copy_from_slice(w.get(BLOCK + 2 - n..BLOCK + 4 - n)?);
+    a[BLOCK..].copy_from_slice(w.get(BLOCK + SEVERAL - n..BLOCK + 2 * SEVERAL - n)?);
     out.extend_from_slice(&a);
-    out.truncate(out.len() - 2 + n);
+    out.truncate(out.len() - SEVERAL + n);
     Some(Worked {
         blocks: 1,
         lf: k.lf,
@@ -245,13 +254,14 @@ fn single(v4: V4, chunk: &[u8], i: usize, k: Inserts, out: &mut Vec<u8>) -> Opti
     })
 }
 
-/// One block with any number of inserts, `k` its inserts: each insert and
-/// the block's rest after it written over the copy of the block in a stack
-/// buffer. Kept out of line (inlined into the loop it slowed the common
-/// path: 13.3 against 15.3 GiB/s in the bench), so it is compiled without
-/// AVX-512 and takes the masks from the caller: computing them itself, each
-/// vector operation a call, it made bodies of bare-LF lines of 8-68 octets
-/// take 156-157 µs per MiB against 108.1-108.9.
+/// One block with any number of inserts (what [`several`] does not take),
+/// `k` its inserts: each insert and the block's rest after it written over
+/// the copy of the block in a stack buffer. Kept out of line (inlined into
+/// the loop it slowed the common path: 13.3 against 15.3 GiB/s in the
+/// bench), so it is compiled without AVX-512 and takes the masks from the
+/// caller: computing them itself, each vector operation a call, it made
+/// bodies of bare-LF lines of 8-68 octets take 156-157 µs per MiB against
+/// 108.1-108.9 (when it also took blocks of three inserts).
 #[inline(never)]
 fn any_block(chunk: &[u8], i: usize, k: Inserts, out: &mut Vec<u8>) -> Option<Worked> {
     let block = load(chunk, i)?;
