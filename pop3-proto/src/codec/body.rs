@@ -890,10 +890,9 @@ mod tests {
     /// leaving for block mode after four blocks of clean CRLF lines (eight
     /// of them) with a `.` to stuff right after them; a lone bare LF in the
     /// last lane of a block (a pair's first) with a stuffed `.` in the first
-    /// lane of the next; a
-    /// lone insert in the first lane of the first block; a clean block and
-    /// a LF in the last lane of the next, its `.` carried into the block (or
-    /// pair) after. Both APIs, whole and split at every point near the edge,
+    /// lane of the next; a lone insert in the first lane of the first block;
+    /// a clean block and a LF in the last lane of the next, its `.` carried
+    /// into the block (or pair) after. Both APIs, whole and split at every point near the edge,
     /// at every instruction level the CPU has.
     #[test]
     fn bare_lf_block_edges() {

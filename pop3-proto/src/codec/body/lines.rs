@@ -24,11 +24,10 @@
 //! where it resumes: near the end of the chunk, or, for AVX-512's copy path,
 //! once four blocks in a row needed nothing (256 octets, about
 //! `CLEAN_STREAK` line ends; stretches without a LF not counted), which is
-//! CRLF text again (the
-//! other loops go on: a block without inserts measured about what it costs
-//! the scan). A LF at the octet before the start has been handled
-//! by the caller, including a `.` after it; a `.` after the last LF these
-//! handle is stuffed here.
+//! CRLF text again (the other loops go on: a block without inserts measured
+//! about what it costs the scan). A LF at the octet before the start has
+//! been handled by the caller, including a `.` after it; a `.` after the
+//! last LF these handle is stuffed here.
 
 #[cfg(all(target_arch = "x86_64", feature = "simd"))]
 mod blocks;

@@ -25,13 +25,12 @@ use super::blocks::{BLOCK, Carry, Classify, Masks, load, window};
 /// pair or a block: a step with an insert sets it back to 0, so the return
 /// comes after four or five blocks; a step with no LF at all (inside a long
 /// line) leaves it as it is; a pair with a LF in either block counts both.
-/// Counted in blocks rather than line
-/// ends, so that the LF masks are only tested, never counted: counting each
-/// pair's line ends measured 45.5-46.3 µs per MiB of bare-LF text against
-/// 44.1-44.5 counting every insert-free block (one scratch program,
-/// interleaved). That cheaper count left line mode inside every bare-LF
-/// line longer than about 320 octets, and such lines then took 67-71 µs
-/// per MiB instead of 43-45.
+/// Counted in blocks rather than line ends, so that the LF masks are only
+/// tested, never counted: counting each pair's line ends measured 45.5-46.3
+/// µs per MiB of bare-LF text against 44.1-44.5 counting every insert-free
+/// block (one scratch program, interleaved). That cheaper count left line
+/// mode inside every bare-LF line longer than about 320 octets, and such
+/// lines then took 67-71 µs per MiB instead of 43-45.
 ///
 /// [`CLEAN_STREAK`]: crate::codec::body::scan::CLEAN_STREAK
 const CLEAN_BLOCKS: usize = 4;
