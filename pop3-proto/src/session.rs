@@ -118,8 +118,9 @@ pub struct ServerConfig {
     /// Default: 4096 ([`DEFAULT_MAX_SASL_LINE`]).
     pub max_sasl_line: usize,
     /// Idle timeout: RFC 1939's autologout timer (section 3 asks for at
-    /// least 10 minutes), reported by [`ServerSession::deadline`].
-    /// Default: 10 minutes.
+    /// least 10 minutes), reported by [`ServerSession::deadline`]. It runs
+    /// from the last command answered: input that completes no command line
+    /// does not restart it. Default: 10 minutes.
     pub idle_timeout: Duration,
     /// Invalid commands in a row (unknown, bad syntax, wrong state, too long)
     /// after which the session answers `-ERR Too many invalid commands.` and
@@ -529,15 +530,16 @@ impl ServerSession {
             && self.framer.buffered_len() <= self.config.max_pending_input
     }
 
-    /// How long the session may stay without input before autologout
+    /// How long the session may stay without a command before autologout
     /// ([`ServerConfig::idle_timeout`]); `None` once closed. The clock-free
     /// form of [`deadline`](Self::deadline), for callers without `std`.
     pub fn idle_timeout(&self) -> Option<Duration> {
         (!self.is_closed()).then_some(self.config.idle_timeout)
     }
 
-    /// The autologout deadline ([`ServerConfig::idle_timeout`] after the
-    /// time of the last input, on the caller's clock); `None` once closed.
+    /// The autologout deadline ([`ServerConfig::idle_timeout`] after
+    /// `last_activity`, the time the last command was answered, on the
+    /// caller's clock); `None` once closed.
     ///
     /// ```
     /// use std::time::{Duration, Instant};

@@ -175,6 +175,19 @@ fn spawn_server(
     })
 }
 
+/// A server with a 30 s idle timeout, otherwise as usual.
+fn idle_30s_server(s: Stream) -> tokio::task::JoinHandle<(io::Result<Ending>, Mailbox)> {
+    let mut cfg = server_config();
+    cfg.idle_timeout = Duration::from_secs(30);
+    spawn_server(
+        s,
+        cfg,
+        Mailbox::default(),
+        ServeOptions::default(),
+        CancellationToken::new(),
+    )
+}
+
 /// The usual server: [`server_config`], joe's [`Mailbox`], default options.
 fn default_server(stream: Stream) -> tokio::task::JoinHandle<(io::Result<Ending>, Mailbox)> {
     spawn_server(
@@ -367,15 +380,7 @@ async fn a_locked_maildrop_is_reported_with_its_code() {
 #[tokio::test(start_paused = true)]
 async fn an_idle_client_is_logged_out_and_nothing_is_committed() {
     let (c, s) = pair(4096);
-    let mut cfg = server_config();
-    cfg.idle_timeout = Duration::from_secs(30);
-    let server = spawn_server(
-        s,
-        cfg,
-        Mailbox::default(),
-        ServeOptions::default(),
-        CancellationToken::new(),
-    );
+    let server = idle_30s_server(s);
     let mut client = new_client(c);
     client.session().login_user_pass("joe", "pw").unwrap();
     client.session().dele(1).unwrap();
@@ -395,6 +400,63 @@ async fn an_idle_client_is_logged_out_and_nothing_is_committed() {
     let (ending, handler) = server.await.unwrap();
     assert_eq!(ending.unwrap(), Ending::TimedOut);
     assert_eq!(handler.committed, None, "DELE without QUIT removes nothing");
+}
+
+/// Sends `prefix`, then a command line one octet every 10 s (idle timeout 30
+/// s), and returns the transcript, the seconds from the last reply to the
+/// server's end, and how the server ended.
+async fn drip_after(prefix: &[u8]) -> (String, u64, Ending, Mailbox) {
+    let (c, s) = pair(4096);
+    let server = idle_30s_server(s);
+    let server = tokio::spawn(async move {
+        let r = server.await.unwrap();
+        (r, tokio::time::Instant::now())
+    });
+    let mut c = c.inner;
+    c.write_all(prefix).await.unwrap();
+    let mut transcript = Vec::new();
+    let replies = prefix.iter().filter(|&&b| b == b'\n').count() + 1;
+    while transcript.iter().filter(|&&b| b == b'\n').count() < replies {
+        let mut b = [0u8; 512];
+        let n = c.read(&mut b).await.unwrap();
+        assert_ne!(n, 0, "{:?}", String::from_utf8_lossy(&transcript));
+        transcript.extend_from_slice(&b[..n]);
+    }
+    let replied = tokio::time::Instant::now();
+    // "NOOP" and never a line end: at most twenty octets, one every 10 s.
+    for b in b"NOOPXXXXXXXXXXXXXXXX" {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        if c.write_all(&[*b]).await.is_err() {
+            break;
+        }
+    }
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).await.unwrap();
+    transcript.extend_from_slice(&rest);
+    let ((ending, handler), at) = server.await.unwrap();
+    let ended = at.duration_since(replied);
+    (
+        String::from_utf8(transcript).unwrap(),
+        ended.as_secs(),
+        ending.unwrap(),
+        handler,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_sent_an_octet_at_a_time_does_not_hold_off_autologout() {
+    // Before and after login (a maildrop lock held): the timer runs from
+    // the last reply, whatever octets come without a line end.
+    for prefix in [&b""[..], b"USER joe\r\nPASS pw\r\nDELE 1\r\n"] {
+        let (transcript, secs, ending, handler) = drip_after(prefix).await;
+        assert!(
+            transcript.ends_with("-ERR Disconnected for inactivity.\r\n"),
+            "{transcript}"
+        );
+        assert_eq!(ending, Ending::TimedOut);
+        assert_eq!(secs, 30, "{transcript}");
+        assert_eq!(handler.committed, None, "nothing removed");
+    }
 }
 
 #[tokio::test]

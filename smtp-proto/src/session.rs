@@ -99,7 +99,8 @@ pub struct ServerConfig {
     pub max_sasl_line: usize,
     /// How long to wait for the next command or data block: the server timeout of
     /// RFC 5321 section 4.5.3.2.7 (which asks for at least 5 minutes); nonzero. Default
-    /// 5 minutes.
+    /// 5 minutes. For a command it runs from the last reply: input that completes no
+    /// command line does not restart it. Inside a message body every read does.
     pub idle_timeout: Duration,
     /// After this many erroneous commands the session answers 421 and closes; nonzero.
     /// Default `20`.
@@ -594,9 +595,10 @@ impl ServerSession {
         self.st.txn.map_or(0, |t| t.rcpt_ok)
     }
 
-    /// How long the session waits for the client from the last read
-    /// ([`ServerConfig::idle_timeout`]). `None` while it waits for the application, for the
-    /// TLS handshake, or is closed. The clock-free form of [`deadline`](Self::deadline).
+    /// How long the session waits for the client from the last reply, or inside a message
+    /// body from the last read ([`ServerConfig::idle_timeout`]). `None` while it waits for
+    /// the application, for the TLS handshake, or is closed. The clock-free form of
+    /// [`deadline`](Self::deadline).
     pub fn idle_timeout(&self) -> Option<Duration> {
         if self.st.closed || self.st.pending.is_some() || self.awaiting_tls() {
             return None;
@@ -604,7 +606,8 @@ impl ServerSession {
         Some(self.st.cfg.idle_timeout)
     }
 
-    /// When the session gives up waiting for the client, given the time of the last read.
+    /// When the session gives up waiting for the client, given the time of the last reply
+    /// (inside a message body, of the last read).
     /// `None` while it waits for the application, for the TLS handshake, or is closed.
     #[cfg(feature = "std")]
     #[cfg_attr(docsrs, doc(cfg(feature = "std")))]

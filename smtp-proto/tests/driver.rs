@@ -101,6 +101,19 @@ fn spawn_server(
     })
 }
 
+/// A server with a 30 s idle timeout, otherwise as usual.
+fn idle_30s_server(s: DuplexStream) -> tokio::task::JoinHandle<(io::Result<Ending>, Inbox)> {
+    let mut cfg = server_config(false);
+    cfg.idle_timeout = Duration::from_secs(30);
+    spawn_server(
+        s,
+        cfg,
+        Inbox::default(),
+        ServeOptions::default(),
+        CancellationToken::new(),
+    )
+}
+
 /// The usual server: no STARTTLS, an empty [`Inbox`], default options.
 fn default_server(stream: DuplexStream) -> tokio::task::JoinHandle<(io::Result<Ending>, Inbox)> {
     spawn_server(
@@ -226,15 +239,7 @@ async fn pipelined_commands_get_their_replies_in_order() {
 #[tokio::test(start_paused = true)]
 async fn an_idle_client_gets_421_after_the_idle_timeout() {
     let (mut c, s) = tokio::io::duplex(4096);
-    let mut cfg = server_config(false);
-    cfg.idle_timeout = Duration::from_secs(30);
-    let server = spawn_server(
-        s,
-        cfg,
-        Inbox::default(),
-        ServeOptions::default(),
-        CancellationToken::new(),
-    );
+    let server = idle_30s_server(s);
     c.write_all(b"EHLO c\r\n").await.unwrap();
     let mut transcript = String::new();
     c.read_to_string(&mut transcript).await.unwrap();
@@ -244,6 +249,91 @@ async fn an_idle_client_gets_421_after_the_idle_timeout() {
     );
     let (ending, _) = server.await.unwrap();
     assert_eq!(ending.unwrap(), Ending::TimedOut);
+}
+
+/// Runs a server with a 30 s idle timeout, sends `prefix` and waits for its
+/// replies (`replies` lines after the greeting), then sends `drip` one
+/// octet every `every` seconds. Returns the transcript, the seconds from
+/// the last reply read to the server's end, how it ended and the inbox.
+async fn drip_after(
+    prefix: &[u8],
+    replies: usize,
+    drip: &[u8],
+    every: u64,
+) -> (String, u64, Ending, Inbox) {
+    let (mut c, s) = tokio::io::duplex(4096);
+    let server = idle_30s_server(s);
+    let server = tokio::spawn(async move {
+        let r = server.await.unwrap();
+        (r, tokio::time::Instant::now())
+    });
+    c.write_all(prefix).await.unwrap();
+    let mut transcript = Vec::new();
+    while transcript.iter().filter(|&&b| b == b'\n').count() < replies + 1 {
+        let mut b = [0u8; 512];
+        let n = c.read(&mut b).await.unwrap();
+        assert_ne!(n, 0, "{:?}", String::from_utf8_lossy(&transcript));
+        transcript.extend_from_slice(&b[..n]);
+    }
+    let replied = tokio::time::Instant::now();
+    for b in drip {
+        tokio::time::sleep(Duration::from_secs(every)).await;
+        if c.write_all(&[*b]).await.is_err() {
+            break;
+        }
+    }
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).await.unwrap();
+    transcript.extend_from_slice(&rest);
+    let ((ending, inbox), at) = server.await.unwrap();
+    (
+        String::from_utf8(transcript).unwrap(),
+        at.duration_since(replied).as_secs(),
+        ending.unwrap(),
+        inbox,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_sent_an_octet_at_a_time_does_not_hold_off_the_timeout() {
+    // Before EHLO and inside a transaction: the wait for a command runs
+    // from the last reply, whatever octets come without a line end.
+    let cases: [(&[u8], usize); 2] = [(b"", 0), (b"EHLO c\r\nMAIL FROM:<a@example.org>\r\n", 2)];
+    for (prefix, replies) in cases {
+        let (transcript, secs, ending, inbox) =
+            drip_after(prefix, replies, b"NOOPXXXXXXXXXXXXXXXX", 10).await;
+        assert!(
+            transcript.ends_with("421 4.4.2 Timeout, closing connection\r\n"),
+            "{transcript}"
+        );
+        assert_eq!((ending, secs), (Ending::TimedOut, 30), "{transcript}");
+        assert!(inbox.messages.is_empty());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_message_body_is_progress_and_a_silent_one_times_out() {
+    let prefix = b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n";
+    // 15 body octets, one every 10 s: 150 s, each read inside the message
+    // restarting the 30 s timer; then the wait for a command runs from the
+    // 250.
+    let (transcript, secs, ending, inbox) =
+        drip_after(prefix, 4, b"slow\r\nbody\r\n.\r\n", 10).await;
+    assert!(
+        transcript
+            .ends_with("250 2.0.0 Message accepted\r\n421 4.4.2 Timeout, closing connection\r\n"),
+        "{transcript}"
+    );
+    assert_eq!((ending, secs), (Ending::TimedOut, 180));
+    assert_eq!(inbox.messages, [b"slow\r\nbody\r\n".to_vec()]);
+    // A body that stops for longer than the timeout is given up.
+    let (transcript, secs, ending, inbox) = drip_after(prefix, 4, b"", 0).await;
+    assert!(
+        transcript.ends_with("421 4.4.2 Timeout, closing connection\r\n"),
+        "{transcript}"
+    );
+    assert_eq!((ending, secs), (Ending::TimedOut, 30));
+    assert!(inbox.messages.is_empty());
 }
 
 #[tokio::test]

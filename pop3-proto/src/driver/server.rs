@@ -13,6 +13,12 @@ use super::write_within;
 use crate::codec::BodyProgress;
 use crate::session::{Event, ServerSession};
 
+/// Now on tokio's clock (the one the timers sleep on, paused in tests), as
+/// the `std` instant the session's deadlines take.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// The read buffer a connection starts with, in octets: enough for any
 /// command line, small for the thousands of connections that mostly wait;
 /// it grows to [`ServeOptions::read_buffer`] when a read fills it.
@@ -212,7 +218,8 @@ async fn flush<S: AsyncWrite + Unpin>(
 /// Serves one POP3 connection until it ends: writes the greeting, reads
 /// commands, hands each event to `handler`, writes the answers, runs the
 /// STLS handshake through [`ServerHandler::start_tls`], applies the
-/// session's autologout timer, and answers `-ERR [SYS/TEMP]` when
+/// session's autologout timer (restarted by each command answered, not by
+/// input that completes no command), and answers `-ERR [SYS/TEMP]` when
 /// `shutdown` is cancelled while the client is idle. Commands a client
 /// pipelined are answered before the next read. The stream is shut down at
 /// the end.
@@ -288,7 +295,7 @@ where
         let wt = options.write_timeout;
         let full = options.read_buffer.max(1);
         let mut buf = std::vec![0u8; full.min(INITIAL_READ_BUFFER)];
-        let mut last_activity = Instant::now();
+        let mut last_activity = now();
         loop {
             // Commands already buffered in the session come before any read:
             // `next_event` stops while more than `max_pending_output` octets wait
@@ -314,7 +321,7 @@ where
                     let plain = stream_slot.take().ok_or_else(lost)?;
                     stream_slot = Some(handler.start_tls(plain).await?);
                     session.tls_established().map_err(io::Error::other)?;
-                    last_activity = Instant::now();
+                    last_activity = now();
                 }
             }
             let stream = stream_slot.as_mut().ok_or_else(lost)?;
@@ -324,9 +331,14 @@ where
                 return Ok(Ending::Closed);
             }
             if answered || wrote {
+                // RFC 1939's autologout timer restarts with each command
+                // answered, not with each read: input that completes no
+                // command line (a line sent an octet at a time) does not
+                // keep the session, or its maildrop lock, alive.
+                last_activity = now();
                 continue;
             }
-            let deadline = session.deadline(last_activity).unwrap_or_else(Instant::now);
+            let deadline = session.deadline(last_activity).unwrap_or_else(now);
             let read = tokio::select! {
                 () = shutdown.cancelled() => {
                     session.shutdown();
@@ -343,7 +355,6 @@ where
             if read == 0 {
                 return Ok(Ending::ClientClosed);
             }
-            last_activity = Instant::now();
             session.feed(buf.get(..read).unwrap_or_default());
             if read == buf.len() && buf.len() < full {
                 // More was waiting: read in larger steps from now on.

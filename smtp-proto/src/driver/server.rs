@@ -13,6 +13,12 @@ use super::{flush, within};
 use crate::session::{Event, ServerSession};
 use crate::types::Reply;
 
+/// Now on tokio's clock (the one the timers sleep on, paused in tests), as
+/// the `std` instant the session's deadlines take.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// The read buffer a connection starts with, in octets: enough for any
 /// command line, small for the thousands of connections that mostly wait;
 /// it grows to [`ServeOptions::read_buffer`] when a read fills it.
@@ -52,8 +58,9 @@ pub enum Ending {
     Closed,
     /// The client closed the connection.
     ClientClosed,
-    /// The client was idle for `ServerConfig::idle_timeout`: answered
-    /// `421 4.4.2`.
+    /// The client sent no complete command for `ServerConfig::idle_timeout`
+    /// after the last reply (or, inside a message, nothing at all for that
+    /// long): answered `421 4.4.2`.
     TimedOut,
     /// The shutdown token was cancelled: answered `421` between messages (a
     /// message in transfer is received and answered first).
@@ -201,7 +208,7 @@ where
         let wt = options.write_timeout;
         let full = options.read_buffer.max(1);
         let mut buf = std::vec![0u8; full.min(INITIAL_READ_BUFFER)];
-        let mut last_activity = Instant::now();
+        let mut last_activity = now();
         // Between an accepted DATA (or first BDAT) and the message's end, a
         // shutdown waits: the message is received and answered first.
         let mut in_data = false;
@@ -231,20 +238,27 @@ where
                 session.shutdown();
             }
             let stream = stream_slot.as_mut().ok_or_else(lost)?;
+            let replied = !session.output().is_empty();
             flush(stream, session, wt).await?;
             if session.is_closed() {
                 return Ok(Ending::Closed);
+            }
+            if replied {
+                // The wait for the next command starts at the last reply:
+                // input that completes no command line (a line sent an
+                // octet at a time) does not restart it.
+                last_activity = now();
             }
             if session.awaiting_tls() {
                 let plain = stream_slot.take().ok_or_else(lost)?;
                 stream_slot = Some(handler.start_tls(plain).await?);
                 session.tls_established();
-                last_activity = Instant::now();
+                last_activity = now();
                 continue;
             }
             let deadline = session
                 .deadline(last_activity)
-                .unwrap_or_else(|| Instant::now() + NO_DEADLINE_WAIT);
+                .unwrap_or_else(|| now() + NO_DEADLINE_WAIT);
             let read = tokio::select! {
                 () = shutdown.cancelled(), if !in_data => {
                     session.shutdown();
@@ -261,7 +275,11 @@ where
             if read == 0 {
                 return Ok(Ending::ClientClosed);
             }
-            last_activity = Instant::now();
+            if in_data {
+                // Inside a message each read is progress (RFC 5321 section
+                // 4.5.3.2.5's data block timeout).
+                last_activity = now();
+            }
             session.feed(buf.get(..read).unwrap_or_default());
             if read == buf.len() && buf.len() < full {
                 // More was waiting: read in larger steps from now on.
