@@ -324,7 +324,9 @@ fn read_names(folder_dir: &Path) -> Result<HashMap<String, (bool, String)>, Erro
         };
         for ent in rd {
             let ent = ent.map_err(|e| Error::io("read directory", &d, e))?;
-            if ent.file_type().is_ok_and(|t| t.is_dir()) {
+            // Regular files only: not a directory, and not a symbolic link,
+            // which would serve whatever file it points to as a message.
+            if !ent.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
             let Ok(name) = ent.file_name().into_string() else {
@@ -348,6 +350,7 @@ fn relocate(folder_dir: &Path, base: &str) -> Option<(bool, String)> {
         };
         for ent in rd.flatten() {
             if let Ok(name) = ent.file_name().into_string()
+                && ent.file_type().is_ok_and(|t| t.is_file())
                 && MaildirName::parse(&name).is_some_and(|n| n.base() == base)
             {
                 return Some((cur, name));
@@ -1580,6 +1583,51 @@ mod tests {
         fs::write(cur.join("100.M1P1.mta,S=6:2,S"), b"x\n").unwrap();
         let md = s.open_maildrop(&joe()).unwrap();
         assert_eq!(md.entries()[0].size, 9);
+    }
+
+    #[test]
+    fn names_with_spaces_are_messages_and_symlinks_are_not() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        let new = t.path().join("joe/new");
+        fs::write(new.join("1700000001.odd name with spaces & \u{fc}"), b"a\n").unwrap();
+        fs::write(new.join("1700000002. lead"), b"bb\n").unwrap();
+        let outside = t.path().join("secret");
+        fs::write(&outside, b"not mail\n").unwrap();
+        std::os::unix::fs::symlink(&outside, new.join("1700000003.link")).unwrap();
+        std::os::unix::fs::symlink(&outside, t.path().join("joe/cur/1700000004.link:2,S")).unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        let sizes: Vec<u64> = md.entries().iter().map(|e| e.size).collect();
+        assert_eq!(sizes, vec![3, 4], "the two spaced names, not the links");
+        drop(md);
+        // The index keeps the spaced names and reads them back.
+        let idx = fs::read_to_string(t.path().join("joe/mailbag-uidlist")).unwrap();
+        assert!(
+            idx.contains(" 3 1700000001.odd name with spaces & \u{fc}\n"),
+            "{idx}"
+        );
+        let uids: Vec<Uid> = s
+            .list(&joe(), Folder::Inbox)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.uid)
+            .collect();
+        let again: Vec<Uid> = s
+            .list(&joe(), Folder::Inbox)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(uids, again);
+        let mut text = String::new();
+        s.read_many(&joe(), Folder::Inbox, &uids[..1])
+            .unwrap()
+            .remove(0)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "a\r\n");
     }
 
     #[test]

@@ -35,12 +35,13 @@ pub struct MaildirName<'a> {
 
 impl<'a> MaildirName<'a> {
     /// Parses a file name found in `new/` or `cur/`. `None` for names a Maildir
-    /// reader must skip: empty, hidden (leading `.`), or containing `/`, a
-    /// control character or a space.
+    /// reader must skip: empty, hidden (leading `.`), or containing `/` or a
+    /// control character. Spaces are allowed: other programs write them, and
+    /// skipping such a file would hide the message.
     pub fn parse(name: &'a str) -> Option<Self> {
         if name.is_empty()
             || name.starts_with('.')
-            || name.bytes().any(|b| b == b'/' || b <= b' ' || b == 0x7f)
+            || name.bytes().any(|b| b == b'/' || b < b' ' || b == 0x7f)
         {
             return None;
         }
@@ -190,7 +191,10 @@ mod tests {
         assert_eq!(n.flags(), Some(""));
         let n = MaildirName::parse("1.2.h:1,xyz").unwrap();
         assert_eq!(n.flags(), None);
-        assert!(MaildirName::parse("a b").is_none());
+        // A space is allowed (other programs write them); control characters not.
+        assert_eq!(MaildirName::parse("a b").map(|n| n.base()), Some("a b"));
+        assert!(MaildirName::parse("a\tb").is_none());
+        assert!(MaildirName::parse("a\nb").is_none());
         assert!(MaildirName::parse(":2,S").is_none());
         assert!(
             MaildirName::parse("x,S=99999999999999999999999")

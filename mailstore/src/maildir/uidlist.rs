@@ -41,7 +41,7 @@ fn valid_base(b: &str) -> bool {
         && !b.starts_with('.')
         && !b
             .bytes()
-            .any(|c| c == b'/' || c == b':' || c <= b' ' || c == 0x7f)
+            .any(|c| c == b'/' || c == b':' || c < b' ' || c == 0x7f)
 }
 
 fn header_field(tok: &str, tag: char) -> Option<u32> {
