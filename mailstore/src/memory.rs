@@ -247,6 +247,18 @@ impl Mailstore for MemoryStore {
         Ok(self.shared.lock().users.keys().cloned().collect())
     }
 
+    fn check_quota(&self, user: &UserName, incoming: u64) -> Result<(), Error> {
+        let st = self.shared.lock();
+        let Some(q) = self.shared.options.user_quota else {
+            return Ok(());
+        };
+        let used = st.users.get(user).map_or(0, MemUser::usage);
+        if used >= q || used.saturating_add(incoming) > q {
+            return Err(self.shared.quota_error(q));
+        }
+        Ok(())
+    }
+
     fn begin_delivery(&self, user: &UserName, folder: Folder) -> Result<Box<dyn Delivery>, Error> {
         let mut st = self.shared.lock();
         if !st.users.contains_key(user) {

@@ -62,6 +62,18 @@ pub trait Mailstore: Send + Sync + fmt::Debug {
     /// when the user is already over quota.
     fn begin_delivery(&self, user: &UserName, folder: Folder) -> Result<Box<dyn Delivery>, Error>;
 
+    /// Whether `user` has room for a message of `incoming` octets (`0` when
+    /// its size is not known yet): [`Error::QuotaExceeded`] when the user is
+    /// at or over quota already, or would be over it with `incoming` more.
+    /// An SMTP server asks at RCPT, so that a full mailbox refuses its copy
+    /// before the message is sent and the other recipients still get theirs.
+    /// A user without a mailbox yet counts as holding nothing. The default
+    /// (a store without quotas) always answers `Ok(())`.
+    fn check_quota(&self, user: &UserName, incoming: u64) -> Result<(), Error> {
+        let _ = (user, incoming);
+        Ok(())
+    }
+
     /// Stores a whole message read from `message` (a convenience over
     /// [`begin_delivery`](Mailstore::begin_delivery)).
     fn deliver(

@@ -457,6 +457,14 @@ mod cases {
         let s = &*env.store;
         let joe = user("joe");
         put(s, "joe", Folder::Inbox, &[b'a'; 60]);
+        // Asked before a message (SMTP RCPT): room for 40 more, not 41.
+        assert!(s.check_quota(&joe, 0).is_ok());
+        assert!(s.check_quota(&joe, 40).is_ok());
+        let e = s.check_quota(&joe, 41).unwrap_err();
+        assert!(matches!(e, Error::QuotaExceeded { quota: 100, .. }), "{e}");
+        // A user without a mailbox holds nothing yet.
+        assert!(s.check_quota(&user("nobody"), 100).is_ok());
+        assert!(s.check_quota(&user("nobody"), 101).is_err());
         // Would go over at commit.
         let e = s
             .deliver(&joe, Folder::Spam, &mut &[b'b'; 41][..])
@@ -464,6 +472,11 @@ mod cases {
         assert!(matches!(e, Error::QuotaExceeded { quota: 100, .. }), "{e}");
         assert!(!e.is_temporary());
         put(s, "joe", Folder::Spam, &[b'b'; 40]);
+        // Full: no room even for a message of unknown size.
+        assert!(matches!(
+            s.check_quota(&joe, 0),
+            Err(Error::QuotaExceeded { .. })
+        ));
         // Full: refused at the start.
         assert!(matches!(
             s.begin_delivery(&joe, Folder::Inbox),

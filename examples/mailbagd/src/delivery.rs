@@ -68,8 +68,8 @@ impl DeliveryError {
     /// The reply for a store error: only a verdict about the message is
     /// permanent (too big, a full mailbox when the store says so); every
     /// other failure is a local fault (I/O, permissions, a full disk, a
-    /// broken Maildir, even a configured user's Maildir gone) and gets
-    /// `451 4.3.0`, so the client keeps the message and retries.
+    /// broken Maildir) and gets `451 4.3.0`, so the client keeps the message
+    /// and retries.
     fn from_store(e: &StoreError) -> DeliveryError {
         DeliveryError(match e {
             StoreError::MessageTooLarge { .. } => replies::too_big(),
@@ -99,6 +99,26 @@ fn queue_error(e: &QueueError) -> DeliveryError {
 fn io_temp(what: &str, e: &io::Error) -> DeliveryError {
     tracing::warn!(error = %e, "{what}");
     temp()
+}
+
+/// Whether `user` has room for a message of `size` octets (`0`: no `SIZE=`
+/// was announced), asked at RCPT: a mailbox at or over its quota, or one
+/// the announced size would take over it, refuses its own copy
+/// ([`replies::mailbox_full`]) while the other recipients still get theirs.
+/// Any other store error is left to the delivery after DATA, which answers
+/// it. Blocking (it reads the user's folders).
+pub fn room_for(ctx: &Context, user: &UserName, size: u64) -> Result<(), DeliveryError> {
+    match ctx.store.check_quota(user, size) {
+        Err(e @ StoreError::QuotaExceeded { .. }) => {
+            info!(user = %user, size, "recipient refused: mailbox full");
+            Err(DeliveryError(replies::mailbox_full(e.is_temporary())))
+        }
+        Err(e) => {
+            tracing::debug!(user = %user, error = %e, "quota not checked at RCPT");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
 }
 
 /// Where each copy went.

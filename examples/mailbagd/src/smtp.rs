@@ -311,6 +311,25 @@ impl SmtpHandler {
                 };
                 match verdict {
                     Verdict::Accept(dest) => {
+                        // Only a user with a quota costs a look at the
+                        // Maildir (and a blocking task).
+                        if let Destination::Local(u) = &dest
+                            && config
+                                .user(u.as_str())
+                                .and_then(|x| config.quota_of(x))
+                                .is_some()
+                        {
+                            let size = self.txn.as_ref().and_then(|t| t.mail.size).unwrap_or(0);
+                            let (sh, u) = (Arc::clone(ctx), u.clone());
+                            let room = tokio::task::spawn_blocking(move || {
+                                delivery::room_for(&sh, &u, size)
+                            })
+                            .await
+                            .map_err(|e| io::Error::other(format!("quota task: {e}")))?;
+                            if let Err(e) = room {
+                                return Ok(Answer::Reject(e.0));
+                            }
+                        }
                         if let Some(t) = self.txn.as_mut() {
                             match dest {
                                 Destination::Local(u) => {

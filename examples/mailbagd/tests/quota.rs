@@ -2,7 +2,9 @@
 //! user's own `quota=` over it (`quota=0`: none). A delivery over quota gets
 //! `452 4.2.2` (temporary: the sender keeps the message and retries), POP3
 //! still works, and once the user made room mail is accepted again; a
-//! reload that raises the quota applies to the next delivery. Under
+//! reload that raises the quota applies to the next delivery. A mailbox
+//! already full, or one an announced `SIZE=` would take over, refuses its
+//! own RCPT, and the other recipients get the message. Under
 //! `CI=true` a missing python3 fails the tests.
 
 use std::time::Duration;
@@ -100,4 +102,63 @@ print(p.stat()[0]); p.dele(1); p.quit()
         .contains("configuration reloaded")));
     assert!(send(&server, "small@example.test", 1500).starts_with("250"));
     assert!(py_pop_login(&server, "127.0.0.1", "small", "pw").starts_with("OK 1"));
+}
+
+#[test]
+fn a_full_mailbox_refuses_its_copy_at_rcpt_and_the_others_get_theirs() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start_with(
+        Options {
+            limits: "user_quota = \"3K\"\n".into(),
+            ..Options::default()
+        },
+        |data| {
+            // ann is over her quota already, with mail another program put there.
+            for sub in ["new", "cur", "tmp"] {
+                std::fs::create_dir_all(data.join("ann").join(sub)).unwrap();
+            }
+            let file = data.join("ann/new/1700000000.M1P1.other");
+            std::fs::write(file, "x".repeat(4000)).unwrap();
+        },
+    );
+    let count =
+        |u: &str| std::fs::read_dir(server.data.join(u).join("new")).map_or(0, |d| d.count());
+    let body = "From: a@example.org\r\nSubject: q\r\n\r\nhello\r\n.\r\n";
+    let transaction = |mail: &str, rcpts: [&str; 2]| {
+        let rcpts = rcpts.map(|r| format!("RCPT TO:<{r}>\r\n"));
+        raw_smtp(
+            &server,
+            "smtp",
+            "127.0.0.1",
+            &[
+                b"EHLO client.example.org\r\n",
+                mail.as_bytes(),
+                rcpts[0].as_bytes(),
+                rcpts[1].as_bytes(),
+                b"DATA\r\n",
+                body.as_bytes(),
+                b"QUIT\r\n",
+            ],
+        )
+    };
+    // A full mailbox: its RCPT gets 452, and joe still gets the message.
+    let r = transaction(
+        "MAIL FROM:<a@example.org>\r\n",
+        ["ann@example.test", "joe@example.test"],
+    );
+    assert_eq!(r[3], "452 4.2.2 Mailbox full", "{r:?}");
+    assert!(r[4].starts_with("250") && r[6].starts_with("250"), "{r:?}");
+    assert_eq!((count("ann"), count("joe")), (1, 1));
+    // An announced size that would take joe over his 3K: refused at RCPT,
+    // before the message is sent; bob (with room for it) gets it.
+    let r = transaction(
+        "MAIL FROM:<a@example.org> SIZE=3000\r\n",
+        ["joe@example.test", "bob@example.test"],
+    );
+    assert_eq!(r[3], "452 4.2.2 Mailbox full", "{r:?}");
+    assert!(r[4].starts_with("250") && r[6].starts_with("250"), "{r:?}");
+    assert_eq!((count("joe"), count("bob")), (1, 1));
+    assert!(server.log().contains("recipient refused: mailbox full"));
 }

@@ -835,6 +835,19 @@ impl Mailstore for MaildirStore {
         Ok(users)
     }
 
+    /// Counts both folders (from the file names' `,S=` or the files).
+    fn check_quota(&self, user: &UserName, incoming: u64) -> Result<(), Error> {
+        let inner = &self.inner;
+        let Some(q) = inner.quota_of(user) else {
+            return Ok(());
+        };
+        let used = inner.usage(user)?;
+        if used >= q || used.saturating_add(incoming) > q {
+            return Err(inner.quota_error(q));
+        }
+        Ok(())
+    }
+
     fn begin_delivery(&self, user: &UserName, folder: Folder) -> Result<Box<dyn Delivery>, Error> {
         let inner = &self.inner;
         let dir = inner.open_user(user, folder, true)?;
