@@ -343,7 +343,7 @@ pub enum Event<'a> {
         /// SMTPUTF8 parameter given.
         smtputf8: bool,
     },
-    /// EXPN. Accept gives `252 2.1.5`.
+    /// EXPN. Accept gives `252 2.1.5 Cannot EXPN list, ...`.
     Expn {
         /// The list.
         target: Text<'a>,
@@ -365,6 +365,7 @@ enum Pending {
     StartTls,
     Auth,
     Vrfy,
+    Expn,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -673,6 +674,11 @@ impl ServerSession {
                 (2, 1, 5),
                 "Cannot VRFY user, but will accept message and attempt delivery",
             )),
+            Pending::Expn => fixed(r(
+                252,
+                (2, 1, 5),
+                "Cannot EXPN list, but will accept message and attempt delivery",
+            )),
         };
         self.respond(reply);
     }
@@ -765,7 +771,7 @@ impl ServerSession {
                 st.framer.set_max_len(st.cfg.max_command_line);
                 st.write(&reply);
             }
-            Pending::Vrfy => st.write(&reply),
+            Pending::Vrfy | Pending::Expn => st.write(&reply),
         }
         if closing {
             st.closed = true;
@@ -1238,7 +1244,7 @@ impl State {
                 Some(Event::Vrfy { target, smtputf8 })
             }
             Command::Expn { target, smtputf8 } => {
-                self.pending = Some(Pending::Vrfy);
+                self.pending = Some(Pending::Expn);
                 Some(Event::Expn { target, smtputf8 })
             }
             Command::Quit => {
@@ -1381,6 +1387,21 @@ mod tests {
         s.feed(b"MAIL FROM:<a@b.c>\r\n");
         assert!(drive(&mut s).is_empty());
         assert_eq!(s.take_output(), b"503 5.5.1 Send HELO/EHLO first\r\n");
+    }
+
+    #[test]
+    fn vrfy_and_expn_accepted_say_which_they_cannot_do() {
+        let mut s = session();
+        s.feed(b"EHLO x\r\nVRFY joe\r\nEXPN staff\r\n");
+        assert_eq!(drive(&mut s).len(), 3);
+        let out = String::from_utf8(s.take_output()).unwrap();
+        assert!(
+            out.ends_with(
+                "252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery\r\n\
+                 252 2.1.5 Cannot EXPN list, but will accept message and attempt delivery\r\n"
+            ),
+            "{out}"
+        );
     }
 
     #[test]
