@@ -45,16 +45,25 @@ use crate::date::DateTime;
 const MAX_ITEM: usize = 255;
 
 /// Keeps the characters that are safe in a `Received:` token or comment: ASCII graphic
-/// characters except `(`, `)`, `\` and `;` (and, with `utf8`, non-ASCII characters other
-/// than controls and spaces), at most [`MAX_ITEM`] of them.
+/// characters except `(`, `)`, `\\` and `;` (and, with `utf8`, non-ASCII characters other
+/// than controls and spaces), at most [`MAX_ITEM`] of them. An odd number of `"` is
+/// dropped too: an unbalanced quote would open a quoted string that runs over the rest of
+/// the field (its `;` and date) for a reader of the header; balanced quotes stay (a quoted
+/// local part in the `for` clause).
 fn sanitize(s: &str, utf8: bool) -> String {
-    s.chars()
+    let kept: String = s
+        .chars()
         .filter(|&c| {
             (c.is_ascii_graphic() && !matches!(c, '(' | ')' | '\\' | ';'))
                 || (utf8 && !c.is_ascii() && !c.is_control() && !c.is_whitespace())
         })
         .take(MAX_ITEM)
-        .collect()
+        .collect();
+    if kept.matches('"').count() % 2 == 1 {
+        kept.replace('"', "")
+    } else {
+        kept
+    }
 }
 
 /// The RFC 3848 `with` protocol name of a session: `SMTP` after HELO, `ESMTP` after EHLO,
@@ -383,6 +392,15 @@ mod tests {
         assert_eq!(
             h,
             "Received: from h ([192.0.2.1])\r\n\tby mx;\r\n\tThu, 1 Jan 1970 00:00:00 +0000\r\n"
+        );
+        // An unbalanced quote (an EHLO name `a"b(c)d\e`) is dropped; balanced ones stay.
+        let h = Received::new("h", "192.0.2.1".parse().unwrap(), "mx", epoch())
+            .client_name("a\"b(c)d\\e")
+            .recipient("<\"j o\"@x.example>")
+            .to_header();
+        assert_eq!(
+            h,
+            "Received: from h (abcde [192.0.2.1])\r\n\tby mx with ESMTP\r\n\tfor <\"jo\"@x.example>; Thu, 1 Jan 1970 00:00:00 +0000\r\n"
         );
         let long = "a".repeat(1000);
         let h = Received::new(&long, "192.0.2.1".parse().unwrap(), "mx", epoch()).to_header();
