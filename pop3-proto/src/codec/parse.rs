@@ -212,7 +212,8 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ParseError> {
         b"TOP" => match (a1, a2, a3) {
             (Some(n), Some(lines), None) => Ok(Command::Top {
                 msg: msg_number(n)?,
-                lines: decimal_u32(lines).ok_or(ParseError::InvalidNumber)?,
+                // A bad line count is not a bad message number.
+                lines: decimal_u32(lines).ok_or_else(|| bad("TOP"))?,
             }),
             _ => Err(bad("TOP")),
         },
@@ -489,6 +490,13 @@ mod tests {
             cmd("RETR 4294967295"),
             Command::Retr(MessageNumber::new(u32::MAX).unwrap())
         );
+        assert_eq!(parse_command(b"TOP 0 1"), Err(ParseError::InvalidNumber));
+        for line in [&b"TOP 1 -1"[..], b"TOP 1 99999999999999999999", b"TOP 1 x"] {
+            assert_eq!(
+                parse_command(line),
+                Err(ParseError::InvalidArguments { keyword: "TOP" })
+            );
+        }
         assert_eq!(
             cmd("TOP 1 0"),
             Command::Top {
