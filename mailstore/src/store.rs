@@ -292,7 +292,8 @@ pub trait Maildrop: Send + fmt::Debug {
     /// served, for the caller to log: the UID index could not be rewritten
     /// (a full disk), so the UIDs of messages new to it are provisional
     /// (derived from their file names; stable, and never a UID handed out
-    /// otherwise). `None` by default.
+    /// otherwise); or the index was unreadable and was replaced, so every
+    /// UID of the folder changed. `None` by default.
     fn index_error(&self) -> Option<&Error> {
         None
     }

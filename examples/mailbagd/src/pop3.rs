@@ -314,8 +314,9 @@ async fn handle_event(
                 Ok(md) => {
                     if let Some(e) = md.index_error() {
                         // Served anyway (a full disk must not lock users out of
-                        // deleting mail); new messages have provisional UIDs.
-                        warn!(user = %user, %folder, error = %e, "UID index not saved: provisional UIDs this session");
+                        // deleting mail): new messages have provisional UIDs,
+                        // or an unreadable index was replaced (new UIDs).
+                        warn!(user = %user, %folder, error = %e, "UID index problem, maildrop served anyway");
                     }
                     let mut listing = Vec::with_capacity(md.entries().len());
                     for e in md.entries() {

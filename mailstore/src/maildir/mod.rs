@@ -632,10 +632,24 @@ impl Inner {
             Err(e) => return Err(e),
         };
         let list_path = dir.join(uidlist::FILE_NAME);
+        // An unreadable index is replaced; the caller hears of it, since
+        // every UID of the folder changes (clients that leave mail on the
+        // server fetch it all again).
+        let mut discarded = None;
         let (list, mut changed) = match fs::read(&list_path) {
             Ok(b) => match UidList::parse(&b) {
                 Some(l) => (l, false),
-                None => (UidList::new(Self::fresh_uidvalidity(None)), true),
+                None => {
+                    discarded = Some(Error::io(
+                        "parse",
+                        &list_path,
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "unreadable UID index replaced: the folder's UID validity and every UID changed",
+                        ),
+                    ));
+                    (UidList::new(Self::fresh_uidvalidity(None)), true)
+                }
             },
             Err(e) if not_found(&e) => {
                 let seeded = fs::read(dir.join(DOVECOT_UIDLIST))
@@ -741,7 +755,7 @@ impl Inner {
         Ok(Scanned {
             validity: list.uidvalidity,
             msgs,
-            unsaved,
+            unsaved: unsaved.or(discarded),
         })
     }
 
@@ -1641,6 +1655,39 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "a\r\n");
+    }
+
+    #[test]
+    fn an_unreadable_index_is_replaced_and_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        s.deliver(&joe(), Folder::Inbox, &mut &b"hello\n"[..])
+            .unwrap();
+        drop(s.open_maildrop(&joe()).unwrap());
+        // An index from long ago (UID validity 1000), read back as it is.
+        let path = t.path().join("joe").join(uidlist::FILE_NAME);
+        let text = fs::read_to_string(&path).unwrap();
+        let (head, rest) = text.split_once('\n').unwrap();
+        let next = head.rsplit(' ').next().unwrap();
+        fs::write(&path, format!("mailbag-uidlist 1 V1000 {next}\n{rest}")).unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert!(md.index_error().is_none());
+        let before = md.entries()[0].uid.clone();
+        assert!(before.as_str().ends_with("000003e8"), "{before:?}");
+        drop(md);
+        fs::write(&path, b"\x00garbage\n").unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        let e = md.index_error().expect("the replaced index is reported");
+        assert!(e.to_string().contains("every UID changed"), "{e}");
+        assert_eq!(md.entries().len(), 1);
+        let after = md.entries()[0].uid.clone();
+        assert_ne!(after, before, "a new UID validity");
+        drop(md);
+        // Reported once: the new index is read back as it is.
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert!(md.index_error().is_none());
+        assert_eq!(md.entries()[0].uid, after);
     }
 
     #[test]
