@@ -11,6 +11,8 @@
 #        SESSIONS=8 (POP3 sessions per user per run: 32,000 RETRs, enough server CPU
 #        ticks for a CPU figure within ~2 %; 2 gave ~20 ticks, ±5 %)  PIPELINE=1 (RETRs in flight)
 #        IDLE=2000  PEERS=<path to shared/peers>
+#        QUOTA=<size>: mailbagd's [limits] user_quota (e.g. 1G: every local RCPT
+#        and delivery then counts the user's mail; unset: no quota, as Postfix here)
 #        LIMITS=explicit: mailbagd's [limits] max_connections is IDLE + 100 over
 #        all listeners; LIMITS=default: mailbagd runs on its default connection
 #        limits (5,000 POP3 + 5,000 SMTP + ...), lowered to fit the hard
@@ -43,6 +45,9 @@ SESSIONS=${SESSIONS:-8}
 PIPELINE=${PIPELINE:-1}
 IDLE=${IDLE:-2000}
 LIMITS=${LIMITS:-explicit}
+QUOTA=${QUOTA:-}
+QUOTA_LINE=""
+[ -n "$QUOTA" ] && QUOTA_LINE="user_quota = \"$QUOTA\""
 case "$LIMITS" in
     explicit) MAX_CONNECTIONS_LINE="max_connections = $((IDLE + 100))" ;;
     default) MAX_CONNECTIONS_LINE="" ;;
@@ -99,6 +104,7 @@ listen = []
 [limits]
 $MAX_CONNECTIONS_LINE
 max_connections_per_ip = $((IDLE + 100))
+$QUOTA_LINE
 [[users]]
 name = "ann"
 password = "secret"
@@ -210,5 +216,6 @@ printf 'POP3 RETR/s       dovecot %s  mailbagd %s  ratio %.2f   CPU ms/RETR dove
     "$(median "${PD[@]}")" "$(median "${PM[@]}")" "$(ratio "$(median "${PM[@]}")" "$(median "${PD[@]}")")" \
     "$(median "${CD[@]}")" "$(median "${CQ[@]}")" "$(ratio "$(median "${CQ[@]}")" "$(median "${CD[@]}")")"
 echo "mailbagd limits    $LIMITS: $(grep -h -o 'open-file limit.*\|default connection limits.*' "$W/mailbagd.err" | tr '\n' ';' || true)"
+echo "mailbagd quota     ${QUOTA:-none}"
 echo "idle memory       RSS $before KiB -> $after KiB with $IDLE idle connections = $per bytes/connection;" \
     "a login meanwhile took $(sed -n 's/served_ms=//p' "$W/idle.out") ms"
