@@ -52,6 +52,7 @@
 mod dotlock;
 mod name;
 pub(crate) mod uidlist;
+mod usage;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -234,6 +235,8 @@ struct Inner {
     host: String,
     pid: u32,
     counter: AtomicU64,
+    /// Each user's quota usage while their Maildir is unchanged.
+    usage: usage::UsageCache,
 }
 
 impl fmt::Debug for MaildirStore {
@@ -341,6 +344,37 @@ fn read_names(folder_dir: &Path) -> Result<HashMap<String, (bool, String)>, Erro
     Ok(out)
 }
 
+/// Stored octets of the files in `dirs` (each a `new/` or `cur/`), from
+/// `,S=` or the file's metadata; no allocation for a name with `,S=`. A file
+/// caught between `new/` and `cur/` by a rename may count twice for that
+/// moment.
+fn count_usage(dirs: &[PathBuf]) -> Result<u64, Error> {
+    let mut total = 0u64;
+    for d in dirs {
+        let rd = match fs::read_dir(d) {
+            Ok(rd) => rd,
+            Err(e) if not_found(&e) => continue,
+            Err(e) => return Err(Error::io("read directory", d, e)),
+        };
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io("read directory", d, e))?;
+            if !ent.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            let name = ent.file_name();
+            let Some(parsed) = name.to_str().and_then(MaildirName::parse) else {
+                continue;
+            };
+            let size = match parsed.size() {
+                Some(s) => s,
+                None => ent.metadata().map_or(0, |m| m.len()),
+            };
+            total = total.saturating_add(size);
+        }
+    }
+    Ok(total)
+}
+
 /// Finds the current name of a message whose file moved (e.g. new -> cur, or a
 /// flag change by another program).
 fn relocate(folder_dir: &Path, base: &str) -> Option<(bool, String)> {
@@ -421,6 +455,7 @@ impl MaildirStore {
                 host,
                 pid: std::process::id(),
                 counter: AtomicU64::new(0),
+                usage: usage::UsageCache::default(),
             }),
         })
     }
@@ -580,23 +615,18 @@ impl Inner {
         }
     }
 
-    /// Stored octets over both folders, from `,S=` or the file's metadata.
+    /// Stored octets over both folders, from `,S=` or the file's metadata:
+    /// remembered while the directories are unchanged ([`usage::UsageCache`]),
+    /// else counted without building the name map a scan needs.
     fn usage(&self, user: &UserName) -> Result<u64, Error> {
-        let mut total = 0u64;
-        for folder in Folder::ALL {
-            let dir = self.folder_dir(user, folder);
-            for (cur, name) in read_names(&dir)?.into_values() {
-                let size = match MaildirName::parse(&name).and_then(|n| n.size()) {
-                    Some(s) => s,
-                    None => match fs::metadata(dir.join(sub(cur)).join(&name)) {
-                        Ok(m) => m.len(),
-                        Err(_) => 0,
-                    },
-                };
-                total = total.saturating_add(size);
-            }
-        }
-        Ok(total)
+        let dirs: Vec<PathBuf> = Folder::ALL
+            .into_iter()
+            .flat_map(|f| {
+                let d = self.folder_dir(user, f);
+                [d.join(sub(false)), d.join(sub(true))]
+            })
+            .collect();
+        self.usage.usage(user, &dirs, || count_usage(&dirs))
     }
 
     fn fresh_uidvalidity(old: Option<u32>) -> u32 {
