@@ -314,63 +314,58 @@ fn not_found(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
 }
 
+/// Calls `f` with each regular file of the directory `d` (a `new/` or a
+/// `cur/`; none when it does not exist) whose name is UTF-8, and that name:
+/// not a directory, and not a symbolic link, which would serve whatever file
+/// it points to as a message. The caller parses the name
+/// ([`MaildirName::parse`]) and skips what it refuses.
+fn each_file(d: &Path, mut f: impl FnMut(&fs::DirEntry, String)) -> Result<(), Error> {
+    let rd = match fs::read_dir(d) {
+        Ok(rd) => rd,
+        Err(e) if not_found(&e) => return Ok(()),
+        Err(e) => return Err(Error::io("read directory", d, e)),
+    };
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io("read directory", d, e))?;
+        if !ent.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if let Ok(name) = ent.file_name().into_string() {
+            f(&ent, name);
+        }
+    }
+    Ok(())
+}
+
 /// Reads the valid message names of `dir/new` then `dir/cur`, keyed by base;
 /// a name seen in `cur/` wins over the same base in `new/` (it moved while we looked).
 fn read_names(folder_dir: &Path) -> Result<HashMap<String, (bool, String)>, Error> {
     let mut out: HashMap<String, (bool, String)> = HashMap::new();
     for cur in [false, true] {
-        let d = folder_dir.join(sub(cur));
-        let rd = match fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) if not_found(&e) => continue,
-            Err(e) => return Err(Error::io("read directory", d, e)),
-        };
-        for ent in rd {
-            let ent = ent.map_err(|e| Error::io("read directory", &d, e))?;
-            // Regular files only: not a directory, and not a symbolic link,
-            // which would serve whatever file it points to as a message.
-            if !ent.file_type().is_ok_and(|t| t.is_file()) {
-                continue;
+        each_file(&folder_dir.join(sub(cur)), |_, name| {
+            if let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned()) {
+                out.insert(base, (cur, name));
             }
-            let Ok(name) = ent.file_name().into_string() else {
-                continue;
-            };
-            let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned()) else {
-                continue;
-            };
-            out.insert(base, (cur, name));
-        }
+        })?;
     }
     Ok(out)
 }
 
 /// Stored octets of the files in `dirs` (each a `new/` or `cur/`), from
-/// `,S=` or the file's metadata; no allocation for a name with `,S=`. A file
-/// caught between `new/` and `cur/` by a rename may count twice for that
-/// moment.
+/// `,S=` or the file's metadata, without the map [`read_names`] builds. A
+/// file caught between `new/` and `cur/` by a rename may count twice for
+/// that moment.
 fn count_usage(dirs: &[PathBuf]) -> Result<u64, Error> {
     let mut total = 0u64;
     for d in dirs {
-        let rd = match fs::read_dir(d) {
-            Ok(rd) => rd,
-            Err(e) if not_found(&e) => continue,
-            Err(e) => return Err(Error::io("read directory", d, e)),
-        };
-        for ent in rd {
-            let ent = ent.map_err(|e| Error::io("read directory", d, e))?;
-            if !ent.file_type().is_ok_and(|t| t.is_file()) {
-                continue;
+        each_file(d, |ent, name| {
+            if let Some(n) = MaildirName::parse(&name) {
+                let size = n
+                    .size()
+                    .unwrap_or_else(|| ent.metadata().map_or(0, |m| m.len()));
+                total = total.saturating_add(size);
             }
-            let name = ent.file_name();
-            let Some(parsed) = name.to_str().and_then(MaildirName::parse) else {
-                continue;
-            };
-            let size = match parsed.size() {
-                Some(s) => s,
-                None => ent.metadata().map_or(0, |m| m.len()),
-            };
-            total = total.saturating_add(size);
-        }
+        })?;
     }
     Ok(total)
 }
@@ -895,11 +890,8 @@ impl Mailstore for MaildirStore {
     fn begin_delivery(&self, user: &UserName, folder: Folder) -> Result<Box<dyn Delivery>, Error> {
         let inner = &self.inner;
         let dir = inner.open_user(user, folder, true)?;
-        if let Some(q) = inner.quota_of(user)
-            && inner.usage(user)? >= q
-        {
-            return Err(inner.quota_error(q));
-        }
+        // Refused when already at or over quota.
+        self.check_quota(user, 0)?;
         let mut attempt = 0;
         let (base, tmp_path, file) = loop {
             let base = inner.next_base();
