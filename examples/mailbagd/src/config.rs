@@ -1345,6 +1345,13 @@ impl Config {
         }
     }
 
+    /// [`quota_of`](Self::quota_of) the configured user named `name`
+    /// ([`user`](Self::user)); `None` for no such user. What the store's
+    /// quota lookup asks, and what SMTP asks at RCPT before counting.
+    pub fn user_quota(&self, name: &str) -> Option<u64> {
+        self.user(name).and_then(|u| self.quota_of(u))
+    }
+
     /// The embedded demo configuration (`examples/mailbagd/mailbag.toml`).
     pub fn demo() -> Result<Config, ConfigError> {
         Config::from_toml_str(DEMO_CONFIG)

@@ -260,7 +260,7 @@ impl Context {
         let quota = move |name: &mailbag_mailstore::UserName| {
             let live = Arc::clone(&users.read().unwrap_or_else(|e| e.into_inner()));
             let config = &live.config;
-            config.user(name.as_str()).and_then(|u| config.quota_of(u))
+            config.user_quota(name.as_str())
         };
         let store = MaildirStore::with_quota_lookup(&data_dir, opts, Arc::new(quota)).map_err(
             |source| ContextError::Store {

@@ -111,7 +111,7 @@ pub fn room_for(ctx: &Context, user: &UserName, size: u64) -> Result<(), Deliver
     match ctx.store.check_quota(user, size) {
         Err(e @ StoreError::QuotaExceeded { .. }) => {
             info!(user = %user, size, "recipient refused: mailbox full");
-            Err(DeliveryError(replies::mailbox_full(e.is_temporary())))
+            Err(DeliveryError::from_store(&e))
         }
         Err(e) => {
             tracing::debug!(user = %user, error = %e, "quota not checked at RCPT");

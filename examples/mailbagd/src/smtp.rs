@@ -314,10 +314,7 @@ impl SmtpHandler {
                         // Only a user with a quota costs a look at the
                         // Maildir (and a blocking task).
                         if let Destination::Local(u) = &dest
-                            && config
-                                .user(u.as_str())
-                                .and_then(|x| config.quota_of(x))
-                                .is_some()
+                            && config.user_quota(u.as_str()).is_some()
                         {
                             let size = self.txn.as_ref().and_then(|t| t.mail.size).unwrap_or(0);
                             let (sh, u) = (Arc::clone(ctx), u.clone());
