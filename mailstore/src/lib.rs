@@ -88,8 +88,8 @@ pub use crlf::{CrlfCounter, MessageReader};
 pub use error::Error;
 pub use keep_alive::LockKeepAlive;
 pub use maildir::{
-    DEFAULT_INDEX_LOCK_STALE, DEFAULT_MAILDROP_LOCK_STALE, DEFAULT_STALE_TMP_AGE, MaildirName,
-    MaildirOptions, MaildirStore, QuotaLookup,
+    DEFAULT_INDEX_LOCK_STALE, DEFAULT_MAILDROP_LOCK_STALE, DEFAULT_QUOTA_FILE_RECOUNT_SIZE,
+    DEFAULT_STALE_TMP_AGE, MaildirName, MaildirOptions, MaildirStore, QuotaLookup,
 };
 pub use memory::{DEFAULT_MAX_MESSAGE_SIZE, MemoryOptions, MemoryStore};
 pub use store::{Delivery, Maildrop, Mailstore};

@@ -9,6 +9,9 @@
 //!   received date: `doveadm search before 7d` picks the same messages as our
 //!   7-day retention. (Dovecot's own `savedbefore` on Maildir uses the file's
 //!   ctime, which changes with every rename or chown and cannot be set back.)
+//! - Dovecot's Maildir++ quota (`doveadm quota get`/`recalc`) and ours keep
+//!   the same `maildirsize` file: each reads the other's totals and adds to
+//!   them.
 //!
 //! Needs `dovecot`, `python3` and the shared peer scripts. Without them the
 //! tests skip (print why) unless `CI=true`, where they fail.
@@ -511,4 +514,86 @@ fn doveadm_sees_our_spam_folder_and_save_times() {
         let body = read_all(store.read(&joe, Folder::Spam, &m.uid).unwrap());
         assert!(!body.starts_with(b"Subject: old spam"));
     }
+}
+
+/// Dovecot's Maildir++ quota for `doveadm`, limited to `quota` octets.
+fn with_maildir_quota(quota: u64, args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "-o",
+        "mail_plugins=quota",
+        "-o",
+        "plugin/quota=maildir:User quota",
+        "-o",
+    ]
+    .map(String::from)
+    .to_vec();
+    v.push(format!("plugin/quota_rule=*:storage={quota}B"));
+    v.extend(args.iter().map(|a| a.to_string()));
+    v
+}
+
+/// `doveadm quota get`'s STORAGE (KiB) and MESSAGE values.
+fn dovecot_quota(dovecot: &Dovecot, quota: u64) -> (u64, u64) {
+    let args = with_maildir_quota(quota, &["quota", "get", "-u", "joe"]);
+    let out = dovecot.doveadm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let value = |kind: &str| {
+        out.lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let i = f.iter().position(|w| *w == kind)?;
+                f.get(i + 1)?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no {kind} in {out}"))
+    };
+    (value("STORAGE"), value("MESSAGE"))
+}
+
+#[test]
+fn maildirsize_is_shared_with_dovecots_maildir_quota() {
+    if !prerequisites_ok("maildirsize_is_shared_with_dovecots_maildir_quota") {
+        return;
+    }
+    const QUOTA: u64 = 100_000;
+    let root = tempfile::tempdir().unwrap();
+    let mut opts = MaildirOptions::default();
+    opts.user_quota = Some(QUOTA);
+    let store = MaildirStore::new(root.path(), opts).unwrap();
+    let joe = UserName::new("joe").unwrap();
+    store.create_user(&joe).unwrap();
+    // Whole KiB, so that Dovecot's STORAGE (in KiB) is exact.
+    for (folder, kib) in [(Folder::Inbox, 2), (Folder::Spam, 3), (Folder::Inbox, 5)] {
+        let body = vec![b'x'; kib * 1024];
+        store.deliver(&joe, folder, &mut &body[..]).unwrap();
+    }
+    let mut md = open_maildrop(&store, &joe);
+    let two_kib = md.entries().iter().position(|e| e.size < 3000).unwrap() + 1;
+    md.mark_deleted(two_kib).unwrap();
+    md.commit().unwrap();
+    let file = root.path().join("joe/maildirsize");
+    let ours = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(ours, "100000S\n0 0\n2048 1\n3072 1\n5120 1\n-2048 -1\n");
+
+    // Dovecot reads our totals, and keeps our file as it is (a file it
+    // could not read, it would have recounted and rewritten).
+    let dovecot = Dovecot::start(root.path());
+    assert_eq!(dovecot_quota(&dovecot, QUOTA), (8, 2));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), ours);
+
+    // Dovecot's own recount we read as it is, and add to.
+    let args = with_maildir_quota(QUOTA, &["quota", "recalc", "-u", "joe"]);
+    dovecot.doveadm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let theirs = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(theirs, "100000S\n8192 2\n");
+    let ino = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+    let before = ino();
+    store.check_quota(&joe, 1000).unwrap();
+    assert_eq!(ino(), before, "not rewritten");
+    store
+        .deliver(&joe, Folder::Inbox, &mut &vec![b'y'; 4096][..])
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "100000S\n8192 2\n4096 1\n"
+    );
+    assert_eq!(dovecot_quota(&dovecot, QUOTA), (12, 3));
 }

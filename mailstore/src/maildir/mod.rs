@@ -6,6 +6,7 @@
 //! <root>/<user>/{tmp,new,cur}/           INBOX
 //! <root>/<user>/.Spam/{tmp,new,cur}/     Spam (with a `maildirfolder` marker)
 //! <root>/<user>/mailbag-pop3.lock        POP3 maildrop lock (dot-lock, see below)
+//! <root>/<user>/maildirsize              Maildir++ quota totals (users with a quota)
 //! <folder>/mailbag-uidlist               UID index (see below)
 //! <folder>/mailbag-uidlist.lock          serialises index updates (dot-lock)
 //! ```
@@ -50,6 +51,7 @@
 //! directories `0700`, files `0600` (before the umask).
 
 mod dotlock;
+mod maildirsize;
 mod name;
 pub(crate) mod uidlist;
 mod usage;
@@ -64,6 +66,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use maildirsize::DEFAULT_QUOTA_FILE_RECOUNT_SIZE;
 pub use name::MaildirName;
 
 use crate::crlf::count_reader;
@@ -76,6 +79,7 @@ use crate::{
 };
 use dotlock::DotLock;
 use uidlist::{Record, UidList};
+use usage::Usage;
 
 /// Default age after which files left in `tmp/` by an interrupted delivery
 /// are removed: 36 hours, as the Maildir specification suggests.
@@ -140,6 +144,10 @@ pub struct MaildirOptions {
     /// Total stored octets a user may hold over INBOX and Spam; `None` (the
     /// default) for no quota. Checked when a delivery starts and when it
     /// commits; concurrent deliveries can overshoot by at most their own sizes.
+    /// The totals are kept in the Maildir++ `maildirsize` file, as Dovecot's
+    /// and Courier's Maildir++ quota keep them, so a check reads one small
+    /// file; the Maildir is counted when that file is missing, stale or
+    /// broken, and before a delivery is refused.
     pub user_quota: Option<u64>,
     /// Report a full quota as temporary (SMTP 452) instead of permanent (552).
     /// Default `false`, like Dovecot's `quota_full_tempfail = no`.
@@ -172,6 +180,11 @@ pub struct MaildirOptions {
     /// waits about this long at most. Default [`DEFAULT_INDEX_LOCK_STALE`]
     /// (30 seconds).
     pub index_lock_stale: Duration,
+    /// A `maildirsize` file of this many octets or more (about 400 changes
+    /// since its last recount) is recounted from the Maildir and rewritten
+    /// rather than read. Default [`DEFAULT_QUOTA_FILE_RECOUNT_SIZE`] (5,120,
+    /// the Maildir++ specification's).
+    pub quota_file_recount_size: u64,
 }
 
 impl Default for MaildirOptions {
@@ -186,6 +199,7 @@ impl Default for MaildirOptions {
             stale_tmp_age: DEFAULT_STALE_TMP_AGE,
             maildrop_lock_stale: DEFAULT_MAILDROP_LOCK_STALE,
             index_lock_stale: DEFAULT_INDEX_LOCK_STALE,
+            quota_file_recount_size: DEFAULT_QUOTA_FILE_RECOUNT_SIZE,
         }
     }
 }
@@ -351,23 +365,39 @@ fn read_names(folder_dir: &Path) -> Result<HashMap<String, (bool, String)>, Erro
     Ok(out)
 }
 
-/// Stored octets of the files in `dirs` (each a `new/` or `cur/`), from
-/// `,S=` or the file's metadata, without the map [`read_names`] builds. A
-/// file caught between `new/` and `cur/` by a rename may count twice for
-/// that moment.
-fn count_usage(dirs: &[PathBuf]) -> Result<u64, Error> {
-    let mut total = 0u64;
+/// Stored octets and messages of the files in `dirs` (each a `new/` or
+/// `cur/`), the octets from `,S=` or the file's metadata, without the map
+/// [`read_names`] builds. A file caught between `new/` and `cur/` by a
+/// rename may count twice for that moment.
+fn count_usage(dirs: &[PathBuf]) -> Result<Usage, Error> {
+    let mut total = Usage::default();
     for d in dirs {
         each_file(d, |ent, name| {
             if let Some(n) = MaildirName::parse(&name) {
                 let size = n
                     .size()
                     .unwrap_or_else(|| ent.metadata().map_or(0, |m| m.len()));
-                total = total.saturating_add(size);
+                total.octets = total.octets.saturating_add(size);
+                total.messages += 1;
             }
         })?;
     }
     Ok(total)
+}
+
+/// Stored octets of the message file at `path`, as [`count_usage`] counts
+/// them: from `,S=` in its name, else its size (0 when it is gone).
+fn stored_size(path: &Path) -> u64 {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(MaildirName::parse)
+        .and_then(|n| n.size())
+        .unwrap_or_else(|| fs::metadata(path).map_or(0, |m| m.len()))
+}
+
+/// An octet count as a `maildirsize` change.
+fn signed(octets: u64) -> i64 {
+    i64::try_from(octets).unwrap_or(i64::MAX)
 }
 
 /// Finds the current name of a message whose file moved (e.g. new -> cur, or a
@@ -610,10 +640,11 @@ impl Inner {
         }
     }
 
-    /// Stored octets over both folders, from `,S=` or the file's metadata:
-    /// remembered while the directories are unchanged ([`usage::UsageCache`]),
-    /// else counted without building the name map a scan needs.
-    fn usage(&self, user: &UserName) -> Result<u64, Error> {
+    /// Stored octets and messages over both folders, from `,S=` or the
+    /// file's metadata: remembered while the directories are unchanged
+    /// ([`usage::UsageCache`]), else counted without building the name map a
+    /// scan needs.
+    fn count_user(&self, user: &UserName) -> Result<Usage, Error> {
         let dirs: Vec<PathBuf> = Folder::ALL
             .into_iter()
             .flat_map(|f| {
@@ -622,6 +653,51 @@ impl Inner {
             })
             .collect();
         self.usage.usage(user, &dirs, || count_usage(&dirs))
+    }
+
+    fn quota_file(&self, user: &UserName) -> PathBuf {
+        self.user_dir(user).join(maildirsize::FILE_NAME)
+    }
+
+    /// Fails with the quota error when `user` has a quota and holds it all
+    /// already, or `incoming` more octets would pass it. The totals come
+    /// from `maildirsize`; when that file is missing, stale or broken, or
+    /// its totals would refuse, the Maildir is counted (a refusal is never
+    /// made on the file's word) and the file rewritten if it was wrong.
+    fn check_quota(&self, user: &UserName, incoming: u64) -> Result<(), Error> {
+        let Some(quota) = self.quota_of(user) else {
+            return Ok(());
+        };
+        let refuses = |used: u64| used >= quota || used.saturating_add(incoming) > quota;
+        let path = self.quota_file(user);
+        let recount_size = self.options.quota_file_recount_size;
+        // An unreadable file is counted instead, like a broken one.
+        let from_file = maildirsize::read(&path, recount_size)
+            .ok()
+            .flatten()
+            .and_then(|content| maildirsize::parse(&content, quota, recount_size));
+        if from_file.is_some_and(|u| !refuses(u.octets)) {
+            return Ok(());
+        }
+        let counted = self.count_user(user)?;
+        if from_file != Some(counted) {
+            // Best effort: without the file, the next check counts again.
+            let tmp = self.user_dir(user).join("tmp").join(format!(
+                "{}.{}",
+                self.next_base(),
+                maildirsize::FILE_NAME
+            ));
+            let _ = maildirsize::write(&path, &tmp, quota, counted);
+        }
+        if refuses(counted.octets) {
+            return Err(self.quota_error(quota));
+        }
+        Ok(())
+    }
+
+    /// Adds a change to the user's `maildirsize`, if it has one.
+    fn quota_file_change(&self, user: &UserName, octets: i64, messages: i64) {
+        maildirsize::append(&self.quota_file(user), octets, messages);
     }
 
     fn fresh_uidvalidity(old: Option<u32>) -> u32 {
@@ -874,17 +950,11 @@ impl Mailstore for MaildirStore {
         Ok(users)
     }
 
-    /// Counts both folders (from the file names' `,S=` or the files).
+    /// Reads the totals of the user's `maildirsize` file, or counts both
+    /// folders (from the file names' `,S=` or the files) when it is
+    /// missing, stale or broken, or its totals would refuse.
     fn check_quota(&self, user: &UserName, incoming: u64) -> Result<(), Error> {
-        let inner = &self.inner;
-        let Some(q) = inner.quota_of(user) else {
-            return Ok(());
-        };
-        let used = inner.usage(user)?;
-        if used >= q || used.saturating_add(incoming) > q {
-            return Err(inner.quota_error(q));
-        }
-        Ok(())
+        self.inner.check_quota(user, incoming)
     }
 
     fn begin_delivery(&self, user: &UserName, folder: Folder) -> Result<Box<dyn Delivery>, Error> {
@@ -1070,11 +1140,13 @@ impl Mailstore for MaildirStore {
         let dir = inner.open_user(user, folder, false)?;
         let m = inner.find(&dir, uid)?;
         let path = m.path(&dir);
+        let size = stored_size(&path);
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if not_found(&e) => return Err(Error::NoSuchMessage),
             Err(e) => return Err(Error::io("remove", path, e)),
         }
+        inner.quota_file_change(user, -signed(size), -1);
         inner.sync_dir(&dir.join(sub(m.cur)))
     }
 
@@ -1086,44 +1158,62 @@ impl Mailstore for MaildirStore {
     ) -> Result<usize, Error> {
         let inner = &self.inner;
         let dir = inner.open_user(user, folder, false)?;
-        let mut removed = 0;
-        for cur in [false, true] {
-            let d = dir.join(sub(cur));
-            let rd = match fs::read_dir(&d) {
-                Ok(rd) => rd,
-                Err(e) if not_found(&e) => continue,
-                Err(e) => return Err(Error::io("read directory", d, e)),
-            };
-            let mut here = 0;
-            for ent in rd {
-                let ent = ent.map_err(|e| Error::io("read directory", &d, e))?;
-                let valid = ent
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|n| MaildirName::parse(n).is_some());
-                if !valid || ent.file_type().is_ok_and(|t| t.is_dir()) {
-                    continue;
-                }
-                let saved = match ent.metadata().and_then(|m| m.modified()) {
-                    Ok(t) => t,
-                    Err(e) if not_found(&e) => continue,
-                    Err(e) => return Err(Error::io("stat", ent.path(), e)),
-                };
-                if saved < cutoff {
-                    match fs::remove_file(ent.path()) {
-                        Ok(()) => here += 1,
-                        Err(e) if not_found(&e) => {}
-                        Err(e) => return Err(Error::io("remove", ent.path(), e)),
-                    }
-                }
-            }
-            if here > 0 {
-                inner.sync_dir(&d)?;
-            }
-            removed += here;
-        }
-        Ok(removed)
+        // What was removed before an error counts too.
+        let mut removed = Usage::default();
+        let res = expunge_dir(&dir, cutoff, inner, &mut removed);
+        inner.quota_file_change(user, -signed(removed.octets), -signed(removed.messages));
+        res.map(|()| usize::try_from(removed.messages).unwrap_or(usize::MAX))
     }
+}
+
+/// Removes the messages of the folder `dir` saved before `cutoff`, adding
+/// each to `removed`.
+fn expunge_dir(
+    dir: &Path,
+    cutoff: SystemTime,
+    inner: &Inner,
+    removed: &mut Usage,
+) -> Result<(), Error> {
+    for cur in [false, true] {
+        let d = dir.join(sub(cur));
+        let rd = match fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if not_found(&e) => continue,
+            Err(e) => return Err(Error::io("read directory", d, e)),
+        };
+        let mut here = false;
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io("read directory", &d, e))?;
+            let valid = ent
+                .file_name()
+                .to_str()
+                .is_some_and(|n| MaildirName::parse(n).is_some());
+            if !valid || ent.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let saved = match ent.metadata().and_then(|m| m.modified()) {
+                Ok(t) => t,
+                Err(e) if not_found(&e) => continue,
+                Err(e) => return Err(Error::io("stat", ent.path(), e)),
+            };
+            if saved < cutoff {
+                let size = stored_size(&ent.path());
+                match fs::remove_file(ent.path()) {
+                    Ok(()) => {
+                        here = true;
+                        removed.octets = removed.octets.saturating_add(size);
+                        removed.messages += 1;
+                    }
+                    Err(e) if not_found(&e) => {}
+                    Err(e) => return Err(Error::io("remove", ent.path(), e)),
+                }
+            }
+        }
+        if here {
+            inner.sync_dir(&d)?;
+        }
+    }
+    Ok(())
 }
 
 struct MaildirDelivery {
@@ -1181,11 +1271,7 @@ impl MaildirDelivery {
         let inner = Arc::clone(&self.inner);
         self.seal_file()?;
         let stored = self.counter.stored();
-        if let Some(q) = inner.quota_of(&self.user)
-            && inner.usage(&self.user)?.saturating_add(stored) > q
-        {
-            return Err(inner.quota_error(q));
-        }
+        inner.check_quota(&self.user, stored)?;
         let name = name::delivered_name(&self.base, stored, self.counter.pop3_size());
         let new_dir = self.dir.join("new");
         let dst = new_dir.join(name);
@@ -1196,6 +1282,7 @@ impl MaildirDelivery {
             return Err(e);
         }
         self.committed = true;
+        inner.quota_file_change(&self.user, signed(stored), 1);
         Ok(DeliveryReceipt {
             folder: self.folder,
             stored_size: stored,
@@ -1358,13 +1445,18 @@ impl Maildrop for MaildirMaildrop {
         let mut summary = CommitSummary::default();
         let mut first_err = None;
         let (mut touched_new, mut touched_cur) = (false, false);
+        let mut deleted_octets = 0u64;
         for i in 0..self.msgs.len() {
             let deleted = self.marks.deleted_at(i);
             let retrieved = self.marks.retrieved_at(i);
             let res = if deleted {
-                match self.with_path(i, |p| fs::remove_file(p)) {
-                    Ok(()) => {
+                match self.with_path(i, |p| {
+                    let size = stored_size(p);
+                    fs::remove_file(p).map(|()| size)
+                }) {
+                    Ok(size) => {
                         summary.deleted += 1;
+                        deleted_octets = deleted_octets.saturating_add(size);
                         Ok(true)
                     }
                     Err(Error::NoSuchMessage) => Ok(false), // already gone
@@ -1412,6 +1504,11 @@ impl Maildrop for MaildirMaildrop {
                 }
             }
         }
+        self.inner.quota_file_change(
+            &self.user,
+            -signed(deleted_octets),
+            -i64::try_from(summary.deleted).unwrap_or(i64::MAX),
+        );
         for (touched, s) in [(touched_new, "new"), (touched_cur, "cur")] {
             if touched && let Err(e) = self.inner.sync_dir(&self.dir.join(s)) {
                 first_err.get_or_insert(e);
@@ -1448,6 +1545,146 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    fn quota_store(dir: &Path, quota: Option<u64>, recount_size: u64) -> MaildirStore {
+        let o = MaildirOptions {
+            hostname: Some("test.host".into()),
+            user_quota: quota,
+            quota_file_recount_size: recount_size,
+            ..MaildirOptions::default()
+        };
+        MaildirStore::new(dir, o).unwrap()
+    }
+
+    fn quota_file(dir: &Path) -> String {
+        fs::read_to_string(dir.join("joe").join(maildirsize::FILE_NAME)).unwrap()
+    }
+
+    fn put(s: &MaildirStore, folder: Folder, octets: usize) {
+        s.deliver(&joe(), folder, &mut &b"x".repeat(octets)[..])
+            .unwrap();
+    }
+
+    #[test]
+    fn every_delivery_and_removal_is_added_to_maildirsize() {
+        let t = tempfile::tempdir().unwrap();
+        let s = quota_store(t.path(), Some(1000), DEFAULT_QUOTA_FILE_RECOUNT_SIZE);
+        s.create_user(&joe()).unwrap();
+        put(&s, Folder::Inbox, 100);
+        // Made by the first check, which counted an empty Maildir.
+        assert_eq!(quota_file(t.path()), "1000S\n0 0\n100 1\n");
+        put(&s, Folder::Spam, 200);
+        put(&s, Folder::Inbox, 30);
+        // POP3 deletes at commit (only what it deleted).
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        // The larger of its two (POP3 sizes count a final CRLF).
+        let sizes: Vec<u64> = md.entries().iter().map(|e| e.size).collect();
+        let larger = if sizes[0] > sizes[1] { 1 } else { 2 };
+        md.mark_deleted(larger).unwrap();
+        md.commit().unwrap();
+        // The web page deletes, the Spam retention expunges.
+        let spam = s.list(&joe(), Folder::Spam).unwrap();
+        s.delete(&joe(), Folder::Spam, &spam[0].uid).unwrap();
+        let future = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(
+            s.expunge_older_than(&joe(), Folder::Inbox, future).unwrap(),
+            1
+        );
+        assert_eq!(
+            quota_file(t.path()),
+            "1000S\n0 0\n100 1\n200 1\n30 1\n-100 -1\n-200 -1\n-30 -1\n"
+        );
+        // Moving between the folders changes no total.
+        put(&s, Folder::Spam, 7);
+        let uid = s.list(&joe(), Folder::Spam).unwrap()[0].uid.clone();
+        s.move_message(&joe(), Folder::Spam, &uid, Folder::Inbox)
+            .unwrap();
+        assert!(quota_file(t.path()).ends_with("-30 -1\n7 1\n"));
+        // A store without quotas keeps an existing file up to date, but
+        // makes none.
+        let no_quota = quota_store(t.path(), None, DEFAULT_QUOTA_FILE_RECOUNT_SIZE);
+        no_quota
+            .deliver(&joe(), Folder::Inbox, &mut &b"abc"[..])
+            .unwrap();
+        assert!(quota_file(t.path()).ends_with("7 1\n3 1\n"));
+        let ann = UserName::new("ann").unwrap();
+        no_quota.create_user(&ann).unwrap();
+        no_quota
+            .deliver(&ann, Folder::Inbox, &mut &b"abc"[..])
+            .unwrap();
+        assert!(!t.path().join("ann").join(maildirsize::FILE_NAME).exists());
+    }
+
+    #[test]
+    fn maildirsize_is_trusted_until_its_total_would_refuse() {
+        let t = tempfile::tempdir().unwrap();
+        let s = quota_store(t.path(), Some(1000), DEFAULT_QUOTA_FILE_RECOUNT_SIZE);
+        s.create_user(&joe()).unwrap();
+        put(&s, Folder::Inbox, 100);
+        let path = t.path().join("joe").join(maildirsize::FILE_NAME);
+        // A total that is wrong but lets mail in is believed: 500 + 500 fits.
+        fs::write(&path, "1000S\n500 1\n").unwrap();
+        s.check_quota(&joe(), 500).unwrap();
+        assert_eq!(quota_file(t.path()), "1000S\n500 1\n");
+        // One that would refuse is checked by counting (100 + 600 fits),
+        // and the file is corrected.
+        s.check_quota(&joe(), 600).unwrap();
+        assert_eq!(quota_file(t.path()), "1000S\n100 1\n");
+        // A count that agrees refuses, and leaves the file as it was.
+        fs::write(&path, "1000S\n0 0\n60 1\n40 0\n").unwrap();
+        let e = s.check_quota(&joe(), 901).unwrap_err();
+        assert!(matches!(e, Error::QuotaExceeded { quota: 1000, .. }), "{e}");
+        assert_eq!(quota_file(t.path()), "1000S\n0 0\n60 1\n40 0\n");
+        put(&s, Folder::Spam, 900);
+        // Full: refused with no room at all, even for an empty message.
+        assert!(s.check_quota(&joe(), 0).is_err());
+        assert!(s.begin_delivery(&joe(), Folder::Inbox).is_err());
+    }
+
+    #[test]
+    fn a_broken_or_outdated_maildirsize_is_recounted() {
+        let t = tempfile::tempdir().unwrap();
+        let s = quota_store(t.path(), Some(1000), 24);
+        s.create_user(&joe()).unwrap();
+        put(&s, Folder::Inbox, 10);
+        let path = t.path().join("joe").join(maildirsize::FILE_NAME);
+        let recounted = "1000S\n10 1\n";
+        for broken in [
+            "garbage\n",
+            "1000S\n10 1\n5 x\n",
+            "1000S\n",
+            "900S\n10 1\n", // another quota
+            "1000S\n10 1\n-20 -1\n",
+        ] {
+            fs::write(&path, broken).unwrap();
+            s.check_quota(&joe(), 0).unwrap();
+            assert_eq!(quota_file(t.path()), recounted, "after {broken:?}");
+        }
+        // A missing file is made; an unreadable one (a directory) is
+        // counted around.
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        s.check_quota(&joe(), 990).unwrap();
+        assert!(s.check_quota(&joe(), 991).is_err());
+        put(&s, Folder::Inbox, 0);
+        fs::remove_dir(&path).unwrap();
+        s.check_quota(&joe(), 0).unwrap();
+        assert_eq!(quota_file(t.path()), "1000S\n10 2\n");
+        fs::write(&path, recounted).unwrap();
+        // Changes accumulate up to the recount size (24 octets here), then
+        // the file is counted afresh.
+        put(&s, Folder::Inbox, 1);
+        put(&s, Folder::Inbox, 1);
+        put(&s, Folder::Inbox, 1);
+        put(&s, Folder::Inbox, 1);
+        assert_eq!(quota_file(t.path()), "1000S\n10 1\n1 1\n1 1\n1 1\n1 1\n");
+        put(&s, Folder::Inbox, 1);
+        assert_eq!(quota_file(t.path()), "1000S\n14 6\n1 1\n");
+        // Another quota rewrites the limits line.
+        let bigger = quota_store(t.path(), Some(5000), 24);
+        bigger.check_quota(&joe(), 0).unwrap();
+        assert_eq!(quota_file(t.path()), "5000S\n15 7\n");
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! A user's quota usage, counted from the Maildir and remembered while none
 //! of its message directories changed.
 //!
-//! The quota is checked up to three times per delivery (an SMTP server's
-//! RCPT, the delivery's start, its commit), and counting means reading every
-//! name in `new/` and `cur/` of both folders: work that grows with the
+//! The `maildirsize` file ([`super::maildirsize`]) keeps a running total;
+//! the Maildir is counted only when that file is missing, stale or broken,
+//! and before a delivery is refused for its total. Counting means reading
+//! every name in `new/` and `cur/` of both folders: work that grows with the
 //! mailbox. Adding, removing or renaming a file changes its directory's
 //! modification time, and Maildir files are never rewritten in place, so
 //! while the directories' times (and inode numbers) are the ones seen when
 //! the count was made, the count still holds, whichever program or host
-//! changed the Maildir. Checking that costs one `stat` per directory.
+//! changed the Maildir. Checking that costs one `stat` per directory: a
+//! full mailbox that keeps being sent mail is counted once, not at each
+//! refusal.
 //!
 //! Directory times have a coarse resolution (a clock tick on Linux, a
 //! second on some NFS servers): a second change in the same tick as the one
@@ -36,6 +39,15 @@ pub(crate) const MAX_CACHED_USERS: usize = 65_536;
 /// (one second), so that no later change can leave a time as it was.
 pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 
+/// Stored octets and messages of a user's Maildir.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// Stored octets (from `,S=` or the file's size).
+    pub(crate) octets: u64,
+    /// Message files.
+    pub(crate) messages: u64,
+}
+
 /// What a directory looked like: modification time and inode number, or
 /// `None` when it does not exist.
 type DirStamp = Option<(SystemTime, u64)>;
@@ -43,7 +55,7 @@ type DirStamp = Option<(SystemTime, u64)>;
 /// The usage of each user counted last, with the stamps of the directories
 /// it was counted from.
 pub(crate) struct UsageCache {
-    entries: Mutex<HashMap<UserName, (Vec<DirStamp>, u64)>>,
+    entries: Mutex<HashMap<UserName, (Vec<DirStamp>, Usage)>>,
     /// [`SETTLE`], shorter in tests.
     settle: Duration,
     /// Counts made (cache misses), for tests.
@@ -82,8 +94,8 @@ impl UsageCache {
         &self,
         user: &UserName,
         dirs: &[PathBuf],
-        count: impl FnOnce() -> Result<u64, Error>,
-    ) -> Result<u64, Error> {
+        count: impl FnOnce() -> Result<Usage, Error>,
+    ) -> Result<Usage, Error> {
         let now = SystemTime::now();
         let settled = |s: &DirStamp| {
             s.is_none_or(|(t, _)| t.checked_add(self.settle).is_some_and(|t| t <= now))
@@ -124,6 +136,13 @@ impl UsageCache {
 mod tests {
     use super::*;
 
+    fn u(n: u64) -> Usage {
+        Usage {
+            octets: n,
+            messages: n,
+        }
+    }
+
     /// Sets `dir`'s modification time to `secs` after the epoch: what a
     /// change at that time leaves (the test does not wait for clock ticks).
     fn at(dir: &PathBuf, secs: u64) {
@@ -141,31 +160,31 @@ mod tests {
         let cache = UsageCache::default();
         let joe = UserName::new("joe").unwrap();
         let files = |d: &PathBuf| fs::read_dir(d).map_or(0, |r| r.count() as u64);
-        let count = || Ok(dirs.iter().map(files).sum());
-        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), 0);
-        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), 0);
+        let count = || Ok(u(dirs.iter().map(files).sum()));
+        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), u(0));
+        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), u(0));
         assert_eq!(cache.counts(), 1, "the second call is remembered");
         // A file added (by anyone), and a directory made, are seen.
         fs::write(dirs[0].join("a"), b"x").unwrap();
         at(&dirs[0], 1001);
-        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), 1);
+        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), u(1));
         fs::create_dir(&dirs[1]).unwrap();
         fs::write(dirs[1].join("b"), b"x").unwrap();
         at(&dirs[1], 1001);
-        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), 2);
-        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), 2);
+        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), u(2));
+        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), u(2));
         assert_eq!(cache.counts(), 3);
         // A rename inside a directory, and a removal, are seen too.
         fs::rename(dirs[1].join("b"), dirs[1].join("c")).unwrap();
         at(&dirs[1], 1002);
-        assert_eq!(cache.usage(&joe, &dirs, || Ok(7)).unwrap(), 7);
+        assert_eq!(cache.usage(&joe, &dirs, || Ok(u(7))).unwrap(), u(7));
         fs::remove_file(dirs[0].join("a")).unwrap();
         at(&dirs[0], 1003);
-        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), 1);
+        assert_eq!(cache.usage(&joe, &dirs, count).unwrap(), u(1));
         // Another user is counted on their own.
         let ann = UserName::new("ann").unwrap();
-        assert_eq!(cache.usage(&ann, &dirs, || Ok(5)).unwrap(), 5);
-        assert_eq!(cache.usage(&joe, &dirs, || Ok(9)).unwrap(), 1);
+        assert_eq!(cache.usage(&ann, &dirs, || Ok(u(5))).unwrap(), u(5));
+        assert_eq!(cache.usage(&joe, &dirs, || Ok(u(9))).unwrap(), u(1));
         assert_eq!(cache.counts(), 6);
     }
 
@@ -176,12 +195,12 @@ mod tests {
         fs::create_dir(&dirs[0]).unwrap();
         let cache = UsageCache::default();
         let joe = UserName::new("joe").unwrap();
-        assert_eq!(cache.usage(&joe, &dirs, || Ok(1)).unwrap(), 1);
-        assert_eq!(cache.usage(&joe, &dirs, || Ok(2)).unwrap(), 2);
+        assert_eq!(cache.usage(&joe, &dirs, || Ok(u(1))).unwrap(), u(1));
+        assert_eq!(cache.usage(&joe, &dirs, || Ok(u(2))).unwrap(), u(2));
         assert_eq!(cache.counts(), 2);
         // Missing directories are settled: nothing can change them unseen.
         let gone = [t.path().join("gone")];
-        assert_eq!(cache.usage(&joe, &gone, || Ok(3)).unwrap(), 3);
-        assert_eq!(cache.usage(&joe, &gone, || Ok(4)).unwrap(), 3);
+        assert_eq!(cache.usage(&joe, &gone, || Ok(u(3))).unwrap(), u(3));
+        assert_eq!(cache.usage(&joe, &gone, || Ok(u(4))).unwrap(), u(3));
     }
 }
