@@ -342,6 +342,9 @@ pub trait Maildrop: Send + fmt::Debug {
     fn unmark_all(&mut self);
 
     /// Applies the session (POP3 `QUIT` in the UPDATE state): removes marked
-    /// messages, records retrieved ones as seen, releases the lock.
+    /// messages, records retrieved ones as seen, releases the lock. A store
+    /// whose lock can be taken over (the Maildir store's, once it has gone
+    /// unrefreshed past its stale time) fails here, changing nothing, when
+    /// the lock is no longer this maildrop's.
     fn commit(self: Box<Self>) -> Result<CommitSummary, Error>;
 }

@@ -1441,7 +1441,14 @@ impl Maildrop for MaildirMaildrop {
         self.marks.unmark_all();
     }
 
+    /// Fails first, changing nothing, when the maildrop's lock file is no
+    /// longer this session's: it went unrefreshed past
+    /// [`MaildirOptions::maildrop_lock_stale`] (a host that stalled) and
+    /// another session took the maildrop over; that session's marks are the
+    /// ones that count. Otherwise the lock is refreshed, so it cannot turn
+    /// stale while the commit runs.
     fn commit(mut self: Box<Self>) -> Result<CommitSummary, Error> {
+        self.lock.refresh()?;
         let mut summary = CommitSummary::default();
         let mut first_err = None;
         let (mut touched_new, mut touched_cur) = (false, false);
@@ -1685,6 +1692,38 @@ mod tests {
         let bigger = quota_store(t.path(), Some(5000), 24);
         bigger.check_quota(&joe(), 0).unwrap();
         assert_eq!(quota_file(t.path()), "5000S\n15 7\n");
+    }
+
+    #[test]
+    fn a_maildrop_whose_lock_was_taken_over_commits_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        for body in ["1", "2"] {
+            s.deliver(&joe(), Folder::Inbox, &mut body.as_bytes())
+                .unwrap();
+        }
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        md.read_message(2).unwrap();
+        md.mark_deleted(1).unwrap();
+        // This session's host stalled past the stale time: another session
+        // removed its lock file as stale and took the maildrop.
+        let lock = t.path().join("joe").join(POP3_LOCK);
+        fs::remove_file(&lock).unwrap();
+        fs::write(&lock, "4242 other.host 1234567890\n").unwrap();
+        let e = md.commit().unwrap_err();
+        assert!(e.is_temporary(), "{e}");
+        assert_eq!(
+            files(&t.path().join("joe/new")).len(),
+            2,
+            "nothing removed or moved"
+        );
+        assert!(files(&t.path().join("joe/cur")).is_empty());
+        assert_eq!(
+            fs::read_to_string(&lock).unwrap(),
+            "4242 other.host 1234567890\n",
+            "the other session's lock stays"
+        );
     }
 
     #[test]
