@@ -1,15 +1,23 @@
 //! The POP3 maildrop lock across hosts (`[cluster] redis`): before a host
 //! opens a user's maildrop it takes a lease in Redis, `SET
-//! mailbag:lock:<user>/<folder> <token> NX PX <lock_lease>`; a second
+//! mailbag:lock:<user>/<folder> <token> NX PXAT <now + lock_lease>`; a second
 //! session on any host finds it taken (`-ERR [IN-USE]`). The holder renews
 //! it every third of the lease while the session lives and deletes it at the
 //! end, both only while the value is still its own token (a Lua script
 //! compares and acts in one step). A host killed with SIGKILL renews nothing:
 //! its users' leases expire within one lease. The local `flock` of the
 //! maildrop is still taken under the lease.
+//!
+//! A `SET` that got no answer (Redis stalled) may still be run when Redis
+//! resumes, after its session has gone on under the lock file alone and
+//! perhaps ended: a lease nobody holds. Its expiry is a time (`PXAT`), not
+//! a length, so it ends when it would have ended had it been run at once,
+//! and until then the host that sent it keeps trying to delete it with its
+//! token ([`MaildropLeases::acquire`]). This needs Redis 6.2 or later, and
+//! the hosts' clocks to agree with Redis's within a fraction of the lease.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailbag_mailstore::{Folder, UserName};
 use tracing::{debug, warn};
@@ -62,7 +70,10 @@ impl MaildropLeases {
     }
 
     /// Takes the lease of `user`'s `folder` maildrop and keeps renewing it
-    /// until the returned [`HeldLease`] is dropped.
+    /// until the returned [`HeldLease`] is dropped. When Redis does not
+    /// answer, the lease may still be taken later (when Redis runs the
+    /// command it had not answered): a task then deletes it, asking every
+    /// sixth of the lease until it is deleted or would have expired.
     ///
     /// # Errors
     ///
@@ -76,13 +87,16 @@ impl MaildropLeases {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(|e| LeaseError::Token(e.to_string()))?;
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let expires = unix_millis().saturating_add(self.millis());
         let mut set = redis::cmd("SET");
-        set.arg(&key)
-            .arg(&token)
-            .arg("NX")
-            .arg("PX")
-            .arg(self.millis());
-        let taken: Option<String> = self.redis.run(&set).await?;
+        set.arg(&key).arg(&token).arg("NX").arg("PXAT").arg(expires);
+        let taken: Option<String> = match self.redis.run(&set).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                tokio::spawn(withdraw(Arc::clone(self), key, token, expires));
+                return Err(e.into());
+            }
+        };
         if taken.is_none() {
             return Err(LeaseError::InUse);
         }
@@ -93,6 +107,32 @@ impl MaildropLeases {
             token,
             renewer,
         })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Deletes a lease whose `SET` got no answer, in case Redis runs it later:
+/// every sixth of the lease until a delete finds it, or until `expires`
+/// (Unix milliseconds), when Redis drops it anyway.
+async fn withdraw(leases: Arc<MaildropLeases>, key: String, token: String, expires: u64) {
+    let every = leases.lease / 6;
+    while unix_millis() < expires {
+        tokio::time::sleep(every).await;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(RELEASE).arg(1).arg(&key).arg(&token);
+        if let Ok(1) = leases.redis.run::<i64>(&cmd).await {
+            warn!(
+                key,
+                "a maildrop lease Redis took after its session gave up on it was deleted"
+            );
+            return;
+        }
     }
 }
 

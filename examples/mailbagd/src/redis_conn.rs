@@ -1,7 +1,9 @@
 //! One Redis connection for what several hosts share (`[cluster] redis`):
 //! made on first use, made again after any failed command (so that
 //! everything resumes by itself when Redis is back), every command bounded
-//! by `[cluster] redis_timeout`.
+//! by `[cluster] redis_timeout`. A command that finds the connection dropped
+//! (Redis restarted since the last command) is sent once more on a new
+//! one: it never reached the Redis that runs now.
 
 use std::time::Duration;
 
@@ -51,10 +53,11 @@ impl RedisConn {
         })
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, RedisError> {
+    /// The connection, and whether it was made just now.
+    async fn connection(&self) -> Result<(ConnectionManager, bool), RedisError> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+            return Ok((c.clone(), false));
         }
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
@@ -67,16 +70,32 @@ impl RedisConn {
         .await
         .map_err(|_| RedisError::Timeout(self.timeout))??;
         *slot = Some(c.clone());
-        Ok(c)
+        Ok((c, true))
     }
 
     /// Runs one command.
     ///
     /// # Errors
     ///
-    /// [`RedisError`]: no connection, a refusal, or no answer in time.
+    /// [`RedisError`]: no connection, a refusal, or no answer in time (at
+    /// most twice `[cluster] redis_timeout` when the connection was found
+    /// dropped).
     pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
-        let mut c = self.connection().await?;
+        let (c, fresh) = self.connection().await?;
+        match self.run_on(c, cmd).await {
+            Err(RedisError::Redis(e)) if !fresh && e.is_connection_dropped() => {
+                let (c, _) = self.connection().await?;
+                self.run_on(c, cmd).await
+            }
+            result => result,
+        }
+    }
+
+    async fn run_on<T: redis::FromRedisValue>(
+        &self,
+        mut c: ConnectionManager,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisError> {
         let result = tokio::time::timeout(self.timeout, cmd.query_async(&mut c))
             .await
             .map_err(|_| RedisError::Timeout(self.timeout))

@@ -6,11 +6,18 @@
 //! stopped, local mail and POP3 logins still work and relay gets `451 4.3.0`;
 //! when Redis is back a login recorded during the outage is retried into it and
 //! relay works again, by itself. Under `CI=true` a missing redis-server, haproxy
-//! or python3 fails the test.
+//! or python3 fails the test. Also, on one host: a command after Redis
+//! restarted is answered, and a maildrop lease Redis takes only after a
+//! stall (a `SET` it had not answered) is deleted by the host that asked.
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailbag_mailstore::{Folder, UserName};
+use mailbagd::maildrop_lease::{LOCK_KEY_PREFIX, LeaseError, MaildropLeases};
+use mailbagd::redis_conn::RedisConn;
 
 mod common;
 use common::{
@@ -40,6 +47,19 @@ impl Redis {
         Redis { port, state, peers }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the redis-server.
+    fn signal(&self, signal: &str) {
+        let record = self.state.join(format!("redis-{}.dir", self.port));
+        let dir = std::fs::read_to_string(record).unwrap();
+        let pid = std::fs::read_to_string(PathBuf::from(dir.trim()).join("redis.pid")).unwrap();
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.trim())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} redis-server");
+    }
+
     fn stop(&self) {
         let _ = Command::new("bash")
             .arg(self.peers.join("redis-stop.sh"))
@@ -52,6 +72,100 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// One redis-server, a runtime and the server's URL.
+struct One {
+    work: tempfile::TempDir,
+    redis: Redis,
+    rt: tokio::runtime::Runtime,
+    url: String,
+}
+
+/// [`One`], or `None` when redis-server is missing (outside CI).
+fn one_redis() -> Option<One> {
+    if !require("redis-server") {
+        return None;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let redis = Redis::start(work.path(), port);
+    Some(One {
+        work,
+        redis,
+        rt: tokio::runtime::Runtime::new().unwrap(),
+        url: format!("redis://127.0.0.1:{port}/0"),
+    })
+}
+
+fn get(conn: &RedisConn, key: &str, rt: &tokio::runtime::Runtime) -> Option<String> {
+    rt.block_on(conn.run(redis::cmd("GET").arg(key))).unwrap()
+}
+
+#[test]
+fn a_command_after_redis_restarted_is_answered() {
+    let Some(One {
+        work,
+        redis,
+        rt,
+        url,
+    }) = one_redis()
+    else {
+        return;
+    };
+    let conn = RedisConn::new(&url, Duration::from_secs(2)).unwrap();
+    rt.block_on(conn.run::<()>(redis::cmd("SET").arg("k").arg("v")))
+        .unwrap();
+    assert_eq!(get(&conn, "k", &rt).as_deref(), Some("v"));
+    redis.stop();
+    let _redis = Redis::start(work.path(), redis.port);
+    // The connection made before the restart is dropped: the command goes
+    // again on a new one (the new Redis keeps nothing).
+    assert_eq!(get(&conn, "k", &rt), None);
+}
+
+#[test]
+fn a_lease_redis_takes_after_a_stall_is_deleted_by_its_host() {
+    let Some(One {
+        work: _work,
+        redis,
+        rt,
+        url,
+    }) = one_redis()
+    else {
+        return;
+    };
+    let conn = Arc::new(RedisConn::new(&url, Duration::from_millis(300)).unwrap());
+    // Connected before the stall (as a host that has been running is), so
+    // that the SET is sent and waits in Redis's socket.
+    let pong: String = rt.block_on(conn.run(&redis::cmd("PING"))).unwrap();
+    assert_eq!(pong, "PONG");
+    let lease = Duration::from_secs(30);
+    let leases = Arc::new(MaildropLeases::new(conn, lease));
+    let check = RedisConn::new(&url, Duration::from_secs(2)).unwrap();
+    let key = format!("{LOCK_KEY_PREFIX}joe/INBOX");
+    assert_eq!(get(&check, &key, &rt), None);
+
+    redis.signal("STOP");
+    let joe = UserName::new("joe").unwrap();
+    let r = rt.block_on(leases.acquire(&joe, Folder::Inbox));
+    assert!(matches!(r, Err(LeaseError::Unavailable(_))), "{r:?}");
+    redis.signal("CONT");
+    // Redis ran the SET it had not answered: a lease that no session holds...
+    assert!(
+        get(&check, &key, &rt).is_some(),
+        "the late SET took the lease"
+    );
+    // ...which the host that asked deletes within a sixth of the lease (5 s),
+    // not at its expiry (30 s).
+    let resumed = Instant::now();
+    while get(&check, &key, &rt).is_some() {
+        assert!(
+            resumed.elapsed() < lease / 2,
+            "the lease was left to expire"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
