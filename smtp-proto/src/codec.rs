@@ -1102,7 +1102,7 @@ impl ReplyParser {
                 Some(b'-') => (true, &line[4..]),
                 Some(_) => return Err(ReplyError::Malformed),
             };
-            if text.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            if !crate::types::is_reply_text(text) {
                 return Err(ReplyError::InvalidText);
             }
             lines.push(text);
@@ -1166,6 +1166,25 @@ mod tests {
             let mut g: Vec<u8> = h.iter().take(lf_free_prefix).map(|&c| c | 0x40).collect();
             g.extend_from_slice(&h);
             proptest::prop_assert_eq!(find_lf(&g), memchr::memchr(b'\n', &g));
+        }
+    }
+
+    /// RFC 5321 section 4.2: `textstring = 1*(%d09 / %d32-126)`. A reply
+    /// with a TAB in its text is a reply (a Postfix or Exim peer may send
+    /// one); other control characters are not text.
+    #[test]
+    fn tab_is_reply_text() {
+        let p = ReplyParser::default();
+        let wire_in = b"550 5.1.1 no such user\tTAB\r\n";
+        let (r, n) = p.parse(wire_in).unwrap().unwrap();
+        assert_eq!(n, wire_in.len());
+        assert_eq!(r.code().get(), 550);
+        assert_eq!(r.lines(), ["no such user\tTAB"]);
+        let mut wire = Vec::new();
+        r.encode(&mut wire);
+        assert_eq!(wire, wire_in);
+        for bad in [&b"550 a\x1bb\r\n"[..], b"550 a\x7f\r\n", b"550 a\x00\r\n"] {
+            assert!(matches!(p.parse(bad), Err(ReplyError::InvalidText)));
         }
     }
 

@@ -30,7 +30,7 @@ pub enum ValueError {
     /// The enhanced status code class differs from the reply code class.
     #[error("enhanced status class does not match the reply code")]
     ClassMismatch,
-    /// Reply text with CR, LF or other control characters.
+    /// Reply text with CR, LF or other control characters (HT is text).
     #[error("reply text must not contain control characters")]
     ReplyText,
     /// The first reply line would be read back as an enhanced status code.
@@ -1206,6 +1206,13 @@ pub struct Reply<'a> {
     lines: Vec<Cow<'a, str>>,
 }
 
+/// Whether `text` may be a reply line's text: RFC 5321's `textstring`
+/// (HT and printable ASCII), and UTF-8 beyond ASCII (RFC 6531); no other
+/// control character.
+pub(crate) fn is_reply_text(text: &[u8]) -> bool {
+    !text.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
 impl<'a> Reply<'a> {
     /// A one-line reply.
     ///
@@ -1224,7 +1231,8 @@ impl<'a> Reply<'a> {
     ///
     /// # Errors
     ///
-    /// [`ValueError::ReplyText`] for control characters in the text,
+    /// [`ValueError::ReplyText`] for control characters in the text (HT is
+    /// text, as RFC 5321's `textstring` has it),
     /// [`ValueError::ClassMismatch`] if the enhanced class differs from the code class,
     /// [`ValueError::AmbiguousText`] if, without an enhanced code, the first line starts like one.
     pub fn multiline(
@@ -1236,7 +1244,7 @@ impl<'a> Reply<'a> {
             lines.push(Cow::Borrowed(""));
         }
         for l in &lines {
-            if l.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            if !is_reply_text(l.as_bytes()) {
                 return Err(ValueError::ReplyText);
             }
         }
@@ -1673,6 +1681,14 @@ mod tests {
             Reply::new(ReplyCode::OK, None, "a\r\nb"),
             Err(ValueError::ReplyText)
         );
+        // RFC 5321 `textstring`: HT is text; ESC, DEL and NUL are not.
+        assert!(Reply::new(ReplyCode::OK, None, "a\tb").is_ok());
+        for bad in ["a\x1bb", "a\x7fb", "a\0b"] {
+            assert_eq!(
+                Reply::new(ReplyCode::OK, None, bad),
+                Err(ValueError::ReplyText)
+            );
+        }
         assert_eq!(
             Reply::new(ReplyCode::OK, None, "2.0.0 x"),
             Err(ValueError::AmbiguousText)
