@@ -1748,6 +1748,12 @@ impl Config {
                 ));
             }
             let credential = match (u.password, u.password_hash) {
+                (Some(p), None) if p.expose().is_empty() => {
+                    return Err(invalid(
+                        format!("{key}.password"),
+                        "empty: anyone could log in (and relay, by POP-before-SMTP)",
+                    ));
+                }
                 (Some(p), None) => Credential::Plain(p),
                 (None, Some(h)) => {
                     let hash = PasswordHash::parse(&h).map_err(|e| {
@@ -2287,6 +2293,11 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("not both"), "{err}");
+        let err = parse("[[users]]\nname = \"ann\"\npassword = \"\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("users[0].password") && err.to_string().contains("empty"),
+            "{err}"
+        );
     }
 
     #[test]

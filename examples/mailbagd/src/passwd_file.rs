@@ -70,6 +70,10 @@ fn credential(field: &str) -> Result<Credential, String> {
             .split_once('}')
             .ok_or_else(|| "unterminated {SCHEME} prefix".to_owned())?;
         if PLAIN_SCHEMES.iter().any(|p| p.eq_ignore_ascii_case(scheme)) {
+            // Anyone could log in (and relay, by POP-before-SMTP).
+            if value.is_empty() {
+                return Err("empty password".into());
+            }
             return Ok(Credential::Plain(Secret::new(value)));
         }
         let known = HashScheme::from_dovecot_name(scheme)
@@ -335,11 +339,16 @@ eve:{PLAIN}x:::::spam_folder=INBOX nopassword
 
     #[test]
     fn every_bad_line_is_reported_with_its_number() {
-        let text = "ok:{PLAIN}x\nnocolon\n:{PLAIN}x\nmd5:{MD5-CRYPT}$1$abc$def\nempty:\nbad:{ARGON2ID}$2y$05$x\nplainless:secret\n";
+        let text = "ok:{PLAIN}x\nnocolon\n:{PLAIN}x\nmd5:{MD5-CRYPT}$1$abc$def\nempty:\nbad:{ARGON2ID}$2y$05$x\nplainless:secret\nnothing:{PLAIN}:1:1\n";
         let (users, errors) = parse(text);
         assert_eq!(users.len(), 1);
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, [2, 3, 4, 5, 6, 7]);
+        assert_eq!(lines, [2, 3, 4, 5, 6, 7, 8]);
+        assert!(
+            errors[6].message.contains("empty password"),
+            "{}",
+            errors[6]
+        );
         assert!(
             errors[2].message.contains("\"md5\"")
                 && errors[2].message.contains("unknown password scheme")

@@ -303,6 +303,11 @@ impl PasswordHash {
                 }
             }
         };
+        // Every unknown user name costs what the costliest user's check
+        // costs: one such line would make every failed login that dear.
+        if cost.work() > MAX_HASH_WORK_NANOS {
+            return Err(HashError::CostOutOfRange(scheme.dovecot_name()));
+        }
         Ok(PasswordHash {
             scheme,
             cost,
@@ -412,6 +417,15 @@ impl PasswordHash {
 /// login exhaust the server's memory.
 pub const MAX_ARGON2_MEMORY_KIB: u32 = 1024 * 1024;
 
+/// The costliest check a hash may ask for, as [`HashCost::work`] estimates
+/// it: 2 s of a core (bcrypt cost 14, 5.7 million SHA-512-crypt rounds,
+/// Argon2 with 64 MiB and 30 passes or 1 GiB and 1 pass; Dovecot's `doveadm pw` makes bcrypt
+/// cost 5, 5,000 rounds, and Argon2 with 64 MiB and 3 passes). A dearer
+/// hash is refused: each login of its user would take that long, and so
+/// would every login of an unknown user name, which costs what the costliest
+/// user's check costs.
+pub const MAX_HASH_WORK_NANOS: u64 = 2_000_000_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,6 +504,25 @@ mod tests {
             Err(HashError::CostOutOfRange("ARGON2ID"))
         );
         assert!(!format!("{:?}", PasswordHash::parse(argon).unwrap()).contains("argon2id$"));
+        // Within the memory limit, but 150 passes of 64 MiB: about 10 s.
+        let slow = format!(
+            "$argon2id$v=19$m=65536,t=150,p=1$bWFpbGJhZ2R1bW15c2FsdA${}",
+            "A".repeat(43)
+        );
+        assert_eq!(
+            PasswordHash::parse(&slow).map(|_| ()),
+            Err(HashError::CostOutOfRange("ARGON2ID"))
+        );
+        let near_limit = slow.replace("t=150", "t=30");
+        assert!(PasswordHash::parse(&near_limit).is_ok(), "about 2 s: kept");
+        assert_eq!(
+            PasswordHash::parse(&format!("$2y$15${}", "A".repeat(53))).map(|_| ()),
+            Err(HashError::CostOutOfRange("BLF-CRYPT"))
+        );
+        assert_eq!(
+            PasswordHash::parse("$6$rounds=6000000$salt$hash").map(|_| ()),
+            Err(HashError::CostOutOfRange("SHA512-CRYPT"))
+        );
     }
 
     #[test]
