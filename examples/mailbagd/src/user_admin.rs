@@ -3,6 +3,10 @@
 //! done safely. Every change rewrites the file atomically
 //! ([`passwd_file::write_atomically`]) and keeps comments, other users and
 //! unknown fields as they were; the running server reads the file at start.
+//! Changes made at the same time (two administrators, a script adding users
+//! in parallel) are made one after the other: each holds an exclusive
+//! `flock` on `<file>.lock` from reading the file to renaming the new one
+//! into place, so none is lost.
 
 use std::io::Write;
 use std::path::Path;
@@ -49,6 +53,32 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// The lock file of the passwd-file at `path`: `<path>.lock`.
+fn lock_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    name.into()
+}
+
+/// Applies `change` to the file's text and writes the result, holding the
+/// file's edit lock throughout (it waits for another edit to finish).
+fn edit(path: &Path, change: impl FnOnce(&str) -> Result<String, String>) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock_path = lock_path(path);
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    let text = read(path)?;
+    write(path, &change(&text)?)
+    // The lock goes with `lock`, after the rename.
+}
+
 fn edit_error(e: EditError) -> String {
     e.to_string()
 }
@@ -61,10 +91,10 @@ fn edit_error(e: EditError) -> String {
 /// A name the server would refuse, a name already there, or an I/O error.
 pub fn add(path: &Path, name: &str, scheme: HashScheme, password: &str) -> Result<(), String> {
     check_user_name(name).map_err(|e| format!("{name:?}: {e}"))?;
-    let text = read(path)?;
     let hash = pw(scheme, password)?;
-    let new = passwd_file::add(&text, name, &hash).map_err(edit_error)?;
-    write(path, &new)
+    edit(path, |text| {
+        passwd_file::add(text, name, &hash).map_err(edit_error)
+    })
 }
 
 /// `mailbagd user passwd NAME`: a new hash for `name`, every other field
@@ -74,10 +104,10 @@ pub fn add(path: &Path, name: &str, scheme: HashScheme, password: &str) -> Resul
 ///
 /// No such user, or an I/O error.
 pub fn passwd(path: &Path, name: &str, scheme: HashScheme, password: &str) -> Result<(), String> {
-    let text = read(path)?;
     let hash = pw(scheme, password)?;
-    let new = passwd_file::set_password(&text, name, &hash).map_err(edit_error)?;
-    write(path, &new)
+    edit(path, |text| {
+        passwd_file::set_password(text, name, &hash).map_err(edit_error)
+    })
 }
 
 /// `mailbagd user del NAME`: removes the line of `name` (the Maildir stays).
@@ -86,9 +116,9 @@ pub fn passwd(path: &Path, name: &str, scheme: HashScheme, password: &str) -> Re
 ///
 /// No such user, or an I/O error.
 pub fn delete(path: &Path, name: &str) -> Result<(), String> {
-    let text = read(path)?;
-    let new = passwd_file::remove(&text, name).map_err(edit_error)?;
-    write(path, &new)
+    edit(path, |text| {
+        passwd_file::remove(text, name).map_err(edit_error)
+    })
 }
 
 /// `mailbagd user list`: one line per user, `name scheme`, then a line for
@@ -164,5 +194,28 @@ mod tests {
         );
         assert!(scheme("sha512-crypt").is_ok());
         assert!(scheme("MD5").unwrap_err().contains("ARGON2ID"));
+    }
+
+    /// Twelve edits at once (each read, changed and renamed into place
+    /// while the others run) lose none: they take turns.
+    #[test]
+    fn edits_at_the_same_time_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, "old:{PLAIN}x\n").unwrap();
+        std::thread::scope(|s| {
+            for i in 0..12 {
+                let path = &path;
+                s.spawn(move || {
+                    add(path, &format!("u{i}"), HashScheme::Sha256Crypt, "pw").unwrap();
+                });
+            }
+            s.spawn(|| passwd(&path, "old", HashScheme::Sha256Crypt, "new").unwrap());
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        for i in 0..12 {
+            assert!(text.contains(&format!("\nu{i}:")), "u{i} lost:\n{text}");
+        }
+        assert!(check(&path, "old", "new").unwrap());
     }
 }
