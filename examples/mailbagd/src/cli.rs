@@ -278,6 +278,14 @@ pub fn run_user_command(cli: &Cli, out: &mut impl Write) -> Result<Option<bool>,
             let path = passwd_file_of(cli, file.as_ref())?;
             match action {
                 UserCommand::Add { name, scheme } => {
+                    // With a configuration the server would start with,
+                    // refuse what it would then refuse: a name it has
+                    // already (in [[users]] too), or one it keeps files at.
+                    if let Some(config) = cli.config.as_deref().and_then(|c| Config::load(c).ok())
+                        && let Some(why) = config.refuses_new_user(name)
+                    {
+                        return Err(format!("{name:?}: {why}"));
+                    }
                     let scheme = user_admin::scheme(scheme)?;
                     user_admin::add(&path, name, scheme, &read_password(None, true)?)?;
                     writeln!(out, "{name}: added to {}", path.display()).map_err(io)?;

@@ -1028,6 +1028,7 @@ fn passwd_users(
     path: &Path,
     text: &str,
     seen: &mut HashSet<String>,
+    reserved: &[(String, &'static str)],
     bad_lines: BadLines,
     skipped: &mut Vec<String>,
 ) -> Result<Vec<User>, ConfigError> {
@@ -1055,6 +1056,10 @@ fn passwd_users(
         };
         if entry_name.eq_ignore_ascii_case("postmaster") {
             bad("\"postmaster\" is reserved; use the top-level `postmaster` key".into());
+            return;
+        }
+        if let Some(why) = reserved_for(reserved, &entry_name) {
+            bad(why);
             return;
         }
         if !seen.insert(entry_name.to_ascii_lowercase()) {
@@ -1124,6 +1129,29 @@ fn passwd_users(
         ));
     }
     Err(invalid("userdb.passwd_file", message))
+}
+
+/// The names under `data_dir` that the server keeps its own files at
+/// (`relay.queue_dir`, `web.secret_file`, when they are directly in it),
+/// each with the key that puts it there: a user of that name would have
+/// their Maildir at the same place.
+fn reserved_names(
+    data_dir: &Path,
+    places: [(&'static str, &Path); 2],
+) -> Vec<(String, &'static str)> {
+    places
+        .into_iter()
+        .filter(|(_, p)| p.parent() == Some(data_dir))
+        .filter_map(|(key, p)| Some((p.file_name()?.to_str()?.to_owned(), key)))
+        .collect()
+}
+
+/// Why `name` cannot be a user's: the key whose file or directory is where
+/// its Maildir would be.
+fn reserved_for(reserved: &[(String, &'static str)], name: &str) -> Option<String> {
+    reserved.iter().find(|(n, _)| n == name).map(|(n, key)| {
+        format!("{n:?} is where the server keeps `{key}`; the user's Maildir would be there")
+    })
 }
 
 /// Checks a mailbox name as the configuration does (`mailbagd user add`):
@@ -1333,6 +1361,41 @@ impl Config {
     /// embedded demo configuration).
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Names no user may have, with why: the server keeps its own files
+    /// where their Maildirs would be (`relay.queue_dir`, `web.secret_file`
+    /// under `data_dir`). `mailbagd user add` refuses them; a passwd-file
+    /// line with one is a bad line.
+    pub fn reserved_user_names(&self) -> Vec<(String, &'static str)> {
+        reserved_names(
+            &self.data_dir,
+            [
+                ("relay.queue_dir", self.relay.queue_dir.as_path()),
+                ("web.secret_file", self.web.secret_file.as_path()),
+            ],
+        )
+    }
+
+    /// Why `name` cannot be added as a user: a configured user of that name
+    /// in some letter case, or a reserved name
+    /// ([`reserved_user_names`](Self::reserved_user_names)).
+    pub fn refuses_new_user(&self, name: &str) -> Option<String> {
+        if let Some(u) = self
+            .users
+            .iter()
+            .find(|u| u.name.as_str().eq_ignore_ascii_case(name))
+        {
+            let place = match u.passwd_file_line {
+                Some(n) => format!("line {n} of the passwd-file"),
+                None => "[[users]] of the configuration".to_owned(),
+            };
+            return Some(format!(
+                "a user {:?} is configured already ({place})",
+                u.name.as_str()
+            ));
+        }
+        reserved_for(&self.reserved_user_names(), name)
     }
 
     /// The quota that applies to `user` in octets: the user's own
@@ -1732,9 +1795,19 @@ impl Config {
         }
         let mut users = Vec::with_capacity(raw.users.len());
         let mut names = HashSet::new();
+        let reserved = reserved_names(
+            &data_dir,
+            [
+                ("relay.queue_dir", relay.queue_dir.as_path()),
+                ("web.secret_file", web.secret_file.as_path()),
+            ],
+        );
         for (i, u) in raw.users.into_iter().enumerate() {
             let key = format!("users[{i}]");
             let name = parse_user_name(&format!("{key}.name"), &u.name)?;
+            if let Some(why) = reserved_for(&reserved, &u.name) {
+                return Err(invalid(format!("{key}.name"), why));
+            }
             if !names.insert(u.name.to_ascii_lowercase()) {
                 return Err(invalid(
                     format!("{key}.name"),
@@ -1798,7 +1871,8 @@ impl Config {
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            let from_file = passwd_users(path, &text, &mut names, bad_lines, &mut skipped)?;
+            let from_file =
+                passwd_users(path, &text, &mut names, &reserved, bad_lines, &mut skipped)?;
             drop(text);
             if users.is_empty() {
                 users = from_file;
@@ -1810,20 +1884,6 @@ impl Config {
                     "userdb.passwd_file",
                     format!("{} has no users", path.display()),
                 ));
-            }
-        }
-        // The relay queue must not be a user's Maildir (<data_dir>/<user>).
-        if relay.queue_dir.parent() == Some(data_dir.as_path()) {
-            if let Some(name) = relay.queue_dir.file_name().and_then(|n| n.to_str()) {
-                if users.iter().any(|u| u.name.as_str() == name) {
-                    return Err(invalid(
-                        "relay.queue_dir",
-                        format!(
-                            "{} is the Maildir of user {name:?}",
-                            relay.queue_dir.display()
-                        ),
-                    ));
-                }
             }
         }
         let postmaster = match raw.postmaster {
@@ -2334,6 +2394,67 @@ mod tests {
             "[relay]\nqueue_dir = \"/var/spool/q\"\n[[users]]\nname = \"queue\"\npassword = \"x\"\n",
         );
         assert!(ok.is_ok());
+        let err =
+            parse("[[users]]\nname = \"mailbag-web-secret\"\npassword = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("web.secret_file"), "{err}");
+    }
+
+    /// A passwd-file line with a name the server keeps files at is a bad
+    /// line: it stops start-up, and a reload skips it alone (the other
+    /// users, and users added after it, keep working).
+    #[test]
+    fn reserved_names_are_bad_passwd_file_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        std::fs::write(
+            &passwd,
+            "joe:{PLAIN}a\nqueue:{PLAIN}b\nmailbag-web-secret:{PLAIN}c\nbob:{PLAIN}d\n",
+        )
+        .unwrap();
+        let file = dir.path().join("mailbag.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "data_dir = \"{}\"\n[[users]]\nname = \"ann\"\npassword = \"x\"\n\
+                 [userdb]\npasswd_file = \"{}\"\n",
+                dir.path().join("data").display(),
+                passwd.display()
+            ),
+        )
+        .unwrap();
+        let err = Config::load(&file).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2") && err.contains("relay.queue_dir"),
+            "{err}"
+        );
+        assert!(
+            err.contains("line 3") && err.contains("web.secret_file"),
+            "{err}"
+        );
+        let running = Config::demo().unwrap();
+        let running = Config {
+            path: Some(file.clone()),
+            ..running
+        };
+        let (config, skipped) = running.reload().unwrap();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        let names: Vec<&str> = config.users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["ann", "joe", "bob"]);
+        // What `mailbagd user add` asks before adding.
+        assert!(
+            config
+                .refuses_new_user("queue")
+                .unwrap()
+                .contains("relay.queue_dir")
+        );
+        assert!(
+            config
+                .refuses_new_user("ANN")
+                .unwrap()
+                .contains("[[users]]")
+        );
+        assert!(config.refuses_new_user("Bob").unwrap().contains("line 4"));
+        assert_eq!(config.refuses_new_user("eve"), None);
     }
 
     #[test]

@@ -182,6 +182,30 @@ fn a_bad_line_stops_start_up_with_exit_status_2_naming_it() {
         "{}",
         out.stderr
     );
+    // `user add` with that configuration refuses what the server would.
+    std::fs::write(&file, "# users\nann:{PLAIN}y\n").unwrap();
+    for (name, expected) in [
+        ("JOE", "[[users]]"),
+        ("Ann", "line 2"),
+        ("queue", "relay.queue_dir"),
+        ("mailbag-web-secret", "web.secret_file"),
+    ] {
+        let out = mailbagd(&["--config", config_arg, "user", "add", name], Some("pw\n"));
+        assert!(
+            !out.ok() && out.stderr.contains(expected),
+            "{name}: {out:?}"
+        );
+    }
+    let eve = mailbagd(
+        &["--config", config_arg, "user", "add", "eve"],
+        Some("pw\n"),
+    );
+    assert!(eve.ok(), "{eve:?}");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains("\neve:{ARGON2ID}")
+    );
 }
 
 #[test]
