@@ -1,5 +1,5 @@
 //! The metrics listener (`[metrics] listen`): `GET /metrics` answers the
-//! Prometheus text format of [`crate::metrics::Metrics`] (the relay queue
+//! OpenMetrics text format (which Prometheus scrapes) of [`crate::metrics::Metrics`] (the relay queue
 //! gauges read at each scrape), `GET /health` answers `200 ok` when every
 //! listener is accepting and `503` otherwise. Plain HTTP, meant for a
 //! loopback or management address.
@@ -17,8 +17,11 @@ use tracing::warn;
 use crate::clock::unix_now;
 use crate::context::Context;
 
-/// The `Content-Type` of the Prometheus text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The `Content-Type` of what `prometheus-client` encodes: OpenMetrics
+/// 1.0 text (counters typed by their family name, samples ending in
+/// `_total`, a final `# EOF`), which a parser of Prometheus's older 0.0.4
+/// text format would read with the counters untyped.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
     let c = Arc::clone(&ctx);

@@ -11,7 +11,8 @@ use std::time::Duration;
 mod common;
 use common::{GTUBE, Options, Server, py_pop_login, require};
 
-/// `GET path` over HTTP/1.0: the status code and the body.
+/// `GET path` over HTTP/1.0: the status code and the body (for
+/// `/metrics`, checked to be labelled as the OpenMetrics text it is).
 fn get(server: &Server, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(server.addrs["metrics"]).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -24,6 +25,19 @@ fn get(server: &Server, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status code");
+    if path == "/metrics" && status == 200 {
+        let content_type = head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_owned)
+        });
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            "{head}"
+        );
+        assert!(body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    }
     (status, body.to_owned())
 }
 
