@@ -417,7 +417,7 @@ impl ProxyConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MetricsConfig {
-    /// Where `/metrics` (Prometheus text format) and `/health` are served
+    /// Where `/metrics` (OpenMetrics text format) and `/health` are served
     /// over plain HTTP: one address or a list (default none: off, e.g.
     /// `"127.0.0.1:9187"`). The labels name roles, services and reply
     /// codes, never a user or an address.

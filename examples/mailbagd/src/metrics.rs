@@ -1,4 +1,4 @@
-//! The server's counters and gauges, in the Prometheus text format
+//! The server's counters and gauges, in the OpenMetrics text format
 //! (`[metrics] listen`, `/metrics`), with the Prometheus project's
 //! `prometheus-client`.
 //!
