@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use mailbag_smtp_proto::address::Mailbox;
 use mailbag_spam_tag::{Score, TagValues, Template};
 
 use crate::config::Config;
@@ -169,11 +170,21 @@ impl ClientSettings {
     /// assert_eq!(s.local_domain_of("anyone@Example.TEST"), Some(("anyone", "example.test")));
     /// assert_eq!(s.local_domain_of("joe@elsewhere.test"), None);
     /// assert_eq!(s.local_domain_of("joe"), None);
+    /// // Not addresses, or not a user's (a user name is an ASCII dot-atom):
+    /// for bad in ["a@b@example.test", "..@example.test", "a b@example.test",
+    ///             "<script>@example.test", "\"joe\"@example.test", "@example.test"] {
+    ///     assert_eq!(s.local_domain_of(bad), None, "{bad}");
+    /// }
     /// ```
     pub fn local_domain_of<'a>(&'a self, address: &'a str) -> Option<(&'a str, &'a str)> {
         let (local, domain) = address.trim().rsplit_once('@')?;
         let domain = domain.strip_suffix('.').unwrap_or(domain);
         if local.is_empty() || local.len() > 64 {
+            return None;
+        }
+        let mailbox = format!("{local}@{domain}");
+        let mailbox = Mailbox::try_from(mailbox.as_str()).ok()?;
+        if mailbox.local_part().is_quoted() || !mailbox.is_ascii() {
             return None;
         }
         self.domains

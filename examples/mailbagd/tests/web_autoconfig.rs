@@ -215,10 +215,10 @@ async fn outlook_autodiscover_pox() {
         "on",
         "log on to POP3 before sending"
     );
-    // The login name is escaped, not interpreted.
+    // The login name is escaped, not interpreted (`&` and `'` are atext).
     let (status, _, doc) = send(
         &site.app,
-        autodiscover_request("a&lt;b&gt;@example.test", OUTLOOK),
+        autodiscover_request("a&amp;b'c@example.test", OUTLOOK),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -227,15 +227,17 @@ async fn outlook_autodiscover_pox() {
             &parse("outlook", &doc)["Autodiscover"]["Response"][0]["Account"][0]["Protocol"][0]["LoginName"]
                 [0]
         ),
-        "a<b>"
+        "a&b'c"
     );
-    // Foreign address, ActiveSync schema, or no address at all.
-    let foreign = send(
-        &site.app,
-        autodiscover_request("joe@elsewhere.test", OUTLOOK),
-    )
-    .await;
-    assert_eq!(foreign.0, StatusCode::NOT_FOUND);
+    // Foreign or malformed address, ActiveSync schema, or no address at all.
+    for address in [
+        "joe@elsewhere.test",
+        "a&lt;b&gt;@example.test",
+        "a@b@example.test",
+    ] {
+        let refused = send(&site.app, autodiscover_request(address, OUTLOOK)).await;
+        assert_eq!(refused.0, StatusCode::NOT_FOUND, "{address}");
+    }
     let eas = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006";
     let mobile = send(&site.app, autodiscover_request("joe@example.test", eas)).await;
     assert_eq!(mobile.0, StatusCode::NOT_FOUND);
