@@ -54,7 +54,9 @@ impl Default for SummaryOptions {
 /// The From, Subject and spam score of a message, for display.
 ///
 /// `from` and `subject` are the first field of that name, unfolded, RFC 2047 encoded
-/// words decoded ([`rfc2047`]), control characters turned into spaces, runs of white
+/// words decoded ([`rfc2047`]), control characters turned into spaces, bidirectional
+/// formatting characters removed (a right-to-left override, U+202E, before `gpj.exe`
+/// would show it as `exe.jpg`), runs of white
 /// space collapsed to one space, leading and trailing white space removed, cut at
 /// [`SummaryOptions::max_chars`]; empty when the field is absent. The subject is as
 /// stored: a spam tag is not removed (see [`crate::remove_tag`]).
@@ -167,6 +169,13 @@ fn parse_score(value: &[u8]) -> Option<Score> {
     std::str::from_utf8(value.trim_ascii()).ok()?.parse().ok()
 }
 
+/// Unicode's explicit bidirectional formatting characters (UAX #9): the marks
+/// ALM, LRM and RLM, the embeddings and overrides U+202A-U+202E and the isolates
+/// U+2066-U+2069. Each changes how the text around it is displayed.
+fn is_bidi_format(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A field's value decoded and made safe to display in at most `max_chars` characters
 /// (plus `…` when cut).
 fn shown(field: &Field<'_>, max_chars: usize) -> String {
@@ -181,6 +190,9 @@ fn shown(field: &Field<'_>, max_chars: usize) -> String {
     for c in text.chars() {
         if c.is_control() || c.is_whitespace() {
             blank = chars > 0;
+            continue;
+        }
+        if is_bidi_format(c) {
             continue;
         }
         if chars + usize::from(blank) + 1 > max_chars {
@@ -270,6 +282,15 @@ mod tests {
     }
 
     #[test]
+    fn bidirectional_overrides_are_removed() {
+        // U+202E RIGHT-TO-LEFT OVERRIDE before "gpj.exe": shown "exe.jpg".
+        let h = Summary::parse(b"Subject: =?UTF-8?B?4oCuZ3BqLmV4ZQ==?=\n\n");
+        assert_eq!(h.subject, "gpj.exe");
+        let h = Summary::parse("Subject: a\u{2067}b\u{2069} \u{200f}c\u{061c}\n\n".as_bytes());
+        assert_eq!(h.subject, "ab c");
+    }
+
+    #[test]
     fn control_characters_and_long_values_are_tamed() {
         let mut line = b"Subject: a\x07b ".to_vec();
         line.extend(std::iter::repeat_n(b'x', 500));
@@ -317,6 +338,7 @@ mod tests {
             let h = Summary::parse(&head);
             for field in [&h.from, &h.subject] {
                 prop_assert!(!field.chars().any(char::is_control));
+                prop_assert!(!field.chars().any(is_bidi_format));
                 prop_assert!(field.chars().count() <= MAX_SHOWN + 1);
             }
         }

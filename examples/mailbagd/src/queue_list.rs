@@ -66,11 +66,14 @@ fn rough(secs: u64) -> String {
 }
 
 /// Control characters of envelope values shown escaped, so a listing line
-/// cannot be forged by a reply text (nor a terminal driven by one).
+/// cannot be forged by a reply text (nor a terminal driven by one); so are
+/// bidirectional formatting characters (U+202E would show `gpj.exe` as
+/// `exe.jpg`).
 pub fn clean(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() {
+        let bidi = matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
             o.extend(c.escape_default());
         } else {
             o.push(c);
@@ -269,6 +272,7 @@ mod tests {
         assert_eq!(rough(3 * 86400 + 4 * 3600 + 59), "3d 4h");
         assert_eq!(rough(86400 + 59), "1d");
         assert_eq!(clean("a\r\nb"), "a\\r\\nb");
+        assert_eq!(clean("\u{202e}gpj.exe"), "\\u{202e}gpj.exe");
         assert_eq!(json_str("q\"\\\n\u{1}é"), "\"q\\\"\\\\\\u000a\\u0001é\"");
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
     }
