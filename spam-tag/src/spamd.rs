@@ -1,9 +1,9 @@
 //! A tokio client for spamd (feature `spamd`), built on the sans-IO [`crate::spamc`] codec.
 //!
 //! One request per TCP connection (spamd closes after each reply). Every stage is bounded:
-//! connect by [`SpamdOptions::connect_timeout`], each write by
-//! [`SpamdOptions::write_timeout`], each read by [`SpamdOptions::read_timeout`], and the
-//! reply by [`SpamdOptions::limits`].
+//! connect by [`SpamdOptions::connect_timeout`], the request's write by
+//! [`SpamdOptions::write_timeout`], the whole reply by [`SpamdOptions::read_timeout`]
+//! (however slowly it trickles in), and the reply's size by [`SpamdOptions::limits`].
 //!
 //! # Failure policy
 //!
@@ -55,10 +55,11 @@ pub struct SpamdOptions {
     pub addr: SocketAddr,
     /// Time allowed to connect. Default: 5 s.
     pub connect_timeout: Duration,
-    /// Time allowed for each write. Default: 30 s.
+    /// Time allowed for writing the whole request. Default: 30 s.
     pub write_timeout: Duration,
-    /// Time allowed for each read (spamd takes ~0.2 s for 10 KB on a small VM, more with
-    /// network tests). Default: 60 s.
+    /// Time allowed for reading the whole reply, from the end of the request to the
+    /// reply's last octet (spamd takes ~0.2 s for 10 KB on a small VM, more with network
+    /// tests). Default: 60 s.
     pub read_timeout: Duration,
     /// Largest message sent to spamd; larger ones are not scanned. Default: 512,000 bytes
     /// (spamc's default `-s` limit is 500 KiB).
@@ -237,8 +238,12 @@ impl SpamdClient {
 
         let mut reader = ResponseReader::new(o.limits.clone());
         let mut buf = vec![0u8; 16 * 1024];
+        // One deadline for the whole reply: a reply sent an octet at a time
+        // must not hold the delivery (and its SMTP client) for read_timeout
+        // per octet.
+        let deadline = tokio::time::Instant::now() + o.read_timeout;
         loop {
-            let n = timeout(o.read_timeout, stream.read(&mut buf))
+            let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
                 .await
                 .map_err(|_| SpamdError::Timeout {
                     stage: "read",

@@ -18,6 +18,8 @@ enum Script {
     Answer(&'static [u8]),
     /// Read the request and never answer.
     Silent,
+    /// Read the request, then answer these bytes one every 100 ms.
+    Drip(&'static [u8]),
 }
 
 /// Starts a one-connection fake spamd; returns its address and the request it received.
@@ -34,6 +36,14 @@ async fn fake(script: Script) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) 
                 let _ = s.shutdown().await;
             }
             Script::Silent => tokio::time::sleep(Duration::from_secs(3)).await,
+            Script::Drip(bytes) => {
+                for b in bytes.chunks(1) {
+                    if s.write_all(b).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
         req
     });
@@ -166,6 +176,27 @@ fn read_timeout() {
                 reason: SpamdError::Timeout { .. }
             }
         ));
+    });
+}
+
+/// The read timeout bounds the whole reply: one sent an octet every 100 ms
+/// (each read well within 300 ms) fails after 300 ms, not after its 6 s.
+#[test]
+fn a_reply_that_trickles_in_times_out_as_a_whole() {
+    rt().block_on(async {
+        let reply: &[u8] =
+            b"SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\nSpam: False ; 1.0 / 5.0\r\n\r\n";
+        let (addr, _t) = fake(Script::Drip(reply)).await;
+        let started = tokio::time::Instant::now();
+        match client(addr, FailMode::Closed).check(b"m").await {
+            Err(SpamdError::Timeout { stage: "read", .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     });
 }
 

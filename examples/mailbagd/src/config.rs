@@ -489,11 +489,19 @@ pub struct SpamConfig {
     pub sweep_interval: Duration,
     /// spamd address; when unset the built-in scorer is used (default unset).
     pub spamd: Option<SocketAddr>,
+    /// Largest message sent to spamd, in octets (`max_scan_size`, default
+    /// 512,000, spamc's `-s` default); a larger one is delivered unscanned
+    /// (`X-Spam-Status: Unknown, not scanned`), as spamc does, and logged.
+    pub max_scan_size: usize,
     /// How often a user whose spam goes to the Spam folder gets a digest of
     /// the spam that arrived since the last one, in the INBOX (`digest_interval`,
     /// default 7 days; `"0"`: no digests).
     pub digest_interval: Option<Duration>,
 }
+
+/// Default of `[spam] max_scan_size`: 512,000 octets, spamc's default `-s`
+/// limit (spamd is not built for larger messages, and spam rarely is one).
+pub const DEFAULT_MAX_SCAN_SIZE: usize = 512_000;
 
 /// `[relay]`: the outbound queue and its delivery engine.
 #[derive(Clone, Debug, PartialEq)]
@@ -924,6 +932,7 @@ struct RawSpam {
     spam_retention: Option<HumanDuration>,
     sweep_interval: Option<HumanDuration>,
     spamd: Option<SocketAddr>,
+    max_scan_size: Option<String>,
     digest_interval: Option<HumanDuration>,
 }
 
@@ -1599,6 +1608,16 @@ impl Config {
                 Duration::from_secs(3600),
             )?,
             spamd: raw.spam.spamd,
+            max_scan_size: match raw.spam.max_scan_size.as_deref() {
+                None => DEFAULT_MAX_SCAN_SIZE,
+                Some(s) => crate::disk_space::parse_size(s)
+                    .map_err(|e| invalid("spam.max_scan_size", &e))
+                    .and_then(|n| {
+                        usize::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                            invalid("spam.max_scan_size", "must be greater than zero")
+                        })
+                    })?,
+            },
             digest_interval: match raw.spam.digest_interval {
                 None => Some(Duration::from_secs(7 * 24 * 3600)),
                 Some(d) if d.0.is_zero() => None,

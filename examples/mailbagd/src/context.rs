@@ -144,6 +144,7 @@ impl Live {
         let spamd = config.spam.spamd.map(|addr| {
             let mut opts = SpamdOptions::default();
             opts.addr = addr;
+            opts.max_message_size = config.spam.max_scan_size;
             SpamdClient::new(opts)
         });
         Ok(Live {

@@ -111,7 +111,11 @@ async fn is_authorized(ctx: &Context, ip: IpAddr) -> Result<bool, ()> {
 async fn spamd_scan(client: &SpamdClient, spool: &mut Spool) -> Scan {
     let max = client.options().max_message_size;
     if spool.len() > max as u64 {
-        debug!(size = spool.len(), "not sent to spamd: over its size limit");
+        info!(
+            size = spool.len(),
+            max_scan_size = max,
+            "message not scanned: larger than [spam] max_scan_size"
+        );
         return Scan::Done(None);
     }
     let mut message = Vec::with_capacity(usize::try_from(spool.len()).unwrap_or(0));

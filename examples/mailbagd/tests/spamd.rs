@@ -77,6 +77,7 @@ fn real_spamd_scores_gtube_and_ham() {
 
     let opts = Options {
         spamd: Some(format!("127.0.0.1:{port}")),
+        spam: "max_scan_size = \"4K\"\n".into(),
         ..Options::default()
     };
     let server = Server::start_with(opts, |_| {});
@@ -91,6 +92,31 @@ fn real_spamd_scores_gtube_and_ham() {
             &message(to, "offer", GTUBE)
         ),
         "SENT"
+    );
+    // Over [spam] max_scan_size: not sent to spamd, delivered unscanned, logged.
+    let big = format!("{GTUBE}\r\n{}", "padding line\r\n".repeat(400));
+    assert_eq!(
+        py_send(
+            &server,
+            "smtp",
+            "127.0.0.1",
+            "s@example.org",
+            "joe@example.test",
+            &message("joe@example.test", "big", &big)
+        ),
+        "SENT"
+    );
+    // joe's spam goes to .Spam; this one is not known to be spam.
+    let joe = server.message_texts("joe", "");
+    assert_eq!(joe.len(), 1);
+    assert!(joe[0].contains("Subject: big\r\n"), "{}", joe[0]);
+    assert!(joe[0].contains("X-Spam-Status: Unknown"), "{}", joe[0]);
+    assert!(
+        server
+            .log()
+            .contains("message not scanned: larger than [spam] max_scan_size"),
+        "{}",
+        server.log()
     );
     assert_eq!(
         py_send(
