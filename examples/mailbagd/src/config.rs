@@ -1033,6 +1033,24 @@ const MAX_REPORTED_LINES: usize = 20;
 /// known extra-field values. With [`BadLines::Refuse`] any bad line refuses
 /// the whole file, naming every such line; with [`BadLines::Skip`] (a
 /// reload) the good lines are kept and the bad ones returned.
+/// The users of a passwd-file's `text` as a reload would take them, and a
+/// message for each bad line it would skip (`mailbagd user list`): every
+/// check of the server but the ones that need the rest of the configuration
+/// (names also in `[[users]]`, reserved names).
+pub fn passwd_file_users(path: &Path, text: &str) -> (Vec<User>, Vec<String>) {
+    let mut skipped = Vec::new();
+    let users = passwd_users(
+        path,
+        text,
+        &mut HashSet::new(),
+        &[],
+        BadLines::Skip,
+        &mut skipped,
+    )
+    .unwrap_or_default();
+    (users, skipped)
+}
+
 fn passwd_users(
     path: &Path,
     text: &str,

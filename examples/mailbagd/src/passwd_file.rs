@@ -203,11 +203,21 @@ fn check_name(name: &str) -> Result<(), EditError> {
     Ok(())
 }
 
-/// Joins edited lines, keeping the file's final line break.
-fn join(lines: &[&str], had_final_newline: bool) -> String {
-    let mut out = lines.join("\n");
+/// The line break of `text`: CRLF when its first line ends with one (a file
+/// written on Windows), else LF.
+fn line_break(text: &str) -> &'static str {
+    match text.find('\n') {
+        Some(i) if text[..i].ends_with('\r') => "\r\n",
+        _ => "\n",
+    }
+}
+
+/// Joins edited lines of `text` with its line break, keeping its final one.
+fn join(text: &str, lines: &[&str], had_final_newline: bool) -> String {
+    let eol = line_break(text);
+    let mut out = lines.join(eol);
     if had_final_newline || !out.is_empty() {
-        out.push('\n');
+        out.push_str(eol);
     }
     out
 }
@@ -227,7 +237,7 @@ pub fn add(text: &str, name: &str, password: &str) -> Result<String, EditError> 
     let new = format!("{name}:{password}::::::");
     let mut all = lines;
     all.push(&new);
-    Ok(join(&all, true))
+    Ok(join(text, &all, true))
 }
 
 /// `text` with the password field of user `name` replaced, every other
@@ -257,7 +267,7 @@ pub fn set_password(text: &str, name: &str, password: &str) -> Result<String, Ed
     };
     let mut all = lines;
     all[i] = &new;
-    Ok(join(&all, text.ends_with('\n')))
+    Ok(join(text, &all, text.ends_with('\n')))
 }
 
 /// `text` without the line of user `name`.
@@ -269,7 +279,7 @@ pub fn remove(text: &str, name: &str) -> Result<String, EditError> {
     let mut lines: Vec<&str> = text.lines().collect();
     let i = find(&lines, name).ok_or_else(|| EditError::NoSuchUser(name.to_owned()))?;
     lines.remove(i);
-    Ok(join(&lines, text.ends_with('\n')))
+    Ok(join(text, &lines, text.ends_with('\n')))
 }
 
 /// Replaces `path` with `contents` in one step: a temporary file in the same
@@ -357,6 +367,23 @@ eve:{PLAIN}x:::::spam_folder=INBOX nopassword
             errors[4].message.contains("not a valid ARGON2ID hash"),
             "{}",
             errors[4]
+        );
+    }
+
+    #[test]
+    fn edits_keep_crlf_line_breaks() {
+        let text = "# made on Windows\r\njoe:{PLAIN}a\r\nann:{PLAIN}b\r\n";
+        let added = add(text, "bob", "{PLAIN}c").unwrap();
+        assert_eq!(added, format!("{text}bob:{{PLAIN}}c::::::\r\n"));
+        let changed = set_password(&added, "ann", "{PLAIN}d").unwrap();
+        assert_eq!(
+            changed,
+            "# made on Windows\r\njoe:{PLAIN}a\r\nann:{PLAIN}d\r\nbob:{PLAIN}c::::::\r\n"
+        );
+        let removed = remove(&changed, "joe").unwrap();
+        assert_eq!(
+            removed,
+            "# made on Windows\r\nann:{PLAIN}d\r\nbob:{PLAIN}c::::::\r\n"
         );
     }
 

@@ -129,17 +129,19 @@ pub fn delete(path: &Path, name: &str) -> Result<(), String> {
 /// An I/O error (of reading or of `out`).
 pub fn list(path: &Path, out: &mut impl Write) -> Result<(), String> {
     let text = read(path)?;
-    let (users, errors) = passwd_file::parse(&text);
+    // As the server takes the file: a name it refuses, a duplicate in
+    // another letter case, a bad extra field are bad lines here too.
+    let (users, bad) = crate::config::passwd_file_users(path, &text);
     let io = |e: std::io::Error| e.to_string();
     for u in &users {
         let scheme = match &u.credential {
             Credential::Plain(_) => "PLAIN",
             Credential::Hash(h) => h.scheme().dovecot_name(),
         };
-        writeln!(out, "{} {scheme}", u.name).map_err(io)?;
+        writeln!(out, "{} {scheme}", u.name.as_str()).map_err(io)?;
     }
-    for e in &errors {
-        writeln!(out, "# {}: {e}", path.display()).map_err(io)?;
+    for b in &bad {
+        writeln!(out, "# {b}").map_err(io)?;
     }
     Ok(())
 }
@@ -194,6 +196,33 @@ mod tests {
         );
         assert!(scheme("sha512-crypt").is_ok());
         assert!(scheme("MD5").unwrap_err().contains("ARGON2ID"));
+    }
+
+    /// What the server would skip is listed as a bad line, not as a user.
+    #[test]
+    fn list_shows_what_the_server_refuses_as_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(
+            &path,
+            "ok:{PLAIN}x\n..:{PLAIN}x\nu@example.test:{PLAIN}x\nd1:{PLAIN}x\nD1:{PLAIN}x\n\
+             \u{feff}bom:{PLAIN}x\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        list(&path, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[..2], ["ok PLAIN", "d1 PLAIN"], "{out}");
+        for n in [2, 3, 5, 6] {
+            assert!(
+                lines[2..]
+                    .iter()
+                    .any(|l| l.starts_with('#') && l.contains(&format!("line {n}:"))),
+                "line {n} not reported:\n{out}"
+            );
+        }
+        assert_eq!(lines.len(), 6, "{out}");
     }
 
     /// Twelve edits at once (each read, changed and renamed into place
