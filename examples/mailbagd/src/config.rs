@@ -1028,11 +1028,6 @@ struct RawUser {
 /// [`MAX_REPORTED_LINES`], then a count).
 const MAX_REPORTED_LINES: usize = 20;
 
-/// The users of a passwd-file, validated as `[[users]]` entries are: a
-/// mailbox name, unique ignoring case among `seen` (which it extends),
-/// known extra-field values. With [`BadLines::Refuse`] any bad line refuses
-/// the whole file, naming every such line; with [`BadLines::Skip`] (a
-/// reload) the good lines are kept and the bad ones returned.
 /// The users of a passwd-file's `text` as a reload would take them, and a
 /// message for each bad line it would skip (`mailbagd user list`): every
 /// check of the server but the ones that need the rest of the configuration
@@ -1051,6 +1046,11 @@ pub fn passwd_file_users(path: &Path, text: &str) -> (Vec<User>, Vec<String>) {
     (users, skipped)
 }
 
+/// The users of a passwd-file, validated as `[[users]]` entries are: a
+/// mailbox name, unique ignoring case among `seen` (which it extends),
+/// known extra-field values. With [`BadLines::Refuse`] any bad line refuses
+/// the whole file, naming every such line; with [`BadLines::Skip`] (a
+/// reload) the good lines are kept and the bad ones returned.
 fn passwd_users(
     path: &Path,
     text: &str,

@@ -65,6 +65,21 @@ impl Credential {
         }
     }
 
+    /// A fingerprint of this credential, for noticing that a user's password
+    /// changed (a web session started with another one ends): a keyed hash
+    /// whose key is random for each process, so it tells nothing of the
+    /// password and is not comparable across processes.
+    pub fn stamp(&self) -> u64 {
+        use std::hash::BuildHasher;
+        static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let key = KEY.get_or_init(std::collections::hash_map::RandomState::new);
+        match self {
+            Credential::Plain(s) => key.hash_one((0u8, s.expose())),
+            Credential::Hash(h) => key.hash_one((1u8, h.as_str())),
+        }
+    }
+
     /// The cost of checking a password against this credential (`None`
     /// for a clear-text password).
     pub fn hash_cost(&self) -> Option<HashCost> {

@@ -277,3 +277,45 @@ fn user_commands_and_pw_make_what_mailbagd_and_dovecot_accept() {
         assert!(!doveadm_verifies(hash, "hunter3"), "{scheme}");
     }
 }
+
+/// A password changed in the passwd-file (perhaps because it leaked) ends
+/// that user's web sessions once the server has re-read the file; other
+/// users' sessions go on.
+#[test]
+fn a_password_change_ends_the_users_web_sessions() {
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    std::fs::write(&file, "cat:{PLAIN}catpw\ndan:{PLAIN}danpw\n").unwrap();
+    // The server binary with its config file (a reload re-reads that file).
+    let server = Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}\ncheck_interval = \"100ms\""),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let web = server.addrs["http"];
+    let mut cat = Client::new(web);
+    assert_eq!(cat.login("cat", "catpw").status, 303);
+    let mut dan = Client::new(web);
+    assert_eq!(dan.login("dan", "danpw").status, 303);
+    assert_eq!(cat.get("/settings").status, 200);
+    assert_eq!(dan.get("/settings").status, 200);
+    let f = file.to_str().unwrap();
+    let changed = mailbagd(&["user", "passwd", "cat", "--file", f], Some("new-catpw\n"));
+    assert!(changed.ok(), "{changed:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cat.get("/settings").status == 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cat's session outlived the change"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = cat.get("/settings");
+    assert_eq!(after.status, 303, "{after:?}");
+    assert_eq!(after.header("location"), Some("/login"));
+    assert_eq!(dan.get("/settings").status, 200, "dan's session goes on");
+    assert_eq!(cat.login("cat", "new-catpw").status, 303);
+    assert_eq!(cat.get("/settings").status, 200);
+}

@@ -54,19 +54,32 @@ impl Auth {
     }
 }
 
+/// The live session of the request's cookie: one that has not expired, of a
+/// user still configured, whose password has not changed since the login
+/// (perhaps because it leaked). Anything else is no session.
+pub(super) fn session_auth(web: &App, headers: &axum::http::HeaderMap) -> Option<Auth> {
+    let (auth, stamp) = cookie(headers, web.session_cookie()).and_then(|id| {
+        lock(&web.sessions).get(id, Instant::now()).map(|s| {
+            let auth = Auth {
+                user: s.user.clone(),
+                csrf: s.csrf.clone(),
+            };
+            (auth, s.credential)
+        })
+    })?;
+    web.ctx
+        .config()
+        .user(&auth.user)
+        .is_some_and(|u| u.credential.stamp() == stamp)
+        .then_some(auth)
+}
+
 impl FromRequestParts<App> for Auth {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &App) -> Result<Self, Self::Rejection> {
-        let found = cookie(&parts.headers, web.session_cookie()).and_then(|id| {
-            lock(&web.sessions).get(id, Instant::now()).map(|s| Auth {
-                user: s.user.clone(),
-                csrf: s.csrf.clone(),
-            })
-        });
-        match found {
-            // The user may have been removed from the config since login.
-            Some(a) if web.ctx.config().user(&a.user).is_some() => Ok(a),
+        match session_auth(web, &parts.headers) {
+            Some(a) => Ok(a),
             _ if parts.method == Method::GET || parts.method == Method::HEAD => {
                 Err(Redirect::to("/login").into_response())
             }

@@ -69,9 +69,9 @@ fn login_response(
 }
 
 pub(super) async fn login_page(State(web): State<App>, headers: HeaderMap) -> Response {
-    let logged_in = cookie(&headers, web.session_cookie())
-        .is_some_and(|id| lock(&web.sessions).get(id, Instant::now()).is_some());
-    if logged_in {
+    // The same check as every page's: a session whose user is gone or whose
+    // password changed shows the login form (not a redirect back and forth).
+    if super::extract::session_auth(&web, &headers).is_some() {
         return Redirect::to("/settings").into_response();
     }
     login_response(&web, &headers, StatusCode::OK, "", None)
@@ -136,7 +136,12 @@ pub(super) async fn login_post(
         );
     };
     web.ctx.logins.succeeded(peer.ip(), &key);
-    let created = lock(&web.sessions).create(&mailbox, Instant::now());
+    let stamp = web
+        .ctx
+        .config()
+        .user(&mailbox)
+        .map_or(0, |u| u.credential.stamp());
+    let created = lock(&web.sessions).create(&mailbox, stamp, Instant::now());
     let (id, _csrf) = match created {
         Ok(x) => x,
         Err(e) => {

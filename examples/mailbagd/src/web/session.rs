@@ -115,6 +115,10 @@ impl Default for SessionOptions {
 pub struct Session {
     /// The configured user name.
     pub user: String,
+    /// The user's [`Credential::stamp`](crate::credentials::Credential::stamp)
+    /// at login: when the user's password has changed since, the session
+    /// is over.
+    pub credential: u64,
     /// The CSRF token of every form of this session.
     pub csrf: Token,
     /// Login time.
@@ -133,7 +137,7 @@ pub struct Session {
 ///
 /// let mut table = SessionTable::new(SessionOptions::default());
 /// let t0 = Instant::now();
-/// let (id, csrf) = table.create("joe", t0).unwrap();
+/// let (id, csrf) = table.create("joe", 7, t0).unwrap();
 /// let s = table.get(id.as_str(), t0 + Duration::from_secs(60)).unwrap();
 /// assert_eq!((s.user.as_str(), &s.csrf), ("joe", &csrf));
 /// // Idle for 31 minutes: gone.
@@ -170,16 +174,22 @@ impl SessionTable {
             || now.saturating_duration_since(s.created) >= self.options.lifetime
     }
 
-    /// Logs `user` in: a new session with a fresh id and CSRF token.
-    pub fn create(&mut self, user: &str, now: Instant) -> Result<(Token, Token), RngError> {
+    /// Logs `user` in, whose credential's stamp is `credential`: a new
+    /// session with a fresh id and CSRF token.
+    pub fn create(
+        &mut self,
+        user: &str,
+        credential: u64,
+        now: Instant,
+    ) -> Result<(Token, Token), RngError> {
         let id = Token::random()?;
         let csrf = Token::random()?;
-        self.insert(id.clone(), csrf.clone(), user, now);
+        self.insert(id.clone(), csrf.clone(), user, credential, now);
         Ok((id, csrf))
     }
 
     /// Inserts a session with the given tokens (tests use fixed ones).
-    pub fn insert(&mut self, id: Token, csrf: Token, user: &str, now: Instant) {
+    pub fn insert(&mut self, id: Token, csrf: Token, user: &str, credential: u64, now: Instant) {
         if self.sessions.len() >= self.options.max_sessions {
             self.purge(now);
         }
@@ -200,6 +210,7 @@ impl SessionTable {
             id,
             Session {
                 user: user.to_owned(),
+                credential,
                 csrf,
                 created: now,
                 last_seen: now,
@@ -310,7 +321,7 @@ mod tests {
     fn idle_and_absolute_expiry() {
         let mut t = SessionTable::new(opts(10));
         let t0 = Instant::now();
-        t.insert(tok(1), tok(2), "joe", t0);
+        t.insert(tok(1), tok(2), "joe", 0, t0);
         // Used every 50 s: stays alive past the idle timeout...
         for i in 1..=11 {
             assert!(
@@ -326,7 +337,7 @@ mod tests {
         );
         assert!(t.is_empty());
 
-        t.insert(tok(3), tok(4), "ann", t0);
+        t.insert(tok(3), tok(4), "ann", 0, t0);
         assert!(
             t.get(tok(3).as_str(), t0 + Duration::from_secs(60))
                 .is_none()
@@ -342,6 +353,7 @@ mod tests {
                 tok(i),
                 tok(100 + i),
                 "u",
+                0,
                 t0 + Duration::from_secs(u64::from(i)),
             );
         }
@@ -350,7 +362,7 @@ mod tests {
             t.get(tok(0).as_str(), t0 + Duration::from_secs(5))
                 .is_some()
         );
-        t.insert(tok(9), tok(109), "v", t0 + Duration::from_secs(6));
+        t.insert(tok(9), tok(109), "v", 0, t0 + Duration::from_secs(6));
         assert_eq!(t.len(), 3);
         let now = t0 + Duration::from_secs(7);
         assert!(t.get(tok(1).as_str(), now).is_none());
@@ -358,7 +370,7 @@ mod tests {
             assert!(t.get(tok(kept).as_str(), now).is_some(), "{kept}");
         }
         // Expired sessions are purged first.
-        t.insert(tok(20), tok(120), "w", t0 + Duration::from_secs(500));
+        t.insert(tok(20), tok(120), "w", 0, t0 + Duration::from_secs(500));
         assert_eq!(t.len(), 1);
     }
 
@@ -366,7 +378,7 @@ mod tests {
     fn logout_removes() {
         let mut t = SessionTable::new(opts(3));
         let now = Instant::now();
-        let (id, _) = t.create("joe", now).unwrap();
+        let (id, _) = t.create("joe", 0, now).unwrap();
         assert_eq!(t.remove(id.as_str()).as_deref(), Some("joe"));
         assert!(t.get(id.as_str(), now).is_none());
         assert!(t.remove(id.as_str()).is_none());
@@ -392,7 +404,7 @@ mod tests {
             let mut t = SessionTable::new(opts(5));
             let t0 = Instant::now();
             for (id, at) in ops {
-                t.insert(tok(id), tok(id.wrapping_add(100)), "u", t0 + Duration::from_secs(at));
+                t.insert(tok(id), tok(id.wrapping_add(100)), "u", 0, t0 + Duration::from_secs(at));
                 proptest::prop_assert!(t.len() <= 5);
             }
         }
