@@ -281,7 +281,10 @@ pub fn run_user_command(cli: &Cli, out: &mut impl Write) -> Result<Option<bool>,
                     // With a configuration the server would start with,
                     // refuse what it would then refuse: a name it has
                     // already (in [[users]] too), or one it keeps files at.
-                    if let Some(config) = cli.config.as_deref().and_then(|c| Config::load(c).ok())
+                    if let Some((config, _)) = cli
+                        .config
+                        .as_deref()
+                        .and_then(|c| Config::load_skipping(c).ok())
                         && let Some(why) = config.refuses_new_user(name)
                     {
                         return Err(format!("{name:?}: {why}"));
@@ -299,7 +302,23 @@ pub fn run_user_command(cli: &Cli, out: &mut impl Write) -> Result<Option<bool>,
                     user_admin::delete(&path, name)?;
                     writeln!(out, "{name}: removed from {}", path.display()).map_err(io)?;
                 }
-                UserCommand::List => user_admin::list(&path, out)?,
+                UserCommand::List => {
+                    // The configuration's own passwd-file, as a reload takes
+                    // it: its reserved names and [[users]] clashes count.
+                    let configured = cli
+                        .config
+                        .as_deref()
+                        .filter(|_| file.is_none())
+                        .and_then(|c| Config::load_skipping(c).ok());
+                    match configured {
+                        Some((config, bad)) => user_admin::list_users(
+                            config.users.iter().filter(|u| u.passwd_file_line.is_some()),
+                            &bad,
+                            out,
+                        )?,
+                        None => user_admin::list(&path, out)?,
+                    }
+                }
                 UserCommand::Check { name } => {
                     let ok = user_admin::check(&path, name, &read_password(None, false)?)?;
                     writeln!(

@@ -1176,9 +1176,14 @@ fn reserved_names(
 /// Why `name` cannot be a user's: the key whose file or directory is where
 /// its Maildir would be.
 fn reserved_for(reserved: &[(String, &'static str)], name: &str) -> Option<String> {
-    reserved.iter().find(|(n, _)| n == name).map(|(n, key)| {
-        format!("{n:?} is where the server keeps `{key}`; the user's Maildir would be there")
-    })
+    // In any letter case: user names are looked up so by default, and some
+    // file systems do not tell the cases apart.
+    reserved
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(n, key)| {
+            format!("{n:?} is where the server keeps `{key}`; the user's Maildir would be there")
+        })
 }
 
 /// Checks a mailbox name as the configuration does (`mailbagd user add`):
@@ -1279,6 +1284,17 @@ impl Config {
     /// stays.
     pub fn reload(&self) -> Result<(Config, Vec<String>), ConfigError> {
         Config::load_with(self.path.as_deref(), BadLines::Skip)
+    }
+
+    /// Reads the config file at `path` as a reload would take it: bad
+    /// passwd-file lines are skipped and listed (what `mailbagd user list`
+    /// and `user add` go by).
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::reload`].
+    pub fn load_skipping(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        Config::load_with(Some(path), BadLines::Skip)
     }
 
     fn load_with(
@@ -2491,6 +2507,7 @@ mod tests {
                 .contains("[[users]]")
         );
         assert!(config.refuses_new_user("Bob").unwrap().contains("line 4"));
+        assert!(config.refuses_new_user("QUEUE").is_some());
         assert_eq!(config.refuses_new_user("eve"), None);
     }
 

@@ -132,15 +132,30 @@ pub fn list(path: &Path, out: &mut impl Write) -> Result<(), String> {
     // As the server takes the file: a name it refuses, a duplicate in
     // another letter case, a bad extra field are bad lines here too.
     let (users, bad) = crate::config::passwd_file_users(path, &text);
+    list_users(users.iter(), &bad, out)
+}
+
+/// Writes `name scheme` for each of `users`, then each of `bad` as a `#`
+/// line: `mailbagd user list` (with `--config`, of the configuration as a
+/// reload takes it, so the checks that need the rest of it count too).
+///
+/// # Errors
+///
+/// An error of writing to `out`.
+pub fn list_users<'a>(
+    users: impl Iterator<Item = &'a crate::config::User>,
+    bad: &[String],
+    out: &mut impl Write,
+) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
-    for u in &users {
+    for u in users {
         let scheme = match &u.credential {
             Credential::Plain(_) => "PLAIN",
             Credential::Hash(h) => h.scheme().dovecot_name(),
         };
         writeln!(out, "{} {scheme}", u.name.as_str()).map_err(io)?;
     }
-    for b in &bad {
+    for b in bad {
         writeln!(out, "# {b}").map_err(io)?;
     }
     Ok(())

@@ -206,6 +206,22 @@ fn a_bad_line_stops_start_up_with_exit_status_2_naming_it() {
             .unwrap()
             .contains("\neve:{ARGON2ID}")
     );
+    // `user list` with that configuration lists as users only what a reload
+    // keeps: reserved names and [[users]] clashes are bad lines.
+    std::fs::write(&file, "ann:{PLAIN}y\nqueue:{PLAIN}z\nJOE:{PLAIN}w\n").unwrap();
+    let list = mailbagd(&["--config", config_arg, "user", "list"], None);
+    assert!(list.ok(), "{list:?}");
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines[0], "ann PLAIN", "{list:?}");
+    assert_eq!(lines.len(), 3, "{list:?}");
+    assert!(
+        lines[1].starts_with('#') && lines[1].contains("line 2"),
+        "{list:?}"
+    );
+    assert!(
+        lines[2].starts_with('#') && lines[2].contains("line 3"),
+        "{list:?}"
+    );
 }
 
 #[test]
