@@ -25,7 +25,7 @@
 //! ```
 
 use alloc::format;
-use alloc::string::ToString;
+use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -1019,7 +1019,8 @@ pub enum ReplyError {
     /// Lines of one reply with different codes.
     #[error("reply code changed within a multi-line reply")]
     CodeMismatch,
-    /// Text that is not UTF-8 or holds control characters.
+    /// Text that is not UTF-8 or holds control characters (only with
+    /// [`ReplyOptions::strict_text`]; by default such octets become `?`).
     #[error("invalid characters in reply text")]
     InvalidText,
 }
@@ -1032,6 +1033,13 @@ pub struct ReplyOptions {
     pub max_line_len: usize,
     /// Most lines in one reply. Default [`DEFAULT_REPLY_MAX_LINES`] (256).
     pub max_lines: usize,
+    /// Refuse a reply whose text holds a control character other than HT, DEL,
+    /// or octets that are not UTF-8 ([`ReplyError::InvalidText`]). Default
+    /// `false`: each such octet (each character, for a control) becomes `?`, as
+    /// Postfix shows them, and the reply keeps its code: the text only explains
+    /// it, and a `550` with a stray octet must still be a permanent failure,
+    /// not a malformed reply retried for days.
+    pub strict_text: bool,
 }
 
 impl Default for ReplyOptions {
@@ -1039,8 +1047,26 @@ impl Default for ReplyOptions {
         ReplyOptions {
             max_line_len: DEFAULT_REPLY_LINE_LIMIT,
             max_lines: DEFAULT_REPLY_MAX_LINES,
+            strict_text: false,
         }
     }
+}
+
+/// `text` with every control character but HT, DEL and every octet that is
+/// not UTF-8 turned into `?`: text [`crate::types::Reply`] can hold.
+fn repaired_text(text: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for chunk in text.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            out.push(if c == '\t' || !(c.is_ascii_control()) {
+                c
+            } else {
+                '?'
+            });
+        }
+        out.extend(core::iter::repeat_n('?', chunk.invalid().len()));
+    }
+    out
 }
 
 /// Parses replies (the client side).
@@ -1102,7 +1128,9 @@ impl ReplyParser {
                 Some(b'-') => (true, &line[4..]),
                 Some(_) => return Err(ReplyError::Malformed),
             };
-            if !crate::types::is_reply_text(text) {
+            if self.options.strict_text
+                && (!crate::types::is_reply_text(text) || core::str::from_utf8(text).is_err())
+            {
                 return Err(ReplyError::InvalidText);
             }
             lines.push(text);
@@ -1134,9 +1162,10 @@ impl ReplyParser {
                 Some((_, n)) => l.get(n + 1..).unwrap_or(b""),
                 None => l,
             };
-            out.push(Cow::Borrowed(
-                core::str::from_utf8(l).map_err(|_| ReplyError::InvalidText)?,
-            ));
+            out.push(match core::str::from_utf8(l) {
+                Ok(s) if crate::types::is_reply_text(l) => Cow::Borrowed(s),
+                _ => Cow::Owned(repaired_text(l)),
+            });
         }
         Ok(Some((Reply::unchecked(code, enhanced, out), pos)))
     }
@@ -1183,8 +1212,40 @@ mod tests {
         let mut wire = Vec::new();
         r.encode(&mut wire);
         assert_eq!(wire, wire_in);
-        for bad in [&b"550 a\x1bb\r\n"[..], b"550 a\x7f\r\n", b"550 a\x00\r\n"] {
-            assert!(matches!(p.parse(bad), Err(ReplyError::InvalidText)));
+        // Other controls, DEL and octets that are not UTF-8 become `?` (the
+        // reply keeps its code), or with `strict_text` refuse the reply.
+        let strict = ReplyParser::new(ReplyOptions {
+            strict_text: true,
+            ..ReplyOptions::default()
+        });
+        for (bad, shown) in [
+            (&b"550 5.1.1 a\x1bb\r\n"[..], "a?b"),
+            (b"550 5.1.1 a\x7f\x01\r\n", "a??"),
+            (b"550 5.1.1 a\x00\r\n", "a?"),
+            (b"550 5.1.1 Empf\xe4nger\tweg\r\n", "Empf?nger\tweg"),
+            (b"550 5.1.1 caf\xc3\xa9\r\n", "caf\u{e9}"),
+        ] {
+            let (r, n) = p.parse(bad).unwrap().unwrap();
+            assert_eq!(
+                (r.code().get(), r.lines()[0].as_ref(), n),
+                (550, shown, bad.len())
+            );
+            assert_eq!(
+                r.enhanced().map(|e| e.to_string()).as_deref(),
+                Some("5.1.1")
+            );
+            let mut wire = Vec::new();
+            r.encode(&mut wire);
+            assert_eq!(p.parse(&wire).unwrap().unwrap().0, r);
+            let strict_result = strict.parse(bad);
+            if shown.contains('?') {
+                assert!(
+                    matches!(strict_result, Err(ReplyError::InvalidText)),
+                    "{bad:?}"
+                );
+            } else {
+                assert!(strict_result.is_ok());
+            }
         }
     }
 
