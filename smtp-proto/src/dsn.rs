@@ -687,6 +687,16 @@ impl DsnBuilder {
                 push_field(&mut status, "Remote-MTA", &format!("dns; {h}"))?;
             }
             if let Some(d) = &r.diagnostic {
+                // RFC 3464's message/delivery-status is US-ASCII: a UTF-8 reply
+                // keeps its characters only in RFC 6533's global type (and in
+                // the human-readable part, which names its charset).
+                let d: String = if self.utf8 {
+                    d.clone()
+                } else {
+                    d.chars()
+                        .map(|c| if c.is_ascii() { c } else { '?' })
+                        .collect()
+                };
                 push_field(&mut status, "Diagnostic-Code", &format!("smtp; {d}"))?;
             }
             if let Some(a) = r.last_attempt {
@@ -1124,6 +1134,32 @@ Content-Type: text/rfc822-headers\r\n\
         for line in EXPECTED.split("\r\n") {
             assert!(line.len() <= 78, "{line}");
         }
+    }
+
+    /// A UTF-8 reply (RFC 6531 servers send them) is made ASCII in the
+    /// US-ASCII message/delivery-status, and kept in the global type.
+    #[test]
+    fn a_utf8_diagnostic_is_ascii_in_the_delivery_status_part() {
+        let report = |b: &mut DsnBuilder| {
+            b.recipient(
+                RecipientReport::new("eve@example.com", Action::Failed, "5.1.1".parse().unwrap())
+                    .diagnostic("550 5.1.1 Empf\u{e4}nger unbekannt"),
+            );
+        };
+        let mut plain = sample();
+        report(&mut plain);
+        let p =
+            String::from_utf8(plain.build(OriginalContent::None, false).unwrap().prefix).unwrap();
+        let status = &p[p.find("Reporting-MTA").unwrap()..];
+        let status = &status[..status.find("--=_boundary_1").unwrap()];
+        assert!(status.is_ascii(), "{status}");
+        assert!(status.contains("Diagnostic-Code: smtp; 550 5.1.1 Empf?nger unbekannt\r\n"));
+        let mut global = sample();
+        global.smtputf8(true);
+        report(&mut global);
+        let p =
+            String::from_utf8(global.build(OriginalContent::None, false).unwrap().prefix).unwrap();
+        assert!(p.contains("Diagnostic-Code: smtp; 550 5.1.1 Empf\u{e4}nger unbekannt\r\n"));
     }
 
     #[test]
