@@ -13,19 +13,29 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(used <= data.len());
     for cut in 1..used {
-        assert_eq!(parse(&data[..cut], &limits), Ok(None), "prefix {cut} of {used}");
+        assert_eq!(
+            parse(&data[..cut], &limits),
+            Ok(None),
+            "prefix {cut} of {used}"
+        );
     }
     let v2 = header.to_v2();
     let (again, n) = parse(&v2, &limits).expect("v2 parses").expect("complete");
     assert_eq!(n, v2.len());
     match header {
-        ProxyHeader::Proxied { source, destination } if source.is_ipv4() == destination.is_ipv4() => {
+        ProxyHeader::Proxied {
+            source,
+            destination,
+        } if source.is_ipv4() == destination.is_ipv4() => {
             assert_eq!(again, header);
             let v1 = header.to_v1();
             assert_eq!(parse(&v1, &limits), Ok(Some((header, v1.len()))));
         }
         ProxyHeader::Proxied { .. } => {
-            assert_eq!(again.source().map(|s| s.port()), header.source().map(|s| s.port()));
+            assert_eq!(
+                again.source().map(|s| s.port()),
+                header.source().map(|s| s.port())
+            );
         }
         ProxyHeader::Unknown => assert_eq!(again, ProxyHeader::Unknown),
     }

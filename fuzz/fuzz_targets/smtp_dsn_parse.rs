@@ -69,12 +69,23 @@ fuzz_target!(|data: &[u8]| {
         .original_recipient_xtext(text)
         .last_attempt(date);
     b.recipient(report.clone());
-    if let Ok(parts) = b.build(OriginalContent::Headers, false) {
-        let mut msg = parts.prefix.clone();
-        msg.extend_from_slice(&parts.suffix);
-        let parsed = parse_delivery_status(&msg).expect("own DSN parses");
-        if !text.is_empty() {
-            assert_eq!(parsed.recipients, vec![report]);
+    // The US-ASCII delivery-status part shows a non-ASCII diagnostic with
+    // `?`s; RFC 6533's global one keeps it.
+    let mut ascii = report.clone();
+    ascii.diagnostic = ascii.diagnostic.map(|d| {
+        d.chars()
+            .map(|c| if c.is_ascii() { c } else { '?' })
+            .collect()
+    });
+    for (utf8, expected) in [(false, ascii), (true, report)] {
+        b.smtputf8(utf8);
+        if let Ok(parts) = b.build(OriginalContent::Headers, false) {
+            let mut msg = parts.prefix.clone();
+            msg.extend_from_slice(&parts.suffix);
+            let parsed = parse_delivery_status(&msg).expect("own DSN parses");
+            if !text.is_empty() {
+                assert_eq!(parsed.recipients, vec![expected]);
+            }
         }
     }
 });
