@@ -332,8 +332,12 @@ fn not_found(e: &io::Error) -> bool {
 /// `cur/`; none when it does not exist) whose name is UTF-8, and that name:
 /// not a directory, and not a symbolic link, which would serve whatever file
 /// it points to as a message. The caller parses the name
-/// ([`MaildirName::parse`]) and skips what it refuses.
-fn each_file(d: &Path, mut f: impl FnMut(&fs::DirEntry, String)) -> Result<(), Error> {
+/// ([`MaildirName::parse`]) and skips what it refuses; an error of `f` stops
+/// the walk.
+fn each_file(
+    d: &Path,
+    mut f: impl FnMut(&fs::DirEntry, String) -> Result<(), Error>,
+) -> Result<(), Error> {
     let rd = match fs::read_dir(d) {
         Ok(rd) => rd,
         Err(e) if not_found(&e) => return Ok(()),
@@ -345,7 +349,7 @@ fn each_file(d: &Path, mut f: impl FnMut(&fs::DirEntry, String)) -> Result<(), E
             continue;
         }
         if let Ok(name) = ent.file_name().into_string() {
-            f(&ent, name);
+            f(&ent, name)?;
         }
     }
     Ok(())
@@ -360,6 +364,7 @@ fn read_names(folder_dir: &Path) -> Result<HashMap<String, (bool, String)>, Erro
             if let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned()) {
                 out.insert(base, (cur, name));
             }
+            Ok(())
         })?;
     }
     Ok(out)
@@ -380,6 +385,7 @@ fn count_usage(dirs: &[PathBuf]) -> Result<Usage, Error> {
                 total.octets = total.octets.saturating_add(size);
                 total.messages += 1;
             }
+            Ok(())
         })?;
     }
     Ok(total)
@@ -395,7 +401,7 @@ fn stored_size(path: &Path) -> u64 {
         .unwrap_or_else(|| fs::metadata(path).map_or(0, |m| m.len()))
 }
 
-/// An octet count as a `maildirsize` change.
+/// A count (octets or messages) as a `maildirsize` change.
 fn signed(octets: u64) -> i64 {
     i64::try_from(octets).unwrap_or(i64::MAX)
 }
@@ -1167,7 +1173,8 @@ impl Mailstore for MaildirStore {
 }
 
 /// Removes the messages of the folder `dir` saved before `cutoff`, adding
-/// each to `removed`.
+/// each to `removed`: the files a scan serves and [`count_usage`] counts
+/// ([`each_file`]), so that the quota file loses what it had counted.
 fn expunge_dir(
     dir: &Path,
     cutoff: SystemTime,
@@ -1176,24 +1183,14 @@ fn expunge_dir(
 ) -> Result<(), Error> {
     for cur in [false, true] {
         let d = dir.join(sub(cur));
-        let rd = match fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) if not_found(&e) => continue,
-            Err(e) => return Err(Error::io("read directory", d, e)),
-        };
         let mut here = false;
-        for ent in rd {
-            let ent = ent.map_err(|e| Error::io("read directory", &d, e))?;
-            let valid = ent
-                .file_name()
-                .to_str()
-                .is_some_and(|n| MaildirName::parse(n).is_some());
-            if !valid || ent.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
+        each_file(&d, |ent, name| {
+            if MaildirName::parse(&name).is_none() {
+                return Ok(());
             }
             let saved = match ent.metadata().and_then(|m| m.modified()) {
                 Ok(t) => t,
-                Err(e) if not_found(&e) => continue,
+                Err(e) if not_found(&e) => return Ok(()),
                 Err(e) => return Err(Error::io("stat", ent.path(), e)),
             };
             if saved < cutoff {
@@ -1208,7 +1205,8 @@ fn expunge_dir(
                     Err(e) => return Err(Error::io("remove", ent.path(), e)),
                 }
             }
-        }
+            Ok(())
+        })?;
         if here {
             inner.sync_dir(&d)?;
         }
@@ -1621,6 +1619,27 @@ mod tests {
             .deliver(&ann, Folder::Inbox, &mut &b"abc"[..])
             .unwrap();
         assert!(!t.path().join("ann").join(maildirsize::FILE_NAME).exists());
+    }
+
+    /// The retention removes what a scan serves and the quota counts:
+    /// regular files, not a symbolic link named like a message.
+    #[test]
+    fn expunging_skips_symbolic_links_and_the_quota_file_loses_only_messages() {
+        let t = tempfile::tempdir().unwrap();
+        let s = quota_store(t.path(), Some(1000), DEFAULT_QUOTA_FILE_RECOUNT_SIZE);
+        s.create_user(&joe()).unwrap();
+        put(&s, Folder::Inbox, 5);
+        let outside = t.path().join("outside");
+        fs::write(&outside, b"not mail, 27 octets long.\n").unwrap();
+        let link = t.path().join("joe/new/1700000003.link,S=27");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let future = SystemTime::now() + Duration::from_secs(60);
+        assert_eq!(
+            s.expunge_older_than(&joe(), Folder::Inbox, future).unwrap(),
+            1
+        );
+        assert!(fs::symlink_metadata(&link).is_ok(), "the link stays");
+        assert_eq!(quota_file(t.path()), "1000S\n0 0\n5 1\n-5 -1\n");
     }
 
     #[test]
