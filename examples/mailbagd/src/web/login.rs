@@ -113,15 +113,16 @@ pub(super) async fn login_post(
     let ctx = Arc::clone(&web.ctx);
     let typed = user.clone();
     // The address form and the Spam suffix name the same mailbox here
-    // (the page shows both folders).
-    let mailbox = blocking(move || {
+    // (the page shows both folders). The session keeps the stamp of the
+    // credential the password was checked against, of the same configuration.
+    let found = blocking(move || {
         login_name::authenticate(&ctx.config(), &typed, password.as_bytes())
-            .map(|l| l.user.name.as_str().to_owned())
+            .map(|l| (l.user.name.as_str().to_owned(), l.user.credential.stamp()))
     })
     .await
     .flatten();
-    web.ctx.metrics.login("web", mailbox.is_some());
-    let Some(mailbox) = mailbox else {
+    web.ctx.metrics.login("web", found.is_some());
+    let Some((mailbox, stamp)) = found else {
         info!(user = %log_name(&user), %peer, "web: login failed");
         let delay = failure_delay(web.ctx.config().web.login_failure_delay, failures);
         if !delay.is_zero() {
@@ -136,11 +137,6 @@ pub(super) async fn login_post(
         );
     };
     web.ctx.logins.succeeded(peer.ip(), &key);
-    let stamp = web
-        .ctx
-        .config()
-        .user(&mailbox)
-        .map_or(0, |u| u.credential.stamp());
     let created = lock(&web.sessions).create(&mailbox, stamp, Instant::now());
     let (id, _csrf) = match created {
         Ok(x) => x,
