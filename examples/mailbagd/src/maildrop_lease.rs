@@ -124,9 +124,7 @@ async fn withdraw(leases: Arc<MaildropLeases>, key: String, token: String, expir
     let every = leases.lease / 6;
     while unix_millis() < expires {
         tokio::time::sleep(every).await;
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(RELEASE).arg(1).arg(&key).arg(&token);
-        if let Ok(1) = leases.redis.run::<i64>(&cmd).await {
+        if let Ok(1) = leases.redis.run::<i64>(&release_cmd(&key, &token)).await {
             warn!(
                 key,
                 "a maildrop lease Redis took after its session gave up on it was deleted"
@@ -180,10 +178,15 @@ impl HeldLease {
     }
 }
 
-async fn release(leases: &MaildropLeases, key: &str, token: &str) {
+/// The compare-and-`DEL` of `key` while it holds `token`.
+fn release_cmd(key: &str, token: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(RELEASE).arg(1).arg(key).arg(token);
-    if let Err(e) = leases.redis.run::<i64>(&cmd).await {
+    cmd
+}
+
+async fn release(leases: &MaildropLeases, key: &str, token: &str) {
+    if let Err(e) = leases.redis.run::<i64>(&release_cmd(key, token)).await {
         warn!(key, error = %e, "maildrop lease not released: it expires by itself");
     }
 }
