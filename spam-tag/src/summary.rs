@@ -169,10 +169,16 @@ fn parse_score(value: &[u8]) -> Option<Score> {
     std::str::from_utf8(value.trim_ascii()).ok()?.parse().ok()
 }
 
-/// Unicode's explicit bidirectional formatting characters (UAX #9): the marks
-/// ALM, LRM and RLM, the embeddings and overrides U+202A-U+202E and the isolates
-/// U+2066-U+2069. Each changes how the text around it is displayed.
-fn is_bidi_format(c: char) -> bool {
+/// Whether `c` is one of Unicode's explicit bidirectional formatting characters
+/// (UAX #9): the marks ALM, LRM and RLM, the embeddings and overrides
+/// U+202A-U+202E and the isolates U+2066-U+2069. Each changes how the text around
+/// it is displayed; [`Summary`] removes them.
+///
+/// ```
+/// use mailbag_spam_tag::summary::is_bidi_format;
+/// assert!(is_bidi_format('\u{202e}') && !is_bidi_format('a'));
+/// ```
+pub fn is_bidi_format(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 

@@ -72,8 +72,7 @@ fn rough(secs: u64) -> String {
 pub fn clean(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
-        let bidi = matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
+        if c.is_control() || mailbag_spam_tag::summary::is_bidi_format(c) {
             o.extend(c.escape_default());
         } else {
             o.push(c);
