@@ -238,12 +238,41 @@ pub struct RecipientReport {
     pub status: EnhancedStatusCode,
     /// The MTA that answered (`Remote-MTA: dns; host`).
     pub remote_mta: Option<String>,
-    /// The SMTP reply (`Diagnostic-Code: smtp; ...`), whitespace-normalised.
+    /// The diagnostic text (`Diagnostic-Code: <type>; ...`), whitespace-normalised:
+    /// for [`DiagnosticType::Smtp`] the reply of the remote MTA.
     pub diagnostic: Option<String>,
+    /// What kind of text [`RecipientReport::diagnostic`] is (the field's
+    /// diagnostic-type): an SMTP reply unless set otherwise.
+    pub diagnostic_type: DiagnosticType,
     /// When the last attempt was made.
     pub last_attempt: Option<DateTime>,
     /// For delayed reports: until when retries go on.
     pub will_retry_until: Option<DateTime>,
+}
+
+/// The diagnostic-type of a `Diagnostic-Code` field (RFC 3464 section
+/// 2.3.6): what kind of text follows the `;`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DiagnosticType {
+    /// `smtp`: a reply an SMTP server sent (the default).
+    #[default]
+    Smtp,
+    /// Another type, such as an MTA's own `X-Postfix` for the texts it
+    /// makes itself (a connection that failed, a message that expired).
+    /// When building, the name must be an atom (RFC 5322 `atext` only);
+    /// the parser keeps it as written.
+    Other(String),
+}
+
+impl DiagnosticType {
+    /// The name as written in the field: `smtp`, or the other type's name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            DiagnosticType::Smtp => "smtp",
+            DiagnosticType::Other(name) => name,
+        }
+    }
 }
 
 /// Longest word kept whole in a diagnostic text; longer runs are split
@@ -292,6 +321,7 @@ impl RecipientReport {
             status,
             remote_mta: None,
             diagnostic: None,
+            diagnostic_type: DiagnosticType::Smtp,
             last_attempt: None,
             will_retry_until: None,
         }
@@ -318,6 +348,26 @@ impl RecipientReport {
     pub fn diagnostic(mut self, reply: &str) -> Self {
         let t = normalize_text(reply);
         self.diagnostic = (!t.is_empty()).then_some(t);
+        self.diagnostic_type = DiagnosticType::Smtp;
+        self
+    }
+
+    /// Sets `Diagnostic-Code: <kind>; <text>` for a text that is not an
+    /// SMTP reply, normalised as [`RecipientReport::diagnostic`] does: for
+    /// example `X-Postfix; connect to mx.example.com: Connection refused`.
+    /// The human-readable part then shows the text alone, not as what an
+    /// MTA said.
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::dsn::{Action, DiagnosticType, RecipientReport};
+    ///
+    /// let r = RecipientReport::new("joe@example.com", Action::Failed, "5.4.7".parse().unwrap())
+    ///     .typed_diagnostic(DiagnosticType::Other("X-Example".into()), "retry time exceeded");
+    /// assert_eq!(r.diagnostic_type.as_str(), "X-Example");
+    /// ```
+    pub fn typed_diagnostic(mut self, kind: DiagnosticType, text: &str) -> Self {
+        self = self.diagnostic(text);
+        self.diagnostic_type = kind;
         self
     }
 
@@ -606,8 +656,12 @@ impl DsnBuilder {
             }
             push_text_line(&mut t, &line)?;
             if let Some(d) = &r.diagnostic {
-                let host = r.remote_mta.as_deref().unwrap_or(&self.reporting_mta);
-                push_text_line(&mut t, &format!("    {host} said: {d}"))?;
+                if r.diagnostic_type == DiagnosticType::Smtp {
+                    let host = r.remote_mta.as_deref().unwrap_or(&self.reporting_mta);
+                    push_text_line(&mut t, &format!("    {host} said: {d}"))?;
+                } else {
+                    push_text_line(&mut t, &format!("    {d}"))?;
+                }
             }
         }
         Ok(t)
@@ -643,6 +697,9 @@ impl DsnBuilder {
             }
             if let Some(h) = &r.remote_mta {
                 check_value(h, "Remote-MTA")?;
+            }
+            if !is_atom_text(r.diagnostic_type.as_str()) {
+                return Err(DsnError::InvalidValue("diagnostic type"));
             }
             if let Some(o) = &r.original_recipient {
                 check_value(o, "Original-Recipient")?;
@@ -697,7 +754,11 @@ impl DsnBuilder {
                         .map(|c| if c.is_ascii() { c } else { '?' })
                         .collect()
                 };
-                push_field(&mut status, "Diagnostic-Code", &format!("smtp; {d}"))?;
+                push_field(
+                    &mut status,
+                    "Diagnostic-Code",
+                    &format!("{}; {d}", r.diagnostic_type.as_str()),
+                )?;
             }
             if let Some(a) = r.last_attempt {
                 push_field(&mut status, "Last-Attempt-Date", &a.to_string())?;
@@ -874,6 +935,21 @@ fn fields(block: &str) -> Result<Vec<(&str, String)>, DsnError> {
     Ok(out)
 }
 
+/// A `Diagnostic-Code` value's type and text; a value without a type
+/// (no `;`, or a name that is no atom before it) is all text, of type
+/// `smtp`.
+fn split_diagnostic(v: &str) -> (DiagnosticType, &str) {
+    match v.split_once(';') {
+        Some((t, rest)) if t.trim().eq_ignore_ascii_case("smtp") => {
+            (DiagnosticType::Smtp, rest.trim())
+        }
+        Some((t, rest)) if is_atom_text(t.trim()) => {
+            (DiagnosticType::Other(t.trim().to_owned()), rest.trim())
+        }
+        _ => (DiagnosticType::Smtp, v),
+    }
+}
+
 fn strip_type<'v>(v: &'v str, ty: &str) -> &'v str {
     match v.split_once(';') {
         Some((t, rest)) if t.trim().eq_ignore_ascii_case(ty) => rest.trim(),
@@ -941,7 +1017,11 @@ pub fn parse_status_fields(body: &str) -> Result<DeliveryStatus, DsnError> {
                     code = Some(c.parse().map_err(|_| DsnError::Parse("bad Status"))?);
                 }
                 "remote-mta" => r.remote_mta = Some(strip_type(&value, "dns").to_owned()),
-                "diagnostic-code" => r.diagnostic = Some(strip_type(&value, "smtp").to_owned()),
+                "diagnostic-code" => {
+                    let (kind, text) = split_diagnostic(&value);
+                    r.diagnostic = Some(text.to_owned());
+                    r.diagnostic_type = kind;
+                }
                 "last-attempt-date" => {
                     r.last_attempt = Some(value.parse().map_err(|_| DsnError::Parse("bad date"))?)
                 }
@@ -1160,6 +1240,48 @@ Content-Type: text/rfc822-headers\r\n\
         let p =
             String::from_utf8(global.build(OriginalContent::None, false).unwrap().prefix).unwrap();
         assert!(p.contains("Diagnostic-Code: smtp; 550 5.1.1 Empf\u{e4}nger unbekannt\r\n"));
+    }
+
+    #[test]
+    fn a_text_of_another_type_is_no_smtp_reply() {
+        let mut b = sample();
+        b.recipient(
+            RecipientReport::new("eve@example.com", Action::Failed, "5.4.7".parse().unwrap())
+                .typed_diagnostic(
+                    DiagnosticType::Other("X-Mailbag".into()),
+                    "retry  time\r\nexceeded",
+                ),
+        );
+        let msg = b.build(OriginalContent::None, false).unwrap().prefix;
+        let p = String::from_utf8(msg.clone()).unwrap();
+        assert!(
+            p.contains("Diagnostic-Code: X-Mailbag; retry time exceeded\r\n"),
+            "{p}"
+        );
+        assert!(p.contains("\r\n    retry time exceeded\r\n"), "{p}");
+        assert!(!p.contains("said: retry"), "{p}");
+        let parsed = parse_delivery_status(&msg).unwrap();
+        let eve = parsed
+            .recipients
+            .iter()
+            .find(|r| r.final_recipient == "eve@example.com")
+            .unwrap();
+        assert_eq!(
+            eve.diagnostic_type,
+            DiagnosticType::Other("X-Mailbag".into())
+        );
+        assert_eq!(eve.diagnostic.as_deref(), Some("retry time exceeded"));
+
+        // The type is an atom, or the DSN is not built.
+        let mut bad = sample();
+        bad.recipient(
+            RecipientReport::new("eve@example.com", Action::Failed, "5.4.7".parse().unwrap())
+                .typed_diagnostic(DiagnosticType::Other("X Mailbag;".into()), "t"),
+        );
+        assert_eq!(
+            bad.build(OriginalContent::None, false).unwrap_err(),
+            DsnError::InvalidValue("diagnostic type")
+        );
     }
 
     #[test]
@@ -1399,8 +1521,13 @@ Subject: hi\r\n\
         assert_eq!(kim.status.to_string(), "5.0.0");
         assert_eq!(
             kim.diagnostic.as_deref(),
-            Some("X-Postfix; mail for example.net loops back to myself")
+            Some("mail for example.net loops back to myself")
         );
+        assert_eq!(
+            kim.diagnostic_type,
+            DiagnosticType::Other("X-Postfix".into())
+        );
+        assert_eq!(joe.diagnostic_type, DiagnosticType::Smtp);
     }
 
     #[test]

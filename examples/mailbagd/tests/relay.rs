@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mailbag_smtp_proto::dsn::{Action, parse_delivery_status};
+use mailbag_smtp_proto::dsn::{Action, DiagnosticType, parse_delivery_status};
 use mailbag_smtp_proto::session::{Event, ServerConfig, ServerSession};
 use mailbag_smtp_proto::types::{EnhancedStatusCode, Reply, ReplyCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -426,6 +426,17 @@ fn internal_next_hops_are_refused_unless_allowed() {
         let texts = server.message_texts("joe", "");
         let status = parse_delivery_status(texts[0].as_bytes()).expect("a well-formed DSN");
         assert_eq!(status.recipients[0].status.to_string(), "5.4.4");
+        // No remote server said anything: the text is this server's own, not an smtp reply.
+        assert_eq!(
+            status.recipients[0].diagnostic_type,
+            DiagnosticType::Other("X-Mailbagd".into())
+        );
+        assert_eq!(status.recipients[0].remote_mta, None);
+        assert!(
+            texts[0].contains("Diagnostic-Code: X-Mailbagd; "),
+            "{}",
+            texts[0]
+        );
         assert_eq!(sink.count(), 0);
     }
 }
@@ -497,6 +508,8 @@ fn permanent_failure_bounces_a_dsn_to_the_local_sender() {
     assert_eq!(r.final_recipient, "nobody@elsewhere.example");
     assert_eq!(r.action, Action::Failed);
     assert_eq!(r.status.to_string(), "5.1.1");
+    assert_eq!(r.diagnostic_type, DiagnosticType::Smtp);
+    assert!(r.remote_mta.is_some(), "{r:?}");
     assert!(
         r.diagnostic
             .as_deref()

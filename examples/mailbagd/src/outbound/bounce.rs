@@ -22,8 +22,8 @@ use mailbag_mailstore::queue::{
 use mailbag_smtp_proto::address::parse_forward_path;
 use mailbag_smtp_proto::date::DateTime;
 use mailbag_smtp_proto::dsn::{
-    Action, DEFAULT_FULL_RETURN_LIMIT, DsnBuilder, OriginalContent, RecipientReport,
-    header_section_len,
+    Action, DEFAULT_FULL_RETURN_LIMIT, DiagnosticType, DsnBuilder, OriginalContent,
+    RecipientReport, header_section_len,
 };
 use mailbag_smtp_proto::types::Ret;
 use tracing::{debug, info, warn};
@@ -31,6 +31,10 @@ use tracing::{debug, info, warn};
 use crate::clock::unix_now;
 use crate::context::Context;
 use crate::relay::{self, Destination, Verdict};
+
+/// The diagnostic type of the texts this server makes itself (RFC 3464 section 2.3.6: an
+/// `X-` name, as Postfix writes `X-Postfix`); a remote server's reply is `smtp`.
+pub const LOCAL_DIAGNOSTIC_TYPE: &str = "X-Mailbagd";
 
 /// Most octets read to find the header section for `RET=HDRS`.
 const MAX_HEADER_READ: u64 = 1024 * 1024;
@@ -169,10 +173,15 @@ pub async fn send_report(
             if let Some(orcpt) = &r.orcpt {
                 rep = rep.original_recipient_xtext(orcpt);
             }
+            // Only a remote host's reply is an `smtp` diagnostic; a text this server made
+            // (no route, a refused connection, an expired message) has its own type.
             if let Some(h) = &o.host {
                 rep = rep.remote_mta(h.as_str()).diagnostic(&o.reply);
             } else {
-                rep = rep.diagnostic(&o.reply);
+                rep = rep.typed_diagnostic(
+                    DiagnosticType::Other(LOCAL_DIAGNOSTIC_TYPE.into()),
+                    &o.reply,
+                );
             }
             if let Ok(d) = DateTime::new(o.at, 0) {
                 rep = rep.last_attempt(d);
