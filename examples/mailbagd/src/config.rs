@@ -688,6 +688,12 @@ pub struct LimitsConfig {
     /// refused with `452 4.2.2` (temporary: the sender retries once the
     /// user has made room); POP3 keeps working.
     pub user_quota: Option<u64>,
+    /// A user's Maildir++ `maildirsize` file (the quota totals) of this
+    /// many octets or more is recounted from the Maildir rather than read
+    /// (default
+    /// [`DEFAULT_QUOTA_FILE_RECOUNT_SIZE`](mailbag_mailstore::DEFAULT_QUOTA_FILE_RECOUNT_SIZE),
+    /// 5,120; `0`: every check counts the Maildir).
+    pub quota_file_recount_size: u64,
 }
 
 /// A validated `mailbagd` configuration.
@@ -985,6 +991,7 @@ struct RawLimits {
     // Connections (issue 14).
     write_timeout: Option<HumanDuration>,
     user_quota: Option<String>,
+    quota_file_recount_size: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1806,6 +1813,11 @@ impl Config {
                     n => Some(n),
                 },
             },
+            quota_file_recount_size: match raw.limits.quota_file_recount_size.as_deref() {
+                None => mailbag_mailstore::DEFAULT_QUOTA_FILE_RECOUNT_SIZE,
+                Some(s) => crate::disk_space::parse_size(s)
+                    .map_err(|e| invalid("limits.quota_file_recount_size", &e))?,
+            },
         };
         match limits.max_connections {
             MaxConnections::Shared(0) => {
@@ -2271,6 +2283,28 @@ mod tests {
         let u = &c.users[0];
         assert!(u.spam_scanning && u.subject_prefix);
         assert_eq!(u.spam_folder, SpamFolder::Spam);
+    }
+
+    #[test]
+    fn quota_file_recount_size_default_and_errors() {
+        let c = parse(USERS).unwrap();
+        assert_eq!(
+            c.limits.quota_file_recount_size,
+            mailbag_mailstore::DEFAULT_QUOTA_FILE_RECOUNT_SIZE
+        );
+        let c = parse(&format!(
+            "[limits]\nquota_file_recount_size = \"64K\"\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(c.limits.quota_file_recount_size, 64 << 10);
+        let e = parse(&format!(
+            "[limits]\nquota_file_recount_size = \"big\"\n{USERS}"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("limits.quota_file_recount_size"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -252,6 +252,7 @@ impl Context {
         opts.auto_create_users = true;
         // A host that dies frees its maildrop lock files within one lease.
         opts.maildrop_lock_stale = config.cluster.lock_lease;
+        opts.quota_file_recount_size = config.limits.quota_file_recount_size;
         let data_dir = config.data_dir.clone();
         let settings = Arc::new(SettingsStore::new(&config.data_dir));
         // Made here so that the store's quota lookup reads the users as of

@@ -162,3 +162,42 @@ fn a_full_mailbox_refuses_its_copy_at_rcpt_and_the_others_get_theirs() {
     assert_eq!((count("joe"), count("bob")), (1, 1));
     assert!(server.log().contains("recipient refused: mailbox full"));
 }
+
+/// `[limits] quota_file_recount_size`: a `maildirsize` file smaller than it is
+/// trusted (here one another program left wrong: it says the mailbox is
+/// empty while a 4,000-octet message sits in it); at `"0"` every check counts
+/// the Maildir instead.
+#[test]
+fn quota_file_recount_size_decides_whether_maildirsize_is_trusted() {
+    if !require("python3") {
+        return;
+    }
+    for (limit, expected) in [("", "250"), ("quota_file_recount_size = \"0\"\n", "452")] {
+        let server = Server::start_with(
+            Options {
+                limits: format!("user_quota = \"3000\"\n{limit}"),
+                ..Options::default()
+            },
+            |data| {
+                for sub in ["new", "cur", "tmp"] {
+                    std::fs::create_dir_all(data.join("ann").join(sub)).unwrap();
+                }
+                std::fs::write(data.join("ann/new/1700000000.M1P1.other"), "x".repeat(4000))
+                    .unwrap();
+                std::fs::write(data.join("ann/maildirsize"), "3000S\n0 0\n").unwrap();
+            },
+        );
+        let r = raw_smtp(
+            &server,
+            "smtp",
+            "127.0.0.1",
+            &[
+                b"EHLO client.example.org\r\n",
+                b"MAIL FROM:<a@example.org>\r\n",
+                b"RCPT TO:<ann@example.test>\r\n",
+                b"QUIT\r\n",
+            ],
+        );
+        assert!(r[3].starts_with(expected), "{limit:?}: {r:?}");
+    }
+}
