@@ -138,6 +138,14 @@ impl Sink {
     fn transactions(&self) -> u32 {
         self.state.lock().expect("lock").transactions
     }
+
+    /// The recipients of each message received, sorted.
+    fn recipients(&self) -> Vec<Vec<String>> {
+        let state = self.state.lock().expect("lock");
+        let mut got: Vec<Vec<String>> = state.messages.iter().map(|m| m.to.clone()).collect();
+        got.sort();
+        got
+    }
 }
 
 impl Drop for Sink {
@@ -738,21 +746,26 @@ impl mailbagd::outbound::transport::Job for FileJob {
     }
 }
 
-/// MX routing through the whole engine, in process, with a fake resolver: preference order
-/// with an unreachable first MX, the implicit MX (A record), an address literal, and a null
-/// MX that bounces; recipients of one message are grouped per destination.
-#[test]
-fn mx_routing_end_to_end_with_a_fake_resolver() {
+/// Runs mailbagd in process with the fake resolver `dns` (MX hosts on the sink's port, next
+/// hops on loopback allowed; `extra` is appended to the configuration), submits one message
+/// from joe to `recipients` as a client that may relay, and waits up to 20 s until `done(data
+/// dir)` holds; then stops the server. Returns the temporary directory (the data is in
+/// `data/`).
+fn relay_in_process(
+    sink: &Sink,
+    dns: mailbagd::outbound::mx::FakeResolver,
+    extra: &str,
+    recipients: &[&[u8]],
+    done: impl Fn(&std::path::Path) -> bool,
+) -> tempfile::TempDir {
     use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
     use mailbag_smtp_proto::client::Transaction;
     use mailbag_smtp_proto::types::HeloName;
     use mailbagd::config::Config;
     use mailbagd::listener::Role;
-    use mailbagd::outbound::mx::FakeResolver;
     use mailbagd::outbound::transport::{self, TransportOptions};
     use mailbagd::server::Server as Mailbagd;
 
-    let sink = Sink::start(Mode::Accept);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let config = Config::from_toml_str(&format!(
@@ -773,21 +786,10 @@ allow_internal_next_hops = true
 [[users]]
 name = "joe"
 password = "secret"
-"#,
+{extra}"#,
         port = sink.port
     ))
     .expect("config");
-    let mut dns = FakeResolver::default();
-    // The better MX has no server (127.0.0.2 is not listening): the second one is used.
-    dns.add_mx(
-        "two.example",
-        &[(20, "mx2.two.example"), (10, "mx1.two.example")],
-    );
-    dns.add_ip("mx1.two.example", "127.0.0.2");
-    dns.add_ip("mx2.two.example", "127.0.0.1");
-    dns.add_ip("plain.example", "127.0.0.1");
-    dns.add_mx("nomail.example", &[(0, ".")]);
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -820,12 +822,7 @@ password = "secret"
         .expect("body");
         let (from, _) = parse_reverse_path(b"<joe@example.test>").expect("from");
         let mut txn = Transaction::new(from);
-        for r in [
-            &b"<a@two.example>"[..],
-            b"<b@plain.example>",
-            b"<c@nomail.example>",
-            b"<d@[127.0.0.1]>",
-        ] {
+        for r in recipients {
             txn = txn.recipient(parse_forward_path(r).expect("rcpt").0);
         }
         let opts = TransportOptions::new(HeloName::try_from("client.example").expect("helo"));
@@ -836,18 +833,13 @@ password = "secret"
         transport::deliver(smtp, "127.0.0.1", &opts, false, &[txn], &mut job)
             .await
             .expect("submitted");
-        assert_eq!(job.accepted, 4);
+        assert_eq!(job.accepted, recipients.len());
 
-        let inbox = data.join("joe").join("new");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let bounced = std::fs::read_dir(&inbox).map(|d| d.count()).unwrap_or(0);
-            if sink.count() >= 3 && bounced >= 1 {
-                break;
-            }
+        while !done(&data) {
             assert!(
                 std::time::Instant::now() < deadline,
-                "sink has {}, INBOX has {bounced}",
+                "not done in 20 s; the sink has {}",
                 sink.count()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -855,19 +847,42 @@ password = "secret"
         stop.notify_one();
         let _ = running.await;
     });
+    dir
+}
+
+/// MX routing through the whole engine, in process, with a fake resolver: preference order
+/// with an unreachable first MX, the implicit MX (A record), an address literal, and a null
+/// MX that bounces; recipients of one message are grouped per destination.
+#[test]
+fn mx_routing_end_to_end_with_a_fake_resolver() {
+    use mailbagd::outbound::mx::FakeResolver;
+
+    let sink = Sink::start(Mode::Accept);
+    let mut dns = FakeResolver::default();
+    // The better MX has no server (127.0.0.2 is not listening): the second one is used.
+    dns.add_mx(
+        "two.example",
+        &[(20, "mx2.two.example"), (10, "mx1.two.example")],
+    );
+    dns.add_ip("mx1.two.example", "127.0.0.2");
+    dns.add_ip("mx2.two.example", "127.0.0.1");
+    dns.add_ip("plain.example", "127.0.0.1");
+    dns.add_mx("nomail.example", &[(0, ".")]);
+    let recipients: [&[u8]; 4] = [
+        b"<a@two.example>",
+        b"<b@plain.example>",
+        b"<c@nomail.example>",
+        b"<d@[127.0.0.1]>",
+    ];
+    let dir = relay_in_process(&sink, dns, "", &recipients, |data| {
+        let bounced = std::fs::read_dir(data.join("joe").join("new")).map_or(0, |d| d.count());
+        sink.count() >= 3 && bounced >= 1
+    });
+    let data = dir.path().join("data");
 
     // One transaction per destination, each with its own recipient.
-    let mut got: Vec<Vec<String>> = sink
-        .state
-        .lock()
-        .expect("lock")
-        .messages
-        .iter()
-        .map(|m| m.to.clone())
-        .collect();
-    got.sort();
     assert_eq!(
-        got,
+        sink.recipients(),
         [
             vec!["<a@two.example>".to_string()],
             vec!["<b@plain.example>".to_string()],
@@ -887,6 +902,53 @@ password = "secret"
     assert_eq!(status.recipients[0].final_recipient, "c@nomail.example");
     assert_eq!(status.recipients[0].status.to_string(), "5.1.10");
     assert_eq!(status.recipients[0].action, Action::Failed);
+}
+
+/// The destinations of one message are tried at the same time: a next hop that takes the
+/// connection but never greets (a tarpit, here for the domain tried first) does not hold up
+/// the mail for another domain until its greeting times out.
+#[test]
+fn a_silent_next_hop_holds_up_only_its_own_destination() {
+    use mailbagd::outbound::mx::FakeResolver;
+
+    let sink = Sink::start(Mode::Accept);
+    // The tarpit: same port as the sink (mx_port is one for all), another loopback address.
+    let Ok(tarpit) = std::net::TcpListener::bind(("127.0.0.3", sink.port)) else {
+        panic!("127.0.0.3:{} is taken", sink.port);
+    };
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h2 = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for conn in tarpit.incoming().take(4).flatten() {
+            h2.lock().expect("lock").push(conn); // kept open, never answered
+        }
+    });
+    let mut dns = FakeResolver::default();
+    dns.add_ip("aaa-silent.example", "127.0.0.3");
+    dns.add_ip("zzz-fast.example", "127.0.0.1");
+    let recipients: [&[u8]; 2] = [b"<a@aaa-silent.example>", b"<z@zzz-fast.example>"];
+    // Done when the fast destination has its message while mailbagd still waits for the
+    // silent one's greeting (its connection is open: a peek sees no end of stream). Tried
+    // one after another, the fast one would get it only after that connection ended.
+    relay_in_process(
+        &sink,
+        dns,
+        "[limits]\nshutdown_timeout = \"1s\"\n",
+        &recipients,
+        |_| {
+            let held = held.lock().expect("lock");
+            let waiting = held.first().is_some_and(|c| {
+                c.set_nonblocking(true).expect("nonblocking");
+                !matches!(c.peek(&mut [0u8; 1]), Ok(0))
+            });
+            waiting && sink.count() == 1
+        },
+    );
+    assert_eq!(
+        sink.recipients(),
+        [vec!["<z@zzz-fast.example>".to_string()]]
+    );
+    held.lock().expect("lock").clear();
 }
 
 #[test]

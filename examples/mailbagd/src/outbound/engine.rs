@@ -281,12 +281,18 @@ fn transaction_for(
     Some(t)
 }
 
-/// Records outcomes in the envelope and the queue.
-struct Ledger<'a> {
+/// The envelope of one attempt and its queue file, shared by the destinations tried at
+/// the same time: every outcome is written to the queue in the order it was recorded.
+struct Shared<'e> {
     /// `outbound_attempts` per result.
     metrics: Arc<crate::metrics::Metrics>,
     lock: Arc<DeliveryLock>,
-    env: &'a mut Envelope,
+    env: tokio::sync::Mutex<&'e mut Envelope>,
+}
+
+/// Records one destination's outcomes in the shared envelope and the queue.
+struct Ledger<'s, 'e> {
+    shared: &'s Shared<'e>,
     /// Transaction → recipient index → envelope recipient index.
     map: Vec<Vec<usize>>,
     host: String,
@@ -294,9 +300,20 @@ struct Ledger<'a> {
     delivered_now: Vec<usize>,
 }
 
-impl Ledger<'_> {
+impl<'s, 'e> Ledger<'s, 'e> {
+    fn new(shared: &'s Shared<'e>) -> Self {
+        Ledger {
+            shared,
+            map: Vec::new(),
+            host: String::new(),
+            delivered_now: Vec::new(),
+        }
+    }
+
     async fn record(&mut self, i: usize, o: &Outcome) -> io::Result<()> {
-        let Some(r) = self.env.recipients.get_mut(i) else {
+        // Held until the queue is written, so that updates reach it in order.
+        let mut env = self.shared.env.lock().await;
+        let Some(r) = env.recipients.get_mut(i) else {
             return Ok(());
         };
         if !r.state.is_pending() {
@@ -318,7 +335,7 @@ impl Ledger<'_> {
         // A settled recipient and the report it owes are written in one update. A
         // "relayed" report is owed until the connection ends offering DSN (the next hop
         // then reports itself).
-        self.metrics.outbound_attempt(match o.status() {
+        self.shared.metrics.outbound_attempt(match o.status() {
             Status::Accepted => "delivered",
             Status::Permanent => "failed",
             Status::Temporary => "deferred",
@@ -339,23 +356,23 @@ impl Ledger<'_> {
                 ReportState::Unrecorded,
             ),
         };
-        let env = self.env.clone();
-        let lock = Arc::clone(&self.lock);
-        tokio::task::spawn_blocking(move || lock.update(&env))
+        let snapshot = (**env).clone();
+        let lock = Arc::clone(&self.shared.lock);
+        tokio::task::spawn_blocking(move || lock.update(&snapshot))
             .await
             .map_err(io::Error::other)?
             .map_err(io::Error::other)
     }
 }
 
-struct MessageJob<'a, 'b> {
-    ledger: &'a mut Ledger<'b>,
+struct MessageJob<'a, 's, 'e> {
+    ledger: &'a mut Ledger<'s, 'e>,
     id: QueueId,
 }
 
-impl Job for MessageJob<'_, '_> {
+impl Job for MessageJob<'_, '_, '_> {
     async fn body(&mut self) -> io::Result<tokio::fs::File> {
-        let lock = Arc::clone(&self.ledger.lock);
+        let lock = Arc::clone(&self.ledger.shared.lock);
         let id = self.id.clone();
         let (file, _) = tokio::task::spawn_blocking(move || lock.body(&id))
             .await
@@ -554,146 +571,29 @@ async fn attempt(
             _ => bad.push(i),
         }
     }
-    let mut ledger = Ledger {
+    let shared = Shared {
         metrics: Arc::clone(&ctx.metrics),
         lock: Arc::clone(&engine.lock),
-        env,
-        map: Vec::new(),
-        host: String::new(),
-        delivered_now: Vec::new(),
+        env: tokio::sync::Mutex::new(env),
     };
+    let mut ledger = Ledger::new(&shared);
     for i in bad {
         let o = local_outcome("5.1.3", "bad recipient address syntax");
         if ledger.record(i, &o).await.is_err() {
             return false;
         }
     }
-
-    for (dest, rcpts) in groups {
-        let seed = unix_now() ^ u64::from(std::process::id()) ^ (rcpts.len() as u64) << 32;
-        let route: Result<Route, RouteError> = match &config.relay.smarthost {
-            Some(s) => mx::route_smarthost(&s.host, s.port, engine.resolver.as_ref()).await,
-            None => {
-                let route =
-                    mx::route_domain(&dest, engine.resolver.as_ref(), config.relay.mx_port, seed)
-                        .await;
-                if config.relay.allow_internal_next_hops {
-                    route
-                } else {
-                    route.and_then(mx::without_internal_hops)
-                }
-            }
-        };
-        let route = match route {
-            Ok(r) => r,
-            Err(e) => {
-                let (status, text) = match &e {
-                    RouteError::Permanent { status, text } => (*status, text.as_str()),
-                    RouteError::Temporary { text } => ("4.4.3", text.as_str()),
-                };
-                info!(destination = %dest, error = %e, "no route");
-                ledger.host.clear();
-                for (i, _) in &rcpts {
-                    if ledger
-                        .record(*i, &local_outcome(status, text))
-                        .await
-                        .is_err()
-                    {
-                        return false;
-                    }
-                }
-                continue;
-            }
-        };
-        let Some(txn_list) = build_transactions(ledger.env, &rcpts, &mut ledger.map) else {
-            for (i, _) in &rcpts {
-                let o = local_outcome("5.1.7", "bad sender address syntax");
-                if ledger.record(*i, &o).await.is_err() {
-                    return false;
-                }
-            }
-            continue;
-        };
-        let dest_sem = engine.destination_semaphore(&dest, config.relay.concurrency);
-        let Ok(_dest_permit) = dest_sem.acquire_owned().await else {
-            return false;
-        };
-        let Ok(_global_permit) = Arc::clone(&engine.global).acquire_owned().await else {
-            return false;
-        };
-        let mut last_error: Option<AttemptError> = None;
-        let mut done = false;
-        'hops: for hop in &route.hops {
-            for addr in &hop.addrs {
-                ledger.host.clone_from(&hop.name);
-                let mut job = MessageJob {
-                    ledger: &mut ledger,
-                    id: id.clone(),
-                };
-                let use_tls = engine.transport.tls.is_some();
-                let mut r = transport::deliver(
-                    *addr,
-                    &hop.name,
-                    &engine.transport,
-                    use_tls,
-                    &txn_list,
-                    &mut job,
-                )
-                .await;
-                if let Err(AttemptError::Tls { .. }) = &r {
-                    info!(host = %hop.name, %addr, "TLS handshake failed: retrying in plaintext once");
-                    r = transport::deliver(
-                        *addr,
-                        &hop.name,
-                        &engine.transport,
-                        false,
-                        &txn_list,
-                        &mut job,
-                    )
-                    .await;
-                }
-                let delivered = std::mem::take(&mut ledger.delivered_now);
-                match r {
-                    Ok(end) => {
-                        debug!(host = %hop.name, %addr, transactions = end.started, tls = end.tls, dsn = end.dsn, "connection done");
-                        if end.dsn {
-                            // The next hop got NOTIFY and reports itself: no "relayed"
-                            // report from us (recorded with the next update).
-                            for i in delivered {
-                                if let Some(r) = ledger.env.recipients.get_mut(i) {
-                                    r.report = ReportState::Done;
-                                }
-                            }
-                        }
-                        done = true;
-                        break 'hops;
-                    }
-                    Err(AttemptError::Queue(e)) => {
-                        warn!(error = %e, "queue update failed: delivery of this message stopped");
-                        return false;
-                    }
-                    Err(e) => {
-                        info!(host = %hop.name, %addr, error = %e, "next hop not usable");
-                        last_error = Some(e);
-                    }
-                }
-            }
-        }
-        ledger.map.clear();
-        if !done {
-            let o = last_error.map_or_else(
-                || local_outcome("4.4.1", "no usable next hop"),
-                |e| e.outcome(),
-            );
-            for (i, _) in &rcpts {
-                // A 5xx greeting or EHLO from the last host tried: permanent.
-                if ledger.record(*i, &o).await.is_err() {
-                    return false;
-                }
-            }
-        }
+    // Every destination at the same time (each within its own and the global connection
+    // limits): a next hop that is slow or does not answer holds up only its own
+    // recipients.
+    let tries = groups
+        .into_iter()
+        .map(|(dest, rcpts)| try_destination(config, engine, id, &shared, dest, rcpts));
+    let recorded = futures::future::join_all(tries).await;
+    let env = shared.env.into_inner();
+    if recorded.contains(&false) {
+        return false;
     }
-    drop(ledger);
 
     // Schedule the next attempt, or give up.
     let now = unix_now();
@@ -736,6 +636,147 @@ async fn attempt(
                 if let Some(r) = env.recipients.get_mut(i) {
                     r.delay_notified = true;
                 }
+            }
+        }
+    }
+    true
+}
+
+/// One destination's part of an attempt: routes it, and delivers its recipients through the
+/// first next hop that takes the connection, recording every outcome in `shared`. Returns
+/// `false` when the queue could not be updated.
+async fn try_destination(
+    config: &Config,
+    engine: &Arc<Outbound>,
+    id: &QueueId,
+    shared: &Shared<'_>,
+    dest: String,
+    rcpts: Vec<(usize, ForwardPath<'static>)>,
+) -> bool {
+    let mut ledger = Ledger::new(shared);
+    let seed = unix_now() ^ u64::from(std::process::id()) ^ (rcpts.len() as u64) << 32;
+    let route: Result<Route, RouteError> = match &config.relay.smarthost {
+        Some(s) => mx::route_smarthost(&s.host, s.port, engine.resolver.as_ref()).await,
+        None => {
+            let route =
+                mx::route_domain(&dest, engine.resolver.as_ref(), config.relay.mx_port, seed).await;
+            if config.relay.allow_internal_next_hops {
+                route
+            } else {
+                route.and_then(mx::without_internal_hops)
+            }
+        }
+    };
+    let route = match route {
+        Ok(r) => r,
+        Err(e) => {
+            let (status, text) = match &e {
+                RouteError::Permanent { status, text } => (*status, text.as_str()),
+                RouteError::Temporary { text } => ("4.4.3", text.as_str()),
+            };
+            info!(destination = %dest, error = %e, "no route");
+            ledger.host.clear();
+            for (i, _) in &rcpts {
+                if ledger
+                    .record(*i, &local_outcome(status, text))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+    };
+    let built = {
+        let env = shared.env.lock().await;
+        build_transactions(&env, &rcpts, &mut ledger.map)
+    };
+    let Some(txn_list) = built else {
+        for (i, _) in &rcpts {
+            let o = local_outcome("5.1.7", "bad sender address syntax");
+            if ledger.record(*i, &o).await.is_err() {
+                return false;
+            }
+        }
+        return true;
+    };
+    let dest_sem = engine.destination_semaphore(&dest, config.relay.concurrency);
+    let Ok(_dest_permit) = dest_sem.acquire_owned().await else {
+        return false;
+    };
+    let Ok(_global_permit) = Arc::clone(&engine.global).acquire_owned().await else {
+        return false;
+    };
+    let mut last_error: Option<AttemptError> = None;
+    let mut done = false;
+    'hops: for hop in &route.hops {
+        for addr in &hop.addrs {
+            ledger.host.clone_from(&hop.name);
+            let mut job = MessageJob {
+                ledger: &mut ledger,
+                id: id.clone(),
+            };
+            let use_tls = engine.transport.tls.is_some();
+            let mut r = transport::deliver(
+                *addr,
+                &hop.name,
+                &engine.transport,
+                use_tls,
+                &txn_list,
+                &mut job,
+            )
+            .await;
+            if let Err(AttemptError::Tls { .. }) = &r {
+                info!(host = %hop.name, %addr, "TLS handshake failed: retrying in plaintext once");
+                r = transport::deliver(
+                    *addr,
+                    &hop.name,
+                    &engine.transport,
+                    false,
+                    &txn_list,
+                    &mut job,
+                )
+                .await;
+            }
+            let delivered = std::mem::take(&mut ledger.delivered_now);
+            match r {
+                Ok(end) => {
+                    debug!(host = %hop.name, %addr, transactions = end.started, tls = end.tls, dsn = end.dsn, "connection done");
+                    if end.dsn {
+                        // The next hop got NOTIFY and reports itself: no "relayed"
+                        // report from us (recorded with the next update).
+                        let mut env = shared.env.lock().await;
+                        for i in delivered {
+                            if let Some(r) = env.recipients.get_mut(i) {
+                                r.report = ReportState::Done;
+                            }
+                        }
+                    }
+                    done = true;
+                    break 'hops;
+                }
+                Err(AttemptError::Queue(e)) => {
+                    warn!(error = %e, "queue update failed: delivery of this message stopped");
+                    return false;
+                }
+                Err(e) => {
+                    info!(host = %hop.name, %addr, error = %e, "next hop not usable");
+                    last_error = Some(e);
+                }
+            }
+        }
+    }
+    ledger.map.clear();
+    if !done {
+        let o = last_error.map_or_else(
+            || local_outcome("4.4.1", "no usable next hop"),
+            |e| e.outcome(),
+        );
+        for (i, _) in &rcpts {
+            // A 5xx greeting or EHLO from the last host tried: permanent.
+            if ledger.record(*i, &o).await.is_err() {
+                return false;
             }
         }
     }

@@ -8,7 +8,8 @@
 //! - For each due message the pending recipients are grouped by destination (the
 //!   smarthost, or the recipient domain); each group is routed ([`mx`]: MX hosts by
 //!   preference, implicit MX, null MX, address literals) and delivered over one
-//!   connection ([`transport`]), in transactions of at most 100 recipients. Connections are
+//!   connection ([`transport`]), in transactions of at most 100 recipients; the groups of
+//!   one message are tried at the same time. Connections are
 //!   limited per destination (`relay.concurrency`) and in total (`relay.max_connections`).
 //! - Each reply that settles a recipient is written to the queue (atomic envelope update)
 //!   before anything else happens, so a crash never re-sends to a recipient the next hop
