@@ -16,6 +16,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use crate::credentials::{Credential, Secret};
+use crate::legacy_hash::Encoding;
 use crate::password_hash::{HashError, HashScheme, PasswordHash};
 
 /// One user line.
@@ -76,17 +77,43 @@ fn credential(field: &str) -> Result<Credential, String> {
             }
             return Ok(Credential::Plain(Secret::new(value)));
         }
-        let known = HashScheme::from_dovecot_name(scheme)
+        // `{CRYPT}` is the system's crypt(3): the `$id$` says which.
+        if scheme.eq_ignore_ascii_case("CRYPT") {
+            return crypt_string(value);
+        }
+        // `{SHA256.HEX}`: Dovecot's encoding suffix.
+        let (name, encoding) = match scheme.rsplit_once('.') {
+            Some((name, suffix)) => match Encoding::from_suffix(suffix) {
+                Some(e) => (name, Some(e)),
+                None => (scheme, None),
+            },
+            None => (scheme, None),
+        };
+        let known = HashScheme::from_dovecot_name(name)
             .ok_or_else(|| HashError::UnknownScheme(scheme.to_owned()).to_string())?;
-        return PasswordHash::parse_as(known, value)
+        return PasswordHash::parse_encoded(known, value, encoding)
             .map(Credential::Hash)
             .map_err(|e| e.to_string());
     }
     // Dovecot's default scheme for a passwd-file is CRYPT: a `$id$` string.
-    PasswordHash::parse(field)
+    crypt_string(field)
+}
+
+/// A crypt(3) string, by its `$id$`.
+fn crypt_string(text: &str) -> Result<Credential, String> {
+    if text.len() == 13 && !text.starts_with('$') {
+        return Err(
+            "a DES-crypt hash (it checks only 8 characters of a password) is not supported: give the user a new password"
+                .into(),
+        );
+    }
+    PasswordHash::parse(text)
         .map(Credential::Hash)
-        .map_err(|_| {
-            "no {SCHEME} prefix and not a crypt string ($argon2id$, $2y$, $6$, $5$)".into()
+        .map_err(|e| match e {
+            HashError::Malformed(_) => {
+                "no {SCHEME} prefix and not a crypt string ($argon2id$, $2y$, $6$, $5$, $1$)".into()
+            }
+            other => other.to_string(),
         })
 }
 
@@ -128,12 +155,12 @@ fn is_blank_or_comment(line: &str) -> bool {
 /// ```
 /// use mailbagd::passwd_file::parse;
 ///
-/// let text = "# users\njoe:{PLAIN}secret::::::spam_folder=INBOX\nann:{MD5}x\nbad line\n";
+/// let text = "# users\njoe:{PLAIN}secret::::::spam_folder=INBOX\nann:{OTP}x\nbad line\n";
 /// let (users, errors) = parse(text);
 /// assert_eq!(users.len(), 1);
 /// assert_eq!(users[0].extra, [("spam_folder".to_owned(), "INBOX".to_owned())]);
 /// assert_eq!(errors[0].line, 3);
-/// assert!(errors[0].message.contains("ann") && errors[0].message.contains("{MD5}"));
+/// assert!(errors[0].message.contains("ann") && errors[0].message.contains("{OTP}"));
 /// assert_eq!(errors[1].line, 4);
 /// ```
 pub fn parse(text: &str) -> (Vec<Entry>, Vec<LineError>) {
@@ -349,7 +376,7 @@ eve:{PLAIN}x:::::spam_folder=INBOX nopassword
 
     #[test]
     fn every_bad_line_is_reported_with_its_number() {
-        let text = "ok:{PLAIN}x\nnocolon\n:{PLAIN}x\nmd5:{MD5-CRYPT}$1$abc$def\nempty:\nbad:{ARGON2ID}$2y$05$x\nplainless:secret\nnothing:{PLAIN}:1:1\n";
+        let text = "ok:{PLAIN}x\nnocolon\n:{PLAIN}x\nmd4:{PLAIN-MD4}67d3dafef63ff00603aeef3769cfbf0d\nempty:\nbad:{ARGON2ID}$2y$05$x\nplainless:secret\nnothing:{PLAIN}:1:1\n";
         let (users, errors) = parse(text);
         assert_eq!(users.len(), 1);
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
@@ -360,13 +387,70 @@ eve:{PLAIN}x:::::spam_folder=INBOX nopassword
             errors[6]
         );
         assert!(
-            errors[2].message.contains("\"md5\"")
+            errors[2].message.contains("\"md4\"")
                 && errors[2].message.contains("unknown password scheme")
         );
         assert!(
             errors[4].message.contains("not a valid ARGON2ID hash"),
             "{}",
             errors[4]
+        );
+    }
+
+    /// Every scheme `doveadm pw -s SCHEME -p secret -u joe` (Dovecot 2.3.19,
+    /// Debian) prints that this server reads, as passwd-file lines; `{CRYPT}`
+    /// is what `doveadm pw -p secret` prints with Debian's defaults.
+    const DOVEADM_PW: &str = "\
+crypt:{CRYPT}$2y$05$0DzEjGw/NOJC1wnqqkaQX.vxhhyFEqPoebckXOq34Ro997d1LBDjm
+md5crypt:{MD5-CRYPT}$1$98V1Wwfp$H4couabZ2BdHO57iNVWWO.
+md5:{MD5}$1$r0mhMi1O$7pA8857vh06oRRq88xRtU1
+bare1:$1$98V1Wwfp$H4couabZ2BdHO57iNVWWO.
+cram:{CRAM-MD5}cd3ba7deaad6e5ca23448ba42e379747a9e0f7f1fbc00c8a81bbaac395731b56
+hmac:{HMAC-MD5}cd3ba7deaad6e5ca23448ba42e379747a9e0f7f1fbc00c8a81bbaac395731b56
+plainmd5:{PLAIN-MD5}5ebe2294ecd0e0f08eab7690d2a6ee69
+plainmd5b64:{PLAIN-MD5.B64}Xr4ilOzQ4PCOq3aQ0qbuaQ==
+ldapmd5:{LDAP-MD5}Xr4ilOzQ4PCOq3aQ0qbuaQ==
+smd5:{SMD5}PTj7ywo1bM1Mm05Ie+ZbNQhREtU=
+sha:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=
+sha1:{SHA1}5en6G6MezRroT3XKqkdPOmY/BfQ=
+ssha:{SSHA}q5Nje79GcXQ8yr8Znv1nUWVsb1lBTLHW
+sshahex:{SSHA.HEX}421d2058ad419a83748e0f64105ecc19a2e68e9cf6f44d12
+sha256:{SHA256}K7gNU3sdo+OL0wNhqoVWhr3g6s1xYv72ol/pe/Unols=
+sha256hex:{SHA256.HEX}2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b
+ssha256:{SSHA256}HL0BCE8fhdhybjqQ53P7vAIJndhURd3WGnWjfqJYLWxKFUEb
+sha512:{SHA512}vSsar3708Jvp9Szi2NWZZ02Bqp1qRCFpbcTZPdBhnWgs5WtNZKnvCXdhztmeD2cmW192CF5bDufKRpayrW/isg==
+ssha512:{SSHA512}Mi32JaU5FvNbbEFeWtRww1NIRzNvLqCsVatPUV52L4yAd9O2bl4xHbTv+GrgG+jJmNpm3sT62jdAKxcEjSK7Ec/yQtQ=
+";
+
+    #[test]
+    fn every_scheme_doveadm_pw_makes_is_read() {
+        let (users, errors) = parse(DOVEADM_PW);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(users.len(), DOVEADM_PW.lines().count());
+        for u in &users {
+            assert!(u.credential.verify(b"secret"), "{}", u.name.as_str());
+            assert!(!u.credential.verify(b"Secret"), "{}", u.name.as_str());
+            assert!(!u.credential.verify(b""), "{}", u.name.as_str());
+        }
+        // What is not read says why.
+        let (_, errors) = parse(
+            "des:{DES-CRYPT}sTSJrYRO3H93Q\nbaredes:sTSJrYRO3H93Q\ncryptdes:{CRYPT}sTSJrYRO3H93Q\n\
+             scram:{SCRAM-SHA-256}4096,dCY8UC2ax2RBj4bOgwc1DA==,a,b\nshort:{SHA256}K7gNU3sdo+OL0w==\n",
+        );
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert!(
+            messages[0].contains("unknown password scheme {DES-CRYPT}"),
+            "{messages:?}"
+        );
+        assert!(messages[1].contains("DES-crypt"), "{messages:?}");
+        assert!(messages[2].contains("DES-crypt"), "{messages:?}");
+        assert!(
+            messages[3].contains("unknown password scheme {SCRAM-SHA-256}"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[4].contains("not a valid SHA256 hash"),
+            "{messages:?}"
         );
     }
 

@@ -1,8 +1,11 @@
 //! Password hashes in the schemes of Dovecot's passwd-file: `{ARGON2ID}`,
 //! `{ARGON2I}`, `{BLF-CRYPT}` (bcrypt), `{SHA512-CRYPT}`, `{SHA256-CRYPT}`,
-//! and the same crypt strings without a `{SCHEME}` prefix, recognised by
-//! their `$id$`. Checked and made by well-kept crates (argon2, bcrypt,
-//! sha-crypt), never by hand. What a check costs ([`HashCost`]) is known
+//! and the same crypt strings without a `{SCHEME}` prefix (or with
+//! Dovecot's `{CRYPT}`), recognised by their `$id$`. Checked and made by
+//! well-kept crates (argon2, bcrypt, sha-crypt), never by hand. Dovecot's
+//! older, fast schemes (MD5-crypt, CRAM-MD5, the plain and salted MD5 and SHA
+//! digests: [`HashScheme::LEGACY`]) are read so that a passwd-file moved from
+//! Dovecot works, and never made ([`crate::legacy_hash`]). What a check costs ([`HashCost`]) is known
 //! without running it, so that an unknown user name can be made to cost the
 //! same ([`HashCost::dummy`]).
 
@@ -11,6 +14,9 @@ use std::fmt;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
 use sha_crypt::ShaCrypt;
+
+use crate::constant_time::constant_time_eq;
+use crate::legacy_hash::{self, DigestKind, Encoding};
 
 /// A password hash scheme, by its Dovecot name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,16 +31,54 @@ pub enum HashScheme {
     Sha512Crypt,
     /// `{SHA256-CRYPT}`: `$5$…`.
     Sha256Crypt,
+    /// `{MD5-CRYPT}` (also `{MD5}`): `$1$salt$…`. Read only.
+    Md5Crypt,
+    /// `{CRAM-MD5}` (also `{HMAC-MD5}`): HMAC-MD5's two key states, hex. Read only.
+    CramMd5,
+    /// `{PLAIN-MD5}`: MD5, hex. Read only.
+    PlainMd5,
+    /// `{LDAP-MD5}`: MD5, base64. Read only.
+    LdapMd5,
+    /// `{SMD5}`: MD5 of the password and a salt, then the salt, base64. Read only.
+    Smd5,
+    /// `{SHA}` (also `{SHA1}`): SHA-1, base64. Read only.
+    Sha1,
+    /// `{SSHA}`: salted SHA-1, base64. Read only.
+    Ssha,
+    /// `{SHA256}`: SHA-256, base64. Read only.
+    Sha256,
+    /// `{SSHA256}`: salted SHA-256, base64. Read only.
+    Ssha256,
+    /// `{SHA512}`: SHA-512, base64. Read only.
+    Sha512,
+    /// `{SSHA512}`: salted SHA-512, base64. Read only.
+    Ssha512,
 }
 
 impl HashScheme {
-    /// Every scheme, strongest first.
+    /// Every scheme new hashes are made in, strongest first.
     pub const ALL: [HashScheme; 5] = [
         HashScheme::Argon2id,
         HashScheme::Argon2i,
         HashScheme::BlfCrypt,
         HashScheme::Sha512Crypt,
         HashScheme::Sha256Crypt,
+    ];
+
+    /// Dovecot's older, fast schemes: read so that a passwd-file moved from
+    /// Dovecot keeps working, never made.
+    pub const LEGACY: [HashScheme; 11] = [
+        HashScheme::Md5Crypt,
+        HashScheme::CramMd5,
+        HashScheme::PlainMd5,
+        HashScheme::LdapMd5,
+        HashScheme::Smd5,
+        HashScheme::Sha1,
+        HashScheme::Ssha,
+        HashScheme::Sha256,
+        HashScheme::Ssha256,
+        HashScheme::Sha512,
+        HashScheme::Ssha512,
     ];
 
     /// The name in `{…}`, as Dovecot writes it.
@@ -45,7 +89,41 @@ impl HashScheme {
             HashScheme::BlfCrypt => "BLF-CRYPT",
             HashScheme::Sha512Crypt => "SHA512-CRYPT",
             HashScheme::Sha256Crypt => "SHA256-CRYPT",
+            HashScheme::Md5Crypt => "MD5-CRYPT",
+            HashScheme::CramMd5 => "CRAM-MD5",
+            HashScheme::PlainMd5 => "PLAIN-MD5",
+            HashScheme::LdapMd5 => "LDAP-MD5",
+            HashScheme::Smd5 => "SMD5",
+            HashScheme::Sha1 => "SHA",
+            HashScheme::Ssha => "SSHA",
+            HashScheme::Sha256 => "SHA256",
+            HashScheme::Ssha256 => "SSHA256",
+            HashScheme::Sha512 => "SHA512",
+            HashScheme::Ssha512 => "SSHA512",
         }
+    }
+
+    /// Whether this is one of the [`HashScheme::LEGACY`] schemes (read, never made).
+    pub fn is_legacy(self) -> bool {
+        HashScheme::LEGACY.contains(&self)
+    }
+
+    /// For the digest schemes: the digest, whether a salt follows it, and
+    /// the encoding Dovecot writes them in unless the name has a suffix.
+    fn digest(self) -> Option<(DigestKind, bool, Encoding)> {
+        use {DigestKind as D, Encoding as E};
+        Some(match self {
+            HashScheme::PlainMd5 => (D::Md5, false, E::Hex),
+            HashScheme::LdapMd5 => (D::Md5, false, E::Base64),
+            HashScheme::Smd5 => (D::Md5, true, E::Base64),
+            HashScheme::Sha1 => (D::Sha1, false, E::Base64),
+            HashScheme::Ssha => (D::Sha1, true, E::Base64),
+            HashScheme::Sha256 => (D::Sha256, false, E::Base64),
+            HashScheme::Ssha256 => (D::Sha256, true, E::Base64),
+            HashScheme::Sha512 => (D::Sha512, false, E::Base64),
+            HashScheme::Ssha512 => (D::Sha512, true, E::Base64),
+            _ => return None,
+        })
     }
 
     /// The scheme named `name` (any letter case; `None` for one this server
@@ -54,11 +132,20 @@ impl HashScheme {
     /// ```
     /// use mailbagd::password_hash::HashScheme;
     /// assert_eq!(HashScheme::from_dovecot_name("blf-crypt"), Some(HashScheme::BlfCrypt));
-    /// assert_eq!(HashScheme::from_dovecot_name("MD5-CRYPT"), None);
+    /// assert_eq!(HashScheme::from_dovecot_name("MD5"), Some(HashScheme::Md5Crypt));
+    /// assert_eq!(HashScheme::from_dovecot_name("DES-CRYPT"), None);
     /// ```
     pub fn from_dovecot_name(name: &str) -> Option<HashScheme> {
+        // Dovecot's other names for the same schemes.
+        let name = match name.to_ascii_uppercase().as_str() {
+            "MD5" => "MD5-CRYPT",
+            "SHA1" => "SHA",
+            "HMAC-MD5" => "CRAM-MD5",
+            _ => name,
+        };
         HashScheme::ALL
             .into_iter()
+            .chain(HashScheme::LEGACY)
             .find(|s| s.dovecot_name().eq_ignore_ascii_case(name))
     }
 
@@ -71,6 +158,7 @@ impl HashScheme {
             "2a" | "2b" | "2y" => HashScheme::BlfCrypt,
             "6" => HashScheme::Sha512Crypt,
             "5" => HashScheme::Sha256Crypt,
+            "1" => HashScheme::Md5Crypt,
             _ => return None,
         })
     }
@@ -87,9 +175,14 @@ impl fmt::Display for HashScheme {
 pub enum HashError {
     /// `{NAME}` is not a scheme this server checks.
     #[error(
-        "unknown password scheme {{{0}}} (known: ARGON2ID, ARGON2I, BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT, PLAIN)"
+        "unknown password scheme {{{0}}} (known: ARGON2ID, ARGON2I, BLF-CRYPT, SHA512-CRYPT, SHA256-CRYPT, CRYPT, PLAIN, and the older MD5-CRYPT, CRAM-MD5, PLAIN-MD5, LDAP-MD5, SMD5, SHA, SSHA, SHA256, SSHA256, SHA512, SSHA512)"
     )]
     UnknownScheme(String),
+    /// A legacy scheme: read, but no new hash is made in it.
+    #[error(
+        "{0} hashes are read but not made (too fast to resist guessing): use ARGON2ID, BLF-CRYPT or SHA512-CRYPT"
+    )]
+    ReadOnly(&'static str),
     /// The text is not a hash of its scheme (or of any, without a prefix).
     #[error("not a valid {0} hash")]
     Malformed(&'static str),
@@ -116,6 +209,11 @@ pub enum HashCost {
     Bcrypt {
         /// The log2 cost, 4 to 31.
         cost: u32,
+    },
+    /// One of the fixed-cost [`HashScheme::LEGACY`] schemes.
+    Fixed {
+        /// The scheme.
+        scheme: HashScheme,
     },
     /// Argon2 with these parameters.
     Argon2 {
@@ -154,13 +252,20 @@ impl HashCost {
             HashCost::Argon2 {
                 memory_kib, passes, ..
             } => u64::from(memory_kib) * u64::from(passes) * 1_000,
+            // 1,000 MD5 rounds; one digest or two MD5 blocks.
+            HashCost::Fixed {
+                scheme: HashScheme::Md5Crypt,
+            } => 300_000,
+            HashCost::Fixed { .. } => 1_000,
         }
     }
 
     /// The scheme.
     pub fn scheme(&self) -> HashScheme {
         match *self {
-            HashCost::ShaCrypt { scheme, .. } | HashCost::Argon2 { scheme, .. } => scheme,
+            HashCost::ShaCrypt { scheme, .. }
+            | HashCost::Argon2 { scheme, .. }
+            | HashCost::Fixed { scheme } => scheme,
             HashCost::Bcrypt { .. } => HashScheme::BlfCrypt,
         }
     }
@@ -208,6 +313,14 @@ impl HashCost {
                     "A".repeat(43)
                 )
             }
+            HashCost::Fixed { scheme } => match scheme.digest() {
+                Some((kind, salted, encoding)) => {
+                    let zeros = vec![0u8; kind.output_len() + if salted { 4 } else { 0 }];
+                    encoding.encode(&zeros)
+                }
+                None if scheme == HashScheme::CramMd5 => "0".repeat(64),
+                None => format!("$1$mailbagd${}", ".".repeat(22)),
+            },
         };
         PasswordHash {
             scheme: self.scheme(),
@@ -259,11 +372,63 @@ impl PasswordHash {
     ///
     /// As [`PasswordHash::parse`], also when the text is of another scheme.
     pub fn parse_as(scheme: HashScheme, text: &str) -> Result<PasswordHash, HashError> {
+        PasswordHash::parse_encoded(scheme, text, None)
+    }
+
+    /// Reads `text` as a hash of `scheme` whose name had Dovecot's encoding
+    /// suffix (`{SHA256.HEX}`: `Some(Encoding::Hex)`); the suffix only
+    /// matters for the digest schemes. A digest scheme's value is kept in
+    /// the scheme's own encoding, so that [`PasswordHash::to_dovecot`] reads
+    /// back the same.
+    ///
+    /// # Errors
+    ///
+    /// As [`PasswordHash::parse_as`].
+    ///
+    /// ```
+    /// use mailbagd::legacy_hash::Encoding;
+    /// use mailbagd::password_hash::{HashScheme, PasswordHash};
+    ///
+    /// // `doveadm pw -s SHA256.HEX -p secret`
+    /// let hex = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+    /// let h = PasswordHash::parse_encoded(HashScheme::Sha256, hex, Some(Encoding::Hex)).unwrap();
+    /// assert!(h.verify(b"secret"));
+    /// assert_eq!(h.to_dovecot(), "{SHA256}K7gNU3sdo+OL0wNhqoVWhr3g6s1xYv72ol/pe/Unols=");
+    /// ```
+    pub fn parse_encoded(
+        scheme: HashScheme,
+        text: &str,
+        encoding: Option<Encoding>,
+    ) -> Result<PasswordHash, HashError> {
         let malformed = HashError::Malformed(scheme.dovecot_name());
+        if let Some((kind, salted, default)) = scheme.digest() {
+            let octets = legacy_hash::decode(text, default, encoding).ok_or(malformed.clone())?;
+            let fits = if salted {
+                octets.len() > kind.output_len()
+            } else {
+                octets.len() == kind.output_len()
+            };
+            if !fits {
+                return Err(malformed);
+            }
+            return Ok(PasswordHash::fixed(scheme, default.encode(&octets)));
+        }
+        if scheme == HashScheme::CramMd5 {
+            let octets =
+                legacy_hash::decode(text, Encoding::Hex, encoding).ok_or(malformed.clone())?;
+            if octets.len() != 32 {
+                return Err(malformed);
+            }
+            return Ok(PasswordHash::fixed(scheme, Encoding::Hex.encode(&octets)));
+        }
         if HashScheme::of_crypt(text) != Some(scheme) {
             return Err(malformed);
         }
         let cost = match scheme {
+            HashScheme::Md5Crypt => {
+                legacy_hash::md5_crypt_salt(text).ok_or(malformed.clone())?;
+                HashCost::Fixed { scheme }
+            }
             HashScheme::Sha512Crypt | HashScheme::Sha256Crypt => {
                 sha_crypt::PasswordHashRef::new(text).map_err(|_| malformed.clone())?;
                 let rounds = match text
@@ -302,6 +467,7 @@ impl PasswordHash {
                     lanes: params.p_cost(),
                 }
             }
+            _ => return Err(malformed),
         };
         // Every unknown user name costs what the costliest user's check
         // costs: one such line would make every failed login that dear.
@@ -331,6 +497,9 @@ impl PasswordHash {
     /// ```
     pub fn make(scheme: HashScheme, password: &[u8]) -> Result<PasswordHash, HashError> {
         let failed = |e: &dyn fmt::Display| HashError::Hashing(e.to_string());
+        if scheme.is_legacy() {
+            return Err(HashError::ReadOnly(scheme.dovecot_name()));
+        }
         let text = match scheme {
             HashScheme::Argon2id | HashScheme::Argon2i => {
                 let (m, t, p) = NEW_ARGON2;
@@ -367,8 +536,18 @@ impl PasswordHash {
                 .map_err(|e| failed(&e))?
                 .to_string()
             }
+            _ => return Err(HashError::ReadOnly(scheme.dovecot_name())),
         };
         PasswordHash::parse_as(scheme, &text)
+    }
+
+    /// A hash of a fixed-cost legacy scheme, its text already checked.
+    fn fixed(scheme: HashScheme, text: String) -> PasswordHash {
+        PasswordHash {
+            scheme,
+            cost: HashCost::Fixed { scheme },
+            text,
+        }
     }
 
     /// Whether `password` matches. A malformed hash matches nothing.
@@ -389,6 +568,22 @@ impl PasswordHash {
                         .verify_password(password, &phc)
                         .is_ok()
                 }),
+            HashScheme::Md5Crypt => legacy_hash::md5_crypt_salt(&self.text).is_some_and(|salt| {
+                constant_time_eq(
+                    legacy_hash::md5_crypt(password, salt).as_bytes(),
+                    self.text.as_bytes(),
+                )
+            }),
+            HashScheme::CramMd5 => legacy_hash::decode(&self.text, Encoding::Hex, None)
+                .is_some_and(|stored| constant_time_eq(&legacy_hash::cram_md5(password), &stored)),
+            other => match other.digest() {
+                Some((kind, salted, encoding)) => {
+                    legacy_hash::decode(&self.text, encoding, Some(encoding)).is_some_and(
+                        |stored| legacy_hash::verify_digest(kind, salted, &stored, password),
+                    )
+                }
+                None => false,
+            },
         }
     }
 
@@ -523,6 +718,39 @@ mod tests {
             PasswordHash::parse("$6$rounds=6000000$salt$hash").map(|_| ()),
             Err(HashError::CostOutOfRange("SHA512-CRYPT"))
         );
+    }
+
+    #[test]
+    fn legacy_schemes_are_read_never_made_and_their_dummies_match_nothing() {
+        for scheme in HashScheme::LEGACY {
+            assert!(scheme.is_legacy());
+            assert_eq!(
+                PasswordHash::make(scheme, b"secret"),
+                Err(HashError::ReadOnly(scheme.dovecot_name()))
+            );
+            let cost = HashCost::Fixed { scheme };
+            let dummy = cost.dummy();
+            assert_eq!(dummy.cost(), cost, "{scheme}");
+            assert_eq!(
+                PasswordHash::parse_as(scheme, dummy.as_str()).map(|h| h.cost()),
+                Ok(cost),
+                "{scheme}: the dummy reads as its scheme"
+            );
+            assert!(!dummy.verify(b"secret") && !dummy.verify(b""), "{scheme}");
+            assert!(
+                cost.work() < HashCost::Bcrypt { cost: 5 }.work(),
+                "{scheme}"
+            );
+        }
+        assert!(HashScheme::ALL.iter().all(|s| !s.is_legacy()));
+        // Dovecot's other names.
+        for (alias, scheme) in [
+            ("md5", HashScheme::Md5Crypt),
+            ("SHA1", HashScheme::Sha1),
+            ("Hmac-Md5", HashScheme::CramMd5),
+        ] {
+            assert_eq!(HashScheme::from_dovecot_name(alias), Some(scheme));
+        }
     }
 
     #[test]

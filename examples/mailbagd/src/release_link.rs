@@ -11,7 +11,7 @@
 
 use mailbag_mailstore::{Uid, UserName};
 
-use crate::credentials::constant_time_eq;
+use crate::constant_time::constant_time_eq;
 use crate::signing_key::{SigningKey, hex};
 
 /// One message of one user, until `expires`.

@@ -23,10 +23,18 @@ use crate::password_hash::{HashScheme, PasswordHash};
 ///
 /// A message listing the known names.
 pub fn scheme(name: &str) -> Result<HashScheme, String> {
-    HashScheme::from_dovecot_name(name).ok_or_else(|| {
-        let known: Vec<&str> = HashScheme::ALL.iter().map(|s| s.dovecot_name()).collect();
-        format!("unknown scheme {name:?} (known: {})", known.join(", "))
-    })
+    let known = || {
+        let names: Vec<&str> = HashScheme::ALL.iter().map(|s| s.dovecot_name()).collect();
+        names.join(", ")
+    };
+    match HashScheme::from_dovecot_name(name) {
+        Some(s) if s.is_legacy() => Err(format!(
+            "{name:?}: new hashes are not made in this fast, older scheme (read only, for passwd-files moved from Dovecot); use one of {}",
+            known()
+        )),
+        Some(s) => Ok(s),
+        None => Err(format!("unknown scheme {name:?} (known: {})", known())),
+    }
 }
 
 /// `mailbagd pw`: the passwd-file form of a new hash of `password`.
@@ -211,6 +219,7 @@ mod tests {
         );
         assert!(scheme("sha512-crypt").is_ok());
         assert!(scheme("MD5").unwrap_err().contains("ARGON2ID"));
+        assert!(scheme("MD5").unwrap_err().contains("read only"));
     }
 
     /// What the server would skip is listed as a bad line, not as a user.

@@ -1,5 +1,6 @@
 //! The Dovecot passwd-file user database (`[userdb] passwd_file`): hashes
-//! made by Dovecot's own `doveadm pw` in every scheme log in over POP3 and
+//! made by Dovecot's own `doveadm pw` in every scheme mailbagd reads (and
+//! with no scheme named) log in over POP3 and
 //! on the web page, extra fields set a user's spam defaults, a bad line
 //! stops start-up with exit status 2 naming the line, and `mailbagd user …`
 //! / `mailbagd pw` edit the file in ways both mailbagd and Dovecot accept.
@@ -35,13 +36,29 @@ fn mailbagd(args: &[&str], stdin: Option<&str>) -> common::Out {
     )
 }
 
-const SCHEMES: [&str; 6] = [
+/// Every scheme mailbagd reads, as `doveadm pw -s` names them: the strong ones, `PLAIN`,
+/// `CRYPT` (what `doveadm pw` makes without `-s` on Debian), and the older fast ones a
+/// passwd-file moved from Dovecot may still hold.
+const SCHEMES: [&str; 19] = [
     "ARGON2ID",
     "ARGON2I",
     "BLF-CRYPT",
     "SHA512-CRYPT",
     "SHA256-CRYPT",
     "PLAIN",
+    "CRYPT",
+    "MD5-CRYPT",
+    "CRAM-MD5",
+    "PLAIN-MD5",
+    "LDAP-MD5",
+    "SMD5",
+    "SHA",
+    "SSHA",
+    "SHA256",
+    "SSHA256",
+    "SHA512",
+    "SSHA512",
+    "SHA256.HEX",
 ];
 
 /// A passwd-file with one user per scheme (`u0`… with password `pw-SCHEME`),
@@ -52,6 +69,10 @@ fn doveadm_passwd_file(path: &Path) {
         let hash = doveadm_pw(scheme, &format!("pw-{scheme}"));
         text.push_str(&format!("u{i}:{hash}:1000:1000::/home/u{i}::\n"));
     }
+    // `doveadm pw` with no scheme named: its default (`{CRYPT}` on Debian).
+    let out = run(Command::new("doveadm").args(["pw", "-p", "pw-default"]));
+    assert!(out.ok(), "{out:?}");
+    text.push_str(&format!("udefault:{}\n", out.stdout.trim()));
     std::fs::write(path, text).unwrap();
 }
 
@@ -77,6 +98,8 @@ fn doveadm_pw_hashes_log_in_over_pop3_and_the_web() {
         let bad = py_pop_login(&server, "127.0.0.2", &user, "pw-wrong");
         assert!(!bad.starts_with("OK"), "{scheme}: {bad}");
     }
+    let good = py_pop_login(&server, "127.0.0.1", "udefault", "pw-default");
+    assert!(good.starts_with("OK 0 0"), "doveadm pw's default: {good}");
     // `[[users]]` of the config file still work beside the passwd-file.
     assert!(py_pop_login(&server, "127.0.0.3", "joe", "secret").starts_with("OK"));
 
@@ -153,8 +176,12 @@ fn a_bad_line_stops_start_up_with_exit_status_2_naming_it() {
     let config_arg = config.to_str().unwrap();
     for (text, expected) in [
         (
+            "ok:{PLAIN}x\nann:{PLAIN-MD4}abc\n",
+            "line 2: user \"ann\": unknown password scheme {PLAIN-MD4}",
+        ),
+        (
             "ok:{PLAIN}x\nann:{MD5}abc\n",
-            "line 2: user \"ann\": unknown password scheme {MD5}",
+            "line 2: user \"ann\": not a valid MD5-CRYPT hash",
         ),
         ("ok:{PLAIN}x\n\nbad line\n", "line 3: not `name:password:"),
         ("ok:{PLAIN}x\n../x:{PLAIN}y\n", "line 2: user \"../x\""),
@@ -281,7 +308,13 @@ fn user_commands_and_pw_make_what_mailbagd_and_dovecot_accept() {
     if !require("doveadm") {
         return;
     }
-    for scheme in SCHEMES.iter().filter(|s| **s != "PLAIN") {
+    // New hashes only in the strong schemes; the older ones are read only.
+    let refused = mailbagd(&["pw", "-s", "SSHA256", "-p", "hunter2"], None);
+    assert!(
+        !refused.ok() && refused.stderr.contains("read only"),
+        "{refused:?}"
+    );
+    for scheme in &SCHEMES[..5] {
         let out = mailbagd(&["pw", "-s", scheme, "-p", "hunter2"], None);
         assert!(out.ok(), "{out:?}");
         let hash = out.stdout.trim();

@@ -19,7 +19,7 @@ use super::pages::LoginPage;
 use super::responses::{forbidden, internal_error, message, render};
 use super::session::set_cookie;
 use crate::clock::unix_now;
-use crate::credentials::constant_time_eq;
+use crate::constant_time::constant_time_eq;
 use crate::login_limiter::failure_delay;
 use crate::login_name;
 

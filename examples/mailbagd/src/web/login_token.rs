@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::session::RngError;
-use crate::credentials::constant_time_eq;
+use crate::constant_time::constant_time_eq;
 use crate::signing_key::{KEY_BYTES, MAC_BYTES, SigningKey, hex};
 
 /// Hex digits of a token: the issue time (16) and the MAC (32).

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::credentials::constant_time_eq;
+use crate::constant_time::constant_time_eq;
 
 /// Octets of randomness in a session id or CSRF token (128 bits).
 pub const TOKEN_BYTES: usize = 16;
