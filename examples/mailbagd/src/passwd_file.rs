@@ -312,19 +312,40 @@ pub fn remove(text: &str, name: &str) -> Result<String, EditError> {
 /// Replaces `path` with `contents` in one step: a temporary file in the same
 /// directory, written and synced, then renamed over it (readers see the old
 /// file or the new one, never a part). The new file keeps the old one's
-/// permissions (0600 when there was none: it holds password hashes).
+/// permissions (0600 when there was none: it holds password hashes) and its
+/// owner and group, so that root editing the file of a server that runs as
+/// another user does not take the file away from it.
 ///
 /// # Errors
 ///
-/// The I/O error of any step; the old file is then unchanged.
+/// The I/O error of any step (also when the owner cannot be kept: only
+/// root, or the owner, can write the file as it was); the old file is then
+/// unchanged.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mode = fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    let old = fs::metadata(path).ok();
+    let mode = old
+        .as_ref()
+        .map_or(0o600, |m| m.permissions().mode() & 0o7777);
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    if let Some(m) = &old {
+        std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid())).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot keep the owner {}:{} of {} ({e}): run this as root or as that user",
+                    m.uid(),
+                    m.gid(),
+                    path.display()
+                ),
+            )
+        })?;
+    }
+    // After the owner: chown clears set-id bits.
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(mode))?;
     tmp.write_all(contents)?;
@@ -519,5 +540,34 @@ ssha512:{SSHA512}Mi32JaU5FvNbbEFeWtRww1NIRzNvLqCsVatPUV52L4yAd9O2bl4xHbTv+GrgG+j
             1,
             "no temporary left"
         );
+    }
+
+    /// Root editing the file of a server that runs as another user keeps
+    /// that user's file (a probe found it turned root's, 0600, unreadable to
+    /// the server at the next reload).
+    #[test]
+    fn atomic_writes_keep_the_owner() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            // Only root can hand a file to another user; as anyone else the
+            // owner is the writer already.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("users");
+            write_atomically(&path, b"a\n").unwrap();
+            write_atomically(&path, b"b\n").unwrap();
+            assert_eq!(
+                fs::metadata(&path).unwrap().uid(),
+                nix::unistd::geteuid().as_raw()
+            );
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        fs::write(&path, "joe:{PLAIN}x\n").unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65533)).unwrap();
+        write_atomically(&path, b"ann:{PLAIN}y\n").unwrap();
+        let m = fs::metadata(&path).unwrap();
+        assert_eq!((m.uid(), m.gid()), (65534, 65533));
+        assert_eq!(fs::read_to_string(&path).unwrap(), "ann:{PLAIN}y\n");
     }
 }

@@ -80,6 +80,14 @@ fn edit(path: &Path, change: impl FnOnce(&str) -> Result<String, String>) -> Res
         .mode(0o600)
         .open(&lock_path)
         .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    // The lock belongs to whoever owns the file (root making it must not keep
+    // the file's own user out of later edits); best effort, it only orders edits.
+    if let (Ok(file), Ok(held)) = (std::fs::metadata(path), lock.metadata()) {
+        use std::os::unix::fs::MetadataExt;
+        if (file.uid(), file.gid()) != (held.uid(), held.gid()) {
+            let _ = std::os::unix::fs::fchown(&lock, Some(file.uid()), Some(file.gid()));
+        }
+    }
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
     let text = read(path)?;
