@@ -97,6 +97,35 @@ pub fn protocol(esmtp: bool, tls: bool, authenticated: bool, lmtp: bool) -> &'st
     }
 }
 
+/// The `with` name of a transaction that used SMTPUTF8 (RFC 6531 section 3.7.3):
+/// `UTF8` before the [`protocol`] name of its session (`UTF8SMTP` for `ESMTP`,
+/// `UTF8SMTPS`, `UTF8SMTPA`, `UTF8SMTPSA`, `UTF8LMTP`, ...). A name without a
+/// UTF-8 form (`SMTP`: SMTPUTF8 needs EHLO) comes back unchanged.
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_smtp_proto::trace::{protocol, utf8_protocol};
+///
+/// assert_eq!(utf8_protocol(protocol(true, false, false, false)), "UTF8SMTP");
+/// assert_eq!(utf8_protocol(protocol(true, true, true, false)), "UTF8SMTPSA");
+/// assert_eq!(utf8_protocol(protocol(false, true, false, true)), "UTF8LMTPS");
+/// assert_eq!(utf8_protocol("SMTP"), "SMTP");
+/// ```
+pub fn utf8_protocol(protocol: &'static str) -> &'static str {
+    match protocol {
+        "ESMTP" => "UTF8SMTP",
+        "ESMTPA" => "UTF8SMTPA",
+        "ESMTPS" => "UTF8SMTPS",
+        "ESMTPSA" => "UTF8SMTPSA",
+        "LMTP" => "UTF8LMTP",
+        "LMTPA" => "UTF8LMTPA",
+        "LMTPS" => "UTF8LMTPS",
+        "LMTPSA" => "UTF8LMTPSA",
+        other => other,
+    }
+}
+
 /// A `Received:` trace header field (RFC 5321 section 4.4, RFC 5322 section 3.6.7):
 ///
 /// ```text

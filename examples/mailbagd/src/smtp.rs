@@ -414,6 +414,11 @@ impl SmtpHandler {
             return Ok(Answer::Reject(replies::bare_line_end()));
         }
         let with = trace::protocol(self.esmtp, self.tls, false, false);
+        let with = if t.mail.smtputf8 {
+            trace::utf8_protocol(with)
+        } else {
+            with
+        };
         let result = if t.spool_failed {
             Err(DeliveryError(replies::local_error()))
         } else {

@@ -581,6 +581,40 @@ print('SUBMISSIONS sent')
     assert_eq!(server.queued().len(), 1);
 }
 
+/// RFC 6531 section 3.7.3: a transaction that used SMTPUTF8 is received `with UTF8SMTP`,
+/// another `with ESMTP`.
+#[test]
+fn smtputf8_mail_is_received_with_utf8smtp() {
+    let server = Server::start();
+    for (mail, with) in [
+        (
+            "MAIL FROM:<s@ex\u{e4}mple.org> SMTPUTF8\r\n",
+            "with UTF8SMTP id",
+        ),
+        ("MAIL FROM:<s@example.org>\r\n", "with ESMTP id"),
+    ] {
+        let r = common::raw_smtp(
+            &server,
+            "smtp",
+            "127.0.0.1",
+            &[
+                b"EHLO client.example.org\r\n",
+                mail.as_bytes(),
+                b"RCPT TO:<joe@example.test>\r\n",
+                b"DATA\r\n",
+                "Subject: u\r\n\r\nb\u{f6}dy\r\n.\r\n".as_bytes(),
+                b"QUIT\r\n",
+            ],
+        );
+        assert!(r[5].starts_with("250"), "{r:?}");
+        let texts = server.message_texts("joe", "");
+        assert!(texts.last().unwrap().contains(with), "{with}: {texts:?}");
+        for f in server.messages("joe", "") {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+}
+
 #[test]
 fn require_tls_for_login_refuses_plaintext_login() {
     if !require("python3") {
