@@ -43,7 +43,7 @@ const BAD_ANY_STATE: &[&[u8]] = &[
     b"RETR -1",
     b"RETR 99999999999999999999999",
     b"TOP 1",
-    b"TOP 1 99999999999999999999",
+    b"TOP 1 -2",
     b"DELE",
     b"UIDL 1 2",
     b"AUTH PLAIN not-base64!",

@@ -86,6 +86,16 @@ fn decimal_u32(s: &str) -> Option<u32> {
     u32::try_from(decimal_u64(s)?).ok()
 }
 
+/// A count of lines (TOP): any run of digits (RFC 1939 sets no bound, and
+/// RFC 2449 allows 40-character arguments); a count above `u32::MAX` asks
+/// for more lines than any message has, which `u32::MAX` does too.
+fn line_count(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(decimal_u32(s).unwrap_or(u32::MAX))
+}
+
 fn msg_number(s: &str) -> Result<MessageNumber, ParseError> {
     decimal_u32(s)
         .and_then(MessageNumber::new)
@@ -213,7 +223,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ParseError> {
             (Some(n), Some(lines), None) => Ok(Command::Top {
                 msg: msg_number(n)?,
                 // A bad line count is not a bad message number.
-                lines: decimal_u32(lines).ok_or_else(|| bad("TOP"))?,
+                lines: line_count(lines).ok_or_else(|| bad("TOP"))?,
             }),
             _ => Err(bad("TOP")),
         },
@@ -491,7 +501,7 @@ mod tests {
             Command::Retr(MessageNumber::new(u32::MAX).unwrap())
         );
         assert_eq!(parse_command(b"TOP 0 1"), Err(ParseError::InvalidNumber));
-        for line in [&b"TOP 1 -1"[..], b"TOP 1 99999999999999999999", b"TOP 1 x"] {
+        for line in [&b"TOP 1 -1"[..], b"TOP 1 +1", b"TOP 1 x", b"TOP 1 1x"] {
             assert_eq!(
                 parse_command(line),
                 Err(ParseError::InvalidArguments { keyword: "TOP" })
@@ -504,6 +514,17 @@ mod tests {
                 lines: 0
             }
         );
+        // A line count past u32 (Dovecot takes up to u64) is the whole body.
+        for count in ["4294967296", "99999999999999999999", &"9".repeat(40)] {
+            assert_eq!(
+                cmd(&format!("TOP 1 {count}")),
+                Command::Top {
+                    msg: MessageNumber::new(1).unwrap(),
+                    lines: u32::MAX
+                },
+                "{count}"
+            );
+        }
     }
 
     #[test]
