@@ -432,6 +432,14 @@ const PARAM_UNKNOWN: (u16, Esc, &str) = r(555, (5, 5, 4), "Unsupported parameter
 const NOT_IMPL: (u16, Esc, &str) = r(502, (5, 5, 1), "Command not implemented");
 const OK: (u16, Esc, &str) = r(250, (2, 0, 0), "OK");
 
+/// Whether `line` is a BDAT command (keyword in any case, then a space or nothing),
+/// whatever its arguments.
+fn is_bdat_line(line: &[u8]) -> bool {
+    line.get(..4)
+        .is_some_and(|k| k.eq_ignore_ascii_case(b"BDAT"))
+        && matches!(line.get(4), None | Some(b' '))
+}
+
 fn fixed(t: (u16, Esc, &'static str)) -> Reply<'static> {
     Reply::fixed(t.0, t.1, t.2)
 }
@@ -1087,8 +1095,17 @@ impl State {
         let cmd = match parse_command(line) {
             Ok(c) => c,
             Err(e) => {
-                // A BDAT we cannot parse cannot be skipped: its size is unknown.
-                if self.refusing {
+                if is_bdat_line(line) {
+                    // A BDAT we cannot parse cannot be skipped: its size is unknown,
+                    // so the chunk's octets would be read as commands. Closing is the
+                    // only safe answer (Postfix answers 521 too).
+                    self.write(&fixed(r(
+                        521,
+                        (5, 5, 4),
+                        "Syntax: BDAT size [LAST]; the chunk cannot be skipped, closing connection",
+                    )));
+                    self.closed = true;
+                } else if self.refusing {
                     self.error(&fixed(r(503, (5, 5, 1), "No service")));
                 } else {
                     self.error(&e.reply());

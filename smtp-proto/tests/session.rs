@@ -363,6 +363,37 @@ fn bdat_flow_and_errors() {
     assert_eq!(out, "502 5.5.1 Command not implemented\r\n250 2.0.0 OK\r\n");
 }
 
+/// A BDAT line that does not parse has no size to skip: the session answers 521 and
+/// closes, so the chunk's octets are never read as commands (the differential probe found
+/// `BDAT 1 FOO\r\nx` gluing `x` to the next command).
+#[test]
+fn unparsable_bdat_closes_the_session() {
+    for line in [
+        &b"BDAT 1 FOO"[..],
+        b"BDAT 99999999999999999999999 LAST",
+        b"bdat",
+        b"BDAT -1",
+    ] {
+        let mut s = ready(ServerConfig::default());
+        let mut input = b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n".to_vec();
+        input.extend_from_slice(line);
+        input.extend_from_slice(b"\r\nRSET\r\nQUIT\r\n");
+        let (_, out) = talk(&mut s, &input);
+        assert!(
+            out.ends_with(
+                "521 5.5.4 Syntax: BDAT size [LAST]; the chunk cannot be skipped, closing connection\r\n"
+            ),
+            "{line:?}: {out}"
+        );
+        assert!(s.is_closed(), "{line:?}");
+    }
+    // Other bad commands keep the session.
+    let mut s = ready(ServerConfig::default());
+    let (_, out) = talk(&mut s, b"BDATX 1\r\nNOOP\r\n");
+    assert!(out.ends_with("250 2.0.0 OK\r\n"), "{out}");
+    assert!(!s.is_closed());
+}
+
 #[test]
 fn bdat_rejected_start_discards_chunk() {
     let mut s = ready(ServerConfig::default());
