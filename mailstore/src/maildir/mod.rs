@@ -1910,9 +1910,11 @@ mod tests {
         let cur = t.path().join("joe/cur");
         fs::write(cur.join("100.M1P1.mta,S=6:2,S"), b"x\ny\nz\n").unwrap();
         fs::write(t.path().join("joe/new/101.M1P1.mta"), b"q\r\n").unwrap();
+        // A W= that cannot be right for its S= is counted, not believed.
+        fs::write(cur.join("102.M1P1.mta,S=18,W=999:2,S"), b"a\nb\n").unwrap();
         let md = s.open_maildrop(&joe()).unwrap();
         let sizes: Vec<u64> = md.entries().iter().map(|e| e.size).collect();
-        assert_eq!(sizes, vec![9, 3]);
+        assert_eq!(sizes, vec![9, 3, 6]);
         drop(md);
         let idx = fs::read_to_string(t.path().join("joe/mailbag-uidlist")).unwrap();
         assert!(idx.contains(" 9 100.M1P1.mta,S=6\n"), "{idx}");

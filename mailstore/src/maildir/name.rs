@@ -86,9 +86,20 @@ impl<'a> MaildirName<'a> {
         self.size
     }
 
-    /// CRLF size from `,W=`.
+    /// CRLF size from `,W=`; `None` also when it cannot be the CRLF size of
+    /// a file of the `,S=` size (below it, or above twice it plus a final
+    /// CRLF): a name another program got wrong, whose size must be counted.
+    ///
+    /// ```
+    /// use mailbag_mailstore::MaildirName;
+    /// let n = MaildirName::parse("1700000000.M5P9Q2.mx,S=18,W=999:2,S").unwrap();
+    /// assert_eq!((n.size(), n.crlf_size()), (Some(18), None));
+    /// ```
     pub fn crlf_size(&self) -> Option<u64> {
-        self.crlf_size
+        match (self.size, self.crlf_size) {
+            (Some(s), Some(w)) if w < s || w > s.saturating_mul(2).saturating_add(2) => None,
+            (_, w) => w,
+        }
     }
 
     /// Whether the `S` (seen) flag is set.
@@ -185,6 +196,17 @@ mod tests {
         assert_eq!(n.size(), Some(2048));
         assert_eq!(n.crlf_size(), None);
         assert!(n.is_seen());
+        // A W= that cannot fit the S= is not trusted; one that can is.
+        for (name, w) in [
+            ("1.M1.h,S=18,W=999", None),
+            ("1.M1.h,S=18,W=17", None),
+            ("1.M1.h,S=18,W=38", Some(38)),
+            ("1.M1.h,S=18,W=18", Some(18)),
+            ("1.M1.h,S=0,W=2", Some(2)),
+            ("1.M1.h,W=999", Some(999)),
+        ] {
+            assert_eq!(MaildirName::parse(name).unwrap().crlf_size(), w, "{name}");
+        }
         let n = MaildirName::parse("1764000000.M0000001P42.vm").unwrap();
         assert_eq!((n.size(), n.flags(), n.is_seen()), (None, None, false));
         let n = MaildirName::parse("1.2.h:2,").unwrap();
@@ -236,7 +258,9 @@ mod tests {
     proptest! {
         #[test]
         fn our_names_round_trip(secs in 0u64..1u64<<40, us in 0u32..1_000_000, pid: u32, q: u64,
-                                host in "\\PC{0,20}", size: u64, crlf: u64) {
+                                host in "\\PC{0,20}", size in 0u64..1u64<<60, extra in 0u64..1u64<<60) {
+            // A CRLF size the stored size allows (at most twice it, plus a final CRLF).
+            let crlf = size + extra % (size + 3);
             let h = escape_host(&host);
             let base = unique_base(secs, us, pid, q, &h);
             let name = delivered_name(&base, size, crlf);
