@@ -182,13 +182,38 @@ pub enum QueueCommand {
 }
 
 impl Cli {
-    /// Loads the configuration named by `--config`, or the embedded one.
-    pub fn load_config(&self) -> Result<Config, ConfigError> {
+    /// Loads the configuration named by `--config`, or the embedded one, as
+    /// the server starts with it: bad passwd-file lines are left out and
+    /// listed (each with its line number), as a reload leaves them out, so
+    /// that one bad line does not keep every other user from their mail
+    /// after a restart. `--check` refuses them ([`check_passwd_lines`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for anything else wrong.
+    pub fn load_config(&self) -> Result<(Config, Vec<String>), ConfigError> {
         match &self.config {
-            Some(p) => Config::load(p),
-            None => Config::demo(),
+            Some(p) => Config::load_skipping(p),
+            None => Config::demo().map(|c| (c, Vec::new())),
         }
     }
+}
+
+/// `--check`: the bad passwd-file lines a server would leave out, as one
+/// message (`None` when there are none), naming at most the first 20.
+pub fn check_passwd_lines(skipped: &[String]) -> Option<String> {
+    if skipped.is_empty() {
+        return None;
+    }
+    let mut text = format!(
+        "{} bad passwd-file line(s); a running server leaves them out:",
+        skipped.len()
+    );
+    for line in skipped.iter().take(20) {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    Some(text)
 }
 
 /// The passwd-file a `user` command works on: `--file`, else the
@@ -422,7 +447,7 @@ mod tests {
         assert_eq!(c.config, Some(PathBuf::from("x.toml")));
         let c = Cli::try_parse_from(["mailbagd"]).unwrap();
         assert!(c.config.is_none());
-        assert!(c.load_config().is_ok());
+        assert!(c.load_config().is_ok_and(|(_, skipped)| skipped.is_empty()));
         assert!(Cli::try_parse_from(["mailbagd", "--bogus"]).is_err());
     }
 

@@ -1937,9 +1937,14 @@ impl Config {
                 users.extend(from_file);
             }
             if users.is_empty() {
+                let why: String = skipped
+                    .iter()
+                    .take(20)
+                    .map(|line| format!("\n  {line}"))
+                    .collect();
                 return Err(invalid(
                     "userdb.passwd_file",
-                    format!("{} has no users", path.display()),
+                    format!("{} has no users{why}", path.display()),
                 ));
             }
         }
@@ -2479,7 +2484,7 @@ mod tests {
     }
 
     /// A passwd-file line with a name the server keeps files at is a bad
-    /// line: it stops start-up, and a reload skips it alone (the other
+    /// line: the strict load refuses it, and start-up and a reload skip it alone (the other
     /// users, and users added after it, keep working).
     #[test]
     fn reserved_names_are_bad_passwd_file_lines() {

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let mut config = match cli.load_config() {
+    let (mut config, skipped) = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mailbagd: {e}");
@@ -28,8 +28,16 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
+        if let Some(message) = mailbagd::cli::check_passwd_lines(&skipped) {
+            eprintln!("mailbagd: invalid config: {message}");
+            return ExitCode::from(2);
+        }
         println!("mailbagd: configuration OK");
         return ExitCode::SUCCESS;
+    }
+    // Left out, as a reload leaves them out: the other users keep their mail.
+    for line in &skipped {
+        tracing::error!("{line}");
     }
     if let Some(command) = &cli.command {
         return match mailbagd::cli::run_command(command, &config, &mut std::io::stdout()) {

@@ -1,6 +1,8 @@
 //! Live reload: SIGHUP (`systemctl reload`) re-reads the configuration file,
 //! the passwd-file and the TLS certificate and key, and the passwd-file is
-//! also re-read by itself when its modification time, size or inode changes
+//! also re-read by itself when its modification time, size, inode or status
+//! change time changes (the last for `chmod`/`chown`, which can fix a
+//! reload that failed for want of permission)
 //! (looked at every `[userdb] check_interval`), so that `mailbagd user add`
 //! takes effect without a signal.
 //!
@@ -11,8 +13,8 @@
 //!
 //! A reload that fails (a syntax error, an unreadable file, a bad
 //! certificate) keeps the running state and logs one error; a bad
-//! passwd-file line is skipped and logged with its line number (at start-up
-//! it refuses the configuration). Keys the running server cannot change
+//! passwd-file line is skipped and logged with its line number, as at
+//! start-up (`--check` refuses it). Keys the running server cannot change
 //! ([`Config::restart_keys`]: listen addresses, `data_dir`, the relay queue,
 //! the limiters' sizes) keep their running values and are logged as
 //! "needs restart".
@@ -57,6 +59,8 @@ struct FileStamp {
     len: u64,
     ino: u64,
     dev: u64,
+    /// Status change time: `chmod`/`chown` change it and nothing else here.
+    changed: (i64, i64),
 }
 
 impl FileStamp {
@@ -68,6 +72,7 @@ impl FileStamp {
             len: m.len(),
             ino: m.ino(),
             dev: m.dev(),
+            changed: (m.ctime(), m.ctime_nsec()),
         })
     }
 }
@@ -141,7 +146,8 @@ impl Reloader {
     }
 
     /// Whether the passwd-file of the running configuration changed
-    /// (modification time, size or inode) since it was last read. Calls
+    /// (modification time, size, inode or status change time) since it was
+    /// last read. Calls
     /// `stat`.
     pub fn passwd_file_changed(&self, ctx: &Context) -> bool {
         let config = ctx.config();
@@ -225,5 +231,31 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probe fixed a passwd-file that a reload could not read with
+    /// `chown`; the server never looked again, since only the owner changed.
+    #[test]
+    fn an_owner_or_mode_change_is_a_new_version() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passwd");
+        std::fs::write(&path, "joe:{PLAIN}x\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let before = FileStamp::of(&path).unwrap();
+        // ctime has nanoseconds on the file systems tests run on; make sure it moves.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let after = FileStamp::of(&path).unwrap();
+        assert_eq!(
+            (before.modified, before.len, before.ino),
+            (after.modified, after.len, after.ino)
+        );
+        assert_ne!(before, after);
     }
 }
