@@ -182,7 +182,8 @@ impl Role {
     ];
 
     /// The role of a well-known port: 110 POP3, 995 POP3 over TLS, 25
-    /// SMTP, 587 submission, 465 submission over TLS.
+    /// SMTP, 587 submission, 465 submission over TLS, 443 the web page over
+    /// HTTPS.
     pub fn for_well_known_port(port: u16) -> Option<Role> {
         match port {
             110 => Some(Role::Pop3),
@@ -190,6 +191,7 @@ impl Role {
             25 => Some(Role::Smtp),
             587 => Some(Role::Submission),
             465 => Some(Role::SubmissionTls),
+            443 => Some(Role::WebTls),
             _ => None,
         }
     }

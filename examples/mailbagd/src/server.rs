@@ -138,13 +138,19 @@ fn bind_one(addr: &mut SocketAddr, role: &'static str) -> Result<TcpListener, St
 /// `smtp`, `submission`, `submissions`, `http`, `https`, `policy`,
 /// `metrics`); a socket with another name (systemd names them after their
 /// unit: `mailbagd.socket`) by its port, when that is a role's well-known
-/// one ([`Role::for_well_known_port`]). The configured listen addresses are replaced by theirs: the
-/// unit file decides where mailbagd listens.
+/// one ([`Role::for_well_known_port`]). For a kind of listener with a passed
+/// socket, the configured addresses are replaced by the passed ones: the unit
+/// file decides where it listens. A kind that is configured but got no
+/// socket (the web page on 443 with a unit that lists only the mail ports)
+/// is bound from the configuration, with a warning, rather than silently
+/// not served; when that bind fails (a port below 1024 without root), the
+/// server does not start.
 fn take_passed(
     config: &mut Config,
     passed: Vec<crate::service_manager::PassedListener>,
 ) -> Result<Bound, StartError> {
     let (mut listeners, mut policy, mut metrics) = (Vec::new(), Vec::new(), Vec::new());
+    let configured = config.clone();
     config.pop3.listen.clear();
     config.pop3.tls_listen.clear();
     config.smtp.listen.clear();
@@ -204,7 +210,103 @@ fn take_passed(
         }
         listeners.push((role, listener));
     }
+    bind_unpassed(
+        config,
+        &configured,
+        &mut listeners,
+        &mut policy,
+        &mut metrics,
+    )?;
     Ok((listeners, policy, metrics))
+}
+
+/// Under socket activation, binds the configured addresses of each kind of
+/// listener that got no passed socket (see [`take_passed`]).
+fn bind_unpassed(
+    config: &mut Config,
+    configured: &Config,
+    listeners: &mut Vec<(Role, TcpListener)>,
+    policy: &mut Vec<TcpListener>,
+    metrics: &mut Vec<TcpListener>,
+) -> Result<(), StartError> {
+    let web_role = if configured.web.tls {
+        Role::WebTls
+    } else {
+        Role::Web
+    };
+    let kinds = [
+        (
+            "pop3.listen",
+            Some(Role::Pop3),
+            &configured.pop3.listen,
+            &mut config.pop3.listen,
+        ),
+        (
+            "pop3.tls_listen",
+            Some(Role::Pop3Tls),
+            &configured.pop3.tls_listen,
+            &mut config.pop3.tls_listen,
+        ),
+        (
+            "smtp.listen",
+            Some(Role::Smtp),
+            &configured.smtp.listen,
+            &mut config.smtp.listen,
+        ),
+        (
+            "smtp.submission_listen",
+            Some(Role::Submission),
+            &configured.smtp.submission_listen,
+            &mut config.smtp.submission_listen,
+        ),
+        (
+            "smtp.tls_listen",
+            Some(Role::SubmissionTls),
+            &configured.smtp.tls_listen,
+            &mut config.smtp.tls_listen,
+        ),
+        (
+            "web.listen",
+            Some(web_role),
+            &configured.web.listen,
+            &mut config.web.listen,
+        ),
+        (
+            "pop_before_smtp.policy_listen",
+            None,
+            &configured.pop_before_smtp.policy_listen,
+            &mut config.pop_before_smtp.policy_listen,
+        ),
+        (
+            "metrics.listen",
+            None,
+            &configured.metrics.listen,
+            &mut config.metrics.listen,
+        ),
+    ];
+    for (key, role, wanted, now) in kinds {
+        if !now.is_empty() || wanted.is_empty() {
+            continue;
+        }
+        warn!(
+            key,
+            addresses = ?wanted,
+            "socket activation: no socket was passed for this configured listener; mailbagd binds it (add it to the socket unit to have systemd bind it)"
+        );
+        if key == "web.listen" {
+            config.web.tls = configured.web.tls;
+        }
+        for addr in wanted {
+            let mut addr = *addr;
+            match role {
+                Some(role) => listeners.push((role, bind_one(&mut addr, role.name())?)),
+                None if key == "metrics.listen" => metrics.push(bind_one(&mut addr, METRICS_ROLE)?),
+                None => policy.push(bind_one(&mut addr, POLICY_ROLE)?),
+            }
+            now.push(addr);
+        }
+    }
+    Ok(())
 }
 
 impl Server {

@@ -3,7 +3,9 @@
 //! (`--fdname`) and starts mailbagd on the first connection with
 //! `LISTEN_FDS`/`LISTEN_PID`/`LISTEN_FDNAMES`, as systemd does for a
 //! `.socket` unit. mailbagd serves POP3 and SMTP on the passed sockets
-//! (binding none of its configured addresses) and tells the test's
+//! (binding none of their configured addresses), binds the configured web
+//! page itself, since no socket was passed for it (with a warning), and
+//! tells the test's
 //! `NOTIFY_SOCKET` `READY=1`, `WATCHDOG=1`, `RELOADING=1` and `STOPPING=1`.
 //! Under `CI=true` a missing systemd-socket-activate or python3 fails the
 //! tests.
@@ -31,7 +33,9 @@ impl Drop for Launched {
 fn config(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("data");
     let cfg = dir.join("mailbag.toml");
-    // The configured addresses are never bound under socket activation.
+    // The configured POP3 and SMTP addresses are never bound under socket
+    // activation (sockets are passed for them); the web page gets none, so
+    // mailbagd binds its configured address.
     std::fs::write(
         &cfg,
         format!(
@@ -42,11 +46,11 @@ data_dir = {data:?}
 listen = ["127.0.0.1:1"]
 [smtp]
 listen = ["127.0.0.1:2"]
-submission_listen = ["127.0.0.1:3"]
+submission_listen = []
 [relay]
 queue_dir = {queue:?}
 [web]
-listen = ["127.0.0.1:4"]
+listen = ["127.0.0.1:0"]
 [[users]]
 name = "joe"
 password = "secret"
@@ -170,22 +174,49 @@ fn passed_sockets_serve_pop3_and_smtp_and_systemd_is_notified() {
     let ready = wait_for(&notify, "READY=1");
     assert!(ready.contains("READY=1"));
 
-    // What it announces: the passed sockets, nothing configured.
+    // What it announces: the passed sockets, and the web page it bound.
     let mut announced = Vec::new();
-    let mut lines = BufReader::new(stdout).lines();
-    while announced.len() < 2 {
-        let line = lines.next().expect("announcement").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    while announced.len() < 3 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("announced only {announced:?}: {e}"));
         if let Some(rest) = line.strip_prefix("mailbagd: listening ") {
             announced.push(rest.to_owned());
         }
     }
     announced.sort();
     assert_eq!(
-        announced,
+        announced[1..],
         [
             format!("pop3 127.0.0.1:{pop3}"),
             format!("smtp 127.0.0.1:{smtp}")
         ]
+    );
+    let web: u16 = announced[0]
+        .strip_prefix("http 127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{announced:?}"));
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        log.contains("no socket was passed for this configured listener")
+            && log.contains("web.listen"),
+        "{log}"
+    );
+    let mut page = connect(web);
+    std::io::Write::write_all(&mut page, b"GET /login HTTP/1.0\r\n\r\n").unwrap();
+    let mut status = String::new();
+    BufReader::new(&page).read_line(&mut status).unwrap();
+    assert!(
+        status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200"),
+        "{status}"
     );
 
     // A POP3 login and an SMTP delivery on the passed sockets.
