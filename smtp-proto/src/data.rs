@@ -646,6 +646,12 @@ mod tests {
         let (body, _, r) = run(b"a\nb\n..c\r\n.\r\n", normalize());
         assert_eq!(body, b"a\r\nb\r\n.c\r\n");
         assert_eq!(r, Some(Ok(body.len() as u64)));
+        // As Postfix's smtpd_forbid_bare_newline = normalize: a line ended by a
+        // bare LF is unstuffed like any line, so a lone "." there (which ends
+        // nothing) becomes an empty line; a bare CR is no line end, neither for
+        // unstuffing nor here (`line_endings` turns it into CRLF later).
+        let (body, _, _) = run(b"a\n.\nb\r..c\r.\rd\r\n.\r\n", normalize());
+        assert_eq!(body, b"a\r\n\r\nb\r..c\r.\rd\r\n");
     }
 
     #[test]
