@@ -28,49 +28,23 @@ pub fn tag_example(config: &Config) -> String {
     }
 }
 
-/// How a port is secured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Security {
-    /// TLS from the first octet (ports 995 and 465).
-    ImplicitTls,
-    /// Plain, upgraded with STLS / STARTTLS before the login.
-    StartTls,
-    /// No TLS offered.
-    None,
-}
-
-impl Security {
-    /// Words for the help page.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Security::ImplicitTls => "SSL/TLS",
-            Security::StartTls => "STARTTLS",
-            Security::None => "None",
-        }
-    }
-}
-
-/// One port a client can use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// The TCP port.
-    pub port: u16,
-    /// Its security.
-    pub security: Security,
-}
+pub use crate::client_endpoint::{Endpoint, Security};
 
 /// What a mail client needs to know, from the configuration.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ClientSettings {
-    /// The server name for incoming and outgoing mail (`hostname`).
+    /// The server name for incoming and outgoing mail (`[client_settings]
+    /// server`, else `hostname`).
     pub server: String,
     /// The domains whose addresses are served here (`local_domains`).
     pub domains: Vec<String>,
-    /// POP3 ports, the most secure first (implicit TLS, then STLS).
+    /// POP3 ports, the most secure first (implicit TLS, then STLS), or as
+    /// `[client_settings] pop3` lists them.
     pub pop3: Vec<Endpoint>,
     /// SMTP ports for sending, best first: submission with implicit TLS
-    /// (465 role), submission (587 role), then the port-25 role.
+    /// (465 role), submission (587 role), then the port-25 role; or as
+    /// `[client_settings] smtp` lists them.
     pub smtp: Vec<Endpoint>,
     /// How long a POP3 login authorizes sending from the same address
     /// (`[pop_before_smtp] window`).
@@ -132,8 +106,16 @@ impl ClientSettings {
             (&config.smtp.submission_listen, starttls),
             (&config.smtp.listen, starttls),
         ]);
+        let overrides = &config.client_settings;
+        let pop3 = overrides.pop3.clone().unwrap_or(pop3);
+        let smtp = overrides.smtp.clone().unwrap_or(smtp);
         ClientSettings {
-            server: config.hostname.as_str().to_owned(),
+            server: overrides
+                .server
+                .as_ref()
+                .unwrap_or(&config.hostname)
+                .as_str()
+                .to_owned(),
             domains: config
                 .local_domains
                 .iter()
@@ -258,5 +240,42 @@ mod tests {
                 (25, Security::StartTls)
             ]
         );
+    }
+
+    #[test]
+    fn client_settings_replace_the_name_and_the_ports() {
+        let s = settings(
+            "[client_settings]\nserver = \"mx.example.org\"\n\
+             pop3 = [{ port = 995, security = \"tls\" }]\n",
+        );
+        assert_eq!(s.server, "mx.example.org");
+        assert_eq!(
+            s.pop3,
+            [Endpoint {
+                port: 995,
+                security: Security::ImplicitTls
+            }]
+        );
+        // Left out, a list follows the listeners.
+        assert_eq!(s.best_smtp().map(|e| e.port), Some(5870));
+        for (bad, key) in [
+            ("server = \"not a name\"", "client_settings.server"),
+            ("pop3 = []", "client_settings.pop3"),
+            (
+                "smtp = [{ port = 0, security = \"none\" }]",
+                "client_settings.smtp",
+            ),
+            (
+                "smtp = [{ port = 25, security = \"ssl\" }]",
+                "client_settings.smtp",
+            ),
+            ("ports = 1", "ports"),
+        ] {
+            let e = Config::from_toml_str(&format!(
+                "[client_settings]\n{bad}\n[[users]]\nname = \"joe\"\npassword = \"x\"\n"
+            ))
+            .unwrap_err();
+            assert!(e.to_string().contains(key), "{bad}: {e}");
+        }
     }
 }

@@ -45,6 +45,7 @@ use mailbag_smtp_proto::address::{Domain, LocalPart};
 use mailbag_smtp_proto::data::BareLfPolicy;
 use serde::Deserialize;
 
+use crate::client_endpoint::{Endpoint, Security};
 use crate::limits::{ConnectionClass, DefaultedRoles, MaxConnections, PerRole};
 use crate::login_limiter::failure_delay;
 
@@ -413,6 +414,21 @@ impl ProxyConfig {
     }
 }
 
+/// `[client_settings]`: what the help page and the autoconfiguration
+/// documents (Thunderbird, Outlook, Apple) tell mail clients, when that is
+/// not this host's own name and listeners: several hosts behind a load
+/// balancer, whose name and ports clients must use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientSettingsConfig {
+    /// The server name clients connect to (default: `hostname`).
+    pub server: Option<Domain<'static>>,
+    /// POP3 ports, best first (default: from `[pop3]`'s listeners).
+    pub pop3: Option<Vec<Endpoint>>,
+    /// SMTP ports for sending, best first (default: from `[smtp]`'s listeners).
+    pub smtp: Option<Vec<Endpoint>>,
+}
+
 /// `[metrics]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -733,6 +749,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[metrics]`: Prometheus metrics and the health check.
     pub metrics: MetricsConfig,
+    /// `[client_settings]`: what mail clients are told to connect to.
+    pub client_settings: ClientSettingsConfig,
     /// `[proxy]`: load balancers that send the PROXY protocol.
     pub proxy: ProxyConfig,
     /// `[cluster]`: what several hosts share.
@@ -831,6 +849,8 @@ struct RawConfig {
     #[serde(default)]
     metrics: RawMetrics,
     #[serde(default)]
+    client_settings: RawClientSettings,
+    #[serde(default)]
     proxy: RawProxy,
     #[serde(default)]
     cluster: RawCluster,
@@ -864,6 +884,57 @@ struct RawProxy {
 #[serde(deny_unknown_fields)]
 struct RawMetrics {
     listen: Option<OneOrMany>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawClientSettings {
+    server: Option<String>,
+    pop3: Option<Vec<RawEndpoint>>,
+    smtp: Option<Vec<RawEndpoint>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    port: u16,
+    security: String,
+}
+
+/// A `[client_settings]` port list: at least one, ports nonzero, each
+/// security `tls`, `starttls` or `none` (`tls` and `starttls` need `[tls]`
+/// only on this host's own listeners: a balancer may end TLS itself).
+fn endpoints(
+    key: &str,
+    raw: Option<Vec<RawEndpoint>>,
+) -> Result<Option<Vec<Endpoint>>, ConfigError> {
+    let Some(list) = raw else {
+        return Ok(None);
+    };
+    if list.is_empty() {
+        return Err(invalid(key, "needs at least one { port, security }"));
+    }
+    list.into_iter()
+        .map(|e| {
+            if e.port == 0 {
+                return Err(invalid(key, "port must be greater than zero"));
+            }
+            let security = Security::from_config_word(&e.security).ok_or_else(|| {
+                invalid(
+                    key,
+                    format!(
+                        "security {:?}: expected \"tls\", \"starttls\" or \"none\"",
+                        e.security
+                    ),
+                )
+            })?;
+            Ok(Endpoint {
+                port: e.port,
+                security,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 #[derive(Deserialize, Default)]
@@ -2035,6 +2106,16 @@ impl Config {
                     .listen
                     .map(OneOrMany::into_vec)
                     .unwrap_or_default(),
+            },
+            client_settings: ClientSettingsConfig {
+                server: raw
+                    .client_settings
+                    .server
+                    .as_deref()
+                    .map(|s| parse_domain("client_settings.server", s))
+                    .transpose()?,
+                pop3: endpoints("client_settings.pop3", raw.client_settings.pop3)?,
+                smtp: endpoints("client_settings.smtp", raw.client_settings.smtp)?,
             },
             hostname,
             local_domains,

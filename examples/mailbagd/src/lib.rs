@@ -44,6 +44,7 @@
 //! ```
 
 pub mod cli;
+pub mod client_endpoint;
 pub mod client_settings;
 pub mod clock;
 pub mod config;

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["legacy_hash"],
     // Plain building blocks: no other module of the crate but those above.
     &[
+        "client_endpoint",
         "clock",
         "disk_space",
         "envelope",

@@ -321,3 +321,76 @@ async fn the_help_page_follows_the_configuration() {
     let (_, _, page) = get(&off.app, "/help").await;
     assert!(!page.contains("spam-login"), "no Spam login to tell of");
 }
+
+/// Behind a load balancer clients must use its name and ports, not a backend's:
+/// `[client_settings]` says them, and every document and the help page follow it.
+#[tokio::test]
+async fn client_settings_name_the_balancer_for_every_document() {
+    if !require("python3") {
+        return;
+    }
+    let site = start_site(
+        "",
+        "[client_settings]\nserver = \"Mail.Example.ORG\"\n\
+         pop3 = [{ port = 995, security = \"tls\" }, { port = 110, security = \"starttls\" }]\n\
+         smtp = [{ port = 587, security = \"starttls\" }]\n",
+    )
+    .await;
+    let (_, _, doc) = get(
+        &site.app,
+        "/mail/config-v1.1.xml?emailaddress=joe%40example.org",
+    )
+    .await;
+    let v = parse("thunderbird", &doc);
+    let p = &v["clientConfig"]["emailProvider"][0];
+    let incoming: Vec<(String, String, String)> = p["incomingServer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                s(&i["hostname"][0]).to_owned(),
+                s(&i["port"][0]).to_owned(),
+                s(&i["socketType"][0]).to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        incoming,
+        [
+            ("mail.example.org".into(), "995".into(), "SSL".into()),
+            ("mail.example.org".into(), "110".into(), "STARTTLS".into())
+        ]
+    );
+    let out = &p["outgoingServer"][0];
+    assert_eq!(s(&out["hostname"][0]), "mail.example.org");
+    assert_eq!(s(&out["port"][0]), "587");
+    assert_eq!(s(&out["socketType"][0]), "STARTTLS");
+
+    let (_, _, doc) = send(&site.app, autodiscover_request("joe@example.test", OUTLOOK)).await;
+    let v = parse("outlook", &doc);
+    let protocols = v["Autodiscover"]["Response"][0]["Account"][0]["Protocol"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(s(&protocols[0]["Server"][0]), "mail.example.org");
+    assert_eq!(s(&protocols[0]["Port"][0]), "995");
+    assert_eq!(s(&protocols[0]["SSL"][0]), "on");
+    assert_eq!(s(&protocols[1]["Port"][0]), "587");
+
+    let (_, _, doc) = get(&site.app, "/mobileconfig?emailaddress=joe%40example.test").await;
+    let p = &parse("apple", &doc)["PayloadContent"][0];
+    assert_eq!(p["IncomingMailServerHostName"], "mail.example.org");
+    assert_eq!(p["IncomingMailServerPortNumber"], 995);
+    assert_eq!(p["OutgoingMailServerPortNumber"], 587);
+
+    let (_, _, page) = get(&site.app, "/help").await;
+    assert!(
+        page.contains("mail.example.org") && page.contains("Port 995</th>"),
+        "{page}"
+    );
+    assert!(
+        !page.contains(&format!("Port {}</th>", site.pop3[0])),
+        "{page}"
+    );
+}
