@@ -311,6 +311,7 @@ impl Context {
                 path: config.relay.queue_dir.display().to_string(),
                 source,
             })?;
+        let metrics = Arc::new(Metrics::new());
         let max =
             NonZeroUsize::new(config.pop_before_smtp.max_entries).unwrap_or(NonZeroUsize::MIN);
         let relay = SharedRelayTable::new(
@@ -324,9 +325,11 @@ impl Context {
                 let opts = RelayOptions::default()
                     .with_window(config.pop_before_smtp.window)
                     .with_max_entries(max);
+                let counted = Arc::clone(&metrics);
                 let redis = Arc::new(
                     RedisConn::new(url, config.cluster.redis_timeout)
-                        .map_err(ContextError::Cluster)?,
+                        .map_err(ContextError::Cluster)?
+                        .with_observer(Box::new(move |ok| counted.redis_command(ok))),
                 );
                 (
                     RelayBackend::Redis(Arc::new(RedisRelay::new(Arc::clone(&redis), opts))),
@@ -353,7 +356,7 @@ impl Context {
             max_entries: config.login.max_tracked,
         };
         Ok(Context {
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             link_key,
             logins: LoginLimiter::new(login_opts),
             settings,

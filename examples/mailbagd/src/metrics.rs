@@ -80,6 +80,8 @@ pub struct Metrics {
     last_reload_success: Gauge,
     listeners_up: Gauge,
     listeners_expected: AtomicI64,
+    redis_commands: Family<ResultLabels, Counter>,
+    redis_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -120,6 +122,8 @@ impl Metrics {
             last_reload_success: Gauge::default(),
             listeners_up: Gauge::default(),
             listeners_expected: AtomicI64::new(0),
+            redis_commands: Family::default(),
+            redis_up: Gauge::default(),
         };
         let r = &mut registry;
         r.register(
@@ -196,6 +200,16 @@ impl Metrics {
             "listeners_up",
             "Listeners accepting connections",
             m.listeners_up.clone(),
+        );
+        r.register(
+            "redis_commands",
+            "Commands sent to the [cluster] Redis, per result (ok, failed: refused, no connection or no answer in time)",
+            m.redis_commands.clone(),
+        );
+        r.register(
+            "redis_up",
+            "1 when the last command to the [cluster] Redis was answered, 0 when it failed (no Redis, or none used yet: 0)",
+            m.redis_up.clone(),
         );
         m.last_reload_success.set(1);
         Metrics { registry, ..m }
@@ -282,6 +296,15 @@ impl Metrics {
         self.retention_deletions.inc_by(n);
     }
 
+    /// Counts a command to the `[cluster]` Redis.
+    pub fn redis_command(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.redis_commands
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        self.redis_up.set(i64::from(ok));
+    }
+
     /// Counts a reload.
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
@@ -357,7 +380,14 @@ mod tests {
         m.login("pop3", false);
         m.smtp_refusal("rcpt", 550, "5.7.1");
         m.reload(false);
+        m.redis_command(true);
+        m.redis_command(false);
         let text = m.encode();
+        assert!(
+            text.contains("mailbag_redis_commands_total{result=\"failed\"} 1")
+                && text.contains("mailbag_redis_up 0"),
+            "{text}"
+        );
         assert!(
             text.contains("mailbag_connections_open{role=\"pop3\"} 1"),
             "{text}"

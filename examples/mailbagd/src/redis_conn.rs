@@ -22,11 +22,15 @@ pub enum RedisError {
     Timeout(Duration),
 }
 
+/// Told the outcome of every command (`true`: answered): the server's metrics.
+pub type Observer = Box<dyn Fn(bool) + Send + Sync>;
+
 /// A lazily made, self-repairing connection to one Redis.
 pub struct RedisConn {
     client: redis::Client,
     conn: Mutex<Option<ConnectionManager>>,
     timeout: Duration,
+    observer: Option<Observer>,
 }
 
 impl std::fmt::Debug for RedisConn {
@@ -50,7 +54,16 @@ impl RedisConn {
             client,
             conn: Mutex::new(None),
             timeout,
+            observer: None,
         })
+    }
+
+    /// Has `observer` told the outcome of every command [`RedisConn::run`]
+    /// runs (once per command, after its retry).
+    #[must_use]
+    pub fn with_observer(mut self, observer: Observer) -> RedisConn {
+        self.observer = Some(observer);
+        self
     }
 
     /// The connection, and whether it was made just now.
@@ -81,6 +94,17 @@ impl RedisConn {
     /// most twice `[cluster] redis_timeout` when the connection was found
     /// dropped).
     pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
+        let result = self.run_once_more_if_dropped(cmd).await;
+        if let Some(observe) = &self.observer {
+            observe(result.is_ok());
+        }
+        result
+    }
+
+    async fn run_once_more_if_dropped<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, RedisError> {
         let (c, fresh) = self.connection().await?;
         match self.run_on(c, cmd).await {
             Err(RedisError::Redis(e)) if !fresh && e.is_connection_dropped() => {

@@ -125,6 +125,33 @@ fn a_command_after_redis_restarted_is_answered() {
     assert_eq!(get(&conn, "k", &rt), None);
 }
 
+/// Every command's outcome reaches the observer once (the server's
+/// `mailbag_redis_commands_total` and `mailbag_redis_up`), Redis down too.
+#[test]
+fn the_observer_hears_every_outcome() {
+    let Some(One {
+        work: _work,
+        redis,
+        rt,
+        url,
+    }) = one_redis()
+    else {
+        return;
+    };
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = std::sync::Arc::clone(&heard);
+    let conn = RedisConn::new(&url, Duration::from_millis(500))
+        .unwrap()
+        .with_observer(Box::new(move |ok| h.lock().unwrap().push(ok)));
+    assert_eq!(get(&conn, "k", &rt), None);
+    redis.stop();
+    assert!(
+        rt.block_on(conn.run::<()>(redis::cmd("GET").arg("k")))
+            .is_err()
+    );
+    assert_eq!(*heard.lock().unwrap(), [true, false]);
+}
+
 #[test]
 fn a_lease_redis_takes_after_a_stall_is_deleted_by_its_host() {
     let Some(One {
