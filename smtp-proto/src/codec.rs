@@ -108,6 +108,12 @@ impl LineFramer {
         self.discarding = false;
     }
 
+    /// Whether an over-long line is being discarded: the next octets are the
+    /// rest of it, not the start of a line.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
     /// Looks for the next line at the start of `buf`.
     #[inline]
     pub fn frame(&mut self, buf: &[u8]) -> Frame {

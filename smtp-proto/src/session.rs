@@ -414,6 +414,8 @@ struct State {
     bad_commands: u32,
     closed: bool,
     refusing: bool,
+    /// The over-long line being discarded began with the BDAT keyword.
+    overlong_bdat: bool,
 }
 
 const fn r(code: u16, esc: (u8, u16, u16), text: &'static str) -> (u16, Esc, &'static str) {
@@ -432,12 +434,13 @@ const PARAM_UNKNOWN: (u16, Esc, &str) = r(555, (5, 5, 4), "Unsupported parameter
 const NOT_IMPL: (u16, Esc, &str) = r(502, (5, 5, 1), "Command not implemented");
 const OK: (u16, Esc, &str) = r(250, (2, 0, 0), "OK");
 
-/// Whether `line` is a BDAT command (keyword in any case, then a space or nothing),
-/// whatever its arguments.
+/// Whether `line` is a BDAT command (keyword in any case, then anything but a letter or
+/// digit: a space, a TAB, the end), whatever its arguments and however long: a line that
+/// may carry a chunk.
 fn is_bdat_line(line: &[u8]) -> bool {
     line.get(..4)
         .is_some_and(|k| k.eq_ignore_ascii_case(b"BDAT"))
-        && matches!(line.get(4), None | Some(b' '))
+        && !line.get(4).is_some_and(u8::is_ascii_alphanumeric)
 }
 
 fn fixed(t: (u16, Esc, &'static str)) -> Reply<'static> {
@@ -514,6 +517,7 @@ impl ServerSession {
             txn: None,
             bad_commands: 0,
             closed: false,
+            overlong_bdat: false,
             refusing: false,
         };
         greeting.encode(&mut st.out);
@@ -851,6 +855,18 @@ impl State {
         self.count_error();
     }
 
+    /// A BDAT we cannot parse (or an over-long BDAT line) cannot be skipped: its size is
+    /// unknown, so the chunk's octets would be read as commands. Closing is the only safe
+    /// answer (Postfix answers 521 too).
+    fn close_bdat_unparsable(&mut self) {
+        self.write(&fixed(r(
+            521,
+            (5, 5, 4),
+            "Syntax: BDAT size [LAST]; the chunk cannot be skipped, closing connection",
+        )));
+        self.closed = true;
+    }
+
     fn count_error(&mut self) {
         self.bad_commands += 1;
         if self.bad_commands >= self.cfg.max_bad_commands && !self.closed {
@@ -1040,16 +1056,27 @@ impl State {
                 }
                 Mode::Command | Mode::Sasl => {
                     let sasl = matches!(self.mode, Mode::Sasl);
+                    // The start of an over-long line is seen only in the call that begins
+                    // discarding it: remember whether it was a BDAT.
+                    let starts_bdat = !sasl && !self.framer.is_discarding() && is_bdat_line(input);
                     match self.framer.frame(input) {
                         Frame::Incomplete { consumed } => {
+                            if consumed > 0 && starts_bdat {
+                                self.overlong_bdat = true;
+                            }
                             self.in_pos += consumed;
                             return None;
                         }
                         Frame::TooLong { consumed } => {
                             self.in_pos += consumed;
+                            let bdat = std::mem::take(&mut self.overlong_bdat) || starts_bdat;
                             if sasl {
                                 self.mode = Mode::Command;
                                 self.framer.set_max_len(self.cfg.max_command_line);
+                            }
+                            if bdat {
+                                self.close_bdat_unparsable();
+                                return None;
                             }
                             self.error(&CommandError::LineTooLong.reply());
                         }
@@ -1096,15 +1123,7 @@ impl State {
             Ok(c) => c,
             Err(e) => {
                 if is_bdat_line(line) {
-                    // A BDAT we cannot parse cannot be skipped: its size is unknown,
-                    // so the chunk's octets would be read as commands. Closing is the
-                    // only safe answer (Postfix answers 521 too).
-                    self.write(&fixed(r(
-                        521,
-                        (5, 5, 4),
-                        "Syntax: BDAT size [LAST]; the chunk cannot be skipped, closing connection",
-                    )));
-                    self.closed = true;
+                    self.close_bdat_unparsable();
                 } else if self.refusing {
                     self.error(&fixed(r(503, (5, 5, 1), "No service")));
                 } else {

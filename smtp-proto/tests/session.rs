@@ -368,11 +368,17 @@ fn bdat_flow_and_errors() {
 /// `BDAT 1 FOO\r\nx` gluing `x` to the next command).
 #[test]
 fn unparsable_bdat_closes_the_session() {
+    let overlong = format!("BDAT 93 LAST{}", " ".repeat(1100));
     for line in [
         &b"BDAT 1 FOO"[..],
         b"BDAT 99999999999999999999999 LAST",
         b"bdat",
         b"BDAT -1",
+        // A TAB is an invalid character in a command; the re-probe smuggled a
+        // message through it and through an over-long BDAT line.
+        b"BDAT\t12",
+        b"bdat\t12 LAST",
+        overlong.as_bytes(),
     ] {
         let mut s = ready(ServerConfig::default());
         let mut input = b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n".to_vec();
@@ -387,8 +393,33 @@ fn unparsable_bdat_closes_the_session() {
         );
         assert!(s.is_closed(), "{line:?}");
     }
-    // Other bad commands keep the session.
+    // An over-long BDAT line that arrives in pieces: the start, then the rest
+    // with a pipelined transaction that must never run.
     let mut s = ready(ServerConfig::default());
+    talk(&mut s, b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n");
+    let (ev, out) = talk(
+        &mut s,
+        format!("BDAT 93 LAST{}", " ".repeat(600)).as_bytes(),
+    );
+    assert!(ev.is_empty() && out.is_empty(), "{ev:?} {out}");
+    let (ev, out) = talk(
+        &mut s,
+        format!(
+            "{}\r\nRSET\r\nMAIL FROM:<x@evil.example>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n",
+            " ".repeat(600)
+        )
+        .as_bytes(),
+    );
+    assert!(ev.is_empty(), "{ev:?}");
+    assert!(out.starts_with("521 5.5.4 "), "{out}");
+    assert!(s.is_closed());
+    // Other bad commands keep the session, an over-long one too.
+    let mut s = ready(ServerConfig::default());
+    let (_, out) = talk(
+        &mut s,
+        format!("NOOP {}\r\nNOOP\r\n", "x".repeat(1100)).as_bytes(),
+    );
+    assert_eq!(out, "500 5.5.6 Line too long\r\n250 2.0.0 OK\r\n");
     let (_, out) = talk(&mut s, b"BDATX 1\r\nNOOP\r\n");
     assert!(out.ends_with("250 2.0.0 OK\r\n"), "{out}");
     assert!(!s.is_closed());

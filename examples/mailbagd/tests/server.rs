@@ -581,6 +581,38 @@ print('SUBMISSIONS sent')
     assert_eq!(server.queued().len(), 1);
 }
 
+/// The re-probe smuggled a second message inside a BDAT chunk whose BDAT line was too
+/// long (or held a TAB): the line was refused, the connection stayed, and the chunk ran as
+/// commands. Such a line now closes the connection, and nothing in the chunk is delivered.
+#[test]
+fn a_chunk_behind_a_bad_bdat_line_never_runs_as_commands() {
+    let server = Server::start();
+    for bdat in [
+        format!("BDAT 93 LAST{}\r\n", " ".repeat(1100)),
+        "BDAT\t93 LAST\r\n".to_owned(),
+    ] {
+        let chunk = "RSET\r\nMAIL FROM:<smuggled@evil.example>\r\nRCPT TO:<ann@example.test>\r\n\
+                     DATA\r\nSubject: SMUGGLED\r\n\r\nx\r\n.\r\n";
+        let r = common::raw_smtp(
+            &server,
+            "smtp",
+            "127.0.0.1",
+            &[
+                b"EHLO client.example.org\r\n",
+                b"MAIL FROM:<a@example.org>\r\n",
+                b"RCPT TO:<joe@example.test>\r\n",
+                format!("{bdat}{chunk}").as_bytes(),
+                b"QUIT\r\n",
+            ],
+        );
+        assert!(r[4].starts_with("521 5.5.4"), "{r:?}");
+        assert_eq!(r[5], "EOF", "{r:?}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(server.messages("ann", "").is_empty());
+    assert!(server.messages("joe", "").is_empty());
+}
+
 /// RFC 6531 section 3.7.3: a transaction that used SMTPUTF8 is received `with UTF8SMTP`,
 /// another `with ESMTP`.
 #[test]
