@@ -213,6 +213,9 @@ pub fn check_passwd_lines(skipped: &[String]) -> Option<String> {
         text.push_str("\n  ");
         text.push_str(line);
     }
+    if skipped.len() > 20 {
+        text.push_str(&format!("\n  ... and {} more", skipped.len() - 20));
+    }
     Some(text)
 }
 
@@ -434,6 +437,19 @@ pub fn init_tracing(cli: &Cli) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_names_twenty_bad_lines_and_counts_the_rest() {
+        assert_eq!(check_passwd_lines(&[]), None);
+        let lines: Vec<String> = (1..=23).map(|n| format!("f: line {n}: bad")).collect();
+        let text = check_passwd_lines(&lines).unwrap();
+        assert!(text.starts_with("23 bad passwd-file line(s)"), "{text}");
+        assert!(
+            text.contains("line 20: bad") && !text.contains("line 21: bad"),
+            "{text}"
+        );
+        assert!(text.ends_with("... and 3 more"), "{text}");
+    }
     use clap::CommandFactory;
 
     #[test]

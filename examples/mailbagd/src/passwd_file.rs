@@ -70,18 +70,7 @@ fn credential(field: &str) -> Result<Credential, String> {
         let (scheme, value) = rest
             .split_once('}')
             .ok_or_else(|| "unterminated {SCHEME} prefix".to_owned())?;
-        if PLAIN_SCHEMES.iter().any(|p| p.eq_ignore_ascii_case(scheme)) {
-            // Anyone could log in (and relay, by POP-before-SMTP).
-            if value.is_empty() {
-                return Err("empty password".into());
-            }
-            return Ok(Credential::Plain(Secret::new(value)));
-        }
-        // `{CRYPT}` is the system's crypt(3): the `$id$` says which.
-        if scheme.eq_ignore_ascii_case("CRYPT") {
-            return crypt_string(value);
-        }
-        // `{SHA256.HEX}`: Dovecot's encoding suffix.
+        // `{SHA256.HEX}`, `{PLAIN.B64}`: Dovecot's encoding suffix.
         let (name, encoding) = match scheme.rsplit_once('.') {
             Some((name, suffix)) => match Encoding::from_suffix(suffix) {
                 Some(e) => (name, Some(e)),
@@ -89,6 +78,23 @@ fn credential(field: &str) -> Result<Credential, String> {
             },
             None => (scheme, None),
         };
+        if PLAIN_SCHEMES.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+            let password = match encoding {
+                None => value.to_owned(),
+                Some(e) => crate::legacy_hash::decode(value, e, Some(e))
+                    .and_then(|octets| String::from_utf8(octets).ok())
+                    .ok_or_else(|| format!("not a valid {scheme} password (or not UTF-8)"))?,
+            };
+            // Anyone could log in (and relay, by POP-before-SMTP).
+            if password.is_empty() {
+                return Err("empty password".into());
+            }
+            return Ok(Credential::Plain(Secret::new(password)));
+        }
+        // `{CRYPT}` is the system's crypt(3): the `$id$` says which.
+        if scheme.eq_ignore_ascii_case("CRYPT") {
+            return crypt_string(value);
+        }
         let known = HashScheme::from_dovecot_name(name)
             .ok_or_else(|| HashError::UnknownScheme(scheme.to_owned()).to_string())?;
         return PasswordHash::parse_encoded(known, value, encoding)
@@ -441,6 +447,8 @@ sha256hex:{SHA256.HEX}2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf5
 ssha256:{SSHA256}HL0BCE8fhdhybjqQ53P7vAIJndhURd3WGnWjfqJYLWxKFUEb
 sha512:{SHA512}vSsar3708Jvp9Szi2NWZZ02Bqp1qRCFpbcTZPdBhnWgs5WtNZKnvCXdhztmeD2cmW192CF5bDufKRpayrW/isg==
 ssha512:{SSHA512}Mi32JaU5FvNbbEFeWtRww1NIRzNvLqCsVatPUV52L4yAd9O2bl4xHbTv+GrgG+jJmNpm3sT62jdAKxcEjSK7Ec/yQtQ=
+plainb64:{PLAIN.B64}c2VjcmV0
+plainhex:{PLAIN.HEX}736563726574
 ";
 
     #[test]
@@ -456,7 +464,8 @@ ssha512:{SSHA512}Mi32JaU5FvNbbEFeWtRww1NIRzNvLqCsVatPUV52L4yAd9O2bl4xHbTv+GrgG+j
         // What is not read says why.
         let (_, errors) = parse(
             "des:{DES-CRYPT}sTSJrYRO3H93Q\nbaredes:sTSJrYRO3H93Q\ncryptdes:{CRYPT}sTSJrYRO3H93Q\n\
-             scram:{SCRAM-SHA-256}4096,dCY8UC2ax2RBj4bOgwc1DA==,a,b\nshort:{SHA256}K7gNU3sdo+OL0w==\n",
+             scram:{SCRAM-SHA-256}4096,dCY8UC2ax2RBj4bOgwc1DA==,a,b\nshort:{SHA256}K7gNU3sdo+OL0w==\n\
+             badb64:{PLAIN.B64}c2VjcmV0!\n",
         );
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert!(
@@ -471,6 +480,10 @@ ssha512:{SSHA512}Mi32JaU5FvNbbEFeWtRww1NIRzNvLqCsVatPUV52L4yAd9O2bl4xHbTv+GrgG+j
         );
         assert!(
             messages[4].contains("not a valid SHA256 hash"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[5].contains("not a valid PLAIN.B64 password"),
             "{messages:?}"
         );
     }

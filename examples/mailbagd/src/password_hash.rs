@@ -350,6 +350,9 @@ impl fmt::Debug for PasswordHash {
 /// 2 passes, 1 lane; about 20 ms a login here), the argon2 crate's own
 /// default. Dovecot's `doveadm pw` uses 64 MiB and 3 passes: both verify.
 const NEW_ARGON2: (u32, u32, u32) = (19 * 1024, 2, 1);
+/// The most octets of a password bcrypt reads; `make` refuses longer ones.
+pub const MAX_BCRYPT_PASSWORD: usize = 72;
+
 /// Default bcrypt cost of new hashes (Dovecot's `doveadm pw` uses 5).
 const NEW_BCRYPT_COST: u32 = 10;
 
@@ -514,6 +517,13 @@ impl PasswordHash {
                     .hash_password(password, &salt)
                     .map_err(|e| failed(&e))?
                     .to_string()
+            }
+            // bcrypt reads 72 octets: a longer password would match any other that
+            // shares them (Dovecot's bcrypt too); make such hashes in another scheme.
+            HashScheme::BlfCrypt if password.len() > MAX_BCRYPT_PASSWORD => {
+                return Err(HashError::Hashing(format!(
+                    "BLF-CRYPT reads only the first {MAX_BCRYPT_PASSWORD} octets of a password: use ARGON2ID or SHA512-CRYPT for a longer one"
+                )));
             }
             HashScheme::BlfCrypt => bcrypt::hash_with_result(password, NEW_BCRYPT_COST)
                 .map_err(|e| failed(&e))?
@@ -718,6 +728,18 @@ mod tests {
             PasswordHash::parse("$6$rounds=6000000$salt$hash").map(|_| ()),
             Err(HashError::CostOutOfRange("SHA512-CRYPT"))
         );
+    }
+
+    #[test]
+    fn bcrypt_is_not_made_for_passwords_it_would_cut() {
+        let long = [b'p'; MAX_BCRYPT_PASSWORD + 1];
+        assert!(matches!(
+            PasswordHash::make(HashScheme::BlfCrypt, &long),
+            Err(HashError::Hashing(m)) if m.contains("72")
+        ));
+        let h = PasswordHash::make(HashScheme::BlfCrypt, &long[..MAX_BCRYPT_PASSWORD]).unwrap();
+        assert!(h.verify(&long[..MAX_BCRYPT_PASSWORD]));
+        assert!(PasswordHash::make(HashScheme::Argon2id, &long).is_ok_and(|h| h.verify(&long)));
     }
 
     #[test]

@@ -175,7 +175,7 @@ pub async fn reload_and_log(ctx: &Arc<Context>, reloader: &Arc<Reloader>, why: &
     match result {
         Ok(Ok(report)) => {
             for line in &report.skipped {
-                warn!("{line}");
+                error!("{line}");
             }
             for key in &report.needs_restart {
                 warn!(

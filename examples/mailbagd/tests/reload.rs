@@ -229,6 +229,12 @@ fn the_passwd_file_is_reread_when_it_changes_and_bad_lines_are_skipped() {
         log.contains("line 4") && log.contains("line 5") && log.contains("line skipped"),
         "{log}"
     );
+    // Logged as errors, as at start-up.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("line 4") && l.contains("line skipped")),
+        "{log}"
+    );
     assert!(py_pop_login(&server, "127.0.0.1", "pat", "patpw").starts_with("OK"));
     assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
 
