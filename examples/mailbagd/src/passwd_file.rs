@@ -326,9 +326,18 @@ pub fn remove(text: &str, name: &str) -> Result<String, EditError> {
 ///
 /// The I/O error of any step (also when the owner cannot be kept: only
 /// root, or the owner, can write the file as it was); the old file is then
-/// unchanged.
+/// unchanged. A symbolic link is followed: its target is replaced and the
+/// link stays (a file shared by several hosts through a link keeps being
+/// shared).
 pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let resolved;
+    let path = if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        resolved = fs::canonicalize(path)?;
+        resolved.as_path()
+    } else {
+        path
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -551,6 +560,31 @@ plainhex:{PLAIN.HEX}736563726574
         assert_eq!(
             fs::read_dir(dir.path()).unwrap().count(),
             1,
+            "no temporary left"
+        );
+    }
+
+    /// An edit through a symbolic link replaces the link's target, and the
+    /// link stays (a probe found the link replaced by a file of its own).
+    #[test]
+    fn atomic_writes_follow_a_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("shared")).unwrap();
+        let real = dir.path().join("shared/passwd");
+        let link = dir.path().join("passwd");
+        fs::write(&real, "joe:{PLAIN}x\n").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_atomically(&link, b"ann:{PLAIN}y\n").unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_to_string(&real).unwrap(), "ann:{PLAIN}y\n");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
             "no temporary left"
         );
     }

@@ -72,7 +72,9 @@ fn lock_path(path: &Path) -> std::path::PathBuf {
 /// file's edit lock throughout (it waits for another edit to finish).
 fn edit(path: &Path, change: impl FnOnce(&str) -> Result<String, String>) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let lock_path = lock_path(path);
+    // Through a symbolic link, the lock is the target's: edits by either name take turns.
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let lock_path = lock_path(&target);
     let lock = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
