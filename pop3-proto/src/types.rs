@@ -285,7 +285,8 @@ impl UserName<'_> {
 }
 
 /// A password (PASS, or decoded from SASL). It may contain spaces (RFC 1939
-/// section 7 lets the server take the rest of the line) but no control
+/// section 7 lets the server take the rest of the line) and TABs (password
+/// tools take them, and SASL PLAIN forbids only NUL), but no other control
 /// character. `Debug` is redacted.
 ///
 /// # Examples
@@ -296,14 +297,16 @@ impl UserName<'_> {
 /// let p = Password::try_from("correct horse battery staple").unwrap();
 /// assert_eq!(p.expose(), "correct horse battery staple");
 /// assert_eq!(format!("{p:?}"), "Password(<redacted>)");
+/// assert!(Password::try_from("a\tb").is_ok());
 /// assert!(Password::try_from("a\nb").is_err());
+/// assert!(Password::try_from("a\0b").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password<'a>(Cow<'a, str>);
 
 impl Password<'_> {
     fn validate(s: &str) -> Result<(), ValidationError> {
-        if s.chars().any(is_ctl) {
+        if s.chars().any(|c| is_ctl(c) && c != '\t') {
             return Err(ValidationError::new(
                 "password",
                 "contains a control character",

@@ -153,6 +153,31 @@ fn extra_fields_set_a_users_spam_defaults() {
     assert_eq!(web.files("dan", ".Spam").len(), 1);
 }
 
+/// A password with a TAB (which `mailbagd user add` and `doveadm pw` take) logs in with
+/// USER/PASS and with AUTH PLAIN (the re-probe found POP3 refused it, while the web page
+/// took it).
+#[test]
+fn a_password_with_a_tab_logs_in() {
+    if !require("python3") {
+        return;
+    }
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    std::fs::write(&file, "tab:{PLAIN}a\tb c\n").unwrap();
+    let server = Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}"),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let r = py_pop_login(&server, "127.0.0.1", "tab", "a\tb c");
+    assert!(r.starts_with("OK 0 0"), "USER/PASS: {r}");
+    let r = common::py_pop_auth_plain(&server, "127.0.0.1", "tab", "a\tb c");
+    assert!(r.starts_with("OK 0 0"), "AUTH PLAIN: {r}");
+    assert!(!py_pop_login(&server, "127.0.0.2", "tab", "a b c").starts_with("OK"));
+}
+
 /// A bad line is left out at start-up as at a reload: after a restart the other users
 /// still get their mail (a probe found one typo stopped the next start for everyone).
 #[test]
