@@ -309,6 +309,26 @@ fn bind_unpassed(
     Ok(())
 }
 
+/// After root is given up: the files a reload reads again (the configuration,
+/// the passwd-file) were read as root at start-up; one the server's user cannot
+/// read would make every reload fail, so it is said now, as an error.
+fn warn_unreadable_for_reload(config: &Config) {
+    let files = [
+        ("configuration file", config.path()),
+        ("[userdb] passwd_file", config.userdb.passwd_file.as_deref()),
+    ];
+    for (what, path) in files {
+        let Some(path) = path else { continue };
+        if let Err(e) = std::fs::File::open(path) {
+            tracing::error!(
+                file = %path.display(),
+                error = %e,
+                "{what} is not readable by [server] user: every reload (SIGHUP, or the passwd-file changing) will fail until it is"
+            );
+        }
+    }
+}
+
 impl Server {
     /// Binds every listener, loads TLS material and opens the mail store. A
     /// listen address with port 0 is replaced in the context's configuration
@@ -358,6 +378,7 @@ impl Server {
                     )
                 }
             }
+            warn_unreadable_for_reload(&config);
         }
         let ctx = Context::open_with_tls(config, tls)?;
         let config = &ctx.config();

@@ -97,6 +97,52 @@ p.user('joe'); p.pass_('secret'); print(p.stat()[0]); p.quit()
     assert_eq!(String::from_utf8(owner.stdout).unwrap().trim(), nobody);
 }
 
+/// The configuration read as root at start-up but unreadable by `[server] user`
+/// would make every reload fail: the server says so at start-up (the re-probe found it
+/// silent until the first reload).
+#[test]
+fn a_configuration_only_root_can_read_is_reported_at_start_up() {
+    if !root_or_skip() {
+        return;
+    }
+    let server = Server::start_with(
+        Options {
+            tables: "[server]\nuser = \"nobody\"\n".into(),
+            ..Options::default()
+        },
+        |data| {
+            let dir = data.parent().unwrap();
+            let ok = Command::new("chown")
+                .arg("-R")
+                .arg("nobody:")
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            let config = dir.join("mailbag.toml");
+            let ok = Command::new("chown")
+                .arg("root:")
+                .arg(&config)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        },
+    );
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(5), || server
+            .log()
+            .contains("configuration file is not readable by [server] user")),
+        "{}",
+        server.log()
+    );
+    assert!(
+        !server
+            .log()
+            .contains("[userdb] passwd_file is not readable")
+    );
+}
+
 #[test]
 fn an_unknown_user_stops_start_up() {
     if !root_or_skip() {
