@@ -777,6 +777,8 @@ listen = []
 [smtp]
 listen = ["127.0.0.1:0"]
 submission_listen = []
+[web]
+listen = []
 [relay]
 mx_port = {port}
 scan_interval = "1s"
@@ -912,17 +914,7 @@ fn a_silent_next_hop_holds_up_only_its_own_destination() {
     use mailbagd::outbound::mx::FakeResolver;
 
     let sink = Sink::start(Mode::Accept);
-    // The tarpit: same port as the sink (mx_port is one for all), another loopback address.
-    let Ok(tarpit) = std::net::TcpListener::bind(("127.0.0.3", sink.port)) else {
-        panic!("127.0.0.3:{} is taken", sink.port);
-    };
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let h2 = Arc::clone(&held);
-    std::thread::spawn(move || {
-        for conn in tarpit.incoming().take(4).flatten() {
-            h2.lock().expect("lock").push(conn); // kept open, never answered
-        }
-    });
+    let tarpit = Tarpit::start(sink.port);
     let mut dns = FakeResolver::default();
     dns.add_ip("aaa-silent.example", "127.0.0.3");
     dns.add_ip("zzz-fast.example", "127.0.0.1");
@@ -935,20 +927,88 @@ fn a_silent_next_hop_holds_up_only_its_own_destination() {
         dns,
         "[limits]\nshutdown_timeout = \"1s\"\n",
         &recipients,
-        |_| {
-            let held = held.lock().expect("lock");
-            let waiting = held.first().is_some_and(|c| {
-                c.set_nonblocking(true).expect("nonblocking");
-                !matches!(c.peek(&mut [0u8; 1]), Ok(0))
-            });
-            waiting && sink.count() == 1
-        },
+        |_| tarpit.waiting() && sink.count() == 1,
     );
     assert_eq!(
         sink.recipients(),
         [vec!["<z@zzz-fast.example>".to_string()]]
     );
-    held.lock().expect("lock").clear();
+}
+
+/// A next hop on 127.0.0.3, on `port` (the sink's: `mx_port` is one for all), that takes
+/// connections and never answers; they close when it is dropped.
+struct Tarpit {
+    held: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Tarpit {
+    fn start(port: u16) -> Tarpit {
+        let Ok(listener) = std::net::TcpListener::bind(("127.0.0.3", port)) else {
+            panic!("127.0.0.3:{port} is taken");
+        };
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let h2 = Arc::clone(&held);
+        std::thread::spawn(move || {
+            for conn in listener.incoming().take(4).flatten() {
+                h2.lock().expect("lock").push(conn);
+            }
+        });
+        Tarpit { held }
+    }
+
+    /// Whether mailbagd is connected and still waiting for the greeting (its
+    /// connection is open: a peek sees no end of stream).
+    fn waiting(&self) -> bool {
+        let held = self.held.lock().expect("lock");
+        held.first().is_some_and(|c| {
+            c.set_nonblocking(true).expect("nonblocking");
+            !matches!(c.peek(&mut [0u8; 1]), Ok(0))
+        })
+    }
+}
+
+impl Drop for Tarpit {
+    fn drop(&mut self) {
+        self.held.lock().expect("lock").clear();
+    }
+}
+
+/// A destination that refuses gets its bounce while another destination of the same
+/// message still waits for a silent next hop (the re-probe found the DSN made only when
+/// the silent one timed out).
+#[test]
+fn a_bounce_does_not_wait_for_a_silent_next_hop() {
+    use mailbagd::outbound::mx::FakeResolver;
+
+    let sink = Sink::start(Mode::Reject);
+    let tarpit = Tarpit::start(sink.port);
+    let mut dns = FakeResolver::default();
+    dns.add_ip("aaa-silent.example", "127.0.0.3");
+    dns.add_ip("zzz-refuses.example", "127.0.0.1");
+    let recipients: [&[u8]; 2] = [b"<a@aaa-silent.example>", b"<z@zzz-refuses.example>"];
+    let dir = relay_in_process(
+        &sink,
+        dns,
+        "[limits]\nshutdown_timeout = \"1s\"\n",
+        &recipients,
+        |data| {
+            let bounced = std::fs::read_dir(data.join("joe").join("new")).map_or(0, |d| d.count());
+            tarpit.waiting() && bounced == 1
+        },
+    );
+    let inbox = dir.path().join("data/joe/new");
+    let dsn = std::fs::read_dir(&inbox)
+        .expect("inbox")
+        .flatten()
+        .map(|e| std::fs::read(e.path()).expect("read"))
+        .next()
+        .expect("a DSN");
+    let status = parse_delivery_status(&dsn).expect("DSN");
+    assert_eq!(status.recipients.len(), 1);
+    assert_eq!(
+        status.recipients[0].final_recipient,
+        "z@zzz-refuses.example"
+    );
 }
 
 #[test]

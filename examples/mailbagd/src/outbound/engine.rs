@@ -588,7 +588,7 @@ async fn attempt(
     // recipients.
     let tries = groups
         .into_iter()
-        .map(|(dest, rcpts)| try_destination(config, engine, id, &shared, dest, rcpts));
+        .map(|(dest, rcpts)| try_destination(ctx, config, engine, id, &shared, dest, rcpts));
     let recorded = futures::future::join_all(tries).await;
     let env = shared.env.into_inner();
     if recorded.contains(&false) {
@@ -642,10 +642,29 @@ async fn attempt(
     true
 }
 
-/// One destination's part of an attempt: routes it, and delivers its recipients through the
-/// first next hop that takes the connection, recording every outcome in `shared`. Returns
-/// `false` when the queue could not be updated.
+/// One destination's part of an attempt ([`deliver_destination`]), then the DSNs it made
+/// owed, at once: a bounce does not wait for a slower destination of the same message.
+/// Returns `false` when the queue could not be updated.
 async fn try_destination(
+    ctx: &Arc<Context>,
+    config: &Config,
+    engine: &Arc<Outbound>,
+    id: &QueueId,
+    shared: &Shared<'_>,
+    dest: String,
+    rcpts: Vec<(usize, ForwardPath<'static>)>,
+) -> bool {
+    if !deliver_destination(config, engine, id, shared, dest, rcpts).await {
+        return false;
+    }
+    let mut env = shared.env.lock().await;
+    settle_reports(ctx, engine, &mut env).await
+}
+
+/// Routes one destination and delivers its recipients through the first next hop that
+/// takes the connection, recording every outcome in `shared`. Returns `false` when the
+/// queue could not be updated.
+async fn deliver_destination(
     config: &Config,
     engine: &Arc<Outbound>,
     id: &QueueId,
