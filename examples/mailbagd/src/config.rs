@@ -689,6 +689,10 @@ pub struct LimitsConfig {
     /// On SIGTERM/SIGINT, how long in-flight work may take before it is
     /// cut off (default 30 seconds).
     pub shutdown_timeout: Duration,
+    /// When `shutdown_timeout` passed while deliveries were committing their
+    /// copies: how long their connections get to send the `250` before the
+    /// process exits (default 2 seconds).
+    pub shutdown_reply_grace: Duration,
     /// Free octets the data and queue file systems must keep: below it SMTP
     /// refuses new mail with `452 4.3.1` (default
     /// [`DEFAULT_MIN_FREE_SPACE`](crate::disk_space::DEFAULT_MIN_FREE_SPACE),
@@ -1058,6 +1062,7 @@ struct RawLimits {
     max_connections_per_ip: Option<usize>,
     tls_handshake_timeout: Option<HumanDuration>,
     shutdown_timeout: Option<HumanDuration>,
+    shutdown_reply_grace: Option<HumanDuration>,
     min_free_space: Option<String>,
     // Connections (issue 14).
     write_timeout: Option<HumanDuration>,
@@ -1868,6 +1873,11 @@ impl Config {
                 "limits.shutdown_timeout",
                 raw.limits.shutdown_timeout,
                 Duration::from_secs(30),
+            )?,
+            shutdown_reply_grace: nonzero(
+                "limits.shutdown_reply_grace",
+                raw.limits.shutdown_reply_grace,
+                Duration::from_secs(2),
             )?,
             min_free_space,
             write_timeout: nonzero(

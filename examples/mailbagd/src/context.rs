@@ -162,6 +162,14 @@ pub struct Context {
     live: Arc<RwLock<Arc<Live>>>,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// Cancelled when the shutdown's `limits.shutdown_timeout` has passed:
+    /// a delivery that has not begun to commit its copies then stores
+    /// nothing ([`crate::delivery::deliver`]), so that no message is stored
+    /// whose `250` the client will never get.
+    pub abandon: CancellationToken,
+    /// The deliveries running now (SMTP DATA's blocking part): shutdown
+    /// waits for them, so that one that committed can still answer.
+    pub deliveries: tokio_util::task::TaskTracker,
     /// The Maildir store.
     pub store: Arc<dyn Mailstore>,
     /// Client addresses that logged in over POP3 recently, in this
@@ -367,6 +375,8 @@ impl Context {
             queue,
             queued: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
+            abandon: CancellationToken::new(),
+            deliveries: tokio_util::task::TaskTracker::new(),
             limiter,
             next_id: AtomicU64::new(1),
             live,

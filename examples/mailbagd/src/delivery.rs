@@ -308,6 +308,12 @@ pub fn deliver(
         queued = Some(w);
     }
 
+    // The server gave up waiting for this connection at shutdown: its client will not
+    // get the 250, so nothing may be stored (its retry would make a duplicate).
+    if ctx.abandon.is_cancelled() {
+        info!("shutdown timeout passed before the copies were committed: nothing stored");
+        return Err(DeliveryError(replies::shutting_down()));
+    }
     for (user, is_spam, d) in prepared {
         let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
         info!(user = %user.name, folder = %receipt.folder, size = receipt.size, spam = ?is_spam, "delivered");

@@ -75,6 +75,16 @@ pub fn auth_not_available() -> Reply<'static> {
     reply(ReplyCode::NOT_IMPLEMENTED, (5, 5, 1), "AUTH not available")
 }
 
+/// `421 4.3.2 Server shutting down, try again later`: a message whose
+/// delivery the shutdown cut off (nothing was stored).
+pub fn shutting_down() -> Reply<'static> {
+    reply(
+        ReplyCode::NOT_AVAILABLE,
+        (4, 3, 2),
+        "Server shutting down, try again later",
+    )
+}
+
 /// `451 4.3.0 Local error in processing, try again later`.
 pub fn local_error() -> Reply<'static> {
     reply(

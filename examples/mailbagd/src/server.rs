@@ -534,9 +534,27 @@ impl Server {
             outbound_tasks.wait().await;
         };
         if tokio::time::timeout(limit, all).await.is_err() {
+            // A delivery not yet committing now stores nothing; one committing finishes,
+            // and its connection gets limits.shutdown_reply_grace to send the 250 (else
+            // the client would send the message again: a duplicate).
+            self.ctx.abandon.cancel();
+            self.ctx.deliveries.close();
+            let committing = self.ctx.deliveries.len();
+            if tokio::time::timeout(limit, self.ctx.deliveries.wait())
+                .await
+                .is_err()
+            {
+                warn!(
+                    deliveries = self.ctx.deliveries.len(),
+                    "deliveries still running after a second shutdown timeout"
+                );
+            } else if committing > 0 {
+                let grace = self.ctx.config().limits.shutdown_reply_grace;
+                let _ = tokio::time::timeout(grace, tracker.wait()).await;
+            }
             warn!(
                 remaining = tracker.len(),
-                "shutdown timeout reached; closing remaining connections"
+                committing, "shutdown timeout reached; closing remaining connections"
             );
         } else {
             info!("shutdown complete");

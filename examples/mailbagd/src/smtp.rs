@@ -447,13 +447,15 @@ impl SmtpHandler {
                 }
                 _ => Scan::Builtin,
             };
-            let (sp, r) = tokio::task::spawn_blocking(move || {
-                let r = delivery::deliver(&sh, &live, &mut sp, &env, scan_source);
-                sp.clear();
-                (sp, r)
-            })
-            .await
-            .map_err(|e| io::Error::other(format!("delivery task: {e}")))?;
+            let (sp, r) = ctx
+                .deliveries
+                .spawn_blocking(move || {
+                    let r = delivery::deliver(&sh, &live, &mut sp, &env, scan_source);
+                    sp.clear();
+                    (sp, r)
+                })
+                .await
+                .map_err(|e| io::Error::other(format!("delivery task: {e}")))?;
             self.spool = Some(sp);
             r
         };

@@ -190,3 +190,84 @@ fn smtp_flood_does_not_lock_out_pop3() {
         "POP3 login with SMTP full: {login}"
     );
 }
+
+/// Past `limits.shutdown_timeout` the server stops waiting for connections; a delivery
+/// that has not begun to commit then stores nothing and answers `421 4.3.2` (the
+/// hostile-input probe found a message stored whose `250` was never sent, so the client
+/// sent it again). In process, with the server's give-up signal raised before the
+/// message ends.
+#[test]
+fn a_delivery_the_shutdown_gave_up_on_stores_nothing() {
+    use mailbagd::config::Config;
+    use mailbagd::listener::Role;
+    use mailbagd::server::Server as Mailbagd;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = Config::from_toml_str(&format!(
+        "hostname = \"mail.example.test\"\nlocal_domains = [\"example.test\"]\n\
+         data_dir = {data:?}\n[pop3]\nlisten = []\n[smtp]\nlisten = [\"127.0.0.1:0\"]\n\
+         submission_listen = []\n[web]\nlisten = []\n\
+         [[users]]\nname = \"joe\"\npassword = \"secret\"\n"
+    ))
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let last = rt.block_on(async {
+        let server = Mailbagd::bind(config).await.unwrap();
+        let ctx = Arc::clone(server.context());
+        let smtp = server
+            .local_addrs()
+            .into_iter()
+            .find(|(r, _)| *r == Role::Smtp)
+            .map(|(_, a)| a)
+            .unwrap();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let s2 = Arc::clone(&stop);
+        let running = tokio::spawn(server.run(async move { s2.notified().await }));
+        ctx.abandon.cancel();
+        let last = tokio::task::spawn_blocking(move || {
+            let s = TcpStream::connect(smtp).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            let mut reply = || {
+                let mut l = String::new();
+                loop {
+                    l.clear();
+                    r.read_line(&mut l).unwrap();
+                    if l.len() < 4 || l.as_bytes()[3] != b'-' {
+                        return l;
+                    }
+                }
+            };
+            reply();
+            for c in [
+                &b"EHLO c\r\n"[..],
+                b"MAIL FROM:<a@example.org>\r\n",
+                b"RCPT TO:<joe@example.test>\r\n",
+                b"DATA\r\n",
+            ] {
+                w.write_all(c).unwrap();
+                reply();
+            }
+            w.write_all(b"Subject: late\r\n\r\ncut off\r\n.\r\n")
+                .unwrap();
+            reply()
+        })
+        .await
+        .unwrap();
+        stop.notify_one();
+        let _ = running.await;
+        last
+    });
+    assert!(last.starts_with("421 4.3.2"), "{last:?}");
+    for sub in ["new", "cur", "tmp"] {
+        let n = std::fs::read_dir(data.join("joe").join(sub)).map_or(0, |d| d.count());
+        assert_eq!(n, 0, "joe/{sub}");
+    }
+}
