@@ -2374,6 +2374,7 @@ mod tests {
         );
         assert_eq!(c.limits.max_connections_defaulted, DefaultedRoles::ALL);
         assert_eq!(c.limits.write_timeout, DEFAULT_WRITE_TIMEOUT);
+        assert_eq!(c.limits.shutdown_reply_grace, Duration::from_secs(2));
         assert_eq!(c.limits.max_connections_per_ip, 20);
         assert_eq!(c.postmaster.as_str(), "joe");
         let u = &c.users[0];
