@@ -509,6 +509,13 @@ pub struct SpamConfig {
     /// 512,000, spamc's `-s` default); a larger one is delivered unscanned
     /// (`X-Spam-Status: Unknown, not scanned`), as spamc does, and logged.
     pub max_scan_size: usize,
+    /// After this many spamd failures in a row (unreachable, timed out, a
+    /// broken reply), spamd is not asked for [`SpamConfig::spamd_pause`]:
+    /// mail is delivered unscanned at once meanwhile (default 3).
+    pub spamd_failures_before_pause: u32,
+    /// How long such a pause lasts (default 60 seconds); then the next
+    /// message tries spamd again.
+    pub spamd_pause: Duration,
     /// How often a user whose spam goes to the Spam folder gets a digest of
     /// the spam that arrived since the last one, in the INBOX (`digest_interval`,
     /// default 7 days; `"0"`: no digests).
@@ -1014,6 +1021,8 @@ struct RawSpam {
     sweep_interval: Option<HumanDuration>,
     spamd: Option<SocketAddr>,
     max_scan_size: Option<String>,
+    spamd_failures_before_pause: Option<u32>,
+    spamd_pause: Option<HumanDuration>,
     digest_interval: Option<HumanDuration>,
 }
 
@@ -1733,6 +1742,21 @@ impl Config {
                         })
                     })?,
             },
+            spamd_failures_before_pause: match raw.spam.spamd_failures_before_pause {
+                None => 3,
+                Some(0) => {
+                    return Err(invalid(
+                        "spam.spamd_failures_before_pause",
+                        "must be greater than zero",
+                    ));
+                }
+                Some(n) => n,
+            },
+            spamd_pause: nonzero(
+                "spam.spamd_pause",
+                raw.spam.spamd_pause,
+                Duration::from_secs(60),
+            )?,
             digest_interval: match raw.spam.digest_interval {
                 None => Some(Duration::from_secs(7 * 24 * 3600)),
                 Some(d) if d.0.is_zero() => None,

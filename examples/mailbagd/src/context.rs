@@ -167,6 +167,8 @@ pub struct Context {
     /// nothing ([`crate::delivery::deliver`]), so that no message is stored
     /// whose `250` the client will never get.
     pub abandon: CancellationToken,
+    /// Pauses asking spamd after it failed several times in a row.
+    pub spamd_breaker: crate::spamd_breaker::SpamdBreaker,
     /// The deliveries running now (SMTP DATA's blocking part): shutdown
     /// waits for them, so that one that committed can still answer.
     pub deliveries: tokio_util::task::TaskTracker,
@@ -376,6 +378,7 @@ impl Context {
             queued: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
             abandon: CancellationToken::new(),
+            spamd_breaker: crate::spamd_breaker::SpamdBreaker::new(),
             deliveries: tokio_util::task::TaskTracker::new(),
             limiter,
             next_id: AtomicU64::new(1),

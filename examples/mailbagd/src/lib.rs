@@ -84,6 +84,7 @@ pub mod service_manager;
 pub mod signals;
 pub mod signing_key;
 pub mod smtp;
+pub mod spamd_breaker;
 pub mod spool;
 pub mod sweeper;
 pub mod tls;

@@ -19,6 +19,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use mailbag_mailstore::UserName;
 use mailbag_smtp_proto::address::{ForwardPath, ReversePath};
@@ -31,7 +32,7 @@ use mailbag_smtp_proto::line_endings::LineEndings;
 use mailbag_smtp_proto::session::{Event, HelloKind, ServerConfig, ServerSession};
 use mailbag_smtp_proto::trace;
 use mailbag_smtp_proto::types::{Body, HeloName, MailParams};
-use mailbag_spam_tag::spamd::{ScanOutcome, SpamdClient};
+use mailbag_spam_tag::spamd::{ScanOutcome, SpamdClient, SpamdError};
 use tracing::{debug, info, warn};
 
 use crate::context::{Context, Live};
@@ -108,7 +109,7 @@ async fn is_authorized(ctx: &Context, ip: IpAddr) -> Result<bool, ()> {
 
 /// Scores the spooled message with spamd (fail-open: `Scan::Done(None)` when
 /// spamd is down or the message is over its scan limit).
-async fn spamd_scan(client: &SpamdClient, spool: &mut Spool) -> Scan {
+async fn spamd_scan(ctx: &Context, live: &Live, client: &SpamdClient, spool: &mut Spool) -> Scan {
     let max = client.options().max_message_size;
     if spool.len() > max as u64 {
         info!(
@@ -118,6 +119,27 @@ async fn spamd_scan(client: &SpamdClient, spool: &mut Spool) -> Scan {
         );
         return Scan::Done(None);
     }
+    let breaker = &ctx.spamd_breaker;
+    if !breaker.allows(Instant::now()) {
+        info!("message not scanned: spamd paused after failing (fail-open)");
+        return Scan::Done(None);
+    }
+    let spam = &live.config.spam;
+    let record = |ok: bool| {
+        let pause = breaker.record(
+            ok,
+            Instant::now(),
+            spam.spamd_failures_before_pause,
+            spam.spamd_pause,
+        );
+        if let Some(pause) = pause {
+            warn!(
+                failures = spam.spamd_failures_before_pause,
+                ?pause,
+                "spamd failed repeatedly: not asked for a while, mail delivered unscanned meanwhile"
+            );
+        }
+    };
     let mut message = Vec::with_capacity(usize::try_from(spool.len()).unwrap_or(0));
     let read = spool
         .reader()
@@ -127,14 +149,21 @@ async fn spamd_scan(client: &SpamdClient, spool: &mut Spool) -> Scan {
         return Scan::Done(None);
     }
     match client.scan(&message).await {
-        Ok(ScanOutcome::Scored { verdict, .. }) => Scan::Done(Some(verdict)),
+        Ok(ScanOutcome::Scored { verdict, .. }) => {
+            record(true);
+            Scan::Done(Some(verdict))
+        }
         Ok(ScanOutcome::Unscanned { reason }) => {
             warn!(error = %reason, "message not scanned by spamd (fail-open)");
+            if !matches!(reason, SpamdError::TooLarge { .. }) {
+                record(false);
+            }
             Scan::Done(None)
         }
         Ok(_) => Scan::Done(None),
         Err(e) => {
             warn!(error = %e, "spamd failed: delivering unscanned");
+            record(false);
             Scan::Done(None)
         }
     }
@@ -443,7 +472,7 @@ impl SmtpHandler {
                 // Only when a recipient wants it (per-user settings,
                 // the web page's overrides included).
                 Some(client) if delivery::any_scanning(ctx, &live.config, &env.local) => {
-                    spamd_scan(client, &mut sp).await
+                    spamd_scan(ctx, &live, client, &mut sp).await
                 }
                 _ => Scan::Builtin,
             };

@@ -31,6 +31,7 @@ const LAYERS: &[&[&str]] = &[
         "service_manager",
         "signing_key",
         "signals",
+        "spamd_breaker",
         "spool",
         "tls",
     ],

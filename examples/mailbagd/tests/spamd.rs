@@ -160,3 +160,57 @@ fn real_spamd_scores_gtube_and_ham() {
     // joe's spam went to .Spam.
     assert_eq!(server.messages("joe", ".Spam").len(), 1);
 }
+
+/// A spamd that keeps failing is paused: after `spamd_failures_before_pause` failures in a
+/// row it is not asked for `spamd_pause`, and mail goes through unscanned at once (the
+/// hostile-input probe found a hanging spamd held every message for its 60-s reply timeout).
+/// Here a spamd that takes each connection and closes it.
+#[test]
+fn a_failing_spamd_is_paused() {
+    if !common::require("python3") {
+        return;
+    }
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = fake.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s2 = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in fake.incoming().take(10) {
+            s2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(conn);
+        }
+    });
+    let opts = Options {
+        spamd: Some(format!("127.0.0.1:{port}")),
+        spam: "spamd_failures_before_pause = 2\nspamd_pause = \"1h\"\n".into(),
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let to = "ann@example.test";
+    for i in 0..4 {
+        let subject = format!("m{i}");
+        let sent = py_send(
+            &server,
+            "smtp",
+            "127.0.0.1",
+            "s@example.org",
+            to,
+            &message(to, &subject, "hello"),
+        );
+        assert_eq!(sent, "SENT", "{}", server.log());
+    }
+    assert_eq!(server.message_texts("ann", "").len(), 4);
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "spamd asked after the pause began:\n{}",
+        server.log()
+    );
+    let log = server.log();
+    assert!(log.contains("spamd failed repeatedly"), "{log}");
+    assert_eq!(
+        log.matches("spamd paused after failing").count(),
+        2,
+        "{log}"
+    );
+}
