@@ -78,6 +78,30 @@ pub enum DataError {
     BareLf,
 }
 
+impl DataError {
+    /// The reply a server sends for it ([`crate::session::ServerSession`] does):
+    /// `552 5.3.4` or `550 5.6.0`.
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::data::DataError;
+    /// assert_eq!(DataError::TooBig.reply().code().get(), 552);
+    /// assert_eq!(DataError::BareLf.reply().enhanced().unwrap().to_string(), "5.6.0");
+    /// ```
+    pub fn reply(self) -> crate::types::Reply<'static> {
+        use crate::types::{EnhancedStatusCode as Esc, Reply};
+        match self {
+            DataError::TooBig => {
+                Reply::fixed(552, Esc::c(5, 3, 4), "Message size exceeds fixed limit")
+            }
+            DataError::BareLf => Reply::fixed(
+                550,
+                Esc::c(5, 6, 0),
+                "Bare LF in message data is not allowed",
+            ),
+        }
+    }
+}
+
 /// One step of a [`DataReceiver`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]

@@ -429,7 +429,6 @@ const NESTED_MAIL: (u16, Esc, &str) = r(503, (5, 5, 1), "Nested MAIL command");
 const NO_VALID_RCPT: (u16, Esc, &str) = r(554, (5, 5, 1), "no valid recipients given");
 const TOO_MANY_RCPT: (u16, Esc, &str) = r(452, (4, 5, 3), "Too many recipients");
 const TOO_BIG: (u16, Esc, &str) = r(552, (5, 3, 4), "Message size exceeds fixed limit");
-const BARE_LF: (u16, Esc, &str) = r(550, (5, 6, 0), "Bare LF in message data is not allowed");
 const PARAM_UNKNOWN: (u16, Esc, &str) = r(555, (5, 5, 4), "Unsupported parameter");
 const NOT_IMPL: (u16, Esc, &str) = r(502, (5, 5, 1), "Command not implemented");
 const OK: (u16, Esc, &str) = r(250, (2, 0, 0), "OK");
@@ -1001,10 +1000,7 @@ impl State {
                         }
                         DataStep::End(Err(e)) => {
                             self.mode = Mode::Command;
-                            let reply = match e {
-                                DataError::TooBig => fixed(TOO_BIG),
-                                DataError::BareLf => fixed(BARE_LF),
-                            };
+                            let reply = e.reply();
                             // LMTP answers once per accepted recipient.
                             let n = if self.cfg.lmtp {
                                 self.txn.map_or(1, |t| t.rcpt_ok.max(1))

@@ -124,13 +124,11 @@ pub fn insufficient_storage() -> Reply<'static> {
     )
 }
 
-/// `552 5.3.4 Message too big for system`.
+/// `552 5.3.4 Message size exceeds fixed limit`: the reply the session gives
+/// a message over `SIZE` (a copy too large to store, after the added header
+/// fields or rewritten line ends, gets the same words).
 pub fn too_big() -> Reply<'static> {
-    reply(
-        ReplyCode::EXCEEDED_STORAGE,
-        (5, 3, 4),
-        "Message too big for system",
-    )
+    mailbag_smtp_proto::data::DataError::TooBig.reply()
 }
 
 /// `552 5.3.4 Message header too large`.

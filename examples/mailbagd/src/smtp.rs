@@ -401,6 +401,10 @@ impl SmtpHandler {
             }
             Event::MessageAborted(e) => {
                 info!(error = %e, "message aborted");
+                // The session answers it itself; counted as that reply.
+                let r = e.reply();
+                let status = r.enhanced().map(|e| e.to_string()).unwrap_or_default();
+                self.ctx.metrics.smtp_message(r.code().get(), &status);
                 if let Some(s) = self.spool.as_mut() {
                     s.clear();
                 }

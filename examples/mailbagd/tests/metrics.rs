@@ -97,6 +97,22 @@ fn metrics_count_logins_messages_and_connections_and_health_is_ok() {
         ],
     );
     assert!(replies[3].starts_with("55"), "{replies:?}");
+    // A message over the size limit: the session refuses it at the end of DATA
+    // itself, and it is counted as that reply.
+    let big = format!("Subject: big\r\n\r\n{}\r\n.\r\n", "x".repeat(1_100_000));
+    let replies = common::raw_smtp(
+        &server,
+        "smtp",
+        "127.0.0.1",
+        &[
+            b"EHLO x\r\n",
+            b"MAIL FROM:<a@example.org>\r\n",
+            b"RCPT TO:<joe@example.test>\r\n",
+            b"DATA\r\n",
+            big.as_bytes(),
+        ],
+    );
+    assert!(replies[5].starts_with("552 5.3.4"), "{replies:?}");
 
     let (_, after) = get(&server, "/metrics");
     assert_eq!(sample(&after, "mailbag_logins_total", &ok), logins_ok + 1.0);
@@ -104,6 +120,14 @@ fn metrics_count_logins_messages_and_connections_and_health_is_ok() {
     assert_eq!(
         sample(&after, "mailbag_smtp_messages_total", &[("class", "2xx")]),
         2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "mailbag_smtp_messages_total",
+            &[("class", "5xx"), ("status", "5.3.4")]
+        ),
+        1.0
     );
     assert_eq!(
         sample(
