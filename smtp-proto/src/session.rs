@@ -1065,7 +1065,7 @@ impl State {
                         }
                         Frame::TooLong { consumed } => {
                             self.in_pos += consumed;
-                            let bdat = std::mem::take(&mut self.overlong_bdat) || starts_bdat;
+                            let bdat = core::mem::take(&mut self.overlong_bdat) || starts_bdat;
                             if sasl {
                                 self.mode = Mode::Command;
                                 self.framer.set_max_len(self.cfg.max_command_line);
