@@ -251,6 +251,20 @@ pub fn passwd_file_of(cli: &Cli, file: Option<&PathBuf>) -> Result<PathBuf, Stri
         })
 }
 
+/// `[server] user` and `group` of the `--config` file, read from the TOML
+/// alone; `None` without a configuration or a user.
+fn server_user_of(cli: &Cli) -> Option<(String, Option<String>)> {
+    let text = std::fs::read_to_string(cli.config.as_deref()?).ok()?;
+    let value: toml::Table = toml::from_str(&text).ok()?;
+    let server = value.get("server")?;
+    let user = server.get("user")?.as_str()?.to_owned();
+    let group = server
+        .get("group")
+        .and_then(|g| g.as_str())
+        .map(str::to_owned);
+    Some((user, group))
+}
+
 /// The password of `pw`, `user add|passwd|check`: `given`, else asked for
 /// on the terminal without echo (twice for a new one), else one line of
 /// standard input.
@@ -309,16 +323,29 @@ pub fn run_user_command(cli: &Cli, out: &mut impl Write) -> Result<Option<bool>,
                     // With a configuration the server would start with,
                     // refuse what it would then refuse: a name it has
                     // already (in [[users]] too), or one it keeps files at.
-                    if let Some((config, _)) = cli
+                    let config = cli
                         .config
                         .as_deref()
                         .and_then(|c| Config::load_skipping(c).ok())
-                        && let Some(why) = config.refuses_new_user(name)
-                    {
+                        .map(|(c, _)| c);
+                    if let Some(why) = config.as_ref().and_then(|c| c.refuses_new_user(name)) {
                         return Err(format!("{name:?}: {why}"));
                     }
                     let scheme = user_admin::scheme(scheme)?;
+                    let new_file = !path.exists();
                     user_admin::add(&path, name, scheme, &read_password(None, true)?)?;
+                    // A file made by root for a server that gives root up is the server's
+                    // (read from the TOML alone: without the file the configuration
+                    // does not load).
+                    if new_file
+                        && nix::unistd::geteuid().is_root()
+                        && let Some((user, group)) = server_user_of(cli)
+                    {
+                        let (uid, gid) = crate::privileges::ids_of(&user, group.as_deref())
+                            .map_err(|e| e.to_string())?;
+                        std::os::unix::fs::chown(&path, Some(uid.as_raw()), Some(gid.as_raw()))
+                            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+                    }
                     writeln!(out, "{name}: added to {}", path.display()).map_err(io)?;
                 }
                 UserCommand::Passwd { name, scheme } => {

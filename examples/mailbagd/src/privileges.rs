@@ -65,6 +65,48 @@ pub enum Dropped {
 ///
 /// [`PrivilegeError`]: the caller must not serve.
 pub fn drop_to(user: &str, group: Option<&str>) -> Result<Dropped, PrivilegeError> {
+    let (uid, gid) = ids_of(user, group)?;
+    if !geteuid().is_root() {
+        return Ok(if geteuid() == uid {
+            Dropped::AlreadyThatUser
+        } else {
+            Dropped::NotRoot {
+                uid: geteuid().as_raw(),
+            }
+        });
+    }
+    let change = |step: &'static str, r: nix::Result<()>| {
+        r.map_err(|source| PrivilegeError::Change {
+            user: user.to_owned(),
+            step,
+            source,
+        })
+    };
+    change("setgroups", nix::unistd::setgroups(&[gid]))?;
+    change("setgid", nix::unistd::setgid(gid))?;
+    change("setuid", nix::unistd::setuid(uid))?;
+    let dropped = getuid() == uid
+        && geteuid() == uid
+        && getgid() == gid
+        && getegid() == gid
+        && (uid.is_root() || nix::unistd::setuid(Uid::from_raw(0)).is_err())
+        && (gid == Gid::from_raw(0) || nix::unistd::setgid(Gid::from_raw(0)).is_err());
+    if !dropped {
+        return Err(PrivilegeError::RootRegained(user.to_owned()));
+    }
+    Ok(Dropped::Changed {
+        uid: uid.as_raw(),
+        gid: gid.as_raw(),
+    })
+}
+
+/// The user id of `user` and the group id of `group` (else the user's
+/// primary group), as `[server] user` and `group` name them.
+///
+/// # Errors
+///
+/// [`PrivilegeError`]: no such user or group, or the lookup failed.
+pub fn ids_of(user: &str, group: Option<&str>) -> Result<(Uid, Gid), PrivilegeError> {
     let u = User::from_name(user)
         .map_err(|source| PrivilegeError::Lookup {
             what: user.to_owned(),
@@ -83,38 +125,7 @@ pub fn drop_to(user: &str, group: Option<&str>) -> Result<Dropped, PrivilegeErro
                 .gid
         }
     };
-    if !geteuid().is_root() {
-        return Ok(if geteuid() == u.uid {
-            Dropped::AlreadyThatUser
-        } else {
-            Dropped::NotRoot {
-                uid: geteuid().as_raw(),
-            }
-        });
-    }
-    let change = |step: &'static str, r: nix::Result<()>| {
-        r.map_err(|source| PrivilegeError::Change {
-            user: user.to_owned(),
-            step,
-            source,
-        })
-    };
-    change("setgroups", nix::unistd::setgroups(&[gid]))?;
-    change("setgid", nix::unistd::setgid(gid))?;
-    change("setuid", nix::unistd::setuid(u.uid))?;
-    let dropped = getuid() == u.uid
-        && geteuid() == u.uid
-        && getgid() == gid
-        && getegid() == gid
-        && (u.uid.is_root() || nix::unistd::setuid(Uid::from_raw(0)).is_err())
-        && (gid == Gid::from_raw(0) || nix::unistd::setgid(Gid::from_raw(0)).is_err());
-    if !dropped {
-        return Err(PrivilegeError::RootRegained(user.to_owned()));
-    }
-    Ok(Dropped::Changed {
-        uid: u.uid.as_raw(),
-        gid: gid.as_raw(),
-    })
+    Ok((u.uid, gid))
 }
 
 #[cfg(test)]

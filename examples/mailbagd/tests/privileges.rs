@@ -178,3 +178,43 @@ fn an_unknown_user_stops_start_up() {
         "the store was opened as root"
     );
 }
+
+/// `mailbagd user add` run as root, with a configuration whose `[server] user` is
+/// nobody, makes a new passwd-file that nobody owns (the re-probe found it root's, 0600:
+/// the server, once it gave root up, could not reload it).
+#[test]
+fn user_add_makes_a_new_passwd_file_for_the_server_user() {
+    if !root_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let config = dir.path().join("mailbag.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[server]\nuser = \"nobody\"\n[userdb]\npasswd_file = {passwd:?}\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let out = common::run_with_input(
+        Command::new(env!("CARGO_BIN_EXE_mailbagd"))
+            .arg("--config")
+            .arg(&config)
+            .args(["user", "add", "carol"]),
+        Some(b"carol-pw\n"),
+        std::time::Duration::from_secs(60),
+    );
+    assert!(out.ok(), "{out:?}");
+    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap();
+    let owner = Command::new("stat")
+        .args(["-c", "%u %a"])
+        .arg(&passwd)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(owner.stdout).unwrap().trim(),
+        format!("{} 600", String::from_utf8(nobody.stdout).unwrap().trim())
+    );
+}
