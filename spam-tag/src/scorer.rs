@@ -17,8 +17,9 @@
 //! | `EMPTY_MESSAGE` | 2.3 | the body is empty or blank |
 //!
 //! The header block is read up to [`BuiltinOptions::max_header_scan`] bytes; when it is
-//! longer, the `MISSING_*` rules do not fire (the field may come later) and the body is not
-//! scanned.
+//! longer, the rest of it is skipped (only its end is looked for), the `MISSING_*` and
+//! `EMPTY_MESSAGE` rules do not fire (the field may come later), and the body is still
+//! scanned: padding the header does not hide the body.
 
 use crate::score::{RuleName, Score, Verdict};
 
@@ -108,6 +109,9 @@ impl BuiltinScorer {
             tail: Vec::new(),
             gtube: false,
             body_blank: true,
+            skip_len: 0,
+            skip_first: 0,
+            skip_colon: false,
         }
     }
 }
@@ -123,8 +127,9 @@ impl Scorer for BuiltinScorer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Headers,
+    /// Past `max_header_scan`: looking only for the end of the header.
+    SkipHeaders,
     Body,
-    Done,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +165,11 @@ pub struct BuiltinScan<'s> {
     tail: Vec<u8>,
     gtube: bool,
     body_blank: bool,
+    /// In [`Phase::SkipHeaders`]: the current line's length so far, its first octet,
+    /// and whether it holds a colon (a line without one starts the body).
+    skip_len: usize,
+    skip_first: u8,
+    skip_colon: bool,
 }
 
 impl BuiltinScan<'_> {
@@ -167,11 +177,11 @@ impl BuiltinScan<'_> {
     pub fn feed(&mut self, mut chunk: &[u8]) {
         while !chunk.is_empty() {
             match self.phase {
-                Phase::Done => return,
                 Phase::Body => {
                     self.body(chunk);
                     return;
                 }
+                Phase::SkipHeaders => chunk = self.skip_header(chunk),
                 Phase::Headers => {
                     let (piece, rest, complete) = match memchr::memchr(b'\n', chunk) {
                         Some(i) => (&chunk[..=i], &chunk[i + 1..], true),
@@ -180,9 +190,17 @@ impl BuiltinScan<'_> {
                     chunk = rest;
                     self.header_bytes += piece.len();
                     if self.header_bytes > self.options.max_header_scan {
+                        // The rest of the header is skipped, this line included (what
+                        // was kept of it seeds the skipper).
                         self.truncated = true;
-                        self.phase = Phase::Done;
-                        return;
+                        self.phase = Phase::SkipHeaders;
+                        self.skip_len = self.line.len();
+                        self.skip_first = self.line.first().copied().unwrap_or(0);
+                        self.skip_colon = memchr::memchr(b':', &self.line).is_some();
+                        self.line.clear();
+                        let left = self.skip_header(piece);
+                        debug_assert!(left.is_empty());
+                        continue;
                     }
                     // Lines are kept up to SUBJECT_KEEP bytes: enough for every rule.
                     let room = SUBJECT_KEEP.saturating_sub(self.line.len());
@@ -196,6 +214,37 @@ impl BuiltinScan<'_> {
                 }
             }
         }
+    }
+
+    /// In [`Phase::SkipHeaders`]: consumes header lines without reading them until the
+    /// blank line (or a line that is no header field), then hands the rest to the body.
+    /// Returns what is left of `chunk`.
+    fn skip_header<'c>(&mut self, chunk: &'c [u8]) -> &'c [u8] {
+        let (piece, rest, complete) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (&chunk[..i], &chunk[i + 1..], true),
+            None => (chunk, &[][..], false),
+        };
+        if self.skip_len == 0 {
+            self.skip_first = piece.first().copied().unwrap_or(b'\n');
+        }
+        self.skip_len += piece.len();
+        self.skip_colon |= memchr::memchr(b':', piece).is_some();
+        if !complete {
+            return rest;
+        }
+        let blank = self.skip_len == 0 || (self.skip_len == 1 && self.skip_first == b'\r');
+        let field = self.skip_colon || matches!(self.skip_first, b' ' | b'\t');
+        if blank {
+            self.phase = Phase::Body;
+        } else if !field {
+            // Not a header field: the body starts with this line.
+            self.phase = Phase::Body;
+            self.body(piece);
+            self.body(b"\n");
+        }
+        self.skip_len = 0;
+        self.skip_colon = false;
+        rest
     }
 
     fn header_line(&mut self, line: &[u8]) {
@@ -402,6 +451,40 @@ From: a@x\r\nTo: b@y\r\nSubject: Hello there\r\n\r\nHi Bob.\r\n";
             v.rules().is_empty(),
             "truncated headers fire no MISSING_* rule"
         );
+    }
+
+    /// A header padded past `max_header_scan` is skipped, and the body is still scored
+    /// (the web probe hid GTUBE behind 70 KB of header fields), whatever the chunking.
+    #[test]
+    fn a_padded_header_does_not_hide_the_body() {
+        let mut msg = Vec::new();
+        for i in 0..70 {
+            msg.extend_from_slice(format!("X-H{i}: {}\r\n", "y".repeat(990)).as_bytes());
+            msg.extend_from_slice(b"\t folded\r\n");
+        }
+        msg.extend_from_slice(b"From: a@b\r\n\r\n");
+        msg.extend_from_slice(GTUBE);
+        msg.extend_from_slice(b"\r\n");
+        let scorer = BuiltinScorer::default();
+        assert_eq!(names(&scorer.score(&msg)), ["GTUBE"]);
+        for chunk in [1, 7, 1000, 65_536] {
+            let mut scan = scorer.scan();
+            for c in msg.chunks(chunk) {
+                scan.feed(c);
+            }
+            assert_eq!(names(&scan.finish()), ["GTUBE"], "chunks of {chunk}");
+        }
+        // A line without a colon after the limit starts the body, as before it.
+        let mut bare = b"X-A: ".to_vec();
+        bare.extend(std::iter::repeat_n(b'y', 70_000));
+        bare.extend_from_slice(b"\r\nno colon here ");
+        bare.extend_from_slice(GTUBE);
+        bare.extend_from_slice(b"\r\n");
+        assert_eq!(names(&scorer.score(&bare)), ["GTUBE"]);
+        // A header that never ends scores nothing, and the truncation fires no rule.
+        let mut endless = b"X-A: ".to_vec();
+        endless.extend(std::iter::repeat_n(b'y', 70_000));
+        assert!(scorer.score(&endless).rules().is_empty());
     }
 
     #[test]

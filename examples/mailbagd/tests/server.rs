@@ -123,6 +123,35 @@ fn curl_delivers_locally_and_retrieves_over_pop3() {
     assert_eq!(bad.code(), Some(67), "{bad:?}");
 }
 
+/// 70 KB of header fields before the body do not hide it from the built-in scorer
+/// (the web probe got GTUBE into an INBOX that way).
+#[test]
+fn a_padded_header_does_not_get_spam_past_the_scorer() {
+    let server = Server::start();
+    let mut message = String::new();
+    for i in 0..70 {
+        message.push_str(&format!("X-H{i}: {}\r\n", "y".repeat(990)));
+    }
+    message.push_str(&format!(
+        "From: a@example.org\r\nSubject: padded\r\n\r\n{GTUBE}\r\n.\r\n"
+    ));
+    let r = common::raw_smtp(
+        &server,
+        "smtp",
+        "127.0.0.1",
+        &[
+            b"EHLO client.example.org\r\n",
+            b"MAIL FROM:<a@example.org>\r\n",
+            b"RCPT TO:<joe@example.test>\r\n",
+            b"DATA\r\n",
+            message.as_bytes(),
+        ],
+    );
+    assert!(r[5].starts_with("250"), "{r:?}");
+    assert_eq!(server.messages("joe", ".Spam").len(), 1, "{}", server.log());
+    assert!(server.messages("joe", "").is_empty());
+}
+
 #[test]
 fn gtube_to_spam_folder_user_is_invisible_to_pop3() {
     if !require("python3") {
