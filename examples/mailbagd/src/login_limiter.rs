@@ -14,8 +14,10 @@
 //! Every attempt counts as a failure of both records *before* the password
 //! is checked ([`LoginLimiter::attempt`]), so parallel guesses cannot slip
 //! through before a failure is recorded; a success
-//! ([`LoginLimiter::succeeded`]) clears the records of that user and that
-//! address. When a record reaches `failures_before_lockout`, it is locked
+//! ([`LoginLimiter::succeeded`]) clears the record of that user, and takes
+//! back from the address's record only the failure its own attempt was
+//! counted as: logging in to one's own mailbox between guesses does not wipe
+//! the guesses made at other users from that address. When a record reaches `failures_before_lockout`, it is locked
 //! for `lockout`: every attempt under it is refused, even with the right
 //! password. A record is forgotten `lockout` after its last failure (or when
 //! its lock-out ends). At most `max_entries` records are kept; to make room,
@@ -202,13 +204,23 @@ impl LoginLimiter {
         Ok(most)
     }
 
-    /// The attempt of `user` from `ip` had the right password: the records
-    /// of that user and that address are cleared.
+    /// The attempt of `user` from `ip` had the right password: the user's
+    /// record is cleared, and the address's loses the one failure this
+    /// attempt was counted as (with the lock-out that failure began, if it
+    /// did); the address's other failures stay.
     pub fn succeeded(&self, ip: IpAddr, user: &str) {
-        let keys = self.keys(ip, user);
+        let [address, user] = self.keys(ip, user);
+        let threshold = self.options.failures_before_lockout;
         let mut table = self.table();
-        for k in &keys {
-            table.remove(k);
+        table.remove(&user);
+        if let Some(r) = table.get_mut(&address) {
+            r.failures = r.failures.saturating_sub(1);
+            if r.failures < threshold {
+                r.locked_until = None;
+            }
+            if r.failures == 0 {
+                table.remove(&address);
+            }
         }
     }
 }
@@ -327,16 +339,50 @@ mod tests {
     }
 
     #[test]
-    fn success_clears_the_user_and_address_records() {
+    fn success_clears_the_user_record_and_its_own_attempt_only() {
         let l = limiter(3, 10);
         let t0 = Instant::now();
         assert_eq!(l.attempt(ip("192.0.2.1"), "joe", t0), Ok(1));
         assert_eq!(l.attempt(ip("192.0.2.1"), "joe", t0), Ok(2));
-        // The third attempt has the right password.
+        // The third attempt has the right password: it reached the lock-out
+        // count, and takes back only itself.
         assert_eq!(l.attempt(ip("192.0.2.1"), "joe", t0), Ok(3));
         l.succeeded(ip("192.0.2.1"), "Joe");
+        assert_eq!(l.len(), 1, "the address keeps its two failures");
+        assert_eq!(l.attempt(ip("192.0.2.1"), "joe", t0), Ok(3));
+        l.succeeded(ip("192.0.2.1"), "joe");
+        // A clean address is forgotten at a success.
+        let l = limiter(3, 10);
+        assert_eq!(l.attempt(ip("192.0.2.2"), "ann", t0), Ok(1));
+        l.succeeded(ip("192.0.2.2"), "ann");
         assert!(l.is_empty());
-        assert_eq!(l.attempt(ip("192.0.2.1"), "joe", t0), Ok(1));
+    }
+
+    /// The web probe's spraying: guesses at other users, each run followed by a
+    /// login to the attacker's own mailbox. The address locks all the same.
+    #[test]
+    fn logging_in_to_ones_own_mailbox_does_not_wipe_guesses_at_others() {
+        let l = limiter(5, 100);
+        let t0 = Instant::now();
+        let me = ip("192.0.2.103");
+        let mut refused = None;
+        'spray: for (n, victim) in ["dave", "eve", "nosuch1", "nosuch2"]
+            .into_iter()
+            .enumerate()
+        {
+            for _ in 0..4 {
+                if l.attempt(me, victim, t0).is_err() {
+                    refused = Some(n);
+                    break 'spray;
+                }
+            }
+            if l.attempt(me, "ann", t0).is_err() {
+                refused = Some(n);
+                break;
+            }
+            l.succeeded(me, "ann");
+        }
+        assert_eq!(refused, Some(1), "locked during the second victim");
     }
 
     #[test]
