@@ -404,6 +404,9 @@ fn a_password_change_ends_the_users_web_sessions() {
     assert_eq!(cat.login("cat", "catpw").status, 303);
     let mut dan = Client::new(web);
     assert_eq!(dan.login("dan", "danpw").status, 303);
+    // A second session of cat's: a thief's browser that keeps polling.
+    let mut thief = Client::new(web);
+    assert_eq!(thief.login("cat", "catpw").status, 303);
     assert_eq!(cat.get("/settings").status, 200);
     assert_eq!(dan.get("/settings").status, 200);
     let f = file.to_str().unwrap();
@@ -421,6 +424,23 @@ fn a_password_change_ends_the_users_web_sessions() {
     assert_eq!(after.status, 303, "{after:?}");
     assert_eq!(after.header("location"), Some("/login"));
     assert_eq!(dan.get("/settings").status, 200, "dan's session goes on");
+    assert_eq!(thief.get("/settings").status, 303);
     assert_eq!(cat.login("cat", "new-catpw").status, 303);
     assert_eq!(cat.get("/settings").status, 200);
+    // The old password back (a restored backup): the ended sessions stay ended (the web
+    // probe found them paused, and working again).
+    std::fs::write(&file, "cat:{PLAIN}catpw\ndan:{PLAIN}danpw\n").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Client::new(web).login("cat", "catpw").status != 303 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old password never came back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        thief.get("/settings").status,
+        303,
+        "the thief's session came back"
+    );
 }

@@ -56,22 +56,28 @@ impl Auth {
 
 /// The live session of the request's cookie: one that has not expired, of a
 /// user still configured, whose password has not changed since the login
-/// (perhaps because it leaked). Anything else is no session.
+/// (perhaps because it leaked). Anything else is no session; a session whose
+/// user is gone or whose password changed is ended for good (the same
+/// password set again later does not bring it back).
 pub(super) fn session_auth(web: &App, headers: &axum::http::HeaderMap) -> Option<Auth> {
-    let (auth, stamp) = cookie(headers, web.session_cookie()).and_then(|id| {
-        lock(&web.sessions).get(id, Instant::now()).map(|s| {
-            let auth = Auth {
-                user: s.user.clone(),
-                csrf: s.csrf.clone(),
-            };
-            (auth, s.credential)
-        })
+    let id = cookie(headers, web.session_cookie())?;
+    let (auth, stamp) = lock(&web.sessions).get(id, Instant::now()).map(|s| {
+        let auth = Auth {
+            user: s.user.clone(),
+            csrf: s.csrf.clone(),
+        };
+        (auth, s.credential)
     })?;
-    web.ctx
+    let current = web
+        .ctx
         .config()
         .user(&auth.user)
-        .is_some_and(|u| u.credential.stamp() == stamp)
-        .then_some(auth)
+        .is_some_and(|u| u.credential.stamp() == stamp);
+    if !current {
+        lock(&web.sessions).remove(id);
+        return None;
+    }
+    Some(auth)
 }
 
 impl FromRequestParts<App> for Auth {
