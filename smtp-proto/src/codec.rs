@@ -559,7 +559,7 @@ fn parse_rcpt_params(rest: &[u8]) -> Result<RcptParams<'_>, CommandError> {
             (5, Some(v)) if eq_ic(k, b"ORCPT") => {
                 let semi = memchr::memchr(b';', v).ok_or(CommandError::InvalidParam("ORCPT"))?;
                 let (t, a) = (&v[..semi], &v[semi + 1..]);
-                if t.is_empty() || !t.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-') {
+                if !crate::types::is_addr_type(t) {
                     return Err(CommandError::InvalidParam("ORCPT"));
                 }
                 let address = XText::from_wire(a)
@@ -568,7 +568,11 @@ fn parse_rcpt_params(rest: &[u8]) -> Result<RcptParams<'_>, CommandError> {
                 let addr_type = Cow::Borrowed(
                     core::str::from_utf8(t).map_err(|_| CommandError::InvalidParam("ORCPT"))?,
                 );
-                set(&mut p.orcpt, Orcpt { addr_type, address }, "ORCPT")?;
+                set(
+                    &mut p.orcpt,
+                    Orcpt::from_checked(addr_type, address),
+                    "ORCPT",
+                )?;
             }
             _ => {
                 let param = Param::from_wire(k, v).ok_or(CommandError::Syntax(RCPT_USAGE))?;
@@ -961,9 +965,9 @@ impl Command<'_> {
                 }
                 if let Some(o) = &params.orcpt {
                     out.extend_from_slice(b" ORCPT=");
-                    out.extend_from_slice(o.addr_type.as_bytes());
+                    out.extend_from_slice(o.addr_type().as_bytes());
                     out.push(b';');
-                    o.address.encode(out);
+                    o.address().encode(out);
                 }
                 encode_unknown(&params.unknown, out);
             }

@@ -582,13 +582,69 @@ impl Notify {
     }
 }
 
-/// `ORCPT=addr-type;xtext` (RFC 3461 section 4.2).
+/// `ORCPT=addr-type;xtext` (RFC 3461 section 4.2). Built with [`Orcpt::new`], which
+/// checks the address type, or by the parser: an ORCPT can hold nothing that would
+/// break the command it is written into.
+///
+/// # Examples
+///
+/// ```
+/// use mailbag_smtp_proto::types::{Orcpt, XText};
+///
+/// let o = Orcpt::new("rfc822", XText::new("Joe@Example.test")).unwrap();
+/// assert_eq!((o.addr_type(), o.address().as_str()), ("rfc822", "Joe@Example.test"));
+/// assert!(Orcpt::new("rfc822;x\r\nRCPT TO:<a@b>", XText::new("x")).is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Orcpt<'a> {
-    /// Address type, e.g. `rfc822` or `utf-8` (an atom).
-    pub addr_type: Cow<'a, str>,
+    addr_type: Cow<'a, str>,
+    address: XText<'a>,
+}
+
+impl<'a> Orcpt<'a> {
+    /// An ORCPT of `address` (xtext-decoded; it is encoded when written) with the
+    /// address type `addr_type` (`rfc822`, `utf-8`, ...: letters, digits and `-`).
+    ///
+    /// # Errors
+    ///
+    /// [`ValueError::Keyword`] for any other address type.
+    pub fn new(addr_type: impl Into<Cow<'a, str>>, address: XText<'a>) -> Result<Self, ValueError> {
+        let addr_type = addr_type.into();
+        if !is_addr_type(addr_type.as_bytes()) {
+            return Err(ValueError::Keyword);
+        }
+        Ok(Orcpt { addr_type, address })
+    }
+
+    /// Built from parts the parser checked.
+    pub(crate) fn from_checked(addr_type: Cow<'a, str>, address: XText<'a>) -> Self {
+        debug_assert!(is_addr_type(addr_type.as_bytes()));
+        Orcpt { addr_type, address }
+    }
+
+    /// The address type, e.g. `rfc822`.
+    pub fn addr_type(&self) -> &str {
+        &self.addr_type
+    }
+
     /// The original recipient, xtext-decoded.
-    pub address: XText<'a>,
+    pub fn address(&self) -> &XText<'a> {
+        &self.address
+    }
+
+    /// Converts into an owned value with a `'static` lifetime.
+    pub fn into_owned(self) -> Orcpt<'static> {
+        Orcpt {
+            addr_type: Cow::Owned(self.addr_type.into_owned()),
+            address: self.address.into_owned(),
+        }
+    }
+}
+
+/// An ORCPT address type: one or more letters, digits or `-` (an atom in practice:
+/// `rfc822`, `utf-8`, `x-...`).
+pub(crate) fn is_addr_type(t: &[u8]) -> bool {
+    !t.is_empty() && t.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
 }
 
 /// A parameter this crate does not know, kept so the server can answer 555.
@@ -719,10 +775,7 @@ impl RcptParams<'_> {
     pub fn into_owned(self) -> RcptParams<'static> {
         RcptParams {
             notify: self.notify,
-            orcpt: self.orcpt.map(|o| Orcpt {
-                addr_type: Cow::Owned(o.addr_type.into_owned()),
-                address: o.address.into_owned(),
-            }),
+            orcpt: self.orcpt.map(Orcpt::into_owned),
             unknown: self.unknown.into_iter().map(Param::into_owned).collect(),
         }
     }

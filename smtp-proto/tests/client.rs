@@ -3,7 +3,6 @@
 //! parameters, several transactions per connection; and a proptest that the chunking of the
 //! server's replies does not change what the client does.
 
-use std::borrow::Cow;
 
 use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
 use mailbag_smtp_proto::client::{
@@ -461,10 +460,7 @@ fn parameters_only_when_offered() {
     t.params.envid = Some(XText::new("id+1"));
     let mut rc = Recipient::new(t.recipients[0].to.clone());
     rc.params.notify = Notify::new(false, true, true);
-    rc.params.orcpt = Some(Orcpt {
-        addr_type: Cow::Borrowed("rfc822"),
-        address: XText::new("b@example.net"),
-    });
+    rc.params.orcpt = Some(Orcpt::new("rfc822", XText::new("b@example.net")).unwrap());
     t.recipients[0] = rc;
 
     // Default server: SIZE and 8BITMIME but no DSN.

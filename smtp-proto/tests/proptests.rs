@@ -119,7 +119,7 @@ prop_compose! {
     ) -> RcptParams<'static> {
         let mut p = RcptParams::default();
         p.notify = notify;
-        p.orcpt = orcpt.map(|(t, address)| Orcpt { addr_type: Cow::Owned(t), address });
+        p.orcpt = orcpt.map(|(t, address)| Orcpt::new(t, address).unwrap());
         p.unknown = unknown;
         p
     }

@@ -85,9 +85,9 @@ impl Envelope {
         for r in &self.remote {
             let mut rcpt = QueueRecipient::new(forward_address(&r.path));
             rcpt.orcpt = r.params.orcpt.as_ref().map(|o| {
-                let mut v = o.addr_type.as_bytes().to_vec();
+                let mut v = o.addr_type().as_bytes().to_vec();
                 v.push(b';');
-                o.address.encode(&mut v);
+                o.address().encode(&mut v);
                 String::from_utf8_lossy(&v).into_owned()
             });
             rcpt.notify = r.params.notify.map(|n| QueueNotify {

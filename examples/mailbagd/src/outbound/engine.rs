@@ -270,10 +270,7 @@ fn transaction_for(
                 .map(|n| Notify::new(n.success, n.failure, n.delay).unwrap_or(Notify::NEVER));
             r.params.orcpt = q.orcpt.as_deref().and_then(|o| {
                 let (kind, value) = o.split_once(';')?;
-                Some(Orcpt {
-                    addr_type: kind.to_string().into(),
-                    address: XText::parse(value).ok()?.into_owned(),
-                })
+                Orcpt::new(kind.to_string(), XText::parse(value).ok()?.into_owned()).ok()
             });
         }
         t.recipients.push(r);
