@@ -3,7 +3,6 @@
 //! parameters, several transactions per connection; and a proptest that the chunking of the
 //! server's replies does not change what the client does.
 
-
 use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
 use mailbag_smtp_proto::client::{
     ClientOptions, ClientSession, Event, Recipient, Stage, Status, Transaction,

@@ -236,6 +236,17 @@ fn posts_without_the_csrf_token_are_refused_with_403() {
     );
     assert_eq!(no_cookie.status, 403);
     assert!(!c.cookies.contains_key("mailbag_session"));
+    // Another client's valid token with this client's valid cookie, both issued in the
+    // same second (the web probe logged a victim into the attacker's mailbox so: the
+    // tokens of one second were alike).
+    let mut other = Client::new(server.web());
+    let theirs = other.get("/login").csrf().unwrap();
+    assert_ne!(theirs, token, "two tokens alike");
+    assert_eq!(
+        c.post("/login", &format!("csrf={theirs}&user=joe&password=secret"))
+            .status,
+        403
+    );
 
     login_ok(&mut c, "joe");
     let csrf = c.csrf();

@@ -50,7 +50,10 @@ fn login_response(
 ) -> Response {
     let token = match (valid_login_token(web, headers), &web.login_key) {
         (Some(t), _) => t.to_owned(),
-        (None, Some(key)) => key.issue(unix_now()),
+        (None, Some(key)) => match key.issue(unix_now()) {
+            Ok(t) => t,
+            Err(_) => return internal_error(None),
+        },
         (None, None) => return internal_error(None),
     };
     let page = LoginPage {
