@@ -207,3 +207,42 @@ fn the_server_sends_digests_on_its_own_and_only_for_new_spam() {
         "ann's spam goes to the INBOX"
     );
 }
+
+/// A removed user's release links end with the user (the web probe released a removed
+/// user's message into the orphaned Maildir by a digest link).
+#[test]
+fn a_removed_users_release_links_are_refused() {
+    if !require("python3") {
+        return;
+    }
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    std::fs::write(&file, "pat:{PLAIN}secret\n").unwrap();
+    let server = Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}\ncheck_interval = \"100ms\""),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    deliver_local(&server, "pat@example.test", "offer", GTUBE);
+    assert_eq!(
+        digest_now(&server, "pat"),
+        "pat: digest of 1 message(s) sent"
+    );
+    let inbox = pop3_messages(&server, "pat");
+    let links = release_links(&inbox[0]);
+    let path = &links[0][links[0].find("/release?").unwrap()..];
+    let link = format!("http://127.0.0.1:{}{path}", server.port("http"));
+    let (status, page) = http(&link, None);
+    assert_eq!(status, 200, "{page}");
+    std::fs::write(&file, "# pat left\n").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || http(&link, None).0 == 404),
+        "{}",
+        server.log()
+    );
+    let (status, _) = http(&link, Some(&page));
+    assert_eq!(status, 404);
+    assert_eq!(server.messages("pat", ".Spam").len(), 1, "nothing released");
+}

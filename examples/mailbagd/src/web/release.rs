@@ -31,15 +31,22 @@ pub(super) struct LinkFields {
 }
 
 impl LinkFields {
+    /// The link, when its signature and time hold and its user is still
+    /// configured (a removed user's links end with the user, as sessions do).
     fn verify(&self, web: &App) -> Option<ReleaseLink> {
-        ReleaseLink::verify(
+        let link = ReleaseLink::verify(
             &web.ctx.link_key,
             self.u.as_deref()?,
             self.m.as_deref()?,
             self.e?,
             self.t.as_deref()?,
             unix_now(),
-        )
+        )?;
+        web.ctx
+            .config()
+            .user(link.user.as_str())
+            .is_some()
+            .then_some(link)
     }
 }
 
