@@ -180,6 +180,11 @@ pub enum ConfigError {
     /// A line limit is below the RFC 2449 minimum of 255 octets.
     #[error("max_command_line and max_sasl_line must be at least 255")]
     LineLimitTooSmall,
+    /// A limit that must be nonzero is zero (`idle_timeout`, `max_bad_commands`,
+    /// `max_auth_failures`, `max_pending_output`), or `max_pending_input` cannot hold
+    /// one command or SASL line: the session would stop answering.
+    #[error("{0} is too small: the session would stop answering")]
+    LimitTooSmall(&'static str),
 }
 
 /// How a client logged in.
@@ -447,6 +452,12 @@ impl ServerSession {
         text("greeting", &config.greeting)?;
         if let Some(i) = &config.implementation {
             text("implementation", i)?;
+            if i.is_empty() {
+                return Err(ConfigError::InvalidText {
+                    field: "implementation",
+                    source: ValidationError::new("implementation", "is empty"),
+                });
+            }
         }
         if let Some(ts) = &config.apop_timestamp {
             let ok = ts.len() >= 3
@@ -460,6 +471,20 @@ impl ServerSession {
         }
         if config.max_command_line < MAX_COMMAND_LINE || config.max_sasl_line < MAX_COMMAND_LINE {
             return Err(ConfigError::LineLimitTooSmall);
+        }
+        for (field, zero) in [
+            ("idle_timeout", config.idle_timeout.is_zero()),
+            ("max_bad_commands", config.max_bad_commands == 0),
+            ("max_auth_failures", config.max_auth_failures == 0),
+            ("max_pending_output", config.max_pending_output == 0),
+            (
+                "max_pending_input",
+                config.max_pending_input < config.max_command_line.max(config.max_sasl_line),
+            ),
+        ] {
+            if zero {
+                return Err(ConfigError::LimitTooSmall(field));
+            }
         }
         let mut s = Self {
             tls: config.implicit_tls,
@@ -1242,6 +1267,10 @@ impl ServerSession {
 
     /// Answers [`Event::OpenMaildrop`] with the listing; message numbers are
     /// positions + 1 and stay fixed for the session. Sends `+OK Logged in.`
+    /// The session takes the listing as given: each size must be the octets
+    /// RETR will send with CRLF line ends (LIST, STAT and the RETR status line
+    /// say it), and the UIDs must be unique (RFC 1939 section 7). Neither is
+    /// checked.
     pub fn maildrop_opened(&mut self, listing: Vec<MessageInfo>) -> Result<(), UsageError> {
         if !matches!(self.waiting, Some(Waiting::Maildrop)) {
             return Err(Self::unexpected("maildrop_opened"));
@@ -1303,7 +1332,7 @@ impl ServerSession {
     /// s.accept_login().unwrap();
     /// let Some(Event::OpenMaildrop { .. }) = s.next_event() else { panic!() };
     /// let uid = Uid::try_from("u1".to_string()).unwrap();
-    /// s.maildrop_opened(vec![MessageInfo::new(9, uid)]).unwrap();
+    /// s.maildrop_opened(vec![MessageInfo::new(13, uid)]).unwrap();
     /// s.take_output(); // greeting and login replies
     /// s.feed(b"RETR 1\r\n");
     /// let Some(Event::Retrieve(_)) = s.next_event() else { panic!() };
@@ -1315,7 +1344,7 @@ impl ServerSession {
     /// segments.iter().for_each(|seg| wire.extend_from_slice(seg));
     /// s.message_end().unwrap();
     /// wire.extend_from_slice(&s.take_output()); // the terminator
-    /// assert_eq!(wire, b"+OK 9 octets\r\nA: b\r\n\r\n..hi\r\n.\r\n");
+    /// assert_eq!(wire, b"+OK 13 octets\r\nA: b\r\n\r\n..hi\r\n.\r\n");
     /// // The message itself was not copied.
     /// assert_eq!(segments[0].as_ptr(), message.as_ptr());
     /// ```
@@ -1857,6 +1886,37 @@ mod tests {
             ServerSession::new(c).unwrap_err(),
             ConfigError::LineLimitTooSmall
         );
+        // Limits that would make the session stop answering (the library probe's
+        // zeros), as smtp-proto refuses its own.
+        let zero = |f: fn(&mut ServerConfig)| {
+            let mut c = ServerConfig::default();
+            f(&mut c);
+            ServerSession::new(c).unwrap_err()
+        };
+        assert_eq!(
+            zero(|c| c.idle_timeout = Duration::ZERO),
+            ConfigError::LimitTooSmall("idle_timeout")
+        );
+        assert_eq!(
+            zero(|c| c.max_bad_commands = 0),
+            ConfigError::LimitTooSmall("max_bad_commands")
+        );
+        assert_eq!(
+            zero(|c| c.max_auth_failures = 0),
+            ConfigError::LimitTooSmall("max_auth_failures")
+        );
+        assert_eq!(
+            zero(|c| c.max_pending_output = 0),
+            ConfigError::LimitTooSmall("max_pending_output")
+        );
+        assert_eq!(
+            zero(|c| c.max_pending_input = 1000),
+            ConfigError::LimitTooSmall("max_pending_input")
+        );
+        assert!(matches!(
+            zero(|c| c.implementation = Some(String::new())),
+            ConfigError::InvalidText { .. }
+        ));
     }
 
     #[test]
