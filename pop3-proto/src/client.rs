@@ -1061,11 +1061,16 @@ impl ClientSession {
     /// c.feed(b"-ERR [AUTH] Authentication failed.\r\n");
     /// assert!(matches!(c.next_event(), Some(ClientEvent::Error { code: Some(ResponseCode::Auth), .. })));
     /// assert!(c.login_user_pass("jo e", "x").is_err()); // a space in the user name
+    /// assert!(c.login_user_pass("joe", "").is_err()); // no password
     /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
     /// ```
     pub fn login_user_pass(&mut self, user: &str, secret: &str) -> Result<(), ClientError> {
         self.check_login()?;
         let user = UserName::try_from(user.to_string())?;
+        // `PASS` takes a string (RFC 1939 section 7): an empty one is no password.
+        if secret.is_empty() {
+            return Err(crate::types::ValidationError::new("password", "is empty").into());
+        }
         let pass = Password::try_from(secret.to_string())?;
         self.queued
             .push_back(Queued::Ready(Command::User(user), Pending::User));
