@@ -431,10 +431,13 @@ impl RelayTable {
 
         if let Some(slot) = self.entries.get_mut(&key) {
             self.order.remove(&(slot.entry.logged_in_at, slot.seq));
+            // An older login reported late (another thread's) changes nothing: the
+            // entry keeps the user of its newest login with that login's time.
+            let newer = now >= slot.entry.logged_in_at;
             let logged_in_at = slot.entry.logged_in_at.max(now);
             slot.entry = RelayEntry {
                 address,
-                user,
+                user: if newer { user } else { slot.entry.user.clone() },
                 logged_in_at,
                 expires_at: logged_in_at.checked_add(self.options.window),
             };
@@ -607,6 +610,12 @@ mod tests {
         t.record_login(a, "joe", t0);
         assert_eq!(t.lookup(a, t0).unwrap().logged_in_at(), t0 + mins(10));
         assert!(t.is_authorized(a, t0 + mins(39)));
+        // An older login of another user, reported late, does not take the entry over
+        // (the library probe found ann named with joe's time).
+        t.record_login(a, "ann", t0);
+        assert_eq!(t.lookup(a, t0).unwrap().user(), "joe");
+        t.record_login(a, "ann", t0 + mins(11));
+        assert_eq!(t.lookup(a, t0).unwrap().user(), "ann");
     }
 
     #[test]
