@@ -377,7 +377,8 @@ impl RecipientReport {
         self
     }
 
-    /// Sets `Will-Retry-Until` (meaningful for [`Action::Delayed`]).
+    /// Sets `Will-Retry-Until`: only for [`Action::Delayed`] (RFC 3464 section
+    /// 2.3.9); [`DsnBuilder::build`] refuses it with another action.
     pub fn will_retry_until(mut self, date: DateTime) -> Self {
         self.will_retry_until = Some(date);
         self
@@ -700,6 +701,10 @@ impl DsnBuilder {
             }
             if !is_atom_text(r.diagnostic_type.as_str()) {
                 return Err(DsnError::InvalidValue("diagnostic type"));
+            }
+            // RFC 3464 section 2.3.9: for a delayed report only.
+            if r.will_retry_until.is_some() && r.action != Action::Delayed {
+                return Err(DsnError::InvalidValue("Will-Retry-Until"));
             }
             if let Some(o) = &r.original_recipient {
                 check_value(o, "Original-Recipient")?;
@@ -1272,6 +1277,21 @@ Content-Type: text/rfc822-headers\r\n\
         );
         assert_eq!(eve.diagnostic.as_deref(), Some("retry time exceeded"));
 
+        // Will-Retry-Until belongs to delayed reports only.
+        let mut early = sample();
+        early.recipient(
+            RecipientReport::new(
+                "eve@example.com",
+                Action::Delivered,
+                "2.0.0".parse().unwrap(),
+            )
+            .will_retry_until(DateTime::new(0, 0).unwrap()),
+        );
+        assert_eq!(
+            early.build(OriginalContent::None, false).unwrap_err(),
+            DsnError::InvalidValue("Will-Retry-Until")
+        );
+
         // The type is an atom, or the DSN is not built.
         let mut bad = sample();
         bad.recipient(
@@ -1596,7 +1616,10 @@ Subject: hi\r\n\
                     r = r.diagnostic(&d);
                 }
                 r.last_attempt = last.and_then(|(u, o)| DateTime::new(u, o).ok());
-                r.will_retry_until = until.and_then(|(u, o)| DateTime::new(u, o).ok());
+                // Will-Retry-Until belongs to delayed reports only.
+                r.will_retry_until = until
+                    .filter(|_| action == Action::Delayed)
+                    .and_then(|(u, o)| DateTime::new(u, o).ok());
                 r
             })
     }
