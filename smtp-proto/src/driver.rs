@@ -20,6 +20,10 @@
 pub mod client;
 pub mod server;
 
+/// The shutdown signal [`server::serve`] takes, re-exported so that an embedder
+/// needs no `tokio-util` dependency of its own (nor to keep its version in step).
+pub use tokio_util::sync::CancellationToken;
+
 use std::future::Future;
 use std::io;
 use std::time::Duration;

@@ -242,7 +242,7 @@ async fn flush<S: AsyncWrite + Unpin>(
 /// use mailbag_pop3_proto::driver::server::{serve, Ending, Exchange, ServerHandler, ServeOptions};
 /// use mailbag_pop3_proto::session::{AuthFailure, Credentials, Event, ServerConfig, ServerSession};
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
-/// use tokio_util::sync::CancellationToken;
+/// use mailbag_pop3_proto::driver::CancellationToken;
 ///
 /// struct OneUser;
 ///

@@ -141,7 +141,7 @@ const NO_DEADLINE_WAIT: Duration = Duration::from_secs(300);
 /// use mailbag_smtp_proto::session::{Event, ServerConfig, ServerSession};
 /// use mailbag_smtp_proto::types::{EnhancedStatusCode, Reply, ReplyCode};
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
-/// use tokio_util::sync::CancellationToken;
+/// use mailbag_smtp_proto::driver::CancellationToken;
 ///
 /// #[derive(Default)]
 /// struct Inbox(Vec<u8>);
