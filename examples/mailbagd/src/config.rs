@@ -145,6 +145,7 @@ fn web_config(raw: RawWeb, login: &LoginConfig, data_dir: &Path) -> Result<WebCo
             Duration::from_secs(12 * 3600),
         )?,
         max_sessions: raw.max_sessions.unwrap_or(10_000),
+        max_sessions_per_user: raw.max_sessions_per_user.unwrap_or(20),
         login_failure_delay: raw
             .login_failure_delay
             .map(|d| d.0)
@@ -161,6 +162,7 @@ fn web_config(raw: RawWeb, login: &LoginConfig, data_dir: &Path) -> Result<WebCo
     };
     for (key, value) in [
         ("web.max_sessions", web.max_sessions),
+        ("web.max_sessions_per_user", web.max_sessions_per_user),
         ("web.page_size", web.page_size),
         ("web.max_header_read", web.max_header_read),
         ("web.max_request_body", web.max_request_body),
@@ -628,6 +630,9 @@ pub struct WebConfig {
     /// Most sessions held at once; the one idle longest is dropped to make
     /// room (default 10000).
     pub max_sessions: usize,
+    /// Most sessions of one user at once; that user's idle-longest is
+    /// dropped to make room (default 20).
+    pub max_sessions_per_user: usize,
     /// Delay before answering a failed web login, per failure counted by
     /// the login limiter (the `n`-th failure waits `n` times it), the same
     /// for an unknown user and a wrong password (default
@@ -1087,6 +1092,7 @@ struct RawWeb {
     session_idle_timeout: Option<HumanDuration>,
     session_lifetime: Option<HumanDuration>,
     max_sessions: Option<usize>,
+    max_sessions_per_user: Option<usize>,
     // Replaced by `[login]`; refused with a message naming the new key.
     login_attempts_per_ip: Option<u32>,
     login_window: Option<HumanDuration>,
@@ -1437,6 +1443,12 @@ impl Config {
             ("cluster", format!("{:?}", self.cluster)),
             ("web.tls", self.web.tls.to_string()),
             ("web.secret_file", format!("{:?}", self.web.secret_file)),
+            // The session table is made with these at start-up.
+            ("web.max_sessions", self.web.max_sessions.to_string()),
+            (
+                "web.max_sessions_per_user",
+                self.web.max_sessions_per_user.to_string(),
+            ),
             ("pop_before_smtp", format!("{:?}", self.pop_before_smtp)),
             ("data_dir", format!("{:?}", self.data_dir)),
             ("hostname", self.hostname.to_string()),
@@ -2669,6 +2681,7 @@ mod tests {
         assert_eq!(w.session_idle_timeout, Duration::from_secs(1800));
         assert_eq!(w.session_lifetime, Duration::from_secs(12 * 3600));
         assert_eq!(w.max_sessions, 10_000);
+        assert_eq!(w.max_sessions_per_user, 20);
         assert_eq!(w.login_failure_delay, Duration::from_secs(1));
         assert_eq!(w.page_size, 50);
         assert_eq!(w.max_header_read, 65_536);

@@ -36,6 +36,7 @@ impl Web {
             idle_timeout: w.session_idle_timeout,
             lifetime: w.session_lifetime,
             max_sessions: w.max_sessions,
+            max_sessions_per_user: w.max_sessions_per_user,
         };
         let secure = w.tls && ctx.tls().is_some();
         let login_key = match LoginTokenKey::random() {

@@ -97,6 +97,10 @@ pub struct SessionOptions {
     /// Most sessions at once; the one idle longest is dropped to make room
     /// (default 10000).
     pub max_sessions: usize,
+    /// Most sessions of one user at once; that user's idle-longest is
+    /// dropped to make room, so one account cannot push everyone else's
+    /// sessions out of the table (default 20).
+    pub max_sessions_per_user: usize,
 }
 
 impl Default for SessionOptions {
@@ -105,6 +109,7 @@ impl Default for SessionOptions {
             idle_timeout: Duration::from_secs(30 * 60),
             lifetime: Duration::from_secs(12 * 3600),
             max_sessions: 10_000,
+            max_sessions_per_user: 20,
         }
     }
 }
@@ -190,6 +195,22 @@ impl SessionTable {
 
     /// Inserts a session with the given tokens (tests use fixed ones).
     pub fn insert(&mut self, id: Token, csrf: Token, user: &str, credential: u64, now: Instant) {
+        // The user's own oldest first, so that one account cannot fill the table.
+        loop {
+            let mine = self.sessions.iter().filter(|(_, s)| s.user == user);
+            if mine.clone().count() < self.options.max_sessions_per_user.max(1) {
+                break;
+            }
+            let oldest = mine
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    self.sessions.remove(&k);
+                }
+                None => break,
+            }
+        }
         if self.sessions.len() >= self.options.max_sessions {
             self.purge(now);
         }
@@ -277,7 +298,40 @@ mod tests {
             idle_timeout: Duration::from_secs(60),
             lifetime: Duration::from_secs(600),
             max_sessions: max,
+            max_sessions_per_user: 3,
         }
+    }
+
+    /// The web probe logged one account in 21 times and pushed another
+    /// user's session out of a 20-session table.
+    #[test]
+    fn one_user_cannot_push_the_others_out() {
+        let mut t = SessionTable::new(opts(10));
+        let t0 = Instant::now();
+        t.insert(tok(1), tok(101), "ann", 1, t0);
+        for n in 0..20u8 {
+            t.insert(
+                tok(10 + n),
+                tok(110 + n),
+                "joe",
+                1,
+                t0 + Duration::from_secs(u64::from(n) + 1),
+            );
+        }
+        assert!(
+            t.get(tok(1).as_str(), t0 + Duration::from_secs(30))
+                .is_some(),
+            "ann's session stays"
+        );
+        assert_eq!(t.len(), 4, "ann's and joe's newest three");
+        assert!(
+            t.get(tok(29).as_str(), t0 + Duration::from_secs(30))
+                .is_some()
+        );
+        assert!(
+            t.get(tok(16).as_str(), t0 + Duration::from_secs(30))
+                .is_none()
+        );
     }
 
     fn tok(n: u8) -> Token {
