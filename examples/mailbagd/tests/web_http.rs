@@ -665,6 +665,21 @@ fn slow_or_idle_clients_are_cut_off_and_big_forms_refused() {
     let csrf = c.csrf();
     let big = format!("csrf={csrf}&spam_folder={}", "x".repeat(4096));
     assert_eq!(c.post("/settings", &big).status, 413);
+    // A body declared over the limit is refused at once, without waiting for it (the
+    // web probe's held the connection until the request timeout), and no `100 Continue`.
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let mut s = std::net::TcpStream::connect(server.web()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             {expect}Content-Length: 10000000000\r\n\r\ncsrf=x"
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 413", "{expect:?}");
+    }
     // Two login tabs: both forms carry the same (cookie's) token.
     let mut tabs = Client::new(server.web());
     let first = tabs.get("/login").csrf().unwrap();

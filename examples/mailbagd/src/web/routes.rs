@@ -77,6 +77,25 @@ pub fn router(web: App) -> Router {
         .route("/mobileconfig", get(autoconfig::apple))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        // A body declared larger than the limit is refused before any of it is read
+        // (and before hyper would send `100 Continue`): the connection is not held
+        // until the request timeout.
+        .layer(middleware::from_fn(
+            move |req: axum::extract::Request, next: middleware::Next| async move {
+                let declared = req
+                    .headers()
+                    .get(axum::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if declared.is_some_and(|n| n > body_limit as u64) {
+                    return super::responses::plain_error(
+                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "Request body too large\n",
+                    );
+                }
+                next.run(req).await
+            },
+        ))
         .layer(middleware::map_response_with_state(
             Arc::clone(&web),
             security_headers,
