@@ -79,7 +79,7 @@ pub enum DataError {
 }
 
 impl DataError {
-    /// The reply a server sends for it ([`crate::session::ServerSession`] does):
+    /// The reply a server sends for it (the session sends this one):
     /// `552 5.3.4` or `550 5.6.0`.
     ///
     /// ```

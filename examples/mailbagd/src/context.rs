@@ -164,7 +164,7 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Cancelled when the shutdown's `limits.shutdown_timeout` has passed:
     /// a delivery that has not begun to commit its copies then stores
-    /// nothing ([`crate::delivery::deliver`]), so that no message is stored
+    /// nothing (the delivery checks it before its commit), so that no message is stored
     /// whose `250` the client will never get.
     pub abandon: CancellationToken,
     /// Pauses asking spamd after it failed several times in a row.
