@@ -28,6 +28,18 @@ fn connect_served(server: &Server, role: &str, prefix: &str) -> TcpStream {
     panic!("no {prefix:?} greeting on {role}: last {last:?}");
 }
 
+/// The last line of the next SMTP reply (its continuation lines read past).
+fn smtp_reply(r: &mut impl BufRead) -> String {
+    let mut l = String::new();
+    loop {
+        l.clear();
+        r.read_line(&mut l).unwrap();
+        if l.len() < 4 || l.as_bytes()[3] != b'-' {
+            return l;
+        }
+    }
+}
+
 fn first_line(s: &TcpStream) -> String {
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).unwrap();
@@ -126,16 +138,7 @@ fn sigterm_lets_an_in_flight_delivery_finish() {
     let server = Server::start();
     let mut s = connect(&server, "smtp");
     let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut reply = || {
-        let mut l = String::new();
-        loop {
-            l.clear();
-            r.read_line(&mut l).unwrap();
-            if l.len() < 4 || l.as_bytes()[3] != b'-' {
-                return l;
-            }
-        }
-    };
+    let mut reply = || smtp_reply(&mut r);
     assert!(reply().starts_with("220 "));
     s.write_all(b"EHLO client.example.org\r\n").unwrap();
     assert!(reply().starts_with("250 "));
@@ -235,16 +238,7 @@ fn a_delivery_the_shutdown_gave_up_on_stores_nothing() {
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let mut r = BufReader::new(s.try_clone().unwrap());
             let mut w = s;
-            let mut reply = || {
-                let mut l = String::new();
-                loop {
-                    l.clear();
-                    r.read_line(&mut l).unwrap();
-                    if l.len() < 4 || l.as_bytes()[3] != b'-' {
-                        return l;
-                    }
-                }
-            };
+            let mut reply = || smtp_reply(&mut r);
             reply();
             for c in [
                 &b"EHLO c\r\n"[..],

@@ -193,38 +193,33 @@ impl SessionTable {
         Ok((id, csrf))
     }
 
+    /// Removes the session idle longest among those `which` picks; `false`
+    /// when there is none.
+    fn drop_idle_longest(&mut self, which: impl Fn(&Session) -> bool) -> bool {
+        let oldest = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| which(s))
+            .min_by_key(|(_, s)| s.last_seen)
+            .map(|(k, _)| k.clone());
+        oldest.is_some_and(|k| self.sessions.remove(&k).is_some())
+    }
+
     /// Inserts a session with the given tokens (tests use fixed ones).
     pub fn insert(&mut self, id: Token, csrf: Token, user: &str, credential: u64, now: Instant) {
         // The user's own oldest first, so that one account cannot fill the table.
-        loop {
-            let mine = self.sessions.iter().filter(|(_, s)| s.user == user);
-            if mine.clone().count() < self.options.max_sessions_per_user.max(1) {
+        let per_user = self.options.max_sessions_per_user.max(1);
+        while self.sessions.values().filter(|s| s.user == user).count() >= per_user {
+            if !self.drop_idle_longest(|s| s.user == user) {
                 break;
-            }
-            let oldest = mine
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    self.sessions.remove(&k);
-                }
-                None => break,
             }
         }
         if self.sessions.len() >= self.options.max_sessions {
             self.purge(now);
         }
         while self.sessions.len() >= self.options.max_sessions.max(1) {
-            let oldest = self
-                .sessions
-                .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    self.sessions.remove(&k);
-                }
-                None => break,
+            if !self.drop_idle_longest(|_| true) {
+                break;
             }
         }
         self.sessions.insert(
