@@ -14,16 +14,30 @@
 //! written are they committed (moved into place, the queue's copy last), so a
 //! copy that cannot be written (broken or unwritable Maildir, full disk, a
 //! failed fsync, size) makes the whole message fail with nothing stored, and
-//! the client's retry duplicates nothing. Known gap: a failure in the commit
-//! step itself (quota checked at commit, rename, the directory's fsync) after
-//! another copy was committed still answers 4xx, and the retry duplicates
-//! that copy.
+//! the client's retry duplicates nothing.
+//!
+//! Quota: RCPT already refused a mailbox that is full or that an announced
+//! `SIZE=` would take over ([`room_for`]). After DATA, before anything is
+//! committed, every sealed copy is checked against its user's quota with its
+//! real size: a copy that would take its mailbox over is dropped, the other
+//! recipients get the message (`250`), and the sender gets a bounce for that
+//! recipient (`5.2.2`, "Mailbox full"), made by the relay queue, where the
+//! message is queued with that recipient failed. One SMTP reply cannot refuse
+//! one recipient after DATA; answering `452` for all would hold back the
+//! others' copies until the full mailbox made room, and lose them when the
+//! sender gives up. Only when every recipient is in that case is the reply
+//! `452 4.2.2`, with nothing stored.
+//!
+//! Known gap: a failure in the commit step itself (a concurrent delivery
+//! that filled the mailbox between the check and the commit, a rename, the
+//! directory's fsync) after another copy was committed still answers 4xx,
+//! and the retry duplicates that copy.
 
 use std::io::{self, Read, Write};
 use std::time::SystemTime;
 
-use mailbag_mailstore::queue::QueueError;
-use mailbag_mailstore::{Error as StoreError, Folder as StoreFolder, UserName};
+use mailbag_mailstore::queue::{Outcome, QueueError, RecipientState, ReportState};
+use mailbag_mailstore::{Delivery, Error as StoreError, Folder as StoreFolder, UserName};
 use mailbag_smtp_proto::date::DateTime;
 use mailbag_smtp_proto::trace::{Received, received_count, return_path};
 use mailbag_smtp_proto::types::Reply;
@@ -36,7 +50,7 @@ use tracing::info;
 use crate::clock::unix_seconds;
 use crate::config::{Config, SpamFolder, User};
 use crate::context::{Context, Live};
-use crate::envelope::{Envelope, forward_address};
+use crate::envelope::{Envelope, LocalRecipient, forward_address};
 use crate::replies;
 use crate::spool::Spool;
 
@@ -153,9 +167,13 @@ fn settings_for(ctx: &Context, config: &Config, user: &User) -> UserSettings {
 /// Whether any of the local recipients `local` (configured user names) has
 /// spam scanning on (config file value or web page override): the SMTP
 /// driver asks spamd only then. `config` is the one the session began with.
-pub fn any_scanning(ctx: &Context, config: &Config, local: &[UserName]) -> bool {
+pub fn any_scanning<'a>(
+    ctx: &Context,
+    config: &Config,
+    local: impl IntoIterator<Item = &'a UserName>,
+) -> bool {
     local
-        .iter()
+        .into_iter()
         .filter_map(|name| config.user(name.as_str()))
         .any(|u| ctx.settings.effective(u).spam_scanning)
 }
@@ -236,13 +254,13 @@ pub fn deliver(
     let received = received.to_header();
     let mut report = Report::default();
 
-    let users: Vec<(&User, UserSettings)> = env
+    let users: Vec<(&LocalRecipient, &User, UserSettings)> = env
         .local
         .iter()
-        .filter_map(|name| config.user(name.as_str()))
-        .map(|u| (u, settings_for(ctx, config, u)))
+        .filter_map(|l| config.user(l.user.as_str()).map(|u| (l, u)))
+        .map(|(l, u)| (l, u, settings_for(ctx, config, u)))
         .collect();
-    let verdict = if users.iter().any(|(_, s)| s.scanning) {
+    let verdict = if users.iter().any(|(_, _, s)| s.scanning) {
         match scan_source {
             Scan::Builtin => Some(scan(spool)?),
             Scan::Done(v) => v,
@@ -259,7 +277,7 @@ pub fn deliver(
     // failure inside the commit phase (quota, rename, directory fsync) after an earlier
     // commit still answers 4xx: see the module docs.
     let mut prepared = Vec::with_capacity(users.len());
-    for (user, settings) in users {
+    for (local, user, settings) in users {
         let decision = decide(&settings, verdict.as_ref());
         let folder = match decision.folder {
             SpamFolderChoice::Inbox => StoreFolder::Inbox,
@@ -292,13 +310,37 @@ pub fn deliver(
         // Written, fsynced and closed now: a message for 100 local recipients
         // does not hold 100 descriptors (and write buffers) until the commits.
         d.seal().map_err(|e| DeliveryError::from_store(&e))?;
-        prepared.push((user, decision.is_spam, d));
+        prepared.push((local, user, decision.is_spam, d));
+    }
+
+    // A copy this message would take over its user's quota (no `SIZE=` was announced,
+    // or the header added here tipped it) cannot be refused alone any more: unless
+    // every recipient is in that case, the others get the message and the sender a
+    // bounce for it, made from the relay queue (the user's copy is dropped).
+    let (prepared, over_quota) = over_quota(ctx, prepared);
+    if let Some((_, e)) = over_quota.first()
+        && prepared.is_empty()
+        && env.remote.is_empty()
+    {
+        return Err(DeliveryError::from_store(e));
     }
 
     // The relay queue's copy is written in the first phase too, and committed last.
     let mut queued = None;
-    if !env.remote.is_empty() {
-        let qenv = env.to_queue(unix_seconds(now));
+    if !env.remote.is_empty() || !over_quota.is_empty() {
+        let mut qenv = env.to_queue(unix_seconds(now));
+        let bounce = replies::mailbox_full(false);
+        for (local, _) in &over_quota {
+            info!(user = %local.user, "over quota after DATA: the sender gets a bounce");
+            let mut r = local.rcpt.to_queue();
+            r.state = RecipientState::Failed(Outcome {
+                at: unix_seconds(now),
+                host: None,
+                reply: reply_text(&bounce),
+            });
+            r.report = ReportState::Owed;
+            qenv.recipients.push(r);
+        }
         let mut w = ctx.queue.enqueue(&qenv).map_err(|e| queue_error(&e))?;
         w.write_all(received.as_bytes())
             .map_err(|e| io_temp("queue write", &e))?;
@@ -314,7 +356,7 @@ pub fn deliver(
         info!("shutdown timeout passed before the copies were committed: nothing stored");
         return Err(DeliveryError(replies::shutting_down()));
     }
-    for (user, is_spam, d) in prepared {
+    for (_, user, is_spam, d) in prepared {
         let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
         info!(user = %user.name, folder = %receipt.folder, size = receipt.size, spam = ?is_spam, "delivered");
         ctx.metrics.delivered(receipt.folder.name());
@@ -327,10 +369,41 @@ pub fn deliver(
     }
     if let Some(w) = queued {
         let id = w.commit().map_err(|e| queue_error(&e))?;
-        info!(recipients = env.remote.len(), queue_id = %id, "queued for relay");
+        if over_quota.is_empty() {
+            info!(recipients = env.remote.len(), queue_id = %id, "queued for relay");
+        } else {
+            info!(recipients = env.remote.len(), bounced = over_quota.len(), queue_id = %id, "queued for relay and bounces");
+        }
         report.queued = true;
     }
     Ok(report)
+}
+
+/// A sealed local copy: its recipient, its user, the spam verdict, the copy.
+type Prepared<'e> = (
+    &'e LocalRecipient,
+    &'e User,
+    Option<bool>,
+    Box<dyn Delivery>,
+);
+
+/// Splits the sealed copies into those that fit their user's quota and the
+/// recipients of those that would take it over, each with its error (their
+/// copies dropped, so their `tmp/` files are removed). Any other error of the
+/// check is left to the commit, which answers it.
+fn over_quota<'e>(
+    ctx: &Context,
+    prepared: Vec<Prepared<'e>>,
+) -> (Vec<Prepared<'e>>, Vec<(&'e LocalRecipient, StoreError)>) {
+    let mut fit = Vec::with_capacity(prepared.len());
+    let mut over = Vec::new();
+    for p in prepared {
+        match ctx.store.check_quota(&p.1.name, p.3.written()) {
+            Err(e @ StoreError::QuotaExceeded { .. }) => over.push((p.0, e)),
+            _ => fit.push(p),
+        }
+    }
+    (fit, over)
 }
 
 /// Delivers a message this server generated (a bounce) into `user`'s INBOX, durably and

@@ -26,21 +26,50 @@ pub struct Envelope {
     pub from: ReversePath<'static>,
     /// The `MAIL FROM` parameters (DSN, body type, SMTPUTF8).
     pub mail: MailParams<'static>,
-    /// Local users, each once.
-    pub local: Vec<UserName>,
+    /// Local users, each once (with the first `RCPT TO` that named them).
+    pub local: Vec<LocalRecipient>,
     /// Remote recipients (relayed through the queue) with their `RCPT TO` parameters.
-    pub remote: Vec<RemoteRecipient>,
+    pub remote: Vec<Recipient>,
     /// The single recipient for `Received: ... for <...>`, if there is exactly one.
     pub for_rcpt: Option<ForwardPath<'static>>,
 }
 
-/// A relayed recipient as `RCPT TO` gave it.
+/// A recipient as `RCPT TO` gave it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteRecipient {
+pub struct Recipient {
     /// The forward path.
     pub path: ForwardPath<'static>,
     /// Its parameters (`NOTIFY=`, `ORCPT=`).
     pub params: RcptParams<'static>,
+}
+
+impl Recipient {
+    /// The relay queue's recipient for it, pending: the one mapping of the
+    /// RFC 3461 `NOTIFY` and `ORCPT` parameters into the queue's types.
+    pub fn to_queue(&self) -> QueueRecipient {
+        let mut rcpt = QueueRecipient::new(forward_address(&self.path));
+        rcpt.orcpt = self.params.orcpt.as_ref().map(|o| {
+            let mut v = o.addr_type().as_bytes().to_vec();
+            v.push(b';');
+            o.address().encode(&mut v);
+            String::from_utf8_lossy(&v).into_owned()
+        });
+        rcpt.notify = self.params.notify.map(|n| QueueNotify {
+            success: n.success(),
+            failure: n.failure(),
+            delay: n.delay(),
+        });
+        rcpt
+    }
+}
+
+/// A local user and the `RCPT TO` that named them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalRecipient {
+    /// The user (the mailbox name).
+    pub user: UserName,
+    /// The recipient as given (a bounce names it, with its parameters).
+    pub rcpt: Recipient,
 }
 
 /// `local@domain` of a mailbox, without angle brackets.
@@ -82,22 +111,13 @@ impl Envelope {
             _ => BodyType::SevenBit,
         };
         q.smtputf8 = self.mail.smtputf8;
-        for r in &self.remote {
-            let mut rcpt = QueueRecipient::new(forward_address(&r.path));
-            rcpt.orcpt = r.params.orcpt.as_ref().map(|o| {
-                let mut v = o.addr_type().as_bytes().to_vec();
-                v.push(b';');
-                o.address().encode(&mut v);
-                String::from_utf8_lossy(&v).into_owned()
-            });
-            rcpt.notify = r.params.notify.map(|n| QueueNotify {
-                success: n.success(),
-                failure: n.failure(),
-                delay: n.delay(),
-            });
-            q.recipients.push(rcpt);
-        }
+        q.recipients = self.remote.iter().map(Recipient::to_queue).collect();
         q
+    }
+
+    /// The local users, in the order they were named.
+    pub fn local_users(&self) -> impl Iterator<Item = &UserName> {
+        self.local.iter().map(|l| &l.user)
     }
 }
 
@@ -108,9 +128,9 @@ mod tests {
     use mailbag_smtp_proto::codec::parse_command;
     use mailbag_smtp_proto::types::Command;
 
-    fn rcpt(line: &str) -> RemoteRecipient {
+    fn rcpt(line: &str) -> Recipient {
         match parse_command(line.as_bytes()) {
-            Ok(Command::Rcpt { to, params }) => RemoteRecipient {
+            Ok(Command::Rcpt { to, params }) => Recipient {
                 path: to.into_owned(),
                 params: params.into_owned(),
             },

@@ -21,7 +21,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mailbag_mailstore::UserName;
 use mailbag_smtp_proto::address::{ForwardPath, ReversePath};
 use mailbag_smtp_proto::data::BareLfPolicy;
 use mailbag_smtp_proto::driver::{
@@ -37,7 +36,7 @@ use tracing::{debug, info, warn};
 
 use crate::context::{Context, Live};
 use crate::delivery::{self, DeliveryError, Scan};
-use crate::envelope::{Envelope, RemoteRecipient};
+use crate::envelope::{Envelope, LocalRecipient, Recipient};
 use crate::listener::Connection;
 use crate::relay::{self, Destination, Verdict};
 use crate::replies;
@@ -56,8 +55,8 @@ fn session_error(e: &str) -> io::Error {
 struct Txn {
     from: ReversePath<'static>,
     mail: MailParams<'static>,
-    local: Vec<UserName>,
-    remote: Vec<RemoteRecipient>,
+    local: Vec<LocalRecipient>,
+    remote: Vec<Recipient>,
     accepted: usize,
     last_rcpt: Option<ForwardPath<'static>>,
     spool_failed: bool,
@@ -364,13 +363,19 @@ impl SmtpHandler {
                             match dest {
                                 Destination::Local(u) => {
                                     debug!(rcpt = %replies::shown(&to), user = %u, "local recipient");
-                                    if !t.local.contains(&u) {
-                                        t.local.push(u);
+                                    if !t.local.iter().any(|l| l.user == u) {
+                                        t.local.push(LocalRecipient {
+                                            user: u,
+                                            rcpt: Recipient {
+                                                path: to.clone().into_owned(),
+                                                params: params.into_owned(),
+                                            },
+                                        });
                                     }
                                 }
                                 Destination::Remote => {
                                     info!(rcpt = %replies::shown(&to), "relay recipient accepted (POP-before-SMTP)");
-                                    t.remote.push(RemoteRecipient {
+                                    t.remote.push(Recipient {
                                         path: to.clone().into_owned(),
                                         params: params.into_owned(),
                                     });
@@ -475,7 +480,7 @@ impl SmtpHandler {
             let scan_source = match &live.spamd {
                 // Only when a recipient wants it (per-user settings,
                 // the web page's overrides included).
-                Some(client) if delivery::any_scanning(ctx, &live.config, &env.local) => {
+                Some(client) if delivery::any_scanning(ctx, &live.config, env.local_users()) => {
                     spamd_scan(ctx, &live, client, &mut sp).await
                 }
                 _ => Scan::Builtin,

@@ -4,7 +4,8 @@
 //! still works, and once the user made room mail is accepted again; a
 //! reload that raises the quota applies to the next delivery. A mailbox
 //! already full, or one an announced `SIZE=` would take over, refuses its
-//! own RCPT, and the other recipients get the message. Under
+//! own RCPT, and the other recipients get the message; one found over its
+//! quota only after DATA is bounced while the others get it. Under
 //! `CI=true` a missing python3 fails the tests.
 
 use std::time::Duration;
@@ -33,6 +34,23 @@ fn send(server: &Server, to: &str, size: usize) -> String {
         ],
     );
     replies[5].clone()
+}
+
+/// A server where every user has a 3K quota and ann's INBOX holds one
+/// message of `size` octets that another program put there.
+fn ann_holding(size: usize) -> Server {
+    Server::start_with(
+        Options {
+            limits: "user_quota = \"3K\"\n".into(),
+            ..Options::default()
+        },
+        |data| {
+            for sub in ["new", "cur", "tmp"] {
+                std::fs::create_dir_all(data.join("ann").join(sub)).unwrap();
+            }
+            std::fs::write(data.join("ann/new/1700000000.M1P1.other"), "x".repeat(size)).unwrap();
+        },
+    )
 }
 
 #[test]
@@ -109,20 +127,8 @@ fn a_full_mailbox_refuses_its_copy_at_rcpt_and_the_others_get_theirs() {
     if !require("python3") {
         return;
     }
-    let server = Server::start_with(
-        Options {
-            limits: "user_quota = \"3K\"\n".into(),
-            ..Options::default()
-        },
-        |data| {
-            // ann is over her quota already, with mail another program put there.
-            for sub in ["new", "cur", "tmp"] {
-                std::fs::create_dir_all(data.join("ann").join(sub)).unwrap();
-            }
-            let file = data.join("ann/new/1700000000.M1P1.other");
-            std::fs::write(file, "x".repeat(4000)).unwrap();
-        },
-    );
+    // ann is over her quota already.
+    let server = ann_holding(4000);
     let count =
         |u: &str| std::fs::read_dir(server.data.join(u).join("new")).map_or(0, |d| d.count());
     let body = "From: a@example.org\r\nSubject: q\r\n\r\nhello\r\n.\r\n";
@@ -200,4 +206,87 @@ fn quota_file_recount_size_decides_whether_maildirsize_is_trusted() {
         );
         assert!(r[3].starts_with(expected), "{limit:?}: {r:?}");
     }
+}
+
+/// No `SIZE=` announced: a message that would take one recipient over its
+/// quota is only found out after DATA. The other recipient gets it, the
+/// sender (a local user here, so the bounce lands in its INBOX; `RET=HDRS`
+/// so that it fits bob's quota too) gets a bounce naming only the full one;
+/// a message that would take every recipient over gets `452 4.2.2` at the
+/// end of DATA, with nothing stored and nothing queued. The sender is
+/// Python's smtplib.
+#[test]
+fn over_quota_after_data_bounces_that_recipient_and_the_others_get_it() {
+    if !require("python3") {
+        return;
+    }
+    // ann has room for a small message, not for this one.
+    let server = ann_holding(2000);
+    let count = |u: &str| server.messages(u, "").len();
+    let msg = common::message(
+        "ann@example.test, joe@example.test",
+        "big",
+        &"y".repeat(1500),
+    );
+    let path = server.dir.path().join("big.eml");
+    std::fs::write(&path, &msg).unwrap();
+    let script = r#"
+import smtplib, sys
+host, port, path = sys.argv[1:4]
+msg = open(path, 'rb').read()
+try:
+    with smtplib.SMTP(host, int(port), local_hostname='client.example.org', timeout=20) as s:
+        # Like a client that announces no size (smtplib would send SIZE=).
+        s.ehlo()
+        s.esmtp_features.pop('size', None)
+        print('SENT', s.sendmail('bob@example.test', ['ann@example.test', 'joe@example.test'], msg,
+                                 mail_options=['RET=HDRS']))
+except smtplib.SMTPResponseException as e:
+    print('REFUSED', e.smtp_code, e.smtp_error.decode())
+"#;
+    let port = server.port("smtp").to_string();
+    let send = || common::python(script, &["127.0.0.1", &port, path.to_str().unwrap()]);
+    let out = send();
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(out.stdout.trim(), "SENT {}", "{}", server.log());
+    assert_eq!((count("ann"), count("joe")), (1, 1));
+    assert!(server.message_texts("joe", "")[0].contains(&"y".repeat(1500)));
+    let bounced = || {
+        server
+            .message_texts("bob", "")
+            .into_iter()
+            .find(|m| m.contains("Action: failed"))
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(20), || bounced().is_some()),
+        "no bounce for bob: {}",
+        server.log()
+    );
+    let dsn = bounced().unwrap();
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; ann@example.test") && dsn.contains("Status: 5.2.2"),
+        "{dsn}"
+    );
+    assert!(
+        !dsn.contains("Final-Recipient: rfc822; joe@example.test"),
+        "{dsn}"
+    );
+    assert!(
+        dsn.contains("Subject: big") && !dsn.contains("yyyy"),
+        "RET=HDRS: {dsn}"
+    );
+    assert!(server.log().contains("over quota after DATA"));
+    assert!(
+        common::wait_until(Duration::from_secs(20), || server.queued().is_empty()),
+        "the bounce's queue entry stays: {:?}",
+        server.queued()
+    );
+
+    // Now joe is short of room for it too: every recipient over, so no one gets it.
+    let out = send();
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(out.stdout.trim(), "REFUSED 452 4.2.2 Mailbox full");
+    assert_eq!((count("ann"), count("joe")), (1, 1));
+    assert!(server.queued().is_empty(), "{:?}", server.queued());
+    assert_eq!(server.message_texts("bob", "").len(), 1);
 }
