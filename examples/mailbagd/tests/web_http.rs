@@ -748,6 +748,35 @@ fn hostile_request_heads_get_4xx() {
     assert_eq!(get_raw(web, b"/login", at(90_000).as_bytes()), 431);
     let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
     assert_eq!(get_raw(web, b"/login", many.as_bytes()), 431);
+    // The connection layer's own refusals (head size, Host) carry the same
+    // security headers as the pages.
+    for req in [
+        format!(
+            "GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}\r\n",
+            at(65_537)
+        ),
+        "GET /login HTTP/1.1\r\nConnection: close\r\n\r\n".to_owned(),
+    ] {
+        let answer = String::from_utf8_lossy(&raw(web, req.as_bytes()).0).to_ascii_lowercase();
+        let head = answer
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            head.starts_with("http/1.1 431") || head.starts_with("http/1.1 400"),
+            "{head}"
+        );
+        for h in [
+            "content-security-policy: default-src 'self'",
+            "x-frame-options: deny",
+            "x-content-type-options: nosniff",
+            "cache-control: no-store",
+            "connection: close",
+        ] {
+            assert!(head.contains(h), "{h} missing: {head}");
+        }
+    }
     // A header line without a colon.
     assert_eq!(get_raw(web, b"/login", b"no colon here\r\n"), 400);
     // An over-long URL (past max_request_head), and a long one within it.
@@ -936,6 +965,8 @@ fn stalled_requests_time_out_and_free_the_connection() {
           Content-Length: 1000\r\n\r\ncsrf=abc&user=joe",
     );
     assert_eq!(status(&out), 408, "{}", String::from_utf8_lossy(&out));
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(text.contains("content-security-policy:"), "{text}");
     assert!(
         took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
         "{took:?}"

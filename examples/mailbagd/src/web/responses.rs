@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use tracing::warn;
 
@@ -15,9 +15,9 @@ use super::pages::{MessagePage, Nav};
 /// The stylesheet served at `/style.css`.
 pub const STYLESHEET: &str = include_str!("../../static/style.css");
 
-pub(super) async fn security_headers(State(web): State<App>, mut res: Response) -> Response {
-    let h = res.headers_mut();
-    if web.secure {
+/// Adds the headers every response carries, `secure` when served over TLS.
+pub(super) fn add_security_headers(h: &mut HeaderMap, secure: bool) {
+    if secure {
         // Served over TLS: browsers that saw the page once keep to HTTPS.
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
@@ -42,6 +42,10 @@ pub(super) async fn security_headers(State(web): State<App>, mut res: Response) 
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+}
+
+pub(super) async fn security_headers(State(web): State<App>, mut res: Response) -> Response {
+    add_security_headers(res.headers_mut(), web.secure);
     res
 }
 
@@ -124,15 +128,13 @@ pub(super) async fn stylesheet() -> Response {
         .into_response()
 }
 
-/// A short plain-text error that also closes the connection.
+/// A short plain-text error that also closes the connection. The connection
+/// layer's errors, made before the router, get the security headers from the
+/// caller ([`add_security_headers`]); those from inside the router get them
+/// from its outermost layer.
 pub(super) fn plain_error(status: StatusCode, text: &'static str) -> Response {
     let mut r = (status, text).into_response();
-    let h = r.headers_mut();
-    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }

@@ -18,7 +18,7 @@ use axum::http::header;
 use axum::response::Response;
 
 use super::app::Web;
-use super::responses::plain_error;
+use super::responses::{add_security_headers, plain_error};
 use super::routes::router;
 use crate::listener::{Connection, Service, WriteDeadline};
 
@@ -30,6 +30,7 @@ impl Service for Web {
 
 async fn serve_connection(web: Arc<Web>, conn: Connection) -> io::Result<()> {
     let ctx = Arc::clone(&web.ctx);
+    let secure = web.secure;
     let app = router(web);
     let peer = conn.peer;
     let timeout = ctx.config().web.request_timeout;
@@ -38,7 +39,9 @@ async fn serve_connection(web: Arc<Web>, conn: Connection) -> io::Result<()> {
         req.extensions_mut().insert(ConnectInfo(peer));
         let app = app.clone();
         async move {
-            if let Some(refused) = check_head_size(&req, max_head).or_else(|| check_host(&req)) {
+            if let Some(mut refused) = check_head_size(&req, max_head).or_else(|| check_host(&req))
+            {
+                add_security_headers(refused.headers_mut(), secure);
                 return Ok::<_, std::convert::Infallible>(refused);
             }
             // The whole request (body included) and its answer get
@@ -50,10 +53,9 @@ async fn serve_connection(web: Arc<Web>, conn: Connection) -> io::Result<()> {
                 Ok(r) => r,
                 Err(_) => {
                     info!("web: request timed out");
-                    Ok(plain_error(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "Request timeout\n",
-                    ))
+                    let mut r = plain_error(StatusCode::REQUEST_TIMEOUT, "Request timeout\n");
+                    add_security_headers(r.headers_mut(), secure);
+                    Ok(r)
                 }
             }
         }
