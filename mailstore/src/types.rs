@@ -11,7 +11,10 @@ pub const MAX_USER_NAME_LEN: usize = 64;
 /// A validated user (mailbox owner) name, safe to use as one path component.
 ///
 /// Accepted: 1 to [`MAX_USER_NAME_LEN`] bytes of UTF-8 without `/`, `\`,
-/// whitespace or control characters (NUL included), not starting with `.`
+/// whitespace or control characters (NUL included), nor the invisible
+/// formatting characters that make one name look like another in a log or a
+/// page (bidirectional overrides and isolates such as U+202E, zero-width
+/// characters, the byte order mark, the soft hyphen), not starting with `.`
 /// (so `.`, `..` and Maildir++ folder names are impossible). The name is used
 /// as given: case folding, if wanted, is the caller's business.
 ///
@@ -25,6 +28,7 @@ pub const MAX_USER_NAME_LEN: usize = 64;
 /// assert!(UserName::new("../etc").is_err());
 /// assert!(UserName::new("a/b").is_err());
 /// assert!(UserName::try_from(".Spam").is_err());
+/// assert!(UserName::new("joe\u{202e}nimda").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserName(String);
@@ -61,7 +65,32 @@ fn validate_user(name: &str) -> Result<(), Error> {
             "contains '/', '\\', whitespace or a control character",
         ));
     }
+    if name.chars().any(is_invisible_format) {
+        return Err(Error::InvalidUserName(
+            "contains an invisible formatting character (bidirectional or zero-width)",
+        ));
+    }
     Ok(())
+}
+
+/// The format characters (Unicode category Cf) that change how text around
+/// them is shown or hide in it: the soft hyphen, the Arabic letter mark, the
+/// Mongolian vowel separator, zero-width spaces and joiners, the directional
+/// marks, embeddings, overrides and isolates, the invisible operators, the
+/// byte order mark and the interlinear annotation characters.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{61c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    )
 }
 
 impl TryFrom<&str> for UserName {
@@ -264,6 +293,11 @@ mod tests {
             "a b",
             "\t",
             "a\u{7f}",
+            "joe\u{202e}nimda",
+            "ad\u{200b}min",
+            "\u{feff}joe",
+            "jo\u{ad}e",
+            "a\u{2066}b\u{2069}",
             &"a".repeat(65),
         ] {
             assert!(UserName::new(bad).is_err(), "{bad:?}");
