@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
-use mailbag_smtp_proto::client::{ClientOptions, ClientSession, Event, Transaction};
+use mailbag_smtp_proto::client::{ClientEvent, ClientOptions, ClientSession, Transaction};
 use mailbag_smtp_proto::data::Stuffer;
 use mailbag_smtp_proto::types::HeloName;
 
@@ -56,14 +56,14 @@ fn run(stream: &[u8], read: usize, txn: &Transaction<'_>, body: &[u8]) -> usize 
     let mut sent = false;
     for piece in stream.chunks(read) {
         c.feed(piece);
-        while let Some(ev) = c.poll_event() {
+        while let Some(ev) = c.next_event() {
             match ev {
-                Event::Ready if !sent => {
+                ClientEvent::Ready if !sent => {
                     c.send_mail(txn).expect("ready");
                     sent = true;
                 }
-                Event::Ready => c.quit(),
-                Event::SendBody => {
+                ClientEvent::Ready => c.quit(),
+                ClientEvent::SendBody => {
                     for chunk in body.chunks(4096) {
                         c.send_body(chunk).expect("body");
                         written += c.output().len();
@@ -72,7 +72,7 @@ fn run(stream: &[u8], read: usize, txn: &Transaction<'_>, body: &[u8]) -> usize 
                     }
                     c.end_body().expect("body");
                 }
-                Event::TransactionComplete(r) => {
+                ClientEvent::TransactionComplete(r) => {
                     black_box(r);
                 }
                 _ => {}

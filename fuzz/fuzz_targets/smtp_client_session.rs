@@ -5,7 +5,7 @@
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
-use mailbag_smtp_proto::client::{ClientOptions, ClientSession, Event, Transaction};
+use mailbag_smtp_proto::client::{ClientOptions, ClientSession, ClientEvent, Transaction};
 use mailbag_smtp_proto::types::HeloName;
 
 #[derive(Debug, Arbitrary)]
@@ -18,7 +18,7 @@ struct Input {
     quit_early: bool,
 }
 
-fn run(input: &Input, chunked: bool) -> (Vec<Event>, Vec<u8>) {
+fn run(input: &Input, chunked: bool) -> (Vec<ClientEvent>, Vec<u8>) {
     let mut opts = ClientOptions::default();
     opts.pipelining = input.pipelining;
     opts.max_buffered = 4096;
@@ -45,18 +45,18 @@ fn run(input: &Input, chunked: bool) -> (Vec<Event>, Vec<u8>) {
         c.quit();
     }
     loop {
-        while let Some(ev) = c.poll_event() {
+        while let Some(ev) = c.next_event() {
             match &ev {
-                Event::Ready if txns < 3 => {
+                ClientEvent::Ready if txns < 3 => {
                     txns += 1;
                     c.send_mail(&txn).expect("ready means ready");
                 }
-                Event::Ready => c.quit(),
-                Event::SendBody => {
+                ClientEvent::Ready => c.quit(),
+                ClientEvent::SendBody => {
                     c.send_body(&input.body).expect("body");
                     c.end_body().expect("body");
                 }
-                Event::StartTls => c.tls_established(),
+                ClientEvent::StartTls => c.tls_established(),
                 _ => {}
             }
             events.push(ev);
@@ -77,8 +77,8 @@ fn run(input: &Input, chunked: bool) -> (Vec<Event>, Vec<u8>) {
         pos = end;
     }
     if !c.is_closed() {
-        c.connection_lost();
-        while let Some(ev) = c.poll_event() {
+        c.connection_closed();
+        while let Some(ev) = c.next_event() {
             events.push(ev);
         }
     }
@@ -90,7 +90,7 @@ fuzz_target!(|input: Input| {
     let whole = run(&input, false);
     let chunked = run(&input, true);
     // StartTls drops buffered plaintext, so chunking may legitimately differ after it.
-    if !whole.0.contains(&Event::StartTls) && !chunked.0.contains(&Event::StartTls) {
+    if !whole.0.contains(&ClientEvent::StartTls) && !chunked.0.contains(&ClientEvent::StartTls) {
         assert_eq!(whole, chunked);
     }
 });

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
 use mailbag_smtp_proto::client::{
-    ClientOptions, ClientSession, Event, Outcome, Status, TlsPolicy, Transaction,
+    ClientEvent, ClientOptions, ClientSession, Outcome, Status, TlsPolicy, Transaction,
 };
 use mailbag_smtp_proto::types::HeloName;
 use rustls::pki_types::ServerName;
@@ -158,13 +158,13 @@ fn send(args: &Args) -> Result<String, String> {
             s.write_all(&out).map_err(io_err)?;
             s.flush().map_err(io_err)?;
         }
-        match session.poll_event() {
-            Some(Event::Ready) if !sent => {
+        match session.next_event() {
+            Some(ClientEvent::Ready) if !sent => {
                 sent = true;
                 session.send_mail(&txn).map_err(|e| e.to_string())?;
             }
-            Some(Event::Ready) => session.quit(),
-            Some(Event::StartTls) => {
+            Some(ClientEvent::Ready) => session.quit(),
+            Some(ClientEvent::StartTls) => {
                 let config = tls.clone().ok_or("STARTTLS without --cafile")?;
                 let Stream::Plain(tcp) = std::mem::replace(&mut stream, Stream::Gone) else {
                     return Err("STARTTLS twice".to_owned());
@@ -181,13 +181,13 @@ fn send(args: &Args) -> Result<String, String> {
                 stream = Stream::Tls(Box::new(tls));
                 session.tls_established();
             }
-            Some(Event::SendBody) => {
+            Some(ClientEvent::SendBody) => {
                 session.send_body(&body).map_err(|e| e.to_string())?;
                 session.end_body().map_err(|e| e.to_string())?;
             }
-            Some(Event::RecipientReply { .. }) => {}
-            Some(Event::TransactionComplete(r)) => result = Some(r),
-            Some(Event::Closed { error }) => {
+            Some(ClientEvent::RecipientReply { .. }) => {}
+            Some(ClientEvent::TransactionComplete(r)) => result = Some(r),
+            Some(ClientEvent::Closed { error }) => {
                 if let Some(e) = error {
                     return Err(format!("session failed: {}", describe(&e)));
                 }
@@ -203,7 +203,7 @@ fn send(args: &Args) -> Result<String, String> {
                     .read(&mut buf)
                     .map_err(io_err)?;
                 if n == 0 {
-                    session.connection_lost();
+                    session.connection_closed();
                 } else {
                     session.feed(&buf[..n]);
                 }

@@ -2,21 +2,21 @@
 //!
 //! [`ClientSession`] is a deterministic state machine, the mirror image of
 //! [`ServerSession`](crate::session::ServerSession). The caller owns the socket and the clock:
-//! it feeds the server's bytes with [`ClientSession::feed`], pulls [`Event`]s with
-//! [`ClientSession::poll_event`] until it returns `None`, answers the events that ask for
+//! it feeds the server's bytes with [`ClientSession::feed`], pulls [`ClientEvent`]s with
+//! [`ClientSession::next_event`] until it returns `None`, answers the events that ask for
 //! something (start a transaction, stream the body, upgrade to TLS, quit), and writes
 //! [`ClientSession::output`] to the socket.
 //!
 //! The session drives: greeting → `EHLO` (`HELO` if the server refuses EHLO with a 5xx) →
 //! capabilities → `STARTTLS` when offered and wanted ([`TlsPolicy`]) → `EHLO` again →
-//! [`Event::Ready`]. For each [`Transaction`]: `MAIL FROM` with `SIZE`, `BODY=8BITMIME`,
+//! [`ClientEvent::Ready`]. For each [`Transaction`]: `MAIL FROM` with `SIZE`, `BODY=8BITMIME`,
 //! `SMTPUTF8`, `RET` and `ENVID` only when the server offers the extension, one `RCPT TO`
 //! per recipient with `NOTIFY`/`ORCPT` only when `DSN` is offered, then `DATA` unless no
 //! recipient was accepted. With `PIPELINING` offered, `MAIL`, every `RCPT` and `DATA` go out
 //! in one batch and the replies are matched in order (RFC 2920 section 3.1); without it, one
 //! command at a time. The body is streamed by the caller through a dot-stuffer
 //! ([`crate::data::Stuffer`]). The final reply settles the accepted recipients, and
-//! [`Event::TransactionComplete`] reports one [`Outcome`] per recipient. After a failed
+//! [`ClientEvent::TransactionComplete`] reports one [`Outcome`] per recipient. After a failed
 //! transaction the session sends `RSET` before the next one; [`ClientSession::quit`] ends the
 //! session with `QUIT`.
 //!
@@ -29,7 +29,7 @@
 //! A pipelined transaction against a scripted server:
 //!
 //! ```
-//! use mailbag_smtp_proto::client::{ClientOptions, ClientSession, Event, Status, Transaction};
+//! use mailbag_smtp_proto::client::{ClientOptions, ClientSession, ClientEvent, Status, Transaction};
 //! use mailbag_smtp_proto::types::{ForwardPath, HeloName, ReversePath};
 //! use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
 //!
@@ -40,29 +40,29 @@
 //! let txn = Transaction::new(from).recipient(to);
 //!
 //! client.feed(b"220 mx.example.net ESMTP\r\n");
-//! assert_eq!(client.poll_event(), None); // waits for the EHLO reply
+//! assert_eq!(client.next_event(), None); // waits for the EHLO reply
 //! assert_eq!(client.take_output(), b"EHLO relay.example.org\r\n");
 //! client.feed(b"250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
-//! assert_eq!(client.poll_event(), Some(Event::Ready));
+//! assert_eq!(client.next_event(), Some(ClientEvent::Ready));
 //! client.send_mail(&txn)?;
 //! assert_eq!(
 //!     client.take_output(),
 //!     b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n"
 //! );
 //! client.feed(b"250 OK\r\n250 OK\r\n354 Go ahead\r\n");
-//! assert!(matches!(client.poll_event(), Some(Event::RecipientReply { index: 0, .. })));
-//! assert_eq!(client.poll_event(), Some(Event::SendBody));
+//! assert!(matches!(client.next_event(), Some(ClientEvent::RecipientReply { index: 0, .. })));
+//! assert_eq!(client.next_event(), Some(ClientEvent::SendBody));
 //! client.send_body(b"Subject: hi\r\n\r\n.hello\r\n")?;
 //! client.end_body()?;
 //! assert_eq!(client.take_output(), b"Subject: hi\r\n\r\n..hello\r\n.\r\n");
 //! client.feed(b"250 2.0.0 queued as 42\r\n");
-//! let Some(Event::TransactionComplete(result)) = client.poll_event() else { panic!() };
+//! let Some(ClientEvent::TransactionComplete(result)) = client.next_event() else { panic!() };
 //! assert_eq!(result.recipients[0].status(), Status::Accepted);
-//! assert_eq!(client.poll_event(), Some(Event::Ready));
+//! assert_eq!(client.next_event(), Some(ClientEvent::Ready));
 //! client.quit();
 //! assert_eq!(client.take_output(), b"QUIT\r\n");
 //! client.feed(b"221 bye\r\n");
-//! assert_eq!(client.poll_event(), Some(Event::Closed { error: None }));
+//! assert_eq!(client.next_event(), Some(ClientEvent::Closed { error: None }));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -174,8 +174,8 @@ impl Default for ClientOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The call does not fit the session's state (e.g. `send_mail` before [`Event::Ready`],
-    /// `send_body` before [`Event::SendBody`]).
+    /// The call does not fit the session's state (e.g. `send_mail` before [`ClientEvent::Ready`],
+    /// `send_body` before [`ClientEvent::SendBody`]).
     #[error("the SMTP client session is not in a state for this call")]
     WrongState,
     /// A transaction without recipients.
@@ -369,7 +369,7 @@ pub struct TransactionResult {
 /// What the caller must know or do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {
+pub enum ClientEvent {
     /// The session is ready for a transaction: call [`ClientSession::send_mail`] or
     /// [`ClientSession::quit`]. Comes after the greeting and EHLO, and after each transaction.
     Ready,
@@ -445,7 +445,7 @@ pub struct ClientSession {
     in_pos: usize,
     out: Vec<u8>,
     state: State,
-    events: VecDeque<Event>,
+    events: VecDeque<ClientEvent>,
     capabilities: Vec<Capability<'static>>,
     esmtp: bool,
     tls: bool,
@@ -508,8 +508,8 @@ impl ClientSession {
     }
 
     /// The next event, or `None` when more input is needed or the caller must act
-    /// (after [`Event::Ready`] or [`Event::SendBody`]).
-    pub fn poll_event(&mut self) -> Option<Event> {
+    /// (after [`ClientEvent::Ready`] or [`ClientEvent::SendBody`]).
+    pub fn next_event(&mut self) -> Option<ClientEvent> {
         loop {
             if let Some(e) = self.events.pop_front() {
                 return Some(e);
@@ -647,7 +647,7 @@ impl ClientSession {
 
     /// The connection closed or broke (read returned 0, or an I/O error). After `QUIT` was
     /// sent this is a clean end; otherwise a temporary `4.4.2` failure.
-    pub fn connection_lost(&mut self) {
+    pub fn connection_closed(&mut self) {
         match self.state {
             State::Closed => {}
             State::Quit => self.close(None),
@@ -660,7 +660,7 @@ impl ClientSession {
         }
     }
 
-    /// After [`Event::StartTls`]: the TLS handshake succeeded. The session forgets the
+    /// After [`ClientEvent::StartTls`]: the TLS handshake succeeded. The session forgets the
     /// capabilities and any buffered plaintext and sends EHLO again.
     pub fn tls_established(&mut self) {
         if self.state != State::TlsHandshake {
@@ -673,7 +673,7 @@ impl ClientSession {
         self.send_ehlo();
     }
 
-    /// Starts a transaction (after [`Event::Ready`]).
+    /// Starts a transaction (after [`ClientEvent::Ready`]).
     ///
     /// # Errors
     ///
@@ -779,7 +779,7 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Streams a piece of the body (after [`Event::SendBody`]); it is dot-stuffed into the
+    /// Streams a piece of the body (after [`ClientEvent::SendBody`]); it is dot-stuffed into the
     /// output. Write the output to the socket between pieces to bound memory.
     ///
     /// # Errors
@@ -809,7 +809,7 @@ impl ClientSession {
     }
 
     /// Ends the session with QUIT: at once when ready, otherwise after the current
-    /// transaction (instead of the next [`Event::Ready`]). Before the greeting or EHLO
+    /// transaction (instead of the next [`ClientEvent::Ready`]). Before the greeting or EHLO
     /// completed, QUIT is sent when the server's reply comes.
     pub fn quit(&mut self) {
         match self.state {
@@ -854,7 +854,7 @@ impl ClientSession {
         self.state = State::Closed;
         self.txn = None;
         self.error.clone_from(&error);
-        self.events.push_back(Event::Closed { error });
+        self.events.push_back(ClientEvent::Closed { error });
     }
 
     /// The session cannot go on: settle an open transaction as failed with `why`, close.
@@ -867,7 +867,7 @@ impl ClientSession {
                 .map(|r| r.unwrap_or_else(|| message.clone()))
                 .collect();
             self.events
-                .push_back(Event::TransactionComplete(TransactionResult {
+                .push_back(ClientEvent::TransactionComplete(TransactionResult {
                     recipients,
                     message,
                 }));
@@ -885,7 +885,7 @@ impl ClientSession {
 
     fn complete_locally(&mut self, n: usize, o: Outcome) {
         self.events
-            .push_back(Event::TransactionComplete(TransactionResult {
+            .push_back(ClientEvent::TransactionComplete(TransactionResult {
                 recipients: vec![o.clone(); n],
                 message: o,
             }));
@@ -898,7 +898,7 @@ impl ClientSession {
             self.send_quit();
         } else {
             self.state = State::Idle;
-            self.events.push_back(Event::Ready);
+            self.events.push_back(ClientEvent::Ready);
         }
     }
 
@@ -974,7 +974,7 @@ impl ClientSession {
                     self.inbuf.clear();
                     self.in_pos = 0;
                     self.state = State::TlsHandshake;
-                    self.events.push_back(Event::StartTls);
+                    self.events.push_back(ClientEvent::StartTls);
                 } else if code == 421 {
                     self.fail(Outcome::remote_failure(Stage::StartTls, reply));
                 } else {
@@ -1048,7 +1048,7 @@ impl ClientSession {
                             *slot = Some(o.clone());
                         }
                     }
-                    self.events.push_back(Event::RecipientReply {
+                    self.events.push_back(ClientEvent::RecipientReply {
                         index: i,
                         outcome: o,
                     });
@@ -1071,7 +1071,7 @@ impl ClientSession {
                         self.txn = Some(t);
                         self.stuffer = Stuffer::new();
                         self.state = State::Body;
-                        self.events.push_back(Event::SendBody);
+                        self.events.push_back(ClientEvent::SendBody);
                     }
                     return;
                 }
@@ -1126,7 +1126,7 @@ impl ClientSession {
             .map(|r| r.unwrap_or_else(|| message.clone()))
             .collect();
         self.events
-            .push_back(Event::TransactionComplete(TransactionResult {
+            .push_back(ClientEvent::TransactionComplete(TransactionResult {
                 recipients,
                 message,
             }));
@@ -1215,8 +1215,8 @@ mod tests {
         t
     }
 
-    fn drain(c: &mut ClientSession) -> Vec<Event> {
-        std::iter::from_fn(|| c.poll_event()).collect()
+    fn drain(c: &mut ClientSession) -> Vec<ClientEvent> {
+        std::iter::from_fn(|| c.next_event()).collect()
     }
 
     fn ready(c: &mut ClientSession, ehlo: &[u8]) {
@@ -1224,7 +1224,7 @@ mod tests {
         assert!(drain(c).is_empty());
         assert_eq!(c.take_output(), b"EHLO client.example\r\n");
         c.feed(ehlo);
-        assert_eq!(drain(c), [Event::Ready]);
+        assert_eq!(drain(c), [ClientEvent::Ready]);
     }
 
     #[test]
@@ -1237,7 +1237,7 @@ mod tests {
         assert!(drain(&mut c).is_empty());
         assert_eq!(c.take_output(), b"HELO client.example\r\n");
         c.feed(b"250 hi\r\n");
-        assert_eq!(drain(&mut c), [Event::Ready]);
+        assert_eq!(drain(&mut c), [ClientEvent::Ready]);
         assert!(!c.is_esmtp());
         // No extensions: parameters are dropped, commands go one at a time.
         let mut t = txn(&["<b@x.example>", "<c@x.example>"]);
@@ -1256,7 +1256,7 @@ mod tests {
         let mut c = client(ClientOptions::default());
         c.feed(b"554 go away\r\n");
         let ev = drain(&mut c);
-        let [Event::Closed { error: Some(o) }] = ev.as_slice() else {
+        let [ClientEvent::Closed { error: Some(o) }] = ev.as_slice() else {
             panic!("{ev:?}")
         };
         assert_eq!(o.status(), Status::Permanent);
@@ -1288,7 +1288,7 @@ mod tests {
             bytewise_events.extend(drain(&mut bytewise));
         }
         assert_eq!(whole_events, bytewise_events);
-        let [Event::Closed { error: Some(o) }] = whole_events.as_slice() else {
+        let [ClientEvent::Closed { error: Some(o) }] = whole_events.as_slice() else {
             panic!("{whole_events:?}")
         };
         assert_eq!(o.reply().lines(), ["Reply too long"]);
@@ -1300,7 +1300,7 @@ mod tests {
         let mut c = client(ClientOptions::default());
         c.feed(b"hello\r\n");
         let ev = drain(&mut c);
-        let [Event::Closed { error: Some(o) }] = ev.as_slice() else {
+        let [ClientEvent::Closed { error: Some(o) }] = ev.as_slice() else {
             panic!("{ev:?}")
         };
         assert_eq!(o.status(), Status::Temporary);
@@ -1315,18 +1315,18 @@ mod tests {
         t.params.size = Some(101);
         c.send_mail(&t).unwrap();
         let ev = drain(&mut c);
-        let Some(Event::TransactionComplete(r)) = ev.first() else {
+        let Some(ClientEvent::TransactionComplete(r)) = ev.first() else {
             panic!("{ev:?}")
         };
         assert_eq!(r.recipients[0].status(), Status::Permanent);
         assert_eq!(r.message.reply().enhanced(), Esc::new(5, 3, 4).ok());
-        assert_eq!(ev.get(1), Some(&Event::Ready));
+        assert_eq!(ev.get(1), Some(&ClientEvent::Ready));
         assert!(c.output().is_empty());
 
         let t = txn(&["<bü@x.example>"]);
         c.send_mail(&t).unwrap();
         let ev = drain(&mut c);
-        let Some(Event::TransactionComplete(r)) = ev.first() else {
+        let Some(ClientEvent::TransactionComplete(r)) = ev.first() else {
             panic!("{ev:?}")
         };
         assert_eq!(r.message.reply().enhanced(), Esc::new(5, 6, 7).ok());
@@ -1363,15 +1363,15 @@ mod tests {
         drain(&mut c);
         assert_eq!(c.timeout(), Some(Duration::from_secs(120)));
         c.feed(b"354 go\r\n");
-        assert_eq!(drain(&mut c), [Event::SendBody]);
+        assert_eq!(drain(&mut c), [ClientEvent::SendBody]);
         assert_eq!(c.timeout(), Some(Duration::from_secs(180)));
         c.end_body().unwrap();
         assert_eq!(c.timeout(), Some(Duration::from_secs(600)));
         c.timed_out();
         let ev = drain(&mut c);
         let [
-            Event::TransactionComplete(r),
-            Event::Closed { error: Some(e) },
+            ClientEvent::TransactionComplete(r),
+            ClientEvent::Closed { error: Some(e) },
         ] = ev.as_slice()
         else {
             panic!("{ev:?}")
@@ -1391,13 +1391,13 @@ mod tests {
         assert!(drain(&mut c).is_empty());
         assert_eq!(c.take_output(), b"STARTTLS\r\n");
         c.feed(b"220 go\r\n250 injected\r\n");
-        assert_eq!(drain(&mut c), [Event::StartTls]);
+        assert_eq!(drain(&mut c), [ClientEvent::StartTls]);
         c.feed(b"250 more injected\r\n");
         c.tls_established();
         assert!(c.is_tls());
         assert_eq!(c.take_output(), b"EHLO client.example\r\n");
         c.feed(b"250-mx\r\n250 STARTTLS\r\n");
-        assert_eq!(drain(&mut c), [Event::Ready]);
+        assert_eq!(drain(&mut c), [ClientEvent::Ready]);
         assert!(c.take_output().is_empty());
     }
 
@@ -1405,7 +1405,7 @@ mod tests {
     fn starttls_refused_continues_unless_required() {
         let mut c = client(ClientOptions::default());
         ready_tls_refused(&mut c);
-        assert_eq!(drain(&mut c), [Event::Ready]);
+        assert_eq!(drain(&mut c), [ClientEvent::Ready]);
 
         let mut c = client(ClientOptions {
             tls: TlsPolicy::Required,
@@ -1414,7 +1414,7 @@ mod tests {
         ready_tls_refused(&mut c);
         let ev = drain(&mut c);
         assert!(
-            matches!(ev.as_slice(), [Event::Closed { error: Some(o) }] if o.status() == Status::Temporary),
+            matches!(ev.as_slice(), [ClientEvent::Closed { error: Some(o) }] if o.status() == Status::Temporary),
             "{ev:?}"
         );
         assert_eq!(c.take_output(), b"QUIT\r\n");
@@ -1435,9 +1435,13 @@ mod tests {
         c.feed(b"250 ok\r\n550 no\r\n");
         let ev = drain(&mut c);
         assert_eq!(ev.len(), 1, "{ev:?}");
-        c.connection_lost();
+        c.connection_closed();
         let ev = drain(&mut c);
-        let [Event::TransactionComplete(r), Event::Closed { .. }] = ev.as_slice() else {
+        let [
+            ClientEvent::TransactionComplete(r),
+            ClientEvent::Closed { .. },
+        ] = ev.as_slice()
+        else {
             panic!("{ev:?}")
         };
         assert_eq!(r.recipients[0].status(), Status::Permanent);
@@ -1454,12 +1458,12 @@ mod tests {
         c.feed(b"550 no such sender\r\n");
         let ev = drain(&mut c);
         assert!(
-            matches!(ev.as_slice(), [Event::TransactionComplete(_)]),
+            matches!(ev.as_slice(), [ClientEvent::TransactionComplete(_)]),
             "{ev:?}"
         );
         assert_eq!(c.take_output(), b"QUIT\r\n");
-        c.connection_lost();
-        assert_eq!(drain(&mut c), [Event::Closed { error: None }]);
+        c.connection_closed();
+        assert_eq!(drain(&mut c), [ClientEvent::Closed { error: None }]);
     }
 
     #[test]
@@ -1471,8 +1475,8 @@ mod tests {
         c.feed(b"421 4.3.2 shutting down\r\n");
         let ev = drain(&mut c);
         let [
-            Event::TransactionComplete(r),
-            Event::Closed { error: Some(e) },
+            ClientEvent::TransactionComplete(r),
+            ClientEvent::Closed { error: Some(e) },
         ] = ev.as_slice()
         else {
             panic!("{ev:?}")

@@ -5,7 +5,7 @@
 
 use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
 use mailbag_smtp_proto::client::{
-    ClientOptions, ClientSession, Event, Recipient, Stage, Status, Transaction,
+    ClientEvent, ClientOptions, ClientSession, Recipient, Stage, Status, Transaction,
 };
 use mailbag_smtp_proto::session::{self, HelloKind, ServerConfig, ServerSession};
 use mailbag_smtp_proto::types::{
@@ -41,7 +41,7 @@ struct Seen {
 
 #[derive(Debug, Default)]
 struct Run {
-    events: Vec<Event>,
+    events: Vec<ClientEvent>,
     seen: Seen,
     /// Client → server, one entry per flush of the client's output.
     client_flushes: Vec<Vec<u8>>,
@@ -67,16 +67,16 @@ fn run(
         let s_out = server.take_output();
         out.server_wire.extend_from_slice(&s_out);
         client.feed(&s_out);
-        while let Some(ev) = client.poll_event() {
+        while let Some(ev) = client.next_event() {
             match &ev {
-                Event::Ready => match txns.get(next_txn) {
+                ClientEvent::Ready => match txns.get(next_txn) {
                     Some((t, _)) => {
                         client.send_mail(t).expect("ready");
                         next_txn += 1;
                     }
                     None => client.quit(),
                 },
-                Event::SendBody => {
+                ClientEvent::SendBody => {
                     let b = txns[next_txn - 1].1;
                     // Stream in small pieces, as a caller reading a file would.
                     for piece in b.chunks(7) {
@@ -84,7 +84,7 @@ fn run(
                     }
                     client.end_body().expect("body");
                 }
-                Event::StartTls => {
+                ClientEvent::StartTls => {
                     // The in-memory "handshake".
                     assert!(server.awaiting_tls());
                     server.tls_established();
@@ -170,7 +170,7 @@ fn results(r: &Run) -> Vec<Vec<Status>> {
     r.events
         .iter()
         .filter_map(|e| match e {
-            Event::TransactionComplete(t) => {
+            ClientEvent::TransactionComplete(t) => {
                 Some(t.recipients.iter().map(|o| o.status()).collect())
             }
             _ => None,
@@ -227,7 +227,7 @@ fn pipelined_transaction_byte_for_byte() {
         )]
     );
     assert_eq!(results(&r), [vec![Status::Accepted, Status::Accepted]]);
-    assert!(r.events.last() == Some(&Event::Closed { error: None }));
+    assert!(r.events.last() == Some(&ClientEvent::Closed { error: None }));
 }
 
 #[test]
@@ -384,7 +384,7 @@ fn failures_at_each_step() {
             let rcpt_events = r
                 .events
                 .iter()
-                .filter(|e| matches!(e, Event::RecipientReply { .. }))
+                .filter(|e| matches!(e, ClientEvent::RecipientReply { .. }))
                 .count();
             let want = match at {
                 At::Mail(_) => 1,
@@ -408,10 +408,10 @@ fn message_outcome_and_stage_are_reported() {
         &[(t, BODY)],
         &mut decide,
     );
-    let Some(Event::TransactionComplete(res)) = r
+    let Some(ClientEvent::TransactionComplete(res)) = r
         .events
         .iter()
-        .find(|e| matches!(e, Event::TransactionComplete(_)))
+        .find(|e| matches!(e, ClientEvent::TransactionComplete(_)))
     else {
         panic!("{:?}", r.events)
     };
@@ -554,7 +554,7 @@ fn starttls_then_ehlo_again() {
     assert_eq!(wire[0], "EHLO client.example\r\n");
     assert_eq!(wire[1], "STARTTLS\r\n");
     assert_eq!(wire[2], "EHLO client.example\r\n");
-    assert!(r.events.contains(&Event::StartTls));
+    assert!(r.events.contains(&ClientEvent::StartTls));
     assert_eq!(results(&r), [vec![Status::Accepted]]);
     assert_eq!(r.seen.messages.len(), 1);
 }
@@ -575,7 +575,11 @@ fn several_transactions_on_one_connection() {
     );
     assert_eq!(r.seen.messages.len(), 3);
     assert_eq!(results(&r).len(), 3);
-    let ready = r.events.iter().filter(|e| **e == Event::Ready).count();
+    let ready = r
+        .events
+        .iter()
+        .filter(|e| **e == ClientEvent::Ready)
+        .count();
     assert_eq!(ready, 4);
 }
 
@@ -597,7 +601,7 @@ fn null_sender_and_postmaster() {
 
 /// Drives a client over a fixed server byte stream split at `cuts`; returns the events and
 /// everything the client wrote.
-fn replay(server: &[u8], cuts: &[usize], pipelining: bool) -> (Vec<Event>, Vec<u8>) {
+fn replay(server: &[u8], cuts: &[usize], pipelining: bool) -> (Vec<ClientEvent>, Vec<u8>) {
     let mut opts = ClientOptions::default();
     opts.pipelining = pipelining;
     let mut c = ClientSession::new(HeloName::try_from("c.example").expect("valid"), opts);
@@ -617,16 +621,16 @@ fn replay(server: &[u8], cuts: &[usize], pipelining: bool) -> (Vec<Event>, Vec<u
         }
         c.feed(&server[pos..b]);
         pos = b;
-        while let Some(ev) = c.poll_event() {
+        while let Some(ev) = c.next_event() {
             match &ev {
-                Event::Ready => match txns.get(next) {
+                ClientEvent::Ready => match txns.get(next) {
                     Some(t) => {
                         c.send_mail(t).expect("ready");
                         next += 1;
                     }
                     None => c.quit(),
                 },
-                Event::SendBody => {
+                ClientEvent::SendBody => {
                     c.send_body(BODY).expect("body");
                     c.end_body().expect("body");
                 }
@@ -692,7 +696,7 @@ fn replay_streams_have_the_expected_outcomes() {
             .0
             .iter()
             .filter_map(|e| match e {
-                Event::TransactionComplete(t) => {
+                ClientEvent::TransactionComplete(t) => {
                     Some(t.recipients.iter().map(|o| o.status()).collect())
                 }
                 _ => None,
@@ -706,7 +710,7 @@ fn replay_streams_have_the_expected_outcomes() {
     assert_eq!(outcomes(3), [vec![T, T]]);
     assert_eq!(outcomes(4), [vec![A, A], vec![T]]);
     let (ev, _) = replay(streams[4], &[], true);
-    assert!(matches!(ev.last(), Some(Event::Closed { error: Some(e) }) if !e.is_remote()));
+    assert!(matches!(ev.last(), Some(ClientEvent::Closed { error: Some(e) }) if !e.is_remote()));
 }
 
 // ---------------------------------------------------------------- RFC transcripts
@@ -718,7 +722,7 @@ fn play_turns(
     txn: &Transaction<'_>,
     body: &[u8],
     helo: &str,
-) -> Vec<Event> {
+) -> Vec<ClientEvent> {
     let mut c = ClientSession::new(
         HeloName::try_from(helo).expect("helo").into_owned(),
         ClientOptions::default(),
@@ -732,14 +736,14 @@ fn play_turns(
             s.push_str("\r\n");
         }
         c.feed(s.as_bytes());
-        while let Some(ev) = c.poll_event() {
+        while let Some(ev) = c.next_event() {
             match &ev {
-                Event::Ready if !sent => {
+                ClientEvent::Ready if !sent => {
                     c.send_mail(txn).expect("ready");
                     sent = true;
                 }
-                Event::Ready => c.quit(),
-                Event::SendBody => {
+                ClientEvent::Ready => c.quit(),
+                ClientEvent::SendBody => {
                     c.send_body(body).expect("body");
                     c.end_body().expect("end");
                 }
@@ -798,16 +802,16 @@ fn rfc5321_d1_typical_transaction() {
         (&["221 foo.com Service closing transmission channel"], &[]),
     ];
     let events = play_turns(&turns, &txn, body, "bar.com");
-    let Some(Event::TransactionComplete(r)) = events
+    let Some(ClientEvent::TransactionComplete(r)) = events
         .iter()
-        .find(|e| matches!(e, Event::TransactionComplete(_)))
+        .find(|e| matches!(e, ClientEvent::TransactionComplete(_)))
     else {
         panic!("{events:?}")
     };
     let st: Vec<Status> = r.recipients.iter().map(|o| o.status()).collect();
     assert_eq!(st, [Status::Accepted, Status::Permanent, Status::Accepted]);
     assert_eq!(r.recipients[1].reply().lines(), ["No such user here"]);
-    assert_eq!(events.last(), Some(&Event::Closed { error: None }));
+    assert_eq!(events.last(), Some(&ClientEvent::Closed { error: None }));
 }
 
 /// RFC 2920 section 3.1 (PIPELINING): MAIL, the RCPTs and DATA in one write; the client
@@ -856,7 +860,7 @@ fn rfc2920_pipelined_transaction() {
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, Event::TransactionComplete(r)
+            .any(|e| matches!(e, ClientEvent::TransactionComplete(r)
         if r.recipients.iter().all(|o| o.status() == Status::Accepted)))
     );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mailbag_smtp_proto::address::{ForwardPath, parse_forward_path, parse_reverse_path};
 use mailbag_smtp_proto::client::{
-    ClientOptions, ClientSession, Event as ClientEvent, Status, TlsPolicy, Transaction,
+    ClientEvent, ClientOptions, ClientSession, Status, TlsPolicy, Transaction,
 };
 use mailbag_smtp_proto::driver::client::{Client, ClientIoOptions};
 use mailbag_smtp_proto::driver::server::{Answer, Ending, ServeOptions, ServerHandler, serve};

@@ -8,7 +8,7 @@ use std::vec::Vec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{flush, within};
-use crate::client::{ClientSession, Event};
+use crate::client::{ClientEvent, ClientSession};
 
 /// How a [`Client`] reads and writes. The reply timeouts are the session's
 /// (`ClientOptions::timeouts`, RFC 5321 section 4.5.3.2). `#[non_exhaustive]`:
@@ -37,9 +37,9 @@ impl Default for ClientIoOptions {
 }
 
 /// An SMTP client connection: a [`ClientSession`] and the stream it runs
-/// over. Pull [`Event`]s with [`Client::next_event`] and answer them on
+/// over. Pull [`ClientEvent`]s with [`Client::next_event`] and answer them on
 /// [`Client::session`] (`send_mail`, `quit`), with [`Client::send_body`]
-/// ([`Event::SendBody`]) and [`Client::start_tls`] ([`Event::StartTls`]).
+/// ([`ClientEvent::SendBody`]) and [`Client::start_tls`] ([`ClientEvent::StartTls`]).
 /// A failed read or write, or a reply that does not come in time, closes
 /// the session with a temporary outcome, reported by its events; the
 /// driver's own methods fail only where the caller must know at once.
@@ -50,7 +50,7 @@ impl Default for ClientIoOptions {
 ///
 /// ```
 /// use mailbag_smtp_proto::address::{parse_forward_path, parse_reverse_path};
-/// use mailbag_smtp_proto::client::{ClientOptions, ClientSession, Event, Status, Transaction};
+/// use mailbag_smtp_proto::client::{ClientOptions, ClientSession, ClientEvent, Status, Transaction};
 /// use mailbag_smtp_proto::driver::client::{Client, ClientIoOptions};
 /// use mailbag_smtp_proto::types::HeloName;
 /// use tokio::io::AsyncWriteExt;
@@ -64,16 +64,16 @@ impl Default for ClientIoOptions {
 /// let mut client = Client::new(stream, session, ClientIoOptions::default());
 /// let (from, _) = parse_reverse_path(b"<a@me.example>")?;
 /// let (to, _) = parse_forward_path(b"<b@mx.example>")?;
-/// assert_eq!(client.next_event().await, Some(Event::Ready));
+/// assert_eq!(client.next_event().await, Some(ClientEvent::Ready));
 /// client.session().send_mail(&Transaction::new(from).recipient(to))?;
-/// assert!(matches!(client.next_event().await, Some(Event::RecipientReply { .. })));
-/// assert_eq!(client.next_event().await, Some(Event::SendBody));
+/// assert!(matches!(client.next_event().await, Some(ClientEvent::RecipientReply { .. })));
+/// assert_eq!(client.next_event().await, Some(ClientEvent::SendBody));
 /// client.send_body(&b"Subject: hi\r\n\r\n.dot\r\n"[..]).await?;
-/// let Some(Event::TransactionComplete(result)) = client.next_event().await else { panic!() };
+/// let Some(ClientEvent::TransactionComplete(result)) = client.next_event().await else { panic!() };
 /// assert_eq!(result.recipients[0].status(), Status::Accepted);
-/// assert_eq!(client.next_event().await, Some(Event::Ready)); // the next transaction, or QUIT
+/// assert_eq!(client.next_event().await, Some(ClientEvent::Ready)); // the next transaction, or QUIT
 /// client.session().quit();
-/// assert_eq!(client.next_event().await, Some(Event::Closed { error: None }));
+/// assert_eq!(client.next_event().await, Some(ClientEvent::Closed { error: None }));
 /// assert_eq!(client.next_event().await, None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
@@ -106,51 +106,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// The next event: writes what the session has to send, then reads
     /// (within the session's timeout for the reply it expects,
     /// [`ClientSession::timeout`]) until the session has an event. `None`
-    /// when the session waits for the caller (after [`Event::Ready`]: a
-    /// transaction or QUIT; after [`Event::StartTls`]: the handshake) or is
+    /// when the session waits for the caller (after [`ClientEvent::Ready`]: a
+    /// transaction or QUIT; after [`ClientEvent::StartTls`]: the handshake) or is
     /// closed and every event was taken.
-    pub async fn next_event(&mut self) -> Option<Event> {
+    pub async fn next_event(&mut self) -> Option<ClientEvent> {
         loop {
-            if let Some(event) = self.session.poll_event() {
+            if let Some(event) = self.session.next_event() {
                 return Some(event);
             }
             let Some(stream) = self.stream.as_mut() else {
                 if self.session.is_closed() {
                     return None;
                 }
-                self.session.connection_lost();
+                self.session.connection_closed();
                 continue;
             };
             if flush(stream, &mut self.session, self.options.write_timeout)
                 .await
                 .is_err()
             {
-                self.session.connection_lost();
+                self.session.connection_closed();
                 continue;
             }
             // No timeout: the session waits for the caller, not the server.
             let wait = self.session.timeout()?;
             match tokio::time::timeout(wait, stream.read(&mut self.buf)).await {
                 Err(_) => self.session.timed_out(),
-                Ok(Ok(0) | Err(_)) => self.session.connection_lost(),
+                Ok(Ok(0) | Err(_)) => self.session.connection_closed(),
                 Ok(Ok(n)) => self.session.feed(self.buf.get(..n).unwrap_or_default()),
             }
         }
     }
 
-    /// Answers [`Event::SendBody`]: streams the message from `body` (its
+    /// Answers [`ClientEvent::SendBody`]: streams the message from `body` (its
     /// octets as they are; the session dot-stuffs them and ends the data),
     /// in chunks of [`ClientIoOptions::body_chunk`].
     ///
     /// # Errors
     ///
     /// A read of `body` or a write that failed or timed out (the session is
-    /// then closed: [`ClientSession::connection_lost`]), or
+    /// then closed: [`ClientSession::connection_closed`]), or
     /// [`io::ErrorKind::Other`] when the session does not expect a body.
     pub async fn send_body(&mut self, mut body: impl AsyncRead + Unpin) -> io::Result<()> {
         let r = self.stream_body(&mut body).await;
         if r.is_err() && !self.session.is_closed() {
-            self.session.connection_lost();
+            self.session.connection_closed();
         }
         r
     }
@@ -176,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         flush(stream, &mut self.session, wt).await
     }
 
-    /// Answers [`Event::StartTls`]: runs `handshake` on the stream (the
+    /// Answers [`ClientEvent::StartTls`]: runs `handshake` on the stream (the
     /// client side of TLS; the stream it returns carries TLS, so `S` is
     /// typically an enum such as `tokio_util::either::Either` of the plain
     /// and the TLS stream), then tells the session
@@ -185,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// # Errors
     ///
     /// The handshake's error; the connection is then gone and the session
-    /// closed ([`ClientSession::connection_lost`]).
+    /// closed ([`ClientSession::connection_closed`]).
     pub async fn start_tls<F, Fut>(&mut self, handshake: F) -> io::Result<()>
     where
         F: FnOnce(S) -> Fut,
@@ -205,7 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 Ok(())
             }
             Err(e) => {
-                self.session.connection_lost();
+                self.session.connection_closed();
                 Err(e)
             }
         }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailbag_smtp_proto::client::{
-    ClientOptions, ClientSession, Event, Outcome, Stage, Status, Timeouts, TlsPolicy, Transaction,
+    ClientEvent, ClientOptions, ClientSession, Outcome, Stage, Status, Timeouts, TlsPolicy,
+    Transaction,
 };
 use mailbag_smtp_proto::driver::client::{Client, ClientIoOptions};
 use mailbag_smtp_proto::types::{Capability, HeloName};
@@ -183,7 +184,7 @@ pub async fn deliver(
 
     while let Some(ev) = client.next_event().await {
         match ev {
-            Event::Ready => match txns.get(started) {
+            ClientEvent::Ready => match txns.get(started) {
                 Some(t) => {
                     if client.session().send_mail(t).is_err() {
                         client.session().quit();
@@ -194,7 +195,7 @@ pub async fn deliver(
                 }
                 None => client.session().quit(),
             },
-            Event::StartTls => {
+            ClientEvent::StartTls => {
                 let Some(cfg) = opts.tls.clone() else {
                     return Err(AttemptError::Tls {
                         addr,
@@ -223,29 +224,31 @@ pub async fn deliver(
                 }
                 debug!(%addr, "STARTTLS: TLS established");
             }
-            Event::RecipientReply { index, outcome } if outcome.status() == Status::Permanent => {
+            ClientEvent::RecipientReply { index, outcome }
+                if outcome.status() == Status::Permanent =>
+            {
                 job.settle(current, index, &outcome)
                     .await
                     .map_err(AttemptError::Queue)?;
             }
-            Event::SendBody => {
+            ClientEvent::SendBody => {
                 let sent = match job.body().await {
                     Ok(file) => client.send_body(file).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = sent {
                     info!(%addr, error = %e, "sending the body failed");
-                    client.session().connection_lost();
+                    client.session().connection_closed();
                 }
             }
-            Event::TransactionComplete(result) => {
+            ClientEvent::TransactionComplete(result) => {
                 for (i, o) in result.recipients.iter().enumerate() {
                     job.settle(current, i, o)
                         .await
                         .map_err(AttemptError::Queue)?;
                 }
             }
-            Event::Closed { error } => {
+            ClientEvent::Closed { error } => {
                 let tls = client.session().is_tls();
                 let dsn = client.session().offers(&Capability::Dsn);
                 client.close().await;
