@@ -26,7 +26,9 @@
 //! one recipient after DATA; answering `452` for all would hold back the
 //! others' copies until the full mailbox made room, and lose them when the
 //! sender gives up. Only when every recipient is in that case is the reply
-//! `452 4.2.2`, with nothing stored.
+//! `452 4.2.2`, with nothing stored. A copy judged spam is dropped without a
+//! bounce: spam's sender is most likely forged, and the bounce would be
+//! backscatter.
 //!
 //! Known gap: a failure in the commit step itself (a concurrent delivery
 //! that filled the mailbox between the check and the commit, a rename, the
@@ -318,19 +320,32 @@ pub fn deliver(
     // every recipient is in that case, the others get the message and the sender a
     // bounce for it, made from the relay queue (the user's copy is dropped).
     let (prepared, over_quota) = over_quota(ctx, prepared);
-    if let Some((_, e)) = over_quota.first()
+    if let Some((_, _, e)) = over_quota.first()
         && prepared.is_empty()
         && env.remote.is_empty()
     {
         return Err(DeliveryError::from_store(e));
     }
+    // Spam is not bounced: its sender is most likely forged, and the bounce would be
+    // backscatter to an innocent address.
+    let over_quota: Vec<&LocalRecipient> = over_quota
+        .into_iter()
+        .filter_map(|(local, is_spam, _)| {
+            if is_spam == Some(true) {
+                info!(user = %local.user, "over quota after DATA, judged spam: dropped without a bounce");
+                None
+            } else {
+                Some(local)
+            }
+        })
+        .collect();
 
     // The relay queue's copy is written in the first phase too, and committed last.
     let mut queued = None;
     if !env.remote.is_empty() || !over_quota.is_empty() {
         let mut qenv = env.to_queue(unix_seconds(now));
         let bounce = replies::mailbox_full(false);
-        for (local, _) in &over_quota {
+        for local in &over_quota {
             info!(user = %local.user, "over quota after DATA: the sender gets a bounce");
             let mut r = local.rcpt.to_queue();
             r.state = RecipientState::Failed(Outcome {
@@ -387,19 +402,23 @@ type Prepared<'e> = (
     Box<dyn Delivery>,
 );
 
+/// A copy that would take its user over quota: its recipient, the spam
+/// verdict, the store's error.
+type OverQuota<'e> = (&'e LocalRecipient, Option<bool>, StoreError);
+
 /// Splits the sealed copies into those that fit their user's quota and the
-/// recipients of those that would take it over, each with its error (their
-/// copies dropped, so their `tmp/` files are removed). Any other error of the
-/// check is left to the commit, which answers it.
+/// recipients of those that would take it over, each with its spam verdict
+/// and error (their copies dropped, so their `tmp/` files are removed). Any
+/// other error of the check is left to the commit, which answers it.
 fn over_quota<'e>(
     ctx: &Context,
     prepared: Vec<Prepared<'e>>,
-) -> (Vec<Prepared<'e>>, Vec<(&'e LocalRecipient, StoreError)>) {
+) -> (Vec<Prepared<'e>>, Vec<OverQuota<'e>>) {
     let mut fit = Vec::with_capacity(prepared.len());
     let mut over = Vec::new();
     for p in prepared {
         match ctx.store.check_quota(&p.1.name, p.3.written()) {
-            Err(e @ StoreError::QuotaExceeded { .. }) => over.push((p.0, e)),
+            Err(e @ StoreError::QuotaExceeded { .. }) => over.push((p.0, p.2, e)),
             _ => fit.push(p),
         }
     }

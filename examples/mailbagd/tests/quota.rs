@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 mod common;
-use common::{Options, Server, py_pop_login, raw_smtp, require};
+use common::{GTUBE, Options, Server, py_pop_login, raw_smtp, require};
 
 /// Sends one message of about `size` octets to `to`: the reply to its end of DATA.
 fn send(server: &Server, to: &str, size: usize) -> String {
@@ -289,4 +289,39 @@ except smtplib.SMTPResponseException as e:
     assert_eq!((count("ann"), count("joe")), (1, 1));
     assert!(server.queued().is_empty(), "{:?}", server.queued());
     assert_eq!(server.message_texts("bob", "").len(), 1);
+}
+
+/// A copy judged spam that would take its mailbox over quota is dropped
+/// without a bounce (spam's sender is most likely forged: the bounce would be
+/// backscatter); the other recipient still gets the message.
+#[test]
+fn spam_over_quota_after_data_is_not_bounced() {
+    let server = ann_holding(2000);
+    let body = format!("{GTUBE}\r\n{}", "z".repeat(1500));
+    let msg = common::message("ann@example.test", "offer", &body);
+    let data = format!("{msg}.\r\n");
+    let r = raw_smtp(
+        &server,
+        "smtp",
+        "127.0.0.1",
+        &[
+            b"EHLO client.example.org\r\n",
+            b"MAIL FROM:<offers@example.org>\r\n",
+            b"RCPT TO:<ann@example.test>\r\n",
+            b"RCPT TO:<joe@example.test>\r\n",
+            b"DATA\r\n",
+            data.as_bytes(),
+            b"QUIT\r\n",
+        ],
+    );
+    assert!(r[6].starts_with("250"), "{r:?}");
+    assert_eq!(server.messages("joe", ".Spam").len(), 1, "{}", server.log());
+    assert!(server.messages("ann", ".Spam").is_empty());
+    assert_eq!(server.messages("ann", "").len(), 1);
+    assert!(
+        server
+            .log()
+            .contains("over quota after DATA, judged spam: dropped without a bounce")
+    );
+    assert!(server.queued().is_empty(), "{:?}", server.queued());
 }
