@@ -804,7 +804,29 @@ impl Inner {
             let kb = MaildirName::parse(&b.1.1).map(|n| n.sort_key());
             ka.cmp(&kb)
         });
+        let mut validity = list.uidvalidity;
         let mut next_uid = list.next_uid;
+        // The UIDs left cannot number the newcomers (a folder that has had 4 billion
+        // messages, or an index that says so): the folder starts over with a new
+        // UID validity, every message numbered again from 1, as after a broken
+        // index, rather than refusing to open from now on.
+        let renumbered = u64::from(next_uid) + fresh.len() as u64 > u64::from(u32::MAX);
+        if renumbered {
+            validity = Self::fresh_uidvalidity(Some(validity));
+            next_uid = 1;
+            for m in &mut msgs {
+                m.uid = next_uid;
+                next_uid += 1;
+            }
+            changed = true;
+            discarded = Some(Error::io(
+                "assign a UID in",
+                dir,
+                io::Error::other(
+                    "UID space of the folder exhausted: its UID validity and every UID changed",
+                ),
+            ));
+        }
         for (base, (cur, name)) in fresh {
             let crlf_size = match MaildirName::parse(&name).and_then(|n| n.crlf_size()) {
                 Some(s) => s,
@@ -834,7 +856,7 @@ impl Inner {
         let mut unsaved = None;
         if changed {
             let new_list = UidList {
-                uidvalidity: list.uidvalidity,
+                uidvalidity: validity,
                 next_uid,
                 records: msgs
                     .iter()
@@ -853,14 +875,16 @@ impl Inner {
                 // Still serve the folder: the UIDs assigned now are not
                 // durable, so they must not be handed out (the next scan could
                 // give them to other messages); derive them from the names.
-                for m in msgs.iter_mut().skip(indexed) {
+                // After a renumbering, none of them is.
+                let skip = if renumbered { 0 } else { indexed };
+                for m in msgs.iter_mut().skip(skip) {
                     m.provisional = true;
                 }
                 unsaved = Some(e);
             }
         }
         Ok(Scanned {
-            validity: list.uidvalidity,
+            validity,
             msgs,
             unsaved: unsaved.or(discarded),
         })
@@ -2062,6 +2086,47 @@ mod tests {
         .unwrap();
         let md = s.open_maildrop(&joe()).unwrap();
         assert_eq!(md.entries()[0].uid.as_str(), "000000076553f100");
+    }
+
+    /// An index whose next UID is the last one (a folder that has had four
+    /// billion messages, or a Dovecot index seeded so): the next delivery
+    /// numbers the folder again under a new UID validity instead of making
+    /// it impossible to open, and the maildrop says so.
+    #[test]
+    fn exhausted_uid_space_starts_over_with_a_new_validity() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        fs::write(t.path().join("joe/cur/1500000000.M1P1.a:2,S"), b"a\n").unwrap();
+        fs::write(t.path().join("joe/cur/1500000001.M2P1.a:2,S"), b"b\n").unwrap();
+        fs::write(
+            t.path().join("joe/dovecot-uidlist"),
+            b"3 V1400000000 N4294967295\n4294967294 :1500000000.M1P1.a\n\
+              4294967295 :1500000001.M2P1.a\n4294967295 :1500000000.M1P1.a\n",
+        )
+        .unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        let seeded: Vec<String> = md.entries().iter().map(|e| e.uid.to_string()).collect();
+        assert_eq!(seeded, ["fffffffe53724e00", "ffffffff53724e00"]);
+        assert!(md.index_error().is_none());
+        md.commit().unwrap();
+
+        s.deliver(&joe(), Folder::Inbox, &mut &b"c\n"[..]).unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        let e = md.index_error().expect("the renumbering is reported");
+        assert!(e.to_string().contains("UID space"), "{e}");
+        let uids: Vec<String> = md.entries().iter().map(|e| e.uid.to_string()).collect();
+        assert_eq!(uids.len(), 3);
+        for (i, u) in uids.iter().enumerate() {
+            assert!(u.starts_with(&format!("{:08x}", i + 1)), "{uids:?}");
+            assert!(!u.ends_with("53724e00"), "the old validity: {uids:?}");
+        }
+        md.commit().unwrap();
+        // Durable: the next session sees the same UIDs and no error.
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert!(md.index_error().is_none());
+        let again: Vec<String> = md.entries().iter().map(|e| e.uid.to_string()).collect();
+        assert_eq!(again, uids);
     }
 
     #[test]
