@@ -92,7 +92,8 @@ pub struct ServerConfig {
     /// section 4.5.3.1.8 asks for at least 100). Default `100`.
     pub max_recipients: usize,
     /// Command line limit in octets, CRLF included; at least 512 (RFC 5321 section
-    /// 4.5.3.1.4). Default `512`.
+    /// 4.5.3.1.4). Default `512`. The extensions advertised raise it
+    /// ([`ServerConfig::command_line_limit`]).
     pub max_command_line: usize,
     /// SASL (AUTH continuation) line limit in octets; at least 512. Default `12288`
     /// (RFC 4954 section 4).
@@ -186,6 +187,27 @@ pub enum ConfigError {
 }
 
 impl ServerConfig {
+    /// The longest command line accepted, CRLF included: `max_command_line`
+    /// plus what the parameters of the advertised extensions may add
+    /// ([`MAIL_PARAMS_LINE_ALLOWANCE`], and [`DSN_LINE_ALLOWANCE`] with
+    /// `dsn`), so that a command within the RFC 5321 limit plus its extension
+    /// parameters is never refused as too long.
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::session::ServerConfig;
+    ///
+    /// let mut c = ServerConfig::default();
+    /// assert_eq!(c.command_line_limit(), 512 + 64);
+    /// c.dsn = true;
+    /// assert_eq!(c.command_line_limit(), 512 + 64 + 500);
+    /// ```
+    pub fn command_line_limit(&self) -> usize {
+        let dsn = if self.dsn { DSN_LINE_ALLOWANCE } else { 0 };
+        self.max_command_line
+            .saturating_add(MAIL_PARAMS_LINE_ALLOWANCE)
+            .saturating_add(dsn)
+    }
+
     /// Checks the configuration as [`ServerSession::new`] does.
     ///
     /// # Errors
@@ -236,6 +258,14 @@ impl ServerConfig {
 
 /// The smallest command line a server must accept (RFC 5321 section 4.5.3.1.4).
 const MIN_COMMAND_LINE: usize = 512;
+
+/// What DSN adds to a command line: RFC 3461 section 4 lengthens `RCPT` by 500
+/// octets for `NOTIFY` and `ORCPT` (and `MAIL` by 100 for `RET` and `ENVID`).
+pub const DSN_LINE_ALLOWANCE: usize = 500;
+
+/// What the other `MAIL` parameters add to a command line: `SIZE=` 26 octets
+/// (RFC 1870 section 3), `BODY=BINARYMIME` 16, ` SMTPUTF8` 9, with room to spare.
+pub const MAIL_PARAMS_LINE_ALLOWANCE: usize = 64;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -501,7 +531,7 @@ impl ServerSession {
         if !matches!(greeting.code().get(), 220 | 421 | 554) {
             return Err(ConfigError::InvalidGreeting);
         }
-        let framer = LineFramer::new(config.max_command_line);
+        let framer = LineFramer::new(config.command_line_limit());
         let tls = config.implicit_tls;
         let mut st = State {
             cfg: config,
@@ -551,7 +581,7 @@ impl ServerSession {
     pub fn wants_input(&self) -> bool {
         let buffered = self.inbuf.len() - self.st.in_pos;
         let limit = match self.st.mode {
-            Mode::Command => self.st.cfg.max_command_line,
+            Mode::Command => self.st.cfg.command_line_limit(),
             Mode::Sasl => self.st.cfg.max_sasl_line,
             Mode::Data(_) | Mode::Bdat { .. } => 65536,
             Mode::TlsPending => return false,
@@ -661,7 +691,7 @@ impl ServerSession {
         st.authenticated = false;
         st.pending = None;
         st.mode = Mode::Command;
-        st.framer = LineFramer::new(st.cfg.max_command_line);
+        st.framer = LineFramer::new(st.cfg.command_line_limit());
     }
 
     /// Accepts the pending event with its default positive reply.
@@ -779,7 +809,7 @@ impl ServerSession {
                     st.authenticated = true;
                 }
                 st.mode = Mode::Command;
-                st.framer.set_max_len(st.cfg.max_command_line);
+                st.framer.set_max_len(st.cfg.command_line_limit());
                 st.write(&reply);
             }
             Pending::Vrfy | Pending::Expn => st.write(&reply),
@@ -1068,7 +1098,7 @@ impl State {
                             let bdat = core::mem::take(&mut self.overlong_bdat) || starts_bdat;
                             if sasl {
                                 self.mode = Mode::Command;
-                                self.framer.set_max_len(self.cfg.max_command_line);
+                                self.framer.set_max_len(self.cfg.command_line_limit());
                             }
                             if bdat {
                                 self.close_bdat_unparsable();
@@ -1097,7 +1127,7 @@ impl State {
 
     fn sasl_line<'a>(&mut self, line: &'a [u8]) -> Option<Event<'a>> {
         self.mode = Mode::Command;
-        self.framer.set_max_len(self.cfg.max_command_line);
+        self.framer.set_max_len(self.cfg.command_line_limit());
         match parse_auth_response(line) {
             Ok(AuthResponse::Data(s)) => {
                 self.pending = Some(Pending::Auth);

@@ -661,3 +661,54 @@ fn second_ehlo_resets_only_when_accepted() {
     let (_, out) = talk(&mut s, b"EHLO again\r\nRCPT TO:<d@e.f>\r\n");
     assert!(out.ends_with("503 5.5.1 Need MAIL command\r\n"), "{out}");
 }
+
+/// RFC 5321 section 4.5.3.1.4 lets extensions lengthen command lines, and
+/// RFC 3461 section 4 lengthens `RCPT` by 500 octets for `NOTIFY` and
+/// `ORCPT`: a line of exactly `command_line_limit()` is taken, one octet more
+/// is not, and a forwarding MTA's long address with its long `ORCPT` (524
+/// octets) is accepted when DSN is advertised.
+#[test]
+fn extension_parameters_lengthen_the_command_line() {
+    for dsn in [false, true] {
+        let mut cfg = ServerConfig::default();
+        cfg.dsn = dsn;
+        let limit = cfg.command_line_limit();
+        assert_eq!(limit, if dsn { 1076 } else { 576 });
+        let mut s = ready(cfg);
+        let at = format!("NOOP {}\r\n", "x".repeat(limit - 7));
+        assert_eq!(at.len(), limit);
+        let (_, out) = talk(&mut s, at.as_bytes());
+        assert_eq!(out, "250 2.0.0 OK\r\n", "dsn {dsn}");
+        let over = format!("NOOP {}\r\n", "x".repeat(limit - 6));
+        let (_, out) = talk(&mut s, over.as_bytes());
+        assert_eq!(out, "500 5.5.6 Line too long\r\n", "dsn {dsn}");
+    }
+    let mut cfg = ServerConfig::default();
+    cfg.dsn = true;
+    let mut s = ready(cfg);
+    let (_, out) = talk(&mut s, b"MAIL FROM:<p@remote.test> RET=HDRS ENVID=x\r\n");
+    assert!(out.starts_with("250 "), "{out}");
+    let host = [
+        "b".repeat(60),
+        "b".repeat(60),
+        "b".repeat(60),
+        "relay.test".into(),
+    ]
+    .join(".");
+    let orcpt = [
+        "y".repeat(60),
+        "y".repeat(60),
+        "y".repeat(60),
+        "orig.test".into(),
+    ]
+    .join(".");
+    let rcpt = format!(
+        "RCPT TO:<{}@{host}> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;{}+40{orcpt}\r\n",
+        "a".repeat(40),
+        "x".repeat(40)
+    );
+    assert!(rcpt.len() > 520, "{}", rcpt.len());
+    let (ev, out) = talk(&mut s, rcpt.as_bytes());
+    assert!(ev.len() == 1 && ev[0].starts_with("Rcpt"), "{ev:?}");
+    assert!(out.starts_with("250 "), "{out}");
+}
