@@ -21,6 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::context::Context;
 use crate::limits::{ConnectionClass, ConnectionPermit};
+use crate::metrics::ListenerUp;
 use crate::tls::MaybeTls;
 
 /// How long the refusal of a connection over a limit may take to send.
@@ -312,15 +313,18 @@ where
 
 /// Accepts clients on `listener` until the server shuts down, each served by
 /// `service` in a task of `tracker` (so that shutdown can wait for them).
+/// `up` counts the listener for `/health` while the loop runs: the caller
+/// makes it before spawning the loop, so that `/health` is right as soon as
+/// the server says it listens.
 pub async fn accept_loop(
     ctx: Arc<Context>,
     role: Role,
     listener: TcpListener,
     tracker: TaskTracker,
     service: Arc<dyn Service>,
+    up: ListenerUp,
 ) {
-    // `/health` counts this listener while the loop runs.
-    let _up = ctx.metrics.listener_up();
+    let _up = up;
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => break,

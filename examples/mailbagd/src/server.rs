@@ -479,6 +479,7 @@ impl Server {
                 listener,
                 tracker.clone(),
                 service,
+                ctx.metrics.listener_up(),
             ));
         }
         // Postfix asks these over its own connections; the answers come from
