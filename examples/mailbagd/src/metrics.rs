@@ -75,6 +75,7 @@ pub struct Metrics {
     queue_oldest_age: Gauge,
     outbound_attempts: Family<ResultLabels, Counter>,
     dsns: Family<DsnLabels, Counter>,
+    dsns_given_up: Counter,
     retention_deletions: Counter,
     reloads: Family<ResultLabels, Counter>,
     last_reload_success: Gauge,
@@ -117,6 +118,7 @@ impl Metrics {
             queue_oldest_age: Gauge::default(),
             outbound_attempts: Family::default(),
             dsns: Family::default(),
+            dsns_given_up: Counter::default(),
             retention_deletions: Counter::default(),
             reloads: Family::default(),
             last_reload_success: Gauge::default(),
@@ -180,6 +182,11 @@ impl Metrics {
             "dsns_sent",
             "Delivery status notifications made, per action (failed, delayed, relayed)",
             m.dsns.clone(),
+        );
+        r.register(
+            "dsns_given_up",
+            "DSNs given up because they could not be made within relay.max_queue_age",
+            m.dsns_given_up.clone(),
         );
         r.register(
             "retention_deletions",
@@ -289,6 +296,11 @@ impl Metrics {
     /// Counts a DSN made (`failed`, `delayed`, `relayed`).
     pub fn dsn_sent(&self, action: &'static str) {
         self.dsns.get_or_create(&DsnLabels { action }).inc();
+    }
+
+    /// Counts a DSN given up (it could not be made within `relay.max_queue_age`).
+    pub fn dsn_given_up(&self) {
+        self.dsns_given_up.inc();
     }
 
     /// Counts Spam folder messages deleted for age.

@@ -53,6 +53,28 @@ fn ann_holding(size: usize) -> Server {
     )
 }
 
+/// Sends `msg` (CRLF) from `from` to ann and joe, without `SIZE=`: the
+/// reply to the end of DATA.
+fn to_ann_and_joe(server: &Server, from: &str, msg: &str) -> String {
+    let mail = format!("MAIL FROM:<{from}>\r\n");
+    let data = format!("{msg}.\r\n");
+    let r = raw_smtp(
+        server,
+        "smtp",
+        "127.0.0.1",
+        &[
+            b"EHLO client.example.org\r\n",
+            mail.as_bytes(),
+            b"RCPT TO:<ann@example.test>\r\n",
+            b"RCPT TO:<joe@example.test>\r\n",
+            b"DATA\r\n",
+            data.as_bytes(),
+            b"QUIT\r\n",
+        ],
+    );
+    r[6].clone()
+}
+
 #[test]
 fn over_quota_is_452_and_pop3_makes_room() {
     if !require("python3") {
@@ -299,22 +321,8 @@ fn spam_over_quota_after_data_is_not_bounced() {
     let server = ann_holding(2000);
     let body = format!("{GTUBE}\r\n{}", "z".repeat(1500));
     let msg = common::message("ann@example.test", "offer", &body);
-    let data = format!("{msg}.\r\n");
-    let r = raw_smtp(
-        &server,
-        "smtp",
-        "127.0.0.1",
-        &[
-            b"EHLO client.example.org\r\n",
-            b"MAIL FROM:<offers@example.org>\r\n",
-            b"RCPT TO:<ann@example.test>\r\n",
-            b"RCPT TO:<joe@example.test>\r\n",
-            b"DATA\r\n",
-            data.as_bytes(),
-            b"QUIT\r\n",
-        ],
-    );
-    assert!(r[6].starts_with("250"), "{r:?}");
+    let r = to_ann_and_joe(&server, "offers@example.org", &msg);
+    assert!(r.starts_with("250"), "{r}");
     assert_eq!(server.messages("joe", ".Spam").len(), 1, "{}", server.log());
     assert!(server.messages("ann", ".Spam").is_empty());
     assert_eq!(server.messages("ann", "").len(), 1);
@@ -324,4 +332,51 @@ fn spam_over_quota_after_data_is_not_bounced() {
             .contains("over quota after DATA, judged spam: dropped without a bounce")
     );
     assert!(server.queued().is_empty(), "{:?}", server.queued());
+}
+
+/// A bounce that cannot be made (its local sender's mailbox stays full) is
+/// tried on every pass until `relay.max_queue_age` after the failure it
+/// reports, then given up, logged and counted, so that the message leaves
+/// the queue instead of staying in it for as long as the mailbox is full.
+#[test]
+fn a_bounce_to_a_full_local_sender_is_given_up_after_max_queue_age() {
+    let server = Server::start_with(
+        Options {
+            limits: "user_quota = \"3K\"\n".into(),
+            relay: "smarthost = \"127.0.0.1:1\"\nmax_queue_age = \"1s\"\n".into(),
+            ..Options::default()
+        },
+        |data| {
+            for (user, size) in [("ann", 2000), ("bob", 3100)] {
+                for sub in ["new", "cur", "tmp"] {
+                    std::fs::create_dir_all(data.join(user).join(sub)).unwrap();
+                }
+                let file = data.join(user).join("new/1700000000.M1P1.other");
+                std::fs::write(file, "x".repeat(size)).unwrap();
+            }
+        },
+    );
+    let msg = common::message("ann@example.test", "big", &"y".repeat(1500));
+    let r = to_ann_and_joe(&server, "bob@example.test", &msg);
+    assert!(r.starts_with("250"), "{r}");
+    assert!(
+        common::wait_until(Duration::from_secs(20), || server
+            .log()
+            .contains("DSN could not be sent")),
+        "{}",
+        server.log()
+    );
+    assert_eq!(server.queued().len(), 1);
+    // A start-up makes a pass over every message that owes a report.
+    std::thread::sleep(Duration::from_millis(1200));
+    let server = server.restart();
+    assert!(
+        common::wait_until(Duration::from_secs(20), || server.queued().is_empty()),
+        "{:?}\n{}",
+        server.queued(),
+        server.log()
+    );
+    assert!(server.log().contains("DSN given up"), "{}", server.log());
+    assert_eq!(server.messages("bob", "").len(), 1);
+    assert_eq!(server.messages("joe", "").len(), 1);
 }

@@ -517,8 +517,10 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
     if !settle_reports(ctx, engine, &mut env).await {
         return;
     }
-    let complete = env.is_complete();
+    let mut complete = env.is_complete();
     if !complete && env.is_finished() {
+        give_up_old_reports(ctx, &mut env, now);
+        complete = env.is_complete();
         // Only DSNs are left to make: try again soon.
         env.next_attempt = now.saturating_add(REPORT_RETRY);
     }
@@ -537,6 +539,31 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
         Ok(Ok(())) => debug!("message stays queued"),
         Ok(Err(e)) => warn!(error = %e, "queue update failed"),
         Err(e) => warn!(error = %e, "queue task failed"),
+    }
+}
+
+/// Gives up the DSNs `env` still owes for recipients settled at least
+/// `relay.max_queue_age` ago (a local sender whose mailbox stays full, a
+/// disk that stays full): each is logged and counted, and marked done, so
+/// that the message can leave the queue. A bounce gets as long to be made as
+/// a message gets to be delivered, as Postfix's `bounce_queue_lifetime`
+/// defaults to its `maximal_queue_lifetime`.
+fn give_up_old_reports(ctx: &Context, env: &mut Envelope, now: u64) {
+    let max_age = ctx.config().relay.max_queue_age.as_secs();
+    for i in env.reports_owed() {
+        let Some(r) = env.recipients.get_mut(i) else {
+            continue;
+        };
+        let settled = r.state.outcome().map_or(env.arrival, |o| o.at);
+        if now.saturating_sub(settled) >= max_age {
+            warn!(
+                recipient = %r.address,
+                sender = %env.reverse_path,
+                "DSN given up: it could not be made within relay.max_queue_age"
+            );
+            ctx.metrics.dsn_given_up();
+            r.report = ReportState::Done;
+        }
     }
 }
 

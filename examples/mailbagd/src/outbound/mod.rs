@@ -26,8 +26,9 @@
 //!   included, for every message that owes a report, due or not) first makes the DSNs
 //!   still owed. A message leaves the queue only when every recipient is settled and
 //!   nothing is owed ([`Envelope::is_complete`](mailbag_mailstore::queue::Envelope::is_complete)); a DSN that cannot be made (full disk,
-//!   unwritable INBOX) is logged and tried again on the next pass, at the latest after
-//!   [`REPORT_RETRY`]. A crash between making a DSN and recording it sends it again.
+//!   unwritable INBOX, a local sender's full mailbox) is logged and tried again on the
+//!   next pass, at the latest after [`REPORT_RETRY`], until `relay.max_queue_age` after
+//!   the failure it reports; then it is given up (logged and counted). A crash between making a DSN and recording it sends it again.
 //!   "Relayed" reports (`NOTIFY=SUCCESS` to a next hop without DSN) get the same care.
 //! - Every attempt is logged with the queue id, recipient, host and reply.
 
