@@ -722,6 +722,44 @@ fn delayed_dsn_is_sent_once_while_retries_go_on() {
     assert_eq!(server.queued().len(), 1);
 }
 
+/// A message whose next hop keeps answering 4xx expires after
+/// `max_queue_age`: the bounce says 5.4.7 in mailbagd's own diagnostic type
+/// (RFC 3464 section 2.3.6: an `smtp` diagnostic is the remote host's reply),
+/// with the last reply quoted in its text.
+#[test]
+fn an_expired_message_bounces_with_mailbagds_own_diagnostic() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::TempFirst(u32::MAX));
+    let server = Server::start_with(
+        relay_options(&sink, "max_queue_age = \"3s\"\ndelay_warning = \"1h\"\n"),
+        |_| {},
+    );
+    relay_one(&server, "friend@elsewhere.example", "never taken");
+    assert!(
+        wait_until(Duration::from_secs(20), || !server
+            .message_texts("joe", "")
+            .is_empty()),
+        "no bounce; log:\n{}",
+        server.log()
+    );
+    let texts = server.message_texts("joe", "");
+    let status = parse_delivery_status(texts[0].as_bytes()).expect("DSN");
+    let r = &status.recipients[0];
+    assert_eq!(r.action, Action::Failed);
+    assert_eq!(r.status.to_string(), "5.4.7");
+    // Folded after "last error:".
+    assert!(
+        texts[0].contains(
+            "Diagnostic-Code: X-Mailbagd; 5.4.7 message expired in the queue; last error:"
+        ) && texts[0].contains("451 4.3.0"),
+        "{}",
+        texts[0]
+    );
+    assert!(!texts[0].contains("Diagnostic-Code: smtp;"), "{}", texts[0]);
+}
+
 /// A message body from a file, for submitting with the outbound transport.
 struct FileJob {
     path: std::path::PathBuf,

@@ -635,9 +635,11 @@ async fn attempt(
                         let why = last
                             .as_ref()
                             .map_or("no attempt succeeded", |o| o.reply.as_str());
+                        // mailbagd's own text (the last reply only quoted in it): no
+                        // host, so the bounce's diagnostic is not typed `smtp`.
                         let q = QOutcome {
                             at: now,
-                            host: last.as_ref().and_then(|o| o.host.clone()),
+                            host: None,
                             reply: format!("5.4.7 message expired in the queue; last error: {why}"),
                         };
                         info!(rcpt = %r.address, "message expired: giving up");
