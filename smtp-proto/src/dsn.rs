@@ -2,7 +2,7 @@
 //! delay and success reports, and a parser for their per-recipient fields.
 //!
 //! A DSN is a `multipart/report; report-type=delivery-status` message
-//! (RFC 6522) with three parts: a human-readable explanation, the
+//! (RFC 6522; `global-delivery-status` for SMTPUTF8 mail, RFC 6533) with three parts: a human-readable explanation, the
 //! machine-readable `message/delivery-status` fields, and the original
 //! message (`message/rfc822`) or only its header section
 //! (`text/rfc822-headers`), as the sender's `RET` parameter asks
@@ -596,7 +596,11 @@ impl DsnBuilder {
     }
 
     /// Uses the RFC 6533 types (`message/global-delivery-status`,
-    /// `message/global`, `message/global-headers`) for an SMTPUTF8 original.
+    /// `message/global`, `message/global-headers`, and `report-type=
+    /// global-delivery-status`, RFC 6522 section 3: the second part's subtype)
+    /// for an SMTPUTF8 original, whose returned content is then 8-bit
+    /// ([`DsnParts::eight_bit`]): UTF-8 needs no `BODY=8BITMIME` from the
+    /// original's client, but the DSN's own transfer does.
     pub fn smtputf8(&mut self, yes: bool) -> &mut Self {
         self.utf8 = yes;
         self
@@ -710,7 +714,7 @@ impl DsnBuilder {
                 check_value(o, "Original-Recipient")?;
             }
         }
-        let eight_bit = original_8bit && content != OriginalContent::None;
+        let eight_bit = (original_8bit || self.utf8) && content != OriginalContent::None;
         let b = &self.boundary;
 
         // The delivery-status part.
@@ -792,15 +796,16 @@ impl DsnBuilder {
         push_field(&mut head, "Message-ID", &self.message_id)?;
         push_field(&mut head, "Auto-Submitted", "auto-replied")?;
         push_field(&mut head, "MIME-Version", "1.0")?;
-        let report_type = if self.utf8 {
-            "message/global-delivery-status"
+        let report_subtype = if self.utf8 {
+            "global-delivery-status"
         } else {
-            "message/delivery-status"
+            "delivery-status"
         };
+        let report_type = format!("message/{report_subtype}");
         push_field(
             &mut head,
             "Content-Type",
-            &format!("multipart/report; report-type=delivery-status; boundary=\"{b}\""),
+            &format!("multipart/report; report-type={report_subtype}; boundary=\"{b}\""),
         )?;
         if eight_bit {
             push_field(&mut head, "Content-Transfer-Encoding", "8bit")?;
@@ -1335,10 +1340,17 @@ Content-Type: text/rfc822-headers\r\n\
 
         let mut g = sample();
         g.smtputf8(true);
-        let p =
-            String::from_utf8(g.build(OriginalContent::Headers, false).unwrap().prefix).unwrap();
+        let parts = g.build(OriginalContent::Headers, false).unwrap();
+        // The original's UTF-8 is 8-bit however it came: the DSN is sent with
+        // BODY=8BITMIME, and its report-type names the global subtype.
+        assert!(parts.eight_bit);
+        let p = String::from_utf8(parts.prefix).unwrap();
+        assert!(p.contains("multipart/report; report-type=global-delivery-status;"));
         assert!(p.contains("Content-Type: message/global-delivery-status\r\n"));
-        assert!(p.contains("Content-Type: message/global-headers\r\n"));
+        assert!(p.contains(
+            "Content-Type: message/global-headers\r\nContent-Transfer-Encoding: 8bit\r\n"
+        ));
+        assert!(!g.build(OriginalContent::None, false).unwrap().eight_bit);
     }
 
     #[test]
