@@ -1220,8 +1220,10 @@ impl State {
                     self.error(&fixed(NEED_MAIL));
                     return None;
                 };
+                // NOTIFY and ORCPT only where DSN was advertised: in EHLO's reply.
+                let dsn = self.cfg.dsn && self.helo != Some(HelloKind::Helo);
                 if !params.unknown.is_empty()
-                    || (!self.cfg.dsn && (params.notify.is_some() || params.orcpt.is_some()))
+                    || (!dsn && (params.notify.is_some() || params.orcpt.is_some()))
                 {
                     self.error(&fixed(PARAM_UNKNOWN));
                     return None;

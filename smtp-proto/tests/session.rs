@@ -712,3 +712,27 @@ fn extension_parameters_lengthen_the_command_line() {
     assert!(ev.len() == 1 && ev[0].starts_with("Rcpt"), "{ev:?}");
     assert!(out.starts_with("250 "), "{out}");
 }
+
+/// RFC 3461 section 4: NOTIFY and ORCPT only after EHLO advertised DSN; after
+/// HELO they are unknown parameters, like MAIL's.
+#[test]
+fn dsn_parameters_after_helo_are_refused() {
+    let mut cfg = ServerConfig::default();
+    cfg.dsn = true;
+    let mut s = new(cfg);
+    let (_, out) = talk(
+        &mut s,
+        b"HELO client.example\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f> NOTIFY=NEVER\r\n\
+          RCPT TO:<d@e.f> ORCPT=rfc822;d@e.f\r\nRCPT TO:<d@e.f>\r\n",
+    );
+    assert_eq!(
+        out,
+        "250 localhost\r\n250 2.1.0 Sender OK\r\n555 5.5.4 Unsupported parameter\r\n\
+         555 5.5.4 Unsupported parameter\r\n250 2.1.5 Recipient OK\r\n"
+    );
+    let (_, out) = talk(
+        &mut s,
+        b"EHLO client.example\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f> NOTIFY=NEVER\r\n",
+    );
+    assert!(out.ends_with("250 2.1.5 Recipient OK\r\n"), "{out}");
+}
