@@ -60,7 +60,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -355,19 +355,75 @@ fn each_file(
     Ok(())
 }
 
-/// Reads the valid message names of `dir/new` then `dir/cur`, keyed by base;
-/// a name seen in `cur/` wins over the same base in `new/` (it moved while we looked).
-fn read_names(folder_dir: &Path) -> Result<HashMap<String, (bool, String)>, Error> {
+/// Reads the valid message names of `dir/new` then `dir/cur`, keyed by base.
+///
+/// The same base twice is either one message that moved from `new/` to
+/// `cur/` (or had its flags changed) while we looked, or two files that share
+/// a base (a broken Maildir: a copy made by hand, a restore): when both files
+/// still exist and are not one file under two names, the one in `new/` (else
+/// either of the two) is renamed to a fresh base from `fresh_base`, keeping
+/// the rest of its name, so that both messages are shown, each under its own
+/// UID, and deleting one never brings the other back under the same UID (as
+/// Dovecot renames such a duplicate). If the rename fails, the second one
+/// stays hidden until it works.
+fn read_names(
+    folder_dir: &Path,
+    fresh_base: &mut dyn FnMut() -> String,
+) -> Result<HashMap<String, (bool, String)>, Error> {
     let mut out: HashMap<String, (bool, String)> = HashMap::new();
+    let mut twins: Vec<(bool, String)> = Vec::new();
     for cur in [false, true] {
         each_file(&folder_dir.join(sub(cur)), |_, name| {
-            if let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned()) {
-                out.insert(base, (cur, name));
+            if let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned())
+                && let Some(first) = out.insert(base, (cur, name))
+            {
+                twins.push(first);
             }
             Ok(())
         })?;
     }
+    for (cur, name) in twins {
+        let path = folder_dir.join(sub(cur)).join(&name);
+        let Ok(meta) = fs::metadata(&path) else {
+            continue; // it moved while we looked: one message
+        };
+        let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned()) else {
+            continue;
+        };
+        let Some((other_cur, other_name)) = out.get(&base).cloned() else {
+            continue;
+        };
+        let other = folder_dir.join(sub(other_cur)).join(&other_name);
+        let same_file = fs::metadata(&other)
+            .map(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+            .unwrap_or(true);
+        if same_file {
+            continue;
+        }
+        // Rename the one in new/ (not yet seen by any client), else this one.
+        let (rename_cur, rename_name, keep) = if other_cur && !cur {
+            (cur, name.clone(), (other_cur, other_name))
+        } else if !other_cur {
+            (other_cur, other_name, (cur, name.clone()))
+        } else {
+            (cur, name.clone(), (other_cur, other_name))
+        };
+        let fresh = fresh_base();
+        let tail = &rename_name[first_field(&rename_name)..];
+        let new_name = format!("{fresh}{tail}");
+        let dir = folder_dir.join(sub(rename_cur));
+        if fs::rename(dir.join(&rename_name), dir.join(&new_name)).is_ok() {
+            out.insert(base, keep);
+            out.insert(fresh, (rename_cur, new_name));
+        }
+    }
     Ok(out)
+}
+
+/// Where the part of a Maildir name after its unique part starts: its first
+/// `,` field (`,S=`, `,W=`) or its `:` info, else its end.
+fn first_field(name: &str) -> usize {
+    name.find([',', ':']).unwrap_or(name.len())
 }
 
 /// Stored octets and messages of the files in `dirs` (each a `new/` or
@@ -769,7 +825,7 @@ impl Inner {
             }
             Err(e) => return Err(Error::io("read", list_path, e)),
         };
-        let mut names = read_names(dir)?;
+        let mut names = read_names(dir, &mut || self.next_base())?;
         let mut msgs = Vec::with_capacity(names.len());
         for rec in &list.records {
             let Some((cur, name)) = names.remove(&rec.base) else {
@@ -2086,6 +2142,73 @@ mod tests {
         .unwrap();
         let md = s.open_maildrop(&joe()).unwrap();
         assert_eq!(md.entries()[0].uid.as_str(), "000000076553f100");
+    }
+
+    /// Two files with one base (a hand-made copy, a restore): both are shown
+    /// under their own UIDs (the one in `new/` renamed to a fresh base), so
+    /// deleting one never brings the other back under the deleted one's UID;
+    /// one file under two names (a hard link) stays one message.
+    #[test]
+    fn files_sharing_a_base_are_both_shown_under_their_own_uids() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        let j = t.path().join("joe");
+        fs::write(j.join("new/1600000000.M1P1.dup"), b"new copy\n").unwrap();
+        fs::write(j.join("cur/1600000000.M1P1.dup:2,S"), b"cur copy longer\n").unwrap();
+        fs::write(j.join("cur/1600000002.M3P1.x:2,S"), b"x\n").unwrap();
+        fs::write(j.join("cur/1600000002.M3P1.x:2,RS"), b"xyz\n").unwrap();
+        fs::write(j.join("new/1600000003.M4P1.link"), b"linked\n").unwrap();
+        fs::hard_link(
+            j.join("new/1600000003.M4P1.link"),
+            j.join("cur/1600000003.M4P1.link:2,S"),
+        )
+        .unwrap();
+        let text = |md: &mut Box<dyn Maildrop>, n: usize| {
+            let mut v = Vec::new();
+            md.read_message(n).unwrap().read_to_end(&mut v).unwrap();
+            String::from_utf8(v).unwrap()
+        };
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        assert_eq!(md.entries().len(), 5, "{:?}", md.entries());
+        let mut bodies: Vec<String> = (1..=5).map(|n| text(&mut md, n)).collect();
+        bodies.sort();
+        assert_eq!(
+            bodies,
+            [
+                "cur copy longer\r\n",
+                "linked\r\n",
+                "new copy\r\n",
+                "x\r\n",
+                "xyz\r\n"
+            ]
+        );
+        let uids: std::collections::HashSet<String> =
+            md.entries().iter().map(|e| e.uid.to_string()).collect();
+        assert_eq!(uids.len(), 5);
+        // The copy in new/ got a fresh base; of the two in cur/ one did, and
+        // kept its flags.
+        let new = files(&j.join("new"));
+        assert!(!new.contains(&"1600000000.M1P1.dup".to_string()), "{new:?}");
+        let cur = files(&j.join("cur"));
+        let x = cur
+            .iter()
+            .filter(|n| n.starts_with("1600000002.M3P1.x:2,"))
+            .count();
+        let flags = cur
+            .iter()
+            .filter(|n| n.ends_with(":2,S") || n.ends_with(":2,RS"));
+        assert_eq!((x, flags.count()), (1, 4), "{cur:?}");
+        // Delete the cur/ copy: the other does not come back under its UID.
+        let n = (1..=5)
+            .find(|&n| text(&mut md, n) == "cur copy longer\r\n")
+            .unwrap();
+        let deleted = md.entries()[n - 1].uid.clone();
+        md.mark_deleted(n).unwrap();
+        md.commit().unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert_eq!(md.entries().len(), 4);
+        assert!(md.entries().iter().all(|e| e.uid != deleted));
     }
 
     /// An index whose next UID is the last one (a folder that has had four
