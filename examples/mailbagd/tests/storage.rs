@@ -114,6 +114,43 @@ fn maildirs_made_with_mkdir_accept_mail_and_serve_pop3() {
     );
 }
 
+/// A message another program named with a wrong `,W=` (the CRLF size it
+/// claims is 50, the bare-LF file makes 51): the first session lists what the
+/// name says and RETR sends the real octets; after that RETR and QUIT, the
+/// next session lists the octets RETR sends (RFC 1939 section 5). poplib is
+/// the client.
+#[test]
+fn a_wrong_size_in_a_file_name_is_corrected_after_one_retr() {
+    if !common::require("python3") {
+        return;
+    }
+    let server = Server::start_with(Options::default(), |data| {
+        for sub in ["new", "cur", "tmp"] {
+            fs::create_dir_all(data.join("joe").join(sub)).unwrap();
+        }
+        let body = "From: a@b\nSubject: barelf\n\nline1\nline2\nline3\n";
+        fs::write(data.join("joe/new/1.M1P1.e,S=45,W=50"), body).unwrap();
+    });
+    let script = r#"
+import poplib, sys
+p = poplib.POP3(sys.argv[1], int(sys.argv[2]), timeout=20)
+p.user('joe'); p.pass_('secret')
+listed = p.list(1).split()[2].decode()
+resp, lines, octets = p.retr(1)
+sent = sum(len(l) + 2 for l in lines)
+p.quit()
+print(listed, sent)
+"#;
+    let port = server.port("pop3").to_string();
+    let run = || {
+        let out = common::python(script, &["127.0.0.1", &port]);
+        assert!(out.ok(), "{out:?}");
+        out.stdout.trim().to_owned()
+    };
+    assert_eq!(run(), "50 51");
+    assert_eq!(run(), "51 51", "{}", server.log());
+}
+
 /// A local fault is never a 5xx: a configured user's Maildir replaced by a
 /// regular file (a path component that is a file — root ignores modes, so
 /// this is the fault a test running as root can inject) gets `451 4.3.0`

@@ -53,6 +53,7 @@
 mod dotlock;
 mod maildirsize;
 mod name;
+mod size_check;
 pub(crate) mod uidlist;
 mod usage;
 
@@ -78,6 +79,7 @@ use crate::{
     MaildropEntry, Mailstore, MessageInfo, MessageReader, Uid, UserName,
 };
 use dotlock::DotLock;
+use size_check::{Corrections, SizeCheck};
 use uidlist::{Record, UidList};
 use usage::Usage;
 
@@ -832,8 +834,10 @@ impl Inner {
                 changed = true; // gone: drop from the index
                 continue;
             };
+            // The index's size wins over the name's `,W=`: a read that found
+            // the name wrong corrected the index (`size_check`).
             let from_name = MaildirName::parse(&name).and_then(|n| n.crlf_size());
-            let crlf_size = match from_name.or(rec.crlf_size) {
+            let crlf_size = match rec.crlf_size.or(from_name) {
                 Some(s) => s,
                 None => {
                     changed = true;
@@ -944,6 +948,38 @@ impl Inner {
             msgs,
             unsaved: unsaved.or(discarded),
         })
+    }
+
+    /// Writes the sizes whole reads found (`(base, size)`) into the folder's
+    /// index, so that the next scan gives them. Best effort: without the
+    /// index lock, or when the index cannot be read or written, the next
+    /// read finds them again.
+    fn correct_sizes(&self, dir: &Path, fixes: &[(String, u64)]) {
+        if fixes.is_empty() {
+            return;
+        }
+        let stale = self.options.index_lock_stale;
+        let Ok(_lock) = DotLock::take(&dir.join(UIDLIST_LOCK), stale, &self.host) else {
+            return;
+        };
+        let Some(mut list) = fs::read(dir.join(uidlist::FILE_NAME))
+            .ok()
+            .and_then(|b| UidList::parse(&b))
+        else {
+            return;
+        };
+        let mut changed = false;
+        for r in &mut list.records {
+            if let Some((_, size)) = fixes.iter().find(|(b, _)| *b == r.base)
+                && r.crlf_size != Some(*size)
+            {
+                r.crlf_size = Some(*size);
+                changed = true;
+            }
+        }
+        if changed {
+            let _ = self.write_atomic(dir, &list.serialize());
+        }
     }
 
     /// CRLF size of a file by reading it; `None` if it vanished.
@@ -1114,6 +1150,7 @@ impl Mailstore for MaildirStore {
             marks: Marks::new(n),
             index_error: unsaved,
             lock,
+            corrections: Corrections::default(),
         }))
     }
 
@@ -1435,6 +1472,9 @@ struct MaildirMaildrop {
     index_error: Option<Error>,
     /// The maildrop's dot-lock, refreshed through [`LockKeepAlive`].
     lock: Arc<dyn Refresh>,
+    /// Sizes whole reads found that differ from the indexed ones; the commit
+    /// writes them into the index.
+    corrections: Corrections,
 }
 
 impl fmt::Debug for MaildirMaildrop {
@@ -1500,10 +1540,22 @@ impl Maildrop for MaildirMaildrop {
         Some(LockKeepAlive::new(&self.lock, every))
     }
 
+    /// The read also checks the message's size ([`size_check`]).
     fn read_message(&mut self, n: usize) -> Result<MessageReader, Error> {
         let (i, r) = self.open(n)?;
         self.marks.set_retrieved(i);
-        Ok(MessageReader::whole(r))
+        let (expected, base) = self
+            .msgs
+            .get(i)
+            .map(|m| (m.crlf_size, m.base.clone()))
+            .unwrap_or_default();
+        let corrections = Arc::clone(&self.corrections);
+        Ok(MessageReader::whole(SizeCheck::new(
+            r,
+            expected,
+            base,
+            corrections,
+        )))
     }
 
     fn read_top(&mut self, n: usize, body_lines: u64) -> Result<MessageReader, Error> {
@@ -1589,6 +1641,9 @@ impl Maildrop for MaildirMaildrop {
                 }
             }
         }
+        let corrections =
+            std::mem::take(&mut *self.corrections.lock().unwrap_or_else(|p| p.into_inner()));
+        self.inner.correct_sizes(&self.dir, &corrections);
         self.inner.quota_file_change(
             &self.user,
             -signed(deleted_octets),
@@ -2142,6 +2197,48 @@ mod tests {
         .unwrap();
         let md = s.open_maildrop(&joe()).unwrap();
         assert_eq!(md.entries()[0].uid.as_str(), "000000076553f100");
+    }
+
+    /// A `,W=` another program got wrong (within what a `,S=` allows), and a
+    /// file changed after it was indexed: the first whole read finds the real
+    /// size, the commit writes it into the index, and the next session lists
+    /// the octets RETR sends.
+    #[test]
+    fn a_read_corrects_a_wrong_size_for_the_next_session() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        let j = t.path().join("joe");
+        let body = b"From: a@b\nSubject: barelf\n\nline1\nline2\nline3\n";
+        assert_eq!(body.len(), 45);
+        fs::write(j.join("new/1.M1P1.e,S=45,W=50"), body).unwrap();
+        fs::write(j.join("new/2.M2P1.e"), b"Subject: y\r\n\r\nlong enough\r\n").unwrap();
+        let sizes = |md: &dyn Maildrop| md.entries().iter().map(|e| e.size).collect::<Vec<_>>();
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        assert_eq!(sizes(md.as_ref()), [50, 27]);
+        // The second file is cut short by another program after indexing.
+        fs::write(j.join("new/2.M2P1.e"), b"Subject: y\r\n").unwrap();
+        for n in 1..=2 {
+            let mut v = Vec::new();
+            md.read_message(n).unwrap().read_to_end(&mut v).unwrap();
+        }
+        md.commit().unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert_eq!(sizes(md.as_ref()), [51, 12]);
+        md.commit().unwrap();
+        // A read that stops early, or TOP, corrects nothing.
+        fs::write(
+            j.join("cur/2.M2P1.e:2,S"),
+            b"Subject: y\r\n\r\nback again\r\n",
+        )
+        .unwrap();
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        let mut first = [0u8; 4];
+        md.read_message(2).unwrap().read_exact(&mut first).unwrap();
+        let mut v = Vec::new();
+        md.read_top(2, 0).unwrap().read_to_end(&mut v).unwrap();
+        md.commit().unwrap();
+        assert_eq!(sizes(s.open_maildrop(&joe()).unwrap().as_ref()), [51, 12]);
     }
 
     /// Two files with one base (a hand-made copy, a restore): both are shown
