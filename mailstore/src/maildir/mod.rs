@@ -1603,19 +1603,26 @@ impl Maildrop for MaildirMaildrop {
                 let dir = self.dir.clone();
                 let mut seen_now = false;
                 let r = self.with_path(i, |path| {
-                    let name = path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(MaildirName::parse);
-                    let Some(name) = name else {
+                    let file_name = path.file_name().and_then(|n| n.to_str());
+                    let Some((file_name, name)) =
+                        file_name.and_then(|f| Some((f, MaildirName::parse(f)?)))
+                    else {
                         return Ok(false);
                     };
                     let in_new = path.parent().and_then(|p| p.file_name())
                         == Some(std::ffi::OsStr::new("new"));
-                    if !in_new && name.is_seen() {
+                    // An info part of another version (`:1,...`) is kept as it is:
+                    // such a name only moves out of new/.
+                    let foreign_info = file_name.contains(':') && name.flags().is_none();
+                    if !in_new && (name.is_seen() || foreign_info) {
                         return Ok(false);
                     }
-                    fs::rename(path, dir.join("cur").join(name::with_flag(&name, 'S')))?;
+                    let target = if foreign_info {
+                        file_name.to_owned()
+                    } else {
+                        name::with_flag(&name, 'S')
+                    };
+                    fs::rename(path, dir.join("cur").join(target))?;
                     seen_now = true;
                     Ok(true)
                 });
@@ -2197,6 +2204,35 @@ mod tests {
         .unwrap();
         let md = s.open_maildrop(&joe()).unwrap();
         assert_eq!(md.entries()[0].uid.as_str(), "000000076553f100");
+    }
+
+    /// A name whose info part is not version 2 (`:1,...`, experimental in
+    /// the Maildir specification) keeps it: a retrieved message in `cur/` is
+    /// not renamed, one in `new/` only moves to `cur/`.
+    #[test]
+    fn a_foreign_info_part_is_kept_when_a_message_is_seen() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        let j = t.path().join("joe");
+        fs::write(j.join("cur/1000000014.M14P1.probe:1,foo"), b"a\n").unwrap();
+        fs::write(j.join("new/1000000015.M15P1.probe:1,bar"), b"b\n").unwrap();
+        fs::write(j.join("new/1000000016.M16P1.probe"), b"c\n").unwrap();
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        for n in 1..=3 {
+            let mut v = Vec::new();
+            md.read_message(n).unwrap().read_to_end(&mut v).unwrap();
+        }
+        md.commit().unwrap();
+        assert_eq!(
+            files(&j.join("cur")),
+            [
+                "1000000014.M14P1.probe:1,foo",
+                "1000000015.M15P1.probe:1,bar",
+                "1000000016.M16P1.probe:2,S"
+            ]
+        );
+        assert!(files(&j.join("new")).is_empty());
     }
 
     /// A `,W=` another program got wrong (within what a `,S=` allows), and a
