@@ -147,6 +147,11 @@ pub struct MessageReader {
     prev_cr: bool,
     pending_lf: bool,
     done: bool,
+    /// Octets yielded so far, and whether the last one was LF.
+    yielded: u64,
+    last_lf: bool,
+    /// Called once with the POP3 size when a whole read reaches the end.
+    on_end: Option<Box<dyn FnOnce(u64) + Send>>,
 }
 
 impl fmt::Debug for MessageReader {
@@ -180,7 +185,21 @@ impl MessageReader {
             prev_cr: false,
             pending_lf: false,
             done: false,
+            yielded: 0,
+            last_lf: false,
+            on_end: None,
         }
+    }
+
+    /// Calls `f` once with the message's POP3 size
+    /// ([`CrlfCounter::pop3_size`], counted from what the read yields, so
+    /// at no extra cost) when a whole read reaches the end of the message;
+    /// never for `TOP` or a read that stops early.
+    pub(crate) fn on_end(mut self, f: impl FnOnce(u64) + Send + 'static) -> Self {
+        if self.mode == Mode::Whole {
+            self.on_end = Some(Box::new(f));
+        }
+        self
     }
 
     /// Called after a line ending was emitted in full.
@@ -236,7 +255,15 @@ impl Read for MessageReader {
             };
             if chunk.is_empty() {
                 self.done = true;
-                break;
+                self.yielded += n as u64;
+                if let Some(&last) = out.get(..n).and_then(|o| o.last()) {
+                    self.last_lf = last == b'\n';
+                }
+                if let Some(f) = self.on_end.take() {
+                    let unterminated = self.yielded > 0 && !self.last_lf;
+                    f(self.yielded + if unterminated { 2 } else { 0 });
+                }
+                return Ok(n);
             }
             let room = out.len() - n;
             if self.mode == Mode::Whole {
@@ -297,6 +324,10 @@ impl Read for MessageReader {
                 n += 1;
                 self.pending_lf = true;
             }
+        }
+        self.yielded += n as u64;
+        if let Some(&last) = out.get(..n).and_then(|o| o.last()) {
+            self.last_lf = last == b'\n';
         }
         Ok(n)
     }
@@ -422,7 +453,12 @@ mod tests {
             cap in 1usize..17, out_size in 1usize..9, split in 0usize..300,
         ) {
             let r = std::io::BufReader::with_capacity(cap, std::io::Cursor::new(msg.clone()));
-            let out = read_all(MessageReader::whole(r), out_size);
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let at_end = std::sync::Arc::clone(&seen);
+            let reader = MessageReader::whole(r).on_end(move |size| {
+                *at_end.lock().unwrap() = Some(size);
+            });
+            let out = read_all(reader, out_size);
             prop_assert_eq!(&out, &to_crlf(&msg));
             let mut c = CrlfCounter::new();
             let split = split.min(msg.len());
@@ -432,6 +468,8 @@ mod tests {
             prop_assert_eq!(c.crlf(), out.len() as u64);
             let added = if msg.is_empty() || msg.ends_with(b"\n") { 0 } else { 2 };
             prop_assert_eq!(c.pop3_size(), out.len() as u64 + added);
+            // The size a whole read reports at its end is the counter's.
+            prop_assert_eq!(*seen.lock().unwrap(), Some(c.pop3_size()));
             prop_assert_eq!(count_reader(&msg[..]).unwrap(), (msg.len() as u64, out.len() as u64 + added));
         }
 

@@ -79,7 +79,7 @@ use crate::{
     MaildropEntry, Mailstore, MessageInfo, MessageReader, Uid, UserName,
 };
 use dotlock::DotLock;
-use size_check::{Corrections, SizeCheck};
+use size_check::Corrections;
 use uidlist::{Record, UidList};
 use usage::Usage;
 
@@ -1540,7 +1540,7 @@ impl Maildrop for MaildirMaildrop {
         Some(LockKeepAlive::new(&self.lock, every))
     }
 
-    /// The read also checks the message's size ([`size_check`]).
+    /// The read also checks the message's size (`size_check`).
     fn read_message(&mut self, n: usize) -> Result<MessageReader, Error> {
         let (i, r) = self.open(n)?;
         self.marks.set_retrieved(i);
@@ -1550,12 +1550,7 @@ impl Maildrop for MaildirMaildrop {
             .map(|m| (m.crlf_size, m.base.clone()))
             .unwrap_or_default();
         let corrections = Arc::clone(&self.corrections);
-        Ok(MessageReader::whole(SizeCheck::new(
-            r,
-            expected,
-            base,
-            corrections,
-        )))
+        Ok(MessageReader::whole(r).on_end(size_check::check(expected, base, corrections)))
     }
 
     fn read_top(&mut self, n: usize, body_lines: u64) -> Result<MessageReader, Error> {

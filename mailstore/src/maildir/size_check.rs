@@ -1,117 +1,71 @@
 //! Checking a message's POP3 size while it is read: the size a folder scan
 //! took from the file name's `,W=` or from the index is believed without
 //! reading the file, and another program may have written a wrong `,W=` or
-//! changed the file since. A whole read that finds another size records it,
-//! and the maildrop's commit writes it into the index, so that from the next
-//! session on LIST and STAT give the octets RETR sends (RFC 1939 section 5).
+//! changed the file since. A whole read that finds another size records it
+//! (the reader counts what it yields, [`crate::MessageReader`]), and the
+//! maildrop's commit writes it into the index, so that from the next session
+//! on LIST and STAT give the octets RETR sends (RFC 1939 section 5).
 
-use std::io::{self, BufRead, Read};
 use std::sync::{Arc, Mutex};
-
-use crate::CrlfCounter;
 
 /// Sizes found by reads that differ from the indexed ones: `(base, size)`.
 pub(super) type Corrections = Arc<Mutex<Vec<(String, u64)>>>;
 
-/// A reader of one whole message file that counts its POP3 size and, at the
-/// end, records it in `found` when it is not `expected`.
-pub(super) struct SizeCheck<R> {
-    inner: R,
-    counter: CrlfCounter,
-    expected: u64,
-    base: String,
-    found: Corrections,
-    done: bool,
-}
-
-impl<R: BufRead> SizeCheck<R> {
-    /// Checks the read of the message `base`, indexed with size `expected`.
-    pub(super) fn new(inner: R, expected: u64, base: String, found: Corrections) -> Self {
-        SizeCheck {
-            inner,
-            counter: CrlfCounter::new(),
-            expected,
-            base,
-            found,
-            done: false,
+/// What a whole read of the message `base`, indexed with size `expected`,
+/// calls at its end: records the size it found in `found` when it differs.
+pub(super) fn check(expected: u64, base: String, found: Corrections) -> impl FnOnce(u64) + Send {
+    move |size| {
+        if size != expected {
+            let mut found = found.lock().unwrap_or_else(|p| p.into_inner());
+            found.push((base, size));
         }
-    }
-
-    /// The end of the file was reached: records a differing size once.
-    fn end(&mut self) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let size = self.counter.pop3_size();
-        if size != self.expected {
-            let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
-            found.push((std::mem::take(&mut self.base), size));
-        }
-    }
-}
-
-impl<R: BufRead> Read for SizeCheck<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.end();
-        }
-        self.counter.update(buf.get(..n).unwrap_or_default());
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for SizeCheck<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.inner.fill_buf()?.is_empty() {
-            self.end();
-        }
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amt: usize) {
-        if let Ok(buf) = self.inner.fill_buf() {
-            self.counter.update(buf.get(..amt).unwrap_or(buf));
-        }
-        self.inner.consume(amt);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::io::Read;
 
-    fn read_all(data: &[u8], expected: u64, by_lines: bool) -> Vec<(String, u64)> {
+    use super::*;
+    use crate::MessageReader;
+
+    /// What a whole read of `data`, indexed at `expected`, records.
+    fn read_all(data: &'static [u8], expected: u64, buf: usize) -> Vec<(String, u64)> {
         let found = Corrections::default();
-        let mut r = SizeCheck::new(data, expected, "b".into(), Arc::clone(&found));
-        let mut out = Vec::new();
-        if by_lines {
-            while r.read_until(b'\n', &mut out).unwrap() > 0 {}
-        } else {
-            r.read_to_end(&mut out).unwrap();
-        }
-        assert_eq!(out, data);
+        let mut r =
+            MessageReader::whole(data).on_end(check(expected, "b".into(), Arc::clone(&found)));
+        let mut chunk = vec![0u8; buf];
+        while r.read(&mut chunk).unwrap() > 0 {}
         found.lock().map(|v| v.clone()).unwrap()
     }
 
     #[test]
     fn a_read_that_finds_another_size_records_it_once() {
         let msg = b"Subject: x\n\nline\n";
-        for by_lines in [false, true] {
-            assert!(read_all(msg, 20, by_lines).is_empty());
-            assert_eq!(read_all(msg, 19, by_lines), [("b".to_string(), 20)]);
-            assert_eq!(read_all(b"no end", 0, by_lines), [("b".to_string(), 8)]);
+        for buf in [1, 3, 64] {
+            assert!(read_all(msg, 20, buf).is_empty());
+            assert_eq!(read_all(msg, 19, buf), [("b".to_string(), 20)]);
+            assert_eq!(read_all(b"no end", 0, buf), [("b".to_string(), 8)]);
+            assert_eq!(read_all(b"a\r\n", 0, buf), [("b".to_string(), 3)]);
+            assert!(read_all(b"", 0, buf).is_empty());
         }
     }
 
     #[test]
-    fn a_read_stopped_early_records_nothing() {
+    fn a_read_stopped_early_or_top_records_nothing() {
         let found = Corrections::default();
-        let mut r = SizeCheck::new(&b"a\nb\n"[..], 99, "b".into(), Arc::clone(&found));
-        let mut line = Vec::new();
-        r.read_until(b'\n', &mut line).unwrap();
+        let mut r =
+            MessageReader::whole(&b"a\nb\n"[..]).on_end(check(99, "b".into(), Arc::clone(&found)));
+        let mut first = [0u8; 2];
+        r.read_exact(&mut first).unwrap();
         drop(r);
+        let mut top = MessageReader::top(&b"a\n\nb\n"[..], 0).on_end(check(
+            99,
+            "b".into(),
+            Arc::clone(&found),
+        ));
+        let mut out = Vec::new();
+        top.read_to_end(&mut out).unwrap();
         assert!(found.lock().unwrap().is_empty());
     }
 }
