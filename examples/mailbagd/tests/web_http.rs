@@ -1077,3 +1077,51 @@ fn pathological_encoded_words_are_shown_cut_to_their_bound() {
     assert!(!body.contains(&"=?a".repeat(100)), "sender not cut");
     assert!(body.len() < 200_000, "page of {} octets", body.len());
 }
+
+/// RFC 9112 section 9.6: a client that shuts down its sending side right
+/// after its request (`nc -N`, socat, scripts) still gets the answer, here a
+/// failed login's, which comes only after the failure delay, long after the
+/// server read the end of the input.
+#[test]
+fn a_half_closed_request_is_still_answered() {
+    use std::io::{Read, Write};
+    let server = WebServer::start("login_failure_delay = \"1s\"");
+    let mut c = Client::new(server.web());
+    let csrf = c.get("/login").csrf().expect("login token");
+    let cookie: Vec<String> = c.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let form = format!("csrf={csrf}&user=joe&password=wrong");
+    let mut s = std::net::TcpStream::connect(server.web()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let req = format!(
+        "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: {}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        cookie.join("; "),
+        form.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 401 "), "{text:?}");
+}
+
+/// A login ends the session the browser already had (another user's on a
+/// shared computer, whose login form was still open): its cookie no longer
+/// opens any page.
+#[test]
+fn a_login_ends_the_session_the_browser_had() {
+    let server = WebServer::start(FAST);
+    let mut ann = Client::new(server.web());
+    login_ok(&mut ann, "ann");
+    let old = ann.cookies.get("mailbag_session").unwrap().clone();
+    // The login form, fetched before ann logged in, posted with her cookie.
+    let mut c = Client::new(server.web());
+    let csrf = c.get("/login").csrf().expect("login token");
+    c.cookies.insert("mailbag_session".into(), old.clone());
+    let r = c.post("/login", &format!("csrf={csrf}&user=joe&password=secret"));
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_ne!(c.cookies.get("mailbag_session"), Some(&old));
+    assert_eq!(ann.get("/settings").status, 303);
+    assert_eq!(c.get("/settings").status, 200);
+}

@@ -140,7 +140,15 @@ pub(super) async fn login_post(
         );
     };
     web.ctx.logins.succeeded(peer.ip(), &key);
-    let created = lock(&web.sessions).create(&mailbox, stamp, Instant::now());
+    let created = {
+        let mut sessions = lock(&web.sessions);
+        // The session this browser had (another user's on a shared computer,
+        // or its own) ends: a login always starts from a new one alone.
+        if let Some(old) = cookie(&headers, web.session_cookie()) {
+            sessions.remove(old);
+        }
+        sessions.create(&mailbox, stamp, Instant::now())
+    };
     let (id, _csrf) = match created {
         Ok(x) => x,
         Err(e) => {

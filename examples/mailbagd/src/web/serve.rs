@@ -64,6 +64,9 @@ async fn serve_connection(web: Arc<Web>, conn: Connection) -> io::Result<()> {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(timeout)
+        // A client that shuts down its sending side after the request (`nc
+        // -N`, socat, scripts) still gets the answer (RFC 9112 section 9.6).
+        .half_close(true)
         .max_buf_size(ctx.config().web.max_request_head.max(8192))
         .keep_alive(true);
     // hyper has no write deadline of its own: a client that sends requests
@@ -111,12 +114,72 @@ fn check_head_size<B>(req: &hyper::Request<B>, max: usize) -> Option<Response> {
     })
 }
 
-/// RFC 9112 §3.2: an HTTP/1.1 request without a `Host` field, or with more
-/// than one, gets `400` (HTTP/1.0 may omit it).
+/// RFC 9112 §3.2: an HTTP/1.1 request without a `Host` field, with more
+/// than one, or with one whose value is not `uri-host [ ":" port ]` gets
+/// `400` (HTTP/1.0 may omit it).
 fn check_host<B>(req: &hyper::Request<B>) -> Option<Response> {
-    let hosts = req.headers().get_all(header::HOST).iter().count();
-    let bad = hosts > 1 || (hosts == 0 && req.version() >= hyper::Version::HTTP_11);
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let bad = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => !valid_host(h.as_bytes()),
+        (None, _) => req.version() >= hyper::Version::HTTP_11,
+        (Some(_), Some(_)) => true,
+    };
     bad.then(|| plain_error(StatusCode::BAD_REQUEST, "Bad request: Host header\n"))
+}
+
+/// RFC 9110 section 7.2 / RFC 3986 section 3.2.2: `uri-host [ ":" port ]`,
+/// the host a reg-name (unreserved, percent-encoded and sub-delims
+/// characters) or an IPv6 literal in brackets, the port at most 5 digits.
+fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = match v.first() {
+        Some(b'[') => match v.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = v.get(1..end).unwrap_or_default();
+                if literal.is_empty()
+                    || !literal
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+                {
+                    return false;
+                }
+                match v.get(end + 1..).unwrap_or_default() {
+                    [] => return true,
+                    [b':', port @ ..] => (&[][..], port),
+                    _ => return false,
+                }
+            }
+            None => return false,
+        },
+        _ => match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (
+                v.get(..i).unwrap_or_default(),
+                v.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (v, &[][..]),
+        },
+    };
+    let reg_name = host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
+    reg_name && port.len() <= 5 && port.iter().all(u8::is_ascii_digit)
 }
 
 #[cfg(test)]
@@ -143,6 +206,36 @@ mod tests {
             status(&req(hyper::Version::HTTP_11, &["a", "b"])),
             Some(StatusCode::BAD_REQUEST)
         );
+        for ok in [
+            "mail.example.test",
+            "mail.example.test:8080",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "a,b",
+            "xn--bcher-kva.example",
+            "host:",
+            // RFC 9112 section 3.2: a target without an authority.
+            "",
+        ] {
+            assert_eq!(status(&req(hyper::Version::HTTP_11, &[ok])), None, "{ok}");
+        }
+        for bad in [
+            "a b<script>",
+            "a/b",
+            "x@evil",
+            "[::1",
+            "[::1]x",
+            "[]",
+            "evil:99999999",
+            "evil:8o",
+        ] {
+            assert_eq!(
+                status(&req(hyper::Version::HTTP_11, &[bad])),
+                Some(StatusCode::BAD_REQUEST),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
