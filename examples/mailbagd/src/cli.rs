@@ -274,6 +274,9 @@ fn server_user_of(cli: &Cli) -> Option<(String, Option<String>)> {
 /// A read error, an empty password, or two that differ.
 pub fn read_password(given: Option<&str>, new: bool) -> Result<String, String> {
     if let Some(p) = given {
+        if p.is_empty() {
+            return Err("empty password".into());
+        }
         return Ok(p.to_owned());
     }
     let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {

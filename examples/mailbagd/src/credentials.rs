@@ -48,17 +48,29 @@ pub enum Credential {
 
 impl Credential {
     /// Checks a password (a clear-text one in constant time with respect to
-    /// the content).
+    /// the content). The empty password never matches, whatever the
+    /// credential: a passwd-file line with a hash of the empty password
+    /// (`doveadm pw -p ''`) would otherwise let anyone log in, and so relay.
     ///
     /// # Examples
     ///
     /// ```
     /// use mailbagd::credentials::{Credential, Secret};
+    /// use mailbagd::password_hash::PasswordHash;
     /// let c = Credential::Plain(Secret::new("secret"));
     /// assert!(c.verify(b"secret"));
     /// assert!(!c.verify(b"secreT"));
+    /// // SHA512-CRYPT of the empty password, made by `doveadm pw -p ''`.
+    /// let empty = PasswordHash::parse(
+    ///     "$6$JCqeGEAbM9/m9.N8$7M5J/KpWVfveV2OzDj/t3TmEN91WvxA9MTCq//4g60pd6NtiUGy2LIYXCgpcaLiuH4xw2iAHTSynjByK.b/X9/",
+    /// ).unwrap();
+    /// assert!(empty.verify(b"")); // the hash alone matches it
+    /// assert!(!Credential::Hash(empty).verify(b""));
     /// ```
     pub fn verify(&self, password: &[u8]) -> bool {
+        if password.is_empty() {
+            return false;
+        }
         match self {
             Credential::Plain(s) => crate::constant_time::constant_time_eq(s.expose(), password),
             Credential::Hash(h) => h.verify(password),

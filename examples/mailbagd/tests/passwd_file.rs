@@ -178,6 +178,45 @@ fn a_password_with_a_tab_logs_in() {
     assert!(!py_pop_login(&server, "127.0.0.2", "tab", "a b c").starts_with("OK"));
 }
 
+/// A passwd-file line whose hash is of the empty password (`doveadm pw -p
+/// ''`) lets no one in: an empty password never logs in (USER/PASS, AUTH
+/// PLAIN, the web page), so it cannot authorize relay either; `mailbagd pw`
+/// refuses to make such a hash.
+#[test]
+fn a_hash_of_the_empty_password_lets_no_one_in() {
+    if !require("python3") || !require("doveadm") {
+        return;
+    }
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    let hash = doveadm_pw("SHA512-CRYPT", "");
+    assert!(doveadm_verifies(&hash, ""), "{hash}");
+    std::fs::write(&file, format!("emptyh:{hash}\n")).unwrap();
+    let server = Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}"),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let r = py_pop_login(&server, "127.0.0.5", "emptyh", "");
+    assert!(r.starts_with("ERR"), "USER/PASS: {r}");
+    let r = common::py_pop_auth_plain(&server, "127.0.0.5", "emptyh", "");
+    assert!(!r.starts_with("OK"), "AUTH PLAIN: {r}");
+    let relay = common::rcpt_reply(
+        &server,
+        server.port("smtp"),
+        "127.0.0.5",
+        "victim@far.example",
+    );
+    assert!(relay.starts_with("554"), "{relay}");
+    let out = mailbagd(&["pw", "-s", "SHA512-CRYPT", "-p", ""], None);
+    assert!(
+        !out.ok() && out.stderr.contains("empty password"),
+        "{out:?}"
+    );
+}
+
 /// A bad line is left out at start-up as at a reload: after a restart the other users
 /// still get their mail (a probe found one typo stopped the next start for everyone).
 #[test]
