@@ -775,6 +775,9 @@ pub struct Config {
     pub users: Vec<User>,
     /// `users` by ASCII-lower-case name.
     by_name: HashMap<String, usize>,
+    /// ASCII-lower-case names of passwd-file lines skipped for an unusable
+    /// entry ([`Config::is_unusable_user`]).
+    unusable_users: HashSet<String>,
     /// What an unknown user name's password is checked against.
     dummies: Dummies,
     /// The file read ([`Config::path`]).
@@ -1139,6 +1142,7 @@ pub fn passwd_file_users(path: &Path, text: &str) -> (Vec<User>, Vec<String>) {
         &[],
         BadLines::Skip,
         &mut skipped,
+        &mut HashSet::new(),
     )
     .unwrap_or_default();
     (users, skipped)
@@ -1156,6 +1160,7 @@ fn passwd_users(
     reserved: &[(String, &'static str)],
     bad_lines: BadLines,
     skipped: &mut Vec<String>,
+    unusable: &mut HashSet<String>,
 ) -> Result<Vec<User>, ConfigError> {
     let mut users = Vec::with_capacity(text.lines().count());
     let mut errors = Vec::new();
@@ -1166,12 +1171,16 @@ fn passwd_users(
             extra,
             line,
         } = e;
-        let mut bad = |message: String| {
+        // `unusable`: the name is this line's user's, whose entry is broken (not a
+        // name that cannot be a user, or one another line serves).
+        let mut bad_entry = |message: String, unusable: bool| {
             errors.push(crate::passwd_file::LineError {
                 line,
                 message: format!("user {entry_name:?}: {message}"),
+                user: unusable.then(|| entry_name.clone()),
             });
         };
+        let mut bad = |message: String| bad_entry(message, false);
         let name = match parse_user_name("name", &entry_name) {
             Ok(n) => n,
             Err(err) => {
@@ -1200,6 +1209,7 @@ fn passwd_users(
             passwd_file_line: Some(line),
             quota: None,
         };
+        let mut usable = true;
         for (key, value) in &extra {
             let yes_no = |v: &str| match v.to_ascii_lowercase().as_str() {
                 "yes" | "y" | "true" | "1" => Some(true),
@@ -1222,10 +1232,16 @@ fn passwd_users(
                 _ => Some(()),
             };
             if ok.is_none() {
-                bad(format!("{key}={value}: not a valid value"));
+                bad_entry(format!("{key}={value}: not a valid value"), true);
+                usable = false;
             }
         }
-        users.push(user);
+        // A line with a bad value is skipped as a whole (as its message says):
+        // serving the user without, say, their quota would loosen what the
+        // file asks for.
+        if usable {
+            users.push(user);
+        }
     });
     errors.append(&mut line_errors);
     if errors.is_empty() {
@@ -1237,6 +1253,12 @@ fn passwd_users(
             errors
                 .iter()
                 .map(|e| format!("{}: {e}; line skipped", path.display())),
+        );
+        unusable.extend(
+            errors
+                .iter()
+                .filter_map(|e| e.user.as_deref())
+                .map(str::to_ascii_lowercase),
         );
         return Ok(users);
     }
@@ -1574,6 +1596,7 @@ impl Config {
 
     fn validate(raw: RawConfig, bad_lines: BadLines) -> Result<(Config, Vec<String>), ConfigError> {
         let mut skipped = Vec::new();
+        let mut unusable_users = HashSet::new();
         let hostname = parse_domain("hostname", raw.hostname.as_deref().unwrap_or("localhost"))?;
         let local_domains = match raw.local_domains {
             None => vec![hostname.clone()],
@@ -2039,14 +2062,25 @@ impl Config {
             });
         }
         if let Some(path) = &raw.userdb.passwd_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            let bytes = std::fs::read(path).map_err(|e| {
                 invalid(
                     "userdb.passwd_file",
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            let from_file =
-                passwd_users(path, &text, &mut names, &reserved, bad_lines, &mut skipped)?;
+            // A byte that is not UTF-8 (a Latin-1 full name) spoils only its own
+            // line, and only if it is in the name or the password (the parser
+            // skips such a line); the other fields are not used.
+            let text = String::from_utf8_lossy(&bytes);
+            let from_file = passwd_users(
+                path,
+                &text,
+                &mut names,
+                &reserved,
+                bad_lines,
+                &mut skipped,
+                &mut unusable_users,
+            )?;
             drop(text);
             if users.is_empty() {
                 users = from_file;
@@ -2180,6 +2214,7 @@ impl Config {
             dummies: Dummies::for_users(&users),
             users,
             by_name,
+            unusable_users,
             path: None,
         };
         Ok((config, skipped))
@@ -2260,6 +2295,15 @@ impl Config {
             .get(&name.to_ascii_lowercase())
             .and_then(|&i| self.users.get(i))?;
         (self.userdb.case_insensitive || u.name.as_str() == name).then_some(u)
+    }
+
+    /// Whether `name` (any letter case) has a passwd-file line that was
+    /// skipped for an unusable entry (a password scheme mailbagd does not
+    /// read, a bad extra-field value, bytes that are not UTF-8) and no usable
+    /// one: mail for it is a local fault, answered `451 4.3.5` so that the
+    /// sender retries once the line is fixed, not `550` (the user exists).
+    pub fn is_unusable_user(&self, name: &str) -> bool {
+        self.user(name).is_none() && self.unusable_users.contains(&name.to_ascii_lowercase())
     }
 
     /// Is `domain` one of ours? Compared in normalized form (case and a

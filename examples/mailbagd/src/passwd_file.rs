@@ -41,6 +41,10 @@ pub struct LineError {
     pub line: usize,
     /// What is wrong (names the user when the name was readable).
     pub message: String,
+    /// The user the line is for, when it names one whose entry is unusable
+    /// (an unknown scheme, a bad extra-field value): mail for that name is a
+    /// local fault to retry, not an unknown recipient.
+    pub user: Option<String>,
 }
 
 /// Why a passwd-file edit cannot be made.
@@ -189,6 +193,7 @@ pub fn parse_each(text: &str, mut user: impl FnMut(Entry)) -> Vec<LineError> {
             errors.push(LineError {
                 line,
                 message: "not `name:password:…` (no `:` after the user name)".into(),
+                user: None,
             });
             continue;
         };
@@ -196,6 +201,18 @@ pub fn parse_each(text: &str, mut user: impl FnMut(Entry)) -> Vec<LineError> {
             errors.push(LineError {
                 line,
                 message: "empty user name".into(),
+                user: None,
+            });
+            continue;
+        }
+        // A file read with its bytes that are not UTF-8 replaced (U+FFFD).
+        if name.contains(char::REPLACEMENT_CHARACTER)
+            || password.contains(char::REPLACEMENT_CHARACTER)
+        {
+            errors.push(LineError {
+                line,
+                message: "the user name or password is not UTF-8".into(),
+                user: (!name.contains(char::REPLACEMENT_CHARACTER)).then(|| name.to_owned()),
             });
             continue;
         }
@@ -209,6 +226,7 @@ pub fn parse_each(text: &str, mut user: impl FnMut(Entry)) -> Vec<LineError> {
             Err(message) => errors.push(LineError {
                 line,
                 message: format!("user {name:?}: {message}"),
+                user: Some(name.to_owned()),
             }),
         }
     }

@@ -91,6 +91,10 @@ pub fn decide(config: &Config, rcpt: &ForwardPath<'_>, authorized: bool) -> Verd
         }
         return match config.user(&content) {
             Some(u) => Verdict::Accept(Destination::Local(u.name.clone())),
+            // A user whose passwd-file line cannot be used now: a local fault.
+            None if config.is_unusable_user(&content) => {
+                Verdict::Reject(replies::account_unusable())
+            }
             None => Verdict::Reject(replies::unknown_user(rcpt)),
         };
     }

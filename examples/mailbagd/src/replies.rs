@@ -159,6 +159,16 @@ pub fn mail_loop() -> Reply<'static> {
     )
 }
 
+/// `451 4.3.5`: the recipient's passwd-file line cannot be used now (a
+/// local configuration fault; the sender retries).
+pub fn account_unusable() -> Reply<'static> {
+    reply(
+        ReplyCode::LOCAL_ERROR,
+        (4, 3, 5),
+        "Mailbox temporarily unavailable: its account entry cannot be used",
+    )
+}
+
 /// `452 4.2.2 Mailbox full` (temporary) or `552 5.2.2 Mailbox full`.
 pub fn mailbox_full(temporary: bool) -> Reply<'static> {
     if temporary {

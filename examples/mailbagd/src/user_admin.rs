@@ -48,9 +48,20 @@ pub fn pw(scheme: HashScheme, password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The file's text. One that is not UTF-8 is refused, naming its first such
+/// line: rewriting it from a lossy reading would replace those bytes in
+/// every other user's line (the server itself only skips such a line).
 fn read(path: &Path) -> Result<String, String> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(t),
+    match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|e| {
+            let bytes = e.as_bytes();
+            let at = e.utf8_error().valid_up_to();
+            let line = bytes.get(..at).unwrap_or_default().iter().filter(|&&b| b == b'\n').count() + 1;
+            format!(
+                "{}: line {line} is not UTF-8; convert the file (iconv -f latin1 -t utf-8) before editing it",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }

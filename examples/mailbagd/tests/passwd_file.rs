@@ -178,6 +178,47 @@ fn a_password_with_a_tab_logs_in() {
     assert!(!py_pop_login(&server, "127.0.0.2", "tab", "a b c").starts_with("OK"));
 }
 
+/// Lines another tool wrote that mailbagd cannot use: a Latin-1 full name
+/// spoils nothing (the field is not used), and the rest of the file loads; a
+/// user whose line is skipped (a scheme mailbagd does not read, a bad extra
+/// value) is not an unknown recipient but a local fault: `451 4.3.5`, so the
+/// sender retries until the line is fixed, while a name in no line gets `550`.
+/// `mailbagd user list` refuses the file, naming the line that is not UTF-8.
+#[test]
+fn unusable_lines_defer_their_users_mail_and_latin1_spoils_nothing() {
+    if !require("python3") {
+        return;
+    }
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    let mut text = b"good:{PLAIN}g1\npbk:{PBKDF2}$1$abcdefgh$1000$deadbeef\n".to_vec();
+    text.extend_from_slice(b"lat:{PLAIN}m1:1000:1000:Hans M\xfcller:/home/lat::\n");
+    text.extend_from_slice(b"badq:{PLAIN}b1::::::quota=lots\n");
+    std::fs::write(&file, &text).unwrap();
+    let server = Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}"),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let port = server.port("smtp");
+    let rcpt = |to: &str| common::rcpt_reply(&server, port, "127.0.0.9", to);
+    assert!(rcpt("good@example.test").starts_with("250"));
+    assert!(rcpt("lat@example.test").starts_with("250"));
+    for unusable in ["pbk@example.test", "BADQ@example.test"] {
+        let r = rcpt(unusable);
+        assert!(r.starts_with("451 4.3.5"), "{unusable}: {r}");
+    }
+    assert!(rcpt("nobody@example.test").starts_with("550 5.1.1"));
+    assert!(py_pop_login(&server, "127.0.0.1", "lat", "m1").starts_with("OK 0 0"));
+    let out = mailbagd(&["user", "list", "--file", file.to_str().unwrap()], None);
+    assert!(
+        !out.ok() && out.stderr.contains("line 3 is not UTF-8"),
+        "{out:?}"
+    );
+}
+
 /// A passwd-file line whose hash is of the empty password (`doveadm pw -p
 /// ''`) lets no one in: an empty password never logs in (USER/PASS, AUTH
 /// PLAIN, the web page), so it cannot authorize relay either; `mailbagd pw`
