@@ -445,6 +445,22 @@ impl PasswordHash {
                 if !ROUNDS_RANGE.contains(&rounds) {
                     return Err(HashError::CostOutOfRange(scheme.dovecot_name()));
                 }
+                // The checksum is the last field, of a fixed length in crypt's
+                // base64 (86 characters for SHA-512, 43 for SHA-256): a cut
+                // or missing one would parse, and no password would match it.
+                let want = if scheme == HashScheme::Sha512Crypt {
+                    86
+                } else {
+                    43
+                };
+                let checksum = text.rsplit('$').next().unwrap_or_default();
+                let crypt64 = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'/';
+                if text.split('$').count() < 4
+                    || checksum.len() != want
+                    || !checksum.bytes().all(crypt64)
+                {
+                    return Err(malformed);
+                }
                 HashCost::ShaCrypt { scheme, rounds }
             }
             HashScheme::BlfCrypt => {
@@ -725,9 +741,34 @@ mod tests {
             Err(HashError::CostOutOfRange("BLF-CRYPT"))
         );
         assert_eq!(
-            PasswordHash::parse("$6$rounds=6000000$salt$hash").map(|_| ()),
+            PasswordHash::parse(&format!("$6$rounds=6000000$salt${}", "A".repeat(86))).map(|_| ()),
             Err(HashError::CostOutOfRange("SHA512-CRYPT"))
         );
+    }
+
+    /// A SHA-crypt string cut short (or without its checksum) parses with
+    /// the crypt crate but can match no password: it is refused, so that
+    /// `--check` and the start-up log name the line.
+    #[test]
+    fn a_cut_sha_crypt_checksum_is_malformed() {
+        let whole = PasswordHash::make(HashScheme::Sha512Crypt, b"pw").unwrap();
+        let text = whole.as_str().to_owned();
+        assert!(PasswordHash::parse(&text).is_ok());
+        for cut in [
+            text[..text.len() - 43].to_owned(),
+            text[..text.len() - 1].to_owned(),
+            "$6$garbage".to_owned(),
+            format!("{}!", &text[..text.len() - 1]),
+        ] {
+            assert!(
+                matches!(PasswordHash::parse(&cut), Err(HashError::Malformed(_))),
+                "{cut}"
+            );
+        }
+        let sha256 = PasswordHash::make(HashScheme::Sha256Crypt, b"pw").unwrap();
+        let t = sha256.as_str();
+        assert!(PasswordHash::parse(t).is_ok());
+        assert!(PasswordHash::parse(&t[..t.len() - 2]).is_err());
     }
 
     #[test]
