@@ -1749,6 +1749,26 @@ impl Config {
                 "must be greater than zero",
             ));
         }
+        // The policy and metrics listeners share the address space too: a
+        // clash would pass --check and fail only at start-up.
+        let metrics_listen: Vec<SocketAddr> = raw
+            .metrics
+            .listen
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default();
+        for (key, list) in [
+            (
+                "pop_before_smtp.policy_listen",
+                &pop_before_smtp.policy_listen,
+            ),
+            ("metrics.listen", &metrics_listen),
+        ] {
+            for a in list {
+                if a.port() != 0 && !seen.insert(*a) {
+                    return Err(invalid(key, format!("address {a} is listed twice")));
+                }
+            }
+        }
 
         let spam = SpamConfig {
             threshold: raw.spam.threshold.unwrap_or(5.0),
@@ -2181,11 +2201,7 @@ impl Config {
                 group: raw.server.group,
             },
             metrics: MetricsConfig {
-                listen: raw
-                    .metrics
-                    .listen
-                    .map(OneOrMany::into_vec)
-                    .unwrap_or_default(),
+                listen: metrics_listen,
             },
             client_settings: ClientSettingsConfig {
                 server: raw
@@ -2586,6 +2602,18 @@ mod tests {
         );
         let err = parse(&text).unwrap_err();
         assert!(err.to_string().contains("listed twice"), "{err}");
+        // The metrics and policy listeners count too (a clash passed --check
+        // and failed at start-up).
+        for (table, key) in [("metrics", "listen"), ("pop_before_smtp", "policy_listen")] {
+            let text = format!(
+                "[pop3]\nlisten = [\"127.0.0.1:2000\"]\n[{table}]\n{key} = \"127.0.0.1:2000\"\n{USERS}"
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("{table}.{key}")) && err.contains("listed twice"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
