@@ -308,6 +308,22 @@ pub struct User {
     /// `[limits] user_quota`; `Some(0)` is no quota. [`Config::quota_of`]
     /// gives the one that applies.
     pub quota: Option<u64>,
+    /// Dovecot's `nologin` extra field (`nologin=y`, usually with `reason=`):
+    /// the user cannot log in (POP3, the web page), and so cannot authorize
+    /// relay; mail is still delivered, as with Dovecot.
+    pub nologin: bool,
+    /// Dovecot's `allow_nets` extra field (`allow_nets=10.0.0.0/8,::1`): the
+    /// user logs in only from these networks; empty: from anywhere.
+    pub allow_nets: Vec<crate::proxy::Cidr>,
+}
+
+impl User {
+    /// Whether the user may log in from `ip` (`nologin`, `allow_nets`),
+    /// asked once the password matched.
+    pub fn may_log_in_from(&self, ip: std::net::IpAddr) -> bool {
+        !self.nologin
+            && (self.allow_nets.is_empty() || self.allow_nets.iter().any(|n| n.contains(ip)))
+    }
 }
 
 /// `[pop3]`.
@@ -1208,6 +1224,8 @@ fn passwd_users(
             spam_folder: SpamFolder::default(),
             passwd_file_line: Some(line),
             quota: None,
+            nologin: false,
+            allow_nets: Vec::new(),
         };
         let mut usable = true;
         for (key, value) in &extra {
@@ -1228,6 +1246,18 @@ fn passwd_users(
                 "quota" => crate::disk_space::parse_size(value)
                     .ok()
                     .map(|q| user.quota = Some(q)),
+                // Dovecot's: any value disables logins (`nologin=y`, or empty).
+                "nologin" => {
+                    user.nologin = true;
+                    Some(())
+                }
+                "allow_nets" => value
+                    .split(',')
+                    .map(|n| n.trim().parse::<crate::proxy::Cidr>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .ok()
+                    .filter(|nets| !nets.is_empty())
+                    .map(|nets| user.allow_nets = nets),
                 // Dovecot's own fields and anything else: not ours.
                 _ => Some(()),
             };
@@ -2079,6 +2109,8 @@ impl Config {
                     .map(crate::disk_space::parse_size)
                     .transpose()
                     .map_err(|e| invalid(format!("{key}.quota"), &e))?,
+                nologin: false,
+                allow_nets: Vec::new(),
             });
         }
         if let Some(path) = &raw.userdb.passwd_file {

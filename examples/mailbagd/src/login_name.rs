@@ -68,11 +68,19 @@ pub fn resolve<'a>(config: &'a Config, typed: &str) -> Option<Login<'a>> {
 
 /// The login check of every service: [`resolve`], then
 /// [`Config::authenticate`] (the same hash work for a name that resolves
-/// to nobody).
-pub fn authenticate<'a>(config: &'a Config, typed: &str, password: &[u8]) -> Option<Login<'a>> {
+/// to nobody), then whether the user may log in from the client's address
+/// `ip` ([`crate::config::User::may_log_in_from`]: Dovecot's `nologin` and
+/// `allow_nets`).
+pub fn authenticate<'a>(
+    config: &'a Config,
+    typed: &str,
+    password: &[u8],
+    ip: std::net::IpAddr,
+) -> Option<Login<'a>> {
     match resolve(config, typed) {
         Some(login) => config
             .authenticate(login.user.name.as_str(), password)
+            .filter(|u| u.may_log_in_from(ip))
             .map(|_| login),
         None => {
             // Unknown: pay the dummy work; a name that is not a user (and
@@ -184,7 +192,8 @@ mod tests {
     #[test]
     fn authenticate_and_limiter_key() {
         let c = config("");
-        let ok = |t: &str, p: &[u8]| authenticate(&c, t, p).map(|l| l.folder);
+        let here = std::net::IpAddr::from([127, 0, 0, 1]);
+        let ok = |t: &str, p: &[u8]| authenticate(&c, t, p, here).map(|l| l.folder);
         assert_eq!(ok("joe@example.test", b"secret"), Some(Folder::Inbox));
         assert_eq!(ok("JOE/Spam", b"secret"), Some(Folder::Spam));
         assert_eq!(ok("joe", b"other"), None);

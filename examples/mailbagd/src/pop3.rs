@@ -215,7 +215,7 @@ fn login(ctx: &Context, config: &Config, peer: std::net::IpAddr, req: &LoginRequ
             let most = ctx.logins.options().failures_before_lockout;
             Verdict::Refused(failure_delay(base, most))
         }
-        Ok(failures) => match check_login(config, req) {
+        Ok(failures) => match check_login(config, req, peer) {
             Some(mailbox) => {
                 ctx.logins.succeeded(peer, &key);
                 Verdict::Accepted(mailbox)
@@ -225,12 +225,17 @@ fn login(ctx: &Context, config: &Config, peer: std::net::IpAddr, req: &LoginRequ
     }
 }
 
-fn check_login(config: &Config, req: &LoginRequest) -> Option<Mailbox> {
+fn check_login(config: &Config, req: &LoginRequest, peer: std::net::IpAddr) -> Option<Mailbox> {
     let Credentials::Password(password) = &req.credentials else {
         return None; // APOP is not offered
     };
     // The one credential check of every service (same work for unknown users).
-    let login = login_name::authenticate(config, req.user.as_str(), password.expose().as_bytes())?;
+    let login = login_name::authenticate(
+        config,
+        req.user.as_str(),
+        password.expose().as_bytes(),
+        peer,
+    )?;
     // SASL: an authorization identity must name the same mailbox and folder.
     if let Some(authz) = &req.authzid {
         let same = login_name::resolve(config, authz)

@@ -219,6 +219,56 @@ fn unusable_lines_defer_their_users_mail_and_latin1_spoils_nothing() {
     );
 }
 
+/// Dovecot's `nologin` and `allow_nets` extra fields, which a migrated file
+/// uses to disable or fence users, are honoured at login (poplib): a
+/// `nologin=y` user cannot log in (nor, so, authorize relay) yet gets mail; an
+/// `allow_nets` user logs in only from those networks; a bad network skips
+/// the line.
+#[test]
+fn nologin_and_allow_nets_are_honoured() {
+    if !require("python3") {
+        return;
+    }
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    std::fs::write(
+        &file,
+        "nolog:{PLAIN}n1::::::nologin=y reason=disabled\n\
+         netuser:{PLAIN}n2::::::allow_nets=127.0.0.2/32,10.0.0.0/8\n\
+         badnet:{PLAIN}n3::::::allow_nets=127.0.0.300\n\
+         ok:{PLAIN}n4\n",
+    )
+    .unwrap();
+    let server = Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}"),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    assert!(py_pop_login(&server, "127.0.0.3", "nolog", "n1").starts_with("ERR"));
+    let relay = common::rcpt_reply(&server, server.port("smtp"), "127.0.0.3", "x@far.example");
+    assert!(relay.starts_with("554"), "{relay}");
+    assert!(
+        common::rcpt_reply(
+            &server,
+            server.port("smtp"),
+            "127.0.0.9",
+            "nolog@example.test"
+        )
+        .starts_with("250")
+    );
+    assert!(py_pop_login(&server, "127.0.0.3", "netuser", "n2").starts_with("ERR"));
+    assert!(py_pop_login(&server, "127.0.0.2", "netuser", "n2").starts_with("OK"));
+    assert!(py_pop_login(&server, "127.0.0.4", "badnet", "n3").starts_with("ERR"));
+    assert!(
+        server.log().contains("allow_nets=127.0.0.300"),
+        "{}",
+        server.log()
+    );
+    assert!(py_pop_login(&server, "127.0.0.4", "ok", "n4").starts_with("OK"));
+}
+
 /// A passwd-file line whose hash is of the empty password (`doveadm pw -p
 /// ''`) lets no one in: an empty password never logs in (USER/PASS, AUTH
 /// PLAIN, the web page), so it cannot authorize relay either; `mailbagd pw`

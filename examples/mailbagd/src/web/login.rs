@@ -119,7 +119,7 @@ pub(super) async fn login_post(
     // (the page shows both folders). The session keeps the stamp of the
     // credential the password was checked against, of the same configuration.
     let found = blocking(move || {
-        login_name::authenticate(&ctx.config(), &typed, password.as_bytes())
+        login_name::authenticate(&ctx.config(), &typed, password.as_bytes(), peer.ip())
             .map(|l| (l.user.name.as_str().to_owned(), l.user.credential.stamp()))
     })
     .await
