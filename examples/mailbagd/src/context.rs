@@ -321,7 +321,10 @@ impl Context {
                 path: config.relay.queue_dir.display().to_string(),
                 source,
             })?;
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(match &config.cluster.redis {
+            Some(_) => Metrics::new().with_redis(),
+            None => Metrics::new(),
+        });
         let max =
             NonZeroUsize::new(config.pop_before_smtp.max_entries).unwrap_or(NonZeroUsize::MIN);
         let relay = SharedRelayTable::new(

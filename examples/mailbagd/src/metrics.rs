@@ -208,18 +208,25 @@ impl Metrics {
             "Listeners accepting connections",
             m.listeners_up.clone(),
         );
-        r.register(
-            "redis_commands",
-            "Commands sent to the [cluster] Redis, per result (ok, failed: refused, no connection or no answer in time)",
-            m.redis_commands.clone(),
-        );
-        r.register(
-            "redis_up",
-            "1 when the last command to the [cluster] Redis was answered, 0 when it failed (no Redis, or none used yet: 0)",
-            m.redis_up.clone(),
-        );
         m.last_reload_success.set(1);
         Metrics { registry, ..m }
+    }
+
+    /// Registers the `[cluster] redis` metrics (`redis_commands`,
+    /// `redis_up`): only a server that uses Redis has them, so that an alert
+    /// on `redis_up == 0` does not fire on a single host.
+    pub fn with_redis(mut self) -> Metrics {
+        self.registry.register(
+            "redis_commands",
+            "Commands sent to the [cluster] Redis, per result (ok, failed: refused, no connection or no answer in time)",
+            self.redis_commands.clone(),
+        );
+        self.registry.register(
+            "redis_up",
+            "1 when the last command to the [cluster] Redis was answered (one is sent at start-up), 0 when it failed",
+            self.redis_up.clone(),
+        );
+        self
     }
 
     /// Counts a connection of `role` accepted; the gauge of open ones goes
@@ -382,7 +389,11 @@ mod tests {
 
     #[test]
     fn counts_show_in_the_text_format() {
-        let m = Metrics::new();
+        assert!(
+            !Metrics::new().encode().contains("redis"),
+            "only with Redis"
+        );
+        let m = Metrics::new().with_redis();
         m.expect_listeners(1);
         assert!(!m.healthy());
         let up = m.listener_up();

@@ -42,6 +42,19 @@ impl RedisRelay {
     pub fn new(redis: Arc<RedisConn>, options: RelayOptions) -> RedisRelay {
         RedisRelay { redis, options }
     }
+
+    /// Asks Redis `PING` (at start-up: `redis_up` and the log then tell at
+    /// once whether it answers, not at the first login).
+    ///
+    /// # Errors
+    ///
+    /// No connection, a refusal, or no answer in time.
+    pub async fn ping(&self) -> Result<(), RelayStoreError> {
+        self.redis
+            .run::<String>(&redis::cmd("PING"))
+            .await
+            .map(drop)
+    }
 }
 
 impl RelayStore for RedisRelay {

@@ -506,6 +506,16 @@ impl Server {
         for listener in self.metrics {
             tokio::spawn(crate::metrics_page::serve(Arc::clone(ctx), listener));
         }
+        // One command to the cluster's Redis at once: `redis_up` and the log say
+        // whether it answers from the start, not at the first login.
+        if let crate::relay_store::RelayBackend::Redis(redis) = &ctx.relay_store {
+            let redis = Arc::clone(redis);
+            tokio::spawn(async move {
+                if let Err(e) = redis.ping().await {
+                    warn!(error = %e, "[cluster] redis does not answer at start-up: relaying gets 451 until it does");
+                }
+            });
+        }
         tracker.spawn(crate::reload::run(
             Arc::clone(ctx),
             Arc::clone(&self.reloader),

@@ -677,3 +677,57 @@ fn postfix_asks_one_host_about_a_login_made_on_another() {
     );
     assert!(a.log().contains("relay table unavailable"), "{}", a.log());
 }
+
+/// `mailbag_redis_up` says at once whether the cluster's Redis answers: the
+/// server asks it `PING` at start-up (before any login), and warns when it
+/// does not answer; a server without `[cluster] redis` has no Redis metrics.
+#[test]
+fn redis_up_is_known_from_start_up() {
+    if !require("redis-server") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let redis_port = free_port();
+    let _redis = Redis::start(work.path(), redis_port);
+    let metrics = |server: &Server| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(server.addrs["metrics"]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    let start = |cluster: String| {
+        Server::start_with(
+            Options {
+                tables: format!("[metrics]\nlisten = \"127.0.0.1:0\"\n{cluster}"),
+                ..Options::default()
+            },
+            |_| {},
+        )
+    };
+    let up = start(format!(
+        "[cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nredis_timeout = \"500ms\"\n"
+    ));
+    assert!(
+        common::wait_until(Duration::from_secs(10), || metrics(&up)
+            .contains("mailbag_redis_up 1")),
+        "{}",
+        metrics(&up)
+    );
+    let down = start(format!(
+        "[cluster]\nredis = \"redis://127.0.0.1:{}/0\"\nredis_timeout = \"500ms\"\n",
+        free_port()
+    ));
+    assert!(
+        common::wait_until(Duration::from_secs(10), || down
+            .log()
+            .contains("does not answer at start-up")),
+        "{}",
+        down.log()
+    );
+    assert!(metrics(&down).contains("mailbag_redis_up 0"));
+    let single = start(String::new());
+    assert!(!metrics(&single).contains("redis"));
+}
