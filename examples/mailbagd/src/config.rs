@@ -1021,7 +1021,10 @@ struct RawPbs {
 
 /// A listen key given as one address or a list of them.
 #[derive(Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "an IP address and port such as \"127.0.0.1:9187\" (no host names), or a list of them"
+)]
 enum OneOrMany {
     One(SocketAddr),
     Many(Vec<SocketAddr>),
@@ -2646,6 +2649,10 @@ mod tests {
                 "{err}"
             );
         }
+        let err = parse(&format!("[metrics]\nlisten = \"localhost\"\n{USERS}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("IP address and port such as"), "{err}");
     }
 
     #[test]
