@@ -198,11 +198,19 @@ pub fn list_users<'a>(
 /// No such user, or an I/O error.
 pub fn check(path: &Path, name: &str, password: &str) -> Result<bool, String> {
     let text = read(path)?;
-    let (users, _) = passwd_file::parse(&text);
-    let user = users
-        .iter()
-        .find(|u| u.name.eq_ignore_ascii_case(name))
-        .ok_or_else(|| format!("no user {name:?} in {}", path.display()))?;
+    let (users, errors) = passwd_file::parse(&text);
+    let Some(user) = users.iter().find(|u| u.name.eq_ignore_ascii_case(name)) else {
+        // A line for the name that the server skips: say why, not "no user".
+        let skipped = errors.iter().find(|e| {
+            e.user
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(name))
+        });
+        return Err(match skipped {
+            Some(e) => format!("{}: {e}; the server skips this line", path.display()),
+            None => format!("no user {name:?} in {}", path.display()),
+        });
+    };
     Ok(user.credential.verify(password.as_bytes()))
 }
 
@@ -224,6 +232,19 @@ mod tests {
         assert!(add(&path, "../x", HashScheme::Sha512Crypt, "x").is_err());
         assert!(check(&path, "joe", "s3cret").unwrap());
         assert!(!check(&path, "joe", "wrong").unwrap());
+        // A line the server skips is named as such, not as a missing user.
+        let skipped = dir.path().join("skipped");
+        std::fs::write(&skipped, "pbk:{PBKDF2}$1$abcdefgh$1000$deadbeef\n").unwrap();
+        let err = check(&skipped, "pbk", "x").unwrap_err();
+        assert!(
+            err.contains("line 1") && err.contains("PBKDF2") && err.contains("skips"),
+            "{err}"
+        );
+        assert!(
+            check(&skipped, "nobody", "x")
+                .unwrap_err()
+                .contains("no user")
+        );
         passwd(&path, "joe", HashScheme::BlfCrypt, "n3w").unwrap();
         assert!(check(&path, "joe", "n3w").unwrap());
         let mut out = Vec::new();
