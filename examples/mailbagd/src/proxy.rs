@@ -29,6 +29,11 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// Whether the network is every address (`0.0.0.0/0`, `::/0`).
+    pub fn is_everything(&self) -> bool {
+        self.len == 0
+    }
+
     /// Whether `ip` is in the network (an IPv4-mapped IPv6 address counts
     /// as its IPv4 address).
     pub fn contains(&self, ip: IpAddr) -> bool {

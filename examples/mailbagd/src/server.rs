@@ -424,6 +424,19 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let tracker = TaskTracker::new();
         let notifier = Notifier::from_env();
+        if let Some(n) = self
+            .ctx
+            .config()
+            .proxy
+            .trusted_networks
+            .iter()
+            .find(|n| n.is_everything())
+        {
+            warn!(
+                network = ?n,
+                "[proxy] trusted_networks holds every address: any client can send a PROXY header and claim any source address (and so relay after someone else's POP3 login)"
+            );
+        }
         // Installed before the listeners are announced (as the shutdown
         // handler below), so that a SIGHUP sent on the announcement reloads.
         let hangups = match tokio::signal::unix::signal(SignalKind::hangup()) {

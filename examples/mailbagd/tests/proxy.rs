@@ -148,3 +148,30 @@ p.user('joe'); p.pass_('secret'); print(p.stat()[0]); p.quit()
     assert!(out.ok(), "{out:?}\n{}", server.log());
     assert!(server.log().contains("client=127.0.0.4"));
 }
+
+/// `[proxy] trusted_networks` that holds every address lets any client claim
+/// any source address: the server starts (a lab may want it) but warns.
+#[test]
+fn trusting_every_address_is_warned_about() {
+    for (nets, warned) in [
+        ("\"0.0.0.0/0\"", true),
+        ("\"::/0\", \"127.0.0.1/32\"", true),
+        ("\"127.0.0.1/32\"", false),
+    ] {
+        let server = Server::start_with(
+            Options {
+                tables: format!("[proxy]\ntrusted_networks = [{nets}]\n"),
+                ..Options::default()
+            },
+            |_| {},
+        );
+        assert_eq!(
+            server
+                .log()
+                .contains("trusted_networks holds every address"),
+            warned,
+            "{nets}: {}",
+            server.log()
+        );
+    }
+}
