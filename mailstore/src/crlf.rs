@@ -87,11 +87,18 @@ impl CrlfCounter {
     /// assert_eq!((c.crlf(), c.pop3_size()), (26, 28));
     /// ```
     pub fn pop3_size(&self) -> u64 {
-        if self.stored == 0 || self.last_lf {
-            self.crlf
-        } else {
-            self.crlf + 2
-        }
+        pop3_size(self.crlf, self.last_lf)
+    }
+}
+
+/// The POP3 size of a message of `crlf` octets with CRLF line ends:
+/// two more when it has any and its last one is not a LF (the CRLF a server
+/// sends after an unterminated last line).
+fn pop3_size(crlf: u64, ends_with_lf: bool) -> u64 {
+    if crlf == 0 || ends_with_lf {
+        crlf
+    } else {
+        crlf + 2
     }
 }
 
@@ -255,15 +262,7 @@ impl Read for MessageReader {
             };
             if chunk.is_empty() {
                 self.done = true;
-                self.yielded += n as u64;
-                if let Some(&last) = out.get(..n).and_then(|o| o.last()) {
-                    self.last_lf = last == b'\n';
-                }
-                if let Some(f) = self.on_end.take() {
-                    let unterminated = self.yielded > 0 && !self.last_lf;
-                    f(self.yielded + if unterminated { 2 } else { 0 });
-                }
-                return Ok(n);
+                break;
             }
             let room = out.len() - n;
             if self.mode == Mode::Whole {
@@ -328,6 +327,12 @@ impl Read for MessageReader {
         self.yielded += n as u64;
         if let Some(&last) = out.get(..n).and_then(|o| o.last()) {
             self.last_lf = last == b'\n';
+        }
+        // Only a whole read has a hook, and it is done only at the end of input.
+        if self.done
+            && let Some(f) = self.on_end.take()
+        {
+            f(pop3_size(self.yielded, self.last_lf));
         }
         Ok(n)
     }
