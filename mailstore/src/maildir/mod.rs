@@ -373,24 +373,22 @@ fn read_names(
     fresh_base: &mut dyn FnMut() -> String,
 ) -> Result<HashMap<String, (bool, String)>, Error> {
     let mut out: HashMap<String, (bool, String)> = HashMap::new();
-    let mut twins: Vec<(bool, String)> = Vec::new();
+    // The entry each repeated base displaced, with that base.
+    let mut twins: Vec<(String, (bool, String))> = Vec::new();
     for cur in [false, true] {
         each_file(&folder_dir.join(sub(cur)), |_, name| {
             if let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned())
-                && let Some(first) = out.insert(base, (cur, name))
+                && let Some(first) = out.insert(base.clone(), (cur, name))
             {
-                twins.push(first);
+                twins.push((base, first));
             }
             Ok(())
         })?;
     }
-    for (cur, name) in twins {
+    for (base, (cur, name)) in twins {
         let path = folder_dir.join(sub(cur)).join(&name);
         let Ok(meta) = fs::metadata(&path) else {
             continue; // it moved while we looked: one message
-        };
-        let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned()) else {
-            continue;
         };
         let Some((other_cur, other_name)) = out.get(&base).cloned() else {
             continue;
@@ -402,13 +400,13 @@ fn read_names(
         if same_file {
             continue;
         }
-        // Rename the one in new/ (not yet seen by any client), else this one.
-        let (rename_cur, rename_name, keep) = if other_cur && !cur {
-            (cur, name.clone(), (other_cur, other_name))
-        } else if !other_cur {
-            (other_cur, other_name, (cur, name.clone()))
+        // Rename the one in new/ (not yet seen by any client), else this one;
+        // new/ is read first, so the displaced entry is in new/ whenever the
+        // other is not.
+        let ((rename_cur, rename_name), keep) = if other_cur {
+            ((cur, name), (other_cur, other_name))
         } else {
-            (cur, name.clone(), (other_cur, other_name))
+            ((other_cur, other_name), (cur, name))
         };
         let fresh = fresh_base();
         let tail = &rename_name[first_field(&rename_name)..];
