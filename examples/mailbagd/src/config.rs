@@ -1311,6 +1311,19 @@ fn passwd_users(
     Err(invalid("userdb.passwd_file", message))
 }
 
+/// Adds the listen addresses of `key` to `seen`, refusing one already there
+/// (port 0, any free port, may appear more than once).
+fn listed_once(
+    key: &str,
+    list: &[SocketAddr],
+    seen: &mut HashSet<SocketAddr>,
+) -> Result<(), ConfigError> {
+    match list.iter().find(|a| a.port() != 0 && !seen.insert(**a)) {
+        Some(a) => Err(invalid(key, format!("address {a} is listed twice"))),
+        None => Ok(()),
+    }
+}
+
 /// The names under `data_dir` that the server keeps its own files at
 /// (`relay.queue_dir`, `web.secret_file`, when they are directly in it),
 /// each with the key that puts it there: a user of that name would have
@@ -1755,12 +1768,7 @@ impl Config {
             ("smtp.tls_listen", &smtp.tls_listen),
             ("web.listen", &web.listen),
         ] {
-            for a in list {
-                // Port 0 (any free port) may appear more than once.
-                if a.port() != 0 && !seen.insert(*a) {
-                    return Err(invalid(key, format!("address {a} is listed twice")));
-                }
-            }
+            listed_once(key, list, &mut seen)?;
         }
 
         let pop_before_smtp = PopBeforeSmtpConfig {
@@ -1796,11 +1804,7 @@ impl Config {
             ),
             ("metrics.listen", &metrics_listen),
         ] {
-            for a in list {
-                if a.port() != 0 && !seen.insert(*a) {
-                    return Err(invalid(key, format!("address {a} is listed twice")));
-                }
-            }
+            listed_once(key, list, &mut seen)?;
         }
 
         let spam = SpamConfig {
