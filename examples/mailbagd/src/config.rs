@@ -366,8 +366,10 @@ pub struct UserdbConfig {
     /// fields are kept in the file and ignored.
     pub passwd_file: Option<PathBuf>,
     /// How often the running server looks at the passwd-file's modification
-    /// time, size and inode, re-reading it when one changed (default 5
-    /// seconds): `mailbagd user add` takes effect without a signal.
+    /// time, size and inode, re-reading it when one changed and the look
+    /// before saw it the same (default 5 seconds): `mailbagd user add` takes
+    /// effect without a signal, and a file being written is not read half
+    /// written.
     pub check_interval: Duration,
 }
 

@@ -18,6 +18,13 @@
 //! ([`Config::restart_keys`]: listen addresses, `data_dir`, the relay queue,
 //! the limiters' sizes) keep their running values and are logged as
 //! "needs restart".
+//!
+//! A passwd-file rewritten in place (not renamed over) could be read half
+//! written, and the users of its missing half refused as unknown (`550`)
+//! until the next check. So a change is read only once the file has looked
+//! the same at two checks in a row, and a read during which the file
+//! changed is not used (it is read again at the next checks); a SIGHUP reads
+//! at once but is held to the second rule too.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -38,6 +45,10 @@ pub enum ReloadError {
     /// The TLS certificate or key, or the tag template, is unusable.
     #[error(transparent)]
     Context(#[from] ContextError),
+    /// The passwd-file changed while it was read: what was read may be half
+    /// a file. It is read again once it holds still.
+    #[error("the passwd-file changed while it was read; it is read again once it holds still")]
+    ChangedWhileRead,
 }
 
 /// What a reload that succeeded did.
@@ -77,12 +88,52 @@ impl FileStamp {
     }
 }
 
+/// What the watcher knows of the passwd-file.
+#[derive(Debug)]
+struct Watch {
+    /// The version last read (`None` inside: the file was missing), or
+    /// `None`: read it again (the last read saw it change).
+    read: Option<Option<FileStamp>>,
+    /// The version the last check saw.
+    seen: Option<FileStamp>,
+}
+
+impl Watch {
+    /// One check that found the file at `now`: whether to read it. A new
+    /// version is read only when the check before saw the same one: a file
+    /// being written looks different at each check.
+    fn check(&mut self, now: Option<FileStamp>) -> bool {
+        let settled = now == self.seen;
+        self.seen = now;
+        if self.read == Some(now) || !settled {
+            return false;
+        }
+        // A failing reload of this version is logged once, not every check.
+        self.read = Some(now);
+        true
+    }
+}
+
+/// Runs `read`, and gives what it read only if the file at `path` (when
+/// there is one) is still at `before` afterwards.
+fn read_while_still<T>(
+    path: Option<&Path>,
+    before: Option<FileStamp>,
+    read: impl FnOnce() -> T,
+) -> Option<T> {
+    let got = read();
+    match path {
+        Some(p) if FileStamp::of(p) != before => None,
+        _ => Some(got),
+    }
+}
+
 /// Reloads one server's [`Context`]: remembers the restart-only keys it
 /// started with and the passwd-file version last read.
 #[derive(Debug)]
 pub struct Reloader {
     started: Vec<(&'static str, String)>,
-    stamp: Mutex<Option<FileStamp>>,
+    watch: Mutex<Watch>,
 }
 
 impl Reloader {
@@ -93,20 +144,27 @@ impl Reloader {
         let stamp = config.userdb.passwd_file.as_deref().and_then(FileStamp::of);
         Reloader {
             started: config.restart_keys(),
-            stamp: Mutex::new(stamp),
+            watch: Mutex::new(Watch {
+                read: Some(stamp),
+                seen: stamp,
+            }),
         }
     }
 
     /// Reloads now: reads the configuration again ([`Config::reload`]),
     /// makes a new [`Live`] and puts it in `ctx`. Reads files: call it off
-    /// the reactor. Counted in `ctx.metrics`.
+    /// the reactor. Counted in `ctx.metrics`, but for
+    /// [`ReloadError::ChangedWhileRead`] (the read is done again).
     ///
     /// # Errors
     ///
     /// [`ReloadError`]: nothing changed.
     pub fn reload(&self, ctx: &Context) -> Result<ReloadReport, ReloadError> {
         let result = self.try_reload(ctx);
-        ctx.metrics.reload(result.is_ok());
+        // A read that saw the file change is done again: no outcome yet.
+        if !matches!(result, Err(ReloadError::ChangedWhileRead)) {
+            ctx.metrics.reload(result.is_ok());
+        }
         result
     }
 
@@ -119,7 +177,12 @@ impl Reloader {
             .passwd_file
             .as_deref()
             .and_then(FileStamp::of);
-        let (mut config, skipped) = running.reload()?;
+        let path = running.userdb.passwd_file.as_deref();
+        let Some(loaded) = read_while_still(path, stamp, || running.reload()) else {
+            self.watch.lock().unwrap_or_else(|e| e.into_inner()).read = None;
+            return Err(ReloadError::ChangedWhileRead);
+        };
+        let (mut config, skipped) = loaded?;
         let new_keys = config.restart_keys();
         let needs_restart: Vec<&'static str> = new_keys
             .iter()
@@ -137,7 +200,7 @@ impl Reloader {
         };
         let live = Live::new(config)?;
         ctx.replace_live(live);
-        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = new_stamp;
+        self.watch.lock().unwrap_or_else(|e| e.into_inner()).read = Some(new_stamp);
         Ok(ReloadReport {
             users,
             skipped,
@@ -145,23 +208,21 @@ impl Reloader {
         })
     }
 
-    /// Whether the passwd-file of the running configuration changed
-    /// (modification time, size, inode or status change time) since it was
-    /// last read. Calls
-    /// `stat`.
+    /// Whether the passwd-file of the running configuration is to be read
+    /// again: it changed (modification time, size, inode or status change
+    /// time) since it was last read, or that read saw it change, and the
+    /// check before this one saw it as it is now. Calls `stat`; call it
+    /// every `[userdb] check_interval`.
     pub fn passwd_file_changed(&self, ctx: &Context) -> bool {
         let config = ctx.config();
         let Some(path) = config.userdb.passwd_file.as_deref() else {
             return false;
         };
         let now = FileStamp::of(path);
-        let mut last = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
-        if now == *last {
-            return false;
-        }
-        // A failing reload of this version is logged once, not every check.
-        *last = now;
-        true
+        self.watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check(now)
     }
 }
 
@@ -189,6 +250,9 @@ pub async fn reload_and_log(ctx: &Arc<Context>, reloader: &Arc<Reloader>, why: &
                 skipped_lines = report.skipped.len(),
                 "configuration reloaded"
             );
+        }
+        Ok(Err(e @ ReloadError::ChangedWhileRead)) => {
+            warn!(reason = why, "{e}");
         }
         Ok(Err(e)) => {
             error!(reason = why, error = %e, "reload failed: keeping the running configuration");
@@ -237,6 +301,66 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stamp(len: u64) -> Option<FileStamp> {
+        Some(FileStamp {
+            modified: None,
+            len,
+            ino: 1,
+            dev: 1,
+            changed: (0, 0),
+        })
+    }
+
+    /// A file rewritten in place is read once two checks saw the same
+    /// version, not while it changes from check to check.
+    #[test]
+    fn a_changed_file_is_read_once_it_holds_still() {
+        let mut w = Watch {
+            read: Some(stamp(10)),
+            seen: stamp(10),
+        };
+        assert!(!w.check(stamp(10)), "unchanged");
+        assert!(!w.check(stamp(3)), "first sight of a change");
+        assert!(!w.check(stamp(7)), "still changing");
+        assert!(!w.check(stamp(12)), "first sight of the last version");
+        assert!(w.check(stamp(12)), "held still");
+        assert!(!w.check(stamp(12)), "read already");
+        // Gone: read once (the failure is logged once), then not again.
+        assert!(!w.check(None));
+        assert!(w.check(None));
+        assert!(!w.check(None));
+        // Back as it was before: a new version.
+        assert!(!w.check(stamp(12)));
+        assert!(w.check(stamp(12)));
+    }
+
+    /// A read that saw the file change is done again at the next check,
+    /// though the file holds still from then on.
+    #[test]
+    fn a_read_that_saw_a_change_is_done_again() {
+        let mut w = Watch {
+            read: None,
+            seen: stamp(12),
+        };
+        assert!(w.check(stamp(12)));
+        assert!(!w.check(stamp(12)));
+    }
+
+    #[test]
+    fn a_read_during_which_the_file_changed_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passwd");
+        std::fs::write(&path, "joe:{PLAIN}x\n").unwrap();
+        let before = FileStamp::of(&path);
+        assert_eq!(read_while_still(Some(&path), before, || 1), Some(1));
+        assert_eq!(read_while_still(None, None, || 2), Some(2));
+        let torn = read_while_still(Some(&path), before, || {
+            std::fs::write(&path, "joe:{PLAIN}x\nann:{PLAIN}y\n").unwrap();
+            3
+        });
+        assert_eq!(torn, None);
+    }
 
     /// A probe fixed a passwd-file that a reload could not read with
     /// `chown`; the server never looked again, since only the owner changed.

@@ -209,12 +209,16 @@ fn the_passwd_file_is_reread_when_it_changes_and_bad_lines_are_skipped() {
     let f = passwd.to_str().unwrap();
     let add = mailbagd(&["user", "add", "zoe", "--file", f], Some("zoepw\n"));
     assert!(add.ok(), "{add:?}");
+    // Logins tried before the reload would count as failures against the
+    // login limiter: wait for it.
+    wait_for_log(&server, "configuration reloaded", 1);
     wait_for_login(&server, "zoe", "zoepw", "OK");
     assert!(server.log().contains("passwd-file changed"));
 
     // A password change takes effect the same way.
     let passwd_cmd = mailbagd(&["user", "passwd", "zoe", "--file", f], Some("other\n"));
     assert!(passwd_cmd.ok(), "{passwd_cmd:?}");
+    wait_for_log(&server, "configuration reloaded", 2);
     wait_for_login(&server, "zoe", "other", "OK");
     assert!(py_pop_login(&server, "127.0.0.1", "zoe", "zoepw").starts_with("ERR"));
 
@@ -223,6 +227,7 @@ fn the_passwd_file_is_reread_when_it_changes_and_bad_lines_are_skipped() {
     let mut text = std::fs::read_to_string(&passwd).unwrap();
     text.push_str("brokenline\nbad/name:{PLAIN}x::::::\nlou:{PLAIN}loupw::::::\n");
     std::fs::write(&passwd, text).unwrap();
+    wait_for_log(&server, "configuration reloaded", 3);
     wait_for_login(&server, "lou", "loupw", "OK");
     let log = server.log();
     assert!(
@@ -242,6 +247,77 @@ fn the_passwd_file_is_reread_when_it_changes_and_bad_lines_are_skipped() {
     let del = mailbagd(&["user", "del", "lou", "--file", f], None);
     assert!(del.ok(), "{del:?}");
     wait_for_login(&server, "lou", "loupw", "ERR");
+}
+
+/// The first line of the SMTP server's answer to `RCPT TO:<user@example.test>`
+/// on a new connection (a session keeps the users it began with).
+fn rcpt_reply(server: &Server, user: &str) -> String {
+    let (mut c, greeting) = Conn::open(server, "smtp");
+    assert!(greeting.starts_with("220"), "{greeting}");
+    assert!(c.cmd("EHLO client.example.org").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@example.org>").starts_with("250"));
+    let reply = c.cmd(&format!("RCPT TO:<{user}@example.test>"));
+    c.cmd("QUIT");
+    reply
+}
+
+/// An admin's editor or script rewriting the passwd-file in place (not
+/// renamed over) leaves it half written for a while: a check meanwhile must
+/// not take the missing half's users for unknown (a `550` bounces their
+/// mail). Found by a probe: `zed`, last in the file, got `550 5.1.1`.
+#[test]
+fn a_passwd_file_rewritten_in_place_is_not_read_half_written() {
+    let (server, passwd) = start("300ms", false);
+    let mut text = String::from("pat:{PLAIN}patpw::::::\n");
+    for i in 0..400 {
+        text.push_str(&format!("user{i}:{{PLAIN}}pw{i}::::::\n"));
+    }
+    text.push_str("zed:{PLAIN}zedpw::::::\n");
+    std::fs::write(&passwd, &text).unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(10), || rcpt_reply(&server, "zed")
+            .starts_with("250")),
+        "zed never known:\n{}",
+        server.log()
+    );
+
+    // The same users and one more, written in place a line every 5 ms
+    // (about 2 s: several checks see the file change).
+    text.push_str("amy:{PLAIN}amypw::::::\n");
+    let writer = {
+        let (path, text) = (passwd.clone(), text.clone());
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            for line in text.split_inclusive('\n') {
+                f.write_all(line.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let mut replies = Vec::new();
+    while !writer.is_finished() {
+        replies.push(rcpt_reply(&server, "zed"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    writer.join().unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(10), || rcpt_reply(&server, "amy")
+            .starts_with("250")),
+        "amy never known:\n{}",
+        server.log()
+    );
+    replies.push(rcpt_reply(&server, "zed"));
+    let refused: Vec<_> = replies.iter().filter(|r| !r.starts_with("250")).collect();
+    assert!(
+        replies.len() > 20 && refused.is_empty(),
+        "{} probes, refused: {refused:?}\n{}",
+        replies.len(),
+        server.log()
+    );
 }
 
 #[test]
