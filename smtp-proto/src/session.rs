@@ -1317,12 +1317,14 @@ impl State {
                 Some(Event::Quit)
             }
             Command::StartTls => {
-                if !self.cfg.starttls {
-                    self.error(&fixed(NOT_IMPL));
-                    return None;
-                }
+                // Also on an implicit-TLS connection (465), where STARTTLS
+                // is not offered: the same answer as after a STARTTLS.
                 if self.tls {
                     self.error(&fixed(r(503, (5, 5, 1), "TLS already active")));
+                    return None;
+                }
+                if !self.cfg.starttls {
+                    self.error(&fixed(NOT_IMPL));
                     return None;
                 }
                 self.pending = Some(Pending::StartTls);
@@ -1508,6 +1510,39 @@ mod tests {
         drive(&mut s);
         let out = String::from_utf8(s.take_output()).unwrap();
         assert!(!out.contains("STARTTLS"), "{out}");
+    }
+
+    /// STARTTLS where TLS is on: `503` after a STARTTLS and on an
+    /// implicit-TLS connection alike (a probe found `502` on 465), whether
+    /// or not STARTTLS is offered; `502` where there is no TLS at all.
+    #[test]
+    fn starttls_under_tls_is_503_and_without_it_502() {
+        for starttls in [false, true] {
+            let cfg = ServerConfig {
+                starttls,
+                implicit_tls: true,
+                ..ServerConfig::default()
+            };
+            let mut s = ServerSession::new(cfg).unwrap();
+            let _ = s.take_output();
+            s.feed(b"EHLO x\r\n");
+            drive(&mut s);
+            let ehlo = String::from_utf8(s.take_output()).unwrap();
+            assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+            s.feed(b"STARTTLS\r\n");
+            assert!(s.next_event().is_none());
+            assert_eq!(s.take_output(), b"503 5.5.1 TLS already active\r\n");
+            assert!(!s.awaiting_tls());
+        }
+        let mut s = ServerSession::new(ServerConfig::default()).unwrap();
+        let _ = s.take_output();
+        s.feed(b"EHLO x\r\nSTARTTLS\r\n");
+        drive(&mut s);
+        let out = String::from_utf8(s.take_output()).unwrap();
+        assert!(
+            out.ends_with("502 5.5.1 Command not implemented\r\n"),
+            "{out}"
+        );
     }
 
     #[test]
