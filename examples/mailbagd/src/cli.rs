@@ -56,7 +56,9 @@ pub struct Cli {
     pub check: bool,
 
     /// Log filter (tracing `EnvFilter` syntax), e.g. `debug` or
-    /// `mailbagd=debug`. Overrides `RUST_LOG`; default `info`.
+    /// `mailbagd=debug`. Overrides `RUST_LOG`; default `info`. rustls's
+    /// handshake warnings (a client sending an IP address as the TLS server
+    /// name) are left out unless the filter names rustls.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
 
@@ -449,14 +451,35 @@ fn digest_now(config: &Config, user: Option<&str>, out: &mut impl Write) -> Resu
     }
 }
 
+/// What rustls says of a client's own habit at `warn` (every client that
+/// sends an IP address as its TLS server name: fetchmail, mpop and others
+/// set up with an address), one line per connection. Kept to its errors
+/// unless the filter names rustls itself.
+const RUSTLS_QUIET: &str = "rustls::msgs::handshake=error";
+
+/// The log filter for `spec` (`--log` or `RUST_LOG`; default `info`), with
+/// [`RUSTLS_QUIET`] added when `spec` does not name rustls.
+fn log_filter(spec: Option<&str>) -> String {
+    let spec = spec.map_or("info", str::trim);
+    if spec.contains("rustls") {
+        spec.to_owned()
+    } else if spec.is_empty() {
+        format!("info,{RUSTLS_QUIET}")
+    } else {
+        format!("{spec},{RUSTLS_QUIET}")
+    }
+}
+
 /// Logs to stderr. Log lines of a connection carry its id, role and
 /// client address; passwords are never logged.
 pub fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let filter = match &cli.log {
-        Some(f) => EnvFilter::try_new(f).unwrap_or_else(|_| EnvFilter::new("info")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
+    let spec = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var(EnvFilter::DEFAULT_ENV).ok());
+    let filter = EnvFilter::try_new(log_filter(spec.as_deref()))
+        .unwrap_or_else(|_| EnvFilter::new(log_filter(None)));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -467,6 +490,20 @@ pub fn init_tracing(cli: &Cli) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_filter_keeps_rustls_to_its_errors_unless_named() {
+        assert_eq!(log_filter(None), "info,rustls::msgs::handshake=error");
+        assert_eq!(log_filter(Some("")), "info,rustls::msgs::handshake=error");
+        assert_eq!(
+            log_filter(Some("mailbagd=debug")),
+            "mailbagd=debug,rustls::msgs::handshake=error"
+        );
+        assert_eq!(log_filter(Some("debug,rustls=trace")), "debug,rustls=trace");
+        for spec in [None, Some("debug"), Some("warn,mailbagd=info")] {
+            assert!(tracing_subscriber::EnvFilter::try_new(log_filter(spec)).is_ok());
+        }
+    }
 
     #[test]
     fn check_names_twenty_bad_lines_and_counts_the_rest() {

@@ -43,8 +43,8 @@ pub struct ClientSettings {
     /// `[client_settings] pop3` lists them.
     pub pop3: Vec<Endpoint>,
     /// SMTP ports for sending, best first: submission with implicit TLS
-    /// (465 role), submission (587 role), then the port-25 role; or as
-    /// `[client_settings] smtp` lists them.
+    /// (465 role), submission (587 role); the port-25 role only when there
+    /// is neither; or as `[client_settings] smtp` lists them.
     pub smtp: Vec<Endpoint>,
     /// How long a POP3 login authorizes sending from the same address
     /// (`[pop_before_smtp] window`).
@@ -101,11 +101,16 @@ impl ClientSettings {
             (&config.pop3.tls_listen, Security::ImplicitTls),
             (&config.pop3.listen, starttls),
         ]);
-        let smtp = endpoints(&[
+        // Mail programs submit on 465 or 587 (RFC 8314 3.3, RFC 6409); the
+        // port-25 role is given only when there is neither (access networks
+        // often block port 25).
+        let mut smtp = endpoints(&[
             (&config.smtp.tls_listen, Security::ImplicitTls),
             (&config.smtp.submission_listen, starttls),
-            (&config.smtp.listen, starttls),
         ]);
+        if smtp.is_empty() {
+            smtp = endpoints(&[(&config.smtp.listen, starttls)]);
+        }
         let overrides = &config.client_settings;
         let pop3 = overrides.pop3.clone().unwrap_or(pop3);
         let smtp = overrides.smtp.clone().unwrap_or(smtp);
@@ -199,10 +204,8 @@ mod tests {
                 security: Security::None
             }]
         );
-        assert_eq!(
-            s.smtp.iter().map(|e| e.port).collect::<Vec<_>>(),
-            [5870, 2525]
-        );
+        // The port-25 role (2525) is not given: there is a submission port.
+        assert_eq!(s.smtp.iter().map(|e| e.port).collect::<Vec<_>>(), [5870]);
         assert_eq!(s.tag_example, "**SPAM( 7.3)**");
         assert_eq!(s.spam_login_suffix, "/Spam");
         let s = settings(
@@ -213,6 +216,16 @@ mod tests {
         assert_eq!(s.spam_retention, Duration::from_secs(3 * 86400));
         assert_eq!(s.relay_window, Duration::from_secs(600));
         assert_eq!(s.domains, ["example.test", "example.org"]);
+    }
+
+    /// A probe: the demo's host name does not resolve, and a client set up
+    /// from its autoconfiguration could reach nothing.
+    #[test]
+    fn the_demo_gives_clients_the_loopback_address_it_listens_on() {
+        let demo = Config::from_toml_str(crate::config::DEMO_CONFIG).unwrap();
+        let s = ClientSettings::from_config(&demo);
+        assert_eq!(s.server, "127.0.0.1");
+        assert!(demo.pop3.listen.iter().all(|a| a.ip().is_loopback()));
     }
 
     #[test]
@@ -234,11 +247,13 @@ mod tests {
         );
         assert_eq!(
             ports(&s.smtp),
-            [
-                (465, Security::ImplicitTls),
-                (587, Security::StartTls),
-                (25, Security::StartTls)
-            ]
+            [(465, Security::ImplicitTls), (587, Security::StartTls)]
+        );
+        let only_25 = settings("[smtp]\nlisten = [\"0.0.0.0:25\"]\nsubmission_listen = []\n");
+        assert_eq!(
+            ports(&only_25.smtp),
+            [(25, Security::None)],
+            "the port-25 role when there is nothing else"
         );
     }
 

@@ -817,6 +817,11 @@ pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(60);
 /// The default of `[cluster] redis_timeout`.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// RFC 1939 section 3: a POP3 autologout timer "MUST be of at least 10
+/// minutes' duration". Shorter `[pop3] idle_timeout`s are allowed, with a
+/// warning.
+pub const RFC1939_MIN_AUTOLOGOUT: Duration = Duration::from_secs(600);
+
 /// The default of `[userdb] check_interval`.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -2361,6 +2366,29 @@ impl Config {
     /// sender retries once the line is fixed, not `550` (the user exists).
     pub fn is_unusable_user(&self, name: &str) -> bool {
         self.user(name).is_none() && self.unusable_users.contains(&name.to_ascii_lowercase())
+    }
+
+    /// Settings that are valid but probably not meant, each as one
+    /// sentence: logged as warnings at start-up and printed by `--check`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(n) = self
+            .proxy
+            .trusted_networks
+            .iter()
+            .find(|n| n.is_everything())
+        {
+            out.push(format!(
+                "[proxy] trusted_networks holds every address ({n:?}): any client can send a PROXY header and claim any source address (and so relay after someone else's POP3 login)"
+            ));
+        }
+        if self.pop3.idle_timeout < RFC1939_MIN_AUTOLOGOUT {
+            out.push(format!(
+                "[pop3] idle_timeout is {}, below RFC 1939's 10-minute minimum for the autologout timer: clients that pause between commands are logged out",
+                humantime::format_duration(self.pop3.idle_timeout)
+            ));
+        }
+        out
     }
 
     /// Is `domain` one of ours? Compared in normalized form (case and a

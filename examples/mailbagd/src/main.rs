@@ -32,6 +32,9 @@ fn main() -> ExitCode {
             eprintln!("mailbagd: invalid config: {message}");
             return ExitCode::from(2);
         }
+        for w in config.warnings() {
+            eprintln!("mailbagd: warning: {w}");
+        }
         println!("mailbagd: configuration OK");
         return ExitCode::SUCCESS;
     }

@@ -75,11 +75,23 @@ pub fn decide(config: &Config, rcpt: &ForwardPath<'_>, authorized: bool) -> Verd
         ForwardPath::Path(p) => p,
     };
     let mailbox = path.mailbox();
-    let local_domain = match mailbox.host() {
-        Host::Domain(d) => config.is_local_domain(d),
+    let (local_domain, own_name) = match mailbox.host() {
+        Host::Domain(d) => (
+            config.is_local_domain(d),
+            d.normalized() == config.hostname.normalized(),
+        ),
         // Address literals are never treated as local.
-        Host::Literal(_) => false,
+        Host::Literal(_) => (false, false),
     };
+    // The postmaster of this host's own name (the name it greets with, and
+    // signs its digests and bounces with) even when that name is not one
+    // of `local_domains`: RFC 5321 4.5.1. Other names there stay remote.
+    if own_name && !local_domain {
+        let lp = mailbox.local_part();
+        if !lp.has_routing_operator() && lp.content().eq_ignore_ascii_case("postmaster") {
+            return Verdict::Accept(Destination::Local(config.postmaster.clone()));
+        }
+    }
     if local_domain {
         let lp = mailbox.local_part();
         if lp.has_routing_operator() {
@@ -163,6 +175,35 @@ mod tests {
             refusal(&verdict("<postmaster@elsewhere.example>", false)),
             Some((554, "5.7.1".into()))
         );
+    }
+
+    /// A probe: the demo configuration greets as `mail.example.test`, signs
+    /// its digests `postmaster@mail.example.test`, and refused mail to it
+    /// as relaying because the name was not one of `local_domains`.
+    #[test]
+    fn the_postmaster_of_the_host_name_is_local_though_the_name_is_not() {
+        let c = Config::from_toml_str(
+            "hostname = \"mx.example.net\"\nlocal_domains = [\"example.test\"]\n\
+             [[users]]\nname = \"joe\"\npassword = \"x\"\n",
+        )
+        .unwrap();
+        let v = |a: &str| decide(&c, &parse_forward_path(a.as_bytes()).unwrap().0, false);
+        assert_eq!(
+            Some(v("<PostMaster@MX.example.net.>")),
+            local("joe"),
+            "case and a trailing dot"
+        );
+        for other in [
+            "<joe@mx.example.net>",
+            "<postmaster%elsewhere.example@mx.example.net>",
+            "<postmaster@sub.mx.example.net>",
+        ] {
+            assert_eq!(
+                refusal(&Some(v(other))),
+                Some((554, "5.7.1".into())),
+                "{other}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!
 //! On Redis a login is `SET <key> <user> PX <window>` (a later login
 //! overwrites it, which refreshes the window) and a relay check is
-//! `EXISTS <key>`, the key named by
+//! `GET <key>` (the user, for the logs) or `EXISTS <key>`, the key named by
 //! [`shared_key`]. Each command
 //! has `[cluster] redis_timeout`; a Redis that is down or slow is an error
 //! the caller turns into "no relay" (`451 4.3.0`), never into a relay. The
@@ -143,12 +143,23 @@ impl RelayBackend {
         RelayStore::record_login(self, ip, user, Instant::now()).await
     }
 
-    /// Whether `ip` may relay now.
+    /// The POP3 user whose login lets `ip` relay now (the latest login
+    /// from it), or `None`: `ip` may not relay. For the logs of what was
+    /// relayed (abuse handling): on Redis `GET <key>`.
     ///
     /// # Errors
     ///
     /// The shared table could not be read: the caller must not relay.
-    pub async fn is_authorized(&self, ip: IpAddr) -> Result<bool, RelayStoreError> {
-        RelayStore::is_authorized(self, ip, Instant::now()).await
+    pub async fn authorizing_user(&self, ip: IpAddr) -> Result<Option<String>, RelayStoreError> {
+        match self {
+            RelayBackend::Memory(t) => {
+                Ok(t.lookup(ip, Instant::now()).map(|e| e.user().to_owned()))
+            }
+            RelayBackend::Redis(r) => {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(shared_key(REDIS_KEY_PREFIX, ip, &r.options));
+                r.redis.run::<Option<String>>(&cmd).await
+            }
+        }
     }
 }

@@ -424,18 +424,8 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let tracker = TaskTracker::new();
         let notifier = Notifier::from_env();
-        if let Some(n) = self
-            .ctx
-            .config()
-            .proxy
-            .trusted_networks
-            .iter()
-            .find(|n| n.is_everything())
-        {
-            warn!(
-                network = ?n,
-                "[proxy] trusted_networks holds every address: any client can send a PROXY header and claim any source address (and so relay after someone else's POP3 login)"
-            );
+        for w in self.ctx.config().warnings() {
+            warn!("{w}");
         }
         // Installed before the listeners are announced (as the shutdown
         // handler below), so that a SIGHUP sent on the announcement reloads.

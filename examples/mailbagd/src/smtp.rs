@@ -94,14 +94,15 @@ impl Txn {
     }
 }
 
-/// Whether `ip` may relay: `Err` when the shared table cannot be read (the
-/// caller answers `451 4.3.0`, never relays).
-async fn is_authorized(ctx: &Context, ip: IpAddr) -> Result<bool, ()> {
+/// The POP3 user whose recent login lets `ip` relay, or `None`: it may
+/// not. `Err` when the shared table cannot be read (the caller answers
+/// `451 4.3.0`, never relays).
+async fn authorizing_user(ctx: &Context, ip: IpAddr) -> Result<Option<String>, ()> {
     // A balancer's own address is never a client's (`[proxy] trusted_networks`).
     if ctx.config().proxy.is_trusted(ip) {
-        return Ok(false);
+        return Ok(None);
     }
-    ctx.relay_store.is_authorized(ip).await.map_err(|e| {
+    ctx.relay_store.authorizing_user(ip).await.map_err(|e| {
         warn!(error = %e, "relay check failed: refusing relay for now");
     })
 }
@@ -290,9 +291,9 @@ impl SmtpHandler {
             }
             Event::MailFrom { from, params } => {
                 if self.submission {
-                    match is_authorized(ctx, self.ip).await {
-                        Ok(true) => {}
-                        Ok(false) => {
+                    match authorizing_user(ctx, self.ip).await {
+                        Ok(Some(user)) => debug!(pop3_user = %user, "submission authorized"),
+                        Ok(None) => {
                             info!(
                                 "submission refused: client not authorized (no recent POP3 login)"
                             );
@@ -326,13 +327,17 @@ impl SmtpHandler {
                 }
                 // Local mail needs no relay check (and no Redis); only a
                 // recipient that would be relayed asks the table.
+                let mut relay_user = None;
                 let verdict = match relay::decide(config, &to, false) {
                     Verdict::Accept(d) => Verdict::Accept(d),
                     refused => match relay::decide(config, &to, true) {
                         Verdict::Accept(Destination::Remote) => {
-                            match is_authorized(ctx, self.ip).await {
-                                Ok(true) => Verdict::Accept(Destination::Remote),
-                                Ok(false) => refused,
+                            match authorizing_user(ctx, self.ip).await {
+                                Ok(Some(user)) => {
+                                    relay_user = Some(user);
+                                    Verdict::Accept(Destination::Remote)
+                                }
+                                Ok(None) => refused,
                                 Err(()) => {
                                     return Ok(Answer::Reject(replies::relay_check_unavailable()));
                                 }
@@ -374,7 +379,11 @@ impl SmtpHandler {
                                     }
                                 }
                                 Destination::Remote => {
-                                    info!(rcpt = %replies::shown(&to), "relay recipient accepted (POP-before-SMTP)");
+                                    info!(
+                                        rcpt = %replies::shown(&to),
+                                        pop3_user = relay_user.as_deref().unwrap_or(""),
+                                        "relay recipient accepted (POP-before-SMTP)"
+                                    );
                                     t.remote.push(Recipient {
                                         path: to.clone().into_owned(),
                                         params: params.into_owned(),

@@ -62,6 +62,21 @@ fn embedded_defaults_check_ok() {
 fn good_config_checks_ok() {
     let out = check(USERS);
     assert!(out.ok(), "{out:?}");
+    assert!(!out.stderr.contains("warning"), "{out:?}");
+}
+
+/// Valid but probably not meant: `--check` passes and says why.
+#[test]
+fn check_warns_of_an_autologout_below_rfc_1939() {
+    let out = check(&format!("[pop3]\nidle_timeout = \"5s\"\n{USERS}"));
+    assert!(out.ok(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("warning: [pop3] idle_timeout is 5s, below RFC 1939's 10-minute minimum"),
+        "{out:?}"
+    );
+    let out = check(&format!("[pop3]\nidle_timeout = \"10m\"\n{USERS}"));
+    assert!(out.ok() && !out.stderr.contains("warning"), "{out:?}");
 }
 
 #[test]

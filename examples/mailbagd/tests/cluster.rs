@@ -244,6 +244,8 @@ fn three_hosts_share_the_relay_table_and_fail_closed_without_redis() {
         );
         let r = rcpt_reply(h, h.port("smtp"), "127.0.0.3", remote);
         assert!(r.starts_with('5'), "relay from 127.0.0.3: {r}");
+        // Every host's log names the user of the login another host recorded.
+        assert!(h.log().contains("pop3_user=\"joe\""), "{}", h.log());
     }
     // Through the balancer: each round-robin turn reaches another host.
     for _ in 0..3 {

@@ -129,6 +129,14 @@ fn idle_pop3_connection_is_closed_after_the_timeout() {
     let mut rest = String::new();
     let _ = BufReader::new(&s).read_to_string(&mut rest);
     assert!(rest.starts_with("-ERR"), "{rest:?}");
+    // Allowed, but not what RFC 1939 asks: said at start-up.
+    assert!(
+        server
+            .log()
+            .contains("idle_timeout is 1s, below RFC 1939's 10-minute minimum"),
+        "{}",
+        server.log()
+    );
 }
 
 /// SIGTERM while a message is being transferred: the server stops accepting,

@@ -261,6 +261,16 @@ fn relay_refused_before_pop_login_and_accepted_after_from_same_address() {
         q[0]
     );
     assert!(q[0].contains("Subject: relay me"));
+    // The log names the POP3 user whose login let it relay (abuse handling).
+    assert!(
+        server
+            .log()
+            .lines()
+            .any(|l| l.contains("relay recipient accepted (POP-before-SMTP)")
+                && l.contains("pop3_user=\"joe\"")),
+        "{}",
+        server.log()
+    );
 
     // Another address is still refused.
     let v = py_send(
@@ -587,6 +597,8 @@ with smtplib.SMTP('127.0.0.1', smtp, local_hostname='client.example.org', timeou
 print('STARTTLS sent')
 # Implicit TLS submission (authorized by the POP3 login above).
 with smtplib.SMTP_SSL('127.0.0.1', subs, local_hostname='client.example.org', context=ctx, timeout=20) as s:
+    s.ehlo()
+    print('STARTTLS on 465:', s.docmd('STARTTLS')[0])
     s.sendmail('joe@example.test', ['friend@elsewhere.example'], msg)
 print('SUBMISSIONS sent')
 "#;
@@ -603,11 +615,44 @@ print('SUBMISSIONS sent')
     assert!(out.ok(), "{out:?}\n{}", server.log());
     assert_eq!(
         out.stdout,
-        "POP3-STLS 0\nPOP3S 0\nSTARTTLS sent\nSUBMISSIONS sent\n"
+        "POP3-STLS 0\nPOP3S 0\nSTARTTLS sent\nSTARTTLS on 465: 503\nSUBMISSIONS sent\n"
     );
     assert_eq!(server.messages("joe", "").len(), 1);
     assert!(server.message_texts("joe", "")[0].contains("with ESMTPS"));
     assert_eq!(server.queued().len(), 1);
+}
+
+/// fetchmail and mpop set up with an address send it as the TLS server name
+/// (RFC 6066 section 3 forbids it, and rustls ignores it): rustls logged a
+/// warning for each such connection, the client's habit, not the server's
+/// fault.
+#[test]
+fn an_address_sent_as_the_tls_server_name_is_no_warning() {
+    if !require("openssl") {
+        return;
+    }
+    let opts = Options {
+        tls: true,
+        ..Options::default()
+    };
+    let server = Server::start_with(opts, |_| {});
+    let out = common::run_with_input(
+        std::process::Command::new("openssl").args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", server.port("pop3s")),
+            "-servername",
+            "127.0.0.1",
+            "-quiet",
+            "-ign_eof",
+        ]),
+        Some(b"QUIT\r\n"),
+        std::time::Duration::from_secs(20),
+    );
+    assert!(out.stdout.contains("+OK"), "{out:?}\n{}", server.log());
+    let log = server.log();
+    assert!(log.contains("role=\"pop3s\""), "{log}");
+    assert!(!log.contains("SNI") && !log.contains(" WARN "), "{log}");
 }
 
 /// The re-probe smuggled a second message inside a BDAT chunk whose BDAT line was too
