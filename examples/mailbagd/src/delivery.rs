@@ -217,6 +217,38 @@ pub enum Scan {
     Done(Option<Verdict>),
 }
 
+/// This server's `Received:` field (RFC 5321 4.4) for a message received
+/// with `env` at `now`: above each stored copy (under `Return-Path:`) and
+/// each queued one. spamd gets both above the message too, so that it
+/// scores what will be stored: the client's address, its HELO name and the
+/// sender (network and SPF tests; without them SpamAssassin saw
+/// `NO_RECEIVED`).
+///
+/// # Errors
+///
+/// `now` out of the range of a date (a local fault: `451`).
+pub fn received_field(
+    config: &Config,
+    env: &Envelope,
+    now: SystemTime,
+) -> Result<String, DeliveryError> {
+    let for_rcpt = env.for_rcpt.as_ref().map(forward_address);
+    let date = DateTime::from_system_time(now, 0).map_err(|_| temp())?;
+    let mut received = Received::new(
+        env.helo.as_ref().map_or("", |h| h.as_str()),
+        env.client,
+        config.hostname.as_str(),
+        date,
+    )
+    .by_comment("mailbagd")
+    .with(env.with)
+    .id(env.id);
+    if let Some(r) = &for_rcpt {
+        received = received.recipient(r);
+    }
+    Ok(received.to_header())
+}
+
 /// Delivers a spooled message to every recipient of `env`, durably.
 /// `Ok` means every copy is stored (the caller may answer `250`). `live` is
 /// what the SMTP session began with (its recipients were checked against
@@ -239,21 +271,8 @@ pub fn deliver(
         return Err(DeliveryError(replies::mail_loop()));
     }
     let now = SystemTime::now();
-    let for_rcpt = env.for_rcpt.as_ref().map(forward_address);
-    let date = DateTime::from_system_time(now, 0).map_err(|_| temp())?;
-    let mut received = Received::new(
-        env.helo.as_ref().map_or("", |h| h.as_str()),
-        env.client,
-        config.hostname.as_str(),
-        date,
-    )
-    .by_comment("mailbagd")
-    .with(env.with)
-    .id(env.id);
-    if let Some(r) = &for_rcpt {
-        received = received.recipient(r);
-    }
-    let received = received.to_header();
+    let received = received_field(config, env, now)?;
+    let head = format!("{}{received}", return_path(&env.sender()));
     let mut report = Report::default();
 
     let users: Vec<(&LocalRecipient, &User, UserSettings)> = env
@@ -289,8 +308,6 @@ pub fn deliver(
             .store
             .begin_delivery(&user.name, folder)
             .map_err(|e| DeliveryError::from_store(&e))?;
-        let mut head = return_path(&env.sender());
-        head.push_str(&received);
         d.write_chunk(head.as_bytes())
             .map_err(|e| DeliveryError::from_store(&e))?;
         let mut opts = RewriteOptions::default();

@@ -44,7 +44,9 @@ pub enum Outcome {
     /// The interval has not passed yet (or the user was seen for the first
     /// time: counting starts now).
     NotDue,
-    /// The user's spam goes to the INBOX: no digest.
+    /// The user's spam goes to the INBOX and their Spam folder holds
+    /// nothing new: no digest. (Spam filed before they chose the INBOX is
+    /// still listed, since the sweeper deletes it.)
     SpamInInbox,
 }
 
@@ -123,28 +125,62 @@ fn millis(t: SystemTime) -> u64 {
 /// skipped by UID.
 const OVERLAP_MS: u64 = 10 * 60 * 1000;
 
-/// What the state file keeps: the time of the last digest (ms) and the UIDs
-/// it listed.
+/// What the state file keeps: the time of the last digest (ms) and the
+/// messages listed that the next digest's look back could see again (those
+/// saved within [`OVERLAP_MS`] of it, by any digest so far), each with the
+/// time it was saved (ms): `sent = <uid>@<ms> …`.
 #[derive(Debug, Default, PartialEq)]
 struct State {
     last_ms: u64,
-    sent: Vec<String>,
+    sent: Vec<(String, u64)>,
+}
+
+impl State {
+    /// Reads the file's text; a `sent` UID without `@<ms>` (written before
+    /// the times were kept) counts as saved at `last_ms`.
+    fn parse(text: &str) -> State {
+        let mut state = State::default();
+        let mut sent = "";
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("last_ms = ") {
+                state.last_ms = v.trim().parse().unwrap_or(0);
+            } else if let Some(v) = line.strip_prefix("sent = ") {
+                sent = v;
+            }
+        }
+        state.sent = sent
+            .split_whitespace()
+            .map(|w| match w.split_once('@') {
+                Some((uid, ms)) => (uid.to_owned(), ms.parse().unwrap_or(state.last_ms)),
+                None => (w.to_owned(), state.last_ms),
+            })
+            .collect();
+        state
+    }
+
+    /// The state after a digest at `now_ms` that listed `listed`: the
+    /// messages listed before that the next look back still reaches, and
+    /// these.
+    fn after(&self, now_ms: u64, listed: impl Iterator<Item = (String, u64)>) -> State {
+        let reach = now_ms.saturating_sub(OVERLAP_MS);
+        let mut sent: Vec<(String, u64)> = self
+            .sent
+            .iter()
+            .filter(|(_, ms)| *ms > reach)
+            .cloned()
+            .collect();
+        sent.extend(listed);
+        State {
+            last_ms: now_ms,
+            sent,
+        }
+    }
 }
 
 fn read_state(ctx: &Context, user: &User) -> Result<Option<State>, DigestError> {
     let path = state_path(ctx, user);
     match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let mut state = State::default();
-            for line in text.lines() {
-                if let Some(v) = line.strip_prefix("last_ms = ") {
-                    state.last_ms = v.trim().parse().unwrap_or(0);
-                } else if let Some(v) = line.strip_prefix("sent = ") {
-                    state.sent = v.split_whitespace().map(str::to_owned).collect();
-                }
-            }
-            Ok(Some(state))
-        }
+        Ok(text) => Ok(Some(State::parse(&text))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(DigestError::State {
             path: path.display().to_string(),
@@ -175,10 +211,16 @@ fn write_state(ctx: &Context, user: &User, state: &State) -> Result<(), DigestEr
             .open(&tmp)?;
         f.write_all(
             format!(
-                "# last Spam digest (milliseconds since 1970) and the messages it listed\n\
+                "# last Spam digest (milliseconds since 1970) and the messages listed that\n\
+                 # the next one could see again (uid@saved)\n\
                  last_ms = {}\nsent = {}\n",
                 state.last_ms,
-                state.sent.join(" ")
+                state
+                    .sent
+                    .iter()
+                    .map(|(uid, ms)| format!("{uid}@{ms}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             )
             .as_bytes(),
         )?;
@@ -231,9 +273,7 @@ pub fn send_digest(
     now: SystemTime,
     force: bool,
 ) -> Result<Outcome, DigestError> {
-    if ctx.settings.effective(user).spam_folder != SpamFolder::Spam {
-        return Ok(Outcome::SpamInInbox);
-    }
+    let to_inbox = ctx.settings.effective(user).spam_folder != SpamFolder::Spam;
     let last = read_state(ctx, user)?;
     let interval = ctx.config().spam.digest_interval;
     if !force {
@@ -273,11 +313,15 @@ pub fn send_digest(
         |m| {
             millis(m.saved) > since
                 && m.saved <= now
-                && !sent_before.iter().any(|u| u == m.uid.as_str())
+                && !sent_before.iter().any(|(u, _)| u == m.uid.as_str())
         },
     )?;
     if entries.is_empty() {
-        return Ok(Outcome::NothingNew);
+        return Ok(if to_inbox {
+            Outcome::SpamInInbox
+        } else {
+            Outcome::NothingNew
+        });
     }
     let config = ctx.config();
     let hostname = config.hostname.as_str();
@@ -323,10 +367,11 @@ pub fn send_digest(
     let text = TextPart { d: &d }.render()?;
     let html = HtmlPart { d: &d }.render()?;
     let message = compose(ctx, user, now, d.count, &text, &html);
-    let state = State {
-        last_ms: millis(now),
-        sent: entries.iter().map(|e| e.uid.clone()).collect(),
-    };
+    let empty = State::default();
+    let state = last.as_ref().unwrap_or(&empty).after(
+        millis(now),
+        entries.iter().map(|e| (e.uid.clone(), millis(e.received))),
+    );
     write_state(ctx, user, &state)?;
     if let Err(e) = ctx
         .store
@@ -426,6 +471,33 @@ pub async fn run(ctx: Arc<Context>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A probe: a third digest within the look back listed the first one's
+    /// messages again (the state kept only the last digest's), and digests
+    /// every 20 s alternated between the same messages for ever.
+    #[test]
+    fn a_message_listed_once_is_not_listed_again_while_the_look_back_reaches_it() {
+        let t0 = 1_000_000_000;
+        let s1 = State::default().after(t0, [("a".to_owned(), t0 - 1000)].into_iter());
+        let s2 = s1.after(t0 + 20_000, [("b".to_owned(), t0 + 10_000)].into_iter());
+        // The third digest looks back to t0 + 20 s - OVERLAP: a and b are
+        // both within reach, and both still known as sent.
+        let s3 = s2.after(t0 + 40_000, std::iter::empty());
+        let uids: Vec<&str> = s3.sent.iter().map(|(u, _)| u.as_str()).collect();
+        assert_eq!(uids, ["a", "b"]);
+        // Past the look back they are forgotten: the state does not grow.
+        let later = s3.after(t0 + 10_000 + OVERLAP_MS + 1, std::iter::empty());
+        assert!(later.sent.is_empty(), "{later:?}");
+        // The file's form, and one written before times were kept.
+        let text = format!("last_ms = {t0}\nsent = a@{} b\n", t0 - 1000);
+        assert_eq!(
+            State::parse(&text),
+            State {
+                last_ms: t0,
+                sent: vec![("a".into(), t0 - 1000), ("b".into(), t0)],
+            }
+        );
+    }
 
     #[test]
     fn long_lines_are_folded_below_the_limit() {

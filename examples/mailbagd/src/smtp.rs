@@ -19,7 +19,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use mailbag_smtp_proto::address::{ForwardPath, ReversePath};
 use mailbag_smtp_proto::data::BareLfPolicy;
@@ -109,7 +109,13 @@ async fn authorizing_user(ctx: &Context, ip: IpAddr) -> Result<Option<String>, (
 
 /// Scores the spooled message with spamd (fail-open: `Scan::Done(None)` when
 /// spamd is down or the message is over its scan limit).
-async fn spamd_scan(ctx: &Context, live: &Live, client: &SpamdClient, spool: &mut Spool) -> Scan {
+async fn spamd_scan(
+    ctx: &Context,
+    live: &Live,
+    client: &SpamdClient,
+    spool: &mut Spool,
+    env: &Envelope,
+) -> Scan {
     let max = client.options().max_message_size;
     if spool.len() > max as u64 {
         info!(
@@ -140,7 +146,13 @@ async fn spamd_scan(ctx: &Context, live: &Live, client: &SpamdClient, spool: &mu
             );
         }
     };
-    let mut message = Vec::with_capacity(usize::try_from(spool.len()).unwrap_or(0));
+    // As it will be stored: under this server's trace fields.
+    let Ok(received) = delivery::received_field(&live.config, env, SystemTime::now()) else {
+        return Scan::Done(None);
+    };
+    let head = format!("{}{received}", trace::return_path(&env.sender()));
+    let mut message = Vec::with_capacity(head.len() + usize::try_from(spool.len()).unwrap_or(0));
+    message.extend_from_slice(head.as_bytes());
     let read = spool
         .reader()
         .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut message));
@@ -490,7 +502,7 @@ impl SmtpHandler {
                 // Only when a recipient wants it (per-user settings,
                 // the web page's overrides included).
                 Some(client) if delivery::any_scanning(ctx, &live.config, env.local_users()) => {
-                    spamd_scan(ctx, &live, client, &mut sp).await
+                    spamd_scan(ctx, &live, client, &mut sp, &env).await
                 }
                 _ => Scan::Builtin,
             };

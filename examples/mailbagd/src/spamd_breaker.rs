@@ -50,7 +50,8 @@ impl SpamdBreaker {
     /// Records how a scan went: a success ends the count; the
     /// `failures_before_pause`-th failure in a row (or any failure of the
     /// first try after a pause) starts a pause of `pause`, which is
-    /// returned so that the caller can log it.
+    /// returned so that the caller can log it. A failure during a pause (of
+    /// a request begun before it) changes nothing.
     pub fn record(
         &self,
         ok: bool,
@@ -61,6 +62,11 @@ impl SpamdBreaker {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if ok {
             *state = State::default();
+            return None;
+        }
+        // A request that began before the pause and failed during it: the
+        // pause stands as it is (and is not logged again).
+        if state.paused_until.is_some_and(|until| now < until) {
             return None;
         }
         state.failures = state.failures.saturating_add(1);
@@ -89,6 +95,10 @@ mod tests {
         assert!(b.allows(t));
         assert_eq!(b.record(false, t, 3, pause), Some(pause));
         assert!(!b.allows(t + Duration::from_secs(29)));
+        // Requests begun before the pause that fail during it (a probe saw
+        // the pause logged twice under concurrent mail): no second pause.
+        assert_eq!(b.record(false, t + Duration::from_secs(1), 3, pause), None);
+        assert!(b.allows(t + pause), "not extended");
         // After the pause one try; its failure pauses again at once.
         let later = t + pause;
         assert!(b.allows(later));

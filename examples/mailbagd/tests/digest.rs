@@ -208,6 +208,61 @@ fn the_server_sends_digests_on_its_own_and_only_for_new_spam() {
     );
 }
 
+/// A probe: digests soon after one another listed the first one's messages
+/// again (and alternated between the same messages for ever with a short
+/// interval); and a user whose spam goes to the INBOX now got no digest for
+/// what had been filed before (which the sweeper deletes).
+#[test]
+fn each_message_is_listed_once_and_spam_filed_before_a_switch_to_the_inbox_too() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    send_spam(&server, "first");
+    assert_eq!(
+        digest_now(&server, "joe"),
+        "joe: digest of 1 message(s) sent"
+    );
+    send_spam(&server, "second");
+    assert_eq!(
+        digest_now(&server, "joe"),
+        "joe: digest of 1 message(s) sent"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            digest_now(&server, "joe"),
+            "joe: no new spam since the last digest"
+        );
+    }
+    let digests = pop3_messages(&server, "joe");
+    assert_eq!(digests.len(), 2);
+    assert!(digests[0].contains("* first") && !digests[0].contains("* second"));
+    assert!(digests[1].contains("* second") && !digests[1].contains("* first"));
+
+    // ann's spam goes to the INBOX; her Spam folder holds a message filed
+    // before (written by hand, as another tool would).
+    assert_eq!(
+        digest_now(&server, "ann"),
+        "ann: spam goes to the INBOX, no digest"
+    );
+    let new = server.data.join("ann/.Spam/new");
+    std::fs::create_dir_all(&new).unwrap();
+    for d in ["cur", "tmp"] {
+        std::fs::create_dir_all(server.data.join("ann/.Spam").join(d)).unwrap();
+    }
+    std::fs::write(
+        new.join("1764900000.M1P1.elsewhere"),
+        "From: x@elsewhere.example\r\nSubject: **SPAM( 9.0)** filed before\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        digest_now(&server, "ann"),
+        "ann: digest of 1 message(s) sent"
+    );
+    let digest = &pop3_messages(&server, "ann")[0];
+    assert!(digest.contains("* filed before"), "{digest}");
+}
+
 /// A removed user's release links end with the user (the web probe released a removed
 /// user's message into the orphaned Maildir by a digest link).
 #[test]

@@ -149,8 +149,20 @@ fn real_spamd_scores_gtube_and_ham() {
         .iter()
         .find(|t| t.contains("offer"))
         .expect("spam copy");
-    assert!(spam.contains("Subject: **SPAM( 1000.0)** offer"), "{spam}");
+    // GTUBE's 1000 and spamd's other rules (which vary with its version).
+    assert!(
+        spam.lines()
+            .any(|l| l.starts_with("Subject: **SPAM( 100") && l.ends_with(")** offer")),
+        "{spam}"
+    );
     assert!(spam.contains("GTUBE"), "rule names from spamd: {spam}");
+    // spamd scored the message under this server's Received: (a probe saw
+    // NO_RECEIVED and NO_RELAYS on every verdict: no client address, HELO
+    // name or sender for its network and SPF tests).
+    assert!(
+        !spam.contains("NO_RECEIVED") && !spam.contains("NO_RELAYS"),
+        "{spam}"
+    );
     let ham = texts
         .iter()
         .find(|t| t.contains("lunch"))
