@@ -22,8 +22,9 @@
 //! encoding, such as ISO-2022-KR), a malformed word, and a word longer than
 //! [`MAX_WORD_LEN`] octets are kept literally. Encoded words are recognised anywhere,
 //! also when not delimited by white space (e.g. inside a comment's parentheses), as most
-//! mail readers do. Text outside encoded words is read as UTF-8 (RFC 6532), invalid
-//! octets becoming U+FFFD. Control characters are passed through: a caller that displays
+//! mail readers do. Text outside encoded words is read as UTF-8 (RFC 6532); a run of it
+//! that is not UTF-8 (8-bit Latin-1 from an older mailer) is read as windows-1252, as
+//! mail readers do. Control characters are passed through: a caller that displays
 //! the text must deal with them (as [`crate::Summary`] does).
 //!
 //! # Cost
@@ -194,7 +195,8 @@ impl Bounded<'_> {
         }
     }
 
-    /// Appends literal octets, read as UTF-8.
+    /// Appends literal octets, read as UTF-8, or as windows-1252 when they
+    /// are not UTF-8.
     fn push_lossy(&mut self, bytes: &[u8]) {
         if self.full || bytes.is_empty() {
             return;
@@ -202,7 +204,14 @@ impl Bounded<'_> {
         // Each octet gives at least one octet of output, and a character cut short at the
         // end (at most 3 octets) only affects output past the bound.
         let take = bytes.len().min(self.room().saturating_add(4));
-        self.s.push_str(&String::from_utf8_lossy(&bytes[..take]));
+        if std::str::from_utf8(bytes).is_ok() {
+            self.s.push_str(&String::from_utf8_lossy(&bytes[..take]));
+        } else {
+            // 8-bit text from a mailer older than RFC 6532 (Latin-1 in practice), as
+            // mail readers take it; windows-1252 maps every octet.
+            let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(&bytes[..take]);
+            self.s.push_str(&text);
+        }
         self.clamp();
         if take < bytes.len() {
             self.full = true;
@@ -420,8 +429,26 @@ mod tests {
         assert_eq!(d("=?UTF-8?Q?a=FFb?="), "a\u{FFFD}b");
         // A character left incomplete at the end of a run.
         assert_eq!(d("=?UTF-8?Q?a=C3?= b"), "a\u{FFFD} b");
-        // Raw 8-bit text outside words.
-        assert_eq!(decode(b"caf\xc3\xa9 \xff", 100), "café \u{FFFD}");
+    }
+
+    /// Raw 8-bit text outside words: UTF-8 when it is, else windows-1252 (a probe saw a
+    /// Latin-1 `Subject: Grüße aus München` shown as `Gr��e aus M�nchen`), the whole run
+    /// alike.
+    #[test]
+    fn raw_8bit_text_is_utf8_or_else_windows_1252() {
+        assert_eq!(decode(b"caf\xc3\xa9", 100), "café");
+        assert_eq!(
+            decode(b"Gr\xfc\xdfe aus M\xfcnchen", 100),
+            "Grüße aus München"
+        );
+        assert_eq!(decode(b"\x80 5 \xff", 100), "€ 5 ÿ");
+        assert_eq!(decode(b"caf\xc3\xa9 \xff", 100), "cafÃ© ÿ");
+        assert_eq!(
+            decode(b"\xe9t\xe9 =?UTF-8?Q?=C3=A9?= caf\xc3\xa9", 100),
+            "été é café"
+        );
+        // Bounded as any text: a Latin-1 octet is two octets of output.
+        assert_eq!(decode(&[0xe9; 50], 10), "ééééé");
     }
 
     #[test]
