@@ -180,6 +180,18 @@ pub trait Mailstore: Send + Sync + fmt::Debug {
         cutoff: SystemTime,
     ) -> Result<usize, Error>;
 
+    /// Removes what deliveries interrupted by a crash left in `user`'s
+    /// folders and returns how many files went: for a Maildir, files in
+    /// `tmp/` (INBOX and Spam) older than
+    /// [`MaildirOptions::stale_tmp_age`](crate::MaildirOptions::stale_tmp_age),
+    /// which opening a maildrop also removes; for a user who never opens
+    /// one, a periodic sweep calls this. The default removes nothing (a store
+    /// with no such leftovers).
+    fn remove_interrupted_deliveries(&self, user: &UserName) -> Result<usize, Error> {
+        let _ = user;
+        Ok(0)
+    }
+
     /// [`expunge_older_than`](Mailstore::expunge_older_than) for every user;
     /// the total removed.
     fn expunge_all_older_than(&self, folder: Folder, cutoff: SystemTime) -> Result<usize, Error> {

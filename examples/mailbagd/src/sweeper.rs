@@ -1,6 +1,8 @@
 //! The retention sweeper: removes Spam saved more than `spam.spam_retention`
 //! ago (by the time it was saved into the folder, never its Date header),
-//! once at start-up and then every `spam.sweep_interval`.
+//! once at start-up and then every `spam.sweep_interval`; and what deliveries
+//! interrupted by a crash left in each user's `tmp/` directories (older than
+//! 36 hours), which a POP3 login also removes, for users who never log in.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -22,6 +24,13 @@ pub fn sweep_once(
     let cutoff = now.checked_sub(retention).unwrap_or(SystemTime::UNIX_EPOCH);
     let mut removed = 0;
     for name in users {
+        match store.remove_interrupted_deliveries(name) {
+            Ok(0) | Err(mailbag_mailstore::Error::UnknownUser(_)) => {}
+            Ok(n) => {
+                info!(user = %name, files = n, "removed files of interrupted deliveries from tmp/")
+            }
+            Err(e) => warn!(user = %name, error = %e, "cleaning tmp/ failed for user"),
+        }
         match store.expunge_older_than(name, Folder::Spam, cutoff) {
             Ok(n) => removed += n,
             // Removed (or replaced by a bare directory) since the users were
@@ -95,8 +104,37 @@ mod tests {
             let f = File::options().write(true).open(e.unwrap().path()).unwrap();
             f.set_modified(now - 30 * day).unwrap();
         }
+        // What interrupted deliveries left: a 10-day-old file in each tmp/
+        // goes, a fresh one stays (a probe found .Spam/tmp never cleaned for
+        // a user who never logged in).
+        for (tmp, age) in [
+            ("joe/tmp", 10 * day),
+            ("joe/.Spam/tmp", 10 * day),
+            ("joe/.Spam/tmp", day / 24),
+        ] {
+            let p = dir.path().join(tmp).join(format!("left.{}", age.as_secs()));
+            std::fs::write(&p, "half a message").unwrap();
+            File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(now - age)
+                .unwrap();
+        }
         let users = vec![UserName::new("nobody").unwrap(), joe.clone()];
         assert_eq!(sweep_once(&store, &users, 7 * day, now), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("joe/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("joe/.Spam/tmp"))
+                .unwrap()
+                .count(),
+            1
+        );
         assert_eq!(store.list(&joe, Folder::Spam).unwrap().len(), 1);
         assert_eq!(store.list(&joe, Folder::Inbox).unwrap().len(), 1);
         assert_eq!(sweep_once(&store, &users, 7 * day, now), 0);

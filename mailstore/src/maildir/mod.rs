@@ -168,7 +168,8 @@ pub struct MaildirOptions {
     /// Host name used in new file names. Default `None`: the system's host name.
     pub hostname: Option<String>,
     /// Files in `tmp/` (of INBOX and Spam) older than this are removed when
-    /// the user's maildrop is opened.
+    /// the user's maildrop is opened, and by
+    /// [`Mailstore::remove_interrupted_deliveries`].
     /// Default [`DEFAULT_STALE_TMP_AGE`] (36 hours).
     pub stale_tmp_age: Duration,
     /// A POP3 maildrop's lock file not refreshed for this long belongs to a
@@ -1269,6 +1270,21 @@ impl Mailstore for MaildirStore {
         }
         inner.quota_file_change(user, -signed(size), -1);
         inner.sync_dir(&dir.join(sub(m.cur)))
+    }
+
+    fn remove_interrupted_deliveries(&self, user: &UserName) -> Result<usize, Error> {
+        let inner = &self.inner;
+        if !inner.user_exists(user) {
+            return Err(Error::UnknownUser(user.as_str().to_owned()));
+        }
+        let Some(cutoff) = SystemTime::now().checked_sub(inner.options.stale_tmp_age) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for folder in Folder::ALL {
+            n += inner.remove_stale_tmp(user, folder, cutoff)?;
+        }
+        Ok(n)
     }
 
     fn expunge_older_than(
@@ -2395,6 +2411,36 @@ mod tests {
         fs::write(t.path().join("joe/tmp/young"), b"partial").unwrap();
         drop(s.open_maildrop(&joe()).unwrap());
         assert_eq!(files(&t.path().join("joe/tmp")), vec!["young".to_string()]);
+    }
+
+    /// The same without a login, for both folders, through the trait.
+    #[test]
+    fn interrupted_deliveries_are_removed_without_a_login() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        assert!(matches!(
+            s.remove_interrupted_deliveries(&joe()),
+            Err(Error::UnknownUser(_))
+        ));
+        s.create_user(&joe()).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(40 * 3600);
+        for dir in ["joe/tmp", "joe/.Spam/tmp"] {
+            let p = t.path().join(dir).join("old");
+            fs::write(&p, b"partial").unwrap();
+            File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+            fs::write(t.path().join(dir).join("young"), b"partial").unwrap();
+        }
+        let store: &dyn Mailstore = &s;
+        assert_eq!(store.remove_interrupted_deliveries(&joe()).unwrap(), 2);
+        for dir in ["joe/tmp", "joe/.Spam/tmp"] {
+            assert_eq!(files(&t.path().join(dir)), vec!["young".to_string()]);
+        }
+        assert_eq!(store.remove_interrupted_deliveries(&joe()).unwrap(), 0);
     }
 
     #[test]
