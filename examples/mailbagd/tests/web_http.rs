@@ -407,10 +407,10 @@ fn settings_apply_to_the_next_delivery_and_survive_a_restart() {
     );
 }
 
-#[test]
-fn spam_page_pages_releases_deletes_and_empties() {
-    let server = WebServer::start(&format!("{FAST}\npage_size = 4"));
-    for i in 0..10 {
+/// `n` GTUBE messages to joe (his spam goes to the Spam folder), subjects
+/// `offer 0`, `offer 1`, ….
+fn send_offers(server: &WebServer, n: usize) {
+    for i in 0..n {
         let r = smtp_send(
             server.smtp(),
             "joe@example.test",
@@ -419,6 +419,12 @@ fn spam_page_pages_releases_deletes_and_empties() {
         );
         assert!(r.starts_with("250"), "{r}");
     }
+}
+
+#[test]
+fn spam_page_pages_releases_deletes_and_empties() {
+    let server = WebServer::start(&format!("{FAST}\npage_size = 4"));
+    send_offers(&server, 10);
     let mut c = Client::new(server.web());
     login_ok(&mut c, "joe");
     let csrf = c.csrf();
@@ -507,6 +513,68 @@ fn spam_page_pages_releases_deletes_and_empties() {
     let left = server.files("joe", ".Spam");
     assert_eq!(left.len(), 1);
     assert!(left[0].contains("late"));
+}
+
+/// RFC 1939: a POP3 session on the Spam folder (`joe/Spam`) has it to
+/// itself. The web page's release, delete and delete all answer `409` while
+/// it lasts and change nothing (a probe's session got `-ERR [SYS/TEMP]` for
+/// messages released and deleted meanwhile), and work once it has ended.
+#[test]
+fn spam_actions_wait_for_a_pop3_session_on_the_spam_folder() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = WebServer::start(FAST);
+    send_offers(&server, 2);
+    let mut c = Client::new(server.web());
+    login_ok(&mut c, "joe");
+    let csrf = c.csrf();
+    let page = c.get("/spam");
+    let marker = "name=\"uid\" value=\"";
+    let i = page.body.find(marker).unwrap() + marker.len();
+    let uid = page.body[i..i + 16].to_owned();
+
+    let s = std::net::TcpStream::connect(server.pop3()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut cmd = |line: &str| {
+        if !line.is_empty() {
+            w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        }
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        reply
+    };
+    assert!(cmd("").starts_with("+OK"));
+    assert!(cmd("USER joe/Spam").starts_with("+OK"));
+    assert!(cmd("PASS secret").starts_with("+OK"));
+    assert!(cmd("STAT").starts_with("+OK 2 "));
+
+    let busy = c.post("/spam/release", &format!("csrf={csrf}&uid={uid}&page=1"));
+    assert_eq!(busy.status, 409, "{busy:?}");
+    assert!(busy.body.contains("Spam folder in use"), "{}", busy.body);
+    assert_eq!(
+        c.post("/spam/delete", &format!("csrf={csrf}&uid={uid}&page=1"))
+            .status,
+        409
+    );
+    let upto = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    assert_eq!(
+        c.post("/spam/delete-all", &format!("csrf={csrf}&upto={upto}"))
+            .status,
+        409
+    );
+    // The session's folder is as it found it.
+    assert_eq!(server.files("joe", ".Spam").len(), 2);
+    assert!(server.files("joe", "").is_empty());
+    assert!(cmd("STAT").starts_with("+OK 2 "));
+    assert!(cmd("QUIT").starts_with("+OK"));
+
+    let r = c.post("/spam/release", &format!("csrf={csrf}&uid={uid}&page=1"));
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(server.files("joe", ".Spam").len(), 1);
 }
 
 #[test]

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::app::{App, blocking};
 use super::pages::ReleasePage;
-use super::responses::{internal_error, message, render};
+use super::responses::{internal_error, message, render, spam_in_use};
 use super::spam;
 use crate::clock::unix_now;
 use crate::release_link::ReleaseLink;
@@ -125,6 +125,10 @@ pub(super) async fn release_post(State(web): State<App>, Form(f): Form<LinkField
             )
         }
         Some(Err(spam::ReleaseError::NotFound)) => gone(),
+        Some(Err(spam::ReleaseError::InUse)) => {
+            info!(user = %link.user, uid = %link.uid, "web: release by link refused: Spam folder open in a POP3 session");
+            spam_in_use(None)
+        }
         Some(Err(e)) => {
             warn!(user = %link.user, uid = %link.uid, error = %e, "web: release by link failed");
             internal_error(None)

@@ -59,6 +59,20 @@ pub(super) fn render(status: StatusCode, page: impl Template) -> Response {
     }
 }
 
+/// `409 Conflict`: the Spam folder is open in a POP3 session (a
+/// `joe/Spam` login), which has it to itself until it ends; nothing changed.
+pub(super) fn spam_in_use(nav: Option<Nav>) -> Response {
+    message(
+        StatusCode::CONFLICT,
+        nav,
+        "Spam folder in use",
+        "A mail program is fetching your Spam folder right now (a login as yourname/Spam). \
+         Nothing was changed. Please try again when it has finished, in a minute or so.",
+        "/spam",
+        "Back to your Spam folder",
+    )
+}
+
 pub(super) fn message(
     status: StatusCode,
     nav: Option<Nav>,

@@ -251,6 +251,28 @@ impl Drop for Releasing {
     }
 }
 
+/// Runs `change` on `user`'s Spam folder while holding the folder as a
+/// POP3 maildrop does (its lock, without a commit), so that the web page
+/// never changes the folder under a `joe/Spam` POP3 session, whose maildrop
+/// is exclusive (RFC 1939; a probe's session got `-ERR [SYS/TEMP]` for a
+/// message released meanwhile). [`StoreError::InUse`] while such a session
+/// is open; a POP3 login meanwhile gets `-ERR [IN-USE]`.
+///
+/// # Errors
+///
+/// The folder could not be held: [`StoreError::InUse`], or a store failure.
+pub fn with_spam_held<T>(
+    store: &dyn Mailstore,
+    user: &UserName,
+    change: impl FnOnce() -> T,
+) -> Result<T, StoreError> {
+    let held = store.open_folder_maildrop(user, Folder::Spam)?;
+    let out = change();
+    // Let go without a commit: the maildrop changes nothing.
+    drop(held);
+    Ok(out)
+}
+
 /// Why a release failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -258,6 +280,10 @@ pub enum ReleaseError {
     /// No such message in the user's Spam folder.
     #[error("no such message in Spam")]
     NotFound,
+    /// A POP3 session has the Spam folder open ([`with_spam_held`]);
+    /// nothing changed.
+    #[error("the Spam folder is open in a POP3 session")]
+    InUse,
     /// The store failed; the message is still in Spam.
     #[error("mail store: {0}")]
     Store(StoreError),
@@ -294,6 +320,20 @@ pub fn release(
     let Some(_releasing) = Releasing::claim(key) else {
         return Err(ReleaseError::NotFound);
     };
+    match with_spam_held(store, user, || release_held(store, user, uid, template)) {
+        Ok(result) => result,
+        Err(StoreError::InUse) => Err(ReleaseError::InUse),
+        Err(e) => Err(ReleaseError::Store(e)),
+    }
+}
+
+/// [`release`] once the folder is held.
+fn release_held(
+    store: &dyn Mailstore,
+    user: &UserName,
+    uid: &Uid,
+    template: &Template,
+) -> Result<(), ReleaseError> {
     let mut reader = match store.read(user, Folder::Spam, uid) {
         Ok(r) => r,
         Err(StoreError::NoSuchMessage) => return Err(ReleaseError::NotFound),

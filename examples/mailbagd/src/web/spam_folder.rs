@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use super::app::{App, blocking, humanize};
 use super::extract::{Auth, AuthForm, CsrfField};
 use super::pages::{ConfirmPage, Row, SpamFolderPage};
-use super::responses::{internal_error, message, not_found_page, render};
+use super::responses::{internal_error, message, not_found_page, render, spam_in_use};
 use super::spam;
 
 #[derive(Deserialize, Default)]
@@ -149,6 +149,10 @@ pub(super) async fn spam_release(
             info!(user = %auth.user, uid = %uid, "web: release refused: no such message in the user's Spam");
             not_found_page(Some(auth.nav("spam")))
         }
+        Some(Err(spam::ReleaseError::InUse)) => {
+            info!(user = %auth.user, uid = %uid, "web: release refused: Spam folder open in a POP3 session");
+            spam_in_use(Some(auth.nav("spam")))
+        }
         Some(Err(e)) => {
             warn!(user = %auth.user, uid = %uid, error = %e, "web: release failed");
             internal_error(Some(auth.nav("spam")))
@@ -167,7 +171,14 @@ pub(super) async fn spam_delete(
     };
     let store = Arc::clone(&web.ctx.store);
     let id = uid.clone();
-    match blocking(move || store.delete(&user, Folder::Spam, &id)).await {
+    let result = blocking(move || {
+        spam::with_spam_held(store.as_ref(), &user, || {
+            store.delete(&user, Folder::Spam, &id)
+        })
+        .and_then(|r| r)
+    })
+    .await;
+    match result {
         Some(Ok(())) => {
             info!(user = %auth.user, uid = %uid, "web: deleted from Spam");
             back_to(f.page.as_deref(), "deleted")
@@ -175,6 +186,10 @@ pub(super) async fn spam_delete(
         Some(Err(StoreError::NoSuchMessage)) => {
             info!(user = %auth.user, uid = %uid, "web: delete refused: no such message in the user's Spam");
             not_found_page(Some(auth.nav("spam")))
+        }
+        Some(Err(StoreError::InUse)) => {
+            info!(user = %auth.user, uid = %uid, "web: delete refused: Spam folder open in a POP3 session");
+            spam_in_use(Some(auth.nav("spam")))
         }
         Some(Err(e)) => {
             warn!(user = %auth.user, uid = %uid, error = %e, "web: delete failed");
@@ -244,10 +259,21 @@ pub(super) async fn delete_all_post(
     // Messages saved up to the moment the confirmation page was shown.
     let cutoff = upto + Duration::from_millis(1);
     let store = Arc::clone(&web.ctx.store);
-    match blocking(move || store.expunge_older_than(&user, Folder::Spam, cutoff)).await {
+    let result = blocking(move || {
+        spam::with_spam_held(store.as_ref(), &user, || {
+            store.expunge_older_than(&user, Folder::Spam, cutoff)
+        })
+        .and_then(|r| r)
+    })
+    .await;
+    match result {
         Some(Ok(n)) => {
             info!(user = %auth.user, deleted = n, "web: deleted all Spam");
             Redirect::to("/spam?done=emptied").into_response()
+        }
+        Some(Err(StoreError::InUse)) => {
+            info!(user = %auth.user, "web: delete all refused: Spam folder open in a POP3 session");
+            spam_in_use(Some(auth.nav("spam")))
         }
         Some(Err(e)) => {
             warn!(user = %auth.user, error = %e, "web: delete all failed");
