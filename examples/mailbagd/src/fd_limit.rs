@@ -57,23 +57,35 @@ pub fn raise() -> io::Result<FdLimit> {
 /// descriptor gets a temporary `4xx`.
 pub const DESCRIPTORS_PER_CONNECTION: u64 = 3;
 
+/// Descriptors one outbound relay connection's pass holds at most: the
+/// message's queue lock, its body and the socket. Messages waiting for a
+/// connection hold none (the engine takes a message's lock only once it may
+/// connect).
+pub const DESCRIPTORS_PER_RELAY_CONNECTION: u64 = 3;
+
+/// The descriptors `config`'s outbound relay connections can use at once:
+/// [`DESCRIPTORS_PER_RELAY_CONNECTION`] per `[relay] max_connections`.
+fn outbound(config: &Config) -> u64 {
+    DESCRIPTORS_PER_RELAY_CONNECTION.saturating_mul(config.relay.max_connections as u64)
+}
+
 /// The descriptors `config` can use at once: [`DESCRIPTORS_PER_CONNECTION`]
-/// per inbound connection, the outbound relay connections and
-/// [`RESERVED_DESCRIPTORS`].
+/// per inbound connection, [`DESCRIPTORS_PER_RELAY_CONNECTION`] per outbound
+/// relay connection and [`RESERVED_DESCRIPTORS`].
 pub fn needed(config: &Config) -> u64 {
     let inbound = config.limits.max_connections.total() as u64;
     DESCRIPTORS_PER_CONNECTION
         .saturating_mul(inbound)
-        .saturating_add(config.relay.max_connections as u64)
+        .saturating_add(outbound(config))
         .saturating_add(RESERVED_DESCRIPTORS)
 }
 
 /// The inbound connections a soft limit of `limit` descriptors leaves room
-/// for, with `config`'s outbound connections and [`RESERVED_DESCRIPTORS`]
-/// set aside.
+/// for, with what `config`'s outbound relay connections need and
+/// [`RESERVED_DESCRIPTORS`] set aside.
 pub fn connection_capacity(config: &Config, limit: u64) -> usize {
     let room = limit
-        .saturating_sub(config.relay.max_connections as u64)
+        .saturating_sub(outbound(config))
         .saturating_sub(RESERVED_DESCRIPTORS);
     usize::try_from(room / DESCRIPTORS_PER_CONNECTION).unwrap_or(usize::MAX)
 }
@@ -190,20 +202,20 @@ mod tests {
 
     #[test]
     fn needs_three_per_connection_plus_outbound_and_reserve() {
-        // 11,000 default connections, 20 outbound, 128 reserved.
-        assert_eq!(needed(&config("")), 33_148);
-        assert_eq!(needed(&config("[limits]\nmax_connections = 10")), 178);
+        // 11,000 default connections, 20 outbound (3 each), 128 reserved.
+        assert_eq!(needed(&config("")), 33_188);
+        assert_eq!(needed(&config("[limits]\nmax_connections = 10")), 218);
     }
 
     #[test]
     fn capacity_sets_aside_outbound_and_reserve() {
         let c = config("");
-        assert_eq!(connection_capacity(&c, 33_148), 11_000);
-        assert_eq!(connection_capacity(&c, 1_024), 292);
+        assert_eq!(connection_capacity(&c, 33_188), 11_000);
+        assert_eq!(connection_capacity(&c, 1_024), 278);
         assert_eq!(connection_capacity(&c, 100), 0);
         assert_eq!(
             connection_capacity(&c, u64::MAX),
-            (u64::MAX - 148) as usize / 3
+            (u64::MAX - 188) as usize / 3
         );
     }
 
@@ -211,10 +223,10 @@ mod tests {
     fn defaults_fit_the_limit_and_written_values_stay() {
         let c = config("");
         let per_role = |p, s, sub, w| MaxConnections::PerRole(PerRole::new(p, s, sub, w));
-        assert_eq!(fitted_limits(&c, 1_024), per_role(132, 132, 13, 13));
+        assert_eq!(fitted_limits(&c, 1_024), per_role(126, 126, 12, 12));
         // With the hard limit of this project's VM (20,000) and of the shipped
         // unit (65,536).
-        assert_eq!(fitted_limits(&c, 20_000), per_role(3_007, 3_007, 300, 300));
+        assert_eq!(fitted_limits(&c, 20_000), per_role(3_001, 3_001, 300, 300));
         assert_eq!(fitted_limits(&c, 65_536), c.limits.max_connections);
 
         let c = config("[limits.max_connections]\npop3 = 900");

@@ -160,14 +160,14 @@ fn the_soft_limit_is_raised_and_connection_limits_fit_it() {
         text.contains("from=1024") && text.contains("to=16384"),
         "{text}"
     );
-    // (16,384 - 20 outbound - 128 reserved) / 3 per connection = 5,412 of the
-    // default 11,000.
+    // (16,384 - 20 outbound × 3 - 128 reserved) / 3 per connection = 5,398 of
+    // the default 11,000.
     assert!(text.contains("default connection limits lowered"), "{text}");
-    assert!(text.contains("pop3=2460 smtp=2460"), "{text}");
+    assert!(text.contains("pop3=2453 smtp=2453"), "{text}");
     drop(server);
 
-    // Under a hard limit of 1,024 the defaults become 132, 132, 13 and 13:
-    // the 133rd POP3 client is refused, not left to an accept() that fails.
+    // Under a hard limit of 1,024 the defaults become 126, 126, 12 and 12:
+    // the 127th POP3 client is refused, not left to an accept() that fails.
     let dir = tempfile::tempdir().unwrap();
     let (server, log, pop3) = start(dir.path(), 1024, 1024, "", Stdout::ReadFirstLine);
     assert_eq!(soft_limit(server.0.id()), 1024);
@@ -177,12 +177,12 @@ fn the_soft_limit_is_raised_and_connection_limits_fit_it() {
     );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("limit=1024 pop3=132 smtp=132 submission=13 web=13"),
+        text.contains("limit=1024 pop3=126 smtp=126 submission=12 web=12"),
         "{text}"
     );
     assert!(!text.contains("open-file limit below"), "{text}");
     let mut held = Vec::new();
-    for _ in 0..132 {
+    for _ in 0..126 {
         let (tcp, line) = greeting(pop3);
         assert!(line.starts_with("+OK"), "{line}");
         held.push(tcp);
@@ -202,7 +202,7 @@ fn the_soft_limit_is_raised_and_connection_limits_fit_it() {
     drop(server);
 
     // Limits written in the configuration are kept: 1,000 connections need
-    // 3,148 descriptors, which the limit does not have.
+    // 3,188 descriptors, which the limit does not have.
     let dir = tempfile::tempdir().unwrap();
     let (server, log, pop3) = start(
         dir.path(),
@@ -213,7 +213,7 @@ fn the_soft_limit_is_raised_and_connection_limits_fit_it() {
     );
     assert!(log_has(&log, "open-file limit below what"), "{log:?}");
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("limit=1024 needed=3148"), "{text}");
+    assert!(text.contains("limit=1024 needed=3188"), "{text}");
     assert!(!text.contains("lowered"), "{text}");
     // Still serving, and alive although every write to its stdout failed.
     assert!(greeting(pop3).1.starts_with("+OK"));

@@ -1136,6 +1136,66 @@ fn connections_per_destination_are_limited() {
     }
 }
 
+/// The queue lock files the server process has open now.
+fn open_queue_locks(server: &Server) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|t| t.to_string_lossy().contains("/queue/locks/"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A probe: with the next hop slow, every queued message waiting for a connection held its
+/// queue lock file open (1,341 under a 1,024 limit): `Too many open files`, `451` for new
+/// mail, and 35 messages sent twice because their results could not be recorded. A message
+/// now takes its lock only once it may connect: at most `relay.max_connections` lock files
+/// are open, however long the backlog, and each message arrives once.
+#[test]
+fn a_backlog_holds_no_lock_file_per_waiting_message() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::Accept);
+    sink.state.lock().expect("lock").delay = Duration::from_millis(150);
+    let server = Server::start_with(
+        relay_options(&sink, "max_connections = 2\nconcurrency = 2\n"),
+        |_| {},
+    );
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+        "OK 0 0"
+    );
+    let n = 40;
+    let mut steps: Vec<Vec<u8>> = vec![b"EHLO client.example.org\r\n".to_vec()];
+    for i in 0..n {
+        steps.push(b"MAIL FROM:<joe@example.test>\r\n".to_vec());
+        steps.push(b"RCPT TO:<friend@elsewhere.example>\r\n".to_vec());
+        steps.push(b"DATA\r\n".to_vec());
+        steps.push(format!("Subject: backlog {i}\r\n\r\nx\r\n.\r\n").into_bytes());
+    }
+    steps.push(b"QUIT\r\n".to_vec());
+    let refs: Vec<&[u8]> = steps.iter().map(Vec::as_slice).collect();
+    let r = common::raw_smtp(&server, "smtp", "127.0.0.2", &refs);
+    assert_eq!(
+        r.iter().filter(|l| l.starts_with("250 2.0.0")).count(),
+        n,
+        "{r:?}"
+    );
+    let mut most = 0;
+    let drained = wait_until(Duration::from_secs(60), || {
+        most = most.max(open_queue_locks(&server));
+        sink.count() >= n
+    });
+    assert!(drained, "{} of {n} arrived\n{}", sink.count(), server.log());
+    assert!(most <= 2, "{most} queue lock files open at once");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.count(), n, "each message once");
+    assert!(!server.log().contains("Too many open files"));
+}
+
 /// Puts a message from joe into the queue at `data/queue` as a pass of the engine left it:
 /// `fill` sets the recipients' states (the envelope is written with `update`, so it is
 /// exactly what an engine killed at that point leaves on disk).

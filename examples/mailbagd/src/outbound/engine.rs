@@ -1,7 +1,7 @@
 //! The engine: scans the queue, routes and delivers each due message, records
 //! every outcome, and has the bounces made (see the module docs of [`super`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use mailbag_smtp_proto::client::{Outcome, Recipient, Stage, Status, Timeouts, Tr
 use mailbag_smtp_proto::types::{
     Body, EnhancedStatusCode, HeloName, Notify, Orcpt, Reply, ReplyCode, Ret, XText,
 };
-use tokio::sync::{Notify as Wake, Semaphore};
+use tokio::sync::{Notify as Wake, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -42,6 +42,10 @@ pub struct Outbound {
     resolver: Arc<dyn Resolve>,
     transport: TransportOptions,
     global: Arc<Semaphore>,
+    /// Passes that hold their message's lock at once (`relay.max_connections`):
+    /// each lock is an open file, and a backlog (a next hop that is slow or
+    /// comes back after an outage) must not hold one per waiting message.
+    passes: Arc<Semaphore>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
     in_flight: Mutex<HashSet<QueueId>>,
     wake: Arc<Wake>,
@@ -115,6 +119,7 @@ impl Outbound {
             resolver,
             transport,
             global: Arc::new(Semaphore::new(config.relay.max_connections)),
+            passes: Arc::new(Semaphore::new(config.relay.max_connections)),
             per_destination: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             wake,
@@ -463,10 +468,80 @@ async fn settle_reports(ctx: &Arc<Context>, engine: &Arc<Outbound>, env: &mut En
     }
 }
 
+/// What a pass holds before it takes its message's lock.
+struct PassPermits {
+    /// The destinations' connection permits ([`Outbound::destination_semaphore`]), by
+    /// destination key: waited for before the lock, so that messages waiting for a busy
+    /// destination hold no open file.
+    destinations: BTreeMap<String, OwnedSemaphorePermit>,
+    /// One of [`Outbound::passes`].
+    _pass: OwnedSemaphorePermit,
+}
+
+/// Waits, holding no descriptor, for what a pass needs before it locks its message: the
+/// connection permit of every destination of the pending recipients (read from the
+/// envelope as it is now, without the lock; taken in the order of their keys, so that two
+/// messages never wait for each other), then a pass. `None`: the message is gone, or the
+/// engine stops.
+async fn before_the_lock(
+    ctx: &Arc<Context>,
+    engine: &Arc<Outbound>,
+    id: &QueueId,
+    deliver: bool,
+) -> Option<PassPermits> {
+    let mut destinations = BTreeMap::new();
+    if deliver {
+        let lock = Arc::clone(&engine.lock);
+        let qid = id.clone();
+        match tokio::task::spawn_blocking(move || lock.envelope(&qid)).await {
+            Ok(Ok(env)) => {
+                let config = ctx.config();
+                let keys: BTreeSet<String> = env
+                    .pending()
+                    .filter_map(|(_, r)| destination(&config, &r.address).map(|(k, _)| k))
+                    .collect();
+                for key in keys {
+                    let sem = engine.destination_semaphore(&key, config.relay.concurrency);
+                    let permit = sem.acquire_owned().await.ok()?;
+                    destinations.insert(key, permit);
+                }
+            }
+            Ok(Err(QueueError::NotFound(_))) => return None,
+            // Unreadable: the read under the lock says why (a corrupt entry is moved aside).
+            _ => {}
+        }
+    }
+    let pass = Arc::clone(&engine.passes).acquire_owned().await.ok()?;
+    Some(PassPermits {
+        destinations,
+        _pass: pass,
+    })
+}
+
+/// The destination a recipient's mail goes to (connections to it are counted together):
+/// `"smarthost"` when there is one, else the address's domain; with the address parsed.
+/// `None`: the address does not parse.
+fn destination(config: &Config, address: &str) -> Option<(String, ForwardPath<'static>)> {
+    match parse_forward_path(format!("<{address}>").as_bytes()) {
+        Ok((fp, [])) => {
+            let key = match (&config.relay.smarthost, fp.final_domain()) {
+                (Some(_), _) => String::from("smarthost"),
+                (None, Some(d)) => d.into_owned(),
+                (None, None) => config.hostname.to_string(),
+            };
+            Some((key, fp.into_owned()))
+        }
+        _ => None,
+    }
+}
+
 /// One pass over one message: the DSNs still owed first; then, when `deliver` (the
 /// message is due), one delivery attempt to every pending recipient, retry scheduling,
 /// the new DSNs; and removal once complete.
 async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueId, deliver: bool) {
+    let Some(permits) = before_the_lock(ctx, engine, id, deliver).await else {
+        return;
+    };
     let lock = Arc::clone(&engine.lock);
     let qid = id.clone();
     // The message's own lock, held to the end of the pass: an administrator's
@@ -509,7 +584,7 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
     if !settle_reports(ctx, engine, &mut env).await {
         return;
     }
-    if deliver && !env.is_finished() && !attempt(ctx, engine, id, &mut env).await {
+    if deliver && !env.is_finished() && !attempt(ctx, engine, id, &mut env, &permits).await {
         return;
     }
     // Then the reports of this pass, and removal or the next pass.
@@ -577,22 +652,16 @@ async fn attempt(
     engine: &Arc<Outbound>,
     id: &QueueId,
     env: &mut Envelope,
+    permits: &PassPermits,
 ) -> bool {
     let config = &ctx.config();
     // Group pending recipients by destination.
     let mut groups: BTreeMap<String, Vec<(usize, ForwardPath<'static>)>> = BTreeMap::new();
     let mut bad = Vec::new();
     for (i, r) in env.pending() {
-        match parse_forward_path(format!("<{}>", r.address).as_bytes()) {
-            Ok((fp, [])) => {
-                let key = match (&config.relay.smarthost, fp.final_domain()) {
-                    (Some(_), _) => String::from("smarthost"),
-                    (None, Some(d)) => d.into_owned(),
-                    (None, None) => config.hostname.to_string(),
-                };
-                groups.entry(key).or_default().push((i, fp.into_owned()));
-            }
-            _ => bad.push(i),
+        match destination(config, &r.address) {
+            Some((key, fp)) => groups.entry(key).or_default().push((i, fp)),
+            None => bad.push(i),
         }
     }
     let shared = Shared {
@@ -610,9 +679,10 @@ async fn attempt(
     // Every destination at the same time (each within its own and the global connection
     // limits): a next hop that is slow or does not answer holds up only its own
     // recipients.
-    let tries = groups
-        .into_iter()
-        .map(|(dest, rcpts)| try_destination(ctx, config, engine, id, &shared, dest, rcpts));
+    let tries = groups.into_iter().map(|(dest, rcpts)| {
+        let held = permits.destinations.contains_key(&dest);
+        try_destination(ctx, config, engine, id, &shared, (dest, held), rcpts)
+    });
     let recorded = futures::future::join_all(tries).await;
     let env = shared.env.into_inner();
     if recorded.contains(&false) {
@@ -677,7 +747,7 @@ async fn try_destination(
     engine: &Arc<Outbound>,
     id: &QueueId,
     shared: &Shared<'_>,
-    dest: String,
+    dest: (String, bool),
     rcpts: Vec<(usize, ForwardPath<'static>)>,
 ) -> bool {
     if !deliver_destination(config, engine, id, shared, dest, rcpts).await {
@@ -688,14 +758,16 @@ async fn try_destination(
 }
 
 /// Routes one destination and delivers its recipients through the first next hop that
-/// takes the connection, recording every outcome in `shared`. Returns `false` when the
-/// queue could not be updated.
+/// takes the connection, recording every outcome in `shared`. `dest`: the destination's
+/// key, and whether the pass holds its connection permit ([`before_the_lock`]; not when
+/// the configuration changed since, e.g. a smarthost set by a reload, and then its limit
+/// is not counted for this pass). Returns `false` when the queue could not be updated.
 async fn deliver_destination(
     config: &Config,
     engine: &Arc<Outbound>,
     id: &QueueId,
     shared: &Shared<'_>,
-    dest: String,
+    (dest, held): (String, bool),
     rcpts: Vec<(usize, ForwardPath<'static>)>,
 ) -> bool {
     let mut ledger = Ledger::new(shared);
@@ -746,10 +818,11 @@ async fn deliver_destination(
         }
         return true;
     };
-    let dest_sem = engine.destination_semaphore(&dest, config.relay.concurrency);
-    let Ok(_dest_permit) = dest_sem.acquire_owned().await else {
-        return false;
-    };
+    if !held {
+        // Not waited for while holding a pass (two passes could then wait for each
+        // other): this once, the destination's limit is not counted.
+        debug!(destination = %dest, "destination not known before the lock: its limit not counted for this pass");
+    }
     let Ok(_global_permit) = Arc::clone(&engine.global).acquire_owned().await else {
         return false;
     };
