@@ -728,6 +728,11 @@ pub struct LimitsConfig {
     /// [`DEFAULT_MIN_FREE_SPACE`](crate::disk_space::DEFAULT_MIN_FREE_SPACE),
     /// 256 MiB; `0`: no check).
     pub min_free_space: u64,
+    /// Octets all SMTP spools (messages being received) may hold in memory
+    /// together (default [`DEFAULT_SPOOL_MEMORY_TOTAL`], 64 MiB): past it a
+    /// message is spilled to `<data_dir>/.spool` at once. Each holds at most
+    /// 256 KiB in memory before it spills anyway. Needs a restart.
+    pub spool_memory: u64,
     // Connections (issue 14): write deadline.
     /// Time allowed for each write to a POP3 or SMTP client (a reply, a
     /// chunk of a message being retrieved); a client that stops reading is
@@ -821,6 +826,9 @@ pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// minutes' duration". Shorter `[pop3] idle_timeout`s are allowed, with a
 /// warning.
 pub const RFC1939_MIN_AUTOLOGOUT: Duration = Duration::from_secs(600);
+
+/// The default of `[limits] spool_memory`: 64 MiB.
+pub const DEFAULT_SPOOL_MEMORY_TOTAL: u64 = 64 << 20;
 
 /// The default of `[userdb] check_interval`.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -1107,6 +1115,7 @@ struct RawLimits {
     shutdown_timeout: Option<HumanDuration>,
     shutdown_reply_grace: Option<HumanDuration>,
     min_free_space: Option<String>,
+    spool_memory: Option<String>,
     // Connections (issue 14).
     write_timeout: Option<HumanDuration>,
     user_quota: Option<String>,
@@ -1542,6 +1551,8 @@ impl Config {
                 "limits.max_connections_per_ip",
                 self.limits.max_connections_per_ip.to_string(),
             ),
+            // The shared spool budget is made with it at start-up.
+            ("limits.spool_memory", self.limits.spool_memory.to_string()),
             (
                 "spam.sweep_interval",
                 format!("{:?}", self.spam.sweep_interval),
@@ -1579,6 +1590,7 @@ impl Config {
         self.limits.max_connections_defaulted = running.limits.max_connections_defaulted;
         self.limits.configured_max_connections = running.limits.configured_max_connections;
         self.limits.max_connections_per_ip = running.limits.max_connections_per_ip;
+        self.limits.spool_memory = running.limits.spool_memory;
         self.spam.sweep_interval = running.spam.sweep_interval;
         self.spam.digest_interval = running.spam.digest_interval;
     }
@@ -1955,6 +1967,12 @@ impl Config {
             Some(s) => crate::disk_space::parse_size(s)
                 .map_err(|e| invalid("limits.min_free_space", &e))?,
         };
+        let spool_memory = match raw.limits.spool_memory.as_deref() {
+            None => DEFAULT_SPOOL_MEMORY_TOTAL,
+            Some(s) => {
+                crate::disk_space::parse_size(s).map_err(|e| invalid("limits.spool_memory", &e))?
+            }
+        };
         let (max_connections, max_connections_defaulted) = match &raw.limits.max_connections {
             None => (MaxConnections::default(), DefaultedRoles::ALL),
             Some(RawMaxConnections::Shared(n)) => {
@@ -2003,6 +2021,7 @@ impl Config {
                 Duration::from_secs(2),
             )?,
             min_free_space,
+            spool_memory,
             write_timeout: nonzero(
                 "limits.write_timeout",
                 raw.limits.write_timeout,
@@ -2567,6 +2586,16 @@ mod tests {
             e.to_string().contains("limits.quota_file_recount_size"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn spool_memory_default_sizes_and_errors() {
+        let c = parse(USERS).unwrap();
+        assert_eq!(c.limits.spool_memory, 64 << 20);
+        let c = parse(&format!("[limits]\nspool_memory = \"8M\"\n{USERS}")).unwrap();
+        assert_eq!(c.limits.spool_memory, 8 << 20);
+        let e = parse(&format!("[limits]\nspool_memory = \"lots\"\n{USERS}")).unwrap_err();
+        assert!(e.to_string().contains("limits.spool_memory"), "{e}");
     }
 
     #[test]

@@ -169,6 +169,8 @@ pub struct Context {
     pub abandon: CancellationToken,
     /// Pauses asking spamd after it failed several times in a row.
     pub spamd_breaker: crate::spamd_breaker::SpamdBreaker,
+    /// The memory all SMTP spools may hold together (`[limits] spool_memory`).
+    pub spool_memory: Arc<crate::spool::SpoolMemory>,
     /// The deliveries running now (SMTP DATA's blocking part): shutdown
     /// waits for them, so that one that committed can still answer.
     pub deliveries: tokio_util::task::TaskTracker,
@@ -382,6 +384,9 @@ impl Context {
             shutdown: CancellationToken::new(),
             abandon: CancellationToken::new(),
             spamd_breaker: crate::spamd_breaker::SpamdBreaker::new(),
+            spool_memory: crate::spool::SpoolMemory::new(
+                usize::try_from(config.limits.spool_memory).unwrap_or(usize::MAX),
+            ),
             deliveries: tokio_util::task::TaskTracker::new(),
             limiter,
             next_id: AtomicU64::new(1),

@@ -261,7 +261,10 @@ pub fn deliver(
     scan_source: Scan,
 ) -> Result<Report, DeliveryError> {
     let config = &*live.config;
-    let hops = received_count(spool.head(MAX_HEADER_INSPECTED));
+    let head = spool
+        .head(MAX_HEADER_INSPECTED)
+        .map_err(|e| io_temp("spool read", &e))?;
+    let hops = received_count(&head);
     if hops > config.smtp.max_received_headers {
         info!(
             received = hops,

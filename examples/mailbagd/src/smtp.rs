@@ -217,6 +217,7 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
         spool: Some(Spool::new(
             &config.data_dir.join(SPOOL_DIR),
             DEFAULT_SPOOL_MEMORY,
+            Arc::clone(&ctx.spool_memory),
         )),
     };
     let ended =

@@ -1,4 +1,6 @@
-//! A message spool for SMTP DATA: kept in memory up to a limit, then spilled
+//! A message spool for SMTP DATA: kept in memory up to a limit per message
+//! and while all spools together stay within a shared budget
+//! ([`SpoolMemory`], `[limits] spool_memory`), then spilled
 //! to an unnamed temporary file (`tempfile::tempfile_in`: `O_TMPFILE` on
 //! Linux, else unlinked at once, mode `0600`), so a large message never has
 //! to sit in memory and no spool file outlives its process, however it
@@ -8,10 +10,13 @@
 //! [`remove_stale`] removes the named `spool.<pid>.<n>` files that earlier
 //! versions of the server left behind when killed during DATA.
 
+use std::borrow::Cow;
 use std::fs::{self, DirBuilder, File};
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Default in-memory part of a spool before it spills to disk (256 KiB).
 pub const DEFAULT_SPOOL_MEMORY: usize = 256 * 1024;
@@ -21,6 +26,50 @@ pub const DEFAULT_SPOOL_MEMORY: usize = 256 * 1024;
 /// dot-stuffed line is its own piece) costs a system call per 64 KiB, not
 /// per piece.
 pub const SPOOL_WRITE_BUFFER: usize = 64 * 1024;
+
+/// What a spool keeps allocated in memory after a message, for the next one
+/// on the same connection (16 KiB: a typical message fits without growing).
+pub const SPOOL_KEPT_MEMORY: usize = 16 * 1024;
+
+/// The memory all spools of a server may hold together (`[limits]
+/// spool_memory`): a spool whose growth would pass it spills to disk at
+/// once. Without it, connections stalled in DATA with a few hundred KiB sent
+/// each (one octet per idle timeout keeps them open) held 330 KiB each: a
+/// gigabyte for 3,000.
+#[derive(Debug)]
+pub struct SpoolMemory {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl SpoolMemory {
+    /// A budget of `limit` octets.
+    pub fn new(limit: usize) -> Arc<SpoolMemory> {
+        Arc::new(SpoolMemory {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Octets the spools hold now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` octets of the budget, if that many are left.
+    fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|t| *t <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives `n` octets back.
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
 
 /// The spool directory's name under the data directory.
 pub const SPOOL_DIR: &str = ".spool";
@@ -63,7 +112,8 @@ pub fn remove_stale(dir: &Path) -> io::Result<usize> {
 /// use mailbagd::spool::Spool;
 ///
 /// let dir = tempfile::tempdir().unwrap();
-/// let mut s = Spool::new(dir.path(), 4);
+/// let budget = mailbagd::spool::SpoolMemory::new(1 << 20);
+/// let mut s = Spool::new(dir.path(), 4, budget);
 /// s.write(b"Subject: x\r\n\r\nbody\r\n").unwrap(); // spills to a file
 /// let mut text = String::new();
 /// s.reader().unwrap().read_to_string(&mut text).unwrap();
@@ -76,6 +126,10 @@ pub fn remove_stale(dir: &Path) -> io::Result<usize> {
 pub struct Spool {
     dir: PathBuf,
     memory_limit: usize,
+    budget: Arc<SpoolMemory>,
+    /// Octets of `budget` this spool holds: the capacity of `mem` and
+    /// `pending`.
+    held: usize,
     mem: Vec<u8>,
     file: Option<File>,
     /// Written octets not yet in `file` (at most [`SPOOL_WRITE_BUFFER`]).
@@ -84,15 +138,67 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// An empty spool that spills into `dir` after `memory_limit` octets.
-    pub fn new(dir: &Path, memory_limit: usize) -> Spool {
+    /// An empty spool that spills into `dir` after `memory_limit` octets, or
+    /// earlier when `budget` has no room for it to grow.
+    pub fn new(dir: &Path, memory_limit: usize, budget: Arc<SpoolMemory>) -> Spool {
         Spool {
             dir: dir.to_owned(),
             memory_limit,
+            budget,
+            held: 0,
             mem: Vec::new(),
             file: None,
             pending: Vec::new(),
             len: 0,
+        }
+    }
+
+    /// Makes room for `extra` more octets in `buf` (at most `cap` in all),
+    /// growing by doubling, with the growth taken from the budget first.
+    /// `false`: over `cap`, or no budget left; nothing changed.
+    fn grow(&mut self, which: Buf, extra: usize, cap: usize) -> bool {
+        let buf = match which {
+            Buf::Mem => &self.mem,
+            Buf::Pending => &self.pending,
+        };
+        let need = buf.len() + extra;
+        if need <= buf.capacity() {
+            return true;
+        }
+        if need > cap {
+            return false;
+        }
+        let new_cap = (buf.capacity() * 2).clamp(need, cap.max(need));
+        let more = new_cap - buf.capacity();
+        if !self.budget.take(more) {
+            return false;
+        }
+        self.held += more;
+        let buf = match which {
+            Buf::Mem => &mut self.mem,
+            Buf::Pending => &mut self.pending,
+        };
+        let before = buf.capacity();
+        buf.reserve_exact(new_cap - buf.len());
+        // The allocator may give more than asked: count what is there.
+        let extra_given = buf.capacity().saturating_sub(before + more);
+        if extra_given > 0 && self.budget.take(extra_given) {
+            self.held += extra_given;
+        }
+        true
+    }
+
+    /// Frees what this spool holds beyond `keep` octets of `mem`'s
+    /// capacity, and gives it back to the budget.
+    fn release(&mut self, keep: usize) {
+        self.mem.clear();
+        self.mem.shrink_to(keep);
+        self.pending.clear();
+        self.pending.shrink_to(0);
+        let now = self.mem.capacity() + self.pending.capacity();
+        if now < self.held {
+            self.budget.give(self.held - now);
+            self.held = now;
         }
     }
 
@@ -106,14 +212,28 @@ impl Spool {
         self.len == 0
     }
 
-    /// The first `n` octets (at most), for header inspection.
-    pub fn head(&self, n: usize) -> &[u8] {
-        self.mem.get(..n.min(self.mem.len())).unwrap_or_default()
+    /// The first `n` octets (at most), for header inspection: read back
+    /// from the file when the spool has spilled.
+    ///
+    /// # Errors
+    ///
+    /// The spill file could not be read.
+    pub fn head(&mut self, n: usize) -> io::Result<Cow<'_, [u8]>> {
+        if self.file.is_none() {
+            return Ok(Cow::Borrowed(
+                self.mem.get(..n.min(self.mem.len())).unwrap_or_default(),
+            ));
+        }
+        let mut out = Vec::with_capacity(n.min(usize::try_from(self.len).unwrap_or(n)));
+        self.reader()?.take(n as u64).read_to_end(&mut out)?;
+        Ok(Cow::Owned(out))
     }
 
-    /// Appends a chunk (spilling to disk past the memory limit).
+    /// Appends a chunk: in memory while the message fits the memory limit
+    /// and the budget has room, else to the spill file (then the memory is
+    /// given back).
     pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        if self.file.is_none() && self.mem.len() + chunk.len() > self.memory_limit {
+        if self.file.is_none() && !self.grow(Buf::Mem, chunk.len(), self.memory_limit) {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -121,31 +241,45 @@ impl Spool {
             let mut f = tempfile::tempfile_in(&self.dir)?;
             f.write_all(&self.mem)?;
             self.file = Some(f);
+            self.release(0);
         }
-        match &mut self.file {
-            Some(f) => {
-                if self.pending.len() + chunk.len() > SPOOL_WRITE_BUFFER {
-                    f.write_all(&self.pending)?;
-                    self.pending.clear();
-                }
-                if chunk.len() >= SPOOL_WRITE_BUFFER {
-                    f.write_all(chunk)?;
-                } else {
-                    self.pending.extend_from_slice(chunk);
-                }
+        if self.file.is_none() {
+            self.mem.extend_from_slice(chunk);
+            self.len += chunk.len() as u64;
+            return Ok(());
+        }
+        if self.pending.len() + chunk.len() > SPOOL_WRITE_BUFFER {
+            self.flush_pending()?;
+        }
+        if chunk.len() < SPOOL_WRITE_BUFFER
+            && self.grow(Buf::Pending, chunk.len(), SPOOL_WRITE_BUFFER)
+        {
+            self.pending.extend_from_slice(chunk);
+        } else {
+            // Large, or no budget for the buffer: straight to the file.
+            self.flush_pending()?;
+            if let Some(f) = &mut self.file {
+                f.write_all(chunk)?;
             }
-            None => self.mem.extend_from_slice(chunk),
         }
         self.len += chunk.len() as u64;
         Ok(())
     }
 
+    /// Writes the gathered octets to the spill file.
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if let Some(f) = &mut self.file {
+            f.write_all(&self.pending)?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
     /// Reads the whole message from the start.
     pub fn reader(&mut self) -> io::Result<Box<dyn Read + Send + '_>> {
+        self.flush_pending()?;
         match &mut self.file {
             Some(f) => {
-                f.write_all(&self.pending)?;
-                self.pending.clear();
                 f.seek(SeekFrom::Start(0))?;
                 Ok(Box::new(f.take(self.len)))
             }
@@ -153,20 +287,26 @@ impl Spool {
         }
     }
 
-    /// Empties the spool for the next message.
+    /// Empties the spool for the next message (keeping
+    /// [`SPOOL_KEPT_MEMORY`] of memory).
     pub fn clear(&mut self) {
-        self.mem.clear();
-        self.mem.shrink_to(64 * 1024);
-        self.pending.clear();
-        self.pending.shrink_to(SPOOL_WRITE_BUFFER);
+        self.release(SPOOL_KEPT_MEMORY);
         self.file = None;
         self.len = 0;
     }
 }
 
+/// One of a spool's two buffers.
+#[derive(Clone, Copy)]
+enum Buf {
+    Mem,
+    Pending,
+}
+
 impl Drop for Spool {
     fn drop(&mut self) {
-        self.clear();
+        // Gives all of it back.
+        self.release(0);
     }
 }
 
@@ -183,19 +323,19 @@ mod tests {
     #[test]
     fn memory_only() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::new(dir.path(), 100);
+        let mut s = Spool::new(dir.path(), 100, SpoolMemory::new(1 << 20));
         s.write(b"abc").unwrap();
         s.write(b"def").unwrap();
         assert_eq!(read_all(&mut s), b"abcdef");
         assert_eq!(read_all(&mut s), b"abcdef");
-        assert_eq!(s.head(2), b"ab");
+        assert_eq!(&*s.head(2).unwrap(), b"ab");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
     fn spills_and_rereads_and_clears() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::new(dir.path(), 10);
+        let mut s = Spool::new(dir.path(), 10, SpoolMemory::new(1 << 20));
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         for c in data.chunks(333) {
             s.write(c).unwrap();
@@ -218,7 +358,7 @@ mod tests {
     #[test]
     fn short_pieces_are_gathered_before_they_are_written() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Spool::new(dir.path(), 10);
+        let mut s = Spool::new(dir.path(), 10, SpoolMemory::new(1 << 20));
         s.write(b"0123456789abcdef").unwrap(); // spills; gathered
         let on_disk = |s: &Spool| s.file.as_ref().unwrap().metadata().unwrap().len();
         assert_eq!(on_disk(&s), 0);
@@ -234,6 +374,62 @@ mod tests {
         assert_eq!(on_disk(&s), SPOOL_WRITE_BUFFER as u64);
         assert_eq!(read_all(&mut s), expected);
         assert_eq!(s.len(), expected.len() as u64);
+    }
+
+    /// A probe held 3,000 connections in DATA with 300 KB sent each: a
+    /// gigabyte of spools in memory. The shared budget bounds them: a spool
+    /// that would pass it spills at once and gives its memory back; every
+    /// octet is back when the spools are gone.
+    #[test]
+    fn spools_share_one_memory_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = SpoolMemory::new(4096);
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let mut a = Spool::new(dir.path(), 1 << 20, Arc::clone(&budget));
+        let mut b = Spool::new(dir.path(), 1 << 20, Arc::clone(&budget));
+        for c in data.chunks(100) {
+            a.write(c).unwrap();
+        }
+        assert!(a.file.is_none(), "a fits: in memory");
+        assert!(budget.used() >= 3000 && budget.used() <= 4096);
+        for c in data.chunks(100) {
+            b.write(c).unwrap();
+            assert!(budget.used() <= 4096, "{}", budget.used());
+        }
+        assert!(b.file.is_some(), "b did not fit: spilled");
+        assert_eq!(read_all(&mut a), data);
+        assert_eq!(read_all(&mut b), data);
+        // The header is read back from the file.
+        assert_eq!(&*b.head(10).unwrap(), &data[..10]);
+        assert_eq!(b.head(10_000).unwrap().len(), 3000);
+        a.clear();
+        assert!(budget.used() <= 4096);
+        drop(a);
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
+
+    /// Past its own limit a spool spills and keeps in memory only the write
+    /// buffer (no copy of what it had before).
+    #[test]
+    fn a_spilled_spool_gives_its_memory_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = SpoolMemory::new(1 << 30);
+        let mut s = Spool::new(dir.path(), 256 * 1024, Arc::clone(&budget));
+        let line = [b'x'; 1000];
+        for _ in 0..250 {
+            s.write(&line).unwrap();
+        }
+        assert!(s.file.is_none());
+        assert!(budget.used() >= 250_000);
+        for _ in 0..300 {
+            s.write(&line).unwrap();
+        }
+        assert!(s.file.is_some());
+        assert!(budget.used() <= SPOOL_WRITE_BUFFER, "{}", budget.used());
+        assert_eq!(s.len(), 550_000);
+        s.clear();
+        assert_eq!(budget.used(), 0, "nothing kept from a spilled message");
     }
 
     #[test]
