@@ -334,6 +334,24 @@ impl Context {
                 .with_window(config.pop_before_smtp.window)
                 .with_max_entries(max),
         );
+        if config.cluster.redis.is_none() {
+            let path = config
+                .data_dir
+                .join(crate::relay_table_file::RELAY_TABLE_FILE);
+            match crate::relay_table_file::restore(
+                &relay,
+                &path,
+                config.pop_before_smtp.window,
+                std::time::Instant::now(),
+                std::time::SystemTime::now(),
+            ) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(logins = n, "POP-before-SMTP logins kept over the restart"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read the POP-before-SMTP logins of before the restart")
+                }
+            }
+        }
         let (relay_store, leases) = match &config.cluster.redis {
             None => (RelayBackend::Memory(relay.clone()), None),
             Some(url) => {

@@ -191,49 +191,21 @@ fn read_state(ctx: &Context, user: &User) -> Result<Option<State>, DigestError> 
 
 fn write_state(ctx: &Context, user: &User, state: &State) -> Result<(), DigestError> {
     let path = state_path(ctx, user);
-    let err = |source| DigestError::State {
+    let text = format!(
+        "# last Spam digest (milliseconds since 1970) and the messages listed that\n\
+         # the next one could see again (uid@saved)\n\
+         last_ms = {}\nsent = {}\n",
+        state.last_ms,
+        state
+            .sent
+            .iter()
+            .map(|(uid, ms)| format!("{uid}@{ms}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    crate::private_file::replace(&path, text.as_bytes()).map_err(|source| DigestError::State {
         path: path.display().to_string(),
         source,
-    };
-    // A name of this process and call: the server and `mailbagd digest --now`
-    // never share a temporary file.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
-    let write = || -> io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(
-            format!(
-                "# last Spam digest (milliseconds since 1970) and the messages listed that\n\
-                 # the next one could see again (uid@saved)\n\
-                 last_ms = {}\nsent = {}\n",
-                state.last_ms,
-                state
-                    .sent
-                    .iter()
-                    .map(|(uid, ms)| format!("{uid}@{ms}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
-            .as_bytes(),
-        )?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
     })
 }
 

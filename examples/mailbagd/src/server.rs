@@ -573,5 +573,23 @@ impl Server {
         } else {
             info!("shutdown complete");
         }
+        // One host's POP-before-SMTP logins, for the next start (Redis keeps its own).
+        let config = self.ctx.config();
+        if config.cluster.redis.is_none() {
+            let path = config
+                .data_dir
+                .join(crate::relay_table_file::RELAY_TABLE_FILE);
+            match crate::relay_table_file::save(
+                &self.ctx.relay,
+                &path,
+                std::time::Instant::now(),
+                std::time::SystemTime::now(),
+            ) {
+                Ok(n) => info!(logins = n, "POP-before-SMTP logins kept for the next start"),
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "cannot keep the POP-before-SMTP logins");
+                }
+            }
+        }
     }
 }

@@ -7,8 +7,7 @@
 //! ([`SigningKey::load_or_create`]).
 
 use std::fmt;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -77,14 +76,7 @@ impl SigningKey {
         let key = SigningKey::random()?;
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         let result = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(format!("{}\n", hex(&key.0)).as_bytes())?;
-            f.sync_all()?;
+            crate::private_file::write_synced(&tmp, format!("{}\n", hex(&key.0)).as_bytes())?;
             match std::fs::hard_link(&tmp, path) {
                 Ok(()) => Ok(key),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {

@@ -12,8 +12,9 @@ use std::path::Path;
 const LAYERS: &[&[&str]] = &[
     // Comparing secrets.
     &["constant_time"],
-    // Dovecot's older password schemes (compared in constant time).
-    &["legacy_hash"],
+    // Dovecot's older password schemes (compared in constant time); small
+    // private files replaced whole.
+    &["legacy_hash", "private_file"],
     // Plain building blocks: no other module of the crate but those above.
     &[
         "client_endpoint",
@@ -35,8 +36,8 @@ const LAYERS: &[&[&str]] = &[
         "spool",
         "tls",
     ],
-    // Password checks: clear text or a hash.
-    &["credentials"],
+    // Password checks: clear text or a hash; the relay table kept over a restart.
+    &["credentials", "relay_table_file"],
     // Failed logins, keyed like the connection limits; the passwd-file user database.
     &["login_limiter", "passwd_file"],
     // The validated configuration.

@@ -285,6 +285,41 @@ fn relay_refused_before_pop_login_and_accepted_after_from_same_address() {
     assert_eq!(server.queued().len(), 1);
 }
 
+/// A probe: a POP3 login, a restart (SIGTERM), then relay from the same
+/// address got `554 5.7.1`, a permanent refusal for a user who had checked
+/// mail a second before. The table is kept over a graceful restart; a crash
+/// (kill -9) still loses it.
+#[test]
+fn pop_before_smtp_logins_survive_a_graceful_restart() {
+    if !require("python3") {
+        return;
+    }
+    let mut server = Server::start();
+    let remote = "friend@elsewhere.example";
+    let rcpt = |s: &Server, src: &str| common::rcpt_reply(s, s.port("smtp"), src, remote);
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+        "OK 0 0"
+    );
+    assert!(rcpt(&server, "127.0.0.2").starts_with("250"));
+    assert!(server.terminate().success());
+    let mut server = server.restart();
+    assert!(
+        server
+            .log()
+            .contains("POP-before-SMTP logins kept over the restart logins=1"),
+        "{}",
+        server.log()
+    );
+    let r = rcpt(&server, "127.0.0.2");
+    assert!(r.starts_with("250"), "{r}\n{}", server.log());
+    assert!(rcpt(&server, "127.0.0.3").starts_with("554"));
+    // Read once: after a crash nothing is left to read.
+    server.kill9();
+    let server = server.restart();
+    assert!(rcpt(&server, "127.0.0.2").starts_with("554"));
+}
+
 #[test]
 fn relay_authorization_expires_after_the_window() {
     if !require("python3") {
