@@ -139,6 +139,39 @@ fn idle_pop3_connection_is_closed_after_the_timeout() {
     );
 }
 
+/// A probe: kill -9 during a POP3 session, restart, and the user got
+/// `-ERR [IN-USE]` for a minute (the lock file's stale timeout) although its
+/// holder was dead. A lock file of a process gone on this machine is taken
+/// over at once.
+#[test]
+fn after_a_crash_a_pop3_user_is_not_locked_out() {
+    let mut server = Server::start();
+    let s = connect(&server, "pop3");
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    for cmd in ["USER joe\r\n", "PASS secret\r\n"] {
+        w.write_all(cmd.as_bytes()).unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(line.starts_with("+OK"), "{line}");
+    }
+    assert!(server.data.join("joe/mailbag-pop3.lock").exists());
+    server.kill9();
+    let server = server.restart();
+    let s = connect(&server, "pop3");
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    r.read_line(&mut line).unwrap();
+    for cmd in ["USER joe\r\n", "PASS secret\r\n"] {
+        w.write_all(cmd.as_bytes()).unwrap();
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    assert!(line.starts_with("+OK"), "{line}\n{}", server.log());
+}
+
 /// SIGTERM while a message is being transferred: the server stops accepting,
 /// but finishes receiving and storing that message (250) before closing (421).
 #[test]
