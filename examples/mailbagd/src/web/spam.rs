@@ -251,12 +251,18 @@ impl Drop for Releasing {
     }
 }
 
+/// How long an action of the web page waits for the Spam folder before it
+/// answers that it is in use (1 second): long enough for another action of
+/// the page (a second tab, a double click), short for a POP3 session.
+pub const SPAM_HOLD_WAIT: Duration = Duration::from_secs(1);
+
 /// Runs `change` on `user`'s Spam folder while holding the folder as a
 /// POP3 maildrop does (its lock, without a commit), so that the web page
 /// never changes the folder under a `joe/Spam` POP3 session, whose maildrop
 /// is exclusive (RFC 1939; a probe's session got `-ERR [SYS/TEMP]` for a
-/// message released meanwhile). [`StoreError::InUse`] while such a session
-/// is open; a POP3 login meanwhile gets `-ERR [IN-USE]`.
+/// message released meanwhile). [`StoreError::InUse`] when the folder stays
+/// held for [`SPAM_HOLD_WAIT`] (a session is open); a POP3 login meanwhile
+/// gets `-ERR [IN-USE]`.
 ///
 /// # Errors
 ///
@@ -266,7 +272,17 @@ pub fn with_spam_held<T>(
     user: &UserName,
     change: impl FnOnce() -> T,
 ) -> Result<T, StoreError> {
-    let held = store.open_folder_maildrop(user, Folder::Spam)?;
+    // Another action of the page holds it for milliseconds; a POP3 session
+    // for as long as the mail program fetches.
+    let start = std::time::Instant::now();
+    let held = loop {
+        match store.open_folder_maildrop(user, Folder::Spam) {
+            Err(StoreError::InUse) if start.elapsed() < SPAM_HOLD_WAIT => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => break other?,
+        }
+    };
     let out = change();
     // Let go without a commit: the maildrop changes nothing.
     drop(held);
@@ -416,6 +432,30 @@ mod tests {
                 .unwrap();
         }
         (store, joe)
+    }
+
+    /// An action waits up to [`SPAM_HOLD_WAIT`] for the folder (another
+    /// action of the page), then answers that it is in use (a POP3 session).
+    #[test]
+    fn an_action_waits_briefly_for_the_spam_folder() {
+        let (store, joe) = store_with_spam(1);
+        let store = std::sync::Arc::new(store);
+        let held = store.open_folder_maildrop(&joe, Folder::Spam).unwrap();
+        let (s, j) = (std::sync::Arc::clone(&store), joe.clone());
+        let t0 = std::time::Instant::now();
+        let waiting = std::thread::spawn(move || with_spam_held(s.as_ref(), &j, || 7));
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+        assert_eq!(waiting.join().unwrap().unwrap(), 7);
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+
+        let _session = store.open_folder_maildrop(&joe, Folder::Spam).unwrap();
+        let t0 = std::time::Instant::now();
+        assert!(matches!(
+            with_spam_held(store.as_ref(), &joe, || 7),
+            Err(StoreError::InUse)
+        ));
+        assert!(t0.elapsed() >= SPAM_HOLD_WAIT);
     }
 
     #[test]
