@@ -214,7 +214,13 @@ fn holder_is_gone(path: &Path, token: Option<&str>) -> bool {
     if boot_id() != Some(kernel) {
         return false;
     }
-    File::open(path).is_ok_and(|f| f.try_lock().is_ok())
+    // Opened for writing: NFS clients emulate `flock` with POSIX locks, and
+    // an exclusive one needs a descriptor open for writing.
+    File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .is_ok_and(|f| f.try_lock().is_ok())
 }
 
 /// The token in a lock file; `None` when the file is gone.
