@@ -247,6 +247,11 @@ pub fn send_digest(
 ) -> Result<Outcome, DigestError> {
     let to_inbox = ctx.settings.effective(user).spam_folder != SpamFolder::Spam;
     let last = read_state(ctx, user)?;
+    // Most users keep spam in the INBOX: one who never had a digest state
+    // (never had spam filed in Spam when a pass came) costs a pass nothing.
+    if to_inbox && last.is_none() && !force {
+        return Ok(Outcome::SpamInInbox);
+    }
     let interval = ctx.config().spam.digest_interval;
     if !force {
         let Some(interval) = interval else {

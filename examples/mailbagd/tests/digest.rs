@@ -206,6 +206,8 @@ fn the_server_sends_digests_on_its_own_and_only_for_new_spam() {
         server.messages("ann", "").is_empty(),
         "ann's spam goes to the INBOX"
     );
+    // Nor do the passes write anything for her (most users are like ann).
+    assert!(!server.data.join("ann/mailbag-digest").exists());
 }
 
 /// A probe: digests soon after one another listed the first one's messages
