@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 
-use mailbag_mailstore::queue::{MessageLock, Queue, QueueError, QueueId, QueueOptions};
+use mailbag_mailstore::queue::{Envelope, MessageLock, Queue, QueueError, QueueId, QueueOptions};
 
 use crate::config::Config;
 
@@ -43,11 +43,40 @@ fn parse_id(id: &str) -> Result<QueueId, String> {
         .map_err(|_| format!("{id:?} is not a queue id (as `mailbagd queue list` shows them)"))
 }
 
-fn lock(queue: &Queue, id: &QueueId) -> Result<MessageLock, String> {
-    queue.lock_message(id).map_err(|e| match e {
+/// No such message: the words of every command.
+fn not_queued(id: &QueueId, e: QueueError) -> String {
+    match e {
         QueueError::NotFound(_) => format!("no queued message {id}"),
         e => format!("{id}: {e}"),
-    })
+    }
+}
+
+/// Applies `change` to the message `id`; the line that says what was done.
+fn apply(queue: &Queue, change: Change, id: &QueueId, now: u64) -> Result<String, QueueError> {
+    let message: MessageLock = queue.lock_message(id)?;
+    if let Change::Delete = change {
+        message.remove()?;
+        return Ok(format!("{id}: deleted (no DSN sent)"));
+    }
+    let mut env = message.envelope()?;
+    let line = match change {
+        Change::Hold => {
+            env.held = true;
+            format!("{id}: on hold")
+        }
+        Change::Release => {
+            env.held = false;
+            env.next_attempt = env.next_attempt.min(now);
+            format!("{id}: released, due now")
+        }
+        _ if env.held => format!("{id}: on hold, not flushed"),
+        _ => {
+            env.next_attempt = env.next_attempt.min(now);
+            format!("{id}: due now")
+        }
+    };
+    message.update(&env)?;
+    Ok(line)
 }
 
 /// Applies `change` to each message of `ids` (queue ids as listed), one
@@ -68,41 +97,16 @@ pub fn change(
     let queue = open(config)?;
     let ids: Vec<QueueId> = ids.iter().map(|i| parse_id(i)).collect::<Result<_, _>>()?;
     for id in &ids {
-        let message = lock(&queue, id)?;
-        let failed = |e: QueueError| format!("{id}: {e}");
-        let line = match change {
-            Change::Delete => {
-                message.remove().map_err(failed)?;
-                format!("{id}: deleted (no DSN sent)")
-            }
-            _ => {
-                let mut env = message.envelope().map_err(failed)?;
-                let line = match change {
-                    Change::Hold => {
-                        env.held = true;
-                        format!("{id}: on hold")
-                    }
-                    Change::Release => {
-                        env.held = false;
-                        env.next_attempt = env.next_attempt.min(now);
-                        format!("{id}: released, due now")
-                    }
-                    _ if env.held => format!("{id}: on hold, not flushed"),
-                    _ => {
-                        env.next_attempt = env.next_attempt.min(now);
-                        format!("{id}: due now")
-                    }
-                };
-                message.update(&env).map_err(failed)?;
-                line
-            }
-        };
+        let line = apply(&queue, change, id, now).map_err(|e| not_queued(id, e))?;
         writeln!(out, "{line}").map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
-/// Flushes every queued message that is not on hold.
+/// Flushes every queued message that is not on hold. A message that leaves
+/// the queue while the flush goes through it (the running server delivered
+/// it: the case a flush is for, a next hop that came back) is said so and
+/// skipped, not an error.
 ///
 /// # Errors
 ///
@@ -110,18 +114,35 @@ pub fn change(
 pub fn flush_all(config: &Config, now: u64, out: &mut impl Write) -> Result<(), String> {
     let queue = open(config)?;
     let listing = queue.list().map_err(|e| e.to_string())?;
-    let ids: Vec<String> = listing
-        .messages
-        .iter()
-        .filter(|e| !e.held)
-        .map(|e| e.id.to_string())
-        .collect();
-    change(config, Change::Flush, &ids, now, out)?;
+    flush_listed(&queue, &listing.messages, now, out)
+}
+
+/// [`flush_all`] over the messages `listed` a moment ago.
+fn flush_listed(
+    queue: &Queue,
+    listed: &[Envelope],
+    now: u64,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    let mut due = 0;
+    for env in listed.iter().filter(|e| !e.held) {
+        let id = &env.id;
+        let line = match apply(queue, Change::Flush, id, now) {
+            Ok(line) => {
+                if line.ends_with("due now") {
+                    due += 1;
+                }
+                line
+            }
+            Err(QueueError::NotFound(_)) => format!("{id}: left the queue meanwhile"),
+            Err(e) => return Err(not_queued(id, e)),
+        };
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    }
     writeln!(
         out,
-        "{} message(s) due now: the running server attempts them at its next queue scan \
-         ([relay] scan_interval)",
-        ids.len()
+        "{due} message(s) due now: the running server attempts them at its next queue scan \
+         ([relay] scan_interval)"
     )
     .map_err(|e| e.to_string())
 }
@@ -141,10 +162,7 @@ pub fn show(
 ) -> Result<(), String> {
     let queue = open(config)?;
     let id = parse_id(id)?;
-    let env = queue.envelope(&id).map_err(|e| match e {
-        QueueError::NotFound(_) => format!("no queued message {id}"),
-        e => format!("{id}: {e}"),
-    })?;
+    let env = queue.envelope(&id).map_err(|e| not_queued(&id, e))?;
     let (file, len) = queue.body(&id).map_err(|e| format!("{id}: {e}"))?;
     let limit = if body {
         len
@@ -172,4 +190,49 @@ pub fn show(
         .and_then(|()| out.write_all(shown.as_bytes()))
         .and_then(|()| out.flush())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailbag_mailstore::queue::{NewEnvelope, Recipient};
+
+    /// A re-probe: `queue flush` stopped with `no queued message …` at the
+    /// first message the running server delivered while the flush went
+    /// through the queue, and flushed none after it.
+    #[test]
+    fn a_flush_skips_messages_that_left_the_queue_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let mut env = NewEnvelope::new("ann@example.org", 1_000);
+            env.recipients = vec![Recipient::new("kim@example.com")];
+            let mut w = q.enqueue(&env).unwrap();
+            w.write_all(b"Subject: x\r\n\r\ny\r\n").unwrap();
+            ids.push(w.commit().unwrap());
+        }
+        // Not due before 9,000.
+        let delivery = q.lock_delivery().unwrap();
+        for id in &ids {
+            let mut e = q.envelope(id).unwrap();
+            e.next_attempt = 9_000;
+            delivery.update(&e).unwrap();
+        }
+        drop(delivery);
+        let listed = q.list().unwrap().messages;
+        // Delivered by the server meanwhile.
+        q.lock_message(&ids[0]).unwrap().remove().unwrap();
+        let mut out = Vec::new();
+        flush_listed(&q, &listed, 5_000, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains(&format!("{}: left the queue meanwhile", ids[0])),
+            "{out}"
+        );
+        assert!(out.contains("2 message(s) due now"), "{out}");
+        for id in &ids[1..] {
+            assert_eq!(q.envelope(id).unwrap().next_attempt, 5_000);
+        }
+    }
 }

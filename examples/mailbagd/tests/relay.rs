@@ -1136,6 +1136,26 @@ fn connections_per_destination_are_limited() {
     }
 }
 
+/// Relays `n` messages (`Subject: <subject> <i>`) from 127.0.0.2 in one pipelined SMTP
+/// session (after a POP3 login from there) and checks that each got `250`.
+fn submit_relayed(server: &Server, n: usize, subject: &str) {
+    let mut steps: Vec<Vec<u8>> = vec![b"EHLO client.example.org\r\n".to_vec()];
+    for i in 0..n {
+        steps.push(b"MAIL FROM:<joe@example.test>\r\n".to_vec());
+        steps.push(b"RCPT TO:<friend@elsewhere.example>\r\n".to_vec());
+        steps.push(b"DATA\r\n".to_vec());
+        steps.push(format!("Subject: {subject} {i}\r\n\r\nx\r\n.\r\n").into_bytes());
+    }
+    steps.push(b"QUIT\r\n".to_vec());
+    let refs: Vec<&[u8]> = steps.iter().map(Vec::as_slice).collect();
+    let r = common::raw_smtp(server, "smtp", "127.0.0.2", &refs);
+    assert_eq!(
+        r.iter().filter(|l| l.starts_with("250 2.0.0")).count(),
+        n,
+        "{r:?}"
+    );
+}
+
 /// The queue lock files the server process has open now.
 fn open_queue_locks(server: &Server) -> usize {
     std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
@@ -1169,21 +1189,7 @@ fn a_backlog_holds_no_lock_file_per_waiting_message() {
         "OK 0 0"
     );
     let n = 40;
-    let mut steps: Vec<Vec<u8>> = vec![b"EHLO client.example.org\r\n".to_vec()];
-    for i in 0..n {
-        steps.push(b"MAIL FROM:<joe@example.test>\r\n".to_vec());
-        steps.push(b"RCPT TO:<friend@elsewhere.example>\r\n".to_vec());
-        steps.push(b"DATA\r\n".to_vec());
-        steps.push(format!("Subject: backlog {i}\r\n\r\nx\r\n.\r\n").into_bytes());
-    }
-    steps.push(b"QUIT\r\n".to_vec());
-    let refs: Vec<&[u8]> = steps.iter().map(Vec::as_slice).collect();
-    let r = common::raw_smtp(&server, "smtp", "127.0.0.2", &refs);
-    assert_eq!(
-        r.iter().filter(|l| l.starts_with("250 2.0.0")).count(),
-        n,
-        "{r:?}"
-    );
+    submit_relayed(&server, n, "backlog");
     let mut most = 0;
     let drained = wait_until(Duration::from_secs(60), || {
         most = most.max(open_queue_locks(&server));
@@ -1194,6 +1200,43 @@ fn a_backlog_holds_no_lock_file_per_waiting_message() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sink.count(), n, "each message once");
     assert!(!server.log().contains("Too many open files"));
+}
+
+/// A re-probe: with the next hop down, some failed attempts were tried again 0.1 s later,
+/// against the retry schedule: a queue scan had read the envelope before the pass wrote its
+/// next attempt. Each message is now tried once until its next attempt is due.
+#[test]
+fn a_failed_attempt_waits_for_its_retry_time() {
+    if !require("python3") {
+        return;
+    }
+    // Nothing listens there: every attempt fails at once.
+    let closed = common::free_port();
+    let server = Server::start_with(
+        Options {
+            relay: format!(
+                "smarthost = \"127.0.0.1:{closed}\"\nretry_schedule = \"30s\"\n\
+                 scan_interval = \"50ms\"\nconnect_timeout = \"5s\"\n"
+            ),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+        "OK 0 0"
+    );
+    let n = 300;
+    submit_relayed(&server, n, "retry");
+    let attempts = || server.log().matches("next hop not usable").count();
+    assert!(
+        wait_until(Duration::from_secs(30), || attempts() >= n),
+        "{} attempts",
+        attempts()
+    );
+    // Well inside the 30 s to the next attempt: no message tried twice.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(attempts(), n);
 }
 
 /// Puts a message from joe into the queue at `data/queue` as a pass of the engine left it:

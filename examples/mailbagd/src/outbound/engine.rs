@@ -494,6 +494,9 @@ async fn before_the_lock(
         let lock = Arc::clone(&engine.lock);
         let qid = id.clone();
         match tokio::task::spawn_blocking(move || lock.envelope(&qid)).await {
+            // Chosen by a scan that read the envelope before the last pass wrote its
+            // next attempt: nothing to connect for (checked again under the lock).
+            Ok(Ok(env)) if env.next_attempt > unix_now() => {}
             Ok(Ok(env)) => {
                 let config = ctx.config();
                 let keys: BTreeSet<String> = env
@@ -580,6 +583,10 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
             return;
         }
     };
+    // A scan reads the envelopes without their locks: one that read this one before
+    // the last pass wrote its next attempt took it for due (a re-probe saw 4 % of the
+    // failed attempts tried again 0.1 s later). Due is what the envelope says now.
+    let deliver = deliver && env.next_attempt <= unix_now();
     // Reports owed from an earlier pass (a crash or a failed DSN) come first.
     if !settle_reports(ctx, engine, &mut env).await {
         return;
