@@ -199,6 +199,11 @@ pub struct Context {
     pub link_key: SigningKey,
     /// The counters and gauges of `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// This process's mark in `Received:` ids (`id <connection>.<mark>`,
+    /// [`instance_mark`]): connection ids start at 1 in every process, and
+    /// the mark keeps the ids of a restart or of another host from repeating
+    /// earlier ones. Logged at start-up.
+    pub instance: String,
     limiter: ConnectionLimiter,
     next_id: AtomicU64,
 }
@@ -408,6 +413,7 @@ impl Context {
             deliveries: tokio_util::task::TaskTracker::new(),
             limiter,
             next_id: AtomicU64::new(1),
+            instance: instance_mark(std::time::SystemTime::now(), std::process::id()),
             live,
         })
     }
@@ -502,5 +508,44 @@ impl Context {
     /// The next connection id (for log lines and `Received:` ids).
     pub fn next_connection_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A process's mark: its start time in milliseconds and its process id, in
+/// base 36 (`mhx3k2a1-9ix`): unique over restarts (a new start time) and,
+/// but for the same millisecond and pid, over hosts.
+pub fn instance_mark(start: std::time::SystemTime, pid: u32) -> String {
+    fn base36(mut n: u128) -> String {
+        const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut out = Vec::new();
+        loop {
+            out.push(DIGITS[(n % 36) as usize]);
+            n /= 36;
+            if n == 0 {
+                break;
+            }
+        }
+        out.reverse();
+        String::from_utf8(out).unwrap_or_default()
+    }
+    let ms = start
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{}-{}", base36(ms), base36(u128::from(pid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn instance_marks_differ_by_start_and_pid() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_796_500_000_123);
+        let a = instance_mark(t, 4242);
+        assert_eq!(a, "mxatprp7-39u");
+        assert_ne!(a, instance_mark(t + Duration::from_millis(1), 4242));
+        assert_ne!(a, instance_mark(t, 4243));
+        assert_eq!(instance_mark(UNIX_EPOCH, 0), "0-0");
     }
 }

@@ -218,7 +218,8 @@ pub enum Scan {
 }
 
 /// This server's `Received:` field (RFC 5321 4.4) for a message received
-/// with `env` at `now`: above each stored copy (under `Return-Path:`) and
+/// with `env` at `now` (its id `<connection id>.<instance>`, the instance
+/// being [`Context::instance`]): above each stored copy (under `Return-Path:`) and
 /// each queued one. spamd gets both above the message too, so that it
 /// scores what will be stored: the client's address, its HELO name and the
 /// sender (network and SPF tests; without them SpamAssassin saw
@@ -229,6 +230,7 @@ pub enum Scan {
 /// `now` out of the range of a date (a local fault: `451`).
 pub fn received_field(
     config: &Config,
+    instance: &str,
     env: &Envelope,
     now: SystemTime,
 ) -> Result<String, DeliveryError> {
@@ -242,7 +244,7 @@ pub fn received_field(
     )
     .by_comment("mailbagd")
     .with(env.with)
-    .id(env.id);
+    .id(format_args!("{}.{instance}", env.id));
     if let Some(r) = &for_rcpt {
         received = received.recipient(r);
     }
@@ -274,7 +276,7 @@ pub fn deliver(
         return Err(DeliveryError(replies::mail_loop()));
     }
     let now = SystemTime::now();
-    let received = received_field(config, env, now)?;
+    let received = received_field(config, &ctx.instance, env, now)?;
     let head = format!("{}{received}", return_path(&env.sender()));
     let mut report = Report::default();
 

@@ -453,6 +453,10 @@ impl Server {
             .map(|(role, addr)| (role.name(), addr))
             .chain(policy_addrs.map(|a| (POLICY_ROLE, a)))
             .chain(metrics_addrs.map(|a| (METRICS_ROLE, a)));
+        info!(
+            instance = %self.ctx.instance,
+            "started: Received: ids of this process end in .<instance>"
+        );
         for (role, addr) in announced {
             info!(role, %addr, "listening");
             // Machine-readable, for scripts and tests (port 0 picks a free

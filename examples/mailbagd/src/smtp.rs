@@ -147,7 +147,9 @@ async fn spamd_scan(
         }
     };
     // As it will be stored: under this server's trace fields.
-    let Ok(received) = delivery::received_field(&live.config, env, SystemTime::now()) else {
+    let Ok(received) =
+        delivery::received_field(&live.config, &ctx.instance, env, SystemTime::now())
+    else {
         return Scan::Done(None);
     };
     let head = format!("{}{received}", trace::return_path(&env.sender()));

@@ -756,6 +756,51 @@ fn smtputf8_mail_is_received_with_utf8smtp() {
     }
 }
 
+/// `Received:` ids were connection ids, which start at 1 in every process: they repeated
+/// after each restart and on every host. They now end in the process's mark, which the log
+/// names at start-up and a restart changes.
+#[test]
+fn received_ids_carry_the_process_mark() {
+    let mark = |server: &Server| {
+        let log = server.log();
+        let at = log.find("instance=").expect("instance logged") + "instance=".len();
+        log[at..].split_whitespace().next().unwrap().to_owned()
+    };
+    let send = |server: &Server| {
+        let r = common::raw_smtp(
+            server,
+            "smtp",
+            "127.0.0.1",
+            &[
+                b"EHLO client.example.org\r\n",
+                b"MAIL FROM:<s@example.org>\r\n",
+                b"RCPT TO:<joe@example.test>\r\n",
+                b"DATA\r\n",
+                b"Subject: id\r\n\r\nx\r\n.\r\n",
+                b"QUIT\r\n",
+            ],
+        );
+        assert!(r[5].starts_with("250"), "{r:?}");
+    };
+    let server = Server::start();
+    let first = mark(&server);
+    send(&server);
+    let server = server.restart();
+    let second = mark(&server);
+    assert_ne!(first, second);
+    send(&server);
+    let texts = server.message_texts("joe", "");
+    assert_eq!(texts.len(), 2);
+    for (text, m) in texts.iter().zip([&first, &second]) {
+        let id = text
+            .split(" id ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| c == ';' || c.is_whitespace()).next())
+            .unwrap();
+        assert!(id.ends_with(&format!(".{m}")), "{id} / {m}");
+    }
+}
+
 #[test]
 fn require_tls_for_login_refuses_plaintext_login() {
     if !require("python3") {
