@@ -83,23 +83,19 @@ pub fn decide(config: &Config, rcpt: &ForwardPath<'_>, authorized: bool) -> Verd
         // Address literals are never treated as local.
         Host::Literal(_) => (false, false),
     };
-    // The postmaster of this host's own name (the name it greets with, and
-    // signs its digests and bounces with) even when that name is not one
-    // of `local_domains`: RFC 5321 4.5.1. Other names there stay remote.
-    if own_name && !local_domain {
-        let lp = mailbox.local_part();
-        if !lp.has_routing_operator() && lp.content().eq_ignore_ascii_case("postmaster") {
-            return Verdict::Accept(Destination::Local(config.postmaster.clone()));
-        }
+    // `postmaster` at one of ours, and at this host's own name (the name it
+    // greets with, and signs its digests and bounces with) even when that
+    // name is not one of `local_domains` (RFC 5321 4.5.1; other addresses
+    // there stay remote).
+    let lp = mailbox.local_part();
+    let content = lp.content();
+    let postmaster = !lp.has_routing_operator() && content.eq_ignore_ascii_case("postmaster");
+    if postmaster && (local_domain || own_name) {
+        return Verdict::Accept(Destination::Local(config.postmaster.clone()));
     }
     if local_domain {
-        let lp = mailbox.local_part();
         if lp.has_routing_operator() {
             return Verdict::Reject(replies::unknown_user(rcpt));
-        }
-        let content = lp.content();
-        if content.eq_ignore_ascii_case("postmaster") {
-            return Verdict::Accept(Destination::Local(config.postmaster.clone()));
         }
         return match config.user(&content) {
             Some(u) => Verdict::Accept(Destination::Local(u.name.clone())),
