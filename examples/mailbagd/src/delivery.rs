@@ -251,6 +251,13 @@ pub fn received_field(
     Ok(received.to_header())
 }
 
+/// What each stored copy of a message received with `env` starts with:
+/// `Return-Path:`, then this server's `received` field
+/// ([`received_field`]). spamd scores the message under it too.
+pub fn stored_head(env: &Envelope, received: &str) -> String {
+    format!("{}{received}", return_path(&env.sender()))
+}
+
 /// Delivers a spooled message to every recipient of `env`, durably.
 /// `Ok` means every copy is stored (the caller may answer `250`). `live` is
 /// what the SMTP session began with (its recipients were checked against
@@ -277,7 +284,7 @@ pub fn deliver(
     }
     let now = SystemTime::now();
     let received = received_field(config, &ctx.instance, env, now)?;
-    let head = format!("{}{received}", return_path(&env.sender()));
+    let head = stored_head(env, &received);
     let mut report = Report::default();
 
     let users: Vec<(&LocalRecipient, &User, UserSettings)> = env

@@ -152,7 +152,7 @@ async fn spamd_scan(
     else {
         return Scan::Done(None);
     };
-    let head = format!("{}{received}", trace::return_path(&env.sender()));
+    let head = delivery::stored_head(env, &received);
     let mut message = Vec::with_capacity(head.len() + usize::try_from(spool.len()).unwrap_or(0));
     message.extend_from_slice(head.as_bytes());
     let read = spool
