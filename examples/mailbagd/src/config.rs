@@ -2387,6 +2387,16 @@ impl Config {
         self.user(name).is_none() && self.unusable_users.contains(&name.to_ascii_lowercase())
     }
 
+    /// Where this host keeps its POP-before-SMTP logins over a restart
+    /// ([`crate::relay_table_file`]), or `None`: the table is in Redis
+    /// (`[cluster] redis`), which keeps it itself.
+    pub fn relay_table_file(&self) -> Option<PathBuf> {
+        self.cluster.redis.is_none().then(|| {
+            self.data_dir
+                .join(crate::relay_table_file::RELAY_TABLE_FILE)
+        })
+    }
+
     /// Settings that are valid but probably not meant, each as one
     /// sentence: logged as warnings at start-up and printed by `--check`.
     pub fn warnings(&self) -> Vec<String> {

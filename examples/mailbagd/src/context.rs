@@ -339,10 +339,7 @@ impl Context {
                 .with_window(config.pop_before_smtp.window)
                 .with_max_entries(max),
         );
-        if config.cluster.redis.is_none() {
-            let path = config
-                .data_dir
-                .join(crate::relay_table_file::RELAY_TABLE_FILE);
+        if let Some(path) = config.relay_table_file() {
             match crate::relay_table_file::restore(
                 &relay,
                 &path,

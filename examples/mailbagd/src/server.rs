@@ -578,11 +578,7 @@ impl Server {
             info!("shutdown complete");
         }
         // One host's POP-before-SMTP logins, for the next start (Redis keeps its own).
-        let config = self.ctx.config();
-        if config.cluster.redis.is_none() {
-            let path = config
-                .data_dir
-                .join(crate::relay_table_file::RELAY_TABLE_FILE);
+        if let Some(path) = self.ctx.config().relay_table_file() {
             match crate::relay_table_file::save(
                 &self.ctx.relay,
                 &path,
