@@ -172,14 +172,10 @@ impl Reloader {
         let running = ctx.config();
         // Stamped before reading, so that a change made while reading is
         // seen by the next check.
-        let stamp = running
-            .userdb
-            .passwd_file
-            .as_deref()
-            .and_then(FileStamp::of);
         let path = running.userdb.passwd_file.as_deref();
+        let stamp = path.and_then(FileStamp::of);
         let Some(loaded) = read_while_still(path, stamp, || running.reload()) else {
-            self.watch.lock().unwrap_or_else(|e| e.into_inner()).read = None;
+            self.watch().read = None;
             return Err(ReloadError::ChangedWhileRead);
         };
         let (mut config, skipped) = loaded?;
@@ -194,13 +190,13 @@ impl Reloader {
         let users = config.users.len();
         // The passwd-file the new configuration names (it may have changed).
         let new_stamp = match config.userdb.passwd_file.as_deref() {
-            p if p == running.userdb.passwd_file.as_deref() => stamp,
+            p if p == path => stamp,
             Some(p) => FileStamp::of(p),
             None => None,
         };
         let live = Live::new(config)?;
         ctx.replace_live(live);
-        self.watch.lock().unwrap_or_else(|e| e.into_inner()).read = Some(new_stamp);
+        self.watch().read = Some(new_stamp);
         Ok(ReloadReport {
             users,
             skipped,
@@ -219,10 +215,11 @@ impl Reloader {
             return false;
         };
         let now = FileStamp::of(path);
-        self.watch
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .check(now)
+        self.watch().check(now)
+    }
+
+    fn watch(&self) -> std::sync::MutexGuard<'_, Watch> {
+        self.watch.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
