@@ -1045,6 +1045,26 @@ impl Inner {
         }
         Ok(n)
     }
+
+    /// Removes the files in `tmp/` of every folder of `user` older than
+    /// [`MaildirOptions::stale_tmp_age`]; every folder is tried, the first
+    /// error is returned.
+    fn remove_interrupted_deliveries(&self, user: &UserName) -> Result<usize, Error> {
+        let Some(cutoff) = SystemTime::now().checked_sub(self.options.stale_tmp_age) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        let mut first_error = None;
+        for folder in Folder::ALL {
+            match self.remove_stale_tmp(user, folder, cutoff) {
+                Ok(k) => n += k,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(n), Err)
+    }
 }
 
 impl Mailstore for MaildirStore {
@@ -1121,12 +1141,8 @@ impl Mailstore for MaildirStore {
         let stale = inner.options.maildrop_lock_stale;
         let lock: Arc<dyn Refresh> =
             Arc::new(DotLock::try_take(&dir.join(POP3_LOCK), stale, &inner.host)?);
-        if let Some(cutoff) = SystemTime::now().checked_sub(inner.options.stale_tmp_age) {
-            // Best effort: a failure to clean tmp/ must not block the maildrop.
-            for folder in Folder::ALL {
-                let _ = inner.remove_stale_tmp(user, folder, cutoff);
-            }
-        }
+        // Best effort: a failure to clean tmp/ must not block the maildrop.
+        let _ = inner.remove_interrupted_deliveries(user);
         let Scanned {
             validity,
             msgs,
@@ -1273,18 +1289,10 @@ impl Mailstore for MaildirStore {
     }
 
     fn remove_interrupted_deliveries(&self, user: &UserName) -> Result<usize, Error> {
-        let inner = &self.inner;
-        if !inner.user_exists(user) {
+        if !self.inner.user_exists(user) {
             return Err(Error::UnknownUser(user.as_str().to_owned()));
         }
-        let Some(cutoff) = SystemTime::now().checked_sub(inner.options.stale_tmp_age) else {
-            return Ok(0);
-        };
-        let mut n = 0;
-        for folder in Folder::ALL {
-            n += inner.remove_stale_tmp(user, folder, cutoff)?;
-        }
-        Ok(n)
+        self.inner.remove_interrupted_deliveries(user)
     }
 
     fn expunge_older_than(
@@ -1701,6 +1709,16 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// Sets the modification time of the file at `path` to `to`.
+    fn backdate(path: &Path, to: SystemTime) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(to)
+            .unwrap();
     }
 
     fn quota_store(dir: &Path, quota: Option<u64>, recount_size: u64) -> MaildirStore {
@@ -2402,12 +2420,7 @@ mod tests {
         let p = t.path().join("joe/tmp/old");
         fs::write(&p, b"partial").unwrap();
         let old = SystemTime::now() - Duration::from_secs(40 * 3600);
-        File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        backdate(&p, old);
         fs::write(t.path().join("joe/tmp/young"), b"partial").unwrap();
         drop(s.open_maildrop(&joe()).unwrap());
         assert_eq!(files(&t.path().join("joe/tmp")), vec!["young".to_string()]);
@@ -2427,12 +2440,7 @@ mod tests {
         for dir in ["joe/tmp", "joe/.Spam/tmp"] {
             let p = t.path().join(dir).join("old");
             fs::write(&p, b"partial").unwrap();
-            File::options()
-                .write(true)
-                .open(&p)
-                .unwrap()
-                .set_modified(old)
-                .unwrap();
+            backdate(&p, old);
             fs::write(t.path().join(dir).join("young"), b"partial").unwrap();
         }
         let store: &dyn Mailstore = &s;
@@ -2460,12 +2468,7 @@ mod tests {
         let new = t.path().join("joe/.Spam/new");
         let names = files(&new);
         for n in &names[..2] {
-            File::options()
-                .write(true)
-                .open(new.join(n))
-                .unwrap()
-                .set_modified(week_ago)
-                .unwrap();
+            backdate(&new.join(n), week_ago);
         }
         // Release one of the old ones to the INBOX: its clock restarts there.
         let listed = s.list(&joe(), Folder::Spam).unwrap();
