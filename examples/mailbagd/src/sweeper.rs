@@ -82,6 +82,11 @@ mod tests {
     use std::fs::File;
     use std::time::Duration;
 
+    fn backdate(path: &std::path::Path, to: SystemTime) {
+        let f = File::options().write(true).open(path).unwrap();
+        f.set_modified(to).unwrap();
+    }
+
     #[test]
     fn removes_old_spam_keeps_recent_and_inbox() {
         let dir = tempfile::tempdir().unwrap();
@@ -97,12 +102,10 @@ mod tests {
         let now = SystemTime::now();
         let mut ages = [8 * day, 6 * day].into_iter();
         for e in std::fs::read_dir(dir.path().join("joe/.Spam/new")).unwrap() {
-            let f = File::options().write(true).open(e.unwrap().path()).unwrap();
-            f.set_modified(now - ages.next().unwrap()).unwrap();
+            backdate(&e.unwrap().path(), now - ages.next().unwrap());
         }
         for e in std::fs::read_dir(dir.path().join("joe/new")).unwrap() {
-            let f = File::options().write(true).open(e.unwrap().path()).unwrap();
-            f.set_modified(now - 30 * day).unwrap();
+            backdate(&e.unwrap().path(), now - 30 * day);
         }
         // What interrupted deliveries left: a 10-day-old file in each tmp/
         // goes, a fresh one stays (a probe found .Spam/tmp never cleaned for
@@ -114,27 +117,13 @@ mod tests {
         ] {
             let p = dir.path().join(tmp).join(format!("left.{}", age.as_secs()));
             std::fs::write(&p, "half a message").unwrap();
-            File::options()
-                .write(true)
-                .open(&p)
-                .unwrap()
-                .set_modified(now - age)
-                .unwrap();
+            backdate(&p, now - age);
         }
         let users = vec![UserName::new("nobody").unwrap(), joe.clone()];
         assert_eq!(sweep_once(&store, &users, 7 * day, now), 1);
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("joe/tmp"))
-                .unwrap()
-                .count(),
-            0
-        );
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("joe/.Spam/tmp"))
-                .unwrap()
-                .count(),
-            1
-        );
+        let count = |d: &str| std::fs::read_dir(dir.path().join(d)).unwrap().count();
+        assert_eq!(count("joe/tmp"), 0);
+        assert_eq!(count("joe/.Spam/tmp"), 1);
         assert_eq!(store.list(&joe, Folder::Spam).unwrap().len(), 1);
         assert_eq!(store.list(&joe, Folder::Inbox).unwrap().len(), 1);
         assert_eq!(sweep_once(&store, &users, 7 * day, now), 0);
