@@ -157,35 +157,38 @@ impl Spool {
     /// growing by doubling, with the growth taken from the budget first.
     /// `false`: over `cap`, or no budget left; nothing changed.
     fn grow(&mut self, which: Buf, extra: usize, cap: usize) -> bool {
-        let buf = match which {
-            Buf::Mem => &self.mem,
-            Buf::Pending => &self.pending,
+        let (len, before) = {
+            let buf = self.buf(which);
+            (buf.len(), buf.capacity())
         };
-        let need = buf.len() + extra;
-        if need <= buf.capacity() {
+        let need = len + extra;
+        if need <= before {
             return true;
         }
         if need > cap {
             return false;
         }
-        let new_cap = (buf.capacity() * 2).clamp(need, cap.max(need));
-        let more = new_cap - buf.capacity();
+        let new_cap = (before * 2).clamp(need, cap);
+        let more = new_cap - before;
         if !self.budget.take(more) {
             return false;
         }
         self.held += more;
-        let buf = match which {
-            Buf::Mem => &mut self.mem,
-            Buf::Pending => &mut self.pending,
-        };
-        let before = buf.capacity();
-        buf.reserve_exact(new_cap - buf.len());
+        let buf = self.buf(which);
+        buf.reserve_exact(new_cap - len);
         // The allocator may give more than asked: count what is there.
-        let extra_given = buf.capacity().saturating_sub(before + more);
+        let extra_given = buf.capacity().saturating_sub(new_cap);
         if extra_given > 0 && self.budget.take(extra_given) {
             self.held += extra_given;
         }
         true
+    }
+
+    fn buf(&mut self, which: Buf) -> &mut Vec<u8> {
+        match which {
+            Buf::Mem => &mut self.mem,
+            Buf::Pending => &mut self.pending,
+        }
     }
 
     /// Frees what this spool holds beyond `keep` octets of `mem`'s
