@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 
-use mailbag_mailstore::queue::{Envelope, MessageLock, Queue, QueueError, QueueId, QueueOptions};
+use mailbag_mailstore::queue::{Envelope, Queue, QueueError, QueueId, QueueOptions};
 
 use crate::config::Config;
 
@@ -53,7 +53,7 @@ fn not_queued(id: &QueueId, e: QueueError) -> String {
 
 /// Applies `change` to the message `id`; the line that says what was done.
 fn apply(queue: &Queue, change: Change, id: &QueueId, now: u64) -> Result<String, QueueError> {
-    let message: MessageLock = queue.lock_message(id)?;
+    let message = queue.lock_message(id)?;
     if let Change::Delete = change {
         message.remove()?;
         return Ok(format!("{id}: deleted (no DSN sent)"));

@@ -145,31 +145,35 @@ fn idle_pop3_connection_is_closed_after_the_timeout() {
 /// over at once.
 #[test]
 fn after_a_crash_a_pop3_user_is_not_locked_out() {
+    // USER joe, PASS secret on a new connection: the reply to PASS, and the
+    // connection (held open by the caller).
+    let login = |server: &Server| {
+        let s = connect(server, "pop3");
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let pass = {
+            let mut reply = |cmd: &str| {
+                w.write_all(cmd.as_bytes()).unwrap();
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                line
+            };
+            let greeting = reply("");
+            assert!(greeting.starts_with("+OK"), "{greeting}");
+            let user = reply("USER joe\r\n");
+            assert!(user.starts_with("+OK"), "{user}");
+            reply("PASS secret\r\n")
+        };
+        (pass, w)
+    };
     let mut server = Server::start();
-    let s = connect(&server, "pop3");
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut w = s;
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    for cmd in ["USER joe\r\n", "PASS secret\r\n"] {
-        w.write_all(cmd.as_bytes()).unwrap();
-        line.clear();
-        r.read_line(&mut line).unwrap();
-        assert!(line.starts_with("+OK"), "{line}");
-    }
+    let (reply, _held) = login(&server);
+    assert!(reply.starts_with("+OK"), "{reply}");
     assert!(server.data.join("joe/mailbag-pop3.lock").exists());
     server.kill9();
     let server = server.restart();
-    let s = connect(&server, "pop3");
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut w = s;
-    r.read_line(&mut line).unwrap();
-    for cmd in ["USER joe\r\n", "PASS secret\r\n"] {
-        w.write_all(cmd.as_bytes()).unwrap();
-        line.clear();
-        r.read_line(&mut line).unwrap();
-    }
-    assert!(line.starts_with("+OK"), "{line}\n{}", server.log());
+    let (reply, _) = login(&server);
+    assert!(reply.starts_with("+OK"), "{reply}\n{}", server.log());
 }
 
 /// SIGTERM while a message is being transferred: the server stops accepting,
