@@ -1,6 +1,6 @@
 //! `mailbagd queue show|flush|hold|release|delete`: changing the relay queue
 //! while the server runs. Each change takes the message's own lock
-//! (mailstore's [`MessageLock`]), which the server's outbound engine also
+//! (mailstore's [`MessageLock`](mailbag_mailstore::queue::MessageLock)), which the server's outbound engine also
 //! holds while it works on a message: a command waits for an attempt in
 //! progress to end, and the engine leaves a message a command holds for its
 //! next scan. A held message is never attempted and makes no DSN until it is
