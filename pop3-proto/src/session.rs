@@ -247,7 +247,7 @@ impl LoginRequest {
     pub fn check_secret(&self, secret: &str) -> bool {
         match &self.credentials {
             Credentials::Password(p) => {
-                let (a, b) = (p.expose().as_bytes(), secret.as_bytes());
+                let (a, b) = (p.expose(), secret.as_bytes());
                 a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
             }
             Credentials::Apop { digest, timestamp } => digest.verify(timestamp, secret),
@@ -845,6 +845,10 @@ impl ServerSession {
                     self.bad_command(Some(b"-ERR No username given.\r\n"));
                     return false;
                 }
+                // RFC 6856 section 2: after UTF8 the password is UTF-8.
+                Some(_) if !self.charset_ok(&password) => {
+                    self.auth_failed(b"-ERR [AUTH] The password is not UTF-8.\r\n");
+                }
                 Some(user) => self.login(LoginRequest {
                     user,
                     authzid: None,
@@ -982,10 +986,7 @@ impl ServerSession {
             Sasl::PlainData => self.finish_plain(&data),
             Sasl::LoginUser => self.login_user(&data),
             Sasl::LoginPass => match self.sasl_user.take() {
-                Some(user) => match core::str::from_utf8(&data)
-                    .ok()
-                    .and_then(|p| Password::try_from(p.to_string()).ok())
-                {
+                Some(user) => match Password::try_from(data).ok().filter(|p| self.charset_ok(p)) {
                     Some(password) => self.login(LoginRequest {
                         user,
                         authzid: None,
@@ -1024,8 +1025,9 @@ impl ServerSession {
         let parsed = (|| {
             let authzid = core::str::from_utf8(authzid).ok()?;
             let user = UserName::try_from(core::str::from_utf8(authcid).ok()?.to_string()).ok()?;
-            let password =
-                Password::try_from(core::str::from_utf8(passwd).ok()?.to_string()).ok()?;
+            let password = Password::try_from(passwd.to_vec())
+                .ok()
+                .filter(|p| self.charset_ok(p))?;
             if authzid.chars().any(char::is_control) {
                 return None;
             }
@@ -1042,6 +1044,12 @@ impl ServerSession {
             }),
             None => self.auth_failed(AUTH_FAILED),
         }
+    }
+
+    /// Whether a password's octets may be checked: any octets, except that
+    /// after UTF8 they must be UTF-8 (RFC 6856 section 2).
+    fn charset_ok(&self, password: &Password<'_>) -> bool {
+        !self.utf8_mode || password.as_str().is_some()
     }
 
     fn auth_failed(&mut self, reply: &[u8]) {
@@ -1976,6 +1984,54 @@ mod tests {
         assert_eq!(
             run(&mut d, b"UTF8\r\nLANG\r\n"),
             "-ERR Unknown command.\r\n".repeat(2)
+        );
+    }
+
+    #[test]
+    fn passwords_are_octets_of_any_charset_until_utf8() {
+        fn login_password(s: &mut ServerSession, input: &[u8]) -> Vec<u8> {
+            s.feed(input);
+            match s.next_event() {
+                Some(Event::Login(LoginRequest {
+                    credentials: Credentials::Password(p),
+                    ..
+                })) => p.expose().to_vec(),
+                other => panic!("{other:?}"),
+            }
+        }
+        let c = ServerConfig {
+            utf8: true,
+            max_auth_failures: 5,
+            ..ServerConfig::default()
+        };
+        // "grün" from a client set up for Latin-1: by PASS, by SASL PLAIN
+        // ("\0joe\0gr\xfcn") and by SASL LOGIN ("joe", then "gr\xfcn").
+        let latin1: [&[u8]; 3] = [
+            b"USER joe\r\nPASS gr\xfcn\r\n",
+            b"AUTH PLAIN AGpvZQBncvxu\r\n",
+            b"AUTH LOGIN\r\nam9l\r\nZ3L8bg==\r\n",
+        ];
+        for input in latin1 {
+            let mut s = ServerSession::new(c.clone()).unwrap();
+            s.take_output();
+            assert_eq!(login_password(&mut s, input), b"gr\xfcn");
+        }
+        // After UTF8 the same octets are refused (RFC 6856 section 2), by
+        // every command, and UTF-8 still logs in.
+        let mut s = ServerSession::new(c).unwrap();
+        s.take_output();
+        assert_eq!(run(&mut s, b"UTF8\r\n"), "+OK UTF8 enabled.\r\n");
+        let refused = [
+            "+OK\r\n-ERR [AUTH] The password is not UTF-8.\r\n",
+            "-ERR [AUTH] Authentication failed.\r\n",
+            "+ VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n-ERR [AUTH] Authentication failed.\r\n",
+        ];
+        for (input, reply) in latin1.into_iter().zip(refused) {
+            assert_eq!(run(&mut s, input), reply);
+        }
+        assert_eq!(
+            login_password(&mut s, b"USER joe\r\nPASS gr\xc3\xbcn\r\n"),
+            "grün".as_bytes()
         );
     }
 

@@ -289,24 +289,40 @@ impl UserName<'_> {
 /// tools take them, and SASL PLAIN forbids only NUL), but no other control
 /// character. `Debug` is redacted.
 ///
+/// A password is octets, not text: RFC 1939 gives the argument no charset,
+/// and clients set up for a legacy charset send theirs (Latin-1, for
+/// one). Octets that are not UTF-8 are kept as sent; [`Password::as_str`]
+/// tells whether they are UTF-8. Only their ASCII control octets are
+/// refused (in text that is UTF-8, every control character).
+///
 /// # Examples
 ///
 /// ```
 /// use mailbag_pop3_proto::types::Password;
 ///
 /// let p = Password::try_from("correct horse battery staple").unwrap();
-/// assert_eq!(p.expose(), "correct horse battery staple");
+/// assert_eq!(p.expose(), b"correct horse battery staple");
+/// assert_eq!(p.as_str(), Some("correct horse battery staple"));
 /// assert_eq!(format!("{p:?}"), "Password(<redacted>)");
 /// assert!(Password::try_from("a\tb").is_ok());
 /// assert!(Password::try_from("a\nb").is_err());
 /// assert!(Password::try_from("a\0b").is_err());
+/// // "grün" as a Latin-1 client sends it.
+/// let latin1 = Password::try_from(&b"gr\xfcn"[..]).unwrap();
+/// assert_eq!(latin1.expose(), b"gr\xfcn");
+/// assert_eq!(latin1.as_str(), None);
+/// assert!(Password::try_from(&b"\xfc\r"[..]).is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct Password<'a>(Cow<'a, str>);
+pub struct Password<'a>(Cow<'a, [u8]>);
 
 impl Password<'_> {
-    fn validate(s: &str) -> Result<(), ValidationError> {
-        if s.chars().any(|c| is_ctl(c) && c != '\t') {
+    fn validate(b: &[u8]) -> Result<(), ValidationError> {
+        let bad = match core::str::from_utf8(b) {
+            Ok(s) => s.chars().any(|c| is_ctl(c) && c != '\t'),
+            Err(_) => b.iter().any(|&c| c.is_ascii_control() && c != b'\t'),
+        };
+        if bad {
             return Err(ValidationError::new(
                 "password",
                 "contains a control character",
@@ -315,9 +331,15 @@ impl Password<'_> {
         Ok(())
     }
 
-    /// The password text. Use it only to check the password.
-    pub fn expose(&self) -> &str {
+    /// The password octets. Use them only to check the password.
+    pub fn expose(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The password as text, if its octets are UTF-8. Use it only to check
+    /// the password.
+    pub fn as_str(&self) -> Option<&str> {
+        core::str::from_utf8(&self.0).ok()
     }
 
     /// Converts into a value that owns its data.
@@ -326,19 +348,33 @@ impl Password<'_> {
     }
 }
 
+impl<'a> TryFrom<&'a [u8]> for Password<'a> {
+    type Error = ValidationError;
+    fn try_from(b: &'a [u8]) -> Result<Self, Self::Error> {
+        Self::validate(b)?;
+        Ok(Self(Cow::Borrowed(b)))
+    }
+}
+
+impl TryFrom<Vec<u8>> for Password<'static> {
+    type Error = ValidationError;
+    fn try_from(b: Vec<u8>) -> Result<Self, Self::Error> {
+        Self::validate(&b)?;
+        Ok(Self(Cow::Owned(b)))
+    }
+}
+
 impl<'a> TryFrom<&'a str> for Password<'a> {
     type Error = ValidationError;
     fn try_from(s: &'a str) -> Result<Self, Self::Error> {
-        Self::validate(s)?;
-        Ok(Self(Cow::Borrowed(s)))
+        Self::try_from(s.as_bytes())
     }
 }
 
 impl TryFrom<String> for Password<'static> {
     type Error = ValidationError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::validate(&s)?;
-        Ok(Self(Cow::Owned(s)))
+        Self::try_from(s.into_bytes())
     }
 }
 

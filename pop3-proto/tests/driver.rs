@@ -110,7 +110,7 @@ impl ServerHandler<Stream> for Mailbox {
         match event {
             Event::Login(req) => {
                 let ok = matches!(&req.credentials, Credentials::Password(p)
-                    if req.user.as_str() == "joe" && p.expose() == "pw");
+                    if req.user.as_str() == "joe" && p.expose() == b"pw");
                 let s = ex.session();
                 if ok {
                     s.accept_login()

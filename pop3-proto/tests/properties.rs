@@ -23,7 +23,12 @@ fn user_name() -> impl Strategy<Value = UserName<'static>> {
 }
 
 fn password() -> impl Strategy<Value = Password<'static>> {
-    "[ -~\u{a0}-\u{2ff}]{0,40}".prop_map(|s| Password::try_from(s).unwrap())
+    prop_oneof![
+        "[ -~\u{a0}-\u{2ff}]{0,40}".prop_map(|s| Password::try_from(s).unwrap()),
+        // Octets of a legacy charset (Latin-1 and the like), not UTF-8.
+        proptest::collection::vec(prop_oneof![0x20u8..0x7f, 0x80u8..=0xff], 0..40)
+            .prop_map(|b| Password::try_from(b).unwrap()),
+    ]
 }
 
 fn mechanism() -> impl Strategy<Value = Mechanism<'static>> {

@@ -67,14 +67,36 @@ impl Credential {
     /// assert!(empty.verify(b"")); // the hash alone matches it
     /// assert!(!Credential::Hash(empty).verify(b""));
     /// ```
+    ///
+    /// A password whose octets are not UTF-8 comes from a client set up for
+    /// a legacy charset (POP3 gives passwords none). It is checked as sent
+    /// (a hash made of those very octets matches) and then as windows-1252
+    /// (Latin-1's superset) turned into UTF-8, which matches a password set
+    /// as text, e.g. by `mailbagd pw` or a web form:
+    ///
+    /// ```
+    /// use mailbagd::credentials::{Credential, Secret};
+    /// let c = Credential::Plain(Secret::new("grün"));
+    /// assert!(c.verify("grün".as_bytes()));
+    /// assert!(c.verify(b"gr\xfcn")); // Latin-1
+    /// assert!(!c.verify(b"gr\xfdn"));
+    /// ```
     pub fn verify(&self, password: &[u8]) -> bool {
         if password.is_empty() {
             return false;
         }
-        match self {
+        let check = |password: &[u8]| match self {
             Credential::Plain(s) => crate::constant_time::constant_time_eq(s.expose(), password),
             Credential::Hash(h) => h.verify(password),
+        };
+        if check(password) {
+            return true;
         }
+        if std::str::from_utf8(password).is_ok() {
+            return false;
+        }
+        let (text, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(password);
+        check(text.as_bytes())
     }
 
     /// A fingerprint of this credential, for noticing that a user's password
@@ -106,6 +128,23 @@ impl Credential {
 mod tests {
     use super::*;
     use sha_crypt::{PasswordVerifier, ShaCrypt};
+
+    #[test]
+    fn legacy_charset_passwords_match_as_sent_or_as_windows_1252() {
+        let scheme = HashScheme::Sha512Crypt;
+        // Set as text: a Latin-1 (or windows-1252: "€" is 0x80) client matches.
+        let text = Credential::Hash(PasswordHash::make(scheme, "grün€".as_bytes()).unwrap());
+        assert!(text.verify("grün€".as_bytes()));
+        assert!(text.verify(b"gr\xfcn\x80"));
+        assert!(!text.verify(b"gr\xfdn\x80"));
+        // Made of the legacy octets themselves: they match as sent.
+        let octets = Credential::Hash(PasswordHash::make(scheme, b"gr\xfcn").unwrap());
+        assert!(octets.verify(b"gr\xfcn"));
+        assert!(!octets.verify("grün".as_bytes()));
+        // UTF-8 is not read a second way: "Ã¼" is "ü" read as windows-1252.
+        let mojibake = Credential::Plain(Secret::new("grÃ¼n"));
+        assert!(!mojibake.verify("grün".as_bytes()));
+    }
 
     #[test]
     fn dummies_cost_a_full_check_and_match_nothing() {

@@ -230,12 +230,7 @@ fn check_login(config: &Config, req: &LoginRequest, peer: std::net::IpAddr) -> O
         return None; // APOP is not offered
     };
     // The one credential check of every service (same work for unknown users).
-    let login = login_name::authenticate(
-        config,
-        req.user.as_str(),
-        password.expose().as_bytes(),
-        peer,
-    )?;
+    let login = login_name::authenticate(config, req.user.as_str(), password.expose(), peer)?;
     // SASL: an authorization identity must name the same mailbox and folder.
     if let Some(authz) = &req.authzid {
         let same = login_name::resolve(config, authz)

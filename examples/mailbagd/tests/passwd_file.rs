@@ -178,6 +178,52 @@ fn a_password_with_a_tab_logs_in() {
     assert!(!py_pop_login(&server, "127.0.0.2", "tab", "a b c").starts_with("OK"));
 }
 
+/// A password with a non-ASCII letter sent by a client set up for Latin-1
+/// (poplib with `encoding = 'latin-1'`): it logs in whether `doveadm pw` made
+/// the hash of the password as text (UTF-8) or of the Latin-1 octets
+/// themselves, as do UTF-8 clients for the first; a wrong letter does not.
+/// Before, a PASS line that was not UTF-8 got `-ERR` and never logged in.
+#[test]
+fn a_latin1_client_logs_in_with_a_non_ascii_password() {
+    if !require("python3") || !require("doveadm") {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let octets = run(Command::new("doveadm")
+        .args(["pw", "-s", "SHA512-CRYPT", "-p"])
+        .arg(std::ffi::OsStr::from_bytes(b"gr\xfcn")));
+    assert!(octets.ok(), "{octets:?}");
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    std::fs::write(
+        &file,
+        format!(
+            "text:{}\noctets:{}\n",
+            doveadm_pw("SHA512-CRYPT", "grün"),
+            octets.stdout.trim()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}"),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let latin1 = "p.encoding = 'latin-1'; p.user(user); p.pass_(pw)";
+    let auth_plain = "p._shortcmd('AUTH PLAIN ' + base64.b64encode(b'\\0' + user.encode() + b'\\0' + pw.encode('latin-1')).decode())";
+    for user in ["text", "octets"] {
+        for login in [latin1, auth_plain] {
+            let r = common::py_pop(&server, "127.0.0.1", user, "grün", login);
+            assert!(r.starts_with("OK 0 0"), "{user} by {login}: {r}");
+        }
+    }
+    assert!(py_pop_login(&server, "127.0.0.1", "text", "grün").starts_with("OK 0 0"));
+    let r = common::py_pop(&server, "127.0.0.1", "text", "grýn", latin1);
+    assert!(r.starts_with("ERR -ERR [AUTH]"), "{r}");
+}
+
 /// Lines another tool wrote that mailbagd cannot use: a Latin-1 full name
 /// spoils nothing (the field is not used), and the rest of the file loads; a
 /// user whose line is skipped (a scheme mailbagd does not read, a bad extra

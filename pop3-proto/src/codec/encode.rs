@@ -64,7 +64,7 @@ impl Encode for Command<'_> {
             }
             Command::Pass(p) => {
                 out.push(b' ');
-                out.extend_from_slice(p.expose().as_bytes());
+                out.extend_from_slice(p.expose());
             }
             Command::Apop { name, digest } => {
                 out.push(b' ');

@@ -137,7 +137,7 @@ fn decode_b64(s: &str) -> Result<Vec<u8>, ParseError> {
 /// use mailbag_pop3_proto::types::Command;
 ///
 /// match parse_command(b"PASS my secret").unwrap() {
-///     Command::Pass(p) => assert_eq!(p.expose(), "my secret"),
+///     Command::Pass(p) => assert_eq!(p.expose(), b"my secret"),
 ///     other => panic!("{other:?}"),
 /// }
 /// assert_eq!(parse_command(b"RETR 0"), Err(ParseError::InvalidNumber));
@@ -160,8 +160,15 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ParseError> {
     };
     let kw: &[u8] = if kw[3] == 0 { &kw[..3] } else { &kw[..] };
     let raw_args = args.unwrap_or_default();
-    let args = core::str::from_utf8(raw_args).map_err(|_| ParseError::NotUtf8)?;
     let bad = |keyword: &'static str| ParseError::InvalidArguments { keyword };
+    if kw == b"PASS" {
+        // The rest of the line, as octets: a password has no charset.
+        if raw_args.is_empty() && line.len() == 4 {
+            return Err(bad("PASS"));
+        }
+        return Ok(Command::Pass(Password::try_from(raw_args)?));
+    }
+    let args = core::str::from_utf8(raw_args).map_err(|_| ParseError::NotUtf8)?;
     let mut w = words(args);
     let (a1, a2, a3) = (w.next(), w.next(), w.next());
     let none = |cmd: Command<'static>, keyword| {
@@ -176,12 +183,6 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, ParseError> {
             (Some(name), None) => Ok(Command::User(UserName::try_from(name)?)),
             _ => Err(bad("USER")),
         },
-        b"PASS" => {
-            if args.is_empty() && raw_args.is_empty() && line.len() == 4 {
-                return Err(bad("PASS"));
-            }
-            Ok(Command::Pass(Password::try_from(args)?))
-        }
         b"APOP" => match (a1, a2, a3) {
             (Some(name), Some(digest), None) => Ok(Command::Apop {
                 name: UserName::try_from(name)?,
@@ -542,13 +543,28 @@ mod tests {
     #[test]
     fn pass_keeps_spaces_and_empty() {
         match cmd("PASS  a b ") {
-            Command::Pass(p) => assert_eq!(p.expose(), " a b "),
+            Command::Pass(p) => assert_eq!(p.expose(), b" a b "),
             other => panic!("{other:?}"),
         }
         match cmd("PASS ") {
-            Command::Pass(p) => assert_eq!(p.expose(), ""),
+            Command::Pass(p) => assert_eq!(p.expose(), b""),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn pass_takes_octets_of_any_charset() {
+        // "grün" from a client set up for Latin-1.
+        match parse_command(b"PASS gr\xfcn") {
+            Ok(Command::Pass(p)) => assert_eq!(p.expose(), b"gr\xfcn"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_command(b"PASS gr\xfcn\x01"),
+            Err(ParseError::Invalid(_))
+        ));
+        // Other commands' arguments stay UTF-8.
+        assert_eq!(parse_command(b"USER gr\xfcn"), Err(ParseError::NotUtf8));
     }
 
     #[test]

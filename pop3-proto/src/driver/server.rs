@@ -251,7 +251,7 @@ async fn flush<S: AsyncWrite + Unpin>(
 ///         let s = ex.session();
 ///         let r = match event {
 ///             Event::Login(req) => match &req.credentials {
-///                 Credentials::Password(p) if req.user.as_str() == "joe" && p.expose() == "pw" => {
+///                 Credentials::Password(p) if req.user.as_str() == "joe" && p.expose() == b"pw" => {
 ///                     s.accept_login()
 ///                 }
 ///                 _ => s.reject_login(AuthFailure::Credentials),

@@ -639,8 +639,8 @@ pub fn mpop(server: &Server, user: &str, password: &str) -> Command {
 }
 
 /// Connects poplib from `src` and runs `login` (Python statements on `p`,
-/// `user`, `pw`); prints `OK <stat>` or `ERR <reply>`.
-fn py_pop(server: &Server, src: &str, user: &str, pass: &str, login: &str) -> String {
+/// `user`, `pw`); returns `OK <count> <size>` or `ERR <reply>`.
+pub fn py_pop(server: &Server, src: &str, user: &str, pass: &str, login: &str) -> String {
     py_pop_port(server.port("pop3"), src, user, pass, login)
 }
 
