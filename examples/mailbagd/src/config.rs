@@ -1167,14 +1167,18 @@ const MAX_REPORTED_LINES: usize = 20;
 /// The users of a passwd-file's `text` as a reload would take them, and a
 /// message for each bad line it would skip (`mailbagd user list`): every
 /// check of the server but the ones that need the rest of the configuration
-/// (names also in `[[users]]`, reserved names).
+/// (names also in `[[users]]`, reserved names, whether the domain of a
+/// `user@domain` name is local: any is taken).
 pub fn passwd_file_users(path: &Path, text: &str) -> (Vec<User>, Vec<String>) {
     let mut skipped = Vec::new();
     let users = passwd_users(
         path,
         text,
-        &mut HashSet::new(),
-        &[],
+        PasswdContext {
+            seen: &mut HashSet::new(),
+            reserved: &[],
+            local_domains: None,
+        },
         BadLines::Skip,
         &mut skipped,
         &mut HashSet::new(),
@@ -1183,29 +1187,78 @@ pub fn passwd_file_users(path: &Path, text: &str) -> (Vec<User>, Vec<String>) {
     (users, skipped)
 }
 
+/// What the names of a passwd-file are checked against.
+struct PasswdContext<'a> {
+    /// The names taken so far, in lower case (extended).
+    seen: &'a mut HashSet<String>,
+    /// Names where the server keeps its own files ([`reserved_names`]).
+    reserved: &'a [(String, &'static str)],
+    /// The local domains a `user@domain` name may name (`None`: any).
+    local_domains: Option<&'a [Domain<'static>]>,
+}
+
+/// The user a passwd-file name names: a name `local@domain` of a local
+/// domain is the user `local`, as files of Dovecot's virtual users spell
+/// them (`auth_username_format = %Lu`); a name with no `@` is itself.
+pub fn passwd_user_name<'n>(
+    name: &'n str,
+    local_domains: Option<&[Domain<'static>]>,
+) -> Result<&'n str, String> {
+    let Some((local, domain)) = name.rsplit_once('@') else {
+        return Ok(name);
+    };
+    let is_local = Domain::try_from(domain).is_ok_and(|d| {
+        let d = d.normalized();
+        local_domains.is_none_or(|l| l.iter().any(|x| x.as_str() == d))
+    });
+    if is_local {
+        Ok(local)
+    } else {
+        Err(format!(
+            "{domain:?} is not one of `local_domains` (a `user@domain` name is read as the user of a local domain)"
+        ))
+    }
+}
+
 /// The users of a passwd-file, validated as `[[users]]` entries are: a
-/// mailbox name, unique ignoring case among `seen` (which it extends),
+/// mailbox name (or `name@domain` of a local domain: [`passwd_user_name`]),
+/// unique ignoring case among the context's `seen` (which it extends),
 /// known extra-field values. With [`BadLines::Refuse`] any bad line refuses
 /// the whole file, naming every such line; with [`BadLines::Skip`] (a
 /// reload) the good lines are kept and the bad ones returned.
 fn passwd_users(
     path: &Path,
     text: &str,
-    seen: &mut HashSet<String>,
-    reserved: &[(String, &'static str)],
+    cx: PasswdContext<'_>,
     bad_lines: BadLines,
     skipped: &mut Vec<String>,
     unusable: &mut HashSet<String>,
 ) -> Result<Vec<User>, ConfigError> {
+    let PasswdContext {
+        seen,
+        reserved,
+        local_domains,
+    } = cx;
     let mut users = Vec::with_capacity(text.lines().count());
     let mut errors = Vec::new();
     let mut line_errors = crate::passwd_file::parse_each(text, |e| {
         let crate::passwd_file::Entry {
-            name: entry_name,
+            name: typed_name,
             credential,
             extra,
             line,
         } = e;
+        let entry_name = match passwd_user_name(&typed_name, local_domains) {
+            Ok(name) => name.to_owned(),
+            Err(message) => {
+                errors.push(crate::passwd_file::LineError {
+                    line,
+                    message: format!("user {typed_name:?}: {message}"),
+                    user: None,
+                });
+                return;
+            }
+        };
         // `unusable`: the name is this line's user's, whose entry is broken (not a
         // name that cannot be a user, or one another line serves).
         let mut bad_entry = |message: String, unusable: bool| {
@@ -1307,6 +1360,7 @@ fn passwd_users(
             errors
                 .iter()
                 .filter_map(|e| e.user.as_deref())
+                .filter_map(|name| passwd_user_name(name, local_domains).ok())
                 .map(str::to_ascii_lowercase),
         );
         return Ok(users);
@@ -1613,6 +1667,10 @@ impl Config {
     /// in some letter case, or a reserved name
     /// ([`reserved_user_names`](Self::reserved_user_names)).
     pub fn refuses_new_user(&self, name: &str) -> Option<String> {
+        let name = match passwd_user_name(name, Some(&self.local_domains)) {
+            Ok(name) => name,
+            Err(why) => return Some(why),
+        };
         if let Some(u) = self
             .users
             .iter()
@@ -2160,8 +2218,11 @@ impl Config {
             let from_file = passwd_users(
                 path,
                 &text,
-                &mut names,
-                &reserved,
+                PasswdContext {
+                    seen: &mut names,
+                    reserved: &reserved,
+                    local_domains: Some(&local_domains),
+                },
                 bad_lines,
                 &mut skipped,
                 &mut unusable_users,
@@ -2793,6 +2854,70 @@ mod tests {
         let err =
             parse("[[users]]\nname = \"mailbag-web-secret\"\npassword = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("web.secret_file"), "{err}");
+    }
+
+    /// A passwd-file of Dovecot's virtual users names them `user@domain`:
+    /// such a name of a local domain is the user `user` (in every letter
+    /// case, mail and logins as for a plain name); another domain, or a
+    /// second line for the same user, is a bad line naming the problem.
+    #[test]
+    fn user_at_local_domain_names_in_a_passwd_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        std::fs::write(
+            &passwd,
+            "joe@example.test:{PLAIN}a\nAnn@Example.TEST.:{PLAIN}b\nbob@elsewhere.test:{PLAIN}c\n\
+             JOE:{PLAIN}d\neve@bad..domain:{PLAIN}e\n",
+        )
+        .unwrap();
+        let file = dir.path().join("mailbag.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "data_dir = \"{}\"\nlocal_domains = [\"example.test\"]\n\
+                 [userdb]\npasswd_file = \"{}\"\n",
+                dir.path().join("data").display(),
+                passwd.display()
+            ),
+        )
+        .unwrap();
+        let (config, skipped) = Config::load_skipping(&file).unwrap();
+        let names: Vec<&str> = config.users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["joe", "Ann"]);
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert!(
+            skipped[0].contains("line 3")
+                && skipped[0].contains("\"elsewhere.test\" is not one of `local_domains`"),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped[1].contains("line 4") && skipped[1].contains("already"),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped[2].contains("line 5") && skipped[2].contains("bad..domain"),
+            "{skipped:?}"
+        );
+        assert!(config.authenticate("joe", b"a").is_some());
+        assert!(config.authenticate("ann", b"b").is_some());
+        // What `mailbagd user add` asks before adding.
+        assert!(
+            config
+                .refuses_new_user("JOE@example.test")
+                .unwrap()
+                .contains("already")
+        );
+        assert!(config.refuses_new_user("zoe@example.test").is_none());
+        assert!(
+            config
+                .refuses_new_user("zoe@elsewhere.test")
+                .unwrap()
+                .contains("local_domains")
+        );
+        // Without a configuration (`mailbagd user list --file`) any domain is taken.
+        let (users, bad) = passwd_file_users(&passwd, &std::fs::read_to_string(&passwd).unwrap());
+        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["joe", "Ann", "bob"], "{bad:?}");
     }
 
     /// A passwd-file line with a name the server keeps files at is a bad

@@ -233,14 +233,33 @@ pub fn parse_each(text: &str, mut user: impl FnMut(Entry)) -> Vec<LineError> {
     errors
 }
 
-/// The line of user `name` (in any letter case), by index.
+/// Whether the passwd-file name `written` is the one an administrator
+/// typed as `name`: the same in any letter case, or else the same user part
+/// (before an `@`: `joe` finds `joe@example.test` and the other way round,
+/// since a `user@domain` name of a local domain is the user `user`).
+pub fn names_match(written: &str, name: &str, exactly: bool) -> bool {
+    fn user_part(n: &str) -> &str {
+        n.rsplit_once('@').map_or(n, |(user, _)| user)
+    }
+    if exactly {
+        written.eq_ignore_ascii_case(name)
+    } else {
+        user_part(written).eq_ignore_ascii_case(user_part(name))
+    }
+}
+
+/// The line of user `name` (in any letter case; else by the user part,
+/// [`names_match`]), by index.
 fn find(lines: &[&str], name: &str) -> Option<usize> {
-    lines.iter().position(|l| {
-        !is_blank_or_comment(l)
-            && l.split(':')
-                .next()
-                .is_some_and(|n| n.eq_ignore_ascii_case(name))
-    })
+    let named = |exactly| {
+        lines.iter().position(|l| {
+            !is_blank_or_comment(l)
+                && l.split(':')
+                    .next()
+                    .is_some_and(|n| names_match(n, name, exactly))
+        })
+    };
+    named(true).or_else(|| named(false))
 }
 
 fn check_name(name: &str) -> Result<(), EditError> {

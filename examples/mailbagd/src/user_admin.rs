@@ -119,7 +119,11 @@ fn edit_error(e: EditError) -> String {
 ///
 /// A name the server would refuse, a name already there, or an I/O error.
 pub fn add(path: &Path, name: &str, scheme: HashScheme, password: &str) -> Result<(), String> {
-    check_user_name(name).map_err(|e| format!("{name:?}: {e}"))?;
+    // `user@domain` (Dovecot's virtual users): its domain is checked against
+    // `local_domains` only with `--config` (`Config::refuses_new_user`).
+    crate::config::passwd_user_name(name, None)
+        .and_then(check_user_name)
+        .map_err(|e| format!("{name:?}: {e}"))?;
     let hash = pw(scheme, password)?;
     edit(path, |text| {
         passwd_file::add(text, name, &hash).map_err(edit_error)
@@ -199,12 +203,17 @@ pub fn list_users<'a>(
 pub fn check(path: &Path, name: &str, password: &str) -> Result<bool, String> {
     let text = read(path)?;
     let (users, errors) = passwd_file::parse(&text);
-    let Some(user) = users.iter().find(|u| u.name.eq_ignore_ascii_case(name)) else {
+    let named = |exactly| {
+        users
+            .iter()
+            .find(|u| passwd_file::names_match(&u.name, name, exactly))
+    };
+    let Some(user) = named(true).or_else(|| named(false)) else {
         // A line for the name that the server skips: say why, not "no user".
         let skipped = errors.iter().find(|e| {
             e.user
                 .as_deref()
-                .is_some_and(|u| u.eq_ignore_ascii_case(name))
+                .is_some_and(|u| passwd_file::names_match(u, name, false))
         });
         return Err(match skipped {
             Some(e) => format!("{}: {e}; the server skips this line", path.display()),
@@ -259,6 +268,15 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "# the ISP's users\nann:{PLAIN}a::::::quota=1G\n"
         );
+        // A `user@domain` line (Dovecot's virtual users) is found by either name.
+        add(&path, "zoe@example.test", HashScheme::Sha512Crypt, "z").unwrap();
+        assert!(check(&path, "zoe", "z").unwrap());
+        assert!(check(&path, "ZOE@example.test", "z").unwrap());
+        assert!(add(&path, "Zoe", HashScheme::Sha512Crypt, "x").is_err());
+        passwd(&path, "zoe", HashScheme::Sha512Crypt, "z2").unwrap();
+        assert!(check(&path, "zoe@example.test", "z2").unwrap());
+        delete(&path, "zoe").unwrap();
+        assert!(check(&path, "zoe", "z2").is_err());
         assert!(scheme("sha512-crypt").is_ok());
         assert!(scheme("MD5").unwrap_err().contains("ARGON2ID"));
         assert!(scheme("MD5").unwrap_err().contains("read only"));
@@ -279,8 +297,9 @@ mod tests {
         list(&path, &mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[..2], ["ok PLAIN", "d1 PLAIN"], "{out}");
-        for n in [2, 3, 5, 6] {
+        // Without a configuration any domain of a `user@domain` name is taken.
+        assert_eq!(lines[..3], ["ok PLAIN", "u PLAIN", "d1 PLAIN"], "{out}");
+        for n in [2, 5, 6] {
             assert!(
                 lines[2..]
                     .iter()

@@ -178,6 +178,65 @@ fn a_password_with_a_tab_logs_in() {
     assert!(!py_pop_login(&server, "127.0.0.2", "tab", "a b c").starts_with("OK"));
 }
 
+/// A passwd-file of Dovecot's virtual users (`doveadm pw` hashes under
+/// `user@domain` names): a name of a local domain is that user, who logs in
+/// by either name, gets mail and can be edited by either name with
+/// `mailbagd user`; a name of another domain is a bad line naming it. Before,
+/// every `user@domain` line was skipped as "not usable as the local part".
+#[test]
+fn user_at_domain_names_of_a_dovecot_file_are_local_users() {
+    if !require("python3") || !require("doveadm") {
+        return;
+    }
+    let users = tempfile::tempdir().unwrap();
+    let file = users.path().join("passwd");
+    std::fs::write(
+        &file,
+        format!(
+            "vjoe@example.test:{}\nvann@other.test:{}\n",
+            doveadm_pw("SHA512-CRYPT", "vpw"),
+            doveadm_pw("SHA512-CRYPT", "apw"),
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}"),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    common::deliver_local(&server, "vjoe@example.test", "hello", "body");
+    for name in ["vjoe", "vjoe@example.test", "VJOE@Example.Test"] {
+        let r = py_pop_login(&server, "127.0.0.1", name, "vpw");
+        assert!(r.starts_with("OK 1 "), "{name}: {r}");
+    }
+    let port = server.port("smtp");
+    let r = common::rcpt_reply(&server, port, "127.0.0.9", "vann@example.test");
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+    assert!(
+        server
+            .log()
+            .contains("\"other.test\" is not one of `local_domains`"),
+        "{}",
+        server.log()
+    );
+    // `mailbagd user` finds the line by either name and keeps its spelling.
+    let f = file.to_str().unwrap();
+    let out = mailbagd(&["user", "passwd", "vjoe", "--file", f], Some("new\n"));
+    assert!(out.ok(), "{out:?}");
+    let out = mailbagd(
+        &["user", "check", "vjoe@example.test", "--file", f],
+        Some("new\n"),
+    );
+    assert!(out.ok(), "{out:?}");
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .starts_with("vjoe@example.test:{ARGON2ID}")
+    );
+}
+
 /// A password with a non-ASCII letter sent by a client set up for Latin-1
 /// (poplib with `encoding = 'latin-1'`): it logs in whether `doveadm pw` made
 /// the hash of the password as text (UTF-8) or of the Latin-1 octets
