@@ -29,6 +29,17 @@ fn doveadm_verifies(hash: &str, password: &str) -> bool {
     out.ok() && out.stdout.contains("(verified)")
 }
 
+/// A server whose users are those of the passwd-file `file`.
+fn with_passwd_file(file: &Path) -> Server {
+    Server::start_with(
+        Options {
+            userdb: format!("passwd_file = {file:?}"),
+            ..Options::default()
+        },
+        |_| {},
+    )
+}
+
 fn mailbagd(args: &[&str], stdin: Option<&str>) -> common::Out {
     run_with_input(
         Command::new(env!("CARGO_BIN_EXE_mailbagd")).args(args),
@@ -85,13 +96,7 @@ fn doveadm_pw_hashes_log_in_over_pop3_and_the_web() {
     let users = tempfile::tempdir().unwrap();
     let file = users.path().join("passwd");
     doveadm_passwd_file(&file);
-    let server = Server::start_with(
-        Options {
-            userdb: format!("passwd_file = {file:?}"),
-            ..Options::default()
-        },
-        |_| {},
-    );
+    let server = with_passwd_file(&file);
     for (i, scheme) in SCHEMES.iter().enumerate() {
         let user = format!("u{i}");
         let good = py_pop_login(&server, "127.0.0.1", &user, &format!("pw-{scheme}"));
@@ -164,13 +169,7 @@ fn a_password_with_a_tab_logs_in() {
     let users = tempfile::tempdir().unwrap();
     let file = users.path().join("passwd");
     std::fs::write(&file, "tab:{PLAIN}a\tb c\n").unwrap();
-    let server = Server::start_with(
-        Options {
-            userdb: format!("passwd_file = {file:?}"),
-            ..Options::default()
-        },
-        |_| {},
-    );
+    let server = with_passwd_file(&file);
     let r = py_pop_login(&server, "127.0.0.1", "tab", "a\tb c");
     assert!(r.starts_with("OK 0 0"), "USER/PASS: {r}");
     let r = common::py_pop_auth_plain(&server, "127.0.0.1", "tab", "a\tb c");
@@ -199,13 +198,7 @@ fn user_at_domain_names_of_a_dovecot_file_are_local_users() {
         ),
     )
     .unwrap();
-    let server = Server::start_with(
-        Options {
-            userdb: format!("passwd_file = {file:?}"),
-            ..Options::default()
-        },
-        |_| {},
-    );
+    let server = with_passwd_file(&file);
     common::deliver_local(&server, "vjoe@example.test", "hello", "body");
     for name in ["vjoe", "vjoe@example.test", "VJOE@Example.Test"] {
         let r = py_pop_login(&server, "127.0.0.1", name, "vpw");
@@ -263,13 +256,7 @@ fn a_latin1_client_logs_in_with_a_non_ascii_password() {
         ),
     )
     .unwrap();
-    let server = Server::start_with(
-        Options {
-            userdb: format!("passwd_file = {file:?}"),
-            ..Options::default()
-        },
-        |_| {},
-    );
+    let server = with_passwd_file(&file);
     let latin1 = "p.encoding = 'latin-1'; p.user(user); p.pass_(pw)";
     let auth_plain = "p._shortcmd('AUTH PLAIN ' + base64.b64encode(b'\\0' + user.encode() + b'\\0' + pw.encode('latin-1')).decode())";
     for user in ["text", "octets"] {
@@ -300,13 +287,7 @@ fn unusable_lines_defer_their_users_mail_and_latin1_spoils_nothing() {
     text.extend_from_slice(b"lat:{PLAIN}m1:1000:1000:Hans M\xfcller:/home/lat::\n");
     text.extend_from_slice(b"badq:{PLAIN}b1::::::quota=lots\n");
     std::fs::write(&file, &text).unwrap();
-    let server = Server::start_with(
-        Options {
-            userdb: format!("passwd_file = {file:?}"),
-            ..Options::default()
-        },
-        |_| {},
-    );
+    let server = with_passwd_file(&file);
     let port = server.port("smtp");
     let rcpt = |to: &str| common::rcpt_reply(&server, port, "127.0.0.9", to);
     assert!(rcpt("good@example.test").starts_with("250"));
@@ -344,13 +325,7 @@ fn nologin_and_allow_nets_are_honoured() {
          ok:{PLAIN}n4\n",
     )
     .unwrap();
-    let server = Server::start_with(
-        Options {
-            userdb: format!("passwd_file = {file:?}"),
-            ..Options::default()
-        },
-        |_| {},
-    );
+    let server = with_passwd_file(&file);
     assert!(py_pop_login(&server, "127.0.0.3", "nolog", "n1").starts_with("ERR"));
     let relay = common::rcpt_reply(&server, server.port("smtp"), "127.0.0.3", "x@far.example");
     assert!(relay.starts_with("554"), "{relay}");
@@ -388,13 +363,7 @@ fn a_hash_of_the_empty_password_lets_no_one_in() {
     let hash = doveadm_pw("SHA512-CRYPT", "");
     assert!(doveadm_verifies(&hash, ""), "{hash}");
     std::fs::write(&file, format!("emptyh:{hash}\n")).unwrap();
-    let server = Server::start_with(
-        Options {
-            userdb: format!("passwd_file = {file:?}"),
-            ..Options::default()
-        },
-        |_| {},
-    );
+    let server = with_passwd_file(&file);
     let r = py_pop_login(&server, "127.0.0.5", "emptyh", "");
     assert!(r.starts_with("ERR"), "USER/PASS: {r}");
     let r = common::py_pop_auth_plain(&server, "127.0.0.5", "emptyh", "");
@@ -423,13 +392,7 @@ fn a_bad_line_is_left_out_at_start_up_and_logged() {
     let users = tempfile::tempdir().unwrap();
     let file = users.path().join("passwd");
     std::fs::write(&file, "amy:{PLAIN}amy-pw\nbad:{NOPE}x\ncyd:{PLAIN}cyd-pw\n").unwrap();
-    let server = Server::start_with(
-        Options {
-            userdb: format!("passwd_file = {file:?}"),
-            ..Options::default()
-        },
-        |_| {},
-    );
+    let server = with_passwd_file(&file);
     for (user, pw) in [("amy", "amy-pw"), ("cyd", "cyd-pw")] {
         let r = py_pop_login(&server, "127.0.0.1", user, pw);
         assert!(r.starts_with("OK 0 0"), "{user}: {r}\n{}", server.log());
@@ -581,13 +544,7 @@ fn user_commands_and_pw_make_what_mailbagd_and_dovecot_accept() {
     );
 
     // The server takes the file as the commands left it.
-    let server = Server::start_with(
-        Options {
-            userdb: format!("passwd_file = {file:?}"),
-            ..Options::default()
-        },
-        |_| {},
-    );
+    let server = with_passwd_file(&file);
     assert!(py_pop_login(&server, "127.0.0.1", "zed", "zed-pw").starts_with("OK"));
     assert!(py_pop_login(&server, "127.0.0.1", "sue", "sue-new").starts_with("OK"));
     assert!(!py_pop_login(&server, "127.0.0.2", "sue", "sue-pw").starts_with("OK"));
