@@ -849,12 +849,29 @@ pub struct Path<'a> {
 }
 
 impl<'a> Path<'a> {
-    /// A path without a source route.
-    pub fn new(mailbox: Mailbox<'a>) -> Self {
-        Path {
+    /// A path without a source route; [`AddressError::PathTooLong`] when
+    /// `<mailbox>` is longer than RFC 5321's 256 octets (section 4.5.3.1.3),
+    /// which a peer would refuse.
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::address::{AddressError, Mailbox, Path};
+    ///
+    /// let short = Mailbox::try_from("joe@example.org")?;
+    /// assert_eq!(Path::new(short)?.mailbox().to_string(), "joe@example.org");
+    /// let domain = format!("{}.example", vec!["d".repeat(60); 3].join("."));
+    /// let text = format!("{}@{domain}", "j".repeat(64));
+    /// let long = Mailbox::try_from(text.as_str())?;
+    /// assert_eq!(Path::new(long).unwrap_err(), AddressError::PathTooLong);
+    /// # Ok::<(), AddressError>(())
+    /// ```
+    pub fn new(mailbox: Mailbox<'a>) -> Result<Self, AddressError> {
+        if mailbox.len() + 2 > MAX_PATH_LEN {
+            return Err(AddressError::PathTooLong);
+        }
+        Ok(Path {
             route: None,
             mailbox,
-        }
+        })
     }
 
     /// The mailbox.
@@ -944,11 +961,64 @@ impl ReversePath<'_> {
     }
 }
 
+/// The bare `<Postmaster>` of `RCPT TO:` (RFC 5321 section 4.1.1.3): the
+/// word `postmaster` in the letter case it was written in, nothing else.
+///
+/// ```
+/// use mailbag_smtp_proto::address::{AddressError, ForwardPath, Postmaster};
+///
+/// let p = ForwardPath::Postmaster(Postmaster::try_from("PostMaster")?);
+/// let mut out = Vec::new();
+/// p.encode(&mut out);
+/// assert_eq!(out, b"<PostMaster>");
+/// assert_eq!(Postmaster::default().as_str(), "Postmaster");
+/// assert_eq!(
+///     Postmaster::try_from("postmaster>\r\nRCPT TO:<x@evil.example"),
+///     Err(AddressError::MissingDomain)
+/// );
+/// # Ok::<(), AddressError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Postmaster<'a>(Cow<'a, str>);
+
+impl Postmaster<'_> {
+    /// The spelling, e.g. `Postmaster`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Converts into an owned value with a `'static` lifetime.
+    pub fn into_owned(self) -> Postmaster<'static> {
+        Postmaster(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl Default for Postmaster<'_> {
+    /// `Postmaster`, as RFC 5321 writes it.
+    fn default() -> Self {
+        Postmaster(Cow::Borrowed("Postmaster"))
+    }
+}
+
+impl<'a> TryFrom<&'a str> for Postmaster<'a> {
+    type Error = AddressError;
+
+    /// `postmaster` in any letter case; anything else lacks the `@domain`
+    /// only the postmaster may omit ([`AddressError::MissingDomain`]).
+    fn try_from(s: &'a str) -> Result<Self, AddressError> {
+        if s.eq_ignore_ascii_case("postmaster") {
+            Ok(Postmaster(Cow::Borrowed(s)))
+        } else {
+            Err(AddressError::MissingDomain)
+        }
+    }
+}
+
 /// The argument of `RCPT TO:`: `<postmaster>` without a domain, or a path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ForwardPath<'a> {
     /// `<Postmaster>` (any case, kept as received), RFC 5321 section 4.1.1.3.
-    Postmaster(Cow<'a, str>),
+    Postmaster(Postmaster<'a>),
     /// A path.
     Path(Path<'a>),
 }
@@ -991,7 +1061,7 @@ impl ForwardPath<'_> {
         match self {
             ForwardPath::Postmaster(s) => {
                 out.push(b'<');
-                out.extend_from_slice(s.as_bytes());
+                out.extend_from_slice(s.as_str().as_bytes());
                 out.push(b'>');
             }
             ForwardPath::Path(p) => p.encode(out),
@@ -1001,7 +1071,7 @@ impl ForwardPath<'_> {
     /// Converts into an owned value with a `'static` lifetime.
     pub fn into_owned(self) -> ForwardPath<'static> {
         match self {
-            ForwardPath::Postmaster(s) => ForwardPath::Postmaster(Cow::Owned(s.into_owned())),
+            ForwardPath::Postmaster(s) => ForwardPath::Postmaster(s.into_owned()),
             ForwardPath::Path(p) => ForwardPath::Path(p.into_owned()),
         }
     }
@@ -1117,7 +1187,7 @@ pub(crate) fn forward_path_in<'a>(
                 && raw.local.eq_ignore_ascii_case(b"postmaster")
             {
                 return Ok((
-                    ForwardPath::Postmaster(Cow::Borrowed(to_str(raw.local)?)),
+                    ForwardPath::Postmaster(Postmaster(Cow::Borrowed(to_str(raw.local)?))),
                     rest,
                 ));
             }

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use mailbag_smtp_proto::address::{
-    ForwardPath, ReversePath, parse_forward_path, parse_reverse_path,
+    ForwardPath, Postmaster, ReversePath, parse_forward_path, parse_reverse_path,
 };
 use mailbag_smtp_proto::codec::{ReplyParser, parse_command};
 use mailbag_smtp_proto::data::{DataOptions, DataReceiver, stuff};
@@ -56,7 +56,9 @@ fn reverse_path() -> impl Strategy<Value = ReversePath<'static>> {
 
 fn forward_path() -> impl Strategy<Value = ForwardPath<'static>> {
     prop_oneof![
-        1 => "[pP]ost[mM]aster".prop_map(|s| ForwardPath::Postmaster(Cow::Owned(s))),
+        1 => "[pP]ost[mM]aster".prop_map(|s| {
+            ForwardPath::Postmaster(Postmaster::try_from(s.as_str()).unwrap().into_owned())
+        }),
         6 => path_text().prop_filter_map("valid path", |s| {
             parse_forward_path(s.as_bytes()).ok().map(|(p, _)| p.into_owned())
         }),

@@ -80,7 +80,7 @@ fn mailbox_address(mb: &Mailbox<'_>) -> String {
 /// A forward path as `local@domain` (the bare `Postmaster` as received).
 pub fn forward_address(path: &ForwardPath<'_>) -> String {
     match path {
-        ForwardPath::Postmaster(s) => s.to_string(),
+        ForwardPath::Postmaster(s) => s.as_str().to_owned(),
         ForwardPath::Path(p) => mailbox_address(p.mailbox()),
     }
 }
