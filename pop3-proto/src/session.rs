@@ -20,6 +20,7 @@ use alloc::string::String;
 use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::fmt;
 
 use alloc::collections::VecDeque;
 use core::time::Duration;
@@ -412,7 +413,9 @@ enum Waiting {
 /// assert_eq!(s.next_event(), None);
 /// assert_eq!(s.take_output(), b"+OK\r\n+OK Logged in.\r\n+OK 1 120\r\n");
 /// ```
-#[derive(Debug)]
+///
+/// Its `Debug` leaves out what the client sent (passwords): it shows the
+/// state, the counters and how much input and output wait.
 pub struct ServerSession {
     config: ServerConfig,
     state: State,
@@ -433,6 +436,26 @@ pub struct ServerSession {
     live_count: u64,
     live_size: u64,
     scratch: Vec<u8>,
+}
+
+impl fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("state", &self.state)
+            .field("waiting", &self.waiting)
+            .field("events", &self.events)
+            .field("pending_user", &self.pending_user)
+            .field("sasl_user", &self.sasl_user)
+            .field("tls", &self.tls)
+            .field("utf8_mode", &self.utf8_mode)
+            .field("bad_commands", &self.bad_commands)
+            .field("auth_failures", &self.auth_failures)
+            .field("messages", &self.messages.len())
+            .field("input_len", &self.framer.buffered_len())
+            .field("output_len", &(self.out.len() - self.out_start))
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 const ERR_WRONG_STATE: &[u8] = b"-ERR Command not allowed in this state.\r\n";
@@ -1985,6 +2008,40 @@ mod tests {
             run(&mut d, b"UTF8\r\nLANG\r\n"),
             "-ERR Unknown command.\r\n".repeat(2)
         );
+    }
+
+    /// `Debug` of a session shows no password: not the `PASS` line just
+    /// read (kept in the framer and the scratch line), not a SASL response,
+    /// not an APOP digest.
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let c = ServerConfig {
+            apop_timestamp: Some("<1.2@example.test>".into()),
+            ..ServerConfig::default()
+        };
+        let inputs: [&[u8]; 3] = [
+            b"USER joe\r\nPASS hunter2\r\n",
+            b"AUTH PLAIN AGpvZQBodW50ZXIy\r\n",
+            b"APOP joe c4c9334bac560ecc979e58001b3e22fb\r\n",
+        ];
+        for input in inputs {
+            let mut s = ServerSession::new(c.clone()).unwrap();
+            s.feed(input);
+            s.feed(b"PASS hunter2");
+            let event = s.next_event();
+            assert!(matches!(event, Some(Event::Login(_))), "{event:?}");
+            let shown = format!("{s:?} {event:?}");
+            for secret in ["hunter2", "aHVudGVy", "AGpvZQBodW50ZXIy", "c4c9334b"] {
+                // As text, and as the numbers a derived `Debug` of bytes shows.
+                let numbers = format!("{:?}", secret.as_bytes());
+                let numbers = &numbers[1..numbers.len() - 1];
+                assert!(
+                    !shown.contains(secret) && !shown.contains(numbers),
+                    "{secret} in {shown}"
+                );
+            }
+            assert!(shown.contains("input_len: 12"), "{shown}");
+        }
     }
 
     #[test]

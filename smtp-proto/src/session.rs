@@ -57,6 +57,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::fmt;
 
 use alloc::borrow::Cow;
 use core::time::Duration;
@@ -423,10 +424,24 @@ enum Mode {
 }
 
 /// The server session state machine. See the [module documentation](self).
-#[derive(Debug)]
+///
+/// Its `Debug` shows how much input waits, not what: it may hold an `AUTH`
+/// line or a SASL response.
 pub struct ServerSession {
     inbuf: Vec<u8>,
     st: State,
+}
+
+impl fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSession")
+            .field(
+                "input_len",
+                &(self.inbuf.len() - self.st.in_pos.min(self.inbuf.len())),
+            )
+            .field("st", &self.st)
+            .finish()
+    }
 }
 
 #[derive(Debug)]

@@ -521,6 +521,31 @@ fn auth_exchange() {
     assert_eq!(out, "503 5.5.1 Already authenticated\r\n");
 }
 
+/// `Debug` of a session shows no credentials: not the `AUTH` line it is
+/// answering, not a SASL response it has not read yet.
+#[test]
+fn debug_output_holds_no_credentials() {
+    let mut cfg = ServerConfig::default();
+    cfg.auth_mechanisms = vec![Mechanism::PLAIN];
+    cfg.auth_requires_tls = false;
+    let mut s = ready(cfg);
+    s.feed(b"AUTH PLAIN AHVzZXIAaHVudGVyMg==\r\n");
+    let ev = format!("{:?}", s.next_event());
+    assert!(ev.starts_with("Some(Auth"), "{ev}");
+    s.feed(b"AUTH LOGIN aHVudGVyMw==");
+    let shown = format!("{s:?} {ev}");
+    for secret in ["AHVzZXIAaHVudGVyMg", "aHVudGVyMw"] {
+        // As text, and as the numbers a derived `Debug` of bytes shows.
+        let numbers = format!("{:?}", secret.as_bytes());
+        let numbers = &numbers[1..numbers.len() - 1];
+        assert!(
+            !shown.contains(secret) && !shown.contains(numbers),
+            "{secret} in {shown}"
+        );
+    }
+    assert!(shown.contains("input_len: 23"), "{shown}");
+}
+
 #[test]
 fn auth_cancel_and_bad_base64() {
     let mut cfg = ServerConfig::default();

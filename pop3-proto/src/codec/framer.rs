@@ -34,13 +34,25 @@ pub enum FrameError {
 /// included) is never buffered whole: the framer drops its bytes as they
 /// arrive and reports one [`FrameError::TooLong`] when its end is seen, then
 /// continues with the next line.
-#[derive(Debug, Default, Clone)]
+///
+/// Its `Debug` shows how much is buffered, not what: the lines of a POP3
+/// session hold passwords (`PASS`, SASL responses).
+#[derive(Default, Clone)]
 pub struct LineFramer {
     buf: Vec<u8>,
     start: usize,
     discarding: bool,
     too_long_pending: Option<usize>,
     discard_limit: usize,
+}
+
+impl core::fmt::Debug for LineFramer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LineFramer")
+            .field("buffered_len", &self.buffered_len())
+            .field("discarding", &self.discarding)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LineFramer {
