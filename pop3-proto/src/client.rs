@@ -10,7 +10,7 @@
 //!
 //! Every line the server sends is framed first by the crate's
 //! [`LineFramer`] under a named limit ([`ClientOptions`]), then read with the
-//! crate's parsers ([`parse_response`], [`parse_capability`],
+//! crate's parsers ([`parse_response_lossy`], [`parse_capability`],
 //! [`parse_list_entry`], [`parse_uidl_entry`], [`parse_stat`]); commands are
 //! written with [`Encode`]; RETR and TOP bodies are streamed through
 //! [`BodyDecoder`] as [`ClientEvent::BodyChunk`]s of at most
@@ -101,7 +101,7 @@ use core::fmt;
 
 use crate::codec::{
     BodyDecoder, DEFAULT_MAX_SASL_LINE, DecodeStatus, Encode, FrameError, LineFramer,
-    MAX_COMMAND_LINE, MAX_RESPONSE_LINE, parse_capability, parse_list_entry, parse_response,
+    MAX_COMMAND_LINE, MAX_RESPONSE_LINE, parse_capability, parse_list_entry, parse_response_lossy,
     parse_stat, parse_uidl_entry,
 };
 use crate::types::{
@@ -1520,7 +1520,7 @@ impl ClientSession {
         let parsed = match self.framer.next_line(limit) {
             None => return false,
             Some(Err(FrameError::TooLong { max })) => Err(ProtocolError::LineTooLong { max }),
-            Some(Ok(line)) => Ok(parse_response(line).map(Response::into_owned)),
+            Some(Ok(line)) => Ok(parse_response_lossy(line)),
         };
         let kind = match self.in_flight.front() {
             Some(p) => p.kind(),

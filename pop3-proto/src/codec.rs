@@ -4,7 +4,8 @@
 //! * `codec/framer.rs`: [`LineFramer`] finds lines with `memchr`, enforces a
 //!   length limit and throws away an over-long line without losing sync;
 //!   the RFC 2449 limits [`MAX_COMMAND_LINE`] and [`MAX_RESPONSE_LINE`].
-//! * `codec/parse.rs`: [`parse_command`], [`parse_response`],
+//! * `codec/parse.rs`: [`parse_command`], [`parse_response`] (and
+//!   [`parse_response_lossy`], as a client reads replies),
 //!   [`parse_sasl_response`], [`parse_capability`], [`parse_list_entry`],
 //!   [`parse_stat`] and [`parse_uidl_entry`] read one complete line (without its line end) with
 //!   `nom` in complete mode. Their output borrows from the line.
@@ -50,5 +51,5 @@ pub use framer::{
 };
 pub use parse::{
     ParseError, parse_capability, parse_command, parse_list_entry, parse_response,
-    parse_sasl_response, parse_stat, parse_uidl_entry,
+    parse_response_lossy, parse_sasl_response, parse_stat, parse_uidl_entry,
 };

@@ -373,6 +373,37 @@ fn greeting_refused_and_user_refused() {
     assert!(c.login_apop("joe", "x").is_err());
 }
 
+/// Status text that is not UTF-8 or holds a control character (a server
+/// set up for Latin-1, a TAB in an error) is shown with `?` for each; the
+/// reply still counts as the `+OK` or `-ERR` it is. Before, such a greeting
+/// closed the session as a protocol error and a refused PASS looked like one.
+#[test]
+fn status_text_of_a_legacy_charset_is_read_with_question_marks() {
+    let mut c = ClientSession::new(ClientOptions::default());
+    let events = feed(&mut c, b"+OK Willkommen, M\xfcller\r\n");
+    assert!(
+        matches!(&events[..], [ClientEvent::Greeting { text, .. }] if text == "Willkommen, M?ller"),
+        "{events:?}"
+    );
+    c.login_user_pass("joe", "secret").unwrap();
+    assert_eq!(
+        feed(&mut c, b"+OK\r\n-ERR [AUTH] falsches\tPa\xdfwort\r\n"),
+        [error(
+            CommandKind::Pass,
+            Some(ResponseCode::Auth),
+            "falsches?Pa?wort"
+        )]
+    );
+    assert!(c.is_idle());
+    // A line that is no status line at all is still a protocol error.
+    c.stat().unwrap();
+    let events = feed(&mut c, b"*OK \xff\r\n");
+    assert!(
+        matches!(events.last(), Some(ClientEvent::Closed)),
+        "{events:?}"
+    );
+}
+
 // ---- limits ----
 
 #[test]

@@ -3,6 +3,7 @@
 //! [`parse_uidl_entry`] read one complete line (without its line end) with
 //! `nom` in complete mode. Their output borrows from the line.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use base64::Engine as _;
@@ -320,6 +321,50 @@ pub fn parse_response(line: &[u8]) -> Result<Response<'_>, ParseError> {
         code,
         Text::try_from(text)?,
     )))
+}
+
+/// [`parse_response`] as a client reads server replies: a status line whose
+/// text is not UTF-8 or holds control characters (a Latin-1 greeting, a TAB
+/// in an error) is still a `+OK` or `-ERR`, its text with each such octet
+/// or character turned into `?`; only lines that are no status line at all
+/// fail.
+///
+/// ```
+/// use mailbag_pop3_proto::codec::{parse_response, parse_response_lossy};
+/// use mailbag_pop3_proto::types::Response;
+///
+/// let greeting = b"+OK Willkommen, M\xfcller";
+/// assert!(parse_response(greeting).is_err());
+/// match parse_response_lossy(greeting).unwrap() {
+///     Response::Status(s) => assert_eq!((s.is_ok(), s.text()), (true, "Willkommen, M?ller")),
+///     other => panic!("{other:?}"),
+/// }
+/// match parse_response_lossy(b"-ERR [AUTH] bad\tpassword").unwrap() {
+///     Response::Status(s) => assert_eq!((s.is_ok(), s.text()), (false, "bad?password")),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
+pub fn parse_response_lossy(line: &[u8]) -> Result<Response<'static>, ParseError> {
+    match parse_response(line) {
+        Ok(r) => Ok(r.into_owned()),
+        Err(ParseError::NotUtf8 | ParseError::Invalid(_))
+            if strip_prefix_ci(line, b"+OK").is_some()
+                || strip_prefix_ci(line, b"-ERR").is_some() =>
+        {
+            let mut repaired = String::with_capacity(line.len());
+            for chunk in line.utf8_chunks() {
+                repaired.extend(
+                    chunk
+                        .valid()
+                        .chars()
+                        .map(|c| if c.is_control() { '?' } else { c }),
+                );
+                repaired.extend(core::iter::repeat_n('?', chunk.invalid().len()));
+            }
+            parse_response(repaired.as_bytes()).map(Response::into_owned)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn strip_prefix_ci<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
