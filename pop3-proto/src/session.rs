@@ -122,6 +122,7 @@ pub struct ServerConfig {
     /// least 10 minutes), reported by [`ServerSession::deadline`]. It runs
     /// from the last command answered: input that completes no command line
     /// does not restart it. Default: 10 minutes.
+    /// At most [`MAX_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
     /// Invalid commands in a row (unknown, bad syntax, wrong state, too long)
     /// after which the session answers `-ERR Too many invalid commands.` and
@@ -163,6 +164,10 @@ impl Default for ServerConfig {
     }
 }
 
+/// The longest [`ServerConfig::idle_timeout`]: a week. "Never" is this
+/// long, and every deadline it gives is a time `Instant` can hold.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
 /// A configuration the session refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -181,6 +186,13 @@ pub enum ConfigError {
     /// A line limit is below the RFC 2449 minimum of 255 octets.
     #[error("max_command_line and max_sasl_line must be at least 255")]
     LineLimitTooSmall,
+    /// `idle_timeout` is longer than [`MAX_IDLE_TIMEOUT`]: its deadline
+    /// might not be a time the clock can hold.
+    #[error("idle_timeout must be at most {max:?}")]
+    IdleTimeoutTooLong {
+        /// The longest allowed.
+        max: Duration,
+    },
     /// A limit that must be nonzero is zero (`idle_timeout`, `max_bad_commands`,
     /// `max_auth_failures`, `max_pending_output`), or `max_pending_input` cannot hold
     /// one command or SASL line: the session would stop answering.
@@ -494,6 +506,11 @@ impl ServerSession {
         }
         if config.max_command_line < MAX_COMMAND_LINE || config.max_sasl_line < MAX_COMMAND_LINE {
             return Err(ConfigError::LineLimitTooSmall);
+        }
+        if config.idle_timeout > MAX_IDLE_TIMEOUT {
+            return Err(ConfigError::IdleTimeoutTooLong {
+                max: MAX_IDLE_TIMEOUT,
+            });
         }
         for (field, zero) in [
             ("idle_timeout", config.idle_timeout.is_zero()),
@@ -1928,6 +1945,19 @@ mod tests {
             zero(|c| c.idle_timeout = Duration::ZERO),
             ConfigError::LimitTooSmall("idle_timeout")
         );
+        // "Never" is a week: a longer timeout's deadline might overflow the
+        // clock (Duration::MAX logged every client out at once).
+        assert_eq!(
+            zero(|c| c.idle_timeout = Duration::MAX),
+            ConfigError::IdleTimeoutTooLong {
+                max: MAX_IDLE_TIMEOUT
+            }
+        );
+        let c = ServerConfig {
+            idle_timeout: MAX_IDLE_TIMEOUT,
+            ..ServerConfig::default()
+        };
+        assert!(ServerSession::new(c).is_ok());
         assert_eq!(
             zero(|c| c.max_bad_commands = 0),
             ConfigError::LimitTooSmall("max_bad_commands")

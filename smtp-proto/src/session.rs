@@ -103,6 +103,7 @@ pub struct ServerConfig {
     /// RFC 5321 section 4.5.3.2.7 (which asks for at least 5 minutes); nonzero. Default
     /// 5 minutes. For a command it runs from the last reply: input that completes no
     /// command line does not restart it. Inside a message body every read does.
+    /// At most [`MAX_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
     /// After this many erroneous commands the session answers 421 and closes; nonzero.
     /// Default `20`.
@@ -173,6 +174,13 @@ pub enum ConfigError {
     LineLimitTooSmall {
         /// The field: `max_command_line` or `max_sasl_line`.
         field: &'static str,
+    },
+    /// `idle_timeout` is longer than [`MAX_IDLE_TIMEOUT`]: its deadline
+    /// might not be a time the clock can hold.
+    #[error("idle_timeout must be at most {max:?}")]
+    IdleTimeoutTooLong {
+        /// The longest allowed.
+        max: Duration,
     },
     /// A limit that must be nonzero is zero: `max_recipients`, `idle_timeout` or
     /// `max_bad_commands`.
@@ -245,6 +253,11 @@ impl ServerConfig {
                 return Err(ConfigError::LineLimitTooSmall { field });
             }
         }
+        if self.idle_timeout > MAX_IDLE_TIMEOUT {
+            return Err(ConfigError::IdleTimeoutTooLong {
+                max: MAX_IDLE_TIMEOUT,
+            });
+        }
         let zero = [
             ("max_recipients", self.max_recipients == 0),
             ("idle_timeout", self.idle_timeout.is_zero()),
@@ -256,6 +269,10 @@ impl ServerConfig {
         Ok(())
     }
 }
+
+/// The longest [`ServerConfig::idle_timeout`]: a week. "Never" is this
+/// long, and every deadline it gives is a time `Instant` can hold.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// The smallest command line a server must accept (RFC 5321 section 4.5.3.1.4).
 const MIN_COMMAND_LINE: usize = 512;
@@ -1636,6 +1653,15 @@ mod tests {
                 field: "idle_timeout"
             })
         );
+        // "Never" is a week: a longer timeout's deadline might overflow the
+        // clock (Duration::MAX made the driver close every session after 300 s).
+        assert_eq!(
+            check(|c| c.idle_timeout = Duration::MAX),
+            Some(ConfigError::IdleTimeoutTooLong {
+                max: MAX_IDLE_TIMEOUT
+            })
+        );
+        assert_eq!(check(|c| c.idle_timeout = MAX_IDLE_TIMEOUT), None);
         assert_eq!(
             check(|c| c.max_bad_commands = 0),
             Some(ConfigError::Zero {

@@ -1506,6 +1506,25 @@ fn nonzero(
     Ok(d)
 }
 
+/// A protocol session's `idle_timeout`: nonzero and at most the libraries'
+/// `MAX_IDLE_TIMEOUT` (a week), which every session would refuse.
+fn session_idle_timeout(
+    key: &str,
+    d: Option<HumanDuration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = nonzero(key, d, default)?;
+    let max = mailbag_pop3_proto::session::MAX_IDLE_TIMEOUT
+        .min(mailbag_smtp_proto::session::MAX_IDLE_TIMEOUT);
+    if d > max {
+        return Err(invalid(
+            key,
+            format!("must be at most {}", humantime::format_duration(max)),
+        ));
+    }
+    Ok(d)
+}
+
 impl Config {
     /// Reads and validates a config file. Any bad line of the passwd-file
     /// refuses the whole configuration (start-up).
@@ -1762,7 +1781,7 @@ impl Config {
                 .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 1110))]),
             tls_listen: raw.pop3.tls_listen.unwrap_or_default(),
             require_tls_for_login: raw.pop3.require_tls_for_login.unwrap_or(false),
-            idle_timeout: nonzero(
+            idle_timeout: session_idle_timeout(
                 "pop3.idle_timeout",
                 raw.pop3.idle_timeout,
                 Duration::from_secs(600),
@@ -1786,7 +1805,7 @@ impl Config {
             tls_listen: raw.smtp.tls_listen.unwrap_or_default(),
             max_message_size: raw.smtp.max_message_size.unwrap_or(26_214_400),
             max_recipients: raw.smtp.max_recipients.unwrap_or(100),
-            idle_timeout: nonzero(
+            idle_timeout: session_idle_timeout(
                 "smtp.idle_timeout",
                 raw.smtp.idle_timeout,
                 Duration::from_secs(300),
@@ -2833,6 +2852,22 @@ mod tests {
         assert!(
             parse("[[users]]\nname = \"a\"\npassword = \"b\"\nspam_folder = \"Junk\"\n").is_err()
         );
+    }
+
+    /// The protocol sessions refuse an `idle_timeout` over a week (its
+    /// deadline might overflow the clock): so does the configuration, at
+    /// start-up, naming the key, rather than every connection.
+    #[test]
+    fn session_idle_timeouts_are_at_most_a_week() {
+        for key in ["pop3", "smtp"] {
+            let err = parse(&format!("[{key}]\nidle_timeout = \"8days\"\n{USERS}")).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("{key}.idle_timeout"))
+                    && err.to_string().contains("at most 7days"),
+                "{err}"
+            );
+            assert!(parse(&format!("[{key}]\nidle_timeout = \"7days\"\n{USERS}")).is_ok());
+        }
     }
 
     #[test]
