@@ -55,7 +55,29 @@ impl RedisRelay {
             .await
             .map(drop)
     }
+
+    /// Asks Redis `PING` every [`REDIS_PING_INTERVAL`] until `shutdown`, so
+    /// that `redis_up` follows Redis when no client uses it (an outage in a
+    /// quiet hour, a return before the first login), and every host shows
+    /// the same.
+    pub async fn watch(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut every = tokio::time::interval(REDIS_PING_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {
+                    let _ = self.ping().await;
+                }
+            }
+        }
+    }
 }
+
+/// How often [`RedisRelay::watch`] asks Redis `PING`: `redis_up` is at most
+/// this old.
+pub const REDIS_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl RelayStore for RedisRelay {
     type Error = RelayStoreError;

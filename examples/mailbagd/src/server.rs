@@ -517,10 +517,12 @@ impl Server {
         // whether it answers from the start, not at the first login.
         if let crate::relay_store::RelayBackend::Redis(redis) = &ctx.relay_store {
             let redis = Arc::clone(redis);
+            let shutdown = ctx.shutdown.clone();
             tokio::spawn(async move {
                 if let Err(e) = redis.ping().await {
                     warn!(error = %e, "[cluster] redis does not answer at start-up: relaying gets 451 until it does");
                 }
+                redis.watch(shutdown).await;
             });
         }
         tracker.spawn(crate::reload::run(

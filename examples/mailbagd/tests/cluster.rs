@@ -730,15 +730,18 @@ fn postfix_asks_one_host_about_a_login_made_on_another() {
 
 /// `mailbag_redis_up` says at once whether the cluster's Redis answers: the
 /// server asks it `PING` at start-up (before any login), and warns when it
-/// does not answer; a server without `[cluster] redis` has no Redis metrics.
+/// does not answer; then every `REDIS_PING_INTERVAL`, so that an outage and
+/// a return with no client about show too (before, `redis_up` stayed 1 after
+/// Redis stopped in a quiet minute); a server without `[cluster] redis` has
+/// no Redis metrics.
 #[test]
-fn redis_up_is_known_from_start_up() {
+fn redis_up_is_known_from_start_up_and_kept_current() {
     if !require("redis-server") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
     let redis_port = free_port();
-    let _redis = Redis::start(work.path(), redis_port);
+    let redis = Redis::start(work.path(), redis_port);
     let metrics = |server: &Server| {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(server.addrs["metrics"]).unwrap();
@@ -780,4 +783,20 @@ fn redis_up_is_known_from_start_up() {
     assert!(metrics(&down).contains("mailbag_redis_up 0"));
     let single = start(String::new());
     assert!(!metrics(&single).contains("redis"));
+    // No client uses Redis: the interval's PING notices it stop and return.
+    let every = mailbagd::relay_store::REDIS_PING_INTERVAL;
+    redis.signal("STOP");
+    assert!(
+        common::wait_until(every + Duration::from_secs(3), || metrics(&up)
+            .contains("mailbag_redis_up 0")),
+        "{}",
+        metrics(&up)
+    );
+    redis.signal("CONT");
+    assert!(
+        common::wait_until(every + Duration::from_secs(3), || metrics(&up)
+            .contains("mailbag_redis_up 1")),
+        "{}",
+        metrics(&up)
+    );
 }
