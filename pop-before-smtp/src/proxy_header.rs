@@ -89,10 +89,35 @@ pub enum ProxyHeaderError {
 }
 
 impl ProxyHeader {
-    /// The client address, when the header names one.
+    /// The client address, when the header names one that a TCP client can
+    /// have: not for [`ProxyHeader::Unknown`], and not for a source no
+    /// connection comes from (unspecified `0.0.0.0` or `::`, broadcast
+    /// `255.255.255.255`, multicast), which names nobody; the receiver then
+    /// uses the real connection's addresses, as for `Unknown`. (Such a
+    /// source, taken as a client, would make one address for all who claim
+    /// it: a login under it would authorize them all.)
+    ///
+    /// ```
+    /// use mailbag_pop_before_smtp::proxy_header::ProxyHeader;
+    ///
+    /// let header = |source: &str| ProxyHeader::Proxied {
+    ///     source: source.parse().unwrap(),
+    ///     destination: "192.0.2.1:110".parse().unwrap(),
+    /// };
+    /// assert!(header("198.51.100.7:4000").source().is_some());
+    /// for nobody in ["0.0.0.0:4000", "[::]:4000", "255.255.255.255:4000", "224.0.0.1:4000", "[ff02::1]:4000"] {
+    ///     assert_eq!(header(nobody).source(), None, "{nobody}");
+    /// }
+    /// ```
     pub fn source(&self) -> Option<SocketAddr> {
         match self {
-            ProxyHeader::Proxied { source, .. } => Some(*source),
+            ProxyHeader::Proxied { source, .. } => {
+                let ip = source.ip().to_canonical();
+                let nobody = ip.is_unspecified()
+                    || ip.is_multicast()
+                    || ip == core::net::Ipv4Addr::BROADCAST;
+                (!nobody).then_some(*source)
+            }
             ProxyHeader::Unknown => None,
         }
     }

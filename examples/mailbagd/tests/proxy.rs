@@ -149,6 +149,40 @@ p.user('joe'); p.pass_('secret'); print(p.stat()[0]); p.quit()
     assert!(server.log().contains("client=127.0.0.4"));
 }
 
+/// A PROXY header whose source no TCP client can have (0.0.0.0 here; `::`,
+/// broadcast and multicast alike) names nobody: the connection counts as
+/// the balancer's own, so a POP3 login under it authorizes no one else who
+/// claims that address. Before, the login recorded 0.0.0.0 and every later
+/// header claiming it could relay (a cluster probe).
+#[test]
+fn a_header_naming_an_address_no_client_has_authorizes_nobody() {
+    let server = start();
+    // Sends the header and `lines` from the trusted balancer address, then
+    // returns all that came back.
+    let talk = |port: u16, lines: &str| {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(format!("PROXY TCP4 0.0.0.0 127.0.0.1 5000 {port}\r\n{lines}").as_bytes())
+            .unwrap();
+        let mut got = String::new();
+        let _ = c.read_to_string(&mut got);
+        got
+    };
+    let pop3 = talk(server.port("pop3"), "USER joe\r\nPASS secret\r\nQUIT\r\n");
+    assert!(pop3.contains("+OK Logged in."), "{pop3}");
+    let smtp = talk(
+        server.port("smtp"),
+        "EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<kim@elsewhere.example>\r\nQUIT\r\n",
+    );
+    let rcpt = smtp
+        .lines()
+        .filter(|l| !l.starts_with("250-"))
+        .nth(3)
+        .unwrap_or("");
+    assert!(rcpt.starts_with("554 5.7.1"), "{smtp}");
+    assert!(!server.log().contains("client=0.0.0.0"), "{}", server.log());
+}
+
 /// `[proxy] trusted_networks` that holds every address lets any client claim
 /// any source address: the server starts (a lab may want it) but warns.
 #[test]
