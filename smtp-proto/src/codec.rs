@@ -201,7 +201,7 @@ fn lf_in_word(word: &[u8]) -> Option<usize> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandError {
-    /// The line exceeded the limit (500 5.5.6).
+    /// The line exceeded the limit (500 5.5.2).
     #[error("line too long")]
     LineTooLong,
     /// NUL, CR or another control character in the line (500 5.5.2).
@@ -222,7 +222,8 @@ pub enum CommandError {
     /// Invalid forward-path (501 5.1.3).
     #[error("invalid recipient address: {0}")]
     Recipient(AddressError),
-    /// A non-ASCII address in a MAIL without SMTPUTF8 (553 5.6.7).
+    /// A non-ASCII address in a MAIL without SMTPUTF8 (550 5.6.7, RFC 6530
+    /// section 7.1: "mailbox unavailable" at MAIL; RCPT's is 553).
     #[error("non-ASCII address requires SMTPUTF8")]
     NonAscii,
     /// A parameter with a bad value (501 5.5.4).
@@ -237,7 +238,7 @@ impl CommandError {
     /// The reply a server sends for this error.
     pub fn reply(&self) -> Reply<'static> {
         match self {
-            CommandError::LineTooLong => Reply::fixed(500, Esc::c(5, 5, 6), "Line too long"),
+            CommandError::LineTooLong => Reply::fixed(500, Esc::c(5, 5, 2), "Line too long"),
             CommandError::InvalidCharacter => {
                 Reply::fixed(500, Esc::c(5, 5, 2), "Invalid character in command")
             }
@@ -263,7 +264,7 @@ impl CommandError {
                 vec![Cow::Owned(format!("Bad recipient address syntax: {e}"))],
             ),
             CommandError::NonAscii => {
-                Reply::fixed(553, Esc::c(5, 6, 7), "Non-ASCII address requires SMTPUTF8")
+                Reply::fixed(550, Esc::c(5, 6, 7), "Non-ASCII address requires SMTPUTF8")
             }
             CommandError::InvalidParam(p) => Reply::unchecked(
                 ReplyCode::PARAM_SYNTAX,

@@ -391,7 +391,7 @@ pub enum Event<'a> {
         /// SMTPUTF8 parameter given.
         smtputf8: bool,
     },
-    /// EXPN. Accept gives `252 2.1.5 Cannot EXPN list, ...`.
+    /// EXPN. Accept gives `252 2.0.0 Cannot EXPN list, ...`.
     Expn {
         /// The list.
         target: Text<'a>,
@@ -494,6 +494,13 @@ const TOO_BIG: (u16, Esc, &str) = r(552, (5, 3, 4), "Message size exceeds fixed 
 const PARAM_UNKNOWN: (u16, Esc, &str) = r(555, (5, 5, 4), "Unsupported parameter");
 const NOT_IMPL: (u16, Esc, &str) = r(502, (5, 5, 1), "Command not implemented");
 const OK: (u16, Esc, &str) = r(250, (2, 0, 0), "OK");
+/// An over-long SASL response line (RFC 4954 section 4); a command line's is
+/// 500 5.5.2 ([`CommandError::LineTooLong`]: RFC 3463 has no code of its own).
+const SASL_LINE_TOO_LONG: (u16, Esc, &str) =
+    r(500, (5, 5, 6), "Authentication Exchange line is too long");
+/// A non-ASCII RCPT in a transaction without SMTPUTF8: 553 (RFC 6530 section
+/// 7.1; MAIL's is 550, [`CommandError::NonAscii`]).
+const RCPT_NON_ASCII: (u16, Esc, &str) = r(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8");
 
 /// Whether `line` is a BDAT command (keyword in any case, then anything but a letter or
 /// digit: a space, a TAB, the end), whatever its arguments and however long: a line that
@@ -744,12 +751,12 @@ impl ServerSession {
             Pending::Auth => fixed(r(235, (2, 7, 0), "Authentication successful")),
             Pending::Vrfy => fixed(r(
                 252,
-                (2, 1, 5),
+                (2, 0, 0),
                 "Cannot VRFY user, but will accept message and attempt delivery",
             )),
             Pending::Expn => fixed(r(
                 252,
-                (2, 1, 5),
+                (2, 0, 0),
                 "Cannot EXPN list, but will accept message and attempt delivery",
             )),
         };
@@ -1136,7 +1143,11 @@ impl State {
                                 self.close_bdat_unparsable();
                                 return None;
                             }
-                            self.error(&CommandError::LineTooLong.reply());
+                            if sasl {
+                                self.error(&fixed(SASL_LINE_TOO_LONG));
+                            } else {
+                                self.error(&CommandError::LineTooLong.reply());
+                            }
                         }
                         Frame::Line { line, consumed } => {
                             let start = self.in_pos;
@@ -1261,7 +1272,7 @@ impl State {
                     return None;
                 }
                 if !to.is_ascii() && !txn.smtputf8 {
-                    self.error(&CommandError::NonAscii.reply());
+                    self.error(&fixed(RCPT_NON_ASCII));
                     return None;
                 }
                 if txn.rcpt_ok >= self.cfg.max_recipients {
@@ -1495,8 +1506,8 @@ mod tests {
         let out = String::from_utf8(s.take_output()).unwrap();
         assert!(
             out.ends_with(
-                "252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery\r\n\
-                 252 2.1.5 Cannot EXPN list, but will accept message and attempt delivery\r\n"
+                "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n\
+                 252 2.0.0 Cannot EXPN list, but will accept message and attempt delivery\r\n"
             ),
             "{out}"
         );
