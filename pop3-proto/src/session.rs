@@ -104,6 +104,11 @@ pub struct ServerConfig {
     pub implementation: Option<String>,
     /// The `EXPIRE` capability; `None` (default) leaves it out.
     pub expire: Option<Expire>,
+    /// Whether `EXPIRE` varies by maildrop (RFC 2449 section 6.7): before
+    /// login CAPA lists [`expire`](Self::expire) with `USER`, after login
+    /// the value given to [`ServerSession::set_maildrop_expire`] (else
+    /// `expire`). Default: `false`.
+    pub expire_per_user: bool,
     /// The `LOGIN-DELAY` capability in seconds; `None` (default) leaves it out.
     /// Enforcing it is the application's job (reject with
     /// [`AuthFailure::LoginDelay`]).
@@ -151,6 +156,7 @@ impl Default for ServerConfig {
             implementation: None,
             expire: None,
             login_delay: None,
+            expire_per_user: false,
             utf8: false,
             lang: false,
             max_command_line: MAX_COMMAND_LINE,
@@ -447,6 +453,7 @@ pub struct ServerSession {
     deleted: Vec<bool>,
     live_count: u64,
     live_size: u64,
+    maildrop_expire: Option<Expire>,
     scratch: Vec<u8>,
 }
 
@@ -545,6 +552,7 @@ impl ServerSession {
             deleted: Vec::new(),
             live_count: 0,
             live_size: 0,
+            maildrop_expire: None,
             scratch: Vec::new(),
         };
         s.out.extend_from_slice(b"+OK ");
@@ -718,11 +726,18 @@ impl ServerSession {
         if self.config.lang {
             caps.push(Capability::Lang);
         }
-        if let Some(policy) = self.config.expire {
-            caps.push(Capability::Expire {
-                policy,
-                per_user: false,
-            });
+        let expire = match self.state {
+            State::Authorization => self
+                .config
+                .expire
+                .map(|policy| (policy, self.config.expire_per_user)),
+            _ => self
+                .maildrop_expire
+                .or(self.config.expire)
+                .map(|policy| (policy, false)),
+        };
+        if let Some((policy, per_user)) = expire {
+            caps.push(Capability::Expire { policy, per_user });
         }
         if let Some(seconds) = self.config.login_delay {
             caps.push(Capability::LoginDelay {
@@ -1311,6 +1326,36 @@ impl ServerSession {
                 Err(Self::unexpected("reject_login"))
             }
         }
+    }
+
+    /// The `EXPIRE` of the maildrop this session opens or has open, listed
+    /// by CAPA after login (with [`ServerConfig::expire_per_user`]; RFC 2449
+    /// section 6.7): e.g. `NEVER` for one whose messages stay until deleted,
+    /// `Days(7)` for one the site empties after a week.
+    ///
+    /// ```
+    /// use mailbag_pop3_proto::session::{Event, ServerConfig, ServerSession};
+    /// use mailbag_pop3_proto::types::{Capability, Expire};
+    ///
+    /// let mut config = ServerConfig::default();
+    /// config.expire = Some(Expire::Days(7));
+    /// config.expire_per_user = true;
+    /// let mut s = ServerSession::new(config).unwrap();
+    /// let expire = |s: &ServerSession| {
+    ///     s.capabilities().into_iter().find(|c| matches!(c, Capability::Expire { .. }))
+    /// };
+    /// // Before login: the shortest of any maildrop, and `USER`.
+    /// assert_eq!(expire(&s), Some(Capability::Expire { policy: Expire::Days(7), per_user: true }));
+    /// s.feed(b"USER joe\r\nPASS secret\r\n");
+    /// let Some(Event::Login(_)) = s.next_event() else { unreachable!() };
+    /// s.accept_login().unwrap();
+    /// let Some(Event::OpenMaildrop { .. }) = s.next_event() else { unreachable!() };
+    /// s.set_maildrop_expire(Expire::Never);
+    /// s.maildrop_opened(Vec::new()).unwrap();
+    /// assert_eq!(expire(&s), Some(Capability::Expire { policy: Expire::Never, per_user: false }));
+    /// ```
+    pub fn set_maildrop_expire(&mut self, policy: Expire) {
+        self.maildrop_expire = Some(policy);
     }
 
     /// Answers [`Event::OpenMaildrop`] with the listing; message numbers are

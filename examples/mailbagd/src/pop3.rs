@@ -37,7 +37,7 @@ use mailbag_pop3_proto::session::{
     AuthFailure, CommitFailure, Credentials, Event, LoginRequest, MaildropFailure, MessageInfo,
     ServerConfig, ServerSession,
 };
-use mailbag_pop3_proto::types::Uid;
+use mailbag_pop3_proto::types::{Expire, Uid};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
@@ -63,6 +63,13 @@ const INLINE_READ_MAX: u64 = 64 * 1024;
 /// dot.
 const MAX_WRITE_SEGMENTS: usize = 256;
 
+/// The Spam folder's `EXPIRE`: the whole days of `[spam] spam_retention`
+/// (RFC 2449 6.7 promises at least that many).
+fn spam_expire(config: &crate::config::Config) -> Expire {
+    let days = config.spam.spam_retention.as_secs() / (24 * 60 * 60);
+    Expire::Days(u32::try_from(days).unwrap_or(u32::MAX))
+}
+
 fn session_error(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("POP3 session: {e}"))
 }
@@ -86,10 +93,17 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
     cfg.require_tls_for_login = config.pop3.require_tls_for_login;
     cfg.idle_timeout = config.pop3.idle_timeout;
     let suffix = &config.pop3.spam_login_suffix;
+    // EXPIRE (RFC 2449 6.7): the INBOX keeps mail until the client deletes
+    // it; the Spam folder, a maildrop of its own, is emptied of what is
+    // older than `[spam] spam_retention`. Before login CAPA lists the
+    // shorter with USER, after login the maildrop's own.
+    cfg.expire = Some(Expire::Never);
     if !suffix.is_empty() {
         // CAPA tells the user how to reach the Spam folder (RFC 2449 6.9:
         // free text).
         cfg.implementation = Some(format!("Mailbag; Spam folder: log in as <mailbox>{suffix}"));
+        cfg.expire = Some(spam_expire(config));
+        cfg.expire_per_user = true;
     }
     let session = ServerSession::new(cfg).map_err(session_error)?;
     let mut options = ServeOptions::default();
@@ -325,9 +339,13 @@ async fn handle_event(
                         listing.push(MessageInfo::new(e.size, uid));
                     }
                     let count = listing.len();
-                    ex.session()
-                        .maildrop_opened(listing)
-                        .map_err(session_error)?;
+                    let session = ex.session();
+                    session.set_maildrop_expire(if folder == Folder::Spam {
+                        spam_expire(&ctx.config())
+                    } else {
+                        Expire::Never
+                    });
+                    session.maildrop_opened(listing).map_err(session_error)?;
                     if let Some(keep) = md.lock_keep_alive() {
                         *keeper = Some(LockKeeper::start(keep, user.as_str().to_owned()));
                     }

@@ -19,6 +19,29 @@ fn seed(server: &Server) {
     assert_eq!(server.messages("joe", ".Spam").len(), 1, "{}", server.log());
 }
 
+/// CAPA's `EXPIRE` (RFC 2449 6.7), read by poplib: before login the
+/// shortest of any maildrop with `USER` (7 days: the Spam folder's
+/// `spam_retention`), after login the INBOX's `NEVER` or the Spam folder's 7.
+/// Before, no `EXPIRE` was listed at all, though Spam is emptied weekly.
+#[test]
+fn capa_expire_names_each_maildrops_retention() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    let capa = |user: &str| {
+        common::py_pop(
+            &server,
+            "127.0.0.1",
+            user,
+            "secret",
+            "print(p.capa().get('EXPIRE')); p.user(user); p.pass_(pw); print(p.capa().get('EXPIRE'))",
+        )
+    };
+    assert_eq!(capa("joe"), "['7', 'USER']\n['NEVER']\nOK 0 0");
+    assert_eq!(capa("joe/Spam"), "['7', 'USER']\n['7']\nOK 0 0");
+}
+
 #[test]
 fn address_forms_and_spam_login_with_poplib() {
     if !require("python3") {
