@@ -140,7 +140,7 @@ impl Metrics {
         );
         r.register(
             "logins",
-            "Logins per service (pop3, web) and result (ok, failed)",
+            "Logins per service (pop3, web) and result (ok, failed, in_use, error)",
             m.logins.clone(),
         );
         r.register(
@@ -239,9 +239,16 @@ impl Metrics {
         OpenConnection { gauge }
     }
 
-    /// Counts a login of `service` (`pop3`, `web`).
+    /// Counts a login of `service` (`pop3`, `web`): `ok` or `failed`.
     pub fn login(&self, service: &'static str, ok: bool) {
-        let result = if ok { "ok" } else { "failed" };
+        self.login_result(service, if ok { "ok" } else { "failed" });
+    }
+
+    /// Counts a login of `service` with `result`: `ok`, `failed` (the
+    /// credentials), `in_use` (right credentials, the POP3 maildrop held by
+    /// another session) or `error` (right credentials, the maildrop could
+    /// not be opened).
+    pub fn login_result(&self, service: &'static str, result: &'static str) {
         self.logins
             .get_or_create(&LoginLabels { service, result })
             .inc();

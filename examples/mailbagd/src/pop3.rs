@@ -278,10 +278,11 @@ async fn handle_event(
             // The users as of now, not as of the connection's start: a password
             // changed or a user removed since is honoured at once.
             let verdict = blocking(move || login(&sh, &sh.config(), ip, &req)).await?;
-            ctx.metrics
-                .login("pop3", matches!(verdict, Verdict::Accepted(_)));
             match verdict {
                 Verdict::Refused(delay) => {
+                    // A login with the right password counts when its
+                    // maildrop opens (or is found in use).
+                    ctx.metrics.login("pop3", false);
                     info!(user = %user, mechanism = ?mechanism, "login failed");
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
@@ -308,6 +309,7 @@ async fn handle_event(
                 match leases.acquire(&user, folder).await {
                     Ok(l) => *lease = Some(l),
                     Err(LeaseError::InUse) => {
+                        ctx.metrics.login_result("pop3", "in_use");
                         info!(user = %user, %folder, "maildrop in use (lease held on some host)");
                         ex.session()
                             .maildrop_failed(MaildropFailure::InUse)
@@ -354,10 +356,12 @@ async fn handle_event(
                     if !ctx.config().proxy.is_trusted(peer.ip()) {
                         record_login(ctx, peer.ip(), user.as_str()).await;
                     }
+                    ctx.metrics.login("pop3", true);
                     info!(user = %user, %folder, messages = count, "logged in");
                 }
                 Err(StoreError::InUse) => {
                     release(lease).await;
+                    ctx.metrics.login_result("pop3", "in_use");
                     info!(user = %user, %folder, "maildrop in use");
                     ex.session()
                         .maildrop_failed(MaildropFailure::InUse)
@@ -365,6 +369,7 @@ async fn handle_event(
                 }
                 Err(e) => {
                     release(lease).await;
+                    ctx.metrics.login_result("pop3", "error");
                     warn!(user = %user, %folder, error = %e, "cannot open maildrop");
                     ex.session()
                         .maildrop_failed(MaildropFailure::Temporary)

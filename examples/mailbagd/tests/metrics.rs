@@ -82,6 +82,20 @@ fn metrics_count_logins_messages_and_connections_and_health_is_ok() {
 
     assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
     assert!(py_pop_login(&server, "127.0.0.1", "joe", "wrong").starts_with("ERR"));
+    // The right password while another session holds the maildrop: `in_use`,
+    // not `ok` (a cluster probe saw 25 such refusals counted as logins).
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let mut held = std::net::TcpStream::connect(server.addrs["pop3"]).unwrap();
+        held.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        held.write_all(b"USER joe\r\nPASS secret\r\n").unwrap();
+        let mut lines = BufReader::new(held.try_clone().unwrap()).lines();
+        let replies: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+        assert_eq!(replies[2], "+OK Logged in.", "{replies:?}");
+        let r = py_pop_login(&server, "127.0.0.2", "joe", "secret");
+        assert!(r.starts_with("ERR -ERR [IN-USE]"), "{r}");
+    }
     common::deliver_local(&server, "joe@example.test", "ham", "a plain message");
     common::deliver_local(&server, "joe@example.test", "spam", GTUBE);
     // Relay without a POP3 login from 127.0.0.2: refused at RCPT.
@@ -115,7 +129,15 @@ fn metrics_count_logins_messages_and_connections_and_health_is_ok() {
     assert!(replies[5].starts_with("552 5.3.4"), "{replies:?}");
 
     let (_, after) = get(&server, "/metrics");
-    assert_eq!(sample(&after, "mailbag_logins_total", &ok), logins_ok + 1.0);
+    assert_eq!(sample(&after, "mailbag_logins_total", &ok), logins_ok + 2.0);
+    assert_eq!(
+        sample(
+            &after,
+            "mailbag_logins_total",
+            &[("service", "pop3"), ("result", "in_use")]
+        ),
+        1.0
+    );
     assert!(sample(&after, "mailbag_logins_total", &failed) >= 1.0);
     assert_eq!(
         sample(&after, "mailbag_smtp_messages_total", &[("class", "2xx")]),
