@@ -38,7 +38,7 @@ use mailbag_pop3_proto::session::{
     ServerConfig, ServerSession,
 };
 use mailbag_pop3_proto::types::{Expire, Uid};
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::config::Config;
 use crate::context::{Context, Live};
@@ -147,26 +147,32 @@ const RECORD_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(1)
 /// redis`) that cannot be written does not fail the login: the record is
 /// retried in the background and each failure logged.
 async fn record_login(ctx: &Arc<Context>, ip: std::net::IpAddr, user: &str) {
-    let Err(e) = ctx.relay_store.record_login(ip, user).await else {
+    let logged_in = std::time::Instant::now();
+    let Err(e) = ctx.relay_store.record_login(ip, user, logged_in).await else {
         return;
     };
-    warn!(error = %e, "cannot record the login for relay: retrying");
+    warn!(user = %user, client = %ip, error = %e, "cannot record the login for relay: retrying");
     let (ctx, user) = (Arc::clone(ctx), user.to_owned());
-    tokio::spawn(async move {
+    // In the connection's span (its id and client) after it has ended, so
+    // that support can tell whose relaying waits on the retry.
+    let retry = async move {
         let mut wait = RECORD_RETRY_WAIT;
         for _ in 0..RECORD_RETRIES {
             tokio::time::sleep(wait).await;
-            match ctx.relay_store.record_login(ip, &user).await {
+            match ctx.relay_store.record_login(ip, &user, logged_in).await {
                 Ok(()) => {
-                    info!(user = %user, "login recorded for relay after a retry");
+                    info!(user = %user, client = %ip, "login recorded for relay after a retry");
                     return;
                 }
-                Err(e) => warn!(error = %e, "cannot record the login for relay"),
+                Err(e) => {
+                    warn!(user = %user, client = %ip, error = %e, "cannot record the login for relay");
+                }
             }
             wait *= 2;
         }
-        warn!(user = %user, "login not recorded for relay: the client must log in again to relay");
-    });
+        warn!(user = %user, client = %ip, "login not recorded for relay: the client must log in again to relay");
+    };
+    tokio::spawn(retry.instrument(tracing::Span::current()));
 }
 
 /// What a connection holds between events: the maildrop a login locked,

@@ -86,13 +86,21 @@ impl RelayStore for RedisRelay {
         &self,
         ip: IpAddr,
         user: &str,
-        _now: Instant,
+        now: Instant,
     ) -> impl Future<Output = Result<(), RelayStoreError>> + Send {
+        // The window runs from the login (`now`), also for a record retried
+        // after Redis came back: what is left of it.
+        let left = self.options.window.saturating_sub(now.elapsed());
         let key = shared_key(REDIS_KEY_PREFIX, ip, &self.options);
-        let window = u64::try_from(self.options.window.as_millis()).unwrap_or(u64::MAX);
+        let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
         let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(user).arg("PX").arg(window.max(1));
-        async move { self.redis.run::<()>(&cmd).await }
+        cmd.arg(key).arg(user).arg("PX").arg(left_ms.max(1));
+        async move {
+            if left.is_zero() {
+                return Ok(()); // over already: nothing to record
+            }
+            self.redis.run::<()>(&cmd).await
+        }
     }
 
     fn is_authorized(
@@ -156,13 +164,19 @@ impl RelayStore for RelayBackend {
 }
 
 impl RelayBackend {
-    /// Records a successful login.
+    /// Records a successful login made at `logged_in` (its window runs from
+    /// then, also when the record is retried later).
     ///
     /// # Errors
     ///
     /// The shared table could not be written.
-    pub async fn record_login(&self, ip: IpAddr, user: &str) -> Result<(), RelayStoreError> {
-        RelayStore::record_login(self, ip, user, Instant::now()).await
+    pub async fn record_login(
+        &self,
+        ip: IpAddr,
+        user: &str,
+        logged_in: Instant,
+    ) -> Result<(), RelayStoreError> {
+        RelayStore::record_login(self, ip, user, logged_in).await
     }
 
     /// The POP3 user whose login lets `ip` relay now (the latest login

@@ -173,6 +173,47 @@ fn commands_during_a_stall_do_not_wait_in_line() {
     assert_eq!(get(&conn, "k", &rt), None);
 }
 
+/// A login recorded late (retried after Redis came back) keeps the window
+/// it had from the login, not a whole new one (a cluster probe saw a login
+/// stay authorized 28 s with a 20 s window); one whose window is over by
+/// then is not recorded.
+#[test]
+fn a_login_recorded_late_keeps_its_window_from_the_login() {
+    use mailbag_pop_before_smtp::RelayOptions;
+    use mailbag_pop_before_smtp::store::RelayStore;
+    use mailbagd::relay_store::RedisRelay;
+    let Some(One {
+        work: _work,
+        redis: _redis,
+        rt,
+        url,
+    }) = one_redis()
+    else {
+        return;
+    };
+    let conn = Arc::new(RedisConn::new(&url, Duration::from_secs(2)).unwrap());
+    let window = Duration::from_secs(20);
+    let relay = RedisRelay::new(
+        Arc::clone(&conn),
+        RelayOptions::default().with_window(window),
+    );
+    let now = Instant::now();
+    let (a, b) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+    rt.block_on(async {
+        let late = now.checked_sub(Duration::from_secs(15)).unwrap();
+        relay.record_login(a, "joe", late).await.unwrap();
+        let over = now.checked_sub(Duration::from_secs(21)).unwrap();
+        relay.record_login(b, "ann", over).await.unwrap();
+        let ttl: i64 = conn
+            .run(redis::cmd("PTTL").arg("mailbag:relay:192.0.2.1"))
+            .await
+            .unwrap();
+        assert!((1..=5_000).contains(&ttl), "{ttl} ms left");
+        assert!(relay.is_authorized(a, Instant::now()).await.unwrap());
+        assert!(!relay.is_authorized(b, Instant::now()).await.unwrap());
+    });
+}
+
 /// Every command's outcome reaches the observer once (the server's
 /// `mailbag_redis_commands_total` and `mailbag_redis_up`), Redis down too.
 #[test]
