@@ -530,6 +530,45 @@ fn permanent_failure_bounces_a_dsn_to_the_local_sender() {
     assert_eq!(sink.count(), 0);
 }
 
+/// A bounce for a sender at a local domain who is no user here is not
+/// made: the relay queue would only send it out again, to the smarthost
+/// (a conformance probe saw it leave for `RCPT TO:<nobody@example.test>`).
+#[test]
+fn no_bounce_leaves_for_an_unknown_sender_of_a_local_domain() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::Reject);
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+        "OK 0 0"
+    );
+    let msg = message("kim@elsewhere.example", "forged local sender", "hi");
+    let v = py_send(
+        &server,
+        "smtp",
+        "127.0.0.2",
+        "nobody@example.test",
+        "kim@elsewhere.example",
+        &msg,
+    );
+    assert_eq!(v, "SENT", "{}", server.log());
+    assert!(
+        wait_until(Duration::from_secs(15), || server.log().contains(
+            "no bounce: the sender is an address of a local domain that is no user"
+        )),
+        "{}",
+        server.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || server.queued().is_empty()),
+        "{:?}",
+        server.queued()
+    );
+    assert!(!server.log().contains("DSN sent"), "{}", server.log());
+}
+
 #[test]
 fn notify_never_means_no_bounce() {
     if !require("python3") {

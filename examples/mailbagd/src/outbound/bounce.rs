@@ -10,7 +10,8 @@
 //! - `RET=HDRS` returns the header section, `RET=FULL` or no `RET` the whole message up to
 //!   10 MiB (then the header section).
 //! - A local sender gets it in the INBOX through the local delivery path; anyone else gets it
-//!   through the relay queue with the null sender.
+//!   through the relay queue with the null sender, except an address of a local domain that
+//!   is no user here, which gets none (the queue would send it out again).
 
 use std::io::{self, Cursor, Read};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use mailbag_mailstore::queue::{
     BodyType, DeliveryLock, Envelope, NewEnvelope, Outcome as QOutcome,
     Recipient as QueueRecipient, RecipientState, Ret as QRet,
 };
-use mailbag_smtp_proto::address::parse_forward_path;
+use mailbag_smtp_proto::address::{ForwardPath, Host, parse_forward_path};
 use mailbag_smtp_proto::date::DateTime;
 use mailbag_smtp_proto::dsn::{
     Action, DEFAULT_FULL_RETURN_LIMIT, DiagnosticType, DsnBuilder, OriginalContent,
@@ -129,6 +130,32 @@ pub async fn send_report(
     let env = env.clone();
     let result = tokio::task::spawn_blocking(move || {
         let config = &sh.config();
+        // Where it goes: a local sender's INBOX; the relay queue for anyone
+        // else; nowhere for an address of a local domain that is no user here
+        // (the queue would only send it out again, to a smarthost or this
+        // server's own MX).
+        let route = parse_forward_path(format!("<{}>", env.reverse_path).as_bytes())
+            .ok()
+            .map(|(fp, _)| {
+                let ours = match &fp {
+                    ForwardPath::Postmaster(_) => true,
+                    ForwardPath::Path(p) => {
+                        matches!(p.mailbox().host(), Host::Domain(d) if config.is_local_domain(d))
+                    }
+                };
+                (relay::decide(config, &fp, false), ours)
+            });
+        let local = match route {
+            Some((Verdict::Accept(Destination::Local(u)), _)) => Some(u),
+            Some((Verdict::Reject(r), true)) if r.code().get() >= 500 => {
+                return Ok(None);
+            }
+            // A local user whose account cannot take mail now: owed, tried again.
+            Some((Verdict::Reject(_), true)) => {
+                return Err("the sender's local account cannot take mail now".to_owned());
+            }
+            _ => None,
+        };
         let now = unix_now();
         let host = &config.hostname;
         let date = DateTime::new(now, 0).map_err(|_| "bad date")?;
@@ -216,17 +243,11 @@ pub async fn send_report(
             .chain(Cursor::new(parts.suffix.clone()));
 
         // Local sender: into the INBOX. Otherwise: through the queue, from <>.
-        let local = parse_forward_path(format!("<{}>", env.reverse_path).as_bytes())
-            .ok()
-            .and_then(|(fp, _)| match relay::decide(config, &fp, false) {
-                Verdict::Accept(Destination::Local(u)) => Some(u),
-                _ => None,
-            });
         match local {
             Some(user) => {
                 crate::delivery::deliver_report(&sh, &user, &mut message)
                     .map_err(|e| e.to_string())?;
-                Ok::<String, String>(format!("delivered locally to {user}"))
+                Ok::<Option<String>, String>(Some(format!("delivered locally to {user}")))
             }
             None => {
                 let mut q = NewEnvelope::new(String::new(), now);
@@ -241,13 +262,17 @@ pub async fn send_report(
                 let mut w = sh.queue.enqueue(&q).map_err(|e| e.to_string())?;
                 io::copy(&mut message, &mut w).map_err(|e| e.to_string())?;
                 let id = w.commit().map_err(|e| e.to_string())?;
-                Ok(format!("queued as {id}"))
+                Ok(Some(format!("queued as {id}")))
             }
         }
     })
     .await;
     match result {
-        Ok(Ok(how)) => {
+        Ok(Ok(None)) => {
+            info!("no bounce: the sender is an address of a local domain that is no user");
+            Sent::NotWanted
+        }
+        Ok(Ok(Some(how))) => {
             info!(recipients = which.len(), kind = ?report, %how, "DSN sent");
             ctx.metrics.dsn_sent(match report {
                 Report::Failed => "failed",
