@@ -287,6 +287,18 @@ fn relay_options(sink: &Sink, extra: &str) -> Options {
     }
 }
 
+/// A sink answering as `mode`, a server relaying to it, and a POP3 login of
+/// joe from 127.0.0.2, which may then relay.
+fn authorized_relay(mode: Mode) -> (Sink, Server) {
+    let sink = Sink::start(mode);
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+        "OK 0 0"
+    );
+    (sink, server)
+}
+
 /// Logs in over POP3 from 127.0.0.2 and relays one message from joe to `rcpt`.
 fn relay_one(server: &Server, rcpt: &str, subject: &str) {
     assert_eq!(py_pop_login(server, "127.0.0.2", "joe", "secret"), "OK 0 0");
@@ -344,12 +356,7 @@ fn relayed_mail_has_only_crlf_line_ends_for_data_and_bdat() {
     if !require("python3") {
         return;
     }
-    let sink = Sink::start(Mode::Accept);
-    let server = Server::start_with(relay_options(&sink, ""), |_| {});
-    assert_eq!(
-        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
-        "OK 0 0"
-    );
+    let (sink, server) = authorized_relay(Mode::Accept);
     let body = b"Subject: s\r\n\r\nline1\r.\r\nMAIL FROM:<evil@x.example>\r\nb\nc\r\n";
     let mut data = body.to_vec();
     data.extend_from_slice(b".\r\n");
@@ -538,12 +545,7 @@ fn no_bounce_leaves_for_an_unknown_sender_of_a_local_domain() {
     if !require("python3") {
         return;
     }
-    let sink = Sink::start(Mode::Reject);
-    let server = Server::start_with(relay_options(&sink, ""), |_| {});
-    assert_eq!(
-        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
-        "OK 0 0"
-    );
+    let (_sink, server) = authorized_relay(Mode::Reject);
     let msg = message("kim@elsewhere.example", "forged local sender", "hi");
     let v = py_send(
         &server,
@@ -574,12 +576,7 @@ fn notify_never_means_no_bounce() {
     if !require("python3") {
         return;
     }
-    let sink = Sink::start(Mode::Reject);
-    let server = Server::start_with(relay_options(&sink, ""), |_| {});
-    assert_eq!(
-        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
-        "OK 0 0"
-    );
+    let (_sink, server) = authorized_relay(Mode::Reject);
     let script = r#"
 import smtplib, sys
 port = int(sys.argv[1])
