@@ -840,14 +840,24 @@ impl DsnBuilder {
                 String::new()
             }
             OriginalContent::Headers | OriginalContent::Full => {
-                let (desc, ty) = match (content, self.utf8) {
-                    (OriginalContent::Full, false) => ("Undelivered Message", "message/rfc822"),
-                    (OriginalContent::Full, true) => ("Undelivered Message", "message/global"),
-                    (_, false) => ("Undelivered Message Headers", "text/rfc822-headers"),
-                    (_, true) => ("Undelivered Message Headers", "message/global-headers"),
+                let (what, ty) = match (content, self.utf8) {
+                    (OriginalContent::Full, false) => ("Message", "message/rfc822"),
+                    (OriginalContent::Full, true) => ("Message", "message/global"),
+                    (_, false) => ("Message Headers", "text/rfc822-headers"),
+                    (_, true) => ("Message Headers", "message/global-headers"),
+                };
+                // Named for what happened to it: a success report's copy is
+                // no "Undelivered Message".
+                let all = |a: Action| self.recipients.iter().all(|r| r.action == a);
+                let state = if all(Action::Failed) {
+                    "Undelivered "
+                } else if all(Action::Delayed) {
+                    "Delayed "
+                } else {
+                    ""
                 };
                 p.push_str(&format!("\r\n--{b}\r\n"));
-                p.push_str(&format!("Content-Description: {desc}\r\n"));
+                p.push_str(&format!("Content-Description: {state}{what}\r\n"));
                 p.push_str(&format!("Content-Type: {ty}\r\n"));
                 if eight_bit {
                     p.push_str("Content-Transfer-Encoding: 8bit\r\n");
@@ -1224,6 +1234,58 @@ Content-Type: text/rfc822-headers\r\n\
         for line in EXPECTED.split("\r\n") {
             assert!(line.len() <= 78, "{line}");
         }
+    }
+
+    /// The returned copy is named for what happened to it: not
+    /// "Undelivered" in a success report (a conformance probe found a
+    /// "relayed" report's headers labelled so), "Delayed" in a delay warning.
+    #[test]
+    fn the_returned_part_is_named_for_the_action() {
+        let description = |actions: &[Action], content| {
+            let mut b = DsnBuilder::new(
+                "mx.example.net",
+                "MAILER-DAEMON@mx.example.net",
+                "ann@example.org",
+                DateTime::new(1_700_000_000, 60).unwrap(),
+                "=_boundary_1",
+                "<dsn.1@mx.example.net>",
+            );
+            for (i, a) in actions.iter().enumerate() {
+                let status = if *a == Action::Delayed {
+                    "4.4.1"
+                } else {
+                    "2.0.0"
+                };
+                let status = if *a == Action::Failed {
+                    "5.1.1"
+                } else {
+                    status
+                };
+                b.recipient(RecipientReport::new(
+                    format!("r{i}@example.com"),
+                    *a,
+                    status.parse().unwrap(),
+                ));
+            }
+            let prefix = b.build(content, false).unwrap().prefix;
+            let text = String::from_utf8(prefix).unwrap();
+            text.rsplit("Content-Description: ")
+                .next()
+                .and_then(|r| r.split("\r\n").next())
+                .unwrap()
+                .to_owned()
+        };
+        let (full, headers) = (OriginalContent::Full, OriginalContent::Headers);
+        assert_eq!(description(&[Action::Failed], full), "Undelivered Message");
+        assert_eq!(
+            description(&[Action::Delayed], headers),
+            "Delayed Message Headers"
+        );
+        assert_eq!(description(&[Action::Relayed], headers), "Message Headers");
+        assert_eq!(
+            description(&[Action::Failed, Action::Delayed], full),
+            "Message"
+        );
     }
 
     /// A UTF-8 reply (RFC 6531 servers send them) is made ASCII in the
