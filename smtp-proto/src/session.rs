@@ -1307,7 +1307,10 @@ impl State {
                 Some(Event::DataStart)
             }
             Command::Bdat { size, last } => {
-                if !self.cfg.chunking {
+                // CHUNKING exists only where EHLO's reply offered it: not
+                // after HELO (RFC 3030 section 2; the chunk is read and dropped,
+                // so that its octets are never taken as commands).
+                if !self.cfg.chunking || self.helo == Some(HelloKind::Helo) {
                     self.discard_bdat(size, last, fixed(NOT_IMPL));
                     self.count_error();
                     return None;

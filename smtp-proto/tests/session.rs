@@ -546,6 +546,26 @@ fn debug_output_holds_no_credentials() {
     assert!(shown.contains("input_len: 23"), "{shown}");
 }
 
+/// After HELO no extension exists, CHUNKING neither: BDAT gets 502 and its
+/// chunk is dropped, not taken as commands (a conformance probe found it
+/// accepted and the message delivered, while BODY= and SIZE= got 555).
+#[test]
+fn bdat_after_helo_is_not_implemented_and_its_chunk_dropped() {
+    let mut s = new(ServerConfig::default());
+    let (_, out) = talk(
+        &mut s,
+        b"HELO client.example\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n",
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("250 ")).count(),
+        3,
+        "{out}"
+    );
+    let (ev, out) = talk(&mut s, b"BDAT 6 LAST\r\nRSET\r\nNOOP\r\n");
+    assert!(ev.iter().all(|e| !e.contains("Data")), "{ev:?}");
+    assert_eq!(out, "502 5.5.1 Command not implemented\r\n250 2.0.0 OK\r\n");
+}
+
 #[test]
 fn auth_cancel_and_bad_base64() {
     let mut cfg = ServerConfig::default();
