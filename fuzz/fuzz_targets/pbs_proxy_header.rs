@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(used <= data.len());
-    for cut in 1..used {
+    for cut in 0..used {
         assert_eq!(
             parse(&data[..cut], &limits),
             Ok(None),

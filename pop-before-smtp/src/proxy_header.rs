@@ -183,8 +183,23 @@ impl ProxyHeader {
 
 /// Parses the header at the start of `input`: `Ok(Some((header, used)))`
 /// with the number of bytes it takes, `Ok(None)` when `input` is a
-/// proper prefix of a header (read more), an error when it cannot become
-/// one. Never reads past the header. Never panics.
+/// proper prefix of a header (read more; nothing read yet is one too), an
+/// error when it cannot become one. Never reads past the header. Never
+/// panics.
+///
+/// ```
+/// use mailbag_pop_before_smtp::proxy_header::{parse, ProxyLimits};
+///
+/// let limits = ProxyLimits::default();
+/// assert_eq!(parse(b"", &limits), Ok(None));
+/// assert_eq!(parse(b"PROXY TCP4 192.0.2.7", &limits), Ok(None));
+/// let (header, used) = parse(b"PROXY TCP4 192.0.2.7 192.0.2.1 4000 25\r\nEHLO", &limits)
+///     .unwrap()
+///     .unwrap();
+/// assert_eq!(header.source(), Some("192.0.2.7:4000".parse().unwrap()));
+/// assert_eq!(used, 40);
+/// assert!(parse(b"EHLO x\r\n", &limits).is_err());
+/// ```
 ///
 /// # Errors
 ///
@@ -193,6 +208,9 @@ pub fn parse(
     input: &[u8],
     limits: &ProxyLimits,
 ) -> Result<Option<(ProxyHeader, usize)>, ProxyHeaderError> {
+    if input.is_empty() {
+        return Ok(None);
+    }
     let sig = &V2_SIGNATURE[..input.len().min(V2_SIGNATURE.len())];
     if input.starts_with(sig) && !input.is_empty() {
         return parse_v2(input, limits);
