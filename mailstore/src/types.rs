@@ -168,6 +168,9 @@ pub const MAX_UID_LEN: usize = 70;
 /// Both backends produce 16 lower-case hex digits: 8 of the per-folder
 /// message UID, then 8 of the folder's UID validity, exactly what Dovecot
 /// sends with `pop3_uidl_format = %08Xu%08Xv` (its `%X` prints lower case).
+/// The Maildir backend gives a message that arrived while its UID index
+/// could not be written a provisional UID of 32 hex digits instead (from
+/// its file name).
 ///
 /// # Examples
 ///
@@ -176,7 +179,7 @@ pub const MAX_UID_LEN: usize = 70;
 ///
 /// let uid = Uid::new("0000000100000001").unwrap();
 /// assert_eq!(uid.as_str(), "0000000100000001");
-/// assert!(Uid::new("has space").is_err());
+/// assert!(matches!(Uid::new("has space"), Err(mailbag_mailstore::Error::InvalidUid(_))));
 /// assert!(Uid::new("").is_err());
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,8 +189,11 @@ impl Uid {
     /// Validates a unique id.
     pub fn new(s: impl Into<String>) -> Result<Self, Error> {
         let s = s.into();
-        if s.is_empty() || s.len() > MAX_UID_LEN || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-            return Err(Error::NoSuchMessage);
+        if s.is_empty() || s.len() > MAX_UID_LEN {
+            return Err(Error::InvalidUid("not 1 to 70 characters"));
+        }
+        if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+            return Err(Error::InvalidUid("a character outside 0x21 to 0x7E"));
         }
         Ok(Uid(s))
     }
