@@ -101,6 +101,10 @@ pub fn decode(value: &[u8], max_len: usize) -> String {
 /// let mut out = String::new();
 /// assert!(!decode_to(b"=?UTF-8?B?SGk=?= there", 4, &mut out));
 /// assert_eq!(out, "Hi t");
+/// // No limit: `usize::MAX`, after text already in `out`.
+/// let mut out = String::from("> ");
+/// assert!(decode_to(b"=?UTF-8?B?SGk=?=", usize::MAX, &mut out));
+/// assert_eq!(out, "> Hi");
 /// ```
 pub fn decode_to(value: &[u8], max_len: usize, out: &mut String) -> bool {
     let mut out = Bounded {
@@ -184,7 +188,7 @@ impl Bounded<'_> {
 
     /// Cuts the output back to the bound (at a character boundary) if it went past it.
     fn clamp(&mut self) {
-        let limit = self.start + self.max;
+        let limit = self.start.saturating_add(self.max);
         if self.s.len() > limit {
             let mut cut = limit;
             while !self.s.is_char_boundary(cut) {

@@ -52,6 +52,17 @@ pub struct SpamcLimits {
     pub max_body: u64,
 }
 
+impl SpamcLimits {
+    /// The most a reply's head (status line and header lines, CRLFs
+    /// included) can take; saturating, so that "no limit" (`usize::MAX`)
+    /// works.
+    fn max_head_len(&self) -> usize {
+        self.max_headers
+            .saturating_add(1)
+            .saturating_mul(self.max_line.saturating_add(2))
+    }
+}
+
 impl Default for SpamcLimits {
     fn default() -> Self {
         SpamcLimits {
@@ -493,7 +504,7 @@ fn next_line<'a>(
     let rest = input.get(pos..).unwrap_or_default();
     match memchr::memchr(b'\n', rest) {
         Some(i) => {
-            if i > limits.max_line + 1 {
+            if i > limits.max_line.saturating_add(1) {
                 return Err(SpamcError::LineTooLong {
                     max: limits.max_line,
                 });
@@ -503,7 +514,7 @@ fn next_line<'a>(
                 None => Err(SpamcError::BadLine("LF-terminated")),
             }
         }
-        None if rest.len() > limits.max_line + 1 => Err(SpamcError::LineTooLong {
+        None if rest.len() > limits.max_line.saturating_add(1) => Err(SpamcError::LineTooLong {
             max: limits.max_line,
         }),
         None => Ok(None),
@@ -816,7 +827,7 @@ impl ResponseReader {
         match &self.head {
             // The head can only complete with a new line end: no re-parse otherwise.
             None if memchr::memchr(b'\n', data).is_none() => {
-                let max = (self.limits.max_headers + 1) * (self.limits.max_line + 2);
+                let max = self.limits.max_head_len();
                 if self.buf.len() > max {
                     return Err(SpamcError::LineTooLong {
                         max: self.limits.max_line,
@@ -828,7 +839,7 @@ impl ResponseReader {
                     self.check_body_size(head.content_length, used)?;
                     self.head = Some((head.into_owned(), used));
                 } else {
-                    let max = (self.limits.max_headers + 1) * (self.limits.max_line + 2);
+                    let max = self.limits.max_head_len();
                     if self.buf.len() > max {
                         return Err(SpamcError::LineTooLong {
                             max: self.limits.max_line,
@@ -894,6 +905,21 @@ mod tests {
         let mut r = ResponseReader::new(SpamcLimits::default());
         r.feed(wire)?;
         r.finish()
+    }
+
+    /// Limits a caller sets to "no limit" (`usize::MAX`) work: no overflow
+    /// (it panicked in debug builds at the first feed; API review).
+    #[test]
+    fn limits_of_usize_max_mean_no_limit() {
+        let limits = SpamcLimits {
+            max_line: usize::MAX,
+            max_headers: usize::MAX,
+            ..SpamcLimits::default()
+        };
+        let mut r = ResponseReader::new(limits);
+        r.feed(b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 7.0 / 5.0").unwrap();
+        r.feed(b"\r\n\r\n").unwrap();
+        assert!(r.finish().unwrap().head.code.is_ok());
     }
 
     #[test]
