@@ -497,6 +497,20 @@ impl ClientSession {
             self.inbuf.drain(..self.in_pos);
             self.in_pos = 0;
         }
+        // While the session waits for the caller nothing is parsed: a server
+        // sending more than `max_buffered` meanwhile is a protocol error, not
+        // a buffer that grows without end.
+        if matches!(self.state, State::Idle | State::Body)
+            && self.inbuf.len().saturating_add(data.len()) > self.opts.max_buffered
+        {
+            self.fail(Outcome::local(
+                self.stage(),
+                451,
+                E_PROTOCOL,
+                "Server sent too much unasked",
+            ));
+            return;
+        }
         self.inbuf.extend_from_slice(data);
     }
 

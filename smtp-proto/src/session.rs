@@ -274,6 +274,11 @@ impl ServerConfig {
 /// long, and every deadline it gives is a time `Instant` can hold.
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
+/// In a message body, how much unread input [`ServerSession::wants_input`]
+/// lets wait before it asks the caller to hand out what the session has
+/// (64 KiB): the batch a driver reads, not a limit on the message.
+pub const DATA_INPUT_BATCH: usize = 64 * 1024;
+
 /// The smallest command line a server must accept (RFC 5321 section 4.5.3.1.4).
 const MIN_COMMAND_LINE: usize = 512;
 
@@ -616,13 +621,14 @@ impl ServerSession {
     }
 
     /// Whether the session can use more input now: not closed, not waiting for an answer,
-    /// and less than one command line (or 64 KiB in data mode) buffered.
+    /// and less than one command line (or [`DATA_INPUT_BATCH`] in a message body)
+    /// buffered.
     pub fn wants_input(&self) -> bool {
         let buffered = self.inbuf.len() - self.st.in_pos;
         let limit = match self.st.mode {
             Mode::Command => self.st.cfg.command_line_limit(),
             Mode::Sasl => self.st.cfg.max_sasl_line,
-            Mode::Data(_) | Mode::Bdat { .. } => 65536,
+            Mode::Data(_) | Mode::Bdat { .. } => DATA_INPUT_BATCH,
             Mode::TlsPending => return false,
         };
         !self.st.closed && self.st.pending.is_none() && buffered < limit

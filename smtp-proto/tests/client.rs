@@ -597,6 +597,29 @@ fn null_sender_and_postmaster() {
     assert_eq!(r.seen.messages[0].2, b"");
 }
 
+/// While the session waits for the caller (ready, or sending the body),
+/// a server sending more than `max_buffered` octets is a protocol error:
+/// before, `feed` kept them all, parsed nothing, and the buffer grew without
+/// end (an API review).
+#[test]
+fn a_server_flooding_a_waiting_session_is_a_protocol_error() {
+    let mut opts = ClientOptions::default();
+    opts.max_buffered = 1000;
+    let mut c = ClientSession::new(HeloName::try_from("relay.example.org").unwrap(), opts);
+    c.feed(b"220 mx.example.net ESMTP\r\n");
+    assert_eq!(c.next_event(), None);
+    c.feed(b"250 mx.example.net\r\n");
+    assert_eq!(c.next_event(), Some(ClientEvent::Ready));
+    for _ in 0..3 {
+        c.feed(&[b'x'; 400]);
+    }
+    assert!(!c.wants_input());
+    assert!(
+        matches!(c.next_event(), Some(ClientEvent::Closed { error: Some(_) })),
+        "flooded while ready"
+    );
+}
+
 // ---------------------------------------------------------------- chunking invariance
 
 /// Drives a client over a fixed server byte stream split at `cuts`; returns the events and

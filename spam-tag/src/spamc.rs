@@ -917,7 +917,8 @@ mod tests {
             ..SpamcLimits::default()
         };
         let mut r = ResponseReader::new(limits);
-        r.feed(b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 7.0 / 5.0").unwrap();
+        r.feed(b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 7.0 / 5.0")
+            .unwrap();
         r.feed(b"\r\n\r\n").unwrap();
         assert!(r.finish().unwrap().head.code.is_ok());
     }
