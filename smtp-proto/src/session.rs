@@ -108,6 +108,10 @@ pub struct ServerConfig {
     /// After this many erroneous commands the session answers 421 and closes; nonzero.
     /// Default `20`.
     pub max_bad_commands: u32,
+    /// After this many refused `AUTH` exchanges the session answers 421 and
+    /// closes (a password guesser gets few tries per connection, as POP3's
+    /// `max_auth_failures`); nonzero. Default `3`.
+    pub max_auth_failures: u32,
     /// Advertise and honour PIPELINING. Default `true`.
     pub pipelining: bool,
     /// Advertise 8BITMIME (accept `BODY=8BITMIME`). Default `true`.
@@ -182,8 +186,8 @@ pub enum ConfigError {
         /// The longest allowed.
         max: Duration,
     },
-    /// A limit that must be nonzero is zero: `max_recipients`, `idle_timeout` or
-    /// `max_bad_commands`.
+    /// A limit that must be nonzero is zero: `max_recipients`, `idle_timeout`,
+    /// `max_bad_commands` or `max_auth_failures`.
     #[error("{field} must not be zero")]
     Zero {
         /// The field.
@@ -262,6 +266,7 @@ impl ServerConfig {
             ("max_recipients", self.max_recipients == 0),
             ("idle_timeout", self.idle_timeout.is_zero()),
             ("max_bad_commands", self.max_bad_commands == 0),
+            ("max_auth_failures", self.max_auth_failures == 0),
         ];
         if let Some((field, _)) = zero.into_iter().find(|(_, z)| *z) {
             return Err(ConfigError::Zero { field });
@@ -301,6 +306,7 @@ impl Default for ServerConfig {
             max_sasl_line: DEFAULT_SASL_LINE_LIMIT,
             idle_timeout: Duration::from_secs(300),
             max_bad_commands: 20,
+            max_auth_failures: 3,
             pipelining: true,
             eight_bit_mime: true,
             smtputf8: true,
@@ -479,6 +485,7 @@ struct State {
     authenticated: bool,
     txn: Option<Txn>,
     bad_commands: u32,
+    auth_failures: u32,
     closed: bool,
     refusing: bool,
     /// The over-long line being discarded began with the BDAT keyword.
@@ -589,6 +596,7 @@ impl ServerSession {
             authenticated: false,
             txn: None,
             bad_commands: 0,
+            auth_failures: 0,
             closed: false,
             overlong_bdat: false,
             refusing: false,
@@ -856,6 +864,12 @@ impl ServerSession {
                 st.mode = Mode::Command;
                 st.framer.set_max_len(st.cfg.command_line_limit());
                 st.write(&reply);
+                if !ok && reply.code().get() >= 500 {
+                    st.auth_failures = st.auth_failures.saturating_add(1);
+                    if st.auth_failures >= st.cfg.max_auth_failures {
+                        st.close_421("Too many authentication failures, closing connection");
+                    }
+                }
             }
             Pending::Vrfy | Pending::Expn => st.write(&reply),
         }
@@ -943,12 +957,15 @@ impl State {
 
     fn count_error(&mut self) {
         self.bad_commands += 1;
-        if self.bad_commands >= self.cfg.max_bad_commands && !self.closed {
-            self.write(&fixed(r(
-                421,
-                (4, 7, 0),
-                "Too many errors, closing connection",
-            )));
+        if self.bad_commands >= self.cfg.max_bad_commands {
+            self.close_421("Too many errors, closing connection");
+        }
+    }
+
+    /// `421 4.7.0 <text>` and the end of the session (once).
+    fn close_421(&mut self, text: &'static str) {
+        if !self.closed {
+            self.write(&fixed(r(421, (4, 7, 0), text)));
             self.closed = true;
         }
     }
@@ -1682,6 +1699,12 @@ mod tests {
             })
         );
         assert_eq!(check(|c| c.idle_timeout = MAX_IDLE_TIMEOUT), None);
+        assert_eq!(
+            check(|c| c.max_auth_failures = 0),
+            Some(ConfigError::Zero {
+                field: "max_auth_failures"
+            })
+        );
         assert_eq!(
             check(|c| c.max_bad_commands = 0),
             Some(ConfigError::Zero {

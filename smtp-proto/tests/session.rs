@@ -566,6 +566,43 @@ fn bdat_after_helo_is_not_implemented_and_its_chunk_dropped() {
     assert_eq!(out, "502 5.5.1 Command not implemented\r\n250 2.0.0 OK\r\n");
 }
 
+/// Refused AUTH exchanges are counted: after `max_auth_failures` (3) the
+/// session answers 421 and closes. Before, one connection could try
+/// passwords for ever (a refused AUTH was not even a bad command).
+#[test]
+fn auth_failures_close_the_session() {
+    let mut cfg = ServerConfig::default();
+    cfg.auth_mechanisms = vec![Mechanism::PLAIN];
+    cfg.auth_requires_tls = false;
+    let mut s = ready(cfg);
+    for i in 1..=3 {
+        s.feed(b"AUTH PLAIN AHVzZXIAd3Jvbmc=\r\n");
+        assert!(
+            matches!(s.next_event(), Some(Event::Auth { .. })),
+            "try {i}"
+        );
+        let esc = EnhancedStatusCode::new(5, 7, 8).unwrap();
+        let refusal = Reply::new(
+            ReplyCode::AUTH_FAILED,
+            Some(esc),
+            "Authentication credentials invalid",
+        );
+        s.reject(refusal.unwrap());
+        let out = String::from_utf8(s.take_output()).unwrap();
+        if i < 3 {
+            assert_eq!(out, "535 5.7.8 Authentication credentials invalid\r\n");
+            assert!(!s.is_closed());
+        } else {
+            assert_eq!(
+                out,
+                "535 5.7.8 Authentication credentials invalid\r\n\
+                 421 4.7.0 Too many authentication failures, closing connection\r\n"
+            );
+            assert!(s.is_closed());
+        }
+    }
+}
+
 #[test]
 fn auth_cancel_and_bad_base64() {
     let mut cfg = ServerConfig::default();
