@@ -76,7 +76,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 use crate::codec::{ReplyOptions, ReplyParser};
-use crate::data::Stuffer;
+use crate::data::{MAX_TEXT_LINE, Stuffer};
 use crate::types::{
     Body, Capability, Command, EhloReply, EnhancedStatusCode as Esc, ForwardPath, HeloName,
     MailParams, RcptParams, Reply, ReplyCode, ReversePath,
@@ -155,6 +155,12 @@ pub struct ClientOptions {
     pub max_buffered: usize,
     /// Timeouts the session reports. Default [`Timeouts::RFC5321`].
     pub timeouts: Timeouts,
+    /// Body lines longer than this many octets (CRLF not counted) are broken
+    /// by inserting CRLF and a space ([`Stuffer::with_max_line`], like
+    /// Postfix's `smtp_line_length_limit`): RFC 5321 section 4.5.3.1.6 lets no
+    /// line pass 998, and a strict next hop refuses the message. `None` sends
+    /// lines as they are. Default `Some(`[`MAX_TEXT_LINE`]`)`.
+    pub max_line_len: Option<usize>,
 }
 
 impl Default for ClientOptions {
@@ -166,6 +172,7 @@ impl Default for ClientOptions {
             reply: ReplyOptions::default(),
             max_buffered: 65536,
             timeouts: Timeouts::RFC5321,
+            max_line_len: Some(MAX_TEXT_LINE),
         }
     }
 }
@@ -1083,7 +1090,10 @@ impl ClientSession {
                         self.state = State::DataEnd;
                     } else {
                         self.txn = Some(t);
-                        self.stuffer = Stuffer::new();
+                        self.stuffer = match self.opts.max_line_len {
+                            Some(max) => Stuffer::with_max_line(max),
+                            None => Stuffer::new(),
+                        };
                         self.state = State::Body;
                         self.events.push_back(ClientEvent::SendBody);
                     }

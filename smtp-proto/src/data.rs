@@ -550,11 +550,23 @@ pub fn stuff(body: &[u8], out: &mut Vec<u8>) {
 /// s.finish(&mut out);
 /// assert_eq!(out, b"Subject: x\r\n\r\nline\r\n..dot\r\nend\r\n.\r\n");
 /// ```
+///
+/// [`Stuffer::with_max_line`] also breaks lines longer than a limit (RFC 5321
+/// section 4.5.3.1.6: 998 octets and CRLF), as Postfix's
+/// `smtp_line_length_limit` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stuffer {
     /// The last two body octets seen (`tail[1]` the last); `None` before any octet.
     tail: [Option<u8>; 2],
+    /// Break lines longer than this (octets, CRLF and stuffing dot not counted).
+    max_line: Option<usize>,
+    /// Octets of the current line so far (when `max_line` is set).
+    line_len: usize,
 }
+
+/// The longest text line RFC 5321 allows, without its CRLF (section
+/// 4.5.3.1.6): what [`Stuffer::with_max_line`] is usually given.
+pub const MAX_TEXT_LINE: usize = 998;
 
 impl Default for Stuffer {
     fn default() -> Self {
@@ -565,11 +577,107 @@ impl Default for Stuffer {
 impl Stuffer {
     /// A stuffer at the start of a body.
     pub fn new() -> Self {
-        Stuffer { tail: [None, None] }
+        Stuffer {
+            tail: [None, None],
+            max_line: None,
+            line_len: 0,
+        }
+    }
+
+    /// A stuffer that also breaks every line longer than `max` octets (at
+    /// least 2; CRLF and a stuffing dot not counted) by inserting CRLF and a
+    /// space, as Postfix does (`smtp_line_length_limit`): a header line so
+    /// broken stays one folded field, and a body line keeps its text. A CR
+    /// never starts a continuation, so a line end is never split.
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::data::Stuffer;
+    ///
+    /// let mut s = Stuffer::with_max_line(4);
+    /// let mut out = Vec::new();
+    /// for piece in [&b"Subject: abc\r\nab"[..], b"cd\r\n.abcdefg\r\n"] {
+    ///     s.chunk(piece, &mut out);
+    /// }
+    /// s.finish(&mut out);
+    /// assert_eq!(out, b"Subj\r\n ect\r\n : a\r\n bc\r\nabcd\r\n..abc\r\n def\r\n g\r\n.\r\n");
+    /// ```
+    pub fn with_max_line(max: usize) -> Self {
+        Stuffer {
+            max_line: Some(max.max(2)),
+            ..Stuffer::new()
+        }
     }
 
     /// Appends the stuffed form of `body` (the next piece of the message) to `out`.
     pub fn chunk(&mut self, body: &[u8], out: &mut Vec<u8>) {
+        let Some(max) = self.max_line else {
+            return self.stuff(body, out);
+        };
+        // Fast path: no line of this piece goes past `max`.
+        let mut len = self.line_len;
+        let mut fits = true;
+        let mut last_lf = None;
+        for lf in memchr::memchr_iter(b'\n', body) {
+            let line = len + (lf - last_lf.map_or(0, |l| l + 1));
+            // The line's CR is its end, not text.
+            let text = line - usize::from(lf > 0 && body[lf - 1] == b'\r');
+            if text > max {
+                fits = false;
+                break;
+            }
+            len = 0;
+            last_lf = Some(lf);
+        }
+        let tail_len = body.len() - last_lf.map_or(0, |l| l + 1);
+        if fits && len + tail_len <= max {
+            self.line_len = len + tail_len;
+            return self.stuff(body, out);
+        }
+        let mut rest = body;
+        while !rest.is_empty() {
+            let (text, lf) = match memchr::memchr(b'\n', rest) {
+                Some(i) => (&rest[..i], Some(&rest[i..=i])),
+                None => (rest, None),
+            };
+            self.fold(text, max, out);
+            if let Some(lf) = lf {
+                self.stuff(lf, out);
+                self.line_len = 0;
+            }
+            rest = &rest[text.len() + usize::from(lf.is_some())..];
+        }
+    }
+
+    /// Appends `text` (no LF in it) of the current line, breaking it after
+    /// `max` octets.
+    fn fold(&mut self, text: &[u8], max: usize, out: &mut Vec<u8>) {
+        let mut start = 0;
+        while start < text.len() {
+            let room = max.saturating_sub(self.line_len);
+            if text.len() - start <= room {
+                self.stuff(&text[start..], out);
+                self.line_len += text.len() - start;
+                return;
+            }
+            let cut = start + room;
+            self.stuff(&text[start..cut], out);
+            self.line_len += room;
+            if text[cut] == b'\r' {
+                // Perhaps the line's end: never the start of a continuation.
+                self.stuff(&text[cut..=cut], out);
+                self.line_len += 1;
+                start = cut + 1;
+            } else {
+                out.extend_from_slice(b"\r\n ");
+                self.tail = [Some(b'\n'), Some(b' ')];
+                self.line_len = 1;
+                start = cut;
+            }
+        }
+    }
+
+    /// Dot-stuffs `body` into `out`.
+    fn stuff(&mut self, body: &[u8], out: &mut Vec<u8>) {
         let at_line_start = matches!(self.tail[1], None | Some(b'\n'));
         let mut start = 0;
         if at_line_start && body.first() == Some(&b'.') {
@@ -597,7 +705,10 @@ impl Stuffer {
             _ => out.extend_from_slice(b"\r\n"),
         }
         out.extend_from_slice(b".\r\n");
-        *self = Stuffer::new();
+        *self = Stuffer {
+            max_line: self.max_line,
+            ..Stuffer::new()
+        };
     }
 }
 

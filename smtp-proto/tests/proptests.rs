@@ -345,6 +345,79 @@ proptest! {
         prop_assert_eq!(&wire[total_used..], b"NEXT COMMAND\r\n");
     }
 
+    /// With a line limit, the stuffer's output (whatever the chunking of its
+    /// input) arrives through the receiver as lines of at most `max` octets
+    /// before their CRLF; taking out every inserted CRLF SP gives the body
+    /// back; a body whose lines all fit goes out as without a limit.
+    #[test]
+    fn stuffer_line_limit_breaks_long_lines_and_keeps_the_text(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(prop_oneof![Just(b'.'), Just(b'\r'), b'a'..=b'z'], 0..40),
+                Just(b".".to_vec()),
+            ],
+            0..12,
+        ),
+        max in 2usize..12,
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        use mailbag_smtp_proto::data::Stuffer;
+        // Text lines without bare CR before their CRLF, and no SP after a CRLF,
+        // so that the inserted `CRLF SP` can be told apart.
+        let lines: Vec<Vec<u8>> = lines
+            .into_iter()
+            .map(|l| l.into_iter().filter(|b| *b != b'\r').collect())
+            .collect();
+        let mut body = Vec::new();
+        for l in &lines {
+            body.extend_from_slice(l);
+            body.extend_from_slice(b"\r\n");
+        }
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(body.len() + 1)).collect();
+        points.push(0);
+        points.push(body.len());
+        points.sort_unstable();
+        points.dedup();
+        let mut s = Stuffer::with_max_line(max);
+        let mut wire = Vec::new();
+        for w in points.windows(2) {
+            s.chunk(&body[w[0]..w[1]], &mut wire);
+        }
+        s.finish(&mut wire);
+        let mut whole = Vec::new();
+        let mut one = Stuffer::with_max_line(max);
+        one.chunk(&body, &mut whole);
+        one.finish(&mut whole);
+        prop_assert_eq!(&wire, &whole, "chunking changed the output");
+        let mut rx = DataReceiver::new(DataOptions::default());
+        let mut out = Vec::new();
+        let (_, end) = rx.receive_into(&wire, &mut out);
+        prop_assert!(matches!(end, Some(Ok(_))));
+        for line in out.split(|b| *b == b'\n') {
+            let text = line.strip_suffix(b"\r").unwrap_or(line);
+            prop_assert!(text.len() <= max, "{:?}", String::from_utf8_lossy(line));
+        }
+        let unfolded: Vec<u8> = {
+            let mut u = Vec::new();
+            let mut i = 0;
+            while i < out.len() {
+                if out[i..].starts_with(b"\r\n ") {
+                    i += 3;
+                } else {
+                    u.push(out[i]);
+                    i += 1;
+                }
+            }
+            u
+        };
+        prop_assert_eq!(&unfolded, &body);
+        if lines.iter().all(|l| l.len() <= max) {
+            let mut plain = Vec::new();
+            stuff(&body, &mut plain);
+            prop_assert_eq!(&wire, &plain);
+        }
+    }
+
     #[test]
     fn data_receiver_chunking_invariance(
         input in proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'.'), any::<u8>()], 0..200),

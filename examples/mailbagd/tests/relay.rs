@@ -401,6 +401,43 @@ fn relayed_mail_has_only_crlf_line_ends_for_data_and_bdat() {
     }
 }
 
+/// A line longer than RFC 5321's 998 octets, accepted from a client, goes to
+/// the next hop broken into lines of at most 998 by CRLF SP (as Postfix's
+/// `smtp_line_length_limit`); the text is all there. Before, the sink got the
+/// 5,000-octet line as it was (a conformance probe), which a strict next hop
+/// refuses.
+#[test]
+fn relayed_lines_longer_than_998_octets_are_broken() {
+    if !require("python3") {
+        return;
+    }
+    let (sink, server) = authorized_relay(Mode::Accept);
+    let long: String = (0..5000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let msg = message("friend@elsewhere.example", "long line", &long);
+    let v = py_send(
+        &server,
+        "smtp",
+        "127.0.0.2",
+        "joe@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert_eq!(v, "SENT", "{}", server.log());
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 1),
+        "not delivered; log:\n{}",
+        server.log()
+    );
+    let g = sink.state.lock().expect("lock");
+    let body = String::from_utf8_lossy(&g.messages[0].body).into_owned();
+    for line in body.split("\r\n") {
+        assert!(line.len() <= 998, "a line of {} octets", line.len());
+    }
+    assert!(body.replace("\r\n ", "").contains(&long));
+}
+
 /// An address literal (or MX, A/AAAA record) that points at loopback is refused as a
 /// next hop unless `[relay] allow_internal_next_hops = true`: the mail bounces with
 /// 5.4.4 instead of being delivered into this host.
