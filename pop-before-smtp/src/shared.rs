@@ -93,6 +93,11 @@ impl SharedRelayTable {
         self.write().remove(ip)
     }
 
+    /// See [`RelayTable::revoke_user`].
+    pub fn revoke_user(&self, user: &str) -> usize {
+        self.write().revoke_user(user)
+    }
+
     /// See [`RelayTable::purge_expired`].
     pub fn purge_expired(&self, now: Instant) -> usize {
         self.write().purge_expired(now)

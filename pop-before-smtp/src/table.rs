@@ -488,6 +488,43 @@ impl RelayTable {
         Some(slot.entry)
     }
 
+    /// Removes every entry a login of `user` made (the user was deleted, or
+    /// their password changed: the logins made with the old one authorize no
+    /// more) and returns how many were removed. `user` is compared as
+    /// [`record_login`](Self::record_login) stored it (cut to
+    /// [`RelayOptions::max_user_len`]).
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    /// use std::time::Instant;
+    /// use mailbag_pop_before_smtp::RelayTable;
+    ///
+    /// let mut table = RelayTable::default();
+    /// let now = Instant::now();
+    /// let (a, b, c): (IpAddr, IpAddr, IpAddr) =
+    ///     ("192.0.2.1".parse()?, "192.0.2.2".parse()?, "192.0.2.3".parse()?);
+    /// table.record_login(a, "joe", now);
+    /// table.record_login(b, "ann", now);
+    /// table.record_login(c, "joe", now);
+    /// assert_eq!(table.revoke_user("joe"), 2);
+    /// assert!(!table.is_authorized(a, now) && !table.is_authorized(c, now));
+    /// assert!(table.is_authorized(b, now));
+    /// # Ok::<(), std::net::AddrParseError>(())
+    /// ```
+    pub fn revoke_user(&mut self, user: &str) -> usize {
+        let user = self.truncated_user(user);
+        let before = self.entries.len();
+        let order = &mut self.order;
+        self.entries.retain(|_, slot| {
+            let keep = slot.entry.user != user;
+            if !keep {
+                order.remove(&(slot.entry.logged_in_at, slot.seq));
+            }
+            keep
+        });
+        before - self.entries.len()
+    }
+
     /// Drops every entry that has expired at `now` and returns how many were dropped.
     /// Optional: [`record_login`](Self::record_login) does it anyway; a server may call
     /// it from a timer it already has to release memory sooner.

@@ -198,4 +198,45 @@ impl RelayBackend {
             }
         }
     }
+
+    /// Removes every relay authorization a login of `user` made (the user
+    /// was removed, their password changed or logins were turned off):
+    /// returns how many. On Redis one script scans the table's keys and
+    /// deletes those naming `user` (every host of a cluster does so at its
+    /// own reload; the second finds nothing).
+    ///
+    /// # Errors
+    ///
+    /// The shared table could not be read or written.
+    pub async fn revoke_user(&self, user: &str) -> Result<usize, RelayStoreError> {
+        match self {
+            RelayBackend::Memory(t) => Ok(t.revoke_user(user)),
+            RelayBackend::Redis(r) => {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(REVOKE_USER_SCRIPT)
+                    .arg(0)
+                    .arg(format!("{REDIS_KEY_PREFIX}*"))
+                    .arg(user);
+                r.redis.run::<usize>(&cmd).await
+            }
+        }
+    }
 }
+
+/// Deletes the keys matching `ARGV[1]` whose value is `ARGV[2]`; returns how
+/// many (SCAN in steps, so that the table's size does not matter).
+const REVOKE_USER_SCRIPT: &str = r#"
+local cursor = "0"
+local n = 0
+repeat
+  local r = redis.call("SCAN", cursor, "MATCH", ARGV[1], "COUNT", 1000)
+  cursor = r[1]
+  for _, key in ipairs(r[2]) do
+    if redis.call("GET", key) == ARGV[2] then
+      redis.call("DEL", key)
+      n = n + 1
+    end
+  end
+until cursor == "0"
+return n
+"#;

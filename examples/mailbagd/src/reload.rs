@@ -61,6 +61,9 @@ pub struct ReloadReport {
     pub skipped: Vec<String>,
     /// Keys whose new value needs a restart (the running value is kept).
     pub needs_restart: Vec<&'static str>,
+    /// Users whose relay authorizations no longer hold: removed, their
+    /// password changed, or logins turned off (`nologin`).
+    pub revoked: Vec<String>,
 }
 
 /// What identifies a version of the passwd-file without reading it.
@@ -188,6 +191,21 @@ impl Reloader {
             .collect();
         config.keep_restart_keys(&running);
         let users = config.users.len();
+        // POP-before-SMTP authorizations made by logins that the new users
+        // would refuse: a compromised account removed, or its password reset,
+        // stops relaying now, not a window later.
+        let revoked: Vec<String> = running
+            .users
+            .iter()
+            .filter(|old| {
+                config.user(old.name.as_str()).is_none_or(|new| {
+                    new.name != old.name
+                        || new.credential.stamp() != old.credential.stamp()
+                        || (new.nologin && !old.nologin)
+                })
+            })
+            .map(|old| old.name.as_str().to_owned())
+            .collect();
         // The passwd-file the new configuration names (it may have changed).
         let new_stamp = match config.userdb.passwd_file.as_deref() {
             p if p == path => stamp,
@@ -201,6 +219,7 @@ impl Reloader {
             users,
             skipped,
             needs_restart,
+            revoked,
         })
     }
 
@@ -247,6 +266,19 @@ pub async fn reload_and_log(ctx: &Arc<Context>, reloader: &Arc<Reloader>, why: &
                 skipped_lines = report.skipped.len(),
                 "configuration reloaded"
             );
+            for user in &report.revoked {
+                match ctx.relay_store.revoke_user(user).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(
+                        user,
+                        addresses = n,
+                        "relay authorizations revoked: the user was removed or their password or login changed"
+                    ),
+                    Err(e) => {
+                        warn!(user, error = %e, "cannot revoke the user's relay authorizations: they expire with their window")
+                    }
+                }
+            }
         }
         Ok(Err(e @ ReloadError::ChangedWhileRead)) => {
             warn!(reason = why, "{e}");

@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailbag_mailstore::{Folder, UserName};
+use mailbag_pop_before_smtp::RelayOptions;
 use mailbagd::maildrop_lease::{LOCK_KEY_PREFIX, LeaseError, MaildropLeases};
 use mailbagd::redis_conn::RedisConn;
+use mailbagd::relay_store::{RedisRelay, RelayBackend};
 
 mod common;
 use common::{
@@ -97,6 +99,15 @@ fn one_redis() -> Option<One> {
         rt: tokio::runtime::Runtime::new().unwrap(),
         url: format!("redis://127.0.0.1:{port}/0"),
     })
+}
+
+/// [`One`], a connection to its Redis and the POP-before-SMTP table on it
+/// with `options`.
+fn relay_on_redis(options: RelayOptions) -> Option<(One, Arc<RedisConn>, Arc<RedisRelay>)> {
+    let one = one_redis()?;
+    let conn = Arc::new(RedisConn::new(&one.url, Duration::from_secs(2)).unwrap());
+    let relay = Arc::new(RedisRelay::new(Arc::clone(&conn), options));
+    Some((one, conn, relay))
 }
 
 fn get(conn: &RedisConn, key: &str, rt: &tokio::runtime::Runtime) -> Option<String> {
@@ -179,27 +190,16 @@ fn commands_during_a_stall_do_not_wait_in_line() {
 /// then is not recorded.
 #[test]
 fn a_login_recorded_late_keeps_its_window_from_the_login() {
-    use mailbag_pop_before_smtp::RelayOptions;
     use mailbag_pop_before_smtp::store::RelayStore;
-    use mailbagd::relay_store::RedisRelay;
-    let Some(One {
-        work: _work,
-        redis: _redis,
-        rt,
-        url,
-    }) = one_redis()
+    let window = Duration::from_secs(20);
+    let Some((one, conn, relay)) = relay_on_redis(RelayOptions::default().with_window(window))
     else {
         return;
     };
-    let conn = Arc::new(RedisConn::new(&url, Duration::from_secs(2)).unwrap());
-    let window = Duration::from_secs(20);
-    let relay = RedisRelay::new(
-        Arc::clone(&conn),
-        RelayOptions::default().with_window(window),
-    );
+    let relay = &*relay;
     let now = Instant::now();
     let (a, b) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-    rt.block_on(async {
+    one.rt.block_on(async {
         let late = now.checked_sub(Duration::from_secs(15)).unwrap();
         relay.record_login(a, "joe", late).await.unwrap();
         let over = now.checked_sub(Duration::from_secs(21)).unwrap();
@@ -211,6 +211,36 @@ fn a_login_recorded_late_keeps_its_window_from_the_login() {
         assert!((1..=5_000).contains(&ttl), "{ttl} ms left");
         assert!(relay.is_authorized(a, Instant::now()).await.unwrap());
         assert!(!relay.is_authorized(b, Instant::now()).await.unwrap());
+    });
+}
+
+/// On Redis, revoking a user's relay authorizations (a reload found them
+/// removed or their password changed) deletes every key naming that user,
+/// and only those, however many keys the table holds.
+#[test]
+fn revoking_a_user_on_redis_deletes_their_keys_only() {
+    let Some((one, conn, relay)) = relay_on_redis(RelayOptions::default()) else {
+        return;
+    };
+    let relay = RelayBackend::Redis(relay);
+    one.rt.block_on(async {
+        let now = Instant::now();
+        for i in 0..3000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i).into();
+            let user = if i % 1000 == 7 { "joe" } else { "ann" };
+            relay.record_login(ip, user, now).await.unwrap();
+        }
+        assert_eq!(relay.revoke_user("joe").await.unwrap(), 3);
+        assert_eq!(relay.revoke_user("joe").await.unwrap(), 0);
+        let left: usize = conn.run(&redis::cmd("DBSIZE")).await.unwrap();
+        assert_eq!(left, 2997);
+        let joes = std::net::Ipv4Addr::from(0x0a00_0000 + 1007).into();
+        assert_eq!(relay.authorizing_user(joes).await.unwrap(), None);
+        let anns = std::net::Ipv4Addr::from(0x0a00_0000 + 1008).into();
+        assert_eq!(
+            relay.authorizing_user(anns).await.unwrap().as_deref(),
+            Some("ann")
+        );
     });
 }
 

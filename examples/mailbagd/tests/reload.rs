@@ -249,6 +249,50 @@ fn the_passwd_file_is_reread_when_it_changes_and_bad_lines_are_skipped() {
     wait_for_login(&server, "lou", "loupw", "ERR");
 }
 
+/// A user removed, or whose password changed, relays no more from the
+/// addresses their old logins authorized (POP-before-SMTP): the reload
+/// revokes them at once, instead of at the end of the window (30 minutes).
+/// Others keep theirs. Found by a cluster probe: a deleted user's address
+/// went on relaying, logged as that user.
+#[test]
+fn a_removed_or_changed_user_relays_no_more() {
+    if !require("python3") {
+        return;
+    }
+    let (server, passwd) = start("200ms", false);
+    let f = passwd.to_str().unwrap();
+    for (user, pw) in [("zoe", "zoepw"), ("max", "maxpw")] {
+        let add = mailbagd(
+            &["user", "add", user, "--file", f],
+            Some(&format!("{pw}\n")),
+        );
+        assert!(add.ok(), "{add:?}");
+    }
+    wait_for_log(&server, "configuration reloaded", 1);
+    wait_for_login(&server, "zoe", "zoepw", "OK");
+    let relay =
+        |src: &str| common::rcpt_reply(&server, server.port("smtp"), src, "kim@elsewhere.example");
+    for (src, user, pw) in [
+        ("127.0.0.2", "zoe", "zoepw"),
+        ("127.0.0.3", "max", "maxpw"),
+        ("127.0.0.4", "pat", "patpw"),
+    ] {
+        assert!(py_pop_login(&server, src, user, pw).starts_with("OK"));
+        assert!(relay(src).starts_with("250"), "{src}");
+    }
+    let del = mailbagd(&["user", "del", "zoe", "--file", f], None);
+    assert!(del.ok(), "{del:?}");
+    let changed = mailbagd(&["user", "passwd", "max", "--file", f], Some("newpw\n"));
+    assert!(changed.ok(), "{changed:?}");
+    wait_for_log(&server, "relay authorizations revoked", 2);
+    assert!(relay("127.0.0.2").starts_with("554"), "removed user");
+    assert!(relay("127.0.0.3").starts_with("554"), "password changed");
+    assert!(relay("127.0.0.4").starts_with("250"), "untouched user");
+    // A login with the new password authorizes again.
+    assert!(py_pop_login(&server, "127.0.0.3", "max", "newpw").starts_with("OK"));
+    assert!(relay("127.0.0.3").starts_with("250"));
+}
+
 /// The first line of the SMTP server's answer to `RCPT TO:<user@example.test>`
 /// on a new connection (a session keeps the users it began with).
 fn rcpt_reply(server: &Server, user: &str) -> String {
