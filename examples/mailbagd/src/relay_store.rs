@@ -9,7 +9,9 @@
 //! `GET <key>` (the user, for the logs) or `EXISTS <key>`, the key named by
 //! [`shared_key`]. Each command
 //! has `[cluster] redis_timeout`; a Redis that is down or slow is an error
-//! the caller turns into "no relay" (`451 4.3.0`), never into a relay. The
+//! the caller turns into "no relay" (`451 4.3.0`), never into a relay, but
+//! for a login this host made and could not write to Redis yet
+//! ([`RedisRelay`] keeps those in memory for their window). The
 //! connection is made on first use and re-made by redis-rs's connection
 //! manager after Redis comes back.
 
@@ -31,16 +33,35 @@ pub const REDIS_KEY_PREFIX: &str = "mailbag:relay:";
 pub type RelayStoreError = RedisError;
 
 /// The POP-before-SMTP table on Redis.
+///
+/// A login this host could not write to Redis (down, or not answering) is
+/// kept in this host's memory until it is written (the POP3 side retries) or
+/// its window ends: this host's relay checks find it there, so a customer
+/// whose login got `+OK` during a Redis outage relays through this host
+/// rather than getting a permanent `554` (other hosts see it once written).
 #[derive(Debug)]
 pub struct RedisRelay {
     redis: Arc<RedisConn>,
     options: RelayOptions,
+    unrecorded: SharedRelayTable,
 }
 
 impl RedisRelay {
     /// A table on `redis`, keyed as `options` normalise addresses.
     pub fn new(redis: Arc<RedisConn>, options: RelayOptions) -> RedisRelay {
-        RedisRelay { redis, options }
+        RedisRelay {
+            redis,
+            unrecorded: SharedRelayTable::new(options.clone()),
+            options,
+        }
+    }
+
+    /// The user of a login from `ip` this host made but could not write to
+    /// Redis, while its window lasts.
+    fn unrecorded_user(&self, ip: IpAddr) -> Option<String> {
+        self.unrecorded
+            .lookup(ip, Instant::now())
+            .map(|e| e.user().to_owned())
     }
 
     /// Asks Redis `PING` (at start-up: `redis_up` and the log then tell at
@@ -95,11 +116,21 @@ impl RelayStore for RedisRelay {
         let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX);
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(user).arg("PX").arg(left_ms.max(1));
+        let user = user.to_owned();
         async move {
             if left.is_zero() {
                 return Ok(()); // over already: nothing to record
             }
-            self.redis.run::<()>(&cmd).await
+            match self.redis.run::<()>(&cmd).await {
+                Ok(()) => {
+                    self.unrecorded.remove(ip);
+                    Ok(())
+                }
+                Err(e) => {
+                    self.unrecorded.record_login(ip, &user, now);
+                    Err(e)
+                }
+            }
         }
     }
 
@@ -110,7 +141,14 @@ impl RelayStore for RedisRelay {
     ) -> impl Future<Output = Result<bool, RelayStoreError>> + Send {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(shared_key(REDIS_KEY_PREFIX, ip, &self.options));
-        async move { Ok(self.redis.run::<u64>(&cmd).await? > 0) }
+        async move {
+            match self.redis.run::<u64>(&cmd).await {
+                Ok(n) if n > 0 => Ok(true),
+                Ok(_) => Ok(self.unrecorded_user(ip).is_some()),
+                Err(_) if self.unrecorded_user(ip).is_some() => Ok(true),
+                Err(e) => Err(e),
+            }
+        }
     }
 }
 
@@ -194,7 +232,11 @@ impl RelayBackend {
             RelayBackend::Redis(r) => {
                 let mut cmd = redis::cmd("GET");
                 cmd.arg(shared_key(REDIS_KEY_PREFIX, ip, &r.options));
-                r.redis.run::<Option<String>>(&cmd).await
+                match r.redis.run::<Option<String>>(&cmd).await {
+                    Ok(Some(user)) => Ok(Some(user)),
+                    Ok(None) => Ok(r.unrecorded_user(ip)),
+                    Err(e) => r.unrecorded_user(ip).map(Some).ok_or(e),
+                }
             }
         }
     }
@@ -212,6 +254,7 @@ impl RelayBackend {
         match self {
             RelayBackend::Memory(t) => Ok(t.revoke_user(user)),
             RelayBackend::Redis(r) => {
+                r.unrecorded.revoke_user(user);
                 let mut cmd = redis::cmd("EVAL");
                 cmd.arg(REVOKE_USER_SCRIPT)
                     .arg(0)

@@ -214,6 +214,37 @@ fn a_login_recorded_late_keeps_its_window_from_the_login() {
     });
 }
 
+/// A login this host could not write to Redis (stalled) still lets the
+/// client relay through this host for its window, rather than a permanent
+/// `554` until the retry lands (a cluster probe); a client that made no login
+/// still gets an error (`451`), never a relay; once the login is written,
+/// Redis alone answers.
+#[test]
+fn a_login_not_yet_in_redis_authorizes_through_its_host() {
+    use mailbag_pop_before_smtp::store::RelayStore;
+    let Some((one, _conn, relay)) = relay_on_redis(RelayOptions::default()) else {
+        return;
+    };
+    let (ann, kim) = ("192.0.2.10".parse().unwrap(), "192.0.2.11".parse().unwrap());
+    one.redis.signal("STOP");
+    one.rt.block_on(async {
+        let logged_in = Instant::now();
+        assert!(relay.record_login(ann, "ann", logged_in).await.is_err());
+        assert!(relay.is_authorized(ann, Instant::now()).await.unwrap());
+        let backend = RelayBackend::Redis(Arc::clone(&relay));
+        assert_eq!(
+            backend.authorizing_user(ann).await.unwrap().as_deref(),
+            Some("ann")
+        );
+        assert!(relay.is_authorized(kim, Instant::now()).await.is_err());
+        one.redis.signal("CONT");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        relay.record_login(ann, "ann", logged_in).await.unwrap();
+        assert_eq!(backend.revoke_user("ann").await.unwrap(), 1);
+        assert!(!relay.is_authorized(ann, Instant::now()).await.unwrap());
+    });
+}
+
 /// On Redis, revoking a user's relay authorizations (a reload found them
 /// removed or their password changed) deletes every key naming that user,
 /// and only those, however many keys the table holds.
