@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(n, wire.len());
         assert_eq!(again, reply);
         if let Some(ehlo) = EhloReply::from_reply(&reply) {
-            let r = ehlo.to_reply();
+            let r = ehlo
+                .to_reply()
+                .expect("a parsed reply's text has no control character");
             let mut w = Vec::new();
             r.encode(&mut w);
             let (back, _) = parser

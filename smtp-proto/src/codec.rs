@@ -34,9 +34,9 @@ use core::ops::Range;
 
 use crate::address::{AddressError, ForwardPath, forward_path_in, path_fast, reverse_path_in};
 use crate::types::{
-    AuthResponse, Body, By, ByMode, Command, EnhancedStatusCode as Esc, HeloName, Hold, MailParams,
-    Mechanism, MtPriority, Notify, Orcpt, Param, RcptParams, Reply, ReplyCode, Ret, Secret, Text,
-    XText, push_u64,
+    AuthResponse, Body, By, ByMode, Command, EnhancedStatusCode as Esc, Envid, HeloName, Hold,
+    HoldUntil, MailParams, Mechanism, MtPriority, Notify, Orcpt, Param, RcptParams, Reply,
+    ReplyCode, Ret, Secret, Text, XText, push_u64,
 };
 
 /// Default command line limit in octets, CRLF included (RFC 5321 section 4.5.3.1.4).
@@ -425,7 +425,7 @@ fn parse_mail_params(rest: &[u8]) -> Result<MailParams<'_>, CommandError> {
             }
             (5, Some(v)) if eq_ic(k, b"ENVID") => {
                 let x = XText::from_wire(v)
-                    .filter(|x| x.as_str().len() <= 100)
+                    .and_then(|x| Envid::new(x).ok())
                     .ok_or(CommandError::InvalidParam("ENVID"))?;
                 set(&mut p.envid, x, "ENVID")?;
             }
@@ -459,13 +459,11 @@ fn parse_mail_params(rest: &[u8]) -> Result<MailParams<'_>, CommandError> {
                 {
                     return Err(CommandError::InvalidParam("HOLDUNTIL"));
                 }
-                let t =
-                    core::str::from_utf8(v).map_err(|_| CommandError::InvalidParam("HOLDUNTIL"))?;
-                set(
-                    &mut p.hold,
-                    Hold::Until(Cow::Borrowed(t)),
-                    "HOLDFOR/HOLDUNTIL",
-                )?;
+                let t = core::str::from_utf8(v)
+                    .ok()
+                    .and_then(|t| HoldUntil::try_from(t).ok())
+                    .ok_or(CommandError::InvalidParam("HOLDUNTIL"))?;
+                set(&mut p.hold, Hold::Until(t), "HOLDFOR/HOLDUNTIL")?;
             }
             _ => {
                 let param = Param::from_wire(k, v).ok_or(CommandError::Syntax(MAIL_USAGE))?;
@@ -532,18 +530,14 @@ fn parse_by(v: &[u8]) -> Option<By> {
         _ => return None,
     };
     let mode = match m.to_ascii_uppercase() {
-        b'R' if n > 0 => ByMode::Return,
+        b'R' => ByMode::Return,
         b'N' => ByMode::Notify,
         _ => return None,
     };
     if neg && n == 0 {
         return None;
     }
-    Some(By {
-        seconds: n,
-        mode,
-        trace,
-    })
+    By::new(n, mode, trace).ok()
 }
 
 fn parse_rcpt_params(rest: &[u8]) -> Result<RcptParams<'_>, CommandError> {
@@ -873,7 +867,7 @@ fn encode_mail_params(p: &MailParams<'_>, out: &mut Vec<u8>) {
     }
     if let Some(e) = &p.envid {
         out.extend_from_slice(b" ENVID=");
-        e.encode(out);
+        e.xtext().encode(out);
     }
     if let Some(a) = &p.auth {
         out.extend_from_slice(b" AUTH=");
@@ -888,13 +882,13 @@ fn encode_mail_params(p: &MailParams<'_>, out: &mut Vec<u8>) {
     }
     if let Some(by) = p.by {
         out.extend_from_slice(b" BY=");
-        out.extend_from_slice(by.seconds.to_string().as_bytes());
+        out.extend_from_slice(by.seconds().to_string().as_bytes());
         out.push(b';');
-        out.push(match by.mode {
+        out.push(match by.mode() {
             ByMode::Return => b'R',
             ByMode::Notify => b'N',
         });
-        if by.trace {
+        if by.trace() {
             out.push(b'T');
         }
     }
@@ -905,7 +899,7 @@ fn encode_mail_params(p: &MailParams<'_>, out: &mut Vec<u8>) {
         }
         Some(Hold::Until(t)) => {
             out.extend_from_slice(b" HOLDUNTIL=");
-            out.extend_from_slice(t.as_bytes());
+            out.extend_from_slice(t.as_str().as_bytes());
         }
         None => {}
     }

@@ -1031,11 +1031,19 @@ impl State {
                 vec![Cow::Owned(self.cfg.hostname.clone())],
             );
         }
-        EhloReply {
+        let ehlo = EhloReply {
             greeting: Cow::Borrowed(self.cfg.hostname.as_str()),
             capabilities: self.capabilities(),
-        }
-        .to_reply()
+        };
+        // The host name is checked with the configuration and the
+        // capabilities are made here: no control character in them.
+        ehlo.to_reply().unwrap_or_else(|_| {
+            Reply::unchecked(
+                ReplyCode::OK,
+                None,
+                vec![Cow::Owned(self.cfg.hostname.clone())],
+            )
+        })
     }
 
     fn start_bdat(&mut self, size: u64, last: bool) {

@@ -55,6 +55,17 @@ pub enum ValueError {
     /// UTF-8.
     #[error("invalid xtext")]
     XText,
+    /// An `ENVID` longer than RFC 3461's 100 characters (section 4.4).
+    #[error("ENVID must be at most 100 characters")]
+    Envid,
+    /// A `BY=` time over 9 digits, or `R` mode with a time that is not
+    /// positive (RFC 2852 section 4).
+    #[error("invalid BY= value")]
+    By,
+    /// A `HOLDUNTIL=` value that is not an RFC 3339 date-time of at most 40
+    /// characters.
+    #[error("invalid HOLDUNTIL= value")]
+    HoldUntil,
 }
 
 // ---------------------------------------------------------------- secrets
@@ -494,14 +505,59 @@ pub enum Ret {
 }
 
 /// `BY=` (RFC 2852): deliver-by time and mode.
+///
+/// ```
+/// use mailbag_smtp_proto::types::{By, ByMode};
+///
+/// let by = By::new(3600, ByMode::Return, true).unwrap();
+/// assert_eq!((by.seconds(), by.mode(), by.trace()), (3600, ByMode::Return, true));
+/// assert!(By::new(-60, ByMode::Notify, false).is_ok());
+/// assert!(By::new(0, ByMode::Return, false).is_err()); // R needs a time to come
+/// assert!(By::new(1_000_000_000, ByMode::Notify, false).is_err()); // over 9 digits
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct By {
+    seconds: i64,
+    mode: ByMode,
+    trace: bool,
+}
+
+impl By {
+    /// The largest `BY=` time: 9 digits.
+    pub const MAX_SECONDS: i64 = 999_999_999;
+
+    /// A deliver-by time: at most [`Self::MAX_SECONDS`] either way, and
+    /// positive for [`ByMode::Return`] (RFC 2852 section 4).
+    ///
+    /// # Errors
+    ///
+    /// [`ValueError::By`].
+    pub fn new(seconds: i64, mode: ByMode, trace: bool) -> Result<By, ValueError> {
+        let fits = (-Self::MAX_SECONDS..=Self::MAX_SECONDS).contains(&seconds);
+        if !fits || (mode == ByMode::Return && seconds <= 0) {
+            return Err(ValueError::By);
+        }
+        Ok(By {
+            seconds,
+            mode,
+            trace,
+        })
+    }
+
     /// Seconds (may be negative or zero for `N` mode).
-    pub seconds: i64,
+    pub fn seconds(self) -> i64 {
+        self.seconds
+    }
+
     /// `R` (return) or `N` (notify).
-    pub mode: ByMode,
+    pub fn mode(self) -> ByMode {
+        self.mode
+    }
+
     /// `T`: trace requested.
-    pub trace: bool,
+    pub fn trace(self) -> bool {
+        self.trace
+    }
 }
 
 /// Mode of `BY=`.
@@ -519,7 +575,92 @@ pub enum Hold<'a> {
     /// `HOLDFOR=<seconds>`.
     For(u64),
     /// `HOLDUNTIL=<RFC 3339 date-time>` (kept as text).
-    Until(Cow<'a, str>),
+    Until(HoldUntil<'a>),
+}
+
+/// The value of `HOLDUNTIL=` (RFC 4865): an RFC 3339 date-time, at most 40
+/// characters of letters, digits, `-`, `:` and `.`, kept as text.
+///
+/// ```
+/// use mailbag_smtp_proto::types::HoldUntil;
+///
+/// assert!(HoldUntil::try_from("2026-12-24T08:00:00Z").is_ok());
+/// assert!(HoldUntil::try_from("x\r\nRSET").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HoldUntil<'a>(Cow<'a, str>);
+
+impl HoldUntil<'_> {
+    /// The date-time as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Converts into an owned value with a `'static` lifetime.
+    pub fn into_owned(self) -> HoldUntil<'static> {
+        HoldUntil(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl<'a> TryFrom<&'a str> for HoldUntil<'a> {
+    type Error = ValueError;
+
+    fn try_from(s: &'a str) -> Result<Self, ValueError> {
+        let ok = !s.is_empty()
+            && s.len() <= 40
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b':' | b'.'));
+        if ok {
+            Ok(HoldUntil(Cow::Borrowed(s)))
+        } else {
+            Err(ValueError::HoldUntil)
+        }
+    }
+}
+
+/// The value of `ENVID=` (RFC 3461 section 4.4): xtext of at most 100
+/// characters once decoded.
+///
+/// ```
+/// use mailbag_smtp_proto::types::{Envid, XText};
+///
+/// assert_eq!(Envid::new(XText::new("QQ314159")).unwrap().as_str(), "QQ314159");
+/// assert!(Envid::new(XText::new("x".repeat(101))).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Envid<'a>(XText<'a>);
+
+impl<'a> Envid<'a> {
+    /// The longest envelope id, in characters.
+    pub const MAX_LEN: usize = 100;
+
+    /// An envelope id of at most [`Self::MAX_LEN`] characters.
+    ///
+    /// # Errors
+    ///
+    /// [`ValueError::Envid`].
+    pub fn new(x: XText<'a>) -> Result<Self, ValueError> {
+        if x.as_str().chars().count() <= Self::MAX_LEN {
+            Ok(Envid(x))
+        } else {
+            Err(ValueError::Envid)
+        }
+    }
+
+    /// The decoded id.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The id as xtext.
+    pub fn xtext(&self) -> &XText<'a> {
+        &self.0
+    }
+
+    /// Converts into an owned value with a `'static` lifetime.
+    pub fn into_owned(self) -> Envid<'static> {
+        Envid(self.0.into_owned())
+    }
 }
 
 /// `MT-PRIORITY=` (RFC 6710): -9..=9.
@@ -721,7 +862,7 @@ pub struct MailParams<'a> {
     /// `RET=` (RFC 3461).
     pub ret: Option<Ret>,
     /// `ENVID=` (RFC 3461), xtext-decoded.
-    pub envid: Option<XText<'a>>,
+    pub envid: Option<Envid<'a>>,
     /// `AUTH=` (RFC 4954), xtext-decoded; `<>` is kept as the text `<>`.
     pub auth: Option<XText<'a>>,
     /// `REQUIRETLS` (RFC 8689).
@@ -744,14 +885,14 @@ impl MailParams<'_> {
             body: self.body,
             smtputf8: self.smtputf8,
             ret: self.ret,
-            envid: self.envid.map(XText::into_owned),
+            envid: self.envid.map(Envid::into_owned),
             auth: self.auth.map(XText::into_owned),
             requiretls: self.requiretls,
             mt_priority: self.mt_priority,
             by: self.by,
             hold: self.hold.map(|h| match h {
                 Hold::For(s) => Hold::For(s),
-                Hold::Until(t) => Hold::Until(Cow::Owned(t.into_owned())),
+                Hold::Until(t) => Hold::Until(t.into_owned()),
             }),
             unknown: self.unknown.into_iter().map(Param::into_owned).collect(),
         }
@@ -1651,13 +1792,39 @@ impl<'a> EhloReply<'a> {
     }
 
     /// Builds the 250 reply (no enhanced code: RFC 2034 excludes EHLO replies).
-    pub fn to_reply(&self) -> Reply<'static> {
-        let mut lines = Vec::with_capacity(1 + self.capabilities.len());
+    ///
+    /// # Errors
+    ///
+    /// [`ValueError::ReplyText`] when the greeting or a capability's text
+    /// holds a control character (a CR or LF would add reply lines).
+    ///
+    /// ```
+    /// use std::borrow::Cow;
+    /// use mailbag_smtp_proto::types::{Capability, EhloReply, ValueError};
+    ///
+    /// let ehlo = EhloReply {
+    ///     greeting: Cow::Borrowed("mx.example.net"),
+    ///     capabilities: vec![Capability::Pipelining],
+    /// };
+    /// assert_eq!(ehlo.to_reply().unwrap().lines().len(), 2);
+    /// let injected = EhloReply {
+    ///     greeting: Cow::Borrowed("mx.example.net\r\n250 AUTH PLAIN"),
+    ///     capabilities: vec![],
+    /// };
+    /// assert_eq!(injected.to_reply().unwrap_err(), ValueError::ReplyText);
+    /// ```
+    pub fn to_reply(&self) -> Result<Reply<'static>, ValueError> {
+        let mut lines: Vec<Cow<'static, str>> = Vec::with_capacity(1 + self.capabilities.len());
         lines.push(Cow::Owned(self.greeting.to_string()));
         for c in &self.capabilities {
             lines.push(Cow::Owned(c.to_text()));
         }
-        Reply::unchecked(ReplyCode::OK, None, lines)
+        if lines.iter().any(|l| !is_reply_text(l.as_bytes())) {
+            return Err(ValueError::ReplyText);
+        }
+        // Not `Reply::multiline`: a greeting that looks like an enhanced code
+        // is the greeting here (RFC 2034 excludes EHLO replies).
+        Ok(Reply::unchecked(ReplyCode::OK, None, lines))
     }
 }
 
@@ -1687,7 +1854,7 @@ mod tests {
             let (reply, _) = parser.parse(wire).unwrap().unwrap();
             let ehlo = EhloReply::from_reply(&reply).unwrap();
             let mut w = Vec::new();
-            ehlo.to_reply().encode(&mut w);
+            ehlo.to_reply().unwrap().encode(&mut w);
             let (back, _) = parser.parse(&w).unwrap().unwrap();
             assert_eq!(EhloReply::from_reply(&back), Some(ehlo), "{wire:?}");
         }

@@ -9,7 +9,7 @@ use mailbag_smtp_proto::client::{
 };
 use mailbag_smtp_proto::session::{self, HelloKind, ServerConfig, ServerSession};
 use mailbag_smtp_proto::types::{
-    Body, EnhancedStatusCode, HeloName, Notify, Orcpt, Reply, ReplyCode, Ret, XText,
+    Body, EnhancedStatusCode, Envid, HeloName, Notify, Orcpt, Reply, ReplyCode, Ret, XText,
 };
 use proptest::prelude::*;
 
@@ -456,7 +456,7 @@ fn parameters_only_when_offered() {
     t.params.size = Some(1234);
     t.params.body = Some(Body::EightBitMime);
     t.params.ret = Some(Ret::Headers);
-    t.params.envid = Some(XText::new("id+1"));
+    t.params.envid = Some(Envid::new(XText::new("id+1")).unwrap());
     let mut rc = Recipient::new(t.recipients[0].to.clone());
     rc.params.notify = Notify::new(false, true, true);
     rc.params.orcpt = Some(Orcpt::new("rfc822", XText::new("b@example.net")).unwrap());

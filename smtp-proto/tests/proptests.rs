@@ -10,9 +10,9 @@ use mailbag_smtp_proto::codec::{ReplyParser, parse_command};
 use mailbag_smtp_proto::data::{DataOptions, DataReceiver, stuff};
 use mailbag_smtp_proto::session::{Event, ServerConfig, ServerSession};
 use mailbag_smtp_proto::types::{
-    Body, By, ByMode, Command, EhloReply, EnhancedStatusCode, HeloName, Hold, MailParams,
-    Mechanism, MtPriority, Notify, Orcpt, Param, RcptParams, Reply, ReplyCode, Ret, Secret, Text,
-    XText,
+    Body, By, ByMode, Command, EhloReply, EnhancedStatusCode, Envid, HeloName, Hold, HoldUntil,
+    MailParams, Mechanism, MtPriority, Notify, Orcpt, Param, RcptParams, Reply, ReplyCode, Ret,
+    Secret, Text, XText,
 };
 use proptest::prelude::*;
 
@@ -90,7 +90,7 @@ prop_compose! {
         by in proptest::option::of((1i64..999_999_999, any::<bool>(), any::<bool>())),
         hold in proptest::option::of(prop_oneof![
             (0u64..999_999_999).prop_map(Hold::For),
-            "20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]Z".prop_map(|s| Hold::Until(Cow::Owned(s))),
+            "20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]Z".prop_map(|s| Hold::Until(HoldUntil::try_from(s.as_str()).unwrap().into_owned())),
         ]),
         unknown in unknown_params(),
     ) -> MailParams<'static> {
@@ -99,11 +99,11 @@ prop_compose! {
         p.body = body;
         p.smtputf8 = smtputf8;
         p.ret = ret;
-        p.envid = envid.filter(|e| e.as_str().len() <= 100);
+        p.envid = envid.and_then(|e| Envid::new(e).ok());
         p.auth = auth;
         p.requiretls = requiretls;
         p.mt_priority = prio.map(|n| MtPriority::try_from(n).unwrap());
-        p.by = by.map(|(seconds, r, trace)| By { seconds, mode: if r { ByMode::Return } else { ByMode::Notify }, trace });
+        p.by = by.map(|(seconds, r, trace)| By::new(seconds, if r { ByMode::Return } else { ByMode::Notify }, trace).unwrap());
         p.hold = hold;
         p.unknown = unknown;
         p
@@ -251,7 +251,7 @@ proptest! {
         prop_assert_eq!(&back, &reply);
         let ehlo = EhloReply::from_reply(&reply).unwrap();
         let mut w = Vec::new();
-        ehlo.to_reply().encode(&mut w);
+        ehlo.to_reply().unwrap().encode(&mut w);
         let (r2, _) = parser.parse(&w).unwrap().unwrap();
         prop_assert_eq!(EhloReply::from_reply(&r2), Some(ehlo), "{}", String::from_utf8_lossy(&wire));
     }

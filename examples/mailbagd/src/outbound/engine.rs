@@ -13,7 +13,7 @@ use mailbag_mailstore::queue::{
 use mailbag_smtp_proto::address::{ForwardPath, parse_forward_path, parse_reverse_path};
 use mailbag_smtp_proto::client::{Outcome, Recipient, Stage, Status, Timeouts, Transaction};
 use mailbag_smtp_proto::types::{
-    Body, EnhancedStatusCode, HeloName, Notify, Orcpt, Reply, ReplyCode, Ret, XText,
+    Body, EnhancedStatusCode, Envid, HeloName, Notify, Orcpt, Reply, ReplyCode, Ret, XText,
 };
 use tokio::sync::{Notify as Wake, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -266,7 +266,11 @@ fn transaction_for(
         QRet::Hdrs => Ret::Headers,
         _ => Ret::Full,
     });
-    t.params.envid = env.envid.clone().map(XText::new);
+    // Taken from a client's ENVID, so within its 100 characters.
+    t.params.envid = env
+        .envid
+        .clone()
+        .and_then(|e| Envid::new(XText::new(e)).ok());
     for (i, to) in recipients {
         let mut r = Recipient::new(to.clone());
         if let Some(q) = env.recipients.get(*i) {
