@@ -237,6 +237,7 @@ pub enum Credentials {
 
 /// A login attempt the application must check ([`Event::Login`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LoginRequest {
     /// The user name (the SASL authentication identity).
     pub user: UserName<'static>,
@@ -310,6 +311,7 @@ pub struct CommitFailure;
 /// One message of the maildrop listing given to
 /// [`ServerSession::maildrop_opened`]; its message number is its position + 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MessageInfo {
     /// Exact size in octets with CRLF line ends (see [`crate::codec::crlf_len`]).
     pub size: u64,
@@ -326,6 +328,7 @@ impl MessageInfo {
 
 /// What to send of a message ([`Event::Retrieve`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetrieveRequest {
     /// The message number.
     pub number: MessageNumber,

@@ -1760,6 +1760,7 @@ impl<'a> Capability<'a> {
 /// # Ok::<(), mailbag_smtp_proto::codec::ReplyError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EhloReply<'a> {
     /// The first line: server name and greeting text (trailing blanks removed).
     pub greeting: Cow<'a, str>,
@@ -1768,6 +1769,15 @@ pub struct EhloReply<'a> {
 }
 
 impl<'a> EhloReply<'a> {
+    /// An EHLO reply of `greeting` (the first line: server name and text)
+    /// and `capabilities`, in order.
+    pub fn new(greeting: impl Into<Cow<'a, str>>, capabilities: Vec<Capability<'a>>) -> Self {
+        EhloReply {
+            greeting: greeting.into(),
+            capabilities,
+        }
+    }
+
     /// Interprets a 250 reply; `None` for any other code.
     pub fn from_reply(reply: &'a Reply<'_>) -> Option<EhloReply<'a>> {
         if reply.code != ReplyCode::OK {
@@ -1799,18 +1809,11 @@ impl<'a> EhloReply<'a> {
     /// holds a control character (a CR or LF would add reply lines).
     ///
     /// ```
-    /// use std::borrow::Cow;
     /// use mailbag_smtp_proto::types::{Capability, EhloReply, ValueError};
     ///
-    /// let ehlo = EhloReply {
-    ///     greeting: Cow::Borrowed("mx.example.net"),
-    ///     capabilities: vec![Capability::Pipelining],
-    /// };
+    /// let ehlo = EhloReply::new("mx.example.net", vec![Capability::Pipelining]);
     /// assert_eq!(ehlo.to_reply().unwrap().lines().len(), 2);
-    /// let injected = EhloReply {
-    ///     greeting: Cow::Borrowed("mx.example.net\r\n250 AUTH PLAIN"),
-    ///     capabilities: vec![],
-    /// };
+    /// let injected = EhloReply::new("mx.example.net\r\n250 AUTH PLAIN", vec![]);
     /// assert_eq!(injected.to_reply().unwrap_err(), ValueError::ReplyText);
     /// ```
     pub fn to_reply(&self) -> Result<Reply<'static>, ValueError> {
