@@ -1241,6 +1241,26 @@ fn passwd_users(
     } = cx;
     let mut users = Vec::with_capacity(text.lines().count());
     let mut errors = Vec::new();
+    // User parts that several lines name in different spellings, one at least
+    // as `user@domain` (`joe@a.test` and `joe@b.test`: two people in Dovecot's
+    // file, one mailbox here): none of those lines is used, and mail for the
+    // name gets 451, rather than one of them getting the other's mail.
+    let shared_user_parts = {
+        let mut spellings: HashMap<String, HashSet<String>> = HashMap::new();
+        let _ = crate::passwd_file::parse_each(text, |e| {
+            if let Ok(name) = passwd_user_name(&e.name, local_domains) {
+                spellings
+                    .entry(name.to_ascii_lowercase())
+                    .or_default()
+                    .insert(e.name.to_ascii_lowercase());
+            }
+        });
+        spellings
+            .into_iter()
+            .filter(|(_, written)| written.len() > 1 && written.iter().any(|w| w.contains('@')))
+            .map(|(name, _)| name)
+            .collect::<HashSet<String>>()
+    };
     let mut line_errors = crate::passwd_file::parse_each(text, |e| {
         let crate::passwd_file::Entry {
             name: typed_name,
@@ -1259,6 +1279,18 @@ fn passwd_users(
                 return;
             }
         };
+        if shared_user_parts.contains(&entry_name.to_ascii_lowercase()) {
+            errors.push(crate::passwd_file::LineError {
+                line,
+                message: format!(
+                    "user {typed_name:?}: another line names the user {entry_name:?} too (in \
+                     another domain or spelling); mailbagd has one mailbox per user name, so \
+                     neither line is used and mail for {entry_name:?} is deferred (451)"
+                ),
+                user: Some(entry_name),
+            });
+            return;
+        }
         // `unusable`: the name is this line's user's, whose entry is broken (not a
         // name that cannot be a user, or one another line serves).
         let mut bad_entry = |message: String, unusable: bool| {
@@ -2893,8 +2925,12 @@ mod tests {
 
     /// A passwd-file of Dovecot's virtual users names them `user@domain`:
     /// such a name of a local domain is the user `user` (in every letter
-    /// case, mail and logins as for a plain name); another domain, or a
-    /// second line for the same user, is a bad line naming the problem.
+    /// case, mail and logins as for a plain name); another domain is a bad
+    /// line naming the problem. Two lines for one user in different
+    /// spellings (`zed@example.test` and `ZED`, or two local domains): neither
+    /// is used and the user's mail is deferred, so that neither gets the
+    /// other's (a review found the second skipped and its mail delivered to
+    /// the first).
     #[test]
     fn user_at_local_domain_names_in_a_passwd_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -2902,14 +2938,15 @@ mod tests {
         std::fs::write(
             &passwd,
             "joe@example.test:{PLAIN}a\nAnn@Example.TEST.:{PLAIN}b\nbob@elsewhere.test:{PLAIN}c\n\
-             JOE:{PLAIN}d\neve@bad..domain:{PLAIN}e\n",
+             zed@example.test:{PLAIN}d\neve@bad..domain:{PLAIN}e\nZED:{PLAIN}f\n\
+             kim@example.test:{PLAIN}g\nkim@other.test:{PLAIN}h\n",
         )
         .unwrap();
         let file = dir.path().join("mailbag.toml");
         std::fs::write(
             &file,
             format!(
-                "data_dir = \"{}\"\nlocal_domains = [\"example.test\"]\n\
+                "data_dir = \"{}\"\nlocal_domains = [\"example.test\", \"other.test\"]\n\
                  [userdb]\npasswd_file = \"{}\"\n",
                 dir.path().join("data").display(),
                 passwd.display()
@@ -2919,20 +2956,25 @@ mod tests {
         let (config, skipped) = Config::load_skipping(&file).unwrap();
         let names: Vec<&str> = config.users.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["joe", "Ann"]);
-        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert_eq!(skipped.len(), 6, "{skipped:?}");
+        let line = |n: usize| {
+            skipped
+                .iter()
+                .find(|l| l.contains(&format!("line {n}:")))
+                .unwrap()
+        };
         assert!(
-            skipped[0].contains("line 3")
-                && skipped[0].contains("\"elsewhere.test\" is not one of `local_domains`"),
+            line(3).contains("\"elsewhere.test\" is not one of `local_domains`"),
             "{skipped:?}"
         );
-        assert!(
-            skipped[1].contains("line 4") && skipped[1].contains("already"),
-            "{skipped:?}"
-        );
-        assert!(
-            skipped[2].contains("line 5") && skipped[2].contains("bad..domain"),
-            "{skipped:?}"
-        );
+        assert!(line(5).contains("bad..domain"), "{skipped:?}");
+        for n in [4, 6, 7, 8] {
+            assert!(
+                line(n).contains("another line names the user"),
+                "{skipped:?}"
+            );
+        }
+        assert!(config.is_unusable_user("zed") && config.is_unusable_user("kim"));
         assert!(config.authenticate("joe", b"a").is_some());
         assert!(config.authenticate("ann", b"b").is_some());
         // What `mailbagd user add` asks before adding.

@@ -180,8 +180,10 @@ fn a_password_with_a_tab_logs_in() {
 /// A passwd-file of Dovecot's virtual users (`doveadm pw` hashes under
 /// `user@domain` names): a name of a local domain is that user, who logs in
 /// by either name, gets mail and can be edited by either name with
-/// `mailbagd user`; a name of another domain is a bad line naming it. Before,
-/// every `user@domain` line was skipped as "not usable as the local part".
+/// `mailbagd user`; a name of another domain is a bad line naming it; two
+/// lines for one user (`dup@example.test`, `DUP`) are both left out and its
+/// mail deferred. Before, every `user@domain` line was skipped as "not
+/// usable as the local part".
 #[test]
 fn user_at_domain_names_of_a_dovecot_file_are_local_users() {
     if !require("python3") || !require("doveadm") {
@@ -192,9 +194,11 @@ fn user_at_domain_names_of_a_dovecot_file_are_local_users() {
     std::fs::write(
         &file,
         format!(
-            "vjoe@example.test:{}\nvann@other.test:{}\n",
+            "vjoe@example.test:{}\nvann@other.test:{}\ndup@example.test:{}\nDUP:{}\n",
             doveadm_pw("SHA512-CRYPT", "vpw"),
             doveadm_pw("SHA512-CRYPT", "apw"),
+            doveadm_pw("SHA512-CRYPT", "d1"),
+            doveadm_pw("SHA512-CRYPT", "d2"),
         ),
     )
     .unwrap();
@@ -207,6 +211,11 @@ fn user_at_domain_names_of_a_dovecot_file_are_local_users() {
     let port = server.port("smtp");
     let r = common::rcpt_reply(&server, port, "127.0.0.9", "vann@example.test");
     assert!(r.starts_with("550 5.1.1"), "{r}");
+    // Two lines for one user: neither is used, the mail waits (451), nobody
+    // gets the other's.
+    let r = common::rcpt_reply(&server, port, "127.0.0.9", "dup@example.test");
+    assert!(r.starts_with("451 4.3.5"), "{r}");
+    assert!(!py_pop_login(&server, "127.0.0.1", "dup", "d1").starts_with("OK"));
     assert!(
         server
             .log()
