@@ -233,33 +233,46 @@ pub fn parse_each(text: &str, mut user: impl FnMut(Entry)) -> Vec<LineError> {
     errors
 }
 
-/// Whether the passwd-file name `written` is the one an administrator
-/// typed as `name`: the same in any letter case, or else the same user part
-/// (before an `@`: `joe` finds `joe@example.test` and the other way round,
-/// since a `user@domain` name of a local domain is the user `user`).
-pub fn names_match(written: &str, name: &str, exactly: bool) -> bool {
-    fn user_part(n: &str) -> &str {
-        n.rsplit_once('@').map_or(n, |(user, _)| user)
+/// The user part of a passwd-file name: before its last `@`, if any.
+fn user_part(name: &str) -> &str {
+    name.rsplit_once('@').map_or(name, |(user, _)| user)
+}
+
+/// Which of `written` (passwd-file names, by index) an administrator means
+/// by `name`: the one equal to it in any letter case; else the only one with
+/// the same user part where one of the two has no domain (`joe` finds
+/// `joe@example.test` and the other way round, since a `user@domain` name
+/// of a local domain is the user `user`; `joe@evil.test` finds neither).
+/// `None` when none is, or several are: an edit must not guess.
+pub fn position_of<'a>(
+    written: impl Iterator<Item = &'a str> + Clone,
+    name: &str,
+) -> Option<usize> {
+    if let Some(i) = written.clone().position(|w| w.eq_ignore_ascii_case(name)) {
+        return Some(i);
     }
-    if exactly {
-        written.eq_ignore_ascii_case(name)
-    } else {
-        user_part(written).eq_ignore_ascii_case(user_part(name))
+    // `joe` for `joe@a.test` or `joe@a.test` for `joe`, never one domain
+    // for another.
+    let mut same_user = written.enumerate().filter(|(_, w)| {
+        user_part(w).eq_ignore_ascii_case(user_part(name))
+            && !(w.contains('@') && name.contains('@'))
+    });
+    match (same_user.next(), same_user.next()) {
+        (Some((i, _)), None) => Some(i),
+        _ => None,
     }
 }
 
-/// The line of user `name` (in any letter case; else by the user part,
-/// [`names_match`]), by index.
+/// The line of user `name` ([`position_of`]), by index.
 fn find(lines: &[&str], name: &str) -> Option<usize> {
-    let named = |exactly| {
-        lines.iter().position(|l| {
-            !is_blank_or_comment(l)
-                && l.split(':')
-                    .next()
-                    .is_some_and(|n| names_match(n, name, exactly))
-        })
-    };
-    named(true).or_else(|| named(false))
+    let names = lines.iter().map(|l| {
+        if is_blank_or_comment(l) {
+            "" // never a name: empty names are refused
+        } else {
+            l.split(':').next().unwrap_or_default()
+        }
+    });
+    position_of(names, name).filter(|&i| !is_blank_or_comment(lines[i]))
 }
 
 fn check_name(name: &str) -> Result<(), EditError> {
@@ -301,7 +314,15 @@ fn join(text: &str, lines: &[&str], had_final_newline: bool) -> String {
 pub fn add(text: &str, name: &str, password: &str) -> Result<String, EditError> {
     check_name(name)?;
     let lines: Vec<&str> = text.lines().collect();
-    if find(&lines, name).is_some() {
+    // One namespace of users: a line for the same user part in any spelling
+    // or domain is this user already (two would both be left out).
+    let taken = lines.iter().any(|l| {
+        !is_blank_or_comment(l)
+            && l.split(':')
+                .next()
+                .is_some_and(|n| user_part(n).eq_ignore_ascii_case(user_part(name)))
+    });
+    if taken {
         return Err(EditError::Exists(name.to_owned()));
     }
     let new = format!("{name}:{password}::::::");

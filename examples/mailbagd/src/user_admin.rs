@@ -203,18 +203,14 @@ pub fn list_users<'a>(
 pub fn check(path: &Path, name: &str, password: &str) -> Result<bool, String> {
     let text = read(path)?;
     let (users, errors) = passwd_file::parse(&text);
-    let named = |exactly| {
-        users
-            .iter()
-            .find(|u| passwd_file::names_match(&u.name, name, exactly))
-    };
-    let Some(user) = named(true).or_else(|| named(false)) else {
+    let found = passwd_file::position_of(users.iter().map(|u| u.name.as_str()), name);
+    let Some(user) = found.and_then(|i| users.get(i)) else {
         // A line for the name that the server skips: say why, not "no user".
-        let skipped = errors.iter().find(|e| {
-            e.user
-                .as_deref()
-                .is_some_and(|u| passwd_file::names_match(u, name, false))
-        });
+        let skipped = passwd_file::position_of(
+            errors.iter().map(|e| e.user.as_deref().unwrap_or_default()),
+            name,
+        )
+        .and_then(|i| errors.get(i));
         return Err(match skipped {
             Some(e) => format!("{}: {e}; the server skips this line", path.display()),
             None => format!("no user {name:?} in {}", path.display()),
@@ -277,6 +273,20 @@ mod tests {
         assert!(check(&path, "zoe@example.test", "z2").unwrap());
         delete(&path, "zoe").unwrap();
         assert!(check(&path, "zoe", "z2").is_err());
+        // `add` refuses a second line for one user (one namespace) ...
+        add(&path, "kim@a.test", HashScheme::Sha512Crypt, "ka").unwrap();
+        assert!(add(&path, "kim@b.test", HashScheme::Sha512Crypt, "kb").is_err());
+        // ... but a file another tool made may hold two: a bare `kim` is
+        // then ambiguous, not a guess.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("kim@b.test:{PLAIN}kb::::::\n");
+        std::fs::write(&path, text).unwrap();
+        assert!(check(&path, "kim", "ka").is_err());
+        assert!(passwd(&path, "kim", HashScheme::Sha512Crypt, "x").is_err());
+        assert!(check(&path, "kim@b.test", "kb").unwrap());
+        assert!(check(&path, "kim@c.test", "ka").is_err(), "another domain");
+        delete(&path, "kim@a.test").unwrap();
+        delete(&path, "kim@b.test").unwrap();
         assert!(scheme("sha512-crypt").is_ok());
         assert!(scheme("MD5").unwrap_err().contains("ARGON2ID"));
         assert!(scheme("MD5").unwrap_err().contains("read only"));
