@@ -562,6 +562,9 @@ pub struct Stuffer {
     max_line: Option<usize>,
     /// Octets of the current line so far (when `max_line` is set).
     line_len: usize,
+    /// A CR that ended the last piece, not yet written (when `max_line` is
+    /// set): a line end if an LF comes next, text otherwise.
+    held_cr: bool,
 }
 
 /// The longest text line RFC 5321 allows, without its CRLF (section
@@ -581,14 +584,16 @@ impl Stuffer {
             tail: [None, None],
             max_line: None,
             line_len: 0,
+            held_cr: false,
         }
     }
 
     /// A stuffer that also breaks every line longer than `max` octets (at
     /// least 2; CRLF and a stuffing dot not counted) by inserting CRLF and a
     /// space, as Postfix does (`smtp_line_length_limit`): a header line so
-    /// broken stays one folded field, and a body line keeps its text. A CR
-    /// never starts a continuation, so a line end is never split.
+    /// broken stays one folded field, and a body line keeps its text. The
+    /// CR of a line's CRLF is never split from it (a CR that ends a piece
+    /// waits for the next); a bare CR is text like any other octet.
     ///
     /// ```
     /// use mailbag_smtp_proto::data::Stuffer;
@@ -612,6 +617,24 @@ impl Stuffer {
     pub fn chunk(&mut self, body: &[u8], out: &mut Vec<u8>) {
         let Some(max) = self.max_line else {
             return self.stuff(body, out);
+        };
+        if core::mem::take(&mut self.held_cr) {
+            let mut joined = Vec::with_capacity(body.len() + 1);
+            joined.push(b'\r');
+            joined.extend_from_slice(body);
+            return self.limited(&joined, max, out);
+        }
+        self.limited(body, max, out);
+    }
+
+    /// [`Stuffer::chunk`] with a line limit.
+    fn limited(&mut self, body: &[u8], max: usize, out: &mut Vec<u8>) {
+        let body = match body.split_last() {
+            Some((b'\r', rest)) => {
+                self.held_cr = true;
+                rest
+            }
+            _ => body,
         };
         // Fast path: no line of this piece goes past `max`.
         let mut len = self.line_len;
@@ -639,7 +662,7 @@ impl Stuffer {
                 Some(i) => (&rest[..i], Some(&rest[i..=i])),
                 None => (rest, None),
             };
-            self.fold(text, max, out);
+            self.fold(text, max, lf.is_some(), out);
             if let Some(lf) = lf {
                 self.stuff(lf, out);
                 self.line_len = 0;
@@ -648,9 +671,9 @@ impl Stuffer {
         }
     }
 
-    /// Appends `text` (no LF in it) of the current line, breaking it after
-    /// `max` octets.
-    fn fold(&mut self, text: &[u8], max: usize, out: &mut Vec<u8>) {
+    /// Appends `text` (no LF in it; `lf_follows`: an LF ends the line after
+    /// it) of the current line, breaking it after `max` octets.
+    fn fold(&mut self, text: &[u8], max: usize, lf_follows: bool, out: &mut Vec<u8>) {
         let mut start = 0;
         while start < text.len() {
             let room = max.saturating_sub(self.line_len);
@@ -662,8 +685,8 @@ impl Stuffer {
             let cut = start + room;
             self.stuff(&text[start..cut], out);
             self.line_len += room;
-            if text[cut] == b'\r' {
-                // Perhaps the line's end: never the start of a continuation.
+            if text[cut] == b'\r' && lf_follows && cut + 1 == text.len() {
+                // The line's end: never the start of a continuation.
                 self.stuff(&text[cut..=cut], out);
                 self.line_len += 1;
                 start = cut + 1;
@@ -700,6 +723,9 @@ impl Stuffer {
     /// Ends the body: adds CRLF if the body did not end with one, then `.CRLF`.
     /// The stuffer is then ready for a new body.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if let (true, Some(max)) = (core::mem::take(&mut self.held_cr), self.max_line) {
+            self.fold(b"\r", max, false, out); // a bare CR at the very end
+        }
         match self.tail {
             [_, None] | [Some(b'\r'), Some(b'\n')] => {}
             _ => out.extend_from_slice(b"\r\n"),
