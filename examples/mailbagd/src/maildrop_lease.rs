@@ -93,7 +93,10 @@ impl MaildropLeases {
         let taken: Option<String> = match self.redis.run(&set).await {
             Ok(taken) => taken,
             Err(e) => {
-                tokio::spawn(withdraw(Arc::clone(self), key, token, expires));
+                // A SET never sent (Redis known down) cannot be run later.
+                if !matches!(e, RedisError::Down(_)) {
+                    tokio::spawn(withdraw(Arc::clone(self), key, token, expires));
+                }
                 return Err(e.into());
             }
         };

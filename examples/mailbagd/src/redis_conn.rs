@@ -43,10 +43,12 @@ pub struct RedisConn {
     observer: Option<Observer>,
 }
 
-/// The connection, or when the last one failed.
+/// The connection (with the number it was made under), or when the last one
+/// failed.
 #[derive(Default)]
 struct Slot {
-    conn: Option<ConnectionManager>,
+    conn: Option<(ConnectionManager, u64)>,
+    made: u64,
     failed_at: Option<Instant>,
 }
 
@@ -83,11 +85,11 @@ impl RedisConn {
         self
     }
 
-    /// The connection, and whether it was made just now.
-    async fn connection(&self) -> Result<(ConnectionManager, bool), RedisError> {
+    /// The connection, its number, and whether it was made just now.
+    async fn connection(&self) -> Result<(ConnectionManager, u64, bool), RedisError> {
         let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.conn.as_ref() {
-            return Ok((c.clone(), false));
+        if let Some((c, number)) = slot.conn.as_ref() {
+            return Ok((c.clone(), *number, false));
         }
         if slot.failed_at.is_some_and(|at| at.elapsed() < self.timeout) {
             return Err(RedisError::Down(self.timeout));
@@ -107,11 +109,13 @@ impl RedisConn {
         .and_then(|r| r.map_err(RedisError::from));
         match made {
             Ok(c) => {
+                let number = slot.made.wrapping_add(1);
                 *slot = Slot {
-                    conn: Some(c.clone()),
+                    conn: Some((c.clone(), number)),
+                    made: number,
                     failed_at: None,
                 };
-                Ok((c, true))
+                Ok((c, number, true))
             }
             Err(e) => {
                 slot.failed_at = Some(Instant::now());
@@ -139,11 +143,11 @@ impl RedisConn {
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, RedisError> {
-        let (c, fresh) = self.connection().await?;
-        match self.run_on(c, cmd).await {
+        let (c, number, fresh) = self.connection().await?;
+        match self.run_on(c, number, cmd).await {
             Err(RedisError::Redis(e)) if !fresh && e.is_connection_dropped() => {
-                let (c, _) = self.connection().await?;
-                self.run_on(c, cmd).await
+                let (c, number, _) = self.connection().await?;
+                self.run_on(c, number, cmd).await
             }
             result => result,
         }
@@ -152,6 +156,7 @@ impl RedisConn {
     async fn run_on<T: redis::FromRedisValue>(
         &self,
         mut c: ConnectionManager,
+        number: u64,
         cmd: &redis::Cmd,
     ) -> Result<T, RedisError> {
         let result = tokio::time::timeout(self.timeout, cmd.query_async(&mut c))
@@ -172,10 +177,13 @@ impl RedisConn {
                 }
                 RedisError::Down(_) => false,
             };
-            *self.conn.lock().await = Slot {
-                conn: None,
-                failed_at: down.then(Instant::now),
-            };
+            // Only the connection that failed: another command may have made
+            // a good one since.
+            let mut slot = self.conn.lock().await;
+            if slot.conn.as_ref().is_some_and(|(_, n)| *n == number) {
+                slot.conn = None;
+                slot.failed_at = down.then(Instant::now);
+            }
         }
         result
     }
