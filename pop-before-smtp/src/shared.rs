@@ -94,8 +94,8 @@ impl SharedRelayTable {
     }
 
     /// See [`RelayTable::revoke_user`].
-    pub fn revoke_user(&self, user: &str) -> usize {
-        self.write().revoke_user(user)
+    pub fn revoke_user(&self, user: &str, logged_in_before: Instant) -> usize {
+        self.write().revoke_user(user, logged_in_before)
     }
 
     /// See [`RelayTable::purge_expired`].

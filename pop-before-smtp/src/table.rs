@@ -488,35 +488,38 @@ impl RelayTable {
         Some(slot.entry)
     }
 
-    /// Removes every entry a login of `user` made (the user was deleted, or
-    /// their password changed: the logins made with the old one authorize no
-    /// more) and returns how many were removed. `user` is compared as
-    /// [`record_login`](Self::record_login) stored it (cut to
+    /// Removes every entry a login of `user` made before `logged_in_before`
+    /// (the user was deleted, or their password changed at that time: the
+    /// logins made with the old one authorize no more, one made since with
+    /// the new one does) and returns how many were removed. `user` is
+    /// compared as [`record_login`](Self::record_login) stored it (cut to
     /// [`RelayOptions::max_user_len`]).
     ///
     /// ```
     /// use std::net::IpAddr;
-    /// use std::time::Instant;
+    /// use std::time::{Duration, Instant};
     /// use mailbag_pop_before_smtp::RelayTable;
     ///
     /// let mut table = RelayTable::default();
-    /// let now = Instant::now();
+    /// let t0 = Instant::now();
     /// let (a, b, c): (IpAddr, IpAddr, IpAddr) =
     ///     ("192.0.2.1".parse()?, "192.0.2.2".parse()?, "192.0.2.3".parse()?);
-    /// table.record_login(a, "joe", now);
-    /// table.record_login(b, "ann", now);
-    /// table.record_login(c, "joe", now);
-    /// assert_eq!(table.revoke_user("joe"), 2);
-    /// assert!(!table.is_authorized(a, now) && !table.is_authorized(c, now));
-    /// assert!(table.is_authorized(b, now));
+    /// table.record_login(a, "joe", t0);
+    /// table.record_login(b, "ann", t0);
+    /// let changed = t0 + Duration::from_secs(5); // joe's password changed
+    /// table.record_login(c, "joe", changed + Duration::from_secs(1));
+    /// assert_eq!(table.revoke_user("joe", changed), 1);
+    /// let now = changed + Duration::from_secs(2);
+    /// assert!(!table.is_authorized(a, now));
+    /// assert!(table.is_authorized(b, now) && table.is_authorized(c, now));
     /// # Ok::<(), std::net::AddrParseError>(())
     /// ```
-    pub fn revoke_user(&mut self, user: &str) -> usize {
+    pub fn revoke_user(&mut self, user: &str, logged_in_before: Instant) -> usize {
         let user = self.truncated_user(user);
         let before = self.entries.len();
         let order = &mut self.order;
         self.entries.retain(|_, slot| {
-            let keep = slot.entry.user != user;
+            let keep = slot.entry.user != user || slot.entry.logged_in_at >= logged_in_before;
             if !keep {
                 order.remove(&(slot.entry.logged_in_at, slot.seq));
             }

@@ -146,9 +146,13 @@ const RECORD_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(1)
 /// Records the login for POP-before-SMTP. A shared table (`[cluster]
 /// redis`) that cannot be written does not fail the login: the record is
 /// retried in the background and each failure logged.
-async fn record_login(ctx: &Arc<Context>, ip: std::net::IpAddr, user: &str) {
+async fn record_login(ctx: &Arc<Context>, ip: std::net::IpAddr, user: &str, credential: u64) {
     let logged_in = std::time::Instant::now();
+    if !still_valid(ctx, user, credential) {
+        return;
+    }
     let Err(e) = ctx.relay_store.record_login(ip, user, logged_in).await else {
+        keep_or_take_back(ctx, ip, user, credential).await;
         return;
     };
     warn!(user = %user, client = %ip, error = %e, "cannot record the login for relay: retrying");
@@ -159,9 +163,19 @@ async fn record_login(ctx: &Arc<Context>, ip: std::net::IpAddr, user: &str) {
         let mut wait = RECORD_RETRY_WAIT;
         for _ in 0..RECORD_RETRIES {
             tokio::time::sleep(wait).await;
+            if logged_in.elapsed() >= ctx.config().pop_before_smtp.window {
+                info!(user = %user, client = %ip, "login not recorded for relay: its window is over");
+                return;
+            }
+            if !still_valid(&ctx, &user, credential) {
+                info!(user = %user, client = %ip, "login not recorded for relay: the user was removed or changed since");
+                return;
+            }
             match ctx.relay_store.record_login(ip, &user, logged_in).await {
                 Ok(()) => {
-                    info!(user = %user, client = %ip, "login recorded for relay after a retry");
+                    if keep_or_take_back(&ctx, ip, &user, credential).await {
+                        info!(user = %user, client = %ip, "login recorded for relay after a retry");
+                    }
                     return;
                 }
                 Err(e) => {
@@ -173,6 +187,39 @@ async fn record_login(ctx: &Arc<Context>, ip: std::net::IpAddr, user: &str) {
         warn!(user = %user, client = %ip, "login not recorded for relay: the client must log in again to relay");
     };
     tokio::spawn(retry.instrument(tracing::Span::current()));
+}
+
+/// Whether `user` is still configured with the credential their password
+/// was checked against (`credential`, [`crate::credentials::Credential::stamp`])
+/// and may log in: a reload since may have removed them, changed their
+/// password or barred them, and then their login authorizes nothing.
+fn still_valid(ctx: &Context, user: &str, credential: u64) -> bool {
+    ctx.config()
+        .user(user)
+        .is_some_and(|u| u.credential.stamp() == credential && !u.nologin)
+}
+
+/// After a login was recorded for relay: whether it stands. When the user
+/// changed meanwhile (the reload's revocation may have run before the
+/// record landed) it is taken back at once.
+async fn keep_or_take_back(
+    ctx: &Context,
+    ip: std::net::IpAddr,
+    user: &str,
+    credential: u64,
+) -> bool {
+    if still_valid(ctx, user, credential) {
+        return true;
+    }
+    info!(user = %user, client = %ip, "login taken back from relay: the user was removed or changed since");
+    if let Err(e) = ctx
+        .relay_store
+        .revoke_users(&[user.to_owned()], std::time::Instant::now())
+        .await
+    {
+        warn!(user = %user, client = %ip, error = %e, "cannot take the login back: it expires with its window");
+    }
+    false
 }
 
 /// What a connection holds between events: the maildrop a login locked,
@@ -214,6 +261,9 @@ impl ServerHandler<MaybeTls> for Pop3Handler {
 struct Mailbox {
     user: UserName,
     folder: Folder,
+    /// The user's credential when the password was checked
+    /// ([`crate::credentials::Credential::stamp`]).
+    credential: u64,
 }
 
 /// The outcome of a login attempt.
@@ -262,6 +312,7 @@ fn check_login(config: &Config, req: &LoginRequest, peer: std::net::IpAddr) -> O
     Some(Mailbox {
         user: login.user.name.clone(),
         folder: login.folder,
+        credential: login.user.credential.stamp(),
     })
 }
 
@@ -306,7 +357,12 @@ async fn handle_event(
         Event::OpenMaildrop { .. } => {
             // The mailbox the login resolved to (the session's name is the
             // one typed: `JOE@example.test/Spam`).
-            let Some(Mailbox { user, folder }) = mailbox.as_ref() else {
+            let Some(Mailbox {
+                user,
+                folder,
+                credential,
+            }) = mailbox.as_ref()
+            else {
                 return Err(session_error("maildrop without a login"));
             };
             let (user, folder) = (user.clone(), *folder);
@@ -360,7 +416,7 @@ async fn handle_event(
                     *maildrop = Some(md);
                     // A balancer's own address (a login without a PROXY client) authorizes nothing.
                     if !ctx.config().proxy.is_trusted(peer.ip()) {
-                        record_login(ctx, peer.ip(), user.as_str()).await;
+                        record_login(ctx, peer.ip(), user.as_str(), *credential).await;
                     }
                     ctx.metrics.login("pop3", true);
                     info!(user = %user, %folder, messages = count, "logged in");
@@ -494,4 +550,67 @@ fn read_chunk(mut reader: MessageReader) -> (MessageReader, io::Result<Vec<u8>>,
         .read_to_end(&mut chunk);
     let eof = chunk.len() < RETRIEVE_CHUNK;
     (reader, r.map(|_| chunk), eof)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::context::Live;
+
+    fn config(dir: &std::path::Path, joe_password: &str) -> Config {
+        Config::from_toml_str(&format!(
+            "data_dir = {:?}\n[[users]]\nname = \"joe\"\npassword = \"{joe_password}\"\n",
+            dir.join("data")
+        ))
+        .unwrap()
+    }
+
+    /// A login whose user changed between the password check and the relay
+    /// record (a reload meanwhile) is not recorded, and one recorded just
+    /// before the change is taken back: the reload's revocation may have run
+    /// before either landed (a review found a retried record undoing a
+    /// revocation).
+    #[tokio::test]
+    async fn a_login_of_a_user_changed_since_authorizes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Arc::new(Context::open(config(dir.path(), "old")).unwrap());
+        let checked = ctx.config().user("joe").unwrap().credential.stamp();
+        let (a, b, c): (std::net::IpAddr, std::net::IpAddr, std::net::IpAddr) = (
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            "192.0.2.3".parse().unwrap(),
+        );
+        record_login(&ctx, a, "joe", checked).await;
+        assert_eq!(
+            ctx.relay_store
+                .authorizing_user(a)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("joe")
+        );
+        // The password changes (a reload).
+        ctx.replace_live(Live::new(config(dir.path(), "new")).unwrap());
+        record_login(&ctx, b, "joe", checked).await;
+        assert_eq!(ctx.relay_store.authorizing_user(b).await.unwrap(), None);
+        // Recorded by a login checked before the change: taken back.
+        ctx.relay_store
+            .record_login(c, "joe", std::time::Instant::now())
+            .await
+            .unwrap();
+        assert!(!keep_or_take_back(&ctx, c, "joe", checked).await);
+        assert_eq!(ctx.relay_store.authorizing_user(c).await.unwrap(), None);
+        // A login with the new password stands.
+        let now_valid = ctx.config().user("joe").unwrap().credential.stamp();
+        record_login(&ctx, b, "joe", now_valid).await;
+        assert_eq!(
+            ctx.relay_store
+                .authorizing_user(b)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("joe")
+        );
+    }
 }

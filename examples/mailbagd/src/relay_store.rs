@@ -241,45 +241,89 @@ impl RelayBackend {
         }
     }
 
-    /// Removes every relay authorization a login of `user` made (the user
-    /// was removed, their password changed or logins were turned off):
-    /// returns how many. On Redis one script scans the table's keys and
-    /// deletes those naming `user` (every host of a cluster does so at its
-    /// own reload; the second finds nothing).
+    /// Removes the relay authorizations that logins of `users` made before
+    /// `logged_in_before` (the reload that found them removed, with a new
+    /// password or barred; a login since, with the new password, stays):
+    /// returns how many. On Redis the table's keys are read with `SCAN`,
+    /// [`REVOKE_SCAN_BATCH`] at a time, and each batch's keys naming one of
+    /// `users` and set before then (told by what is left of their window)
+    /// are deleted by a short script: Redis is never held for the whole
+    /// table. Every host of a cluster does so at its own reload; the second
+    /// finds nothing.
     ///
     /// # Errors
     ///
     /// The shared table could not be read or written.
-    pub async fn revoke_user(&self, user: &str) -> Result<usize, RelayStoreError> {
+    pub async fn revoke_users(
+        &self,
+        users: &[String],
+        logged_in_before: Instant,
+    ) -> Result<usize, RelayStoreError> {
         match self {
-            RelayBackend::Memory(t) => Ok(t.revoke_user(user)),
+            RelayBackend::Memory(t) => Ok(users
+                .iter()
+                .map(|u| t.revoke_user(u, logged_in_before))
+                .sum()),
             RelayBackend::Redis(r) => {
-                r.unrecorded.revoke_user(user);
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(REVOKE_USER_SCRIPT)
-                    .arg(0)
-                    .arg(format!("{REDIS_KEY_PREFIX}*"))
-                    .arg(user);
-                r.redis.run::<usize>(&cmd).await
+                for u in users {
+                    r.unrecorded.revoke_user(u, logged_in_before);
+                }
+                let mut revoked = 0;
+                let mut cursor = "0".to_owned();
+                loop {
+                    let mut scan = redis::cmd("SCAN");
+                    scan.arg(&cursor)
+                        .arg("MATCH")
+                        .arg(format!("{REDIS_KEY_PREFIX}*"))
+                        .arg("COUNT")
+                        .arg(REVOKE_SCAN_BATCH);
+                    let (next, keys): (String, Vec<String>) = r.redis.run(&scan).await?;
+                    if !keys.is_empty() {
+                        // A key whose time left is above this was set after
+                        // `logged_in_before` (its expiry is its login + window).
+                        let keep_above =
+                            r.options.window.saturating_sub(logged_in_before.elapsed());
+                        let mut cmd = redis::cmd("EVAL");
+                        cmd.arg(REVOKE_SCRIPT)
+                            .arg(keys.len())
+                            .arg(&keys)
+                            .arg(u64::try_from(keep_above.as_millis()).unwrap_or(u64::MAX))
+                            .arg(users);
+                        revoked += r.redis.run::<usize>(&cmd).await?;
+                    }
+                    if next == "0" {
+                        return Ok(revoked);
+                    }
+                    cursor = next;
+                }
             }
         }
     }
 }
 
-/// Deletes the keys matching `ARGV[1]` whose value is `ARGV[2]`; returns how
-/// many (SCAN in steps, so that the table's size does not matter).
-const REVOKE_USER_SCRIPT: &str = r#"
-local cursor = "0"
+/// How many relay keys one `SCAN` step of [`RelayBackend::revoke_users`]
+/// asks for.
+pub const REVOKE_SCAN_BATCH: usize = 1000;
+
+/// Deletes those of `KEYS` whose value is one of `ARGV[2..]` and whose time
+/// left is at most `ARGV[1]` milliseconds (set before the revocation);
+/// returns how many.
+const REVOKE_SCRIPT: &str = r#"
+local keep_above = tonumber(ARGV[1])
 local n = 0
-repeat
-  local r = redis.call("SCAN", cursor, "MATCH", ARGV[1], "COUNT", 1000)
-  cursor = r[1]
-  for _, key in ipairs(r[2]) do
-    if redis.call("GET", key) == ARGV[2] then
-      redis.call("DEL", key)
-      n = n + 1
+for _, key in ipairs(KEYS) do
+  local v = redis.call("GET", key)
+  if v then
+    for i = 2, #ARGV do
+      if v == ARGV[i] then
+        if redis.call("PTTL", key) <= keep_above then
+          redis.call("DEL", key)
+          n = n + 1
+        end
+        break
+      end
     end
   end
-until cursor == "0"
+end
 return n
 "#;

@@ -52,7 +52,8 @@ pub fn save(
 /// the file; returns how many. A login older than this process's monotonic
 /// clock can tell (a restart soon after the machine's) is recorded as of
 /// `now`: it authorizes a full window from the restart. Lines that do not
-/// read are skipped. No file: none.
+/// read are skipped, and so are logins of a user for whom `may_log_in` is
+/// false (removed or barred while the server was down). No file: none.
 ///
 /// # Errors
 ///
@@ -63,6 +64,7 @@ pub fn restore(
     window: Duration,
     now: Instant,
     wall: SystemTime,
+    may_log_in: impl Fn(&str) -> bool,
 ) -> io::Result<usize> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -82,7 +84,9 @@ pub fn restore(
         };
         let age_ms = wall_ms.saturating_sub(ms);
         let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(u64::MAX));
-        if user.is_empty() || age >= window {
+        // A user removed (or barred) while the server was down authorizes
+        // nothing any more.
+        if user.is_empty() || age >= window || !may_log_in(user) {
             continue;
         }
         table.record_login(ip, user, now.checked_sub(age).unwrap_or(now));
@@ -121,7 +125,7 @@ mod tests {
         let after = table();
         let (t1, w1) = (Instant::now(), w0 + Duration::from_secs(60));
         let window = Duration::from_secs(1800);
-        assert_eq!(restore(&after, &path, window, t1, w1).unwrap(), 2);
+        assert_eq!(restore(&after, &path, window, t1, w1, |_| true).unwrap(), 2);
         assert!(!path.exists(), "read once");
         assert_eq!(
             after
@@ -136,7 +140,7 @@ mod tests {
         assert!(after.is_authorized(ann, t1 + Duration::from_secs(1530)));
         assert!(!after.is_authorized(ann, t1 + Duration::from_secs(1550)));
         // No file: nothing.
-        assert_eq!(restore(&after, &path, window, t1, w1).unwrap(), 0);
+        assert_eq!(restore(&after, &path, window, t1, w1, |_| true).unwrap(), 0);
     }
 
     #[test]
@@ -158,9 +162,28 @@ mod tests {
         .unwrap();
         let t = table();
         let now = Instant::now();
-        let n = restore(&t, &path, Duration::from_secs(1800), now, wall).unwrap();
+        let n = restore(&t, &path, Duration::from_secs(1800), now, wall, |_| true).unwrap();
         assert_eq!(n, 1);
         assert!(t.is_authorized("192.0.2.2".parse().unwrap(), now));
         assert!(!t.is_authorized("192.0.2.1".parse().unwrap(), now));
+    }
+
+    /// A user removed while the server was down gets none of their logins
+    /// back (a review: a restart after deleting a compromised user gave
+    /// their address its relay right again).
+    #[test]
+    fn logins_of_users_who_may_not_log_in_are_not_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RELAY_TABLE_FILE);
+        let wall = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let ms = (2_000_000_000u64 - 60) * 1000;
+        std::fs::write(&path, format!("{ms} 192.0.2.1 joe\n{ms} 192.0.2.2 gone\n")).unwrap();
+        let t = table();
+        let now = Instant::now();
+        let window = Duration::from_secs(1800);
+        let n = restore(&t, &path, window, now, wall, |user| user != "gone").unwrap();
+        assert_eq!(n, 1);
+        assert!(t.is_authorized("192.0.2.1".parse().unwrap(), now));
+        assert!(!t.is_authorized("192.0.2.2".parse().unwrap(), now));
     }
 }

@@ -52,7 +52,7 @@ pub enum ReloadError {
 }
 
 /// What a reload that succeeded did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReloadReport {
     /// Users now configured.
@@ -64,6 +64,9 @@ pub struct ReloadReport {
     /// Users whose relay authorizations no longer hold: removed, their
     /// password changed, or logins turned off (`nologin`).
     pub revoked: Vec<String>,
+    /// When the new users took effect: logins before it are the ones
+    /// revoked.
+    pub taken_effect: std::time::Instant,
 }
 
 /// What identifies a version of the passwd-file without reading it.
@@ -214,12 +217,14 @@ impl Reloader {
         };
         let live = Live::new(config)?;
         ctx.replace_live(live);
+        let taken_effect = std::time::Instant::now();
         self.watch().read = Some(new_stamp);
         Ok(ReloadReport {
             users,
             skipped,
             needs_restart,
             revoked,
+            taken_effect,
         })
     }
 
@@ -266,18 +271,11 @@ pub async fn reload_and_log(ctx: &Arc<Context>, reloader: &Arc<Reloader>, why: &
                 skipped_lines = report.skipped.len(),
                 "configuration reloaded"
             );
-            for user in &report.revoked {
-                match ctx.relay_store.revoke_user(user).await {
-                    Ok(0) => {}
-                    Ok(n) => info!(
-                        user,
-                        addresses = n,
-                        "relay authorizations revoked: the user was removed or their password or login changed"
-                    ),
-                    Err(e) => {
-                        warn!(user, error = %e, "cannot revoke the user's relay authorizations: they expire with their window")
-                    }
-                }
+            if !report.revoked.is_empty() {
+                let ctx = Arc::clone(ctx);
+                tokio::spawn(async move {
+                    revoke_relay(&ctx, &report.revoked, report.taken_effect).await;
+                });
             }
         }
         Ok(Err(e @ ReloadError::ChangedWhileRead)) => {
@@ -289,6 +287,35 @@ pub async fn reload_and_log(ctx: &Arc<Context>, reloader: &Arc<Reloader>, why: &
         Err(e) => {
             error!(reason = why, error = %e, "reload task failed: keeping the running configuration");
         }
+    }
+}
+
+/// Revokes the POP-before-SMTP authorizations that logins of `users` made
+/// before `taken_effect`, trying again after 1, 2, 4 … (at most 60) seconds
+/// while the table cannot be written, until it is or the window of those
+/// logins has passed (then there is nothing left to revoke).
+async fn revoke_relay(ctx: &Context, users: &[String], taken_effect: std::time::Instant) {
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match ctx.relay_store.revoke_users(users, taken_effect).await {
+            Ok(n) => {
+                info!(
+                    users = users.join(","),
+                    addresses = n,
+                    "relay authorizations revoked: the users were removed or their password or login changed"
+                );
+                return;
+            }
+            Err(e) => {
+                if taken_effect.elapsed() >= ctx.config().pop_before_smtp.window {
+                    warn!(users = users.join(","), error = %e, "relay authorizations not revoked: their window is over anyway");
+                    return;
+                }
+                warn!(users = users.join(","), error = %e, "cannot revoke relay authorizations yet: retrying");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(60));
     }
 }
 

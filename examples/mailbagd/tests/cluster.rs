@@ -240,14 +240,23 @@ fn a_login_not_yet_in_redis_authorizes_through_its_host() {
         one.redis.signal("CONT");
         tokio::time::sleep(Duration::from_secs(2)).await;
         relay.record_login(ann, "ann", logged_in).await.unwrap();
-        assert_eq!(backend.revoke_user("ann").await.unwrap(), 1);
+        let ann_user = ["ann".to_owned()];
+        assert_eq!(
+            backend
+                .revoke_users(&ann_user, Instant::now())
+                .await
+                .unwrap(),
+            1
+        );
         assert!(!relay.is_authorized(ann, Instant::now()).await.unwrap());
     });
 }
 
 /// On Redis, revoking a user's relay authorizations (a reload found them
-/// removed or their password changed) deletes every key naming that user,
-/// and only those, however many keys the table holds.
+/// removed or their password changed) deletes every key naming that user
+/// that a login before the reload set, and only those, however many keys
+/// the table holds (read in SCAN batches); a login since (with the new
+/// password) stays.
 #[test]
 fn revoking_a_user_on_redis_deletes_their_keys_only() {
     let Some((one, conn, relay)) = relay_on_redis(RelayOptions::default()) else {
@@ -261,10 +270,23 @@ fn revoking_a_user_on_redis_deletes_their_keys_only() {
             let user = if i % 1000 == 7 { "joe" } else { "ann" };
             relay.record_login(ip, user, now).await.unwrap();
         }
-        assert_eq!(relay.revoke_user("joe").await.unwrap(), 3);
-        assert_eq!(relay.revoke_user("joe").await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let reload = Instant::now();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let since: std::net::IpAddr = "192.0.2.99".parse().unwrap();
+        relay
+            .record_login(since, "joe", Instant::now())
+            .await
+            .unwrap();
+        let joe = ["joe".to_owned()];
+        assert_eq!(relay.revoke_users(&joe, reload).await.unwrap(), 3);
+        assert_eq!(relay.revoke_users(&joe, reload).await.unwrap(), 0);
         let left: usize = conn.run(&redis::cmd("DBSIZE")).await.unwrap();
-        assert_eq!(left, 2997);
+        assert_eq!(left, 2998);
+        assert_eq!(
+            relay.authorizing_user(since).await.unwrap().as_deref(),
+            Some("joe")
+        );
         let joes = std::net::Ipv4Addr::from(0x0a00_0000 + 1007).into();
         assert_eq!(relay.authorizing_user(joes).await.unwrap(), None);
         let anns = std::net::Ipv4Addr::from(0x0a00_0000 + 1008).into();
