@@ -574,6 +574,26 @@ fn permanent_failure_bounces_a_dsn_to_the_local_sender() {
     assert_eq!(sink.count(), 0);
 }
 
+/// What the server logs when it makes no bounce for a sender of a local
+/// domain who is no user.
+const NO_BOUNCE_FOR_NON_USER: &str =
+    "no bounce: the sender is an address of a local domain that is no user";
+
+/// Relays one message from 127.0.0.2 (logged in already) as
+/// `nobody@example.test`, a local domain's non-user, to kim elsewhere.
+fn relay_as_a_local_non_user(server: &Server) {
+    let msg = message("kim@elsewhere.example", "forged local sender", "hi");
+    let v = py_send(
+        server,
+        "smtp",
+        "127.0.0.2",
+        "nobody@example.test",
+        "kim@elsewhere.example",
+        &msg,
+    );
+    assert_eq!(v, "SENT", "{}", server.log());
+}
+
 /// A bounce for a sender at a local domain who is no user here is not
 /// made: the relay queue would only send it out again, to the smarthost
 /// (a conformance probe saw it leave for `RCPT TO:<nobody@example.test>`).
@@ -583,20 +603,11 @@ fn no_bounce_leaves_for_an_unknown_sender_of_a_local_domain() {
         return;
     }
     let (_sink, server) = authorized_relay(Mode::Reject);
-    let msg = message("kim@elsewhere.example", "forged local sender", "hi");
-    let v = py_send(
-        &server,
-        "smtp",
-        "127.0.0.2",
-        "nobody@example.test",
-        "kim@elsewhere.example",
-        &msg,
-    );
-    assert_eq!(v, "SENT", "{}", server.log());
+    relay_as_a_local_non_user(&server);
     assert!(
-        wait_until(Duration::from_secs(15), || server.log().contains(
-            "no bounce: the sender is an address of a local domain that is no user"
-        )),
+        wait_until(Duration::from_secs(15), || server
+            .log()
+            .contains(NO_BOUNCE_FOR_NON_USER)),
         "{}",
         server.log()
     );
@@ -793,6 +804,33 @@ fn delayed_dsn_is_sent_once_while_retries_go_on() {
     assert!(texts[0].contains("text/rfc822-headers"), "{}", texts[0]);
     assert!(!texts[0].contains("relayed body"), "{}", texts[0]);
     assert_eq!(server.queued().len(), 1);
+}
+
+/// A delay warning nobody wants (here the sender is a local domain's
+/// non-user) is decided once, not again on every retry pass (a review: the
+/// "no bounce" line was logged at each pass while the message waited).
+#[test]
+fn an_unwanted_delay_warning_is_decided_once() {
+    if !require("python3") {
+        return;
+    }
+    let sink = Sink::start(Mode::TempFirst(u32::MAX));
+    let server = Server::start_with(relay_options(&sink, "delay_warning = \"1s\"\n"), |_| {});
+    assert_eq!(
+        py_pop_login(&server, "127.0.0.2", "joe", "secret"),
+        "OK 0 0"
+    );
+    relay_as_a_local_non_user(&server);
+    let said = NO_BOUNCE_FOR_NON_USER;
+    assert!(
+        wait_until(Duration::from_secs(15), || server.log().contains(said)),
+        "{}",
+        server.log()
+    );
+    let before = sink.transactions();
+    assert!(wait_until(Duration::from_secs(10), || sink.transactions()
+        >= before + 2));
+    assert_eq!(server.log().matches(said).count(), 1, "{}", server.log());
 }
 
 /// A message whose next hop keeps answering 4xx expires after

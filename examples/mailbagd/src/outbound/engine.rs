@@ -736,8 +736,10 @@ async fn attempt(
         let waiting: Vec<usize> = env.pending().map(|(i, _)| i).collect();
         let until = schedule.expires_at(env.arrival);
         let report = bounce::Report::Delayed { until };
+        // Sent, or not wanted (the null sender, NOTIFY, a sender of a local
+        // domain who is no user): either way not asked again on every pass.
         if bounce::send_report(ctx, &engine.lock, env, &waiting, report).await
-            == bounce::Sent::Durable
+            != bounce::Sent::Failed
         {
             for i in waiting {
                 if let Some(r) = env.recipients.get_mut(i) {
