@@ -579,12 +579,13 @@ pub enum Hold<'a> {
 }
 
 /// The value of `HOLDUNTIL=` (RFC 4865): an RFC 3339 date-time, at most 40
-/// characters of letters, digits, `-`, `:` and `.`, kept as text.
+/// characters of letters, digits, `-`, `+`, `:` and `.`, kept as text.
 ///
 /// ```
 /// use mailbag_smtp_proto::types::HoldUntil;
 ///
 /// assert!(HoldUntil::try_from("2026-12-24T08:00:00Z").is_ok());
+/// assert!(HoldUntil::try_from("2026-12-24T08:00:00+01:00").is_ok());
 /// assert!(HoldUntil::try_from("x\r\nRSET").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -609,7 +610,7 @@ impl<'a> TryFrom<&'a str> for HoldUntil<'a> {
         let ok = !s.is_empty()
             && s.len() <= 40
             && s.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b':' | b'.'));
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b':' | b'.'));
         if ok {
             Ok(HoldUntil(Cow::Borrowed(s)))
         } else {
