@@ -682,9 +682,19 @@ impl Stuffer {
                 self.line_len += text.len() - start;
                 return;
             }
-            let cut = start + room;
+            // Not inside a UTF-8 character (SMTPUTF8 mail): back to its
+            // first octet, unless that would leave nothing on this line.
+            let mut cut = start + room;
+            let mut back = 0;
+            while back < 3 && cut > start + 1 && (text[cut] & 0xc0) == 0x80 {
+                cut -= 1;
+                back += 1;
+            }
+            if (text[cut] & 0xc0) == 0x80 {
+                cut += back; // not a character after all: cut where the limit is
+            }
             self.stuff(&text[start..cut], out);
-            self.line_len += room;
+            self.line_len += cut - start;
             if text[cut] == b'\r' && lf_follows && cut + 1 == text.len() {
                 // The line's end: never the start of a continuation.
                 self.stuff(&text[cut..=cut], out);
@@ -760,6 +770,24 @@ mod tests {
             bare_lf: BareLfPolicy::Normalize,
             ..DataOptions::default()
         }
+    }
+
+    /// A line is not broken inside a UTF-8 character (SMTPUTF8 mail): the
+    /// break moves back to the character's first octet (a re-probe found
+    /// `ü` cut in two), unless the line would keep nothing.
+    #[test]
+    fn line_limit_breaks_between_utf8_characters() {
+        let fold = |max: usize, body: &str| {
+            let mut s = Stuffer::with_max_line(max);
+            let mut out = Vec::new();
+            s.chunk(body.as_bytes(), &mut out);
+            s.finish(&mut out);
+            String::from_utf8(out).expect("whole characters")
+        };
+        assert_eq!(fold(4, "abcü\r\n"), "abc\r\n ü\r\n.\r\n");
+        assert_eq!(fold(4, "a€x\r\n"), "a€\r\n x\r\n.\r\n");
+        assert_eq!(fold(4, "ab€\r\n"), "ab\r\n €\r\n.\r\n");
+        assert_eq!(fold(3, "aaaüüü\r\n"), "aaa\r\n ü\r\n ü\r\n ü\r\n.\r\n");
     }
 
     #[test]
