@@ -91,7 +91,8 @@ pub enum ProxyHeaderError {
 impl ProxyHeader {
     /// The client address, when the header names one that a TCP client can
     /// have: not for [`ProxyHeader::Unknown`], and not for a source no
-    /// connection comes from (unspecified `0.0.0.0` or `::`, broadcast
+    /// connection comes from (unspecified `0.0.0.0` or `::`, "this network"
+    /// `0.0.0.0/8`, the reserved `240.0.0.0/4` with broadcast
     /// `255.255.255.255`, multicast), which names nobody; the receiver then
     /// uses the real connection's addresses, as for `Unknown`. (Such a
     /// source, taken as a client, would make one address for all who claim
@@ -105,7 +106,7 @@ impl ProxyHeader {
     ///     destination: "192.0.2.1:110".parse().unwrap(),
     /// };
     /// assert!(header("198.51.100.7:4000").source().is_some());
-    /// for nobody in ["0.0.0.0:4000", "[::]:4000", "255.255.255.255:4000", "224.0.0.1:4000", "[ff02::1]:4000"] {
+    /// for nobody in ["0.0.0.0:4000", "[::]:4000", "255.255.255.255:4000", "224.0.0.1:4000", "[ff02::1]:4000", "0.1.2.3:4000", "240.0.0.1:4000"] {
     ///     assert_eq!(header(nobody).source(), None, "{nobody}");
     /// }
     /// ```
@@ -115,7 +116,12 @@ impl ProxyHeader {
                 let ip = source.ip().to_canonical();
                 let nobody = ip.is_unspecified()
                     || ip.is_multicast()
-                    || ip == core::net::Ipv4Addr::BROADCAST;
+                    || match ip {
+                        // "This network" (0/8) and the reserved 240/4, broadcast
+                        // included (RFC 1122 3.2.1.3, RFC 1112 4).
+                        core::net::IpAddr::V4(v4) => v4.octets()[0] == 0 || v4.octets()[0] >= 240,
+                        core::net::IpAddr::V6(_) => false,
+                    };
                 (!nobody).then_some(*source)
             }
             ProxyHeader::Unknown => None,

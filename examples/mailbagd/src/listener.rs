@@ -374,7 +374,16 @@ async fn admit(
                     client
                 }
                 // A health check (LOCAL): the balancer itself, never authorized to relay.
-                None => peer,
+                None => {
+                    if let mailbag_pop_before_smtp::proxy_header::ProxyHeader::Proxied {
+                        source,
+                        ..
+                    } = header
+                    {
+                        info!(%source, "PROXY header names a source no client has: the balancer's address is kept");
+                    }
+                    peer
+                }
             },
             Err(e) => {
                 info!(error = %e, "trusted connection without a valid PROXY header: closed");
