@@ -184,7 +184,7 @@ async fn record_login(ctx: &Arc<Context>, ip: std::net::IpAddr, user: &str, cred
             }
             wait *= 2;
         }
-        warn!(user = %user, client = %ip, "login not recorded for relay: the client must log in again to relay");
+        warn!(user = %user, client = %ip, "login not recorded in the shared table: the client relays through this host only (for its window), or everywhere once it logs in again");
     };
     tokio::spawn(retry.instrument(tracing::Span::current()));
 }
