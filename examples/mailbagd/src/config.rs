@@ -408,6 +408,9 @@ pub struct ClusterConfig {
     /// `redis` the length of its lease there; both are renewed every third
     /// of it while the session lives.
     pub lock_lease: Duration,
+    /// How often the server asks Redis `PING` while no client uses it, so
+    /// that the `redis_up` metric follows Redis (default 10 seconds).
+    pub ping_interval: Duration,
 }
 
 /// `[proxy]`: mailbagd behind TCP load balancers.
@@ -921,6 +924,7 @@ struct RawCluster {
     redis: Option<String>,
     redis_timeout: Option<HumanDuration>,
     lock_lease: Option<HumanDuration>,
+    ping_interval: Option<HumanDuration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -2363,6 +2367,11 @@ impl Config {
                 raw.cluster.lock_lease,
                 DEFAULT_LOCK_LEASE,
             )?,
+            ping_interval: nonzero(
+                "cluster.ping_interval",
+                raw.cluster.ping_interval,
+                crate::relay_store::DEFAULT_PING_INTERVAL,
+            )?,
         };
         if cluster.redis.is_some() && cluster.lock_lease <= cluster.redis_timeout * 3 {
             return Err(invalid(
@@ -2884,6 +2893,18 @@ mod tests {
         assert!(
             parse("[[users]]\nname = \"a\"\npassword = \"b\"\nspam_folder = \"Junk\"\n").is_err()
         );
+    }
+
+    /// `[cluster] ping_interval`: 10 s by default, configurable, nonzero.
+    #[test]
+    fn cluster_ping_interval() {
+        assert_eq!(
+            parse(USERS).unwrap().cluster.ping_interval,
+            Duration::from_secs(10)
+        );
+        let c = parse(&format!("[cluster]\nping_interval = \"3s\"\n{USERS}")).unwrap();
+        assert_eq!(c.cluster.ping_interval, Duration::from_secs(3));
+        assert!(parse(&format!("[cluster]\nping_interval = \"0s\"\n{USERS}")).is_err());
     }
 
     /// The protocol sessions refuse an `idle_timeout` over a week (its

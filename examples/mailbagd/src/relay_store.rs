@@ -77,12 +77,16 @@ impl RedisRelay {
             .map(drop)
     }
 
-    /// Asks Redis `PING` every [`REDIS_PING_INTERVAL`] until `shutdown`, so
-    /// that `redis_up` follows Redis when no client uses it (an outage in a
-    /// quiet hour, a return before the first login), and every host shows
-    /// the same.
-    pub async fn watch(&self, shutdown: tokio_util::sync::CancellationToken) {
-        let mut every = tokio::time::interval(REDIS_PING_INTERVAL);
+    /// Asks Redis `PING` every `interval` (`[cluster] ping_interval`) until
+    /// `shutdown`, so that `redis_up` follows Redis when no client uses it
+    /// (an outage in a quiet hour, a return before the first login), and
+    /// every host shows the same.
+    pub async fn watch(
+        &self,
+        interval: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut every = tokio::time::interval(interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
         loop {
@@ -96,9 +100,9 @@ impl RedisRelay {
     }
 }
 
-/// How often [`RedisRelay::watch`] asks Redis `PING`: `redis_up` is at most
-/// this old.
-pub const REDIS_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// The default of `[cluster] ping_interval`: how often [`RedisRelay::watch`]
+/// asks Redis `PING` (`redis_up` is at most this old).
+pub const DEFAULT_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl RelayStore for RedisRelay {
     type Error = RelayStoreError;

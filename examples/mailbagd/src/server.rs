@@ -518,11 +518,12 @@ impl Server {
         if let crate::relay_store::RelayBackend::Redis(redis) = &ctx.relay_store {
             let redis = Arc::clone(redis);
             let shutdown = ctx.shutdown.clone();
+            let ping_interval = ctx.config().cluster.ping_interval;
             tokio::spawn(async move {
                 if let Err(e) = redis.ping().await {
                     warn!(error = %e, "[cluster] redis does not answer at start-up: relaying gets 451 until it does");
                 }
-                redis.watch(shutdown).await;
+                redis.watch(ping_interval, shutdown).await;
             });
         }
         tracker.spawn(crate::reload::run(

@@ -854,7 +854,7 @@ fn postfix_asks_one_host_about_a_login_made_on_another() {
 
 /// `mailbag_redis_up` says at once whether the cluster's Redis answers: the
 /// server asks it `PING` at start-up (before any login), and warns when it
-/// does not answer; then every `REDIS_PING_INTERVAL`, so that an outage and
+/// does not answer; then every `[cluster] ping_interval`, so that an outage and
 /// a return with no client about show too (before, `redis_up` stayed 1 after
 /// Redis stopped in a quiet minute); a server without `[cluster] redis` has
 /// no Redis metrics.
@@ -885,7 +885,8 @@ fn redis_up_is_known_from_start_up_and_kept_current() {
         )
     };
     let up = start(format!(
-        "[cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nredis_timeout = \"500ms\"\n"
+        "[cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nredis_timeout = \"500ms\"\n\
+         ping_interval = \"2s\"\n"
     ));
     assert!(
         common::wait_until(Duration::from_secs(10), || metrics(&up)
@@ -908,7 +909,7 @@ fn redis_up_is_known_from_start_up_and_kept_current() {
     let single = start(String::new());
     assert!(!metrics(&single).contains("redis"));
     // No client uses Redis: the interval's PING notices it stop and return.
-    let every = mailbagd::relay_store::REDIS_PING_INTERVAL;
+    let every = Duration::from_secs(2);
     redis.signal("STOP");
     assert!(
         common::wait_until(every + Duration::from_secs(3), || metrics(&up)
