@@ -822,6 +822,10 @@ enum BadLines {
 /// The default of `[cluster] lock_lease`.
 pub const DEFAULT_LOCK_LEASE: Duration = Duration::from_secs(60);
 
+/// The default of `[cluster] ping_interval`: how often Redis is asked `PING`
+/// while no client uses it (`redis_up` is at most this old).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The default of `[cluster] redis_timeout`.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -2370,7 +2374,7 @@ impl Config {
             ping_interval: nonzero(
                 "cluster.ping_interval",
                 raw.cluster.ping_interval,
-                crate::relay_store::DEFAULT_PING_INTERVAL,
+                DEFAULT_PING_INTERVAL,
             )?,
         };
         if cluster.redis.is_some() && cluster.lock_lease <= cluster.redis_timeout * 3 {

@@ -100,10 +100,6 @@ impl RedisRelay {
     }
 }
 
-/// The default of `[cluster] ping_interval`: how often [`RedisRelay::watch`]
-/// asks Redis `PING` (`redis_up` is at most this old).
-pub const DEFAULT_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
 impl RelayStore for RedisRelay {
     type Error = RelayStoreError;
 
