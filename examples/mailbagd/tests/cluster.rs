@@ -78,11 +78,13 @@ impl Drop for Redis {
 }
 
 /// One redis-server, a runtime and the server's URL.
+/// Fields drop in this order: the redis-server is stopped while its state
+/// directory (in `work`) still tells `redis-stop.sh` which one it is.
 struct One {
-    work: tempfile::TempDir,
     redis: Redis,
     rt: tokio::runtime::Runtime,
     url: String,
+    work: tempfile::TempDir,
 }
 
 /// [`One`], or `None` when redis-server is missing (outside CI).
