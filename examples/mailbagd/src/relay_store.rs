@@ -265,10 +265,10 @@ impl RelayBackend {
                 .map(|u| t.revoke_user(u, logged_in_before))
                 .sum()),
             RelayBackend::Redis(r) => {
-                for u in users {
-                    r.unrecorded.revoke_user(u, logged_in_before);
-                }
                 let mut revoked = 0;
+                for u in users {
+                    revoked += r.unrecorded.revoke_user(u, logged_in_before);
+                }
                 let mut cursor = "0".to_owned();
                 loop {
                     let mut scan = redis::cmd("SCAN");

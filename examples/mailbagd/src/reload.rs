@@ -291,9 +291,10 @@ pub async fn reload_and_log(ctx: &Arc<Context>, reloader: &Arc<Reloader>, why: &
 }
 
 /// Revokes the POP-before-SMTP authorizations that logins of `users` made
-/// before `taken_effect`, trying again after 1, 2, 4 … (at most 60) seconds
-/// while the table cannot be written, until it is or the window of those
-/// logins has passed (then there is nothing left to revoke).
+/// before `taken_effect`, trying again after 1, 2, 4 and then every
+/// [`REVOKE_RETRY_MAX`] while the table cannot be written, until it is or the
+/// window of those logins has passed (then there is nothing left to
+/// revoke). Meanwhile the SMTP side refuses relay for a removed user anyway.
 async fn revoke_relay(ctx: &Context, users: &[String], taken_effect: std::time::Instant) {
     let mut wait = std::time::Duration::from_secs(1);
     loop {
@@ -315,9 +316,13 @@ async fn revoke_relay(ctx: &Context, users: &[String], taken_effect: std::time::
             }
         }
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(std::time::Duration::from_secs(60));
+        wait = (wait * 2).min(REVOKE_RETRY_MAX);
     }
 }
+
+/// The longest wait between two tries of a revocation that Redis could not
+/// take: soon after Redis is back, it is done.
+pub const REVOKE_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs until shutdown: reloads on each SIGHUP (`hangups`), and when the
 /// passwd-file changed, looked at every `[userdb] check_interval`.

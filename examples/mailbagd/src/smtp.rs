@@ -96,15 +96,26 @@ impl Txn {
 
 /// The POP3 user whose recent login lets `ip` relay, or `None`: it may
 /// not. `Err` when the shared table cannot be read (the caller answers
-/// `451 4.3.0`, never relays).
+/// `451 4.3.0`, never relays). A login of a user who is no longer
+/// configured, or may no longer log in (`nologin`), authorizes nothing,
+/// whatever the table still says (its revocation may be waiting for Redis,
+/// or no host was up to see the user go).
 async fn authorizing_user(ctx: &Context, ip: IpAddr) -> Result<Option<String>, ()> {
     // A balancer's own address is never a client's (`[proxy] trusted_networks`).
-    if ctx.config().proxy.is_trusted(ip) {
+    let config = ctx.config();
+    if config.proxy.is_trusted(ip) {
         return Ok(None);
     }
-    ctx.relay_store.authorizing_user(ip).await.map_err(|e| {
+    let user = ctx.relay_store.authorizing_user(ip).await.map_err(|e| {
         warn!(error = %e, "relay check failed: refusing relay for now");
-    })
+    })?;
+    Ok(user.filter(|name| {
+        let may = config.user(name).is_some_and(|u| !u.nologin);
+        if !may {
+            info!(pop3_user = %name, "relay refused: the user who logged in from this address may no longer log in");
+        }
+        may
+    }))
 }
 
 /// Scores the spooled message with spamd (fail-open: `Scan::Done(None)` when
@@ -534,5 +545,41 @@ impl SmtpHandler {
                 Answer::Reject(e.0)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A login still in the table authorizes nothing once its user is gone
+    /// (its revocation may be waiting for Redis, or no host was up to see
+    /// the user removed: a re-probe saw such a user relay for a minute).
+    #[tokio::test]
+    async fn a_removed_users_login_authorizes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_toml_str(&format!(
+            "data_dir = {:?}\n[[users]]\nname = \"joe\"\npassword = \"x\"\n",
+            dir.path().join("data")
+        ))
+        .unwrap();
+        let ctx = Context::open(config).unwrap();
+        let (joes, gones): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let now = std::time::Instant::now();
+        ctx.relay_store
+            .record_login(joes, "joe", now)
+            .await
+            .unwrap();
+        ctx.relay_store
+            .record_login(gones, "gone", now)
+            .await
+            .unwrap();
+        assert_eq!(
+            authorizing_user(&ctx, joes).await,
+            Ok(Some("joe".to_owned()))
+        );
+        assert_eq!(authorizing_user(&ctx, gones).await, Ok(None));
     }
 }
