@@ -346,7 +346,11 @@ impl Context {
                 config.pop_before_smtp.window,
                 std::time::Instant::now(),
                 std::time::SystemTime::now(),
-                |user| config.user(user).is_some_and(|u| !u.nologin),
+                |user, saved| {
+                    config.user(user).is_some_and(|u| {
+                        !u.nologin && saved.is_none_or(|f| f == u.credential.fingerprint())
+                    })
+                },
             ) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(logins = n, "POP-before-SMTP logins kept over the restart"),

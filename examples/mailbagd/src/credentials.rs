@@ -114,6 +114,38 @@ impl Credential {
         }
     }
 
+    /// A fingerprint of this credential that is the same in every process
+    /// (unlike [`Credential::stamp`]): 16 hex digits of SHA-256 over the
+    /// stored hash (or clear-text password). For files the server keeps
+    /// private (`0600`) beside the passwd-file, to notice a password changed
+    /// while it was not running; it tells nothing the passwd-file does not.
+    ///
+    /// ```
+    /// use mailbagd::credentials::{Credential, Secret};
+    /// let a = Credential::Plain(Secret::new("one"));
+    /// assert_eq!(a.fingerprint(), Credential::Plain(Secret::new("one")).fingerprint());
+    /// assert_ne!(a.fingerprint(), Credential::Plain(Secret::new("two")).fingerprint());
+    /// assert_eq!(a.fingerprint().len(), 16);
+    /// ```
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        match self {
+            Credential::Plain(s) => {
+                h.update(b"plain\0");
+                h.update(s.expose());
+            }
+            Credential::Hash(p) => {
+                h.update(b"hash\0");
+                h.update(p.as_str().as_bytes());
+            }
+        }
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The cost of checking a password against this credential (`None`
     /// for a clear-text password).
     pub fn hash_cost(&self) -> Option<HashCost> {

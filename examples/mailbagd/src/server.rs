@@ -581,12 +581,14 @@ impl Server {
             info!("shutdown complete");
         }
         // One host's POP-before-SMTP logins, for the next start (Redis keeps its own).
-        if let Some(path) = self.ctx.config().relay_table_file() {
+        let config = self.ctx.config();
+        if let Some(path) = config.relay_table_file() {
             match crate::relay_table_file::save(
                 &self.ctx.relay,
                 &path,
                 std::time::Instant::now(),
                 std::time::SystemTime::now(),
+                |user| config.user(user).map(|u| u.credential.fingerprint()),
             ) {
                 Ok(n) => info!(logins = n, "POP-before-SMTP logins kept for the next start"),
                 Err(e) => {
