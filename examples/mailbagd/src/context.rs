@@ -34,6 +34,7 @@ use crate::maildrop_lease::MaildropLeases;
 use crate::metrics::Metrics;
 use crate::redis_conn::RedisConn;
 use crate::relay_store::{RedisRelay, RelayBackend};
+use crate::shared_login_limiter::SharedLoginLimiter;
 use crate::signing_key::SigningKey;
 use crate::spool::{SPOOL_DIR, remove_stale};
 use crate::tls::{TlsError, load_acceptor};
@@ -195,6 +196,9 @@ pub struct Context {
     /// Failed logins per client address and per user name, shared by POP3
     /// and the web page (`[login]`).
     pub logins: LoginLimiter,
+    /// The same counts in Redis for every host (`[cluster] redis`): see
+    /// [`Context::login_attempt`].
+    pub shared_logins: Option<SharedLoginLimiter>,
     /// Signs the Spam digest's release links (`web.secret_file`).
     pub link_key: SigningKey,
     /// The counters and gauges of `/metrics`.
@@ -359,8 +363,13 @@ impl Context {
                 }
             }
         }
-        let (relay_store, leases) = match &config.cluster.redis {
-            None => (RelayBackend::Memory(relay.clone()), None),
+        let login_opts = LoginLimitOptions {
+            failures_before_lockout: config.login.failures_before_lockout,
+            lockout: config.login.lockout,
+            max_entries: config.login.max_tracked,
+        };
+        let (relay_store, leases, shared_logins) = match &config.cluster.redis {
+            None => (RelayBackend::Memory(relay.clone()), None, None),
             Some(url) => {
                 let opts = RelayOptions::default()
                     .with_window(config.pop_before_smtp.window)
@@ -374,9 +383,10 @@ impl Context {
                 (
                     RelayBackend::Redis(Arc::new(RedisRelay::new(Arc::clone(&redis), opts))),
                     Some(Arc::new(MaildropLeases::new(
-                        redis,
+                        Arc::clone(&redis),
                         config.cluster.lock_lease,
                     ))),
+                    Some(SharedLoginLimiter::new(redis, login_opts)),
                 )
             }
         };
@@ -390,15 +400,11 @@ impl Context {
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
         );
-        let login_opts = LoginLimitOptions {
-            failures_before_lockout: config.login.failures_before_lockout,
-            lockout: config.login.lockout,
-            max_entries: config.login.max_tracked,
-        };
         Ok(Context {
             metrics,
             link_key,
             logins: LoginLimiter::new(login_opts),
+            shared_logins,
             settings,
             store: Arc::new(store),
             relay,
@@ -433,6 +439,40 @@ impl Context {
         ip: IpAddr,
     ) -> Result<ConnectionPermit, LimitExceeded> {
         self.limiter.try_acquire(class, ip)
+    }
+
+    /// A login attempt of `user` (the limiter's key of the name) from `ip`,
+    /// counted as a failure until [`Context::login_succeeded`]: in this
+    /// host's limiter, then with `[cluster] redis` in the one every host
+    /// shares ([`SharedLoginLimiter`]). `Ok(failures)`, the larger count;
+    /// `Err(retry_after)` when either limiter has the address or the name
+    /// locked out (the password must then not be checked). While Redis
+    /// cannot answer, this host's count decides alone.
+    pub async fn login_attempt(&self, ip: IpAddr, user: &str) -> Result<u32, std::time::Duration> {
+        let here = self.logins.attempt(ip, user, std::time::Instant::now())?;
+        let Some(shared) = &self.shared_logins else {
+            return Ok(here);
+        };
+        match shared.attempt(ip, user).await {
+            Ok(Ok(everywhere)) => Ok(here.max(everywhere)),
+            Ok(Err(retry_after)) => Err(retry_after),
+            Err(e) => {
+                tracing::debug!(error = %e, "login failures counted on this host only: Redis did not answer");
+                Ok(here)
+            }
+        }
+    }
+
+    /// The attempt of `user` from `ip` had the right password: both
+    /// limiters clear the name's record and take this attempt's failure
+    /// back from the address's.
+    pub async fn login_succeeded(&self, ip: IpAddr, user: &str) {
+        self.logins.succeeded(ip, user);
+        if let Some(shared) = &self.shared_logins {
+            if let Err(e) = shared.succeeded(ip, user).await {
+                tracing::debug!(error = %e, "login success not told to Redis: its failures there expire with [login] lockout");
+            }
+        }
     }
 
     /// The configuration and what is made from it, as of now: a session

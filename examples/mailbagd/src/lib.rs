@@ -83,6 +83,7 @@ pub mod reload;
 pub mod replies;
 pub mod server;
 pub mod service_manager;
+pub mod shared_login_limiter;
 pub mod signals;
 pub mod signing_key;
 pub mod smtp;

@@ -25,7 +25,6 @@
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use mailbag_mailstore::{Error as StoreError, Folder, Maildrop, MessageReader, UserName};
 use mailbag_pop3_proto::codec::BodyProgress;
@@ -274,25 +273,34 @@ enum Verdict {
     Refused(std::time::Duration),
 }
 
-/// Every login (USER/PASS, SASL PLAIN and LOGIN) through the login limiter,
-/// then the credential check.
-fn login(ctx: &Context, config: &Config, peer: std::net::IpAddr, req: &LoginRequest) -> Verdict {
+/// Every login (USER/PASS, SASL PLAIN and LOGIN) through the login limiter
+/// (this host's, and with `[cluster] redis` every host's:
+/// [`Context::login_attempt`]), then the credential check.
+async fn login(
+    ctx: &Arc<Context>,
+    peer: std::net::IpAddr,
+    req: LoginRequest,
+) -> io::Result<Verdict> {
+    let config = ctx.config();
     let base = config.pop3.auth_failure_delay;
-    let key = login_name::limiter_key(config, req.user.as_str());
-    match ctx.logins.attempt(peer, &key, Instant::now()) {
+    let key = login_name::limiter_key(&config, req.user.as_str());
+    let failures = match ctx.login_attempt(peer, &key).await {
         Err(retry_after) => {
             info!(user = %req.user.as_str(), retry_after = ?retry_after, "login refused: locked out");
             let most = ctx.logins.options().failures_before_lockout;
-            Verdict::Refused(failure_delay(base, most))
+            return Ok(Verdict::Refused(failure_delay(base, most)));
         }
-        Ok(failures) => match check_login(config, req, peer) {
-            Some(mailbox) => {
-                ctx.logins.succeeded(peer, &key);
-                Verdict::Accepted(mailbox)
-            }
-            None => Verdict::Refused(failure_delay(base, failures)),
-        },
-    }
+        Ok(failures) => failures,
+    };
+    // SHA-crypt verification costs milliseconds of CPU: off the reactor.
+    let checked = blocking(move || check_login(&config, &req, peer)).await?;
+    Ok(match checked {
+        Some(mailbox) => {
+            ctx.login_succeeded(peer, &key).await;
+            Verdict::Accepted(mailbox)
+        }
+        None => Verdict::Refused(failure_delay(base, failures)),
+    })
 }
 
 fn check_login(config: &Config, req: &LoginRequest, peer: std::net::IpAddr) -> Option<Mailbox> {
@@ -329,12 +337,9 @@ async fn handle_event(
         Event::Login(req) => {
             let user = req.user.as_str().to_owned();
             let mechanism = req.mechanism;
-            // SHA-crypt verification costs milliseconds of CPU: off the reactor.
-            let sh = Arc::clone(ctx);
-            let ip = peer.ip();
             // The users as of now, not as of the connection's start: a password
             // changed or a user removed since is honoured at once.
-            let verdict = blocking(move || login(&sh, &sh.config(), ip, &req)).await?;
+            let verdict = login(ctx, peer.ip(), req).await?;
             match verdict {
                 Verdict::Refused(delay) => {
                     // A login with the right password counts when its

@@ -389,17 +389,7 @@ fn three_hosts_share_the_relay_table_and_fail_closed_without_redis() {
         "[cluster]\nredis = \"redis://127.0.0.1:{redis_port}/0\"\nredis_timeout = \"500ms\"\n\
          [proxy]\ntrusted_networks = [\"127.0.0.1/32\"]\n"
     );
-    let hosts: Vec<Server> = (0..3)
-        .map(|_| {
-            Server::start_with(
-                Options {
-                    tables: tables.clone(),
-                    ..Options::default()
-                },
-                |_| {},
-            )
-        })
-        .collect();
+    let hosts = start_hosts(3, &tables);
     let ports = |role: &str| hosts.iter().map(|h| h.port(role)).collect::<Vec<_>>();
     let pop3 = Balancer::start(&hosts[0], &ports("pop3"), "2");
     let smtp = Balancer::start(&hosts[0], &ports("smtp"), "2");
@@ -489,6 +479,22 @@ fn three_hosts_share_the_relay_table_and_fail_closed_without_redis() {
     assert!(r.starts_with('5'), "{r}\n{}", hosts[0].log());
     assert!(py_pop_login_port(pop3.port, "127.0.0.2", "joe", "secret").starts_with("OK"));
     assert!(rcpt_reply(&hosts[0], hosts[0].port("smtp"), "127.0.0.2", remote).starts_with("250"));
+}
+
+/// `n` hosts, each on its own data directory, with `tables` in their
+/// configuration.
+fn start_hosts(n: usize, tables: &str) -> Vec<Server> {
+    (0..n)
+        .map(|_| {
+            Server::start_with(
+                Options {
+                    tables: tables.to_owned(),
+                    ..Options::default()
+                },
+                |_| {},
+            )
+        })
+        .collect()
 }
 
 /// A second host on `first`'s data directory (its own queue directory: the
@@ -926,4 +932,108 @@ fn redis_up_is_known_from_start_up_and_kept_current() {
         "{}",
         metrics(&up)
     );
+}
+
+/// Two hosts' limiters on one Redis count one set of failures: the third
+/// failure, on either host, locks the address and the user name out on
+/// both, for `lockout`; a success takes back only its own failure from the
+/// address and clears the user name.
+#[test]
+fn the_login_limiter_counts_every_hosts_failures_in_redis() {
+    use mailbagd::login_limiter::LoginLimitOptions;
+    use mailbagd::shared_login_limiter::SharedLoginLimiter;
+    let Some(one) = one_redis() else { return };
+    let mut opts = LoginLimitOptions::default();
+    opts.failures_before_lockout = 3;
+    opts.lockout = Duration::from_secs(2);
+    let host = || {
+        let conn = Arc::new(RedisConn::new(&one.url, Duration::from_secs(2)).unwrap());
+        (SharedLoginLimiter::new(Arc::clone(&conn), opts), conn)
+    };
+    let ((a, conn), (b, _)) = (host(), host());
+    let rt = &one.rt;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let guesser = ip("192.0.2.7");
+    assert_eq!(rt.block_on(a.attempt(guesser, "joe")).unwrap(), Ok(1));
+    assert_eq!(rt.block_on(b.attempt(guesser, "JOE")).unwrap(), Ok(2));
+    assert_eq!(rt.block_on(a.attempt(guesser, "joe")).unwrap(), Ok(3));
+    let locked_at = Instant::now();
+    for (limiter, from, user) in [(&b, guesser, "ann"), (&a, ip("192.0.2.8"), "Joe")] {
+        let left = rt
+            .block_on(limiter.attempt(from, user))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            left > Duration::from_millis(1000) && left <= Duration::from_secs(2),
+            "{left:?}"
+        );
+    }
+    // Another address and another user: not affected.
+    assert_eq!(
+        rt.block_on(b.attempt(ip("192.0.2.9"), "kim")).unwrap(),
+        Ok(1)
+    );
+    let [kim_addr, kim_user] = SharedLoginLimiter::keys(ip("192.0.2.9"), "kim");
+    rt.block_on(b.succeeded(ip("192.0.2.9"), "kim")).unwrap();
+    assert_eq!(get(&conn, &kim_addr, rt), None);
+    assert_eq!(get(&conn, &kim_user, rt), None);
+    // A success from the guesser's address after the lock-out: the user
+    // name is cleared, the address keeps its other failures.
+    std::thread::sleep(Duration::from_millis(2100).saturating_sub(locked_at.elapsed()));
+    assert_eq!(rt.block_on(a.attempt(guesser, "ann")).unwrap(), Ok(1));
+    assert_eq!(rt.block_on(b.attempt(guesser, "sue")).unwrap(), Ok(2));
+    rt.block_on(a.succeeded(guesser, "sue")).unwrap();
+    let [addr, sue] = SharedLoginLimiter::keys(guesser, "sue");
+    assert_eq!(get(&conn, &addr, rt).as_deref(), Some("1"));
+    assert_eq!(get(&conn, &sue, rt), None);
+}
+
+/// A password guesser whom the balancer spreads over two hosts is locked
+/// out after `failures_before_lockout` failures in all, on both hosts, and
+/// so is the user name from every address; other users log in. With Redis
+/// stopped each host counts alone again.
+#[test]
+fn a_guesser_spread_over_hosts_is_locked_out_on_every_host() {
+    if !have_cluster_parts() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let redis_port = free_port();
+    let redis = Redis::start(work.path(), redis_port);
+    let tables = format!(
+        "{}[login]\nfailures_before_lockout = 3\n",
+        cluster_tables(redis_port, "60s")
+    );
+    let hosts = start_hosts(2, &tables);
+    let pop3 = Balancer::start(
+        &hosts[0],
+        &[hosts[0].port("pop3"), hosts[1].port("pop3")],
+        "2",
+    );
+    for _ in 0..3 {
+        let r = py_pop_login_port(pop3.port, "127.0.0.6", "joe", "guess");
+        assert!(r.starts_with("ERR"), "{r}");
+    }
+    for h in &hosts {
+        assert!(
+            h.log().contains("login failed"),
+            "each host saw a failure\n{}",
+            h.log()
+        );
+        for (src, user) in [
+            ("127.0.0.6", "joe"),
+            ("127.0.0.7", "joe"),
+            ("127.0.0.6", "ann"),
+        ] {
+            let r = py_pop_login(h, src, user, "secret");
+            assert!(r.starts_with("ERR"), "{user} from {src}: {r}\n{}", h.log());
+        }
+        assert!(h.log().contains("login refused: locked out"), "{}", h.log());
+        let r = py_pop_login(h, "127.0.0.8", "ann", "secret");
+        assert!(r.starts_with("OK"), "{r}\n{}", h.log());
+    }
+    // Without Redis: each host's own count decides, and logins go on.
+    redis.stop();
+    let r = py_pop_login(&hosts[1], "127.0.0.9", "ann", "secret");
+    assert!(r.starts_with("OK"), "{r}\n{}", hosts[1].log());
 }

@@ -52,6 +52,7 @@ const LAYERS: &[&[&str]] = &[
         "relay",
         "relay_store",
         "release_link",
+        "shared_login_limiter",
         "user_admin",
         "user_settings",
     ],

@@ -105,7 +105,7 @@ pub(super) async fn login_post(
     // The one login limiter of every service: POP3 failures count here too,
     // against the mailbox however its name was typed.
     let key = login_name::limiter_key(&web.ctx.config(), &user);
-    let counted = web.ctx.logins.attempt(peer.ip(), &key, Instant::now());
+    let counted = web.ctx.login_attempt(peer.ip(), &key).await;
     let failures = match counted {
         Ok(n) => n,
         Err(after) => {
@@ -139,7 +139,7 @@ pub(super) async fn login_post(
             Some("Wrong mailbox name or password.".to_owned()),
         );
     };
-    web.ctx.logins.succeeded(peer.ip(), &key);
+    web.ctx.login_succeeded(peer.ip(), &key).await;
     let created = {
         let mut sessions = lock(&web.sessions);
         // The session this browser had (another user's on a shared computer,
