@@ -225,6 +225,17 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// A login attempt [`Context::login_attempt`] counted as a failure, to be
+/// handed to [`Context::login_succeeded`] if the password is right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginAttempt {
+    /// The failures counted, this one included (the larger count of the
+    /// address's and the name's): the delay of a failure grows with it.
+    pub failures: u32,
+    /// Counted in Redis (`[cluster] redis`), not in this host's limiter.
+    in_redis: bool,
+}
+
 impl Context {
     /// Loads the TLS material, opens the Maildir root (creating every
     /// configured user's Maildir) and the relay queue.
@@ -442,36 +453,53 @@ impl Context {
     }
 
     /// A login attempt of `user` (the limiter's key of the name) from `ip`,
-    /// counted as a failure until [`Context::login_succeeded`]: in this
-    /// host's limiter, then with `[cluster] redis` in the one every host
-    /// shares ([`SharedLoginLimiter`]). `Ok(failures)`, the larger count;
-    /// `Err(retry_after)` when either limiter has the address or the name
-    /// locked out (the password must then not be checked). While Redis
-    /// cannot answer, this host's count decides alone.
-    pub async fn login_attempt(&self, ip: IpAddr, user: &str) -> Result<u32, std::time::Duration> {
-        let here = self.logins.attempt(ip, user, std::time::Instant::now())?;
-        let Some(shared) = &self.shared_logins else {
-            return Ok(here);
-        };
-        match shared.attempt(ip, user).await {
-            Ok(Ok(everywhere)) => Ok(here.max(everywhere)),
-            Ok(Err(retry_after)) => Err(retry_after),
-            Err(e) => {
-                tracing::debug!(error = %e, "login failures counted on this host only: Redis did not answer");
-                Ok(here)
+    /// counted as a failure until [`Context::login_succeeded`]: with
+    /// `[cluster] redis` in the limiter every host shares
+    /// ([`SharedLoginLimiter`]), which then decides alone; without it, or
+    /// while Redis cannot answer, in this host's. `Ok` with the failures
+    /// counted; `Err(retry_after)` when the address or the name is locked
+    /// out (the password must then not be checked).
+    ///
+    /// Only one limiter counts an attempt: had this host counted the ones
+    /// Redis answered too, its own count would lock a user out after a
+    /// success on another host had cleared the shared one, and keep a
+    /// lock-out going past `lockout` (a cluster probe found both).
+    pub async fn login_attempt(
+        &self,
+        ip: IpAddr,
+        user: &str,
+    ) -> Result<LoginAttempt, std::time::Duration> {
+        if let Some(shared) = &self.shared_logins {
+            match shared.attempt(ip, user).await {
+                Ok(verdict) => {
+                    return verdict.map(|failures| LoginAttempt {
+                        failures,
+                        in_redis: true,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "login failures counted on this host only: Redis did not answer");
+                }
             }
         }
+        let failures = self.logins.attempt(ip, user, std::time::Instant::now())?;
+        Ok(LoginAttempt {
+            failures,
+            in_redis: false,
+        })
     }
 
-    /// The attempt of `user` from `ip` had the right password: both
-    /// limiters clear the name's record and take this attempt's failure
-    /// back from the address's.
-    pub async fn login_succeeded(&self, ip: IpAddr, user: &str) {
-        self.logins.succeeded(ip, user);
-        if let Some(shared) = &self.shared_logins {
-            if let Err(e) = shared.succeeded(ip, user).await {
-                tracing::debug!(error = %e, "login success not told to Redis: its failures there expire with [login] lockout");
+    /// `attempt` of `user` from `ip` had the right password: the limiter
+    /// that counted it clears the name's record and takes this attempt's
+    /// failure back from the address's.
+    pub async fn login_succeeded(&self, ip: IpAddr, user: &str, attempt: LoginAttempt) {
+        match &self.shared_logins {
+            Some(shared) if attempt.in_redis => {
+                if let Err(e) = shared.succeeded(ip, user).await {
+                    tracing::debug!(error = %e, "login success not told to Redis: its failures there expire with [login] lockout");
+                }
             }
+            _ => self.logins.succeeded(ip, user),
         }
     }
 

@@ -284,22 +284,22 @@ async fn login(
     let config = ctx.config();
     let base = config.pop3.auth_failure_delay;
     let key = login_name::limiter_key(&config, req.user.as_str());
-    let failures = match ctx.login_attempt(peer, &key).await {
+    let attempt = match ctx.login_attempt(peer, &key).await {
         Err(retry_after) => {
             info!(user = %req.user.as_str(), retry_after = ?retry_after, "login refused: locked out");
             let most = ctx.logins.options().failures_before_lockout;
             return Ok(Verdict::Refused(failure_delay(base, most)));
         }
-        Ok(failures) => failures,
+        Ok(attempt) => attempt,
     };
     // SHA-crypt verification costs milliseconds of CPU: off the reactor.
     let checked = blocking(move || check_login(&config, &req, peer)).await?;
     Ok(match checked {
         Some(mailbox) => {
-            ctx.login_succeeded(peer, &key).await;
+            ctx.login_succeeded(peer, &key, attempt).await;
             Verdict::Accepted(mailbox)
         }
-        None => Verdict::Refused(failure_delay(base, failures)),
+        None => Verdict::Refused(failure_delay(base, attempt.failures)),
     })
 }
 

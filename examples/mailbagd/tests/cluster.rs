@@ -1037,3 +1037,52 @@ fn a_guesser_spread_over_hosts_is_locked_out_on_every_host() {
     let r = py_pop_login(&hosts[1], "127.0.0.9", "ann", "secret");
     assert!(r.starts_with("OK"), "{r}\n{}", hosts[1].log());
 }
+
+/// With Redis answering, only the shared count decides: a success on host
+/// B clears joe's failures for host A too, and a lock-out ends after
+/// `lockout` on every host, however many refused attempts a host saw
+/// meanwhile (a probe found a host's own count locking joe out after a
+/// success elsewhere, and holding a lock-out past `lockout`).
+#[test]
+fn a_success_and_the_end_of_a_lock_out_hold_on_every_host() {
+    if !have_cluster_parts() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let redis_port = free_port();
+    let _redis = Redis::start(work.path(), redis_port);
+    let tables = format!(
+        "{}[login]\nfailures_before_lockout = 3\nlockout = \"3s\"\n",
+        cluster_tables(redis_port, "60s")
+    );
+    let hosts = start_hosts(2, &tables);
+    let (a, b) = (&hosts[0], &hosts[1]);
+    let login = |h: &Server, src: &str, pass: &str| py_pop_login(h, src, "joe", pass);
+    assert!(login(a, "127.0.0.10", "guess").starts_with("ERR"));
+    assert!(login(b, "127.0.0.10", "guess").starts_with("ERR"));
+    assert!(login(b, "127.0.0.11", "secret").starts_with("OK"));
+    // Two failures since the success: under the limit of three.
+    assert!(login(a, "127.0.0.12", "guess").starts_with("ERR"));
+    assert!(login(a, "127.0.0.12", "guess").starts_with("ERR"));
+    let r = login(a, "127.0.0.13", "secret");
+    assert!(r.starts_with("OK"), "{r}\n{}", a.log());
+
+    // Three failures on A lock joe out; B refuses him three times meanwhile.
+    for _ in 0..3 {
+        assert!(login(a, "127.0.0.14", "guess").starts_with("ERR"));
+    }
+    let locked = Instant::now();
+    for _ in 0..3 {
+        let r = login(b, "127.0.0.15", "secret");
+        assert!(r.starts_with("ERR"), "{r}");
+    }
+    assert!(
+        locked.elapsed() < Duration::from_secs(3),
+        "too slow to test"
+    );
+    std::thread::sleep(Duration::from_millis(3300).saturating_sub(locked.elapsed()));
+    for h in [b, a] {
+        let r = login(h, "127.0.0.15", "secret");
+        assert!(r.starts_with("OK"), "after the lock-out: {r}\n{}", h.log());
+    }
+}

@@ -106,8 +106,8 @@ pub(super) async fn login_post(
     // against the mailbox however its name was typed.
     let key = login_name::limiter_key(&web.ctx.config(), &user);
     let counted = web.ctx.login_attempt(peer.ip(), &key).await;
-    let failures = match counted {
-        Ok(n) => n,
+    let attempt = match counted {
+        Ok(attempt) => attempt,
         Err(after) => {
             info!(user = %log_name(&user), %peer, "web: login refused: locked out");
             return too_many(after);
@@ -127,7 +127,7 @@ pub(super) async fn login_post(
     web.ctx.metrics.login("web", found.is_some());
     let Some((mailbox, stamp)) = found else {
         info!(user = %log_name(&user), %peer, "web: login failed");
-        let delay = failure_delay(web.ctx.config().web.login_failure_delay, failures);
+        let delay = failure_delay(web.ctx.config().web.login_failure_delay, attempt.failures);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -139,7 +139,7 @@ pub(super) async fn login_post(
             Some("Wrong mailbox name or password.".to_owned()),
         );
     };
-    web.ctx.login_succeeded(peer.ip(), &key).await;
+    web.ctx.login_succeeded(peer.ip(), &key, attempt).await;
     let created = {
         let mut sessions = lock(&web.sessions);
         // The session this browser had (another user's on a shared computer,
