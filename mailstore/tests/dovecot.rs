@@ -597,3 +597,113 @@ fn maildirsize_is_shared_with_dovecots_maildir_quota() {
     );
     assert_eq!(dovecot_quota(&dovecot, QUOTA), (12, 3));
 }
+
+/// Every (POP3 id, message) pair a server serves: `RETR` of each message
+/// with its `UIDL` id.
+fn dovecot_ids(port: u16, user: &str) -> Vec<(String, Vec<u8>)> {
+    let mut pop = Pop3::login(port, user);
+    let uidl = pop.listing("UIDL");
+    let out = uidl
+        .iter()
+        .map(|(n, id)| (id.clone(), pop.multi(&format!("RETR {n}"))))
+        .collect();
+    pop.ok("QUIT");
+    out
+}
+
+/// Dovecot and mailstore serving one Maildir in turn (a move with a way
+/// back, or both serving it): each numbers the messages new to it on its own
+/// under the one UID validity we took from Dovecot, so a message we number
+/// and one Dovecot numbers next could get the same UID. A POP3 id must never
+/// name two different messages, or a client that leaves mail on the server
+/// skips one of them as already fetched (a probe lost a message that way
+/// with mpop). Here Dovecot numbers a message X while our message W, which
+/// we numbered first, is out of its sight.
+#[test]
+fn dovecot_and_mailstore_never_give_one_id_to_two_messages() {
+    if !prerequisites_ok("dovecot_and_mailstore_never_give_one_id_to_two_messages") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let joe_dir = root.path().join("joe");
+    let mut fill = Command::new("python3");
+    fill.arg(peers_dir().join("fill-maildir.py"))
+        .arg(&joe_dir)
+        .args(["3", "1000"])
+        .stdout(Stdio::null());
+    assert!(run(&mut fill, Duration::from_secs(60)), "fill-maildir.py");
+    let dovecot = Dovecot::start(root.path());
+    let first = dovecot_ids(dovecot.port, "joe");
+    assert_eq!(first.len(), 3);
+
+    // We take Dovecot's numbering over, then number a delivery of ours.
+    let store = MaildirStore::new(root.path(), MaildirOptions::default()).unwrap();
+    let joe = UserName::new("joe").unwrap();
+    let seeded: Vec<String> = open_maildrop(&store, &joe)
+        .entries()
+        .iter()
+        .map(|e| e.uid.to_string())
+        .collect();
+    let dovecots: Vec<String> = first.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(seeded, dovecots, "Dovecot's ids taken over");
+    store
+        .deliver(&joe, Folder::Inbox, &mut &b"Subject: W\r\n\r\nours\r\n"[..])
+        .unwrap();
+    drop(open_maildrop(&store, &joe));
+
+    // Dovecot numbers X while W is away, then W.
+    let new = joe_dir.join("new");
+    let w_name = std::fs::read_dir(&new)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .find(|n| !n.to_string_lossy().starts_with('.'))
+        .expect("W in new/");
+    // Both servers run as one user in a real set-up: Dovecot's is the
+    // owner of the Maildir (its start script chowned it).
+    {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(&joe_dir).unwrap();
+        std::os::unix::fs::chown(new.join(&w_name), Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
+    let aside = root.path().join("aside");
+    std::fs::rename(new.join(&w_name), &aside).unwrap();
+    std::fs::write(
+        new.join("1900000000.M1P1.dovecot-x"),
+        b"Subject: X\r\n\r\nhis\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(dovecot_ids(dovecot.port, "joe").len(), 4);
+    // Dovecot tells changes of a Maildir directory by its mtime, in whole
+    // seconds: one change per second keeps its view exact.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::rename(&aside, new.join(&w_name)).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let theirs = dovecot_ids(dovecot.port, "joe");
+    assert_eq!(theirs.len(), 5);
+    drop(dovecot);
+
+    let mut md = open_maildrop(&store, &joe);
+    let ours: Vec<(String, Vec<u8>)> = (1..=md.entries().len())
+        .map(|n| {
+            let id = md.entries()[n - 1].uid.to_string();
+            (id, as_sent(read_all(md.read_message(n).unwrap())))
+        })
+        .collect();
+    assert_eq!(ours.len(), 5);
+    for (id, body) in &ours {
+        for (their_id, their_body) in &theirs {
+            if id == their_id {
+                assert_eq!(
+                    String::from_utf8_lossy(body),
+                    String::from_utf8_lossy(their_body),
+                    "id {id} names two messages"
+                );
+            }
+        }
+    }
+    // The three Dovecot numbered first keep its ids on both servers.
+    for (id, _) in &first {
+        assert!(ours.iter().any(|(o, _)| o == id), "{id}");
+    }
+}

@@ -275,12 +275,22 @@ struct Msg {
     crlf_size: u64,
     /// Not in the index (it could not be written): the UID is derived from the base.
     provisional: bool,
+    /// The POP3 id Dovecot kept for it (`P<uidl>` in `dovecot-uidlist`).
+    pop3_uidl: Option<String>,
+}
+
+/// How a folder's POP3 ids are made from its UIDs.
+#[derive(Clone, Copy, Debug)]
+struct Numbering {
+    validity: u32,
+    /// The index was seeded from Dovecot's, whose UIDs stop below this.
+    dovecot_next: Option<u32>,
 }
 
 /// A folder scan: the UID validity, the messages by UID, and the error that
 /// kept the index from being rewritten, if one did.
 struct Scanned {
-    validity: u32,
+    numbering: Numbering,
     msgs: Vec<Msg>,
     unsaved: Option<Error>,
 }
@@ -294,9 +304,19 @@ fn fnv1a(basis: u64, bytes: &[u8]) -> u64 {
 }
 
 impl Msg {
-    /// The POP3 unique id: `%08x%08x` of UID and validity, or for a
-    /// provisional UID 32 hex digits derived from the base name.
-    fn unique_id(&self, validity: u32) -> Uid {
+    /// The POP3 unique id: `%08x%08x` of UID and validity (Dovecot's
+    /// `%08Xu%08Xv`), or for a provisional UID 32 hex digits derived from the
+    /// base name. In a folder whose index was seeded from Dovecot's, the id
+    /// Dovecot kept for the message (`P<uidl>`) if it has one, and for a UID
+    /// we gave (from where Dovecot's numbering stopped) the same 16 digits
+    /// followed by `m`: Dovecot, serving the same Maildir, numbers new
+    /// messages on its own under the same validity, and the id of one of
+    /// ours must never be the id Dovecot gives another message.
+    fn unique_id(&self, numbering: Numbering) -> Uid {
+        let Numbering {
+            validity,
+            dovecot_next,
+        } = numbering;
         if self.provisional {
             let b = self.base.as_bytes();
             let id = format!(
@@ -305,6 +325,15 @@ impl Msg {
                 fnv1a(0x6c62_272e_07bb_0142, b)
             );
             Uid::new(id).unwrap_or_else(|_| Uid::from_parts(self.uid, validity))
+        } else if let Some(id) = self
+            .pop3_uidl
+            .as_ref()
+            .and_then(|i| Uid::new(i.as_str()).ok())
+        {
+            id
+        } else if dovecot_next.is_some_and(|next| self.uid >= next) {
+            Uid::new(format!("{}m", Uid::from_parts(self.uid, validity).as_str()))
+                .unwrap_or_else(|_| Uid::from_parts(self.uid, validity))
         } else {
             Uid::from_parts(self.uid, validity)
         }
@@ -782,7 +811,10 @@ impl Inner {
     fn scan(&self, dir: &Path) -> Result<Scanned, Error> {
         if !dir.join("cur").is_dir() {
             return Ok(Scanned {
-                validity: 1,
+                numbering: Numbering {
+                    validity: 1,
+                    dovecot_next: None,
+                },
                 msgs: Vec::new(),
                 unsaved: None,
             });
@@ -853,6 +885,7 @@ impl Inner {
                 cur,
                 crlf_size,
                 provisional: false,
+                pop3_uidl: rec.pop3_uidl.clone(),
             });
         }
         let indexed = msgs.len();
@@ -865,6 +898,7 @@ impl Inner {
         });
         let mut validity = list.uidvalidity;
         let mut next_uid = list.next_uid;
+        let mut dovecot_next = list.dovecot_next;
         // The UIDs left cannot number the newcomers (a folder that has had 4 billion
         // messages, or an index that says so): the folder starts over with a new
         // UID validity, every message numbered again from 1, as after a broken
@@ -873,8 +907,11 @@ impl Inner {
         if renumbered {
             validity = Self::fresh_uidvalidity(Some(validity));
             next_uid = 1;
+            // A new validity of ours: no id can be Dovecot's any more.
+            dovecot_next = None;
             for m in &mut msgs {
                 m.uid = next_uid;
+                m.pop3_uidl = None;
                 next_uid += 1;
             }
             changed = true;
@@ -910,6 +947,7 @@ impl Inner {
                 cur,
                 crlf_size,
                 provisional: false,
+                pop3_uidl: None,
             });
         }
         let mut unsaved = None;
@@ -917,12 +955,14 @@ impl Inner {
             let new_list = UidList {
                 uidvalidity: validity,
                 next_uid,
+                dovecot_next,
                 records: msgs
                     .iter()
                     .map(|m| Record {
                         uid: m.uid,
                         crlf_size: Some(m.crlf_size),
                         base: m.base.clone(),
+                        pop3_uidl: m.pop3_uidl.clone(),
                     })
                     .collect(),
             };
@@ -943,7 +983,10 @@ impl Inner {
             }
         }
         Ok(Scanned {
-            validity,
+            numbering: Numbering {
+                validity,
+                dovecot_next,
+            },
             msgs,
             unsaved: unsaved.or(discarded),
         })
@@ -1012,9 +1055,11 @@ impl Inner {
     }
 
     fn find(&self, dir: &Path, uid: &Uid) -> Result<Msg, Error> {
-        let Scanned { validity, msgs, .. } = self.scan(dir)?;
+        let Scanned {
+            numbering, msgs, ..
+        } = self.scan(dir)?;
         msgs.into_iter()
-            .find(|m| &m.unique_id(validity) == uid)
+            .find(|m| &m.unique_id(numbering) == uid)
             .ok_or(Error::NoSuchMessage)
     }
 
@@ -1144,14 +1189,14 @@ impl Mailstore for MaildirStore {
         // Best effort: a failure to clean tmp/ must not block the maildrop.
         let _ = inner.remove_interrupted_deliveries(user);
         let Scanned {
-            validity,
+            numbering,
             msgs,
             unsaved,
         } = inner.scan(&dir)?;
         let entries = msgs
             .iter()
             .map(|m| MaildropEntry {
-                uid: m.unique_id(validity),
+                uid: m.unique_id(numbering),
                 size: m.crlf_size,
             })
             .collect();
@@ -1172,7 +1217,9 @@ impl Mailstore for MaildirStore {
     fn list(&self, user: &UserName, folder: Folder) -> Result<Vec<MessageInfo>, Error> {
         let inner = &self.inner;
         let dir = inner.open_user(user, folder, false)?;
-        let Scanned { validity, msgs, .. } = inner.scan(&dir)?;
+        let Scanned {
+            numbering, msgs, ..
+        } = inner.scan(&dir)?;
         let mut out = Vec::with_capacity(msgs.len());
         for m in msgs {
             let path = m.path(&dir);
@@ -1182,7 +1229,7 @@ impl Mailstore for MaildirStore {
                 Err(e) => return Err(Error::io("stat", path, e)),
             };
             out.push(MessageInfo {
-                uid: m.unique_id(validity),
+                uid: m.unique_id(numbering),
                 size: m.crlf_size,
                 saved,
                 seen: MaildirName::parse(&m.name).is_some_and(|n| n.is_seen()),
@@ -1215,8 +1262,10 @@ impl Mailstore for MaildirStore {
         let inner = &self.inner;
         let dir = inner.open_user(user, folder, false)?;
         // One scan for all ids (`read` scans the folder per call).
-        let Scanned { validity, msgs, .. } = inner.scan(&dir)?;
-        let by_uid: HashMap<Uid, &Msg> = msgs.iter().map(|m| (m.unique_id(validity), m)).collect();
+        let Scanned {
+            numbering, msgs, ..
+        } = inner.scan(&dir)?;
+        let by_uid: HashMap<Uid, &Msg> = msgs.iter().map(|m| (m.unique_id(numbering), m)).collect();
         Ok(uids
             .iter()
             .map(|uid| {
@@ -2231,6 +2280,46 @@ mod tests {
         .unwrap();
         let md = s.open_maildrop(&joe()).unwrap();
         assert_eq!(md.entries()[0].uid.as_str(), "000000076553f100");
+    }
+
+    /// A Maildir Dovecot served, and may serve again (a move back, or both
+    /// serving it): the ids of the messages Dovecot numbered are Dovecot's
+    /// (or the id it kept from an earlier server), and a message we number
+    /// never gets the id Dovecot gives the next message it numbers, which
+    /// would hide that message from a client that leaves mail on the server
+    /// (a probe found exactly that with mpop). Durable over sessions.
+    #[test]
+    fn ids_we_give_after_a_dovecot_seed_are_never_dovecots() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        let j = t.path().join("joe");
+        fs::write(j.join("cur/200.M1P1.vm,S=2:2,S"), b"a\n").unwrap();
+        fs::write(j.join("cur/201.M1P1.vm,S=2:2,S"), b"b\n").unwrap();
+        fs::write(
+            j.join("dovecot-uidlist"),
+            b"3 V1700000000 N8 G0123\n6 :200.M1P1.vm,S=2\n7 POLD-7 W2 :201.M1P1.vm,S=2\n",
+        )
+        .unwrap();
+        s.deliver(&joe(), Folder::Inbox, &mut &b"c\n"[..]).unwrap();
+        let ids = |s: &MaildirStore| -> Vec<String> {
+            let md = s.open_maildrop(&joe()).unwrap();
+            md.entries().iter().map(|e| e.uid.to_string()).collect()
+        };
+        let first = ids(&s);
+        assert_eq!(first, ["000000066553f100", "OLD-7", "000000086553f100m"]);
+        // A message Dovecot's delivery left after our index was made: ours too.
+        fs::write(j.join("new/1700000300.M9P9.vm,S=2"), b"d\n").unwrap();
+        let again = ids(&store(t.path()));
+        assert_eq!(again[..3], first[..]);
+        assert_eq!(again[3], "000000096553f100m");
+        // A Maildir never seeded from Dovecot keeps the plain form.
+        s.create_user(&UserName::new("ann").unwrap()).unwrap();
+        let ann = UserName::new("ann").unwrap();
+        s.deliver(&ann, Folder::Inbox, &mut &b"e\n"[..]).unwrap();
+        let md = s.open_maildrop(&ann).unwrap();
+        let id = md.entries()[0].uid.to_string();
+        assert!(id.len() == 16 && id.starts_with("00000001"), "{id}");
     }
 
     /// A name whose info part is not version 2 (`:1,...`, experimental in

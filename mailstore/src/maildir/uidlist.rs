@@ -12,7 +12,21 @@
 //! (the folder gets a new UID validity, so no UID string is ever reused).
 //!
 //! A Dovecot `dovecot-uidlist` (version 3) can seed a new index, so that UIDs
-//! stay the same when a Maildir moves from Dovecot to us.
+//! stay the same when a Maildir moves from Dovecot to us. Such an index
+//! remembers where Dovecot's numbering stopped (`D<next>` in the header):
+//! the UIDs it gives from there on are its own, and their POP3 ids take a
+//! form Dovecot never makes (see `Msg::unique_id`), since Dovecot, serving
+//! the same Maildir, would number the same new messages differently under
+//! the same UID validity. A POP3 id Dovecot kept for a message (`P<uidl>`,
+//! from a migration to Dovecot) is kept too, on a line of its own:
+//!
+//! ```text
+//! mailbag-uidlist 1 V1700000000 N9 D8
+//! 6 - 1699999000.M1P1.old
+//! 7 104 1700000000.M5P9Q1.mx,S=100,W=104
+//! 8 517 1700000100.M1P77.mx,S=500,W=517
+//! P 6 UID17-1198765432
+//! ```
 
 use std::collections::HashSet;
 
@@ -26,6 +40,8 @@ pub(crate) struct Record {
     pub(crate) uid: u32,
     pub(crate) crlf_size: Option<u64>,
     pub(crate) base: String,
+    /// The POP3 id another server gave it, kept by Dovecot (`P<uidl>`).
+    pub(crate) pop3_uidl: Option<String>,
 }
 
 /// A parsed index.
@@ -33,7 +49,17 @@ pub(crate) struct Record {
 pub(crate) struct UidList {
     pub(crate) uidvalidity: u32,
     pub(crate) next_uid: u32,
+    /// Seeded from Dovecot, whose numbering stopped here: UIDs from it on
+    /// were given by us.
+    pub(crate) dovecot_next: Option<u32>,
     pub(crate) records: Vec<Record>,
+}
+
+/// Whether `s` may be a POP3 unique id (RFC 1939 section 7: 1 to 70
+/// characters from 0x21 to 0x7E).
+fn valid_pop3_uidl(s: &str) -> bool {
+    (1..=crate::types::MAX_UID_LEN).contains(&s.len())
+        && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 fn valid_base(b: &str) -> bool {
@@ -58,6 +84,7 @@ impl UidList {
         UidList {
             uidvalidity: uidvalidity.max(1),
             next_uid: 1,
+            dovecot_next: None,
             records: Vec::new(),
         }
     }
@@ -70,12 +97,27 @@ impl UidList {
         let mut toks = header.split(' ');
         let uidvalidity = header_field(toks.next()?, 'V').filter(|v| *v != 0)?;
         let next_uid = header_field(toks.next()?, 'N').filter(|v| *v != 0)?;
+        let dovecot_next = toks
+            .next()
+            .and_then(|t| header_field(t, 'D'))
+            .filter(|v| *v != 0);
         let mut list = UidList {
             uidvalidity,
             next_uid,
+            dovecot_next,
             records: Vec::new(),
         };
+        let mut kept_ids = Vec::new();
         for line in lines {
+            if let Some(rest) = line.strip_prefix("P ") {
+                if let Some((uid, id)) = rest.split_once(' ')
+                    && let Some(uid) = header_field_plain(uid)
+                    && valid_pop3_uidl(id)
+                {
+                    kept_ids.push((uid, id.to_owned()));
+                }
+                continue;
+            }
             let mut parts = line.splitn(3, ' ');
             let (Some(uid), Some(size), Some(base)) = (parts.next(), parts.next(), parts.next())
             else {
@@ -99,7 +141,13 @@ impl UidList {
                 uid,
                 crlf_size,
                 base: base.to_owned(),
+                pop3_uidl: None,
             });
+        }
+        for (uid, id) in kept_ids {
+            if let Some(r) = list.records.iter_mut().find(|r| r.uid == uid) {
+                r.pop3_uidl.get_or_insert(id);
+            }
         }
         list.normalize();
         Some(list)
@@ -126,6 +174,7 @@ impl UidList {
         let mut list = UidList {
             uidvalidity: uidvalidity.filter(|v| *v != 0)?,
             next_uid: next_uid.filter(|v| *v != 0)?,
+            dovecot_next: None,
             records: Vec::new(),
         };
         for line in lines {
@@ -136,9 +185,16 @@ impl UidList {
             let Some(uid) = fields.next().and_then(header_field_plain) else {
                 continue;
             };
+            let fields: Vec<&str> = fields.collect();
             let crlf_size = fields
+                .iter()
                 .filter_map(|f| f.strip_prefix('W'))
                 .find_map(|v| v.parse::<u64>().ok());
+            let pop3_uidl = fields
+                .iter()
+                .filter_map(|f| f.strip_prefix('P'))
+                .find(|v| valid_pop3_uidl(v))
+                .map(|v| (*v).to_owned());
             let base = name.split(':').next().unwrap_or("");
             if uid == 0 || !valid_base(base) {
                 continue;
@@ -147,9 +203,18 @@ impl UidList {
                 uid,
                 crlf_size,
                 base: base.to_owned(),
+                pop3_uidl,
             });
         }
         list.normalize();
+        // The first UID Dovecot has not given; none when it gave the last
+        // one (then no UID is left for us without numbering anew).
+        let past = list
+            .records
+            .last()
+            .map_or(0, |r| u64::from(r.uid) + 1)
+            .max(u64::from(list.next_uid));
+        list.dovecot_next = u32::try_from(past).ok();
         Some(list)
     }
 
@@ -161,6 +226,16 @@ impl UidList {
         self.records
             .retain(|r| uids.insert(r.uid) && bases.insert(r.base.clone()));
         self.records.sort_by_key(|r| r.uid);
+        // A kept POP3 id names one message only (the first; the others get
+        // the id made from their UID).
+        let mut ids = HashSet::new();
+        for r in &mut self.records {
+            if let Some(id) = &r.pop3_uidl
+                && !ids.insert(id.clone())
+            {
+                r.pop3_uidl = None;
+            }
+        }
         if let Some(max) = self.records.last().map(|r| r.uid)
             && self.next_uid <= max
         {
@@ -172,13 +247,22 @@ impl UidList {
     pub(crate) fn serialize(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(40 + self.records.len() * 64);
         out.extend_from_slice(
-            format!("{MAGIC}V{} N{}\n", self.uidvalidity, self.next_uid).as_bytes(),
+            format!("{MAGIC}V{} N{}", self.uidvalidity, self.next_uid).as_bytes(),
         );
+        if let Some(d) = self.dovecot_next {
+            out.extend_from_slice(format!(" D{d}").as_bytes());
+        }
+        out.push(b'\n');
         for r in &self.records {
             let size = r
                 .crlf_size
                 .map_or_else(|| "-".to_owned(), |s| s.to_string());
             out.extend_from_slice(format!("{} {} {}\n", r.uid, size, r.base).as_bytes());
+        }
+        for r in &self.records {
+            if let Some(id) = &r.pop3_uidl {
+                out.extend_from_slice(format!("P {} {id}\n", r.uid).as_bytes());
+            }
         }
         out
     }
@@ -221,12 +305,14 @@ mod tests {
                 Record {
                     uid: 1,
                     crlf_size: Some(2100),
-                    base: "a,S=1".into()
+                    base: "a,S=1".into(),
+                    pop3_uidl: None,
                 },
                 Record {
                     uid: 3,
                     crlf_size: None,
-                    base: "b".into()
+                    base: "b".into(),
+                    pop3_uidl: None,
                 },
             ]
         );
@@ -253,6 +339,44 @@ mod tests {
         assert_eq!(l.records[0].base, "1764281000.M1P2.vm,S=100,W=104");
         assert_eq!(l.records[1].crlf_size, Some(300));
         assert!(UidList::from_dovecot(b"1 2 3\n").is_none());
+        // Where Dovecot's numbering stopped is kept, and survives our format.
+        assert_eq!(l.dovecot_next, Some(3));
+        assert_eq!(UidList::parse(&l.serialize()), Some(l));
+    }
+
+    /// The POP3 ids Dovecot kept (`P<uidl>`, from a migration to it) are
+    /// kept through our format; a bad one, or one a second message also
+    /// claims, is not.
+    #[test]
+    fn kept_pop3_ids_from_dovecot() {
+        let text = b"3 V1700000000 N9\n\
+6 PAB12 :1699999000.M1P1.old\n\
+7 W104 PUID17-1198765432 :1699999001.M1P1.old\n\
+8 PAB12 W5 :1699999002.M1P1.old\n\
+9 Pbad\x01id :1699999003.M1P1.old\n";
+        let l = UidList::from_dovecot(text).unwrap();
+        let ids: Vec<Option<&str>> = l.records.iter().map(|r| r.pop3_uidl.as_deref()).collect();
+        assert_eq!(ids, [Some("AB12"), Some("UID17-1198765432"), None, None]);
+        assert_eq!(l.records[1].crlf_size, Some(104));
+        assert_eq!((l.next_uid, l.dovecot_next), (10, Some(10)));
+        let ours = l.serialize();
+        let text = String::from_utf8(ours.clone()).unwrap();
+        assert!(
+            text.starts_with("mailbag-uidlist 1 V1700000000 N10 D10\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("P 6 AB12\nP 7 UID17-1198765432\n"), "{text}");
+        assert_eq!(UidList::parse(&ours), Some(l));
+        // An index written before these fields reads as before.
+        let old = UidList::parse(b"mailbag-uidlist 1 V9 N2\n1 5 a\n").unwrap();
+        assert_eq!(
+            (old.dovecot_next, old.records[0].pop3_uidl.as_deref()),
+            (None, None)
+        );
+        // A `P` line for no record, or a bad id, is dropped.
+        let l = UidList::parse(b"mailbag-uidlist 1 V9 N3 D2\n1 5 a\nP 2 x\nP 1 a b\n").unwrap();
+        assert_eq!(l.records[0].pop3_uidl, None);
+        assert_eq!(l.dovecot_next, Some(2));
     }
 
     proptest! {
@@ -263,9 +387,12 @@ mod tests {
 
         #[test]
         fn structured_input_round_trips(v in 1u32.., n in 1u32..1000,
-            recs in proptest::collection::vec((1u32..2000, proptest::option::of(any::<u64>()), "[a-zA-Z0-9.,=]{1,20}"), 0..20)) {
-            let mut l = UidList { uidvalidity: v, next_uid: n, records: recs.into_iter()
-                .map(|(uid, crlf_size, base)| Record { uid, crlf_size, base }).collect() };
+            d in proptest::option::of(1u32..2000),
+            recs in proptest::collection::vec((1u32..2000, proptest::option::of(any::<u64>()),
+                "[a-zA-Z0-9.,=]{1,20}", proptest::option::of("[!-~]{1,70}")), 0..20)) {
+            let mut l = UidList { uidvalidity: v, next_uid: n, dovecot_next: d, records: recs.into_iter()
+                .map(|(uid, crlf_size, base, pop3_uidl)| Record { uid, crlf_size, base, pop3_uidl })
+                .collect() };
             l.normalize();
             if l.records.iter().all(|r| valid_base(&r.base)) {
                 prop_assert_eq!(UidList::parse(&l.serialize()), Some(l));
