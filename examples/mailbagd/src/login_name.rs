@@ -66,6 +66,39 @@ pub fn resolve<'a>(config: &'a Config, typed: &str) -> Option<Login<'a>> {
     config.user(name).map(|user| Login { user, folder })
 }
 
+/// Why [`check`] refused a login: for the server's log (an admin asks why
+/// a user cannot log in), never for the client, who is told the same for
+/// every one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The name is no configured user (nor a usable line of the passwd-file).
+    UnknownUser,
+    /// The password does not match.
+    WrongPassword,
+    /// The user may not log in at all (`nologin`).
+    Barred,
+    /// The user may not log in from this client address (`allow_nets`).
+    NotFromHere,
+}
+
+impl Refusal {
+    /// The reason as the log says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnknownUser => "unknown user",
+            Refusal::WrongPassword => "wrong password",
+            Refusal::Barred => "user may not log in (nologin)",
+            Refusal::NotFromHere => "not allowed from this address (allow_nets)",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The login check of every service: [`resolve`], then
 /// [`Config::authenticate`] (the same hash work for a name that resolves
 /// to nobody), then whether the user may log in from the client's address
@@ -77,16 +110,51 @@ pub fn authenticate<'a>(
     password: &[u8],
     ip: std::net::IpAddr,
 ) -> Option<Login<'a>> {
+    check(config, typed, password, ip).ok()
+}
+
+/// [`authenticate`], saying why a login is refused.
+///
+/// ```
+/// use mailbagd::config::Config;
+/// use mailbagd::login_name::{Refusal, check};
+///
+/// let config = Config::from_toml_str(
+///     "[[users]]\nname = \"joe\"\npassword = \"secret\"\n",
+/// ).unwrap();
+/// let ip = "192.0.2.1".parse().unwrap();
+/// assert!(check(&config, "joe", b"secret", ip).is_ok());
+/// assert_eq!(check(&config, "joe", b"guess", ip).err(), Some(Refusal::WrongPassword));
+/// assert_eq!(check(&config, "kim", b"secret", ip).err(), Some(Refusal::UnknownUser));
+/// ```
+///
+/// # Errors
+///
+/// The [`Refusal`].
+pub fn check<'a>(
+    config: &'a Config,
+    typed: &str,
+    password: &[u8],
+    ip: std::net::IpAddr,
+) -> Result<Login<'a>, Refusal> {
     match resolve(config, typed) {
-        Some(login) => config
-            .authenticate(login.user.name.as_str(), password)
-            .filter(|u| u.may_log_in_from(ip))
-            .map(|_| login),
+        Some(login) => {
+            let user = config
+                .authenticate(login.user.name.as_str(), password)
+                .ok_or(Refusal::WrongPassword)?;
+            if user.nologin {
+                Err(Refusal::Barred)
+            } else if !user.may_log_in_from(ip) {
+                Err(Refusal::NotFromHere)
+            } else {
+                Ok(login)
+            }
+        }
         None => {
             // Unknown: pay the dummy work; a name that is not a user (and
             // cannot be one: it has an `@`) finds nobody.
             let _ = config.authenticate("@", password);
-            None
+            Err(Refusal::UnknownUser)
         }
     }
 }
@@ -208,5 +276,45 @@ mod tests {
             assert_eq!(limiter_key(&c, t), "nobody", "{t}");
         }
         assert_eq!(limiter_key(&c, "joe@elsewhere.test"), "joe@elsewhere.test");
+    }
+
+    /// The reasons a passwd-file user is refused, as the log gives them.
+    #[test]
+    fn refusals_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        std::fs::write(
+            &passwd,
+            "joe:{PLAIN}a::::::nologin=y reason=moved\n\
+             ann:{PLAIN}b::::::allow_nets=192.0.2.0/24\n",
+        )
+        .unwrap();
+        let file = dir.path().join("mailbag.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "data_dir = \"{}\"\n[userdb]\npasswd_file = \"{}\"\n",
+                dir.path().join("data").display(),
+                passwd.display()
+            ),
+        )
+        .unwrap();
+        let (c, skipped) = Config::load_skipping(&file).unwrap();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let (inside, outside) = (
+            std::net::IpAddr::from([192, 0, 2, 9]),
+            std::net::IpAddr::from([198, 51, 100, 9]),
+        );
+        let why = |t: &str, p: &[u8], ip| check(&c, t, p, ip).err();
+        assert_eq!(why("joe", b"a", inside), Some(Refusal::Barred));
+        assert_eq!(why("joe", b"x", inside), Some(Refusal::WrongPassword));
+        assert_eq!(why("ann", b"b", outside), Some(Refusal::NotFromHere));
+        assert_eq!(why("ann", b"b", inside), None);
+        assert_eq!(why("Ann/Spam", b"b", inside), None);
+        assert_eq!(why("nobody", b"b", inside), Some(Refusal::UnknownUser));
+        assert_eq!(
+            Refusal::NotFromHere.to_string(),
+            "not allowed from this address (allow_nets)"
+        );
     }
 }

@@ -269,8 +269,8 @@ struct Mailbox {
 enum Verdict {
     /// The password is right: this mailbox and folder.
     Accepted(Mailbox),
-    /// Wrong, or refused: answered after this delay.
-    Refused(std::time::Duration),
+    /// Wrong, or refused: answered after this delay; why, for the log.
+    Refused(std::time::Duration, &'static str),
 }
 
 /// Every login (USER/PASS, SASL PLAIN and LOGIN) through the login limiter
@@ -288,36 +288,43 @@ async fn login(
         Err(retry_after) => {
             info!(user = %req.user.as_str(), retry_after = ?retry_after, "login refused: locked out");
             let most = ctx.logins.options().failures_before_lockout;
-            return Ok(Verdict::Refused(failure_delay(base, most)));
+            return Ok(Verdict::Refused(failure_delay(base, most), "locked out"));
         }
         Ok(attempt) => attempt,
     };
     // SHA-crypt verification costs milliseconds of CPU: off the reactor.
     let checked = blocking(move || check_login(&config, &req, peer)).await?;
     Ok(match checked {
-        Some(mailbox) => {
+        Ok(mailbox) => {
             ctx.login_succeeded(peer, &key, attempt).await;
             Verdict::Accepted(mailbox)
         }
-        None => Verdict::Refused(failure_delay(base, attempt.failures)),
+        Err(why) => Verdict::Refused(failure_delay(base, attempt.failures), why),
     })
 }
 
-fn check_login(config: &Config, req: &LoginRequest, peer: std::net::IpAddr) -> Option<Mailbox> {
+/// The credential check of a POP3 login: the mailbox, or why not (for the
+/// log: the client hears the same for every reason).
+fn check_login(
+    config: &Config,
+    req: &LoginRequest,
+    peer: std::net::IpAddr,
+) -> Result<Mailbox, &'static str> {
     let Credentials::Password(password) = &req.credentials else {
-        return None; // APOP is not offered
+        return Err("APOP is not offered");
     };
     // The one credential check of every service (same work for unknown users).
-    let login = login_name::authenticate(config, req.user.as_str(), password.expose(), peer)?;
+    let login = login_name::check(config, req.user.as_str(), password.expose(), peer)
+        .map_err(login_name::Refusal::as_str)?;
     // SASL: an authorization identity must name the same mailbox and folder.
     if let Some(authz) = &req.authzid {
         let same = login_name::resolve(config, authz)
             .is_some_and(|a| a.user.name == login.user.name && a.folder == login.folder);
         if !same {
-            return None;
+            return Err("the SASL authorization identity names another mailbox");
         }
     }
-    Some(Mailbox {
+    Ok(Mailbox {
         user: login.user.name.clone(),
         folder: login.folder,
         credential: login.user.credential.stamp(),
@@ -341,11 +348,11 @@ async fn handle_event(
             // changed or a user removed since is honoured at once.
             let verdict = login(ctx, peer.ip(), req).await?;
             match verdict {
-                Verdict::Refused(delay) => {
+                Verdict::Refused(delay, why) => {
                     // A login with the right password counts when its
                     // maildrop opens (or is found in use).
                     ctx.metrics.login("pop3", false);
-                    info!(user = %user, mechanism = ?mechanism, "login failed");
+                    info!(user = %user, mechanism = ?mechanism, reason = why, "login failed");
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }

@@ -356,6 +356,22 @@ fn nologin_and_allow_nets_are_honoured() {
         server.log()
     );
     assert!(py_pop_login(&server, "127.0.0.4", "ok", "n4").starts_with("OK"));
+    // The client hears the same for each refusal; the log says which it was.
+    assert!(py_pop_login(&server, "127.0.0.6", "ok", "n5").starts_with("ERR"));
+    assert!(py_pop_login(&server, "127.0.0.6", "nobody", "n4").starts_with("ERR"));
+    let log = server.log();
+    for (user, why) in [
+        ("nolog", "user may not log in (nologin)"),
+        ("netuser", "not allowed from this address (allow_nets)"),
+        ("ok", "wrong password"),
+        ("nobody", "unknown user"),
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("login failed") && l.contains(user) && l.contains(why)),
+            "{user}: {why}\n{log}"
+        );
+    }
 }
 
 /// A passwd-file line whose hash is of the empty password (`doveadm pw -p

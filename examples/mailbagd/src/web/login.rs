@@ -118,26 +118,33 @@ pub(super) async fn login_post(
     // The address form and the Spam suffix name the same mailbox here
     // (the page shows both folders). The session keeps the stamp of the
     // credential the password was checked against, of the same configuration.
-    let found = blocking(move || {
-        login_name::authenticate(&ctx.config(), &typed, password.as_bytes(), peer.ip())
+    let checked = blocking(move || {
+        login_name::check(&ctx.config(), &typed, password.as_bytes(), peer.ip())
             .map(|l| (l.user.name.as_str().to_owned(), l.user.credential.stamp()))
     })
-    .await
-    .flatten();
-    web.ctx.metrics.login("web", found.is_some());
-    let Some((mailbox, stamp)) = found else {
-        info!(user = %log_name(&user), %peer, "web: login failed");
-        let delay = failure_delay(web.ctx.config().web.login_failure_delay, attempt.failures);
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+    .await;
+    let found = match checked {
+        Some(Ok(found)) => Ok(found),
+        Some(Err(refusal)) => Err(refusal.as_str()),
+        None => Err("the password check did not finish"),
+    };
+    web.ctx.metrics.login("web", found.is_ok());
+    let (mailbox, stamp) = match found {
+        Ok(found) => found,
+        Err(why) => {
+            info!(user = %log_name(&user), %peer, reason = why, "web: login failed");
+            let delay = failure_delay(web.ctx.config().web.login_failure_delay, attempt.failures);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            return login_response(
+                &web,
+                &headers,
+                StatusCode::UNAUTHORIZED,
+                &user,
+                Some("Wrong mailbox name or password.".to_owned()),
+            );
         }
-        return login_response(
-            &web,
-            &headers,
-            StatusCode::UNAUTHORIZED,
-            &user,
-            Some("Wrong mailbox name or password.".to_owned()),
-        );
     };
     web.ctx.login_succeeded(peer.ip(), &key, attempt).await;
     let created = {
