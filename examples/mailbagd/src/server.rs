@@ -379,6 +379,13 @@ impl Server {
                 }
             }
             warn_unreadable_for_reload(&config);
+        } else if nix::unistd::geteuid().is_root() {
+            // Every Maildir file would be root's, mode 0600: another server
+            // on the same Maildirs (Dovecot as `mail`) could not read them.
+            warn!(
+                "running as root without [server] user: the mail files made are root's; \
+                 set [server] user (e.g. \"mail\") to give up root after binding"
+            );
         }
         let ctx = Context::open_with_tls(config, tls)?;
         let config = &ctx.config();

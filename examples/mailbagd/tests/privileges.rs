@@ -76,6 +76,11 @@ fn started_as_root_it_serves_as_nobody() {
     );
     assert_eq!(uids(server.pid()), vec![nobody.clone(); 4]);
     assert!(server.log().contains("gave up root"), "{}", server.log());
+    assert!(
+        !server.log().contains("running as root"),
+        "{}",
+        server.log()
+    );
     // It serves: TLS with the root-only key, a delivery and a login.
     common::deliver_local(&server, "joe@example.test", "hi", "as nobody");
     assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK 1"));
@@ -95,6 +100,23 @@ p.user('joe'); p.pass_('secret'); print(p.stat()[0]); p.quit()
         .output()
         .unwrap();
     assert_eq!(String::from_utf8(owner.stdout).unwrap().trim(), nobody);
+}
+
+/// Started as root without `[server] user`, the server serves as root and
+/// says at start-up that its mail files will be root's (a probe found that
+/// Dovecot, as `mail`, then could not read them, with no word from us).
+#[test]
+fn root_without_a_server_user_is_warned_about() {
+    if !root_or_skip() {
+        return;
+    }
+    let server = Server::start();
+    assert_eq!(uids(server.pid()), vec!["0".to_owned(); 4]);
+    let log = server.log();
+    assert!(
+        log.contains("running as root without [server] user"),
+        "{log}"
+    );
 }
 
 /// The configuration read as root at start-up but unreadable by `[server] user`
