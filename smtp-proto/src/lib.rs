@@ -108,6 +108,7 @@ pub mod date;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod driver;
 pub mod dsn;
+pub mod http_request;
 pub mod line_endings;
 pub mod session;
 #[cfg(feature = "tokio-codec")]

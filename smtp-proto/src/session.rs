@@ -147,6 +147,12 @@ pub struct ServerConfig {
     pub implicit_tls: bool,
     /// Text of the 221 reply to QUIT, without control characters. Default `"Bye"`.
     pub quit_text: String,
+    /// A command line that is an HTTP request line or header field
+    /// ([`is_http_line`](crate::http_request::is_http_line): a web page's
+    /// request aimed at this port, whose body could carry SMTP commands sent
+    /// from the browser's address) is answered `421 4.7.0` and the session
+    /// closes, before any command of the body runs. Default `true`.
+    pub close_on_http: bool,
 }
 
 /// A configuration [`ServerSession::new`] or [`ServerSession::with_greeting`] refuses.
@@ -323,6 +329,7 @@ impl Default for ServerConfig {
             bare_lf: BareLfPolicy::Reject,
             implicit_tls: false,
             quit_text: "Bye".into(),
+            close_on_http: true,
         }
     }
 }
@@ -1219,6 +1226,10 @@ impl State {
     }
 
     fn command_line<'a>(&mut self, line: &'a [u8]) -> Option<Event<'a>> {
+        if self.cfg.close_on_http && crate::http_request::is_http_line(line) {
+            self.close_421("HTTP request to an SMTP server: closing");
+            return None;
+        }
         let cmd = match parse_command(line) {
             Ok(c) => c,
             Err(e) => {
@@ -1637,6 +1648,40 @@ mod tests {
             s.take_output()
                 .ends_with(b"421 4.7.0 Too many errors, closing connection\r\n")
         );
+    }
+
+    /// A web page's POST whose body is SMTP commands (a probe relayed mail
+    /// that way through a browser): the request line closes the session and
+    /// no command of the body runs. With `close_on_http` off the lines are
+    /// bad commands, and the body's commands run.
+    #[test]
+    fn an_http_request_closes_before_its_body_runs() {
+        let request = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:2525\r\n\
+Content-Type: text/plain\r\nContent-Length: 60\r\n\r\n\
+EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n";
+        let mut s = session();
+        let _ = s.take_output();
+        s.feed(request);
+        assert!(drive(&mut s).is_empty());
+        assert!(s.is_closed());
+        assert_eq!(
+            s.take_output(),
+            b"421 4.7.0 HTTP request to an SMTP server: closing\r\n"
+        );
+        // Also after a greeting, in the middle of a session.
+        let mut s = session();
+        s.feed(b"EHLO x\r\nGET /favicon.ico HTTP/1.1\r\nMAIL FROM:<>\r\n");
+        assert_eq!(drive(&mut s).len(), 1);
+        assert!(s.is_closed());
+        let cfg = ServerConfig {
+            close_on_http: false,
+            ..ServerConfig::default()
+        };
+        let mut s = ServerSession::new(cfg).unwrap();
+        s.feed(request);
+        let events = drive(&mut s);
+        assert!(!s.is_closed());
+        assert_eq!(events.len(), 3, "{events:?}");
     }
 
     #[test]

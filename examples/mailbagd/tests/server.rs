@@ -1091,3 +1091,30 @@ for kind in ('plain', 'tls'):
         }
     }
 }
+
+/// A web page's POST whose body is SMTP commands, from a client address
+/// that may relay (the browser of a customer who just fetched mail): closed
+/// at the request line with `421`, nothing relayed or delivered, on the
+/// port-25 and the submission role (a probe relayed mail this way through
+/// headless Chromium).
+#[test]
+fn an_http_post_to_an_smtp_port_runs_none_of_its_body() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    assert!(py_pop_login(&server, "127.0.0.2", "joe", "secret").starts_with("OK"));
+    let body = "EHLO x\r\nMAIL FROM:<joe@example.test>\r\nRCPT TO:<victim@remote.example>\r\n\
+                RCPT TO:<ann@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+    let post = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for role in ["smtp", "submission"] {
+        let r = common::raw_smtp_port(&server, server.port(role), "127.0.0.2", &[post.as_bytes()]);
+        assert!(r[1].starts_with("421 4.7.0"), "{role}: {r:?}");
+    }
+    assert!(server.queued().is_empty(), "{:?}", server.queued());
+    assert!(server.messages("ann", "").is_empty());
+}
