@@ -98,6 +98,7 @@ extern crate std;
 #[cfg(test)]
 mod test_prelude;
 
+mod a_label;
 pub mod address;
 pub mod bdat;
 pub mod client;

@@ -66,6 +66,23 @@ fn sanitize(s: &str, utf8: bool) -> String {
     }
 }
 
+/// The EHLO name as the `from` clause gives it: an ASCII name as sent (sanitized); a name
+/// with U-labels (RFC 6531 lets EHLO carry them) as sent in a transaction that used
+/// SMTPUTF8 (`with UTF8SMTP`...: RFC 6531 section 3.7.3 allows U-labels there), otherwise
+/// as its A-labels (lower case and Punycode, RFC 3492: `été.example` is
+/// `xn--t-9fab.example`), so that the header of a message without SMTPUTF8 stays ASCII and
+/// still names the client's domain. A name that cannot be a host name gives an empty string
+/// (written `unknown`).
+fn helo_name(helo: &str, utf8: bool) -> String {
+    if helo.is_ascii() {
+        return sanitize(helo, false);
+    }
+    if utf8 {
+        return sanitize(helo, true);
+    }
+    crate::a_label::to_a_labels(helo).unwrap_or_default()
+}
+
 /// The RFC 3848 `with` protocol name of a session: `SMTP` after HELO, `ESMTP` after EHLO,
 /// `LMTP` after LHLO, with `S` appended under TLS and `A` once authenticated (`ESMTPSA`,
 /// `LMTPA`, ...; RFC 3848 defines no suffixes for plain `SMTP`).
@@ -231,7 +248,7 @@ impl<'a> Received<'a> {
 
 impl fmt::Display for Received<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let helo = sanitize(self.helo, false);
+        let helo = helo_name(self.helo, self.with.starts_with("UTF8"));
         let helo = if helo.is_empty() { "unknown" } else { &helo };
         f.write_str("Received: from ")?;
         f.write_str(helo)?;
@@ -434,6 +451,35 @@ mod tests {
         let long = "a".repeat(1000);
         let h = Received::new(&long, "192.0.2.1".parse().unwrap(), "mx", epoch()).to_header();
         assert!(h.lines().all(|l| l.len() <= 998));
+    }
+
+    /// A probe's `EHLO été.example` was written `from t.example`: another
+    /// domain. Now its A-label, or the name itself under SMTPUTF8.
+    #[test]
+    fn a_u_label_ehlo_name_stays_the_same_domain() {
+        let from = |helo: &str, with: &str| {
+            let h = Received::new(helo, "192.0.2.1".parse().unwrap(), "mx", epoch())
+                .with(with)
+                .to_header();
+            h.strip_prefix("Received: from ")
+                .and_then(|r| r.split(' ').next())
+                .map(String::from)
+                .unwrap_or_default()
+        };
+        assert_eq!(from("\u{e9}t\u{e9}.example", "ESMTP"), "xn--t-9fab.example");
+        assert_eq!(from("gm\u{e4}il.com", "ESMTPS"), "xn--gmil-moa.com");
+        assert_eq!(from("GM\u{c4}IL.com", "ESMTP"), "xn--gmil-moa.com");
+        assert_eq!(
+            from("\u{e9}t\u{e9}.example", "UTF8SMTP"),
+            "\u{e9}t\u{e9}.example"
+        );
+        // Control characters are gone either way; a name IDNA refuses is unknown.
+        assert_eq!(
+            from("\u{e9}t\u{e9}\r\nX: y", "UTF8SMTP"),
+            "\u{e9}t\u{e9}X:y"
+        );
+        assert_eq!(from("\u{e9}t\u{e9}\r\nX: y", "ESMTP"), "unknown");
+        assert_eq!(from("client.example", "ESMTP"), "client.example");
     }
 
     #[test]

@@ -1118,3 +1118,57 @@ fn an_http_post_to_an_smtp_port_runs_none_of_its_body() {
     assert!(server.queued().is_empty(), "{:?}", server.queued());
     assert!(server.messages("ann", "").is_empty());
 }
+
+/// `EHLO été.example` (UTF-8, as RFC 6531 allows): the stored `Received:`
+/// names that domain, as its A-label without SMTPUTF8 and as sent with it
+/// (a probe found `from t.example`: the other letters dropped).
+#[test]
+fn a_u_label_ehlo_name_is_kept_in_received() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    for (mail, subject) in [
+        ("MAIL FROM:<a@example.org>\r\n", "plain"),
+        ("MAIL FROM:<a@example.org> SMTPUTF8\r\n", "utf8"),
+    ] {
+        let msg = format!("Subject: {subject}\r\n\r\nhi\r\n.\r\n");
+        let r = common::raw_smtp_port(
+            &server,
+            server.port("smtp"),
+            "127.0.0.9",
+            &[
+                "EHLO \u{e9}t\u{e9}.example\r\n".as_bytes(),
+                mail.as_bytes(),
+                b"RCPT TO:<ann@example.test>\r\n",
+                b"DATA\r\n",
+                msg.as_bytes(),
+            ],
+        );
+        assert!(r[5].starts_with("250"), "{r:?}");
+    }
+    let stored: Vec<String> = server
+        .messages("ann", "")
+        .iter()
+        .map(|p| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())
+        .collect();
+    assert_eq!(stored.len(), 2);
+    let received = |subject: &str| {
+        stored
+            .iter()
+            .find(|m| m.contains(&format!("Subject: {subject}")))
+            .and_then(|m| m.lines().find(|l| l.starts_with("Received: from ")))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert!(
+        received("plain").starts_with("Received: from xn--t-9fab.example ("),
+        "{}",
+        received("plain")
+    );
+    assert!(
+        received("utf8").starts_with("Received: from \u{e9}t\u{e9}.example ("),
+        "{}",
+        received("utf8")
+    );
+}
