@@ -524,6 +524,13 @@ const RCPT_NON_ASCII: (u16, Esc, &str) = r(553, (5, 6, 7), "Non-ASCII address re
 /// Whether `line` is a BDAT command (keyword in any case, then anything but a letter or
 /// digit: a space, a TAB, the end), whatever its arguments and however long: a line that
 /// may carry a chunk.
+/// Whether `line`'s command word is `AUTH`.
+fn is_auth_line(line: &[u8]) -> bool {
+    line.get(..4)
+        .is_some_and(|k| k.eq_ignore_ascii_case(b"AUTH"))
+        && !line.get(4).is_some_and(u8::is_ascii_alphanumeric)
+}
+
 fn is_bdat_line(line: &[u8]) -> bool {
     line.get(..4)
         .is_some_and(|k| k.eq_ignore_ascii_case(b"BDAT"))
@@ -1233,6 +1240,12 @@ impl State {
         let cmd = match parse_command(line) {
             Ok(c) => c,
             Err(e) => {
+                // With AUTH off every AUTH line is the command that is not
+                // implemented, whatever its arguments (`AUTH` alone too).
+                if self.cfg.auth_mechanisms.is_empty() && !self.refusing && is_auth_line(line) {
+                    self.error(&fixed(NOT_IMPL));
+                    return None;
+                }
                 if is_bdat_line(line) {
                     self.close_bdat_unparsable();
                 } else if self.refusing {
@@ -1648,6 +1661,31 @@ mod tests {
             s.take_output()
                 .ends_with(b"421 4.7.0 Too many errors, closing connection\r\n")
         );
+    }
+
+    /// With AUTH off, `AUTH` with or without a mechanism is not implemented
+    /// (a probe found bare `AUTH` got 501 where `AUTH PLAIN` got 502).
+    #[test]
+    fn auth_off_is_502_whatever_the_arguments() {
+        let mut s = session();
+        s.feed(b"EHLO x\r\n");
+        drive(&mut s);
+        let _ = s.take_output();
+        for line in [
+            &b"AUTH\r\n"[..],
+            b"AUTH PLAIN\r\n",
+            b"auth login x\r\n",
+            b"AUTH \r\n",
+        ] {
+            s.feed(line);
+            drive(&mut s);
+            assert_eq!(
+                s.take_output(),
+                b"502 5.5.1 Command not implemented\r\n",
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 
     /// A web page's POST whose body is SMTP commands (a probe relayed mail
