@@ -142,6 +142,11 @@ pub struct ServerConfig {
     /// [`ServerSession::wants_input`] turns false while more than this many
     /// octets of unread input are buffered. Default: 64 KiB.
     pub max_pending_input: usize,
+    /// A command line that is an HTTP request line
+    /// ([`is_http_request_line`](crate::http_request::is_http_request_line):
+    /// a web page's request aimed at this port) is answered `-ERR` and the
+    /// session closes, before any later line runs. Default: `true`.
+    pub close_on_http: bool,
 }
 
 impl Default for ServerConfig {
@@ -166,6 +171,7 @@ impl Default for ServerConfig {
             max_auth_failures: 3,
             max_pending_output: 64 * 1024,
             max_pending_input: 64 * 1024,
+            close_on_http: true,
         }
     }
 }
@@ -852,6 +858,11 @@ impl ServerSession {
     }
 
     fn on_command_line(&mut self, line: &[u8]) {
+        if self.config.close_on_http && crate::http_request::is_http_request_line(line) {
+            self.write(b"-ERR HTTP request to a POP3 server: closing.\r\n");
+            self.close();
+            return;
+        }
         let cmd = match parse_command(line) {
             Ok(c) => c,
             Err(e) => {
@@ -1782,6 +1793,32 @@ mod tests {
             ),
             "-ERR Command not allowed in this state.\r\n".repeat(3)
         );
+    }
+
+    /// A web page's POST whose body is POP3 commands: the request line
+    /// closes the session, so none of the body's logins runs (each wrong
+    /// password would count against the customer's address). With
+    /// `close_on_http` off, the USER line runs.
+    #[test]
+    fn an_http_request_closes_before_its_body_runs() {
+        let request: &[u8] = b"POST / HTTP/1.1\r\nHost: 127.0.0.1:110\r\n\r\n\
+USER joe\r\nPASS guess\r\n";
+        let mut s = ServerSession::new(ServerConfig::default()).unwrap();
+        s.take_output();
+        assert_eq!(
+            run(&mut s, request),
+            "-ERR HTTP request to a POP3 server: closing.\r\n"
+        );
+        assert!(s.is_closed());
+        let config = ServerConfig {
+            close_on_http: false,
+            ..ServerConfig::default()
+        };
+        let mut s = ServerSession::new(config).unwrap();
+        s.take_output();
+        s.feed(request);
+        assert!(matches!(s.next_event(), Some(Event::Login(_))));
+        assert!(!s.is_closed());
     }
 
     #[test]

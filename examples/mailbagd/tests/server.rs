@@ -1172,3 +1172,34 @@ fn a_u_label_ehlo_name_is_kept_in_received() {
         received("utf8")
     );
 }
+
+/// A web page's POST of POP3 commands with wrong passwords, sent twice:
+/// each is closed at its request line, so no password is tried and the
+/// customer's address is not locked out (five failures would lock it).
+#[test]
+fn an_http_post_to_the_pop3_port_tries_no_password() {
+    use std::io::{Read, Write};
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    let guesses = "USER joe\r\nPASS a\r\nPASS b\r\nUSER joe\r\nPASS c\r\nUSER joe\r\nPASS d\r\n";
+    let post = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{guesses}",
+        guesses.len()
+    );
+    for _ in 0..2 {
+        let mut s = std::net::TcpStream::connect(server.addrs["pop3"]).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(post.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.ends_with("-ERR HTTP request to a POP3 server: closing.\r\n"),
+            "{answer}"
+        );
+        assert!(!answer.contains("[AUTH]"), "{answer}");
+    }
+    assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
+}
