@@ -924,7 +924,11 @@ impl Inner {
             ));
         }
         for (base, (cur, name)) in fresh {
-            let crlf_size = match MaildirName::parse(&name).and_then(|n| n.crlf_size()) {
+            let from_name = MaildirName::parse(&name)
+                .and_then(|n| n.crlf_size().map(|w| (n.size(), w)))
+                .filter(|&(s, w)| Self::name_sizes_hold(dir, cur, &name, s, w))
+                .map(|(_, w)| w);
+            let crlf_size = match from_name {
                 Some(s) => s,
                 None => match self.count(dir, cur, &name)? {
                     Some(s) => s,
@@ -1021,6 +1025,18 @@ impl Inner {
         }
         if changed {
             let _ = self.write_atomic(dir, &list.serialize());
+        }
+    }
+
+    /// Whether a new file's `,S=` and `,W=` agree with its length on disk
+    /// (one `stat`): `S=` is the length, and `W=` (the CRLF size) is at
+    /// least that. A name another program got wrong (a probe's `S=10,W=20`
+    /// on 63 octets) would make LIST and RETR's `+OK` give a size the
+    /// message does not have; its size is counted instead.
+    fn name_sizes_hold(dir: &Path, cur: bool, name: &str, size: Option<u64>, crlf: u64) -> bool {
+        match fs::metadata(dir.join(sub(cur)).join(name)) {
+            Ok(md) => size.is_none_or(|s| s == md.len()) && crlf >= md.len(),
+            Err(_) => false,
         }
     }
 
@@ -2280,6 +2296,28 @@ mod tests {
         .unwrap();
         let md = s.open_maildrop(&joe()).unwrap();
         assert_eq!(md.entries()[0].uid.as_str(), "000000076553f100");
+    }
+
+    /// A file whose name's `,S=`/`,W=` do not fit its length is counted:
+    /// the first listing already gives the octets RETR sends.
+    #[test]
+    fn a_name_whose_sizes_do_not_fit_the_file_is_counted() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        let body = b"Subject: lie\n\nthe name says 10 octets, the file has more\n";
+        let j = t.path().join("joe");
+        fs::write(j.join("cur/1700000000.M1P1.x,S=10,W=20:2,S"), body).unwrap();
+        fs::write(j.join("cur/1700000001.M1P1.x,W=5:2,S"), body).unwrap();
+        // Right, and left alone: S= is the length, W= the CRLF size.
+        fs::write(j.join("cur/1700000002.M1P1.x,S=4,W=6:2,S"), b"a\nb\n").unwrap();
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        let sizes: Vec<u64> = md.entries().iter().map(|e| e.size).collect();
+        let crlf = body.len() as u64 + 3;
+        assert_eq!(sizes, [crlf, crlf, 6]);
+        let mut sent = Vec::new();
+        md.read_message(1).unwrap().read_to_end(&mut sent).unwrap();
+        assert_eq!(sent.len() as u64, crlf);
     }
 
     /// A Maildir Dovecot served, and may serve again (a move back, or both
