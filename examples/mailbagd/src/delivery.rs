@@ -11,7 +11,9 @@
 //! every copy is written first (into its Maildir's `tmp/`, fsynced and closed
 //! there: `Delivery::seal`, so that a message for many local users holds no
 //! descriptor per user; or the queue's body file), and only when all are
-//! written are they committed (moved into place, the queue's copy last), so a
+//! written (the queue's copy flushed, fsynced and its envelope written:
+//! `QueueWriter::seal`) are they committed (moved into place, the queue's copy
+//! last), so a
 //! copy that cannot be written (broken or unwritable Maildir, full disk, a
 //! failed fsync, size) makes the whole message fail with nothing stored, and
 //! the client's retry duplicates nothing.
@@ -391,6 +393,11 @@ pub fn deliver(
         for_each_chunk(spool, |c| {
             w.write_all(c).map_err(|e| io_temp("queue write", &e))
         })?;
+        // Flushed, fsynced and its envelope written before any local copy is
+        // committed: a full queue disk fails the message with nothing stored
+        // (a probe found joe's copy stored behind each 451 when the body's
+        // last buffered write failed at the queue's commit).
+        w.seal().map_err(|e| queue_error(&e))?;
         queued = Some(w);
     }
 

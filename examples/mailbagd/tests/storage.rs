@@ -285,3 +285,92 @@ fn mail_and_queue_files_are_private() {
         assert_eq!(mode, want, "{} is {mode:o}", p.display());
     }
 }
+
+/// A tmpfs mounted for a test; unmounted (lazily: the server may still
+/// hold it) when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A server whose relay queue is on a tmpfs; the tmpfs goes first (fields
+/// drop in order), so that the server's directory can then be removed.
+struct QueueOnTmpfs {
+    _queue: Tmpfs,
+    server: Server,
+}
+
+/// The relay queue's disk fills while a message for a local user and a
+/// remote recipient is written: `451 4.3.0`, and the local user's copy is
+/// not stored either, so the client's retry duplicates nothing (a probe
+/// found joe's copy stored behind each `451`: the queue body's last write,
+/// buffered, failed only when the queue copy was committed, after joe's).
+/// Needs root to mount a 64 KiB tmpfs (skipped otherwise, but not under
+/// `CI=true`, which runs as root).
+#[test]
+fn a_full_queue_disk_stores_nothing_behind_its_451() {
+    if !common::require("python3") {
+        return;
+    }
+    let mounted = std::cell::Cell::new(None::<PathBuf>);
+    let server = Server::start_with(
+        Options {
+            limits: "min_free_space = \"0\"\n".into(),
+            ..Options::default()
+        },
+        |data| {
+            let queue = data.join("queue");
+            fs::create_dir_all(&queue).unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+                .arg(&queue)
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                mounted.set(Some(queue));
+            }
+        },
+    );
+    let Some(queue) = mounted.take() else {
+        assert!(!common::in_ci(), "mounting a tmpfs needs root, as CI runs");
+        eprintln!("SKIP: cannot mount a tmpfs");
+        return;
+    };
+    let t = QueueOnTmpfs {
+        _queue: Tmpfs(queue),
+        server,
+    };
+    let server = &t.server;
+    assert!(py_pop_login(server, "127.0.0.2", "joe", "secret").starts_with("OK"));
+    let big = "x".repeat(76);
+    let body: String = (0..1000).map(|i| format!("{i:04} {big}\r\n")).collect();
+    let msg = format!("Subject: too big for the queue disk\r\n\r\n{body}.\r\n");
+    for _ in 0..2 {
+        let r = common::raw_smtp_port(
+            server,
+            server.port("smtp"),
+            "127.0.0.2",
+            &[
+                b"EHLO c\r\n",
+                b"MAIL FROM:<joe@example.test>\r\n",
+                b"RCPT TO:<joe@example.test>\r\n",
+                b"RCPT TO:<t@remote.example>\r\n",
+                b"DATA\r\n",
+                msg.as_bytes(),
+            ],
+        );
+        assert!(r[6].starts_with("451 4.3.0"), "{r:?}\n{}", server.log());
+    }
+    assert!(
+        server.messages("joe", "").is_empty(),
+        "stored behind a 451\n{}",
+        server.log()
+    );
+    assert!(server.queued().is_empty());
+}

@@ -253,17 +253,23 @@ fn private_file() -> OpenOptions {
 
 /// Writes `data` to `tmp`, fsyncs it, and renames it to `dest` (same directory).
 fn replace_file(fsync: bool, tmp: &Path, dest: &Path, data: &[u8]) -> Result<(), QueueError> {
+    write_private(fsync, tmp, data)?;
+    fs::rename(tmp, dest).map_err(|e| QueueError::io("rename", tmp, e))
+}
+
+/// Writes `data` to a new private file at `path` (fsynced if asked).
+fn write_private(fsync: bool, path: &Path, data: &[u8]) -> Result<(), QueueError> {
     let mut f = private_file()
         .create(true)
         .truncate(true)
-        .open(tmp)
-        .map_err(|e| QueueError::io("create", tmp, e))?;
+        .open(path)
+        .map_err(|e| QueueError::io("create", path, e))?;
     f.write_all(data)
-        .map_err(|e| QueueError::io("write", tmp, e))?;
+        .map_err(|e| QueueError::io("write", path, e))?;
     if fsync {
-        f.sync_all().map_err(|e| QueueError::io("fsync", tmp, e))?;
+        f.sync_all().map_err(|e| QueueError::io("fsync", path, e))?;
     }
-    fs::rename(tmp, dest).map_err(|e| QueueError::io("rename", tmp, e))
+    Ok(())
 }
 
 /// Whether `path` still names the file open as `file` (not removed or replaced).
@@ -555,6 +561,7 @@ impl Queue {
             written: 0,
             too_large: false,
             broken: None,
+            sealed_env: None,
             committed: false,
         })
     }
@@ -753,6 +760,8 @@ pub struct QueueWriter {
     written: u64,
     too_large: bool,
     broken: Option<io::ErrorKind>,
+    /// [`QueueWriter::seal`] wrote the envelope here (not visible yet).
+    sealed_env: Option<PathBuf>,
     committed: bool,
 }
 
@@ -767,13 +776,23 @@ impl QueueWriter {
         self.written
     }
 
-    /// Makes the message durable and visible: flush and fsync the body,
-    /// write and fsync the envelope, rename the message's directory into
-    /// `msg/` and fsync that. Only after `Ok` may the SMTP server answer `250`.
+    /// Writes everything that can fail for want of space before the message
+    /// is visible: flushes and fsyncs the body, then writes and fsyncs the
+    /// envelope beside it, so that [`QueueWriter::commit`] is left with a
+    /// rename and a directory fsync. A server storing several copies of one
+    /// message seals each before it commits any: a full disk (or any write
+    /// error) then fails the whole message with nothing stored. No more body
+    /// can be written after it; calling it again does nothing.
+    ///
+    /// # Errors
     ///
     /// [`QueueError::TooLarge`] when more than
-    /// [`QueueOptions::max_message_size`] octets were written.
-    pub fn commit(mut self) -> Result<QueueId, QueueError> {
+    /// [`QueueOptions::max_message_size`] octets were written, or the write
+    /// error; nothing is visible then.
+    pub fn seal(&mut self) -> Result<(), QueueError> {
+        if self.sealed_env.is_some() {
+            return Ok(());
+        }
         let options = &self.queue.inner.options;
         if self.too_large {
             return Err(QueueError::TooLarge {
@@ -800,18 +819,43 @@ impl QueueWriter {
         }
         drop(file);
         self.envelope.size = self.written;
-        let inner = &self.queue.inner;
-        let id = &self.envelope.id;
-        replace_file(
-            options.fsync,
-            &inner.instance_dir.join(format!("{id}.env")),
-            &self.queue.env_path(id),
-            &self.envelope.encode(),
-        )?;
+        let tmp = self
+            .queue
+            .inner
+            .instance_dir
+            .join(format!("{}.env", self.envelope.id));
+        let written = write_private(options.fsync, &tmp, &self.envelope.encode());
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written?;
+        self.sealed_env = Some(tmp);
+        Ok(())
+    }
+
+    /// Makes the message durable and visible: [`QueueWriter::seal`] if that
+    /// was not done (flush and fsync the body, write and fsync the
+    /// envelope), then rename the envelope into `msg/` and fsync that. Only
+    /// after `Ok` may the SMTP server answer `250`.
+    ///
+    /// [`QueueError::TooLarge`] when more than
+    /// [`QueueOptions::max_message_size`] octets were written.
+    pub fn commit(mut self) -> Result<QueueId, QueueError> {
+        self.seal()?;
+        let Some(tmp) = self.sealed_env.clone() else {
+            return Err(QueueError::io(
+                "write",
+                &self.body_path,
+                io::Error::other("not sealed"),
+            ));
+        };
+        let id = self.envelope.id.clone();
+        let dest = self.queue.env_path(&id);
+        fs::rename(&tmp, &dest).map_err(|e| QueueError::io("rename", &tmp, e))?;
         // Visible from here on: the body must stay.
         self.committed = true;
-        sync_dir(options.fsync, &inner.msg)?;
-        Ok(id.clone())
+        sync_dir(self.queue.inner.options.fsync, &self.queue.inner.msg)?;
+        Ok(id)
     }
 }
 
@@ -864,6 +908,9 @@ impl Drop for QueueWriter {
         if !self.committed {
             self.file = None;
             let _ = fs::remove_file(&self.body_path);
+            if let Some(env) = &self.sealed_env {
+                let _ = fs::remove_file(env);
+            }
         }
     }
 }
@@ -1204,6 +1251,39 @@ mod tests {
         assert!(inst.exists(), "a clone keeps the instance alive");
         drop(q2);
         assert!(!inst.exists(), "the last clone cleans its tmp directory");
+    }
+
+    /// `seal` writes what can fail for want of space, and nothing is
+    /// visible until `commit`; a sealed writer dropped leaves nothing.
+    #[test]
+    fn a_sealed_writer_is_invisible_until_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(dir.path());
+        let mut env = NewEnvelope::new("a@example.org", 5);
+        env.recipients.push(Recipient::new("b@example.net"));
+        let files = |q: &Queue| {
+            let mut n = 0;
+            for d in [&q.inner.msg, &q.inner.instance_dir] {
+                n += fs::read_dir(d).unwrap().count();
+            }
+            n
+        };
+        let mut w = q.enqueue(&env).unwrap();
+        w.write_all(b"body\r\n").unwrap();
+        w.seal().unwrap();
+        w.seal().unwrap();
+        assert!(w.write_all(b"more").is_err(), "sealed: no more body");
+        assert!(q.list().unwrap().messages.is_empty(), "not visible yet");
+        drop(w);
+        assert_eq!(files(&q), 0, "a dropped sealed writer leaves nothing");
+        let mut w = q.enqueue(&env).unwrap();
+        w.write_all(b"body\r\n").unwrap();
+        w.seal().unwrap();
+        let id = w.commit().unwrap();
+        let listed = q.list().unwrap().messages;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, id);
+        assert_eq!(listed[0].size, 6);
     }
 
     #[test]
