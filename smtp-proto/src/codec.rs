@@ -1027,7 +1027,8 @@ pub enum ReplyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReplyOptions {
-    /// Longest accepted line, CRLF included. Default [`DEFAULT_REPLY_LINE_LIMIT`] (512).
+    /// Longest line kept, CRLF included. Default [`DEFAULT_REPLY_LINE_LIMIT`] (512). A
+    /// longer line is cut to it ([`ReplyOptions::truncate_long_lines`]) or refused.
     pub max_line_len: usize,
     /// Most lines in one reply. Default [`DEFAULT_REPLY_MAX_LINES`] (256).
     pub max_lines: usize,
@@ -1038,6 +1039,14 @@ pub struct ReplyOptions {
     /// it, and a `550` with a stray octet must still be a permanent failure,
     /// not a malformed reply retried for days.
     pub strict_text: bool,
+    /// A line longer than `max_line_len` keeps its code and continuation mark and has
+    /// its text cut to fit, once its end has arrived (as Postfix's client does; how long
+    /// the caller waits for that end is its own buffer limit, such as
+    /// [`crate::client::ClientOptions::max_buffered`]). Default `true`: a `250` with a
+    /// long text after the final dot still says the message was taken, where refusing
+    /// the reply would make the sender try again and deliver it twice. `false` refuses
+    /// such a line ([`ReplyError::LineTooLong`]).
+    pub truncate_long_lines: bool,
 }
 
 impl Default for ReplyOptions {
@@ -1046,6 +1055,7 @@ impl Default for ReplyOptions {
             max_line_len: DEFAULT_REPLY_LINE_LIMIT,
             max_lines: DEFAULT_REPLY_MAX_LINES,
             strict_text: false,
+            truncate_long_lines: true,
         }
     }
 }
@@ -1095,17 +1105,27 @@ impl ReplyParser {
         let mut lines: Vec<&'a [u8]> = Vec::new();
         loop {
             let rest = &buf[pos..];
-            let window = &rest[..rest.len().min(self.options.max_line_len)];
-            let Some(lf) = memchr::memchr(b'\n', window) else {
-                if rest.len() >= self.options.max_line_len {
+            let max = self.options.max_line_len;
+            let window = &rest[..rest.len().min(max)];
+            let (lf, long) = match memchr::memchr(b'\n', window) {
+                Some(lf) => (lf, false),
+                None if rest.len() < max => return Ok(None),
+                None if !self.options.truncate_long_lines => {
                     return Err(ReplyError::LineTooLong);
                 }
-                return Ok(None);
+                None => match memchr::memchr(b'\n', &rest[max..]) {
+                    Some(i) => (max + i, true),
+                    None => return Ok(None),
+                },
             };
             if lf == 0 || rest[lf - 1] != b'\r' {
                 return Err(ReplyError::BareLf);
             }
-            let line = &rest[..lf - 1];
+            let line = if long {
+                &rest[..max.saturating_sub(2)]
+            } else {
+                &rest[..lf - 1]
+            };
             pos += lf + 1;
             if line.len() < 3
                 || !line[..3].iter().all(u8::is_ascii_digit)
@@ -1434,5 +1454,45 @@ mod tests {
         assert_eq!(p.parse(b"250-a\r\n"), Ok(None));
         assert_eq!(p.parse(b"250 a\n"), Err(ReplyError::BareLf));
         assert_eq!(p.parse(b"199 a\r\n"), Err(ReplyError::Malformed));
+    }
+
+    /// A line over the limit keeps its code, its text cut to fit (a probe's
+    /// next hop answered the final dot with a 600-octet `250` line and got
+    /// the message again at every retry).
+    #[test]
+    fn long_reply_lines_are_cut_not_refused() {
+        let p = ReplyParser::default();
+        let long = format!("250 2.0.0 {}\r\n", "k".repeat(1500));
+        assert_eq!(
+            p.parse(&long.as_bytes()[..700]),
+            Ok(None),
+            "its end not here yet"
+        );
+        let (r, n) = p.parse(long.as_bytes()).unwrap().unwrap();
+        assert_eq!(n, long.len());
+        assert_eq!(r.code().get(), 250);
+        assert_eq!(r.enhanced(), Some(Esc::c(2, 0, 0)));
+        // 510 octets kept: "250 ", "2.0.0 " and the text.
+        assert_eq!(r.lines()[0].len(), 510 - 4 - 6);
+        // In a multi-line reply, with the lines after it kept.
+        let multi = format!(
+            "250-x.example\r\n250-{}\r\n250 SIZE 10\r\nX",
+            "a".repeat(900)
+        );
+        let (r, n) = p.parse(multi.as_bytes()).unwrap().unwrap();
+        assert_eq!(n, multi.len() - 1);
+        assert_eq!(r.lines().len(), 3);
+        assert_eq!(r.lines()[2], "SIZE 10");
+        // A bare LF at its end is still refused; so is the line when cutting is off.
+        let bare = format!("250 {}\n", "a".repeat(600));
+        assert_eq!(p.parse(bare.as_bytes()), Err(ReplyError::BareLf));
+        let opts = ReplyOptions {
+            truncate_long_lines: false,
+            ..ReplyOptions::default()
+        };
+        assert_eq!(
+            ReplyParser::new(opts).parse(long.as_bytes()),
+            Err(ReplyError::LineTooLong)
+        );
     }
 }

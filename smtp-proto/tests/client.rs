@@ -887,3 +887,34 @@ fn rfc2920_pipelined_transaction() {
         if r.recipients.iter().all(|o| o.status() == Status::Accepted)))
     );
 }
+
+/// A `250` whose text runs past the 512-octet line limit, after the final
+/// dot, split over any number of reads: the message was taken (a probe's
+/// next hop answered so and got the message again at every retry, since
+/// the reply was refused as malformed). Long EHLO lines are usable too.
+#[test]
+fn a_long_250_after_the_dot_means_delivered() {
+    let long = "k".repeat(1500);
+    let stream = format!(
+        "220 mx\r\n250-mx\r\n250-{long}\r\n250 PIPELINING\r\n250 ok\r\n250 ok\r\n250 ok\r\n\
+         354 go\r\n250 2.0.0 queued as {long}\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n\
+         221 bye\r\n"
+    );
+    for cuts in [vec![], (0..stream.len()).step_by(97).collect::<Vec<_>>()] {
+        let (events, _) = replay(stream.as_bytes(), &cuts, true);
+        let done: Vec<&ClientEvent> = events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::TransactionComplete(_)))
+            .collect();
+        assert_eq!(done.len(), 2, "{events:?}");
+        for e in done {
+            let ClientEvent::TransactionComplete(t) = e else {
+                unreachable!()
+            };
+            assert!(
+                t.recipients.iter().all(|r| r.status() == Status::Accepted),
+                "{t:?}"
+            );
+        }
+    }
+}
