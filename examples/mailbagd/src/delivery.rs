@@ -43,6 +43,7 @@ use std::time::SystemTime;
 use mailbag_mailstore::queue::{Outcome, QueueError, RecipientState, ReportState};
 use mailbag_mailstore::{Delivery, Error as StoreError, Folder as StoreFolder, UserName};
 use mailbag_smtp_proto::date::DateTime;
+use mailbag_smtp_proto::smtputf8::header_needs_smtputf8;
 use mailbag_smtp_proto::trace::{Received, received_count, return_path};
 use mailbag_smtp_proto::types::Reply;
 use mailbag_spam_tag::{
@@ -272,9 +273,12 @@ pub fn deliver(
     scan_source: Scan,
 ) -> Result<Report, DeliveryError> {
     let config = &*live.config;
+    let whole = spool.len();
     let head = spool
         .head(MAX_HEADER_INSPECTED)
         .map_err(|e| io_temp("spool read", &e))?;
+    let complete = u64::try_from(head.len()).is_ok_and(|n| n >= whole);
+    let header_needs_utf8 = header_needs_smtputf8(&head, complete);
     let hops = received_count(&head);
     if hops > config.smtp.max_received_headers {
         info!(
@@ -386,6 +390,19 @@ pub fn deliver(
             });
             r.report = ReportState::Owed;
             qenv.recipients.push(r);
+        }
+        // RFC 6531 section 3.2: SMTPUTF8 goes on only when the envelope or the header
+        // needs it, so that a next hop without it takes an ASCII message the client
+        // flagged anyway rather than bouncing it (a probe's bounce).
+        if qenv.smtputf8 {
+            let needed = !qenv.reverse_path.is_ascii()
+                || qenv.recipients.iter().any(|r| !r.address.is_ascii())
+                || !received.is_ascii()
+                || header_needs_utf8 != Some(false);
+            if !needed {
+                info!("SMTPUTF8 not needed by the message: relayed without it");
+                qenv.smtputf8 = false;
+            }
         }
         let mut w = ctx.queue.enqueue(&qenv).map_err(|e| queue_error(&e))?;
         w.write_all(received.as_bytes())

@@ -48,6 +48,8 @@ struct SinkState {
     mode: Mode,
     /// Offer DSN (RFC 3461) in EHLO.
     dsn: bool,
+    /// Offer SMTPUTF8 (RFC 6531) in EHLO.
+    smtputf8: bool,
     /// Wait this long before accepting a message (to make deliveries overlap).
     delay: Duration,
     /// Connections open now, and the most at once.
@@ -74,6 +76,7 @@ impl Sink {
         let state = Arc::new(Mutex::new(SinkState {
             mode,
             dsn: true,
+            smtputf8: true,
             delay: Duration::ZERO,
             active: 0,
             max_active: 0,
@@ -182,6 +185,7 @@ async fn serve_inner(mut s: tokio::net::TcpStream, st: &Arc<Mutex<SinkState>>, t
     let mut cfg = ServerConfig::default();
     cfg.hostname = "sink.example".into();
     cfg.dsn = st.lock().expect("lock").dsn;
+    cfg.smtputf8 = st.lock().expect("lock").smtputf8;
     cfg.starttls = !matches!(tls, SinkTls::Off);
     let mut session = ServerSession::new(cfg).expect("sink config");
     if !talk(&mut s, &mut session, st).await {
@@ -1519,4 +1523,52 @@ fn a_bounce_that_cannot_be_stored_stays_owed_until_it_can() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(dsn_recipients(&server), ["nobody@elsewhere.example"]);
     assert_eq!(sink.transactions(), 1);
+}
+
+/// A client's SMTPUTF8 on a message with an ASCII envelope and header is
+/// left out toward a next hop without SMTPUTF8 (RFC 6531 section 3.2), so
+/// the message is relayed, not bounced (a probe's needless bounce); one
+/// with a UTF-8 Subject still needs it and is not sent to that hop.
+#[test]
+fn smtputf8_goes_on_only_when_the_message_needs_it() {
+    if !require("python3") {
+        return;
+    }
+    let (sink, server) = authorized_relay(Mode::Accept);
+    sink.state.lock().expect("lock").smtputf8 = false;
+    let send = |subject: &str| {
+        let data = format!("Subject: {subject}\r\n\r\nhi\r\n.\r\n");
+        let r = raw_smtp(
+            &server,
+            "smtp",
+            "127.0.0.2",
+            &[
+                b"EHLO c\r\n",
+                b"MAIL FROM:<joe@example.test> SMTPUTF8\r\n",
+                b"RCPT TO:<friend@elsewhere.example>\r\n",
+                b"DATA\r\n",
+                data.as_bytes(),
+            ],
+        );
+        assert!(r.last().is_some_and(|l| l.starts_with("250")), "{r:?}");
+    };
+    send("plain ascii");
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 1),
+        "not relayed\n{}",
+        server.log()
+    );
+    assert!(server.log().contains("SMTPUTF8 not needed"));
+    send("d\u{e9}j\u{e0} vu");
+    // The second is bounced to joe (a global DSN), never sent to the sink.
+    assert!(
+        wait_until(Duration::from_secs(15), || !server
+            .messages("joe", "")
+            .is_empty()),
+        "no bounce\n{}",
+        server.log()
+    );
+    assert_eq!(sink.count(), 1);
+    let g = sink.state.lock().expect("lock");
+    assert!(String::from_utf8_lossy(&g.messages[0].body).contains("Subject: plain ascii"));
 }
