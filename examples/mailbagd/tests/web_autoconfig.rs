@@ -279,6 +279,17 @@ async fn apple_configuration_profile() {
     // The same address: the same profile (installing again replaces it).
     let (_, _, again) = get(&site.app, "/mobileconfig?emailaddress=joe%40example.test").await;
     assert_eq!(again, doc);
+    // The same mailbox in other letters: the same UUIDs (a probe found a
+    // second account possible), the local part shown as typed.
+    let (_, _, upper) = get(&site.app, "/mobileconfig?emailaddress=JOE%40Example.TEST").await;
+    let u = parse("apple", &upper);
+    assert_eq!(u["PayloadUUID"], v["PayloadUUID"]);
+    let up = &u["PayloadContent"][0];
+    assert_eq!(up["PayloadUUID"], p["PayloadUUID"]);
+    assert_eq!(up["PayloadIdentifier"], p["PayloadIdentifier"]);
+    assert_eq!(up["EmailAddress"], "JOE@example.test");
+    let (_, _, ann) = get(&site.app, "/mobileconfig?emailaddress=ann%40example.test").await;
+    assert_ne!(parse("apple", &ann)["PayloadUUID"], v["PayloadUUID"]);
     for q in [
         "",
         "?emailaddress=joe%40elsewhere.test",

@@ -86,14 +86,16 @@ pub(super) async fn outlook(State(web): State<App>, body: Bytes) -> Response {
 
 /// `GET /mobileconfig?emailaddress=`.
 pub(super) async fn apple(State(web): State<App>, Query(q): Query<AddressQuery>) -> Response {
-    let s = ClientSettings::from_config(&web.ctx.config());
+    let config = web.ctx.config();
+    let s = ClientSettings::from_config(&config);
     let Some(address) = q.emailaddress.as_deref().map(str::trim) else {
         return not_found_page(None);
     };
     match s.local_domain_of(address) {
         Some((local, domain)) => {
+            let fold_case = config.userdb.case_insensitive;
             let mut r = xml(
-                apple_profile(&s, local, domain),
+                apple_profile(&s, local, domain, fold_case),
                 "application/x-apple-aspen-config",
             );
             r.headers_mut().insert(
@@ -320,9 +322,23 @@ fn reverse_dns(host: &str) -> String {
     host.split('.').rev().collect::<Vec<_>>().join(".")
 }
 
-/// The configuration profile for `local@domain`.
-pub(crate) fn apple_profile(s: &ClientSettings, local: &str, domain: &str) -> String {
+/// The configuration profile for `local@domain`. Its UUIDs are made from the
+/// address in lower case (only the domain's with `fold_case` false:
+/// `[userdb] case_insensitive = false`), so that `Joe@Example.test` and
+/// `joe@example.test`, one mailbox, get one profile: installing the other
+/// replaces it rather than adding a second account.
+pub(crate) fn apple_profile(
+    s: &ClientSettings,
+    local: &str,
+    domain: &str,
+    fold_case: bool,
+) -> String {
     let address = format!("{local}@{domain}");
+    let identity = if fold_case {
+        address.to_lowercase()
+    } else {
+        format!("{local}@{}", domain.to_lowercase())
+    };
     let id = format!("{}.mailbag", reverse_dns(&s.server));
     let key = |out: &mut String, k: &str, v: &str| {
         let _ = writeln!(out, "      <key>{k}</key>\n      {v}");
@@ -358,16 +374,16 @@ pub(crate) fn apple_profile(s: &ClientSettings, local: &str, domain: &str) -> St
     key(
         a,
         "PayloadIdentifier",
-        &string(&format!("{id}.email.{}", payload_uuid(&[&address]))),
+        &string(&format!("{id}.email.{}", payload_uuid(&[&identity]))),
     );
     key(a, "PayloadType", &string("com.apple.mail.managed"));
     key(
         a,
         "PayloadUUID",
-        &string(&payload_uuid(&["email", &address])),
+        &string(&payload_uuid(&["email", &identity])),
     );
     key(a, "PayloadVersion", "<integer>1</integer>");
-    let top_uuid = payload_uuid(&["profile", &address]);
+    let top_uuid = payload_uuid(&["profile", &identity]);
     let display: Cow<'_, str> = escape(&s.server);
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
