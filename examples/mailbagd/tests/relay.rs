@@ -1561,14 +1561,51 @@ fn smtputf8_goes_on_only_when_the_message_needs_it() {
     assert!(server.log().contains("SMTPUTF8 not needed"));
     send("d\u{e9}j\u{e0} vu");
     // The second is bounced to joe (a global DSN), never sent to the sink.
+    bounces_to_joe(&server);
+    assert_eq!(sink.count(), 1);
+    let g = sink.state.lock().expect("lock");
+    assert!(String::from_utf8_lossy(&g.messages[0].body).contains("Subject: plain ascii"));
+}
+
+/// A client that sends 8-bit octets without `BODY=8BITMIME` and whose
+/// relayed message is refused gets its original back labelled
+/// `Content-Transfer-Encoding: 8bit` (a probe's bounce carried raw 8-bit
+/// octets with no label).
+#[test]
+fn an_undeclared_8bit_original_is_returned_labelled_8bit() {
+    if !require("python3") {
+        return;
+    }
+    let (_sink, server) = authorized_relay(Mode::Reject);
+    let r = raw_smtp(
+        &server,
+        "smtp",
+        "127.0.0.2",
+        &[
+            b"EHLO c\r\n",
+            b"MAIL FROM:<joe@example.test>\r\n",
+            b"RCPT TO:<friend@elsewhere.example>\r\n",
+            b"DATA\r\n",
+            "Subject: caf\u{e9}\r\n\r\nd\u{e9}j\u{e0} vu\r\n.\r\n".as_bytes(),
+        ],
+    );
+    assert!(r.last().is_some_and(|l| l.starts_with("250")), "{r:?}");
+    let bounce = bounces_to_joe(&server).concat();
+    assert!(
+        bounce.contains("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n"),
+        "{bounce}"
+    );
+    assert!(bounce.contains("d\u{e9}j\u{e0} vu"), "{bounce}");
+}
+
+/// The messages in joe's INBOX once there is one (a bounce to him), within 15 s.
+fn bounces_to_joe(server: &Server) -> Vec<String> {
     assert!(
         wait_until(Duration::from_secs(15), || !server
-            .messages("joe", "")
+            .message_texts("joe", "")
             .is_empty()),
         "no bounce\n{}",
         server.log()
     );
-    assert_eq!(sink.count(), 1);
-    let g = sink.state.lock().expect("lock");
-    assert!(String::from_utf8_lossy(&g.messages[0].body).contains("Subject: plain ascii"));
+    server.message_texts("joe", "")
 }

@@ -220,8 +220,17 @@ pub async fn send_report(
             _ => Ret::Full,
         });
         let content = OriginalContent::choose(ret, action, env.size, DEFAULT_FULL_RETURN_LIMIT);
+        // 8-bit as declared (BODY=8BITMIME), or as found: a client that sent 8-bit
+        // octets without declaring them still gets its original back labelled
+        // `8bit` and sent with BODY=8BITMIME (a probe's bounce was neither).
+        let original_8bit = env.body != BodyType::SevenBit
+            || match content {
+                OriginalContent::None => false,
+                OriginalContent::Headers => has_8bit(&lock, &env, MAX_HEADER_READ)?,
+                OriginalContent::Full => has_8bit(&lock, &env, u64::MAX)?,
+            };
         let parts = b
-            .build(content, env.body != BodyType::SevenBit)
+            .build(content, original_8bit)
             .map_err(|e| format!("DSN: {e}"))?;
         let (mut file, len) = lock.body(&env.id).map_err(|e| e.to_string())?;
         let original: Box<dyn Read + Send> = match content {
@@ -289,6 +298,25 @@ pub async fn send_report(
         Err(e) => {
             warn!(error = %e, "DSN task failed");
             Sent::Failed
+        }
+    }
+}
+
+/// Whether the first `limit` octets of a queued message's body hold an
+/// octet outside 7-bit ASCII.
+fn has_8bit(lock: &DeliveryLock, env: &Envelope, limit: u64) -> Result<bool, String> {
+    let (file, len) = lock.body(&env.id).map_err(|e| e.to_string())?;
+    let mut r = file.take(len.min(limit));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        if !buf.get(..n).unwrap_or_default().is_ascii() {
+            return Ok(true);
         }
     }
 }
