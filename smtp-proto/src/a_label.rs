@@ -27,7 +27,8 @@ pub(crate) fn to_a_labels(domain: &str) -> Option<String> {
             out.push('.');
         }
         let lower: Vec<char> = label.chars().flat_map(char::to_lowercase).collect();
-        if lower.is_empty() {
+        // A host name's label neither starts nor ends with a hyphen.
+        if lower.is_empty() || lower.first() == Some(&'-') || lower.last() == Some(&'-') {
             return None;
         }
         let start = out.len();
@@ -177,7 +178,17 @@ mod tests {
         assert_eq!(a("été.Example").as_deref(), Some("xn--t-9fab.example"));
         assert_eq!(a("пример.рф").as_deref(), Some("xn--e1afmkfd.xn--p1ai"));
         assert_eq!(a("GMÄIL.com").as_deref(), Some("xn--gmil-moa.com"));
-        for bad in ["é\r\nX: y", "é..x", "é x", "é_x.example", "é!.x", "", "é."] {
+        for bad in [
+            "é\r\nX: y",
+            "é..x",
+            "é x",
+            "é_x.example",
+            "é!.x",
+            "",
+            "é.",
+            "é.-x-",
+            "-é.x",
+        ] {
             assert_eq!(a(bad), None, "{bad:?}");
         }
         let long = "é".repeat(60);

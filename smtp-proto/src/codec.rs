@@ -1047,7 +1047,15 @@ pub struct ReplyOptions {
     /// the reply would make the sender try again and deliver it twice. `false` refuses
     /// such a line ([`ReplyError::LineTooLong`]).
     pub truncate_long_lines: bool,
+    /// Longest line that is cut rather than refused, CRLF included: a line whose end has
+    /// not come within this many octets is [`ReplyError::LineTooLong`], so that a server
+    /// sending endless text without a line end cannot make the caller buffer it all.
+    /// Default [`DEFAULT_REPLY_CUT_LINE_LIMIT`] (65536).
+    pub max_cut_line_len: usize,
 }
+
+/// Default [`ReplyOptions::max_cut_line_len`].
+pub const DEFAULT_REPLY_CUT_LINE_LIMIT: usize = 65536;
 
 impl Default for ReplyOptions {
     fn default() -> Self {
@@ -1056,6 +1064,7 @@ impl Default for ReplyOptions {
             max_lines: DEFAULT_REPLY_MAX_LINES,
             strict_text: false,
             truncate_long_lines: true,
+            max_cut_line_len: DEFAULT_REPLY_CUT_LINE_LIMIT,
         }
     }
 }
@@ -1113,16 +1122,28 @@ impl ReplyParser {
                 None if !self.options.truncate_long_lines => {
                     return Err(ReplyError::LineTooLong);
                 }
-                None => match memchr::memchr(b'\n', &rest[max..]) {
-                    Some(i) => (max + i, true),
-                    None => return Ok(None),
-                },
+                None => {
+                    let far = rest.len().min(self.options.max_cut_line_len.max(max));
+                    match memchr::memchr(b'\n', &rest[max..far]) {
+                        Some(i) => (max + i, true),
+                        None if far < rest.len() || far >= self.options.max_cut_line_len => {
+                            return Err(ReplyError::LineTooLong);
+                        }
+                        None => return Ok(None),
+                    }
+                }
             };
             if lf == 0 || rest[lf - 1] != b'\r' {
                 return Err(ReplyError::BareLf);
             }
             let line = if long {
-                &rest[..max.saturating_sub(2)]
+                // Cut to the limit, but keep the code and its continuation mark, and
+                // never inside a UTF-8 character (strict text would refuse the reply).
+                let mut cut = max.saturating_sub(2).max(4).min(lf - 1);
+                while cut > 4 && rest.get(cut).is_some_and(|b| b & 0xc0 == 0x80) {
+                    cut -= 1;
+                }
+                &rest[..cut]
             } else {
                 &rest[..lf - 1]
             };
@@ -1483,6 +1504,30 @@ mod tests {
         assert_eq!(n, multi.len() - 1);
         assert_eq!(r.lines().len(), 3);
         assert_eq!(r.lines()[2], "SIZE 10");
+        // No end within `max_cut_line_len`: refused, not buffered without end.
+        let endless = format!("250 {}", "z".repeat(70_000));
+        assert_eq!(p.parse(endless.as_bytes()), Err(ReplyError::LineTooLong));
+        assert_eq!(p.parse(&endless.as_bytes()[..60_000]), Ok(None));
+        // Never cut inside a UTF-8 character: strict text takes the cut line.
+        let strict = ReplyParser::new(ReplyOptions {
+            strict_text: true,
+            ..ReplyOptions::default()
+        });
+        for pad in 0..4 {
+            let utf8 = format!("250 {}{}\r\n", "a".repeat(pad), "\u{e9}".repeat(400));
+            let (r, _) = strict.parse(utf8.as_bytes()).unwrap().unwrap();
+            assert!(r.lines()[0].len() <= 506, "{pad}");
+        }
+        // A tiny limit still keeps the continuation mark: no desync.
+        let tiny = ReplyParser::new(ReplyOptions {
+            max_line_len: 5,
+            ..ReplyOptions::default()
+        });
+        let (r, n) = tiny
+            .parse(b"250-long first line\r\n250 end\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.lines().len(), n), (2, 30));
         // A bare LF at its end is still refused; so is the line when cutting is off.
         let bare = format!("250 {}\n", "a".repeat(600));
         assert_eq!(p.parse(bare.as_bytes()), Err(ReplyError::BareLf));
