@@ -866,8 +866,15 @@ impl Inner {
                 continue;
             };
             // The index's size wins over the name's `,W=`: a read that found
-            // the name wrong corrected the index (`size_check`).
-            let from_name = MaildirName::parse(&name).and_then(|n| n.crlf_size());
+            // the name wrong corrected the index (`size_check`). A record
+            // without one (seeded from Dovecot's list) takes the name's only
+            // if it fits the file, as a new file's does.
+            let from_name = MaildirName::parse(&name)
+                .and_then(|n| n.crlf_size().map(|w| (n.size(), w)))
+                .filter(|&(s, w)| {
+                    rec.crlf_size.is_some() || Self::name_sizes_hold(dir, cur, &name, s, w)
+                })
+                .map(|(_, w)| w);
             let crlf_size = match rec.crlf_size.or(from_name) {
                 Some(s) => s,
                 None => {
@@ -2299,25 +2306,38 @@ mod tests {
     }
 
     /// A file whose name's `,S=`/`,W=` do not fit its length is counted:
-    /// the first listing already gives the octets RETR sends.
+    /// the first listing already gives the octets RETR sends. The same for
+    /// a file Dovecot's list seeds without a `W` size.
     #[test]
     fn a_name_whose_sizes_do_not_fit_the_file_is_counted() {
-        let t = tempfile::tempdir().unwrap();
-        let s = store(t.path());
-        s.create_user(&joe()).unwrap();
         let body = b"Subject: lie\n\nthe name says 10 octets, the file has more\n";
-        let j = t.path().join("joe");
-        fs::write(j.join("cur/1700000000.M1P1.x,S=10,W=20:2,S"), body).unwrap();
-        fs::write(j.join("cur/1700000001.M1P1.x,W=5:2,S"), body).unwrap();
-        // Right, and left alone: S= is the length, W= the CRLF size.
-        fs::write(j.join("cur/1700000002.M1P1.x,S=4,W=6:2,S"), b"a\nb\n").unwrap();
-        let mut md = s.open_maildrop(&joe()).unwrap();
-        let sizes: Vec<u64> = md.entries().iter().map(|e| e.size).collect();
         let crlf = body.len() as u64 + 3;
-        assert_eq!(sizes, [crlf, crlf, 6]);
-        let mut sent = Vec::new();
-        md.read_message(1).unwrap().read_to_end(&mut sent).unwrap();
-        assert_eq!(sent.len() as u64, crlf);
+        for seeded in [false, true] {
+            let t = tempfile::tempdir().unwrap();
+            let s = store(t.path());
+            s.create_user(&joe()).unwrap();
+            let j = t.path().join("joe");
+            fs::write(j.join("cur/1700000000.M1P1.x,S=10,W=20:2,S"), body).unwrap();
+            let mut want = vec![crlf];
+            if seeded {
+                fs::write(
+                    j.join("dovecot-uidlist"),
+                    b"3 V1700000000 N2\n1 :1700000000.M1P1.x,S=10,W=20\n",
+                )
+                .unwrap();
+            } else {
+                fs::write(j.join("cur/1700000001.M1P1.x,W=5:2,S"), body).unwrap();
+                // Right, and left alone: S= is the length, W= the CRLF size.
+                fs::write(j.join("cur/1700000002.M1P1.x,S=4,W=6:2,S"), b"a\nb\n").unwrap();
+                want.extend([crlf, 6]);
+            }
+            let mut md = s.open_maildrop(&joe()).unwrap();
+            let sizes: Vec<u64> = md.entries().iter().map(|e| e.size).collect();
+            assert_eq!(sizes, want, "seeded: {seeded}");
+            let mut sent = Vec::new();
+            md.read_message(1).unwrap().read_to_end(&mut sent).unwrap();
+            assert_eq!(sent.len() as u64, crlf);
+        }
     }
 
     /// A Maildir Dovecot served, and may serve again (a move back, or both
