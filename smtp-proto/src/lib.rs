@@ -112,7 +112,6 @@ pub mod dsn;
 pub mod http_request;
 pub mod line_endings;
 pub mod session;
-pub mod smtputf8;
 #[cfg(feature = "tokio-codec")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-codec")))]
 pub mod tokio_codec;

@@ -43,7 +43,6 @@ use std::time::SystemTime;
 use mailbag_mailstore::queue::{Outcome, QueueError, RecipientState, ReportState};
 use mailbag_mailstore::{Delivery, Error as StoreError, Folder as StoreFolder, UserName};
 use mailbag_smtp_proto::date::DateTime;
-use mailbag_smtp_proto::smtputf8::header_needs_smtputf8;
 use mailbag_smtp_proto::trace::{Received, received_count, return_path};
 use mailbag_smtp_proto::types::Reply;
 use mailbag_spam_tag::{
@@ -273,12 +272,9 @@ pub fn deliver(
     scan_source: Scan,
 ) -> Result<Report, DeliveryError> {
     let config = &*live.config;
-    let whole = spool.len();
     let head = spool
         .head(MAX_HEADER_INSPECTED)
         .map_err(|e| io_temp("spool read", &e))?;
-    let complete = u64::try_from(head.len()).is_ok_and(|n| n >= whole);
-    let header_needs_utf8 = header_needs_smtputf8(&head, complete);
     let hops = received_count(&head);
     if hops > config.smtp.max_received_headers {
         info!(
@@ -391,15 +387,22 @@ pub fn deliver(
             r.report = ReportState::Owed;
             qenv.recipients.push(r);
         }
-        // RFC 6531 section 3.2: SMTPUTF8 goes on only when the envelope or the header
-        // needs it, so that a next hop without it takes an ASCII message the client
-        // flagged anyway rather than bouncing it (a probe's bounce).
+        // RFC 6531 section 3.2: SMTPUTF8 goes on only when the message needs it, so
+        // that a next hop without it takes an ASCII message the client flagged anyway
+        // rather than bouncing it (a probe's bounce). Only a message that is ASCII
+        // throughout counts as not needing it: UTF-8 in a MIME part's header, or 8-bit
+        // octets the client sent under SMTPUTF8 without BODY=8BITMIME, keep it.
         if qenv.smtputf8 {
-            let needed = !qenv.reverse_path.is_ascii()
-                || qenv.recipients.iter().any(|r| !r.address.is_ascii())
-                || !received.is_ascii()
-                || header_needs_utf8 != Some(false);
-            if !needed {
+            let mut ascii = qenv.reverse_path.is_ascii()
+                && qenv.recipients.iter().all(|r| r.address.is_ascii())
+                && received.is_ascii();
+            if ascii {
+                for_each_chunk(spool, |c| {
+                    ascii &= c.is_ascii();
+                    Ok(())
+                })?;
+            }
+            if ascii {
                 info!("SMTPUTF8 not needed by the message: relayed without it");
                 qenv.smtputf8 = false;
             }

@@ -226,8 +226,8 @@ pub async fn send_report(
         let original_8bit = env.body != BodyType::SevenBit
             || match content {
                 OriginalContent::None => false,
-                OriginalContent::Headers => has_8bit(&lock, &env, MAX_HEADER_READ)?,
-                OriginalContent::Full => has_8bit(&lock, &env, u64::MAX)?,
+                OriginalContent::Headers => has_8bit(&lock, &env, MAX_HEADER_READ, true)?,
+                OriginalContent::Full => has_8bit(&lock, &env, u64::MAX, false)?,
             };
         let parts = b
             .build(content, original_8bit)
@@ -302,11 +302,23 @@ pub async fn send_report(
     }
 }
 
-/// Whether the first `limit` octets of a queued message's body hold an
-/// octet outside 7-bit ASCII.
-fn has_8bit(lock: &DeliveryLock, env: &Envelope, limit: u64) -> Result<bool, String> {
+/// Whether the first `limit` octets of a queued message's body (with
+/// `header_only`, of its header section within them) hold an octet outside
+/// 7-bit ASCII.
+fn has_8bit(
+    lock: &DeliveryLock,
+    env: &Envelope,
+    limit: u64,
+    header_only: bool,
+) -> Result<bool, String> {
     let (file, len) = lock.body(&env.id).map_err(|e| e.to_string())?;
     let mut r = file.take(len.min(limit));
+    if header_only {
+        let mut head = Vec::new();
+        r.read_to_end(&mut head).map_err(|e| e.to_string())?;
+        let n = header_section_len(&head).unwrap_or(head.len());
+        return Ok(!head.get(..n).unwrap_or_default().is_ascii());
+    }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match r.read(&mut buf) {
