@@ -2,7 +2,7 @@
 //! browser `POST` a body of POP3 commands to any port it can reach, and
 //! each request's wrong passwords would count against the customer's own
 //! address in the server's login limiter (a page could lock a customer out
-//! of their mail). [`ServerSession`](crate::session::ServerSession) answers
+//! of their mail). The server session (`session::ServerSession`) answers
 //! a request line with `-ERR` and closes (`ServerConfig::close_on_http`),
 //! before any later line runs, as `mailbag-smtp-proto` does for SMTP.
 

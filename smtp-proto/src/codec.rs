@@ -1042,7 +1042,7 @@ pub struct ReplyOptions {
     /// A line longer than `max_line_len` keeps its code and continuation mark and has
     /// its text cut to fit, once its end has arrived (as Postfix's client does; how long
     /// the caller waits for that end is its own buffer limit, such as
-    /// [`crate::client::ClientOptions::max_buffered`]). Default `true`: a `250` with a
+    /// `ClientOptions::max_buffered` in the `client` module). Default `true`: a `250` with a
     /// long text after the final dot still says the message was taken, where refusing
     /// the reply would make the sender try again and deliver it twice. `false` refuses
     /// such a line ([`ReplyError::LineTooLong`]).

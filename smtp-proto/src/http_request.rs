@@ -3,7 +3,7 @@
 //! server, seeing the request line and headers as bad commands, would run
 //! the body's commands as from the browser's address (a cross-protocol
 //! attack: relay authorized by address, as POP-before-SMTP does, or mail to
-//! local users). [`ServerSession`](crate::session::ServerSession) answers
+//! local users). The server session (`session::ServerSession`) answers
 //! such a line with `421` and closes (`ServerConfig::close_on_http`), as
 //! Postfix's `smtpd_forbidden_commands` does for `GET`, `POST` and
 //! `CONNECT`.
