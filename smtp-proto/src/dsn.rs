@@ -1158,15 +1158,20 @@ mod tests {
         DateTime::new(unix, 0).unwrap()
     }
 
-    fn sample() -> DsnBuilder {
-        let mut b = DsnBuilder::new(
+    /// The builder of the sample reports, with no recipient yet.
+    fn builder() -> DsnBuilder {
+        DsnBuilder::new(
             "mx.example.net",
             "MAILER-DAEMON@mx.example.net",
             "ann@example.org",
             DateTime::new(1_700_000_000, 60).unwrap(),
             "=_boundary_1",
             "<dsn.1@mx.example.net>",
-        );
+        )
+    }
+
+    fn sample() -> DsnBuilder {
+        let mut b = builder();
         b.envid("QQ314159")
             .arrival_date(DateTime::new(1_699_990_000, 60).unwrap());
         b.recipient(
@@ -1242,14 +1247,7 @@ Content-Type: text/rfc822-headers\r\n\
     #[test]
     fn the_returned_part_is_named_for_the_action() {
         let description = |actions: &[Action], content| {
-            let mut b = DsnBuilder::new(
-                "mx.example.net",
-                "MAILER-DAEMON@mx.example.net",
-                "ann@example.org",
-                DateTime::new(1_700_000_000, 60).unwrap(),
-                "=_boundary_1",
-                "<dsn.1@mx.example.net>",
-            );
+            let mut b = builder();
             for (i, a) in actions.iter().enumerate() {
                 let status = if *a == Action::Delayed {
                     "4.4.1"
