@@ -524,17 +524,15 @@ const RCPT_NON_ASCII: (u16, Esc, &str) = r(553, (5, 6, 7), "Non-ASCII address re
 /// Whether `line` is a BDAT command (keyword in any case, then anything but a letter or
 /// digit: a space, a TAB, the end), whatever its arguments and however long: a line that
 /// may carry a chunk.
-/// Whether `line`'s command word is `AUTH`.
-fn is_auth_line(line: &[u8]) -> bool {
-    line.get(..4)
-        .is_some_and(|k| k.eq_ignore_ascii_case(b"AUTH"))
-        && !line.get(4).is_some_and(u8::is_ascii_alphanumeric)
+/// Whether `line`'s command word is `verb` (any letter case).
+fn has_verb(line: &[u8], verb: &[u8]) -> bool {
+    line.get(..verb.len())
+        .is_some_and(|k| k.eq_ignore_ascii_case(verb))
+        && !line.get(verb.len()).is_some_and(u8::is_ascii_alphanumeric)
 }
 
 fn is_bdat_line(line: &[u8]) -> bool {
-    line.get(..4)
-        .is_some_and(|k| k.eq_ignore_ascii_case(b"BDAT"))
-        && !line.get(4).is_some_and(u8::is_ascii_alphanumeric)
+    has_verb(line, b"BDAT")
 }
 
 fn fixed(t: (u16, Esc, &'static str)) -> Reply<'static> {
@@ -1242,7 +1240,8 @@ impl State {
             Err(e) => {
                 // With AUTH off every AUTH line is the command that is not
                 // implemented, whatever its arguments (`AUTH` alone too).
-                if self.cfg.auth_mechanisms.is_empty() && !self.refusing && is_auth_line(line) {
+                if self.cfg.auth_mechanisms.is_empty() && !self.refusing && has_verb(line, b"AUTH")
+                {
                     self.error(&fixed(NOT_IMPL));
                     return None;
                 }

@@ -220,21 +220,9 @@ pub async fn send_report(
             _ => Ret::Full,
         });
         let content = OriginalContent::choose(ret, action, env.size, DEFAULT_FULL_RETURN_LIMIT);
-        // 8-bit as declared (BODY=8BITMIME), or as found: a client that sent 8-bit
-        // octets without declaring them still gets its original back labelled
-        // `8bit` and sent with BODY=8BITMIME (a probe's bounce was neither).
-        let original_8bit = env.body != BodyType::SevenBit
-            || match content {
-                OriginalContent::None => false,
-                OriginalContent::Headers => has_8bit(&lock, &env, MAX_HEADER_READ, true)?,
-                OriginalContent::Full => has_8bit(&lock, &env, u64::MAX, false)?,
-            };
-        let parts = b
-            .build(content, original_8bit)
-            .map_err(|e| format!("DSN: {e}"))?;
         let (mut file, len) = lock.body(&env.id).map_err(|e| e.to_string())?;
-        let original: Box<dyn Read + Send> = match content {
-            OriginalContent::Full => Box::new(file.take(len)),
+        // RET=HDRS: the header section, read once for the 8-bit test and the report.
+        let head = match content {
             OriginalContent::Headers => {
                 let mut head = Vec::new();
                 (&mut file)
@@ -243,8 +231,25 @@ pub async fn send_report(
                     .map_err(|e| e.to_string())?;
                 let n = header_section_len(&head).unwrap_or(head.len());
                 head.truncate(n);
-                Box::new(Cursor::new(head))
+                head
             }
+            _ => Vec::new(),
+        };
+        // 8-bit as declared (BODY=8BITMIME), or as found: a client that sent 8-bit
+        // octets without declaring them still gets its original back labelled
+        // `8bit` and sent with BODY=8BITMIME (a probe's bounce was neither).
+        let original_8bit = env.body != BodyType::SevenBit
+            || match content {
+                OriginalContent::None => false,
+                OriginalContent::Headers => !head.is_ascii(),
+                OriginalContent::Full => has_8bit(&lock, &env)?,
+            };
+        let parts = b
+            .build(content, original_8bit)
+            .map_err(|e| format!("DSN: {e}"))?;
+        let original: Box<dyn Read + Send> = match content {
+            OriginalContent::Full => Box::new(file.take(len)),
+            OriginalContent::Headers => Box::new(Cursor::new(head)),
             OriginalContent::None => Box::new(io::empty()),
         };
         let mut message = Cursor::new(parts.prefix.clone())
@@ -302,23 +307,10 @@ pub async fn send_report(
     }
 }
 
-/// Whether the first `limit` octets of a queued message's body (with
-/// `header_only`, of its header section within them) hold an octet outside
-/// 7-bit ASCII.
-fn has_8bit(
-    lock: &DeliveryLock,
-    env: &Envelope,
-    limit: u64,
-    header_only: bool,
-) -> Result<bool, String> {
+/// Whether a queued message's body holds an octet outside 7-bit ASCII.
+fn has_8bit(lock: &DeliveryLock, env: &Envelope) -> Result<bool, String> {
     let (file, len) = lock.body(&env.id).map_err(|e| e.to_string())?;
-    let mut r = file.take(len.min(limit));
-    if header_only {
-        let mut head = Vec::new();
-        r.read_to_end(&mut head).map_err(|e| e.to_string())?;
-        let n = header_section_len(&head).unwrap_or(head.len());
-        return Ok(!head.get(..n).unwrap_or_default().is_ascii());
-    }
+    let mut r = file.take(len);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match r.read(&mut buf) {
