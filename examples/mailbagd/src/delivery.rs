@@ -42,6 +42,7 @@ use std::time::SystemTime;
 
 use mailbag_mailstore::queue::{Outcome, QueueError, RecipientState, ReportState};
 use mailbag_mailstore::{Delivery, Error as StoreError, Folder as StoreFolder, UserName};
+use mailbag_smtp_proto::address::ReversePath;
 use mailbag_smtp_proto::date::DateTime;
 use mailbag_smtp_proto::trace::{Received, received_count, return_path};
 use mailbag_smtp_proto::types::Reply;
@@ -60,6 +61,10 @@ use crate::spool::Spool;
 
 /// Octets read from the spool per step.
 const COPY_CHUNK: usize = 64 * 1024;
+
+/// The outcome recorded for a local recipient whose `NOTIFY=SUCCESS` asks for a
+/// "delivered" DSN: its `Diagnostic-Code` (`X-Mailbagd;`) and status (`2.0.0`).
+pub const LOCAL_DELIVERY_REPLY: &str = "250 2.0.0 delivered to the mailbox";
 
 /// How much of the start of a message is searched for `Received:` fields (the
 /// spool's in-memory part holds at least this much).
@@ -371,10 +376,37 @@ pub fn deliver(
         })
         .collect();
 
+    // RFC 3461 section 4.1: `NOTIFY=SUCCESS` asks for a "delivered" DSN once the copy is
+    // in the mailbox. The recipient goes into the relay queue's copy as delivered with
+    // its report owed, so that the report is made at least once, as failures are (the
+    // copy is only committed if every local copy was). Not for the null sender (RFC 3461
+    // section 6.2), nor for a copy judged spam (backscatter, as above).
+    let success_reports: Vec<&LocalRecipient> = if matches!(env.from, ReversePath::Null) {
+        Vec::new()
+    } else {
+        prepared
+            .iter()
+            .filter(|(local, _, is_spam, _)| {
+                *is_spam != Some(true) && local.rcpt.params.notify.is_some_and(|n| n.success())
+            })
+            .map(|(local, ..)| *local)
+            .collect()
+    };
+
     // The relay queue's copy is written in the first phase too, and committed last.
     let mut queued = None;
-    if !env.remote.is_empty() || !over_quota.is_empty() {
+    if !env.remote.is_empty() || !over_quota.is_empty() || !success_reports.is_empty() {
         let mut qenv = env.to_queue(unix_seconds(now));
+        for local in &success_reports {
+            let mut r = local.rcpt.to_queue();
+            r.state = RecipientState::Delivered(Outcome {
+                at: unix_seconds(now),
+                host: None,
+                reply: LOCAL_DELIVERY_REPLY.to_owned(),
+            });
+            r.report = ReportState::Owed;
+            qenv.recipients.push(r);
+        }
         let bounce = replies::mailbox_full(false);
         for local in &over_quota {
             info!(user = %local.user, "over quota after DATA: the sender gets a bounce");
@@ -440,11 +472,13 @@ pub fn deliver(
     }
     if let Some(w) = queued {
         let id = w.commit().map_err(|e| queue_error(&e))?;
-        if over_quota.is_empty() {
-            info!(recipients = env.remote.len(), queue_id = %id, "queued for relay");
-        } else {
-            info!(recipients = env.remote.len(), bounced = over_quota.len(), queue_id = %id, "queued for relay and bounces");
-        }
+        info!(
+            recipients = env.remote.len(),
+            bounced = over_quota.len(),
+            delivered_reports = success_reports.len(),
+            queue_id = %id,
+            "queued for relay"
+        );
         report.queued = true;
     }
     Ok(report)

@@ -291,11 +291,17 @@ fn relay_options(sink: &Sink, extra: &str) -> Options {
     }
 }
 
+/// A sink answering as `mode` and a server relaying to it.
+fn sink_and_server(mode: Mode) -> (Sink, Server) {
+    let sink = Sink::start(mode);
+    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    (sink, server)
+}
+
 /// A sink answering as `mode`, a server relaying to it, and a POP3 login of
 /// joe from 127.0.0.2, which may then relay.
 fn authorized_relay(mode: Mode) -> (Sink, Server) {
-    let sink = Sink::start(mode);
-    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    let (sink, server) = sink_and_server(mode);
     assert_eq!(
         py_pop_login(&server, "127.0.0.2", "joe", "secret"),
         "OK 0 0"
@@ -322,8 +328,7 @@ fn relayed_mail_reaches_the_smarthost_intact() {
     if !require("python3") {
         return;
     }
-    let sink = Sink::start(Mode::Accept);
-    let server = Server::start_with(relay_options(&sink, ""), |_| {});
+    let (sink, server) = sink_and_server(Mode::Accept);
     relay_one(&server, "friend@elsewhere.example", "intact");
     assert!(
         wait_until(Duration::from_secs(15), || sink.count() == 1),
@@ -1206,6 +1211,90 @@ print('SENT')
         texts[0].contains("Original-Recipient: rfc822;friend+x@elsewhere.example"),
         "{}",
         texts[0]
+    );
+}
+
+/// RFC 3461 section 4.1: `NOTIFY=SUCCESS` for a local recipient gets a "delivered" DSN
+/// once the copy is stored: a remote sender's through the queue from `<>`, a local
+/// sender's into the INBOX. No `NOTIFY`, `NOTIFY=FAILURE` and the null sender get none.
+#[test]
+fn notify_success_for_a_local_recipient_gives_a_delivered_dsn() {
+    if !require("python3") {
+        return;
+    }
+    let (sink, server) = sink_and_server(Mode::Accept);
+    let script = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+def send(sender, subject, opts):
+    msg = ("From: x@y.example\r\nSubject: %s\r\n\r\nhi\r\n" % subject).encode()
+    with smtplib.SMTP('127.0.0.1', port, timeout=20) as s:
+        s.ehlo('client.example.org')
+        s.sendmail(sender, ['joe@example.test'], msg, rcpt_options=opts)
+send('friend@elsewhere.example', 'remote sender',
+     ['NOTIFY=SUCCESS', 'ORCPT=rfc822;Joe+2Bx@example.test'])
+send('joe@example.test', 'local sender', ['NOTIFY=SUCCESS,FAILURE'])
+send('friend@elsewhere.example', 'no notify', [])
+send('friend@elsewhere.example', 'failure only', ['NOTIFY=FAILURE'])
+send('', 'null sender', ['NOTIFY=SUCCESS'])
+print('SENT')
+"#;
+    let port = server.port("smtp").to_string();
+    let out = common::python(script, &[&port]);
+    assert_eq!(out.stdout.trim(), "SENT", "{out:?}\n{}", server.log());
+    // The remote sender's report leaves through the queue, from <>.
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 1),
+        "no delivered DSN relayed; log:\n{}",
+        server.log()
+    );
+    let (from, to, body) = {
+        let st = sink.state.lock().expect("lock");
+        let m = &st.messages[0];
+        (m.from.clone(), m.to.clone(), m.body.clone())
+    };
+    assert_eq!(from, "<>");
+    assert_eq!(to, ["<friend@elsewhere.example>"]);
+    let status = parse_delivery_status(&body).expect("DSN");
+    assert_eq!(status.recipients.len(), 1);
+    let r = &status.recipients[0];
+    assert_eq!(r.action, Action::Delivered);
+    assert_eq!(r.status.to_string(), "2.0.0");
+    assert_eq!(r.final_recipient, "joe@example.test");
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("Original-Recipient: rfc822;Joe+x@example.test"),
+        "{text}"
+    );
+    // The local sender's report lands in joe's INBOX: five messages and one report.
+    assert!(
+        wait_until(Duration::from_secs(15), || server
+            .message_texts("joe", "")
+            .len()
+            == 6),
+        "log:\n{}",
+        server.log()
+    );
+    let texts = server.message_texts("joe", "");
+    let reports: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.contains("multipart/report"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{texts:#?}");
+    let status = parse_delivery_status(reports[0].as_bytes()).expect("DSN");
+    assert_eq!(status.recipients[0].action, Action::Delivered);
+    assert!(
+        reports[0].contains("Subject: local sender"),
+        "{}",
+        reports[0]
+    );
+    // Nothing else is sent, and the queue is left empty.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.count(), 1);
+    assert!(
+        wait_until(Duration::from_secs(10), || server.queued().is_empty()),
+        "{:?}",
+        server.queued()
     );
 }
 

@@ -72,7 +72,8 @@ pub struct Outcome {
     /// When (unix seconds).
     pub at: u64,
     /// The remote MTA that answered; `None` when the result is local
-    /// (connection refused, DNS failure, null MX, expiry, ...).
+    /// (connection refused, DNS failure, null MX, expiry, a copy stored by
+    /// this server, ...).
     pub host: Option<String>,
     /// The remote reply (e.g. `550 5.1.1 no such user`; lines of a
     /// multi-line reply joined with `\n`) or a local error text.
@@ -109,9 +110,10 @@ impl RecipientState {
 }
 
 /// Whether the DSN that a settled recipient's final state calls for (a failure
-/// report for [`RecipientState::Failed`], a "relayed" report for
-/// [`RecipientState::Delivered`] with `NOTIFY=SUCCESS` when the next hop did not
-/// take over DSN duty) has been made durable. Written as the recipient's
+/// report for [`RecipientState::Failed`]; for [`RecipientState::Delivered`] with
+/// `NOTIFY=SUCCESS`, a "relayed" report when the next hop did not take over DSN
+/// duty, or a "delivered" one when the copy was stored locally) has been made
+/// durable. Written as the recipient's
 /// optional `report` line.
 ///
 /// The engine records a failure together with [`ReportState::Owed`] in one

@@ -6,7 +6,8 @@
 //! - A "delayed" DSN is sent once per recipient, when the message has waited
 //!   `relay.delay_warning` (default 4 hours) and is still pending.
 //! - `NOTIFY=SUCCESS`: a "relayed" DSN when the next hop accepted the recipient without
-//!   offering DSN (a next hop that offers it got NOTIFY and reports itself).
+//!   offering DSN (a next hop that offers it got NOTIFY and reports itself), a
+//!   "delivered" one for a local recipient whose copy was stored.
 //! - `RET=HDRS` returns the header section, `RET=FULL` or no `RET` the whole message up to
 //!   10 MiB (then the header section).
 //! - A local sender gets it in the INBOX through the local delivery path; anyone else gets it
@@ -74,6 +75,9 @@ pub enum Report {
     /// The recipients were accepted by a next hop that does not offer DSN, and NOTIFY
     /// asked for SUCCESS (RFC 3461 section 4.1: a "relayed" report).
     Relayed,
+    /// The recipients are local and their copies stored, and NOTIFY asked for SUCCESS
+    /// (a "delivered" report).
+    Delivered,
 }
 
 /// What became of a report ([`send_report`]).
@@ -108,7 +112,7 @@ pub async fn send_report(
             env.recipients.get(*i).is_some_and(|r| match report {
                 Report::Failed => r.wants_failure_dsn(),
                 Report::Delayed { .. } => r.wants_delay_dsn() && !r.delay_notified,
-                Report::Relayed => r.wants_success_dsn(),
+                Report::Relayed | Report::Delivered => r.wants_success_dsn(),
             })
         })
         .collect();
@@ -116,7 +120,7 @@ pub async fn send_report(
         match report {
             Report::Failed => info!("no bounce: NOTIFY does not ask for failures"),
             Report::Delayed { .. } => debug!("no delay warning wanted"),
-            Report::Relayed => {}
+            Report::Relayed | Report::Delivered => {}
         }
         return Sent::NotWanted;
     }
@@ -124,6 +128,7 @@ pub async fn send_report(
         Report::Failed => Action::Failed,
         Report::Delayed { .. } => Action::Delayed,
         Report::Relayed => Action::Relayed,
+        Report::Delivered => Action::Delivered,
     };
     let sh = Arc::clone(ctx);
     let lock = Arc::clone(lock);
@@ -180,7 +185,7 @@ pub async fn send_report(
             };
             let o = match (&r.state, report) {
                 (RecipientState::Failed(o), Report::Failed) => o.clone(),
-                (RecipientState::Delivered(o), Report::Relayed) => o.clone(),
+                (RecipientState::Delivered(o), Report::Relayed | Report::Delivered) => o.clone(),
                 (RecipientState::Pending { last }, Report::Delayed { .. }) => {
                     last.clone().unwrap_or_else(|| QOutcome {
                         at: now,
@@ -292,6 +297,7 @@ pub async fn send_report(
                 Report::Failed => "failed",
                 Report::Delayed { .. } => "delayed",
                 Report::Relayed => "relayed",
+                Report::Delivered => "delivered",
             });
             ctx.queued.notify_one();
             Sent::Durable

@@ -429,14 +429,20 @@ async fn settle_reports(ctx: &Arc<Context>, engine: &Arc<Outbound>, env: &mut En
     if owed.is_empty() {
         return true;
     }
-    let (failed, relayed): (Vec<usize>, Vec<usize>) = owed.into_iter().partition(|&i| {
-        env.recipients
-            .get(i)
-            .is_some_and(|r| matches!(r.state, RecipientState::Failed(_)))
-    });
+    let (mut failed, mut delivered, mut relayed) = (Vec::new(), Vec::new(), Vec::new());
+    for i in owed {
+        match env.recipients.get(i).map(|r| &r.state) {
+            Some(RecipientState::Failed(_)) => failed.push(i),
+            // Stored here (no remote host): a "delivered" report.
+            Some(RecipientState::Delivered(o)) if o.host.is_none() => delivered.push(i),
+            Some(_) => relayed.push(i),
+            None => {}
+        }
+    }
     let mut changed = false;
     for (which, kind) in [
         (failed, bounce::Report::Failed),
+        (delivered, bounce::Report::Delivered),
         (relayed, bounce::Report::Relayed),
     ] {
         if which.is_empty() {
