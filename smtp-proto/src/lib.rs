@@ -112,6 +112,7 @@ pub mod dsn;
 pub mod http_request;
 pub mod line_endings;
 pub mod session;
+pub mod seven_bit;
 #[cfg(feature = "tokio-codec")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-codec")))]
 pub mod tokio_codec;

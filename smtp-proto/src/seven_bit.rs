@@ -1,0 +1,625 @@
+//! Converting 8-bit MIME content to 7-bit for a next hop that does not offer 8BITMIME
+//! (RFC 6152 section 3: a relay must convert such a message, or return it).
+//!
+//! Two passes over the message, each streaming, chunk by chunk:
+//!
+//! 1. [`MimeScan`] walks the MIME structure (RFC 2045, RFC 2046) and finds the leaf
+//!    parts whose content holds octets above 127. It gives a [`SevenBitPlan`].
+//! 2. When [`SevenBitPlan::needs_conversion`], [`SevenBitPlan::converter`] gives a
+//!    [`SevenBitConverter`] that copies the message again with each such part
+//!    re-encoded as quoted-printable (RFC 2045 section 6.7): its
+//!    `Content-Transfer-Encoding` field replaced, each line end kept as a hard line
+//!    break. A composite part labelled `8bit` or `binary` (a multipart, a
+//!    `message/rfc822`) is then labelled `7bit`, and a message that had no MIME
+//!    header fields gets `MIME-Version: 1.0` and a `Content-Type` naming `utf-8`, or
+//!    `unknown-8bit` (RFC 1428) when its text is not UTF-8.
+//!
+//! What cannot be converted is passed on as it is, and the plan says so
+//! ([`SevenBitPlan::is_seven_bit_after`]): octets above 127 in a header section (RFC
+//! 2047 would need each field's syntax and the text's charset), in a preamble or an
+//! epilogue, or in a part labelled `base64` or `quoted-printable`. So is the content of
+//! a header section longer than [`SevenBitOptions::max_header_section`], up to the next
+//! delimiter. The input must use CRLF line ends, as a queued message does. A signature
+//! over a converted part (`multipart/signed`, DKIM) no longer verifies, as with every
+//! MTA that converts.
+//!
+//! # Examples
+//!
+//! ```
+//! use mailbag_smtp_proto::seven_bit::{MimeScan, SevenBitOptions};
+//!
+//! let message = "Subject: menu\r\n\r\ncaf\u{e9} cr\u{e8}me\r\n".as_bytes();
+//! let mut scan = MimeScan::new(SevenBitOptions::default());
+//! scan.feed(message);
+//! let plan = scan.finish();
+//! assert!(plan.needs_conversion() && plan.is_seven_bit_after());
+//!
+//! let mut conv = plan.converter();
+//! let mut out = Vec::new();
+//! conv.feed(message, &mut out);
+//! conv.finish(&mut out);
+//! assert_eq!(
+//!     out,
+//!     b"Subject: menu\r\nMIME-Version: 1.0\r\n\
+//!       Content-Type: text/plain; charset=utf-8\r\n\
+//!       Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+//!       caf=C3=A9 cr=C3=A8me\r\n"
+//! );
+//! ```
+
+mod quoted_printable;
+mod structure;
+
+use alloc::vec::Vec;
+
+use quoted_printable::QuotedPrintable;
+use structure::{Encoding, Entity, Event, Kind, Walker, fields};
+
+/// Default of [`SevenBitOptions::max_header_section`]: 64 KiB.
+pub const DEFAULT_MAX_HEADER_SECTION: usize = 64 * 1024;
+
+/// Default of [`SevenBitOptions::max_depth`]: 32 nested multiparts.
+pub const DEFAULT_MAX_DEPTH: usize = 32;
+
+/// Default of [`SevenBitOptions::max_line`]: 64 KiB.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// Limits of the MIME walk, the same for both passes (memory stays within them
+/// whatever the message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SevenBitOptions {
+    /// The longest header section read to learn a part's type and encoding; a longer
+    /// one is passed on unread, with its part's content, up to the next delimiter.
+    /// Default [`DEFAULT_MAX_HEADER_SECTION`].
+    pub max_header_section: usize,
+    /// The most multiparts nested in one another; a deeper one is taken as a leaf
+    /// (and its content passed on, as it holds delimiters). Default
+    /// [`DEFAULT_MAX_DEPTH`].
+    pub max_depth: usize,
+    /// The most octets of one line held at a time; a longer line is handled in pieces
+    /// of this size (at least 2). Default [`DEFAULT_MAX_LINE`].
+    pub max_line: usize,
+}
+
+impl Default for SevenBitOptions {
+    fn default() -> Self {
+        SevenBitOptions {
+            max_header_section: DEFAULT_MAX_HEADER_SECTION,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_line: DEFAULT_MAX_LINE,
+        }
+    }
+}
+
+/// Splits the input into lines, and lines over the limit into pieces.
+#[derive(Debug, Clone)]
+struct Lines {
+    buf: Vec<u8>,
+    line_start: bool,
+    max_line: usize,
+}
+
+impl Lines {
+    fn new(max_line: usize) -> Lines {
+        Lines {
+            buf: Vec::new(),
+            line_start: true,
+            max_line: max_line.max(2),
+        }
+    }
+
+    /// Hands `f` each line (with its line end) or piece of a long line, and whether it
+    /// starts a line.
+    fn feed(&mut self, mut chunk: &[u8], f: &mut impl FnMut(&[u8], bool)) {
+        while !chunk.is_empty() {
+            let (line, complete) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (chunk.get(..=i).unwrap_or_default(), true),
+                None => (chunk, false),
+            };
+            chunk = chunk.get(line.len()..).unwrap_or_default();
+            if complete && self.buf.is_empty() {
+                f(line, self.line_start);
+                self.line_start = true;
+                continue;
+            }
+            self.buf.extend_from_slice(line);
+            if complete {
+                f(&self.buf, self.line_start);
+                self.buf.clear();
+                self.line_start = true;
+            } else if self.buf.len() >= self.max_line {
+                // A CR is held back: the LF that may follow makes it a line end.
+                let keep = usize::from(self.buf.last() == Some(&b'\r'));
+                let n = self.buf.len() - keep;
+                f(self.buf.get(..n).unwrap_or_default(), self.line_start);
+                self.buf.drain(..n);
+                self.line_start = false;
+            }
+        }
+    }
+
+    fn finish(&mut self, f: &mut impl FnMut(&[u8], bool)) {
+        if !self.buf.is_empty() {
+            f(&self.buf, self.line_start);
+            self.buf.clear();
+        }
+    }
+}
+
+/// One pass over a message: its lines, and the walk of its structure.
+#[derive(Debug, Clone)]
+struct Pass {
+    lines: Lines,
+    walker: Walker,
+}
+
+impl Pass {
+    fn new(options: SevenBitOptions) -> Pass {
+        Pass {
+            lines: Lines::new(options.max_line),
+            walker: Walker::new(options),
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8], emit: &mut impl FnMut(Event<'_>)) {
+        let Pass { lines, walker } = self;
+        lines.feed(chunk, &mut |line, start| walker.line(line, start, emit));
+    }
+
+    fn finish(&mut self, emit: &mut impl FnMut(Event<'_>)) {
+        let Pass { lines, walker } = self;
+        lines.finish(&mut |line, start| walker.line(line, start, emit));
+        walker.finish(emit);
+    }
+}
+
+/// What the first pass learned of one leaf part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Leaf {
+    /// Its content has an octet above 127.
+    eight_bit: bool,
+    /// Its content is valid UTF-8 (as far as each line goes).
+    utf8: bool,
+    /// Its `Content-Transfer-Encoding` is an identity one (absent, `7bit`, `8bit`,
+    /// `binary`): its content may be re-encoded.
+    convertible: bool,
+}
+
+impl Leaf {
+    fn converts(&self) -> bool {
+        self.eight_bit && self.convertible
+    }
+}
+
+/// The first pass: finds the 8-bit content of a message (see the
+/// [module documentation](self)).
+#[derive(Debug, Clone)]
+pub struct MimeScan {
+    pass: Pass,
+    plan: SevenBitPlan,
+}
+
+impl MimeScan {
+    /// A scan at the start of a message.
+    pub fn new(options: SevenBitOptions) -> MimeScan {
+        MimeScan {
+            pass: Pass::new(options),
+            plan: SevenBitPlan {
+                options,
+                leaves: Vec::new(),
+                header_8bit: false,
+                other_8bit: false,
+            },
+        }
+    }
+
+    /// Reads the next chunk of the message.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        let plan = &mut self.plan;
+        self.pass.feed(chunk, &mut |e| plan.record(e));
+    }
+
+    /// The end of the message: what the second pass needs.
+    pub fn finish(mut self) -> SevenBitPlan {
+        let plan = &mut self.plan;
+        self.pass.finish(&mut |e| plan.record(e));
+        self.plan
+    }
+}
+
+/// What [`MimeScan`] found: whether the message needs converting, and the second
+/// pass's map of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SevenBitPlan {
+    options: SevenBitOptions,
+    leaves: Vec<Leaf>,
+    header_8bit: bool,
+    other_8bit: bool,
+}
+
+impl SevenBitPlan {
+    /// Whether a part's content is 8-bit and can be converted.
+    pub fn needs_conversion(&self) -> bool {
+        self.leaves.iter().any(Leaf::converts)
+    }
+
+    /// Whether the converted message (or the message, when
+    /// [`SevenBitPlan::needs_conversion`] is false) holds only 7-bit octets: nothing
+    /// 8-bit was found that cannot be converted.
+    pub fn is_seven_bit_after(&self) -> bool {
+        !self.header_8bit
+            && !self.other_8bit
+            && self.leaves.iter().all(|l| !l.eight_bit || l.convertible)
+    }
+
+    /// Whether a header section holds an octet above 127 (passed on as it is).
+    pub fn has_8bit_header(&self) -> bool {
+        self.header_8bit
+    }
+
+    /// The second pass, to run over the same message from its start.
+    pub fn converter(&self) -> SevenBitConverter {
+        SevenBitConverter {
+            pass: Pass::new(self.options),
+            leaves: self.leaves.clone(),
+            qp: QuotedPrintable::default(),
+            relabel: self.needs_conversion(),
+        }
+    }
+
+    fn record(&mut self, e: Event<'_>) {
+        match e {
+            Event::Header(h, entity) => {
+                self.header_8bit |= !h.is_ascii();
+                if let Kind::Leaf(_) = entity.kind {
+                    self.leaves.push(Leaf {
+                        eight_bit: false,
+                        utf8: true,
+                        convertible: entity.encoding.is_identity(),
+                    });
+                }
+            }
+            Event::Leaf { index, content, .. } => {
+                if !content.is_ascii()
+                    && let Some(l) = self.leaves.get_mut(index)
+                {
+                    l.eight_bit = true;
+                    l.utf8 &= core::str::from_utf8(content).is_ok();
+                }
+            }
+            Event::Other(o) => self.other_8bit |= !o.is_ascii(),
+        }
+    }
+}
+
+/// The second pass: the message with its 8-bit parts quoted-printable (see the
+/// [module documentation](self)).
+#[derive(Debug, Clone)]
+pub struct SevenBitConverter {
+    pass: Pass,
+    leaves: Vec<Leaf>,
+    qp: QuotedPrintable,
+    /// Composites labelled `8bit` or `binary` are labelled `7bit`: something is
+    /// converted.
+    relabel: bool,
+}
+
+impl SevenBitConverter {
+    /// Converts the next chunk of the message, appending the result to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let SevenBitConverter {
+            pass,
+            leaves,
+            qp,
+            relabel,
+        } = self;
+        pass.feed(chunk, &mut |e| convert_event(e, leaves, qp, *relabel, out));
+    }
+
+    /// The end of the message: appends what was held back to `out`.
+    pub fn finish(mut self, out: &mut Vec<u8>) {
+        let SevenBitConverter {
+            pass,
+            leaves,
+            qp,
+            relabel,
+        } = &mut self;
+        pass.finish(&mut |e| convert_event(e, leaves, qp, *relabel, out));
+    }
+}
+
+fn convert_event(
+    e: Event<'_>,
+    leaves: &[Leaf],
+    qp: &mut QuotedPrintable,
+    relabel: bool,
+    out: &mut Vec<u8>,
+) {
+    match e {
+        Event::Header(h, entity) => match entity.kind {
+            Kind::Leaf(i) => match leaves.get(i) {
+                Some(leaf) if leaf.converts() => {
+                    *qp = QuotedPrintable::default();
+                    rewrite_header(h, &entity, Some(leaf), out);
+                }
+                _ => out.extend_from_slice(h),
+            },
+            Kind::Composite
+                if relabel && matches!(entity.encoding, Encoding::EightBit | Encoding::Binary) =>
+            {
+                rewrite_header(h, &entity, None, out);
+            }
+            Kind::Composite => out.extend_from_slice(h),
+        },
+        Event::Leaf {
+            index,
+            raw,
+            content,
+            line_end,
+        } => {
+            if leaves.get(index).is_some_and(Leaf::converts) {
+                qp.encode(content, line_end, out);
+            } else {
+                out.extend_from_slice(raw);
+            }
+        }
+        Event::Other(o) => out.extend_from_slice(o),
+    }
+}
+
+/// `section` without its `Content-Transfer-Encoding` fields, and with the fields a
+/// converted leaf (`Some`) or a composite relabelled `7bit` (`None`) needs.
+fn rewrite_header(section: &[u8], entity: &Entity, leaf: Option<&Leaf>, out: &mut Vec<u8>) {
+    for field in fields(section) {
+        let name = field
+            .iter()
+            .position(|&b| b == b':')
+            .and_then(|i| field.get(..i))
+            .unwrap_or_default();
+        if !name
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"content-transfer-encoding")
+        {
+            out.extend_from_slice(field);
+        }
+    }
+    match leaf {
+        Some(leaf) => {
+            if entity.top && !entity.has_mime_version {
+                out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+            }
+            if !entity.has_content_type {
+                out.extend_from_slice(if leaf.utf8 {
+                    b"Content-Type: text/plain; charset=utf-8\r\n"
+                } else {
+                    b"Content-Type: text/plain; charset=unknown-8bit\r\n"
+                });
+            }
+            out.extend_from_slice(b"Content-Transfer-Encoding: quoted-printable\r\n");
+        }
+        None => out.extend_from_slice(b"Content-Transfer-Encoding: 7bit\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use alloc::vec;
+    use proptest::prelude::*;
+
+    fn plan(message: &[u8]) -> SevenBitPlan {
+        let mut scan = MimeScan::new(SevenBitOptions::default());
+        scan.feed(message);
+        scan.finish()
+    }
+
+    fn convert(message: &[u8]) -> Vec<u8> {
+        let mut conv = plan(message).converter();
+        let mut out = Vec::new();
+        conv.feed(message, &mut out);
+        conv.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_multipart_with_one_8bit_part() {
+        let m = "MIME-Version: 1.0\r\n\
+                 Content-Type: multipart/mixed; boundary=b\r\n\
+                 Content-Transfer-Encoding: 8bit\r\n\r\n\
+                 --b\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\n\
+                 Content-Transfer-Encoding: 8bit\r\n\r\n\
+                 gr\u{fc}\u{df}e = hi \r\n\
+                 --b\r\n\
+                 Content-Type: text/plain\r\n\r\n\
+                 plain = ascii\r\n\
+                 --b--\r\n";
+        let p = plan(m.as_bytes());
+        assert!(p.needs_conversion() && p.is_seven_bit_after());
+        let out = String::from_utf8(convert(m.as_bytes())).unwrap();
+        assert_eq!(
+            out,
+            "MIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=b\r\n\
+             Content-Transfer-Encoding: 7bit\r\n\r\n\
+             --b\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+             gr=C3=BC=C3=9Fe =3D hi=20\r\n\
+             --b\r\n\
+             Content-Type: text/plain\r\n\r\n\
+             plain = ascii\r\n\
+             --b--\r\n"
+        );
+    }
+
+    #[test]
+    fn ascii_needs_nothing() {
+        let p = plan(b"Subject: x\r\n\r\nhello\r\n");
+        assert!(!p.needs_conversion() && p.is_seven_bit_after());
+    }
+
+    #[test]
+    fn what_cannot_be_converted_is_reported() {
+        let p = plan("Subject: caf\u{e9}\r\n\r\nhello\r\n".as_bytes());
+        assert!(!p.needs_conversion() && !p.is_seven_bit_after() && p.has_8bit_header());
+        let p = plan(b"Content-Transfer-Encoding: base64\r\n\r\n\xff\r\n");
+        assert!(!p.needs_conversion() && !p.is_seven_bit_after());
+        let p = plan(
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n\xe9\r\n--b\r\n\r\nx\r\n--b--\r\n",
+        );
+        assert!(!p.needs_conversion() && !p.is_seven_bit_after());
+    }
+
+    #[test]
+    fn latin1_text_without_mime_fields_is_unknown_8bit() {
+        let out = convert(b"Subject: x\r\n\r\ncaf\xe9\r\n");
+        assert_eq!(
+            out,
+            b"Subject: x\r\nMIME-Version: 1.0\r\n\
+              Content-Type: text/plain; charset=unknown-8bit\r\n\
+              Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9\r\n"
+        );
+    }
+
+    #[test]
+    fn an_attached_message_is_converted_inside() {
+        let m = b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+                  Subject: inner\r\nContent-Transfer-Encoding:\r\n 8bit\r\n\r\n\xc3\xa9\r\n";
+        assert_eq!(
+            convert(m),
+            b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n\r\n\
+              Subject: inner\r\nContent-Type: text/plain; charset=utf-8\r\n\
+              Content-Transfer-Encoding: quoted-printable\r\n\r\n=C3=A9\r\n"
+        );
+    }
+
+    #[test]
+    fn a_long_8bit_line_converts_in_pieces() {
+        let opts = SevenBitOptions {
+            max_line: 10,
+            ..SevenBitOptions::default()
+        };
+        let mut body = vec![0xe9u8; 50];
+        body.extend_from_slice(b" \r\n");
+        let m = [&b"Subject: x\r\n\r\n"[..], &body].concat();
+        let mut scan = MimeScan::new(opts);
+        scan.feed(&m);
+        let mut conv = scan.finish().converter();
+        let mut out = Vec::new();
+        conv.feed(&m, &mut out);
+        conv.finish(&mut out);
+        assert!(out.is_ascii());
+        let start = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let decoded = quoted_printable::tests::decode(&out[start..]);
+        assert_eq!(decoded, body);
+    }
+
+    /// The bodies of the leaf parts of `message`, decoded when `qp` says so.
+    fn leaf_bodies(message: &[u8]) -> Vec<Vec<u8>> {
+        let mut w = Walker::new(SevenBitOptions::default());
+        let mut bodies: Vec<(bool, Vec<u8>)> = Vec::new();
+        let mut emit = |e: Event<'_>| match e {
+            Event::Header(h, entity) => {
+                if let Kind::Leaf(_) = entity.kind {
+                    let qp = String::from_utf8_lossy(h).contains("quoted-printable");
+                    bodies.push((qp, Vec::new()));
+                }
+            }
+            Event::Leaf { index, raw, .. } => bodies[index].1.extend_from_slice(raw),
+            Event::Other(_) => {}
+        };
+        for line in message.split_inclusive(|&b| b == b'\n') {
+            w.line(line, true, &mut emit);
+        }
+        w.finish(&mut emit);
+        bodies
+            .into_iter()
+            .map(|(qp, b)| {
+                if qp {
+                    quoted_printable::tests::decode(&b)
+                } else {
+                    b
+                }
+            })
+            .collect()
+    }
+
+    /// A part: its transfer encoding field and its lines (no CR or LF inside).
+    fn part() -> impl Strategy<Value = (Option<&'static str>, Vec<Vec<u8>>)> {
+        (
+            prop::sample::select(vec![None, Some("8bit"), Some("7bit"), Some(" BINARY ")]),
+            prop::collection::vec(
+                prop::collection::vec(
+                    any::<u8>().prop_filter("no line end", |b| *b != b'\r' && *b != b'\n'),
+                    0..120,
+                ),
+                0..6,
+            ),
+        )
+    }
+
+    fn message(parts: &[(Option<&'static str>, Vec<Vec<u8>>)]) -> Vec<u8> {
+        let mut m =
+            b"Subject: t\r\nContent-Type: multipart/mixed; boundary=\"=_b\"\r\n\r\n".to_vec();
+        for (cte, lines) in parts {
+            m.extend_from_slice(b"--=_b\r\nContent-Type: text/plain\r\n");
+            if let Some(c) = cte {
+                m.extend_from_slice(
+                    alloc::format!("Content-Transfer-Encoding: {c}\r\n").as_bytes(),
+                );
+            }
+            m.extend_from_slice(b"\r\n");
+            for l in lines {
+                // A line that would read as a delimiter is not part content.
+                if !l.starts_with(b"--=_b") {
+                    m.extend_from_slice(l);
+                    m.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        m.extend_from_slice(b"--=_b--\r\n");
+        m
+    }
+
+    proptest! {
+        /// Converted output is 7-bit, its parts decode to the original parts, and how
+        /// the input is chunked changes nothing.
+        #[test]
+        fn converted_parts_decode_to_the_original(
+            parts in prop::collection::vec(part(), 1..5),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        ) {
+            let m = message(&parts);
+            let mut scan = MimeScan::new(SevenBitOptions::default());
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(m.len() + 1)).collect();
+            points.sort_unstable();
+            let mut last = 0;
+            for &p in &points {
+                scan.feed(&m[last..p]);
+                last = p;
+            }
+            scan.feed(&m[last..]);
+            let plan = scan.finish();
+            prop_assert!(plan.is_seven_bit_after());
+            let mut conv = plan.converter();
+            let mut out = Vec::new();
+            let mut last = 0;
+            for &p in &points {
+                conv.feed(&m[last..p], &mut out);
+                last = p;
+            }
+            conv.feed(&m[last..], &mut out);
+            conv.finish(&mut out);
+            prop_assert!(out.is_ascii());
+            prop_assert_eq!(&out, &convert(&m));
+            prop_assert_eq!(leaf_bodies(&out), leaf_bodies(&m));
+            if !plan.needs_conversion() {
+                prop_assert_eq!(out, m);
+            }
+        }
+    }
+}
