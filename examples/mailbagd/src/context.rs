@@ -34,7 +34,7 @@ use crate::maildrop_lease::MaildropLeases;
 use crate::metrics::Metrics;
 use crate::redis_conn::RedisConn;
 use crate::relay_store::{RedisRelay, RelayBackend};
-use crate::shared_login_limiter::SharedLoginLimiter;
+use crate::shared_login_limiter::{AttemptToken, SharedLoginLimiter};
 use crate::signing_key::SigningKey;
 use crate::spool::{SPOOL_DIR, remove_stale};
 use crate::tls::{TlsError, load_acceptor};
@@ -227,13 +227,16 @@ impl std::fmt::Debug for Context {
 
 /// A login attempt [`Context::login_attempt`] counted as a failure, to be
 /// handed to [`Context::login_succeeded`] if the password is right.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoginAttempt {
     /// The failures counted, this one included (the larger count of the
     /// address's and the name's): the delay of a failure grows with it.
     pub failures: u32,
     /// Counted in Redis (`[cluster] redis`), not in this host's limiter.
     in_redis: bool,
+    /// Its token in Redis (`[cluster] redis`), also when Redis did not answer:
+    /// the attempt may still run there.
+    token: Option<AttemptToken>,
 }
 
 impl Context {
@@ -469,16 +472,20 @@ impl Context {
         ip: IpAddr,
         user: &str,
     ) -> Result<LoginAttempt, std::time::Duration> {
+        let mut token = None;
         if let Some(shared) = &self.shared_logins {
-            match shared.attempt(ip, user).await {
+            let t = shared.token();
+            match shared.attempt(ip, user, &t).await {
                 Ok(verdict) => {
                     return verdict.map(|failures| LoginAttempt {
-                        failures,
+                        failures: failures.max(1),
                         in_redis: true,
+                        token: Some(t),
                     });
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "login failures counted on this host only: Redis did not answer");
+                    token = Some(t);
                 }
             }
         }
@@ -486,21 +493,34 @@ impl Context {
         Ok(LoginAttempt {
             failures,
             in_redis: false,
+            token,
         })
     }
 
     /// `attempt` of `user` from `ip` had the right password: the limiter
     /// that counted it clears the name's record and takes this attempt's
     /// failure back from the address's.
+    ///
+    /// An attempt Redis did not answer may still run there when it resumes:
+    /// Redis is told of the success too, in the background until it answers
+    /// ([`SharedLoginLimiter::succeeded_in_background`]), and so is it when
+    /// it did not take the success of an attempt it counted.
     pub async fn login_succeeded(&self, ip: IpAddr, user: &str, attempt: LoginAttempt) {
-        match &self.shared_logins {
-            Some(shared) if attempt.in_redis => {
-                if let Err(e) = shared.succeeded(ip, user).await {
-                    tracing::debug!(error = %e, "login success not told to Redis: its failures there expire with [login] lockout");
+        if !attempt.in_redis {
+            self.logins.succeeded(ip, user);
+        }
+        let (Some(shared), Some(token)) = (&self.shared_logins, attempt.token) else {
+            return;
+        };
+        if attempt.in_redis {
+            match shared.succeeded(ip, user, &token).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "login success not taken by Redis: sent again in the background");
                 }
             }
-            _ => self.logins.succeeded(ip, user),
         }
+        shared.succeeded_in_background(ip, user, token);
     }
 
     /// The configuration and what is made from it, as of now: a session

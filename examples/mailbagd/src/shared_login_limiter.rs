@@ -15,12 +15,25 @@
 //! deletes the user name's counter and takes one from the address's, as the
 //! host's own limiter does.
 //!
-//! Each host keeps counting in its own limiter too: while Redis cannot
-//! answer, logins are limited per host as they are without `[cluster]`.
+//! Each attempt carries a token ([`AttemptToken`]), recorded in Redis as
+//! `mailbag:login:try:<token>` (`lockout` to live): `ATTEMPT` counts only if
+//! the token is new, and `SUCCEEDED` takes back only an attempt that was
+//! counted, once, and marks the token used either way. An attempt that Redis
+//! did not answer in time may still run when Redis resumes (a stalled
+//! server): the host then counted it itself, and after a success tells Redis
+//! too, retrying in the background until Redis answers or `lockout` has
+//! passed ([`SharedLoginLimiter::succeeded_in_background`]); whichever of
+//! the two scripts runs first, the late attempt leaves no failure behind (a
+//! cluster probe found logins with the right password counted as failures
+//! after a stall, and an address locked out by them).
+//!
+//! While Redis cannot answer, logins are limited per host as they are
+//! without `[cluster]`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::limits::address_key;
 use crate::login_limiter::LoginLimitOptions;
@@ -29,18 +42,25 @@ use crate::redis_conn::{RedisConn, RedisError};
 /// The prefix of every login-limiter key in Redis.
 pub const LOGIN_KEY_PREFIX: &str = "mailbag:login:";
 
-/// `KEYS`: the address's and the user name's counters; `ARGV[1]`:
-/// `failures_before_lockout`, `ARGV[2]`: `lockout` in milliseconds. Returns
-/// `{0, ms left}` when locked out, else `{failures, 0}` (the larger count,
-/// this attempt included).
+/// How often a success Redis did not take is sent again
+/// ([`SharedLoginLimiter::succeeded_in_background`]).
+pub const SUCCESS_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `KEYS`: the address's and the user name's counters, the attempt's token;
+/// `ARGV[1]`: `failures_before_lockout`, `ARGV[2]`: `lockout` in
+/// milliseconds. Returns `{0, ms left}` (at least 1) when locked out,
+/// `{0, 0}` when the token was used already (a success ran first: nothing
+/// is counted), else `{failures, 0}` (the larger count, this attempt
+/// included).
 const ATTEMPT: &str = r#"
+if not redis.call("SET", KEYS[3], "a", "NX", "PX", ARGV[2]) then return {0, 0} end
 local limit = tonumber(ARGV[1])
 local locked = -1
 for i = 1, 2 do
   local c = tonumber(redis.call("GET", KEYS[i]) or "0")
   if c >= limit then
     local left = redis.call("PTTL", KEYS[i])
-    if left < 0 then left = tonumber(ARGV[2]) end
+    if left < 1 then left = tonumber(ARGV[2]) end
     if left > locked then locked = left end
   end
 end
@@ -54,9 +74,14 @@ end
 return {most, 0}
 "#;
 
-/// `KEYS`: the address's and the user name's counters. Deletes the user
-/// name's and takes one failure from the address's.
+/// `KEYS`: the address's and the user name's counters, the attempt's token;
+/// `ARGV[1]`: `lockout` in milliseconds. Marks the token used; if the attempt
+/// was counted and not yet taken back, deletes the user name's counter and
+/// takes one failure from the address's.
 const SUCCEEDED: &str = r#"
+local state = redis.call("GET", KEYS[3])
+redis.call("SET", KEYS[3], "s", "PX", ARGV[1])
+if state ~= "a" then return 0 end
 redis.call("DEL", KEYS[2])
 local c = tonumber(redis.call("GET", KEYS[1]) or "0")
 if c <= 1 then
@@ -67,19 +92,57 @@ end
 return 0
 "#;
 
+/// One login attempt's mark in Redis (see the [module docs](self)):
+/// unique across hosts (a random prefix per limiter and a count).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptToken(String);
+
 /// Failed logins per client address and per user name, counted in one Redis
 /// for every host that names it.
 #[derive(Debug)]
 pub struct SharedLoginLimiter {
     redis: Arc<RedisConn>,
     options: LoginLimitOptions,
+    token_prefix: u64,
+    tokens: AtomicU64,
 }
 
 impl SharedLoginLimiter {
     /// Counts in `redis` under `options` (`max_entries` is not used: Redis
     /// forgets each record `lockout` after its last failure).
     pub fn new(redis: Arc<RedisConn>, options: LoginLimitOptions) -> SharedLoginLimiter {
-        SharedLoginLimiter { redis, options }
+        let mut prefix = [0u8; 8];
+        if getrandom::fill(&mut prefix).is_err() {
+            // The clock instead: unique enough across hosts' start-ups.
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            prefix = (nanos as u64 ^ u64::from(std::process::id())).to_le_bytes();
+        }
+        SharedLoginLimiter {
+            redis,
+            options,
+            token_prefix: u64::from_le_bytes(prefix),
+            tokens: AtomicU64::new(0),
+        }
+    }
+
+    /// A token for the next attempt.
+    pub fn token(&self) -> AttemptToken {
+        let n = self.tokens.fetch_add(1, Ordering::Relaxed);
+        AttemptToken(format!("{:016x}.{n:x}", self.token_prefix))
+    }
+
+    fn lockout_ms(&self) -> u64 {
+        u64::try_from(self.options.lockout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// The keys of an attempt: [`SharedLoginLimiter::keys`] and the token's.
+    fn attempt_keys(ip: IpAddr, user: &str, token: &AttemptToken) -> [String; 3] {
+        let [addr, name] = Self::keys(ip, user);
+        [addr, name, format!("{LOGIN_KEY_PREFIX}try:{}", token.0)]
     }
 
     /// The two keys of an attempt of `user` from `ip`.
@@ -94,48 +157,87 @@ impl SharedLoginLimiter {
         ]
     }
 
-    /// An attempt of `user` from `ip`, counted as a failure of both records
-    /// on every host until [`SharedLoginLimiter::succeeded`]:
-    /// `Ok(Ok(failures))` (the larger count, this attempt included), or
-    /// `Ok(Err(retry_after))` when the address or the user name is locked
-    /// out (the password must then not be checked).
+    /// An attempt of `user` from `ip` marked `token`, counted as a failure
+    /// of both records on every host until [`SharedLoginLimiter::succeeded`]:
+    /// `Ok(Ok(failures))` (the larger count, this attempt included; 0 when
+    /// a success with this token ran first), or `Ok(Err(retry_after))` when
+    /// the address or the user name is locked out (the password must then
+    /// not be checked).
     ///
     /// # Errors
     ///
-    /// Redis could not be asked (the caller's own limiter still counts).
+    /// Redis could not be asked (the caller's own limiter counts instead, and
+    /// a success is told to Redis later:
+    /// [`SharedLoginLimiter::succeeded_in_background`]).
     pub async fn attempt(
         &self,
         ip: IpAddr,
         user: &str,
+        token: &AttemptToken,
     ) -> Result<Result<u32, Duration>, RedisError> {
-        let lockout = u64::try_from(self.options.lockout.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(ATTEMPT)
-            .arg(2)
-            .arg(&Self::keys(ip, user))
+            .arg(3)
+            .arg(&Self::attempt_keys(ip, user, token))
             .arg(self.options.failures_before_lockout.max(1))
-            .arg(lockout);
+            .arg(self.lockout_ms());
         let (failures, locked_ms): (u64, u64) = self.redis.run(&cmd).await?;
-        Ok(if failures == 0 {
+        Ok(if failures == 0 && locked_ms > 0 {
             Err(Duration::from_millis(locked_ms))
         } else {
             Ok(u32::try_from(failures).unwrap_or(u32::MAX))
         })
     }
 
-    /// The attempt of `user` from `ip` had the right password: the user
-    /// name's record is cleared and the address's loses the failure this
-    /// attempt was counted as.
+    fn succeeded_cmd(&self, ip: IpAddr, user: &str, token: &AttemptToken) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SUCCEEDED)
+            .arg(3)
+            .arg(&Self::attempt_keys(ip, user, token))
+            .arg(self.lockout_ms());
+        cmd
+    }
+
+    /// The attempt of `user` from `ip` marked `token` had the right
+    /// password: if Redis counted it, the user name's record is cleared and
+    /// the address's loses the failure this attempt was counted as (once,
+    /// however often this is sent), and the token is marked used so that the
+    /// attempt, should it run only now, counts nothing.
     ///
     /// # Errors
     ///
-    /// Redis could not be asked (the records then expire with `lockout`).
-    pub async fn succeeded(&self, ip: IpAddr, user: &str) -> Result<(), RedisError> {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(SUCCEEDED).arg(2).arg(&Self::keys(ip, user));
+    /// Redis could not be asked
+    /// ([`SharedLoginLimiter::succeeded_in_background`] tries again).
+    pub async fn succeeded(
+        &self,
+        ip: IpAddr,
+        user: &str,
+        token: &AttemptToken,
+    ) -> Result<(), RedisError> {
+        let cmd = self.succeeded_cmd(ip, user, token);
         self.redis.run::<u64>(&cmd).await.map(drop)
+    }
+
+    /// [`SharedLoginLimiter::succeeded`] in a task of its own, sent again
+    /// every [`SUCCESS_RETRY_INTERVAL`] until Redis answers or `lockout` has
+    /// passed (by then the attempt's records and token have expired). Needs
+    /// a tokio runtime.
+    pub fn succeeded_in_background(&self, ip: IpAddr, user: &str, token: AttemptToken) {
+        let redis = Arc::clone(&self.redis);
+        let cmd = self.succeeded_cmd(ip, user, &token);
+        let give_up = Instant::now() + self.options.lockout;
+        tokio::spawn(async move {
+            loop {
+                match redis.run::<u64>(&cmd).await {
+                    Ok(_) => return,
+                    Err(e) if Instant::now() + SUCCESS_RETRY_INTERVAL >= give_up => {
+                        tracing::debug!(error = %e, "login success never told to Redis: its failures there expire with [login] lockout");
+                        return;
+                    }
+                    Err(_) => tokio::time::sleep(SUCCESS_RETRY_INTERVAL).await,
+                }
+            }
+        });
     }
 }
 

@@ -954,38 +954,104 @@ fn the_login_limiter_counts_every_hosts_failures_in_redis() {
     let rt = &one.rt;
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     let guesser = ip("192.0.2.7");
-    assert_eq!(rt.block_on(a.attempt(guesser, "joe")).unwrap(), Ok(1));
-    assert_eq!(rt.block_on(b.attempt(guesser, "JOE")).unwrap(), Ok(2));
-    assert_eq!(rt.block_on(a.attempt(guesser, "joe")).unwrap(), Ok(3));
+    let attempt = |l: &SharedLoginLimiter, from, user| {
+        let t = l.token();
+        (rt.block_on(l.attempt(from, user, &t)).unwrap(), t)
+    };
+    assert_eq!(attempt(&a, guesser, "joe").0, Ok(1));
+    assert_eq!(attempt(&b, guesser, "JOE").0, Ok(2));
+    assert_eq!(attempt(&a, guesser, "joe").0, Ok(3));
     let locked_at = Instant::now();
     for (limiter, from, user) in [(&b, guesser, "ann"), (&a, ip("192.0.2.8"), "Joe")] {
-        let left = rt
-            .block_on(limiter.attempt(from, user))
-            .unwrap()
-            .unwrap_err();
+        let left = attempt(limiter, from, user).0.unwrap_err();
         assert!(
             left > Duration::from_millis(1000) && left <= Duration::from_secs(2),
             "{left:?}"
         );
     }
     // Another address and another user: not affected.
-    assert_eq!(
-        rt.block_on(b.attempt(ip("192.0.2.9"), "kim")).unwrap(),
-        Ok(1)
-    );
+    let (verdict, kim) = attempt(&b, ip("192.0.2.9"), "kim");
+    assert_eq!(verdict, Ok(1));
     let [kim_addr, kim_user] = SharedLoginLimiter::keys(ip("192.0.2.9"), "kim");
-    rt.block_on(b.succeeded(ip("192.0.2.9"), "kim")).unwrap();
+    rt.block_on(b.succeeded(ip("192.0.2.9"), "kim", &kim))
+        .unwrap();
     assert_eq!(get(&conn, &kim_addr, rt), None);
     assert_eq!(get(&conn, &kim_user, rt), None);
+    // A success sent twice takes the failure back once; an attempt that runs
+    // only after its success (a stalled Redis) counts nothing.
+    assert_eq!(attempt(&b, ip("192.0.2.9"), "kim").0, Ok(1));
+    rt.block_on(b.succeeded(ip("192.0.2.9"), "kim", &kim))
+        .unwrap();
+    assert_eq!(get(&conn, &kim_addr, rt).as_deref(), Some("1"));
+    let late = b.token();
+    rt.block_on(b.succeeded(ip("192.0.2.9"), "kim", &late))
+        .unwrap();
+    assert_eq!(
+        rt.block_on(b.attempt(ip("192.0.2.9"), "kim", &late))
+            .unwrap(),
+        Ok(0)
+    );
+    assert_eq!(get(&conn, &kim_addr, rt).as_deref(), Some("1"));
     // A success from the guesser's address after the lock-out: the user
     // name is cleared, the address keeps its other failures.
     std::thread::sleep(Duration::from_millis(2100).saturating_sub(locked_at.elapsed()));
-    assert_eq!(rt.block_on(a.attempt(guesser, "ann")).unwrap(), Ok(1));
-    assert_eq!(rt.block_on(b.attempt(guesser, "sue")).unwrap(), Ok(2));
-    rt.block_on(a.succeeded(guesser, "sue")).unwrap();
+    assert_eq!(attempt(&a, guesser, "ann").0, Ok(1));
+    let (verdict, sue_try) = attempt(&b, guesser, "sue");
+    assert_eq!(verdict, Ok(2));
+    rt.block_on(a.succeeded(guesser, "sue", &sue_try)).unwrap();
     let [addr, sue] = SharedLoginLimiter::keys(guesser, "sue");
     assert_eq!(get(&conn, &addr, rt).as_deref(), Some("1"));
     assert_eq!(get(&conn, &sue, rt), None);
+}
+
+/// An attempt that Redis takes only after a stall, when the host had given
+/// up on it, is taken back by the host's success once Redis answers: right
+/// passwords during a stall leave no failures behind (a cluster probe found
+/// an address locked out by them).
+#[test]
+fn attempts_redis_runs_after_a_stall_are_taken_back_by_their_success() {
+    use mailbagd::login_limiter::LoginLimitOptions;
+    use mailbagd::shared_login_limiter::SharedLoginLimiter;
+    let Some(one) = one_redis() else { return };
+    let mut opts = LoginLimitOptions::default();
+    opts.failures_before_lockout = 3;
+    opts.lockout = Duration::from_secs(60);
+    let rt = &one.rt;
+    let ip: std::net::IpAddr = "192.0.2.17".parse().unwrap();
+    // Three hosts, each connected to Redis.
+    let hosts: Vec<SharedLoginLimiter> = (0..3)
+        .map(|_| {
+            let conn = Arc::new(RedisConn::new(&one.url, Duration::from_millis(300)).unwrap());
+            assert_eq!(get(&conn, "nothing", rt), None);
+            SharedLoginLimiter::new(conn, opts)
+        })
+        .collect();
+    // A stall: a login of bob on each host with the right password; Redis
+    // answers none of them in time, and runs them when it resumes.
+    one.redis.signal("STOP");
+    for limiter in &hosts {
+        let t = limiter.token();
+        assert!(rt.block_on(limiter.attempt(ip, "bob", &t)).is_err());
+        let _guard = rt.enter();
+        limiter.succeeded_in_background(ip, "bob", t);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    one.redis.signal("CONT");
+    let [addr, user] = SharedLoginLimiter::keys(ip, "bob");
+    let check = Arc::new(RedisConn::new(&one.url, Duration::from_secs(2)).unwrap());
+    let clean = wait_until(Duration::from_secs(15), || {
+        get(&check, &addr, rt).is_none() && get(&check, &user, rt).is_none()
+    });
+    assert!(
+        clean,
+        "left behind: address {:?}, user {:?}",
+        get(&check, &addr, rt),
+        get(&check, &user, rt)
+    );
+    // The stalled attempts did run (their tokens are marked), and counted
+    // nothing in the end: a fourth attempt is the first failure.
+    let t = hosts[0].token();
+    assert_eq!(rt.block_on(hosts[0].attempt(ip, "ann", &t)).unwrap(), Ok(1));
 }
 
 /// A password guesser whom the balancer spreads over two hosts is locked
