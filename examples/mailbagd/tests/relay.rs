@@ -50,6 +50,8 @@ struct SinkState {
     dsn: bool,
     /// Offer SMTPUTF8 (RFC 6531) in EHLO.
     smtputf8: bool,
+    /// Offer 8BITMIME (RFC 6152) in EHLO.
+    eight_bit_mime: bool,
     /// Wait this long before accepting a message (to make deliveries overlap).
     delay: Duration,
     /// Connections open now, and the most at once.
@@ -77,6 +79,7 @@ impl Sink {
             mode,
             dsn: true,
             smtputf8: true,
+            eight_bit_mime: true,
             delay: Duration::ZERO,
             active: 0,
             max_active: 0,
@@ -186,6 +189,7 @@ async fn serve_inner(mut s: tokio::net::TcpStream, st: &Arc<Mutex<SinkState>>, t
     cfg.hostname = "sink.example".into();
     cfg.dsn = st.lock().expect("lock").dsn;
     cfg.smtputf8 = st.lock().expect("lock").smtputf8;
+    cfg.eight_bit_mime = st.lock().expect("lock").eight_bit_mime;
     cfg.starttls = !matches!(tls, SinkTls::Off);
     let mut session = ServerSession::new(cfg).expect("sink config");
     if !talk(&mut s, &mut session, st).await {
@@ -885,7 +889,7 @@ struct FileJob {
 }
 
 impl mailbagd::outbound::transport::Job for FileJob {
-    async fn body(&mut self) -> std::io::Result<tokio::fs::File> {
+    async fn body(&mut self, _eight_bit: bool) -> std::io::Result<tokio::fs::File> {
         tokio::fs::File::open(&self.path).await
     }
 
@@ -1644,6 +1648,81 @@ fn smtputf8_goes_on_only_when_the_message_needs_it() {
     assert_eq!(sink.count(), 1);
     let g = sink.state.lock().expect("lock");
     assert!(String::from_utf8_lossy(&g.messages[0].body).contains("Subject: plain ascii"));
+}
+
+/// RFC 6152 section 3: a next hop without 8BITMIME gets an 8-bit message with
+/// its 8-bit parts quoted-printable (7-bit throughout, decoding to the original
+/// text), an ASCII message as it was, and never `BODY=8BITMIME`.
+#[test]
+fn a_next_hop_without_8bitmime_gets_8bit_parts_quoted_printable() {
+    if !require("python3") {
+        return;
+    }
+    let (sink, server) = authorized_relay(Mode::Accept);
+    {
+        let mut st = sink.state.lock().expect("lock");
+        st.eight_bit_mime = false;
+        st.smtputf8 = false;
+    }
+    let send = |mail: &[u8], data: &[u8]| {
+        let r = raw_smtp(
+            &server,
+            "smtp",
+            "127.0.0.2",
+            &[
+                b"EHLO c\r\n",
+                mail,
+                b"RCPT TO:<friend@elsewhere.example>\r\n",
+                b"DATA\r\n",
+                data,
+            ],
+        );
+        assert!(r.last().is_some_and(|l| l.starts_with("250")), "{r:?}");
+    };
+    send(
+        b"MAIL FROM:<joe@example.test> BODY=8BITMIME\r\n",
+        "Subject: menu\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n\
+         caf\u{e9} cr\u{e8}me = 3\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nascii part\r\n--b--\r\n.\r\n"
+            .as_bytes(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 1),
+        "not relayed\n{}",
+        server.log()
+    );
+    send(
+        b"MAIL FROM:<joe@example.test> BODY=8BITMIME\r\n",
+        b"Subject: ascii\r\n\r\nonly = ascii\r\n.\r\n",
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.count() == 2),
+        "not relayed\n{}",
+        server.log()
+    );
+    let st = sink.state.lock().expect("lock");
+    let converted = String::from_utf8(st.messages[0].body.clone()).expect("ASCII");
+    assert!(converted.is_ascii(), "{converted}");
+    assert!(
+        converted.contains(
+            "Content-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+             caf=C3=A9 cr=C3=A8me =3D 3\r\n--b\r\n"
+        ),
+        "{converted}"
+    );
+    assert!(
+        converted.contains("\r\nascii part\r\n--b--\r\n"),
+        "{converted}"
+    );
+    let ascii = String::from_utf8_lossy(&st.messages[1].body);
+    assert!(ascii.ends_with("\r\n\r\nonly = ascii\r\n"), "{ascii}");
+    assert!(!ascii.contains("quoted-printable"), "{ascii}");
+    drop(st);
+    assert!(server.log().contains("converted to quoted-printable"));
 }
 
 /// A client that sends 8-bit octets without `BODY=8BITMIME` and whose

@@ -521,6 +521,13 @@ impl Queue {
         self.inner.msg.join(format!("{id}.body"))
     }
 
+    /// The queue's directory for files being written: on the queue's file
+    /// system, private to it, for the caller's temporary files too (such as a
+    /// converted copy of a body, made unnamed so that nothing is left behind).
+    pub fn tmp_dir(&self) -> &Path {
+        &self.inner.tmp
+    }
+
     /// The options the queue was opened with.
     pub fn options(&self) -> &QueueOptions {
         &self.inner.options

@@ -2,7 +2,7 @@
 //! every outcome, and has the bounces made (see the module docs of [`super`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io;
+use std::io::{self, Seek};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::bounce;
 use super::mx::{self, HickoryResolver, Resolve, Route, RouteError};
+use super::seven_bit_body::{SevenBitBody, seven_bit_body};
 use super::transport::{self, AttemptError, Job, TransportOptions};
 use crate::clock::unix_now;
 use crate::config::Config;
@@ -377,13 +378,34 @@ struct MessageJob<'a, 's, 'e> {
 }
 
 impl Job for MessageJob<'_, '_, '_> {
-    async fn body(&mut self) -> io::Result<tokio::fs::File> {
+    async fn body(&mut self, eight_bit: bool) -> io::Result<tokio::fs::File> {
         let lock = Arc::clone(&self.ledger.shared.lock);
         let id = self.id.clone();
-        let (file, _) = tokio::task::spawn_blocking(move || lock.body(&id))
-            .await
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)?;
+        let host = self.ledger.host.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            let (mut file, _) = lock.body(&id).map_err(io::Error::other)?;
+            if eight_bit {
+                return Ok::<_, io::Error>(file);
+            }
+            match seven_bit_body(&mut file, lock.queue().tmp_dir())? {
+                SevenBitBody::AsItIs { eight_bit_left } => {
+                    if eight_bit_left {
+                        info!(queue_id = %id, %host, "8-bit octets that cannot be converted sent to a next hop without 8BITMIME");
+                    }
+                    file.rewind()?;
+                    Ok(file)
+                }
+                SevenBitBody::Converted {
+                    file,
+                    eight_bit_left,
+                } => {
+                    info!(queue_id = %id, %host, eight_bit_left, "8-bit parts converted to quoted-printable for a next hop without 8BITMIME");
+                    Ok(file)
+                }
+            }
+        })
+        .await
+        .map_err(io::Error::other)??;
         Ok(tokio::fs::File::from_std(file))
     }
 

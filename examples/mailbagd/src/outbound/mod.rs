@@ -30,11 +30,14 @@
 //!   next pass, at the latest after [`REPORT_RETRY`], until `relay.max_queue_age` after
 //!   the failure it reports; then it is given up (logged and counted). A crash between making a DSN and recording it sends it again.
 //!   "Relayed" reports (`NOTIFY=SUCCESS` to a next hop without DSN) get the same care.
+//! - A next hop that does not offer 8BITMIME gets an 8-bit body converted to 7-bit
+//!   ([`seven_bit_body`], RFC 6152 section 3).
 //! - Every attempt is logged with the queue id, recipient, host and reply.
 
 pub mod bounce;
 mod engine;
 pub mod mx;
+pub mod seven_bit_body;
 pub mod transport;
 
 pub use crate::clock::unix_now;

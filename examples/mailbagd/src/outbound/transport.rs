@@ -62,8 +62,11 @@ impl TransportOptions {
 
 /// What the connection needs from the queue: the body, and a place to record outcomes.
 pub trait Job: Send {
-    /// Opens the message body from its start (once per transaction).
-    fn body(&mut self) -> impl Future<Output = io::Result<tokio::fs::File>> + Send;
+    /// Opens the message body from its start (once per transaction); `eight_bit`:
+    /// the next hop offers 8BITMIME (else an 8-bit body is converted to 7-bit,
+    /// RFC 6152 section 3).
+    fn body(&mut self, eight_bit: bool)
+    -> impl Future<Output = io::Result<tokio::fs::File>> + Send;
     /// Records the outcome of recipient `rcpt` of transaction `txn` (durably, before
     /// returning). Called for every permanent RCPT failure as it comes and for every
     /// recipient when its transaction completes.
@@ -232,7 +235,8 @@ pub async fn deliver(
                     .map_err(AttemptError::Queue)?;
             }
             ClientEvent::SendBody => {
-                let sent = match job.body().await {
+                let eight_bit = client.session().offers(&Capability::EightBitMime);
+                let sent = match job.body(eight_bit).await {
                     Ok(file) => client.send_body(file).await,
                     Err(e) => Err(e),
                 };

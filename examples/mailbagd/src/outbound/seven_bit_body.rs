@@ -1,0 +1,121 @@
+//! A queued body made 7-bit for a next hop that does not offer 8BITMIME (RFC 6152
+//! section 3): `smtp-proto`'s `seven_bit` conversion, from the body file into an
+//! unnamed file in the queue's `tmp` directory (nothing is left behind, whatever
+//! happens), read from its start.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::path::Path;
+
+use mailbag_smtp_proto::seven_bit::{MimeScan, SevenBitOptions};
+
+/// Octets read per step.
+const CHUNK: usize = 64 * 1024;
+
+/// What [`seven_bit_body`] did.
+#[derive(Debug)]
+pub enum SevenBitBody {
+    /// Nothing to convert: send the body as it is.
+    AsItIs {
+        /// The body holds 8-bit octets nothing can convert (a header field, a
+        /// preamble, a part labelled `base64`): sent as it is all the same.
+        eight_bit_left: bool,
+    },
+    /// The converted copy, at its start.
+    Converted {
+        /// The copy.
+        file: File,
+        /// Octets above 127 that could not be converted are left in it.
+        eight_bit_left: bool,
+    },
+}
+
+fn each_chunk(file: &mut File, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    file.rewind()?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        f(buf.get(..n).unwrap_or_default())?;
+    }
+}
+
+/// Reads `body` (a queued message, CRLF line ends) and, when a part of it is
+/// 8-bit, writes its 7-bit form into an unnamed file in `tmp_dir`. Blocking.
+///
+/// # Errors
+///
+/// Reading the body, or making or writing the copy (a local fault: the
+/// attempt is retried).
+pub fn seven_bit_body(body: &mut File, tmp_dir: &Path) -> io::Result<SevenBitBody> {
+    let options = SevenBitOptions::default();
+    let mut scan = MimeScan::new(options);
+    each_chunk(body, |c| {
+        scan.feed(c);
+        Ok(())
+    })?;
+    let plan = scan.finish();
+    let eight_bit_left = !plan.is_seven_bit_after();
+    if !plan.needs_conversion() {
+        return Ok(SevenBitBody::AsItIs { eight_bit_left });
+    }
+    let mut copy = io::BufWriter::new(tempfile::tempfile_in(tmp_dir)?);
+    let mut conv = plan.converter();
+    let mut out = Vec::with_capacity(CHUNK * 2);
+    each_chunk(body, |c| {
+        out.clear();
+        conv.feed(c, &mut out);
+        copy.write_all(&out)
+    })?;
+    out.clear();
+    conv.finish(&mut out);
+    copy.write_all(&out)?;
+    let mut file = copy.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.rewind()?;
+    Ok(SevenBitBody::Converted {
+        file,
+        eight_bit_left,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(text: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(text).unwrap();
+        f
+    }
+
+    #[test]
+    fn an_8bit_body_is_copied_converted_and_an_ascii_one_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ascii = body(b"Subject: a\r\n\r\nplain\r\n");
+        assert!(matches!(
+            seven_bit_body(&mut ascii, dir.path()).unwrap(),
+            SevenBitBody::AsItIs {
+                eight_bit_left: false
+            }
+        ));
+        let mut latin = body("Subject: a\r\n\r\ncaf\u{e9}\r\n".as_bytes());
+        let SevenBitBody::Converted {
+            mut file,
+            eight_bit_left,
+        } = seven_bit_body(&mut latin, dir.path()).unwrap()
+        else {
+            panic!("not converted");
+        };
+        assert!(!eight_bit_left);
+        let mut out = String::new();
+        file.read_to_string(&mut out).unwrap();
+        assert!(out.ends_with("\r\n\r\ncaf=C3=A9\r\n"), "{out}");
+        assert!(out.contains("Content-Transfer-Encoding: quoted-printable\r\n"));
+        // Nothing is left in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
