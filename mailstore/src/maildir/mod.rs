@@ -368,7 +368,16 @@ fn not_found(e: &io::Error) -> bool {
 /// the walk.
 fn each_file(
     d: &Path,
+    f: impl FnMut(&fs::DirEntry, String) -> Result<(), Error>,
+) -> Result<(), Error> {
+    each_file_or_other(d, f, |_| {})
+}
+
+/// [`each_file`], handing `other` each file whose name is not UTF-8.
+fn each_file_or_other(
+    d: &Path,
     mut f: impl FnMut(&fs::DirEntry, String) -> Result<(), Error>,
+    mut other: impl FnMut(&fs::DirEntry),
 ) -> Result<(), Error> {
     let rd = match fs::read_dir(d) {
         Ok(rd) => rd,
@@ -380,11 +389,30 @@ fn each_file(
         if !ent.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
-        if let Ok(name) = ent.file_name().into_string() {
-            f(&ent, name)?;
+        match ent.file_name().into_string() {
+            Ok(name) => f(&ent, name)?,
+            Err(_) => other(&ent),
         }
     }
     Ok(())
+}
+
+/// A fresh name for a file whose name is not UTF-8 (another program wrote it; it
+/// would not be listed): `base`, and the name's `:2,` flags when they are
+/// ASCII. Hidden files (`.`) get none.
+fn readable_name(name: &std::ffi::OsStr, base: impl FnOnce() -> String) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
+    if bytes.first() == Some(&b'.') {
+        return None;
+    }
+    let flags = bytes
+        .windows(3)
+        .rposition(|w| w == b":2,")
+        .and_then(|i| bytes.get(i..))
+        .and_then(|f| std::str::from_utf8(f).ok())
+        .unwrap_or("");
+    Some(format!("{}{flags}", base()))
 }
 
 /// Reads the valid message names of `dir/new` then `dir/cur`, keyed by base.
@@ -397,7 +425,9 @@ fn each_file(
 /// the rest of its name, so that both messages are shown, each under its own
 /// UID, and deleting one never brings the other back under the same UID (as
 /// Dovecot renames such a duplicate). If the rename fails, the second one
-/// stays hidden until it works.
+/// stays hidden until it works. A file whose name is not UTF-8 (written by
+/// another program) is renamed the same way, keeping its `:2,` flags, so
+/// that it is listed (a probe's such message was never shown).
 fn read_names(
     folder_dir: &Path,
     fresh_base: &mut dyn FnMut() -> String,
@@ -405,15 +435,36 @@ fn read_names(
     let mut out: HashMap<String, (bool, String)> = HashMap::new();
     // The entry each repeated base displaced, with that base.
     let mut twins: Vec<(String, (bool, String))> = Vec::new();
+    // Files whose names are not UTF-8: renamed below to fresh names.
+    let mut unreadable: Vec<(bool, PathBuf)> = Vec::new();
     for cur in [false, true] {
-        each_file(&folder_dir.join(sub(cur)), |_, name| {
-            if let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned())
-                && let Some(first) = out.insert(base.clone(), (cur, name))
-            {
-                twins.push((base, first));
-            }
-            Ok(())
-        })?;
+        each_file_or_other(
+            &folder_dir.join(sub(cur)),
+            |_, name| {
+                if let Some(base) = MaildirName::parse(&name).map(|n| n.base().to_owned())
+                    && let Some(first) = out.insert(base.clone(), (cur, name))
+                {
+                    twins.push((base, first));
+                }
+                Ok(())
+            },
+            |ent| unreadable.push((cur, ent.path())),
+        )?;
+    }
+    for (cur, path) in unreadable {
+        let Some(old) = path.file_name() else {
+            continue;
+        };
+        let mut fresh = String::new();
+        let Some(new_name) = readable_name(old, || {
+            fresh = fresh_base();
+            fresh.clone()
+        }) else {
+            continue;
+        };
+        if fs::rename(&path, path.with_file_name(&new_name)).is_ok() {
+            out.insert(fresh, (cur, new_name));
+        }
     }
     for (base, (cur, name)) in twins {
         let path = folder_dir.join(sub(cur)).join(&name);
@@ -1777,7 +1828,7 @@ mod tests {
     fn files(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         v.sort();
         v
@@ -2516,6 +2567,44 @@ mod tests {
         let md = s.open_maildrop(&joe()).unwrap();
         assert_eq!(md.entries().len(), 4);
         assert!(md.entries().iter().all(|e| e.uid != deleted));
+    }
+
+    /// Files whose names are not UTF-8 (written by another program) are
+    /// listed under fresh names of this store's form, keeping their `:2,`
+    /// flags; a hidden one is left alone (a probe's such message was never
+    /// shown).
+    #[test]
+    fn files_named_in_other_encodings_are_listed_under_fresh_names() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        s.create_user(&joe()).unwrap();
+        let j = t.path().join("joe");
+        let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
+        fs::write(j.join("new").join(os(b"bad-\xff.host")), b"from new\n").unwrap();
+        fs::write(j.join("cur").join(os(b"caf\xe9.host:2,S")), b"from cur\n").unwrap();
+        fs::write(j.join("cur").join(os(b".hidden-\xff")), b"hidden\n").unwrap();
+        let mut md = s.open_maildrop(&joe()).unwrap();
+        assert_eq!(md.entries().len(), 2, "{:?}", md.entries());
+        let mut bodies: Vec<String> = (1..=2)
+            .map(|n| {
+                let mut v = Vec::new();
+                md.read_message(n).unwrap().read_to_end(&mut v).unwrap();
+                String::from_utf8(v).unwrap()
+            })
+            .collect();
+        bodies.sort();
+        assert_eq!(bodies, ["from cur\r\n", "from new\r\n"]);
+        let cur = files(&j.join("cur"));
+        assert!(cur.iter().any(|n| n.ends_with(":2,S")), "{cur:?}");
+        assert_eq!(files(&j.join("new")).len(), 1);
+        // The UIDs hold at the next opening.
+        let uids: Vec<String> = md.entries().iter().map(|e| e.uid.to_string()).collect();
+        drop(md);
+        let md = s.open_maildrop(&joe()).unwrap();
+        let again: Vec<String> = md.entries().iter().map(|e| e.uid.to_string()).collect();
+        assert_eq!(uids, again);
+        assert!(j.join("cur").join(os(b".hidden-\xff")).exists());
     }
 
     /// An index whose next UID is the last one (a folder that has had four
