@@ -1232,7 +1232,7 @@ impl State {
 
     fn command_line<'a>(&mut self, line: &'a [u8]) -> Option<Event<'a>> {
         if self.cfg.close_on_http && crate::http_request::is_http_line(line) {
-            self.close_421("HTTP request to an SMTP server: closing");
+            self.close_421("Not an SMTP command (an HTTP request or a header field): closing");
             return None;
         }
         let cmd = match parse_command(line) {
@@ -1703,7 +1703,7 @@ EHLO x\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n";
         assert!(s.is_closed());
         assert_eq!(
             s.take_output(),
-            b"421 4.7.0 HTTP request to an SMTP server: closing\r\n"
+            b"421 4.7.0 Not an SMTP command (an HTTP request or a header field): closing\r\n"
         );
         // Also after a greeting, in the middle of a session.
         let mut s = session();

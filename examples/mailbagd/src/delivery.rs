@@ -225,8 +225,9 @@ pub enum Scan {
 }
 
 /// This server's `Received:` field (RFC 5321 4.4) for a message received
-/// with `env` at `now` (its id `<connection id>.<instance>`, the instance
-/// being [`Context::instance`]): above each stored copy (under `Return-Path:`) and
+/// with `env` at `now` (its id `<connection id>.<instance>`, or
+/// `<connection id>-<n>.<instance>` for the connection's `n`th message, the
+/// instance being [`Context::instance`]): above each stored copy (under `Return-Path:`) and
 /// each queued one. spamd gets both above the message too, so that it
 /// scores what will be stored: the client's address, its HELO name and the
 /// sender (network and SPF tests; without them SpamAssassin saw
@@ -251,11 +252,22 @@ pub fn received_field(
     )
     .by_comment("mailbagd")
     .with(env.with)
-    .id(format_args!("{}.{instance}", env.id));
+    .id(format_args!("{}.{instance}", message_id_part(env)));
     if let Some(r) = &for_rcpt {
         received = received.recipient(r);
     }
     Ok(received.to_header())
+}
+
+/// The part of a `Received:` id before the instance mark: the connection's id,
+/// and for its second message on `-<number>` (a probe found every message of a
+/// session under one id).
+fn message_id_part(env: &Envelope) -> String {
+    if env.message > 1 {
+        format!("{}-{}", env.id, env.message)
+    } else {
+        env.id.to_string()
+    }
 }
 
 /// What each stored copy of a message received with `env` starts with:

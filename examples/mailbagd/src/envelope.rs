@@ -16,6 +16,9 @@ use mailbag_smtp_proto::types::{Body, HeloName, MailParams, RcptParams, Ret};
 pub struct Envelope {
     /// Connection id (for `Received:` and logs).
     pub id: u64,
+    /// The message's number in its connection, from 1 (`Received:` ids of later
+    /// ones carry it: RFC 5321 section 4.4 traces each message).
+    pub message: u32,
     /// Client address.
     pub client: IpAddr,
     /// EHLO/HELO argument (`None` if the client sent neither).
@@ -147,6 +150,7 @@ mod tests {
         };
         let env = Envelope {
             id: 1,
+            message: 1,
             client: "127.0.0.2".parse().unwrap(),
             helo: Some(HeloName::try_from("client.example").unwrap().into_owned()),
             with: "ESMTP",

@@ -227,6 +227,7 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
         helo: None,
         esmtp: false,
         txn: None,
+        messages: 0,
         spool: Some(Spool::new(
             &config.data_dir.join(SPOOL_DIR),
             DEFAULT_SPOOL_MEMORY,
@@ -259,6 +260,8 @@ struct SmtpHandler {
     helo: Option<HeloName<'static>>,
     esmtp: bool,
     txn: Option<Txn>,
+    /// Messages whose data ended in this connection.
+    messages: u32,
     /// `None` only while a delivery holds it.
     spool: Option<Spool>,
 }
@@ -495,8 +498,10 @@ impl SmtpHandler {
         let result = if t.spool_failed {
             Err(DeliveryError(replies::local_error()))
         } else {
+            self.messages = self.messages.saturating_add(1);
             let env = Envelope {
                 id: self.id,
+                message: self.messages,
                 client: self.ip,
                 helo: self.helo.clone(),
                 with,

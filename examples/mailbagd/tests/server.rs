@@ -760,6 +760,15 @@ fn smtputf8_mail_is_received_with_utf8smtp() {
     }
 }
 
+/// The id of the first `Received:` field of a stored message.
+fn received_id(text: &str) -> String {
+    text.split(" id ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| c == ';' || c.is_whitespace()).next())
+        .unwrap()
+        .to_owned()
+}
+
 /// `Received:` ids were connection ids, which start at 1 in every process: they repeated
 /// after each restart and on every host. They now end in the process's mark, which the log
 /// names at start-up and a restart changes.
@@ -798,19 +807,44 @@ fn received_ids_carry_the_process_mark() {
     // One message per process, in whatever order the Maildir lists them.
     let mut marks: Vec<String> = texts
         .iter()
-        .map(|text| {
-            let id = text
-                .split(" id ")
-                .nth(1)
-                .and_then(|rest| rest.split(|c: char| c == ';' || c.is_whitespace()).next())
-                .unwrap();
-            id.rsplit_once('.').unwrap().1.to_owned()
-        })
+        .map(|text| received_id(text).rsplit_once('.').unwrap().1.to_owned())
         .collect();
     marks.sort();
     let mut expected = vec![first, second];
     expected.sort();
     assert_eq!(marks, expected);
+}
+
+/// Each message of a connection has its own `Received:` id (RFC 5321 section 4.4): the
+/// second and later ones add their number (a probe found four messages of one session
+/// under one id).
+#[test]
+fn each_message_of_a_connection_has_its_own_received_id() {
+    let server = Server::start();
+    let transaction: [&[u8]; 4] = [
+        b"MAIL FROM:<s@example.org>\r\n",
+        b"RCPT TO:<joe@example.test>\r\n",
+        b"DATA\r\n",
+        b"Subject: one\r\n\r\nx\r\n.\r\n",
+    ];
+    let mut steps: Vec<&[u8]> = vec![b"EHLO client.example.org\r\n"];
+    steps.extend(transaction);
+    steps.extend(&transaction[..3]);
+    steps.extend([&b"Subject: two\r\n\r\nx\r\n.\r\n"[..], b"QUIT\r\n"]);
+    let r = common::raw_smtp(&server, "smtp", "127.0.0.1", &steps);
+    assert!(r[5].starts_with("250") && r[9].starts_with("250"), "{r:?}");
+    let id_of = |subject: &str| {
+        let texts = server.message_texts("joe", "");
+        received_id(
+            texts
+                .iter()
+                .find(|t| t.contains(&format!("Subject: {subject}")))
+                .expect("stored"),
+        )
+    };
+    let (one, two) = (id_of("one"), id_of("two"));
+    let (conn, mark) = one.split_once('.').unwrap();
+    assert_eq!(two, format!("{conn}-2.{mark}"));
 }
 
 #[test]

@@ -79,7 +79,7 @@ struct FileJob {
 }
 
 impl Job for FileJob {
-    async fn body(&mut self) -> io::Result<tokio::fs::File> {
+    async fn body(&mut self, _eight_bit: bool) -> io::Result<tokio::fs::File> {
         tokio::fs::File::open(&self.path).await
     }
 
