@@ -55,7 +55,7 @@ use tracing::info;
 use crate::clock::unix_seconds;
 use crate::config::{Config, SpamFolder, User};
 use crate::context::{Context, Live};
-use crate::envelope::{Envelope, LocalRecipient, forward_address};
+use crate::envelope::{Envelope, LocalRecipient, Recipient, forward_address};
 use crate::replies;
 use crate::spool::Spool;
 
@@ -393,15 +393,15 @@ pub fn deliver(
     // its report owed, so that the report is made at least once, as failures are (the
     // copy is only committed if every local copy was). Not for the null sender (RFC 3461
     // section 6.2), nor for a copy judged spam (backscatter, as above).
-    let success_reports: Vec<&LocalRecipient> = if matches!(env.from, ReversePath::Null) {
+    // Every RCPT that named the user counts (`postmaster` and the user's own address).
+    let success_reports: Vec<&Recipient> = if matches!(env.from, ReversePath::Null) {
         Vec::new()
     } else {
         prepared
             .iter()
-            .filter(|(local, _, is_spam, _)| {
-                *is_spam != Some(true) && local.rcpt.params.notify.is_some_and(|n| n.success())
-            })
-            .map(|(local, ..)| *local)
+            .filter(|(_, _, is_spam, _)| *is_spam != Some(true))
+            .flat_map(|(local, ..)| local.rcpts())
+            .filter(|r| r.params.notify.is_some_and(|n| n.success()))
             .collect()
     };
 
@@ -409,8 +409,8 @@ pub fn deliver(
     let mut queued = None;
     if !env.remote.is_empty() || !over_quota.is_empty() || !success_reports.is_empty() {
         let mut qenv = env.to_queue(unix_seconds(now));
-        for local in &success_reports {
-            let mut r = local.rcpt.to_queue();
+        for rcpt in &success_reports {
+            let mut r = rcpt.to_queue();
             r.state = RecipientState::Delivered(Outcome {
                 at: unix_seconds(now),
                 host: None,
@@ -422,14 +422,16 @@ pub fn deliver(
         let bounce = replies::mailbox_full(false);
         for local in &over_quota {
             info!(user = %local.user, "over quota after DATA: the sender gets a bounce");
-            let mut r = local.rcpt.to_queue();
-            r.state = RecipientState::Failed(Outcome {
-                at: unix_seconds(now),
-                host: None,
-                reply: reply_text(&bounce),
-            });
-            r.report = ReportState::Owed;
-            qenv.recipients.push(r);
+            for rcpt in local.rcpts() {
+                let mut r = rcpt.to_queue();
+                r.state = RecipientState::Failed(Outcome {
+                    at: unix_seconds(now),
+                    host: None,
+                    reply: reply_text(&bounce),
+                });
+                r.report = ReportState::Owed;
+                qenv.recipients.push(r);
+            }
         }
         // RFC 6531 section 3.2: SMTPUTF8 goes on only when the message needs it, so
         // that a next hop without it takes an ASCII message the client flagged anyway

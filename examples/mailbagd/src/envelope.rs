@@ -66,13 +66,46 @@ impl Recipient {
     }
 }
 
-/// A local user and the `RCPT TO` that named them.
+/// A local user and the `RCPT TO`s that named them (one copy is stored).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalRecipient {
     /// The user (the mailbox name).
     pub user: UserName,
-    /// The recipient as given (a bounce names it, with its parameters).
+    /// The first recipient that named the user, as given (a bounce names it,
+    /// with its parameters).
     pub rcpt: Recipient,
+    /// Later recipients with other addresses for the same user (`postmaster`
+    /// and the user's own address): each gets its own DSN, as its `NOTIFY`
+    /// asks (a probe's `NOTIFY=SUCCESS` of a second address went unanswered).
+    pub more: Vec<Recipient>,
+}
+
+impl LocalRecipient {
+    /// The first recipient: [`LocalRecipient::more`] is empty.
+    pub fn new(user: UserName, rcpt: Recipient) -> LocalRecipient {
+        LocalRecipient {
+            user,
+            rcpt,
+            more: Vec::new(),
+        }
+    }
+
+    /// Takes `rcpt`, another `RCPT TO` for this user: kept unless it names an
+    /// address already given (letter case aside).
+    pub fn add(&mut self, rcpt: Recipient) {
+        let address = forward_address(&rcpt.path);
+        let known = self
+            .rcpts()
+            .any(|r| forward_address(&r.path).eq_ignore_ascii_case(&address));
+        if !known {
+            self.more.push(rcpt);
+        }
+    }
+
+    /// Every recipient that named this user, in order.
+    pub fn rcpts(&self) -> impl Iterator<Item = &Recipient> {
+        std::iter::once(&self.rcpt).chain(&self.more)
+    }
 }
 
 /// `local@domain` of a mailbox, without angle brackets.

@@ -397,14 +397,13 @@ impl SmtpHandler {
                             match dest {
                                 Destination::Local(u) => {
                                     debug!(rcpt = %replies::shown(&to), user = %u, "local recipient");
-                                    if !t.local.iter().any(|l| l.user == u) {
-                                        t.local.push(LocalRecipient {
-                                            user: u,
-                                            rcpt: Recipient {
-                                                path: to.clone().into_owned(),
-                                                params: params.into_owned(),
-                                            },
-                                        });
+                                    let rcpt = Recipient {
+                                        path: to.clone().into_owned(),
+                                        params: params.into_owned(),
+                                    };
+                                    match t.local.iter_mut().find(|l| l.user == u) {
+                                        Some(l) => l.add(rcpt),
+                                        None => t.local.push(LocalRecipient::new(u, rcpt)),
                                     }
                                 }
                                 Destination::Remote => {

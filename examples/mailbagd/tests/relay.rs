@@ -1221,6 +1221,7 @@ print('SENT')
 /// RFC 3461 section 4.1: `NOTIFY=SUCCESS` for a local recipient gets a "delivered" DSN
 /// once the copy is stored: a remote sender's through the queue from `<>`, a local
 /// sender's into the INBOX. No `NOTIFY`, `NOTIFY=FAILURE` and the null sender get none.
+/// Each address of one mailbox gets its own.
 #[test]
 fn notify_success_for_a_local_recipient_gives_a_delivered_dsn() {
     if !require("python3") {
@@ -1241,22 +1242,52 @@ send('joe@example.test', 'local sender', ['NOTIFY=SUCCESS,FAILURE'])
 send('friend@elsewhere.example', 'no notify', [])
 send('friend@elsewhere.example', 'failure only', ['NOTIFY=FAILURE'])
 send('', 'null sender', ['NOTIFY=SUCCESS'])
+# Two addresses of joe's mailbox (postmaster is joe's): one copy, and a report for the
+# one whose NOTIFY asks (a probe's went unanswered when it came second); the same
+# address again in other letters adds nothing.
+msg = b"From: x@y.example\r\nSubject: two names\r\n\r\nhi\r\n"
+with smtplib.SMTP('127.0.0.1', port, timeout=20) as s:
+    s.ehlo('client.example.org')
+    s.mail('friend@elsewhere.example')
+    for rcpt, opts in [('joe@example.test', ['NOTIFY=NEVER']),
+                       ('postmaster@example.test', ['NOTIFY=SUCCESS']),
+                       ('POSTMASTER@example.test', ['NOTIFY=SUCCESS'])]:
+        code, _ = s.rcpt(rcpt, opts)
+        assert code == 250, (rcpt, code)
+    s.data(msg)
 print('SENT')
 "#;
     let port = server.port("smtp").to_string();
     let out = common::python(script, &[&port]);
     assert_eq!(out.stdout.trim(), "SENT", "{out:?}\n{}", server.log());
-    // The remote sender's report leaves through the queue, from <>.
+    // The remote sender's reports leave through the queue, from <>.
     assert!(
-        wait_until(Duration::from_secs(15), || sink.count() == 1),
+        wait_until(Duration::from_secs(15), || sink.count() == 2),
         "no delivered DSN relayed; log:\n{}",
         server.log()
     );
-    let (from, to, body) = {
+    let reports: Vec<(String, Vec<String>, Vec<u8>)> = {
         let st = sink.state.lock().expect("lock");
-        let m = &st.messages[0];
-        (m.from.clone(), m.to.clone(), m.body.clone())
+        st.messages
+            .iter()
+            .map(|m| (m.from.clone(), m.to.clone(), m.body.clone()))
+            .collect()
     };
+    let of = |subject: &str| {
+        reports
+            .iter()
+            .find(|r| String::from_utf8_lossy(&r.2).contains(&format!("Subject: {subject}")))
+            .expect("report")
+            .clone()
+    };
+    let two = parse_delivery_status(&of("two names").2).expect("DSN");
+    let finals: Vec<&str> = two
+        .recipients
+        .iter()
+        .map(|r| r.final_recipient.as_str())
+        .collect();
+    assert_eq!(finals, ["postmaster@example.test"]);
+    let (from, to, body) = of("remote sender");
     assert_eq!(from, "<>");
     assert_eq!(to, ["<friend@elsewhere.example>"]);
     let status = parse_delivery_status(&body).expect("DSN");
@@ -1270,12 +1301,12 @@ print('SENT')
         text.contains("Original-Recipient: rfc822;Joe+x@example.test"),
         "{text}"
     );
-    // The local sender's report lands in joe's INBOX: five messages and one report.
+    // The local sender's report lands in joe's INBOX: six messages and one report.
     assert!(
         wait_until(Duration::from_secs(15), || server
             .message_texts("joe", "")
             .len()
-            == 6),
+            == 7),
         "log:\n{}",
         server.log()
     );
@@ -1294,7 +1325,7 @@ print('SENT')
     );
     // Nothing else is sent, and the queue is left empty.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(sink.count(), 1);
+    assert_eq!(sink.count(), 2);
     assert!(
         wait_until(Duration::from_secs(10), || server.queued().is_empty()),
         "{:?}",
