@@ -397,7 +397,16 @@ pub fn run_user_command(cli: &Cli, out: &mut impl Write) -> Result<Option<bool>,
 }
 
 /// Runs an administration command; `Err` is a message for stderr (exit code 1).
+///
+/// Run as root with `[server] user` set, it first becomes that user, as the
+/// server does: every file it writes (a queue envelope, a digest, an index)
+/// stays the server's, which runs as that user and must read them (a probe's
+/// `queue hold` as root left an envelope the server could not read).
 pub fn run_command(command: &Command, config: &Config, out: &mut impl Write) -> Result<(), String> {
+    if let Some(user) = &config.server.user {
+        crate::privileges::drop_to(user, config.server.group.as_deref())
+            .map_err(|e| e.to_string())?;
+    }
     let now = unix_now();
     match command {
         Command::Queue { action } => match action {

@@ -240,3 +240,74 @@ fn user_add_makes_a_new_passwd_file_for_the_server_user() {
         format!("{} 600", String::from_utf8(nobody.stdout).unwrap().trim())
     );
 }
+
+/// The queue and digest commands, run as root while the server runs as
+/// `[server] user`, work as that user: every file they write stays the
+/// server's (a probe's `queue hold` made an envelope root's, which the
+/// server then could not read, and `digest --now` a digest joe could not
+/// retrieve).
+#[test]
+fn admin_commands_run_as_root_leave_the_files_the_servers() {
+    if !root_or_skip() || !require("python3") {
+        return;
+    }
+    let closed = common::free_port();
+    let server = Server::start_with(
+        Options {
+            tables: "[server]\nuser = \"nobody\"\n".into(),
+            relay: format!("smarthost = \"127.0.0.1:{closed}\"\nretry_schedule = \"1h\"\n"),
+            ..Options::default()
+        },
+        |data| {
+            let ok = Command::new("chown")
+                .arg("-R")
+                .arg("nobody:")
+                .arg(data.parent().unwrap())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        },
+    );
+    assert!(py_pop_login(&server, "127.0.0.2", "joe", "secret").starts_with("OK"));
+    let msg = common::message("friend@elsewhere.example", "queued", "x");
+    let sent = common::py_send(
+        &server,
+        "smtp",
+        "127.0.0.2",
+        "joe@example.test",
+        "friend@elsewhere.example",
+        &msg,
+    );
+    assert_eq!(sent, "SENT", "{}", server.log());
+    common::deliver_local(&server, "joe@example.test", "spam", common::GTUBE);
+    let cli = |args: &[&str]| {
+        let out = common::run(
+            Command::new(env!("CARGO_BIN_EXE_mailbagd"))
+                .arg("--config")
+                .arg(server.config_path())
+                .args(args),
+        );
+        assert!(out.ok(), "{args:?}: {out:?}");
+        out.stdout
+    };
+    let listing = cli(&["queue", "list", "--json"]);
+    let id = listing
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a queued message")
+        .to_owned();
+    cli(&["queue", "hold", &id]);
+    cli(&["queue", "release", &id]);
+    cli(&["queue", "show", &id]);
+    cli(&["digest", "--now", "joe"]);
+    let out = common::run(
+        Command::new("find")
+            .arg(&server.data)
+            .args(["!", "-user", "nobody"]),
+    );
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(out.stdout.trim(), "", "files not the server user's");
+    // The server still reads the message the commands changed: it stays queued.
+    assert!(cli(&["queue", "list"]).contains(&id));
+}
