@@ -2225,12 +2225,15 @@ impl Config {
                     ));
                 }
                 (Some(p), None) => Credential::Plain(p),
+                // `doveadm pw` prints `{SCHEME}value`: read as a passwd-file reads it.
+                (None, Some(h)) if h.starts_with('{') => crate::passwd_file::credential(&h)
+                    .map_err(|e| invalid(format!("{key}.password_hash"), e))?,
                 (None, Some(h)) => {
                     let hash = PasswordHash::parse(&h).map_err(|e| {
                         invalid(
                             format!("{key}.password_hash"),
                             format!(
-                                "{e}: a crypt string such as `doveadm pw` or `openssl passwd -6` prints ($argon2id$, $2y$, $6$, $5$)"
+                                "{e}: a crypt string ($argon2id$, $2y$, $6$, $5$, as `openssl passwd -6` prints) or `{{SCHEME}}value` (as `doveadm pw` and `mailbagd pw` print)"
                             ),
                         )
                     })?;
@@ -2864,6 +2867,19 @@ mod tests {
         assert!(c.users[0].credential.verify(b"secret"));
         assert!(!c.users[0].credential.verify(b"Secret"));
         assert!(!c.users[0].credential.verify(b""));
+        // As `doveadm pw -s SHA512-CRYPT` prints it (a probe's was refused), and with
+        // Dovecot's encoding suffix.
+        let c = parse(&format!(
+            "[[users]]\nname = \"ann\"\npassword_hash = '{{SHA512-CRYPT}}{hash}'\n\
+             [[users]]\nname = \"bob\"\npassword_hash = '{{SHA256.HEX}}\
+             2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b'\n"
+        ))
+        .unwrap();
+        assert!(c.users[0].credential.verify(b"secret"));
+        assert!(c.users[1].credential.verify(b"secret"));
+        assert!(!c.users[1].credential.verify(b"Secret"));
+        let err = parse("[[users]]\nname = \"ann\"\npassword_hash = '{NOPE}x'\n").unwrap_err();
+        assert!(err.to_string().contains("users[0].password_hash"), "{err}");
 
         let err = parse("[[users]]\nname = \"ann\"\npassword_hash = \"plain\"\n").unwrap_err();
         assert!(err.to_string().contains("password_hash"), "{err}");

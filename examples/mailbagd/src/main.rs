@@ -32,6 +32,13 @@ fn main() -> ExitCode {
             eprintln!("mailbagd: invalid config: {message}");
             return ExitCode::from(2);
         }
+        // The user and group to serve as must exist (a start would stop on them).
+        if let Some(user) = &config.server.user
+            && let Err(e) = mailbagd::privileges::ids_of(user, config.server.group.as_deref())
+        {
+            eprintln!("mailbagd: invalid config: {e}");
+            return ExitCode::from(2);
+        }
         for w in config.warnings() {
             eprintln!("mailbagd: warning: {w}");
         }

@@ -62,11 +62,16 @@ pub enum EditError {
     BadName(String),
 }
 
-/// The `{SCHEME}` names that mean a clear-text password.
-const PLAIN_SCHEMES: [&str; 3] = ["PLAIN", "CLEAR", "CLEARTEXT"];
+/// The `{SCHEME}` names that mean a clear-text password (read, never written).
+pub const PLAIN_SCHEMES: [&str; 3] = ["PLAIN", "CLEAR", "CLEARTEXT"];
 
-/// Reads the password field.
-fn credential(field: &str) -> Result<Credential, String> {
+/// Reads a password field as a passwd-file holds it: `{SCHEME}value` (with
+/// Dovecot's `.HEX`/`.B64` suffixes), or a crypt string without a prefix.
+///
+/// # Errors
+///
+/// A message saying what is wrong with it.
+pub fn credential(field: &str) -> Result<Credential, String> {
     if field.is_empty() {
         return Err("empty password field".into());
     }

@@ -27,6 +27,15 @@ pub fn scheme(name: &str) -> Result<HashScheme, String> {
         let names: Vec<&str> = HashScheme::ALL.iter().map(|s| s.dovecot_name()).collect();
         names.join(", ")
     };
+    if crate::passwd_file::PLAIN_SCHEMES
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(name))
+    {
+        return Err(format!(
+            "{name:?}: a password in clear is read (passwd-files moved from Dovecot) but never written; use one of {}",
+            known()
+        ));
+    }
     match HashScheme::from_dovecot_name(name) {
         Some(s) if s.is_legacy() => Err(format!(
             "{name:?}: new hashes are not made in this fast, older scheme (read only, for passwd-files moved from Dovecot); use one of {}",
@@ -290,6 +299,7 @@ mod tests {
         assert!(scheme("sha512-crypt").is_ok());
         assert!(scheme("MD5").unwrap_err().contains("ARGON2ID"));
         assert!(scheme("MD5").unwrap_err().contains("read only"));
+        assert!(scheme("plain").unwrap_err().contains("never written"));
     }
 
     /// What the server would skip is listed as a bad line, not as a user.

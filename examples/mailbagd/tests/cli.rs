@@ -136,3 +136,21 @@ fn port_in_use_is_reported() {
         "{out:?}"
     );
 }
+
+/// `--check` refuses a `[server] user` or `group` the system does not have
+/// (a start would stop on it; a probe's check passed), and takes one it has.
+#[test]
+fn check_refuses_a_server_user_that_does_not_exist() {
+    let out = check(&format!(
+        "{USERS}[server]\nuser = \"no-such-user-mailbag\"\n"
+    ));
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("server.user"), "{out:?}");
+    let out = check(&format!(
+        "{USERS}[server]\nuser = \"nobody\"\ngroup = \"no-such-group-mailbag\"\n"
+    ));
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("server.group"), "{out:?}");
+    let out = check(&format!("{USERS}[server]\nuser = \"nobody\"\n"));
+    assert!(out.ok(), "{out:?}");
+}
