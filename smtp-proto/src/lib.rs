@@ -113,6 +113,7 @@ pub mod http_request;
 pub mod line_endings;
 pub mod session;
 pub mod seven_bit;
+pub mod submission;
 #[cfg(feature = "tokio-codec")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio-codec")))]
 pub mod tokio_codec;

@@ -66,9 +66,10 @@ const COPY_CHUNK: usize = 64 * 1024;
 /// "delivered" DSN: its `Diagnostic-Code` (`X-Mailbagd;`) and status (`2.0.0`).
 pub const LOCAL_DELIVERY_REPLY: &str = "250 2.0.0 delivered to the mailbox";
 
-/// How much of the start of a message is searched for `Received:` fields (the
-/// spool's in-memory part holds at least this much).
-const MAX_HEADER_INSPECTED: usize = 256 * 1024;
+/// How much of the start of a message is searched for `Received:` fields, and
+/// for the fields a submission may lack (the spool's in-memory part holds at
+/// least this much).
+pub const MAX_HEADER_INSPECTED: usize = 256 * 1024;
 
 /// Why a delivery failed: the SMTP reply to send (4xx: try again later; 5xx: a
 /// verdict about the message itself).
@@ -272,9 +273,14 @@ fn message_id_part(env: &Envelope) -> String {
 
 /// What each stored copy of a message received with `env` starts with:
 /// `Return-Path:`, then this server's `received` field
-/// ([`received_field`]). spamd scores the message under it too.
+/// ([`received_field`]), then the fields it adds to a customer's message
+/// ([`Envelope::added_fields`]). spamd scores the message under it too.
 pub fn stored_head(env: &Envelope, received: &str) -> String {
-    format!("{}{received}", return_path(&env.sender()))
+    format!(
+        "{}{received}{}",
+        return_path(&env.sender()),
+        env.added_fields
+    )
 }
 
 /// Delivers a spooled message to every recipient of `env`, durably.
@@ -455,6 +461,7 @@ pub fn deliver(
         }
         let mut w = ctx.queue.enqueue(&qenv).map_err(|e| queue_error(&e))?;
         w.write_all(received.as_bytes())
+            .and_then(|()| w.write_all(env.added_fields.as_bytes()))
             .map_err(|e| io_temp("queue write", &e))?;
         for_each_chunk(spool, |c| {
             w.write_all(c).map_err(|e| io_temp("queue write", &e))

@@ -19,6 +19,10 @@ pub struct Envelope {
     /// The message's number in its connection, from 1 (`Received:` ids of later
     /// ones carry it: RFC 5321 section 4.4 traces each message).
     pub message: u32,
+    /// Header fields this server adds below its `Received:` (`Date:` and
+    /// `Message-ID:` that a customer's message lacks, RFC 6409 section 8), each
+    /// with its CRLF; usually empty.
+    pub added_fields: String,
     /// Client address.
     pub client: IpAddr,
     /// EHLO/HELO argument (`None` if the client sent neither).
@@ -184,6 +188,7 @@ mod tests {
         let env = Envelope {
             id: 1,
             message: 1,
+            added_fields: String::new(),
             client: "127.0.0.2".parse().unwrap(),
             helo: Some(HeloName::try_from("client.example").unwrap().into_owned()),
             with: "ESMTP",

@@ -23,12 +23,14 @@ use std::time::{Instant, SystemTime};
 
 use mailbag_smtp_proto::address::{ForwardPath, ReversePath};
 use mailbag_smtp_proto::data::BareLfPolicy;
+use mailbag_smtp_proto::date::DateTime;
 use mailbag_smtp_proto::driver::{
     self,
     server::{Answer, Ending, ServeOptions, ServerHandler},
 };
 use mailbag_smtp_proto::line_endings::LineEndings;
 use mailbag_smtp_proto::session::{Event, HelloKind, ServerConfig, ServerSession};
+use mailbag_smtp_proto::submission;
 use mailbag_smtp_proto::trace;
 use mailbag_smtp_proto::types::{Body, HeloName, MailParams};
 use mailbag_spam_tag::spamd::{ScanOutcome, SpamdClient, SpamdError};
@@ -63,6 +65,9 @@ struct Txn {
     /// Bare CR and bare LF in the content become CRLF (DATA and BDAT alike), unless
     /// the body is `BODY=BINARYMIME`.
     line_ends: LineEndings,
+    /// The client is one of ours (a recent POP3 login from its address): found at
+    /// MAIL on the submission port, or at a RCPT that relays.
+    customer: bool,
 }
 
 impl Txn {
@@ -307,6 +312,58 @@ impl ServerHandler<MaybeTls> for SmtpHandler {
 }
 
 impl SmtpHandler {
+    /// The `Date:` and `Message-ID:` fields a message from one of our customers
+    /// lacks (RFC 6409 section 8: a submission agent may add them; a probe's
+    /// message from curl had neither, and its spam score grew by both), for the
+    /// message just spooled as this connection's `self.messages`th. `customer`:
+    /// already known to be one; else, only when a field is missing, the relay
+    /// table is asked about the client. Empty for anyone else's mail: a relay
+    /// adds nothing but trace fields.
+    async fn submission_fields(&mut self, customer: bool) -> String {
+        let Some(spool) = self.spool.as_mut() else {
+            return String::new();
+        };
+        let missing = match spool.head(delivery::MAX_HEADER_INSPECTED) {
+            Ok(head) => submission::missing_fields(&head),
+            Err(_) => None,
+        };
+        let Some(missing) = missing.filter(|m| m.any()) else {
+            return String::new();
+        };
+        if !customer && !matches!(authorizing_user(&self.ctx, self.ip).await, Ok(Some(_))) {
+            return String::new();
+        }
+        let mut fields = String::new();
+        if missing.date
+            && let Ok(now) = DateTime::from_system_time(SystemTime::now(), 0)
+        {
+            fields.push_str(&submission::date_field(&now));
+        }
+        if missing.message_id {
+            let mut random = [0u8; 8];
+            let random = match getrandom::fill(&mut random) {
+                Ok(()) => random
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+                Err(_) => String::from("0"),
+            };
+            let left = format!(
+                "{random}.{}-{}.{}",
+                self.id, self.messages, self.ctx.instance
+            );
+            if let Ok(f) = submission::message_id_field(&left, self.live.config.hostname.as_str()) {
+                fields.push_str(&f);
+            }
+        }
+        info!(
+            date = missing.date,
+            message_id = missing.message_id,
+            "submission: missing fields added"
+        );
+        fields
+    }
+
     async fn event(&mut self, event: Event<'_>) -> io::Result<Answer> {
         let ctx = &self.ctx;
         let config = &*self.live.config;
@@ -321,7 +378,9 @@ impl SmtpHandler {
             Event::MailFrom { from, params } => {
                 if self.submission {
                     match authorizing_user(ctx, self.ip).await {
-                        Ok(Some(user)) => debug!(pop3_user = %user, "submission authorized"),
+                        Ok(Some(user)) => {
+                            debug!(pop3_user = %user, "submission authorized");
+                        }
                         Ok(None) => {
                             info!(
                                 "submission refused: client not authorized (no recent POP3 login)"
@@ -344,6 +403,7 @@ impl SmtpHandler {
                     last_rcpt: None,
                     spool_failed: false,
                     line_ends: LineEndings::new(),
+                    customer: self.submission,
                 });
                 if let Some(s) = self.spool.as_mut() {
                     s.clear();
@@ -412,6 +472,7 @@ impl SmtpHandler {
                                         pop3_user = relay_user.as_deref().unwrap_or(""),
                                         "relay recipient accepted (POP-before-SMTP)"
                                     );
+                                    t.customer = true;
                                     t.remote.push(Recipient {
                                         path: to.clone().into_owned(),
                                         params: params.into_owned(),
@@ -471,7 +532,7 @@ impl SmtpHandler {
     /// The end of a message: checks the line ends, scans, delivers every
     /// copy durably, and answers `250` only then.
     async fn message_complete(&mut self, size: u64) -> io::Result<Answer> {
-        let ctx = &self.ctx;
+        let ctx = &Arc::clone(&self.ctx);
         let Some(mut t) = self.txn.take() else {
             // The session only completes a message of an open transaction.
             return Ok(Answer::Reject(replies::local_error()));
@@ -498,9 +559,11 @@ impl SmtpHandler {
             Err(DeliveryError(replies::local_error()))
         } else {
             self.messages = self.messages.saturating_add(1);
+            let added_fields = self.submission_fields(t.customer).await;
             let env = Envelope {
                 id: self.id,
                 message: self.messages,
+                added_fields,
                 client: self.ip,
                 helo: self.helo.clone(),
                 with,

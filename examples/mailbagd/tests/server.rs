@@ -847,6 +847,57 @@ fn each_message_of_a_connection_has_its_own_received_id() {
     assert_eq!(two, format!("{conn}-2.{mark}"));
 }
 
+/// RFC 6409 section 8: a customer's message (a POP3 login from its address) that lacks
+/// `Date:` and `Message-ID:` gets them (a probe's mail from curl had neither, and its spam
+/// score grew by both); one that has them keeps its own, and anyone else's mail gets none.
+#[test]
+fn a_customers_message_gets_the_date_and_message_id_it_lacks() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start();
+    assert!(py_pop_login(&server, "127.0.0.2", "joe", "secret").starts_with("OK"));
+    let send = |src: &str, head: &str| {
+        let data = format!("{head}Subject: from {src}\r\n\r\nhi\r\n.\r\n");
+        let r = common::raw_smtp(
+            &server,
+            "smtp",
+            src,
+            &[
+                b"EHLO client.example.org\r\n",
+                b"MAIL FROM:<me@example.org>\r\n",
+                b"RCPT TO:<joe@example.test>\r\n",
+                b"DATA\r\n",
+                data.as_bytes(),
+            ],
+        );
+        assert!(r.last().is_some_and(|l| l.starts_with("250")), "{r:?}");
+        server
+            .message_texts("joe", "")
+            .into_iter()
+            .find(|t| t.contains(&format!("Subject: from {src}")))
+            .expect("stored")
+    };
+    let ours = send("127.0.0.2", "");
+    assert!(ours.contains("\r\nDate: "), "{ours}");
+    let id_line = ours
+        .lines()
+        .find(|l| l.starts_with("Message-ID: <"))
+        .unwrap_or_else(|| panic!("no Message-ID: {ours}"));
+    assert!(id_line.ends_with("@mail.example.test>"), "{id_line}");
+    let theirs = send("127.0.0.3", "");
+    assert!(
+        !theirs.contains("\r\nDate: ") && !theirs.contains("Message-ID:"),
+        "{theirs}"
+    );
+    let complete = send(
+        "127.0.0.2",
+        "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <own@example.org>\r\n",
+    );
+    assert_eq!(complete.matches("Date: ").count(), 1, "{complete}");
+    assert_eq!(complete.matches("Message-ID: ").count(), 1, "{complete}");
+}
+
 #[test]
 fn require_tls_for_login_refuses_plaintext_login() {
     if !require("python3") {
