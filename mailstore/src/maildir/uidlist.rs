@@ -190,15 +190,19 @@ impl UidList {
                 .iter()
                 .filter_map(|f| f.strip_prefix('W'))
                 .find_map(|v| v.parse::<u64>().ok());
-            let pop3_uidl = fields
-                .iter()
-                .filter_map(|f| f.strip_prefix('P'))
-                .find(|v| valid_pop3_uidl(v))
-                .map(|v| (*v).to_owned());
             let base = name.split(':').next().unwrap_or("");
             if uid == 0 || !valid_base(base) {
                 continue;
             }
+            // An empty `P` (Dovecot's `pop3_save_uidl` with `%g` or `%f`) means the
+            // id is the file's base name; Dovecot serves it so (a probe's clients
+            // fetched everything again when it was ignored).
+            let pop3_uidl = fields
+                .iter()
+                .filter_map(|f| f.strip_prefix('P'))
+                .map(|v| if v.is_empty() { base } else { v })
+                .find(|v| valid_pop3_uidl(v))
+                .map(str::to_owned);
             list.records.push(Record {
                 uid,
                 crlf_size,
@@ -367,6 +371,20 @@ mod tests {
         );
         assert!(text.ends_with("P 6 AB12\nP 7 UID17-1198765432\n"), "{text}");
         assert_eq!(UidList::parse(&ours), Some(l));
+        // An empty `P`: the id is the file's base name, as Dovecot serves it.
+        let l = UidList::from_dovecot(
+            b"3 V1700000000 N3\n1 W1223 P :1796548283.M0000001P31209.vm,S=1200\n\
+2 P :1796548284.M2P3.vm,S=5:2,S\n",
+        )
+        .unwrap();
+        let ids: Vec<Option<&str>> = l.records.iter().map(|r| r.pop3_uidl.as_deref()).collect();
+        assert_eq!(
+            ids,
+            [
+                Some("1796548283.M0000001P31209.vm,S=1200"),
+                Some("1796548284.M2P3.vm,S=5")
+            ]
+        );
         // An index written before these fields reads as before.
         let old = UidList::parse(b"mailbag-uidlist 1 V9 N2\n1 5 a\n").unwrap();
         assert_eq!(
