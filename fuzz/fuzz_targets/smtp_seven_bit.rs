@@ -1,6 +1,7 @@
-//! 7-bit conversion (RFC 6152 section 3): any input, any chunking and any limits give
-//! no panic, the same output whatever the chunking, and a 7-bit result whenever the
-//! plan promises one; a message needing no conversion passes through unchanged.
+//! 7-bit conversion (RFC 6152 section 3) and long-line conversion: any input, any
+//! chunking and any limits give no panic, the same output whatever the chunking, and a
+//! 7-bit result whenever the plan promises one; a message needing no conversion passes
+//! through unchanged.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -16,7 +17,12 @@ struct Input {
     cuts: Vec<u16>,
 }
 
-fn run(options: SevenBitOptions, data: &[u8], cuts: &[usize]) -> (bool, bool, Vec<u8>) {
+fn run(
+    options: SevenBitOptions,
+    data: &[u8],
+    cuts: &[usize],
+    lines_only: bool,
+) -> (bool, bool, Vec<u8>) {
     let mut scan = MimeScan::new(options);
     let mut last = 0;
     for &c in cuts {
@@ -25,7 +31,11 @@ fn run(options: SevenBitOptions, data: &[u8], cuts: &[usize]) -> (bool, bool, Ve
     }
     scan.feed(&data[last..]);
     let plan = scan.finish();
-    let mut conv = plan.converter();
+    let (needs, mut conv) = if lines_only {
+        (plan.has_long_lines(), plan.line_converter())
+    } else {
+        (plan.needs_conversion(), plan.converter())
+    };
     let mut out = Vec::new();
     let mut last = 0;
     for &c in cuts {
@@ -34,7 +44,7 @@ fn run(options: SevenBitOptions, data: &[u8], cuts: &[usize]) -> (bool, bool, Ve
     }
     conv.feed(&data[last..], &mut out);
     conv.finish(&mut out);
-    (plan.needs_conversion(), plan.is_seven_bit_after(), out)
+    (needs, plan.is_seven_bit_after(), out)
 }
 
 fuzz_target!(|input: Input| {
@@ -49,8 +59,8 @@ fuzz_target!(|input: Input| {
         .map(|&c| usize::from(c) % (input.data.len() + 1))
         .collect();
     cuts.sort_unstable();
-    let (needs, seven_bit, out) = run(options, &input.data, &cuts);
-    let (_, _, whole) = run(options, &input.data, &[]);
+    let (needs, seven_bit, out) = run(options, &input.data, &cuts, false);
+    let (_, _, whole) = run(options, &input.data, &[], false);
     assert_eq!(out, whole);
     if seven_bit {
         assert!(out.is_ascii());
@@ -58,9 +68,14 @@ fuzz_target!(|input: Input| {
     if !needs {
         assert_eq!(out, input.data);
     }
+    // Long lines only (a next hop with 8BITMIME): unchanged when none.
+    let (needs, _, out) = run(options, &input.data, &cuts, true);
+    if !needs {
+        assert_eq!(out, input.data);
+    }
     // Small pieces of long lines: no panic, and still 7-bit when promised.
     options.max_line = usize::from(input.max_line % 64);
-    let (_, seven_bit, out) = run(options, &input.data, &cuts);
+    let (_, seven_bit, out) = run(options, &input.data, &cuts, false);
     if seven_bit {
         assert!(out.is_ascii());
     }

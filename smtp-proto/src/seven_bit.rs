@@ -14,6 +14,12 @@
 //!    header fields gets `MIME-Version: 1.0` and a `Content-Type` naming `utf-8`, or
 //!    `unknown-8bit` (RFC 1428) when its text is not UTF-8.
 //!
+//! A part's line longer than 998 octets (RFC 5321 section 4.5.3.1.6) is converted the
+//! same way, for any next hop: [`SevenBitPlan::has_long_lines`] says so, and
+//! [`SevenBitPlan::line_converter`] re-encodes only those parts, so that no line has to
+//! be broken on the way (a break puts a line end into the part's text, or a space into
+//! an HTML attribute).
+//!
 //! What cannot be converted is passed on as it is, and the plan says so
 //! ([`SevenBitPlan::is_seven_bit_after`]): octets above 127 in a header section (RFC
 //! 2047 would need each field's syntax and the text's charset), in a preamble or an
@@ -52,6 +58,7 @@ mod structure;
 
 use alloc::vec::Vec;
 
+use crate::data::MAX_TEXT_LINE;
 use quoted_printable::QuotedPrintable;
 use structure::{Encoding, Entity, Event, Kind, Walker, fields};
 
@@ -184,11 +191,26 @@ struct Leaf {
     /// Its `Content-Transfer-Encoding` is an identity one (absent, `7bit`, `8bit`,
     /// `binary`): its content may be re-encoded.
     convertible: bool,
+    /// A line of its content is longer than [`MAX_TEXT_LINE`] octets.
+    long_line: bool,
+}
+
+/// What a converter re-encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Every part that is 8-bit or has a long line: for a next hop without 8BITMIME.
+    SevenBit,
+    /// Only parts with a long line: for any next hop.
+    LineLength,
 }
 
 impl Leaf {
-    fn converts(&self) -> bool {
-        self.eight_bit && self.convertible
+    fn converts(&self, target: Target) -> bool {
+        self.convertible
+            && match target {
+                Target::SevenBit => self.eight_bit || self.long_line,
+                Target::LineLength => self.long_line,
+            }
     }
 }
 
@@ -210,6 +232,7 @@ impl MimeScan {
                 leaves: Vec::new(),
                 header_8bit: false,
                 other_8bit: false,
+                line: 0,
             },
         }
     }
@@ -236,12 +259,24 @@ pub struct SevenBitPlan {
     leaves: Vec<Leaf>,
     header_8bit: bool,
     other_8bit: bool,
+    /// The scan's place: octets of the current leaf line so far.
+    line: usize,
 }
 
 impl SevenBitPlan {
-    /// Whether a part's content is 8-bit and can be converted.
+    /// Whether a part's content is 8-bit, or has a line longer than
+    /// [`MAX_TEXT_LINE`] octets, and can be converted: for a next hop without
+    /// 8BITMIME ([`SevenBitPlan::converter`]).
     pub fn needs_conversion(&self) -> bool {
-        self.leaves.iter().any(Leaf::converts)
+        self.leaves.iter().any(|l| l.converts(Target::SevenBit))
+    }
+
+    /// Whether a part's content has a line longer than [`MAX_TEXT_LINE`] octets
+    /// (RFC 5321 section 4.5.3.1.6) and can be converted: for any next hop
+    /// ([`SevenBitPlan::line_converter`]), so that no line must be broken on the
+    /// way (a break inserts a line end into the part's text).
+    pub fn has_long_lines(&self) -> bool {
+        self.leaves.iter().any(|l| l.converts(Target::LineLength))
     }
 
     /// Whether the converted message (or the message, when
@@ -258,13 +293,29 @@ impl SevenBitPlan {
         self.header_8bit
     }
 
-    /// The second pass, to run over the same message from its start.
+    /// The second pass for a next hop without 8BITMIME, to run over the same
+    /// message from its start: every part that is 8-bit or has a long line
+    /// becomes quoted-printable.
     pub fn converter(&self) -> SevenBitConverter {
         SevenBitConverter {
             pass: Pass::new(self.options),
             leaves: self.leaves.clone(),
             qp: QuotedPrintable::default(),
+            target: Target::SevenBit,
             relabel: self.needs_conversion(),
+        }
+    }
+
+    /// The second pass for a next hop with 8BITMIME: only the parts with a line
+    /// longer than [`MAX_TEXT_LINE`] octets become quoted-printable; 8-bit parts
+    /// and their labels stay as they are.
+    pub fn line_converter(&self) -> SevenBitConverter {
+        SevenBitConverter {
+            pass: Pass::new(self.options),
+            leaves: self.leaves.clone(),
+            qp: QuotedPrintable::default(),
+            target: Target::LineLength,
+            relabel: false,
         }
     }
 
@@ -272,20 +323,33 @@ impl SevenBitPlan {
         match e {
             Event::Header(h, entity) => {
                 self.header_8bit |= !h.is_ascii();
+                self.line = 0;
                 if let Kind::Leaf(_) = entity.kind {
                     self.leaves.push(Leaf {
                         eight_bit: false,
                         utf8: true,
                         convertible: entity.encoding.is_identity(),
+                        long_line: false,
                     });
                 }
             }
-            Event::Leaf { index, content, .. } => {
-                if !content.is_ascii()
-                    && let Some(l) = self.leaves.get_mut(index)
-                {
+            Event::Leaf {
+                index,
+                content,
+                line_end,
+                ..
+            } => {
+                let Some(l) = self.leaves.get_mut(index) else {
+                    return;
+                };
+                if !content.is_ascii() {
                     l.eight_bit = true;
                     l.utf8 &= core::str::from_utf8(content).is_ok();
+                }
+                self.line = self.line.saturating_add(content.len());
+                l.long_line |= self.line > MAX_TEXT_LINE;
+                if line_end {
+                    self.line = 0;
                 }
             }
             Event::Other(o) => self.other_8bit |= !o.is_ascii(),
@@ -300,8 +364,9 @@ pub struct SevenBitConverter {
     pass: Pass,
     leaves: Vec<Leaf>,
     qp: QuotedPrintable,
-    /// Composites labelled `8bit` or `binary` are labelled `7bit`: something is
-    /// converted.
+    target: Target,
+    /// Composites labelled `8bit` or `binary` are labelled `7bit`: the message is
+    /// made 7-bit.
     relabel: bool,
 }
 
@@ -312,9 +377,13 @@ impl SevenBitConverter {
             pass,
             leaves,
             qp,
+            target,
             relabel,
         } = self;
-        pass.feed(chunk, &mut |e| convert_event(e, leaves, qp, *relabel, out));
+        let (target, relabel) = (*target, *relabel);
+        pass.feed(chunk, &mut |e| {
+            convert_event(e, leaves, qp, target, relabel, out);
+        });
     }
 
     /// The end of the message: appends what was held back to `out`.
@@ -323,9 +392,13 @@ impl SevenBitConverter {
             pass,
             leaves,
             qp,
+            target,
             relabel,
         } = &mut self;
-        pass.finish(&mut |e| convert_event(e, leaves, qp, *relabel, out));
+        let (target, relabel) = (*target, *relabel);
+        pass.finish(&mut |e| {
+            convert_event(e, leaves, qp, target, relabel, out);
+        });
     }
 }
 
@@ -333,13 +406,14 @@ fn convert_event(
     e: Event<'_>,
     leaves: &[Leaf],
     qp: &mut QuotedPrintable,
+    target: Target,
     relabel: bool,
     out: &mut Vec<u8>,
 ) {
     match e {
         Event::Header(h, entity) => match entity.kind {
             Kind::Leaf(i) => match leaves.get(i) {
-                Some(leaf) if leaf.converts() => {
+                Some(leaf) if leaf.converts(target) => {
                     *qp = QuotedPrintable::default();
                     rewrite_header(h, &entity, Some(leaf), out);
                 }
@@ -358,7 +432,7 @@ fn convert_event(
             content,
             line_end,
         } => {
-            if leaves.get(index).is_some_and(Leaf::converts) {
+            if leaves.get(index).is_some_and(|l| l.converts(target)) {
                 qp.encode(content, line_end, out);
             } else {
                 out.extend_from_slice(raw);
@@ -518,6 +592,34 @@ mod tests {
         assert_eq!(decoded, body);
     }
 
+    #[test]
+    fn long_lines_are_converted_for_any_hop_and_8bit_parts_only_for_7bit_ones() {
+        let long = "x".repeat(2000);
+        let m = alloc::format!(
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+             --b\r\nContent-Type: text/html\r\n\r\n{long}\r\n\
+             --b\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: 8bit\r\n\r\ncaf\u{e9}\r\n--b--\r\n"
+        );
+        let p = plan(m.as_bytes());
+        assert!(p.has_long_lines() && p.needs_conversion());
+        let mut conv = p.line_converter();
+        let mut out = Vec::new();
+        conv.feed(m.as_bytes(), &mut out);
+        conv.finish(&mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
+        // The long line is soft-broken, the 8-bit part and its label kept.
+        assert!(out.split(|&b| b == b'\n').all(|l| l.len() <= 998), "{text}");
+        assert!(text.contains("Content-Transfer-Encoding: 8bit\r\n\r\ncaf\u{e9}\r\n"));
+        assert_eq!(leaf_bodies(&out), leaf_bodies(m.as_bytes()));
+        // For a 7-bit hop both are converted.
+        let seven = convert(m.as_bytes());
+        assert!(seven.is_ascii());
+        assert_eq!(leaf_bodies(&seven), leaf_bodies(m.as_bytes()));
+        // Short lines: nothing to do for an 8BITMIME hop.
+        assert!(!plan("Subject: x\r\n\r\ncaf\u{e9}\r\n".as_bytes()).has_long_lines());
+    }
+
     /// The bodies of the leaf parts of `message`, decoded when `qp` says so.
     fn leaf_bodies(message: &[u8]) -> Vec<Vec<u8>> {
         let mut w = Walker::new(SevenBitOptions::default());
@@ -555,7 +657,7 @@ mod tests {
             prop::collection::vec(
                 prop::collection::vec(
                     any::<u8>().prop_filter("no line end", |b| *b != b'\r' && *b != b'\n'),
-                    0..120,
+                    0..1100,
                 ),
                 0..6,
             ),

@@ -384,10 +384,7 @@ impl Job for MessageJob<'_, '_, '_> {
         let host = self.ledger.host.clone();
         let file = tokio::task::spawn_blocking(move || {
             let (mut file, _) = lock.body(&id).map_err(io::Error::other)?;
-            if eight_bit {
-                return Ok::<_, io::Error>(file);
-            }
-            match seven_bit_body(&mut file, lock.queue().tmp_dir())? {
+            match seven_bit_body(&mut file, lock.queue().tmp_dir(), eight_bit)? {
                 SevenBitBody::AsItIs { eight_bit_left } => {
                     if eight_bit_left {
                         info!(queue_id = %id, %host, "8-bit octets that cannot be converted sent to a next hop without 8BITMIME");
@@ -399,8 +396,12 @@ impl Job for MessageJob<'_, '_, '_> {
                     file,
                     eight_bit_left,
                 } => {
-                    info!(queue_id = %id, %host, eight_bit_left, "8-bit parts converted to quoted-printable for a next hop without 8BITMIME");
-                    Ok(file)
+                    if eight_bit {
+                        info!(queue_id = %id, %host, "parts with lines over 998 octets converted to quoted-printable");
+                    } else {
+                        info!(queue_id = %id, %host, eight_bit_left, "8-bit parts converted to quoted-printable for a next hop without 8BITMIME");
+                    }
+                    Ok::<_, io::Error>(file)
                 }
             }
         })

@@ -1,12 +1,15 @@
-//! A queued body made 7-bit for a next hop that does not offer 8BITMIME (RFC 6152
-//! section 3): `smtp-proto`'s `seven_bit` conversion, from the body file into an
-//! unnamed file in the queue's `tmp` directory (nothing is left behind, whatever
-//! happens), read from its start.
+//! A queued body made fit for the next hop: 7-bit for one that does not offer
+//! 8BITMIME (RFC 6152 section 3), and for any next hop without a line longer than
+//! 998 octets (RFC 5321 section 4.5.3.1.6) in a part that can be re-encoded (a break
+//! on the way would put a line end into the part's text). `smtp-proto`'s
+//! `seven_bit` conversion, from the body file into an unnamed file in the queue's
+//! `tmp` directory (nothing is left behind, whatever happens), read from its start.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
+use mailbag_smtp_proto::data::MAX_TEXT_LINE;
 use mailbag_smtp_proto::seven_bit::{MimeScan, SevenBitOptions};
 
 /// Octets read per step.
@@ -44,14 +47,46 @@ fn each_chunk(file: &mut File, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io
     }
 }
 
-/// Reads `body` (a queued message, CRLF line ends) and, when a part of it is
-/// 8-bit, writes its 7-bit form into an unnamed file in `tmp_dir`. Blocking.
+/// Whether a line of `file` is longer than [`MAX_TEXT_LINE`] octets.
+fn has_long_line(file: &mut File) -> io::Result<bool> {
+    let mut line = 0usize;
+    let mut long = false;
+    each_chunk(file, |c| {
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', c) {
+            line += end - start;
+            long |= line > MAX_TEXT_LINE + 1;
+            line = 0;
+            start = end + 1;
+        }
+        line += c.len() - start;
+        long |= line > MAX_TEXT_LINE + 1;
+        Ok(())
+    })?;
+    Ok(long)
+}
+
+/// Reads `body` (a queued message, CRLF line ends) and, when a part of it must be
+/// re-encoded for the next hop (`eight_bit`: it offers 8BITMIME), writes the
+/// converted message into an unnamed file in `tmp_dir`: for a hop without
+/// 8BITMIME every part that is 8-bit or has a line over 998 octets, for one with it
+/// only the latter (a quick look for long lines first: most messages have none).
+/// Blocking.
 ///
 /// # Errors
 ///
 /// Reading the body, or making or writing the copy (a local fault: the
 /// attempt is retried).
-pub fn seven_bit_body(body: &mut File, tmp_dir: &Path) -> io::Result<SevenBitBody> {
+pub fn seven_bit_body(
+    body: &mut File,
+    tmp_dir: &Path,
+    eight_bit: bool,
+) -> io::Result<SevenBitBody> {
+    if eight_bit && !has_long_line(body)? {
+        return Ok(SevenBitBody::AsItIs {
+            eight_bit_left: false,
+        });
+    }
     let options = SevenBitOptions::default();
     let mut scan = MimeScan::new(options);
     each_chunk(body, |c| {
@@ -59,12 +94,22 @@ pub fn seven_bit_body(body: &mut File, tmp_dir: &Path) -> io::Result<SevenBitBod
         Ok(())
     })?;
     let plan = scan.finish();
-    let eight_bit_left = !plan.is_seven_bit_after();
-    if !plan.needs_conversion() {
+    // An 8BITMIME hop takes 8-bit octets: none are "left".
+    let eight_bit_left = !eight_bit && !plan.is_seven_bit_after();
+    let needed = if eight_bit {
+        plan.has_long_lines()
+    } else {
+        plan.needs_conversion()
+    };
+    if !needed {
         return Ok(SevenBitBody::AsItIs { eight_bit_left });
     }
     let mut copy = io::BufWriter::new(tempfile::tempfile_in(tmp_dir)?);
-    let mut conv = plan.converter();
+    let mut conv = if eight_bit {
+        plan.line_converter()
+    } else {
+        plan.converter()
+    };
     let mut out = Vec::with_capacity(CHUNK * 2);
     each_chunk(body, |c| {
         out.clear();
@@ -97,16 +142,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ascii = body(b"Subject: a\r\n\r\nplain\r\n");
         assert!(matches!(
-            seven_bit_body(&mut ascii, dir.path()).unwrap(),
+            seven_bit_body(&mut ascii, dir.path(), false).unwrap(),
             SevenBitBody::AsItIs {
                 eight_bit_left: false
             }
         ));
         let mut latin = body("Subject: a\r\n\r\ncaf\u{e9}\r\n".as_bytes());
+        assert!(matches!(
+            seven_bit_body(&mut latin, dir.path(), true).unwrap(),
+            SevenBitBody::AsItIs { .. }
+        ));
         let SevenBitBody::Converted {
             mut file,
             eight_bit_left,
-        } = seven_bit_body(&mut latin, dir.path()).unwrap()
+        } = seven_bit_body(&mut latin, dir.path(), false).unwrap()
         else {
             panic!("not converted");
         };
@@ -117,5 +166,28 @@ mod tests {
         assert!(out.contains("Content-Transfer-Encoding: quoted-printable\r\n"));
         // Nothing is left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_long_line_is_converted_for_an_8bitmime_hop_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let exactly = format!("Subject: a\r\n\r\n{}\r\n", "y".repeat(998));
+        assert!(matches!(
+            seven_bit_body(&mut body(exactly.as_bytes()), dir.path(), true).unwrap(),
+            SevenBitBody::AsItIs { .. }
+        ));
+        let long = format!("Subject: a\r\n\r\n{}\r\n", "y".repeat(999));
+        let SevenBitBody::Converted { mut file, .. } =
+            seven_bit_body(&mut body(long.as_bytes()), dir.path(), true).unwrap()
+        else {
+            panic!("not converted");
+        };
+        let mut out = String::new();
+        file.read_to_string(&mut out).unwrap();
+        assert!(
+            out.contains("Content-Transfer-Encoding: quoted-printable"),
+            "{out}"
+        );
+        assert!(out.lines().all(|l| l.len() <= 76), "{out}");
     }
 }
