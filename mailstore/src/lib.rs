@@ -83,6 +83,7 @@ mod memory;
 pub mod queue;
 mod store;
 mod types;
+mod uidl_format;
 
 pub use crlf::{CrlfCounter, MessageReader};
 pub use error::Error;
@@ -97,6 +98,7 @@ pub use types::{
     CommitSummary, DeliveryReceipt, Folder, MAX_UID_LEN, MAX_USER_NAME_LEN, MaildropEntry,
     MessageInfo, Uid, UserName,
 };
+pub use uidl_format::UidlFormat;
 
 #[doc(hidden)]
 pub use maildir::uidlist::fuzz_uidlist;

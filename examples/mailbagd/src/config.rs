@@ -40,7 +40,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mailbag_mailstore::UserName;
+use mailbag_mailstore::{UidlFormat, UserName};
 use mailbag_smtp_proto::address::{Domain, LocalPart};
 use mailbag_smtp_proto::data::BareLfPolicy;
 use serde::Deserialize;
@@ -348,6 +348,11 @@ pub struct Pop3Config {
     /// in any letter case; `""` turns it off). Starts with `/`, which no
     /// user name contains.
     pub spam_login_suffix: String,
+    /// How POP3 unique ids are made (Dovecot's `pop3_uidl_format`; default
+    /// `"%08Xu%08Xv"`, Dovecot's): the form of the server these Maildirs come
+    /// from, so that clients leaving mail on the server fetch nothing twice
+    /// ([`UidlFormat`]). Read at start-up.
+    pub uidl_format: UidlFormat,
 }
 
 /// `[userdb]`: how login names find users.
@@ -1012,6 +1017,7 @@ struct RawPop3 {
     idle_timeout: Option<HumanDuration>,
     auth_failure_delay: Option<HumanDuration>,
     spam_login_suffix: Option<String>,
+    uidl_format: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1534,6 +1540,23 @@ fn spam_login_suffix(raw: Option<String>) -> Result<String, ConfigError> {
     }
 }
 
+/// `[pop3] uidl_format`: one of [`UidlFormat`]'s templates.
+fn uidl_format(raw: Option<String>) -> Result<UidlFormat, ConfigError> {
+    let Some(text) = raw else {
+        return Ok(UidlFormat::default());
+    };
+    UidlFormat::parse(&text).ok_or_else(|| {
+        let known: Vec<&str> = UidlFormat::ALL.iter().map(|f| f.template()).collect();
+        invalid(
+            "pop3.uidl_format",
+            format!(
+                "{text:?} is not a form this server makes (one of {}, or %g)",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
 fn nonzero(
     key: &str,
     d: Option<HumanDuration>,
@@ -1648,6 +1671,7 @@ impl Config {
             ),
             ("pop_before_smtp", format!("{:?}", self.pop_before_smtp)),
             ("data_dir", format!("{:?}", self.data_dir)),
+            ("pop3.uidl_format", self.pop3.uidl_format.to_string()),
             ("hostname", self.hostname.to_string()),
             ("relay", format!("{:?}", self.relay)),
             ("login", format!("{:?}", self.login)),
@@ -1832,6 +1856,7 @@ impl Config {
                 .map(|d| d.0)
                 .unwrap_or(login.failure_delay),
             spam_login_suffix: spam_login_suffix(raw.pop3.spam_login_suffix)?,
+            uidl_format: uidl_format(raw.pop3.uidl_format)?,
         };
         let smtp = SmtpConfig {
             listen: raw
@@ -3269,6 +3294,21 @@ mod tests {
             ))
             .is_err()
         );
+    }
+
+    #[test]
+    fn uidl_formats() {
+        assert_eq!(
+            parse(USERS).unwrap().pop3.uidl_format,
+            UidlFormat::UidValidity
+        );
+        let c = parse(&format!("[pop3]\nuidl_format = \"%v-%u\"\n{USERS}")).unwrap();
+        assert_eq!(c.pop3.uidl_format, UidlFormat::ValidityDashUid);
+        let c = parse(&format!("[pop3]\nuidl_format = \"%g\"\n{USERS}")).unwrap();
+        assert_eq!(c.pop3.uidl_format, UidlFormat::BaseName);
+        let err = parse(&format!("[pop3]\nuidl_format = \"%Mf\"\n{USERS}")).unwrap_err();
+        assert!(err.to_string().contains("pop3.uidl_format"), "{err}");
+        assert!(err.to_string().contains("%v.%u"), "{err}");
     }
 
     #[test]

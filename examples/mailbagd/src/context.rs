@@ -288,6 +288,7 @@ impl Context {
         // A host that dies frees its maildrop lock files within one lease.
         opts.maildrop_lock_stale = config.cluster.lock_lease;
         opts.quota_file_recount_size = config.limits.quota_file_recount_size;
+        opts.uidl_format = config.pop3.uidl_format;
         let data_dir = config.data_dir.clone();
         let settings = Arc::new(SettingsStore::new(&config.data_dir));
         // Made here so that the store's quota lookup reads the users as of

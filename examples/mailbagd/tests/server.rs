@@ -898,6 +898,45 @@ fn a_customers_message_gets_the_date_and_message_id_it_lacks() {
     assert_eq!(complete.matches("Message-ID: ").count(), 1, "{complete}");
 }
 
+/// `[pop3] uidl_format = "%f"` (Courier's, Dovecot's `%g` on Maildir): a Maildir a
+/// Courier server wrote is served with the ids its clients know, the file's base name,
+/// and they hold across sessions.
+#[test]
+fn uidls_take_the_configured_form() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start_with(Options::default(), |data| {
+        let cfg = data.parent().unwrap().join("mailbag.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(
+            &cfg,
+            text.replacen("[pop3]\n", "[pop3]\nuidl_format = \"%f\"\n", 1),
+        )
+        .unwrap();
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(data.join("joe").join(sub)).unwrap();
+        }
+        for (name, text) in [
+            ("cur/1100000000.12345.courier:2,S", "Subject: one\n\nold\n"),
+            ("new/1100000001.12346.courier", "Subject: two\n\nnew\n"),
+        ] {
+            std::fs::write(data.join("joe").join(name), text).unwrap();
+        }
+    });
+    let script = r#"
+import poplib, sys
+for _ in range(2):
+    p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=20)
+    p.user('joe'); p.pass_('secret')
+    print(sorted(l.decode().split()[1] for l in p.uidl()[1]))
+    p.quit()
+"#;
+    let out = common::python(script, &[&server.port("pop3").to_string()]);
+    let want = "['1100000000.12345.courier', '1100000001.12346.courier']";
+    assert_eq!(out.stdout.trim(), format!("{want}\n{want}"), "{out:?}");
+}
+
 #[test]
 fn require_tls_for_login_refuses_plaintext_login() {
     if !require("python3") {

@@ -74,6 +74,7 @@ use crate::crlf::count_reader;
 use crate::keep_alive::Refresh;
 use crate::marks::Marks;
 use crate::memory::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::uidl_format::UidlFormat;
 use crate::{
     CommitSummary, CrlfCounter, Delivery, DeliveryReceipt, Error, Folder, LockKeepAlive, Maildrop,
     MaildropEntry, Mailstore, MessageInfo, MessageReader, Uid, UserName,
@@ -188,6 +189,12 @@ pub struct MaildirOptions {
     /// rather than read. Default [`DEFAULT_QUOTA_FILE_RECOUNT_SIZE`] (5,120,
     /// the Maildir++ specification's).
     pub quota_file_recount_size: u64,
+    /// How POP3 unique ids are made: as the server that served these Maildirs
+    /// before made them (its `pop3_uidl_format`), so that clients leaving mail
+    /// on the server fetch nothing twice after the move. A change later changes
+    /// every id: such clients fetch everything again. Default
+    /// [`UidlFormat::UidValidity`] (`%08Xu%08Xv`, Dovecot's).
+    pub uidl_format: UidlFormat,
 }
 
 impl Default for MaildirOptions {
@@ -203,6 +210,7 @@ impl Default for MaildirOptions {
             maildrop_lock_stale: DEFAULT_MAILDROP_LOCK_STALE,
             index_lock_stale: DEFAULT_INDEX_LOCK_STALE,
             quota_file_recount_size: DEFAULT_QUOTA_FILE_RECOUNT_SIZE,
+            uidl_format: UidlFormat::UidValidity,
         }
     }
 }
@@ -285,6 +293,8 @@ struct Numbering {
     validity: u32,
     /// The index was seeded from Dovecot's, whose UIDs stop below this.
     dovecot_next: Option<u32>,
+    /// The form of the ids ([`MaildirOptions::uidl_format`]).
+    format: UidlFormat,
 }
 
 /// A folder scan: the UID validity, the messages by UID, and the error that
@@ -316,6 +326,7 @@ impl Msg {
         let Numbering {
             validity,
             dovecot_next,
+            format,
         } = numbering;
         if self.provisional {
             let b = self.base.as_bytes();
@@ -331,11 +342,12 @@ impl Msg {
             .and_then(|i| Uid::new(i.as_str()).ok())
         {
             id
-        } else if dovecot_next.is_some_and(|next| self.uid >= next) {
-            Uid::new(format!("{}m", Uid::from_parts(self.uid, validity).as_str()))
-                .unwrap_or_else(|_| Uid::from_parts(self.uid, validity))
         } else {
-            Uid::from_parts(self.uid, validity)
+            let id = format.render(self.uid, validity, &self.base);
+            let ours = format.uses_uid() && dovecot_next.is_some_and(|next| self.uid >= next);
+            let id = if ours { format!("{id}m") } else { id };
+            // A base name too long for an id (over 70 characters) gets the default form.
+            Uid::new(id).unwrap_or_else(|_| Uid::from_parts(self.uid, validity))
         }
     }
 
@@ -865,6 +877,7 @@ impl Inner {
                 numbering: Numbering {
                     validity: 1,
                     dovecot_next: None,
+                    format: self.options.uidl_format,
                 },
                 msgs: Vec::new(),
                 unsaved: None,
@@ -1048,6 +1061,7 @@ impl Inner {
             numbering: Numbering {
                 validity,
                 dovecot_next,
+                format: self.options.uidl_format,
             },
             msgs,
             unsaved: unsaved.or(discarded),
@@ -2341,19 +2355,65 @@ mod tests {
         assert_ne!(before, after);
     }
 
+    /// joe's Maildir under `dir` with one message Dovecot numbered 7 (validity
+    /// 1700000000, next UID 8).
+    fn dovecot_numbered_joe(s: &MaildirStore, dir: &Path) {
+        s.create_user(&joe()).unwrap();
+        fs::write(dir.join("joe/cur/200.M1P1.vm,S=2:2,S"), b"a\n").unwrap();
+        fs::write(
+            dir.join("joe/dovecot-uidlist"),
+            b"3 V1700000000 N8 Gabc\n7 :200.M1P1.vm,S=2\n",
+        )
+        .unwrap();
+    }
+
     #[test]
     fn dovecot_uidlist_seeds_uids() {
         let t = tempfile::tempdir().unwrap();
         let s = store(t.path());
+        dovecot_numbered_joe(&s, t.path());
+        let md = s.open_maildrop(&joe()).unwrap();
+        assert_eq!(md.entries()[0].uid.as_str(), "000000076553f100");
+    }
+
+    /// The ids follow [`MaildirOptions::uidl_format`]: the file's base name for
+    /// `%f` (a Maildir a Courier server wrote, with no index of ours or
+    /// Dovecot's), decimal `%v.%u`, and in a folder Dovecot numbered, an `m`
+    /// after the ids of the UIDs we give (the base name needs none).
+    #[test]
+    fn ids_take_the_configured_form() {
+        let with = |dir: &Path, format: UidlFormat| {
+            let o = MaildirOptions {
+                hostname: Some("test.host".into()),
+                uidl_format: format,
+                ..MaildirOptions::default()
+            };
+            MaildirStore::new(dir, o).unwrap()
+        };
+        let t = tempfile::tempdir().unwrap();
+        let s = with(t.path(), UidlFormat::BaseName);
         s.create_user(&joe()).unwrap();
-        fs::write(t.path().join("joe/cur/200.M1P1.vm,S=2:2,S"), b"a\n").unwrap();
         fs::write(
-            t.path().join("joe/dovecot-uidlist"),
-            b"3 V1700000000 N8 Gabc\n7 :200.M1P1.vm,S=2\n",
+            t.path().join("joe/cur/1100000000.12345.courier:2,S"),
+            b"a\n",
         )
         .unwrap();
         let md = s.open_maildrop(&joe()).unwrap();
-        assert_eq!(md.entries()[0].uid.as_str(), "000000076553f100");
+        assert_eq!(md.entries()[0].uid.as_str(), "1100000000.12345.courier");
+        drop(md);
+        // Seeded from Dovecot: its UID's id as `%v.%u`, ours with an `m`.
+        let t = tempfile::tempdir().unwrap();
+        let s = with(t.path(), UidlFormat::ValidityDotUid);
+        dovecot_numbered_joe(&s, t.path());
+        assert_eq!(
+            s.open_maildrop(&joe()).unwrap().entries()[0].uid.as_str(),
+            "1700000000.7"
+        );
+        s.deliver(&joe(), Folder::Inbox, &mut &b"Subject: x\r\n\r\ny\r\n"[..])
+            .unwrap();
+        let md = s.open_maildrop(&joe()).unwrap();
+        let ids: Vec<&str> = md.entries().iter().map(|e| e.uid.as_str()).collect();
+        assert_eq!(ids, ["1700000000.7", "1700000000.8m"]);
     }
 
     /// A file whose name's `,S=`/`,W=` do not fit its length is counted:
