@@ -328,7 +328,7 @@ impl SevenBitPlan {
                     self.leaves.push(Leaf {
                         eight_bit: false,
                         utf8: true,
-                        convertible: entity.encoding.is_identity(),
+                        convertible: entity.convertible,
                         long_line: false,
                     });
                 }
@@ -618,6 +618,62 @@ mod tests {
         assert_eq!(leaf_bodies(&seven), leaf_bodies(m.as_bytes()));
         // Short lines: nothing to do for an 8BITMIME hop.
         assert!(!plan("Subject: x\r\n\r\ncaf\u{e9}\r\n".as_bytes()).has_long_lines());
+    }
+
+    /// A soft break never makes a delimiter: the probe's lines that put
+    /// `--abc` right where a break falls keep the multipart's two parts.
+    #[test]
+    fn soft_breaks_never_make_a_delimiter() {
+        let m = alloc::format!(
+            "Content-Type: multipart/mixed; boundary=\"abc\"\r\n\r\n\
+             --abc\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+             {a}--abc\r\n{b}--abc--\r\n{c}\u{e9}--abc\r\n\
+             --abc\r\n\r\nsecond\r\n--abc--\r\n",
+            a = "a".repeat(75),
+            b = "b".repeat(75),
+            c = "c".repeat(74)
+        );
+        let out = convert(m.as_bytes());
+        assert!(out.is_ascii());
+        assert_eq!(leaf_bodies(&out), leaf_bodies(m.as_bytes()));
+        assert_eq!(leaf_bodies(&out).len(), 2);
+    }
+
+    /// A multipart the walk does not enter (too deep, no boundary, one too
+    /// long) is passed on as it is, never labelled quoted-printable (RFC 2045
+    /// section 6.4; a probe's was unreadable), and the plan says 8-bit is left.
+    #[test]
+    fn a_multipart_not_entered_is_never_converted() {
+        let long = "b".repeat(300);
+        for head in [
+            String::from("Content-Type: multipart/mixed\r\n"),
+            String::from("Content-Type: multipart/mixed; boundary=\"\"\r\n"),
+            alloc::format!("Content-Type: multipart/mixed; boundary={long}\r\n"),
+        ] {
+            let m = alloc::format!("{head}Content-Transfer-Encoding: 8bit\r\n\r\ncaf\u{e9}\r\n");
+            let p = plan(m.as_bytes());
+            assert!(!p.needs_conversion() && !p.is_seven_bit_after(), "{head}");
+            assert_eq!(convert(m.as_bytes()), m.as_bytes());
+        }
+        // Too deep: the innermost multipart is passed on, the rest converted.
+        let opts = SevenBitOptions {
+            max_depth: 1,
+            ..SevenBitOptions::default()
+        };
+        let m = "Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\
+                 Content-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\n\r\n\
+                 caf\u{e9}\r\n--i--\r\n--o\r\n\r\nd\u{e9}j\u{e0}\r\n--o--\r\n";
+        let mut scan = MimeScan::new(opts);
+        scan.feed(m.as_bytes());
+        let p = scan.finish();
+        assert!(p.needs_conversion() && !p.is_seven_bit_after());
+        let mut conv = p.converter();
+        let mut out = Vec::new();
+        conv.feed(m.as_bytes(), &mut out);
+        conv.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("--i\r\n\r\ncaf\u{e9}\r\n--i--"), "{text}");
+        assert!(text.contains("d=C3=A9j=C3=A0"), "{text}");
     }
 
     /// The bodies of the leaf parts of `message`, decoded when `qp` says so.

@@ -323,8 +323,13 @@ impl SmtpHandler {
         let Some(spool) = self.spool.as_mut() else {
             return String::new();
         };
+        let whole = spool.len() <= delivery::MAX_HEADER_INSPECTED as u64;
         let missing = match spool.head(delivery::MAX_HEADER_INSPECTED) {
-            Ok(head) => submission::missing_fields(&head),
+            // A message that is all header (no empty line): its header section
+            // is all of it.
+            Ok(head) => submission::missing_fields(&head).or_else(|| {
+                whole.then(|| submission::missing_fields(&[&head[..], b"\r\n\r\n"].concat()))?
+            }),
             Err(_) => None,
         };
         let Some(missing) = missing.filter(|m| m.any()) else {
@@ -348,10 +353,13 @@ impl SmtpHandler {
                     .collect::<String>(),
                 Err(_) => String::from("0"),
             };
-            let left = format!(
-                "{random}.{}-{}.{}",
-                self.id, self.messages, self.ctx.instance
-            );
+            // The same connection and message numbers as the `Received:` id.
+            let number = if self.messages > 1 {
+                format!("{}-{}", self.id, self.messages)
+            } else {
+                self.id.to_string()
+            };
+            let left = format!("{random}.{number}.{}", self.ctx.instance);
             if let Ok(f) = submission::message_id_field(&left, self.live.config.hostname.as_str()) {
                 fields.push_str(&f);
             }

@@ -896,6 +896,30 @@ fn a_customers_message_gets_the_date_and_message_id_it_lacks() {
     );
     assert_eq!(complete.matches("Date: ").count(), 1, "{complete}");
     assert_eq!(complete.matches("Message-ID: ").count(), 1, "{complete}");
+    // A message that is all header, with no empty line, gets them too.
+    let r = common::raw_smtp(
+        &server,
+        "smtp",
+        "127.0.0.2",
+        &[
+            b"EHLO client.example.org\r\n",
+            b"MAIL FROM:<me@example.org>\r\n",
+            b"RCPT TO:<joe@example.test>\r\n",
+            b"DATA\r\n",
+            b"Subject: only a header\r\n.\r\n",
+        ],
+    );
+    assert!(r.last().is_some_and(|l| l.starts_with("250")), "{r:?}");
+    // (Scored as spam or not: INBOX or Spam.)
+    let only = ["", ".Spam"]
+        .into_iter()
+        .flat_map(|f| server.message_texts("joe", f))
+        .find(|t| t.contains("Subject: only a header"))
+        .expect("stored");
+    assert!(
+        only.contains("\r\nDate: ") && only.contains("Message-ID: <"),
+        "{only}"
+    );
 }
 
 /// `[pop3] uidl_format = "%f"` (Courier's, Dovecot's `%g` on Maildir): a Maildir a

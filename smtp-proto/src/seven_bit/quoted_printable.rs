@@ -23,18 +23,25 @@ impl QuotedPrintable {
     pub(super) fn encode(&mut self, content: &[u8], line_end: bool, out: &mut Vec<u8>) {
         for (i, &b) in content.iter().enumerate() {
             let last = i + 1 == content.len();
-            let literal = match b {
+            let mut literal = match b {
                 b'\t' | b' ' => !last,
                 b'=' => false,
                 33..=126 => true,
                 _ => false,
             };
-            let width = if literal { 1 } else { 3 };
+            let mut width = if literal { 1 } else { 3 };
             // Room for the token and, unless it ends the line here, a soft break's `=`.
             let fits_as_last = last && line_end && self.column + width <= MAX_ENCODED_LINE;
             if self.column + width >= MAX_ENCODED_LINE && !fits_as_last {
                 out.extend_from_slice(b"=\r\n");
                 self.column = 0;
+            }
+            // No encoded line starts with `-`: a soft break must never make a line
+            // that reads as a MIME delimiter (`--boundary`), which would let a
+            // sender's text cut the multipart (a probe's injection).
+            if b == b'-' && self.column == 0 {
+                literal = false;
+                width = 3;
             }
             if literal {
                 out.push(b);
@@ -55,6 +62,7 @@ impl QuotedPrintable {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use alloc::string::String;
     use alloc::vec;
 
     /// Decodes quoted-printable text (for the tests): soft breaks removed, `=XX`
@@ -118,6 +126,20 @@ pub(super) mod tests {
         let out = encode_lines(&[&line]);
         assert!(out.split(|&b| b == b'\n').all(|l| l.len() <= 77));
         assert_eq!(decode(&out), [&line[..], b"\r\n"].concat());
+    }
+
+    #[test]
+    fn no_encoded_line_starts_with_a_dash() {
+        for prefix in [74usize, 75, 76, 0] {
+            let line = [vec![b'a'; prefix], b"--abc--".to_vec()].concat();
+            let out = encode_lines(&[&line]);
+            assert!(
+                out.split(|&b| b == b'\n').all(|l| !l.starts_with(b"-")),
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
+            assert_eq!(decode(&out), [&line[..], b"\r\n"].concat());
+        }
     }
 
     #[test]

@@ -6,8 +6,10 @@ use alloc::vec::Vec;
 
 use super::SevenBitOptions;
 
-/// The longest boundary parameter (RFC 2046 section 5.1.1).
-const MAX_BOUNDARY: usize = 70;
+/// The longest boundary followed. RFC 2046 section 5.1.1 allows 70 characters, but
+/// longer ones are common and readers (Python's email package among them) take
+/// them; a multipart with a longer one is passed on as it is, never converted.
+const MAX_BOUNDARY: usize = 256;
 
 /// A `Content-Transfer-Encoding` (RFC 2045 section 6.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,12 @@ pub(super) struct Entity {
     pub(super) has_mime_version: bool,
     /// The message's own header section (not a part's).
     pub(super) top: bool,
+    /// For a leaf: its content may be re-encoded. Not for one labelled `base64`
+    /// or `quoted-printable`, nor for a multipart the walker does not enter (too
+    /// deep, no usable boundary) or a `message/*` other than `rfc822` and
+    /// `global`: RFC 2045 section 6.4 allows a composite only `7bit`, `8bit` or
+    /// `binary` (a probe's converted multipart was unreadable).
+    pub(super) convertible: bool,
 }
 
 /// What one line (or piece of a long line) is.
@@ -208,6 +216,7 @@ impl Walker {
             has_content_type: fields.content_type.is_some(),
             has_mime_version: fields.mime_version,
             top,
+            convertible: false,
         };
         let (ty, sub, boundary) = match &fields.content_type {
             Some(ct) => (ct.ty.as_slice(), ct.subtype.as_slice(), ct.boundary.clone()),
@@ -232,6 +241,9 @@ impl Walker {
             };
             return entity;
         }
+        entity.convertible = entity.encoding.is_identity()
+            && ty != b"multipart"
+            && (ty != b"message" || sub == b"rfc822" || sub == b"global");
         entity.kind = Kind::Leaf(self.leaves);
         self.state = State::Leaf(self.leaves);
         self.leaves += 1;
@@ -365,16 +377,89 @@ fn content_type(value: &[u8]) -> ContentType {
         ct.ty = trim(ty).to_ascii_lowercase();
         ct.subtype = trim(sub.get(1..).unwrap_or_default()).to_ascii_lowercase();
     }
+    // RFC 2231 sections 3 and 4: `boundary*0`, `boundary*1*`, ... in pieces, and a
+    // `*` piece percent-encoded after `charset'language'`.
+    let mut pieces: Vec<(u32, Vec<u8>)> = Vec::new();
     for p in parts {
         let Some(eq) = p.iter().position(|&b| b == b'=') else {
             continue;
         };
         let (name, v) = p.split_at(eq);
-        if trim(name).eq_ignore_ascii_case(b"boundary") {
-            ct.boundary = Some(unquote(trim(v.get(1..).unwrap_or_default())));
+        let name = trim(name).to_ascii_lowercase();
+        let v = trim(v.get(1..).unwrap_or_default());
+        let Some(rest) = name.strip_prefix(b"boundary") else {
+            continue;
+        };
+        match rest {
+            // The first one counts (a second is a forgery's favourite).
+            b"" if ct.boundary.is_none() => ct.boundary = Some(unquote(v)),
+            b"*" if ct.boundary.is_none() => ct.boundary = Some(extended(v, true)),
+            _ => {
+                let Some(section) = rest.strip_prefix(b"*") else {
+                    continue;
+                };
+                let (number, encoded) = match section.strip_suffix(b"*") {
+                    Some(n) => (n, true),
+                    None => (section, false),
+                };
+                let Some(n) = core::str::from_utf8(number)
+                    .ok()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let value = if encoded {
+                    extended(v, n == 0)
+                } else {
+                    unquote(v)
+                };
+                pieces.push((n, value));
+            }
+        }
+    }
+    if ct.boundary.is_none() && !pieces.is_empty() {
+        pieces.sort_by_key(|(n, _)| *n);
+        let in_order = pieces
+            .iter()
+            .enumerate()
+            .all(|(i, (n, _))| *n as usize == i);
+        if in_order {
+            ct.boundary = Some(pieces.into_iter().flat_map(|(_, v)| v).collect());
         }
     }
     ct
+}
+
+/// An RFC 2231 extended value: percent-decoded, after `charset'language'` when
+/// `first`.
+fn extended(v: &[u8], first: bool) -> Vec<u8> {
+    let v = unquote(v);
+    let mut text = v.as_slice();
+    if first {
+        let mut quotes = text.iter().enumerate().filter(|(_, b)| **b == b'\'');
+        if let (Some(_), Some((second, _))) = (quotes.next(), quotes.next()) {
+            text = text.get(second + 1..).unwrap_or_default();
+        }
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
+        let hex = text
+            .get(i + 1..i + 3)
+            .and_then(|h| core::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Splits at `;` outside quoted strings.
@@ -569,5 +654,14 @@ mod tests {
         assert_eq!(ct.ty, b"multipart");
         assert_eq!(ct.subtype, b"mixed");
         assert_eq!(ct.boundary.as_deref(), Some(&b"a;\"b"[..]));
+        // RFC 2231 pieces and encoding; the first of two plain ones.
+        let ct = content_type(b"multipart/mixed; boundary*0=\"ab\"; boundary*1=\"cd\"");
+        assert_eq!(ct.boundary.as_deref(), Some(&b"abcd"[..]));
+        let ct = content_type(b"multipart/mixed; boundary*=us-ascii''ab%63d");
+        assert_eq!(ct.boundary.as_deref(), Some(&b"abcd"[..]));
+        let ct = content_type(b"multipart/mixed; boundary*1*=%64; boundary*0*=''ab%63");
+        assert_eq!(ct.boundary.as_deref(), Some(&b"abcd"[..]));
+        let ct = content_type(b"multipart/mixed; boundary=one; boundary=two");
+        assert_eq!(ct.boundary.as_deref(), Some(&b"one"[..]));
     }
 }
