@@ -994,6 +994,15 @@ impl Inner {
                 ),
             ));
         }
+        // In a folder Dovecot numbered too, a newcomer Dovecot has numbered
+        // meanwhile (a move back to it and here again) keeps the id Dovecot gave
+        // it, so that its clients do not fetch it twice (a migration probe's
+        // did); it gets a UID of ours all the same.
+        let dovecot_ids: HashMap<String, String> = if fresh.is_empty() || dovecot_next.is_none() {
+            HashMap::new()
+        } else {
+            Self::dovecot_ids(dir, validity, self.options.uidl_format)
+        };
         for (base, (cur, name)) in fresh {
             let from_name = MaildirName::parse(&name)
                 .and_then(|n| n.crlf_size().map(|w| (n.size(), w)))
@@ -1015,6 +1024,7 @@ impl Inner {
                 )
             })?;
             changed = true;
+            let pop3_uidl = dovecot_ids.get(&base).cloned();
             msgs.push(Msg {
                 uid,
                 base,
@@ -1022,7 +1032,7 @@ impl Inner {
                 cur,
                 crlf_size,
                 provisional: false,
-                pop3_uidl: None,
+                pop3_uidl,
             });
         }
         let mut unsaved = None;
@@ -1066,6 +1076,29 @@ impl Inner {
             msgs,
             unsaved: unsaved.or(discarded),
         })
+    }
+
+    /// The POP3 ids Dovecot's `dovecot-uidlist` in `dir` gives, by base name,
+    /// when it numbers under `validity` (ours, seeded from it): its kept
+    /// `P` ids, else `format` made from its UIDs. Empty when there is no such
+    /// list, or it is of another validity.
+    fn dovecot_ids(dir: &Path, validity: u32, format: UidlFormat) -> HashMap<String, String> {
+        let Some(list) = fs::read(dir.join(DOVECOT_UIDLIST))
+            .ok()
+            .and_then(|b| UidList::from_dovecot(&b))
+            .filter(|l| l.uidvalidity == validity)
+        else {
+            return HashMap::new();
+        };
+        list.records
+            .into_iter()
+            .map(|r| {
+                let id = r
+                    .pop3_uidl
+                    .unwrap_or_else(|| format.render(r.uid, validity, &r.base));
+                (r.base, id)
+            })
+            .collect()
     }
 
     /// Writes the sizes whole reads found (`(base, size)`) into the folder's
@@ -2414,6 +2447,40 @@ mod tests {
         let md = s.open_maildrop(&joe()).unwrap();
         let ids: Vec<&str> = md.entries().iter().map(|e| e.uid.as_str()).collect();
         assert_eq!(ids, ["1700000000.7", "1700000000.8m"]);
+    }
+
+    /// Moved back to Dovecot and here again: a message Dovecot numbered
+    /// meanwhile keeps the id Dovecot gave it (a migration probe's clients
+    /// fetched such mail twice); ours still get an `m`.
+    #[test]
+    fn mail_dovecot_numbered_after_the_seed_keeps_dovecots_ids() {
+        let t = tempfile::tempdir().unwrap();
+        let s = store(t.path());
+        dovecot_numbered_joe(&s, t.path());
+        assert_eq!(s.open_maildrop(&joe()).unwrap().entries().len(), 1);
+        // Dovecot serves the folder again and numbers a new message 8.
+        let j = t.path().join("joe");
+        fs::write(j.join("cur/300.M2P2.vm,S=2:2,S"), b"b\n").unwrap();
+        fs::write(
+            j.join("dovecot-uidlist"),
+            b"3 V1700000000 N9 Gabc\n7 :200.M1P1.vm,S=2\n8 :300.M2P2.vm,S=2\n",
+        )
+        .unwrap();
+        s.deliver(&joe(), Folder::Inbox, &mut &b"Subject: x\r\n\r\ny\r\n"[..])
+            .unwrap();
+        let listed = || -> Vec<String> {
+            let md = s.open_maildrop(&joe()).unwrap();
+            md.entries().iter().map(|e| e.uid.to_string()).collect()
+        };
+        let ids = listed();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[0], "000000076553f100");
+        assert!(ids.iter().any(|i| i == "000000086553f100"), "{ids:?}");
+        assert!(
+            ids.iter().filter(|i| i.ends_with('m')).count() == 1,
+            "{ids:?}"
+        );
+        assert_eq!(listed(), ids);
     }
 
     /// A file whose name's `,S=`/`,W=` do not fit its length is counted:
