@@ -155,9 +155,10 @@ pub struct ClientOptions {
     pub max_buffered: usize,
     /// Timeouts the session reports. Default [`Timeouts::RFC5321`].
     pub timeouts: Timeouts,
-    /// Body lines longer than this many octets (CRLF not counted) are broken
-    /// by inserting CRLF and a space ([`Stuffer::with_max_line`], like
-    /// Postfix's `smtp_line_length_limit`): RFC 5321 section 4.5.3.1.6 lets no
+    /// Body lines longer than this many octets (CRLF not counted) are folded
+    /// at their last space or tab within it, else broken by inserting CRLF and
+    /// a space ([`Stuffer::with_max_line`], like Postfix's
+    /// `smtp_line_length_limit`): RFC 5321 section 4.5.3.1.6 lets no
     /// line pass 998, and a strict next hop refuses the message. `None` sends
     /// lines as they are. Default `Some(`[`MAX_TEXT_LINE`]`)`.
     pub max_line_len: Option<usize>,

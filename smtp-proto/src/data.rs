@@ -589,11 +589,14 @@ impl Stuffer {
     }
 
     /// A stuffer that also breaks every line longer than `max` octets (at
-    /// least 2; CRLF and a stuffing dot not counted) by inserting CRLF and a
-    /// space, as Postfix does (`smtp_line_length_limit`): a header line so
-    /// broken stays one folded field, and a body line keeps its text. The
-    /// CR of a line's CRLF is never split from it (a CR that ends a piece
-    /// waits for the next); a bare CR is text like any other octet.
+    /// least 2; CRLF and a stuffing dot not counted). It folds at the last
+    /// space or tab that keeps the line within `max` (CRLF before it, as RFC
+    /// 5322 folds: unfolding gives the line back), and where the piece at hand
+    /// has none, it inserts CRLF and a space, as Postfix does
+    /// (`smtp_line_length_limit`): a header line so broken stays one folded
+    /// field, and a body line keeps its text. The CR of a line's CRLF is never
+    /// split from it (a CR that ends a piece waits for the next); a bare CR is
+    /// text like any other octet.
     ///
     /// ```
     /// use mailbag_smtp_proto::data::Stuffer;
@@ -604,7 +607,7 @@ impl Stuffer {
     ///     s.chunk(piece, &mut out);
     /// }
     /// s.finish(&mut out);
-    /// assert_eq!(out, b"Subj\r\n ect\r\n : a\r\n bc\r\nabcd\r\n..abc\r\n def\r\n g\r\n.\r\n");
+    /// assert_eq!(out, b"Subj\r\n ect\r\n :\r\n abc\r\nabcd\r\n..abc\r\n def\r\n g\r\n.\r\n");
     /// ```
     pub fn with_max_line(max: usize) -> Self {
         Stuffer {
@@ -681,6 +684,22 @@ impl Stuffer {
                 self.stuff(&text[start..], out);
                 self.line_len += text.len() - start;
                 return;
+            }
+            // A fold at white space the line already has: CRLF goes in before it,
+            // and unfolding (taking the CRLF out) gives the line back as it was (a
+            // probe's `References:` field had message ids cut in two).
+            let fold_at = text
+                .get(start..=start + room)
+                .and_then(|w| w.iter().rposition(|&b| b == b' ' || b == b'\t'))
+                .map(|p| start + p)
+                .filter(|&p| p > start || self.line_len > 0);
+            if let Some(p) = fold_at {
+                self.stuff(&text[start..p], out);
+                out.extend_from_slice(b"\r\n");
+                self.tail = [Some(b'\r'), Some(b'\n')];
+                self.line_len = 0;
+                start = p;
+                continue;
             }
             // Not inside a UTF-8 character (SMTPUTF8 mail): back to its
             // first octet, unless that would leave nothing on this line.
@@ -788,6 +807,37 @@ mod tests {
         assert_eq!(fold(4, "a€x\r\n"), "a€\r\n x\r\n.\r\n");
         assert_eq!(fold(4, "ab€\r\n"), "ab\r\n €\r\n.\r\n");
         assert_eq!(fold(3, "aaaüüü\r\n"), "aaa\r\n ü\r\n ü\r\n ü\r\n.\r\n");
+    }
+
+    /// A long line with white space is folded at it, so that unfolding (taking
+    /// out each inserted CRLF) gives the line back: a probe's `References:`
+    /// field had message ids cut in two by `CRLF SP` at octet 998.
+    #[test]
+    fn line_limit_folds_at_white_space() {
+        let ids: Vec<String> = (0..70)
+            .map(|i| format!("<msgid.{i:04}.abcdefghij@host.example.org>"))
+            .collect();
+        let field = format!("References: {}\r\n", ids.join(" "));
+        let mut s = Stuffer::with_max_line(MAX_TEXT_LINE);
+        let mut out = Vec::new();
+        s.chunk(field.as_bytes(), &mut out);
+        s.finish(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        let body = text.strip_suffix(".\r\n").unwrap();
+        assert!(
+            body.split("\r\n").all(|l| l.len() <= MAX_TEXT_LINE),
+            "{text}"
+        );
+        assert!(body.matches("\r\n").count() > 1);
+        // Unfolded: the field as it was.
+        let unfolded = body.replace("\r\n ", " ");
+        assert_eq!(unfolded, field);
+        // A tab folds the same way; a line without white space is broken as before.
+        let mut s = Stuffer::with_max_line(4);
+        let mut out = Vec::new();
+        s.chunk(b"ab\tcdefg\r\n", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b"ab\r\n\tcde\r\n fg\r\n.\r\n");
     }
 
     #[test]

@@ -442,8 +442,18 @@ fn relayed_lines_longer_than_998_octets_are_made_short() {
         message("friend@elsewhere.example", "long field", "short")
     );
     send_from_joe(&server, "friend@elsewhere.example", &msg);
+    // A long field with spaces is folded at them: unfolded, it is as it was.
+    let ids: Vec<String> = (0..70)
+        .map(|i| format!("<id.{i:04}.abcdefghij@host.example.org>"))
+        .collect();
+    let references = format!("References: {}\r\n", ids.join(" "));
+    let msg = format!(
+        "{references}{}",
+        message("friend@elsewhere.example", "references", "short")
+    );
+    send_from_joe(&server, "friend@elsewhere.example", &msg);
     assert!(
-        wait_until(Duration::from_secs(15), || sink.count() == 2),
+        wait_until(Duration::from_secs(15), || sink.count() == 3),
         "not delivered; log:\n{}",
         server.log()
     );
@@ -473,6 +483,15 @@ fn relayed_lines_longer_than_998_octets_are_made_short() {
         .unwrap();
     assert!(in_field.replace("\r\n ", "").contains(&long));
     assert!(!in_field.contains("quoted-printable"), "{in_field}");
+    let folded = bodies
+        .iter()
+        .find(|b| b.contains("Subject: references"))
+        .unwrap();
+    assert!(folded.contains("\r\n <id."), "{folded}");
+    assert!(
+        folded.replace("\r\n ", " ").contains(&references),
+        "{folded}"
+    );
 }
 
 /// An address literal (or MX, A/AAAA record) that points at loopback is refused as a
