@@ -297,25 +297,25 @@ impl SevenBitPlan {
     /// message from its start: every part that is 8-bit or has a long line
     /// becomes quoted-printable.
     pub fn converter(&self) -> SevenBitConverter {
-        SevenBitConverter {
-            pass: Pass::new(self.options),
-            leaves: self.leaves.clone(),
-            qp: QuotedPrintable::default(),
-            target: Target::SevenBit,
-            relabel: self.needs_conversion(),
-        }
+        self.second_pass(Target::SevenBit, self.needs_conversion())
     }
 
     /// The second pass for a next hop with 8BITMIME: only the parts with a line
     /// longer than [`MAX_TEXT_LINE`] octets become quoted-printable; 8-bit parts
     /// and their labels stay as they are.
     pub fn line_converter(&self) -> SevenBitConverter {
+        self.second_pass(Target::LineLength, false)
+    }
+
+    fn second_pass(&self, target: Target, relabel: bool) -> SevenBitConverter {
         SevenBitConverter {
             pass: Pass::new(self.options),
-            leaves: self.leaves.clone(),
-            qp: QuotedPrintable::default(),
-            target: Target::LineLength,
-            relabel: false,
+            rewrite: Rewrite {
+                leaves: self.leaves.clone(),
+                qp: QuotedPrintable::default(),
+                target,
+                relabel,
+            },
         }
     }
 
@@ -362,6 +362,27 @@ impl SevenBitPlan {
 #[derive(Debug, Clone)]
 pub struct SevenBitConverter {
     pass: Pass,
+    rewrite: Rewrite,
+}
+
+impl SevenBitConverter {
+    /// Converts the next chunk of the message, appending the result to `out`.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let SevenBitConverter { pass, rewrite } = self;
+        pass.feed(chunk, &mut |e| rewrite.event(e, out));
+    }
+
+    /// The end of the message: appends what was held back to `out`.
+    pub fn finish(mut self, out: &mut Vec<u8>) {
+        let SevenBitConverter { pass, rewrite } = &mut self;
+        pass.finish(&mut |e| rewrite.event(e, out));
+    }
+}
+
+/// What the second pass does with each line: the parts to convert and the
+/// encoder's place.
+#[derive(Debug, Clone)]
+struct Rewrite {
     leaves: Vec<Leaf>,
     qp: QuotedPrintable,
     target: Target,
@@ -370,75 +391,40 @@ pub struct SevenBitConverter {
     relabel: bool,
 }
 
-impl SevenBitConverter {
-    /// Converts the next chunk of the message, appending the result to `out`.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        let SevenBitConverter {
-            pass,
-            leaves,
-            qp,
-            target,
-            relabel,
-        } = self;
-        let (target, relabel) = (*target, *relabel);
-        pass.feed(chunk, &mut |e| {
-            convert_event(e, leaves, qp, target, relabel, out);
-        });
-    }
-
-    /// The end of the message: appends what was held back to `out`.
-    pub fn finish(mut self, out: &mut Vec<u8>) {
-        let SevenBitConverter {
-            pass,
-            leaves,
-            qp,
-            target,
-            relabel,
-        } = &mut self;
-        let (target, relabel) = (*target, *relabel);
-        pass.finish(&mut |e| {
-            convert_event(e, leaves, qp, target, relabel, out);
-        });
-    }
-}
-
-fn convert_event(
-    e: Event<'_>,
-    leaves: &[Leaf],
-    qp: &mut QuotedPrintable,
-    target: Target,
-    relabel: bool,
-    out: &mut Vec<u8>,
-) {
-    match e {
-        Event::Header(h, entity) => match entity.kind {
-            Kind::Leaf(i) => match leaves.get(i) {
-                Some(leaf) if leaf.converts(target) => {
-                    *qp = QuotedPrintable::default();
-                    rewrite_header(h, &entity, Some(leaf), out);
+impl Rewrite {
+    fn event(&mut self, e: Event<'_>, out: &mut Vec<u8>) {
+        let target = self.target;
+        match e {
+            Event::Header(h, entity) => match entity.kind {
+                Kind::Leaf(i) => match self.leaves.get(i) {
+                    Some(leaf) if leaf.converts(target) => {
+                        self.qp = QuotedPrintable::default();
+                        rewrite_header(h, &entity, Some(leaf), out);
+                    }
+                    _ => out.extend_from_slice(h),
+                },
+                Kind::Composite
+                    if self.relabel
+                        && matches!(entity.encoding, Encoding::EightBit | Encoding::Binary) =>
+                {
+                    rewrite_header(h, &entity, None, out);
                 }
-                _ => out.extend_from_slice(h),
+                Kind::Composite => out.extend_from_slice(h),
             },
-            Kind::Composite
-                if relabel && matches!(entity.encoding, Encoding::EightBit | Encoding::Binary) =>
-            {
-                rewrite_header(h, &entity, None, out);
+            Event::Leaf {
+                index,
+                raw,
+                content,
+                line_end,
+            } => {
+                if self.leaves.get(index).is_some_and(|l| l.converts(target)) {
+                    self.qp.encode(content, line_end, out);
+                } else {
+                    out.extend_from_slice(raw);
+                }
             }
-            Kind::Composite => out.extend_from_slice(h),
-        },
-        Event::Leaf {
-            index,
-            raw,
-            content,
-            line_end,
-        } => {
-            if leaves.get(index).is_some_and(|l| l.converts(target)) {
-                qp.encode(content, line_end, out);
-            } else {
-                out.extend_from_slice(raw);
-            }
+            Event::Other(o) => out.extend_from_slice(o),
         }
-        Event::Other(o) => out.extend_from_slice(o),
     }
 }
 
