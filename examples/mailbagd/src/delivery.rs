@@ -56,6 +56,7 @@ use crate::clock::unix_seconds;
 use crate::config::{Config, SpamFolder, User};
 use crate::context::{Context, Live};
 use crate::envelope::{Envelope, LocalRecipient, Recipient, forward_address};
+use crate::read_chunks::each_chunk;
 use crate::replies;
 use crate::spool::Spool;
 
@@ -190,19 +191,10 @@ pub fn any_scanning<'a>(
 
 fn for_each_chunk(
     spool: &mut Spool,
-    mut f: impl FnMut(&[u8]) -> Result<(), DeliveryError>,
+    f: impl FnMut(&[u8]) -> Result<(), DeliveryError>,
 ) -> Result<(), DeliveryError> {
     let mut reader = spool.reader().map_err(|e| io_temp("spool read", &e))?;
-    let mut buf = vec![0u8; COPY_CHUNK];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_temp("spool read", &e)),
-        };
-        f(buf.get(..n).unwrap_or_default())?;
-    }
+    each_chunk(&mut reader, COPY_CHUNK, |e| io_temp("spool read", &e), f)
 }
 
 fn scan(spool: &mut Spool) -> Result<Verdict, DeliveryError> {
@@ -549,17 +541,12 @@ pub fn deliver_report(
         .map_err(|e| DeliveryError::from_store(&e))?;
     d.write_chunk(return_path("").as_bytes())
         .map_err(|e| DeliveryError::from_store(&e))?;
-    let mut buf = vec![0u8; COPY_CHUNK];
-    loop {
-        let n = match message.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_temp("report read", &e)),
-        };
-        d.write_chunk(buf.get(..n).unwrap_or_default())
-            .map_err(|e| DeliveryError::from_store(&e))?;
-    }
+    each_chunk(
+        message,
+        COPY_CHUNK,
+        |e| io_temp("report read", &e),
+        |c| d.write_chunk(c).map_err(|e| DeliveryError::from_store(&e)),
+    )?;
     let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
     info!(user = %user, size = receipt.size, "delivery report stored");
     Ok(())

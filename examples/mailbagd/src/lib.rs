@@ -74,6 +74,7 @@ pub mod privileges;
 pub mod proxy;
 pub mod queue_admin;
 pub mod queue_list;
+pub mod read_chunks;
 pub mod redis_conn;
 pub mod relay;
 pub mod relay_store;

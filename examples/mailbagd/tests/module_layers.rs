@@ -26,6 +26,7 @@ const LAYERS: &[&[&str]] = &[
         "password_hash",
         "privileges",
         "proxy",
+        "read_chunks",
         "redis_conn",
         "lock_keeper",
         "replies",

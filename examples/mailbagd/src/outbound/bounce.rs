@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::unix_now;
 use crate::context::Context;
+use crate::read_chunks::each_chunk;
 use crate::relay::{self, Destination, Verdict};
 
 /// The diagnostic type of the texts this server makes itself (RFC 3464 section 2.3.6: an
@@ -316,17 +317,15 @@ pub async fn send_report(
 /// Whether a queued message's body holds an octet outside 7-bit ASCII.
 fn has_8bit(lock: &DeliveryLock, env: &Envelope) -> Result<bool, String> {
     let (file, len) = lock.body(&env.id).map_err(|e| e.to_string())?;
-    let mut r = file.take(len);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(false),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.to_string()),
-        };
-        if !buf.get(..n).unwrap_or_default().is_ascii() {
-            return Ok(true);
-        }
+    // The first 8-bit chunk ends the read (`Ok(true)` through the error side).
+    let read = each_chunk(
+        &mut file.take(len),
+        64 * 1024,
+        |e| Err(e.to_string()),
+        |c| if c.is_ascii() { Ok(()) } else { Err(Ok(true)) },
+    );
+    match read {
+        Ok(()) => Ok(false),
+        Err(found_or_error) => found_or_error,
     }
 }

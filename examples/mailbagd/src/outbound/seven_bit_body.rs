@@ -6,7 +6,7 @@
 //! `tmp` directory (nothing is left behind, whatever happens), read from its start.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Seek, Write};
 use std::path::Path;
 
 use mailbag_smtp_proto::data::MAX_TEXT_LINE;
@@ -33,18 +33,10 @@ pub enum SevenBitBody {
     },
 }
 
-fn each_chunk(file: &mut File, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+/// Reads all of `file`, from its start, in chunks.
+fn each_chunk(file: &mut File, f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
     file.rewind()?;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        f(buf.get(..n).unwrap_or_default())?;
-    }
+    crate::read_chunks::each_chunk(file, CHUNK, |e| e, f)
 }
 
 /// Whether a line of `file` is longer than [`MAX_TEXT_LINE`] octets.
@@ -130,6 +122,7 @@ pub fn seven_bit_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     fn body(text: &[u8]) -> File {
         let mut f = tempfile::tempfile().unwrap();

@@ -12,6 +12,8 @@ use mailbag_spam_tag::{
     HeaderAction, HeaderRewriter, RewriteOptions, Summary, Template, remove_tag,
 };
 
+use crate::read_chunks::each_chunk;
+
 /// `YYYY-MM-DD HH:MM UTC`.
 ///
 /// # Examples
@@ -361,20 +363,13 @@ fn release_held(
     let mut opts = RewriteOptions::default();
     opts.template = template.clone();
     let mut rw = HeaderRewriter::new(HeaderAction::Untag, opts);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::with_capacity(buf.len() + 1024);
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ReleaseError::Read(e)),
-        };
+    const CHUNK: usize = 64 * 1024;
+    let mut out = Vec::with_capacity(CHUNK + 1024);
+    each_chunk(&mut reader, CHUNK, ReleaseError::Read, |c| {
         out.clear();
-        rw.feed(buf.get(..n).unwrap_or_default(), &mut out)
-            .map_err(|_| ReleaseError::Header)?;
-        delivery.write_chunk(&out).map_err(ReleaseError::Store)?;
-    }
+        rw.feed(c, &mut out).map_err(|_| ReleaseError::Header)?;
+        delivery.write_chunk(&out).map_err(ReleaseError::Store)
+    })?;
     out.clear();
     rw.finish(&mut out).map_err(|_| ReleaseError::Header)?;
     delivery.write_chunk(&out).map_err(ReleaseError::Store)?;
