@@ -736,6 +736,63 @@ fn sigkill_between_acceptance_and_delivery_delivers_once_after_restart() {
     assert!(String::from_utf8_lossy(&g.messages[0].body).contains("Subject: survives a crash"));
 }
 
+/// The queue cannot be written when the next hop's `250` arrives (the engine's own
+/// `tmp/` directory is broken, as a full disk or a permission error would break it):
+/// the message is not sent again on every scan (a probe counted 13 copies in 15 s);
+/// once the queue can be written, the kept outcome is written and the message leaves
+/// the queue, delivered once.
+#[test]
+fn an_acceptance_that_cannot_be_written_is_not_sent_again() {
+    let sink = Sink::start(Mode::Accept);
+    sink.state.lock().expect("lock").delay = Duration::from_secs(2);
+    let server = Server::start_with(relay_options(&sink, ""), |data| {
+        seed_queued(data, "kept", &["friend@elsewhere.example"], |_| {});
+    });
+    // While the sink holds the final dot, the server's instance directory (where an
+    // envelope is written before it is renamed into place) becomes a file.
+    assert!(
+        wait_until(Duration::from_secs(15), || sink.transactions() >= 1),
+        "{}",
+        server.log()
+    );
+    let tmp = server.data.join("queue").join("tmp");
+    let instance = std::fs::read_dir(&tmp)
+        .expect("queue tmp")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .expect("instance directory");
+    let dir = tmp.join(instance.to_string());
+    let aside = tmp.join("aside");
+    std::fs::rename(&dir, &aside).expect("move aside");
+    std::fs::write(&dir, b"not a directory").expect("break");
+    assert!(
+        wait_until(Duration::from_secs(15), || server
+            .log()
+            .contains("outcomes kept in memory until the queue can be written")),
+        "{}",
+        server.log()
+    );
+    // Four scans later, nothing more was sent.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(sink.count(), 1, "{}", server.log());
+    // Repaired: the kept outcome is written and the message leaves the queue.
+    std::fs::remove_file(&dir).expect("rm");
+    std::fs::rename(&aside, &dir).expect("move back");
+    assert!(
+        wait_until(Duration::from_secs(15), || server.queued().is_empty()),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server
+            .log()
+            .contains("outcomes kept in memory written to the queue")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sink.count(), 1, "{}", server.log());
+}
+
 #[test]
 fn postfix_as_smarthost_receives_relayed_mail() {
     let peers = common::peers_dir();

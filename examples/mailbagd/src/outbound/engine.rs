@@ -49,6 +49,11 @@ pub struct Outbound {
     passes: Arc<Semaphore>,
     per_destination: Mutex<HashMap<String, Arc<Semaphore>>>,
     in_flight: Mutex<HashSet<QueueId>>,
+    /// Envelopes whose last pass recorded outcomes (a next hop's 250, a DSN made)
+    /// that could not be written to the queue (a full disk, a permission error):
+    /// kept until a pass writes them, so that what was done is not done again
+    /// while the queue cannot be written. At most one per queued message.
+    unsaved: Mutex<HashMap<QueueId, Envelope>>,
     wake: Arc<Wake>,
 }
 
@@ -123,8 +128,29 @@ impl Outbound {
             passes: Arc::new(Semaphore::new(config.relay.max_connections)),
             per_destination: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
+            unsaved: Mutex::new(HashMap::new()),
             wake,
         })
+    }
+
+    /// Keeps `env`, which a pass could not write, for the next pass of its message.
+    fn keep_unsaved(&self, env: Envelope) {
+        warn!(
+            queue_id = %env.id,
+            "outcomes kept in memory until the queue can be written: no new attempt before then"
+        );
+        self.unsaved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(env.id.clone(), env);
+    }
+
+    /// The envelope an earlier pass of `id` could not write, if any.
+    fn take_unsaved(&self, id: &QueueId) -> Option<Envelope> {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id)
     }
 
     fn destination_semaphore(&self, key: &str, limit: usize) -> Arc<Semaphore> {
@@ -491,7 +517,7 @@ async fn settle_reports(ctx: &Arc<Context>, engine: &Arc<Outbound>, env: &mut En
     match tokio::task::spawn_blocking(move || lock.update(&snapshot)).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
-            warn!(error = %e, "queue update after a DSN failed (the DSN may be sent again)");
+            warn!(error = %e, "queue update after a DSN failed (kept in memory: the DSN is made again only after a restart)");
             false
         }
         Err(e) => {
@@ -599,8 +625,13 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
             return;
         }
         Ok(Ok(x)) => x,
-        Ok(Err(QueueError::NotFound(_))) => return,
+        Ok(Err(QueueError::NotFound(_))) => {
+            // Deleted by an administrator: what was kept of it goes too.
+            engine.take_unsaved(id);
+            return;
+        }
         Ok(Err(e @ QueueError::Corrupt { .. })) => {
+            engine.take_unsaved(id);
             warn!(error = %e, "corrupt queue entry: moved to corrupt/ for the administrator");
             let lock = Arc::clone(&engine.lock);
             let qid = id.clone();
@@ -616,20 +647,35 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
             return;
         }
     };
+    // What an earlier pass did but could not write stands: it is written first, and
+    // until it is, nothing is attempted (a next hop's 250 that was not recorded would
+    // otherwise send the message again on every scan while the disk is full).
+    if let Some(kept) = engine.take_unsaved(id) {
+        env = unsaved_over(kept, env);
+        if let Err(e) = write_envelope(engine, &env).await {
+            debug!(error = %e, "the queue still cannot be written");
+            engine.keep_unsaved(env);
+            return;
+        }
+        info!("outcomes kept in memory written to the queue");
+    }
     // A scan reads the envelopes without their locks: one that read this one before
     // the last pass wrote its next attempt took it for due (a re-probe saw 4 % of the
     // failed attempts tried again 0.1 s later). Due is what the envelope says now.
     let deliver = deliver && env.next_attempt <= unix_now();
     // Reports owed from an earlier pass (a crash or a failed DSN) come first.
     if !settle_reports(ctx, engine, &mut env).await {
+        engine.keep_unsaved(env);
         return;
     }
     if deliver && !env.is_finished() && !attempt(ctx, engine, id, &mut env, &permits).await {
+        engine.keep_unsaved(env);
         return;
     }
     // Then the reports of this pass, and removal or the next pass.
     let now = unix_now();
     if !settle_reports(ctx, engine, &mut env).await {
+        engine.keep_unsaved(env);
         return;
     }
     let mut complete = env.is_complete();
@@ -641,19 +687,46 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
     }
     let lock = Arc::clone(&engine.lock);
     let qid = id.clone();
+    let snapshot = env.clone();
     let r = tokio::task::spawn_blocking(move || {
         if complete {
             lock.remove(&qid)
         } else {
-            lock.update(&env)
+            lock.update(&snapshot)
         }
     })
     .await;
     match r {
         Ok(Ok(())) if complete => info!("message done: removed from the queue"),
         Ok(Ok(())) => debug!("message stays queued"),
-        Ok(Err(e)) => warn!(error = %e, "queue update failed"),
-        Err(e) => warn!(error = %e, "queue task failed"),
+        Ok(Err(e)) => {
+            warn!(error = %e, "queue update failed");
+            engine.keep_unsaved(env);
+        }
+        Err(e) => {
+            warn!(error = %e, "queue task failed");
+            engine.keep_unsaved(env);
+        }
+    }
+}
+
+/// `kept`, the envelope an earlier pass could not write, with what an
+/// administrator may have changed on disk since (`disk`): `held`, and an earlier
+/// `next_attempt` (`queue flush`). The recipients and attempts are the pass's.
+fn unsaved_over(mut kept: Envelope, disk: Envelope) -> Envelope {
+    kept.held = disk.held;
+    kept.next_attempt = kept.next_attempt.min(disk.next_attempt);
+    kept
+}
+
+/// Writes `env` to the queue.
+async fn write_envelope(engine: &Arc<Outbound>, env: &Envelope) -> Result<(), String> {
+    let lock = Arc::clone(&engine.lock);
+    let snapshot = env.clone();
+    match tokio::task::spawn_blocking(move || lock.update(&snapshot)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

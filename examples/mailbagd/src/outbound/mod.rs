@@ -13,7 +13,9 @@
 //!   limited per destination (`relay.concurrency`) and in total (`relay.max_connections`).
 //! - Each reply that settles a recipient is written to the queue (atomic envelope update)
 //!   before anything else happens, so a crash never re-sends to a recipient the next hop
-//!   accepted.
+//!   accepted. An envelope that cannot be written (a full disk) is kept in memory with
+//!   what the pass recorded, and the message's next pass writes it before it attempts
+//!   anything.
 //! - Temporary failures (4xx, refused or lost connections, timeouts, TLS failures, DNS
 //!   failures) leave the recipient pending with its last error; the next attempt is
 //!   scheduled by the `RetrySchedule`. Permanent failures (5xx, null MX, unknown domain)
