@@ -463,6 +463,7 @@ pub struct ClientSession {
     quit_requested: bool,
     greeting: Option<Reply<'static>>,
     error: Option<Outcome>,
+    replies: u64,
 }
 
 const E_TIMEOUT: Esc = Esc::c(4, 4, 2);
@@ -482,6 +483,7 @@ impl ClientSession {
             in_pos: 0,
             out: Vec::with_capacity(512),
             state: State::Greeting,
+            replies: 0,
             events: VecDeque::new(),
             capabilities: Vec::new(),
             esmtp: false,
@@ -562,6 +564,7 @@ impl ClientSession {
                 Ok(Some((reply, n))) => {
                     let reply = reply.into_owned();
                     self.in_pos += n;
+                    self.replies = self.replies.wrapping_add(1);
                     self.on_reply(reply);
                 }
                 Err(_) => {
@@ -619,6 +622,28 @@ impl ClientSession {
         self.greeting.as_ref()
     }
 
+    /// How many complete replies the session has parsed. A driver restarts the clock
+    /// of [`ClientSession::timeout`] when this changes or when it writes, and only then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::client::{ClientOptions, ClientSession};
+    /// use mailbag_smtp_proto::types::HeloName;
+    ///
+    /// let mut s = ClientSession::new(HeloName::try_from("me.example")?, ClientOptions::default());
+    /// s.feed(b"220 mx ES");
+    /// assert_eq!(s.next_event(), None);
+    /// assert_eq!(s.replies_received(), 0); // part of a reply: the clock runs on
+    /// s.feed(b"MTP\r\n");
+    /// while s.next_event().is_some() {}
+    /// assert_eq!(s.replies_received(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn replies_received(&self) -> u64 {
+        self.replies
+    }
+
     /// Whether the session is over.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
@@ -631,6 +656,12 @@ impl ClientSession {
 
     /// How long to wait for the server now, or `None` when the session waits for the caller
     /// (or is closed). While streaming the body this is the per-write data block timeout.
+    ///
+    /// It is the time the whole reply may take, counted from when the session began
+    /// to wait for it (the command written, or the reply before it complete: see
+    /// [`ClientSession::replies_received`]), not from the last octet read: a server that
+    /// sends its reply an octet at a time does not hold the client beyond it (a probe's
+    /// next hop held an attempt for 12 minutes so with an 8-second timeout).
     pub fn timeout(&self) -> Option<Duration> {
         let t = &self.opts.timeouts;
         Some(match self.state {
@@ -647,7 +678,8 @@ impl ClientSession {
         })
     }
 
-    /// The deadline for the server's next reply, given the time of the last write or read.
+    /// The deadline for the server's next reply, given `since`: when the session began to
+    /// wait for it (the last write, or the last complete reply).
     #[cfg(feature = "std")]
     #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn deadline(&self, since: Instant) -> Option<Instant> {

@@ -402,6 +402,39 @@ async fn a_silent_server_closes_the_client_with_a_temporary_error() {
     assert_eq!(client.next_event().await, None);
 }
 
+/// A reply must come whole within its timeout: a server that sends its greeting an
+/// octet a second (a multi-line one that never ends) does not restart the clock.
+#[tokio::test(start_paused = true)]
+async fn a_reply_sent_an_octet_at_a_time_times_out_as_a_whole() {
+    let (c, mut server_end) = tokio::io::duplex(4096);
+    let mut options = ClientOptions::default();
+    options.timeouts.greeting = Duration::from_secs(30);
+    let session = ClientSession::new(HeloName::try_from("client.example").unwrap(), options);
+    let mut client: Client<Stream> =
+        Client::new(Either::Left(c), session, ClientIoOptions::default());
+    let drip = tokio::spawn(async move {
+        for b in b"220-mx.example never ends\r\n".iter().cycle().take(600) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if server_end.write_all(&[*b]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let start = tokio::time::Instant::now();
+    let event = client.next_event().await;
+    let Some(ClientEvent::Closed {
+        error: Some(outcome),
+    }) = event
+    else {
+        panic!("{event:?}")
+    };
+    assert_eq!(outcome.status(), Status::Temporary);
+    assert!(format!("{outcome:?}").contains("Timeout"), "{outcome:?}");
+    assert_eq!(start.elapsed().as_secs(), 30);
+    drop(client);
+    drip.await.unwrap();
+}
+
 #[tokio::test]
 async fn a_connection_lost_in_a_transaction_settles_it_as_temporary() {
     let (c, mut s) = tokio::io::duplex(4096);

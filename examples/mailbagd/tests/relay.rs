@@ -1235,6 +1235,66 @@ impl Drop for Tarpit {
     }
 }
 
+/// A next hop that sends its greeting an octet at a time is cut off when the whole
+/// reply has not come within `command_timeout`, as a silent one is: a probe's held
+/// an attempt for 12 minutes with an 8-second timeout, and six such hosts stalled the
+/// whole queue.
+#[test]
+fn a_next_hop_dripping_its_greeting_is_cut_off_at_the_timeout() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if !require("python3") {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    // At most 30 s: 300 octets, one every 100 ms, to the first connection.
+    let drip = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(_)
+                    if std::time::Instant::now() < deadline && !stopped.load(Ordering::SeqCst) =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => return,
+            }
+        };
+        for b in b"220-drip.example ".iter().cycle().take(300) {
+            if stopped.load(Ordering::SeqCst) || conn.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let server = Server::start_with(
+        Options {
+            relay: format!(
+                "smarthost = \"127.0.0.1:{port}\"\nretry_schedule = \"1h\"\n\
+                 scan_interval = \"1s\"\ncommand_timeout = \"2s\"\nconnect_timeout = \"5s\"\n"
+            ),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    relay_one(&server, "friend@elsewhere.example", "dripped");
+    let sent = std::time::Instant::now();
+    let cut = wait_until(Duration::from_secs(15), || {
+        server.log().contains("Timeout waiting for the server")
+    });
+    let took = sent.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    drip.join().expect("drip");
+    assert!(cut, "{}", server.log());
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert_eq!(server.queued().len(), 1, "{}", server.log());
+}
+
 /// A destination that refuses gets its bounce while another destination of the same
 /// message still waits for a silent next hop (the re-probe found the DSN made only when
 /// the silent one timed out).

@@ -84,6 +84,9 @@ pub struct Client<S> {
     session: ClientSession,
     options: ClientIoOptions,
     buf: Vec<u8>,
+    /// The reply count ([`ClientSession::replies_received`]) the current
+    /// deadline was set at, and the deadline.
+    clock: Option<(u64, tokio::time::Instant)>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
@@ -95,6 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             session,
             options,
             buf,
+            clock: None,
         }
     }
 
@@ -121,6 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 self.session.connection_closed();
                 continue;
             };
+            let wrote = !self.session.output().is_empty();
             if flush(stream, &mut self.session, self.options.write_timeout)
                 .await
                 .is_err()
@@ -130,7 +135,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
             // No timeout: the session waits for the caller, not the server.
             let wait = self.session.timeout()?;
-            match tokio::time::timeout(wait, stream.read(&mut self.buf)).await {
+            // The whole reply within the timeout: its clock starts when the command is
+            // written or the reply before it is complete, not at each octet read.
+            let count = self.session.replies_received();
+            let deadline = match self.clock {
+                Some((c, d)) if c == count && !wrote => d,
+                _ => {
+                    let d = tokio::time::Instant::now() + wait;
+                    self.clock = Some((count, d));
+                    d
+                }
+            };
+            match tokio::time::timeout_at(deadline, stream.read(&mut self.buf)).await {
                 Err(_) => self.session.timed_out(),
                 Ok(Ok(0) | Err(_)) => self.session.connection_closed(),
                 Ok(Ok(n)) => self.session.feed(self.buf.get(..n).unwrap_or_default()),
