@@ -52,8 +52,30 @@ fn not_queued(id: &QueueId, e: QueueError) -> String {
 }
 
 /// Applies `change` to the message `id`; the line that says what was done.
-fn apply(queue: &Queue, change: Change, id: &QueueId, now: u64) -> Result<String, QueueError> {
-    let message = queue.lock_message(id)?;
+/// A message in a delivery attempt is locked by it: a flush skips it (it is
+/// being attempted), another change says so on `out` and waits for the
+/// attempt to end (each of its replies within `[relay] command_timeout`).
+fn apply(
+    queue: &Queue,
+    change: Change,
+    id: &QueueId,
+    now: u64,
+    out: &mut impl Write,
+) -> Result<String, QueueError> {
+    let message = match queue.try_lock_message(id) {
+        Err(QueueError::Locked) if matches!(change, Change::Flush) => {
+            return Ok(format!("{id}: being attempted now, not flushed"));
+        }
+        Err(QueueError::Locked) => {
+            let _ = writeln!(
+                out,
+                "{id}: a delivery attempt is in progress: waiting for it to end"
+            );
+            let _ = out.flush();
+            queue.lock_message(id)?
+        }
+        r => r?,
+    };
     if let Change::Delete = change {
         message.remove()?;
         return Ok(format!("{id}: deleted (no DSN sent)"));
@@ -97,7 +119,7 @@ pub fn change(
     let queue = open(config)?;
     let ids: Vec<QueueId> = ids.iter().map(|i| parse_id(i)).collect::<Result<_, _>>()?;
     for id in &ids {
-        let line = apply(&queue, change, id, now).map_err(|e| not_queued(id, e))?;
+        let line = apply(&queue, change, id, now, out).map_err(|e| not_queued(id, e))?;
         writeln!(out, "{line}").map_err(|e| e.to_string())?;
     }
     Ok(())
@@ -127,7 +149,7 @@ fn flush_listed(
     let mut due = 0;
     for env in listed.iter().filter(|e| !e.held) {
         let id = &env.id;
-        let line = match apply(queue, Change::Flush, id, now) {
+        let line = match apply(queue, Change::Flush, id, now, out) {
             Ok(line) => {
                 if line.ends_with("due now") {
                     due += 1;
@@ -234,5 +256,43 @@ mod tests {
         for id in &ids[1..] {
             assert_eq!(q.envelope(id).unwrap().next_attempt, 5_000);
         }
+    }
+
+    /// A probe's `queue flush` hung behind a delivery attempt that a slow next
+    /// hop held open: a flush now skips a message being attempted, and another
+    /// change says that it waits, then waits for the attempt to end.
+    #[test]
+    fn a_message_being_attempted_is_skipped_by_flush_and_waited_for_by_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+        let mut env = NewEnvelope::new("ann@example.org", 1_000);
+        env.recipients = vec![Recipient::new("kim@example.com")];
+        let mut w = q.enqueue(&env).unwrap();
+        w.write_all(b"Subject: x\r\n\r\ny\r\n").unwrap();
+        let id = w.commit().unwrap();
+        let listed = q.list().unwrap().messages;
+        // The engine's lock, as a pass holds it.
+        let attempt = q.try_lock_message(&id).unwrap();
+        let mut out = Vec::new();
+        flush_listed(&q, &listed, 5_000, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains(&format!("{id}: being attempted now, not flushed")),
+            "{out}"
+        );
+        assert!(out.contains("0 message(s) due now"), "{out}");
+        let ends = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(attempt);
+        });
+        let mut out = Vec::new();
+        let line = apply(&q, Change::Hold, &id, 5_000, &mut out).unwrap();
+        ends.join().unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{id}: a delivery attempt is in progress: waiting for it to end\n")
+        );
+        assert_eq!(line, format!("{id}: on hold"));
+        assert!(q.envelope(&id).unwrap().held);
     }
 }
