@@ -714,7 +714,9 @@ impl DsnBuilder {
                 check_value(o, "Original-Recipient")?;
             }
         }
-        let eight_bit = (original_8bit || self.utf8) && content != OriginalContent::None;
+        // The returned part is labelled 8-bit when the original (or a global
+        // DSN's) may hold such octets.
+        let returned_8bit = (original_8bit || self.utf8) && content != OriginalContent::None;
         let b = &self.boundary;
 
         // The delivery-status part.
@@ -783,6 +785,11 @@ impl DsnBuilder {
         } else {
             "utf-8"
         };
+        // A next hop's UTF-8 text in the notification (or a global report's UTF-8
+        // fields) makes the body 8-bit: BODY=8BITMIME, not SMTPUTF8, which only
+        // non-ASCII header fields and addresses call for (a probe's bounce to a
+        // remote sender without SMTPUTF8 was refused, and lost, for a reply's "ü").
+        let eight_bit = returned_8bit || !human.is_ascii() || !status.is_ascii();
 
         let mut head = String::new();
         push_field(&mut head, "Date", &self.date.to_string())?;
@@ -820,6 +827,7 @@ impl DsnBuilder {
             return Err(DsnError::BoundaryCollision);
         }
 
+        let smtputf8 = !head.is_ascii() || !status.is_ascii();
         let mut p = head;
         p.push_str("\r\nThis is a MIME-encapsulated message.\r\n\r\n");
         p.push_str(&format!("--{b}\r\n"));
@@ -859,14 +867,13 @@ impl DsnBuilder {
                 p.push_str(&format!("\r\n--{b}\r\n"));
                 p.push_str(&format!("Content-Description: {state}{what}\r\n"));
                 p.push_str(&format!("Content-Type: {ty}\r\n"));
-                if eight_bit {
+                if returned_8bit {
                     p.push_str("Content-Transfer-Encoding: 8bit\r\n");
                 }
                 p.push_str("\r\n");
                 format!("\r\n--{b}--\r\n")
             }
         };
-        let smtputf8 = !p.is_ascii();
         Ok(DsnParts {
             prefix: p.into_bytes(),
             suffix: suffix.into_bytes(),
@@ -1298,8 +1305,18 @@ Content-Type: text/rfc822-headers\r\n\
         };
         let mut plain = sample();
         report(&mut plain);
-        let p =
-            String::from_utf8(plain.build(OriginalContent::None, false).unwrap().prefix).unwrap();
+        let parts = plain.build(OriginalContent::None, false).unwrap();
+        // The notification keeps the "ä" (UTF-8, 8bit): the body is 8-bit, but no
+        // header needs SMTPUTF8 (a probe's bounce was refused for it, and lost).
+        assert!(parts.eight_bit && !parts.smtputf8);
+        let p = String::from_utf8(parts.prefix).unwrap();
+        let head = &p[..p.find("\r\n\r\n").unwrap() + 2];
+        assert!(
+            head.contains("Content-Transfer-Encoding: 8bit\r\n"),
+            "{head}"
+        );
+        assert!(p.contains("charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"));
+        assert!(p.contains("said: 550 5.1.1 Empf\u{e4}nger unbekannt\r\n"));
         let status = &p[p.find("Reporting-MTA").unwrap()..];
         let status = &status[..status.find("--=_boundary_1").unwrap()];
         assert!(status.is_ascii(), "{status}");
@@ -1307,8 +1324,9 @@ Content-Type: text/rfc822-headers\r\n\
         let mut global = sample();
         global.smtputf8(true);
         report(&mut global);
-        let p =
-            String::from_utf8(global.build(OriginalContent::None, false).unwrap().prefix).unwrap();
+        let parts = global.build(OriginalContent::None, false).unwrap();
+        assert!(parts.eight_bit && parts.smtputf8);
+        let p = String::from_utf8(parts.prefix).unwrap();
         assert!(p.contains("Diagnostic-Code: smtp; 550 5.1.1 Empf\u{e4}nger unbekannt\r\n"));
     }
 
