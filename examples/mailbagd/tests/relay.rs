@@ -1801,6 +1801,57 @@ fn a_bounce_that_cannot_be_stored_stays_owed_until_it_can() {
     assert_eq!(sink.transactions(), 1);
 }
 
+/// A queued body cut short (or missing) is not sent: the entry is moved to
+/// `corrupt/` and logged (a probe's truncated body was relayed as if whole).
+#[test]
+fn a_truncated_or_missing_body_is_moved_aside_not_sent() {
+    let sink = Sink::start(Mode::Accept);
+    let server = Server::start_with(relay_options(&sink, ""), |data| {
+        seed_queued(data, "cut short", &["a@elsewhere.example"], |_| {});
+        seed_queued(data, "no body", &["b@elsewhere.example"], |_| {});
+        seed_queued(data, "whole", &["c@elsewhere.example"], |_| {});
+        let msg = data.join("queue").join("msg");
+        let mut bodies: Vec<_> = std::fs::read_dir(&msg)
+            .expect("msg")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "body"))
+            .collect();
+        bodies.sort();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&bodies[0])
+            .expect("open")
+            .set_len(10)
+            .expect("truncate");
+        std::fs::remove_file(&bodies[1]).expect("rm");
+    });
+    assert!(
+        wait_until(Duration::from_secs(15), || server.queued().is_empty()),
+        "{}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        sink.recipients(),
+        [vec!["<c@elsewhere.example>".to_string()]],
+        "{}",
+        server.log()
+    );
+    let log = server.log();
+    assert!(
+        log.contains("body file shorter than the size recorded"),
+        "{log}"
+    );
+    assert!(log.contains("body file missing"), "{log}");
+    let corrupt = std::fs::read_dir(server.data.join("queue").join("corrupt"))
+        .expect("corrupt dir")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "env"))
+        .count();
+    assert_eq!(corrupt, 2);
+}
+
 /// A client's SMTPUTF8 on a message with an ASCII envelope and header is
 /// left out toward a next hop without SMTPUTF8 (RFC 6531 section 3.2), so
 /// the message is relayed, not bounced (a probe's needless bounce); one

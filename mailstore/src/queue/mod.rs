@@ -662,6 +662,55 @@ impl Queue {
         Ok((file, len))
     }
 
+    /// Checks that the body of the queued message `env` is there and has the
+    /// size its envelope recorded when it was committed: a body cut short
+    /// (a truncated file, a damaged disk) must not be sent as if whole.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Corrupt`] when the body file is missing or of another
+    /// size, [`QueueError::NotFound`] when the message is gone, I/O errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use mailbag_mailstore::queue::{NewEnvelope, Queue, QueueError, QueueOptions, Recipient};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    /// let mut new = NewEnvelope::new("ann@example.org", 1_000);
+    /// new.recipients.push(Recipient::new("kim@example.com"));
+    /// let mut w = q.enqueue(&new).unwrap();
+    /// w.write_all(b"Subject: x\r\n\r\nbody\r\n").unwrap();
+    /// let id = w.commit().unwrap();
+    /// let env = q.envelope(&id).unwrap();
+    /// assert!(q.verify_body(&env).is_ok());
+    /// let body = dir.path().join("msg").join(format!("{id}.body"));
+    /// std::fs::OpenOptions::new().write(true).open(&body).unwrap().set_len(5).unwrap();
+    /// assert!(matches!(q.verify_body(&env), Err(QueueError::Corrupt { .. })));
+    /// std::fs::remove_file(&body).unwrap();
+    /// assert!(matches!(q.verify_body(&env), Err(QueueError::Corrupt { .. })));
+    /// ```
+    pub fn verify_body(&self, env: &Envelope) -> Result<(), QueueError> {
+        let (_, len) = self.body(&env.id)?;
+        if len == env.size {
+            Ok(())
+        } else {
+            Err(QueueError::Corrupt {
+                id: env.id.clone(),
+                error: EnvelopeError::new(
+                    0,
+                    if len < env.size {
+                        "body file shorter than the size recorded"
+                    } else {
+                        "body file longer than the size recorded"
+                    },
+                ),
+            })
+        }
+    }
+
     /// Takes the lock of message `id`, waiting while another holds it (a
     /// delivery attempt in progress, another admin command).
     ///

@@ -612,6 +612,9 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
     let read = tokio::task::spawn_blocking(move || {
         let message = lock.queue().try_lock_message(&qid)?;
         let env = message.envelope()?;
+        // A body missing or cut short (a probe's truncated file was relayed as
+        // if whole) is a corrupt entry, moved aside below.
+        lock.queue().verify_body(&env)?;
         Ok::<_, QueueError>((message, env))
     })
     .await;
