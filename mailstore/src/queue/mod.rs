@@ -257,6 +257,26 @@ fn replace_file(fsync: bool, tmp: &Path, dest: &Path, data: &[u8]) -> Result<(),
     fs::rename(tmp, dest).map_err(|e| QueueError::io("rename", tmp, e))
 }
 
+/// Whether `e` says the file system (or the user's quota) is full.
+fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// Writes `data` over the start of the existing file `path` and cuts it
+/// there (fsynced if asked): no new block for a file of one block.
+fn overwrite_in_place(fsync: bool, path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(data)?;
+    f.set_len(data.len() as u64)?;
+    if fsync {
+        f.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Writes `data` to a new private file at `path` (fsynced if asked).
 fn write_private(fsync: bool, path: &Path, data: &[u8]) -> Result<(), QueueError> {
     let mut f = private_file()
@@ -403,35 +423,54 @@ impl Queue {
         let recorded = fs::read_to_string(&seq_path)
             .ok()
             .and_then(|s| id::parse_canonical_u64(s.trim_end_matches('\n')));
+        // Above everything in use: for a lost or damaged `seq`, and for one that
+        // cannot be written.
+        let highest_in_use = || -> Result<u64, QueueError> {
+            let mut max = 0;
+            for d in [msg, corrupt] {
+                for i in instances_in(d)? {
+                    max = max.max(i);
+                }
+            }
+            for name in dir_names(tmp)? {
+                if let Some((i, _)) = tmp_instance(&name) {
+                    max = max.max(i);
+                }
+            }
+            Ok(max)
+        };
+        let mut scanned = recorded.is_none();
         let mut n = match recorded {
             Some(n) => n,
-            // Lost or damaged: continue above everything in use.
-            None => {
-                let mut max = 0;
-                for d in [msg, corrupt] {
-                    for i in instances_in(d)? {
-                        max = max.max(i);
-                    }
-                }
-                for name in dir_names(tmp)? {
-                    if let Some((i, _)) = tmp_instance(&name) {
-                        max = max.max(i);
-                    }
-                }
-                max
-            }
+            None => highest_in_use()?,
         };
         for _ in 0..1000 {
             n = n.checked_add(1).ok_or(QueueError::InvalidEnvelope(
                 "queue instance numbers exhausted",
             ))?;
-            replace_file(
-                fsync,
-                &dir.join("seq.tmp"),
-                &seq_path,
-                format!("{n}\n").as_bytes(),
-            )?;
-            sync_dir(fsync, dir)?;
+            let seq_tmp = dir.join("seq.tmp");
+            match replace_file(fsync, &seq_tmp, &seq_path, format!("{n}\n").as_bytes())
+                .and_then(|()| sync_dir(fsync, dir))
+            {
+                Ok(()) => {}
+                // A full file system (or quota) must not keep the queue from
+                // opening, and with it the server from starting (POP3 users
+                // delete mail to make room). The number is written over the
+                // old one in place, in the block `seq` already has (a crash
+                // in that write leaves a damaged `seq`, which the next open
+                // replaces by a scan, as above); when even that fails, it is
+                // taken above every number in use, unrecorded.
+                Err(QueueError::Io { source, .. }) if is_out_of_space(&source) => {
+                    let _ = fs::remove_file(&seq_tmp);
+                    if overwrite_in_place(fsync, &seq_path, format!("{n}\n").as_bytes()).is_err()
+                        && !scanned
+                    {
+                        n = n.max(highest_in_use()?.saturating_add(1));
+                        scanned = true;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
             let path = tmp.join(format!("{n}.lock"));
             let file = match private_file().create_new(true).open(&path) {
                 Ok(f) => f,
@@ -1254,6 +1293,30 @@ mod tests {
         fs::write(dir.path().join("seq"), "garbage").unwrap();
         let d = one(&open(dir.path()), 1, b"z");
         assert!(d > c);
+    }
+
+    /// A probe's server did not start on a full queue file system: writing
+    /// `seq.tmp` failed. `seq` is then written over in place (a link to
+    /// /dev/full makes the write of `seq.tmp` fail with ENOSPC).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_file_system_does_not_keep_the_queue_from_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = one(&open(dir.path()), 1, b"x");
+        let before = fs::read_to_string(dir.path().join("seq")).unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("seq.tmp")).unwrap();
+        let q = open(dir.path());
+        let b = one(&q, 1, b"y");
+        assert!(b > a);
+        let after = fs::read_to_string(dir.path().join("seq")).unwrap();
+        assert_eq!(
+            after.trim_end().parse::<u64>().unwrap(),
+            before.trim_end().parse::<u64>().unwrap() + 1
+        );
+        assert!(!dir.path().join("seq.tmp").exists());
+        drop(q);
+        let c = one(&open(dir.path()), 1, b"z");
+        assert!(c > b);
     }
 
     #[test]
