@@ -64,6 +64,11 @@ use core::time::Duration;
 #[cfg(feature = "std")]
 use std::time::Instant;
 
+mod refusal;
+
+use refusal::Refusals;
+pub use refusal::{MAX_PENDING_REFUSALS, Refusal, RefusedCommand};
+
 use crate::bdat::{BdatReceiver, BdatStep};
 use crate::codec::{
     CommandError, DEFAULT_COMMAND_LINE_LIMIT, DEFAULT_SASL_LINE_LIMIT, Frame, LineFramer,
@@ -497,6 +502,12 @@ struct State {
     refusing: bool,
     /// The over-long line being discarded began with the BDAT keyword.
     overlong_bdat: bool,
+    /// The command being answered, for [`Refusal`]s.
+    command: RefusedCommand,
+    /// An application's answer is being written (not the session's own).
+    answering: bool,
+    /// The session's own refusals, not taken yet.
+    refusals: Refusals,
 }
 
 const fn r(code: u16, esc: (u8, u16, u16), text: &'static str) -> (u16, Esc, &'static str) {
@@ -612,6 +623,9 @@ impl ServerSession {
             closed: false,
             overlong_bdat: false,
             refusing: false,
+            command: RefusedCommand::Other,
+            answering: false,
+            refusals: Refusals::default(),
         };
         greeting.encode(&mut st.out);
         match greeting.code().get() {
@@ -797,6 +811,50 @@ impl ServerSession {
     /// Answers the pending event with `reply`: a 2xx/3xx reply has the effect of acceptance
     /// (e.g. `251` for RCPT), a 4xx/5xx reply the effect of rejection.
     pub fn respond(&mut self, reply: Reply<'_>) {
+        self.st.answering = true;
+        self.answer(reply);
+        self.st.answering = false;
+    }
+
+    /// The commands the session refused on its own since the last call (a
+    /// syntax error, a command out of sequence, the recipient or size limit,
+    /// `DATA` after every `RCPT` failed), oldest first: an application's own
+    /// rejections are not among them. At most [`MAX_PENDING_REFUSALS`] are
+    /// kept between calls; the tokio driver (feature `tokio`) takes them after
+    /// each read and hands them to its handler's `refused`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::session::{RefusedCommand, ServerConfig, ServerSession};
+    ///
+    /// let mut config = ServerConfig::default();
+    /// config.hostname = "mx.example.org".into();
+    /// config.max_recipients = 1;
+    /// let mut s = ServerSession::new(config)?;
+    /// s.feed(b"EHLO c\r\nMAIL FROM:<a@example.com> SIZE=99999999999\r\n");
+    /// s.feed(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n");
+    /// s.feed(b"RCPT TO:<c@example.org>\r\nXYZZY\r\n");
+    /// while let Some(_) = s.next_event() {
+    ///     s.accept();
+    /// }
+    /// let refused: Vec<_> = s
+    ///     .take_refusals()
+    ///     .into_iter()
+    ///     .map(|r| (r.command, r.reply.code().get()))
+    ///     .collect();
+    /// assert_eq!(
+    ///     refused,
+    ///     [(RefusedCommand::Mail, 552), (RefusedCommand::Rcpt, 452), (RefusedCommand::Other, 500)]
+    /// );
+    /// assert!(s.take_refusals().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn take_refusals(&mut self) -> Vec<Refusal> {
+        self.st.refusals.take()
+    }
+
+    fn answer(&mut self, reply: Reply<'_>) {
         let Some(p) = self.st.pending.take() else {
             return;
         };
@@ -898,6 +956,7 @@ impl ServerSession {
         }
         self.st.pending = None;
         let n = self.st.txn.map_or(0, |t| t.rcpt_ok);
+        self.st.answering = true;
         for i in 0..n {
             match replies.get(i) {
                 Some(r) => self.st.write(r),
@@ -906,6 +965,7 @@ impl ServerSession {
                     .write(&fixed(r(451, (4, 3, 0), "Local error in processing"))),
             }
         }
+        self.st.answering = false;
         self.st.txn = None;
     }
 
@@ -934,7 +994,17 @@ impl State {
         }
     }
 
+    /// Writes a reply; a 4xx or 5xx one the session sends on its own (not an
+    /// application's answer) is kept as a [`Refusal`].
     fn write(&mut self, reply: &Reply<'_>) {
+        if !self.answering && reply.code().get() >= 400 {
+            self.refusals.push(self.command, reply);
+        }
+        self.emit(reply);
+    }
+
+    /// Writes a reply, with its enhanced code only if they are offered.
+    fn emit(&mut self, reply: &Reply<'_>) {
         if self.cfg.enhanced_status_codes || reply.enhanced().is_none() {
             reply.encode(&mut self.out);
         } else {
@@ -977,7 +1047,8 @@ impl State {
     /// `421 4.7.0 <text>` and the end of the session (once).
     fn close_421(&mut self, text: &'static str) {
         if !self.closed {
-            self.write(&fixed(r(421, (4, 7, 0), text)));
+            // The end of the session, not a refusal of a command.
+            self.emit(&fixed(r(421, (4, 7, 0), text)));
             self.closed = true;
         }
     }
@@ -1112,6 +1183,7 @@ impl State {
                         }
                         DataStep::End(Err(e)) => {
                             self.mode = Mode::Command;
+                            self.command = RefusedCommand::Message;
                             let reply = e.reply();
                             // LMTP answers once per accepted recipient.
                             let n = if self.cfg.lmtp {
@@ -1140,6 +1212,9 @@ impl State {
                                 Some(reply) => {
                                     let aborted = reply.code() == ReplyCode::EXCEEDED_STORAGE
                                         && self.txn.is_none();
+                                    if aborted {
+                                        self.command = RefusedCommand::Message;
+                                    }
                                     self.write(&reply);
                                     if aborted {
                                         return Some(Event::MessageAborted(DataError::TooBig));
@@ -1178,6 +1253,11 @@ impl State {
                         Frame::TooLong { consumed } => {
                             self.in_pos += consumed;
                             let bdat = core::mem::take(&mut self.overlong_bdat) || starts_bdat;
+                            self.command = if bdat {
+                                RefusedCommand::Data
+                            } else {
+                                RefusedCommand::Other
+                            };
                             if sasl {
                                 self.mode = Mode::Command;
                                 self.framer.set_max_len(self.cfg.command_line_limit());
@@ -1212,6 +1292,7 @@ impl State {
     }
 
     fn sasl_line<'a>(&mut self, line: &'a [u8]) -> Option<Event<'a>> {
+        self.command = RefusedCommand::Other;
         self.mode = Mode::Command;
         self.framer.set_max_len(self.cfg.command_line_limit());
         match parse_auth_response(line) {
@@ -1231,6 +1312,7 @@ impl State {
     }
 
     fn command_line<'a>(&mut self, line: &'a [u8]) -> Option<Event<'a>> {
+        self.command = RefusedCommand::of_line(line);
         if self.cfg.close_on_http && crate::http_request::is_http_line(line) {
             self.close_421("Not an SMTP command (an HTTP request or a header field): closing");
             return None;
@@ -1545,6 +1627,57 @@ mod tests {
         let mut s = ServerSession::new(ServerConfig::default()).unwrap();
         let _ = s.take_output();
         s
+    }
+
+    /// The session's own refusals are kept for the application's logs and
+    /// metrics (a probe's metric saw none of them); the application's own
+    /// rejections and the 421 that ends a session are not among them.
+    #[test]
+    fn refusals_are_the_sessions_own() {
+        let cfg = ServerConfig {
+            max_message_size: 10,
+            max_bad_commands: 3,
+            ..ServerConfig::default()
+        };
+        let mut s = ServerSession::new(cfg).unwrap();
+        s.feed(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\n");
+        while let Some(ev) = s.next_event() {
+            if matches!(ev, Event::RcptTo { .. }) {
+                s.reject(Reply::fixed(550, Esc::c(5, 1, 1), "no such user"));
+            } else {
+                s.accept();
+            }
+        }
+        assert!(s.take_refusals().is_empty(), "the application's 550");
+        s.feed(b"DATA\r\nRCPT TO:<c@example.org>\r\nDATA\r\n");
+        s.feed(b"more than ten octets\r\n.\r\nBOGUS\r\nBOGUS\r\n");
+        drive(&mut s);
+        let got: Vec<_> = s
+            .take_refusals()
+            .into_iter()
+            .map(|r| (r.command.as_str(), r.reply.code().get()))
+            .collect();
+        assert_eq!(got, [("data", 554), ("message", 552), ("other", 500)]);
+        assert!(s.is_closed(), "the third error: 421");
+        assert!(
+            String::from_utf8_lossy(s.output())
+                .ends_with("421 4.7.0 Too many errors, closing connection\r\n")
+        );
+        // Bounded when nobody takes them.
+        let cfg = ServerConfig {
+            max_bad_commands: 1000,
+            ..ServerConfig::default()
+        };
+        let mut s = ServerSession::new(cfg).unwrap();
+        for _ in 0..(MAX_PENDING_REFUSALS + 10) {
+            s.feed(b"MAIL FROM:<a@example.com>\r\n");
+            drive(&mut s);
+            let _ = s.take_output();
+        }
+        assert!(!s.is_closed());
+        let kept = s.take_refusals();
+        assert_eq!(kept.len(), MAX_PENDING_REFUSALS);
+        assert!(kept.iter().all(|r| r.command == RefusedCommand::Mail));
     }
 
     #[test]

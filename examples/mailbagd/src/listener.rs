@@ -397,6 +397,13 @@ async fn admit(
         Ok(p) => p,
         Err(e) => {
             info!(reason = %e, "connection refused");
+            ctx.metrics.connection_refused(
+                role.name(),
+                match e {
+                    crate::limits::LimitExceeded::PerAddress => "per_address",
+                    _ => "total",
+                },
+            );
             if let Some(line) = role.refusal(ctx.config().hostname.as_str()) {
                 let mut tcp = tcp;
                 let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {

@@ -21,6 +21,13 @@ struct RoleLabels {
     role: &'static str,
 }
 
+/// Labels of the refused-connection counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    role: &'static str,
+    reason: &'static str,
+}
+
 /// Labels of the login counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LoginLabels {
@@ -66,6 +73,7 @@ pub struct Metrics {
     registry: Registry,
     connections_open: Family<RoleLabels, Gauge>,
     connections: Family<RoleLabels, Counter>,
+    connections_refused: Family<RefusedLabels, Counter>,
     logins: Family<LoginLabels, Counter>,
     smtp_refusals: Family<ReplyLabels, Counter>,
     messages: Family<ReplyLabels, Counter>,
@@ -109,6 +117,7 @@ impl Metrics {
             registry: Registry::default(),
             connections_open: Family::default(),
             connections: Family::default(),
+            connections_refused: Family::default(),
             logins: Family::default(),
             smtp_refusals: Family::default(),
             messages: Family::default(),
@@ -139,13 +148,18 @@ impl Metrics {
             m.connections.clone(),
         );
         r.register(
+            "connections_refused",
+            "Client connections turned away at a connection limit, per listener role and reason (total, per_address)",
+            m.connections_refused.clone(),
+        );
+        r.register(
             "logins",
             "Logins per service (pop3, web) and result (ok, failed, in_use, error)",
             m.logins.clone(),
         );
         r.register(
             "smtp_refusals",
-            "SMTP commands refused, per stage (mail, rcpt, data), reply class and enhanced status",
+            "SMTP commands refused (by policy or by the protocol: syntax, sequence, limits), per stage (mail, rcpt, data, other), reply class and enhanced status",
             m.smtp_refusals.clone(),
         );
         r.register(
@@ -239,6 +253,14 @@ impl Metrics {
         OpenConnection { gauge }
     }
 
+    /// Counts a connection of `role` turned away at a connection limit:
+    /// `reason` is `total` or `per_address`.
+    pub fn connection_refused(&self, role: &'static str, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&RefusedLabels { role, reason })
+            .inc();
+    }
+
     /// Counts a login of `service` (`pop3`, `web`): `ok` or `failed`.
     pub fn login(&self, service: &'static str, ok: bool) {
         self.login_result(service, if ok { "ok" } else { "failed" });
@@ -254,8 +276,10 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a refused SMTP command at `stage` (`mail`, `rcpt`, `data`)
-    /// with its reply code and enhanced status (`""` when none).
+    /// Counts a refused SMTP command at `stage` (`mail`, `rcpt`, `data`,
+    /// `other`) with its reply code and enhanced status (`""` when none):
+    /// refused by mailbagd's policy or by the protocol session itself (a
+    /// syntax error, a limit).
     pub fn smtp_refusal(&self, stage: &'static str, code: u16, status: &str) {
         self.smtp_refusals
             .get_or_create(&ReplyLabels {

@@ -29,7 +29,9 @@ use mailbag_smtp_proto::driver::{
     server::{Answer, Ending, ServeOptions, ServerHandler},
 };
 use mailbag_smtp_proto::line_endings::LineEndings;
-use mailbag_smtp_proto::session::{Event, HelloKind, ServerConfig, ServerSession};
+use mailbag_smtp_proto::session::{
+    Event, HelloKind, Refusal, RefusedCommand, ServerConfig, ServerSession,
+};
 use mailbag_smtp_proto::submission;
 use mailbag_smtp_proto::trace;
 use mailbag_smtp_proto::types::{Body, HeloName, MailParams};
@@ -294,6 +296,22 @@ impl ServerHandler<MaybeTls> for SmtpHandler {
             _ => {}
         }
         Ok(answer)
+    }
+
+    fn refused(&mut self, refusal: Refusal) {
+        let stage = match refusal.command {
+            // Counted as a message, with its reply (`Event::MessageAborted`).
+            RefusedCommand::Message => return,
+            RefusedCommand::Mail => "mail",
+            RefusedCommand::Rcpt => "rcpt",
+            RefusedCommand::Data => "data",
+            _ => "other",
+        };
+        let r = &refusal.reply;
+        let status = r.enhanced().map(|e| e.to_string()).unwrap_or_default();
+        self.ctx
+            .metrics
+            .smtp_refusal(stage, r.code().get(), &status);
     }
 
     async fn start_tls(&mut self, stream: MaybeTls) -> io::Result<MaybeTls> {

@@ -128,7 +128,41 @@ fn metrics_count_logins_messages_and_connections_and_health_is_ok() {
     );
     assert!(replies[5].starts_with("552 5.3.4"), "{replies:?}");
 
+    // Refused by the protocol session itself, not by mailbagd's policy: a
+    // probe's metric counted none of these.
+    let replies = common::raw_smtp(
+        &server,
+        "smtp",
+        "127.0.0.1",
+        &[
+            b"EHLO x\r\n",
+            b"MAIL FROM:<a@example.org> SIZE=999999999999\r\n",
+            b"MAIL FROM:<a@example.org>\r\n",
+            b"RCPT TO:<bad address>\r\n",
+            b"XYZZY\r\n",
+            b"QUIT\r\n",
+        ],
+    );
+    assert!(replies[2].starts_with("552 5.3.4"), "{replies:?}");
+    assert!(replies[4].starts_with("501"), "{replies:?}");
+    assert!(replies[5].starts_with("500"), "{replies:?}");
+
     let (_, after) = get(&server, "/metrics");
+    let refused = |stage: &str, status: &str| {
+        sample(
+            &after,
+            "mailbag_smtp_refusals_total",
+            &[("stage", stage), ("status", status)],
+        )
+    };
+    assert_eq!(refused("mail", "5.3.4"), 1.0, "{after}");
+    assert_eq!(refused("rcpt", "5.1.3"), 1.0, "{after}");
+    assert_eq!(refused("other", "5.5.1"), 1.0, "{after}");
+    assert_eq!(
+        sample(&after, "mailbag_smtp_refusals_total", &[("stage", "data")]),
+        0.0,
+        "the message over the size limit is counted as a message, once"
+    );
     assert_eq!(sample(&after, "mailbag_logins_total", &ok), logins_ok + 2.0);
     assert_eq!(
         sample(
@@ -151,13 +185,14 @@ fn metrics_count_logins_messages_and_connections_and_health_is_ok() {
         ),
         1.0
     );
+    // The relay refusal (policy) and the 501 (syntax).
     assert_eq!(
         sample(
             &after,
             "mailbag_smtp_refusals_total",
             &[("stage", "rcpt"), ("class", "5xx")]
         ),
-        1.0
+        2.0
     );
     assert_eq!(
         sample(
@@ -215,4 +250,45 @@ fn metrics_count_logins_messages_and_connections_and_health_is_ok() {
     );
     let (status, _) = get(&server, "/nothing-here");
     assert_eq!(status, 404);
+}
+
+/// A connection turned away at a connection limit is counted, per role and
+/// reason (a probe found such refusals in no metric).
+#[test]
+fn connections_refused_at_a_limit_are_counted() {
+    let server = Server::start_with(
+        Options {
+            tables: "[metrics]\nlisten = \"127.0.0.1:0\"\n".into(),
+            limits: "max_connections_per_ip = 1\n".into(),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let pop3 = [("role", "pop3"), ("reason", "per_address")];
+    let before = sample(
+        &get(&server, "/metrics").1,
+        "mailbag_connections_refused_total",
+        &pop3,
+    );
+    let mut first = TcpStream::connect(server.addrs["pop3"]).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut greeting = [0u8; 3];
+    first.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting, b"+OK");
+    let mut second = TcpStream::connect(server.addrs["pop3"]).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut text = String::new();
+    let _ = second.read_to_string(&mut text);
+    assert!(text.starts_with("-ERR [SYS/TEMP]"), "{text}");
+    let (_, metrics) = get(&server, "/metrics");
+    assert_eq!(
+        sample(&metrics, "mailbag_connections_refused_total", &pop3),
+        before + 1.0,
+        "{metrics}"
+    );
+    drop(first);
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::{flush, within};
-use crate::session::{Event, ServerSession};
+use crate::session::{Event, Refusal, ServerSession};
 use crate::types::Reply;
 
 /// Now on tokio's clock (the one the timers sleep on, paused in tests), as
@@ -96,6 +96,16 @@ pub trait ServerHandler<S>: Send {
     /// stored durably: the `250` goes out only then. An `Err` ends the
     /// connection without a reply.
     fn handle(&mut self, event: Event<'_>) -> impl Future<Output = io::Result<Answer>> + Send;
+
+    /// Told of each command the session refused on its own, without an event
+    /// ([`ServerSession::take_refusals`]: a syntax error, a command out of
+    /// sequence, the recipient or size limit), after the events of each read
+    /// are answered, oldest first: for logs and metrics, which would
+    /// otherwise see only the handler's own rejections. The default ignores
+    /// them.
+    fn refused(&mut self, refusal: Refusal) {
+        let _ = refusal;
+    }
 
     /// Runs the server side of the TLS handshake on `stream` after STARTTLS
     /// was accepted, and returns the stream that carries TLS (a type such as
@@ -237,6 +247,9 @@ where
                     Answer::Lmtp(replies) => session.respond_lmtp(&replies),
                     Answer::None => {}
                 }
+            }
+            for refusal in session.take_refusals() {
+                handler.refused(refusal);
             }
             if completed && shutdown.is_cancelled() {
                 session.shutdown();
