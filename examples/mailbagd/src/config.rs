@@ -353,6 +353,9 @@ pub struct Pop3Config {
     /// from, so that clients leaving mail on the server fetch nothing twice
     /// ([`UidlFormat`]). Read at start-up.
     pub uidl_format: UidlFormat,
+    /// After this many erroneous commands in a session (unknown, malformed,
+    /// out of state) the session answers `-ERR` and closes (default 10).
+    pub max_errors: u32,
 }
 
 /// `[userdb]`: how login names find users.
@@ -491,6 +494,9 @@ pub struct SmtpConfig {
     /// A message with more `Received:` fields than this is a mail loop and is refused
     /// with `554 5.4.6` (default 50, RFC 5321 section 6.3).
     pub max_received_headers: usize,
+    /// After this many erroneous commands in a session (5xx: syntax, sequence,
+    /// refused parameters) the session answers `421 4.7.0` and closes (default 20).
+    pub max_errors: u32,
 }
 
 /// `[tls]`.
@@ -1018,6 +1024,7 @@ struct RawPop3 {
     auth_failure_delay: Option<HumanDuration>,
     spam_login_suffix: Option<String>,
     uidl_format: Option<String>,
+    max_errors: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1031,6 +1038,7 @@ struct RawSmtp {
     idle_timeout: Option<HumanDuration>,
     bare_line_endings: Option<String>,
     max_received_headers: Option<usize>,
+    max_errors: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -1569,6 +1577,14 @@ fn nonzero(
     Ok(d)
 }
 
+/// A count that must be above zero, `default` when not given.
+fn nonzero_count(key: &str, value: Option<u32>, default: u32) -> Result<u32, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(invalid(key, "must be greater than zero")),
+        n => Ok(n),
+    }
+}
+
 /// A protocol session's `idle_timeout`: nonzero and at most the libraries'
 /// `MAX_IDLE_TIMEOUT` (a week), which every session would refuse.
 fn session_idle_timeout(
@@ -1857,6 +1873,7 @@ impl Config {
                 .unwrap_or(login.failure_delay),
             spam_login_suffix: spam_login_suffix(raw.pop3.spam_login_suffix)?,
             uidl_format: uidl_format(raw.pop3.uidl_format)?,
+            max_errors: nonzero_count("pop3.max_errors", raw.pop3.max_errors, 10)?,
         };
         let smtp = SmtpConfig {
             listen: raw
@@ -1886,6 +1903,7 @@ impl Config {
                 }
             },
             max_received_headers: raw.smtp.max_received_headers.unwrap_or(50),
+            max_errors: nonzero_count("smtp.max_errors", raw.smtp.max_errors, 20)?,
         };
         if smtp.max_received_headers == 0 {
             return Err(invalid(
@@ -2707,6 +2725,11 @@ mod tests {
         assert_eq!(names(&c.local_domains), ["localhost"]);
         assert_eq!(c.smtp.max_message_size, 26_214_400);
         assert_eq!(c.smtp.max_recipients, 100);
+        assert_eq!((c.smtp.max_errors, c.pop3.max_errors), (20, 10));
+        for key in ["smtp", "pop3"] {
+            let e = parse(&format!("{USERS}[{key}]\nmax_errors = 0\n")).unwrap_err();
+            assert!(e.to_string().contains(&format!("{key}.max_errors")), "{e}");
+        }
         assert_eq!(c.pop3.idle_timeout, Duration::from_secs(600));
         assert_eq!(c.pop3.auth_failure_delay, Duration::from_secs(1));
         assert_eq!(c.smtp.idle_timeout, Duration::from_secs(300));

@@ -91,6 +91,7 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
     cfg.tls_available = live.tls.is_some() && !cfg.implicit_tls;
     cfg.require_tls_for_login = config.pop3.require_tls_for_login;
     cfg.idle_timeout = config.pop3.idle_timeout;
+    cfg.max_bad_commands = config.pop3.max_errors;
     let suffix = &config.pop3.spam_login_suffix;
     // EXPIRE (RFC 2449 6.7): the INBOX keeps mail until the client deletes
     // it; the Spam folder, a maildrop of its own, is emptied of what is

@@ -212,6 +212,7 @@ pub async fn serve(ctx: Arc<Context>, conn: Connection) -> io::Result<()> {
     cfg.greeting = "ESMTP Mailbag".into();
     cfg.max_message_size = config.smtp.max_message_size;
     cfg.max_recipients = config.smtp.max_recipients;
+    cfg.max_bad_commands = config.smtp.max_errors;
     cfg.idle_timeout = config.smtp.idle_timeout;
     cfg.implicit_tls = conn.stream.is_tls();
     cfg.starttls = live.tls.is_some() && !cfg.implicit_tls;

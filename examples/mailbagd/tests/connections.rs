@@ -402,3 +402,38 @@ fn web_client_that_never_reads_is_disconnected_after_write_timeout() {
     assert_closed_for_write_timeout(&server, &mut client);
     feeder.join().expect("feeder");
 }
+
+/// `[pop3] max_errors` and `[smtp] max_errors` end a session after that many
+/// erroneous commands (the libraries' fixed 10 and 20 before; a probe found
+/// these limits neither documented nor configurable).
+#[test]
+fn sessions_end_after_max_errors() {
+    let server = Server::start_with(
+        Options {
+            pop3: "max_errors = 2\n".into(),
+            smtp: "max_errors = 2\n".into(),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let talk = |role: &str, lines: &[u8]| -> String {
+        let mut s = TcpStream::connect(server.addrs[role]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(lines).unwrap();
+        String::from_utf8_lossy(&read_to_close(&mut s, Duration::from_secs(10))).into_owned()
+    };
+    let pop3 = talk("pop3", b"BOGUS\r\nBOGUS\r\nNOOP\r\n");
+    let replies: Vec<&str> = pop3.lines().collect();
+    assert_eq!(replies.len(), 3, "{pop3}");
+    assert!(replies[2].starts_with("-ERR"), "{pop3}");
+    let smtp = talk("smtp", b"EHLO x\r\nBOGUS\r\nBOGUS\r\nNOOP\r\n");
+    assert!(
+        smtp.trim_end()
+            .ends_with("421 4.7.0 Too many errors, closing connection"),
+        "{smtp}"
+    );
+    assert!(
+        !smtp.contains("250 2.0.0 OK"),
+        "NOOP after the close: {smtp}"
+    );
+}

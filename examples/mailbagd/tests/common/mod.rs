@@ -130,6 +130,8 @@ pub struct Options {
     /// Extra TOML lines for the `[smtp]` table.
     pub smtp: String,
     pub pop3_idle: String,
+    /// Extra TOML lines for the `[pop3]` table.
+    pub pop3: String,
     /// `spam.spamd` address, if any.
     pub spamd: Option<String>,
     /// Extra TOML lines for the `[spam]` table.
@@ -159,6 +161,7 @@ impl Default for Options {
             smtp_idle: "5m".into(),
             smtp: String::new(),
             pop3_idle: "10m".into(),
+            pop3: String::new(),
             spamd: None,
             spam: String::new(),
             relay: "smarthost = \"127.0.0.1:1\"\n".into(),
@@ -220,6 +223,7 @@ tls_listen = {tls_listen}
 require_tls_for_login = {rtl}
 idle_timeout = "{pop3_idle}"
 auth_failure_delay = "100ms"
+{pop3_extra}
 [smtp]
 listen = ["127.0.0.1:0"]
 submission_listen = ["127.0.0.1:0"]
@@ -274,6 +278,7 @@ spam_scanning = false
             tables = opts.tables,
             hash = SECRET_HASH,
             pop3_idle = opts.pop3_idle,
+            pop3_extra = opts.pop3,
             smtp_idle = opts.smtp_idle,
             smtp_extra = opts.smtp,
             spamd = opts
