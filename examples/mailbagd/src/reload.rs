@@ -49,6 +49,19 @@ pub enum ReloadError {
     /// a file. It is read again once it holds still.
     #[error("the passwd-file changed while it was read; it is read again once it holds still")]
     ChangedWhileRead,
+    /// The passwd-file had users and now has none (its `[[users]]` are
+    /// still there): a truncated or garbled file would otherwise lock out
+    /// every user it had, with no more than an `INFO` line (a probe's).
+    #[error(
+        "{path} has no users now (it had {had}): refused, a file cut short would lock every one of them out; \
+         to run on the [[users]] alone, remove [userdb] passwd_file"
+    )]
+    PasswdFileEmptied {
+        /// The passwd-file.
+        path: String,
+        /// Its users in the running configuration.
+        had: usize,
+    },
 }
 
 /// What a reload that succeeded did.
@@ -185,6 +198,22 @@ impl Reloader {
             return Err(ReloadError::ChangedWhileRead);
         };
         let (mut config, skipped) = loaded?;
+        let from_file = |c: &Config| {
+            c.users
+                .iter()
+                .filter(|u| u.passwd_file_line.is_some())
+                .count()
+        };
+        let had = from_file(&running);
+        if let Some(p) = config.userdb.passwd_file.as_deref()
+            && had > 0
+            && from_file(&config) == 0
+        {
+            return Err(ReloadError::PasswdFileEmptied {
+                path: p.display().to_string(),
+                had,
+            });
+        }
         let new_keys = config.restart_keys();
         let needs_restart: Vec<&'static str> = new_keys
             .iter()
@@ -282,6 +311,14 @@ pub async fn reload_and_log(ctx: &Arc<Context>, reloader: &Arc<Reloader>, why: &
             warn!(reason = why, "{e}");
         }
         Ok(Err(e)) => {
+            // One line: a TOML error's own lines (its caret diagram) joined.
+            let e = e.to_string();
+            let e = e
+                .lines()
+                .map(str::trim_end)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" | ");
             error!(reason = why, error = %e, "reload failed: keeping the running configuration");
         }
         Err(e) => {

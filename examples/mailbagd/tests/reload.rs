@@ -388,6 +388,16 @@ fn a_failing_reload_keeps_the_running_state_and_restart_keys_are_named() {
     std::fs::write(&cfg, format!("{good}\n[[users]\nname = ")).unwrap();
     server.signal_hup();
     wait_for_log(&server, "reload failed", 1);
+    // The TOML error's own lines (its caret diagram) are joined into that one
+    // line (a probe's log parser saw five).
+    let log = server.log();
+    let failed = log.lines().find(|l| l.contains("reload failed")).unwrap();
+    assert!(failed.contains(" | "), "{failed}");
+    assert!(
+        !log.lines()
+            .any(|l| l.trim_start().starts_with('|') || l.trim_start().starts_with('^')),
+        "{log}"
+    );
     assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
     assert!(py_pop_login(&server, "127.0.0.1", "pat", "patpw").starts_with("OK"));
 
@@ -417,6 +427,35 @@ fn a_failing_reload_keeps_the_running_state_and_restart_keys_are_named() {
     // Still the old data directory: joe's mail is where it was.
     common::deliver_local(&server, "joe@example.test", "after", "still here");
     assert_eq!(server.messages("joe", "").len(), 1);
+}
+
+/// A passwd-file that had users and has none after a change (cut short,
+/// garbled) is refused while `[[users]]` remain: before, the reload went
+/// through with an INFO line and every user of the file got `550 5.1.1`.
+#[test]
+fn a_passwd_file_emptied_beside_inline_users_is_refused() {
+    if !require("python3") {
+        return;
+    }
+    let (server, passwd) = start("1h", false);
+    wait_for_login(&server, "pat", "patpw", "OK");
+    for broken in ["", "garbage without colons\n"] {
+        std::fs::write(&passwd, broken).unwrap();
+        server.signal_hup();
+    }
+    wait_for_log(&server, "has no users now (it had 1)", 2);
+    assert!(
+        !server.log().contains("configuration reloaded"),
+        "{}",
+        server.log()
+    );
+    assert!(py_pop_login(&server, "127.0.0.1", "pat", "patpw").starts_with("OK"));
+    assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
+    // Repaired with another user: applied.
+    std::fs::write(&passwd, "sam:{PLAIN}sampw::::::\n").unwrap();
+    server.signal_hup();
+    wait_for_log(&server, "configuration reloaded", 1);
+    assert!(py_pop_login(&server, "127.0.0.1", "sam", "sampw").starts_with("OK"));
 }
 
 /// The SHA-256 of the certificate a TLS port presents.
