@@ -34,7 +34,7 @@
 //! <dir>/tmp/<n>.lock       held (flock) while instance <n> lives
 //! <dir>/corrupt/<id>.*     messages set aside by DeliveryLock::quarantine
 //! <dir>/lock               the delivery lock (flock)
-//! <dir>/locks/<id>.lock    one message's lock (flock; MessageLock), removed with it
+//! <dir>/locks/<id>.lock    one message's lock (flock; MessageLock), removed with it (or, left by a crash, at the next open)
 //!
 //! Directories are created `0700` and files `0600` (before the umask): the
 //! queue holds other people's mail.
@@ -535,6 +535,28 @@ impl Queue {
             // Re-check: a writer may have committed since the listing.
             if !self.env_path(&id).exists() {
                 let _ = fs::remove_file(self.body_path(&id));
+            }
+        }
+        // Message locks of messages no longer queued, left by a holder that
+        // died between the removal and its lock's (a probe counted 6 after
+        // 25 kills): removed under their lock, as `MessageLock`'s drop does,
+        // so a waiter on one starts over.
+        for name in dir_names(&self.inner.locks)? {
+            let Some(id) = name
+                .strip_suffix(".lock")
+                .and_then(|i| i.parse::<QueueId>().ok())
+            else {
+                continue;
+            };
+            if self.env_path(&id).exists() {
+                continue;
+            }
+            let path = self.inner.locks.join(&name);
+            let Ok(file) = OpenOptions::new().read(true).open(&path) else {
+                continue;
+            };
+            if file.try_lock().is_ok() && !self.env_path(&id).exists() && same_file(&path, &file) {
+                let _ = fs::remove_file(&path);
             }
         }
         Ok(())
@@ -1260,6 +1282,27 @@ mod tests {
             Err(QueueError::NotFound(_))
         ));
         assert_eq!(delivery.due(60).unwrap(), vec![other]);
+    }
+
+    /// A message lock left behind by a holder that died after removing its
+    /// message goes at the next open; the lock of a queued message stays.
+    #[test]
+    fn stale_message_locks_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(dir.path());
+        let id = one(&q, 1, b"kept");
+        drop(q.lock_message(&id).unwrap());
+        let gone: QueueId = "000000000002.9.9".parse().unwrap();
+        let locks = dir.path().join("locks");
+        fs::write(locks.join(format!("{gone}.lock")), b"").unwrap();
+        fs::write(locks.join("not-an-id.lock"), b"").unwrap();
+        let kept_lock = locks.join(format!("{id}.lock"));
+        fs::write(&kept_lock, b"").unwrap();
+        drop(q);
+        let _q = open(dir.path());
+        assert!(!locks.join(format!("{gone}.lock")).exists());
+        assert!(kept_lock.exists());
+        assert!(locks.join("not-an-id.lock").exists());
     }
 
     #[test]
