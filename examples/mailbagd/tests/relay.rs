@@ -773,9 +773,18 @@ fn an_acceptance_that_cannot_be_written_is_not_sent_again() {
         "{}",
         server.log()
     );
-    // Four scans later, nothing more was sent.
+    // Four scans later, nothing more was sent, and the warning was said once.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(sink.count(), 1, "{}", server.log());
+    assert_eq!(
+        server
+            .log()
+            .matches("outcomes kept in memory until the queue can be written")
+            .count(),
+        1,
+        "{}",
+        server.log()
+    );
     // Repaired: the kept outcome is written and the message leaves the queue.
     std::fs::remove_file(&dir).expect("rm");
     std::fs::rename(&aside, &dir).expect("move back");

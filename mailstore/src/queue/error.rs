@@ -16,7 +16,7 @@ use super::QueueId;
 /// assert_eq!(err.line, 2);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {reason}")]
+#[error("{}", match line { 0 => String::new(), n => format!("envelope line {n}: ") } + reason)]
 #[non_exhaustive]
 pub struct EnvelopeError {
     /// 1-based line number where parsing stopped (0: the file as a whole).
@@ -68,7 +68,7 @@ pub enum QueueError {
     #[error("no queued message {0}")]
     NotFound(QueueId),
     /// The message's envelope file cannot be read back.
-    #[error("queued message {id} has a corrupt envelope: {error}")]
+    #[error("queued message {id} is corrupt: {error}")]
     Corrupt {
         /// The message.
         id: QueueId,
@@ -126,7 +126,13 @@ mod tests {
         assert!(c.is_temporary());
         assert_eq!(
             c.to_string(),
-            "queued message 000000000001.1.1 has a corrupt envelope: line 3: bad number"
+            "queued message 000000000001.1.1 is corrupt: envelope line 3: bad number"
+        );
+        // Line 0: the file as a whole, or the body (a probe read a cut body
+        // as "corrupt envelope: line 0").
+        assert_eq!(
+            EnvelopeError::new(0, "body file missing").to_string(),
+            "body file missing"
         );
         assert!(
             QueueError::NotFound(id)

@@ -257,6 +257,17 @@ fn replace_file(fsync: bool, tmp: &Path, dest: &Path, data: &[u8]) -> Result<(),
     fs::rename(tmp, dest).map_err(|e| QueueError::io("rename", tmp, e))
 }
 
+/// What is wrong with a body file of `len` octets (`None`: missing) whose
+/// envelope recorded `size`, if anything.
+fn body_fault(len: Option<u64>, size: u64) -> Option<&'static str> {
+    match len {
+        None => Some("body file missing"),
+        Some(n) if n < size => Some("body file shorter than the size recorded"),
+        Some(n) if n > size => Some("body file longer than the size recorded"),
+        Some(_) => None,
+    }
+}
+
 /// Whether `e` says the file system (or the user's quota) is full.
 fn is_out_of_space(e: &io::Error) -> bool {
     matches!(
@@ -755,20 +766,12 @@ impl Queue {
     /// ```
     pub fn verify_body(&self, env: &Envelope) -> Result<(), QueueError> {
         let (_, len) = self.body(&env.id)?;
-        if len == env.size {
-            Ok(())
-        } else {
-            Err(QueueError::Corrupt {
+        match body_fault(Some(len), env.size) {
+            None => Ok(()),
+            Some(reason) => Err(QueueError::Corrupt {
                 id: env.id.clone(),
-                error: EnvelopeError::new(
-                    0,
-                    if len < env.size {
-                        "body file shorter than the size recorded"
-                    } else {
-                        "body file longer than the size recorded"
-                    },
-                ),
-            })
+                error: EnvelopeError::new(0, reason),
+            }),
         }
     }
 
@@ -853,7 +856,17 @@ impl Queue {
             let error = match self.read_envelope_at(&path, &id) {
                 Err(QueueError::NotFound(_)) => continue,
                 Err(e) => e,
-                Ok(_) => QueueError::InvalidEnvelope("quarantined, but readable now"),
+                // Moved aside for its body (missing, cut short)?
+                Ok(env) => {
+                    let body = fs::metadata(self.inner.corrupt.join(format!("{id}.body")));
+                    match body_fault(body.ok().map(|m| m.len()), env.size) {
+                        None => QueueError::InvalidEnvelope("quarantined, but readable now"),
+                        Some(reason) => QueueError::Corrupt {
+                            id: id.clone(),
+                            error: EnvelopeError::new(0, reason),
+                        },
+                    }
+                }
             };
             corrupt.push(CorruptMessage {
                 id,
@@ -1282,6 +1295,41 @@ mod tests {
             Err(QueueError::NotFound(_))
         ));
         assert_eq!(delivery.due(60).unwrap(), vec![other]);
+    }
+
+    /// An entry moved aside for its body is listed with what is wrong with
+    /// the body, not as a corrupt envelope (a probe's wording).
+    #[test]
+    fn a_body_moved_aside_is_listed_for_its_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(dir.path());
+        let id = one(&q, 1, b"a body of some length");
+        let body = dir.path().join("msg").join(format!("{id}.body"));
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&body)
+            .unwrap()
+            .set_len(3)
+            .unwrap();
+        let err = q.verify_body(&q.envelope(&id).unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("queued message {id} is corrupt: body file shorter than the size recorded")
+        );
+        let delivery = q.lock_delivery().unwrap();
+        delivery.quarantine(&id).unwrap();
+        let listed = q.list().unwrap();
+        assert!(listed.messages.is_empty());
+        assert_eq!(listed.corrupt.len(), 1);
+        assert!(listed.corrupt[0].quarantined);
+        assert!(
+            listed.corrupt[0]
+                .error
+                .to_string()
+                .ends_with("body file shorter than the size recorded"),
+            "{}",
+            listed.corrupt[0].error
+        );
     }
 
     /// A message lock left behind by a holder that died after removing its

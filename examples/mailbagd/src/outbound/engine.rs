@@ -133,12 +133,18 @@ impl Outbound {
         })
     }
 
-    /// Keeps `env`, which a pass could not write, for the next pass of its message.
-    fn keep_unsaved(&self, env: Envelope) {
-        warn!(
-            queue_id = %env.id,
-            "outcomes kept in memory until the queue can be written: no new attempt before then"
-        );
+    /// Keeps `env`, which a pass could not write, for the next pass of its
+    /// message; said once (a warning), not again on each pass that still
+    /// cannot write it (`again`: a probe counted 107 lines in 21 s).
+    fn keep_unsaved(&self, env: Envelope, again: bool) {
+        if again {
+            debug!(queue_id = %env.id, "outcomes still kept in memory: the queue cannot be written");
+        } else {
+            warn!(
+                queue_id = %env.id,
+                "outcomes kept in memory until the queue can be written: no new attempt before then"
+            );
+        }
         self.unsaved
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -657,7 +663,7 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
         env = unsaved_over(kept, env);
         if let Err(e) = write_envelope(engine, &env).await {
             debug!(error = %e, "the queue still cannot be written");
-            engine.keep_unsaved(env);
+            engine.keep_unsaved(env, true);
             return;
         }
         info!("outcomes kept in memory written to the queue");
@@ -668,17 +674,17 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
     let deliver = deliver && env.next_attempt <= unix_now();
     // Reports owed from an earlier pass (a crash or a failed DSN) come first.
     if !settle_reports(ctx, engine, &mut env).await {
-        engine.keep_unsaved(env);
+        engine.keep_unsaved(env, false);
         return;
     }
     if deliver && !env.is_finished() && !attempt(ctx, engine, id, &mut env, &permits).await {
-        engine.keep_unsaved(env);
+        engine.keep_unsaved(env, false);
         return;
     }
     // Then the reports of this pass, and removal or the next pass.
     let now = unix_now();
     if !settle_reports(ctx, engine, &mut env).await {
-        engine.keep_unsaved(env);
+        engine.keep_unsaved(env, false);
         return;
     }
     let mut complete = env.is_complete();
@@ -704,11 +710,11 @@ async fn deliver_message(ctx: &Arc<Context>, engine: &Arc<Outbound>, id: &QueueI
         Ok(Ok(())) => debug!("message stays queued"),
         Ok(Err(e)) => {
             warn!(error = %e, "queue update failed");
-            engine.keep_unsaved(env);
+            engine.keep_unsaved(env, false);
         }
         Err(e) => {
             warn!(error = %e, "queue task failed");
-            engine.keep_unsaved(env);
+            engine.keep_unsaved(env, false);
         }
     }
 }
