@@ -49,18 +49,22 @@ pub enum ReloadError {
     /// a file. It is read again once it holds still.
     #[error("the passwd-file changed while it was read; it is read again once it holds still")]
     ChangedWhileRead,
-    /// The passwd-file had users and now has none (its `[[users]]` are
-    /// still there): a truncated or garbled file would otherwise lock out
-    /// every user it had, with no more than an `INFO` line (a probe's).
+    /// The passwd-file had users and now has none, and is empty or holds
+    /// only lines that are no user (its `[[users]]` are still there): a file
+    /// cut short or garbled would otherwise lock out every user it had, with
+    /// no more than an `INFO` line (a probe's). A file of comments and blank
+    /// lines alone is a removal on purpose, and applies.
     #[error(
-        "{path} has no users now (it had {had}): refused, a file cut short would lock every one of them out; \
-         to run on the [[users]] alone, remove [userdb] passwd_file"
+        "{path} has no users now (it had {had}) and is {what}: refused, as a file cut short or garbled \
+         would lock them all out; to remove every user, leave a comment line in it"
     )]
     PasswdFileEmptied {
         /// The passwd-file.
         path: String,
         /// Its users in the running configuration.
         had: usize,
+        /// `"empty"` or `"only bad lines"`.
+        what: &'static str,
     },
 }
 
@@ -209,10 +213,14 @@ impl Reloader {
             && had > 0
             && from_file(&config) == 0
         {
-            return Err(ReloadError::PasswdFileEmptied {
-                path: p.display().to_string(),
-                had,
-            });
+            let empty = std::fs::metadata(p).is_ok_and(|m| m.len() == 0);
+            if empty || !skipped.is_empty() {
+                return Err(ReloadError::PasswdFileEmptied {
+                    path: p.display().to_string(),
+                    had,
+                    what: if empty { "empty" } else { "only bad lines" },
+                });
+            }
         }
         let new_keys = config.restart_keys();
         let needs_restart: Vec<&'static str> = new_keys

@@ -432,6 +432,7 @@ fn a_failing_reload_keeps_the_running_state_and_restart_keys_are_named() {
 /// A passwd-file that had users and has none after a change (cut short,
 /// garbled) is refused while `[[users]]` remain: before, the reload went
 /// through with an INFO line and every user of the file got `550 5.1.1`.
+/// A file left with comments alone removes its users on purpose: applied.
 #[test]
 fn a_passwd_file_emptied_beside_inline_users_is_refused() {
     if !require("python3") {
@@ -456,6 +457,12 @@ fn a_passwd_file_emptied_beside_inline_users_is_refused() {
     server.signal_hup();
     wait_for_log(&server, "configuration reloaded", 1);
     assert!(py_pop_login(&server, "127.0.0.1", "sam", "sampw").starts_with("OK"));
+    // Every user removed on purpose, a comment left: applied.
+    std::fs::write(&passwd, "# sam left\n").unwrap();
+    server.signal_hup();
+    wait_for_log(&server, "configuration reloaded", 2);
+    assert!(py_pop_login(&server, "127.0.0.1", "sam", "sampw").starts_with("ERR"));
+    assert!(py_pop_login(&server, "127.0.0.1", "joe", "secret").starts_with("OK"));
 }
 
 /// The SHA-256 of the certificate a TLS port presents.
