@@ -115,7 +115,7 @@ fn lists_messages_recipients_attempts_and_errors_while_locked() {
         "<kim@example.com>  pending  last error ",
         // The reply's line break is shown escaped: one line per recipient.
         "mx.example.com: 451 4.7.1 greylisted\\nplease retry\n",
-        "CORRUPT: line 7: invalid number",
+        "CORRUPT: envelope line 7: invalid number",
         "-- 1 message(s), 1 recipient(s) pending, 1 unreadable",
     ] {
         assert!(s.contains(want), "missing {want:?} in:\n{s}");
@@ -132,7 +132,7 @@ fn lists_messages_recipients_attempts_and_errors_while_locked() {
         "\"attempts\":2",
         "{\"address\":\"joe@example.net\",\"state\":\"delivered\"",
         "\"reply\":\"451 4.7.1 greylisted\\u000aplease retry\"",
-        "\"error\":\"line 7: invalid number\",\"quarantined\":false",
+        "\"error\":\"envelope line 7: invalid number\",\"quarantined\":false",
     ] {
         assert!(j.contains(want), "missing {want:?} in:\n{j}");
     }
