@@ -440,11 +440,12 @@ fn a_passwd_file_emptied_beside_inline_users_is_refused() {
     }
     let (server, passwd) = start("1h", false);
     wait_for_login(&server, "pat", "patpw", "OK");
-    for broken in ["", "garbage without colons\n"] {
+    // One at a time: two SIGHUPs sent together may arrive as one.
+    for (n, broken) in ["", "garbage without colons\n"].into_iter().enumerate() {
         std::fs::write(&passwd, broken).unwrap();
         server.signal_hup();
+        wait_for_log(&server, "has no users now (it had 1)", n + 1);
     }
-    wait_for_log(&server, "has no users now (it had 1)", 2);
     assert!(
         !server.log().contains("configuration reloaded"),
         "{}",
