@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mailbag_smtp_proto::address::{ForwardPath, parse_forward_path, parse_reverse_path};
 use mailbag_smtp_proto::client::{
-    ClientEvent, ClientOptions, ClientSession, Status, TlsPolicy, Transaction,
+    ClientEvent, ClientOptions, ClientSession, Outcome, Status, TlsPolicy, Transaction,
 };
 use mailbag_smtp_proto::driver::client::{Client, ClientIoOptions};
 use mailbag_smtp_proto::driver::server::{Answer, Ending, ServeOptions, ServerHandler, serve};
@@ -128,8 +128,23 @@ fn default_server(stream: DuplexStream) -> tokio::task::JoinHandle<(io::Result<E
 fn client(stream: DuplexStream, tls: TlsPolicy) -> Client<Stream> {
     let mut options = ClientOptions::default();
     options.tls = tls;
+    client_with(stream, options)
+}
+
+fn client_with(stream: DuplexStream, options: ClientOptions) -> Client<Stream> {
     let session = ClientSession::new(HeloName::try_from("client.example").unwrap(), options);
     Client::new(Either::Left(stream), session, ClientIoOptions::default())
+}
+
+/// The outcome of `event`, which must be a close with an error.
+fn closed_with_error(event: Option<ClientEvent>) -> Outcome {
+    let Some(ClientEvent::Closed {
+        error: Some(outcome),
+    }) = event
+    else {
+        panic!("{event:?}")
+    };
+    outcome
 }
 
 fn transaction() -> Transaction<'static> {
@@ -391,13 +406,7 @@ async fn shutdown_during_data_finishes_the_message_first() {
 async fn a_silent_server_closes_the_client_with_a_temporary_error() {
     let (c, _server_end) = tokio::io::duplex(4096);
     let mut client = client(c, TlsPolicy::Disabled);
-    let event = client.next_event().await;
-    let Some(ClientEvent::Closed {
-        error: Some(outcome),
-    }) = event
-    else {
-        panic!("{event:?}")
-    };
+    let outcome = closed_with_error(client.next_event().await);
     assert_eq!(outcome.status(), Status::Temporary);
     assert_eq!(client.next_event().await, None);
 }
@@ -409,9 +418,7 @@ async fn a_reply_sent_an_octet_at_a_time_times_out_as_a_whole() {
     let (c, mut server_end) = tokio::io::duplex(4096);
     let mut options = ClientOptions::default();
     options.timeouts.greeting = Duration::from_secs(30);
-    let session = ClientSession::new(HeloName::try_from("client.example").unwrap(), options);
-    let mut client: Client<Stream> =
-        Client::new(Either::Left(c), session, ClientIoOptions::default());
+    let mut client = client_with(c, options);
     let drip = tokio::spawn(async move {
         for b in b"220-mx.example never ends\r\n".iter().cycle().take(600) {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -421,13 +428,7 @@ async fn a_reply_sent_an_octet_at_a_time_times_out_as_a_whole() {
         }
     });
     let start = tokio::time::Instant::now();
-    let event = client.next_event().await;
-    let Some(ClientEvent::Closed {
-        error: Some(outcome),
-    }) = event
-    else {
-        panic!("{event:?}")
-    };
+    let outcome = closed_with_error(client.next_event().await);
     assert_eq!(outcome.status(), Status::Temporary);
     assert!(format!("{outcome:?}").contains("Timeout"), "{outcome:?}");
     assert_eq!(start.elapsed().as_secs(), 30);

@@ -460,7 +460,8 @@ impl Queue {
                 "queue instance numbers exhausted",
             ))?;
             let seq_tmp = dir.join("seq.tmp");
-            match replace_file(fsync, &seq_tmp, &seq_path, format!("{n}\n").as_bytes())
+            let text = format!("{n}\n");
+            match replace_file(fsync, &seq_tmp, &seq_path, text.as_bytes())
                 .and_then(|()| sync_dir(fsync, dir))
             {
                 Ok(()) => {}
@@ -473,9 +474,7 @@ impl Queue {
                 // taken above every number in use, unrecorded.
                 Err(QueueError::Io { source, .. }) if is_out_of_space(&source) => {
                     let _ = fs::remove_file(&seq_tmp);
-                    if overwrite_in_place(fsync, &seq_path, format!("{n}\n").as_bytes()).is_err()
-                        && !scanned
-                    {
+                    if overwrite_in_place(fsync, &seq_path, text.as_bytes()).is_err() && !scanned {
                         n = n.max(highest_in_use()?.saturating_add(1));
                         scanned = true;
                     }

@@ -46,11 +46,7 @@ impl RefusedCommand {
     /// assert_eq!(RefusedCommand::of_line(b"MAILX"), RefusedCommand::Other);
     /// ```
     pub fn of_line(line: &[u8]) -> Self {
-        let word = line
-            .iter()
-            .position(|b| !b.is_ascii_alphanumeric())
-            .map_or(line, |end| line.get(..end).unwrap_or_default());
-        let is = |w: &[u8]| word.eq_ignore_ascii_case(w);
+        let is = |verb: &[u8]| super::has_verb(line, verb);
         if is(b"HELO") || is(b"EHLO") || is(b"LHLO") {
             Self::Hello
         } else if is(b"MAIL") {
