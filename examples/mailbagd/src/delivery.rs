@@ -55,7 +55,7 @@ use tracing::info;
 use crate::clock::unix_seconds;
 use crate::config::{Config, SpamFolder, User};
 use crate::context::{Context, Live};
-use crate::envelope::{Envelope, LocalRecipient, Recipient, forward_address};
+use crate::envelope::{Envelope, LocalRecipient, Recipient, forward_address, message_number};
 use crate::read_chunks::each_chunk;
 use crate::replies;
 use crate::spool::Spool;
@@ -245,22 +245,14 @@ pub fn received_field(
     )
     .by_comment("mailbagd")
     .with(env.with)
-    .id(format_args!("{}.{instance}", message_id_part(env)));
+    .id(format_args!(
+        "{}.{instance}",
+        message_number(env.id, env.message)
+    ));
     if let Some(r) = &for_rcpt {
         received = received.recipient(r);
     }
     Ok(received.to_header())
-}
-
-/// The part of a `Received:` id before the instance mark: the connection's id,
-/// and for its second message on `-<number>` (a probe found every message of a
-/// session under one id).
-fn message_id_part(env: &Envelope) -> String {
-    if env.message > 1 {
-        format!("{}-{}", env.id, env.message)
-    } else {
-        env.id.to_string()
-    }
 }
 
 /// What each stored copy of a message received with `env` starts with:

@@ -11,6 +11,17 @@ use mailbag_mailstore::queue::{
 use mailbag_smtp_proto::address::{ForwardPath, Mailbox, ReversePath};
 use mailbag_smtp_proto::types::{Body, HeloName, MailParams, RcptParams, Ret};
 
+/// The number of a message in the `Received:` id and the `Message-ID:` this
+/// server makes: the connection's id, and for its second message on
+/// `-<number>` (a probe found every message of a session under one id).
+pub fn message_number(connection: u64, message: u32) -> String {
+    if message > 1 {
+        format!("{connection}-{message}")
+    } else {
+        connection.to_string()
+    }
+}
+
 /// The envelope of a message to deliver.
 #[derive(Clone, Debug)]
 pub struct Envelope {

@@ -274,6 +274,11 @@ struct SmtpHandler {
     spool: Option<Spool>,
 }
 
+/// A reply's enhanced status code as the metrics label it (`""` when none).
+fn status(r: &mailbag_smtp_proto::types::Reply<'_>) -> String {
+    r.enhanced().map(|e| e.to_string()).unwrap_or_default()
+}
+
 impl ServerHandler<MaybeTls> for SmtpHandler {
     async fn handle(&mut self, event: Event<'_>) -> io::Result<Answer> {
         let stage = match &event {
@@ -285,9 +290,6 @@ impl ServerHandler<MaybeTls> for SmtpHandler {
         };
         let answer = self.event(event).await?;
         let metrics = &self.ctx.metrics;
-        let status = |r: &mailbag_smtp_proto::types::Reply<'_>| {
-            r.enhanced().map(|e| e.to_string()).unwrap_or_default()
-        };
         match (&answer, stage) {
             (Answer::Reject(r), Some(stage)) => {
                 metrics.smtp_refusal(stage, r.code().get(), &status(r));
@@ -309,10 +311,9 @@ impl ServerHandler<MaybeTls> for SmtpHandler {
             _ => "other",
         };
         let r = &refusal.reply;
-        let status = r.enhanced().map(|e| e.to_string()).unwrap_or_default();
         self.ctx
             .metrics
-            .smtp_refusal(stage, r.code().get(), &status);
+            .smtp_refusal(stage, r.code().get(), &status(r));
     }
 
     async fn start_tls(&mut self, stream: MaybeTls) -> io::Result<MaybeTls> {
@@ -373,11 +374,7 @@ impl SmtpHandler {
                 Err(_) => String::from("0"),
             };
             // The same connection and message numbers as the `Received:` id.
-            let number = if self.messages > 1 {
-                format!("{}-{}", self.id, self.messages)
-            } else {
-                self.id.to_string()
-            };
+            let number = crate::envelope::message_number(self.id, self.messages);
             let left = format!("{random}.{number}.{}", self.ctx.instance);
             if let Ok(f) = submission::message_id_field(&left, self.live.config.hostname.as_str()) {
                 fields.push_str(&f);
@@ -533,8 +530,7 @@ impl SmtpHandler {
                 info!(error = %e, "message aborted");
                 // The session answers it itself; counted as that reply.
                 let r = e.reply();
-                let status = r.enhanced().map(|e| e.to_string()).unwrap_or_default();
-                self.ctx.metrics.smtp_message(r.code().get(), &status);
+                self.ctx.metrics.smtp_message(r.code().get(), &status(&r));
                 if let Some(s) = self.spool.as_mut() {
                     s.clear();
                 }

@@ -518,16 +518,10 @@ async fn settle_reports(ctx: &Arc<Context>, engine: &Arc<Outbound>, env: &mut En
     if !changed {
         return true;
     }
-    let lock = Arc::clone(&engine.lock);
-    let snapshot = env.clone();
-    match tokio::task::spawn_blocking(move || lock.update(&snapshot)).await {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            warn!(error = %e, "queue update after a DSN failed (kept in memory: the DSN is made again only after a restart)");
-            false
-        }
+    match write_envelope(engine, env).await {
+        Ok(()) => true,
         Err(e) => {
-            warn!(error = %e, "queue task failed");
+            warn!(error = %e, "queue update after a DSN failed (kept in memory: the DSN is made again only after a restart)");
             false
         }
     }
