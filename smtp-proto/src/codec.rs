@@ -448,7 +448,9 @@ fn parse_mail_params(rest: &[u8]) -> Result<MailParams<'_>, CommandError> {
                 set(&mut p.by, by, "BY")?;
             }
             (7, Some(v)) if eq_ic(k, b"HOLDFOR") => {
-                let n = parse_u64_saturating(v, 9).ok_or(CommandError::InvalidParam("HOLDFOR"))?;
+                // RFC 4865 writes at most 9 digits; more are read (saturating) so that every
+                // `Hold::For` value reads back as written: the server's maximum refuses it.
+                let n = parse_u64_saturating(v, 20).ok_or(CommandError::InvalidParam("HOLDFOR"))?;
                 set(&mut p.hold, Hold::For(n), "HOLDFOR/HOLDUNTIL")?;
             }
             (9, Some(v)) if eq_ic(k, b"HOLDUNTIL") => {
@@ -488,6 +490,14 @@ const RCPT_KEYWORDS: [&str; 2] = ["NOTIFY", "ORCPT"];
 
 fn is_known_mail_keyword(k: &[u8]) -> bool {
     MAIL_KEYWORDS.iter().any(|m| eq_ic(k, m.as_bytes()))
+}
+
+/// Whether `k` is a MAIL or RCPT parameter the parser gives its own field.
+pub(crate) fn is_known_keyword(k: &[u8]) -> bool {
+    MAIL_KEYWORDS
+        .iter()
+        .chain(RCPT_KEYWORDS.iter())
+        .any(|m| eq_ic(k, m.as_bytes()))
 }
 
 fn known_name(k: &[u8]) -> &'static str {
@@ -551,7 +561,7 @@ fn parse_rcpt_params(rest: &[u8]) -> Result<RcptParams<'_>, CommandError> {
                     return Err(CommandError::InvalidParam("ORCPT"));
                 }
                 let address = XText::from_wire(a)
-                    .filter(|x| x.as_str().len() <= 500)
+                    .filter(|x| x.as_str().len() <= Orcpt::MAX_ADDRESS_LEN)
                     .ok_or(CommandError::InvalidParam("ORCPT"))?;
                 let addr_type = Cow::Borrowed(
                     core::str::from_utf8(t).map_err(|_| CommandError::InvalidParam("ORCPT"))?,
@@ -778,7 +788,7 @@ fn parse_bdat(rest: &[u8]) -> Result<Command<'static>, CommandError> {
     let mut it = a.split(|&c| c == b' ').filter(|s| !s.is_empty());
     let size = it
         .next()
-        .and_then(|s| parse_u64_saturating(s, 19))
+        .and_then(|s| parse_u64_saturating(s, 20))
         .ok_or(CommandError::Syntax(USAGE))?;
     let last = match it.next() {
         None => false,
@@ -864,7 +874,12 @@ fn encode_mail_params(p: &MailParams<'_>, out: &mut Vec<u8>) {
     }
     if let Some(a) = &p.auth {
         out.extend_from_slice(b" AUTH=");
-        a.encode(out);
+        if a.as_str().is_empty() {
+            // No empty ESMTP value exists; RFC 4954's "no identity" is `<>`.
+            out.extend_from_slice(b"<>");
+        } else {
+            a.encode(out);
+        }
     }
     if p.requiretls {
         out.extend_from_slice(b" REQUIRETLS");
@@ -914,7 +929,10 @@ impl Command<'_> {
     /// Appends the wire form, CRLF included.
     ///
     /// Values built with the public constructors always encode to a line that
-    /// [`parse_command`] reads back as the same value.
+    /// [`parse_command`] reads back as the same value, with two exceptions that have
+    /// no wire form of their own: a `VRFY`/`EXPN` target that itself ends in
+    /// ` SMTPUTF8` without the `smtputf8` flag reads back with the flag set, and an
+    /// empty `AUTH=` value is written as `<>`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.verb().as_bytes());
         match self {
@@ -1539,5 +1557,128 @@ mod tests {
             ReplyParser::new(opts).parse(long.as_bytes()),
             Err(ReplyError::LineTooLong)
         );
+    }
+
+    /// Values the public API lets a caller build encode to lines that read back as the
+    /// same value (a review found each of these refused or changed on the way back).
+    #[test]
+    fn built_values_read_back_as_written() {
+        use crate::types::ValueError;
+        let round = |c: &Command<'_>| {
+            let mut w = Vec::new();
+            c.encode(&mut w);
+            let line = w.strip_suffix(b"\r\n").unwrap().to_vec();
+            let back = parse_command(&line).map(|c| c.into_owned());
+            (w, back)
+        };
+        // BDAT sizes of 20 digits, HOLDFOR beyond RFC 4865's 9 digits.
+        let bdat = Command::Bdat {
+            size: u64::MAX,
+            last: true,
+        };
+        assert_eq!(round(&bdat).1, Ok(bdat.clone()));
+        let from = crate::address::parse_reverse_path(b"<a@example.test>")
+            .unwrap()
+            .0;
+        let params = MailParams {
+            hold: Some(Hold::For(1_000_000_000_000)),
+            ..MailParams::default()
+        };
+        let mail = Command::Mail {
+            from: from.clone(),
+            params,
+        };
+        assert_eq!(round(&mail).1, Ok(mail.clone().into_owned()));
+        // An ORCPT address of 500 octets is the parser's limit and the constructor's.
+        let rp = RcptParams {
+            orcpt: Some(Orcpt::new("rfc822", XText::new("x".repeat(500))).unwrap()),
+            ..RcptParams::default()
+        };
+        let rcpt = Command::Rcpt {
+            to: crate::address::parse_forward_path(b"<b@example.test>")
+                .unwrap()
+                .0,
+            params: rp,
+        };
+        assert_eq!(round(&rcpt).1, Ok(rcpt.clone().into_owned()));
+        assert_eq!(
+            Orcpt::new("rfc822", XText::new("x".repeat(501))),
+            Err(ValueError::Orcpt)
+        );
+        assert_eq!(Orcpt::new("rfc822", XText::new("")), Err(ValueError::Orcpt));
+        assert_eq!(Envid::new(XText::new("")), Err(ValueError::Envid));
+        // A known keyword is not an unknown parameter.
+        assert_eq!(
+            Param::new("NOTIFY", Some("NEVER")),
+            Err(ValueError::Keyword)
+        );
+        assert_eq!(Param::new("Size", Some("1")), Err(ValueError::Keyword));
+        assert!(Param::new("X-SIZE", Some("1")).is_ok());
+        // The two documented exceptions.
+        let params = MailParams {
+            auth: Some(XText::new("")),
+            ..MailParams::default()
+        };
+        let (w, back) = round(&Command::Mail { from, params });
+        assert!(
+            w.ends_with(b" AUTH=<>\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&w)
+        );
+        match back {
+            Ok(Command::Mail { params, .. }) => {
+                assert_eq!(params.auth.as_ref().map(XText::as_str), Some("<>"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let vrfy = Command::Vrfy {
+            target: Text::try_from("joe SMTPUTF8").unwrap(),
+            smtputf8: false,
+        };
+        let (_, back) = round(&vrfy);
+        assert_eq!(
+            back,
+            Ok(Command::Vrfy {
+                target: Text::try_from("joe").unwrap(),
+                smtputf8: true
+            })
+        );
+        let vrfy = Command::Vrfy {
+            target: Text::try_from("joe SMTPUTF8").unwrap(),
+            smtputf8: true,
+        };
+        assert_eq!(round(&vrfy).1, Ok(vrfy.clone()));
+    }
+
+    /// A reply line fits RFC 5321's 512 octets or is refused; one that fits reads back
+    /// whole (before, a 604-octet line was accepted and read back cut).
+    #[test]
+    fn reply_lines_are_at_most_512_octets() {
+        use crate::types::{EhloReply, ValueError};
+        let esc = Some(Esc::c(2, 0, 0));
+        // "250 2.0.0 " is 10 octets, CRLF 2: 500 octets of text fill the line.
+        let full = Reply::new(ReplyCode::OK, esc, "t".repeat(500)).unwrap();
+        let mut w = Vec::new();
+        full.encode(&mut w);
+        assert_eq!(w.len(), 512);
+        let (back, n) = ReplyParser::default().parse(&w).unwrap().unwrap();
+        assert_eq!((back, n), (full, 512));
+        assert_eq!(
+            Reply::new(ReplyCode::OK, esc, "t".repeat(501)),
+            Err(ValueError::ReplyTooLong)
+        );
+        assert_eq!(
+            Reply::new(ReplyCode::OK, None, "t".repeat(507)),
+            Err(ValueError::ReplyTooLong)
+        );
+        assert!(Reply::new(ReplyCode::OK, None, "t".repeat(506)).is_ok());
+        let esc = Some(Esc::c(5, 100, 999));
+        assert!(Reply::new(ReplyCode::MAILBOX_UNAVAILABLE, esc, "t".repeat(496)).is_ok());
+        assert_eq!(
+            Reply::new(ReplyCode::MAILBOX_UNAVAILABLE, esc, "t".repeat(497)),
+            Err(ValueError::ReplyTooLong)
+        );
+        let ehlo = EhloReply::new("x".repeat(507), vec![]);
+        assert_eq!(ehlo.to_reply(), Err(ValueError::ReplyTooLong));
     }
 }

@@ -66,6 +66,13 @@ pub enum ValueError {
     /// characters.
     #[error("invalid HOLDUNTIL= value")]
     HoldUntil,
+    /// An `ORCPT` address that is empty or longer than RFC 3461's 500 characters
+    /// (section 4.2).
+    #[error("ORCPT address must be 1 to 500 characters")]
+    Orcpt,
+    /// A reply line longer than RFC 5321's 512 octets, CRLF included (section 4.5.3.1.5).
+    #[error("reply line must be at most 512 octets")]
+    ReplyTooLong,
 }
 
 // ---------------------------------------------------------------- secrets
@@ -627,6 +634,7 @@ impl<'a> TryFrom<&'a str> for HoldUntil<'a> {
 ///
 /// assert_eq!(Envid::new(XText::new("QQ314159")).unwrap().as_str(), "QQ314159");
 /// assert!(Envid::new(XText::new("x".repeat(101))).is_err());
+/// assert!(Envid::new(XText::new("")).is_err()); // `ENVID=` has no empty form
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Envid<'a>(XText<'a>);
@@ -635,13 +643,14 @@ impl<'a> Envid<'a> {
     /// The longest envelope id, in characters.
     pub const MAX_LEN: usize = 100;
 
-    /// An envelope id of at most [`Self::MAX_LEN`] characters.
+    /// An envelope id of 1 to [`Self::MAX_LEN`] characters (an ESMTP parameter's value
+    /// is never empty, RFC 5321 section 4.1.2).
     ///
     /// # Errors
     ///
     /// [`ValueError::Envid`].
     pub fn new(x: XText<'a>) -> Result<Self, ValueError> {
-        if x.as_str().chars().count() <= Self::MAX_LEN {
+        if !x.as_str().is_empty() && x.as_str().chars().count() <= Self::MAX_LEN {
             Ok(Envid(x))
         } else {
             Err(ValueError::Envid)
@@ -736,6 +745,8 @@ impl Notify {
 /// let o = Orcpt::new("rfc822", XText::new("Joe@Example.test")).unwrap();
 /// assert_eq!((o.addr_type(), o.address().as_str()), ("rfc822", "Joe@Example.test"));
 /// assert!(Orcpt::new("rfc822;x\r\nRCPT TO:<a@b>", XText::new("x")).is_err());
+/// assert!(Orcpt::new("rfc822", XText::new("")).is_err());
+/// assert!(Orcpt::new("rfc822", XText::new("x".repeat(501))).is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Orcpt<'a> {
@@ -744,16 +755,24 @@ pub struct Orcpt<'a> {
 }
 
 impl<'a> Orcpt<'a> {
+    /// The longest original recipient address, decoded, in octets (RFC 3461 section 4.2).
+    pub const MAX_ADDRESS_LEN: usize = 500;
+
     /// An ORCPT of `address` (xtext-decoded; it is encoded when written) with the
     /// address type `addr_type` (`rfc822`, `utf-8`, ...: letters, digits and `-`).
     ///
     /// # Errors
     ///
-    /// [`ValueError::Keyword`] for any other address type.
+    /// [`ValueError::Keyword`] for any other address type, [`ValueError::Orcpt`] for an
+    /// address that is empty or longer than [`Self::MAX_ADDRESS_LEN`] octets (what the
+    /// parser takes).
     pub fn new(addr_type: impl Into<Cow<'a, str>>, address: XText<'a>) -> Result<Self, ValueError> {
         let addr_type = addr_type.into();
         if !is_addr_type(addr_type.as_bytes()) {
             return Err(ValueError::Keyword);
+        }
+        if address.as_str().is_empty() || address.as_str().len() > Self::MAX_ADDRESS_LEN {
+            return Err(ValueError::Orcpt);
         }
         Ok(Orcpt { addr_type, address })
     }
@@ -798,12 +817,24 @@ pub struct Param<'a> {
 
 impl<'a> Param<'a> {
     /// Builds a parameter; the keyword is `ALPHA/DIGIT *(ALPHA/DIGIT/"-")`, the value
-    /// printable ASCII without `=` or space.
+    /// printable ASCII without `=` or space. A keyword this crate knows (`SIZE`,
+    /// `NOTIFY`, ...) is refused: it has its own field in [`MailParams`] or
+    /// [`RcptParams`], which is where the parser puts it.
+    ///
+    /// ```
+    /// use mailbag_smtp_proto::types::Param;
+    ///
+    /// assert!(Param::new("X-TRACE", Some("1")).is_ok());
+    /// assert!(Param::new("size", Some("1")).is_err());
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`ValueError::Keyword`] if either part is invalid.
+    /// [`ValueError::Keyword`] if either part is invalid, or the keyword is a known one.
     pub fn new(keyword: &'a str, value: Option<&'a str>) -> Result<Self, ValueError> {
+        if crate::codec::is_known_keyword(keyword.as_bytes()) {
+            return Err(ValueError::Keyword);
+        }
         Param::from_wire(keyword.as_bytes(), value.map(str::as_bytes)).ok_or(ValueError::Keyword)
     }
 
@@ -864,7 +895,8 @@ pub struct MailParams<'a> {
     pub ret: Option<Ret>,
     /// `ENVID=` (RFC 3461), xtext-decoded.
     pub envid: Option<Envid<'a>>,
-    /// `AUTH=` (RFC 4954), xtext-decoded; `<>` is kept as the text `<>`.
+    /// `AUTH=` (RFC 4954), xtext-decoded; `<>` is kept as the text `<>`. An empty
+    /// value is written as `<>` (an ESMTP value is never empty), so it reads back as `<>`.
     pub auth: Option<XText<'a>>,
     /// `REQUIRETLS` (RFC 8689).
     pub requiretls: bool,
@@ -1422,10 +1454,30 @@ impl<'a> Reply<'a> {
         Reply::multiline(code, enhanced, vec![text.into()])
     }
 
+    /// The longest reply line, CRLF included (RFC 5321 section 4.5.3.1.5).
+    pub const MAX_LINE_LEN: usize = 512;
+
+    /// The length of the text's line on the wire, CRLF included.
+    fn line_len(enhanced: Option<EnhancedStatusCode>, text: &str) -> usize {
+        let digits = |n: u16| {
+            if n >= 100 {
+                3
+            } else if n >= 10 {
+                2
+            } else {
+                1
+            }
+        };
+        let esc = enhanced.map_or(0, |e| 1 + 1 + 1 + digits(e.subject) + 1 + digits(e.detail));
+        3 + 1 + esc + text.len() + 2
+    }
+
     /// A reply of several lines (at least one; an empty vector gives one empty line).
     ///
     /// # Errors
     ///
+    /// [`ValueError::ReplyTooLong`] for a line that would be longer than
+    /// [`Reply::MAX_LINE_LEN`] on the wire (code, enhanced code and CRLF included),
     /// [`ValueError::ReplyText`] for control characters in the text (HT is
     /// text, as RFC 5321's `textstring` has it),
     /// [`ValueError::ClassMismatch`] if the enhanced class differs from the code class,
@@ -1441,6 +1493,9 @@ impl<'a> Reply<'a> {
         for l in &lines {
             if !is_reply_text(l.as_bytes()) {
                 return Err(ValueError::ReplyText);
+            }
+            if Reply::line_len(enhanced, l) > Reply::MAX_LINE_LEN {
+                return Err(ValueError::ReplyTooLong);
             }
         }
         match enhanced {
@@ -1807,7 +1862,9 @@ impl<'a> EhloReply<'a> {
     /// # Errors
     ///
     /// [`ValueError::ReplyText`] when the greeting or a capability's text
-    /// holds a control character (a CR or LF would add reply lines).
+    /// holds a control character (a CR or LF would add reply lines),
+    /// [`ValueError::ReplyTooLong`] when a line would be longer than
+    /// [`Reply::MAX_LINE_LEN`].
     ///
     /// ```
     /// use mailbag_smtp_proto::types::{Capability, EhloReply, ValueError};
@@ -1825,6 +1882,12 @@ impl<'a> EhloReply<'a> {
         }
         if lines.iter().any(|l| !is_reply_text(l.as_bytes())) {
             return Err(ValueError::ReplyText);
+        }
+        if lines
+            .iter()
+            .any(|l| Reply::line_len(None, l) > Reply::MAX_LINE_LEN)
+        {
+            return Err(ValueError::ReplyTooLong);
         }
         // Not `Reply::multiline`: a greeting that looks like an enhanced code
         // is the greeting here (RFC 2034 excludes EHLO replies).

@@ -8,9 +8,14 @@ use std::borrow::Cow;
 use mailbag_smtp_proto::address::ForwardPath;
 use mailbag_smtp_proto::types::{EnhancedStatusCode, Reply, ReplyCode};
 
+/// The longest text of one of mailbagd's replies, in octets: with the code and
+/// the longest enhanced code it fits smtp-proto's [`Reply::MAX_LINE_LEN`].
+pub const MAX_REPLY_TEXT: usize = Reply::MAX_LINE_LEN - "550 5.999.999 \r\n".len();
+
 /// A reply with an enhanced status code (RFC 3463). Control characters in
-/// `text` (which may quote a client's address) are dropped; an enhanced
-/// code whose class differs from the reply code's is left out.
+/// `text` (which may quote a client's address) are dropped; a text longer than
+/// [`MAX_REPLY_TEXT`] is cut there; an enhanced code whose class differs from
+/// the reply code's is left out.
 pub fn reply(
     code: ReplyCode,
     (class, subject, detail): (u8, u16, u16),
@@ -25,9 +30,19 @@ pub fn reply(
     let enhanced = EnhancedStatusCode::new(class, subject, detail)
         .ok()
         .filter(|e| e.class() == code.class());
-    // Only a text that looks like an enhanced code, given without one, can
-    // still be refused (control characters are gone, the class matches): the
-    // reply then carries the code alone, which is always valid.
+    // A text too long for one reply line is cut to `MAX_REPLY_TEXT` octets. Only a
+    // text that looks like an enhanced code, given without one, can still be
+    // refused (control characters are gone, the class matches, the length fits):
+    // the reply then carries the code alone, which is always valid.
+    let text = if text.len() > MAX_REPLY_TEXT {
+        let mut end = MAX_REPLY_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Cow::Owned(text[..end].to_owned())
+    } else {
+        text
+    };
     #[allow(clippy::expect_used)]
     Reply::new(code, enhanced, text)
         .or_else(|_| Reply::new(code, enhanced, ""))
@@ -206,6 +221,20 @@ mod tests {
             "452 4.3.1 Insufficient system storage\r\n"
         );
         assert_eq!(wire(&mailbox_full(false)), "552 5.2.2 Mailbox full\r\n");
+    }
+
+    /// A text longer than one reply line is cut to fit, on a character boundary
+    /// (smtp-proto refuses a reply line over 512 octets).
+    #[test]
+    fn a_long_text_is_cut_to_one_reply_line() {
+        let long = format!("{}{}", "a".repeat(MAX_REPLY_TEXT - 1), "ü".repeat(20));
+        let r = reply(ReplyCode::MAILBOX_UNAVAILABLE, (5, 999, 999), long);
+        let w = wire(&r);
+        assert_eq!(w.len(), Reply::MAX_LINE_LEN - 1, "{w}");
+        assert!(w.starts_with("550 5.999.999 aaa"));
+        assert!(w.ends_with("a\r\n"));
+        let r = reply(ReplyCode::MAILBOX_UNAVAILABLE, (5, 1, 1), "b".repeat(2000));
+        assert_eq!(r.lines()[0].len(), MAX_REPLY_TEXT);
     }
 
     #[test]
