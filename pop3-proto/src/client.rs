@@ -418,6 +418,20 @@ pub enum ClientError {
     Invalid(#[from] ValidationError),
 }
 
+/// The error for an argument that makes its command line longer than a server
+/// must take (RFC 2449 section 4: 255 octets, CRLF included).
+fn too_long(what: &'static str) -> ValidationError {
+    ValidationError::new(what, "makes the command line longer than 255 octets")
+}
+
+/// Refuses a command whose line a server need not take ([`MAX_COMMAND_LINE`]).
+fn fits_command_line(cmd: &Command<'_>, what: &'static str) -> Result<(), ValidationError> {
+    if cmd.to_bytes().len() > MAX_COMMAND_LINE {
+        return Err(too_long(what));
+    }
+    Ok(())
+}
+
 /// A SASL mechanism the client runs itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sasl {
@@ -1062,6 +1076,7 @@ impl ClientSession {
     /// assert!(matches!(c.next_event(), Some(ClientEvent::Error { code: Some(ResponseCode::Auth), .. })));
     /// assert!(c.login_user_pass("jo e", "x").is_err()); // a space in the user name
     /// assert!(c.login_user_pass("joe", "").is_err()); // no password
+    /// assert!(c.login_user_pass(&"j".repeat(249), "x").is_err()); // `USER` over 255 octets
     /// # Ok::<(), mailbag_pop3_proto::client::ClientError>(())
     /// ```
     pub fn login_user_pass(&mut self, user: &str, secret: &str) -> Result<(), ClientError> {
@@ -1072,12 +1087,12 @@ impl ClientSession {
             return Err(crate::types::ValidationError::new("password", "is empty").into());
         }
         let pass = Password::try_from(secret.to_string())?;
+        let (user, pass) = (Command::User(user), Command::Pass(pass));
+        fits_command_line(&user, "user name")?;
+        fits_command_line(&pass, "password")?;
+        self.queued.push_back(Queued::Ready(user, Pending::User));
         self.queued
-            .push_back(Queued::Ready(Command::User(user), Pending::User));
-        self.queued.push_back(Queued::Ready(
-            Command::Pass(pass),
-            Pending::Pass { silent: false },
-        ));
+            .push_back(Queued::Ready(pass, Pending::Pass { silent: false }));
         self.login_queued = true;
         self.flush();
         Ok(())
@@ -1106,6 +1121,10 @@ impl ClientSession {
             return Err(ClientError::WrongState);
         }
         let user = UserName::try_from(user.to_string())?;
+        // `APOP name digest`: the digest is 32 hex digits.
+        if "APOP ".len() + user.as_str().len() + 1 + 32 + 2 > MAX_COMMAND_LINE {
+            return Err(too_long("user name").into());
+        }
         self.queued.push_back(Queued::Apop {
             user,
             secret: Secret::new(secret.to_string()),

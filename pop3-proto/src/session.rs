@@ -29,11 +29,11 @@ use std::time::Instant;
 
 use crate::codec::{
     BodyEncoder, BodyProgress, DEFAULT_MAX_SASL_LINE, Encode, FrameError, LineFramer,
-    MAX_COMMAND_LINE, ParseError, parse_command, parse_sasl_response, push_num,
+    MAX_COMMAND_LINE, MAX_RESPONSE_LINE, ParseError, parse_command, parse_sasl_response, push_num,
 };
 use crate::types::{
     ApopDigest, Capability, Command, Expire, LangArg, ListEntry, Mechanism, MessageNumber,
-    Password, SaslResponse, Text, Uid, UidlEntry, UserName, ValidationError,
+    Password, SaslResponse, StatusResponse, Text, Uid, UidlEntry, UserName, ValidationError,
 };
 
 /// A SASL mechanism the session can run itself.
@@ -84,6 +84,9 @@ impl SaslMechanism {
 #[non_exhaustive]
 pub struct ServerConfig {
     /// Text of the greeting after `+OK`. Default: `"Mailbag POP3 ready."`.
+    /// [`ServerSession::new`] refuses a greeting with a control character, one that
+    /// starts like a response code (`[IN-USE] ...`), and one that makes the greeting
+    /// line, APOP timestamp and CRLF included, longer than 512 octets.
     pub greeting: String,
     /// APOP: the unique timestamp for this connection's greeting, in
     /// msg-id form with brackets (`<pid.clock@host>`); it must differ for
@@ -501,6 +504,13 @@ impl ServerSession {
                 .map_err(|source| ConfigError::InvalidText { field, source })
         };
         text("greeting", &config.greeting)?;
+        // `+OK [IN-USE] hi` would read back as a response code.
+        StatusResponse::ok(config.greeting.as_str()).map_err(|source| {
+            ConfigError::InvalidText {
+                field: "greeting",
+                source,
+            }
+        })?;
         if let Some(i) = &config.implementation {
             text("implementation", i)?;
             if i.is_empty() {
@@ -519,6 +529,19 @@ impl ServerSession {
             if !ok {
                 return Err(ConfigError::InvalidApopTimestamp);
             }
+        }
+        let greeting_line = "+OK ".len()
+            + config.greeting.len()
+            + config.apop_timestamp.as_ref().map_or(0, |t| 1 + t.len())
+            + 2;
+        if greeting_line > MAX_RESPONSE_LINE {
+            return Err(ConfigError::InvalidText {
+                field: "greeting",
+                source: ValidationError::new(
+                    "greeting",
+                    "with the APOP timestamp, longer than a 512-octet response line",
+                ),
+            });
         }
         if config.max_command_line < MAX_COMMAND_LINE || config.max_sasl_line < MAX_COMMAND_LINE {
             return Err(ConfigError::LineLimitTooSmall);
@@ -2003,14 +2026,30 @@ USER joe\r\nPASS guess\r\n";
 
     #[test]
     fn config_validation() {
+        // A greeting that would add a line, read back as a response code, or not fit
+        // in a response line (with the APOP timestamp) is refused.
+        for (greeting, ts) in [
+            ("hi\r\n+OK fake".to_string(), None),
+            ("[IN-USE] hi".to_string(), None),
+            ("g".repeat(507), None),
+            ("g".repeat(480), Some(format!("<{}@x>", "1".repeat(30)))),
+        ] {
+            let c = ServerConfig {
+                greeting: greeting.clone(),
+                apop_timestamp: ts,
+                ..ServerConfig::default()
+            };
+            assert!(
+                matches!(ServerSession::new(c), Err(ConfigError::InvalidText { .. })),
+                "{greeting}"
+            );
+        }
         let c = ServerConfig {
-            greeting: "hi\r\n+OK fake".into(),
+            greeting: "g".repeat(506),
             ..ServerConfig::default()
         };
-        assert!(matches!(
-            ServerSession::new(c),
-            Err(ConfigError::InvalidText { .. })
-        ));
+        let mut s = ServerSession::new(c).unwrap();
+        assert_eq!(s.take_output().len(), 512);
         let c = ServerConfig {
             max_command_line: 100,
             ..ServerConfig::default()

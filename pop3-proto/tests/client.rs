@@ -975,3 +975,52 @@ proptest! {
         let _ = run_split(&wire, &cuts);
     }
 }
+
+/// A login the crate's own server can take: `USER`, `PASS` and `APOP` lines
+/// longer than 255 octets (RFC 2449 section 4) are refused before anything is
+/// sent (before, a 249-octet user name went out and the server answered
+/// "Command line too long").
+#[test]
+fn login_lines_fit_the_servers_command_line() {
+    let greeted = || {
+        let mut c = ClientSession::new(ClientOptions::default());
+        feed(&mut c, b"+OK ready <1.2@host>\r\n");
+        c
+    };
+    // "USER " + 248 + CRLF is 255 octets: sent, and taken by the server session.
+    let user = "u".repeat(248);
+    let mut c = greeted();
+    c.login_user_pass(&user, "secret").unwrap();
+    let line = c.take_output();
+    assert_eq!(line.len(), 255);
+    let mut s = ServerSession::new(ServerConfig::default()).unwrap();
+    s.take_output();
+    s.feed(&line);
+    assert_eq!(s.next_event(), None);
+    let reply = s.take_output();
+    assert!(
+        reply.starts_with(b"+OK"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    for (u, p) in [
+        ("u".repeat(249), "secret".to_string()),
+        ("joe".into(), "p".repeat(250)),
+    ] {
+        let mut c = greeted();
+        assert!(
+            c.login_user_pass(&u, &p).is_err(),
+            "{} {}",
+            u.len(),
+            p.len()
+        );
+        assert!(c.take_output().is_empty());
+    }
+    // "APOP " + name + " " + 32 digits + CRLF.
+    let mut c = greeted();
+    assert!(c.login_apop(&"a".repeat(216), "secret").is_err());
+    assert!(c.take_output().is_empty());
+    let mut c = greeted();
+    c.login_apop(&"a".repeat(215), "secret").unwrap();
+    assert_eq!(c.take_output().len(), 255);
+}
