@@ -1,4 +1,5 @@
-//! DATA receiver: unstuff(stuff(body)) == body with random read sizes, and arbitrary input
+//! DATA receiver: unstuff(stuff(body)) == body with random read sizes (no bare CR or LF
+//! ever sent), and arbitrary input
 //! gives the same result whole or chunked.
 #![no_main]
 
@@ -63,10 +64,26 @@ fuzz_target!(|input: Input| {
         assert_eq!(receive(&input.body, &input.reads, &opts), whole);
         return;
     }
-    // Canonical CRLF body (every LF becomes CRLF), then stuffed.
+    // The body as it is: no bare CR or LF goes out (RFC 5321 section 2.3.8), and the
+    // data ends where the stuffer ended it.
+    let mut wire = Vec::new();
+    stuff(&input.body, &mut wire);
+    let bare = wire.iter().enumerate().any(|(i, &c)| match c {
+        b'\r' => wire.get(i + 1) != Some(&b'\n'),
+        b'\n' => i == 0 || wire[i - 1] != b'\r',
+        _ => false,
+    });
+    assert!(!bare);
+    let len = wire.len();
+    wire.extend_from_slice(b"QUIT\r\n");
+    let (_, used, end) = receive(&wire, &input.reads, &opts);
+    assert_eq!(used, len);
+    assert!(matches!(end, Some(Ok(_))));
+    // Canonical CRLF body (CRs dropped, every LF becomes CRLF), then stuffed:
+    // received back exactly.
     let mut body = Vec::new();
     for line in input.body.split(|&b| b == b'\n') {
-        body.extend_from_slice(line);
+        body.extend(line.iter().filter(|&&b| b != b'\r'));
         body.extend_from_slice(b"\r\n");
     }
     let mut wire = Vec::new();

@@ -510,10 +510,11 @@ impl DataReceiver {
 
 /// Dot-stuffs a body for sending with DATA and appends the terminating `.CRLF`.
 ///
-/// The body should use CRLF line endings; if it does not end with CRLF, one is added before
-/// the final dot. This is the inverse of [`DataReceiver`]:
-/// `receive(stuff(body)) == body` for any body that ends in CRLF (or is empty).
-/// [`Stuffer`] does the same for a body given in chunks.
+/// A bare CR or bare LF in the body is sent as CRLF (RFC 5321 section 2.3.8); if the
+/// body does not end with CRLF, one is added before the final dot. This is the inverse
+/// of [`DataReceiver`]: `receive(stuff(body)) == body` for any body that ends in CRLF
+/// (or is empty) and has no bare CR or LF. [`Stuffer`] does the same for a body given
+/// in chunks.
 ///
 /// # Examples
 ///
@@ -523,6 +524,10 @@ impl DataReceiver {
 /// let mut out = Vec::new();
 /// stuff(b".hidden\r\nline\r\n", &mut out);
 /// assert_eq!(out, b"..hidden\r\nline\r\n.\r\n");
+/// // The smuggling form: its bare CRs become line ends, and the dot is stuffed.
+/// out.clear();
+/// stuff(b"a\r.\r\nMAIL FROM:<x@y>\r\n", &mut out);
+/// assert_eq!(out, b"a\r\n..\r\nMAIL FROM:<x@y>\r\n.\r\n");
 /// ```
 pub fn stuff(body: &[u8], out: &mut Vec<u8>) {
     let mut s = Stuffer::new();
@@ -534,8 +539,10 @@ pub fn stuff(body: &[u8], out: &mut Vec<u8>) {
 /// [`Stuffer::chunk`] in pieces of any size, then [`Stuffer::finish`] writes the end of data.
 ///
 /// The output is the same as [`stuff`] on the concatenated body, whatever the chunking:
-/// a `.` at the start of a line (the first line, or after any LF) is doubled, a missing final
-/// CRLF is added, and `.CRLF` ends the data.
+/// a bare CR or bare LF is sent as CRLF (RFC 5321 section 2.3.8: a client sends
+/// them only as a line end, so `\r.\r\n` cannot end the data at a receiver that
+/// takes a bare CR for a line end), a `.` at the start of a line is doubled, a
+/// missing final CRLF is added, and `.CRLF` ends the data.
 ///
 /// # Examples
 ///
@@ -562,8 +569,8 @@ pub struct Stuffer {
     max_line: Option<usize>,
     /// Octets of the current line so far (when `max_line` is set).
     line_len: usize,
-    /// A CR that ended the last piece, not yet written (when `max_line` is
-    /// set): a line end if an LF comes next, text otherwise.
+    /// A CR that ended the last piece, not yet written: a line end, with the
+    /// next piece's first octet if that is an LF, else made CRLF.
     held_cr: bool,
 }
 
@@ -595,8 +602,8 @@ impl Stuffer {
     /// has none, it inserts CRLF and a space, as Postfix does
     /// (`smtp_line_length_limit`): a header line so broken stays one folded
     /// field, and a body line keeps its text. The CR of a line's CRLF is never
-    /// split from it (a CR that ends a piece waits for the next); a bare CR is
-    /// text like any other octet.
+    /// split from it (a CR that ends a piece waits for the next); a bare CR or
+    /// LF is a line end, sent as CRLF.
     ///
     /// ```
     /// use mailbag_smtp_proto::data::Stuffer;
@@ -618,27 +625,68 @@ impl Stuffer {
 
     /// Appends the stuffed form of `body` (the next piece of the message) to `out`.
     pub fn chunk(&mut self, body: &[u8], out: &mut Vec<u8>) {
-        let Some(max) = self.max_line else {
-            return self.stuff(body, out);
-        };
-        if core::mem::take(&mut self.held_cr) {
-            let mut joined = Vec::with_capacity(body.len() + 1);
-            joined.push(b'\r');
-            joined.extend_from_slice(body);
-            return self.limited(&joined, max, out);
+        let mut buf = Vec::new();
+        let body = self.line_ends(body, &mut buf);
+        match self.max_line {
+            Some(max) => self.limited(body, max, out),
+            None => self.stuff(body, out),
         }
-        self.limited(body, max, out);
     }
 
-    /// [`Stuffer::chunk`] with a line limit.
-    fn limited(&mut self, body: &[u8], max: usize, out: &mut Vec<u8>) {
-        let body = match body.split_last() {
-            Some((b'\r', rest)) => {
-                self.held_cr = true;
-                rest
-            }
-            _ => body,
+    /// `body` with every bare CR and bare LF made CRLF: an SMTP client must send
+    /// them only as CRLF (RFC 5321 section 2.3.8), and a receiver that takes a
+    /// bare CR or LF for a line end would otherwise see `\r.\r\n` as the end of
+    /// the data (SMTP smuggling). A CR that ends the piece is held for the next,
+    /// whose first octet tells whether it was a CRLF's. Borrows `body` when nothing
+    /// changes.
+    fn line_ends<'b>(&mut self, body: &'b [u8], buf: &'b mut Vec<u8>) -> &'b [u8] {
+        if body.is_empty() {
+            return body; // a held CR waits on
+        }
+        let held = core::mem::take(&mut self.held_cr);
+        let mut b = body;
+        if held && b.first() == Some(&b'\n') {
+            b = &b[1..]; // the held CR's LF
+        }
+        if let Some((b'\r', rest)) = b.split_last() {
+            self.held_cr = true;
+            b = rest;
+        }
+        // No CR ends `b` now: a CR is bare unless an LF follows it, an LF unless a CR
+        // is before it (an LF first in `b` follows a CR already written or none).
+        let bare = |i: usize| match b[i] {
+            b'\r' => b.get(i + 1) != Some(&b'\n'),
+            _ => i == 0 || b[i - 1] != b'\r',
         };
+        let Some(first) = memchr::memchr2_iter(b'\r', b'\n', b).find(|&i| bare(i)) else {
+            if !held {
+                return b;
+            }
+            buf.extend_from_slice(b"\r\n");
+            buf.extend_from_slice(b);
+            return buf;
+        };
+        buf.reserve(b.len() + 16);
+        if held {
+            buf.extend_from_slice(b"\r\n");
+        }
+        buf.extend_from_slice(&b[..first]);
+        buf.extend_from_slice(b"\r\n");
+        let mut start = first + 1;
+        let after = start;
+        for i in memchr::memchr2_iter(b'\r', b'\n', &b[after..]).map(|i| i + after) {
+            if bare(i) {
+                buf.extend_from_slice(&b[start..i]);
+                buf.extend_from_slice(b"\r\n");
+                start = i + 1;
+            }
+        }
+        buf.extend_from_slice(&b[start..]);
+        buf
+    }
+
+    /// [`Stuffer::chunk`] with a line limit, on a piece with CRLF line ends only.
+    fn limited(&mut self, body: &[u8], max: usize, out: &mut Vec<u8>) {
         // Fast path: no line of this piece goes past `max`.
         let mut len = self.line_len;
         let mut fits = true;
@@ -752,8 +800,12 @@ impl Stuffer {
     /// Ends the body: adds CRLF if the body did not end with one, then `.CRLF`.
     /// The stuffer is then ready for a new body.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if let (true, Some(max)) = (core::mem::take(&mut self.held_cr), self.max_line) {
-            self.fold(b"\r", max, false, out); // a bare CR at the very end
+        if core::mem::take(&mut self.held_cr) {
+            // A CR at the very end: a line end like any other bare CR.
+            match self.max_line {
+                Some(max) => self.limited(b"\r\n", max, out),
+                None => self.stuff(b"\r\n", out),
+            }
         }
         match self.tail {
             [_, None] | [Some(b'\r'), Some(b'\n')] => {}
@@ -983,7 +1035,49 @@ mod tests {
         assert_eq!(out, b".\r\n");
         out.clear();
         stuff(b"x\r", &mut out);
-        assert_eq!(out, b"x\r\r\n.\r\n");
+        assert_eq!(out, b"x\r\n.\r\n");
+    }
+
+    /// No bare CR or LF goes out, whatever the chunking (RFC 5321 section 2.3.8; a
+    /// review found `\r.\r\n` sent as it came, which a receiver that ends lines at a
+    /// bare CR reads as the end of the data).
+    #[test]
+    fn bare_cr_and_lf_go_out_as_crlf() {
+        let cases: [(&[u8], &[u8]); 8] = [
+            (b"a\r.\r\nMAIL\r\n", b"a\r\n..\r\nMAIL\r\n.\r\n"),
+            (b"a\n.\nb", b"a\r\n..\r\nb\r\n.\r\n"),
+            (b"\r\r\n\n\r", b"\r\n\r\n\r\n\r\n.\r\n"),
+            (b"\n", b"\r\n.\r\n"),
+            (b"\r", b"\r\n.\r\n"),
+            (b"x\r\r.y", b"x\r\n\r\n..y\r\n.\r\n"),
+            (b"ok\r\n.\r\n", b"ok\r\n..\r\n.\r\n"),
+            (b"\n.", b"\r\n..\r\n.\r\n"),
+        ];
+        for (body, want) in cases {
+            for max in [None, Some(3), Some(MAX_TEXT_LINE)] {
+                for split in 0..=body.len() {
+                    for split2 in split..=body.len() {
+                        let mut s = max.map_or_else(Stuffer::new, Stuffer::with_max_line);
+                        let mut out = Vec::new();
+                        s.chunk(&body[..split], &mut out);
+                        s.chunk(&body[split..split2], &mut out);
+                        s.chunk(&body[split2..], &mut out);
+                        s.finish(&mut out);
+                        if max.is_some_and(|m| m < 4) {
+                            // Folding may add CRLF SP; never a bare CR or LF.
+                            let bare = out.iter().enumerate().any(|(i, &c)| match c {
+                                b'\r' => out.get(i + 1) != Some(&b'\n'),
+                                b'\n' => i == 0 || out[i - 1] != b'\r',
+                                _ => false,
+                            });
+                            assert!(!bare, "{body:?} {split}/{split2}: {out:?}");
+                        } else {
+                            assert_eq!(out, want, "{body:?} {max:?} {split}/{split2}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
