@@ -197,9 +197,14 @@ fn for_each_chunk(
     each_chunk(&mut reader, COPY_CHUNK, |e| io_temp("spool read", &e), f)
 }
 
-fn scan(spool: &mut Spool) -> Result<Verdict, DeliveryError> {
+/// Scores the message as it will be stored, `head` (this server's fields,
+/// [`stored_head`]) above the spooled content, as spamd gets it: a customer's
+/// message without `Date:` is stored with the one the server adds, and is not
+/// scored as missing it (a probe found such a message filed as spam).
+fn scan(head: &str, spool: &mut Spool) -> Result<Verdict, DeliveryError> {
     let scorer = BuiltinScorer::default();
     let mut scan = scorer.scan();
+    scan.feed(head.as_bytes());
     for_each_chunk(spool, |c| {
         scan.feed(c);
         Ok(())
@@ -304,7 +309,7 @@ pub fn deliver(
         .collect();
     let verdict = if users.iter().any(|(_, _, s)| s.scanning) {
         match scan_source {
-            Scan::Builtin => Some(scan(spool)?),
+            Scan::Builtin => Some(scan(&head, spool)?),
             Scan::Done(v) => v,
         }
     } else {

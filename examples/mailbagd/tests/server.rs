@@ -849,7 +849,8 @@ fn each_message_of_a_connection_has_its_own_received_id() {
 
 /// RFC 6409 section 8: a customer's message (a POP3 login from its address) that lacks
 /// `Date:` and `Message-ID:` gets them (a probe's mail from curl had neither, and its spam
-/// score grew by both); one that has them keeps its own, and anyone else's mail gets none.
+/// score grew by both), and is scored with them; one that has them keeps its own, and
+/// anyone else's mail gets none.
 #[test]
 fn a_customers_message_gets_the_date_and_message_id_it_lacks() {
     if !require("python3") {
@@ -888,6 +889,17 @@ fn a_customers_message_gets_the_date_and_message_id_it_lacks() {
     let theirs = send("127.0.0.3", "");
     assert!(
         !theirs.contains("\r\nDate: ") && !theirs.contains("Message-ID:"),
+        "{theirs}"
+    );
+    // The built-in scorer scores the message as stored, with the fields the server
+    // added (a probe's customer mail was filed as spam for lacking them); a
+    // stranger's message is scored without.
+    assert!(
+        !ours.contains("MISSING_DATE") && !ours.contains("MISSING_MID"),
+        "{ours}"
+    );
+    assert!(
+        theirs.contains("MISSING_DATE") && theirs.contains("MISSING_MID"),
         "{theirs}"
     );
     let complete = send(
