@@ -59,7 +59,7 @@ mod structure;
 use alloc::vec::Vec;
 
 use crate::data::MAX_TEXT_LINE;
-use quoted_printable::QuotedPrintable;
+pub use quoted_printable::QuotedPrintable;
 use structure::{Encoding, Entity, Event, Kind, Walker, fields};
 
 /// Default of [`SevenBitOptions::max_header_section`]: 64 KiB.

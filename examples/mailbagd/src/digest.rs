@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use askama::Template as _;
 use mailbag_mailstore::{Folder, Uid};
 use mailbag_smtp_proto::date::DateTime;
+use mailbag_smtp_proto::seven_bit::QuotedPrintable;
 use tracing::{info, warn};
 
 use crate::clock::{humanize, unix_seconds as unix};
@@ -209,26 +210,24 @@ fn write_state(ctx: &Context, user: &User, state: &State) -> Result<(), DigestEr
     })
 }
 
-/// Folds lines longer than `max` octets (RFC 5322 allows 998) at a space,
-/// or at a character boundary when a line has none: whitespace in HTML and
-/// a wrapped subject in the text part.
-fn fold_long_lines(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.split_inclusive('\n') {
-        let mut rest = line;
-        while rest.trim_end_matches(['\r', '\n']).len() > max {
-            let mut cut = max;
-            while !rest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let at = rest[..cut].rfind(' ').filter(|&i| i > 0).unwrap_or(cut);
-            out.push_str(&rest[..at]);
-            out.push('\n');
-            rest = rest[at..].trim_start_matches(' ');
-        }
-        out.push_str(rest);
+/// A part's text as quoted-printable (RFC 2045 section 6.7), CRLF line ends:
+/// lines of any length reach the reader whole (soft line breaks), and no line
+/// of a part can read as its boundary. Before, lines were folded at 900
+/// octets, which cut HTML character references in two (a probe's subject of
+/// 200 `<` showed a literal `&` and `#60;`).
+fn quoted_printable(text: &str) -> String {
+    let mut qp = QuotedPrintable::new();
+    let mut out = Vec::with_capacity(text.len() + text.len() / 8);
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    for line in text.split('\n') {
+        qp.encode(
+            line.strip_suffix('\r').unwrap_or(line).as_bytes(),
+            true,
+            &mut out,
+        );
     }
-    out
+    // The encoder writes ASCII only.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Sends `user` a digest of the spam saved after the last one, if one is
@@ -384,7 +383,6 @@ fn compose(
         .unwrap_or_default();
     let t = unix(now);
     let boundary = format!("=_mailbag_digest_{t}_{count}");
-    let crlf = |s: &str| fold_long_lines(&s.replace("\r\n", "\n"), 900).replace('\n', "\r\n");
     format!(
         "From: Mailbag <postmaster@{hostname}>\r\n\
          To: <{user}@{domain}>\r\n\
@@ -397,19 +395,19 @@ fn compose(
          \r\n\
          --{boundary}\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\
-         Content-Transfer-Encoding: 8bit\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\
          \r\n\
-         {text}\r\n\
+         {text}\
          --{boundary}\r\n\
          Content-Type: text/html; charset=utf-8\r\n\
-         Content-Transfer-Encoding: 8bit\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\
          \r\n\
-         {html}\r\n\
+         {html}\
          --{boundary}--\r\n",
         user = user.name.as_str(),
         s = if count == 1 { "" } else { "s" },
-        text = crlf(text),
-        html = crlf(html),
+        text = quoted_printable(text),
+        html = quoted_printable(html),
     )
 }
 
@@ -476,22 +474,43 @@ mod tests {
         );
     }
 
+    /// Decodes quoted-printable (soft breaks out, `=XX` decoded), as a mail client does.
+    fn decode_qp(qp: &str) -> String {
+        let b = qp.replace("=\r\n", "");
+        let b = b.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'=' {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Parts are quoted-printable: lines of at most 76 octets that decode to the text
+    /// as it was (an escaped subject of 200 `<` included), and none that reads as a
+    /// boundary.
     #[test]
-    fn long_lines_are_folded_below_the_limit() {
-        let long = format!(
-            "<td>{}</td>\nshort\n{}\n",
-            "word ".repeat(400),
+    fn parts_are_quoted_printable_and_decode_whole() {
+        let escaped = "&#60;".repeat(200);
+        let text = format!(
+            "<td>{escaped}</td>\n--=_mailbag_digest_1_1\nshort\r\n{}\ncaf\u{e9} = ok \n",
             "x".repeat(2000)
         );
-        let folded = fold_long_lines(&long, 900);
-        assert!(folded.lines().all(|l| l.len() <= 900), "{folded}");
+        let qp = quoted_printable(&text);
+        assert!(qp.split("\r\n").all(|l| l.len() <= 76), "{qp}");
+        assert!(!qp.split("\r\n").any(|l| l.starts_with("--")), "{qp}");
+        assert!(!qp.replace("\r\n", "").contains('\n'));
         assert_eq!(
-            folded.replace(['\n', ' '], ""),
-            long.replace(['\n', ' '], "")
+            decode_qp(&qp),
+            text.replace("\r\n", "\n").replace('\n', "\r\n")
         );
-        assert!(folded.contains("\nshort\n"));
-        let wide = "é".repeat(1000);
-        assert!(fold_long_lines(&wide, 900).lines().all(|l| l.len() <= 900));
-        assert_eq!(fold_long_lines("a b\n", 900), "a b\n");
+        assert_eq!(quoted_printable("a b\n"), "a b\r\n");
     }
 }

@@ -12,16 +12,26 @@ use std::time::Duration;
 mod common;
 use common::{GTUBE, Options, Server, deliver_local, python, require, run, wait_until};
 
-/// Every INBOX message of `user` over POP3 (poplib), as text, in order.
+/// Every INBOX message of `user` over POP3 (poplib), as text, in order. A
+/// multipart message (a digest) is its header section and then each part as a
+/// mail client shows it, decoded by Python's `email` package (the parts are
+/// quoted-printable).
 fn pop3_messages(server: &Server, user: &str) -> Vec<String> {
     let port = server.port("pop3").to_string();
     let script = r#"
-import poplib, sys, json
+import poplib, sys, json, email, email.policy
 p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=20)
 p.user(sys.argv[2]); p.pass_('secret')
 out = []
 for i in range(1, p.stat()[0] + 1):
-    out.append(b'\r\n'.join(p.retr(i)[1]).decode('utf-8', 'replace'))
+    raw = b'\r\n'.join(p.retr(i)[1])
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    if msg.is_multipart():
+        head = raw.split(b'\r\n\r\n', 1)[0].decode('utf-8', 'replace')
+        parts = [part.get_content() for part in msg.walk() if not part.is_multipart()]
+        out.append(head + '\r\n\r\n' + '\r\n'.join(parts))
+    else:
+        out.append(raw.decode('utf-8', 'replace'))
 p.quit()
 print(json.dumps(out))
 "#;

@@ -9,18 +9,38 @@ const MAX_ENCODED_LINE: usize = 76;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
-/// Encoder state: the column of the encoded line being written.
+/// A streaming quoted-printable encoder (RFC 2045 section 6.7) for text: each line
+/// end of the input is a hard line break (CRLF), encoded lines are at most 76
+/// characters (soft line breaks `=CRLF`), `=` is always encoded, and no encoded line
+/// starts with `-`, so no line of the output reads as a MIME boundary delimiter
+/// (`--boundary`) whatever the text holds.
+///
+/// ```
+/// use mailbag_smtp_proto::seven_bit::QuotedPrintable;
+///
+/// let mut qp = QuotedPrintable::new();
+/// let mut out = Vec::new();
+/// qp.encode("caf\u{e9} <b>".as_bytes(), true, &mut out);
+/// qp.encode(b"--not-a-boundary", true, &mut out);
+/// assert_eq!(out, b"caf=C3=A9 <b>\r\n=2D-not-a-boundary\r\n");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct QuotedPrintable {
+pub struct QuotedPrintable {
     column: usize,
 }
 
 impl QuotedPrintable {
+    /// An encoder at the start of a line.
+    pub fn new() -> Self {
+        QuotedPrintable::default()
+    }
+
     /// Encodes `content` (a piece of one line, without its line end) into `out`;
     /// `line_end`: the line ends after this piece (a CRLF follows in `out`). The last
     /// octet of a piece is encoded when it is a space or a tab, so that no encoded line
-    /// ends in white space whether or not more of the line follows.
-    pub(super) fn encode(&mut self, content: &[u8], line_end: bool, out: &mut Vec<u8>) {
+    /// ends in white space whether or not more of the line follows. A CR or LF inside
+    /// `content` is encoded (`=0D`, `=0A`), not taken as a line end.
+    pub fn encode(&mut self, content: &[u8], line_end: bool, out: &mut Vec<u8>) {
         for (i, &b) in content.iter().enumerate() {
             let last = i + 1 == content.len();
             let mut literal = match b {
