@@ -497,7 +497,16 @@ pub struct SmtpConfig {
     /// After this many erroneous commands in a session (5xx: syntax, sequence,
     /// refused parameters) the session answers `421 4.7.0` and closes (default 20).
     pub max_errors: u32,
+    /// The largest header section of a message delivered to a local user, in octets
+    /// (default [`DEFAULT_MAX_HEADER_SIZE`], at least 1,000): delivery rewrites the
+    /// header (the spam fields, the tagged Subject) and holds it whole while it does,
+    /// so a larger one gets `552 5.3.4 Message header too large`.
+    pub max_header_size: usize,
 }
+
+/// Default of `[smtp] max_header_size`: 256 KiB, against Exim's `header_maxsize`
+/// of 1 MiB and Postfix's `header_size_limit` of 100 KiB.
+pub const DEFAULT_MAX_HEADER_SIZE: usize = 256 * 1024;
 
 /// `[tls]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -1039,6 +1048,7 @@ struct RawSmtp {
     bare_line_endings: Option<String>,
     max_received_headers: Option<usize>,
     max_errors: Option<u32>,
+    max_header_size: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -1904,7 +1914,14 @@ impl Config {
             },
             max_received_headers: raw.smtp.max_received_headers.unwrap_or(50),
             max_errors: nonzero_count("smtp.max_errors", raw.smtp.max_errors, 20)?,
+            max_header_size: raw.smtp.max_header_size.unwrap_or(DEFAULT_MAX_HEADER_SIZE),
         };
+        if smtp.max_header_size < 1_000 {
+            return Err(invalid(
+                "smtp.max_header_size",
+                "must be at least 1000 (one header line of 998 octets and CRLF)",
+            ));
+        }
         if smtp.max_received_headers == 0 {
             return Err(invalid(
                 "smtp.max_received_headers",

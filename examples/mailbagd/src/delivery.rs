@@ -338,6 +338,7 @@ pub fn deliver(
             .map_err(|e| DeliveryError::from_store(&e))?;
         let mut opts = RewriteOptions::default();
         opts.template = live.template.clone();
+        opts.max_header_bytes = config.smtp.max_header_size;
         let mut rw = HeaderRewriter::new(decision.action, opts);
         let mut out = Vec::with_capacity(COPY_CHUNK + 1024);
         for_each_chunk(spool, |c| {
