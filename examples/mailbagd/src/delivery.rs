@@ -47,8 +47,8 @@ use mailbag_smtp_proto::date::DateTime;
 use mailbag_smtp_proto::trace::{Received, received_count, return_path};
 use mailbag_smtp_proto::types::Reply;
 use mailbag_spam_tag::{
-    BuiltinScorer, Folder as SpamFolderChoice, HeaderRewriter, RewriteOptions, Score, UserSettings,
-    Verdict, decide,
+    BuiltinScorer, Decision, Folder as SpamFolderChoice, HeaderAction, HeaderRewriter,
+    RewriteOptions, Score, UserSettings, Verdict, decide,
 };
 use tracing::info;
 
@@ -339,6 +339,7 @@ pub fn deliver(
         let mut opts = RewriteOptions::default();
         opts.template = live.template.clone();
         opts.max_header_bytes = config.smtp.max_header_size;
+        let judged = Judged::of(&decision);
         let mut rw = HeaderRewriter::new(decision.action, opts);
         let mut out = Vec::with_capacity(COPY_CHUNK + 1024);
         for_each_chunk(spool, |c| {
@@ -356,7 +357,7 @@ pub fn deliver(
         // Written, fsynced and closed now: a message for 100 local recipients
         // does not hold 100 descriptors (and write buffers) until the commits.
         d.seal().map_err(|e| DeliveryError::from_store(&e))?;
-        prepared.push((local, user, decision.is_spam, d));
+        prepared.push((local, user, judged, d));
     }
 
     // A copy this message would take over its user's quota (no `SIZE=` was announced,
@@ -374,8 +375,8 @@ pub fn deliver(
     // backscatter to an innocent address.
     let over_quota: Vec<&LocalRecipient> = over_quota
         .into_iter()
-        .filter_map(|(local, is_spam, _)| {
-            if is_spam == Some(true) {
+        .filter_map(|(local, judged, _)| {
+            if judged == Judged::Spam {
                 info!(user = %local.user, "over quota after DATA, judged spam: dropped without a bounce");
                 None
             } else {
@@ -395,7 +396,7 @@ pub fn deliver(
     } else {
         prepared
             .iter()
-            .filter(|(_, _, is_spam, _)| *is_spam != Some(true))
+            .filter(|(_, _, judged, _)| *judged != Judged::Spam)
             .flat_map(|(local, ..)| local.rcpts())
             .filter(|r| r.params.notify.is_some_and(|n| n.success()))
             .collect()
@@ -470,12 +471,13 @@ pub fn deliver(
         info!("shutdown timeout passed before the copies were committed: nothing stored");
         return Err(DeliveryError(replies::shutting_down()));
     }
-    for (_, user, is_spam, d) in prepared {
+    for (_, user, judged, d) in prepared {
         let receipt = d.commit().map_err(|e| DeliveryError::from_store(&e))?;
-        info!(user = %user.name, folder = %receipt.folder, size = receipt.size, spam = ?is_spam, "delivered");
+        let verdict = judged.label();
+        info!(user = %user.name, folder = %receipt.folder, size = receipt.size, verdict = verdict.unwrap_or("not asked"), "delivered");
         ctx.metrics.delivered(receipt.folder.name());
-        if let Some(spam) = is_spam {
-            ctx.metrics.spam_verdict(spam);
+        if let Some(verdict) = verdict {
+            ctx.metrics.spam_verdict(verdict);
         }
         report
             .local
@@ -496,16 +498,44 @@ pub fn deliver(
 }
 
 /// A sealed local copy: its recipient, its user, the spam verdict, the copy.
-type Prepared<'e> = (
-    &'e LocalRecipient,
-    &'e User,
-    Option<bool>,
-    Box<dyn Delivery>,
-);
+type Prepared<'e> = (&'e LocalRecipient, &'e User, Judged, Box<dyn Delivery>);
 
 /// A copy that would take its user over quota: its recipient, the spam
 /// verdict, the store's error.
-type OverQuota<'e> = (&'e LocalRecipient, Option<bool>, StoreError);
+type OverQuota<'e> = (&'e LocalRecipient, Judged, StoreError);
+
+/// What scanning made of one user's copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Judged {
+    Spam,
+    Ham,
+    /// The user has scanning on, but the message has no score (spamd down, slow
+    /// or paused, or the message over `max_scan_size`): delivered unscanned.
+    Unscanned,
+    /// The user has scanning off.
+    NotAsked,
+}
+
+impl Judged {
+    fn of(d: &Decision) -> Judged {
+        match (d.is_spam, &d.action) {
+            (Some(true), _) => Judged::Spam,
+            (Some(false), _) => Judged::Ham,
+            (None, HeaderAction::Unscanned) => Judged::Unscanned,
+            (None, _) => Judged::NotAsked,
+        }
+    }
+
+    /// The `verdict` label of `spam_verdicts_total`; none when not asked.
+    fn label(self) -> Option<&'static str> {
+        match self {
+            Judged::Spam => Some("spam"),
+            Judged::Ham => Some("ham"),
+            Judged::Unscanned => Some("unscanned"),
+            Judged::NotAsked => None,
+        }
+    }
+}
 
 /// Splits the sealed copies into those that fit their user's quota and the
 /// recipients of those that would take it over, each with its spam verdict

@@ -169,7 +169,7 @@ impl Metrics {
         );
         r.register(
             "spam_verdicts",
-            "Spam scores of delivered messages (spam, ham)",
+            "Spam verdicts of delivered copies (spam, ham, unscanned)",
             m.spam_verdicts.clone(),
         );
         r.register(
@@ -301,9 +301,10 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a scanned message.
-    pub fn spam_verdict(&self, is_spam: bool) {
-        let verdict = if is_spam { "spam" } else { "ham" };
+    /// Counts a copy delivered to a user who has scanning on: `verdict` is
+    /// `spam`, `ham`, or `unscanned` (no score: spamd failed or paused, or the
+    /// message was over `max_scan_size`).
+    pub fn spam_verdict(&self, verdict: &'static str) {
         self.spam_verdicts
             .get_or_create(&VerdictLabels { verdict })
             .inc();

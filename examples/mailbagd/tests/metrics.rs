@@ -292,3 +292,35 @@ fn connections_refused_at_a_limit_are_counted() {
     );
     drop(first);
 }
+
+/// A copy delivered unscanned to a user who has scanning on (spamd down, fail-open) is
+/// counted as `verdict="unscanned"` (a probe found spamd failures visible only in the
+/// log); a user with scanning off adds no verdict.
+#[test]
+fn a_copy_delivered_unscanned_is_counted() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start_with(
+        Options {
+            spamd: Some(format!("127.0.0.1:{}", common::free_port())),
+            tables: "[metrics]\nlisten = \"127.0.0.1:0\"\n".into(),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    common::deliver_local(&server, "joe@example.test", "no spamd", GTUBE);
+    let (status, text) = get(&server, "/metrics");
+    assert_eq!(status, 200);
+    let verdict = |v: &str| sample(&text, "mailbag_spam_verdicts_total", &[("verdict", v)]);
+    assert_eq!(
+        (verdict("unscanned"), verdict("spam"), verdict("ham")),
+        (1.0, 0.0, 0.0),
+        "{text}"
+    );
+    assert_eq!(
+        server.message_texts("joe", "").len(),
+        1,
+        "delivered to the INBOX"
+    );
+}
