@@ -423,7 +423,11 @@ async fn admit(
             return;
         };
         stream = match stream
-            .upgrade(acceptor, live.config.limits.tls_handshake_timeout)
+            .upgrade(
+                acceptor,
+                live.config.limits.tls_handshake_timeout,
+                &ctx.shutdown,
+            )
             .await
         {
             Ok(s) => s,

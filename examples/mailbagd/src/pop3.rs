@@ -250,7 +250,11 @@ impl ServerHandler<MaybeTls> for Pop3Handler {
             .as_ref()
             .ok_or_else(|| session_error("STLS without TLS config"))?;
         let tls = stream
-            .upgrade(acceptor, self.live.config.limits.tls_handshake_timeout)
+            .upgrade(
+                acceptor,
+                self.live.config.limits.tls_handshake_timeout,
+                &self.ctx.shutdown,
+            )
             .await?;
         debug!("STLS: TLS established");
         Ok(tls)

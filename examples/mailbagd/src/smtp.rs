@@ -323,7 +323,11 @@ impl ServerHandler<MaybeTls> for SmtpHandler {
             .as_ref()
             .ok_or_else(|| session_error("STARTTLS without TLS config"))?;
         let tls = stream
-            .upgrade(acceptor, self.live.config.limits.tls_handshake_timeout)
+            .upgrade(
+                acceptor,
+                self.live.config.limits.tls_handshake_timeout,
+                &self.ctx.shutdown,
+            )
             .await?;
         debug!("STARTTLS: TLS established");
         self.tls = true;

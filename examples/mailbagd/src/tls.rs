@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -97,15 +98,30 @@ impl MaybeTls {
     }
 
     /// Runs the TLS handshake on a plain stream (STLS/STARTTLS or implicit
-    /// TLS), bounded by `timeout`. A stream already in TLS is an error.
-    pub async fn upgrade(self, acceptor: &TlsAcceptor, timeout: Duration) -> io::Result<MaybeTls> {
+    /// TLS), bounded by `timeout`, and given up when `shutdown` is cancelled: a
+    /// client silent in its handshake does not hold the server's shutdown for
+    /// `limits.shutdown_timeout` (a probe's restart waited the whole time for one).
+    /// A stream already in TLS is an error.
+    pub async fn upgrade(
+        self,
+        acceptor: &TlsAcceptor,
+        timeout: Duration,
+        shutdown: &CancellationToken,
+    ) -> io::Result<MaybeTls> {
         match self {
             MaybeTls::Plain(tcp) => {
-                let tls = tokio::time::timeout(timeout, acceptor.accept(tcp))
-                    .await
-                    .map_err(|_| {
+                let handshake = tokio::time::timeout(timeout, acceptor.accept(tcp));
+                let tls = tokio::select! {
+                    r = handshake => r.map_err(|_| {
                         io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                    })??;
+                    })??,
+                    () = shutdown.cancelled() => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Interrupted,
+                            "server shutting down during the TLS handshake",
+                        ));
+                    }
+                };
                 Ok(MaybeTls::Tls(Box::new(tls)))
             }
             MaybeTls::Tls(_) => Err(io::Error::other("TLS is already active")),

@@ -310,3 +310,44 @@ fn a_delivery_the_shutdown_gave_up_on_stores_nothing() {
         assert_eq!(n, 0, "joe/{sub}");
     }
 }
+
+/// Clients silent in a TLS handshake (implicit TLS on the pop3s and submissions
+/// roles, and after `STLS`) do not hold the shutdown: they are dropped when it
+/// begins, so the server does not wait out `limits.shutdown_timeout` for them (a probe's
+/// SIGTERM took the whole timeout for one such client, 30 s with the defaults).
+#[test]
+fn a_client_silent_in_a_tls_handshake_does_not_hold_the_shutdown() {
+    let mut server = Server::start_with(
+        Options {
+            tls: true,
+            ..Options::default()
+        },
+        |_| {},
+    );
+    let before = server.log().matches("connected").count();
+    let implicit: Vec<TcpStream> = ["pop3s", "submissions"]
+        .iter()
+        .map(|role| connect(&server, role))
+        .collect();
+    let mut stls = connect_served(&server, "pop3", "+OK");
+    stls.write_all(b"STLS\r\n").unwrap();
+    let mut reply = String::new();
+    BufReader::new(&stls).read_line(&mut reply).unwrap();
+    assert!(reply.starts_with("+OK"), "{reply}");
+    // Every connection is admitted (counted) before the signal.
+    assert!(
+        common::wait_until(Duration::from_secs(10), || {
+            server.log().matches("connected").count() >= before + 3
+        }),
+        "{}",
+        server.log()
+    );
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status:?}\n{}", server.log());
+    let log = server.log();
+    assert!(
+        !log.contains("shutdown timeout reached"),
+        "the shutdown waited for the handshakes:\n{log}"
+    );
+    drop(implicit);
+}
