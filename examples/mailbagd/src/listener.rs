@@ -420,6 +420,9 @@ async fn admit(
     if role.implicit_tls() {
         let live = ctx.live();
         let Some(acceptor) = live.tls.as_ref() else {
+            // Not reached: a reload that would remove `[tls]` under a running TLS
+            // listener is refused. Said, in case.
+            warn!("implicit-TLS connection without a TLS configuration: closed");
             return;
         };
         stream = match stream

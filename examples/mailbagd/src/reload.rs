@@ -45,6 +45,17 @@ pub enum ReloadError {
     /// The TLS certificate or key, or the tag template, is unusable.
     #[error(transparent)]
     Context(#[from] ContextError),
+    /// The new configuration has no `[tls]`, but listeners the server keeps until a
+    /// restart need it (`tls_listen`, `web.tls`): applied, they would accept
+    /// connections and close each at once, silently (a probe's "turn TLS off" edit).
+    #[error(
+        "[tls] is removed, but the running {keys} need it until a restart: refused, \
+         the running configuration is kept (restart to turn TLS off)"
+    )]
+    TlsStillNeeded {
+        /// The keys that need it, e.g. `pop3.tls_listen, web.tls`.
+        keys: String,
+    },
     /// The passwd-file changed while it was read: what was read may be half
     /// a file. It is read again once it holds still.
     #[error("the passwd-file changed while it was read; it is read again once it holds still")]
@@ -230,6 +241,21 @@ impl Reloader {
             .map(|((key, _), _)| *key)
             .collect();
         config.keep_restart_keys(&running);
+        if config.tls.is_none() {
+            let keys: Vec<&str> = [
+                ("pop3.tls_listen", !config.pop3.tls_listen.is_empty()),
+                ("smtp.tls_listen", !config.smtp.tls_listen.is_empty()),
+                ("web.tls", config.web.tls),
+            ]
+            .into_iter()
+            .filter_map(|(key, needs)| needs.then_some(key))
+            .collect();
+            if !keys.is_empty() {
+                return Err(ReloadError::TlsStillNeeded {
+                    keys: keys.join(", "),
+                });
+            }
+        }
         let users = config.users.len();
         // POP-before-SMTP authorizations made by logins that the new users
         // would refuse: a compromised account removed, or its password reset,

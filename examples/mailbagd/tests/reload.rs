@@ -512,3 +512,37 @@ fn sighup_reloads_the_tls_certificate_and_a_bad_one_is_refused() {
     assert_eq!(cert_fingerprint(port), second);
     assert!(open.cmd("QUIT").starts_with("+OK"));
 }
+
+/// A reload that removes `[tls]` while the implicit-TLS listeners (restart-only) stay
+/// is refused, and TLS goes on being served (before, it was applied and each TLS port
+/// accepted connections and closed them at once, without a word in the log).
+#[test]
+fn a_reload_that_removes_tls_under_running_tls_listeners_is_refused() {
+    if !require("python3") {
+        return;
+    }
+    let (server, _passwd) = start("1h", true);
+    let port = server.port("pop3s");
+    let first = cert_fingerprint(port);
+    let cfg = server.config_path().to_owned();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let start = text.find("[tls]").expect("a [tls] table");
+    let end = text[start + 5..]
+        .find("\n[")
+        .map_or(text.len(), |i| start + 5 + i + 1);
+    let without = format!("{}{}", &text[..start], &text[end..])
+        .replace("tls_listen = [\"127.0.0.1:0\"]", "tls_listen = []");
+    assert!(
+        !without.contains("[tls]") && !without.contains("cert_file"),
+        "{without}"
+    );
+    std::fs::write(&cfg, without).unwrap();
+    server.signal_hup();
+    wait_for_log(&server, "reload failed", 1);
+    let log = server.log();
+    assert!(
+        log.contains("[tls] is removed, but the running pop3.tls_listen, smtp.tls_listen need it"),
+        "{log}"
+    );
+    assert_eq!(cert_fingerprint(port), first, "TLS is still served");
+}
