@@ -201,6 +201,16 @@ impl Cli {
     }
 }
 
+/// `--check` and start-up: why the `[tls]` certificate and key do not load as the
+/// server loads them (a probe's `--check` said "configuration OK" for a key of
+/// another certificate, which the start then refused).
+pub fn check_tls(config: &Config) -> Option<String> {
+    let tls = config.tls.as_ref()?;
+    crate::tls::load_acceptor(&tls.cert_file, &tls.key_file)
+        .err()
+        .map(|e| e.to_string())
+}
+
 /// `--check`: the bad passwd-file lines a server would leave out, as one
 /// message (`None` when there are none), naming at most the first 20.
 pub fn check_passwd_lines(skipped: &[String]) -> Option<String> {

@@ -1852,6 +1852,12 @@ impl Config {
                     ("tls.cert_file", &t.cert_file),
                     ("tls.key_file", &t.key_file),
                 ] {
+                    if p.is_dir() {
+                        return Err(invalid(
+                            key,
+                            format!("{} is a directory, not a file", p.display()),
+                        ));
+                    }
                     if !p.is_file() {
                         return Err(invalid(key, format!("file {} not found", p.display())));
                     }

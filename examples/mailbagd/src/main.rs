@@ -27,7 +27,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A certificate and key that do not load are a configuration error, for
+    // `--check` and for a start alike (exit status 2, the keys named); the
+    // admin commands below do not use them.
+    let tls_error = || mailbagd::cli::check_tls(&config);
     if cli.check {
+        if let Some(message) = tls_error() {
+            eprintln!("mailbagd: invalid config: {message}");
+            return ExitCode::from(2);
+        }
         if let Some(message) = mailbagd::cli::check_passwd_lines(&skipped) {
             eprintln!("mailbagd: invalid config: {message}");
             return ExitCode::from(2);
@@ -57,6 +65,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(message) = tls_error() {
+        eprintln!("mailbagd: invalid config: {message}");
+        return ExitCode::from(2);
     }
     mailbagd::fd_limit::raise_for(&mut config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

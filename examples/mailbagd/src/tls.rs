@@ -19,22 +19,49 @@ use tokio_util::sync::CancellationToken;
 #[non_exhaustive]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("{key} {path}: cannot read it: {source}")]
     Read {
+        /// `tls.cert_file` or `tls.key_file`.
+        key: &'static str,
         /// The file.
         path: String,
         /// The I/O error.
         source: io::Error,
     },
     /// The certificate file holds no certificate.
-    #[error("{0}: no PEM certificate found")]
+    #[error("tls.cert_file {0}: no PEM certificate found")]
     NoCertificate(String),
     /// The key file holds no private key.
-    #[error("{0}: no PEM private key found")]
+    #[error("tls.key_file {0}: no PEM private key found")]
     NoKey(String),
+    /// The key file holds an encrypted private key, which the server cannot use.
+    #[error(
+        "tls.key_file {0}: the private key is encrypted; store it decrypted \
+         (`openssl pkey -in KEY -out KEY.plain`), readable only by the server"
+    )]
+    EncryptedKey(String),
     /// rustls refused the certificate/key pair.
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
+    #[error("tls.cert_file {cert} with tls.key_file {key}: {}", rustls_hint(.source))]
+    Rustls {
+        /// The certificate file.
+        cert: String,
+        /// The key file.
+        key: String,
+        /// rustls's error.
+        source: rustls::Error,
+    },
+}
+
+/// What a rustls error means for the files an admin gave.
+fn rustls_hint(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InconsistentKeys(_) => "the private key does not belong to the first \
+             certificate of the file (the server's own certificate must come first, then its \
+             chain)"
+            .to_owned(),
+        rustls::Error::InvalidCertificate(c) => format!("the certificate is not usable: {c:?}"),
+        other => other.to_string(),
+    }
 }
 
 /// Builds a rustls acceptor from a PEM certificate chain and a PEM private key.
@@ -51,17 +78,23 @@ pub enum TlsError {
 /// assert!(mailbagd::tls::load_acceptor(&k, &c).is_err());
 /// ```
 pub fn load_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, TlsError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| TlsError::Read {
-            path: p.display().to_string(),
-            source,
-        })
+    let read = |key: &'static str, p: &Path| {
+        let path = p.display().to_string();
+        if p.is_dir() {
+            return Err(TlsError::Read {
+                key,
+                path,
+                source: io::Error::other("a directory, not a file"),
+            });
+        }
+        std::fs::read(p).map_err(|source| TlsError::Read { key, path, source })
     };
-    let cert_pem = read(cert_file)?;
-    let key_pem = read(key_file)?;
+    let cert_pem = read("tls.cert_file", cert_file)?;
+    let key_pem = read("tls.key_file", key_file)?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|source| TlsError::Read {
+            key: "tls.cert_file",
             path: cert_file.display().to_string(),
             source,
         })?;
@@ -70,15 +103,32 @@ pub fn load_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, T
     }
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|source| TlsError::Read {
+            key: "tls.key_file",
             path: key_file.display().to_string(),
             source,
         })?
-        .ok_or_else(|| TlsError::NoKey(key_file.display().to_string()))?;
+        .ok_or_else(|| {
+            let path = key_file.display().to_string();
+            if memchr::memmem::find(&key_pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----").is_some()
+                || memchr::memmem::find(&key_pem, b"Proc-Type: 4,ENCRYPTED").is_some()
+            {
+                TlsError::EncryptedKey(path)
+            } else {
+                TlsError::NoKey(path)
+            }
+        })?;
+    let rustls_error = |source| TlsError::Rustls {
+        cert: cert_file.display().to_string(),
+        key: key_file.display().to_string(),
+        source,
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_error)?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_single_cert(certs, key)
+        .map_err(rustls_error)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

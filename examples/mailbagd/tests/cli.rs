@@ -154,3 +154,65 @@ fn check_refuses_a_server_user_that_does_not_exist() {
     let out = check(&format!("{USERS}[server]\nuser = \"nobody\"\n"));
     assert!(out.ok(), "{out:?}");
 }
+
+/// `--check` loads the TLS certificate and key as a start does: a key of another
+/// certificate, the two files swapped, an empty key, an encrypted key or a directory
+/// are each a configuration error (exit status 2) naming the key; a start says the
+/// same. Before, `--check` said "configuration OK" and the start failed with status 1.
+#[test]
+fn check_loads_the_tls_certificate_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let one = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let two = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(d.join("cert.pem"), one.cert.pem()).unwrap();
+    std::fs::write(d.join("key.pem"), one.key_pair.serialize_pem()).unwrap();
+    std::fs::write(d.join("other.pem"), two.key_pair.serialize_pem()).unwrap();
+    std::fs::write(d.join("empty.pem"), "").unwrap();
+    std::fs::write(
+        d.join("encrypted.pem"),
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let config = |cert: &str, key: &str| {
+        let p = d.join("c.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "data_dir = {:?}\n[tls]\ncert_file = {:?}\nkey_file = {:?}\n{USERS}",
+                d.join("data"),
+                d.join(cert),
+                d.join(key)
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let ok = config("cert.pem", "key.pem");
+    let out = mailbagd(&["--config", ok.to_str().unwrap(), "--check"], d);
+    assert!(out.ok(), "{out:?}");
+    for (cert, key, says) in [
+        (
+            "cert.pem",
+            "other.pem",
+            "does not belong to the first certificate",
+        ),
+        ("key.pem", "cert.pem", "tls.cert_file"),
+        ("cert.pem", "empty.pem", "tls.key_file"),
+        ("cert.pem", "encrypted.pem", "the private key is encrypted"),
+        ("cert.pem", ".", "a directory"),
+    ] {
+        let p = config(cert, key);
+        let out = mailbagd(&["--config", p.to_str().unwrap(), "--check"], d);
+        assert_eq!(out.status.code(), Some(2), "{cert} {key}: {out:?}");
+        assert!(
+            out.stderr.contains("invalid config") && out.stderr.contains(says),
+            "{cert} {key}: {out:?}"
+        );
+    }
+    // A start with the mismatched key stops the same way, before binding anything.
+    let p = config("cert.pem", "other.pem");
+    let out = mailbagd(&["--config", p.to_str().unwrap()], d);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("does not belong"), "{out:?}");
+}
