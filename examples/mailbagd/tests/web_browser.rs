@@ -183,6 +183,33 @@ async fn send(server_smtp: SocketAddr, to: &'static str, subj: &'static str) {
     assert!(r.starts_with("250"), "{r}");
 }
 
+/// `text` with quoted-printable soft line breaks removed and `=XX` decoded (the
+/// digest's parts); any other `=` (in its header) is kept.
+fn decode_quoted_printable(text: &str) -> String {
+    let b = text.replace("=\r\n", "");
+    let b = b.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'=', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn fetch(pop3: SocketAddr, user: &'static str) -> Vec<String> {
     tokio::task::spawn_blocking(move || pop3_fetch_all(pop3, user, "secret"))
         .await
@@ -376,6 +403,8 @@ async fn digest_release(c: &Client, server: &WebServer) {
         .iter()
         .find(|m| subject(m).starts_with("Spam digest:"))
         .expect("the digest in the INBOX");
+    // Its parts are quoted-printable: decoded as a mail program does.
+    let digest = &decode_quoted_printable(digest);
     // The HTML part as a mail program shows it.
     let html = &digest[digest.find("<!DOCTYPE html>").expect("HTML part")..];
     let html = &html[..html.find("</html>").expect("end of HTML") + 7];
