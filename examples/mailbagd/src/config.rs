@@ -1597,6 +1597,21 @@ fn nonzero_count(key: &str, value: Option<u32>, default: u32) -> Result<u32, Con
 
 /// A protocol session's `idle_timeout`: nonzero and at most the libraries'
 /// `MAX_IDLE_TIMEOUT` (a week), which every session would refuse.
+/// The longest `[limits] tls_handshake_timeout`: a handshake is a few round trips,
+/// and each stalled one holds a connection slot (a probe's "100d" was taken).
+pub const MAX_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `d`, or an error naming `key` when it is longer than `max`.
+fn at_most(key: &str, d: Duration, max: Duration) -> Result<Duration, ConfigError> {
+    if d > max {
+        return Err(invalid(
+            key,
+            format!("must be at most {}", humantime::format_duration(max)),
+        ));
+    }
+    Ok(d)
+}
+
 fn session_idle_timeout(
     key: &str,
     d: Option<HumanDuration>,
@@ -1605,13 +1620,7 @@ fn session_idle_timeout(
     let d = nonzero(key, d, default)?;
     let max = mailbag_pop3_proto::session::MAX_IDLE_TIMEOUT
         .min(mailbag_smtp_proto::session::MAX_IDLE_TIMEOUT);
-    if d > max {
-        return Err(invalid(
-            key,
-            format!("must be at most {}", humantime::format_duration(max)),
-        ));
-    }
-    Ok(d)
+    at_most(key, d, max)
 }
 
 impl Config {
@@ -2188,10 +2197,14 @@ impl Config {
             max_connections_defaulted,
             configured_max_connections: max_connections,
             max_connections_per_ip: raw.limits.max_connections_per_ip.unwrap_or(20),
-            tls_handshake_timeout: nonzero(
+            tls_handshake_timeout: at_most(
                 "limits.tls_handshake_timeout",
-                raw.limits.tls_handshake_timeout,
-                Duration::from_secs(30),
+                nonzero(
+                    "limits.tls_handshake_timeout",
+                    raw.limits.tls_handshake_timeout,
+                    Duration::from_secs(30),
+                )?,
+                MAX_TLS_HANDSHAKE_TIMEOUT,
             )?,
             shutdown_timeout: nonzero(
                 "limits.shutdown_timeout",
@@ -3001,6 +3014,24 @@ mod tests {
     /// The protocol sessions refuse an `idle_timeout` over a week (its
     /// deadline might overflow the clock): so does the configuration, at
     /// start-up, naming the key, rather than every connection.
+    #[test]
+    fn the_tls_handshake_timeout_is_at_most_ten_minutes() {
+        let err = parse(&format!(
+            "[limits]\ntls_handshake_timeout = \"100d\"\n{USERS}"
+        ))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("limits.tls_handshake_timeout")
+                && err.to_string().contains("at most 10m"),
+            "{err}"
+        );
+        let ok = parse(&format!(
+            "[limits]\ntls_handshake_timeout = \"10m\"\n{USERS}"
+        ))
+        .unwrap();
+        assert_eq!(ok.limits.tls_handshake_timeout, MAX_TLS_HANDSHAKE_TIMEOUT);
+    }
+
     #[test]
     fn session_idle_timeouts_are_at_most_a_week() {
         for key in ["pop3", "smtp"] {
