@@ -563,7 +563,15 @@ pub struct SpamConfig {
     /// the spam that arrived since the last one, in the INBOX (`digest_interval`,
     /// default 7 days; `"0"`: no digests).
     pub digest_interval: Option<Duration>,
+    /// The most messages a digest lists, oldest first: those the sweeper deletes
+    /// soonest (`digest_max_entries`,
+    /// default [`DEFAULT_DIGEST_MAX_ENTRIES`], at least 1); it counts the rest and
+    /// points to the Spam folder's page for them.
+    pub digest_max_entries: usize,
 }
+
+/// Default of `[spam] digest_max_entries`: 200 messages (a digest of 5,000 was 3 MB).
+pub const DEFAULT_DIGEST_MAX_ENTRIES: usize = 200;
 
 /// Default of `[spam] max_scan_size`: 512,000 octets, spamc's default `-s`
 /// limit (spamd is not built for larger messages, and spam rarely is one).
@@ -1098,6 +1106,7 @@ struct RawSpam {
     spamd_failures_before_pause: Option<u32>,
     spamd_pause: Option<HumanDuration>,
     digest_interval: Option<HumanDuration>,
+    digest_max_entries: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -2065,7 +2074,17 @@ impl Config {
                 Some(d) if d.0.is_zero() => None,
                 Some(d) => Some(d.0),
             },
+            digest_max_entries: raw
+                .spam
+                .digest_max_entries
+                .unwrap_or(DEFAULT_DIGEST_MAX_ENTRIES),
         };
+        if spam.digest_max_entries == 0 {
+            return Err(invalid(
+                "spam.digest_max_entries",
+                "must be greater than zero",
+            ));
+        }
         if !spam.threshold.is_finite() {
             return Err(invalid("spam.threshold", "must be a finite number"));
         }

@@ -87,6 +87,8 @@ struct Row {
 struct Digest<'a> {
     user: &'a str,
     count: usize,
+    /// New messages not listed (over `[spam] digest_max_entries`).
+    more: usize,
     since: String,
     retention: String,
     rows: Vec<Row>,
@@ -302,8 +304,10 @@ pub fn send_digest(
     let config = ctx.config();
     let hostname = config.hostname.as_str();
     let base = web.link_base(hostname);
+    let max = ctx.config().spam.digest_max_entries;
     let rows: Vec<Row> = entries
         .iter()
+        .take(max)
         .filter_map(|e| {
             let link = ReleaseLink {
                 user: user.name.clone(),
@@ -332,7 +336,8 @@ pub fn send_digest(
     };
     let d = Digest {
         user: user.name.as_str(),
-        count: rows.len(),
+        count: entries.len(),
+        more: entries.len().saturating_sub(rows.len()),
         since: since_text,
         retention: humanize(retention),
         rows,

@@ -313,3 +313,51 @@ fn a_removed_users_release_links_are_refused() {
     assert_eq!(status, 404);
     assert_eq!(server.messages("pat", ".Spam").len(), 1, "nothing released");
 }
+
+/// `[spam] digest_max_entries`: the digest lists the oldest messages (deleted soonest)
+/// up to the limit and says how many more arrived (a probe's digest of 5,006 messages was 3 MB); the
+/// next digest does not list the ones left out.
+#[test]
+fn a_digest_lists_at_most_digest_max_entries() {
+    if !require("python3") {
+        return;
+    }
+    let server = Server::start_with(
+        Options {
+            spam: "digest_max_entries = 2\n".into(),
+            ..Options::default()
+        },
+        |_| {},
+    );
+    for s in ["first", "second", "third"] {
+        send_spam(&server, s);
+    }
+    assert_eq!(
+        digest_now(&server, "joe"),
+        "joe: digest of 3 message(s) sent"
+    );
+    let inbox = pop3_messages(&server, "joe");
+    let digest = &inbox[0];
+    assert!(
+        digest.contains("Subject: Spam digest: 3 messages"),
+        "{digest}"
+    );
+    assert_eq!(release_links(digest).len(), 2, "{digest}");
+    assert!(
+        digest.contains("* first") && digest.contains("* second"),
+        "{digest}"
+    );
+    assert!(
+        !digest.contains("* third"),
+        "the newest is left out: {digest}"
+    );
+    assert_eq!(
+        digest.matches("1 more is not listed here.").count(),
+        2,
+        "both parts say so: {digest}"
+    );
+    assert_eq!(
+        digest_now(&server, "joe"),
+        "joe: no new spam since the last digest"
+    );
+}
