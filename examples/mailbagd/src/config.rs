@@ -1943,7 +1943,7 @@ impl Config {
         if smtp.max_header_size < 1_000 {
             return Err(invalid(
                 "smtp.max_header_size",
-                "must be at least 1000 (one header line of 998 octets and CRLF)",
+                "must be at least 1000 (octets of the header section, its empty line included)",
             ));
         }
         if smtp.max_received_headers == 0 {
