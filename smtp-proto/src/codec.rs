@@ -35,8 +35,8 @@ use core::ops::Range;
 use crate::address::{AddressError, ForwardPath, forward_path_in, path_fast, reverse_path_in};
 use crate::types::{
     AuthResponse, Body, By, ByMode, Command, EnhancedStatusCode as Esc, Envid, HeloName, Hold,
-    HoldUntil, MailParams, Mechanism, MtPriority, Notify, Orcpt, Param, RcptParams, Reply,
-    ReplyCode, Ret, Secret, Text, XText, push_u64,
+    HoldUntil, MAIL_KEYWORDS, MailParams, Mechanism, MtPriority, Notify, Orcpt, Param,
+    RCPT_KEYWORDS, RcptParams, Reply, ReplyCode, Ret, Secret, Text, XText, known_keyword, push_u64,
 };
 
 /// Default command line limit in octets, CRLF included (RFC 5321 section 4.5.3.1.4).
@@ -473,40 +473,12 @@ fn parse_mail_params(rest: &[u8]) -> Result<MailParams<'_>, CommandError> {
     Ok(p)
 }
 
-const MAIL_KEYWORDS: [&str; 11] = [
-    "SIZE",
-    "BODY",
-    "SMTPUTF8",
-    "RET",
-    "ENVID",
-    "AUTH",
-    "REQUIRETLS",
-    "MT-PRIORITY",
-    "BY",
-    "HOLDFOR",
-    "HOLDUNTIL",
-];
-const RCPT_KEYWORDS: [&str; 2] = ["NOTIFY", "ORCPT"];
-
 fn is_known_mail_keyword(k: &[u8]) -> bool {
     MAIL_KEYWORDS.iter().any(|m| eq_ic(k, m.as_bytes()))
 }
 
-/// Whether `k` is a MAIL or RCPT parameter the parser gives its own field.
-pub(crate) fn is_known_keyword(k: &[u8]) -> bool {
-    MAIL_KEYWORDS
-        .iter()
-        .chain(RCPT_KEYWORDS.iter())
-        .any(|m| eq_ic(k, m.as_bytes()))
-}
-
 fn known_name(k: &[u8]) -> &'static str {
-    MAIL_KEYWORDS
-        .iter()
-        .chain(RCPT_KEYWORDS.iter())
-        .find(|m| eq_ic(k, m.as_bytes()))
-        .copied()
-        .unwrap_or("?")
+    known_keyword(k).unwrap_or("?")
 }
 
 fn parse_by(v: &[u8]) -> Option<By> {

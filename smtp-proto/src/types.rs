@@ -808,6 +808,33 @@ pub(crate) fn is_addr_type(t: &[u8]) -> bool {
     !t.is_empty() && t.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
 }
 
+/// The MAIL parameters the parser gives a field of [`MailParams`].
+pub(crate) const MAIL_KEYWORDS: [&str; 11] = [
+    "SIZE",
+    "BODY",
+    "SMTPUTF8",
+    "RET",
+    "ENVID",
+    "AUTH",
+    "REQUIRETLS",
+    "MT-PRIORITY",
+    "BY",
+    "HOLDFOR",
+    "HOLDUNTIL",
+];
+
+/// The RCPT parameters the parser gives a field of [`RcptParams`].
+pub(crate) const RCPT_KEYWORDS: [&str; 2] = ["NOTIFY", "ORCPT"];
+
+/// The MAIL or RCPT keyword `k` is, in any case, as these lists write it.
+pub(crate) fn known_keyword(k: &[u8]) -> Option<&'static str> {
+    MAIL_KEYWORDS
+        .iter()
+        .chain(RCPT_KEYWORDS.iter())
+        .find(|m| m.as_bytes().eq_ignore_ascii_case(k))
+        .copied()
+}
+
 /// A parameter this crate does not know, kept so the server can answer 555.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Param<'a> {
@@ -832,7 +859,7 @@ impl<'a> Param<'a> {
     ///
     /// [`ValueError::Keyword`] if either part is invalid, or the keyword is a known one.
     pub fn new(keyword: &'a str, value: Option<&'a str>) -> Result<Self, ValueError> {
-        if crate::codec::is_known_keyword(keyword.as_bytes()) {
+        if known_keyword(keyword.as_bytes()).is_some() {
             return Err(ValueError::Keyword);
         }
         Param::from_wire(keyword.as_bytes(), value.map(str::as_bytes)).ok_or(ValueError::Keyword)
