@@ -624,65 +624,51 @@ impl Stuffer {
     }
 
     /// Appends the stuffed form of `body` (the next piece of the message) to `out`.
+    ///
+    /// Every bare CR and bare LF goes out as CRLF: an SMTP client must send them
+    /// only as CRLF (RFC 5321 section 2.3.8), and a receiver that takes a bare CR
+    /// or LF for a line end would otherwise see `\r.\r\n` as the end of the data
+    /// (SMTP smuggling). A CR that ends the piece is held for the next, whose first
+    /// octet tells whether it was a CRLF's.
     pub fn chunk(&mut self, body: &[u8], out: &mut Vec<u8>) {
-        let mut buf = Vec::new();
-        let body = self.line_ends(body, &mut buf);
-        match self.max_line {
-            Some(max) => self.limited(body, max, out),
-            None => self.stuff(body, out),
-        }
-    }
-
-    /// `body` with every bare CR and bare LF made CRLF: an SMTP client must send
-    /// them only as CRLF (RFC 5321 section 2.3.8), and a receiver that takes a
-    /// bare CR or LF for a line end would otherwise see `\r.\r\n` as the end of
-    /// the data (SMTP smuggling). A CR that ends the piece is held for the next,
-    /// whose first octet tells whether it was a CRLF's. Borrows `body` when nothing
-    /// changes.
-    fn line_ends<'b>(&mut self, body: &'b [u8], buf: &'b mut Vec<u8>) -> &'b [u8] {
         if body.is_empty() {
-            return body; // a held CR waits on
+            return; // a held CR waits on
         }
-        let held = core::mem::take(&mut self.held_cr);
         let mut b = body;
-        if held && b.first() == Some(&b'\n') {
-            b = &b[1..]; // the held CR's LF
+        if core::mem::take(&mut self.held_cr) {
+            self.emit(b"\r\n", out);
+            if b[0] == b'\n' {
+                b = &b[1..]; // the held CR's LF
+            }
         }
         if let Some((b'\r', rest)) = b.split_last() {
             self.held_cr = true;
             b = rest;
         }
         // No CR ends `b` now: a CR is bare unless an LF follows it, an LF unless a CR
-        // is before it (an LF first in `b` follows a CR already written or none).
-        let bare = |i: usize| match b[i] {
-            b'\r' => b.get(i + 1) != Some(&b'\n'),
-            _ => i == 0 || b[i - 1] != b'\r',
-        };
-        let Some(first) = memchr::memchr2_iter(b'\r', b'\n', b).find(|&i| bare(i)) else {
-            if !held {
-                return b;
-            }
-            buf.extend_from_slice(b"\r\n");
-            buf.extend_from_slice(b);
-            return buf;
-        };
-        buf.reserve(b.len() + 16);
-        if held {
-            buf.extend_from_slice(b"\r\n");
-        }
-        buf.extend_from_slice(&b[..first]);
-        buf.extend_from_slice(b"\r\n");
-        let mut start = first + 1;
-        let after = start;
-        for i in memchr::memchr2_iter(b'\r', b'\n', &b[after..]).map(|i| i + after) {
-            if bare(i) {
-                buf.extend_from_slice(&b[start..i]);
-                buf.extend_from_slice(b"\r\n");
+        // is before it (an LF first in `b` follows a CR already written or none). The
+        // runs between bare ones hold only CRLF line ends.
+        let mut start = 0;
+        for i in memchr::memchr2_iter(b'\r', b'\n', b) {
+            let bare = match b[i] {
+                b'\r' => b.get(i + 1) != Some(&b'\n'),
+                _ => i == 0 || b[i - 1] != b'\r',
+            };
+            if bare {
+                self.emit(&b[start..i], out);
+                self.emit(b"\r\n", out);
                 start = i + 1;
             }
         }
-        buf.extend_from_slice(&b[start..]);
-        buf
+        self.emit(&b[start..], out);
+    }
+
+    /// Stuffs `piece` (CRLF line ends only), with the line limit when there is one.
+    fn emit(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        match self.max_line {
+            Some(max) => self.limited(piece, max, out),
+            None => self.stuff(piece, out),
+        }
     }
 
     /// [`Stuffer::chunk`] with a line limit, on a piece with CRLF line ends only.
@@ -802,10 +788,7 @@ impl Stuffer {
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         if core::mem::take(&mut self.held_cr) {
             // A CR at the very end: a line end like any other bare CR.
-            match self.max_line {
-                Some(max) => self.limited(b"\r\n", max, out),
-                None => self.stuff(b"\r\n", out),
-            }
+            self.emit(b"\r\n", out);
         }
         match self.tail {
             [_, None] | [Some(b'\r'), Some(b'\n')] => {}
