@@ -27,12 +27,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // A certificate and key that do not load are a configuration error, for
-    // `--check` and for a start alike (exit status 2, the keys named); the
-    // admin commands below do not use them.
-    let tls_error = || mailbagd::cli::check_tls(&config);
     if cli.check {
-        if let Some(message) = tls_error() {
+        // A certificate and key that do not load are a configuration error (exit
+        // status 2, the keys named), as they are for a start (below); the admin
+        // commands do not use them.
+        if let Some(message) = mailbagd::cli::check_tls(&config) {
             eprintln!("mailbagd: invalid config: {message}");
             return ExitCode::from(2);
         }
@@ -66,10 +65,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(message) = tls_error() {
-        eprintln!("mailbagd: invalid config: {message}");
-        return ExitCode::from(2);
-    }
     mailbagd::fd_limit::raise_for(&mut config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,6 +79,11 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let server = match mailbagd::server::Server::bind(config).await {
             Ok(s) => s,
+            // Loaded once, here: a pair that does not load is the configuration's fault.
+            Err(mailbagd::server::StartError::Context(mailbagd::context::ContextError::Tls(e))) => {
+                eprintln!("mailbagd: invalid config: {e}");
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 eprintln!("mailbagd: {e}");
                 return ExitCode::FAILURE;

@@ -179,7 +179,10 @@ fn check_loads_the_tls_certificate_and_key() {
         std::fs::write(
             &p,
             format!(
-                "data_dir = {:?}\n[tls]\ncert_file = {:?}\nkey_file = {:?}\n{USERS}",
+                "data_dir = {:?}\n[pop3]\nlisten = [\"127.0.0.1:0\"]\n\
+                 [smtp]\nlisten = [\"127.0.0.1:0\"]\nsubmission_listen = [\"127.0.0.1:0\"]\n\
+                 [web]\nlisten = [\"127.0.0.1:0\"]\n\
+                 [tls]\ncert_file = {:?}\nkey_file = {:?}\n{USERS}",
                 d.join("data"),
                 d.join(cert),
                 d.join(key)
@@ -210,7 +213,8 @@ fn check_loads_the_tls_certificate_and_key() {
             "{cert} {key}: {out:?}"
         );
     }
-    // A start with the mismatched key stops the same way, before binding anything.
+    // A start with the mismatched key stops the same way (its listeners on port 0:
+    // it binds them before it loads the pair).
     let p = config("cert.pem", "other.pem");
     let out = mailbagd(&["--config", p.to_str().unwrap()], d);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
