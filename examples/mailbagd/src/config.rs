@@ -1621,6 +1621,20 @@ fn at_most(key: &str, d: Duration, max: Duration) -> Result<Duration, ConfigErro
     Ok(d)
 }
 
+/// The keys of these tables whose values need a `[tls]` section, in this order:
+/// `pop3.tls_listen`, `smtp.tls_listen`, `pop3.require_tls_for_login`, `web.tls`.
+fn keys_needing_tls(pop3: &Pop3Config, smtp: &SmtpConfig, web: &WebConfig) -> Vec<&'static str> {
+    [
+        ("pop3.tls_listen", !pop3.tls_listen.is_empty()),
+        ("smtp.tls_listen", !smtp.tls_listen.is_empty()),
+        ("pop3.require_tls_for_login", pop3.require_tls_for_login),
+        ("web.tls", web.tls),
+    ]
+    .into_iter()
+    .filter_map(|(key, needs)| needs.then_some(key))
+    .collect()
+}
+
 fn session_idle_timeout(
     key: &str,
     d: Option<HumanDuration>,
@@ -1774,6 +1788,12 @@ impl Config {
         self.limits.spool_memory = running.limits.spool_memory;
         self.spam.sweep_interval = running.spam.sweep_interval;
         self.spam.digest_interval = running.spam.digest_interval;
+    }
+
+    /// The keys whose values need a `[tls]` section (a loaded configuration without
+    /// one has none; a reload checks the restart-only keys it keeps with it).
+    pub fn keys_needing_tls(&self) -> Vec<&'static str> {
+        keys_needing_tls(&self.pop3, &self.smtp, &self.web)
     }
 
     /// The file this configuration was read from (`None`: a string, or the
@@ -1961,23 +1981,11 @@ impl Config {
         if smtp.max_recipients == 0 {
             return Err(invalid("smtp.max_recipients", "must be greater than zero"));
         }
-        if tls.is_none() {
-            if !pop3.tls_listen.is_empty() {
-                return Err(invalid("pop3.tls_listen", "needs a [tls] section"));
-            }
-            if !smtp.tls_listen.is_empty() {
-                return Err(invalid("smtp.tls_listen", "needs a [tls] section"));
-            }
-            if pop3.require_tls_for_login {
-                return Err(invalid(
-                    "pop3.require_tls_for_login",
-                    "needs a [tls] section",
-                ));
-            }
-        }
         let web = web_config(raw.web, &login, &data_dir)?;
-        if web.tls && tls.is_none() {
-            return Err(invalid("web.tls", "needs a [tls] section"));
+        if tls.is_none()
+            && let Some(&key) = keys_needing_tls(&pop3, &smtp, &web).first()
+        {
+            return Err(invalid(key, "needs a [tls] section"));
         }
         let mut seen = HashSet::new();
         for (key, list) in [

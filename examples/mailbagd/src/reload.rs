@@ -242,14 +242,7 @@ impl Reloader {
             .collect();
         config.keep_restart_keys(&running);
         if config.tls.is_none() {
-            let keys: Vec<&str> = [
-                ("pop3.tls_listen", !config.pop3.tls_listen.is_empty()),
-                ("smtp.tls_listen", !config.smtp.tls_listen.is_empty()),
-                ("web.tls", config.web.tls),
-            ]
-            .into_iter()
-            .filter_map(|(key, needs)| needs.then_some(key))
-            .collect();
+            let keys = config.keys_needing_tls();
             if !keys.is_empty() {
                 return Err(ReloadError::TlsStillNeeded {
                     keys: keys.join(", "),
